@@ -1,0 +1,203 @@
+// Device helpers shared by every swiglu kernel.
+//
+//   - dtype traits: to_f32(T) widens float / __half / __nv_bfloat16 to fp32; from_f32<T>(float)
+//     narrows with round-to-nearest-even. Both work on sm_70 (cuda_bf16.h emulates bf16 there).
+//   - the gate: silu(g) = g / (1 + exp(-g)), swiglu_gate(g, u) = silu(g) * u, all in fp32.
+//   - thin PTX wrappers for the sm_80 tensor-core path: cp.async (16 bytes, zero-fill),
+//     commit/wait_group, ldmatrix (.x4, .x4.trans), mma.sync m16n8k16 (f16/bf16) and
+//     m16n8k8 (tf32), cvt.rna.tf32.f32.
+//
+// Arch: the traits and the gate need nothing beyond sm_70. Each PTX wrapper is compiled only where
+// its instruction exists and is __trap() elsewhere, so this file builds for sm_75 and a kernel
+// that reaches a wrapper on the wrong GPU stops loudly instead of computing garbage.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define SWIGLU_SM80_DEVICE 1
+#else
+#define SWIGLU_SM80_DEVICE 0
+#endif
+
+namespace swiglu::kernels {
+
+template <class T>
+inline constexpr bool is_swiglu_dtype_v = std::is_same_v<T, float> || std::is_same_v<T, __half> ||
+                                          std::is_same_v<T, __nv_bfloat16>;
+
+// ---- dtype traits ------------------------------------------------------------------------------
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+__device__ __forceinline__ T from_f32(float v) {
+  static_assert(is_swiglu_dtype_v<T>, "from_f32: T must be float, __half or __nv_bfloat16");
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else if constexpr (std::is_same_v<T, __half>) {
+    return __float2half_rn(v);
+  } else {
+    return __float2bfloat16_rn(v);
+  }
+}
+
+// Two adjacent outputs as one 2-element store (4 bytes for 16-bit types, 8 for fp32). The caller
+// guarantees 2-element alignment.
+template <class T>
+__device__ __forceinline__ void store_pair(T* dst, float v0, float v1) {
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+  } else if constexpr (std::is_same_v<T, __half>) {
+    *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(v0, v1);
+  } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "store_pair: unsupported dtype");
+    *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
+  }
+}
+
+// ---- the gate ----------------------------------------------------------------------------------
+
+// SiLU in fp32. FastMath = false uses the precise expf; true uses __expf (about 2 ulp worse).
+// Why: g / (1 + e^-g) instead of g * sigmoid(g): for g < -88, e^-g overflows to +inf and the
+// quotient is a clean -0; for g > 88, e^-g underflows to 0 and the result is exactly g. NaN and
+// +-inf propagate as IEEE says (silu(-inf) = -inf/inf = NaN, as in PyTorch).
+// __fdiv_rn keeps the division IEEE-exact even if someone builds with -prec-div=false.
+template <bool FastMath = false>
+__device__ __forceinline__ float silu(float g) {
+  const float e = FastMath ? __expf(-g) : expf(-g);
+  return __fdiv_rn(g, 1.0f + e);
+}
+
+template <bool FastMath = false>
+__device__ __forceinline__ float swiglu_gate(float g, float u) {
+  return silu<FastMath>(g) * u;
+}
+
+// ---- PTX wrappers (sm_80) -----------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy global -> shared. When !valid nothing is read and the 16 bytes are zeroed
+// (src-size 0), so masked tiles contribute 0 to the products; src must still be a valid address.
+__device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, bool valid) {
+#if SWIGLU_SM80_DEVICE
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
+               "l"(__cvta_generic_to_global(src)), "r"(src_bytes)
+               : "memory");
+#else
+  (void)dst; (void)src; (void)valid;
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if SWIGLU_SM80_DEVICE
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+// Waits until at most N of this thread's committed cp.async groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if SWIGLU_SM80_DEVICE
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#else
+  __trap();
+#endif
+}
+
+// Four 8x8 b16 matrices; lane i supplies the row address of row i%8 of matrix i/8. Lane l gets,
+// from each matrix, row l/4 and b16 columns 2*(l%4), 2*(l%4)+1 (the .trans form: column l/4,
+// rows 2*(l%4), 2*(l%4)+1).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+#if SWIGLU_SM80_DEVICE
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#else
+  (void)addr;
+  r[0] = r[1] = r[2] = r[3] = 0;
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+#if SWIGLU_SM80_DEVICE
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#else
+  (void)addr;
+  r[0] = r[1] = r[2] = r[3] = 0;
+  __trap();
+#endif
+}
+
+// D += A·B for one 16x8x16 tile, fp32 accumulate. T selects f16 or bf16 operands.
+// Fragments (g = lane/4, t = lane%4): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..),
+// a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g); d0,d1 (g, 2t..2t+1), d2,d3 (g+8, ..).
+template <class T>
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
+                                             const uint32_t (&b)[2]) {
+  static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>,
+                "mma_m16n8k16: T must be __half or __nv_bfloat16");
+#if SWIGLU_SM80_DEVICE
+  if constexpr (std::is_same_v<T, __half>) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+#else
+  (void)d; (void)a; (void)b;
+  __trap();
+#endif
+}
+
+// D += A·B for one 16x8x8 tf32 tile, fp32 accumulate. Operands must already be tf32 (cvt_tf32).
+// Fragments: a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (k t, n g), b1 (k t+4, n g);
+// d as for m16n8k16.
+__device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4],
+                                                 const uint32_t (&b)[2]) {
+#if SWIGLU_SM80_DEVICE
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  (void)d; (void)a; (void)b;
+  __trap();
+#endif
+}
+
+// fp32 bits -> tf32 bits (10-bit mantissa), round to nearest with ties away from zero.
+__device__ __forceinline__ uint32_t cvt_tf32(uint32_t f32_bits) {
+#if SWIGLU_SM80_DEVICE
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(f32_bits)));
+  return r;
+#else
+  (void)f32_bits;
+  __trap();
+  return 0;
+#endif
+}
+
+}  // namespace swiglu::kernels

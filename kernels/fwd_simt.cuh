@@ -1,0 +1,299 @@
+// Generic fused SwiGLU forward on CUDA cores (SIMT), for every dtype and every GPU from sm_70.
+//
+//   Z[m][n] = silu(G[m][n]) * U[m][n],  G = X·Waᵀ + ba,  U = X·Wbᵀ + bb,  silu(g) = g / (1 + e^-g)
+//
+// Layouts: X is B×I (row stride ldx). Linear: W is [Wa; Wb], 2D×I row-major, so Wa[n][k] =
+// W[n*I + k] and Wb[n][k] = W[(D+n)*I + k]. Packed: W is [Wa | Wb], I×2D row-major, so Wa[n][k] =
+// W[k*2D + n] and Wb[n][k] = W[k*2D + D + n]. Bias is [ba | bb] (2D elements). Z is B×D row-major.
+// Inputs are converted to fp32 on their way into shared memory; products, bias and gate are fp32;
+// Z is rounded once (round-to-nearest) to T.
+//
+// Arch: sm_70+ and nothing newer: plain global loads, shared memory and fp32 FMA.
+//
+// Design:
+//   - Each thread owns a TM×TN tile of BOTH G and U at the same (m, n), so the gate is applied in
+//     registers and G/U never leave the thread.
+//   - Two shared-memory buffers, refilled through registers: the global loads of tile k+1 are
+//     issued before the FMAs of tile k and stored to the other buffer after them, so one barrier
+//     per K tile suffices (stages = 2).
+//   - No dimension has to divide a tile: out-of-range elements load as 0 and only in-range Z is
+//     stored. With FwdParams.vec_load the global loads are 16-byte vectors (a vector is then wholly
+//     in range or out); otherwise every element is loaded and bounds-checked on its own, which
+//     handles any I, D, ldx and pointer alignment. The two paths share registers and buffers and
+//     differ only in the load width (a uniform branch, one instance).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/common.cuh"
+#include "swiglu/registry.hpp"
+
+namespace swiglu::kernels {
+
+template <class T_, bool Packed_, int BM, int BN, int BK, int WARPS, bool FastMath_ = false>
+struct SimtFwdConfig {
+  using T = T_;
+  static constexpr bool kPacked = Packed_;
+  static constexpr bool kFastMath = FastMath_;
+  static constexpr int kBlockM = BM, kBlockN = BN, kBlockK = BK;
+  static constexpr int kStages = 2;
+  static constexpr int kWarps = WARPS;
+  static constexpr int kThreads = WARPS * 32;
+
+  // Thread grid: TX threads across N, TY across M; each owns TM rows × TN columns.
+  static constexpr int kTN = 4;
+  static constexpr int kTX = BN / kTN;
+  static constexpr int kTY = kThreads / kTX;
+  static constexpr int kTM = BM / kTY;
+
+  // Why +4: the K-major tiles are filled by threads that walk K, so an unpadded stride of BM or BN
+  // floats (a multiple of 32) would put a warp's stores in one bank; +4 keeps float4 alignment for
+  // the compute loop's reads and spreads the stores over 8 banks.
+  static constexpr int kLdA = BM + 4;
+  static constexpr int kLdW = BN + 4;
+  static constexpr int kBufFloats = BK * (kLdA + 2 * kLdW);  // A, Wa, Wb of one K tile
+  static constexpr int kSmemBytes = 0;                       // static shared memory only
+  // Why: with up to 32 accumulators, asking for 2 blocks per SM caps 256-thread blocks at 128
+  // registers (16 warps per SM to hide the plain global loads' latency) at no spill; with 64 that
+  // cap spills, so those tiles take what they need and rely on their per-thread ILP instead.
+  static constexpr int kMinBlocks = 2 * kTM * kTN > 32 ? 1 : 2;
+
+  // Global loads move V elements at a time: V = kVec (16 bytes) when FwdParams.vec_load, else 1.
+  // A thread's registers hold kSlots values of each tile for either width.
+  static constexpr int kVec = static_cast<int>(16 / sizeof(T));
+  template <int V> static constexpr int kItersA = (BM * BK / V + kThreads - 1) / kThreads;
+  template <int V> static constexpr int kItersW = (BN * BK / V + kThreads - 1) / kThreads;
+  static constexpr int kSlotsA = std::max(kItersA<1>, kItersA<kVec> * kVec);
+  static constexpr int kSlotsW = std::max(kItersW<1>, kItersW<kVec> * kVec);
+
+  static_assert(is_swiglu_dtype_v<T>, "simt fwd: T must be float, __half or __nv_bfloat16");
+  static_assert(BN % kTN == 0 && kThreads % kTX == 0,
+                "simt fwd: BN/4 must divide the thread count");
+  static_assert(BM % kTY == 0, "simt fwd: BM must be a multiple of threads / (BN/4)");
+  static_assert(kTM == 1 || kTM == 2 || kTM == 4 || kTM == 8, "simt fwd: TM must be 1, 2, 4 or 8");
+  static_assert(BK % kVec == 0 && BN % kVec == 0,
+                "simt fwd: BK and BN must be whole 16-byte vectors of T");
+  static_assert(2 * kBufFloats * 4 <= 48 * 1024, "simt fwd: static shared memory must fit 48 KB");
+  static_assert(2 * kTM * kTN <= 64, "simt fwd: more than 64 accumulators per thread would spill");
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
+    swiglu_fwd_simt(const swiglu::detail::FwdParams p) {
+  using T = typename Cfg::T;
+  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
+  constexpr int kThreads = Cfg::kThreads;
+  constexpr int TM = Cfg::kTM, TN = Cfg::kTN;
+  constexpr int kLdA = Cfg::kLdA, kLdW = Cfg::kLdW;
+
+  __shared__ __align__(16) float smem[2][Cfg::kBufFloats];
+
+  const int tid = threadIdx.x;
+  const int tx = tid % Cfg::kTX;
+  const int ty = tid / Cfg::kTX;
+
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  const T* __restrict__ w = static_cast<const T*>(p.w);
+  const int64_t B = p.B, I = p.I, D = p.D, ldx = p.ldx;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * BN;
+  const int64_t k_tiles = (I + BK - 1) / BK;
+
+  float ra[Cfg::kSlotsA], rwa[Cfg::kSlotsW], rwb[Cfg::kSlotsW];
+
+  // Global -> registers for K tile kt, V elements per load along the contiguous dimension, zero
+  // outside [0,B)×[0,I) and [0,D)×[0,I). Chunk c of a tile is row c / (chunks per row), chunk
+  // column c % (chunks per row); consecutive threads take consecutive chunks of a row so the loads
+  // coalesce. With V > 1 (vec_load: the rows walked are whole vectors, pointers aligned) a vector is entirely in
+  // range or entirely out; with V = 1 every element is checked.
+  auto load_global = [&](auto v_tag, int64_t kt) {
+    constexpr int V = decltype(v_tag)::value;
+    const int64_t k0 = kt * BK;
+    auto load_vec = [&](const T* src, bool ok, float* dst) {
+      if constexpr (V == 1) {
+        dst[0] = ok ? to_f32(*src) : 0.0f;
+      } else {
+        alignas(16) T v[V];
+        if (ok) {
+          *reinterpret_cast<uint4*>(v) = *reinterpret_cast<const uint4*>(src);
+        } else {
+#pragma unroll
+          for (int e = 0; e < V; ++e) v[e] = from_f32<T>(0.0f);
+        }
+#pragma unroll
+        for (int e = 0; e < V; ++e) dst[e] = to_f32(v[e]);
+      }
+    };
+    constexpr int kRowChunksK = BK / V;                   // chunks per K-contiguous tile row
+    [[maybe_unused]] constexpr int kRowChunksN = BN / V;  // chunks per N-contiguous tile row
+#pragma unroll
+    for (int i = 0; i < Cfg::template kItersA<V>; ++i) {
+      const int c = tid + i * kThreads;
+      if ((BM * BK / V) % kThreads != 0 && c >= BM * BK / V) break;
+      const int64_t m = m0 + c / kRowChunksK;
+      const int64_t k = k0 + (c % kRowChunksK) * V;
+      load_vec(x + m * ldx + k, m < B && k < I, &ra[i * V]);
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::template kItersW<V>; ++i) {
+      const int c = tid + i * kThreads;
+      if ((BN * BK / V) % kThreads != 0 && c >= BN * BK / V) break;
+      if constexpr (!Cfg::kPacked) {  // W rows are contiguous in K
+        const int64_t n = n0 + c / kRowChunksK;
+        const int64_t k = k0 + (c % kRowChunksK) * V;
+        const bool ok = n < D && k < I;
+        load_vec(w + n * I + k, ok, &rwa[i * V]);
+        load_vec(w + (D + n) * I + k, ok, &rwb[i * V]);
+      } else {                        // W rows are contiguous in N
+        const int64_t k = k0 + c / kRowChunksN;
+        const int64_t n = n0 + (c % kRowChunksN) * V;
+        const bool ok = n < D && k < I;
+        load_vec(w + k * 2 * D + n, ok, &rwa[i * V]);
+        load_vec(w + k * 2 * D + D + n, ok, &rwb[i * V]);
+      }
+    }
+  };
+
+  // Registers -> shared buffer, K-major: A[k][m], Wa[k][n], Wb[k][n]; same chunk mapping.
+  auto store_shared = [&](auto v_tag, int buf) {
+    constexpr int V = decltype(v_tag)::value;
+    constexpr int kRowChunksK = BK / V;
+    [[maybe_unused]] constexpr int kRowChunksN = BN / V;
+    float* sa = smem[buf];
+    float* swa = sa + BK * kLdA;
+    float* swb = swa + BK * kLdW;
+#pragma unroll
+    for (int i = 0; i < Cfg::template kItersA<V>; ++i) {
+      const int c = tid + i * kThreads;
+      if ((BM * BK / V) % kThreads != 0 && c >= BM * BK / V) break;
+      const int mm = c / kRowChunksK;
+      const int kk = (c % kRowChunksK) * V;
+#pragma unroll
+      for (int e = 0; e < V; ++e) sa[(kk + e) * kLdA + mm] = ra[i * V + e];
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::template kItersW<V>; ++i) {
+      const int c = tid + i * kThreads;
+      if ((BN * BK / V) % kThreads != 0 && c >= BN * BK / V) break;
+      if constexpr (!Cfg::kPacked) {
+        const int nn = c / kRowChunksK;
+        const int kk = (c % kRowChunksK) * V;
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          swa[(kk + e) * kLdW + nn] = rwa[i * V + e];
+          swb[(kk + e) * kLdW + nn] = rwb[i * V + e];
+        }
+      } else {
+        const int kk = c / kRowChunksN;
+        const int nn = (c % kRowChunksN) * V;
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          swa[kk * kLdW + nn + e] = rwa[i * V + e];
+          swb[kk * kLdW + nn + e] = rwb[i * V + e];
+        }
+      }
+    }
+  };
+
+  using VecTag = std::integral_constant<int, Cfg::kVec>;
+  using OneTag = std::integral_constant<int, 1>;
+  const bool vec_load = p.vec_load != 0;
+  auto load = [&](int64_t kt) {
+    if (vec_load) load_global(VecTag{}, kt); else load_global(OneTag{}, kt);
+  };
+  auto store = [&](int buf) {
+    if (vec_load) store_shared(VecTag{}, buf); else store_shared(OneTag{}, buf);
+  };
+
+  float acc_g[TM][TN] = {};
+  float acc_u[TM][TN] = {};
+
+  load(0);
+  store(0);
+  __syncthreads();
+
+  for (int64_t kt = 0; kt < k_tiles; ++kt) {
+    const int buf = static_cast<int>(kt & 1);
+    const bool has_next = kt + 1 < k_tiles;
+    if (has_next) load(kt + 1);  // in flight during the FMAs below
+
+    const float* sa = smem[buf];
+    const float* swa = sa + BK * kLdA;
+    const float* swb = swa + BK * kLdW;
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+      float a[TM], wa[TN], wb[TN];
+      const float* pa = sa + k * kLdA + ty * TM;
+      if constexpr (TM % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < TM; i += 4) {
+          const float4 v = *reinterpret_cast<const float4*>(pa + i);
+          a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
+        }
+      } else if constexpr (TM == 2) {
+        const float2 v = *reinterpret_cast<const float2*>(pa);
+        a[0] = v.x; a[1] = v.y;
+      } else {
+        a[0] = pa[0];
+      }
+      const float4 va = *reinterpret_cast<const float4*>(swa + k * kLdW + tx * TN);
+      const float4 vb = *reinterpret_cast<const float4*>(swb + k * kLdW + tx * TN);
+      wa[0] = va.x; wa[1] = va.y; wa[2] = va.z; wa[3] = va.w;
+      wb[0] = vb.x; wb[1] = vb.y; wb[2] = vb.z; wb[3] = vb.w;
+#pragma unroll
+      for (int i = 0; i < TM; ++i) {
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+          acc_g[i][j] = fmaf(a[i], wa[j], acc_g[i][j]);
+          acc_u[i][j] = fmaf(a[i], wb[j], acc_u[i][j]);
+        }
+      }
+    }
+
+    // Why no barrier before this store: the other buffer was last read in iteration kt-1, and
+    // every thread has passed the barrier at the end of kt-1 since.
+    if (has_next) store(buf ^ 1);
+    __syncthreads();
+  }
+
+  // Epilogue: bias, gate, round, masked store.
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  T* __restrict__ z = static_cast<T*>(p.z);
+  const int64_t nt = n0 + tx * TN;  // first of this thread's TN columns
+  float bg[TN], bu[TN];
+#pragma unroll
+  for (int j = 0; j < TN; ++j) {
+    const bool ok = p.has_bias && nt + j < D;
+    bg[j] = ok ? to_f32(bias[nt + j]) : 0.0f;
+    bu[j] = ok ? to_f32(bias[D + nt + j]) : 0.0f;
+  }
+  // Why: with vec_store, D is a multiple of 4 and z is 16-byte aligned, so a thread's 4 columns
+  // are all in range or all out and go out as two aligned 2-element stores.
+  const bool vec_store = p.vec_store != 0;
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int64_t m = m0 + ty * TM + i;
+    if (m >= B) continue;
+    float out[TN];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      out[j] = swiglu_gate<Cfg::kFastMath>(acc_g[i][j] + bg[j], acc_u[i][j] + bu[j]);
+    }
+    T* zr = z + m * D + nt;
+    if (vec_store) {
+      if (nt < D) {
+        store_pair(zr, out[0], out[1]);
+        store_pair(zr + 2, out[2], out[3]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        if (nt + j < D) zr[j] = from_f32<T>(out[j]);
+      }
+    }
+  }
+}
+
+}  // namespace swiglu::kernels

@@ -1,0 +1,53 @@
+# Sourced by the scripts: installs what the build needs and configures/builds the tree.
+# Environment: BUILD_DIR (default build), BUILD_TYPE (default Release), CUDA_ARCHS (default: every
+# architecture the toolkit supports from 7.0 up, see CMakeLists.txt), JOBS (default nproc).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+BUILD_TYPE=${BUILD_TYPE:-Release}
+JOBS=${JOBS:-$(nproc)}
+
+DEB_PACKAGES=(cmake ninja-build g++ pkg-config libcli11-dev libfmt-dev libyaml-cpp-dev
+              libgtest-dev libgmock-dev libbenchmark-dev)
+
+install_deps() {
+  local missing=()
+  if command -v dpkg-query >/dev/null 2>&1; then
+    for p in "${DEB_PACKAGES[@]}"; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+  fi
+  if ((${#missing[@]})); then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: ${missing[*]}"
+    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
+      # Images without a package registry often carry the headers anyway; the configure step
+      # names whatever is really missing.
+      echo "warning: could not install ${missing[*]}; continuing with what is installed" >&2
+    fi
+  fi
+  if ! command -v nvcc >/dev/null 2>&1; then
+    for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+      if [ -x "$d/nvcc" ]; then export PATH="$d:$PATH"; break; fi
+    done
+  fi
+  command -v nvcc >/dev/null 2>&1 || {
+    echo "error: nvcc not found: install the CUDA Toolkit (12.0 or newer) and put its bin/ on PATH" >&2
+    exit 3
+  }
+}
+
+configure_and_build() {
+  local gen=()
+  command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+  local archs=()
+  [ -n "${CUDA_ARCHS:-}" ] && archs=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
+  if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+    cmake -S "$ROOT" -B "$BUILD_DIR" "${gen[@]}" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" "${archs[@]}" "$@"
+  elif ((${#archs[@]})) || (($#)); then
+    cmake "$BUILD_DIR" "${archs[@]}" "$@"
+  fi
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+}

@@ -1,0 +1,119 @@
+// Benchmark sweep configs: YAML files that list the problems swiglubench runs.
+//
+// Schema (configs/*.yaml):
+//
+//   name: mnist                  # required string
+//   description: "..."           # optional string
+//   defaults:                    # optional mapping of sweep keys; a sweep that does not set a key
+//     dtype: [bf16, fp16, fp32]  #   takes it from here
+//   sweeps:                      # required, non-empty list of mappings
+//     - batch: [1, 64, 1024]     # required  B, >= 1
+//       in: 784                  # required  I, >= 1
+//       hidden: [512, 1024]      # required  D, >= 1
+//       dtype: bf16              # required  fp32 | fp16 | bf16
+//       layout: linear           # linear | packed                      default linear
+//       bias: false              # true | false                         default false
+//       math: exact              # exact | tf32 (fp32 only)             default exact
+//       variants: [fused, cublas2, cublas1]                           # default all three
+//       tiles: [auto]            # auto | a tile name like sm80:128x64x32s4w4   default [auto]
+//       x_stride_pad: 0          # extra elements per X row, ldx = in + pad, >= 0   default 0
+//
+// Value forms:
+//  - batch, in, hidden, x_stride_pad: an integer, a range string in the forms of cli_values.hpp
+//    ("pow2:1:8192", "64:512:64", "1,2,3"), or a list whose items are either. Repeated integers
+//    are dropped silently (ranges may overlap).
+//  - dtype, layout, bias, math, variants, tiles: one value, a comma-separated string
+//    ("bf16,fp16") or a list. A value repeated in one list is an error.
+//  - tiles are kept as names: they are checked here for syntax (TileConfig::parse) and later
+//    against the tiles compiled for the device.
+//
+// Expansion: every sweep is the Cartesian product of its lists, outermost first
+//     dtype, layout, math, bias, x_stride_pad, hidden, in, batch
+// keeping each list's order; sweeps follow file order. math applies to fp32 only: for fp16 and
+// bf16 it collapses to exact (one case, not one per math value). variants and tiles are not axes:
+// every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
+// files given to merge_configs) is an error naming both origins.
+//
+// Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
+// and names the key, for: a missing or unreadable file, YAML syntax, an unknown key (the allowed
+// keys are listed), a key given twice in one mapping, a wrong type, a size < 1 or a pad < 0, an
+// unknown enum value, an empty list, no sweeps, a missing required key, and duplicate cases.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "swiglu/swiglu.hpp"
+
+namespace swiglu::bench {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The benchmark variants: the fused kernel and the two cuBLAS baselines.
+const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
+bool is_variant(std::string_view name);
+
+// One problem to run, with the variants and tiles to run it with.
+struct Case {
+  int64_t batch = 0, in = 0, hidden = 0;
+  DType dtype = DType::bf16;
+  Layout layout = Layout::linear;
+  bool bias = false;
+  Math math = Math::exact;
+  int64_t x_stride_pad = 0;
+  std::vector<std::string> variants;
+  std::vector<std::string> tiles;  // "auto" or tile names
+  std::string origin;              // "configs/mnist.yaml:5 (sweep 1)" or what the caller passed
+  // Where the sweep that produced the case starts (1-based); empty/0 when not from a file.
+  std::string file;
+  int line = 0, column = 0;
+
+  int64_t ldx() const { return in + x_stride_pad; }
+  Problem problem() const;  // the library's Problem for this case (ldx set explicitly)
+};
+
+// "B=64 I=784 D=512 dtype=bf16 layout=linear bias=false math=exact x_stride_pad=0": the fields
+// that make two cases the same problem.
+std::string describe(const Case& c);
+
+// Lists for one sweep; defaults as in the schema above.
+struct SweepSpec {
+  std::vector<int64_t> batch, in, hidden;
+  std::vector<DType> dtype;
+  std::vector<Layout> layout = {Layout::linear};
+  std::vector<bool> bias = {false};
+  std::vector<Math> math = {Math::exact};
+  std::vector<int64_t> x_stride_pad = {0};
+  std::vector<std::string> variants = all_variants();
+  std::vector<std::string> tiles = {"auto"};
+};
+
+// The Cartesian product in the documented order; every case gets `origin`. No validation.
+std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin);
+
+// Throws ConfigError on the first problem that appears twice, naming both origins. The message
+// starts with the second case's FILE:LINE:COL, or its origin when it has no file.
+void check_unique(const std::vector<Case>& cases);
+
+struct SweepConfig {
+  std::string name;
+  std::string description;
+  std::string source;  // the file, or the files of a merged config joined with ", "
+  std::vector<Case> cases;
+};
+
+// Reads and parses a config file; messages use `path` as given.
+SweepConfig load_config(const std::string& path);
+// Parses YAML text; `source_name` stands for the file in messages and origins.
+SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name);
+// Concatenates configs (repeated --shapes) in order: names joined with "+", descriptions with
+// "; ", sources with ", ". Throws ConfigError when two configs produce the same problem.
+SweepConfig merge_configs(const std::vector<SweepConfig>& configs);
+
+}  // namespace swiglu::bench

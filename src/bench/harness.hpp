@@ -1,0 +1,46 @@
+// The timing harness: CUDA events on the benchmark stream, warm-up, L2 flushed before every sample
+// (cold mode), variants interleaved round by round in one process, and samples taken until both a
+// minimum count and a minimum measured time are reached, or longer while the noise is too high.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bench/device.hpp"
+
+namespace swiglu::bench {
+
+struct TimingOptions {
+  int warmup = 10;          // untimed runs of each variant before sampling
+  int min_samples = 30;     // per variant
+  int max_samples = 2000;   // per variant, a hard cap
+  double min_time_s = 0.05; // measured kernel time per variant, at least
+  double max_noise = 0.05;  // keep sampling (up to max_samples) while IQR/median is above this
+  bool cold = true;         // flush L2 before each sample
+};
+
+struct TimedVariant {
+  std::string name;
+  std::function<void(cudaStream_t)> run;  // enqueues one execution; throws on failure
+  std::vector<double> samples_ms;
+};
+
+class Timer {
+ public:
+  // The flush buffer is twice the device's L2, so one memset of it evicts every line.
+  Timer(const DeviceInfo& dev, cudaStream_t stream);
+
+  // Fills each variant's samples_ms. Stops early (with what it has) when *stop becomes true.
+  // Returns the median SM clock seen while sampling, or -1 when it cannot be read.
+  double measure(std::vector<TimedVariant>& variants, const TimingOptions& opt,
+                 const std::atomic<bool>* stop) const;
+
+ private:
+  const DeviceInfo& dev_;
+  cudaStream_t stream_;
+  DeviceBuffer flush_;
+};
+
+}  // namespace swiglu::bench

@@ -1,0 +1,76 @@
+#include "bench/host_data.hpp"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+
+namespace swiglu::bench {
+namespace {
+
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+float round_to(float v, DType dtype) {
+  switch (dtype) {
+    case DType::f32: return v;
+    case DType::f16: return __half2float(__float2half_rn(v));
+    case DType::bf16: return __bfloat162float(__float2bfloat16_rn(v));
+  }
+  return v;
+}
+
+std::vector<float> uniform_values(size_t n, float lo, float hi, uint64_t seed, DType dtype) {
+  std::vector<float> out(n);
+  const uint64_t key = splitmix64(seed);
+  for (size_t i = 0; i < n; ++i) {
+    // 24 random bits give a float in [0, 1) exactly.
+    const double u = static_cast<double>(splitmix64(key ^ (i * 0xD1B54A32D192ED03ull)) >> 40) * 0x1.0p-24;
+    out[i] = round_to(static_cast<float>(lo + (hi - lo) * u), dtype);
+  }
+  return out;
+}
+
+std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DType dtype) {
+  const size_t es = dtype_size(dtype);
+  std::vector<unsigned char> out(values.size() * es);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (dtype == DType::f32) {
+      std::memcpy(out.data() + 4 * i, &values[i], 4);
+    } else if (dtype == DType::f16) {
+      const __half h = __float2half_rn(values[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    } else {
+      const __nv_bfloat16 h = __float2bfloat16_rn(values[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
+  std::vector<float> out(n);
+  const auto* b = static_cast<const unsigned char*>(bytes);
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == DType::f32) {
+      std::memcpy(&out[i], b + 4 * i, 4);
+    } else if (dtype == DType::f16) {
+      __half h;
+      std::memcpy(&h, b + 2 * i, 2);
+      out[i] = __half2float(h);
+    } else {
+      __nv_bfloat16 h;
+      std::memcpy(&h, b + 2 * i, 2);
+      out[i] = __bfloat162float(h);
+    }
+  }
+  return out;
+}
+
+}  // namespace swiglu::bench

@@ -1,0 +1,32 @@
+// Robust summaries of timing samples.
+//
+// Quantiles interpolate linearly between order statistics, as numpy.quantile's default ("linear"):
+// for sorted x[0..n-1], quantile q sits at position h = (n-1)·q, and with j = floor(h) its value is
+// x[j] + (h - j)·(x[j+1] - x[j]). The median is the 0.5 quantile, so an even n averages the two
+// middle samples.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace swiglu::bench {
+
+struct Summary {
+  size_t n = 0;
+  double median = 0, p25 = 0, p75 = 0;
+  double iqr = 0;        // p75 - p25
+  double rel_noise = 0;  // iqr / median; NaN when the median is not positive
+  double min = 0, max = 0, mean = 0;
+};
+
+// Throws std::invalid_argument on an empty input or a non-finite sample.
+Summary summarize(std::vector<double> samples);
+
+// The q-quantile (0 <= q <= 1) of already sorted, non-empty samples.
+double quantile_sorted(const std::vector<double>& sorted, double q);
+
+// exp(mean(log v)). Throws std::invalid_argument on an empty input or a value that is not a
+// positive finite number.
+double geomean(const std::vector<double>& values);
+
+}  // namespace swiglu::bench

@@ -1,0 +1,281 @@
+#include "bench/writers.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+
+namespace swiglu::bench {
+namespace {
+
+Json number_or_null(double d) { return std::isfinite(d) ? Json(d) : Json(); }
+
+std::string csv_field(const Json& v) {
+  std::string text;  // the unquoted field
+  switch (v.kind()) {
+    case Json::Kind::null: return "";
+    case Json::Kind::boolean: return v.as_bool() ? "true" : "false";
+    case Json::Kind::integer: return fmt::format("{}", v.as_int());
+    case Json::Kind::number: return fmt::format("{}", v.as_number());
+    case Json::Kind::string: text = v.as_string(); break;
+    case Json::Kind::array:
+    case Json::Kind::object: text = v.dump(0); break;
+  }
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (const char c : text) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  quoted += '"';
+  return quoted;
+}
+
+[[noreturn]] void io_error(const char* what, const std::string& path, int err) {
+  throw std::runtime_error(fmt::format("{} '{}': {}", what, path, std::strerror(err)));
+}
+
+// --- markdown -------------------------------------------------------------------------------
+
+struct Column {
+  std::string_view title;
+  size_t width;  // cells are padded to at least this width so streamed rows line up
+  bool right;    // numbers are right-aligned
+};
+
+constexpr std::array<Column, 17> kColumns = {{
+    {"op", 7, false},
+    {"variant", 7, false},
+    {"B", 5, true},
+    {"I", 5, true},
+    {"D", 5, true},
+    {"dtype", 5, false},
+    {"layout", 6, false},
+    {"bias", 4, false},
+    {"tile", 18, false},
+    {"median ms", 9, true},
+    {"noise %", 7, true},
+    {"TFLOP/s", 7, true},
+    {"GB/s", 6, true},
+    {"vs cublas2", 10, true},
+    {"vs cublas1", 10, true},
+    {"rel err", 7, true},
+    {"status", 6, false},
+}};
+
+std::string md_escape(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '\n' || c == '\r') {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string md_line(const std::array<std::string, kColumns.size()>& cells) {
+  std::string line = "|";
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (kColumns[i].right) {
+      fmt::format_to(std::back_inserter(line), " {:>{}} |", cells[i], kColumns[i].width);
+    } else {
+      fmt::format_to(std::back_inserter(line), " {:<{}} |", cells[i], kColumns[i].width);
+    }
+  }
+  line += '\n';
+  return line;
+}
+
+std::string fixed_or_dash(double x, const char* spec) {
+  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
+}
+
+}  // namespace
+
+Json row_to_json(const Row& r) {
+  Json j = Json::object();
+  j.set("op", r.op);
+  j.set("variant", r.variant);
+  j.set("batch", r.batch);
+  j.set("in", r.in);
+  j.set("hidden", r.hidden);
+  j.set("ldx", r.ldx);
+  j.set("dtype", r.dtype);
+  j.set("layout", r.layout);
+  j.set("math", r.math);
+  j.set("bias", r.bias);
+  j.set("tile", r.tile);
+  j.set("status", r.status);
+  j.set("reason", r.reason);
+  j.set("reference", r.reference);
+  j.set("rel_l2", number_or_null(r.rel_l2));
+  j.set("max_abs", number_or_null(r.max_abs));
+  j.set("max_rel", number_or_null(r.max_rel));
+  j.set("tol_rel_l2", number_or_null(r.tol_rel_l2));
+  j.set("worst_index", r.worst_index >= 0 ? Json(r.worst_index) : Json());
+  j.set("worst_got", number_or_null(r.worst_got));
+  j.set("worst_expected", number_or_null(r.worst_expected));
+  j.set("median_ms", number_or_null(r.median_ms));
+  j.set("p25_ms", number_or_null(r.p25_ms));
+  j.set("p75_ms", number_or_null(r.p75_ms));
+  j.set("min_ms", number_or_null(r.min_ms));
+  j.set("noise", number_or_null(r.noise));
+  j.set("samples", r.samples);
+  j.set("tflops", number_or_null(r.tflops));
+  j.set("gbps", number_or_null(r.gbps));
+  j.set("speedup_vs_cublas2", number_or_null(r.speedup_vs_cublas2));
+  j.set("speedup_vs_cublas1", number_or_null(r.speedup_vs_cublas1));
+  j.set("sm_clock_mhz", number_or_null(r.sm_clock_mhz));
+  j.set("cold_l2", r.cold_l2);
+  return j;
+}
+
+const std::vector<std::string>& csv_columns() {
+  static const std::vector<std::string> columns = [] {
+    std::vector<std::string> names;
+    const Json row = row_to_json(Row{});
+    for (const auto& [key, value] : row.as_object()) names.push_back(key);
+    return names;
+  }();
+  return columns;
+}
+
+std::string csv_line(const Row& row) {
+  std::string line;
+  bool first = true;
+  // Why: a named object; iterating row_to_json(row).as_object() would outlive the temporary.
+  const Json fields = row_to_json(row);
+  for (const auto& [key, value] : fields.as_object()) {
+    if (!first) line += ',';
+    first = false;
+    line += csv_field(value);
+  }
+  return line;
+}
+
+CsvWriter::CsvWriter(const std::string& path) : path_(path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      throw std::runtime_error(
+          fmt::format("cannot create directory for '{}': {}", path, ec.message()));
+    }
+  }
+  file_ = std::fopen(path.c_str(), "w");
+  if (file_ == nullptr) io_error("cannot open", path, errno);
+  std::string header;
+  for (const std::string& name : csv_columns()) {
+    if (!header.empty()) header += ',';
+    header += name;
+  }
+  put(header);
+}
+
+CsvWriter::~CsvWriter() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void CsvWriter::write(const Row& row) { put(csv_line(row)); }
+
+void CsvWriter::put(const std::string& line) {
+  if (std::fputs(line.c_str(), file_) < 0 || std::fputc('\n', file_) == EOF ||
+      std::fflush(file_) != 0) {
+    io_error("cannot write", path_, errno);
+  }
+}
+
+JsonWriter::JsonWriter(std::string path, Json provenance)
+    : path_(std::move(path)), provenance_(std::move(provenance)) {
+  write_file_atomic(path_, document(false));
+}
+
+void JsonWriter::add(const Row& row) {
+  rows_.push_back(row);
+  rows_json_.push_back(row_to_json(row));
+  write_file_atomic(path_, document(false));
+}
+
+void JsonWriter::finish() { write_file_atomic(path_, document(true)); }
+
+std::string JsonWriter::document(bool complete) const {
+  Json doc = Json::object();
+  doc.set("schema", "swiglubench/1");
+  doc.set("provenance", provenance_);
+  doc.set("rows", rows_json_);
+  doc.set("complete", complete);
+  return doc.dump(2) + "\n";
+}
+
+std::string format_significant(double x, int digits) {
+  if (!std::isfinite(x)) return "-";
+  if (x == 0) return "0";
+  const int exponent = static_cast<int>(std::floor(std::log10(std::fabs(x))));
+  int decimals = std::max(0, digits - 1 - exponent);
+  std::string text = fmt::format("{:.{}f}", x, decimals);
+  // Why: rounding can carry into a new leading digit (9.9996 -> "10.000"); drop one decimal then.
+  double rounded = 0;
+  std::from_chars(text.data(), text.data() + text.size(), rounded);
+  if (decimals > 0 && std::fabs(rounded) >= std::pow(10.0, exponent + 1)) {
+    text = fmt::format("{:.{}f}", x, decimals - 1);
+  }
+  return text;
+}
+
+std::string markdown_header() {
+  std::array<std::string, kColumns.size()> titles;
+  std::string rule = "|";
+  for (size_t i = 0; i < kColumns.size(); ++i) {
+    titles[i] = std::string(kColumns[i].title);
+    const size_t dashes = std::max(kColumns[i].width, kColumns[i].title.size());
+    rule += kColumns[i].right ? fmt::format(" {:->{}}: |", "", dashes - 1)
+                              : fmt::format(" {:->{}} |", "", dashes);
+  }
+  return md_line(titles) + rule + "\n";
+}
+
+std::string markdown_row(const Row& r) {
+  std::string status = r.status;
+  if (!r.reason.empty()) status += ": " + r.reason;
+  const std::array<std::string, kColumns.size()> cells = {
+      md_escape(r.op),
+      md_escape(r.variant),
+      fmt::format("{}", r.batch),
+      fmt::format("{}", r.in),
+      fmt::format("{}", r.hidden),
+      md_escape(r.dtype),
+      md_escape(r.layout),
+      r.bias ? "yes" : "no",
+      md_escape(r.tile),
+      format_significant(r.median_ms, 4),
+      fixed_or_dash(r.noise * 100.0, "{:.1f}"),
+      format_significant(r.tflops, 3),
+      format_significant(r.gbps, 3),
+      fixed_or_dash(r.speedup_vs_cublas2, "{:.2f}x"),
+      fixed_or_dash(r.speedup_vs_cublas1, "{:.2f}x"),
+      fixed_or_dash(r.rel_l2, "{:.1e}"),
+      md_escape(status),
+  };
+  return md_line(cells);
+}
+
+std::string markdown_table(const std::vector<Row>& rows) {
+  std::string table = markdown_header();
+  for (const Row& row : rows) table += markdown_row(row);
+  return table;
+}
+
+}  // namespace swiglu::bench

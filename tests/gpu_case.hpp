@@ -1,0 +1,102 @@
+// Shared by the GPU tests: one problem's seeded inputs on the device, its fp64 CPU reference (or
+// the fp32 GPU reference for large shapes), and a check of an output written by any variant.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "baselines/cublas_baselines.hpp"
+#include "baselines/gpu_reference.hpp"
+#include "bench/cpu_reference.hpp"
+#include "bench/device.hpp"
+#include "bench/host_data.hpp"
+#include "bench/parity.hpp"
+
+namespace swiglu::test {
+
+using bench::DeviceBuffer;
+
+inline std::string describe(const Problem& p) {
+  return "B=" + std::to_string(p.batch) + " I=" + std::to_string(p.in_features) +
+         " D=" + std::to_string(p.hidden) + " ldx=" + std::to_string(p.x_stride()) + " " +
+         std::string(to_string(p.dtype)) + " " + std::string(to_string(p.layout)) +
+         (p.bias ? " bias" : "") + (p.math == Math::tf32 ? " tf32" : "");
+}
+
+inline DeviceTraits current_traits() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  DeviceTraits t;
+  const Status s = device_traits(dev, &t);
+  EXPECT_TRUE(s.ok()) << s.message;
+  return t;
+}
+
+class GpuCase {
+ public:
+  // gpu_ref: use the fp32 cuBLAS reference instead of the fp64 CPU one.
+  GpuCase(const Problem& p, uint64_t seed, bool gpu_ref = false) : p_(p) {
+    const float ws = 1.0f / std::sqrt(static_cast<float>(p.in_features));
+    const size_t xn = static_cast<size_t>(p.batch * p.x_stride());
+    hx_ = bench::uniform_values(xn, -1, 1, seed, p.dtype);
+    hw_ = bench::uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -ws, ws, seed + 1, p.dtype);
+    if (p.bias) hb_ = bench::uniform_values(static_cast<size_t>(2 * p.hidden), -ws, ws, seed + 2, p.dtype);
+    x_ = upload(hx_);
+    w_ = upload(hw_);
+    if (p.bias) b_ = upload(hb_);
+    z_ = DeviceBuffer(static_cast<size_t>(p.batch * p.hidden) * dtype_size(p.dtype));
+    if (gpu_ref) {
+      baselines::Cublas cublas;
+      const Status s = cublas.init();
+      EXPECT_TRUE(s.ok()) << s.message;
+      DeviceBuffer h(baselines::reference_scratch_bytes(p));
+      DeviceBuffer zr(static_cast<size_t>(p.batch * p.hidden) * sizeof(float));
+      const Status r = baselines::gpu_reference(cublas, p, x_.get(), w_.get(), b_.get(), h.as<float>(),
+                                                zr.as<float>(), nullptr);
+      EXPECT_TRUE(r.ok()) << r.message;
+      ref32_.resize(static_cast<size_t>(p.batch * p.hidden));
+      CUDA_CHECK(cudaMemcpy(ref32_.data(), zr.get(), ref32_.size() * 4, cudaMemcpyDeviceToHost));
+    } else {
+      ref64_ = bench::cpu_reference(p, hx_, hw_, hb_);
+    }
+  }
+
+  const void* x() const { return x_.get(); }
+  const void* w() const { return w_.get(); }
+  const void* bias() const { return b_.get(); }
+  void* z() const { return z_.get(); }
+
+  // Poisons Z, calls `run` (which must write Z on the default stream), then checks Z.
+  bench::ParityResult check(const std::function<void()>& run) const {
+    CUDA_CHECK(cudaMemset(z_.get(), bench::kPoisonByte, z_.bytes()));
+    run();
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<unsigned char> raw(z_.bytes());
+    CUDA_CHECK(cudaMemcpy(raw.data(), z_.get(), raw.size(), cudaMemcpyDeviceToHost));
+    const auto got = bench::from_dtype_bytes(raw.data(), static_cast<size_t>(p_.batch * p_.hidden), p_.dtype);
+    const auto tol = bench::tolerance(p_.dtype, p_.math);
+    return ref64_.empty() ? bench::compare(got, ref32_, tol) : bench::compare(got, ref64_, tol);
+  }
+
+ private:
+  DeviceBuffer upload(const std::vector<float>& v) const {
+    const auto bytes = bench::to_dtype_bytes(v, p_.dtype);
+    DeviceBuffer d(bytes.size());
+    CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+    return d;
+  }
+
+  Problem p_;
+  std::vector<float> hx_, hw_, hb_;
+  std::vector<double> ref64_;
+  std::vector<float> ref32_;
+  DeviceBuffer x_, w_, b_, z_;
+};
+
+}  // namespace swiglu::test

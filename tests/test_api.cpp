@@ -1,0 +1,177 @@
+// Host tests of the public API: validation, tile names, and the heuristic's choices. None of these
+// touch a GPU: validate_forward never dereferences pointers, and the tile table is host data.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "swiglu/swiglu.hpp"
+
+namespace swiglu {
+namespace {
+
+// Fake, suitably aligned device addresses: validation looks at their values only.
+const void* addr(uintptr_t v) { return reinterpret_cast<const void*>(v); }
+void* maddr(uintptr_t v) { return reinterpret_cast<void*>(v); }
+
+Problem problem(int64_t b = 64, int64_t i = 784, int64_t d = 1024, DType t = DType::bf16) {
+  Problem p;
+  p.batch = b;
+  p.in_features = i;
+  p.hidden = d;
+  p.dtype = t;
+  return p;
+}
+
+constexpr uintptr_t kX = 0x10000000, kW = 0x20000000, kB = 0x30000000, kZ = 0x40000000;
+
+TEST(Validate, AcceptsAWellFormedProblem) {
+  EXPECT_TRUE(validate_forward(problem(), addr(kX), addr(kW), nullptr, addr(kZ)).ok());
+}
+
+TEST(Validate, RejectsNullPointersByName) {
+  const Problem p = problem();
+  Status s = validate_forward(p, nullptr, addr(kW), nullptr, addr(kZ));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("x is null"), std::string::npos) << s.message;
+  s = validate_forward(p, addr(kX), nullptr, nullptr, addr(kZ));
+  EXPECT_NE(s.message.find("w is null"), std::string::npos) << s.message;
+  s = validate_forward(p, addr(kX), addr(kW), nullptr, nullptr);
+  EXPECT_NE(s.message.find("z is null"), std::string::npos) << s.message;
+  Problem pb = p;
+  pb.bias = true;
+  s = validate_forward(pb, addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("bias"), std::string::npos) << s.message;
+}
+
+TEST(Validate, RejectsBadDimensionsWithTheValue) {
+  Status s = validate_forward(problem(-1), addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("-1"), std::string::npos) << s.message;
+  s = validate_forward(problem(8, 0), addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_NE(s.message.find("in_features"), std::string::npos) << s.message;
+  s = validate_forward(problem(8, 16, -5), addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_NE(s.message.find("hidden"), std::string::npos) << s.message;
+  Problem p = problem();
+  p.ldx = 100;  // < in_features
+  s = validate_forward(p, addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_NE(s.message.find("ldx"), std::string::npos) << s.message;
+}
+
+TEST(Validate, RejectsElementCountsThatOverflow) {
+  const Problem p = problem(int64_t{1} << 40, int64_t{1} << 30, 16);
+  const Status s = validate_forward(p, addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("too large"), std::string::npos) << s.message;
+}
+
+TEST(Validate, RejectsPointersMisalignedForTheirElement) {
+  const Status s = validate_forward(problem(), addr(kX + 1), addr(kW), nullptr, addr(kZ));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("x is not aligned"), std::string::npos) << s.message;
+  const Status f = validate_forward(problem(8, 8, 8, DType::f32), addr(kX), addr(kW + 2), nullptr,
+                                    addr(kZ));
+  EXPECT_NE(f.message.find("w is not aligned"), std::string::npos) << f.message;
+}
+
+TEST(Validate, RejectsOutputOverlappingAnInput) {
+  const Status s = validate_forward(problem(), addr(kX), addr(kW), nullptr, addr(kX + 64));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("overlaps x"), std::string::npos) << s.message;
+}
+
+TEST(Forward, ZeroBatchIsASuccessfulNoOpWithoutPointersOrDevice) {
+  const Status s = forward(problem(0), nullptr, nullptr, nullptr, nullptr, nullptr);
+  EXPECT_TRUE(s.ok()) << s.message;
+}
+
+TEST(Forward, InvalidProblemFailsBeforeTouchingTheDevice) {
+  const Status s = forward(problem(4), nullptr, addr(kW), nullptr, maddr(kZ), nullptr);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+}
+
+TEST(TileConfig, NameAndParseRoundTrip) {
+  const TileConfig t{Family::mma_sm80, 128, 64, 32, 4, 4};
+  EXPECT_EQ(t.name(), "sm80:128x64x32s4w4");
+  ASSERT_TRUE(TileConfig::parse("sm80:128x64x32s4w4").has_value());
+  EXPECT_EQ(*TileConfig::parse("sm80:128x64x32s4w4"), t);
+  const TileConfig s{Family::simt, 64, 64, 16, 2, 8};
+  EXPECT_EQ(*TileConfig::parse(s.name()), s);
+}
+
+TEST(TileConfig, ParseRejectsMalformedNames) {
+  for (const char* bad : {"", "sm80", "sm80:", "sm90:128x64x32s4w4", "sm80:128x64x32s4",
+                          "sm80:128x64x32s4w4x", "sm80:0x64x32s4w4", "sm80:-128x64x32s4w4",
+                          "sm80:128x64x32w4s4", "simt:64x64"}) {
+    EXPECT_FALSE(TileConfig::parse(bad).has_value()) << bad;
+  }
+}
+
+TEST(Heuristic, PicksTensorCoresOnAmpereAndLaterForHalfTypes) {
+  for (DType t : {DType::f16, DType::bf16}) {
+    for (int cc : {80, 86, 89, 90}) {
+      TileConfig tile;
+      const DeviceTraits dev{cc / 10, cc % 10, 132};
+      ASSERT_TRUE(choose_forward_tile(problem(1024, 784, 1024, t), dev, &tile).ok());
+      EXPECT_EQ(tile.family, Family::mma_sm80) << cc;
+    }
+  }
+}
+
+TEST(Heuristic, PicksSimtForExactFp32AndForTuring) {
+  TileConfig tile;
+  ASSERT_TRUE(choose_forward_tile(problem(1024, 784, 1024, DType::f32), DeviceTraits{9, 0, 132}, &tile).ok());
+  EXPECT_EQ(tile.family, Family::simt);
+  ASSERT_TRUE(choose_forward_tile(problem(1024, 784, 1024, DType::bf16), DeviceTraits{7, 5, 40}, &tile).ok());
+  EXPECT_EQ(tile.family, Family::simt);
+}
+
+TEST(Heuristic, Tf32NeedsAmpere) {
+  Problem p = problem(256, 512, 512, DType::f32);
+  p.math = Math::tf32;
+  TileConfig tile;
+  ASSERT_TRUE(choose_forward_tile(p, DeviceTraits{8, 0, 108}, &tile).ok());
+  EXPECT_EQ(tile.family, Family::mma_sm80);
+  const Status s = choose_forward_tile(p, DeviceTraits{7, 5, 40}, &tile);
+  EXPECT_EQ(s.code, StatusCode::unsupported);
+}
+
+TEST(Heuristic, SmallBatchesGetSmallerTilesThanLargeOnes) {
+  const DeviceTraits h100{9, 0, 132};
+  TileConfig small, large;
+  ASSERT_TRUE(choose_forward_tile(problem(1, 784, 1024), h100, &small).ok());
+  ASSERT_TRUE(choose_forward_tile(problem(8192, 4096, 14336), h100, &large).ok());
+  EXPECT_LT(small.block_m * small.block_n, large.block_m * large.block_n)
+      << small.name() << " vs " << large.name();
+}
+
+TEST(Heuristic, EveryChoiceIsACompiledTile) {
+  const DeviceTraits dev{9, 0, 132};
+  for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+    for (Layout l : {Layout::linear, Layout::packed}) {
+      for (int64_t b : {1, 7, 64, 1000, 16384}) {
+        Problem p = problem(b, 777, 1001, t);
+        p.layout = l;
+        TileConfig tile;
+        ASSERT_TRUE(choose_forward_tile(p, dev, &tile).ok());
+        const auto tiles = forward_tiles(p, dev);
+        EXPECT_NE(std::find(tiles.begin(), tiles.end(), tile), tiles.end()) << tile.name();
+      }
+    }
+  }
+}
+
+TEST(Strings, ParseAndPrintEnums) {
+  EXPECT_EQ(parse_dtype("bf16"), DType::bf16);
+  EXPECT_EQ(parse_dtype("fp16"), DType::f16);
+  EXPECT_EQ(parse_dtype("fp32"), DType::f32);
+  EXPECT_FALSE(parse_dtype("int8").has_value());
+  EXPECT_EQ(parse_layout("packed"), Layout::packed);
+  EXPECT_FALSE(parse_layout("col").has_value());
+  EXPECT_EQ(parse_math("tf32"), Math::tf32);
+  EXPECT_EQ(to_string(DType::bf16), "bf16");
+  EXPECT_EQ(dtype_size(DType::f16), 2u);
+}
+
+}  // namespace
+}  // namespace swiglu

@@ -1,0 +1,153 @@
+// The fused forward on the GPU against the fp64 CPU reference, for every dtype × layout × bias ×
+// compiled tile, on tails that divide no tile (B=1, I=777, D=1001, ...), a padded X stride, and a
+// large shape against the fp32 GPU reference.
+#include <gtest/gtest.h>
+
+#include <tuple>
+
+#include "gpu_case.hpp"
+
+namespace swiglu::test {
+namespace {
+
+struct Shape {
+  int64_t b, i, d, pad;
+};
+
+// Tails in every dimension, aligned and unaligned row lengths, and one shape of the MNIST family.
+// 33×784×1001 keeps the 16-byte loads (rows of I = 784) but not the paired Z stores (odd D).
+const Shape kShapes[] = {{1, 777, 1001, 0}, {37, 64, 72, 0},    {130, 256, 264, 0},
+                         {64, 784, 512, 0}, {19, 200, 136, 3}, {33, 784, 1001, 0}};
+
+using Param = std::tuple<DType, Layout, bool, Math>;
+
+class ForwardAllTiles : public ::testing::TestWithParam<Param> {};
+
+TEST_P(ForwardAllTiles, MatchesTheFp64Reference) {
+  const auto [dtype, layout, bias, math] = GetParam();
+  const DeviceTraits dev = current_traits();
+  if (math == Math::tf32 && dev.cc_major < 8) GTEST_SKIP() << "tf32 needs sm_80";
+  uint64_t seed = 100;
+  int checked = 0;
+  for (const Shape& s : kShapes) {
+    Problem p;
+    p.batch = s.b;
+    p.in_features = s.i;
+    p.hidden = s.d;
+    p.ldx = s.i + s.pad;
+    p.dtype = dtype;
+    p.layout = layout;
+    p.bias = bias;
+    p.math = math;
+    const GpuCase c(p, ++seed);
+    const auto tiles = forward_tiles(p, dev);
+    ASSERT_FALSE(tiles.empty()) << describe(p);
+    for (const TileConfig& t : tiles) {
+      ForwardOptions o;
+      o.tile = t;
+      TileConfig used;
+      const auto r = c.check([&] {
+        const Status st = forward(p, c.x(), c.w(), c.bias(), c.z(), nullptr, o, &used);
+        ASSERT_TRUE(st.ok()) << st.message;
+      });
+      EXPECT_EQ(used, t);
+      EXPECT_TRUE(r.pass) << describe(p) << " tile=" << t.name() << ": " << r.summary();
+      ++checked;
+    }
+    // The heuristic's default runs too.
+    const auto r = c.check([&] {
+      const Status st = forward(p, c.x(), c.w(), c.bias(), c.z(), nullptr);
+      ASSERT_TRUE(st.ok()) << st.message;
+    });
+    EXPECT_TRUE(r.pass) << describe(p) << " tile=auto: " << r.summary();
+  }
+  EXPECT_GT(checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Half, ForwardAllTiles,
+    ::testing::Combine(::testing::Values(DType::f16, DType::bf16),
+                       ::testing::Values(Layout::linear, Layout::packed), ::testing::Bool(),
+                       ::testing::Values(Math::exact)));
+INSTANTIATE_TEST_SUITE_P(
+    Fp32, ForwardAllTiles,
+    ::testing::Combine(::testing::Values(DType::f32), ::testing::Values(Layout::linear, Layout::packed),
+                       ::testing::Bool(), ::testing::Values(Math::exact, Math::tf32)));
+
+TEST(Forward, LargeShapeAgainstTheGpuReference) {
+  for (DType t : {DType::bf16, DType::f16, DType::f32}) {
+    for (Layout l : {Layout::linear, Layout::packed}) {
+      Problem p;
+      p.batch = 2048 + 5;
+      p.in_features = 2048;
+      p.hidden = 2816;
+      p.dtype = t;
+      p.layout = l;
+      p.bias = true;
+      const GpuCase c(p, 7, /*gpu_ref=*/true);
+      TileConfig used;
+      const auto r = c.check([&] {
+        const Status st = forward(p, c.x(), c.w(), c.bias(), c.z(), nullptr, {}, &used);
+        ASSERT_TRUE(st.ok()) << st.message;
+      });
+      EXPECT_TRUE(r.pass) << describe(p) << " tile=" << used.name() << ": " << r.summary();
+    }
+  }
+}
+
+TEST(Forward, UnalignedBasePointerFallsBackAndStaysCorrect) {
+  // X starts 2 bytes past a 16-byte boundary: the vectorised loads must not be used.
+  Problem p;
+  p.batch = 33;
+  p.in_features = 128;
+  p.hidden = 96;
+  p.ldx = 129;
+  p.dtype = DType::bf16;
+  const GpuCase c(p, 11);
+  DeviceBuffer shifted(static_cast<size_t>(p.batch * p.ldx + 8) * 2);
+  CUDA_CHECK(cudaMemcpy(static_cast<char*>(shifted.get()) + 2, c.x(), static_cast<size_t>(p.batch * p.ldx) * 2,
+                        cudaMemcpyDeviceToDevice));
+  for (const TileConfig& t : forward_tiles(p, current_traits())) {
+    ForwardOptions o;
+    o.tile = t;
+    const auto r = c.check([&] {
+      const Status st = forward(p, static_cast<char*>(shifted.get()) + 2, c.w(), nullptr, c.z(), nullptr, o);
+      ASSERT_TRUE(st.ok()) << st.message;
+    });
+    EXPECT_TRUE(r.pass) << t.name() << ": " << r.summary();
+  }
+}
+
+TEST(Forward, RunsOnTheCallersStream) {
+  Problem p;
+  p.batch = 256;
+  p.in_features = 512;
+  p.hidden = 512;
+  p.dtype = DType::bf16;
+  const GpuCase c(p, 5);
+  cudaStream_t s = nullptr;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const auto r = c.check([&] {
+    const Status st = forward(p, c.x(), c.w(), nullptr, c.z(), s);
+    ASSERT_TRUE(st.ok()) << st.message;
+    CUDA_CHECK(cudaStreamSynchronize(s));
+  });
+  CUDA_CHECK(cudaStreamDestroy(s));
+  EXPECT_TRUE(r.pass) << r.summary();
+}
+
+TEST(Forward, UnknownTileIsAnErrorNotACrash) {
+  Problem p;
+  p.batch = 4;
+  p.in_features = 8;
+  p.hidden = 8;
+  const GpuCase c(p, 3);
+  ForwardOptions o;
+  o.tile = TileConfig{Family::mma_sm80, 7, 7, 7, 7, 7};
+  const Status s = forward(p, c.x(), c.w(), nullptr, c.z(), nullptr, o);
+  EXPECT_EQ(s.code, StatusCode::unsupported);
+  EXPECT_NE(s.message.find("available"), std::string::npos) << s.message;
+}
+
+}  // namespace
+}  // namespace swiglu::test

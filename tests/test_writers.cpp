@@ -1,0 +1,395 @@
+// JSON values and files, CSV and markdown output (json.hpp, writers.hpp).
+#include "bench/writers.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "bench/json.hpp"
+
+namespace swiglu::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A fresh, empty directory per test, removed afterwards.
+class TempDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           (std::string("swiglubench_test_") + info->name() + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Files in dir_ other than `keep`: temporary files left behind would show up here.
+  std::vector<std::string> other_files(const std::string& keep) const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::recursive_directory_iterator(dir_)) {
+      if (entry.is_regular_file() && entry.path().filename() != keep) {
+        names.push_back(entry.path().filename().string());
+      }
+    }
+    return names;
+  }
+
+  fs::path dir_;
+};
+
+Row sample_row() {
+  Row r;
+  r.variant = "fused";
+  r.batch = 64;
+  r.in = 784;
+  r.hidden = 1024;
+  r.ldx = 784;
+  r.dtype = "bf16";
+  r.layout = "linear";
+  r.math = "exact";
+  r.bias = false;
+  r.tile = "sm80:128x64x32s4w4";
+  r.status = "PASS";
+  r.reference = "cpu-fp64";
+  r.rel_l2 = 0.0031;
+  r.max_abs = 0.5;
+  r.max_rel = 0.25;
+  r.tol_rel_l2 = 0.01;
+  r.worst_index = 12345;
+  r.worst_got = 1.5;
+  r.worst_expected = 1.25;
+  r.median_ms = 0.012346;
+  r.p25_ms = 0.012;
+  r.p75_ms = 0.0125;
+  r.min_ms = 0.0119;
+  r.noise = 0.0412;
+  r.samples = 200;
+  r.tflops = 8.3211;
+  r.gbps = 1834.6;
+  r.speedup_vs_cublas2 = 2.3149;
+  r.speedup_vs_cublas1 = 1.5;
+  r.sm_clock_mhz = 1755;
+  r.cold_l2 = true;
+  return r;
+}
+
+// --- JSON ------------------------------------------------------------------------------------
+
+TEST(Json, Scalars) {
+  EXPECT_EQ(Json().dump(), "null");
+  EXPECT_EQ(Json(nullptr).dump(), "null");
+  EXPECT_EQ(Json(true).dump(), "true");
+  EXPECT_EQ(Json(false).dump(), "false");
+  EXPECT_EQ(Json(42).dump(), "42");
+  EXPECT_EQ(Json(int64_t{-9007199254740993}).dump(), "-9007199254740993");
+  EXPECT_EQ(Json(size_t{7}).dump(), "7");
+  EXPECT_EQ(Json(0.5).dump(), "0.5");
+  EXPECT_EQ(Json(1.0).dump(), "1");
+  EXPECT_EQ(Json(0.1).dump(), "0.1");
+  EXPECT_EQ(Json(1e-5).dump(), "1e-05");
+  EXPECT_EQ(Json(2.5f).dump(), "2.5");
+  EXPECT_EQ(Json("hi").dump(), "\"hi\"");
+  EXPECT_EQ(Json(std::string("s")).kind(), Json::Kind::string);
+}
+
+TEST(Json, NonFiniteNumbersAreNull) {
+  EXPECT_EQ(Json(std::numeric_limits<double>::quiet_NaN()).dump(), "null");
+  EXPECT_EQ(Json(std::numeric_limits<double>::infinity()).dump(), "null");
+  EXPECT_EQ(Json(-std::numeric_limits<double>::infinity()).dump(), "null");
+}
+
+TEST(Json, StringEscaping) {
+  EXPECT_EQ(Json("a\"b").dump(), R"("a\"b")");
+  EXPECT_EQ(Json("a\\b").dump(), R"("a\\b")");
+  EXPECT_EQ(Json("line\nnext\ttab\r").dump(), R"("line\u000anext\u0009tab\u000d")");
+  EXPECT_EQ(Json(std::string("nul\0x", 5)).dump(), R"("nul\u0000x")");
+  EXPECT_EQ(Json("\x01\x1f").dump(), R"("\u0001\u001f")");
+  EXPECT_EQ(Json("/ and \x7f").dump(), "\"/ and \x7f\"");
+  // UTF-8 passes through byte for byte.
+  EXPECT_EQ(Json("Z = SiLU(X·Wₐᵀ) ⊙ µ").dump(), "\"Z = SiLU(X·Wₐᵀ) ⊙ µ\"");
+}
+
+TEST(Json, PrettyAndCompact) {
+  Json o = Json::object();
+  o.set("b", 1);
+  o.set("a", Json::array());
+  o.set("empty", Json::object());
+  Json& list = o.set("list", Json::array());
+  list.push_back(1);
+  list.push_back("x");
+  list.push_back(Json());
+  Json inner = Json::object();
+  inner.set("k", false);
+  list.push_back(inner);
+  EXPECT_EQ(o.dump(),
+            "{\n"
+            "  \"b\": 1,\n"
+            "  \"a\": [],\n"
+            "  \"empty\": {},\n"
+            "  \"list\": [\n"
+            "    1,\n"
+            "    \"x\",\n"
+            "    null,\n"
+            "    {\n"
+            "      \"k\": false\n"
+            "    }\n"
+            "  ]\n"
+            "}");
+  EXPECT_EQ(o.dump(0), R"({"b":1,"a":[],"empty":{},"list":[1,"x",null,{"k":false}]})");
+}
+
+TEST(Json, SetKeepsInsertionOrderAndReplacesInPlace) {
+  Json o;
+  o.set("z", 1);
+  o.set("a", 2);
+  o.set("z", 3);
+  EXPECT_EQ(o.dump(0), R"({"z":3,"a":2})");
+  ASSERT_NE(o.find("a"), nullptr);
+  EXPECT_EQ(o.find("a")->as_int(), 2);
+  EXPECT_EQ(o.find("missing"), nullptr);
+  EXPECT_EQ(o.size(), 2u);
+}
+
+TEST(Json, WrongKindThrows) {
+  EXPECT_THROW(Json(1).as_string(), std::logic_error);
+  EXPECT_THROW(Json("x").push_back(1), std::logic_error);
+  EXPECT_THROW(Json(1.5).as_int(), std::logic_error);
+  EXPECT_DOUBLE_EQ(Json(3).as_number(), 3.0);
+}
+
+// --- atomic writes ---------------------------------------------------------------------------
+
+using AtomicWrite = TempDir;
+
+TEST_F(AtomicWrite, WritesReplacesAndLeavesNoTemporary) {
+  const fs::path path = dir_ / "out.json";
+  write_file_atomic(path.string(), "first");
+  EXPECT_EQ(slurp(path), "first");
+  write_file_atomic(path.string(), "second, longer content\n");
+  EXPECT_EQ(slurp(path), "second, longer content\n");
+  EXPECT_TRUE(other_files("out.json").empty());
+}
+
+TEST_F(AtomicWrite, CreatesParentDirectories) {
+  const fs::path path = dir_ / "a" / "b" / "out.txt";
+  write_file_atomic(path.string(), "x");
+  EXPECT_EQ(slurp(path), "x");
+}
+
+TEST_F(AtomicWrite, FailureNamesThePathAndLeavesNoTemporary) {
+  // The target is an existing directory: the rename must fail.
+  const fs::path path = dir_ / "occupied";
+  fs::create_directories(path / "child");
+  try {
+    write_file_atomic(path.string(), "x");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(other_files("occupied").empty());
+}
+
+// --- CSV -------------------------------------------------------------------------------------
+
+TEST(Csv, Columns) {
+  const auto& c = csv_columns();
+  ASSERT_EQ(c.size(), 33u);
+  EXPECT_EQ(c.front(), "op");
+  EXPECT_EQ(c[2], "batch");
+  EXPECT_EQ(c.back(), "cold_l2");
+}
+
+TEST(Csv, LineQuotingAndEmptyNaN) {
+  Row r;
+  r.variant = "cublas2";
+  r.batch = 1;
+  r.in = 2;
+  r.hidden = 3;
+  r.ldx = 2;
+  r.dtype = "fp32";
+  r.layout = "packed";
+  r.math = "tf32";
+  r.bias = true;
+  r.tile = "cublasLt";
+  r.status = "ERROR";
+  r.reason = "cublasLt said \"no\", twice\nsecond line";
+  r.samples = 0;
+  r.cold_l2 = false;
+  EXPECT_EQ(csv_line(r),
+            "forward,cublas2,1,2,3,2,fp32,packed,tf32,true,cublasLt,ERROR,"
+            "\"cublasLt said \"\"no\"\", twice\nsecond line\","
+            ",,,,,,,,,,,,,0,,,,,,false");
+}
+
+TEST(Csv, NumbersRoundTrip) {
+  const std::string line = csv_line(sample_row());
+  EXPECT_EQ(line,
+            "forward,fused,64,784,1024,784,bf16,linear,exact,false,sm80:128x64x32s4w4,PASS,,"
+            "cpu-fp64,0.0031,0.5,0.25,0.01,12345,1.5,1.25,0.012346,0.012,0.0125,0.0119,0.0412,"
+            "200,8.3211,1834.6,2.3149,1.5,1755,true");
+}
+
+using CsvFile = TempDir;
+
+TEST_F(CsvFile, HeaderThenOneFlushedLinePerRow) {
+  const fs::path path = dir_ / "sub" / "rows.csv";
+  CsvWriter w(path.string());
+  const std::string header = slurp(path);
+  EXPECT_EQ(header.rfind("op,variant,batch,in,hidden,ldx,", 0), 0u) << header;
+  EXPECT_EQ(header.back(), '\n');
+  w.write(sample_row());
+  // Read while the writer is still open: the row must already be on disk.
+  EXPECT_EQ(slurp(path), header + csv_line(sample_row()) + "\n");
+}
+
+TEST_F(CsvFile, OpenFailureThrowsWithPath) {
+  const fs::path path = dir_ / "is_a_dir";
+  fs::create_directories(path);
+  try {
+    CsvWriter w(path.string());
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+  }
+}
+
+// --- JSON results file -----------------------------------------------------------------------
+
+using JsonFile = TempDir;
+
+TEST_F(JsonFile, CompleteDocumentAfterEveryAdd) {
+  const fs::path path = dir_ / "results.json";
+  Json prov = Json::object();
+  prov.set("gpu", "NVIDIA H100");
+  prov.set("note", "tab\there");
+  JsonWriter w(path.string(), prov);
+
+  const std::string empty = slurp(path);
+  EXPECT_EQ(empty,
+            "{\n"
+            "  \"schema\": \"swiglubench/1\",\n"
+            "  \"provenance\": {\n"
+            "    \"gpu\": \"NVIDIA H100\",\n"
+            "    \"note\": \"tab\\u0009here\"\n"
+            "  },\n"
+            "  \"rows\": [],\n"
+            "  \"complete\": false\n"
+            "}\n");
+
+  Row skipped;
+  skipped.variant = "fused";
+  skipped.status = "SKIP";
+  skipped.reason = "no tile";
+  w.add(sample_row());
+  std::string text = slurp(path);
+  EXPECT_NE(text.find("\"rows\": [\n    {\n      \"op\": \"forward\",\n"
+                      "      \"variant\": \"fused\""),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\"median_ms\": 0.012346,"), std::string::npos);
+  EXPECT_NE(text.find("\"worst_index\": 12345,"), std::string::npos);
+  EXPECT_NE(text.find("\"complete\": false\n}\n"), std::string::npos);
+
+  w.add(skipped);
+  text = slurp(path);
+  EXPECT_EQ(text, w.document(false));
+  EXPECT_NE(text.find("\"median_ms\": null,"), std::string::npos);
+  EXPECT_NE(text.find("\"worst_index\": null,"), std::string::npos);
+  EXPECT_NE(text.find("\"reason\": \"no tile\","), std::string::npos);
+  EXPECT_EQ(w.rows().size(), 2u);
+  EXPECT_TRUE(other_files("results.json").empty());
+
+  w.finish();
+  text = slurp(path);
+  EXPECT_EQ(text, w.document(true));
+  EXPECT_NE(text.find("\"complete\": true\n}\n"), std::string::npos);
+  EXPECT_EQ(text.find("\"complete\": false"), std::string::npos);
+  EXPECT_TRUE(other_files("results.json").empty());
+}
+
+TEST(RowJson, NullsForUnmeasuredValues) {
+  const Json j = row_to_json(Row{});
+  EXPECT_TRUE(j.find("rel_l2")->is_null());
+  EXPECT_TRUE(j.find("worst_index")->is_null());
+  EXPECT_TRUE(j.find("tflops")->is_null());
+  EXPECT_EQ(j.find("samples")->as_int(), 0);
+  EXPECT_EQ(j.find("op")->as_string(), "forward");
+  EXPECT_TRUE(j.find("cold_l2")->as_bool());
+}
+
+// --- markdown --------------------------------------------------------------------------------
+
+TEST(Markdown, SignificantDigits) {
+  EXPECT_EQ(format_significant(0.012346, 4), "0.01235");
+  EXPECT_EQ(format_significant(0.01234, 4), "0.01234");
+  EXPECT_EQ(format_significant(1.5, 4), "1.500");
+  EXPECT_EQ(format_significant(12.3456, 4), "12.35");
+  EXPECT_EQ(format_significant(1234.4, 4), "1234");
+  EXPECT_EQ(format_significant(98765.4, 4), "98765");
+  EXPECT_EQ(format_significant(9.99996, 4), "10.00");
+  EXPECT_EQ(format_significant(0.099996, 3), "0.100");
+  EXPECT_EQ(format_significant(8.3211, 3), "8.32");
+  EXPECT_EQ(format_significant(1834.6, 3), "1835");
+  EXPECT_EQ(format_significant(0.0234567, 3), "0.0235");
+  EXPECT_EQ(format_significant(0, 3), "0");
+  EXPECT_EQ(format_significant(std::numeric_limits<double>::quiet_NaN(), 3), "-");
+}
+
+TEST(Markdown, HeaderAndRow) {
+  const std::string header = markdown_header();
+  EXPECT_EQ(header,
+            "| op      | variant |     B |     I |     D | dtype | layout | bias "
+            "| tile               | median ms | noise % | TFLOP/s |   GB/s "
+            "| vs cublas2 | vs cublas1 | rel err | status |\n"
+            "| ------- | ------- | ----: | ----: | ----: | ----- | ------ | ---- "
+            "| ------------------ | --------: | ------: | ------: | -----: "
+            "| ---------: | ---------: | ------: | ------ |\n");
+  const std::string row = markdown_row(sample_row());
+  EXPECT_EQ(row,
+            "| forward | fused   |    64 |   784 |  1024 | bf16  | linear | no   "
+            "| sm80:128x64x32s4w4 |   0.01235 |     4.1 |    8.32 |   1835 "
+            "|      2.31x |      1.50x | 3.1e-03 | PASS   |\n");
+}
+
+TEST(Markdown, UnmeasuredValuesAndReasons) {
+  Row r;
+  r.variant = "cublas1";
+  r.batch = 1;
+  r.in = 777;
+  r.hidden = 1001;
+  r.dtype = "fp32";
+  r.layout = "packed";
+  r.bias = true;
+  r.tile = "cublasLt";
+  r.status = "SKIP";
+  r.reason = "packed | unsupported";
+  EXPECT_EQ(markdown_row(r),
+            "| forward | cublas1 |     1 |   777 |  1001 | fp32  | packed | yes  "
+            "| cublasLt           |         - |       - |       - |      - "
+            "|          - |          - |       - | SKIP: packed \\| unsupported |\n");
+}
+
+TEST(Markdown, TableIsHeaderPlusRows) {
+  const std::vector<Row> rows = {sample_row(), sample_row()};
+  EXPECT_EQ(markdown_table(rows),
+            markdown_header() + markdown_row(rows[0]) + markdown_row(rows[1]));
+  EXPECT_EQ(markdown_table({}), markdown_header());
+}
+
+}  // namespace
+}  // namespace swiglu::bench
