@@ -145,6 +145,26 @@ TEST(Heuristic, SmallBatchesGetSmallerTilesThanLargeOnes) {
       << small.name() << " vs " << large.name();
 }
 
+// The block sweep on an H200 (132 SMs) found these; the rule in heuristics.cpp must keep them.
+TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
+  const DeviceTraits h200{9, 0, 132};
+  const auto pick = [&](int64_t b, int64_t i, int64_t d) {
+    TileConfig t;
+    EXPECT_TRUE(choose_forward_tile(problem(b, i, d), h200, &t).ok());
+    return t.name();
+  };
+  // One wave of 128 large blocks loses to two blocks per SM of half the size.
+  EXPECT_EQ(pick(1024, 784, 1024), "sm80:64x64x32s4w4");
+  EXPECT_EQ(pick(1024, 784, 4096), "sm80:128x64x32s4w4");
+  EXPECT_EQ(pick(8192, 4096, 14336), "sm80:128x64x32s4w4");
+  EXPECT_EQ(pick(256, 784, 2048), "sm80:32x64x64s3w4");
+  TileConfig t;
+  ASSERT_TRUE(choose_forward_tile(problem(1, 784, 512), h200, &t).ok());
+  EXPECT_EQ(t.block_m, 16);
+  ASSERT_TRUE(choose_forward_tile(problem(1024, 784, 1024, DType::f32), h200, &t).ok());
+  EXPECT_EQ(t.name(), "simt:128x64x16s2w8");
+}
+
 TEST(Heuristic, EveryChoiceIsACompiledTile) {
   const DeviceTraits dev{9, 0, 132};
   for (DType t : {DType::f32, DType::f16, DType::bf16}) {

@@ -8,6 +8,8 @@
 //   16x64x64   s3, 1x4 warps (16x16): decode (B <= 16). Streaming W bounds this regime: BK 64
 //                                     moves more bytes per barrier, and 3 stages (62 KB) leave
 //                                     room for 2-3 blocks per SM, which measured better than 4.
+//   16x32x64   s6, 1x2 warps (16x16): decode with small D, where 16x64 gives too few blocks to
+//                                     keep enough W bytes in flight (D = 512: 16 blocks, not 8).
 #include "kernels/fwd_sm80.cuh"
 #include "swiglu/fwd_launch.cuh"
 
@@ -28,6 +30,7 @@ void add_layout(std::vector<FwdKernel>& out) {
   add<Packed, 64, 64, 32, 4, 2, 2>(out);
   add<Packed, 32, 64, 64, 3, 1, 4>(out);
   add<Packed, 16, 64, 64, 3, 1, 4>(out);
+  add<Packed, 16, 32, 64, 6, 1, 2>(out);
 }
 
 }  // namespace

@@ -1,18 +1,17 @@
 // Tile choice for the fused forward: which compiled instance runs a given problem by default.
 //
-// The rule is a small cost model, not a lookup table, so it covers shapes nobody measured:
+// The rule, per kernel family (the constants in kRules come from the block sweep
+// `swiglubench forward --tiles all` on an H200; DESIGN.md has the table):
 //  1. Family: tensor cores (sm80, mma.sync) whenever the device and the math allow it; the SIMT
 //     kernel for fp32 exact and for sm_70/75.
-//  2. Within the family, each tile gets an estimated time
-//       waves(tile) × work_per_block(tile) / efficiency(tile)
-//     where waves = ceil(blocks / (SMs × blocks_per_SM)). Bigger tiles re-use each loaded element
-//     more (efficiency grows with the tile's arithmetic intensity bm·bn/(bm+bn) until it saturates),
-//     but on small problems they leave SMs idle, which the wave count captures.
-//  The block sweep (`swiglubench forward --tiles all`) measures every instance; DESIGN.md records
-//  how the rule's picks compare with the measured best.
+//  2. Eligible tiles: block_n <= max_block_n, and tiles with block_m < 32 only while
+//     B <= small_m_max_batch (a short tile re-reads all of W for every block_m rows of X).
+//  3. Walk the eligible tiles from the largest (block_m·block_n) down and take the first that
+//     launches at least min_blocks_per_sm × SMs blocks: large tiles re-use each loaded element
+//     most, but only pay off once every SM has enough of them to hide memory latency.
+//  4. If none does (small B·D), take the eligible tile with the most blocks.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "swiglu/registry.hpp"
 #include "swiglu/swiglu.hpp"
@@ -20,30 +19,29 @@
 namespace swiglu {
 namespace {
 
+struct FamilyRule {
+  Family family;
+  double min_blocks_per_sm;   // step 3
+  int64_t small_m_max_batch;  // step 2: tiles with block_m < 32 only up to this batch
+  int max_block_n;            // step 2
+};
+
+// Why these numbers (H200, bf16/fp16/fp32, I = 784..4096): the mma.sync kernel needs about two
+// resident blocks per SM to hide its pipeline latency (a 128x64 tile in one wave of 128 blocks lost
+// to 64x64 in 256); the SIMT kernel is compute-bound and one wave suffices. 128x128 never beat
+// 128x64, so it stays out of the default and is reachable through --tiles.
+constexpr FamilyRule kRules[] = {
+    {Family::mma_sm80, 1.5, 64, 64},
+    {Family::simt, 0.9, 256, 64},
+};
+
 bool wants_tensor_cores(const Problem& p, const DeviceTraits& dev) {
   if (dev.cc_major < 8) return false;
   return p.dtype != DType::f32 || p.math == Math::tf32;
 }
 
-// Rough resident blocks per SM from the shared-memory and thread budgets of an sm_80+ SM.
-double blocks_per_sm(const TileConfig& t, DType dtype) {
-  const double elem = static_cast<double>(dtype_size(dtype));
-  const double smem = t.stages * (t.block_m + 2.0 * t.block_n) * t.block_k * elem * 1.125;
-  const double by_smem = std::floor(160.0 * 1024.0 / std::max(smem, 1.0));
-  const double by_threads = std::floor(2048.0 / (t.warps * 32.0));
-  return std::clamp(std::min(by_smem, by_threads), 1.0, 4.0);
-}
-
-double estimated_cost(const Problem& p, const DeviceTraits& dev, const TileConfig& t) {
-  const double blocks = std::ceil(static_cast<double>(p.batch) / t.block_m) *
-                        std::ceil(static_cast<double>(p.hidden) / t.block_n);
-  const double per_sm = blocks_per_sm(t, p.dtype);
-  const double waves = std::ceil(blocks / (std::max(dev.sm_count, 1) * per_sm));
-  const double intensity = (t.block_m * t.block_n) / static_cast<double>(t.block_m + t.block_n);
-  // Why 48: a 128x64 tile (intensity 42.7) is close to saturating an SM's tensor cores with
-  // mma.sync; larger tiles gain little more.
-  const double efficiency = std::min(1.0, intensity / 48.0);
-  return waves * per_sm * (static_cast<double>(t.block_m) * t.block_n) / efficiency;
+int64_t blocks(const Problem& p, const TileConfig& t) {
+  return ((p.batch + t.block_m - 1) / t.block_m) * ((p.hidden + t.block_n - 1) / t.block_n);
 }
 
 }  // namespace
@@ -61,25 +59,34 @@ std::vector<TileConfig> forward_tiles(const Problem& p, const DeviceTraits& dev)
 
 Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig* out) {
   if (out == nullptr) return Status{StatusCode::invalid_argument, "choose_forward_tile: out is null"};
-  const std::vector<TileConfig> tiles = forward_tiles(p, dev);
   const Family family = wants_tensor_cores(p, dev) ? Family::mma_sm80 : Family::simt;
-  const TileConfig* best = nullptr;
-  double best_cost = std::numeric_limits<double>::infinity();
-  for (const auto& t : tiles) {
-    if (t.family != family) continue;
-    const double cost = estimated_cost(p, dev, t);
-    if (cost < best_cost) {
-      best_cost = cost;
-      best = &t;
-    }
+  const FamilyRule& rule = family == Family::mma_sm80 ? kRules[0] : kRules[1];
+  std::vector<TileConfig> eligible;
+  for (const TileConfig& t : forward_tiles(p, dev)) {
+    if (t.family != family || t.block_n > rule.max_block_n) continue;
+    if (t.block_m < 32 && p.batch > rule.small_m_max_batch) continue;
+    eligible.push_back(t);
   }
-  if (best == nullptr) {
+  if (eligible.empty()) {
     return Status{StatusCode::unsupported,
                   "no compiled " + std::string(to_string(family)) + " tile for " +
                       std::string(to_string(p.dtype)) + "/" + std::string(to_string(p.layout)) +
                       " on sm_" + std::to_string(dev.cc_major * 10 + dev.cc_minor)};
   }
-  *out = *best;
+  std::stable_sort(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
+    const int area_a = a.block_m * a.block_n, area_b = b.block_m * b.block_n;
+    return area_a != area_b ? area_a > area_b : a.block_m > b.block_m;
+  });
+  const double wanted = rule.min_blocks_per_sm * std::max(dev.sm_count, 1);
+  for (const TileConfig& t : eligible) {
+    if (static_cast<double>(blocks(p, t)) >= wanted) {
+      *out = t;
+      return Status::success();
+    }
+  }
+  *out = *std::max_element(eligible.begin(), eligible.end(), [&](const TileConfig& a, const TileConfig& b) {
+    return blocks(p, a) < blocks(p, b);
+  });
   return Status::success();
 }
 
