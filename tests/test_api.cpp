@@ -163,6 +163,13 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
   EXPECT_EQ(t.block_m, 16);
   ASSERT_TRUE(choose_forward_tile(problem(1024, 784, 1024, DType::f32), h200, &t).ok());
   EXPECT_EQ(t.name(), "simt:128x64x16s2w8");
+  // A tiny batch: every tile gives the same blocks, and the shortest tile wastes the fewest rows.
+  ASSERT_TRUE(choose_forward_tile(problem(1, 784, 512, DType::f32), h200, &t).ok());
+  EXPECT_EQ(t.name(), "simt:16x64x32s2w4");
+  EXPECT_EQ(pick(128, 784, 512), "sm80:16x32x64s6w2");
+  // Long reductions: one wave of large tiles is enough.
+  EXPECT_EQ(pick(256, 4096, 4096), "sm80:128x64x32s4w4");
+  EXPECT_EQ(pick(64, 4096, 4096), "sm80:32x64x64s3w4");
 }
 
 TEST(Heuristic, EveryChoiceIsACompiledTile) {

@@ -4,12 +4,12 @@
 // `swiglubench forward --tiles all` on an H200; DESIGN.md has the table):
 //  1. Family: tensor cores (sm80, mma.sync) whenever the device and the math allow it; the SIMT
 //     kernel for fp32 exact and for sm_70/75.
-//  2. Eligible tiles: block_n <= max_block_n, and tiles with block_m < 32 only while
-//     B <= small_m_max_batch (a short tile re-reads all of W for every block_m rows of X).
+//  2. Eligible tiles: block_n <= max_block_n.
 //  3. Walk the eligible tiles from the largest (block_m·block_n) down and take the first that
 //     launches at least min_blocks_per_sm × SMs blocks: large tiles re-use each loaded element
-//     most, but only pay off once every SM has enough of them to hide memory latency.
-//  4. If none does (small B·D), take the eligible tile with the most blocks.
+//     most, but only pay off once every SM has enough of them to hide memory latency. Short
+//     reductions (I < long_k) leave less time to hide it, so they want more blocks per SM.
+//  4. If none does (small B·D), take the tile with the most blocks, the smallest among equals.
 #include <algorithm>
 #include <cmath>
 
@@ -21,18 +21,19 @@ namespace {
 
 struct FamilyRule {
   Family family;
-  double min_blocks_per_sm;   // step 3
-  int64_t small_m_max_batch;  // step 2: tiles with block_m < 32 only up to this batch
-  int max_block_n;            // step 2
+  double min_blocks_per_sm_short_k;  // step 3, for I < long_k
+  double min_blocks_per_sm_long_k;   // step 3, for I >= long_k
+  int64_t long_k;
+  int max_block_n;                   // step 2
 };
 
-// Why these numbers (H200, bf16/fp16/fp32, I = 784..4096): the mma.sync kernel needs about two
-// resident blocks per SM to hide its pipeline latency (a 128x64 tile in one wave of 128 blocks lost
-// to 64x64 in 256); the SIMT kernel is compute-bound and one wave suffices. 128x128 never beat
-// 128x64, so it stays out of the default and is reachable through --tiles.
+// Why these numbers (H200, bf16/fp16/fp32, I = 784..4096): with I = 784 the mma.sync kernel needs
+// about two resident blocks per SM (a 128x64 tile in one wave of 128 blocks lost to 64x64 in 256),
+// with I >= 2048 one wave of large tiles wins; the SIMT kernel is compute-bound and one wave
+// suffices. 128x128 never beat 128x64, so it stays out of the default; --tiles reaches it.
 constexpr FamilyRule kRules[] = {
-    {Family::mma_sm80, 1.5, 64, 64},
-    {Family::simt, 0.9, 256, 64},
+    {Family::mma_sm80, 1.5, 0.9, 2048, 64},
+    {Family::simt, 0.9, 0.9, 2048, 64},
 };
 
 bool wants_tensor_cores(const Problem& p, const DeviceTraits& dev) {
@@ -63,9 +64,7 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
   const FamilyRule& rule = family == Family::mma_sm80 ? kRules[0] : kRules[1];
   std::vector<TileConfig> eligible;
   for (const TileConfig& t : forward_tiles(p, dev)) {
-    if (t.family != family || t.block_n > rule.max_block_n) continue;
-    if (t.block_m < 32 && p.batch > rule.small_m_max_batch) continue;
-    eligible.push_back(t);
+    if (t.family == family && t.block_n <= rule.max_block_n) eligible.push_back(t);
   }
   if (eligible.empty()) {
     return Status{StatusCode::unsupported,
@@ -77,16 +76,22 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
     const int area_a = a.block_m * a.block_n, area_b = b.block_m * b.block_n;
     return area_a != area_b ? area_a > area_b : a.block_m > b.block_m;
   });
-  const double wanted = rule.min_blocks_per_sm * std::max(dev.sm_count, 1);
+  const double per_sm = p.in_features >= rule.long_k ? rule.min_blocks_per_sm_long_k
+                                                     : rule.min_blocks_per_sm_short_k;
+  const double wanted = per_sm * std::max(dev.sm_count, 1);
   for (const TileConfig& t : eligible) {
     if (static_cast<double>(blocks(p, t)) >= wanted) {
       *out = t;
       return Status::success();
     }
   }
-  *out = *std::max_element(eligible.begin(), eligible.end(), [&](const TileConfig& a, const TileConfig& b) {
-    return blocks(p, a) < blocks(p, b);
-  });
+  // Why the last of the equals: eligible runs from the largest tile down, and for a tiny batch
+  // every tile gives the same block count, where the smallest wastes the fewest rows.
+  const TileConfig* best = &eligible.front();
+  for (const TileConfig& t : eligible) {
+    if (blocks(p, t) >= blocks(p, *best)) best = &t;
+  }
+  *out = *best;
   return Status::success();
 }
 
