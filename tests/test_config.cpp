@@ -138,7 +138,7 @@ TEST(ConfigGood, ValueForms) {
       "    layout: [packed, linear]\n"
       "    bias: [true, false]\n"
       "    variants: [cublas1, fused]\n"
-      "    tiles: [\"sm80:128x64x32s4w4\", auto, \"simt:64x64x16s2w8\"]\n"
+      "    tiles: [\"sm80:128x64x32s4w4\", auto, \"simt:64x64x16s2w8\", all]\n"
       "    x_stride_pad: [0, 8]\n",
       "t.yaml");
   EXPECT_EQ(c.description, "all the forms");
@@ -154,7 +154,7 @@ TEST(ConfigGood, ValueForms) {
   EXPECT_EQ(first.batch, 1);
   EXPECT_EQ(first.variants, (std::vector<std::string>{"cublas1", "fused"}));
   EXPECT_EQ(first.tiles,
-            (std::vector<std::string>{"sm80:128x64x32s4w4", "auto", "simt:64x64x16s2w8"}));
+            (std::vector<std::string>{"sm80:128x64x32s4w4", "auto", "simt:64x64x16s2w8", "all"}));
   const Case& last = c.cases.back();
   EXPECT_EQ(last.dtype, DType::f16);
   EXPECT_EQ(last.layout, Layout::linear);

@@ -297,8 +297,8 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
     } else if (e.key == "tiles") {
       std::vector<std::string> tiles;
       for (const Word& w : word_values(src, e)) {
-        if (w.text != "auto" && !TileConfig::parse(w.text)) {
-          src.fail(w.mark, fmt::format("{}: '{}' is neither 'auto' nor a tile name like "
+        if (w.text != "auto" && w.text != "all" && !TileConfig::parse(w.text)) {
+          src.fail(w.mark, fmt::format("{}: '{}' is not 'auto', 'all' or a tile name like "
                                        "sm80:128x64x32s4w4 or simt:64x64x16s2w8",
                                        e.label(), w.text));
         }

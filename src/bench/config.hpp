@@ -15,7 +15,7 @@
 //       bias: false              # true | false                         default false
 //       math: exact              # exact | tf32 (fp32 only)             default exact
 //       variants: [fused, cublas2, cublas1]                           # default all three
-//       tiles: [auto]            # auto | a tile name like sm80:128x64x32s4w4   default [auto]
+//       tiles: [auto]            # auto | all | a tile name like sm80:128x64x32s4w4   default [auto]
 //       x_stride_pad: 0          # extra elements per X row, ldx = in + pad, >= 0   default 0
 //
 // Value forms:
@@ -24,7 +24,8 @@
 //    are dropped silently (ranges may overlap).
 //  - dtype, layout, bias, math, variants, tiles: one value, a comma-separated string
 //    ("bf16,fp16") or a list. A value repeated in one list is an error.
-//  - tiles are kept as names: they are checked here for syntax (TileConfig::parse) and later
+//  - tiles are kept as names ("auto": the heuristic's pick; "all": every tile compiled for the
+//    device, the block sweep): they are checked here for syntax (TileConfig::parse) and later
 //    against the tiles compiled for the device.
 //
 // Expansion: every sweep is the Cartesian product of its lists, outermost first
@@ -68,7 +69,7 @@ struct Case {
   Math math = Math::exact;
   int64_t x_stride_pad = 0;
   std::vector<std::string> variants;
-  std::vector<std::string> tiles;  // "auto" or tile names
+  std::vector<std::string> tiles;  // "auto" (the heuristic), "all" (every compiled tile) or names
   std::string origin;              // "configs/mnist.yaml:5 (sweep 1)" or what the caller passed
   // Where the sweep that produced the case starts (1-based); empty/0 when not from a file.
   std::string file;

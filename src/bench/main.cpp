@@ -5,25 +5,13 @@
 //   swiglubench forward --shapes F.yaml    parity, then timing
 //
 // Exit codes: 0 ok, 2 parity failure, 3 usage/config/device error, 130 interrupted (SIGINT).
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-
-#include <algorithm>
 #include <atomic>
 #include <csignal>
-#include <cstdio>
-#include <optional>
-#include <string>
-#include <vector>
 
-#include "bench/cli_values.hpp"
-#include "bench/config.hpp"
+#include "bench/cli.hpp"
 #include "bench/run.hpp"
 
 namespace {
-
-using namespace swiglu;
-using namespace swiglu::bench;
 
 std::atomic<bool> g_stop{false};
 
@@ -34,267 +22,20 @@ extern "C" void on_sigint(int) {
   std::signal(SIGINT, SIG_DFL);
 }
 
-// Options shared by `check` and `forward`.
-struct CaseOptions {
-  std::vector<std::string> shapes;
-  std::string batch, in, hidden, dtype, layout, bias, variants, tiles, math;
-  int64_t x_stride_pad = -1;
-};
-
-struct Measure {
-  TimingOptions timing;
-  bool hot = false;
-  bool cold = false;
-};
-
-void add_case_options(CLI::App* cmd, CaseOptions& c) {
-  cmd->add_option("--shapes", c.shapes, "YAML sweep config (repeatable); see configs/ and README")
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--batch", c.batch, "batch sizes B: N, a,b,c, a:b:step or pow2:a:b");
-  cmd->add_option("--in", c.in, "in-features I (same forms as --batch)");
-  cmd->add_option("--hidden", c.hidden, "hidden size D (same forms as --batch)");
-  cmd->add_option("--dtype", c.dtype, "fp32, fp16, bf16 or a comma list [default: bf16]");
-  cmd->add_option("--layout", c.layout, "linear (nn.Linear W12, 2D×I) or packed (Wf, I×2D) [default: linear]");
-  cmd->add_option("--bias", c.bias, "true, false or true,false [default: false]");
-  cmd->add_option("--variants", c.variants, "fused, cublas2, cublas1 as a comma list [default: all]");
-  cmd->add_option("--tiles", c.tiles,
-                  "fused tile configs: auto (heuristic), all (the block sweep) or names like "
-                  "sm80:128x64x32s4w4; `swiglubench info` lists them [default: auto]");
-  cmd->add_option("--math", c.math, "fp32 arithmetic: exact or tf32 (applies to the baselines too) [default: exact]");
-  cmd->add_option("--x-stride-pad", c.x_stride_pad, "extra elements per X row (ldx = I + pad)")
-      ->check(CLI::NonNegativeNumber);
-}
-
-void add_run_options(CLI::App* cmd, RunOptions& o, std::string& reference) {
-  cmd->add_option("--seed", o.seed, "seed of the random inputs")->capture_default_str();
-  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str();
-  cmd->add_option("--out", o.out_dir, "directory for CSV/JSON/MD results [default: results/<gpu>]");
-  cmd->add_option("--reference", reference,
-                  "auto (fp64 CPU for B·I·2D <= 2^31, else fp32-accumulating cuBLAS), cpu or gpu")
-      ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
-      ->capture_default_str();
-}
-
-struct Formats {
-  bool csv = false, json = false, md = false;
-};
-
-void add_output_flags(CLI::App* cmd, Formats& f) {
-  cmd->add_flag("--csv", f.csv, "write CSV (default: CSV, JSON and MD unless any of these is given)");
-  cmd->add_flag("--json", f.json, "write JSON");
-  cmd->add_flag("--md", f.md, "write the markdown table file (the table is always printed)");
-}
-
-void add_measure_options(CLI::App* cmd, Measure& m, RunOptions& o) {
-  cmd->add_option("--warmup", m.timing.warmup, "untimed runs of each variant")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--min-samples", m.timing.min_samples, "timed samples per variant, at least")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-samples", m.timing.max_samples, "timed samples per variant, at most")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--min-time", m.timing.min_time_s, "measured seconds per variant, at least")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--max-noise", m.timing.max_noise,
-                  "keep sampling while IQR/median exceeds this fraction (up to --max-samples)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  auto* cold = cmd->add_flag("--cold", m.cold, "flush L2 before every sample (default)");
-  cmd->add_flag("--hot", m.hot, "do not flush L2: inputs may stay cached")->excludes(cold);
-  cmd->add_flag("--profile", o.profile,
-                "after the parity check run each variant once inside cudaProfilerStart/Stop "
-                "(for ncu --profile-from-start off / nsys --capture-range=cudaProfilerApi); no timing");
-}
-
-bool parse_bool_word(const std::string& w) {
-  if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
-  if (w == "false" || w == "off" || w == "no" || w == "0") return false;
-  throw std::invalid_argument("--bias: '" + w + "' is not true or false");
-}
-
-// The cases to run: the --shapes files, with every explicitly given option overriding the
-// corresponding field of every case; or, without --shapes, the inline sweep.
-std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* resolved) {
-  SweepSpec inline_spec;
-  const bool inline_dims = !c.batch.empty() || !c.in.empty() || !c.hidden.empty();
-  if (!c.batch.empty()) inline_spec.batch = parse_int_list(c.batch, 1);
-  if (!c.in.empty()) inline_spec.in = parse_int_list(c.in, 1);
-  if (!c.hidden.empty()) inline_spec.hidden = parse_int_list(c.hidden, 1);
-  std::vector<DType> dtypes;
-  for (const auto& w : c.dtype.empty() ? std::vector<std::string>{} : split_words(c.dtype)) {
-    const auto d = parse_dtype(w);
-    if (!d) throw std::invalid_argument("--dtype: '" + w + "' is not fp32, fp16 or bf16");
-    dtypes.push_back(*d);
-  }
-  std::vector<Layout> layouts;
-  for (const auto& w : c.layout.empty() ? std::vector<std::string>{} : split_words(c.layout)) {
-    const auto l = parse_layout(w);
-    if (!l) throw std::invalid_argument("--layout: '" + w + "' is not linear or packed");
-    layouts.push_back(*l);
-  }
-  std::vector<bool> biases;
-  for (const auto& w : c.bias.empty() ? std::vector<std::string>{} : split_words(c.bias))
-    biases.push_back(parse_bool_word(w));
-  std::vector<Math> maths;
-  for (const auto& w : c.math.empty() ? std::vector<std::string>{} : split_words(c.math)) {
-    const auto m = parse_math(w);
-    if (!m) throw std::invalid_argument("--math: '" + w + "' is not exact or tf32");
-    maths.push_back(*m);
-  }
-  std::vector<std::string> variants;
-  if (!c.variants.empty()) {
-    variants = split_words(c.variants);
-    for (const auto& v : variants)
-      if (!is_variant(v)) throw std::invalid_argument("--variants: '" + v + "' is not fused, cublas2 or cublas1");
-  }
-  std::vector<std::string> tiles;
-  if (!c.tiles.empty()) {
-    tiles = split_words(c.tiles);
-    for (const auto& t : tiles)
-      if (t != "auto" && t != "all" && !TileConfig::parse(t))
-        throw std::invalid_argument("--tiles: '" + t + "' is not auto, all or a tile name like sm80:128x64x32s4w4");
-  }
-
-  std::vector<Case> base;
-  if (!c.shapes.empty()) {
-    std::vector<SweepConfig> configs;
-    for (const auto& f : c.shapes) configs.push_back(load_config(f));
-    SweepConfig merged = merge_configs(configs);
-    *name = merged.name;
-    base = std::move(merged.cases);
-  } else {
-    if (!inline_dims || inline_spec.batch.empty() || inline_spec.in.empty() || inline_spec.hidden.empty())
-      throw std::invalid_argument("give --shapes FILE.yaml, or all of --batch, --in and --hidden");
-    inline_spec.dtype = dtypes.empty() ? std::vector<DType>{DType::bf16} : dtypes;
-    base = expand_sweep(inline_spec, "command line");
-    *name = "inline";
-  }
-
-  // Explicit options override the config, as a filter/product over each case.
-  std::vector<Case> out;
-  const auto or_one = [](auto list, auto value) {
-    return list.empty() ? std::vector<decltype(value)>{value} : list;
-  };
-  for (const Case& b : base) {
-    for (int64_t B : or_one(inline_spec.batch, b.batch))
-      for (int64_t I : or_one(inline_spec.in, b.in))
-        for (int64_t D : or_one(inline_spec.hidden, b.hidden))
-          for (DType t : or_one(dtypes, b.dtype))
-            for (Layout l : or_one(layouts, b.layout))
-              for (bool bias : or_one(biases, static_cast<bool>(b.bias)))
-                for (Math m : or_one(maths, b.math)) {
-                  Case x = b;
-                  x.batch = B;
-                  x.in = I;
-                  x.hidden = D;
-                  x.dtype = t;
-                  x.layout = l;
-                  x.bias = bias;
-                  x.math = t == DType::f32 ? m : Math::exact;
-                  if (c.x_stride_pad >= 0) x.x_stride_pad = c.x_stride_pad;
-                  if (!variants.empty()) x.variants = variants;
-                  if (!tiles.empty()) x.tiles = tiles;
-                  const bool dup = std::any_of(out.begin(), out.end(), [&](const Case& y) {
-                    return describe(y) == describe(x);
-                  });
-                  if (!dup) out.push_back(std::move(x));
-                }
-  }
-  Json list = Json::array();
-  for (const Case& x : out) {
-    Json j = Json::object();
-    j.set("case", describe(x));
-    Json v = Json::array();
-    for (const auto& s : x.variants) v.push_back(s);
-    j.set("variants", v);
-    Json t = Json::array();
-    for (const auto& s : x.tiles) t.push_back(s);
-    j.set("tiles", t);
-    j.set("origin", x.origin);
-    list.push_back(j);
-  }
-  Json r = Json::object();
-  Json files = Json::array();
-  for (const auto& f : c.shapes) files.push_back(f);
-  r.set("shapes_files", files);
-  r.set("cases", list);
-  *resolved = r;
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"swiglubench: parity-checked benchmarks of the fused SwiGLU forward\n"
-               "  Z = SiLU(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)\n"
-               "against cuBLAS (two GEMMs + gate, or one packed GEMM + gate).\n"
-               "Exit codes: 0 ok, 2 parity failure, 3 usage/config/device error, 130 interrupted."};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("swiglubench ") + SWIGLU_VERSION);
-
-  int info_device = 0;
-  CLI::App* info = app.add_subcommand("info", "device, SM count, L2, clocks, driver/runtime/cuBLAS versions and compiled tiles");
-  info->add_option("--device", info_device, "CUDA device index")->capture_default_str();
-
-  CaseOptions check_cases, fwd_cases;
-  RunOptions check_opts, fwd_opts;
-  std::string check_ref = "auto", fwd_ref = "auto";
-  Measure check_measure, fwd_measure;
-  CLI::App* check = app.add_subcommand("check", "parity only: every variant against the reference");
-  add_case_options(check, check_cases);
-  add_run_options(check, check_opts, check_ref);
-  CLI::App* fwd = app.add_subcommand("forward", "parity, then timing of the fused forward against the cuBLAS baselines");
-  add_case_options(fwd, fwd_cases);
-  add_run_options(fwd, fwd_opts, fwd_ref);
-  add_measure_options(fwd, fwd_measure, fwd_opts);
-  Formats check_formats, fwd_formats;
-  add_output_flags(check, check_formats);
-  add_output_flags(fwd, fwd_formats);
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitError;
+  using namespace swiglu::bench;
+  const Command cmd = parse_command_line(argc, argv);
+  switch (cmd.kind) {
+    case Command::Kind::exit:
+      return cmd.exit_code;
+    case Command::Kind::info:
+      return print_info(cmd.device);
+    case Command::Kind::check:
+    case Command::Kind::forward:
+      std::signal(SIGINT, on_sigint);
+      return run_sweep(cmd.cases, cmd.options, cmd.resolved, g_stop);
   }
-
-  if (info->parsed()) return print_info(info_device);
-
-  const bool is_fwd = fwd->parsed();
-  CaseOptions& cases_opt = is_fwd ? fwd_cases : check_cases;
-  RunOptions& opts = is_fwd ? fwd_opts : check_opts;
-  const std::string& ref = is_fwd ? fwd_ref : check_ref;
-  opts.op = is_fwd ? "forward" : "check";
-  opts.reference = ref == "cpu" ? ReferenceMode::cpu : ref == "gpu" ? ReferenceMode::gpu : ReferenceMode::automatic;
-  opts.argv.assign(argv, argv + argc);
-  if (is_fwd) {
-    opts.timing = fwd_measure.timing;
-    opts.timing.cold = !fwd_measure.hot;
-    if (opts.timing.max_samples < opts.timing.min_samples) {
-      std::fprintf(stderr, "error: --max-samples (%d) is below --min-samples (%d)\n",
-                   opts.timing.max_samples, opts.timing.min_samples);
-      return kExitError;
-    }
-  }
-  if (const Formats& f = is_fwd ? fwd_formats : check_formats; f.csv || f.json || f.md) {
-    opts.write_csv = f.csv;
-    opts.write_json = f.json;
-    opts.write_md = f.md;
-  }
-
-  std::vector<Case> cases;
-  Json resolved;
-  try {
-    cases = resolve_cases(cases_opt, &opts.name, &resolved);
-  } catch (const ConfigError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitError;
-  } catch (const std::invalid_argument& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitError;
-  }
-  if (cases.empty()) {
-    std::fprintf(stderr, "error: no cases to run\n");
-    return kExitError;
-  }
-  std::signal(SIGINT, on_sigint);
-  return run_sweep(cases, opts, resolved, g_stop);
+  return kExitError;
 }

@@ -53,7 +53,10 @@ template <class T>
 void register_sm80_half_tiles(std::vector<FwdKernel>& out, DType dtype) {
   add_sm80<T, 128, 128, 32, 3, 2, 4>(out, dtype, Math::exact);
   add_sm80<T, 128, 64, 32, 4, 2, 2>(out, dtype, Math::exact);
+  add_sm80<T, 128, 64, 32, 4, 2, 4>(out, dtype, Math::exact);
   add_sm80<T, 64, 64, 32, 4, 2, 2>(out, dtype, Math::exact);
+  add_sm80<T, 64, 64, 32, 4, 2, 4>(out, dtype, Math::exact);
+  add_sm80<T, 64, 64, 64, 3, 2, 2>(out, dtype, Math::exact);
   add_sm80<T, 32, 64, 64, 3, 1, 4>(out, dtype, Math::exact);
   add_sm80<T, 16, 64, 64, 3, 1, 4>(out, dtype, Math::exact);
   add_sm80<T, 16, 32, 64, 6, 1, 2>(out, dtype, Math::exact);

@@ -1,0 +1,28 @@
+// swiglubench's command line, parsed into what to run. Kept apart from main() so the host tests
+// can check the options, their defaults, the overrides and the exit codes without a GPU.
+#pragma once
+
+#include <vector>
+
+#include "bench/config.hpp"
+#include "bench/json.hpp"
+#include "bench/run.hpp"
+
+namespace swiglu::bench {
+
+struct Command {
+  enum class Kind { exit, info, check, forward };
+  Kind kind = Kind::exit;
+  int exit_code = kExitOk;  // Kind::exit: --help/--version (0) or a usage/config error (3)
+  int device = 0;           // Kind::info
+  RunOptions options;       // check, forward
+  std::vector<Case> cases;  // check, forward: the --shapes files with the options' overrides,
+                            // or the inline sweep
+  Json resolved;            // the cases as recorded in the JSON provenance
+};
+
+// Parses argv. Help, version and error messages go to stdout/stderr as they would from the tool;
+// errors come back as Kind::exit with exit_code 3, never as an exception.
+Command parse_command_line(int argc, const char* const* argv);
+
+}  // namespace swiglu::bench

@@ -1,0 +1,152 @@
+// Host tests of swiglubench's command line: options and defaults, config overrides, and the exit
+// codes of bad usage. No GPU: parsing never touches the device.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "bench/cli.hpp"
+
+namespace swiglu::bench {
+namespace {
+
+Command parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "swiglubench");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+const std::string kSmoke = std::string(SWIGLU_SOURCE_DIR) + "/configs/smoke.yaml";
+const std::string kMnist = std::string(SWIGLU_SOURCE_DIR) + "/configs/mnist.yaml";
+
+TEST(Cli, ForwardInlineSweepWithDefaults) {
+  const Command c = parse({"forward", "--batch", "1,64", "--in", "784", "--hidden", "pow2:512:1024"});
+  ASSERT_EQ(c.kind, Command::Kind::forward);
+  ASSERT_EQ(c.cases.size(), 4u);  // 2 batches × 2 hidden sizes, bf16 by default
+  for (const Case& k : c.cases) {
+    EXPECT_EQ(k.in, 784);
+    EXPECT_EQ(k.dtype, DType::bf16);
+    EXPECT_EQ(k.layout, Layout::linear);
+    EXPECT_FALSE(k.bias);
+    EXPECT_EQ(k.variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
+    EXPECT_EQ(k.tiles, (std::vector<std::string>{"auto"}));
+  }
+  const RunOptions& o = c.options;
+  EXPECT_EQ(o.op, "forward");
+  EXPECT_EQ(o.name, "inline");
+  EXPECT_TRUE(o.timing.cold);
+  EXPECT_EQ(o.timing.warmup, 10);
+  EXPECT_EQ(o.timing.min_samples, 30);
+  EXPECT_EQ(o.seed, 1234u);
+  EXPECT_EQ(o.reference, ReferenceMode::automatic);
+  EXPECT_TRUE(o.write_csv && o.write_json && o.write_md);
+  EXPECT_TRUE(o.out_dir.empty());
+}
+
+TEST(Cli, MeasurementAndOutputOptions) {
+  const Command c = parse({"forward", "--batch", "8", "--in", "16", "--hidden", "16", "--hot",
+                           "--warmup", "3", "--min-samples", "7", "--max-samples", "9",
+                           "--min-time", "0", "--max-noise", "0.2", "--seed", "99", "--device",
+                           "1", "--reference", "gpu", "--json", "--out", "some/dir", "--profile"});
+  ASSERT_EQ(c.kind, Command::Kind::forward);
+  const RunOptions& o = c.options;
+  EXPECT_FALSE(o.timing.cold);
+  EXPECT_EQ(o.timing.warmup, 3);
+  EXPECT_EQ(o.timing.min_samples, 7);
+  EXPECT_EQ(o.timing.max_samples, 9);
+  EXPECT_EQ(o.timing.min_time_s, 0.0);
+  EXPECT_DOUBLE_EQ(o.timing.max_noise, 0.2);
+  EXPECT_EQ(o.seed, 99u);
+  EXPECT_EQ(o.device, 1);
+  EXPECT_EQ(o.reference, ReferenceMode::gpu);
+  EXPECT_FALSE(o.write_csv);
+  EXPECT_TRUE(o.write_json);
+  EXPECT_FALSE(o.write_md);
+  EXPECT_EQ(o.out_dir, "some/dir");
+  EXPECT_TRUE(o.profile);
+}
+
+TEST(Cli, OptionsOverrideTheConfigFile) {
+  const Command all = parse({"check", "--shapes", kMnist});
+  ASSERT_EQ(all.kind, Command::Kind::check);
+  EXPECT_EQ(all.options.name, "mnist");
+  EXPECT_EQ(all.cases.size(), 96u);
+  const Command c = parse({"check", "--shapes", kMnist, "--dtype", "bf16", "--layout", "packed",
+                           "--bias", "true", "--variants", "fused", "--tiles", "all"});
+  ASSERT_EQ(c.kind, Command::Kind::check);
+  EXPECT_EQ(c.cases.size(), 32u);  // the fp16 and fp32 cases collapse onto the bf16 ones
+  for (const Case& k : c.cases) {
+    EXPECT_EQ(k.dtype, DType::bf16);
+    EXPECT_EQ(k.layout, Layout::packed);
+    EXPECT_TRUE(k.bias);
+    EXPECT_EQ(k.variants, (std::vector<std::string>{"fused"}));
+    EXPECT_EQ(k.tiles, (std::vector<std::string>{"all"}));
+  }
+  const Command b = parse({"check", "--shapes", kMnist, "--batch", "1"});
+  EXPECT_EQ(b.cases.size(), 12u);  // 4 hidden sizes × 3 dtypes
+}
+
+TEST(Cli, RepeatedShapesFilesMerge) {
+  const Command c = parse({"check", "--shapes", kSmoke, "--shapes", kMnist});
+  ASSERT_EQ(c.kind, Command::Kind::check);
+  EXPECT_EQ(c.options.name, "smoke+mnist");
+  EXPECT_EQ(c.cases.size(), 26u + 96u);
+}
+
+TEST(Cli, MathAppliesToFp32Only) {
+  const Command c = parse({"check", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype",
+                           "fp32,bf16", "--math", "tf32"});
+  ASSERT_EQ(c.cases.size(), 2u);
+  EXPECT_EQ(c.cases[0].math, Math::tf32);
+  EXPECT_EQ(c.cases[1].math, Math::exact);
+}
+
+TEST(Cli, HelpAndVersionExitZero) {
+  EXPECT_EQ(parse({"--help"}).exit_code, 0);
+  EXPECT_EQ(parse({"forward", "--help"}).exit_code, 0);
+  EXPECT_EQ(parse({"--version"}).exit_code, 0);
+  EXPECT_EQ(parse({"--help"}).kind, Command::Kind::exit);
+}
+
+TEST(Cli, InfoTakesADevice) {
+  const Command c = parse({"info", "--device", "2"});
+  EXPECT_EQ(c.kind, Command::Kind::info);
+  EXPECT_EQ(c.device, 2);
+}
+
+TEST(Cli, BadUsageExitsThree) {
+  const std::vector<std::vector<std::string>> bad = {
+      {},                                                        // no subcommand
+      {"bogus"},                                                 // unknown subcommand
+      {"forward"},                                               // nothing to run
+      {"forward", "--batch", "8", "--in", "8"},                  // --hidden missing
+      {"forward", "--batch", "0", "--in", "8", "--hidden", "8"}, // size 0
+      {"forward", "--batch", "8x", "--in", "8", "--hidden", "8"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--dtype", "int8"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--layout", "colmajor"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--bias", "maybe"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--variants", "triton"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--tiles", "sm80:1x2"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--math", "fp8"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--reference", "cuda"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-samples", "10",
+       "--max-samples", "5"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--hot", "--cold"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--warmup", "-1"},
+      {"forward", "--shapes", "no/such/file.yaml"},
+      {"forward", "--shapes", std::string(SWIGLU_SOURCE_DIR) + "/tests/data/bad_unknown_key.yaml"},
+      {"check", "--shapes", kSmoke, "--shapes", kSmoke},          // every case twice
+      {"check", "--batch", "8", "--in", "8", "--hidden", "8", "--warmup", "3"},  // not a check option
+  };
+  for (const auto& args : bad) {
+    const Command c = parse(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    EXPECT_EQ(c.kind, Command::Kind::exit) << joined;
+    EXPECT_EQ(c.exit_code, 3) << joined;
+  }
+}
+
+}  // namespace
+}  // namespace swiglu::bench
