@@ -154,7 +154,7 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
     return t.name();
   };
   // One wave of 128 large blocks loses to two blocks per SM of half the size.
-  EXPECT_EQ(pick(1024, 784, 1024), "sm80:64x64x32s4w4");
+  EXPECT_EQ(pick(1024, 784, 1024), "sm80:64x64x64s3w4");
   EXPECT_EQ(pick(1024, 784, 4096), "sm80:128x64x32s4w4");
   EXPECT_EQ(pick(8192, 4096, 14336), "sm80:128x64x32s4w4");
   EXPECT_EQ(pick(256, 784, 2048), "sm80:32x64x64s3w4");
@@ -167,8 +167,9 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
   ASSERT_TRUE(choose_forward_tile(problem(1, 784, 512, DType::f32), h200, &t).ok());
   EXPECT_EQ(t.name(), "simt:16x64x32s2w4");
   EXPECT_EQ(pick(128, 784, 512), "sm80:16x32x64s6w2");
-  // Long reductions: one wave of large tiles is enough.
+  // Long reductions: one wave of large tiles is enough. Of two equal tiles, fewer warps won.
   EXPECT_EQ(pick(256, 4096, 4096), "sm80:128x64x32s4w4");
+  EXPECT_EQ(pick(256, 2048, 2048), "sm80:64x64x64s3w4");
   EXPECT_EQ(pick(64, 4096, 4096), "sm80:32x64x64s3w4");
 }
 

@@ -5,7 +5,8 @@
 //  1. Family: tensor cores (sm80, mma.sync) whenever the device and the math allow it; the SIMT
 //     kernel for fp32 exact and for sm_70/75.
 //  2. Eligible tiles: block_n <= max_block_n.
-//  3. Walk the eligible tiles from the largest (block_m·block_n) down and take the first that
+//  3. Walk the eligible tiles from the largest (block_m·block_n) down (ties: taller, deeper K,
+//     fewer warps) and take the first that
 //     launches at least min_blocks_per_sm × SMs blocks: large tiles re-use each loaded element
 //     most, but only pay off once every SM has enough of them to hide memory latency. Short
 //     reductions (I < long_k) leave less time to hide it, so they want more blocks per SM.
@@ -72,9 +73,14 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
                       std::string(to_string(p.dtype)) + "/" + std::string(to_string(p.layout)) +
                       " on sm_" + std::to_string(dev.cc_major * 10 + dev.cc_minor)};
   }
+  // Largest tile first; among equal areas the taller tile, then the deeper K step (fewer
+  // barriers per byte), then fewer warps, which is how equal-area tiles ranked in the sweep.
   std::stable_sort(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
     const int area_a = a.block_m * a.block_n, area_b = b.block_m * b.block_n;
-    return area_a != area_b ? area_a > area_b : a.block_m > b.block_m;
+    if (area_a != area_b) return area_a > area_b;
+    if (a.block_m != b.block_m) return a.block_m > b.block_m;
+    if (a.block_k != b.block_k) return a.block_k > b.block_k;
+    return a.warps < b.warps;
   });
   const double per_sm = p.in_features >= rule.long_k ? rule.min_blocks_per_sm_long_k
                                                      : rule.min_blocks_per_sm_short_k;
