@@ -208,13 +208,42 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
   return out;
 }
 
+// The options of one case-running subcommand (check, forward, gate).
+struct RunCommand {
+  CLI::App* app = nullptr;
+  CaseOptions cases;
+  RunOptions run;
+  std::string reference = "auto";
+  Measure measure;
+  Formats formats;
+  bool timed = false;
+};
+
+void add_compare_options(CLI::App* cmd, CompareOptions& c) {
+  cmd->add_option("--floor", c.floor, "smallest tolerance on a speedup ratio")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--k", c.k, "tolerance = max(floor, k × combined relative noise)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--abs-floor", c.abs_floor,
+                  "smallest tolerance on the fused kernel's absolute median (looser than --floor)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-tolerance", c.max_tolerance,
+                  "a case whose tolerance would exceed this is AMBG (too noisy to tell)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--against", c.reference, "the speedup compared: over cublas2 or cublas1")
+      ->capture_default_str()->check(CLI::IsMember({"cublas2", "cublas1"}));
+  cmd->add_flag("--allow-missing", c.allow_missing,
+                "a baseline case absent from the current run is not a failure");
+}
+
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {
   CLI::App app{"swiglubench: parity-checked benchmarks of the fused SwiGLU forward\n"
                "  Z = SiLU(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)\n"
                "against cuBLAS (two GEMMs + gate, or one packed GEMM + gate).\n"
-               "Exit codes: 0 ok, 2 parity failure, 3 usage/config/device error, 130 interrupted."};
+               "Exit codes: 0 ok, 1 performance regression (compare, gate), 2 parity failure,\n"
+               "3 usage/config/device error or mismatched results, 130 interrupted."};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("swiglubench ") + SWIGLU_VERSION);
 
@@ -222,20 +251,39 @@ Command parse_command_line(int argc, const char* const* argv) {
   CLI::App* info = app.add_subcommand("info", "device, SM count, L2, clocks, driver/runtime/cuBLAS versions and compiled tiles");
   info->add_option("--device", info_device, "CUDA device index")->capture_default_str();
 
-  CaseOptions check_cases, fwd_cases;
-  RunOptions check_opts, fwd_opts;
-  std::string check_ref = "auto", fwd_ref = "auto";
-  Measure check_measure, fwd_measure;
-  CLI::App* check = app.add_subcommand("check", "parity only: every variant against the reference");
-  add_case_options(check, check_cases);
-  add_run_options(check, check_opts, check_ref);
-  CLI::App* fwd = app.add_subcommand("forward", "parity, then timing of the fused forward against the cuBLAS baselines");
-  add_case_options(fwd, fwd_cases);
-  add_run_options(fwd, fwd_opts, fwd_ref);
-  add_measure_options(fwd, fwd_measure, fwd_opts);
-  Formats check_formats, fwd_formats;
-  add_output_flags(check, check_formats);
-  add_output_flags(fwd, fwd_formats);
+  RunCommand check, fwd, gate;
+  check.app = app.add_subcommand("check", "parity only: every variant against the reference");
+  fwd.app = app.add_subcommand("forward", "parity, then timing of the fused forward against the cuBLAS baselines");
+  gate.app = app.add_subcommand(
+      "gate", "the regression gate: run the cases (as forward), compare them with a baseline "
+              "result file, re-measure SLOW and AMBG cases, exit 0/1/2/3");
+  fwd.timed = gate.timed = true;
+  for (RunCommand* rc : {&check, &fwd, &gate}) {
+    add_case_options(rc->app, rc->cases);
+    add_run_options(rc->app, rc->run, rc->reference);
+    if (rc->timed) add_measure_options(rc->app, rc->measure, rc->run);
+    add_output_flags(rc->app, rc->formats);
+  }
+  GateOptions gate_opts;
+  gate.app->add_option("--baseline", gate_opts.baseline,
+                       "baseline result file [default: results/<gpu>/baseline.json]");
+  gate.app->add_option("--retries", gate_opts.retries, "re-measurements of SLOW/AMBG cases")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  gate.app->add_flag("--update-baseline", gate_opts.update_baseline,
+                     "record this run as the baseline instead of comparing");
+  add_compare_options(gate.app, gate_opts.compare);
+
+  std::string cmp_base, cmp_cur;
+  CompareOptions cmp_opts;
+  bool cmp_update = false;
+  CLI::App* cmp = app.add_subcommand(
+      "compare", "compare two result files: speedups per case within each run, SAME/FAST/SLOW/"
+                 "AMBG/MISSING, geomean; exit 0 pass, 1 regression, 2 parity failure, 3 mismatch");
+  cmp->add_option("--baseline", cmp_base, "the baseline result file (JSON)")->required();
+  cmp->add_option("--current", cmp_cur, "the current result file (JSON)")->required()
+      ->check(CLI::ExistingFile);
+  cmp->add_flag("--update-baseline", cmp_update, "rewrite the baseline from the current file");
+  add_compare_options(cmp, cmp_opts);
 
   Command cmd;
   try {
@@ -250,32 +298,42 @@ Command parse_command_line(int argc, const char* const* argv) {
     cmd.device = info_device;
     return cmd;
   }
+  if (cmp->parsed()) {
+    cmd.kind = Command::Kind::compare;
+    cmd.baseline = cmp_base;
+    cmd.current = cmp_cur;
+    cmd.gate.compare = cmp_opts;
+    cmd.gate.update_baseline = cmp_update;
+    return cmd;
+  }
 
-  const bool is_fwd = fwd->parsed();
-  CaseOptions& cases_opt = is_fwd ? fwd_cases : check_cases;
-  RunOptions& opts = is_fwd ? fwd_opts : check_opts;
-  const std::string& ref = is_fwd ? fwd_ref : check_ref;
-  opts.op = is_fwd ? "forward" : "check";
-  opts.reference = ref == "cpu" ? ReferenceMode::cpu : ref == "gpu" ? ReferenceMode::gpu : ReferenceMode::automatic;
+  RunCommand& rc = fwd.app->parsed() ? fwd : gate.app->parsed() ? gate : check;
+  RunOptions& opts = rc.run;
+  opts.op = &rc == &check ? "check" : "forward";
+  opts.reference = rc.reference == "cpu"   ? ReferenceMode::cpu
+                   : rc.reference == "gpu" ? ReferenceMode::gpu
+                                           : ReferenceMode::automatic;
   opts.argv.assign(argv, argv + argc);
-  cmd.kind = is_fwd ? Command::Kind::forward : Command::Kind::check;
-  if (is_fwd) {
-    opts.timing = fwd_measure.timing;
-    opts.timing.cold = !fwd_measure.hot;
+  cmd.kind = &rc == &check ? Command::Kind::check
+             : &rc == &fwd ? Command::Kind::forward
+                           : Command::Kind::gate;
+  if (rc.timed) {
+    opts.timing = rc.measure.timing;
+    opts.timing.cold = !rc.measure.hot;
     if (opts.timing.max_samples < opts.timing.min_samples) {
       std::fprintf(stderr, "error: --max-samples (%d) is below --min-samples (%d)\n",
                    opts.timing.max_samples, opts.timing.min_samples);
       return exit_with(kExitError);
     }
   }
-  if (const Formats& f = is_fwd ? fwd_formats : check_formats; f.csv || f.json || f.md) {
+  if (const Formats& f = rc.formats; f.csv || f.json || f.md) {
     opts.write_csv = f.csv;
-    opts.write_json = f.json;
+    opts.write_json = f.json || cmd.kind == Command::Kind::gate;  // the gate reads its JSON back
     opts.write_md = f.md;
   }
 
   try {
-    cmd.cases = resolve_cases(cases_opt, &opts.name, &cmd.resolved);
+    cmd.cases = resolve_cases(rc.cases, &opts.name, &cmd.resolved);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_with(kExitError);
@@ -288,6 +346,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     return exit_with(kExitError);
   }
   cmd.options = opts;
+  cmd.gate = gate_opts;
   return cmd;
 }
 

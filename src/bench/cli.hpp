@@ -5,20 +5,23 @@
 #include <vector>
 
 #include "bench/config.hpp"
+#include "bench/gate.hpp"
 #include "bench/json.hpp"
 #include "bench/run.hpp"
 
 namespace swiglu::bench {
 
 struct Command {
-  enum class Kind { exit, info, check, forward };
+  enum class Kind { exit, info, check, forward, gate, compare };
   Kind kind = Kind::exit;
   int exit_code = kExitOk;  // Kind::exit: --help/--version (0) or a usage/config error (3)
   int device = 0;           // Kind::info
-  RunOptions options;       // check, forward
-  std::vector<Case> cases;  // check, forward: the --shapes files with the options' overrides,
+  RunOptions options;       // check, forward, gate
+  std::vector<Case> cases;  // check, forward, gate: the --shapes files with the options' overrides,
                             // or the inline sweep
   Json resolved;            // the cases as recorded in the JSON provenance
+  GateOptions gate;         // gate; compare (its compare options and update_baseline)
+  std::string baseline, current;  // compare
 };
 
 // Parses argv. Help, version and error messages go to stdout/stderr as they would from the tool;

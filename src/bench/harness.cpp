@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <memory>
 
+#include "baselines/cublas_baselines.hpp"
+#include "baselines/lt_gemm.hpp"
+#include "bench/host_data.hpp"
 #include "bench/stats.hpp"
 
 namespace swiglu::bench {
@@ -71,6 +74,55 @@ double Timer::measure(std::vector<TimedVariant>& variants, const TimingOptions& 
   if (clocks.empty()) return -1;
   std::nth_element(clocks.begin(), clocks.begin() + clocks.size() / 2, clocks.end());
   return clocks[clocks.size() / 2];
+}
+
+bool measure_gemm_peak(const DeviceInfo& dev, const baselines::Cublas& cublas, cudaStream_t stream,
+                       GemmPeak* out) {
+  nvtx3::scoped_range r{"peak gemm"};
+  constexpr int64_t n = 8192;
+  const DType dtype = dev.cc_major >= 8 ? DType::bf16 : DType::f16;
+  const size_t bytes = static_cast<size_t>(n * n) * dtype_size(dtype);
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  if (free_b < 3 * bytes + (size_t{256} << 20)) return false;
+  // Why random data: a GEMM on zeros runs measurably faster than on real values.
+  const auto host = to_dtype_bytes(uniform_values(static_cast<size_t>(n * n), -1, 1, 7, dtype), dtype);
+  DeviceBuffer a(bytes), b(bytes), c(bytes);
+  CUDA_CHECK(cudaMemcpy(a.get(), host.data(), bytes, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(b.get(), host.data(), bytes, cudaMemcpyHostToDevice));
+  baselines::GemmSpec spec;
+  spec.rows = spec.cols = spec.k = n;
+  spec.x = a.get();
+  spec.ldx = n;
+  spec.w = b.get();
+  spec.ldw = n;
+  spec.out = c.get();
+  spec.ld_out = n;
+  spec.in_type = spec.out_type = baselines::cuda_type(dtype);
+  baselines::LtGemm gemm;
+  if (Status s = gemm.plan(cublas.handle(), spec, cublas.workspace_bytes()); !s.ok()) return false;
+  const auto run = [&] {
+    if (Status s = gemm.run(cublas.handle(), cublas.workspace(), cublas.workspace_bytes(), stream); !s.ok())
+      throw CudaError(s.message);
+  };
+  for (int i = 0; i < 3; ++i) run();
+  std::vector<double> ms;
+  Event start, end;
+  for (int i = 0; i < 10; ++i) {
+    CUDA_CHECK(cudaEventRecord(start.get(), stream));
+    run();
+    CUDA_CHECK(cudaEventRecord(end.get(), stream));
+    CUDA_CHECK(cudaEventSynchronize(end.get()));
+    float t = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&t, start.get(), end.get()));
+    ms.push_back(t);
+  }
+  const double median = summarize(ms).median;
+  out->dtype = std::string(to_string(dtype));
+  out->n = n;
+  out->median_ms = median;
+  out->tflops = 2.0 * n * n * n / (median * 1e-3) / 1e12;
+  return true;
 }
 
 }  // namespace swiglu::bench

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines/cublas_baselines.hpp"
 #include "bench/device.hpp"
 
 namespace swiglu::bench {
@@ -42,5 +43,22 @@ class Timer {
   cudaStream_t stream_;
   DeviceBuffer flush_;
 };
+
+}  // namespace swiglu::bench
+
+namespace swiglu::bench {
+
+// The device's dense GEMM ceiling, measured: one square cuBLASLt GEMM (bf16 on sm_80+, fp16
+// before) on seeded random inputs, median of a few timed runs. TFLOP/s figures are read against it.
+struct GemmPeak {
+  std::string dtype;
+  int64_t n = 0;  // m = n = k
+  double median_ms = 0;
+  double tflops = 0;
+};
+
+// Returns false (and leaves *out alone) when the device lacks the memory for it.
+bool measure_gemm_peak(const DeviceInfo& dev, const baselines::Cublas& cublas, cudaStream_t stream,
+                       GemmPeak* out);
 
 }  // namespace swiglu::bench

@@ -4,7 +4,11 @@
 //   swiglubench check   --shapes F.yaml    parity only
 //   swiglubench forward --shapes F.yaml    parity, then timing
 //
-// Exit codes: 0 ok, 2 parity failure, 3 usage/config/device error, 130 interrupted (SIGINT).
+//   swiglubench compare --baseline A.json --current B.json
+//   swiglubench gate    --shapes configs/ci.yaml    run, compare with the card's baseline
+//
+// Exit codes: 0 ok, 1 performance regression (compare, gate), 2 parity failure, 3 usage/config/
+// device error or mismatched results, 130 interrupted (SIGINT).
 #include <atomic>
 #include <csignal>
 
@@ -36,6 +40,11 @@ int main(int argc, char** argv) {
     case Command::Kind::forward:
       std::signal(SIGINT, on_sigint);
       return run_sweep(cmd.cases, cmd.options, cmd.resolved, g_stop);
+    case Command::Kind::gate:
+      std::signal(SIGINT, on_sigint);
+      return run_gate(cmd.cases, cmd.options, cmd.gate, g_stop);
+    case Command::Kind::compare:
+      return run_compare(cmd.baseline, cmd.current, cmd.gate.compare, cmd.gate.update_baseline);
   }
   return kExitError;
 }

@@ -456,12 +456,29 @@ int SweepRunner::run(const std::vector<Case>& cases, const Json& resolved_config
   prov.set("timing", timing);
   prov.set("seed", static_cast<int64_t>(o_.seed));
   prov.set("config", resolved_config);
+  GemmPeak peak;
+  const bool have_peak = o_.op == "forward" && !o_.profile && measure_gemm_peak(dev_, cublas_, stream_.get(), &peak);
+  if (have_peak) {
+    Json pk = Json::object();
+    pk.set("dtype", peak.dtype);
+    pk.set("m", peak.n);
+    pk.set("n", peak.n);
+    pk.set("k", peak.n);
+    pk.set("median_ms", peak.median_ms);
+    pk.set("tflops", peak.tflops);
+    prov.set("peak", pk);
+  }
   if (o_.write_csv) csv_ = std::make_unique<CsvWriter>(stem + ".csv");
   if (o_.write_json) json_ = std::make_unique<JsonWriter>(stem + ".json", prov);
 
   std::printf("swiglubench %s on %s (sm_%d%d, %d SMs, L2 %.0f MiB), %zu cases, %s L2\n\n",
               o_.op.c_str(), dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
               dev_.l2_bytes / 1048576.0, cases.size(), o_.timing.cold ? "cold" : "hot");
+  if (have_peak) {
+    std::printf("measured peak: %s GEMM %lldx%lldx%lld at %.0f TFLOP/s\n\n", peak.dtype.c_str(),
+                static_cast<long long>(peak.n), static_cast<long long>(peak.n),
+                static_cast<long long>(peak.n), peak.tflops);
+  }
   std::fputs(markdown_header().c_str(), stdout);
   for (const Case& c : cases) {
     if (stopped() || fatal_) break;

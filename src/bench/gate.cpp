@@ -1,0 +1,138 @@
+#include "bench/gate.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "bench/device.hpp"
+#include "bench/json.hpp"
+#include "bench/writers.hpp"
+
+namespace swiglu::bench {
+namespace {
+
+// Writes the rows of `cur` to `path` atomically, its provenance kept and its source recorded.
+void write_baseline(const ResultFile& cur, const std::string& path) {
+  Json prov = cur.provenance;
+  prov.set("written_from", cur.path);
+  JsonWriter w(path, prov);
+  for (const Row& r : cur.rows) w.add(r);
+  w.finish();
+}
+
+// Whether `c` is the problem of row `r` (the fields a case and a row share).
+bool same_problem(const Case& c, const Row& r) {
+  return c.batch == r.batch && c.in == r.in && c.hidden == r.hidden && c.ldx() == r.ldx &&
+         to_string(c.dtype) == r.dtype && to_string(c.layout) == r.layout && c.bias == r.bias &&
+         to_string(c.dtype == DType::f32 ? c.math : Math::exact) == r.math;
+}
+
+}  // namespace
+
+int run_compare(const std::string& baseline, const std::string& current, const CompareOptions& o,
+                bool update_baseline) {
+  try {
+    const ResultFile cur = load_result_file(current);
+    if (update_baseline) {
+      write_baseline(cur, baseline);
+      std::printf("baseline %s rewritten from %s (%zu rows)\n", baseline.c_str(), current.c_str(),
+                  cur.rows.size());
+      return kExitOk;
+    }
+    const ResultFile base = load_result_file(baseline);
+    const CompareReport report = compare_results(base, cur, o);
+    std::fputs(format_report(report).c_str(), stdout);
+    return report.exit_code;
+  } catch (const CompareError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitError;
+  }
+}
+
+int run_gate(const std::vector<Case>& cases, RunOptions run, const GateOptions& gate,
+             const std::atomic<bool>& stop) {
+  try {
+    const DeviceInfo dev = query_device(run.device);
+    const std::string baseline =
+        gate.baseline.empty() ? "results/" + dev.slug + "/baseline.json" : gate.baseline;
+    if (!gate.update_baseline && !std::filesystem::exists(baseline)) {
+      std::fprintf(stderr,
+                   "error: no baseline %s for %s; record one with `swiglubench gate --shapes ... "
+                   "--update-baseline` on this card\n",
+                   baseline.c_str(), dev.name.c_str());
+      return kExitError;
+    }
+    run.op = "forward";
+    if (run.out_dir.empty()) run.out_dir = "results/" + dev.slug + "/gate";
+    const std::string base_name = run.name;
+    const auto sweep = [&](const std::vector<Case>& which, const std::string& name) {
+      RunOptions r = run;
+      r.name = name;
+      const int rc = run_sweep(which, r, Json::object(), stop);
+      return std::pair<int, std::string>{rc, fmt::format("{}/forward_{}.json", r.out_dir, name)};
+    };
+
+    std::printf("== gate: %zu cases against %s\n", cases.size(), baseline.c_str());
+    auto [rc, path] = sweep(cases, base_name);
+    if (rc == kExitInterrupted || (rc == kExitError && !std::filesystem::exists(path))) return rc;
+    ResultFile cur = load_result_file(path);
+    if (gate.update_baseline) {
+      if (rc != kExitOk) {
+        std::fprintf(stderr, "error: not updating the baseline from a run that exited %d\n", rc);
+        return rc;
+      }
+      write_baseline(cur, baseline);
+      std::printf("baseline %s written (%zu rows)\n", baseline.c_str(), cur.rows.size());
+      return kExitOk;
+    }
+    const ResultFile base = load_result_file(baseline);
+    CompareReport report = compare_results(base, cur, gate.compare);
+    // Parity failures and mismatches are final; noise and slowness get another look.
+    int attempt = 0;
+    for (; attempt < gate.retries &&
+           (report.exit_code == kExitOk || report.exit_code == kExitRegression);
+         ++attempt) {
+      const std::vector<std::string> keys = keys_to_remeasure(report);
+      if (keys.empty()) break;
+      std::set<size_t> picked;
+      for (const Row& r : cur.rows) {
+        if (std::find(keys.begin(), keys.end(), case_key(r)) == keys.end()) continue;
+        for (size_t i = 0; i < cases.size(); ++i)
+          if (same_problem(cases[i], r)) picked.insert(i);
+      }
+      if (picked.empty()) break;
+      std::vector<Case> again;
+      for (size_t i : picked) again.push_back(cases[i]);
+      std::printf("\n== gate: re-measuring %zu case(s), attempt %d of %d\n", again.size(),
+                  attempt + 1, gate.retries);
+      auto [rc2, path2] = sweep(again, fmt::format("{}-retry{}", base_name, attempt + 1));
+      if (rc2 == kExitInterrupted) return rc2;
+      const ResultFile retry = load_result_file(path2);
+      cur.rows = merge_rows(cur.rows, retry.rows);
+      report = compare_results(base, cur, gate.compare);
+    }
+    if (attempt > 0) {
+      // The rows the verdict stands on: the first run with its re-measured cases replaced.
+      cur.path = fmt::format("{}/forward_{}-merged.json", run.out_dir, base_name);
+      write_baseline(cur, cur.path);
+      std::printf("\nmerged results: %s\n", cur.path.c_str());
+    }
+    std::printf("\n");
+    std::fputs(format_report(report).c_str(), stdout);
+    return report.exit_code;
+  } catch (const CompareError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitError;
+  }
+}
+
+}  // namespace swiglu::bench

@@ -1,0 +1,802 @@
+// The regression gate's comparison of two result files (compare.hpp). The fixtures under
+// tests/data/compare/ are result files in JsonWriter's format: base.json is the baseline (three
+// cases A, B, C × fused/cublas2/cublas1), each other file a current run with one outcome:
+//   case A: B=64 I=784 D=1024 bf16        speedup vs cublas2 1.5, noise 2%  → tolerance ±12%
+//   case B: B=4096 I=4096 D=4096 bf16     speedup vs cublas2 1.2, noise 1%  → tolerance ±6%
+//   case C: B=777 I=1000 D=2048 fp16 bias speedup vs cublas2 1.2, noise 1%  → tolerance ±6%
+//   case D: B=1 I=4096 D=11008 bf16       only in missing.json (NEW)
+#include "bench/compare.hpp"
+
+#include <gtest/gtest-spi.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bench/json.hpp"
+#include "bench/run.hpp"
+#include "bench/writers.hpp"
+
+namespace swiglu::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fixture(const std::string& name) {
+  return std::string(SWIGLU_SOURCE_DIR) + "/tests/data/compare/" + name;
+}
+
+ResultFile load(const std::string& name) { return load_result_file(fixture(name)); }
+
+CompareReport compare_files(const std::string& base, const std::string& cur,
+                            const CompareOptions& o = {}) {
+  return compare_results(load(base), load(cur), o);
+}
+
+// The verdict of the case whose batch size is `batch` (A 64, B 4096, C 777).
+const CaseVerdict& verdict(const CompareReport& rep, int batch) {
+  const std::string tag = " B=" + std::to_string(batch) + " ";
+  for (const CaseVerdict& v : rep.cases)
+    if (v.key.find(tag) != std::string::npos) return v;
+  ADD_FAILURE() << "no case with" << tag;
+  static const CaseVerdict none;
+  return none;
+}
+
+std::vector<std::string> labels(const CompareReport& rep) {
+  std::vector<std::string> out;
+  for (const CaseVerdict& v : rep.cases) out.push_back(v.label);
+  return out;
+}
+
+std::string last_line(const std::string& text) {
+  const size_t end = text.find_last_not_of('\n');
+  const size_t start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+int count(const CompareReport& rep, std::string_view label) {
+  return rep.counts.at(std::string(label));
+}
+
+// --- loading -------------------------------------------------------------------------------------
+
+TEST(LoadResultFile, ReadsProvenanceAndRows) {
+  const ResultFile f = load("base.json");
+  EXPECT_EQ(f.path, fixture("base.json"));
+  EXPECT_EQ(f.device_name, "NVIDIA H200");
+  EXPECT_EQ(f.sm_count, 132);
+  EXPECT_EQ(f.cublas_version, 130100);
+  EXPECT_EQ(f.driver, "580.159.04");
+  EXPECT_EQ(f.cuda_driver_api, "13.0");
+  EXPECT_EQ(f.git_sha, "bffb3fbe10e78097a68d03a33df2d4367c47fe0e");
+  EXPECT_TRUE(f.complete);
+  ASSERT_NE(f.provenance.find("timing"), nullptr);
+  EXPECT_EQ(f.provenance.find("timing")->find("warmup")->as_int(), 10);
+  EXPECT_EQ(f.provenance.find("device")->find("memory_bytes")->as_int(), 150109880320);
+  ASSERT_EQ(f.rows.size(), 9u);
+  ASSERT_EQ(f.policies.size(), 9u);
+  const Row& r = f.rows[0];
+  EXPECT_EQ(r.op, "forward");
+  EXPECT_EQ(r.variant, "fused");
+  EXPECT_EQ(r.batch, 64);
+  EXPECT_EQ(r.in, 784);
+  EXPECT_EQ(r.hidden, 1024);
+  EXPECT_EQ(r.ldx, 784);
+  EXPECT_EQ(r.dtype, "bf16");
+  EXPECT_EQ(r.tile, "sm80:16x32x64s6w2");
+  EXPECT_EQ(r.status, "PASS");
+  EXPECT_DOUBLE_EQ(r.median_ms, 0.01);
+  EXPECT_DOUBLE_EQ(r.noise, 0.02);
+  EXPECT_DOUBLE_EQ(r.speedup_vs_cublas2, 1.5);
+  EXPECT_EQ(r.samples, 200u);
+  EXPECT_EQ(f.rows[1].variant, "cublas2");
+  EXPECT_EQ(f.rows[1].tile, "cublasLt");
+  EXPECT_TRUE(std::isnan(f.rows[1].speedup_vs_cublas2));
+  EXPECT_TRUE(f.rows[8].bias);  // case C has a bias
+  EXPECT_EQ(f.policies[0], "");
+  const ResultFile c = load("missing.json");
+  EXPECT_TRUE(std::isnan(c.rows[3].median_ms));  // B's fused row: ERROR, not timed
+  EXPECT_EQ(c.rows[3].samples, 0u);
+}
+
+TEST(LoadResultFile, RealResultFileLoads) {
+  const ResultFile f =
+      load_result_file(std::string(SWIGLU_SOURCE_DIR) + "/results/h200/forward_mnist.json");
+  EXPECT_EQ(f.device_name, "NVIDIA H200");
+  EXPECT_GT(f.rows.size(), 0u);
+  EXPECT_TRUE(f.complete);
+}
+
+// Calls load_result_file and returns the CompareError message ("" when nothing was thrown).
+std::string load_error(const std::string& path) {
+  try {
+    load_result_file(path);
+  } catch (const CompareError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(LoadResultFile, SyntaxErrorNamesFileAndLine) {
+  const std::string msg = load_error(fixture("bad_syntax.json"));
+  EXPECT_NE(msg.find(fixture("bad_syntax.json") + ":"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("syntax error"), std::string::npos) << msg;
+}
+
+TEST(LoadResultFile, WrongSchema) {
+  const std::string msg = load_error(fixture("bad_schema.json"));
+  EXPECT_NE(msg.find(fixture("bad_schema.json")), std::string::npos) << msg;
+  EXPECT_NE(msg.find("schema is 'swiglubench/0'"), std::string::npos) << msg;
+}
+
+TEST(LoadResultFile, RowMissingAKeyField) {
+  const std::string msg = load_error(fixture("missing_field.json"));
+  EXPECT_NE(msg.find(fixture("missing_field.json")), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rows[1]: missing key 'tile'"), std::string::npos) << msg;
+}
+
+TEST(LoadResultFile, RowFieldOfTheWrongType) {
+  const std::string msg = load_error(fixture("wrong_type.json"));
+  EXPECT_NE(msg.find(fixture("wrong_type.json")), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rows[0]: 'batch' must be an integer"), std::string::npos) << msg;
+}
+
+TEST(LoadResultFile, MissingDeviceField) {
+  const std::string msg = load_error(fixture("missing_device.json"));
+  EXPECT_NE(msg.find(fixture("missing_device.json")), std::string::npos) << msg;
+  EXPECT_NE(msg.find("provenance.device: missing key 'sm_count'"), std::string::npos) << msg;
+}
+
+TEST(LoadResultFile, UnreadableFile) {
+  const std::string path = fixture("no_such_file.json");
+  const std::string msg = load_error(path);
+  EXPECT_NE(msg.find(path + ": cannot read"), std::string::npos) << msg;
+}
+
+// A fresh, empty directory per test, removed afterwards.
+class TempDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           (std::string("swiglubench_compare_") + info->name() + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  fs::path dir_;
+};
+
+Json small_provenance() {
+  Json device = Json::object();
+  device.set("name", "NVIDIA H100 80GB HBM3");
+  device.set("sm_count", 132);
+  device.set("driver", Json());
+  device.set("cuda_driver_api", "12.8");
+  device.set("cublas", 120805);
+  Json prov = Json::object();
+  prov.set("tool", "swiglubench");
+  prov.set("git_sha", "unknown");
+  prov.set("device", device);
+  return prov;
+}
+
+using LoadText = TempDir;
+
+// Writes `text` as a file and returns load_error for it.
+std::string text_error(const std::string& path, const std::string& text) {
+  write_file_atomic(path, text);
+  return load_error(path);
+}
+
+TEST_F(LoadText, StructuralErrors) {
+  const std::string prov = small_provenance().dump(0);
+  const std::string row = row_to_json(Row{}).dump(0);
+  const auto doc = [&](const std::string& rows, const std::string& extra = "") {
+    return "{\"schema\": \"swiglubench/1\", \"provenance\": " + prov + ", \"rows\": " + rows +
+           ", \"complete\": true" + extra + "}";
+  };
+  // The well-formed document loads; each broken one names what is wrong.
+  const std::string p = path("f.json");
+  EXPECT_EQ(text_error(p, doc("[" + row + "]")), "");
+  EXPECT_NE(text_error(p, "").find("empty file"), std::string::npos);
+  EXPECT_NE(text_error(p, "[1, 2]").find("the file must be an object"), std::string::npos);
+  EXPECT_NE(text_error(p, doc("{}")).find("'rows' must be an array"), std::string::npos);
+  EXPECT_NE(text_error(p, doc("[3]")).find("rows[0] must be an object"), std::string::npos);
+  EXPECT_NE(
+      text_error(p, doc("[" + row + "]", ", \"complete\": false")).find("duplicate key 'complete'"),
+      std::string::npos);
+  EXPECT_NE(text_error(p, doc("[" + row + "]") + "\n{}").find("text after the end"),
+            std::string::npos);
+  std::string no_schema = doc("[]");
+  no_schema.replace(no_schema.find("\"schema\""), 8, "\"schemo\"");
+  EXPECT_NE(text_error(p, no_schema).find("missing key 'schema'"), std::string::npos);
+  // Types: a quoted number is not a number, a number is not a string, 1 is not a boolean.
+  std::string quoted_median = row;
+  quoted_median.replace(quoted_median.find("\"median_ms\":null"), 16, "\"median_ms\":\"0.5\"");
+  EXPECT_NE(
+      text_error(p, doc("[" + quoted_median + "]")).find("'median_ms' must be a number or null"),
+      std::string::npos);
+  std::string numeric_tile = row;
+  numeric_tile.replace(numeric_tile.find("\"tile\":\"\""), 9, "\"tile\":7");
+  EXPECT_NE(text_error(p, doc("[" + numeric_tile + "]")).find("'tile' must be a string"),
+            std::string::npos);
+  std::string int_bias = row;
+  int_bias.replace(int_bias.find("\"bias\":false"), 12, "\"bias\":1");
+  EXPECT_NE(text_error(p, doc("[" + int_bias + "]")).find("'bias' must be true or false"),
+            std::string::npos);
+  std::string negative_samples = row;
+  negative_samples.replace(negative_samples.find("\"samples\":0"), 11, "\"samples\":-3");
+  EXPECT_NE(
+      text_error(p, doc("[" + negative_samples + "]")).find("'samples' must be a non-negative"),
+      std::string::npos);
+}
+
+TEST_F(LoadText, RequiredAndOptionalRowKeys) {
+  const std::string prov = small_provenance().dump(0);
+  const std::vector<std::string> required = {"op",
+                                             "variant",
+                                             "batch",
+                                             "in",
+                                             "hidden",
+                                             "ldx",
+                                             "dtype",
+                                             "layout",
+                                             "math",
+                                             "bias",
+                                             "tile",
+                                             "status",
+                                             "median_ms",
+                                             "noise",
+                                             "speedup_vs_cublas2",
+                                             "speedup_vs_cublas1"};
+  // Every key row_to_json writes: removing a required one fails, removing another one does not.
+  const Json full = row_to_json(Row{});
+  for (const auto& [key, value] : full.as_object()) {
+    Json row = Json::object();
+    for (const auto& [k, v] : full.as_object())
+      if (k != key) row.set(k, v);
+    const std::string text = "{\"schema\": \"swiglubench/1\", \"provenance\": " + prov +
+                             ", \"rows\": [" + row.dump(2) + "], \"complete\": true}";
+    const std::string msg = text_error(path("f.json"), text);
+    const bool is_required = std::find(required.begin(), required.end(), key) != required.end();
+    if (is_required) {
+      EXPECT_NE(msg.find("missing key '" + key + "'"), std::string::npos) << key << ": " << msg;
+    } else {
+      EXPECT_EQ(msg, "") << key;
+    }
+  }
+  // Why: a tripwire. A new Row field needs a reader in compare.cpp and a place in RoundTrip.
+  EXPECT_EQ(full.size(), 33u) << "Row gained or lost a field: update read_row and this file";
+}
+
+TEST_F(LoadText, PolicyIsReadIntoTheKey) {
+  Json row = row_to_json(Row{});
+  row.set("policy", "heuristic");
+  Json doc = Json::object();
+  doc.set("schema", "swiglubench/1");
+  doc.set("provenance", small_provenance());
+  doc.set("rows", Json(Json::Array{row, row_to_json(Row{})}));
+  doc.set("complete", true);
+  write_file_atomic(path("p.json"), doc.dump(2));
+  const ResultFile f = load_result_file(path("p.json"));
+  ASSERT_EQ(f.policies.size(), 2u);
+  EXPECT_EQ(f.policies[0], "heuristic");
+  EXPECT_EQ(f.policies[1], "");
+  EXPECT_EQ(f.driver, "");  // null
+  EXPECT_EQ(f.cuda_driver_api, "12.8");
+}
+
+// --- round trip through the real writer
+// ------------------------------------------------------------
+
+using RoundTrip = TempDir;
+
+void expect_same_double(double want, double got, const char* field) {
+  if (std::isnan(want)) {
+    EXPECT_TRUE(std::isnan(got)) << field << ": " << got;
+  } else {
+    EXPECT_EQ(want, got) << field;  // exact: the writer's text reads back to the same double
+  }
+}
+
+void expect_same_row(const Row& a, const Row& b) {
+  EXPECT_EQ(a.op, b.op);
+  EXPECT_EQ(a.variant, b.variant);
+  EXPECT_EQ(a.batch, b.batch);
+  EXPECT_EQ(a.in, b.in);
+  EXPECT_EQ(a.hidden, b.hidden);
+  EXPECT_EQ(a.ldx, b.ldx);
+  EXPECT_EQ(a.dtype, b.dtype);
+  EXPECT_EQ(a.layout, b.layout);
+  EXPECT_EQ(a.math, b.math);
+  EXPECT_EQ(a.bias, b.bias);
+  EXPECT_EQ(a.tile, b.tile);
+  EXPECT_EQ(a.status, b.status);
+  EXPECT_EQ(a.reason, b.reason);
+  EXPECT_EQ(a.reference, b.reference);
+  expect_same_double(a.rel_l2, b.rel_l2, "rel_l2");
+  expect_same_double(a.max_abs, b.max_abs, "max_abs");
+  expect_same_double(a.max_rel, b.max_rel, "max_rel");
+  expect_same_double(a.tol_rel_l2, b.tol_rel_l2, "tol_rel_l2");
+  EXPECT_EQ(a.worst_index, b.worst_index);
+  expect_same_double(a.worst_got, b.worst_got, "worst_got");
+  expect_same_double(a.worst_expected, b.worst_expected, "worst_expected");
+  expect_same_double(a.median_ms, b.median_ms, "median_ms");
+  expect_same_double(a.p25_ms, b.p25_ms, "p25_ms");
+  expect_same_double(a.p75_ms, b.p75_ms, "p75_ms");
+  expect_same_double(a.min_ms, b.min_ms, "min_ms");
+  expect_same_double(a.noise, b.noise, "noise");
+  EXPECT_EQ(a.samples, b.samples);
+  expect_same_double(a.tflops, b.tflops, "tflops");
+  expect_same_double(a.gbps, b.gbps, "gbps");
+  expect_same_double(a.speedup_vs_cublas2, b.speedup_vs_cublas2, "speedup_vs_cublas2");
+  expect_same_double(a.speedup_vs_cublas1, b.speedup_vs_cublas1, "speedup_vs_cublas1");
+  expect_same_double(a.sm_clock_mhz, b.sm_clock_mhz, "sm_clock_mhz");
+  EXPECT_EQ(a.cold_l2, b.cold_l2);
+}
+
+std::vector<Row> varied_rows() {
+  std::vector<Row> rows;
+  Row a;  // every field measured, awkward values
+  a.variant = "fused";
+  a.batch = 777;
+  a.in = 4096;
+  a.hidden = 11008;
+  a.ldx = 4104;
+  a.dtype = "bf16";
+  a.layout = "linear";
+  a.math = "exact";
+  a.bias = true;
+  a.tile = "sm80:128x64x32s4w4";
+  a.status = "PASS";
+  a.reason = "noisy: IQR/median 8.1% > 5.0%";
+  a.reference = "gpu-fp32";
+  a.rel_l2 = 0.0017489298742366665;
+  a.max_abs = 1e-300;
+  a.max_rel = 123456789.125;
+  a.tol_rel_l2 = 0.01;
+  a.worst_index = 9007199254740993;
+  a.worst_got = -0.06396484375;
+  a.worst_expected = -1.7976931348623157e308;
+  a.median_ms = 0.1 + 0.2;
+  a.p25_ms = 1.0 / 3.0;
+  a.p75_ms = 2.0;  // integral: written as "2"
+  a.min_ms = 5e-324;
+  a.noise = 0.08076928587707527;
+  a.samples = 2000;
+  a.tflops = 812.5;
+  a.gbps = 3350.123;
+  a.speedup_vs_cublas2 = 1.7923076785307313;
+  a.speedup_vs_cublas1 = 0.5;
+  a.sm_clock_mhz = 1980;
+  a.cold_l2 = false;
+  rows.push_back(a);
+
+  Row b;  // nothing measured: every NaN and -1 becomes null and must come back as NaN and -1
+  b.variant = "cublas2";
+  b.batch = 1;
+  b.in = 1;
+  b.hidden = 1;
+  b.ldx = 1;
+  b.dtype = "fp32";
+  b.layout = "linear";
+  b.math = "tf32";
+  b.tile = "cublasLt";
+  b.status = "ERROR";
+  b.reason =
+      "CUDA error: \"an illegal memory access\"\n\tat src\\x.cu:12 {a: [b, c]} # not a comment, "
+      "'q' ü ⊙";
+  rows.push_back(b);
+
+  Row c = a;  // strings YAML would read as other things if they were not quoted
+  c.variant = "cublas1";
+  c.dtype = "null";
+  c.layout = "true";
+  c.math = "1e5";
+  c.tile = "~";
+  c.status = "FAIL";
+  c.reason = "";
+  c.reference = "- x";
+  rows.push_back(c);
+  return rows;
+}
+
+TEST_F(RoundTrip, RowsWrittenByJsonWriterReadBackEqual) {
+  const std::vector<Row> rows = varied_rows();
+  Json prov = small_provenance();
+  prov.set("timing", Json::object()).set("max_noise", 0.05);
+  {
+    JsonWriter w(path("out.json"), prov);
+    for (const Row& r : rows) w.add(r);
+    // Unfinished: "complete" is false.
+    const ResultFile partial = load_result_file(path("out.json"));
+    EXPECT_FALSE(partial.complete);
+    EXPECT_EQ(partial.rows.size(), rows.size());
+    w.finish();
+  }
+  const ResultFile f = load_result_file(path("out.json"));
+  EXPECT_TRUE(f.complete);
+  EXPECT_EQ(f.device_name, "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(f.cublas_version, 120805);
+  EXPECT_EQ(f.git_sha, "unknown");
+  EXPECT_EQ(f.provenance.dump(2), prov.dump(2));
+  ASSERT_EQ(f.rows.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SCOPED_TRACE("row " + std::to_string(i));
+    expect_same_row(rows[i], f.rows[i]);
+    // And the loaded row writes the same JSON again.
+    EXPECT_EQ(row_to_json(f.rows[i]).dump(2), row_to_json(rows[i]).dump(2));
+  }
+}
+
+TEST(RoundTripCheck, ComparisonOfRowsCanFail) {
+  // The field-by-field comparison above must notice a difference, NaN against a number included.
+  const std::vector<Row> rows = varied_rows();
+  Row changed = rows[1];
+  changed.median_ms = 0.5;
+  ::testing::TestPartResultArray failures;
+  {
+    ::testing::ScopedFakeTestPartResultReporter reporter(
+        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures);
+    expect_same_row(rows[1], changed);
+    Row other = rows[0];
+    other.reason += " ";
+    expect_same_row(rows[0], other);
+  }
+  EXPECT_EQ(failures.size(), 2);
+}
+
+// --- case keys and merging
+// -------------------------------------------------------------------------
+
+TEST(CaseKey, EveryKeyFieldCounts) {
+  const Row r = varied_rows()[0];
+  const std::string key = case_key(r);
+  EXPECT_EQ(key,
+            "forward fused B=777 I=4096 D=11008 ldx=4104 bf16 linear exact bias=true "
+            "tile=sm80:128x64x32s4w4");
+  EXPECT_EQ(case_key(r, "auto"),
+            "forward fused B=777 I=4096 D=11008 ldx=4104 bf16 linear exact "
+            "bias=true policy=auto tile=sm80:128x64x32s4w4");
+  const std::vector<std::function<void(Row&)>> changes = {
+      [](Row& x) { x.op = "backward"; },
+      [](Row& x) { x.variant = "cublas2"; },
+      [](Row& x) { x.batch += 1; },
+      [](Row& x) { x.in += 1; },
+      [](Row& x) { x.hidden += 1; },
+      [](Row& x) { x.ldx += 1; },
+      [](Row& x) { x.dtype = "fp16"; },
+      [](Row& x) { x.layout = "other"; },
+      [](Row& x) { x.math = "fast"; },
+      [](Row& x) { x.bias = !x.bias; },
+      [](Row& x) { x.tile = "sm80:16x32x64s6w2"; }};
+  for (size_t i = 0; i < changes.size(); ++i) {
+    Row x = r;
+    changes[i](x);
+    EXPECT_NE(case_key(x), key) << "change " << i;
+  }
+  // Measurements and status are not part of the key.
+  Row y = r;
+  y.median_ms = 9;
+  y.status = "FAIL";
+  y.reason = "x";
+  EXPECT_EQ(case_key(y), key);
+}
+
+TEST(MergeRows, ReplacesByKeyKeepsOrderAppendsTheRest) {
+  const ResultFile f = load("base.json");
+  const ResultFile s = load("slower.json");
+  // Newer: B's three rows (re-measured) plus a row no old row has, B's fused given twice.
+  std::vector<Row> newer = {s.rows[3], s.rows[4], s.rows[5]};
+  Row extra = s.rows[0];
+  extra.batch = 5;
+  newer.push_back(extra);
+  Row twice = s.rows[3];
+  twice.median_ms = 0.25;
+  newer.push_back(twice);
+  const std::vector<Row> merged = merge_rows(f.rows, newer);
+  ASSERT_EQ(merged.size(), 10u);
+  for (size_t i = 0; i < 9; ++i) EXPECT_EQ(case_key(merged[i]), case_key(f.rows[i])) << i;
+  EXPECT_DOUBLE_EQ(merged[0].median_ms, f.rows[0].median_ms);  // A kept
+  EXPECT_DOUBLE_EQ(merged[3].median_ms, 0.25);                 // B fused: the last newer row
+  EXPECT_DOUBLE_EQ(merged[4].median_ms, s.rows[4].median_ms);  // B cublas2 replaced
+  EXPECT_DOUBLE_EQ(merged[6].median_ms, f.rows[6].median_ms);  // C kept
+  EXPECT_EQ(merged[9].batch, 5);
+  EXPECT_EQ(merge_rows(f.rows, {}).size(), 9u);
+}
+
+// --- outcomes
+// --------------------------------------------------------------------------------------
+
+TEST(Compare, SameWithinTolerance) {
+  const CompareReport rep = compare_files("base.json", "same.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "SAME", "SAME"}));
+  EXPECT_EQ(rep.exit_code, kExitOk);
+  EXPECT_EQ(count(rep, "SAME"), 3);
+  EXPECT_EQ(count(rep, "SLOW"), 0);
+  EXPECT_TRUE(rep.mismatches.empty());
+  EXPECT_TRUE(rep.parity_failures.empty());
+  EXPECT_TRUE(rep.missing.empty());
+  EXPECT_TRUE(rep.new_cases.empty());
+  EXPECT_TRUE(keys_to_remeasure(rep).empty());
+  const CaseVerdict& a = verdict(rep, 64);
+  EXPECT_DOUBLE_EQ(a.base_speedup, 1.5);
+  EXPECT_NEAR(a.cur_speedup, 0.0152 / 0.0103, 1e-6);
+  EXPECT_NEAR(a.ratio, a.cur_speedup / 1.5, 1e-12);
+  // The floor: 3 · sqrt(4 · e²) with e = 0.929 · 0.02 / sqrt(200), the median's standard error.
+  EXPECT_NEAR(a.tolerance, 0.05, 1e-12);
+  EXPECT_NEAR(a.abs_ratio, 1.03, 1e-12);
+  EXPECT_NEAR(a.abs_tolerance, 0.15, 1e-12);  // abs_floor wins over 3 · sqrt(2) · 0.02
+  EXPECT_NEAR(a.ref_abs_ratio, 0.0152 / 0.0150, 1e-12);
+  EXPECT_NEAR(verdict(rep, 4096).tolerance, 0.05, 1e-12);
+  EXPECT_EQ(rep.geomean_cases, 3u);
+  EXPECT_NEAR(rep.geomean_base, std::cbrt(1.5 * 1.2 * 1.2), 1e-12);
+  EXPECT_EQ(last_line(format_report(rep)), "verdict: PASS");
+}
+
+TEST(Compare, Faster) {
+  const CompareReport rep = compare_files("base.json", "faster.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "FAST", "SAME"}));
+  EXPECT_NEAR(verdict(rep, 4096).ratio, 1.25, 1e-6);
+  EXPECT_EQ(rep.exit_code, kExitOk);
+  EXPECT_TRUE(keys_to_remeasure(rep).empty());
+  EXPECT_EQ(last_line(format_report(rep)), "verdict: PASS");
+}
+
+TEST(Compare, SlowerSpeedup) {
+  const CompareReport rep = compare_files("base.json", "slower.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "SLOW", "SAME"}));
+  const CaseVerdict& b = verdict(rep, 4096);
+  EXPECT_NEAR(b.ratio, (0.24 / 0.22) / 1.2, 1e-6);  // 0.909 < 1 - 0.05
+  EXPECT_NEAR(b.abs_ratio, 1.1, 1e-12);  // inside the absolute ±15%: the speedup decides
+  EXPECT_NE(b.note.find("speedup ratio"), std::string::npos) << b.note;
+  EXPECT_EQ(b.note.find("fused time"), std::string::npos) << b.note;
+  EXPECT_EQ(rep.exit_code, kExitRegression);
+  EXPECT_EQ(count(rep, "SLOW"), 1);
+  EXPECT_EQ(keys_to_remeasure(rep), std::vector<std::string>{b.key});
+  EXPECT_EQ(last_line(format_report(rep)), "verdict: REGRESSION");
+}
+
+TEST(Compare, NoisyIsAmbiguousAndGreen) {
+  const CompareReport rep = compare_files("base.json", "noisy.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"AMBG", "SAME", "SAME"}));
+  const CaseVerdict& a = verdict(rep, 64);
+  EXPECT_NEAR(a.ratio, 0.8, 1e-6);  // looks 20% slower, but the noise cannot tell
+  EXPECT_GT(a.tolerance, 0.25);
+  EXPECT_EQ(rep.exit_code, kExitOk);
+  EXPECT_EQ(keys_to_remeasure(rep), std::vector<std::string>{a.key});
+  // A smaller k brings the tolerance under the limit: then it is a real slowdown.
+  CompareOptions strict;
+  strict.k = 1.0;
+  const CompareReport rep2 = compare_files("base.json", "noisy.json", strict);
+  EXPECT_EQ(verdict(rep2, 64).label, "SLOW");
+  EXPECT_EQ(rep2.exit_code, kExitRegression);
+}
+
+TEST(Compare, UnknownNoiseIsAmbiguous) {
+  ResultFile base = load("base.json");
+  base.rows[1].noise = kNaN;  // A's cublas2 row
+  const CompareReport rep = compare_results(base, load("same.json"), {});
+  EXPECT_EQ(verdict(rep, 64).label, "AMBG");
+  EXPECT_TRUE(std::isnan(verdict(rep, 64).tolerance));
+  EXPECT_EQ(rep.exit_code, kExitOk);
+}
+
+TEST(Compare, AbsoluteSlowdownWithUnchangedSpeedup) {
+  const CompareReport rep = compare_files("base.json", "abs_slower.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "SLOW", "SAME"}));
+  const CaseVerdict& b = verdict(rep, 4096);
+  EXPECT_NEAR(b.ratio, 1.0, 1e-6);
+  EXPECT_NEAR(b.abs_ratio, 1.2, 1e-12);
+  EXPECT_NEAR(b.ref_abs_ratio, 1.2, 1e-12);
+  EXPECT_NE(b.note.find("fused time ratio"), std::string::npos) << b.note;
+  EXPECT_EQ(rep.exit_code, kExitRegression);
+  // With a looser absolute floor the same files pass.
+  CompareOptions loose;
+  loose.abs_floor = 0.25;
+  EXPECT_EQ(compare_files("base.json", "abs_slower.json", loose).exit_code, kExitOk);
+}
+
+TEST(Compare, MissingCases) {
+  const CompareReport rep = compare_files("base.json", "missing.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "MISSING", "MISSING"}));
+  EXPECT_NE(verdict(rep, 4096).note.find("not timed (ERROR: timing:"), std::string::npos)
+      << verdict(rep, 4096).note;
+  EXPECT_EQ(verdict(rep, 777).note, "no row in the current file");
+  EXPECT_EQ(rep.missing.size(), 2u);
+  EXPECT_EQ(count(rep, "MISSING"), 2);
+  ASSERT_EQ(rep.new_cases.size(), 1u);
+  EXPECT_NE(rep.new_cases[0].find(" B=1 I=4096 D=11008 "), std::string::npos);
+  EXPECT_EQ(count(rep, "NEW"), 1);
+  EXPECT_EQ(rep.exit_code, kExitError);
+  const std::string text = format_report(rep);
+  EXPECT_NE(text.find("missing: " + verdict(rep, 777).key), std::string::npos);
+  EXPECT_NE(text.find("new: " + rep.new_cases[0]), std::string::npos);
+  EXPECT_EQ(last_line(text), "verdict: MISMATCH");
+  CompareOptions allow;
+  allow.allow_missing = true;
+  const CompareReport rep2 = compare_files("base.json", "missing.json", allow);
+  EXPECT_EQ(rep2.exit_code, kExitOk);
+  EXPECT_EQ(rep2.geomean_cases, 1u);  // only A is in both
+
+  // A row marked ERROR or SKIP has no timing to trust, even where a median was written before the
+  // error (a CUDA error mid-measurement marks every variant of the case ERROR).
+  for (const char* status : {"ERROR", "SKIP"}) {
+    ResultFile cur = load("same.json");
+    cur.rows[3].status = status;  // B's fused row, its median kept
+    const CompareReport rep3 = compare_results(load("base.json"), cur, {});
+    EXPECT_EQ(verdict(rep3, 4096).label, "MISSING") << status;
+    EXPECT_EQ(rep3.exit_code, kExitError) << status;
+    cur = load("same.json");
+    cur.rows[4].status = status;  // B's cublas2 row
+    EXPECT_EQ(verdict(compare_results(load("base.json"), cur, {}), 4096).label, "MISSING")
+        << status;
+  }
+}
+
+TEST(Compare, ParityFailureWinsOverSlowdownAndMismatch) {
+  const CompareReport rep = compare_files("base.json", "parity.json");
+  EXPECT_EQ(verdict(rep, 64).label, "SLOW");
+  EXPECT_EQ(verdict(rep, 777).label, "MISSING");
+  ASSERT_EQ(rep.parity_failures.size(), 1u);
+  EXPECT_NE(rep.parity_failures[0].find(" B=777 "), std::string::npos);
+  EXPECT_NE(rep.parity_failures[0].find("parity: rel_l2 3.1e-01"), std::string::npos);
+  EXPECT_EQ(rep.exit_code, kExitParity);
+  EXPECT_EQ(last_line(format_report(rep)), "verdict: PARITY FAILURE");
+  ResultFile cur = load("parity.json");
+  cur.device_name = "NVIDIA A100-SXM4-80GB";
+  cur.complete = false;
+  EXPECT_EQ(compare_results(load("base.json"), cur, {}).exit_code, kExitParity);
+  CompareOptions allow;
+  allow.allow_missing = true;
+  EXPECT_EQ(compare_files("base.json", "parity.json", allow).exit_code, kExitParity);
+}
+
+TEST(Compare, ParityFailureInTheBaselineDoesNotCount) {
+  // Reversed: the FAIL row is in the baseline; its case simply is not a baseline case.
+  const CompareReport rep = compare_files("parity.json", "base.json");
+  EXPECT_TRUE(rep.parity_failures.empty());
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"FAST", "SAME"}));
+  ASSERT_EQ(rep.new_cases.size(), 1u);
+  EXPECT_NE(rep.new_cases[0].find(" B=777 "), std::string::npos);
+  EXPECT_EQ(rep.exit_code, kExitOk);
+}
+
+TEST(Compare, OtherDevice) {
+  const CompareReport rep = compare_files("base.json", "other_device.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "SAME", "SAME"}));
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("'NVIDIA H200'"), std::string::npos) << rep.mismatches[0];
+  EXPECT_NE(rep.mismatches[0].find("'NVIDIA H100 80GB HBM3'"), std::string::npos)
+      << rep.mismatches[0];
+  EXPECT_EQ(rep.exit_code, kExitError);
+  EXPECT_EQ(last_line(format_report(rep)), "verdict: MISMATCH");
+
+  ResultFile cur = load("base.json");
+  cur.sm_count = 114;
+  const CompareReport sm = compare_results(load("base.json"), cur, {});
+  ASSERT_EQ(sm.mismatches.size(), 1u);
+  EXPECT_NE(sm.mismatches[0].find("SM count: baseline 132, current 114"), std::string::npos);
+  EXPECT_EQ(sm.exit_code, kExitError);
+}
+
+TEST(Compare, OtherCublasMajor) {
+  const CompareReport rep = compare_files("base.json", "other_cublas.json");
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(
+      rep.mismatches[0].find("cuBLAS major version: baseline 13 (130100), current 12 (120904)"),
+      std::string::npos)
+      << rep.mismatches[0];
+  EXPECT_EQ(rep.exit_code, kExitError);
+  // A minor or patch release is not a mismatch.
+  ResultFile cur = load("base.json");
+  cur.cublas_version = 130205;
+  EXPECT_EQ(compare_results(load("base.json"), cur, {}).exit_code, kExitOk);
+}
+
+TEST(Compare, DriverMajor) {
+  const ResultFile base = load("base.json");
+  ResultFile cur = base;
+  cur.driver = "580.65.06";  // same major
+  EXPECT_EQ(compare_results(base, cur, {}).exit_code, kExitOk);
+  cur.driver = "575.57.08";
+  CompareReport rep = compare_results(base, cur, {});
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("driver major version: baseline 580"), std::string::npos);
+  EXPECT_EQ(rep.exit_code, kExitError);
+  // A null driver on either side: the CUDA driver API major decides.
+  cur.driver = "";
+  EXPECT_EQ(compare_results(base, cur, {}).exit_code, kExitOk);  // API 13.0 on both
+  cur.cuda_driver_api = "13.1";
+  EXPECT_EQ(compare_results(base, cur, {}).exit_code, kExitOk);
+  cur.cuda_driver_api = "12.9";
+  rep = compare_results(base, cur, {});
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("CUDA driver API major version: baseline 13"),
+            std::string::npos);
+  EXPECT_EQ(rep.exit_code, kExitError);
+}
+
+TEST(Compare, IncompleteCurrentFile) {
+  const CompareReport rep = compare_files("base.json", "incomplete.json");
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "SAME", "MISSING"}));
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("not complete"), std::string::npos);
+  EXPECT_EQ(rep.exit_code, kExitError);
+  CompareOptions allow;
+  allow.allow_missing = true;  // the missing case is allowed, the cut-short sweep is not
+  EXPECT_EQ(compare_files("base.json", "incomplete.json", allow).exit_code, kExitError);
+  // An incomplete baseline is fine.
+  EXPECT_EQ(compare_files("incomplete.json", "base.json").exit_code, kExitOk);
+}
+
+TEST(Compare, ReferenceCublas1) {
+  CompareOptions o;
+  o.reference = "cublas1";
+  const CompareReport rep = compare_files("base.json", "slower.json", o);
+  const CaseVerdict& b = verdict(rep, 4096);
+  EXPECT_DOUBLE_EQ(b.base_speedup, 1.25);  // 0.25 / 0.2
+  EXPECT_EQ(b.label, "SLOW");
+  EXPECT_NEAR(b.ref_abs_ratio, 1.0, 1e-12);  // cublas1 unchanged
+  EXPECT_EQ(rep.exit_code, kExitRegression);
+  EXPECT_NE(format_report(rep).find("cublas1 abs ratio"), std::string::npos);
+  o.reference = "cublas3";
+  EXPECT_THROW(compare_files("base.json", "same.json", o), std::invalid_argument);
+  CompareOptions negative;
+  negative.k = -1;
+  EXPECT_THROW(compare_files("base.json", "same.json", negative), std::invalid_argument);
+}
+
+TEST(Compare, SelfComparisonIsAllSame) {
+  for (const char* name : {"base.json", "same.json", "slower.json", "noisy.json"}) {
+    const CompareReport rep = compare_files(name, name);
+    for (const CaseVerdict& v : rep.cases) {
+      EXPECT_TRUE(v.label == "SAME" || v.label == "AMBG") << name << " " << v.key << " " << v.label;
+      if (v.label == "SAME") {
+        EXPECT_EQ(v.ratio, 1.0);
+      }
+    }
+    EXPECT_EQ(rep.exit_code, kExitOk) << name;
+  }
+}
+
+TEST(FormatReport, TableCountsGeomeanVerdict) {
+  const CompareReport rep = compare_files("base.json", "slower.json");
+  const std::string text = format_report(rep);
+  EXPECT_EQ(
+      text.rfind("| case | base speedup | current speedup | ratio | tolerance | abs ratio |", 0),
+      0u)
+      << text;
+  const CaseVerdict& b = verdict(rep, 4096);
+  EXPECT_NE(text.find("| " + b.key +
+                      " | 1.20x | 1.09x | 0.909 | ±5.0% | 1.100 | ±15.0% | 1.000 | SLOW |"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("counts: SAME 2, FAST 0, SLOW 1, AMBG 0, MISSING 0, NEW 0\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find(
+          "geomean speedup vs cublas2 over 3 cases in both: baseline 1.293x, current 1.252x\n"),
+      std::string::npos)
+      << text;
+  // One table line per case: header, rule, three cases.
+  size_t table_lines = 0;
+  for (size_t pos = 0; (pos = text.find("\n|", pos)) != std::string::npos; ++pos) ++table_lines;
+  EXPECT_EQ(table_lines + 1, 5u) << text;
+  EXPECT_EQ(last_line(text), "verdict: REGRESSION");
+}
+
+}  // namespace
+}  // namespace swiglu::bench
