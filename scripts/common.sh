@@ -1,6 +1,7 @@
 # Sourced by the scripts: installs what the build needs and configures/builds the tree.
 # Environment: BUILD_DIR (default build), BUILD_TYPE (default Release), CUDA_ARCHS (default: every
-# architecture the toolkit supports from 7.0 up, see CMakeLists.txt), JOBS (default nproc).
+# architecture the toolkit supports from 7.0 up, see CMakeLists.txt), JOBS (default nproc),
+# SWIGLU_CMAKE_ARGS (extra configure arguments, e.g. -DSWIGLU_SANITIZE=ON).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +41,9 @@ install_deps() {
 }
 
 configure_and_build() {
+  # shellcheck disable=SC2206
+  local extra=(${SWIGLU_CMAKE_ARGS:-})
+  set -- "${extra[@]}" "$@"
   local gen=()
   command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
   local archs=()

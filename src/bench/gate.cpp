@@ -37,6 +37,14 @@ int run_compare(const std::string& baseline, const std::string& current, const C
   try {
     const ResultFile cur = load_result_file(current);
     if (update_baseline) {
+      // A baseline must be a run worth comparing against: finished, and every row correct.
+      const bool failed = std::any_of(cur.rows.begin(), cur.rows.end(),
+                                      [](const Row& r) { return r.status == "FAIL"; });
+      if (failed || !cur.complete) {
+        std::fprintf(stderr, "error: not updating %s from %s: %s\n", baseline.c_str(),
+                     current.c_str(), failed ? "it has parity failures" : "the run was cut short");
+        return failed ? kExitParity : kExitError;
+      }
       write_baseline(cur, baseline);
       std::printf("baseline %s rewritten from %s (%zu rows)\n", baseline.c_str(), current.c_str(),
                   cur.rows.size());
@@ -46,10 +54,7 @@ int run_compare(const std::string& baseline, const std::string& current, const C
     const CompareReport report = compare_results(base, cur, o);
     std::fputs(format_report(report).c_str(), stdout);
     return report.exit_code;
-  } catch (const CompareError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitError;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // CompareError, CudaError, I/O errors
     std::fprintf(stderr, "error: %s\n", e.what());
     return kExitError;
   }
@@ -126,10 +131,7 @@ int run_gate(const std::vector<Case>& cases, RunOptions run, const GateOptions& 
     std::printf("\n");
     std::fputs(format_report(report).c_str(), stdout);
     return report.exit_code;
-  } catch (const CompareError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitError;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // CompareError, CudaError, I/O errors
     std::fprintf(stderr, "error: %s\n", e.what());
     return kExitError;
   }
