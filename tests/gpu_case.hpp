@@ -1,5 +1,6 @@
 // Shared by the GPU tests: one problem's seeded inputs on the device, its fp64 CPU reference (or
 // the fp32 GPU reference for large shapes), and a check of an output written by any variant.
+// An optional edit of the host inputs (NaN, inf, large values) runs before they are uploaded.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -7,6 +8,7 @@
 
 #include <cmath>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,13 +41,28 @@ inline DeviceTraits current_traits() {
 
 class GpuCase {
  public:
+  // Edits the seeded host inputs in place: x is B×ldx, w is 2D×I (linear) or I×2D (packed), bias is
+  // 2D values or empty. The sizes must stay. The edited values are then rounded to the dtype (so
+  // NaN, ±inf and values the dtype cannot hold exactly are fine), uploaded, and given to the
+  // reference.
+  using InputEdit =
+      std::function<void(std::vector<float>& x, std::vector<float>& w, std::vector<float>& bias)>;
+
   // gpu_ref: use the fp32 cuBLAS reference instead of the fp64 CPU one.
-  GpuCase(const Problem& p, uint64_t seed, bool gpu_ref = false) : p_(p) {
+  GpuCase(const Problem& p, uint64_t seed, bool gpu_ref = false, const InputEdit& edit = {}) : p_(p) {
     const float ws = 1.0f / std::sqrt(static_cast<float>(p.in_features));
     const size_t xn = static_cast<size_t>(p.batch * p.x_stride());
     hx_ = bench::uniform_values(xn, -1, 1, seed, p.dtype);
     hw_ = bench::uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -ws, ws, seed + 1, p.dtype);
     if (p.bias) hb_ = bench::uniform_values(static_cast<size_t>(2 * p.hidden), -ws, ws, seed + 2, p.dtype);
+    if (edit) {
+      const size_t nx = hx_.size(), nw = hw_.size(), nb = hb_.size();
+      edit(hx_, hw_, hb_);
+      if (hx_.size() != nx || hw_.size() != nw || hb_.size() != nb)
+        throw std::invalid_argument("GpuCase: the input edit changed the size of x, w or bias");
+      for (std::vector<float>* v : {&hx_, &hw_, &hb_})
+        for (float& e : *v) e = bench::round_to(e, p.dtype);
+    }
     x_ = upload(hx_);
     w_ = upload(hw_);
     if (p.bias) b_ = upload(hb_);
@@ -70,6 +87,13 @@ class GpuCase {
   const void* w() const { return w_.get(); }
   const void* bias() const { return b_.get(); }
   void* z() const { return z_.get(); }
+
+  // The host inputs exactly as uploaded (after the edit and the rounding), and the fp64 reference
+  // (empty with gpu_ref).
+  const std::vector<float>& host_x() const { return hx_; }
+  const std::vector<float>& host_w() const { return hw_; }
+  const std::vector<float>& host_bias() const { return hb_; }
+  const std::vector<double>& reference() const { return ref64_; }
 
   // Poisons Z, calls `run` (which must write Z on the default stream), then checks Z.
   bench::ParityResult check(const std::function<void()>& run) const {

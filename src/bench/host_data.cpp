@@ -3,7 +3,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 namespace swiglu::bench {
 namespace {
@@ -29,11 +31,24 @@ float round_to(float v, DType dtype) {
 std::vector<float> uniform_values(size_t n, float lo, float hi, uint64_t seed, DType dtype) {
   std::vector<float> out(n);
   const uint64_t key = splitmix64(seed);
-  for (size_t i = 0; i < n; ++i) {
-    // 24 random bits give a float in [0, 1) exactly.
-    const double u = static_cast<double>(splitmix64(key ^ (i * 0xD1B54A32D192ED03ull)) >> 40) * 0x1.0p-24;
-    out[i] = round_to(static_cast<float>(lo + (hi - lo) * u), dtype);
+  const auto fill = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      // 24 random bits give a float in [0, 1) exactly.
+      const double u = static_cast<double>(splitmix64(key ^ (i * 0xD1B54A32D192ED03ull)) >> 40) * 0x1.0p-24;
+      out[i] = round_to(static_cast<float>(lo + (hi - lo) * u), dtype);
+    }
+  };
+  // Element i depends on i alone, so large fills split over the host's threads (LLM-sized weights
+  // are billions of values).
+  const size_t threads = n < (size_t{1} << 22) ? 1 : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  const size_t per = (n + threads - 1) / threads;
+  for (size_t t = 1; t < threads; ++t) {
+    const size_t b = t * per, e = std::min(n, b + per);
+    if (b < e) pool.emplace_back(fill, b, e);
   }
+  fill(0, std::min(n, per));
+  for (auto& th : pool) th.join();
   return out;
 }
 

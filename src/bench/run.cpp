@@ -415,9 +415,11 @@ void SweepRunner::run_case(const Case& c) {
       if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) fatal_ = true;
     }
   }
+  // Why: an interrupt may have cut the checks or the sampling of this case short; its rows would
+  // carry fewer samples than asked for, so the case is dropped whole and only finished ones stay.
+  if (stopped()) return;
   for (Variant& v : variants) {
     if (v.row.status.empty()) {
-      if (stopped()) continue;  // never checked: interrupted
       v.row.status = "ERROR";
       v.row.reason = "not run: an earlier CUDA error left the device unusable";
     }

@@ -1,0 +1,220 @@
+// Seeded random cases of the fused forward against the fp64 CPU reference, at the per-dtype
+// tolerance: B in [1, 300], I and D in [1, 1100] (biased toward small and odd values and multiples
+// of 8 and their neighbours), every dtype, layout and bias setting, tf32 for fp32 on sm_80+, an X
+// row stride of I + {0, 1, 3, 8}, X one element off its allocation's alignment (the element-wise
+// fallback), and any compiled tile or the heuristic's pick.
+//
+//   SWIGLU_FUZZ_SEED=<n>   the seed (default kDefaultSeed); printed at the start
+//   SWIGLU_FUZZ_CASES=<n>  how many cases (default 500)
+//   SWIGLU_FUZZ_CASE=<i>   run only case i of the seed (what a failure says to run to reproduce it)
+//
+// Case i depends on (seed, i) alone, and on the device only through its tile list and tf32 support.
+// Every case runs; the failures are printed as they happen and again at the end.
+//
+// Any failing case found here goes into the regular tests (test_forward_gpu.cpp, or
+// test_numerics_gpu.cpp for non-finite inputs) as a fixed case: its shape, dtype, layout, bias,
+// math, stride, offset and tile, so it is checked on every run whatever the fuzz seed.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gpu_case.hpp"
+
+namespace swiglu::test {
+namespace {
+
+constexpr uint64_t kDefaultSeed = 20240611;
+constexpr int64_t kDefaultCases = 500;
+// Cap on B·I·2D, the fp64 reference's multiply-adds: 500 cases then stay well under a minute.
+constexpr int64_t kMaxReferenceMacs = 20'000'000;
+
+uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// splitmix64: the same stream on every platform (std's distributions are not specified exactly).
+class Rng {
+ public:
+  explicit Rng(uint64_t state) : state_(state) {}
+  uint64_t next() { return mix64(state_++ * 0xD1B54A32D192ED03ull); }
+  // Uniform in [0, n) for n > 0; the modulo bias is below 2^-50 for these n.
+  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
+  int64_t between(int64_t lo, int64_t hi) { return lo + below(hi - lo + 1); }
+
+ private:
+  uint64_t state_;
+};
+
+// A size in [1, max], biased toward what breaks tiling and vector paths: small values, odd values,
+// multiples of 8 (whole 16-byte vectors of fp16/bf16) and their neighbours; a quarter uniform.
+int64_t draw_dim(Rng& r, int64_t max) {
+  const int64_t kind = r.below(20);
+  if (kind < 5) return r.between(1, std::min<int64_t>(16, max));
+  if (kind < 9) return 2 * r.between(0, (max - 1) / 2) + 1;
+  if (kind < 13) return 8 * r.between(1, max / 8);
+  if (kind < 15) {
+    const int64_t step = r.below(2) == 0 ? -1 : 1;
+    return std::clamp<int64_t>(8 * r.between(1, max / 8) + step, 1, max);
+  }
+  return r.between(1, max);
+}
+
+struct FuzzCase {
+  int64_t index = 0;
+  Problem p;
+  bool misaligned = false;         // X starts one element past a 256-byte aligned allocation
+  std::optional<TileConfig> tile;  // unset: the heuristic's pick
+  uint64_t input_seed = 0;
+
+  std::string describe() const {
+    return swiglu::test::describe(p) + (misaligned ? " x+1elem" : "") +
+           " tile=" + (tile ? tile->name() : std::string("auto"));
+  }
+};
+
+FuzzCase draw_case(uint64_t seed, int64_t index, const DeviceTraits& dev) {
+  Rng r(mix64(seed) ^ mix64(~static_cast<uint64_t>(index)));
+  FuzzCase c;
+  c.index = index;
+  Problem& p = c.p;
+  p.batch = draw_dim(r, 300);
+  p.in_features = draw_dim(r, 1100);
+  p.hidden = draw_dim(r, 1100);
+  constexpr DType kDtypes[] = {DType::f32, DType::f16, DType::bf16};
+  p.dtype = kDtypes[r.below(3)];
+  p.layout = r.below(2) == 0 ? Layout::linear : Layout::packed;
+  p.bias = r.below(2) == 0;
+  // Drawn for every case so that the stream does not depend on the device.
+  const bool tf32 = r.below(3) == 0;
+  p.math = p.dtype == DType::f32 && tf32 && dev.cc_major >= 8 ? Math::tf32 : Math::exact;
+  constexpr int64_t kPads[] = {0, 1, 3, 8};
+  const int64_t pad = kPads[r.below(4)];
+  p.ldx = pad == 0 ? 0 : p.in_features + pad;
+  c.misaligned = r.below(4) == 0;
+  const uint64_t tile_pick = r.next();
+  c.input_seed = r.next();
+  // Keep the fp64 reference cheap: a draw over the cap keeps its I and D and takes a smaller B
+  // (2·I·D <= 2.42e6, so B can still be up to 8).
+  const int64_t macs_per_row = 2 * p.in_features * p.hidden;
+  if (p.batch * macs_per_row > kMaxReferenceMacs) {
+    p.batch = 1 + r.below(kMaxReferenceMacs / macs_per_row);
+  }
+
+  const std::vector<TileConfig> tiles = forward_tiles(p, dev);
+  const uint64_t pick = tile_pick % (tiles.size() + 1);
+  if (pick < tiles.size()) c.tile = tiles[pick];
+  return c;
+}
+
+// Runs one case; returns "" when it passes, else what went wrong.
+std::string run_case(const FuzzCase& fc) {
+  const Problem& p = fc.p;
+  const GpuCase c(p, fc.input_seed);
+  const void* x = c.x();
+  DeviceBuffer shifted;
+  if (fc.misaligned) {
+    const size_t es = dtype_size(p.dtype);
+    const size_t bytes = static_cast<size_t>(p.batch * p.x_stride()) * es;
+    shifted = DeviceBuffer(bytes + es);
+    CUDA_CHECK(cudaMemcpy(static_cast<char*>(shifted.get()) + es, c.x(), bytes,
+                          cudaMemcpyDeviceToDevice));
+    x = static_cast<const char*>(shifted.get()) + es;
+  }
+  ForwardOptions o;
+  o.tile = fc.tile;
+  Status st;
+  TileConfig used;
+  const bench::ParityResult r =
+      c.check([&] { st = forward(p, x, c.w(), c.bias(), c.z(), nullptr, o, &used); });
+  if (!st.ok()) return "forward failed: " + st.message;
+  if (!r.pass) return "tile " + used.name() + ": " + r.summary();
+  return {};
+}
+
+// The value of an unsigned environment variable, `fallback` when unset; an error when malformed.
+std::optional<uint64_t> env_u64(const char* name, uint64_t fallback, std::string* error) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  const std::string_view s(v);
+  uint64_t out = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  if (ec != std::errc() || end != s.data() + s.size()) {
+    *error = std::string(name) + "='" + v + "' is not an unsigned decimal integer";
+    return std::nullopt;
+  }
+  return out;
+}
+
+TEST(Fuzz, FusedForwardMatchesTheFp64Reference) {
+  std::string error;
+  const auto seed = env_u64("SWIGLU_FUZZ_SEED", kDefaultSeed, &error);
+  const auto cases = env_u64("SWIGLU_FUZZ_CASES", kDefaultCases, &error);
+  const bool one = std::getenv("SWIGLU_FUZZ_CASE") != nullptr;
+  const auto only = env_u64("SWIGLU_FUZZ_CASE", 0, &error);
+  ASSERT_TRUE(seed && cases && only) << error;
+  const int64_t first = one ? static_cast<int64_t>(*only) : 0;
+  const int64_t last = one ? first + 1 : static_cast<int64_t>(*cases);
+
+  std::printf("[fuzz] seed %llu (SWIGLU_FUZZ_SEED), %s\n", static_cast<unsigned long long>(*seed),
+              one ? ("case " + std::to_string(first) + " only (SWIGLU_FUZZ_CASE)").c_str()
+                  : (std::to_string(last) + " cases (SWIGLU_FUZZ_CASES)").c_str());
+  std::fflush(stdout);
+  RecordProperty("seed", std::to_string(*seed));
+
+  const DeviceTraits dev = current_traits();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::string> failures;
+  std::string stopped;
+  int64_t ran = 0;
+  for (int64_t i = first; i < last; ++i) {
+    const FuzzCase fc = draw_case(*seed, i, dev);
+    std::string what;
+    try {
+      what = run_case(fc);
+    } catch (const std::exception& e) {
+      what = std::string("exception: ") + e.what();
+    }
+    ++ran;
+    if (what.empty()) continue;
+    const std::string line = "case " + std::to_string(i) + ": " + fc.describe() + ": " + what +
+                             "\n    reproduce: SWIGLU_FUZZ_SEED=" + std::to_string(*seed) +
+                             " SWIGLU_FUZZ_CASE=" + std::to_string(i) + " tests/test_fuzz_gpu";
+    std::printf("[fuzz] FAIL %s\n", line.c_str());
+    std::fflush(stdout);
+    failures.push_back(line);
+    // Why stop here: after a trap or an illegal address the context is gone and every later case
+    // would report the same error.
+    if (cudaDeviceSynchronize() != cudaSuccess) {
+      if (i + 1 < last) {
+        stopped = "the CUDA context is unusable after case " + std::to_string(i) + "; cases " +
+                  std::to_string(i + 1) + ".." + std::to_string(last - 1) + " did not run\n";
+      }
+      break;
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[fuzz] seed %llu: %lld cases in %.1f s, %zu failed\n",
+              static_cast<unsigned long long>(*seed), static_cast<long long>(ran), secs,
+              failures.size());
+  std::string all;
+  for (const std::string& f : failures) all += "  " + f + "\n";
+  EXPECT_TRUE(failures.empty() && stopped.empty())
+      << failures.size() << " of " << ran << " cases failed (seed " << *seed << "):\n"
+      << all << stopped;
+}
+
+}  // namespace
+}  // namespace swiglu::test
