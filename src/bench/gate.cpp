@@ -60,8 +60,8 @@ int run_compare(const std::string& baseline, const std::string& current, const C
   }
 }
 
-int run_gate(const std::vector<Case>& cases, RunOptions run, const GateOptions& gate,
-             const std::atomic<bool>& stop) {
+int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
+             const GateOptions& gate, const std::atomic<bool>& stop) {
   try {
     const DeviceInfo dev = query_device(run.device);
     const std::string baseline =
@@ -79,7 +79,7 @@ int run_gate(const std::vector<Case>& cases, RunOptions run, const GateOptions& 
     const auto sweep = [&](const std::vector<Case>& which, const std::string& name) {
       RunOptions r = run;
       r.name = name;
-      const int rc = run_sweep(which, r, Json::object(), stop);
+      const int rc = run_sweep(which, r, resolved_config, stop);
       return std::pair<int, std::string>{rc, fmt::format("{}/forward_{}.json", r.out_dir, name)};
     };
 

@@ -25,7 +25,7 @@ int run_compare(const std::string& baseline, const std::string& current, const C
 
 // Runs `cases` (timed, as `forward` does), compares them with the baseline, re-measures the SLOW
 // and AMBG cases up to `retries` times, and returns the exit code of the final comparison.
-int run_gate(const std::vector<Case>& cases, RunOptions run, const GateOptions& gate,
-             const std::atomic<bool>& stop);
+int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
+             const GateOptions& gate, const std::atomic<bool>& stop);
 
 }  // namespace swiglu::bench

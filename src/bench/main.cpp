@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
       return run_sweep(cmd.cases, cmd.options, cmd.resolved, g_stop);
     case Command::Kind::gate:
       std::signal(SIGINT, on_sigint);
-      return run_gate(cmd.cases, cmd.options, cmd.gate, g_stop);
+      return run_gate(cmd.cases, cmd.resolved, cmd.options, cmd.gate, g_stop);
     case Command::Kind::compare:
       return run_compare(cmd.baseline, cmd.current, cmd.gate.compare, cmd.gate.update_baseline);
   }
