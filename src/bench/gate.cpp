@@ -15,7 +15,7 @@ namespace swiglu::bench {
 namespace {
 
 // Writes the rows of `cur` to `path` atomically, its provenance kept and its source recorded.
-void write_baseline(const ResultFile& cur, const std::string& path) {
+void write_result_file(const ResultFile& cur, const std::string& path) {
   Json prov = cur.provenance;
   prov.set("written_from", cur.path);
   JsonWriter w(path, prov);
@@ -45,7 +45,7 @@ int run_compare(const std::string& baseline, const std::string& current, const C
                      current.c_str(), failed ? "it has parity failures" : "the run was cut short");
         return failed ? kExitParity : kExitError;
       }
-      write_baseline(cur, baseline);
+      write_result_file(cur, baseline);
       std::printf("baseline %s rewritten from %s (%zu rows)\n", baseline.c_str(), current.c_str(),
                   cur.rows.size());
       return kExitOk;
@@ -92,7 +92,7 @@ int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOpt
         std::fprintf(stderr, "error: not updating the baseline from a run that exited %d\n", rc);
         return rc;
       }
-      write_baseline(cur, baseline);
+      write_result_file(cur, baseline);
       std::printf("baseline %s written (%zu rows)\n", baseline.c_str(), cur.rows.size());
       return kExitOk;
     }
@@ -125,7 +125,7 @@ int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOpt
     if (attempt > 0) {
       // The rows the verdict stands on: the first run with its re-measured cases replaced.
       cur.path = fmt::format("{}/forward_{}-merged.json", run.out_dir, base_name);
-      write_baseline(cur, cur.path);
+      write_result_file(cur, cur.path);
       std::printf("\nmerged results: %s\n", cur.path.c_str());
     }
     std::printf("\n");
