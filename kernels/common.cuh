@@ -2,7 +2,8 @@
 //
 //   - dtype traits: to_f32(T) widens float / __half / __nv_bfloat16 to fp32; from_f32<T>(float)
 //     narrows with round-to-nearest-even. Both work on sm_70 (cuda_bf16.h emulates bf16 there).
-//   - the gate: silu(g) = g / (1 + exp(-g)), swiglu_gate(g, u) = silu(g) * u, all in fp32.
+//   - the gate: silu(g) = g / (1 + exp(-g)), swiglu_gate(g, u) = silu(g) * u, and
+//     silu_and_grad(g) = (silu(g), silu'(g)) for the backward, all in fp32.
 //   - thin PTX wrappers for the sm_80 tensor-core path: cp.async (16 bytes, zero-fill),
 //     commit/wait_group, ldmatrix (.x4, .x4.trans), mma.sync m16n8k16 (f16/bf16) and
 //     m16n8k8 (tf32), cvt.rna.tf32.f32.
@@ -78,6 +79,17 @@ __device__ __forceinline__ float silu(float g) {
 template <bool FastMath = false>
 __device__ __forceinline__ float swiglu_gate(float g, float u) {
   return silu<FastMath>(g) * u;
+}
+
+// SiLU and its derivative from one exp, for the backward: silu(g) = g / (1 + e) (bit for bit
+// silu<FastMath>(g)) and silu'(g) = s·(1 + g·(1 − s)) with s = sigmoid(g) = 1 / (1 + e), e = e^-g.
+// For g < -88, e = inf gives s = 0 and silu' = -0; for g > 88, s = 1 and silu' = 1.
+template <bool FastMath = false>
+__device__ __forceinline__ void silu_and_grad(float g, float* silu_out, float* dsilu) {
+  const float e = FastMath ? __expf(-g) : expf(-g);
+  const float s = __fdiv_rn(1.0f, 1.0f + e);
+  *silu_out = __fdiv_rn(g, 1.0f + e);
+  *dsilu = s * (1.0f + g * (1.0f - s));
 }
 
 // ---- PTX wrappers (sm_80) -----------------------------------------------------------------------

@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "kernels/common.cuh"
+#include "kernels/fwd_epilogue.cuh"
 #include "swiglu/registry.hpp"
 
 namespace swiglu::kernels {
@@ -258,9 +259,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     __syncthreads();
   }
 
-  // Epilogue: bias, gate, round, masked store.
+  // Epilogue: bias, then the gate (or the backward's dH; kernels/fwd_epilogue.cuh), masked stores.
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  T* __restrict__ z = static_cast<T*>(p.z);
   const int64_t nt = n0 + tx * TN;  // first of this thread's TN columns
   float bg[TN], bu[TN];
 #pragma unroll
@@ -269,29 +269,18 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     bg[j] = ok ? to_f32(bias[nt + j]) : 0.0f;
     bu[j] = ok ? to_f32(bias[D + nt + j]) : 0.0f;
   }
-  // Why: with vec_store, D is a multiple of 4 and z is 16-byte aligned, so a thread's 4 columns
-  // are all in range or all out and go out as two aligned 2-element stores.
+  // Why: with vec_store, D is a multiple of 4 and the outputs 16-byte aligned, so a thread's 4
+  // columns are all in range or all out and go out as two aligned 2-element stores.
   const bool vec_store = p.vec_store != 0;
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int64_t m = m0 + ty * TM + i;
     if (m >= B) continue;
-    float out[TN];
 #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      out[j] = swiglu_gate<Cfg::kFastMath>(acc_g[i][j] + bg[j], acc_u[i][j] + bu[j]);
-    }
-    T* zr = z + m * D + nt;
-    if (vec_store) {
-      if (nt < D) {
-        store_pair(zr, out[0], out[1]);
-        store_pair(zr + 2, out[2], out[3]);
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < TN; ++j) {
-        if (nt + j < D) zr[j] = from_f32<T>(out[j]);
-      }
+    for (int j = 0; j < TN; j += 2) {
+      fwd_epilogue_pair<T, Cfg::kFastMath>(p, m, nt + j, acc_g[i][j] + bg[j], acc_u[i][j] + bu[j],
+                                           acc_g[i][j + 1] + bg[j + 1],
+                                           acc_u[i][j + 1] + bu[j + 1], vec_store);
     }
   }
 }

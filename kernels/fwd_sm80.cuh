@@ -37,6 +37,7 @@
 #include <type_traits>
 
 #include "kernels/common.cuh"
+#include "kernels/fwd_epilogue.cuh"
 #include "swiglu/registry.hpp"
 
 namespace swiglu::kernels {
@@ -373,10 +374,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   }
   cp_async_wait<0>();  // only empty groups remain; leaves no copy in flight at exit
 
-  // ---- epilogue: bias + gate in fp32, masked store of Z ---------------------------------------
+  // ---- epilogue: bias, then the gate (or the backward's dH) in fp32, masked stores -----------
   // acc[i][j][0..1] is row g, columns 2t, 2t+1 of the (i, j) tile; acc[i][j][2..3] is row g+8.
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  T* __restrict__ z = static_cast<T*>(p.z);
 #pragma unroll
   for (int j = 0; j < kNT; ++j) {
     const int64_t col = n0 + warp_col0 + j * 8 + 2 * t;
@@ -396,19 +396,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       for (int h = 0; h < 2; ++h) {
         const int64_t m = m0 + warp_row0 + i * 16 + g + h * 8;
         if (m >= B) continue;
-        const float z0 = swiglu_gate<Cfg::kFastMath>(acc_g[i][j][2 * h] + bga[0],
-                                                     acc_u[i][j][2 * h] + bub[0]);
-        const float z1 = swiglu_gate<Cfg::kFastMath>(acc_g[i][j][2 * h + 1] + bga[1],
-                                                     acc_u[i][j][2 * h + 1] + bub[1]);
-        T* zp = z + m * D + col;
-        // Why the pair store needs vec_store: then D is even and z 16-byte aligned, so col (even)
-        // and col+1 are both in range or both out and the pair is 2-element aligned.
-        if (vec_store) {
-          if (col < D) store_pair(zp, z0, z1);
-        } else {
-          if (col < D) zp[0] = from_f32<T>(z0);
-          if (col + 1 < D) zp[1] = from_f32<T>(z1);
-        }
+        // Why the pair store needs vec_store: then D is even and the outputs 16-byte aligned, so
+        // col (even) and col+1 are both in range or both out and the pair is 2-element aligned.
+        fwd_epilogue_pair<T, Cfg::kFastMath>(
+            p, m, col, acc_g[i][j][2 * h] + bga[0], acc_u[i][j][2 * h] + bub[0],
+            acc_g[i][j][2 * h + 1] + bga[1], acc_u[i][j][2 * h + 1] + bub[1], vec_store);
       }
     }
   }

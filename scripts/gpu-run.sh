@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# On a GPU machine: build, run the whole test suite (GPU tests included), then the forward
-# benchmarks on the MNIST and seed shapes and the block sweep, writing everything to OUTDIR.
+# On a GPU machine: build, run the whole test suite (GPU tests included), then the benchmarks on
+# the given configs (default: the MNIST and seed shapes), writing everything to OUTDIR.
 #   scripts/gpu-run.sh OUTDIR [config ...]
 # Environment: CUDA_ARCHS (default 90a-real on Hopper, else native), BUILD_DIR (default build-gpu),
-# BENCH_ARGS (extra swiglubench arguments, e.g. "--tiles all").
+# OPS (swiglubench commands to run on each config, default "forward"; e.g. "backward step memory"),
+# BENCH_ARGS (extra swiglubench arguments, e.g. "--tiles all"), SKIP_TESTS=1 (benchmarks only).
 # Exit status: non-zero when the build, a test or a parity check failed.
 set -uo pipefail
 OUTDIR=${1:?usage: scripts/gpu-run.sh OUTDIR [config ...]}
@@ -29,12 +30,17 @@ set +e
 echo "build ok ($CUDA_ARCHS)"
 BENCH="$BUILD_DIR/swiglubench"
 "$BENCH" info | tee "$OUTDIR/info.txt"
-(cd "$BUILD_DIR" && ctest --output-on-failure -j 4) >"$OUTDIR/ctest.log" 2>&1 || status=1
-tail -15 "$OUTDIR/ctest.log"
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  (cd "$BUILD_DIR" && ctest --output-on-failure -j 4) >"$OUTDIR/ctest.log" 2>&1 || status=1
+  tail -15 "$OUTDIR/ctest.log"
+fi
 cd "$ROOT"
-for cfg in "${CONFIGS[@]}"; do
-  # shellcheck disable=SC2086
-  "$BENCH" forward --shapes "$cfg" --out "$OUTDIR" ${BENCH_ARGS:-} >"$OUTDIR/forward_$(basename "$cfg" .yaml).log" 2>&1 || status=$?
-  tail -3 "$OUTDIR/forward_$(basename "$cfg" .yaml).log"
+for op in ${OPS:-forward}; do
+  for cfg in "${CONFIGS[@]}"; do
+    log="$OUTDIR/${op}_$(basename "$cfg" .yaml).log"
+    # shellcheck disable=SC2086
+    "$BENCH" "$op" --shapes "$cfg" --out "$OUTDIR" ${BENCH_ARGS:-} >"$log" 2>&1 || status=$?
+    tail -3 "$log"
+  done
 done
 exit $status

@@ -1,8 +1,11 @@
 // The cuBLAS baselines (two GEMMs + gate, one packed GEMM + gate) against the fp64 CPU reference in
-// every dtype, layout and bias setting, on tail shapes.
+// every dtype, layout and bias setting, on tail shapes; and their backward (gate backward, dX, dW,
+// dbias) against the fp32 GPU backward reference.
 #include <gtest/gtest.h>
 
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "gpu_case.hpp"
 
@@ -63,6 +66,204 @@ TEST(Baselines, Tf32MathMatchesAtTf32Tolerance) {
                                       c.z(), scratch.get(), &plan).ok());
   const auto r = c.check([&] { ASSERT_TRUE(plan.run(nullptr).ok()); });
   EXPECT_TRUE(r.pass) << r.summary();
+}
+
+// ---- backward --------------------------------------------------------------------------------
+
+// The baselines round G, U, dG and dU to the dtype and write dX, dW and dbias in it; the reference
+// rounds nothing. max_rel is measured against max(|ref|, rms(ref)), see parity.hpp.
+bench::Tolerance backward_tolerance(DType dtype, Math math) {
+  switch (dtype) {
+    case DType::f32:
+      return math == Math::tf32 ? bench::Tolerance{5e-3, 5e-2} : bench::Tolerance{1e-4, 1e-3};
+    case DType::f16: return {5e-3, 3e-2};
+    case DType::bf16: return {2e-2, 1e-1};
+  }
+  return {0, 0};
+}
+
+DeviceBuffer upload_values(const std::vector<float>& v, DType dtype) {
+  const auto bytes = bench::to_dtype_bytes(v, dtype);
+  DeviceBuffer d(bytes.size());
+  CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+  return d;
+}
+
+std::vector<float> download_values(const void* ptr, size_t n, DType dtype) {
+  std::vector<unsigned char> raw(n * dtype_size(dtype));
+  CUDA_CHECK(cudaMemcpy(raw.data(), ptr, raw.size(), cudaMemcpyDeviceToHost));
+  return bench::from_dtype_bytes(raw.data(), n, dtype);
+}
+
+// One problem's seeded inputs, dZ, the forward reference inputs and the fp32 backward reference.
+class BackwardCase {
+ public:
+  BackwardCase(const baselines::Cublas& cublas, const Problem& p, uint64_t seed)
+      : p_(p), fwd_(p, seed, /*gpu_ref=*/true) {
+    const size_t B = static_cast<size_t>(p.batch), D = static_cast<size_t>(p.hidden),
+                 I = static_cast<size_t>(p.in_features);
+    dz_ = upload_values(bench::uniform_values(B * D, -1, 1, seed + 100, p.dtype), p.dtype);
+    DeviceBuffer scratch(baselines::reference_backward_scratch_bytes(p));
+    DeviceBuffer dx(B * I * sizeof(float)), dw(2 * D * I * sizeof(float));
+    DeviceBuffer db(2 * D * sizeof(float));
+    const Status s = baselines::gpu_reference_backward(
+        cublas, p, fwd_.x(), fwd_.w(), fwd_.bias(), dz_.get(), scratch.get(), dx.as<float>(),
+        dw.as<float>(), p.bias ? db.as<float>() : nullptr, nullptr);
+    EXPECT_TRUE(s.ok()) << s.message;
+    dx_ref_ = download_values(dx.get(), B * I, DType::f32);
+    dw_ref_ = download_values(dw.get(), 2 * D * I, DType::f32);
+    if (p.bias) db_ref_ = download_values(db.get(), 2 * D, DType::f32);
+  }
+
+  const GpuCase& fwd() const { return fwd_; }
+  const void* dz() const { return dz_.get(); }
+
+  // Runs the forward baseline `v` into `saved`, then its backward with `grads`, and checks every
+  // requested gradient (outputs poisoned first). Records failures with gtest.
+  void check(const baselines::Cublas& cublas, baselines::Variant v, Grads grads) const {
+    const size_t es = dtype_size(p_.dtype);
+    const std::string what = std::string(to_string(v)) + " backward " + describe(p_) +
+                             (grads.dx ? " dx" : "") + (grads.dw ? " dw" : "");
+    DeviceBuffer saved(baselines::scratch_bytes(v, p_));
+    baselines::Plan fwd;
+    Status st = baselines::Plan::create(cublas, v, p_, fwd_.x(), fwd_.w(), fwd_.bias(), fwd_.z(),
+                                        saved.get(), &fwd);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    ASSERT_TRUE((st = fwd.run(nullptr)).ok()) << what << ": " << st.message;
+
+    DeviceBuffer scratch(baselines::backward_scratch_bytes(v, p_));
+    DeviceBuffer dx(dx_ref_.size() * es), dw(dw_ref_.size() * es);
+    DeviceBuffer db(2 * static_cast<size_t>(p_.hidden) * es);
+    for (const DeviceBuffer* b : {&dx, &dw, &db})
+      CUDA_CHECK(cudaMemset(b->get(), bench::kPoisonByte, b->bytes()));
+    baselines::BackwardPlan bwd;
+    st = baselines::BackwardPlan::create(
+        cublas, v, p_, fwd_.x(), fwd_.w(), saved.get(), dz_.get(), grads,
+        grads.dx ? dx.get() : nullptr, grads.dw ? dw.get() : nullptr,
+        grads.dw && p_.bias ? db.get() : nullptr, scratch.get(), &bwd);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    ASSERT_TRUE((st = bwd.run(nullptr)).ok()) << what << ": " << st.message;
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaDeviceSynchronize());
+
+    const auto tol = backward_tolerance(p_.dtype, p_.math);
+    const auto expect_match = [&](const char* name, const DeviceBuffer& got,
+                                  const std::vector<float>& ref) {
+      const auto r = bench::compare(download_values(got.get(), ref.size(), p_.dtype), ref, tol);
+      EXPECT_TRUE(r.pass) << what << " " << name << ": " << r.summary();
+    };
+    if (grads.dx) expect_match("dX", dx, dx_ref_);
+    if (grads.dw) expect_match("dW", dw, dw_ref_);
+    if (grads.dw && p_.bias) expect_match("dbias", db, db_ref_);
+  }
+
+ private:
+  Problem p_;
+  GpuCase fwd_;
+  DeviceBuffer dz_;
+  std::vector<float> dx_ref_, dw_ref_, db_ref_;
+};
+
+using BackwardParam = std::tuple<DType, Layout, bool>;
+
+class BackwardBaselines : public ::testing::TestWithParam<BackwardParam> {};
+
+TEST_P(BackwardBaselines, MatchTheFp32GpuReference) {
+  const auto [dtype, layout, bias] = GetParam();
+  baselines::Cublas cublas;
+  ASSERT_TRUE(cublas.init().ok());
+  // {B, I, D, ldx}: a single row with odd I and D, tails of every tile, and a padded X.
+  const int64_t shapes[][4] = {{1, 777, 1001, 0}, {130, 256, 264, 0}, {67, 300, 129, 307}};
+  uint64_t seed = 70;
+  for (const auto& s : shapes) {
+    Problem p;
+    p.batch = s[0];
+    p.in_features = s[1];
+    p.hidden = s[2];
+    p.ldx = s[3];
+    p.dtype = dtype;
+    p.layout = layout;
+    p.bias = bias;
+    const BackwardCase c(cublas, p, ++seed);
+    for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1})
+      c.check(cublas, v, Grads{});
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, BackwardBaselines,
+                         ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16),
+                                            ::testing::Values(Layout::linear, Layout::packed),
+                                            ::testing::Bool()));
+
+TEST(BackwardBaselinesTf32, MatchAtTf32Tolerance) {
+  baselines::Cublas cublas;
+  ASSERT_TRUE(cublas.init().ok());
+  Problem p;
+  p.batch = 96;
+  p.in_features = 512;
+  p.hidden = 384;
+  p.dtype = DType::f32;
+  p.math = Math::tf32;
+  p.bias = true;
+  const BackwardCase c(cublas, p, 11);
+  for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1})
+    c.check(cublas, v, Grads{});
+}
+
+TEST(BackwardBaselinesGrads, OnlyTheRequestedGradients) {
+  baselines::Cublas cublas;
+  ASSERT_TRUE(cublas.init().ok());
+  for (const Layout layout : {Layout::linear, Layout::packed}) {
+    Problem p;
+    p.batch = 33;
+    p.in_features = 200;
+    p.hidden = 72;
+    p.dtype = DType::bf16;
+    p.layout = layout;
+    p.bias = true;
+    const BackwardCase c(cublas, p, 21);
+    for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1}) {
+      c.check(cublas, v, Grads{.dx = true, .dw = false});
+      c.check(cublas, v, Grads{.dx = false, .dw = true});
+    }
+  }
+}
+
+TEST(BackwardBaselinesArgs, RejectMissingPointersAndAcceptEmptyBatch) {
+  baselines::Cublas cublas;
+  ASSERT_TRUE(cublas.init().ok());
+  Problem p;
+  p.batch = 8;
+  p.in_features = 64;
+  p.hidden = 32;
+  p.dtype = DType::f16;
+  p.bias = true;
+  const auto v = baselines::Variant::cublas1;
+  DeviceBuffer x(1024), w(8192), saved(1024), dz(512), dx(1024), dw(8192), db(128),
+      scratch(baselines::backward_scratch_bytes(v, p));
+  const auto create = [&](const Problem& q, const void* dz_ptr, Grads g, void* dbias) {
+    baselines::BackwardPlan plan;
+    return baselines::BackwardPlan::create(cublas, v, q, x.get(), w.get(), saved.get(), dz_ptr, g,
+                                           dx.get(), dw.get(), dbias, scratch.get(), &plan);
+  };
+  EXPECT_TRUE(create(p, dz.get(), Grads{}, db.get()).ok());
+  Status s = create(p, nullptr, Grads{}, db.get());
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("dz"), std::string::npos) << s.message;
+  s = create(p, dz.get(), Grads{}, nullptr);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("dbias"), std::string::npos) << s.message;
+  // dx only: no dbias is needed.
+  EXPECT_TRUE(create(p, dz.get(), Grads{.dx = true, .dw = false}, nullptr).ok());
+
+  // B == 0: a no-op that needs no pointers and writes nothing.
+  Problem empty = p;
+  empty.batch = 0;
+  baselines::BackwardPlan plan;
+  s = baselines::BackwardPlan::create(cublas, v, empty, nullptr, nullptr, nullptr, nullptr, Grads{},
+                                      nullptr, nullptr, nullptr, nullptr, &plan);
+  ASSERT_TRUE(s.ok()) << s.message;
+  EXPECT_TRUE(plan.run(nullptr).ok());
 }
 
 }  // namespace

@@ -153,6 +153,83 @@ TEST(Cli, GateRunsCasesWithCompareOptions) {
   EXPECT_FALSE(d.gate.update_baseline);
 }
 
+TEST(Cli, BackwardDefaults) {
+  const Command c = parse({"backward", "--shapes", kSmoke});
+  ASSERT_EQ(c.kind, Command::Kind::backward);
+  EXPECT_EQ(c.options.op, "backward");
+  EXPECT_EQ(c.options.name, "smoke");
+  EXPECT_EQ(c.cases.size(), 26u);
+  const GradientOptions& g = c.options.gradient;
+  EXPECT_TRUE(g.grads.dx);
+  EXPECT_TRUE(g.grads.dw);
+  EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::save, Policy::recompute}));
+  EXPECT_EQ(g.placement, GatePlacement::automatic);
+  EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto"}));
+  // The forward's measurement defaults apply.
+  EXPECT_TRUE(c.options.timing.cold);
+  EXPECT_EQ(c.options.timing.min_samples, 30);
+  EXPECT_EQ(c.options.reference, ReferenceMode::automatic);
+}
+
+TEST(Cli, BackwardOptions) {
+  const Command c = parse({"backward", "--batch", "64", "--in", "784", "--hidden", "1024",
+                           "--grads", "dw", "--policy", "recompute", "--gate-placement", "prologue",
+                           "--dx-tiles", "all", "--dw-tiles", "auto,sm80:128x64x32s4w4",
+                           "--variants", "fused,cublas2", "--dtype", "fp16", "--bias", "true",
+                           "--min-samples", "5", "--reference", "cpu", "--csv"});
+  ASSERT_EQ(c.kind, Command::Kind::backward);
+  const GradientOptions& g = c.options.gradient;
+  EXPECT_FALSE(g.grads.dx);
+  EXPECT_TRUE(g.grads.dw);
+  EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::recompute}));
+  EXPECT_EQ(g.placement, GatePlacement::prologue);
+  EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"all"}));
+  EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto", "sm80:128x64x32s4w4"}));
+  ASSERT_EQ(c.cases.size(), 1u);
+  EXPECT_EQ(c.cases[0].variants, (std::vector<std::string>{"fused", "cublas2"}));
+  EXPECT_EQ(c.cases[0].dtype, DType::f16);
+  EXPECT_TRUE(c.cases[0].bias);
+  EXPECT_EQ(c.options.timing.min_samples, 5);
+  EXPECT_EQ(c.options.reference, ReferenceMode::cpu);
+  EXPECT_TRUE(c.options.write_csv);
+  EXPECT_FALSE(c.options.write_json);
+  const Command d = parse({"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dx",
+                           "--policy", "save", "--gate-placement", "epilogue"});
+  EXPECT_TRUE(d.options.gradient.grads.dx);
+  EXPECT_FALSE(d.options.gradient.grads.dw);
+  EXPECT_EQ(d.options.gradient.policies, (std::vector<Policy>{Policy::save}));
+  EXPECT_EQ(d.options.gradient.placement, GatePlacement::epilogue);
+}
+
+TEST(Cli, StepAndMemory) {
+  const Command s = parse({"step", "--shapes", kSmoke, "--policy", "save", "--warmup", "2", "--hot"});
+  ASSERT_EQ(s.kind, Command::Kind::step);
+  EXPECT_EQ(s.options.op, "step");
+  EXPECT_EQ(s.options.timing.warmup, 2);
+  EXPECT_FALSE(s.options.timing.cold);
+  EXPECT_EQ(s.options.gradient.policies, (std::vector<Policy>{Policy::save}));
+  const Command m = parse({"memory", "--batch", "1024", "--in", "4096", "--hidden", "14336",
+                           "--grads", "dx,dw", "--out", "mem"});
+  ASSERT_EQ(m.kind, Command::Kind::memory);
+  EXPECT_EQ(m.options.op, "memory");
+  EXPECT_EQ(m.options.out_dir, "mem");
+  EXPECT_EQ(m.cases.size(), 1u);
+  // memory measures, it does not time: the timing options are not its options.
+  EXPECT_EQ(parse({"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--warmup", "3"}).exit_code, 3);
+  EXPECT_EQ(parse({"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--profile"}).exit_code, 3);
+  // The forward commands do not take the gradient options.
+  EXPECT_EQ(parse({"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dx"}).exit_code, 3);
+}
+
+TEST(Cli, GradientHelpExitsZero) {
+  for (const char* sub : {"backward", "step", "memory"}) {
+    const Command c = parse({sub, "--help"});
+    EXPECT_EQ(c.kind, Command::Kind::exit) << sub;
+    EXPECT_EQ(c.exit_code, 0) << sub;
+  }
+}
+
 TEST(Cli, BadUsageExitsThree) {
   const std::vector<std::vector<std::string>> bad = {
       {},                                                        // no subcommand
@@ -176,6 +253,19 @@ TEST(Cli, BadUsageExitsThree) {
       {"forward", "--shapes", std::string(SWIGLU_SOURCE_DIR) + "/tests/data/bad_unknown_key.yaml"},
       {"check", "--shapes", kSmoke, "--shapes", kSmoke},          // every case twice
       {"check", "--batch", "8", "--in", "8", "--hidden", "8", "--warmup", "3"},  // not a check option
+      {"backward"},                                                             // nothing to run
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dz"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", ""},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dx,,dw"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--policy", "keep"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--policy", "save,fast"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--gate-placement", "middle"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--gate-placement", "epilogue,prologue"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--dx-tiles", "sm80:1x2"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--dw-tiles", "biggest"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--variants", "fused-save"},
+      {"step", "--batch", "8", "--in", "8", "--hidden", "8", "--policy", "both"},
+      {"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "db"},
   };
   for (const auto& args : bad) {
     const Command c = parse(args);

@@ -2,8 +2,10 @@
 // computed by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "bench/cpu_reference.hpp"
@@ -86,6 +88,202 @@ TEST(CpuReference, ThreadCountDoesNotChangeTheResult) {
 
 TEST(CpuReference, RejectsBuffersOfTheWrongSize) {
   EXPECT_THROW(cpu_reference(tiny(Layout::linear, false), {1}, {1, 2, 3, 4}, {}), std::invalid_argument);
+}
+
+// --- the fp64 backward reference against finite differences -------------------------------------
+//
+// L(x, w, bias) = Σ Z ⊙ dZ for a fixed random dZ, so ∂L/∂θ is the gradient the backward computes.
+// Each input element θ is moved by ±h and ±h/2 and L is recomputed with the fp64 forward reference;
+// Richardson's (4·D(h/2) − D(h))/3 of the central differences D(h) = (L(θ+h) − L(θ−h))/2h has an
+// O(h⁴) truncation error (≈ 1e-12 at h = 2⁻¹⁰), so the only errors left are the double rounding
+// of L over 2h (≈ 1e-13) and the reference's own, far below the 1e-6 tolerance.
+// The inputs are floats: they are quantised to multiples of 2⁻¹² with |θ| < 4, so θ ± 2⁻¹⁰ and
+// θ ± 2⁻¹¹ are exact floats (at most 15 significant bits) and the step is exactly the one divided by.
+
+constexpr double kQuantum = 0x1.0p-12;
+constexpr float kStep = 0x1.0p-10f;
+constexpr double kFdTolerance = 1e-6;
+
+std::vector<float> quantised(size_t n, float lo, float hi, uint64_t seed) {
+  std::vector<float> v = uniform_values(n, lo, hi, seed, DType::f32);
+  for (float& f : v) f = static_cast<float>(std::round(f / kQuantum) * kQuantum);
+  return v;
+}
+
+struct FdInputs {
+  Problem p;
+  std::vector<float> x, w, bias, dz;
+};
+
+// B=3, I=5, D=4. X ~ U(−2, 2) and W, bias ~ U(−1, 1): G spreads over about ±3, where SiLU is far
+// from linear, so the gradient of the gate is really exercised.
+FdInputs fd_inputs(Layout layout, bool bias, int64_t ldx_pad) {
+  FdInputs in;
+  in.p.batch = 3;
+  in.p.in_features = 5;
+  in.p.hidden = 4;
+  in.p.dtype = DType::f32;
+  in.p.layout = layout;
+  in.p.bias = bias;
+  in.p.ldx = in.p.in_features + ldx_pad;
+  in.x = quantised(static_cast<size_t>(in.p.batch * in.p.x_stride()), -2, 2, 11);
+  in.w = quantised(static_cast<size_t>(2 * in.p.hidden * in.p.in_features), -1, 1, 12);
+  if (bias) in.bias = quantised(static_cast<size_t>(2 * in.p.hidden), -1, 1, 13);
+  in.dz = uniform_values(static_cast<size_t>(in.p.batch * in.p.hidden), -1, 1, 14, DType::f32);
+  return in;
+}
+
+double loss(const FdInputs& in) {
+  const std::vector<double> z = cpu_reference(in.p, in.x, in.w, in.bias, 1);
+  double l = 0;
+  for (size_t i = 0; i < z.size(); ++i) l += z[i] * in.dz[i];
+  return l;
+}
+
+// ∂L/∂θ for the input element `theta` (an element of one of in's vectors) by Richardson-extrapolated
+// central differences.
+double numeric_derivative(FdInputs& in, float& theta) {
+  const float original = theta;
+  const auto central = [&](float h) {
+    theta = original + h;
+    EXPECT_EQ(static_cast<double>(theta) - original, static_cast<double>(h)) << "step not exact";
+    const double up = loss(in);
+    theta = original - h;
+    EXPECT_EQ(static_cast<double>(original) - theta, static_cast<double>(h)) << "step not exact";
+    const double down = loss(in);
+    theta = original;
+    return (up - down) / (2.0 * h);
+  };
+  const double d1 = central(kStep), d2 = central(kStep / 2);
+  return (4 * d2 - d1) / 3;
+}
+
+// The largest |analytic − numeric| / max(|numeric|, 1e-3·scale) over every element of dx, dw and
+// dbias, where scale is the largest |numeric| seen: a relative error that does not blow up on
+// gradients that happen to be near zero.
+struct FdResult {
+  double max_rel = 0;
+  std::string worst;
+};
+
+FdResult finite_difference_check(FdInputs in, const CpuGrads& g) {
+  const Problem& p = in.p;
+  const int64_t B = p.batch, I = p.in_features, D = p.hidden, ldx = p.x_stride();
+  struct Pair {
+    std::string name;
+    double analytic, numeric;
+  };
+  std::vector<Pair> pairs;
+  for (int64_t m = 0; m < B; ++m)
+    for (int64_t k = 0; k < I; ++k)
+      pairs.push_back({"dx[" + std::to_string(m) + "][" + std::to_string(k) + "]", g.dx.at(m * I + k),
+                       numeric_derivative(in, in.x[m * ldx + k])});
+  for (size_t i = 0; i < static_cast<size_t>(2 * D * I); ++i)
+    pairs.push_back({"dw[" + std::to_string(i) + "]", g.dw.at(i), numeric_derivative(in, in.w[i])});
+  EXPECT_EQ(g.dbias.size(), p.bias ? static_cast<size_t>(2 * D) : 0u);
+  for (size_t i = 0; p.bias && i < static_cast<size_t>(2 * D); ++i)
+    pairs.push_back({"dbias[" + std::to_string(i) + "]", g.dbias.at(i), numeric_derivative(in, in.bias[i])});
+  double scale = 0;
+  for (const Pair& q : pairs) scale = std::max(scale, std::fabs(q.numeric));
+  FdResult r;
+  for (const Pair& q : pairs) {
+    const double rel = std::fabs(q.analytic - q.numeric) / std::max(std::fabs(q.numeric), 1e-3 * scale);
+    if (rel > r.max_rel || std::isnan(rel)) {
+      r.max_rel = std::isnan(rel) ? INFINITY : rel;
+      r.worst = q.name + ": analytic " + std::to_string(q.analytic) + ", numeric " + std::to_string(q.numeric);
+    }
+  }
+  return r;
+}
+
+TEST(CpuReferenceBackward, MatchesFiniteDifferences) {
+  for (Layout layout : {Layout::linear, Layout::packed}) {
+    for (bool bias : {false, true}) {
+      for (int64_t pad : {0, 3}) {
+        SCOPED_TRACE(std::string(to_string(layout)) + (bias ? " bias" : " no bias") + " pad " + std::to_string(pad));
+        const FdInputs in = fd_inputs(layout, bias, pad);
+        const CpuGrads g = cpu_reference_backward(in.p, in.x, in.w, in.bias, in.dz);
+        ASSERT_EQ(g.dx.size(), static_cast<size_t>(in.p.batch * in.p.in_features));
+        ASSERT_EQ(g.dw.size(), in.w.size());
+        const FdResult r = finite_difference_check(in, g);
+        EXPECT_LT(r.max_rel, kFdTolerance) << r.worst;
+      }
+    }
+  }
+}
+
+TEST(CpuReferenceBackward, FiniteDifferenceCheckCatchesAWrongGradient) {
+  // The check above must be able to fail: in each output, the largest element off by 1e-5
+  // relative (10× the tolerance), then a formula error (SiLU′ taken as sigmoid alone).
+  const FdInputs in = fd_inputs(Layout::packed, true, 0);
+  const CpuGrads good = cpu_reference_backward(in.p, in.x, in.w, in.bias, in.dz);
+  ASSERT_LT(finite_difference_check(in, good).max_rel, kFdTolerance);
+  for (int which = 0; which < 3; ++which) {
+    CpuGrads bad = good;
+    std::vector<double>& v = which == 0 ? bad.dx : which == 1 ? bad.dw : bad.dbias;
+    const auto largest = std::max_element(v.begin(), v.end(), [](double a, double b) {
+      return std::fabs(a) < std::fabs(b);
+    });
+    *largest *= 1 + 1e-5;
+    EXPECT_GT(finite_difference_check(in, bad).max_rel, kFdTolerance) << "output " << which;
+  }
+  // dbias[n] = Σ_b dG[b][n] for n < D; with dG = dZ·U·s the check must fail by far.
+  CpuGrads wrong = good;
+  const std::vector<double> z = cpu_reference(in.p, in.x, in.w, in.bias, 1);
+  for (int64_t n = 0; n < in.p.hidden; ++n) {
+    double sum = 0;
+    for (int64_t m = 0; m < in.p.batch; ++m) {
+      double g = in.bias[n], u = in.bias[in.p.hidden + n];
+      for (int64_t k = 0; k < in.p.in_features; ++k) {
+        g += static_cast<double>(in.x[m * in.p.in_features + k]) * in.w[k * 2 * in.p.hidden + n];
+        u += static_cast<double>(in.x[m * in.p.in_features + k]) * in.w[k * 2 * in.p.hidden + in.p.hidden + n];
+      }
+      sum += in.dz[m * in.p.hidden + n] * u / (1 + std::exp(-g));
+    }
+    wrong.dbias[n] = sum;
+  }
+  EXPECT_GT(finite_difference_check(in, wrong).max_rel, 1e-2);
+}
+
+TEST(CpuReferenceBackward, ThreadCountDoesNotChangeTheResult) {
+  Problem p;
+  p.batch = 37;
+  p.in_features = 19;
+  p.hidden = 5;
+  p.bias = true;
+  p.ldx = 21;
+  p.dtype = DType::f32;
+  const auto x = uniform_values(37 * 21, -1, 1, 1, DType::f32);
+  const auto w = uniform_values(2 * 5 * 19, -1, 1, 2, DType::f32);
+  const auto b = uniform_values(10, -1, 1, 3, DType::f32);
+  const auto dz = uniform_values(37 * 5, -1, 1, 4, DType::f32);
+  const CpuGrads a = cpu_reference_backward(p, x, w, b, dz, 1);
+  const CpuGrads c = cpu_reference_backward(p, x, w, b, dz, 7);
+  EXPECT_EQ(a.dx, c.dx);
+  EXPECT_EQ(a.dw, c.dw);
+  EXPECT_EQ(a.dbias, c.dbias);
+}
+
+TEST(CpuReferenceBackward, HandComputed) {
+  // The tiny problem of the forward tests with dZ = 2: G = 0.1, U = 2.5, s = sigmoid(0.1).
+  const std::vector<float> x{1, 2}, w{0.5f, -0.25f, 1, 1}, b{0.1f, -0.5f}, dz{2};
+  const Problem p = tiny(Layout::linear, true);
+  const CpuGrads g = cpu_reference_backward(p, x, w, b, dz);
+  const double gg = 0.5 - 0.5 + static_cast<double>(0.1f), u = 3 + static_cast<double>(-0.5f);
+  const double s = 1 / (1 + std::exp(-gg));
+  const double dg = 2 * u * s * (1 + gg * (1 - s)), du = 2 * gg * s;
+  ASSERT_EQ(g.dbias.size(), 2u);
+  EXPECT_NEAR(g.dbias[0], dg, 1e-14);
+  EXPECT_NEAR(g.dbias[1], du, 1e-14);
+  EXPECT_NEAR(g.dx[0], dg * 0.5 + du * 1, 1e-14);
+  EXPECT_NEAR(g.dx[1], dg * -0.25 + du * 1, 1e-14);
+  EXPECT_NEAR(g.dw[0], dg * 1, 1e-14);  // dWa = dG·x
+  EXPECT_NEAR(g.dw[1], dg * 2, 1e-14);
+  EXPECT_NEAR(g.dw[2], du * 1, 1e-14);  // dWb = dU·x
+  EXPECT_NEAR(g.dw[3], du * 2, 1e-14);
+  // Without bias, dbias is empty.
+  EXPECT_TRUE(cpu_reference_backward(tiny(Layout::linear, false), x, w, {}, dz).dbias.empty());
+  EXPECT_THROW(cpu_reference_backward(p, x, w, b, {1, 2}), std::invalid_argument);
 }
 
 TEST(Parity, HandComputedMetrics) {

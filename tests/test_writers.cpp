@@ -2,8 +2,10 @@
 #include "bench/writers.hpp"
 
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -389,6 +391,62 @@ TEST(Markdown, TableIsHeaderPlusRows) {
   EXPECT_EQ(markdown_table(rows),
             markdown_header() + markdown_row(rows[0]) + markdown_row(rows[1]));
   EXPECT_EQ(markdown_table({}), markdown_header());
+}
+
+// --- the gradient commands' rows ----------------------------------------------------------------
+
+TEST(GradientRows, ForwardColumnsThenTheGradientOnes) {
+  const auto& fwd = csv_columns();
+  const auto& grad = csv_columns("backward");
+  EXPECT_EQ(&csv_columns("step"), &grad);
+  EXPECT_EQ(&csv_columns("memory"), &grad);
+  EXPECT_EQ(&csv_columns("check"), &fwd);
+  ASSERT_EQ(grad.size(), fwd.size() + 20);
+  EXPECT_TRUE(std::equal(fwd.begin(), fwd.end(), grad.begin()));
+  EXPECT_EQ(grad[fwd.size()], "policy");
+  EXPECT_EQ(grad.back(), "meminfo_granularity_bytes");
+  for (const char* key : {"grads", "gate_placement", "tile_recompute", "tile_dx", "tile_dw",
+                          "rel_l2_dx", "rel_l2_dw", "rel_l2_dbias", "measured_saved_bytes",
+                          "requested_workspace_bytes", "saved_vs_cublas2"})
+    EXPECT_NE(std::find(grad.begin(), grad.end(), key), grad.end()) << key;
+  // Forward rows keep their schema.
+  EXPECT_EQ(row_to_json(Row{}).find("policy"), nullptr);
+}
+
+TEST(GradientRows, UnmeasuredBytesAreNullAndCsvMatchesTheHeader) {
+  Row r = sample_row();
+  r.op = "memory";
+  r.variant = "fused-recompute";
+  r.policy = "recompute";
+  r.requested_saved_bytes = 0;
+  r.measured_saved_bytes = 0;
+  r.requested_workspace_bytes = 3 << 20;
+  const Json j = row_to_json(r);
+  EXPECT_EQ(j.find("requested_saved_bytes")->as_int(), 0);
+  EXPECT_EQ(j.find("requested_workspace_bytes")->as_int(), 3 << 20);
+  EXPECT_TRUE(j.find("measured_workspace_bytes")->is_null());
+  EXPECT_TRUE(j.find("rel_l2_dbias")->is_null());
+  const std::string line = csv_line(r);
+  EXPECT_EQ(static_cast<size_t>(std::count(line.begin(), line.end(), ',')) + 1,
+            csv_columns("memory").size());
+}
+
+TEST(GradientRows, MarkdownColumnsByOp) {
+  EXPECT_NE(markdown_header("backward").find("| grads "), std::string::npos);
+  EXPECT_EQ(markdown_header("backward").find("GB/s"), std::string::npos);
+  EXPECT_NE(markdown_header("memory").find("saved MiB measured"), std::string::npos);
+  Row r = sample_row();
+  r.op = "memory";
+  r.variant = "fused-save";
+  r.requested_saved_bytes = 1 << 20;
+  r.measured_saved_bytes = 2 << 20;
+  r.saved_vs_cublas2 = 0.5;
+  const std::string row = markdown_row(r);
+  EXPECT_NE(row.find("1.000"), std::string::npos) << row;
+  EXPECT_NE(row.find("2.000"), std::string::npos) << row;
+  EXPECT_NE(row.find("0.50x"), std::string::npos) << row;
+  // A table takes the columns of its first row's op.
+  EXPECT_EQ(markdown_table({r}), markdown_header("memory") + row);
 }
 
 }  // namespace

@@ -94,6 +94,10 @@ Status validate_forward(const Problem& p, const void* x, const void* w, const vo
 
 struct ForwardOptions {
   std::optional<TileConfig> tile;  // unset: the heuristic picks
+  // When set, the same launch also writes the pre-activations H = [G | U] (B×2D row-major, row b
+  // is G[b][0..D) then U[b][0..D), bias included, rounded to the dtype) for backward(..) with
+  // Policy::save. Must not overlap any other argument.
+  void* saved = nullptr;
 };
 
 // Launches the fused forward on `stream` (one kernel launch). Returns after the launch, not after
@@ -102,7 +106,88 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
                cudaStream_t stream, const ForwardOptions& options = {},
                TileConfig* used_tile = nullptr);
 
+// ---- backward ----------------------------------------------------------------------------------
+//
+// Given dZ (B×D), computes, for the same problem:
+//   dG = dZ ⊙ U ⊙ SiLU′(G),  dU = dZ ⊙ SiLU(G),  dH = [dG | dU]   (B×2D, never a separate pass)
+//   dX  = dH · W12             (B×I, row-major, row stride I)   one GEMM with K = 2D
+//   dW12 = dHᵀ · X             (same layout and shape as w)      one GEMM with K = B
+//   dbias = Σ_b dH[b][·]       (2D elements [dba | dbb])         fused into the dW GEMM
+// SiLU′(g) = s·(1 + g·(1 − s)), s = sigmoid(g). Products accumulate in fp32; outputs are written in
+// the problem's dtype.
+
+// Where G and U come from.
+//   save:      forward(.., ForwardOptions{.saved = H}) kept H = [G | U]; backward reads it.
+//   recompute: backward recomputes G and U from X and W in a fused kernel (needs no saved H, which
+//              is 2·B·D elements less activation memory per layer, at the cost of the forward's
+//              GEMM again).
+enum class Policy { save, recompute };
+
+// Where the gate backward runs (recompute only; save always uses the prologue).
+//   epilogue: the recompute GEMM's epilogue turns G, U and dZ into dH (workspace), and the dX and
+//             dW GEMMs read dH directly. The gate runs once per element.
+//   prologue: the recompute GEMM writes H (workspace); the dX and dW GEMMs compute dH from dZ and
+//             H while loading their operand tiles (once per tile that reads the element).
+//   automatic: epilogue for recompute.
+enum class GatePlacement { automatic, epilogue, prologue };
+
+// Which gradients to compute. dbias is part of the weight gradient: it is written when dw is
+// requested and the problem has bias.
+struct Grads {
+  bool dx = true;
+  bool dw = true;
+};
+
+struct BackwardTensors {
+  const void* x = nullptr;      // B×I, row stride p.ldx
+  const void* w = nullptr;      // in p.layout
+  const void* bias = nullptr;   // 2D elements; read by recompute when p.bias
+  const void* dz = nullptr;     // B×D row-major
+  const void* saved = nullptr;  // B×2D H = [G | U] from forward (Policy::save); else ignored
+  void* dx = nullptr;           // B×I row-major (row stride I), when grads.dx
+  void* dw = nullptr;           // same layout and shape as w, when grads.dw
+  void* dbias = nullptr;        // 2D elements, when grads.dw and p.bias
+};
+
+struct BackwardOptions {
+  Policy policy = Policy::save;
+  Grads grads;
+  GatePlacement placement = GatePlacement::automatic;
+  std::optional<TileConfig> recompute_tile;  // forward tile of the recompute GEMM; unset: heuristic
+  std::optional<TileConfig> dx_tile;         // unset: heuristic
+  std::optional<TileConfig> dw_tile;         // unset: heuristic
+};
+
+// The configurations one backward call ran (a kernel that did not run has block_m == 0).
+struct BackwardTiles {
+  TileConfig recompute, dx, dw;
+  int dx_splits = 1;  // split-K slices of the dX GEMM (small batches)
+};
+
+// Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
+// for Policy::recompute, plus fp32 split-K partials of dX when B×I gives the dX GEMM fewer blocks
+// than the device has SMs (small batches, fp16/bf16 on sm_80+). 0 for Policy::save at large B.
+size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);
+
+// The compiled tiles of the dX GEMM (K = 2D) and of the dW GEMM (K = B) for `p` on `dev`.
+std::vector<TileConfig> backward_dx_tiles(const Problem& p, const DeviceTraits& dev);
+std::vector<TileConfig> backward_dw_tiles(const Problem& p, const DeviceTraits& dev);
+
+// Checks a backward call without launching anything.
+Status validate_backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
+                         const void* workspace, size_t workspace_bytes);
+
+// Launches the backward on `stream`: with recompute, one fused GEMM for G and U, then the dX GEMM
+// and the dW GEMM as requested (at most 3 launches). Returns after the launches.
+Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
+                void* workspace, size_t workspace_bytes, cudaStream_t stream,
+                BackwardTiles* used_tiles = nullptr);
+
 std::string_view to_string(DType);
+std::string_view to_string(Policy);
+std::string_view to_string(GatePlacement);
+std::optional<Policy> parse_policy(std::string_view);
+std::optional<GatePlacement> parse_gate_placement(std::string_view);
 std::string_view to_string(Layout);
 std::string_view to_string(Math);
 std::string_view to_string(Family);

@@ -64,4 +64,43 @@ class Plan {
   std::unique_ptr<Impl> impl_;
 };
 
+// ---- backward baselines ---------------------------------------------------------------------------
+//
+// What a user of two nn.Linear layers plus Liger's LigerSiLUMulFunction runs for the backward:
+//   cublas2: the gate backward kernel (reads dZ, G, U; writes dG and dU, the equivalent of Liger's
+//            silu-mul backward), dX = dG·Wa + dU·Wb as two GEMMs (the second with beta = 1),
+//            dWa = dGᵀ·X and dWb = dUᵀ·X as two GEMMs, then a column-sum kernel for [dba | dbb].
+//   cublas1: the same gate backward into dH = [dG | dU], one GEMM for dX (K = 2D), one for dW12
+//            (K = B), and the column sum.
+// The saved activations are the forward plan's scratch (G and U of cublas2, H of cublas1; see
+// Plan::create), which is what the baseline keeps alive between forward and backward.
+
+// Device bytes of the backward's own intermediates in the input dtype: dG at scratch[0, B·D) and
+// dU at scratch[B·D, 2·B·D), each B×D (cublas2), or dH = [dG | dU] as B×2D (cublas1).
+size_t backward_scratch_bytes(Variant v, const Problem& p);
+
+class BackwardPlan {
+ public:
+  BackwardPlan();
+  ~BackwardPlan();
+  BackwardPlan(BackwardPlan&&) noexcept;
+  BackwardPlan& operator=(BackwardPlan&&) noexcept;
+
+  // `saved` is the scratch the forward Plan of the same variant wrote. dx (B×I row-major, row
+  // stride I) when grads.dx; dw (w's layout) and dbias (2D, when p.bias) when grads.dw. x is needed
+  // only for dw, w only for dx; saved, dz (B×D) and scratch always. All in p.dtype; fp32 problems
+  // with Math::tf32 run the GEMMs with CUBLAS_COMPUTE_32F_FAST_TF32. A missing or misaligned
+  // pointer is invalid_argument. B == 0, or no gradient requested, plans a no-op that writes
+  // nothing (not even the zeros dW and dbias would be), like the library's backward.
+  static Status create(const Cublas& cublas, Variant v, const Problem& p, const void* x,
+                       const void* w, const void* saved, const void* dz, Grads grads, void* dx,
+                       void* dw, void* dbias, void* scratch, BackwardPlan* out);
+  // Enqueues the gate backward, the GEMMs and the bias reduction on `stream`.
+  Status run(cudaStream_t stream) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace swiglu::baselines

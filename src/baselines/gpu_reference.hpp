@@ -15,4 +15,18 @@ size_t reference_scratch_bytes(const Problem& p);
 Status gpu_reference(const Cublas& cublas, const Problem& p, const void* x, const void* w,
                      const void* bias, float* h_scratch, float* z_ref, cudaStream_t stream);
 
+// The backward reference, all in fp32 with no tf32 and nothing rounded to the input dtype: H from
+// gpu_reference's own GEMM (same code, same H), dH = [dG | dU] by the fp32 gate backward (in place
+// over H), dX = dH·W12 and dW12 = dHᵀ·X as fp32 cuBLASLt GEMMs on fp32 copies of X, W and dZ
+// (the inputs themselves for fp32 problems), and dbias as the fp32 column sum of dH.
+// Device bytes of scratch it needs (B×2D fp32, plus the fp32 copies for fp16/bf16; 0 when B == 0):
+size_t reference_backward_scratch_bytes(const Problem& p);
+
+// Writes dx_ref (B×I row-major fp32), dw_ref (w's layout and shape, fp32) and dbias_ref (2D fp32,
+// only when p.bias) on `stream` and waits for them. Any of the three may be null to skip it.
+// B == 0 writes nothing (dW and dbias would be zeros), like the library's backward.
+Status gpu_reference_backward(const Cublas& cublas, const Problem& p, const void* x, const void* w,
+                              const void* bias, const void* dz, void* scratch, float* dx_ref,
+                              float* dw_ref, float* dbias_ref, cudaStream_t stream);
+
 }  // namespace swiglu::baselines

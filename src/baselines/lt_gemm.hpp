@@ -2,7 +2,7 @@
 // the GPU reference.
 //
 // Everything is expressed in swiglu's row-major terms and mapped to cuBLAS's column-major view
-// here, once: a row-major R×C matrix is a column-major C×R one.
+// here, once (LtGemm::plan): a row-major R×C matrix is a column-major C×R one.
 #pragma once
 
 #include <cublasLt.h>
@@ -13,9 +13,32 @@
 
 namespace swiglu::baselines {
 
-// Out (rows×cols row-major, ld_out) = beta·Out + X (rows×k, ldx) · Wᵀ, where W's `cols` output
-// rows start at `w` and are laid out per `layout` (linear: row n at w + n·ldw, K contiguous; packed:
-// column n at w + n, row k at w + k·ldw). With `bias` set, bias[n] is added in the epilogue.
+// The general GEMM, row-major:
+//   Out (m×n, row stride ld_out) = beta·Out + op(A) (m×k) · op(B) (k×n)  [+ bias[j] on column j]
+// A is stored row-major as m×k (trans_a false) or as k×m (trans_a true, op(A) = Aᵀ), row stride
+// lda; B likewise as k×n (trans_b false) or n×k (trans_b true, op(B) = Bᵀ), row stride ldb. A and B
+// are in_type, Out and bias out_type. Products accumulate per `compute`.
+struct MatmulSpec {
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  int64_t lda = 0;
+  bool trans_a = false;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  bool trans_b = false;
+  const void* bias = nullptr;  // optional: n elements in out_type, added in the epilogue
+  void* out = nullptr;
+  int64_t ld_out = 0;
+  cudaDataType_t in_type = CUDA_R_16BF;
+  cudaDataType_t out_type = CUDA_R_16BF;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  float beta = 0.0f;
+};
+
+// The forward's shorthand: Out (rows×cols row-major, ld_out) = beta·Out + X (rows×k, ldx) · Wᵀ,
+// where W's `cols` output rows start at `w` and are laid out per `layout` (linear: row n at
+// w + n·ldw, K contiguous; packed: column n at w + n, row k at w + k·ldw). With `bias` set, bias[n]
+// is added in the epilogue. See to_matmul for its general form.
 struct GemmSpec {
   int64_t rows = 0, cols = 0, k = 0;
   const void* x = nullptr;
@@ -32,6 +55,10 @@ struct GemmSpec {
   float beta = 0.0f;
 };
 
+// A = X (m = rows, not transposed); op(B) = Wᵀ: a linear W is stored cols×k (trans_b), a packed
+// W k×cols.
+MatmulSpec to_matmul(const GemmSpec& s);
+
 class LtGemm {
  public:
   LtGemm() = default;
@@ -39,16 +66,23 @@ class LtGemm {
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
 
-  Status plan(cublasLtHandle_t handle, const GemmSpec& spec, size_t workspace_bytes);
+  // Checks the spec (sizes > 0, pointers set, leading dimensions large enough), builds the
+  // descriptors and queries the heuristic for one algorithm. Failures name the cuBLAS status.
+  Status plan(cublasLtHandle_t handle, const MatmulSpec& spec, size_t workspace_bytes);
+  Status plan(cublasLtHandle_t handle, const GemmSpec& spec, size_t workspace_bytes) {
+    return plan(handle, to_matmul(spec), workspace_bytes);
+  }
+  // Enqueues the planned GEMM; nothing else.
   Status run(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
              cudaStream_t stream) const;
 
  private:
   void release();
-  GemmSpec spec_{};
+  MatmulSpec spec_{};
   cublasLtMatmulDesc_t op_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
   cublasLtMatmulAlgo_t algo_{};
+  bool planned_ = false;
 };
 
 cudaDataType_t cuda_type(DType t);

@@ -35,7 +35,18 @@ struct Measure {
   bool cold = false;
 };
 
-void add_case_options(CLI::App* cmd, CaseOptions& c) {
+constexpr const char* kForwardTilesHelp =
+    "fused tile configs: auto (heuristic), all (the block sweep) or names like "
+    "sm80:128x64x32s4w4; `swiglubench info` lists them [default: auto]";
+constexpr const char* kGradientTilesHelp =
+    "fused forward tiles: the forward of step and memory and of fused-save's saved H, and the "
+    "recompute GEMM of fused-recompute: auto (heuristic), all or names [default: auto]";
+constexpr const char* kForwardVariantsHelp = "fused, cublas2, cublas1 as a comma list [default: all]";
+constexpr const char* kGradientVariantsHelp =
+    "fused (one variant per --policy: fused-save, fused-recompute), cublas2, cublas1 as a comma "
+    "list [default: all]";
+
+void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--shapes", c.shapes, "YAML sweep config (repeatable); see configs/ and README")
       ->check(CLI::ExistingFile);
   cmd->add_option("--batch", c.batch, "batch sizes B: N, a,b,c, a:b:step or pow2:a:b");
@@ -44,10 +55,8 @@ void add_case_options(CLI::App* cmd, CaseOptions& c) {
   cmd->add_option("--dtype", c.dtype, "fp32, fp16, bf16 or a comma list [default: bf16]");
   cmd->add_option("--layout", c.layout, "linear (nn.Linear W12, 2D×I) or packed (Wf, I×2D) [default: linear]");
   cmd->add_option("--bias", c.bias, "true, false or true,false [default: false]");
-  cmd->add_option("--variants", c.variants, "fused, cublas2, cublas1 as a comma list [default: all]");
-  cmd->add_option("--tiles", c.tiles,
-                  "fused tile configs: auto (heuristic), all (the block sweep) or names like "
-                  "sm80:128x64x32s4w4; `swiglubench info` lists them [default: auto]");
+  cmd->add_option("--variants", c.variants, gradient ? kGradientVariantsHelp : kForwardVariantsHelp);
+  cmd->add_option("--tiles", c.tiles, gradient ? kGradientTilesHelp : kForwardTilesHelp);
   cmd->add_option("--math", c.math, "fp32 arithmetic: exact or tf32 (applies to the baselines too) [default: exact]");
   cmd->add_option("--x-stride-pad", c.x_stride_pad, "extra elements per X row (ldx = I + pad)")
       ->check(CLI::NonNegativeNumber);
@@ -61,6 +70,72 @@ void add_run_options(CLI::App* cmd, RunOptions& o, std::string& reference) {
                   "auto (fp64 CPU for B·I·2D <= 2^31, else fp32-accumulating cuBLAS), cpu or gpu")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
       ->capture_default_str();
+}
+
+// Options of the gradient commands (backward, step, memory), as given.
+struct GradientWords {
+  std::string grads = "dx,dw";
+  std::string policy = "save,recompute";
+  std::string placement = "auto";
+  std::string dx_tiles = "auto", dw_tiles = "auto";
+};
+
+void add_gradient_options(CLI::App* cmd, GradientWords& g) {
+  cmd->add_option("--grads", g.grads,
+                  "gradients to compute: dx, dw or dx,dw (dbias comes with dw when --bias)")
+      ->capture_default_str();
+  cmd->add_option("--policy", g.policy,
+                  "where fused's G and U come from: save (forward keeps H), recompute, or both")
+      ->capture_default_str();
+  cmd->add_option("--gate-placement", g.placement,
+                  "fused-recompute's gate backward: auto, epilogue (of the recompute GEMM) or "
+                  "prologue (of the dX/dW GEMMs); fused-save always uses prologue")
+      ->capture_default_str();
+  cmd->add_option("--dx-tiles", g.dx_tiles, "tiles of the fused dX GEMM: auto, all or names")
+      ->capture_default_str();
+  cmd->add_option("--dw-tiles", g.dw_tiles, "tiles of the fused dW GEMM: auto, all or names")
+      ->capture_default_str();
+}
+
+// split_words with the option's name in its error message.
+std::vector<std::string> option_words(const std::string& text, const char* option) {
+  try {
+    return split_words(text);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string(option) + ": " + e.what());
+  }
+}
+
+std::vector<std::string> tile_words(const std::string& text, const char* option) {
+  std::vector<std::string> tiles = option_words(text, option);
+  for (const auto& t : tiles)
+    if (t != "auto" && t != "all" && !TileConfig::parse(t))
+      throw std::invalid_argument(std::string(option) + ": '" + t +
+                                  "' is not auto, all or a tile name like sm80:128x64x32s4w4");
+  return tiles;
+}
+
+GradientOptions resolve_gradient(const GradientWords& w) {
+  GradientOptions g;
+  g.grads.dx = g.grads.dw = false;
+  for (const auto& word : option_words(w.grads, "--grads")) {
+    if (word == "dx") g.grads.dx = true;
+    else if (word == "dw") g.grads.dw = true;
+    else throw std::invalid_argument("--grads: '" + word + "' is not dx or dw");
+  }
+  g.policies.clear();
+  for (const auto& word : option_words(w.policy, "--policy")) {
+    const auto p = parse_policy(word);
+    if (!p) throw std::invalid_argument("--policy: '" + word + "' is not save or recompute");
+    g.policies.push_back(*p);
+  }
+  const auto placement = parse_gate_placement(w.placement);
+  if (!placement)
+    throw std::invalid_argument("--gate-placement: '" + w.placement + "' is not auto, epilogue or prologue");
+  g.placement = *placement;
+  g.dx_tiles = tile_words(w.dx_tiles, "--dx-tiles");
+  g.dw_tiles = tile_words(w.dw_tiles, "--dw-tiles");
+  return g;
 }
 
 struct Formats {
@@ -134,12 +209,7 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
       if (!is_variant(v)) throw std::invalid_argument("--variants: '" + v + "' is not fused, cublas2 or cublas1");
   }
   std::vector<std::string> tiles;
-  if (!c.tiles.empty()) {
-    tiles = split_words(c.tiles);
-    for (const auto& t : tiles)
-      if (t != "auto" && t != "all" && !TileConfig::parse(t))
-        throw std::invalid_argument("--tiles: '" + t + "' is not auto, all or a tile name like sm80:128x64x32s4w4");
-  }
+  if (!c.tiles.empty()) tiles = tile_words(c.tiles, "--tiles");
 
   std::vector<Case> base;
   if (!c.shapes.empty()) {
@@ -208,15 +278,19 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
   return out;
 }
 
-// The options of one case-running subcommand (check, forward, gate).
+// The options of one case-running subcommand (check, forward, gate, backward, step, memory).
 struct RunCommand {
   CLI::App* app = nullptr;
+  Command::Kind kind = Command::Kind::check;
+  std::string op;  // RunOptions::op
   CaseOptions cases;
   RunOptions run;
   std::string reference = "auto";
   Measure measure;
   Formats formats;
   bool timed = false;
+  bool gradient = false;
+  GradientWords gradient_words;
 };
 
 void add_compare_options(CLI::App* cmd, CompareOptions& c) {
@@ -239,7 +313,7 @@ void add_compare_options(CLI::App* cmd, CompareOptions& c) {
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {
-  CLI::App app{"swiglubench: parity-checked benchmarks of the fused SwiGLU forward\n"
+  CLI::App app{"swiglubench: parity-checked benchmarks of the fused SwiGLU forward and backward\n"
                "  Z = SiLU(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)\n"
                "against cuBLAS (two GEMMs + gate, or one packed GEMM + gate).\n"
                "Exit codes: 0 ok, 1 performance regression (compare, gate), 2 parity failure,\n"
@@ -251,17 +325,44 @@ Command parse_command_line(int argc, const char* const* argv) {
   CLI::App* info = app.add_subcommand("info", "device, SM count, L2, clocks, driver/runtime/cuBLAS versions and compiled tiles");
   info->add_option("--device", info_device, "CUDA device index")->capture_default_str();
 
-  RunCommand check, fwd, gate;
-  check.app = app.add_subcommand("check", "parity only: every variant against the reference");
-  fwd.app = app.add_subcommand("forward", "parity, then timing of the fused forward against the cuBLAS baselines");
-  gate.app = app.add_subcommand(
-      "gate", "the regression gate: run the cases (as forward), compare them with a baseline "
-              "result file, re-measure SLOW and AMBG cases, exit 0/1/2/3");
-  fwd.timed = gate.timed = true;
-  for (RunCommand* rc : {&check, &fwd, &gate}) {
-    add_case_options(rc->app, rc->cases);
+  RunCommand check, fwd, gate, bwd, step, mem;
+  const auto define = [&app](RunCommand& rc, const char* name, const std::string& help,
+                             Command::Kind kind, const char* op, bool timed, bool gradient) {
+    rc.app = app.add_subcommand(name, help);
+    rc.kind = kind;
+    rc.op = op;
+    rc.timed = timed;
+    rc.gradient = gradient;
+  };
+  using K = Command::Kind;
+  define(check, "check", "parity only: every variant against the reference", K::check, "check",
+         false, false);
+  define(fwd, "forward", "parity, then timing of the fused forward against the cuBLAS baselines",
+         K::forward, "forward", true, false);
+  define(gate, "gate",
+         "the regression gate: run the cases (as forward), compare them with a baseline result "
+         "file, re-measure SLOW and AMBG cases, exit 0/1/2/3",
+         K::gate, "forward", true, false);
+  define(bwd, "backward",
+         "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
+         "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
+         "saved activations are produced once, outside the timing",
+         K::backward, "backward", true, true);
+  define(step, "step",
+         "parity (Z and the gradients), then timing of forward + backward as one unit, fused "
+         "variants against the cuBLAS baselines",
+         K::step, "step", true, true);
+  define(mem, "memory",
+         "device memory per variant, measured with cudaMemGetInfo (2 MiB granularity): the "
+         "activations kept between forward and backward, and the backward's workspace; each "
+         "variant also runs forward + backward once and is parity-checked; no timing",
+         K::memory, "memory", false, true);
+  const std::vector<RunCommand*> run_commands = {&check, &fwd, &gate, &bwd, &step, &mem};
+  for (RunCommand* rc : run_commands) {
+    add_case_options(rc->app, rc->cases, rc->gradient);
     add_run_options(rc->app, rc->run, rc->reference);
     if (rc->timed) add_measure_options(rc->app, rc->measure, rc->run);
+    if (rc->gradient) add_gradient_options(rc->app, rc->gradient_words);
     add_output_flags(rc->app, rc->formats);
   }
   GateOptions gate_opts;
@@ -307,16 +408,15 @@ Command parse_command_line(int argc, const char* const* argv) {
     return cmd;
   }
 
-  RunCommand& rc = fwd.app->parsed() ? fwd : gate.app->parsed() ? gate : check;
+  RunCommand& rc = **std::find_if(run_commands.begin(), run_commands.end(),
+                                  [](const RunCommand* r) { return r->app->parsed(); });
   RunOptions& opts = rc.run;
-  opts.op = &rc == &check ? "check" : "forward";
+  opts.op = rc.op;
   opts.reference = rc.reference == "cpu"   ? ReferenceMode::cpu
                    : rc.reference == "gpu" ? ReferenceMode::gpu
                                            : ReferenceMode::automatic;
   opts.argv.assign(argv, argv + argc);
-  cmd.kind = &rc == &check ? Command::Kind::check
-             : &rc == &fwd ? Command::Kind::forward
-                           : Command::Kind::gate;
+  cmd.kind = rc.kind;
   if (rc.timed) {
     opts.timing = rc.measure.timing;
     opts.timing.cold = !rc.measure.hot;
@@ -333,6 +433,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
 
   try {
+    if (rc.gradient) opts.gradient = resolve_gradient(rc.gradient_words);
     cmd.cases = resolve_cases(rc.cases, &opts.name, &cmd.resolved);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

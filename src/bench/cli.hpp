@@ -12,13 +12,14 @@
 namespace swiglu::bench {
 
 struct Command {
-  enum class Kind { exit, info, check, forward, gate, compare };
+  enum class Kind { exit, info, check, forward, gate, compare, backward, step, memory };
   Kind kind = Kind::exit;
   int exit_code = kExitOk;  // Kind::exit: --help/--version (0) or a usage/config error (3)
   int device = 0;           // Kind::info
-  RunOptions options;       // check, forward, gate
-  std::vector<Case> cases;  // check, forward, gate: the --shapes files with the options' overrides,
-                            // or the inline sweep
+  RunOptions options;       // the case-running commands (check, forward, gate, backward, step,
+                            // memory); options.gradient for the last three
+  std::vector<Case> cases;  // those commands: the --shapes files with the options' overrides, or
+                            // the inline sweep
   Json resolved;            // the cases as recorded in the JSON provenance
   GateOptions gate;         // gate; compare (its compare options and update_baseline)
   std::string baseline, current;  // compare

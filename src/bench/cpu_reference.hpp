@@ -16,4 +16,14 @@ std::vector<double> cpu_reference(const Problem& p, const std::vector<float>& x,
                                   const std::vector<float>& w, const std::vector<float>& bias,
                                   unsigned threads = 0);
 
+// fp64 gradients of the same layer for a given dZ (B×D values):
+//   dx: B×I row-major (row stride I), dw: in p.layout (2D×I or I×2D), dbias: 2D values (empty when
+//   !p.bias). See swiglu.hpp (backward) for the formulas.
+struct CpuGrads {
+  std::vector<double> dx, dw, dbias;
+};
+CpuGrads cpu_reference_backward(const Problem& p, const std::vector<float>& x,
+                                const std::vector<float>& w, const std::vector<float>& bias,
+                                const std::vector<float>& dz, unsigned threads = 0);
+
 }  // namespace swiglu::bench

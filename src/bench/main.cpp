@@ -1,8 +1,12 @@
-// swiglubench: parity-checked benchmarks of the fused SwiGLU forward against cuBLAS baselines.
+// swiglubench: parity-checked benchmarks of the fused SwiGLU forward and backward against cuBLAS
+// baselines.
 //
-//   swiglubench info                       device, clocks and versions
-//   swiglubench check   --shapes F.yaml    parity only
-//   swiglubench forward --shapes F.yaml    parity, then timing
+//   swiglubench info                        device, clocks and versions
+//   swiglubench check    --shapes F.yaml    parity only
+//   swiglubench forward  --shapes F.yaml    parity, then timing
+//   swiglubench backward --shapes F.yaml    parity of the gradients, then timing of the backward
+//   swiglubench step     --shapes F.yaml    the same for forward + backward
+//   swiglubench memory   --shapes F.yaml    saved activations and workspace per variant, measured
 //
 //   swiglubench compare --baseline A.json --current B.json
 //   swiglubench gate    --shapes configs/ci.yaml    run, compare with the card's baseline
@@ -40,6 +44,11 @@ int main(int argc, char** argv) {
     case Command::Kind::forward:
       std::signal(SIGINT, on_sigint);
       return run_sweep(cmd.cases, cmd.options, cmd.resolved, g_stop);
+    case Command::Kind::backward:
+    case Command::Kind::step:
+    case Command::Kind::memory:
+      std::signal(SIGINT, on_sigint);
+      return run_gradient_sweep(cmd.cases, cmd.options, cmd.resolved, g_stop);
     case Command::Kind::gate:
       std::signal(SIGINT, on_sigint);
       return run_gate(cmd.cases, cmd.resolved, cmd.options, cmd.gate, g_stop);

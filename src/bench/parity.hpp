@@ -27,6 +27,11 @@ struct Tolerance {
 // input dtype before the gate) must meet. See TESTING.md.
 Tolerance tolerance(DType dtype, Math math);
 
+// Per-dtype tolerance of the gradients dX, dW12 and dbias (backward, step, memory), which every
+// variant must meet against the fp64 (or fp32 GPU) reference. Looser than tolerance(): see
+// parity.cpp and TESTING.md.
+Tolerance gradient_tolerance(DType dtype, Math math);
+
 struct ParityResult {
   double rel_l2 = 0, max_abs = 0, max_rel = 0;
   int64_t worst_index = -1;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
 #include "bench/device.hpp"
+#include "bench/run_internal.hpp"
 #include "bench/host_data.hpp"
 #include "bench/parity.hpp"
 #include "bench/stats.hpp"
@@ -38,9 +40,13 @@ double forward_min_bytes(const Problem& p) {
          (B * I + 2 * D * I + B * D + (p.bias ? 2 * D : 0));
 }
 
-namespace {
+double backward_flops(const Problem& p, Grads grads) {
+  const double gemm = 2.0 * static_cast<double>(p.batch) * 2.0 * static_cast<double>(p.hidden) *
+                      static_cast<double>(p.in_features);
+  return (grads.dx ? gemm : 0.0) + (grads.dw ? gemm : 0.0);
+}
 
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+namespace {
 
 std::string iso_time_utc() {
   const std::time_t t = std::time(nullptr);
@@ -72,18 +78,72 @@ Json device_json(const DeviceInfo& d) {
   return j;
 }
 
-// One variant of one case: what runs, where its output goes, and what came of it.
-struct Variant {
-  std::string name;  // fused | cublas2 | cublas1
-  std::optional<TileConfig> tile;
-  baselines::Plan plan;
-  Row row;
-  bool runnable = false;  // prepared without error
-};
+Json string_list(const std::vector<std::string>& items) {
+  Json a = Json::array();
+  for (const auto& s : items) a.push_back(s);
+  return a;
+}
 
-Row base_row(const RunOptions& o, const Case& c, const std::string& variant) {
+bool is_baseline(const std::string& variant) { return variant == "cublas2" || variant == "cublas1"; }
+
+}  // namespace
+
+namespace detail {
+
+std::string case_label(const Case& c) {
+  return fmt::format("B={} I={} D={} {}{}{}{}", c.batch, c.in, c.hidden, to_string(c.dtype),
+                     c.layout == Layout::packed ? " packed" : "", c.bias ? " bias" : "",
+                     c.dtype == DType::f32 && c.math == Math::tf32 ? " tf32" : "");
+}
+
+HostInputs make_inputs(const Problem& p, uint64_t seed, bool with_dz) {
+  const uint64_t case_seed = seed ^ (static_cast<uint64_t>(p.batch) * 0x9E3779B97F4A7C15ull) ^
+                             (static_cast<uint64_t>(p.in_features) << 20) ^
+                             (static_cast<uint64_t>(p.hidden) << 40) ^
+                             static_cast<uint64_t>(p.dtype) ^ (static_cast<uint64_t>(p.layout) << 4);
+  const float wscale = 1.0f / std::sqrt(static_cast<float>(p.in_features));
+  HostInputs in;
+  in.x = uniform_values(static_cast<size_t>(p.batch * p.x_stride()), -1.0f, 1.0f, case_seed + 1, p.dtype);
+  in.w = uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -wscale, wscale, case_seed + 2, p.dtype);
+  if (p.bias) in.bias = uniform_values(static_cast<size_t>(2 * p.hidden), -wscale, wscale, case_seed + 3, p.dtype);
+  if (with_dz) in.dz = uniform_values(static_cast<size_t>(p.batch * p.hidden), -1.0f, 1.0f, case_seed + 4, p.dtype);
+  return in;
+}
+
+DeviceBuffer upload(const std::vector<float>& values, DType dtype) {
+  const auto bytes = to_dtype_bytes(values, dtype);
+  DeviceBuffer d(bytes.size());
+  if (!bytes.empty()) CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+  return d;
+}
+
+std::vector<float> download(const void* device, size_t n, DType dtype) {
+  std::vector<unsigned char> raw(n * dtype_size(dtype));
+  if (!raw.empty()) CUDA_CHECK(cudaMemcpy(raw.data(), device, raw.size(), cudaMemcpyDeviceToHost));
+  return from_dtype_bytes(raw.data(), n, dtype);
+}
+
+bool use_cpu_reference(const RunOptions& o, double macs) {
+  return o.reference == ReferenceMode::cpu ||
+         (o.reference == ReferenceMode::automatic &&
+          macs <= static_cast<double>(o.cpu_reference_max_macs));
+}
+
+void set_parity(Row& row, const ParityResult& pr) {
+  row.rel_l2 = pr.rel_l2;
+  row.max_abs = pr.max_abs;
+  row.max_rel = pr.max_rel;
+  row.worst_index = pr.worst_index;
+  row.worst_got = pr.worst_got;
+  row.worst_expected = pr.worst_expected;
+}
+
+Session::Session(const RunOptions& o, const DeviceInfo& dev, const std::atomic<bool>& stop)
+    : o_(o), dev_(dev), stop_(stop) {}
+
+Row Session::base_row(const Case& c, const std::string& variant) const {
   Row r;
-  r.op = "forward";
+  r.op = o_.op == "check" ? "forward" : o_.op;
   r.variant = variant;
   r.batch = c.batch;
   r.in = c.in;
@@ -93,55 +153,264 @@ Row base_row(const RunOptions& o, const Case& c, const std::string& variant) {
   r.layout = std::string(to_string(c.layout));
   r.math = std::string(to_string(c.dtype == DType::f32 ? c.math : Math::exact));
   r.bias = c.bias;
-  r.cold_l2 = o.timing.cold;
-  r.tile = variant == "fused" ? "" : "cublasLt";
+  r.cold_l2 = o_.timing.cold;
+  r.tile = is_baseline(variant) ? "cublasLt" : "";
   return r;
 }
 
-std::string case_label(const Case& c) {
-  return fmt::format("B={} I={} D={} {}{}{}{}", c.batch, c.in, c.hidden, to_string(c.dtype),
-                     c.layout == Layout::packed ? " packed" : "", c.bias ? " bias" : "",
-                     c.dtype == DType::f32 && c.math == Math::tf32 ? " tf32" : "");
+void Session::emit(Row& r) {
+  rows_.push_back(r);
+  std::fputs(markdown_row(r).c_str(), stdout);
+  std::fflush(stdout);
+  if (csv_) csv_->write(r);
+  if (json_) json_->add(r);
 }
 
-// Everything a case allocates on the device.
-struct CaseBuffers {
-  DeviceBuffer x, w, bias, z, scratch;
+void Session::emit_all(const std::vector<Row*>& rows, const std::string& status,
+                       const std::string& reason) {
+  for (Row* r : rows) {
+    if (r->status.empty()) {
+      r->status = status;
+      r->reason = reason;
+    }
+    emit(*r);
+  }
+}
+
+bool Session::skip_if_too_large(double need_bytes, const std::vector<Row*>& rows) {
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  const double margin = 256.0 * 1024 * 1024;
+  if (need_bytes + margin <= static_cast<double>(free_b)) return false;
+  emit_all(rows, "SKIP",
+           fmt::format("needs {:.1f} GiB, device has {:.1f} GiB free of {:.1f} GiB",
+                       need_bytes / kGiB, free_b / kGiB, total_b / kGiB));
+  return true;
+}
+
+void Session::note_cuda_failure() {
+  if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) fatal_ = true;
+}
+
+void Session::profile_or_time(const std::string& label, const std::vector<TimedRow>& items,
+                              double flops, double bytes) {
+  if (items.empty() || fatal_ || stopped()) return;
+  try {
+    if (o_.profile) {
+      for (const TimedRow& item : items) {
+        nvtx3::scoped_range r{fmt::format("profile/{} {} tile={}", item.row->variant, label, item.row->tile).c_str()};
+        CUDA_CHECK(cudaProfilerStart());
+        item.run(stream());
+        CUDA_CHECK(cudaStreamSynchronize(stream()));
+        CUDA_CHECK(cudaProfilerStop());
+      }
+      return;
+    }
+    std::vector<TimedVariant> tv;
+    for (const TimedRow& item : items) {
+      TimedVariant t;
+      t.name = item.row->variant;
+      t.run = item.run;
+      tv.push_back(std::move(t));
+    }
+    nvtx3::scoped_range r{fmt::format("time/{}", label).c_str()};
+    const double clock = timer_->measure(tv, o_.timing, &stop_);
+    std::map<std::string, double> baseline_ms;
+    for (size_t i = 0; i < tv.size(); ++i) {
+      if (tv[i].samples_ms.empty()) continue;
+      const Summary s = summarize(tv[i].samples_ms);
+      Row& row = *items[i].row;
+      row.median_ms = s.median;
+      row.p25_ms = s.p25;
+      row.p75_ms = s.p75;
+      row.min_ms = s.min;
+      row.noise = s.rel_noise;
+      row.samples = s.n;
+      row.tflops = flops / (s.median * 1e-3) / 1e12;
+      row.gbps = bytes / (s.median * 1e-3) / 1e9;
+      row.sm_clock_mhz = clock > 0 ? clock : kNaN;
+      if (s.rel_noise > o_.timing.max_noise)
+        row.reason = fmt::format("noisy: IQR/median {:.1f}% > {:.1f}%", 100 * s.rel_noise, 100 * o_.timing.max_noise);
+      if (is_baseline(row.variant)) baseline_ms[row.variant] = s.median;
+    }
+    for (const TimedRow& item : items) {
+      Row& row = *item.row;
+      if (is_baseline(row.variant) || std::isnan(row.median_ms)) continue;
+      if (auto it = baseline_ms.find("cublas2"); it != baseline_ms.end())
+        row.speedup_vs_cublas2 = it->second / row.median_ms;
+      if (auto it = baseline_ms.find("cublas1"); it != baseline_ms.end())
+        row.speedup_vs_cublas1 = it->second / row.median_ms;
+    }
+  } catch (const CudaError& e) {
+    for (const TimedRow& item : items) {
+      item.row->status = "ERROR";
+      item.row->reason = std::string("timing: ") + e.what();
+    }
+    note_cuda_failure();
+  }
+}
+
+Json Session::provenance(const Json& resolved_config, const GemmPeak* peak) const {
+  Json prov = Json::object();
+  prov.set("tool", "swiglubench");
+  prov.set("version", SWIGLU_VERSION);
+  prov.set("git_sha", git_sha());
+  prov.set("started_utc", iso_time_utc());
+  prov.set("argv", string_list(o_.argv));
+  prov.set("device", device_json(dev_));
+  Json timing = Json::object();
+  timing.set("cold_l2", o_.timing.cold);
+  timing.set("warmup", o_.timing.warmup);
+  timing.set("min_samples", o_.timing.min_samples);
+  timing.set("max_samples", o_.timing.max_samples);
+  timing.set("min_time_s", o_.timing.min_time_s);
+  timing.set("max_noise", o_.timing.max_noise);
+  timing.set("flush_bytes", static_cast<int64_t>(std::max<int64_t>(2 * dev_.l2_bytes, int64_t{8} << 20)));
+  prov.set("timing", timing);
+  prov.set("seed", static_cast<int64_t>(o_.seed));
+  prov.set("config", resolved_config);
+  if (is_gradient_op(o_.op)) {
+    const GradientOptions& g = o_.gradient;
+    Json b = Json::object();
+    Json grads = Json::array();
+    if (g.grads.dx) grads.push_back("dx");
+    if (g.grads.dw) grads.push_back("dw");
+    b.set("grads", grads);
+    Json policies = Json::array();
+    for (Policy pol : g.policies) policies.push_back(to_string(pol));
+    b.set("policies", policies);
+    b.set("gate_placement", to_string(g.placement));
+    b.set("dx_tiles", string_list(g.dx_tiles));
+    b.set("dw_tiles", string_list(g.dw_tiles));
+    prov.set("gradient", b);
+  }
+  if (peak != nullptr) {
+    Json pk = Json::object();
+    pk.set("dtype", peak->dtype);
+    pk.set("m", peak->n);
+    pk.set("n", peak->n);
+    pk.set("k", peak->n);
+    pk.set("median_ms", peak->median_ms);
+    pk.set("tflops", peak->tflops);
+    prov.set("peak", pk);
+  }
+  return prov;
+}
+
+int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
+                 const std::function<void(const Case&)>& run_case) {
+  CUDA_CHECK(cudaSetDevice(dev_.index));
+  if (Status s = cublas_.init(); !s.ok()) {
+    std::fprintf(stderr, "error: %s\n", s.message.c_str());
+    return kExitError;
+  }
+  timer_ = std::make_unique<Timer>(dev_, stream_.get());
+
+  const std::string dir = o_.out_dir.empty() ? "results/" + dev_.slug : o_.out_dir;
+  std::filesystem::create_directories(dir);
+  const std::string stem = fmt::format("{}/{}_{}", dir, o_.op, o_.name);
+  const bool timed = o_.op != "check" && o_.op != "memory";
+  GemmPeak peak;
+  const bool have_peak = timed && !o_.profile && measure_gemm_peak(dev_, cublas_, stream_.get(), &peak);
+  const std::string row_op = o_.op == "check" ? "forward" : o_.op;
+  if (o_.write_csv) csv_ = std::make_unique<CsvWriter>(stem + ".csv", row_op);
+  if (o_.write_json) json_ = std::make_unique<JsonWriter>(stem + ".json", provenance(resolved_config, have_peak ? &peak : nullptr));
+
+  const std::string l2 = timed ? (o_.timing.cold ? "cold L2" : "hot L2") : "no timing";
+  std::printf("swiglubench %s on %s (sm_%d%d, %d SMs, L2 %.0f MiB), %zu cases, %s\n\n",
+              o_.op.c_str(), dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
+              dev_.l2_bytes / 1048576.0, cases.size(), l2.c_str());
+  if (have_peak) {
+    std::printf("measured peak: %s GEMM %lldx%lldx%lld at %.0f TFLOP/s\n\n", peak.dtype.c_str(),
+                static_cast<long long>(peak.n), static_cast<long long>(peak.n),
+                static_cast<long long>(peak.n), peak.tflops);
+  }
+  std::fputs(markdown_header(row_op).c_str(), stdout);
+  for (const Case& c : cases) {
+    if (stopped() || fatal_) break;
+    try {
+      run_case(c);
+    } catch (const CudaError& e) {
+      Row r = base_row(c, "fused");
+      r.status = "ERROR";
+      r.reason = e.what();
+      emit(r);
+      note_cuda_failure();
+    }
+  }
+  if (json_ && !stopped() && !fatal_) json_->finish();
+  if (o_.write_md) {
+    std::FILE* f = std::fopen((stem + ".md").c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "error: cannot write %s.md\n", stem.c_str());
+      return kExitError;
+    }
+    std::fprintf(f, "swiglubench %s on %s (sm_%d%d, %d SMs), %s, git %s\n\n", o_.op.c_str(),
+                 dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count, l2.c_str(),
+                 git_sha().c_str());
+    std::fputs(rows_.empty() ? markdown_header(row_op).c_str() : markdown_table(rows_).c_str(), f);
+    std::fclose(f);
+  }
+
+  size_t pass = 0, fail = 0, skip = 0, err = 0;
+  for (const Row& r : rows_) {
+    if (r.status == "PASS") ++pass;
+    else if (r.status == "FAIL") ++fail;
+    else if (r.status == "SKIP") ++skip;
+    else ++err;
+  }
+  std::printf("\n%zu rows: %zu passed, %zu failed, %zu skipped, %zu errors\n", rows_.size(), pass,
+              fail, skip, err);
+  std::printf("results: %s.{%s%s%s}\n", stem.c_str(), o_.write_csv ? "csv," : "",
+              o_.write_json ? "json," : "", o_.write_md ? "md" : "");
+  if (stopped()) {
+    std::printf("interrupted: %zu finished rows kept\n", rows_.size());
+    return kExitInterrupted;
+  }
+  if (fail > 0) return kExitParity;
+  if (err > 0 || fatal_) return kExitError;
+  return kExitOk;
+}
+
+int with_session(const RunOptions& options, const std::atomic<bool>& stop,
+                 const std::function<int(Session&)>& body) {
+  try {
+    const DeviceInfo dev = query_device(options.device);
+    Session session(options, dev, stop);
+    return body(session);
+  } catch (const CudaError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitError;
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::Session;
+
+// One variant of a forward case: what runs, and what came of it.
+struct Variant {
+  std::string name;  // fused | cublas2 | cublas1
+  std::optional<TileConfig> tile;
+  baselines::Plan plan;
+  Row row;
+  bool runnable = false;  // checked and passed
 };
 
-class SweepRunner {
- public:
-  SweepRunner(const RunOptions& o, const DeviceInfo& dev, const std::atomic<bool>& stop)
-      : o_(o), dev_(dev), stop_(stop) {}
-
-  int run(const std::vector<Case>& cases, const Json& resolved_config);
-
- private:
-  void run_case(const Case& c);
-  std::vector<Variant> make_variants(const Case& c, const DeviceTraits& traits);
-  void emit(Row& r);
-  bool stopped() const { return stop_.load(); }
-
-  const RunOptions& o_;
-  const DeviceInfo& dev_;
-  const std::atomic<bool>& stop_;
-  Stream stream_;
-  baselines::Cublas cublas_;
-  std::unique_ptr<Timer> timer_;
-  std::unique_ptr<CsvWriter> csv_;
-  std::unique_ptr<JsonWriter> json_;
-  std::vector<Row> rows_;
-  bool fatal_ = false;  // a sticky CUDA error: the context is unusable
-};
-
-std::vector<Variant> SweepRunner::make_variants(const Case& c, const DeviceTraits& traits) {
+std::vector<Variant> make_variants(const Session& s, const Case& c) {
+  const DeviceTraits traits = s.traits();
   std::vector<Variant> out;
   const Problem p = c.problem();
   for (const std::string& v : c.variants) {
     if (v != "fused") {
       Variant var;
       var.name = v;
-      var.row = base_row(o_, c, v);
+      var.row = s.base_row(c, v);
       out.push_back(std::move(var));
       continue;
     }
@@ -157,12 +426,12 @@ std::vector<Variant> SweepRunner::make_variants(const Case& c, const DeviceTrait
     for (const std::string& t : names) {
       Variant var;
       var.name = "fused";
-      var.row = base_row(o_, c, "fused");
+      var.row = s.base_row(c, "fused");
       if (t == "auto") {
         TileConfig tc;
-        if (Status s = choose_forward_tile(p, traits, &tc); !s.ok()) {
+        if (Status st = choose_forward_tile(p, traits, &tc); !st.ok()) {
           var.row.status = "SKIP";
-          var.row.reason = s.message;
+          var.row.reason = st.message;
           var.row.tile = "auto";
         } else {
           var.tile = tc;
@@ -191,76 +460,39 @@ std::vector<Variant> SweepRunner::make_variants(const Case& c, const DeviceTrait
   return out;
 }
 
-void SweepRunner::emit(Row& r) {
-  rows_.push_back(r);
-  std::fputs(markdown_row(r).c_str(), stdout);
-  std::fflush(stdout);
-  if (csv_) csv_->write(r);
-  if (json_) json_->add(r);
-}
-
-void SweepRunner::run_case(const Case& c) {
+void run_forward_case(Session& s, const Case& c) {
+  const RunOptions& o = s.options();
   const Problem p = c.problem();
-  const std::string label = case_label(c);
-  nvtx3::scoped_range case_range{fmt::format("{}/case {}", o_.op, label).c_str()};
-  DeviceTraits traits{dev_.cc_major, dev_.cc_minor, dev_.sm_count};
-  std::vector<Variant> variants = make_variants(c, traits);
+  const std::string label = detail::case_label(c);
+  nvtx3::scoped_range case_range{fmt::format("{}/case {}", o.op, label).c_str()};
+  std::vector<Variant> variants = make_variants(s, c);
+  std::vector<Row*> rows;
+  for (Variant& v : variants) rows.push_back(&v.row);
   const size_t es = dtype_size(p.dtype);
 
   // Device memory this case needs, against what is free now.
   const bool any_baseline = std::any_of(variants.begin(), variants.end(),
                                         [](const Variant& v) { return v.name != "fused"; });
-  const bool use_cpu_ref =
-      o_.reference == ReferenceMode::cpu ||
-      (o_.reference == ReferenceMode::automatic &&
-       forward_flops(p) / 2 <= static_cast<double>(o_.cpu_reference_max_macs));
+  const bool use_cpu_ref = detail::use_cpu_reference(o, forward_flops(p) / 2);
   const double x_bytes = static_cast<double>(p.batch) * p.x_stride() * es;
   const double w_bytes = 2.0 * p.hidden * p.in_features * es;
   const double z_bytes = static_cast<double>(p.batch) * p.hidden * es;
   const double scratch = any_baseline ? 2.0 * p.batch * p.hidden * es : 0.0;
   const double ref_bytes =
       use_cpu_ref ? 0.0 : static_cast<double>(p.batch) * p.hidden * (2 * 4 + 4);
-  const double need = x_bytes + w_bytes + 2.0 * p.hidden * es + z_bytes + scratch + ref_bytes;
-  size_t free_b = 0, total_b = 0;
-  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  const double margin = 256.0 * 1024 * 1024;
-  if (need + margin > static_cast<double>(free_b)) {
-    for (auto& v : variants) {
-      if (v.row.status.empty()) {
-        v.row.status = "SKIP";
-        v.row.reason = fmt::format("needs {:.1f} GiB, device has {:.1f} GiB free of {:.1f} GiB",
-                                   need / kGiB, free_b / kGiB, total_b / kGiB);
-      }
-      emit(v.row);
-    }
+  if (s.skip_if_too_large(x_bytes + w_bytes + 2.0 * p.hidden * es + z_bytes + scratch + ref_bytes, rows))
     return;
-  }
 
-  // Seeded inputs: X ~ U(-1, 1), W and bias ~ U(-1/sqrt(I), 1/sqrt(I)) as nn.Linear initialises
-  // them, so the pre-activations have the spread real layers see. Each case has its own stream of
-  // numbers derived from the seed and the shape, independent of the order cases run in.
-  const uint64_t case_seed = o_.seed ^ (static_cast<uint64_t>(p.batch) * 0x9E3779B97F4A7C15ull) ^
-                             (static_cast<uint64_t>(p.in_features) << 20) ^
-                             (static_cast<uint64_t>(p.hidden) << 40) ^
-                             static_cast<uint64_t>(p.dtype) ^ (static_cast<uint64_t>(p.layout) << 4);
-  const float wscale = 1.0f / std::sqrt(static_cast<float>(p.in_features));
-  CaseBuffers buf;
-  std::vector<float> hx, hw, hb;
+  DeviceBuffer x, w, bias, z, scratch_buf;
+  detail::HostInputs in;
   {
     nvtx3::scoped_range r{"inputs"};
-    hx = uniform_values(static_cast<size_t>(p.batch * p.x_stride()), -1.0f, 1.0f, case_seed + 1, p.dtype);
-    hw = uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -wscale, wscale, case_seed + 2, p.dtype);
-    if (p.bias) hb = uniform_values(static_cast<size_t>(2 * p.hidden), -wscale, wscale, case_seed + 3, p.dtype);
-    const auto upload = [&](DeviceBuffer& d, const std::vector<float>& v) {
-      const auto bytes = to_dtype_bytes(v, p.dtype);
-      d = DeviceBuffer(bytes.size());
-      if (!bytes.empty()) CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
-    };
-    upload(buf.x, hx);
-    upload(buf.w, hw);
-    if (p.bias) upload(buf.bias, hb);
-    buf.z = DeviceBuffer(static_cast<size_t>(z_bytes));
-    if (any_baseline) buf.scratch = DeviceBuffer(static_cast<size_t>(scratch));
+    in = detail::make_inputs(p, o.seed, false);
+    x = detail::upload(in.x, p.dtype);
+    w = detail::upload(in.w, p.dtype);
+    if (p.bias) bias = detail::upload(in.bias, p.dtype);
+    z = DeviceBuffer(static_cast<size_t>(z_bytes));
+    if (any_baseline) scratch_buf = DeviceBuffer(static_cast<size_t>(scratch));
   }
 
   // The reference: fp64 on the CPU, or the fp32-accumulating cuBLAS path for large shapes.
@@ -270,21 +502,15 @@ void SweepRunner::run_case(const Case& c) {
   {
     nvtx3::scoped_range r{"reference"};
     if (use_cpu_ref) {
-      ref64 = cpu_reference(p, hx, hw, hb);
+      ref64 = cpu_reference(p, in.x, in.w, in.bias);
       ref_name = "cpu-fp64";
     } else {
       DeviceBuffer h(baselines::reference_scratch_bytes(p));
       DeviceBuffer zr(static_cast<size_t>(p.batch * p.hidden) * sizeof(float));
-      if (Status s = baselines::gpu_reference(cublas_, p, buf.x.get(), buf.w.get(), buf.bias.get(),
-                                              h.as<float>(), zr.as<float>(), stream_.get());
-          !s.ok()) {
-        for (auto& v : variants) {
-          if (v.row.status.empty()) {
-            v.row.status = "ERROR";
-            v.row.reason = "GPU reference failed: " + s.message;
-          }
-          emit(v.row);
-        }
+      if (Status st = baselines::gpu_reference(s.cublas(), p, x.get(), w.get(), bias.get(),
+                                               h.as<float>(), zr.as<float>(), s.stream());
+          !st.ok()) {
+        s.emit_all(rows, "ERROR", "GPU reference failed: " + st.message);
         return;
       }
       ref32.resize(static_cast<size_t>(p.batch * p.hidden));
@@ -292,52 +518,42 @@ void SweepRunner::run_case(const Case& c) {
       ref_name = "gpu-fp32";
     }
   }
-  hx.clear();
-  hw.clear();
-  hx.shrink_to_fit();
-  hw.shrink_to_fit();
+  in = {};
 
   // Prepare, then check each variant on a poisoned output.
   const Tolerance tol = tolerance(p.dtype, p.math);
-  const auto launch = [&](Variant& v, cudaStream_t s) {
+  const auto launch = [&](Variant& v, cudaStream_t st) {
     if (v.name == "fused") {
       ForwardOptions fo;
       fo.tile = v.tile;
-      if (Status st = forward(p, buf.x.get(), buf.w.get(), buf.bias.get(), buf.z.get(), s, fo); !st.ok())
-        throw CudaError(st.message);
-    } else if (Status st = v.plan.run(s); !st.ok()) {
-      throw CudaError(st.message);
+      if (Status r = forward(p, x.get(), w.get(), bias.get(), z.get(), st, fo); !r.ok())
+        throw CudaError(r.message);
+    } else if (Status r = v.plan.run(st); !r.ok()) {
+      throw CudaError(r.message);
     }
   };
   for (Variant& v : variants) {
-    if (!v.row.status.empty() || stopped()) continue;
+    if (!v.row.status.empty() || s.stopped()) continue;
     nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.name, label, v.row.tile).c_str()};
     v.row.reference = ref_name;
     v.row.tol_rel_l2 = tol.rel_l2;
     try {
       if (v.name != "fused") {
         const auto which = v.name == "cublas2" ? baselines::Variant::cublas2 : baselines::Variant::cublas1;
-        if (Status s = baselines::Plan::create(cublas_, which, p, buf.x.get(), buf.w.get(),
-                                               buf.bias.get(), buf.z.get(), buf.scratch.get(), &v.plan);
-            !s.ok()) {
-          v.row.status = s.code == StatusCode::unsupported ? "SKIP" : "ERROR";
-          v.row.reason = s.message;
+        if (Status st = baselines::Plan::create(s.cublas(), which, p, x.get(), w.get(), bias.get(),
+                                                z.get(), scratch_buf.get(), &v.plan);
+            !st.ok()) {
+          v.row.status = st.code == StatusCode::unsupported ? "SKIP" : "ERROR";
+          v.row.reason = st.message;
           continue;
         }
       }
-      CUDA_CHECK(cudaMemsetAsync(buf.z.get(), kPoisonByte, buf.z.bytes(), stream_.get()));
-      launch(v, stream_.get());
-      CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
-      std::vector<unsigned char> raw(buf.z.bytes());
-      CUDA_CHECK(cudaMemcpy(raw.data(), buf.z.get(), raw.size(), cudaMemcpyDeviceToHost));
-      const std::vector<float> got = from_dtype_bytes(raw.data(), static_cast<size_t>(p.batch * p.hidden), p.dtype);
+      CUDA_CHECK(cudaMemsetAsync(z.get(), kPoisonByte, z.bytes(), s.stream()));
+      launch(v, s.stream());
+      CUDA_CHECK(cudaStreamSynchronize(s.stream()));
+      const std::vector<float> got = detail::download(z.get(), static_cast<size_t>(p.batch * p.hidden), p.dtype);
       const ParityResult pr = use_cpu_ref ? compare(got, ref64, tol) : compare(got, ref32, tol);
-      v.row.rel_l2 = pr.rel_l2;
-      v.row.max_abs = pr.max_abs;
-      v.row.max_rel = pr.max_rel;
-      v.row.worst_index = pr.worst_index;
-      v.row.worst_got = pr.worst_got;
-      v.row.worst_expected = pr.worst_expected;
+      detail::set_parity(v.row, pr);
       v.row.status = pr.pass ? "PASS" : "FAIL";
       v.runnable = pr.pass;
       if (!pr.pass) {
@@ -351,198 +567,31 @@ void SweepRunner::run_case(const Case& c) {
     } catch (const CudaError& e) {
       v.row.status = "ERROR";
       v.row.reason = e.what();
-      // A sticky error (an illegal address, say) poisons the context for every later case.
-      if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) fatal_ = true;
+      s.note_cuda_failure();
     }
-    if (fatal_) break;
+    if (s.fatal()) break;
   }
 
   // Profile or time what passed.
-  std::vector<Variant*> timed;
-  for (Variant& v : variants)
-    if (v.runnable) timed.push_back(&v);
-  if (!fatal_ && !stopped() && !timed.empty() && o_.op == "forward") {
-    try {
-      if (o_.profile) {
-        for (Variant* v : timed) {
-          nvtx3::scoped_range r{fmt::format("profile/{} {} tile={}", v->name, label, v->row.tile).c_str()};
-          CUDA_CHECK(cudaProfilerStart());
-          launch(*v, stream_.get());
-          CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
-          CUDA_CHECK(cudaProfilerStop());
-        }
-      } else {
-        std::vector<TimedVariant> tv;
-        for (Variant* v : timed) {
-          TimedVariant t;
-          t.name = v->name;
-          t.run = [&launch, v](cudaStream_t s) { launch(*v, s); };
-          tv.push_back(std::move(t));
-        }
-        nvtx3::scoped_range r{fmt::format("time/{}", label).c_str()};
-        const double clock = timer_->measure(tv, o_.timing, &stop_);
-        std::map<std::string, double> baseline_ms;
-        for (size_t i = 0; i < tv.size(); ++i) {
-          if (tv[i].samples_ms.empty()) continue;
-          const Summary s = summarize(tv[i].samples_ms);
-          Row& row = timed[i]->row;
-          row.median_ms = s.median;
-          row.p25_ms = s.p25;
-          row.p75_ms = s.p75;
-          row.min_ms = s.min;
-          row.noise = s.rel_noise;
-          row.samples = s.n;
-          row.tflops = forward_flops(p) / (s.median * 1e-3) / 1e12;
-          row.gbps = forward_min_bytes(p) / (s.median * 1e-3) / 1e9;
-          row.sm_clock_mhz = clock > 0 ? clock : kNaN;
-          if (s.rel_noise > o_.timing.max_noise)
-            row.reason = fmt::format("noisy: IQR/median {:.1f}% > {:.1f}%", 100 * s.rel_noise, 100 * o_.timing.max_noise);
-          if (row.variant != "fused") baseline_ms[row.variant] = s.median;
-        }
-        for (Variant* v : timed) {
-          if (v->name != "fused" || std::isnan(v->row.median_ms)) continue;
-          if (auto it = baseline_ms.find("cublas2"); it != baseline_ms.end())
-            v->row.speedup_vs_cublas2 = it->second / v->row.median_ms;
-          if (auto it = baseline_ms.find("cublas1"); it != baseline_ms.end())
-            v->row.speedup_vs_cublas1 = it->second / v->row.median_ms;
-        }
-      }
-    } catch (const CudaError& e) {
-      for (Variant* v : timed) {
-        v->row.status = "ERROR";
-        v->row.reason = std::string("timing: ") + e.what();
-      }
-      if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) fatal_ = true;
-    }
+  if (o.op == "forward") {
+    std::vector<detail::TimedRow> timed;
+    for (Variant& v : variants)
+      if (v.runnable) timed.push_back({&v.row, [&launch, &v](cudaStream_t st) { launch(v, st); }});
+    s.profile_or_time(label, timed, forward_flops(p), forward_min_bytes(p));
   }
   // Why: an interrupt may have cut the checks or the sampling of this case short; its rows would
   // carry fewer samples than asked for, so the case is dropped whole and only finished ones stay.
-  if (stopped()) return;
-  for (Variant& v : variants) {
-    if (v.row.status.empty()) {
-      v.row.status = "ERROR";
-      v.row.reason = "not run: an earlier CUDA error left the device unusable";
-    }
-    emit(v.row);
-  }
-}
-
-int SweepRunner::run(const std::vector<Case>& cases, const Json& resolved_config) {
-  CUDA_CHECK(cudaSetDevice(dev_.index));
-  if (Status s = cublas_.init(); !s.ok()) {
-    std::fprintf(stderr, "error: %s\n", s.message.c_str());
-    return kExitError;
-  }
-  timer_ = std::make_unique<Timer>(dev_, stream_.get());
-
-  const std::string dir = o_.out_dir.empty() ? "results/" + dev_.slug : o_.out_dir;
-  std::filesystem::create_directories(dir);
-  const std::string stem = fmt::format("{}/{}_{}", dir, o_.op, o_.name);
-  Json prov = Json::object();
-  prov.set("tool", "swiglubench");
-  prov.set("version", SWIGLU_VERSION);
-  prov.set("git_sha", git_sha());
-  prov.set("started_utc", iso_time_utc());
-  Json argv = Json::array();
-  for (const auto& a : o_.argv) argv.push_back(a);
-  prov.set("argv", argv);
-  prov.set("device", device_json(dev_));
-  Json timing = Json::object();
-  timing.set("cold_l2", o_.timing.cold);
-  timing.set("warmup", o_.timing.warmup);
-  timing.set("min_samples", o_.timing.min_samples);
-  timing.set("max_samples", o_.timing.max_samples);
-  timing.set("min_time_s", o_.timing.min_time_s);
-  timing.set("max_noise", o_.timing.max_noise);
-  timing.set("flush_bytes", static_cast<int64_t>(std::max<int64_t>(2 * dev_.l2_bytes, int64_t{8} << 20)));
-  prov.set("timing", timing);
-  prov.set("seed", static_cast<int64_t>(o_.seed));
-  prov.set("config", resolved_config);
-  GemmPeak peak;
-  const bool have_peak = o_.op == "forward" && !o_.profile && measure_gemm_peak(dev_, cublas_, stream_.get(), &peak);
-  if (have_peak) {
-    Json pk = Json::object();
-    pk.set("dtype", peak.dtype);
-    pk.set("m", peak.n);
-    pk.set("n", peak.n);
-    pk.set("k", peak.n);
-    pk.set("median_ms", peak.median_ms);
-    pk.set("tflops", peak.tflops);
-    prov.set("peak", pk);
-  }
-  if (o_.write_csv) csv_ = std::make_unique<CsvWriter>(stem + ".csv");
-  if (o_.write_json) json_ = std::make_unique<JsonWriter>(stem + ".json", prov);
-
-  std::printf("swiglubench %s on %s (sm_%d%d, %d SMs, L2 %.0f MiB), %zu cases, %s L2\n\n",
-              o_.op.c_str(), dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
-              dev_.l2_bytes / 1048576.0, cases.size(), o_.timing.cold ? "cold" : "hot");
-  if (have_peak) {
-    std::printf("measured peak: %s GEMM %lldx%lldx%lld at %.0f TFLOP/s\n\n", peak.dtype.c_str(),
-                static_cast<long long>(peak.n), static_cast<long long>(peak.n),
-                static_cast<long long>(peak.n), peak.tflops);
-  }
-  std::fputs(markdown_header().c_str(), stdout);
-  for (const Case& c : cases) {
-    if (stopped() || fatal_) break;
-    try {
-      run_case(c);
-    } catch (const CudaError& e) {
-      Row r = base_row(o_, c, "fused");
-      r.status = "ERROR";
-      r.reason = e.what();
-      emit(r);
-      if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) fatal_ = true;
-    }
-  }
-  if (json_ && !stopped() && !fatal_) json_->finish();
-  if (o_.write_md) {
-    std::FILE* f = std::fopen((stem + ".md").c_str(), "w");
-    if (f == nullptr) {
-      std::fprintf(stderr, "error: cannot write %s.md\n", stem.c_str());
-      return kExitError;
-    }
-    std::fprintf(f, "swiglubench %s on %s (sm_%d%d, %d SMs), %s L2, git %s\n\n", o_.op.c_str(),
-                 dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
-                 o_.timing.cold ? "cold" : "hot", git_sha().c_str());
-    std::fputs(markdown_table(rows_).c_str(), f);
-    std::fclose(f);
-  }
-
-  size_t pass = 0, fail = 0, skip = 0, err = 0;
-  for (const Row& r : rows_) {
-    if (r.status == "PASS") ++pass;
-    else if (r.status == "FAIL") ++fail;
-    else if (r.status == "SKIP") ++skip;
-    else ++err;
-  }
-  std::printf("\n%zu rows: %zu passed, %zu failed, %zu skipped, %zu errors\n", rows_.size(), pass,
-              fail, skip, err);
-  std::printf("results: %s.{%s%s%s}\n", stem.c_str(), o_.write_csv ? "csv," : "",
-              o_.write_json ? "json," : "", o_.write_md ? "md" : "");
-  if (stopped()) {
-    std::printf("interrupted: %zu finished rows kept\n", rows_.size());
-    return kExitInterrupted;
-  }
-  if (fail > 0) return kExitParity;
-  if (err > 0 || fatal_) return kExitError;
-  return kExitOk;
+  if (s.stopped()) return;
+  s.emit_all(rows, "ERROR", "not run: an earlier CUDA error left the device unusable");
 }
 
 }  // namespace
 
 int run_sweep(const std::vector<Case>& cases, const RunOptions& options, const Json& resolved_config,
               const std::atomic<bool>& stop) {
-  try {
-    const DeviceInfo dev = query_device(options.device);
-    SweepRunner runner(options, dev, stop);
-    return runner.run(cases, resolved_config);
-  } catch (const CudaError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitError;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitError;
-  }
+  return detail::with_session(options, stop, [&](Session& s) {
+    return s.run(cases, resolved_config, [&s](const Case& c) { run_forward_case(s, c); });
+  });
 }
 
 int print_info(int device) {
@@ -552,7 +601,7 @@ int print_info(int device) {
     std::printf("  compute capability  %d.%d\n", d.cc_major, d.cc_minor);
     std::printf("  SMs                 %d\n", d.sm_count);
     std::printf("  L2 cache            %.1f MiB\n", d.l2_bytes / 1048576.0);
-    std::printf("  memory              %.1f GiB, %d-bit bus, %d MHz\n", d.memory_bytes / kGiB,
+    std::printf("  memory              %.1f GiB, %d-bit bus, %d MHz\n", d.memory_bytes / detail::kGiB,
                 d.memory_bus_bits, d.max_mem_clock_mhz);
     const int cur = current_sm_clock_mhz(d);
     std::printf("  SM clock            max %d MHz, now %s\n", d.max_sm_clock_mhz,

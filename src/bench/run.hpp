@@ -1,6 +1,7 @@
-// The sweep runner behind `swiglubench check` and `swiglubench forward`: for every case, allocate and
-// fill seeded inputs, compute the reference, run each variant on poisoned outputs and check it,
-// then (forward) time the variants that passed, interleaved, and write one row per variant.
+// The sweep runners behind `swiglubench check`, `forward`, `backward`, `step` and `memory`: for every
+// case, allocate and fill seeded inputs, compute the reference, run each variant on poisoned outputs
+// and check it, then (forward, backward, step) time the variants that passed, interleaved, or
+// (memory) measure what each variant allocates, and write one row per variant.
 #pragma once
 
 #include <atomic>
@@ -22,8 +23,20 @@ inline constexpr int kExitInterrupted = 130;
 
 enum class ReferenceMode { automatic, cpu, gpu };
 
+// What the gradient commands (backward, step, memory) run. The `fused` variant becomes one variant
+// per policy: fused-save and fused-recompute.
+struct GradientOptions {
+  Grads grads;  // --grads: dx, dw or both
+  std::vector<Policy> policies = {Policy::save, Policy::recompute};
+  GatePlacement placement = GatePlacement::automatic;
+  // The dX and dW GEMMs' tiles: "auto" (the heuristic), "all" (every compiled one) or names.
+  std::vector<std::string> dx_tiles = {"auto"}, dw_tiles = {"auto"};
+};
+
 struct RunOptions {
-  std::string op = "forward";  // "check": parity only; "forward": parity, then timing
+  // check: parity only; forward: parity, then timing; backward, step: the same for the backward and
+  // for forward + backward; memory: parity and measured device memory, no timing.
+  std::string op = "forward";
   TimingOptions timing;
   ReferenceMode reference = ReferenceMode::automatic;
   // Cases with at most this many multiply-adds (B·I·2D) use the fp64 CPU reference in auto mode.
@@ -35,6 +48,7 @@ struct RunOptions {
   bool profile = false;  // run each variant once inside cudaProfilerStart/Stop instead of timing
   std::string name = "inline";  // file stem: <op>_<name>.{csv,json,md}
   std::vector<std::string> argv;
+  GradientOptions gradient;  // backward, step, memory
 };
 
 // FLOPs and minimum bytes of one fused forward; every TFLOP/s and GB/s figure comes from here.
@@ -42,6 +56,17 @@ struct RunOptions {
 //   bytes = es·(B·I + 2D·I + B·D + 2D·bias)   (each input read once, Z written once)
 double forward_flops(const Problem& p);
 double forward_min_bytes(const Problem& p);
+
+// FLOPs of one backward: the useful work, the same for every variant of a row so that TFLOP/s
+// compare (a policy's recompute of G and U is the price of the policy, not work done):
+//   flops = (dx ? 2·B·2D·I : 0) + (dw ? 2·B·I·2D : 0)    (dX = dH·W12, dW12 = dHᵀ·X)
+// One step (forward + backward) is forward_flops + backward_flops.
+double backward_flops(const Problem& p, Grads grads);
+
+// Runs backward, step or memory (options.op) over the cases, with run_sweep's rows, outputs, exit
+// codes and SIGINT handling.
+int run_gradient_sweep(const std::vector<Case>& cases, const RunOptions& options,
+                       const Json& resolved_config, const std::atomic<bool>& stop);
 
 // Runs every case; returns the process exit code. Never throws for a per-case failure: such a
 // case becomes ERROR or SKIP rows and the sweep goes on. `stop` set (SIGINT) ends the sweep after

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
@@ -17,6 +18,7 @@ namespace swiglu::bench {
 namespace {
 
 Json number_or_null(double d) { return std::isfinite(d) ? Json(d) : Json(); }
+Json bytes_or_null(int64_t b) { return b != -1 ? Json(b) : Json(); }
 
 std::string csv_field(const Json& v) {
   std::string text;  // the unquoted field
@@ -51,7 +53,7 @@ struct Column {
   bool right;    // numbers are right-aligned
 };
 
-constexpr std::array<Column, 17> kColumns = {{
+constexpr std::array<Column, 17> kForwardColumns = {{
     {"op", 7, false},
     {"variant", 7, false},
     {"B", 5, true},
@@ -71,6 +73,45 @@ constexpr std::array<Column, 17> kColumns = {{
     {"status", 6, false},
 }};
 
+constexpr std::array<Column, 17> kGradientColumns = {{
+    {"op", 8, false},
+    {"variant", 15, false},
+    {"B", 5, true},
+    {"I", 5, true},
+    {"D", 5, true},
+    {"dtype", 5, false},
+    {"layout", 6, false},
+    {"bias", 4, false},
+    {"grads", 5, false},
+    {"tile", 18, false},
+    {"median ms", 9, true},
+    {"noise %", 7, true},
+    {"TFLOP/s", 7, true},
+    {"vs cublas2", 10, true},
+    {"vs cublas1", 10, true},
+    {"rel err", 7, true},
+    {"status", 6, false},
+}};
+
+constexpr std::array<Column, 16> kMemoryColumns = {{
+    {"op", 6, false},
+    {"variant", 15, false},
+    {"B", 5, true},
+    {"I", 5, true},
+    {"D", 5, true},
+    {"dtype", 5, false},
+    {"layout", 6, false},
+    {"bias", 4, false},
+    {"saved MiB", 9, true},
+    {"saved MiB measured", 18, true},
+    {"ws MiB", 8, true},
+    {"ws MiB measured", 15, true},
+    {"saved vs cublas2", 16, true},
+    {"ws vs cublas2", 13, true},
+    {"rel err", 7, true},
+    {"status", 6, false},
+}};
+
 std::string md_escape(std::string_view s) {
   std::string out;
   for (const char c : s) {
@@ -85,17 +126,33 @@ std::string md_escape(std::string_view s) {
   return out;
 }
 
-std::string md_line(const std::array<std::string, kColumns.size()>& cells) {
+std::string md_line(std::span<const Column> columns, const std::vector<std::string>& cells) {
   std::string line = "|";
-  for (size_t i = 0; i < cells.size(); ++i) {
-    if (kColumns[i].right) {
-      fmt::format_to(std::back_inserter(line), " {:>{}} |", cells[i], kColumns[i].width);
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (columns[i].right) {
+      fmt::format_to(std::back_inserter(line), " {:>{}} |", cells.at(i), columns[i].width);
     } else {
-      fmt::format_to(std::back_inserter(line), " {:<{}} |", cells[i], kColumns[i].width);
+      fmt::format_to(std::back_inserter(line), " {:<{}} |", cells.at(i), columns[i].width);
     }
   }
   line += '\n';
   return line;
+}
+
+std::string md_header(std::span<const Column> columns) {
+  std::vector<std::string> titles;
+  std::string rule = "|";
+  for (const Column& c : columns) {
+    titles.emplace_back(c.title);
+    const size_t dashes = std::max(c.width, c.title.size());
+    rule += c.right ? fmt::format(" {:->{}}: |", "", dashes - 1) : fmt::format(" {:->{}} |", "", dashes);
+  }
+  return md_line(columns, titles) + rule + "\n";
+}
+
+std::span<const Column> columns_of(std::string_view op) {
+  if (op == "memory") return kMemoryColumns;
+  return is_gradient_op(op) ? std::span<const Column>(kGradientColumns) : kForwardColumns;
 }
 
 std::string fixed_or_dash(double x, const char* spec) {
@@ -139,17 +196,47 @@ Json row_to_json(const Row& r) {
   j.set("speedup_vs_cublas1", number_or_null(r.speedup_vs_cublas1));
   j.set("sm_clock_mhz", number_or_null(r.sm_clock_mhz));
   j.set("cold_l2", r.cold_l2);
+  if (!is_gradient_op(r.op)) return j;
+  j.set("policy", r.policy);
+  j.set("grads", r.grads);
+  j.set("gate_placement", r.gate_placement);
+  j.set("tile_forward", r.tile_forward);
+  j.set("tile_recompute", r.tile_recompute);
+  j.set("tile_dx", r.tile_dx);
+  j.set("tile_dw", r.tile_dw);
+  j.set("worst_output", r.worst_output);
+  j.set("rel_l2_z", number_or_null(r.rel_l2_z));
+  j.set("rel_l2_dx", number_or_null(r.rel_l2_dx));
+  j.set("rel_l2_dw", number_or_null(r.rel_l2_dw));
+  j.set("rel_l2_dbias", number_or_null(r.rel_l2_dbias));
+  j.set("requested_saved_bytes", bytes_or_null(r.requested_saved_bytes));
+  j.set("measured_saved_bytes", bytes_or_null(r.measured_saved_bytes));
+  j.set("requested_workspace_bytes", bytes_or_null(r.requested_workspace_bytes));
+  j.set("measured_workspace_bytes", bytes_or_null(r.measured_workspace_bytes));
+  j.set("saved_vs_cublas2", number_or_null(r.saved_vs_cublas2));
+  j.set("workspace_vs_cublas2", number_or_null(r.workspace_vs_cublas2));
+  j.set("cublas_workspace_bytes", bytes_or_null(r.cublas_workspace_bytes));
+  j.set("meminfo_granularity_bytes", bytes_or_null(r.meminfo_granularity_bytes));
   return j;
 }
 
-const std::vector<std::string>& csv_columns() {
-  static const std::vector<std::string> columns = [] {
+bool is_gradient_op(std::string_view op) {
+  return op == "backward" || op == "step" || op == "memory";
+}
+
+const std::vector<std::string>& csv_columns(std::string_view op) {
+  const auto columns_of = [](std::string_view o) {
+    Row r;
+    r.op = std::string(o);
     std::vector<std::string> names;
-    const Json row = row_to_json(Row{});
+    const Json row = row_to_json(r);
     for (const auto& [key, value] : row.as_object()) names.push_back(key);
     return names;
-  }();
-  return columns;
+  };
+  // Why two lists: every gradient op has the same keys, every other op the forward ones.
+  static const std::vector<std::string> forward = columns_of("forward");
+  static const std::vector<std::string> gradient = columns_of("backward");
+  return is_gradient_op(op) ? gradient : forward;
 }
 
 std::string csv_line(const Row& row) {
@@ -165,7 +252,7 @@ std::string csv_line(const Row& row) {
   return line;
 }
 
-CsvWriter::CsvWriter(const std::string& path) : path_(path) {
+CsvWriter::CsvWriter(const std::string& path, std::string_view op) : path_(path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
@@ -178,7 +265,7 @@ CsvWriter::CsvWriter(const std::string& path) : path_(path) {
   file_ = std::fopen(path.c_str(), "w");
   if (file_ == nullptr) io_error("cannot open", path, errno);
   std::string header;
-  for (const std::string& name : csv_columns()) {
+  for (const std::string& name : csv_columns(op)) {
     if (!header.empty()) header += ',';
     header += name;
   }
@@ -235,45 +322,40 @@ std::string format_significant(double x, int digits) {
   return text;
 }
 
-std::string markdown_header() {
-  std::array<std::string, kColumns.size()> titles;
-  std::string rule = "|";
-  for (size_t i = 0; i < kColumns.size(); ++i) {
-    titles[i] = std::string(kColumns[i].title);
-    const size_t dashes = std::max(kColumns[i].width, kColumns[i].title.size());
-    rule += kColumns[i].right ? fmt::format(" {:->{}}: |", "", dashes - 1)
-                              : fmt::format(" {:->{}} |", "", dashes);
-  }
-  return md_line(titles) + rule + "\n";
-}
+std::string markdown_header(std::string_view op) { return md_header(columns_of(op)); }
 
 std::string markdown_row(const Row& r) {
   std::string status = r.status;
   if (!r.reason.empty()) status += ": " + r.reason;
-  const std::array<std::string, kColumns.size()> cells = {
-      md_escape(r.op),
-      md_escape(r.variant),
-      fmt::format("{}", r.batch),
-      fmt::format("{}", r.in),
-      fmt::format("{}", r.hidden),
-      md_escape(r.dtype),
-      md_escape(r.layout),
-      r.bias ? "yes" : "no",
-      md_escape(r.tile),
-      format_significant(r.median_ms, 4),
-      fixed_or_dash(r.noise * 100.0, "{:.1f}"),
-      format_significant(r.tflops, 3),
-      format_significant(r.gbps, 3),
-      fixed_or_dash(r.speedup_vs_cublas2, "{:.2f}x"),
-      fixed_or_dash(r.speedup_vs_cublas1, "{:.2f}x"),
-      fixed_or_dash(r.rel_l2, "{:.1e}"),
-      md_escape(status),
-  };
-  return md_line(cells);
+  const auto mib = [](int64_t b) { return b == -1 ? std::string("-") : fmt::format("{:.3f}", b / 1048576.0); };
+  // The problem's cells lead every table; the rest depends on the op.
+  std::vector<std::string> cells = {md_escape(r.op),           md_escape(r.variant),
+                                    fmt::format("{}", r.batch), fmt::format("{}", r.in),
+                                    fmt::format("{}", r.hidden), md_escape(r.dtype),
+                                    md_escape(r.layout),        r.bias ? "yes" : "no"};
+  std::vector<std::string> rest;
+  if (r.op == "memory") {
+    rest = {mib(r.requested_saved_bytes), mib(r.measured_saved_bytes),
+            mib(r.requested_workspace_bytes), mib(r.measured_workspace_bytes),
+            fixed_or_dash(r.saved_vs_cublas2, "{:.2f}x"), fixed_or_dash(r.workspace_vs_cublas2, "{:.2f}x")};
+  } else {
+    if (is_gradient_op(r.op)) rest.push_back(md_escape(r.grads));
+    rest.push_back(md_escape(r.tile));
+    rest.push_back(format_significant(r.median_ms, 4));
+    rest.push_back(fixed_or_dash(r.noise * 100.0, "{:.1f}"));
+    rest.push_back(format_significant(r.tflops, 3));
+    if (!is_gradient_op(r.op)) rest.push_back(format_significant(r.gbps, 3));
+    rest.push_back(fixed_or_dash(r.speedup_vs_cublas2, "{:.2f}x"));
+    rest.push_back(fixed_or_dash(r.speedup_vs_cublas1, "{:.2f}x"));
+  }
+  cells.insert(cells.end(), rest.begin(), rest.end());
+  cells.push_back(fixed_or_dash(r.rel_l2, "{:.1e}"));
+  cells.push_back(md_escape(status));
+  return md_line(columns_of(r.op), cells);
 }
 
 std::string markdown_table(const std::vector<Row>& rows) {
-  std::string table = markdown_header();
+  std::string table = markdown_header(rows.empty() ? std::string_view("forward") : rows.front().op);
   for (const Row& row : rows) table += markdown_row(row);
   return table;
 }

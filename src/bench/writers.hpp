@@ -2,13 +2,16 @@
 // after every row, so an interrupted run keeps every finished row) and GitHub markdown tables.
 //
 // CSV columns and JSON row keys are the same list, in the same order (see row_to_json). A value
-// that was not measured (NaN, worst_index -1) is an empty CSV field and a JSON null.
+// that was not measured (NaN, worst_index -1, a byte count of -1) is an empty CSV field and a JSON
+// null. Rows of the gradient commands (backward, step, memory) carry more keys than forward rows:
+// the forward schema is the first part of theirs, unchanged.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench/json.hpp"
@@ -18,8 +21,8 @@ namespace swiglu::bench {
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 struct Row {
-  std::string op = "forward";  // forward (later: backward, step)
-  std::string variant;         // fused | cublas2 | cublas1
+  std::string op = "forward";  // check | forward | backward | step | memory
+  std::string variant;         // fused | cublas2 | cublas1; fused-save | fused-recompute (gradients)
   int64_t batch = 0, in = 0, hidden = 0, ldx = 0;
   std::string dtype, layout, math;
   bool bias = false;
@@ -39,23 +42,53 @@ struct Row {
   double speedup_vs_cublas2 = kNaN, speedup_vs_cublas1 = kNaN;  // t_baseline / t_this, same run
   double sm_clock_mhz = kNaN;
   bool cold_l2 = true;
+
+  // ---- backward, step and memory rows only (row_to_json writes these keys for those ops) ----
+  std::string policy;          // save | recompute; the baselines keep G and U, so theirs is save
+  std::string grads;           // dx,dw | dx | dw (dbias comes with dw when the problem has bias)
+  std::string gate_placement;  // fused: the placement that runs (save: prologue; recompute:
+                               // epilogue unless prologue was asked); baselines: separate (a gate
+                               // backward kernel of its own)
+  // The kernels' tiles ("" where that kernel did not run; "cublasLt" for the baselines' GEMMs).
+  // `tile` above joins them ("fwd=... recompute=... dx=... dw=...") for tables and case keys.
+  std::string tile_forward, tile_recompute, tile_dx, tile_dw;
+  // rel_l2 per output (NaN where not computed). rel_l2, max_abs, max_rel, tol_rel_l2 and worst_*
+  // above describe the output furthest over its tolerance, named here: z | dx | dw | dbias.
+  std::string worst_output;
+  double rel_l2_z = kNaN, rel_l2_dx = kNaN, rel_l2_dw = kNaN, rel_l2_dbias = kNaN;
+  // memory rows: bytes kept alive between forward and backward beyond X, W, bias and Z (saved),
+  // and the backward's own extra bytes (workspace), as requested from cudaMalloc (also filled in
+  // backward and step rows) and as measured with cudaMemGetInfo, which moves in steps of
+  // meminfo_granularity_bytes (2 MiB, the page size cudaMalloc maps: an allocation below it may
+  // share a page and read as 0). The ratios divide measured bytes by cublas2's of the same case
+  // (NaN where cublas2 measured 0). cublas_workspace_bytes is the one cuBLASLt workspace the process
+  // shares among all baseline GEMMs (not in the measured bytes; 0 for the fused rows, which do not
+  // use it).
+  int64_t requested_saved_bytes = -1, measured_saved_bytes = -1;
+  int64_t requested_workspace_bytes = -1, measured_workspace_bytes = -1;
+  double saved_vs_cublas2 = kNaN, workspace_vs_cublas2 = kNaN;
+  int64_t cublas_workspace_bytes = -1, meminfo_granularity_bytes = -1;
 };
+
+// backward, step and memory: the ops whose rows carry the gradient and memory keys.
+bool is_gradient_op(std::string_view op);
 
 // The row as a JSON object, keys in CSV column order; NaN and worst_index -1 become null.
 Json row_to_json(const Row& row);
 
-// The CSV column names, in order.
-const std::vector<std::string>& csv_columns();
+// The CSV column names of the rows of `op`, in order.
+const std::vector<std::string>& csv_columns(std::string_view op = "forward");
 
 // The CSV line for a row (no trailing newline). Fields with ',', '"', CR or LF are quoted, with
 // '"' doubled; NaN is an empty field; doubles use the shortest text that reads back exactly.
 std::string csv_line(const Row& row);
 
-// Appends rows to a CSV file: the header on open, then one flushed line per write().
-// Throws std::runtime_error with the path and strerror when the file cannot be opened or written.
+// Appends rows to a CSV file: the header (the columns of `op`) on open, then one flushed line per
+// write(). Throws std::runtime_error with the path and strerror when the file cannot be opened or
+// written.
 class CsvWriter {
  public:
-  explicit CsvWriter(const std::string& path);
+  explicit CsvWriter(const std::string& path, std::string_view op = "forward");
   ~CsvWriter();
   CsvWriter(const CsvWriter&) = delete;
   CsvWriter& operator=(const CsvWriter&) = delete;
@@ -94,14 +127,20 @@ class JsonWriter {
   std::vector<Row> rows_;
 };
 
-// A GitHub markdown table with the columns op, variant, B, I, D, dtype, layout, bias, tile,
-// median ms, noise %, TFLOP/s, GB/s, vs cublas2, vs cublas1, rel err, status. Numbers:
-// ms to 4 significant digits (0.01234), noise with one decimal, TFLOP/s and GB/s to 3 significant
-// digits, speedups as 2.31x, rel err as 3.1e-03; "-" for values not measured. The status cell
-// carries the reason when there is one ("SKIP: ..."). Each line ends with '\n'.
-std::string markdown_header();  // the header line and the alignment line
-std::string markdown_row(const Row& row);
-std::string markdown_table(const std::vector<Row>& rows);
+// A GitHub markdown table. Columns by op:
+//   check, forward:  op, variant, B, I, D, dtype, layout, bias, tile, median ms, noise %, TFLOP/s,
+//                    GB/s, vs cublas2, vs cublas1, rel err, status
+//   backward, step:  op, variant, B, I, D, dtype, layout, bias, grads, tile, median ms, noise %,
+//                    TFLOP/s, vs cublas2, vs cublas1, rel err (of the worst output), status
+//   memory:          op, variant, B, I, D, dtype, layout, bias, saved MiB, saved MiB measured,
+//                    ws MiB, ws MiB measured, saved vs cublas2, ws vs cublas2, rel err, status
+// Numbers: ms to 4 significant digits (0.01234), noise with one decimal, TFLOP/s and GB/s to 3
+// significant digits, MiB with 3 decimals, speedups and ratios as 2.31x, rel err as 3.1e-03; "-"
+// for values not measured. The status cell carries the reason when there is one ("SKIP: ...").
+// Each line ends with '\n'.
+std::string markdown_header(std::string_view op = "forward");  // header and alignment lines
+std::string markdown_row(const Row& row);                      // in the columns of row.op
+std::string markdown_table(const std::vector<Row>& rows);      // the columns of rows[0].op
 
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);

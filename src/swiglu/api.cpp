@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "swiglu/registry.hpp"
 #include "swiglu/swiglu.hpp"
@@ -107,8 +108,10 @@ Status device_traits(int device, DeviceTraits* out) {
   return Status::success();
 }
 
-Status validate_forward(const Problem& p, const void* x, const void* w, const void* bias,
-                        const void* z) {
+namespace {
+
+// Dimensions and 64-bit element counts of a problem, before any pointer is looked at.
+Status check_dims(const Problem& p) {
   if (p.batch < 0) return fail(StatusCode::invalid_argument, "batch must be >= 0, got " + str(p.batch));
   if (p.in_features <= 0)
     return fail(StatusCode::invalid_argument, "in_features must be > 0, got " + str(p.in_features));
@@ -121,66 +124,78 @@ Status validate_forward(const Problem& p, const void* x, const void* w, const vo
   const int64_t two_d = checked_mul(2, p.hidden);
   const int64_t w_elems = two_d < 0 ? -1 : checked_mul(two_d, p.in_features);
   const int64_t x_elems = checked_mul(std::max<int64_t>(p.batch, 1), p.x_stride());
-  const int64_t z_elems = checked_mul(std::max<int64_t>(p.batch, 1), p.hidden);
+  const int64_t h_elems = two_d < 0 ? -1 : checked_mul(std::max<int64_t>(p.batch, 1), two_d);
   const int64_t limit = std::numeric_limits<int64_t>::max() / 4;
-  if (w_elems < 0 || w_elems > limit || x_elems < 0 || x_elems > limit || z_elems < 0 ||
-      z_elems > limit) {
+  if (w_elems < 0 || w_elems > limit || x_elems < 0 || x_elems > limit || h_elems < 0 ||
+      h_elems > limit) {
     return fail(StatusCode::invalid_argument,
                 "problem too large: B=" + str(p.batch) + " I=" + str(p.in_features) +
                     " D=" + str(p.hidden) + " overflows 64-bit element counts");
   }
-  if (p.batch == 0) return Status::success();  // a no-op needs no pointers
-  if (x == nullptr) return fail(StatusCode::invalid_argument, "x is null");
-  if (w == nullptr) return fail(StatusCode::invalid_argument, "w is null");
-  if (z == nullptr) return fail(StatusCode::invalid_argument, "z is null");
-  if (p.bias && bias == nullptr)
-    return fail(StatusCode::invalid_argument, "problem has bias but the bias pointer is null");
-  const size_t es = dtype_size(p.dtype);
-  const struct { const char* name; const void* ptr; } ptrs[] = {
-      {"x", x}, {"w", w}, {"z", z}, {"bias", p.bias ? bias : nullptr}};
-  for (const auto& q : ptrs) {
-    if (q.ptr != nullptr && !aligned(q.ptr, es)) {
-      return fail(StatusCode::invalid_argument,
-                  std::string(q.name) + " is not aligned to its element size (" +
-                      std::to_string(es) + " bytes)");
-    }
-  }
-  // z must not overlap the inputs: the kernel reads x and w while other blocks write z.
-  const auto overlaps = [&](const void* a, int64_t a_elems, const void* b, int64_t b_elems) {
-    const auto a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
-    return a0 < b0 + static_cast<uintptr_t>(b_elems) * es && b0 < a0 + static_cast<uintptr_t>(a_elems) * es;
-  };
-  if (overlaps(z, z_elems, x, x_elems)) return fail(StatusCode::invalid_argument, "z overlaps x");
-  if (overlaps(z, z_elems, w, w_elems)) return fail(StatusCode::invalid_argument, "z overlaps w");
   return Status::success();
 }
 
-Status forward(const Problem& p, const void* x, const void* w, const void* bias, void* z,
-               cudaStream_t stream, const ForwardOptions& options, TileConfig* used_tile) {
-  nvtx3::scoped_range range{"swiglu::forward"};
-  if (Status s = validate_forward(p, x, w, bias, z); !s.ok()) return s;
-  if (p.batch == 0) return Status::success();
+}  // namespace
 
+namespace {
+
+int64_t x_elems(const Problem& p) { return std::max<int64_t>(p.batch, 1) * p.x_stride(); }
+int64_t w_elems(const Problem& p) { return 2 * p.hidden * p.in_features; }
+
+// A named device range of elements, for the null, alignment and overlap checks.
+struct Range {
+  const char* name;
+  const void* ptr;
+  int64_t elems;
+};
+
+Status check_pointers(const Problem& p, const std::vector<Range>& inputs,
+                      const std::vector<Range>& outputs) {
+  const size_t es = dtype_size(p.dtype);
+  for (const auto* list : {&inputs, &outputs}) {
+    for (const Range& r : *list) {
+      if (r.ptr == nullptr) return fail(StatusCode::invalid_argument, std::string(r.name) + " is null");
+      if (!aligned(r.ptr, es)) {
+        return fail(StatusCode::invalid_argument,
+                    std::string(r.name) + " is not aligned to its element size (" +
+                        std::to_string(es) + " bytes)");
+      }
+    }
+  }
+  const auto overlaps = [&](const Range& a, const Range& b) {
+    const auto a0 = reinterpret_cast<uintptr_t>(a.ptr), b0 = reinterpret_cast<uintptr_t>(b.ptr);
+    return a0 < b0 + static_cast<uintptr_t>(b.elems) * es &&
+           b0 < a0 + static_cast<uintptr_t>(a.elems) * es;
+  };
+  // Outputs must not overlap the inputs (kernels read them while other blocks write) nor each other.
+  for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+    for (const Range& i : inputs) {
+      if (overlaps(*o, i)) return fail(StatusCode::invalid_argument, std::string(o->name) + " overlaps " + i.name);
+    }
+    for (auto o2 = outputs.begin(); o2 != o; ++o2) {
+      if (overlaps(*o, *o2)) return fail(StatusCode::invalid_argument, std::string(o->name) + " overlaps " + o2->name);
+    }
+  }
+  return Status::success();
+}
+
+Status current_device(DeviceTraits* dev) {
   int device = 0;
   if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess)
     return fail(StatusCode::cuda_error, std::string("cudaGetDevice: ") + cudaGetErrorString(e));
-  DeviceTraits dev;
-  if (Status s = device_traits(device, &dev); !s.ok()) return s;
-  if (dev.cc_major < 7) {
-    return fail(StatusCode::unsupported, "compute capability " + std::to_string(dev.cc_major) + "." +
-                                             std::to_string(dev.cc_minor) +
+  if (Status s = device_traits(device, dev); !s.ok()) return s;
+  if (dev->cc_major < 7) {
+    return fail(StatusCode::unsupported, "compute capability " + std::to_string(dev->cc_major) + "." +
+                                             std::to_string(dev->cc_minor) +
                                              " is not supported (needs 7.0 or newer)");
   }
-  if (p.dtype == DType::f32 && p.math == Math::tf32 && dev.cc_major < 8) {
-    return fail(StatusCode::unsupported, "tf32 math needs compute capability 8.0 or newer");
-  }
+  return Status::success();
+}
 
-  TileConfig tile;
-  if (options.tile) {
-    tile = *options.tile;
-  } else if (Status s = choose_forward_tile(p, dev, &tile); !s.ok()) {
-    return s;
-  }
+// The forward kernel for `tile`, with every epilogue output of FwdParams.
+Status launch_forward(const Problem& p, const DeviceTraits& dev, const TileConfig& tile,
+                      const void* x, const void* w, const void* bias, void* z, void* saved,
+                      const void* dz, void* dh, cudaStream_t stream) {
   const Math math = p.dtype == DType::f32 ? p.math : Math::exact;
   const int cc = dev.cc_major * 10 + dev.cc_minor;
   const detail::FwdKernel* kernel = nullptr;
@@ -199,8 +214,6 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
                     "/" + std::string(to_string(p.layout)) + "/" + std::string(to_string(math)) +
                     " on sm_" + std::to_string(cc) + "; available: " + (list.empty() ? "none" : list));
   }
-  if (used_tile != nullptr) *used_tile = tile;
-
   const int64_t n_tiles = (p.hidden + tile.block_n - 1) / tile.block_n;
   const int64_t m_tiles = (p.batch + tile.block_m - 1) / tile.block_m;
   if (n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max()) {
@@ -213,23 +226,375 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
   params.w = w;
   params.bias = p.bias ? bias : nullptr;
   params.z = z;
+  params.saved = saved;
+  params.dz = dz;
+  params.dh = dh;
   params.B = p.batch;
   params.I = p.in_features;
   params.D = p.hidden;
   params.ldx = p.x_stride();
   params.has_bias = p.bias ? 1 : 0;
   // Why: 16-byte vector loads and cp.async need every row start 16-byte aligned, which holds when
-  // the base pointer is and every row length is a multiple of 16 bytes. Loads and the Z store are
+  // the base pointer is and every row length is a multiple of 16 bytes. Loads and the stores are
   // judged apart, so an odd D with the linear layout (rows of I) keeps the fast loads.
   const int64_t vec = 16 / static_cast<int64_t>(dtype_size(p.dtype));
   params.vec_load = aligned(x, 16) && aligned(w, 16) && p.in_features % vec == 0 &&
                     params.ldx % vec == 0 && (p.layout == Layout::linear || p.hidden % vec == 0);
-  params.vec_store = aligned(z, 16) && p.hidden % vec == 0;
+  bool outputs_aligned = true;
+  for (const void* q : {static_cast<const void*>(z), static_cast<const void*>(saved), dz,
+                        static_cast<const void*>(dh)}) {
+    if (q != nullptr && !aligned(q, 16)) outputs_aligned = false;
+  }
+  params.vec_store = outputs_aligned && p.hidden % vec == 0;
 
   if (cudaError_t e = kernel->launch(params, stream); e != cudaSuccess) {
     return fail(StatusCode::cuda_error, "launch of fused forward " + tile.name() + " failed: " +
                                             cudaGetErrorString(e));
   }
+  return Status::success();
+}
+
+}  // namespace
+
+Status validate_forward(const Problem& p, const void* x, const void* w, const void* bias,
+                        const void* z) {
+  if (Status s = check_dims(p); !s.ok()) return s;
+  if (p.batch == 0) return Status::success();  // a no-op needs no pointers
+  if (p.bias && bias == nullptr)
+    return fail(StatusCode::invalid_argument, "problem has bias but the bias pointer is null");
+  const int64_t z_elems = p.batch * p.hidden;
+  if (p.bias) {
+    return check_pointers(p, {{"x", x, x_elems(p)}, {"w", w, w_elems(p)}, {"bias", bias, 2 * p.hidden}},
+                          {{"z", z, z_elems}});
+  }
+  return check_pointers(p, {{"x", x, x_elems(p)}, {"w", w, w_elems(p)}}, {{"z", z, z_elems}});
+}
+
+Status forward(const Problem& p, const void* x, const void* w, const void* bias, void* z,
+               cudaStream_t stream, const ForwardOptions& options, TileConfig* used_tile) {
+  nvtx3::scoped_range range{"swiglu::forward"};
+  if (Status s = validate_forward(p, x, w, bias, z); !s.ok()) return s;
+  if (p.batch == 0) return Status::success();
+  if (options.saved != nullptr) {
+    const Range in_x{"x", x, x_elems(p)}, in_w{"w", w, w_elems(p)};
+    const Range out_z{"z", z, p.batch * p.hidden}, out_h{"saved", options.saved, p.batch * 2 * p.hidden};
+    if (Status s = check_pointers(p, {in_x, in_w}, {out_z, out_h}); !s.ok()) return s;
+    if (p.bias) {
+      if (Status s = check_pointers(p, {{"bias", bias, 2 * p.hidden}}, {out_h}); !s.ok()) return s;
+    }
+  }
+
+  DeviceTraits dev;
+  if (Status s = current_device(&dev); !s.ok()) return s;
+  if (p.dtype == DType::f32 && p.math == Math::tf32 && dev.cc_major < 8) {
+    return fail(StatusCode::unsupported, "tf32 math needs compute capability 8.0 or newer");
+  }
+  TileConfig tile;
+  if (options.tile) {
+    tile = *options.tile;
+  } else if (Status s = choose_forward_tile(p, dev, &tile); !s.ok()) {
+    return s;
+  }
+  if (Status s = launch_forward(p, dev, tile, x, w, bias, z, options.saved, nullptr, nullptr, stream);
+      !s.ok())
+    return s;
+  if (used_tile != nullptr) *used_tile = tile;
+  return Status::success();
+}
+
+// ---- backward ------------------------------------------------------------------------------------
+
+std::string_view to_string(Policy v) { return v == Policy::save ? "save" : "recompute"; }
+std::string_view to_string(GatePlacement v) {
+  switch (v) {
+    case GatePlacement::automatic: return "auto";
+    case GatePlacement::epilogue: return "epilogue";
+    case GatePlacement::prologue: return "prologue";
+  }
+  return "?";
+}
+std::optional<Policy> parse_policy(std::string_view s) {
+  if (s == "save") return Policy::save;
+  if (s == "recompute") return Policy::recompute;
+  return std::nullopt;
+}
+std::optional<GatePlacement> parse_gate_placement(std::string_view s) {
+  if (s == "auto" || s == "automatic") return GatePlacement::automatic;
+  if (s == "epilogue") return GatePlacement::epilogue;
+  if (s == "prologue") return GatePlacement::prologue;
+  return std::nullopt;
+}
+
+namespace {
+
+// The placement a call really uses.
+GatePlacement effective_placement(const BackwardOptions& o) {
+  if (o.policy == Policy::save) return GatePlacement::prologue;
+  return o.placement == GatePlacement::prologue ? GatePlacement::prologue : GatePlacement::epilogue;
+}
+
+// Split-K of the dX GEMM (sm80 kernels only). Its K = 2D is long while B×I can give fewer
+// blocks than SMs (small batches), so the K loop is cut into slices that run side by side.
+// Why these numbers: two blocks per SM is where the forward kernels stopped gaining; a slice keeps
+// at least 4 K tiles so its pipeline fills; 16 slices bound the partials' memory.
+constexpr int kMaxSplits = 16;
+constexpr int kMinTilesPerSlice = 4;
+constexpr int kSmallestDxTile = 64;  // block_m = block_n of the smallest compiled sm80 dX tile
+
+size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+bool dx_uses_tensor_cores(const Problem& p, const DeviceTraits& dev) {
+  return dev.cc_major >= 8 && p.dtype != DType::f32;
+}
+
+// The most slices any dX tile may use for `p` on `dev` (what the workspace is sized for).
+int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
+  if (!dx_uses_tensor_cores(p, dev)) return 1;
+  const int64_t tiles = ((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
+                        ((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
+  const int64_t sms = std::max(dev.sm_count, 1);
+  if (tiles >= sms) return 1;
+  return static_cast<int>(std::clamp<int64_t>((2 * sms + tiles - 1) / tiles, 1, kMaxSplits));
+}
+
+struct WorkspaceLayout {
+  size_t h_bytes = 0;         // recompute: H or dH, B×2D in the dtype
+  size_t partial_offset = 0;  // split-K partials: max_splits × B×I fp32
+  size_t partial_bytes = 0;
+  size_t counter_offset = 0;  // split-K tile counters
+  size_t counter_bytes = 0;
+  size_t total = 0;
+};
+
+WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, const DeviceTraits& dev) {
+  WorkspaceLayout l;
+  if (p.batch <= 0 || p.hidden <= 0 || p.in_features <= 0) return l;
+  if (o.policy == Policy::recompute) {
+    l.h_bytes = static_cast<size_t>(p.batch) * 2 * static_cast<size_t>(p.hidden) * dtype_size(p.dtype);
+  }
+  const int splits = o.grads.dx ? max_dx_splits(p, dev) : 1;
+  if (splits > 1) {
+    const size_t tiles = static_cast<size_t>((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
+                         static_cast<size_t>((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
+    l.partial_offset = round_up(l.h_bytes, 256);
+    l.partial_bytes = static_cast<size_t>(splits) * static_cast<size_t>(p.batch) *
+                      static_cast<size_t>(p.in_features) * sizeof(float);
+    l.counter_offset = round_up(l.partial_offset + l.partial_bytes, 256);
+    l.counter_bytes = tiles * sizeof(int);
+    l.total = l.counter_offset + l.counter_bytes;
+  } else {
+    l.total = l.h_bytes;
+  }
+  return l;
+}
+
+// The traits of the current device, or those of a 132-SM sm_90 part when there is none (a
+// workspace query must answer without a GPU).
+DeviceTraits traits_or_default() {
+  DeviceTraits dev;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || !device_traits(device, &dev).ok()) {
+    cudaGetLastError();  // clear the sticky-free error the failed query left
+    dev = DeviceTraits{9, 0, 132};
+  }
+  return dev;
+}
+
+}  // namespace
+
+size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options) {
+  return workspace_layout(p, options, traits_or_default()).total;
+}
+
+Status validate_backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& o,
+                         const void* workspace, size_t workspace_bytes) {
+  if (Status s = check_dims(p); !s.ok()) return s;
+  if (!o.grads.dx && !o.grads.dw)
+    return fail(StatusCode::invalid_argument, "backward: no gradient requested (grads.dx and grads.dw are both false)");
+  if (o.policy == Policy::save && o.placement == GatePlacement::epilogue) {
+    return fail(StatusCode::invalid_argument,
+                "gate placement 'epilogue' needs the recompute policy: with 'save' no GEMM produces "
+                "G and U in the backward, so the gate backward runs in the dX/dW prologue");
+  }
+  if (p.batch == 0) {
+    if (o.grads.dw && t.dw == nullptr) return fail(StatusCode::invalid_argument, "dw is null");
+    if (o.grads.dw && p.bias && t.dbias == nullptr) return fail(StatusCode::invalid_argument, "dbias is null");
+    return Status::success();
+  }
+  const int64_t B = p.batch, D = p.hidden, I = p.in_features;
+  std::vector<Range> in = {{"x", t.x, x_elems(p)}, {"w", t.w, w_elems(p)}, {"dz", t.dz, B * D}};
+  if (p.bias && o.policy == Policy::recompute) in.push_back({"bias", t.bias, 2 * D});
+  if (o.policy == Policy::save) in.push_back({"saved", t.saved, B * 2 * D});
+  std::vector<Range> out;
+  if (o.grads.dx) out.push_back({"dx", t.dx, B * I});
+  if (o.grads.dw) out.push_back({"dw", t.dw, w_elems(p)});
+  if (o.grads.dw && p.bias) out.push_back({"dbias", t.dbias, 2 * D});
+  const size_t need = backward_workspace_bytes(p, o);  // validated against the current device
+  if (need > 0) {
+    if (workspace == nullptr)
+      return fail(StatusCode::invalid_argument, "backward needs " + std::to_string(need) + " bytes of workspace; workspace is null");
+    if (workspace_bytes < need) {
+      return fail(StatusCode::invalid_argument, "workspace too small: " + std::to_string(workspace_bytes) +
+                                                    " bytes given, " + std::to_string(need) + " needed");
+    }
+    out.push_back({"workspace", workspace, static_cast<int64_t>(need / dtype_size(p.dtype))});
+  }
+  return check_pointers(p, in, out);
+  return Status::success();
+}
+
+Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& o,
+                void* workspace, size_t workspace_bytes, cudaStream_t stream,
+                BackwardTiles* used_tiles) {
+  nvtx3::scoped_range range{"swiglu::backward"};
+  if (Status s = validate_backward(p, t, o, workspace, workspace_bytes); !s.ok()) return s;
+  BackwardTiles used;
+  const size_t es = dtype_size(p.dtype);
+  if (p.batch == 0) {
+    // An empty batch contributes nothing: the weight gradients are zero (all-zero bits are +0 in
+    // every dtype).
+    if (o.grads.dw) {
+      if (cudaError_t e = cudaMemsetAsync(t.dw, 0, static_cast<size_t>(w_elems(p)) * es, stream);
+          e != cudaSuccess)
+        return fail(StatusCode::cuda_error, std::string("zeroing dw: ") + cudaGetErrorString(e));
+      if (p.bias) {
+        if (cudaError_t e = cudaMemsetAsync(t.dbias, 0, static_cast<size_t>(2 * p.hidden) * es, stream);
+            e != cudaSuccess)
+          return fail(StatusCode::cuda_error, std::string("zeroing dbias: ") + cudaGetErrorString(e));
+      }
+    }
+    if (used_tiles != nullptr) *used_tiles = used;
+    return Status::success();
+  }
+  DeviceTraits dev;
+  if (Status s = current_device(&dev); !s.ok()) return s;
+  const GatePlacement placement = effective_placement(o);
+  const WorkspaceLayout ws = workspace_layout(p, o, dev);
+  char* const ws_base = static_cast<char*>(workspace);
+
+  // 1. Where dH comes from: recomputed (epilogue: dH itself; prologue: H), or the saved H.
+  const void* dh = nullptr;
+  const void* h = nullptr;
+  if (o.policy == Policy::recompute) {
+    TileConfig tile;
+    if (o.recompute_tile) {
+      tile = *o.recompute_tile;
+    } else if (Status s = choose_forward_tile(p, dev, &tile); !s.ok()) {
+      return s;
+    }
+    const bool epi = placement == GatePlacement::epilogue;
+    if (Status s = launch_forward(p, dev, tile, t.x, t.w, t.bias, nullptr, epi ? nullptr : workspace,
+                                  epi ? t.dz : nullptr, epi ? workspace : nullptr, stream);
+        !s.ok())
+      return s;
+    used.recompute = tile;
+    (epi ? dh : h) = workspace;
+  } else {
+    h = t.saved;
+  }
+
+  const int64_t B = p.batch, D = p.hidden, I = p.in_features;
+  const int64_t vec = 16 / static_cast<int64_t>(es);
+  detail::BwdParams base;
+  base.rows = B;
+  base.D = D;
+  base.dh = dh;
+  base.dz = t.dz;
+  base.h = h;
+  base.vec_a = dh != nullptr ? aligned(dh, 16) && (2 * D) % vec == 0
+                             : aligned(t.dz, 16) && aligned(h, 16) && D % vec == 0;
+
+  auto run = [&](bool dw, const std::optional<TileConfig>& forced, detail::BwdParams params,
+                 TileConfig* used_tile) -> Status {
+    TileConfig tile;
+    if (forced) {
+      tile = *forced;
+    } else if (Status s = detail::choose_backward_tile(p, dev, dw, &tile); !s.ok()) {
+      return s;
+    }
+    const detail::BwdKind kind = dw ? detail::BwdKind::dw
+                                    : (p.layout == Layout::linear ? detail::BwdKind::dx_linear
+                                                                  : detail::BwdKind::dx_packed);
+    const int cc = dev.cc_major * 10 + dev.cc_minor;
+    const detail::BwdKernel* kernel = nullptr;
+    for (const auto& k : detail::bwd_kernels()) {
+      if (k.tile == tile && k.dtype == p.dtype && k.kind == kind && k.min_cc <= cc) {
+        kernel = &k;
+        break;
+      }
+    }
+    if (kernel == nullptr) {
+      std::string list;
+      for (const auto& c : dw ? backward_dw_tiles(p, dev) : backward_dx_tiles(p, dev))
+        list += (list.empty() ? "" : ", ") + c.name();
+      return fail(StatusCode::unsupported,
+                  std::string(dw ? "dW" : "dX") + " tile " + tile.name() + " is not compiled for " +
+                      std::string(to_string(p.dtype)) + "/" + std::string(to_string(p.layout)) +
+                      " on sm_" + std::to_string(cc) + "; available: " + (list.empty() ? "none" : list));
+    }
+    const int64_t n_tiles = (params.N + tile.block_n - 1) / tile.block_n;
+    const int64_t m_tiles = (params.M + tile.block_m - 1) / tile.block_m;
+    if (n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max()) {
+      return fail(StatusCode::unsupported, "grid too large for backward tile " + tile.name());
+    }
+    if (!dw && tile.family == Family::mma_sm80 && ws.partial_bytes > 0) {
+      // Split-K when the tile leaves SMs idle, within what the workspace was sized for.
+      const int64_t tiles = m_tiles * n_tiles;
+      const int64_t k_tiles = (params.K + tile.block_k - 1) / tile.block_k;
+      const int64_t sms = std::max(dev.sm_count, 1);
+      int64_t splits = tiles >= sms ? 1 : (2 * sms + tiles - 1) / tiles;
+      splits = std::min<int64_t>({splits, k_tiles / kMinTilesPerSlice, max_dx_splits(p, dev)});
+      if (splits > 1) {
+        const int64_t per = (k_tiles + splits - 1) / splits;  // K tiles per slice
+        params.splits = static_cast<int>((k_tiles + per - 1) / per);
+        params.k_per_split = per * tile.block_k;
+        params.partial = reinterpret_cast<float*>(ws_base + ws.partial_offset);
+        params.counters = reinterpret_cast<int*>(ws_base + ws.counter_offset);
+        if (cudaError_t e = cudaMemsetAsync(params.counters, 0, static_cast<size_t>(tiles) * sizeof(int), stream);
+            e != cudaSuccess)
+          return fail(StatusCode::cuda_error, std::string("clearing the split-K counters: ") + cudaGetErrorString(e));
+      }
+    }
+    if (cudaError_t e = kernel->launch(params, stream); e != cudaSuccess) {
+      return fail(StatusCode::cuda_error, std::string("launch of the ") + (dw ? "dW" : "dX") +
+                                              " GEMM " + tile.name() + " failed: " + cudaGetErrorString(e));
+    }
+    *used_tile = tile;
+    if (!dw) used.dx_splits = params.splits;
+    return Status::success();
+  };
+
+  // 2. dX = dH · W12: M = B, N = I, K = 2D.
+  if (o.grads.dx) {
+    detail::BwdParams q = base;
+    q.M = B;
+    q.N = I;
+    q.K = 2 * D;
+    q.b = t.w;
+    q.ldb = p.layout == Layout::linear ? I : 2 * D;
+    q.c = t.dx;
+    q.ldc = I;
+    q.vec_b = aligned(t.w, 16) && (p.layout == Layout::linear ? I % vec == 0 : (2 * D) % vec == 0);
+    q.vec_c = aligned(t.dx, 16) && I % vec == 0;
+    if (Status s = run(false, o.dx_tile, q, &used.dx); !s.ok()) return s;
+  }
+  // 3. dW12 = dHᵀ · X: M = 2D, N = I, K = B; dbias from the same A tiles.
+  if (o.grads.dw) {
+    detail::BwdParams q = base;
+    q.M = 2 * D;
+    q.N = I;
+    q.K = B;
+    q.b = t.x;
+    q.ldb = p.x_stride();
+    q.c = t.dw;
+    q.c_trans = p.layout == Layout::packed ? 1 : 0;
+    q.ldc = p.layout == Layout::linear ? I : 2 * D;
+    q.dbias = p.bias ? t.dbias : nullptr;
+    q.vec_b = aligned(t.x, 16) && I % vec == 0 && p.x_stride() % vec == 0;
+    q.vec_c = !q.c_trans && aligned(t.dw, 16) && I % vec == 0;
+    if (Status s = run(true, o.dw_tile, q, &used.dw); !s.ok()) return s;
+  }
+  if (used_tiles != nullptr) *used_tiles = used;
   return Status::success();
 }
 

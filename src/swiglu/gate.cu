@@ -1,4 +1,4 @@
-// Host launcher of the unfused gate kernel; see gate.hpp.
+// Host launchers of the unfused elementwise kernels (kernels/gate.cuh); see gate.hpp.
 #include "swiglu/gate.hpp"
 
 #include <cuda_bf16.h>
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include <nvtx3/nvtx3.hpp>
 
@@ -17,8 +18,45 @@ namespace swiglu::detail {
 namespace {
 
 constexpr int kGateThreads = 256;
+constexpr int kColumnSumRowsY = 16;  // column sum blocks are 32 columns x 16 row lanes
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// Every row start of a matrix with element type T and row stride ld is 16-byte aligned.
+template <class T>
+bool rows_aligned16(const void* p, int64_t ld) {
+  return aligned16(p) && (ld * static_cast<int64_t>(sizeof(T))) % 16 == 0;
+}
+
+// The elementwise kernels' launch shape: one row per warp-multiple of threads, narrow rows share a
+// block so no lanes idle. `units` is the number of vectors (or elements) per row.
+struct ElementwiseLaunch {
+  dim3 grid, block;
+};
+
+ElementwiseLaunch elementwise_launch(int64_t rows, int64_t units) {
+  int tx = 32;
+  while (tx < kGateThreads && tx < units) tx *= 2;
+  const int ty = kGateThreads / tx;
+  const int64_t blocks = std::min<int64_t>((rows + ty - 1) / ty, INT_MAX);
+  return {dim3(static_cast<unsigned>(blocks)),
+          dim3(static_cast<unsigned>(tx), static_cast<unsigned>(ty))};
+}
+
+// Calls f(std::type_identity<Tin>{}, std::type_identity<Tout>{}) for the supported (in, out) pairs:
+// (f32, f32), (f16, f16), (bf16, bf16), (f16, f32), (bf16, f32).
+template <class F>
+cudaError_t dispatch_pair(DType in, DType out, F&& f) {
+  using F32 = std::type_identity<float>;
+  using F16 = std::type_identity<__half>;
+  using BF16 = std::type_identity<__nv_bfloat16>;
+  if (in == DType::f32 && out == DType::f32) return f(F32{}, F32{});
+  if (in == DType::f16 && out == DType::f16) return f(F16{}, F16{});
+  if (in == DType::bf16 && out == DType::bf16) return f(BF16{}, BF16{});
+  if (in == DType::f16 && out == DType::f32) return f(F16{}, F32{});
+  if (in == DType::bf16 && out == DType::f32) return f(BF16{}, F32{});
+  return cudaErrorInvalidValue;
+}
 
 template <class Tin, class Tout>
 cudaError_t launch_gate_typed(const void* a, int64_t lda, const void* b, int64_t ldb, void* z,
@@ -26,20 +64,9 @@ cudaError_t launch_gate_typed(const void* a, int64_t lda, const void* b, int64_t
   constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
   // Why: the vector path reads 16-byte input vectors and writes whole 16-byte output chunks at the
   // start of every row, so every row start of a, b and z must be 16-byte aligned.
-  const bool vec = cols >= kVec && aligned16(a) && aligned16(b) && aligned16(z) &&
-                   (lda * static_cast<int64_t>(sizeof(Tin))) % 16 == 0 &&
-                   (ldb * static_cast<int64_t>(sizeof(Tin))) % 16 == 0 &&
-                   (ldz * static_cast<int64_t>(sizeof(Tout))) % 16 == 0;
-
-  // One row per warp-multiple of threads; narrow rows share a block so no lanes idle.
-  const int64_t units = vec ? cols / kVec : cols;
-  int tx = 32;
-  while (tx < kGateThreads && tx < units) tx *= 2;
-  const int ty = kGateThreads / tx;
-  const int64_t blocks = std::min<int64_t>((rows + ty - 1) / ty, INT_MAX);
-  const dim3 grid(static_cast<unsigned>(blocks));
-  const dim3 block(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
-
+  const bool vec = cols >= kVec && rows_aligned16<Tin>(a, lda) && rows_aligned16<Tin>(b, ldb) &&
+                   rows_aligned16<Tout>(z, ldz);
+  const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
   const auto* ta = static_cast<const Tin*>(a);
   const auto* tb = static_cast<const Tin*>(b);
   auto* tz = static_cast<Tout*>(z);
@@ -53,26 +80,104 @@ cudaError_t launch_gate_typed(const void* a, int64_t lda, const void* b, int64_t
   return cudaGetLastError();
 }
 
+template <class Tin, class Tout>
+cudaError_t launch_gate_backward_typed(const void* a, int64_t lda, const void* b, int64_t ldb,
+                                       const void* dz, int64_t lddz, void* dg, int64_t lddg,
+                                       void* db, int64_t lddb, int64_t rows, int64_t cols,
+                                       cudaStream_t stream) {
+  constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
+  const bool vec = cols >= kVec && rows_aligned16<Tin>(a, lda) && rows_aligned16<Tin>(b, ldb) &&
+                   rows_aligned16<Tin>(dz, lddz) && rows_aligned16<Tout>(dg, lddg) &&
+                   rows_aligned16<Tout>(db, lddb);
+  const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
+  const auto* ta = static_cast<const Tin*>(a);
+  const auto* tb = static_cast<const Tin*>(b);
+  const auto* tdz = static_cast<const Tin*>(dz);
+  auto* tdg = static_cast<Tout*>(dg);
+  auto* tdb = static_cast<Tout*>(db);
+  if (vec) {
+    kernels::swiglu_gate_backward_kernel<Tin, Tout, kVec><<<grid, block, 0, stream>>>(
+        ta, lda, tb, ldb, tdz, lddz, tdg, lddg, tdb, lddb, rows, cols);
+  } else {
+    kernels::swiglu_gate_backward_kernel<Tin, Tout, 1><<<grid, block, 0, stream>>>(
+        ta, lda, tb, ldb, tdz, lddz, tdg, lddg, tdb, lddb, rows, cols);
+  }
+  return cudaGetLastError();
+}
+
+template <class Tin, class Tout>
+cudaError_t launch_convert_typed(const void* a, int64_t lda, void* z, int64_t ldz, int64_t rows,
+                                 int64_t cols, cudaStream_t stream) {
+  constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
+  const bool vec = cols >= kVec && rows_aligned16<Tin>(a, lda) && rows_aligned16<Tout>(z, ldz);
+  const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
+  const auto* ta = static_cast<const Tin*>(a);
+  auto* tz = static_cast<Tout*>(z);
+  if (vec) {
+    kernels::convert_kernel<Tin, Tout, kVec>
+        <<<grid, block, 0, stream>>>(ta, lda, tz, ldz, rows, cols);
+  } else {
+    kernels::convert_kernel<Tin, Tout, 1><<<grid, block, 0, stream>>>(ta, lda, tz, ldz, rows, cols);
+  }
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t launch_gate(DType in, DType out, const void* a, int64_t lda, const void* b, int64_t ldb,
                         void* z, int64_t ldz, int64_t rows, int64_t cols, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_gate"};
   if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
-  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (rows == 0 || cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
+  return dispatch_pair(in, out, [&](auto tin, auto tout) {
+    using Tin = typename decltype(tin)::type;
+    using Tout = typename decltype(tout)::type;
+    return launch_gate_typed<Tin, Tout>(a, lda, b, ldb, z, ldz, rows, cols, stream);
+  });
+}
 
-  if (in == DType::f32 && out == DType::f32)
-    return launch_gate_typed<float, float>(a, lda, b, ldb, z, ldz, rows, cols, stream);
-  if (in == DType::f16 && out == DType::f16)
-    return launch_gate_typed<__half, __half>(a, lda, b, ldb, z, ldz, rows, cols, stream);
-  if (in == DType::bf16 && out == DType::bf16)
-    return launch_gate_typed<__nv_bfloat16, __nv_bfloat16>(a, lda, b, ldb, z, ldz, rows, cols,
-                                                           stream);
-  if (in == DType::f16 && out == DType::f32)
-    return launch_gate_typed<__half, float>(a, lda, b, ldb, z, ldz, rows, cols, stream);
-  if (in == DType::bf16 && out == DType::f32)
-    return launch_gate_typed<__nv_bfloat16, float>(a, lda, b, ldb, z, ldz, rows, cols, stream);
-  return cudaErrorInvalidValue;
+cudaError_t launch_gate_backward(DType in, DType out, const void* a, int64_t lda, const void* b,
+                                 int64_t ldb, const void* dz, int64_t lddz, void* dg, int64_t lddg,
+                                 void* db, int64_t lddb, int64_t rows, int64_t cols,
+                                 cudaStream_t stream) {
+  nvtx3::scoped_range range{"swiglu::launch_gate_backward"};
+  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
+  if (rows == 0 || cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
+  return dispatch_pair(in, out, [&](auto tin, auto tout) {
+    using Tin = typename decltype(tin)::type;
+    using Tout = typename decltype(tout)::type;
+    return launch_gate_backward_typed<Tin, Tout>(a, lda, b, ldb, dz, lddz, dg, lddg, db, lddb, rows,
+                                                 cols, stream);
+  });
+}
+
+cudaError_t launch_column_sum(DType in, DType out, const void* a, int64_t lda, void* out_ptr,
+                              int64_t rows, int64_t cols, cudaStream_t stream) {
+  nvtx3::scoped_range range{"swiglu::launch_column_sum"};
+  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
+  if (cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
+  // rows == 0 still launches: every column sum is then 0.
+  return dispatch_pair(in, out, [&](auto tin, auto tout) {
+    using Tin = typename decltype(tin)::type;
+    using Tout = typename decltype(tout)::type;
+    const int64_t blocks = std::min<int64_t>((cols + 31) / 32, INT_MAX);
+    kernels::column_sum_kernel<Tin, Tout, kColumnSumRowsY>
+        <<<dim3(static_cast<unsigned>(blocks)), dim3(32, kColumnSumRowsY), 0, stream>>>(
+            static_cast<const Tin*>(a), lda, static_cast<Tout*>(out_ptr), rows, cols);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t launch_convert(DType in, DType out, const void* a, int64_t lda, void* z, int64_t ldz,
+                           int64_t rows, int64_t cols, cudaStream_t stream) {
+  nvtx3::scoped_range range{"swiglu::launch_convert"};
+  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
+  if (rows == 0 || cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
+  return dispatch_pair(in, out, [&](auto tin, auto tout) {
+    using Tin = typename decltype(tin)::type;
+    using Tout = typename decltype(tout)::type;
+    return launch_convert_typed<Tin, Tout>(a, lda, z, ldz, rows, cols, stream);
+  });
 }
 
 }  // namespace swiglu::detail

@@ -101,4 +101,71 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
   return Status::success();
 }
 
+// ---- backward GEMMs -------------------------------------------------------------------------------
+//
+// The dX and dW GEMMs use the forward's machinery with a simpler rule (no sweep has tuned them
+// yet): tensor cores for fp16/bf16 on sm_80+, SIMT otherwise; the largest tile that still gives
+// one block per SM, else the tile with the most blocks.
+namespace {
+
+std::vector<TileConfig> bwd_tiles(const Problem& p, const DeviceTraits& dev, bool dw) {
+  const int cc = dev.cc_major * 10 + dev.cc_minor;
+  std::vector<TileConfig> out;
+  for (const auto& k : detail::bwd_kernels()) {
+    const bool kind_ok = dw ? k.kind == detail::BwdKind::dw
+                            : k.kind == (p.layout == Layout::linear ? detail::BwdKind::dx_linear
+                                                                    : detail::BwdKind::dx_packed);
+    if (k.dtype != p.dtype || !kind_ok || k.min_cc > cc) continue;
+    if (std::find(out.begin(), out.end(), k.tile) == out.end()) out.push_back(k.tile);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<TileConfig> backward_dx_tiles(const Problem& p, const DeviceTraits& dev) {
+  return bwd_tiles(p, dev, false);
+}
+std::vector<TileConfig> backward_dw_tiles(const Problem& p, const DeviceTraits& dev) {
+  return bwd_tiles(p, dev, true);
+}
+
+namespace detail {
+
+Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, TileConfig* out) {
+  const Family family =
+      dev.cc_major >= 8 && p.dtype != DType::f32 ? Family::mma_sm80 : Family::simt;
+  std::vector<TileConfig> eligible;
+  for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
+    if (t.family == family) eligible.push_back(t);
+  }
+  if (eligible.empty()) {
+    return Status{StatusCode::unsupported,
+                  "no compiled " + std::string(to_string(family)) + " backward tile for " +
+                      std::string(to_string(p.dtype)) + " on sm_" +
+                      std::to_string(dev.cc_major * 10 + dev.cc_minor)};
+  }
+  std::stable_sort(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
+    return a.block_m * a.block_n > b.block_m * b.block_n;
+  });
+  const int64_t m = dw ? 2 * p.hidden : p.batch;
+  const int64_t n = p.in_features;
+  auto count = [&](const TileConfig& t) {
+    return ((m + t.block_m - 1) / t.block_m) * ((n + t.block_n - 1) / t.block_n);
+  };
+  for (const TileConfig& t : eligible) {
+    if (count(t) >= std::max(dev.sm_count, 1)) {
+      *out = t;
+      return Status::success();
+    }
+  }
+  const TileConfig* best = &eligible.front();
+  for (const TileConfig& t : eligible) {
+    if (count(t) >= count(*best)) best = &t;
+  }
+  *out = *best;
+  return Status::success();
+}
+
+}  // namespace detail
 }  // namespace swiglu

@@ -19,4 +19,15 @@ const std::vector<FwdKernel>& fwd_kernels() {
   return table;
 }
 
+const std::vector<BwdKernel>& bwd_kernels() {
+  static const std::vector<BwdKernel> table = [] {
+    std::vector<BwdKernel> t;
+    register_bwd_simt(t);
+    register_bwd_sm80_f16(t);
+    register_bwd_sm80_bf16(t);
+    return t;
+  }();
+  return table;
+}
+
 }  // namespace swiglu::detail

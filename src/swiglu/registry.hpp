@@ -27,9 +27,16 @@ struct FwdParams {
   // packed W: D) is a whole number of 16-byte vectors, so 16-byte loads and cp.async never
   // straddle a row or a matrix edge.
   int vec_load = 0;
-  // 1 when z is 16-byte aligned and D is a whole number of 16-byte vectors, so a thread's pair or
-  // quad of adjacent Z columns is all in range or all out, and aligned.
+  // 1 when every output written and dz (z, saved, dh) are 16-byte aligned and D is a whole number
+  // of 16-byte vectors, so a thread's pair or quad of adjacent columns is all in range or all out,
+  // and aligned.
   int vec_store = 0;
+  // Epilogue outputs (kernels/fwd_epilogue.cuh). With dh == null: Z to z (when not null) and, when
+  // saved is not null, H = [G | U] (B×2D) to saved. With dh set (the backward's recompute GEMM):
+  // reads dZ (B×D) from dz and writes dH = [dG | dU] (B×2D) to dh; z and saved are ignored.
+  void* saved = nullptr;
+  const void* dz = nullptr;
+  void* dh = nullptr;
 };
 
 using FwdLaunch = cudaError_t (*)(const FwdParams&, cudaStream_t);
@@ -42,6 +49,62 @@ struct FwdKernel {
   int min_cc;            // lowest compute capability (major*10+minor) the instance runs on
   FwdLaunch launch;
 };
+
+// ---- backward GEMMs --------------------------------------------------------------------------------
+//
+// C (M×N) = A (M×K) · B (K×N), where A is a view of dH = [dG | dU] (B×2D):
+//   dx: A[m][k] = dH[m][k]  (M = B, K = 2D), B = W12 (linear: row k of W, N = I; packed: Wf[n][k])
+//   dw: A[m][k] = dH[k][m]  (M = 2D, K = B), B = X (row k of X, N = I)
+// dH is read directly (dh) or computed from dZ and H = [G | U] while the A tile is loaded
+// (transform): dH[r][c] = dZ[r][c]·U[r][c]·silu'(G[r][c]) for c < D, dZ[r][c−D]·silu(G[r][c−D])
+// otherwise.
+enum class BwdKind { dx_linear, dx_packed, dw };
+
+struct BwdParams {
+  int64_t M = 0, N = 0, K = 0;
+  int64_t rows = 0;            // B: rows of dH, dZ and H
+  int64_t D = 0;               // dH has 2D columns
+  const void* dh = nullptr;    // direct A source (row stride 2D), or null for the transform
+  const void* dz = nullptr;    // transform: dZ, row stride D
+  const void* h = nullptr;     // transform: H = [G | U], row stride 2D
+  const void* b = nullptr;     // B operand: b[k*ldb + n] (dx_linear, dw) or b[n*ldb + k] (dx_packed)
+  int64_t ldb = 0;
+  void* c = nullptr;           // C[m][n] at c[m*ldc + n], or c[n*ldc + m] when c_trans
+  int64_t ldc = 0;
+  int c_trans = 0;
+  void* dbias = nullptr;       // dw only: dbias[m] = Σ_k A[m][k], or null
+  int vec_a = 0;               // A sources 16-byte aligned and whole 16-byte vectors per row/segment
+  int vec_b = 0;               // B 16-byte aligned, rows whole 16-byte vectors
+  int vec_c = 0;               // c 16-byte aligned, ldc and N whole 16-byte vectors (!c_trans)
+  // Split-K (sm80 kernels, dx only): gridDim.z = splits slices of k_per_split (a multiple of BK)
+  // each. With splits > 1 every slice writes its fp32 partial tile to partial[z][m][n] (M×N per
+  // slice), and the last slice to finish a tile (counted in counters[tile], which must be 0 at
+  // launch and is left 0) adds the partials in slice order and stores C, so the sum is
+  // deterministic.
+  int splits = 1;
+  int64_t k_per_split = 0;
+  float* partial = nullptr;
+  int* counters = nullptr;
+};
+
+using BwdLaunch = cudaError_t (*)(const BwdParams&, cudaStream_t);
+
+struct BwdKernel {
+  TileConfig tile;
+  DType dtype;
+  BwdKind kind;
+  int min_cc;
+  BwdLaunch launch;
+};
+
+void register_bwd_simt(std::vector<BwdKernel>& out);
+void register_bwd_sm80_f16(std::vector<BwdKernel>& out);
+void register_bwd_sm80_bf16(std::vector<BwdKernel>& out);
+
+const std::vector<BwdKernel>& bwd_kernels();
+
+// The backward heuristic (heuristics.cpp): the tile of the dX GEMM (dw = false) or the dW GEMM.
+Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, TileConfig* out);
 
 void register_fwd_simt_f32(std::vector<FwdKernel>& out);
 void register_fwd_simt_f16(std::vector<FwdKernel>& out);

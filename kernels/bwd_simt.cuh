@@ -1,0 +1,175 @@
+// The backward GEMMs of SwiGLU on CUDA cores (SIMT), for every dtype and every GPU from sm_70:
+// the path of fp32 problems and of GPUs without the sm80 tensor-core kernels.
+//
+//   C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (see BwdParams and bwd_sm80.cuh):
+//     dx: A[m][k] = dH[m][k], B = W12;  dw: A[m][k] = dH[k][m], B = X, plus dbias[m] = Σ_k A[m][k]
+//   with dH read directly or computed from dZ and H = [G | U] as the A tile is loaded.
+//
+// Arch: sm_70+ (plain loads, shared memory and fp32 FMA). Inputs are widened to fp32 on their way
+// into shared memory; products and the dbias sum are fp32; C is rounded once to T.
+//
+// Design: the same register-staged double buffer as the SIMT forward (global loads of tile k+1 in
+// flight during the FMAs of tile k, one barrier per tile); element-wise loads, each along its
+// source's contiguous dimension so a warp's loads coalesce; each thread owns TM×4 outputs.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/bwd_sm80.cuh"  // dh_element
+#include "kernels/common.cuh"
+#include "swiglu/registry.hpp"
+
+namespace swiglu::kernels {
+
+template <class T_, bool ATrans_, bool BKMajor_, int BM, int BN, int BK, int WARPS>
+struct SimtBwdConfig {
+  using T = T_;
+  static constexpr bool kATrans = ATrans_;
+  static constexpr bool kBKMajor = BKMajor_;
+  static constexpr int kBlockM = BM, kBlockN = BN, kBlockK = BK;
+  static constexpr int kStages = 2;
+  static constexpr int kWarps = WARPS;
+  static constexpr int kThreads = WARPS * 32;
+  static constexpr int kTN = 4;
+  static constexpr int kTX = BN / kTN;
+  static constexpr int kTY = kThreads / kTX;
+  static constexpr int kTM = BM / kTY;
+  static constexpr int kLdA = BM + 4;  // shared tiles are [k][m] and [k][n] in fp32
+  static constexpr int kLdB = BN + 4;
+  static constexpr int kBufFloats = BK * (kLdA + kLdB);
+  static constexpr int kSmemBytes = 0;
+  static constexpr int kItersA = BM * BK / kThreads;
+  static constexpr int kItersB = BN * BK / kThreads;
+
+  static_assert(is_swiglu_dtype_v<T>, "simt bwd: T must be float, __half or __nv_bfloat16");
+  static_assert(kThreads % kTX == 0 && BM % kTY == 0, "simt bwd: thread grid must tile BM×BN");
+  static_assert(kTM == 1 || kTM == 2 || kTM == 4 || kTM == 8, "simt bwd: TM must be 1, 2, 4 or 8");
+  static_assert((BM * BK) % kThreads == 0 && (BN * BK) % kThreads == 0,
+                "simt bwd: every thread must load the same number of elements");
+  static_assert(2 * kBufFloats * 4 <= 48 * 1024, "simt bwd: static shared memory must fit 48 KB");
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads, 2)
+    swiglu_bwd_simt(const swiglu::detail::BwdParams p) {
+  using T = typename Cfg::T;
+  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
+  constexpr int kThreads = Cfg::kThreads;
+  constexpr int TM = Cfg::kTM, TN = Cfg::kTN;
+  constexpr int kLdA = Cfg::kLdA, kLdB = Cfg::kLdB;
+
+  __shared__ __align__(16) float smem[2][Cfg::kBufFloats];
+
+  const int tid = threadIdx.x;
+  const int tx = tid % Cfg::kTX;
+  const int ty = tid / Cfg::kTX;
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * BN;
+  const int64_t k_tiles = (K + BK - 1) / BK;
+  const T* __restrict__ bmat = static_cast<const T*>(p.b);
+
+  float ra[Cfg::kItersA], rb[Cfg::kItersB];
+
+  // Element e of a tile walks its source's contiguous dimension fastest: dH columns for A (k for
+  // dx, m for dw), n for K-major B, k for N-major B.
+  auto load = [&](int64_t kt) {
+    const int64_t k0 = kt * BK;
+#pragma unroll
+    for (int i = 0; i < Cfg::kItersA; ++i) {
+      const int e = tid + i * kThreads;
+      int64_t r, c;
+      if constexpr (Cfg::kATrans) {
+        r = k0 + e / BM;
+        c = m0 + e % BM;
+      } else {
+        r = m0 + e / BK;
+        c = k0 + e % BK;
+      }
+      ra[i] = to_f32(dh_element<T>(p, r, c));
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::kItersB; ++i) {
+      const int e = tid + i * kThreads;
+      int64_t k, n;
+      if constexpr (Cfg::kBKMajor) {
+        k = k0 + e / BN;
+        n = n0 + e % BN;
+        rb[i] = (k < K && n < N) ? to_f32(bmat[k * p.ldb + n]) : 0.0f;
+      } else {
+        n = n0 + e / BK;
+        k = k0 + e % BK;
+        rb[i] = (k < K && n < N) ? to_f32(bmat[n * p.ldb + k]) : 0.0f;
+      }
+    }
+  };
+  auto store = [&](int buf) {
+    float* sa = smem[buf];
+    float* sb = sa + BK * kLdA;
+#pragma unroll
+    for (int i = 0; i < Cfg::kItersA; ++i) {
+      const int e = tid + i * kThreads;
+      const int mm = Cfg::kATrans ? e % BM : e / BK;
+      const int kk = Cfg::kATrans ? e / BM : e % BK;
+      sa[kk * kLdA + mm] = ra[i];
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::kItersB; ++i) {
+      const int e = tid + i * kThreads;
+      const int nn = Cfg::kBKMajor ? e % BN : e / BK;
+      const int kk = Cfg::kBKMajor ? e / BN : e % BK;
+      sb[kk * kLdB + nn] = rb[i];
+    }
+  };
+
+  const bool do_bias = Cfg::kATrans && p.dbias != nullptr && blockIdx.y == 0 && tx == 0;
+  float row_sum[TM] = {};
+  float acc[TM][TN] = {};
+
+  load(0);
+  store(0);
+  __syncthreads();
+  for (int64_t kt = 0; kt < k_tiles; ++kt) {
+    const int buf = static_cast<int>(kt & 1);
+    const bool has_next = kt + 1 < k_tiles;
+    if (has_next) load(kt + 1);
+    const float* sa = smem[buf];
+    const float* sb = sa + BK * kLdA;
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (int i = 0; i < TM; ++i) a[i] = sa[k * kLdA + ty * TM + i];
+      const float4 vb = *reinterpret_cast<const float4*>(sb + k * kLdB + tx * TN);
+      b[0] = vb.x; b[1] = vb.y; b[2] = vb.z; b[3] = vb.w;
+#pragma unroll
+      for (int i = 0; i < TM; ++i) {
+        if (do_bias) row_sum[i] += a[i];
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      }
+    }
+    // Why no barrier before this store: the other buffer was last read in iteration kt-1, and
+    // every thread has passed the barrier at the end of kt-1 since.
+    if (has_next) store(buf ^ 1);
+    __syncthreads();
+  }
+
+  T* __restrict__ c = static_cast<T*>(p.c);
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int64_t m = m0 + ty * TM + i;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int64_t n = n0 + tx * TN + j;
+      if (n >= N) continue;
+      if (p.c_trans) c[n * p.ldc + m] = from_f32<T>(acc[i][j]);
+      else c[m * p.ldc + n] = from_f32<T>(acc[i][j]);
+    }
+    if (do_bias) static_cast<T*>(p.dbias)[m] = from_f32<T>(row_sum[i]);
+  }
+}
+
+}  // namespace swiglu::kernels

@@ -1,0 +1,67 @@
+// The fused forward's epilogue, shared by the SIMT and sm80 kernels: what happens to one pair of
+// adjacent (G, U) results once the products are done and the bias is added.
+//
+//   forward:            Z = silu(G)·U  -> z (when set);  H = [G | U] -> saved (when set)
+//   backward recompute: dG = dZ·U·silu'(G), dU = dZ·silu(G) -> dh = [dG | dU]  (FwdParams.dh set)
+//
+// All arithmetic is fp32; every store rounds once to T. H and dH are B×2D row-major: row m holds
+// the G (dG) half in columns [0, D) and the U (dU) half in [D, 2D).
+//
+// Why one helper: the save policy's H and the recompute policy's dH must come from exactly the
+// accumulators Z comes from, so the backward sees the forward's numbers whichever kernel ran.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common.cuh"
+#include "swiglu/registry.hpp"
+
+namespace swiglu::kernels {
+
+// Stores v0 at dst[0] and, when two, v1 at dst[1]; one aligned pair store when pair.
+template <class T>
+__device__ __forceinline__ void store_one_or_two(T* dst, float v0, float v1, bool two, bool pair) {
+  if (pair) {
+    store_pair(dst, v0, v1);
+  } else {
+    dst[0] = from_f32<T>(v0);
+    if (two) dst[1] = from_f32<T>(v1);
+  }
+}
+
+// Outputs of row m, columns col and col+1 (g/u already include the bias). Columns at or past D are
+// dropped. vec: FwdParams.vec_store (D even, outputs aligned), so col < D implies col+1 < D and the
+// pair is 2-element aligned.
+template <class T, bool FastMath>
+__device__ __forceinline__ void fwd_epilogue_pair(const swiglu::detail::FwdParams& p, int64_t m,
+                                                  int64_t col, float g0, float u0, float g1,
+                                                  float u1, bool vec) {
+  const int64_t D = p.D;
+  if (col >= D) return;
+  const bool two = col + 1 < D;
+  const bool pair = vec;  // vec implies two
+  const int64_t h_off = m * 2 * D + col;
+  if (p.dh != nullptr) {
+    const T* dz = static_cast<const T*>(p.dz) + m * D + col;
+    const float dz0 = to_f32(dz[0]);
+    const float dz1 = two ? to_f32(dz[1]) : 0.0f;
+    float s0, ds0, s1, ds1;
+    silu_and_grad(g0, &s0, &ds0);
+    silu_and_grad(g1, &s1, &ds1);
+    T* dh = static_cast<T*>(p.dh) + h_off;
+    store_one_or_two(dh, dz0 * u0 * ds0, dz1 * u1 * ds1, two, pair);
+    store_one_or_two(dh + D, dz0 * s0, dz1 * s1, two, pair);
+    return;
+  }
+  if (p.z != nullptr) {
+    T* z = static_cast<T*>(p.z) + m * D + col;
+    store_one_or_two(z, swiglu_gate<FastMath>(g0, u0), swiglu_gate<FastMath>(g1, u1), two, pair);
+  }
+  if (p.saved != nullptr) {
+    T* h = static_cast<T*>(p.saved) + h_off;
+    store_one_or_two(h, g0, g1, two, pair);
+    store_one_or_two(h + D, u0, u1, two, pair);
+  }
+}
+
+}  // namespace swiglu::kernels

@@ -1,0 +1,95 @@
+// Internal, host side: the launcher template behind every backward-GEMM instance and the tile lists
+// of kernels/bwd_sm80.cuh and kernels/bwd_simt.cuh, instantiated per dtype by the bwd_*.cu files.
+//
+// sm80 tiles (fp16, bf16), each for dx with linear W, dx with packed W, and dw:
+//   128x128x32 s3, 2x4 warps: large M and N (dX of many tokens, dW of wide layers).
+//   128x64x32  s4, 2x2 warps: the middle ground.
+//   64x64x32   s4, 2x2 warps: small problems, where the grid needs more blocks.
+// SIMT tile (every dtype): 64x64x16 with 8 warps, each thread owning 2×4 outputs.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+#include <vector>
+
+#include <nvtx3/nvtx3.hpp>
+
+#include "kernels/bwd_simt.cuh"
+#include "kernels/bwd_sm80.cuh"
+#include "swiglu/fwd_launch.cuh"  // ensure_dynamic_smem
+#include "swiglu/registry.hpp"
+
+namespace swiglu::detail {
+
+// M tiles on gridDim.x, N tiles on gridDim.y (limit 65535), split-K slices on gridDim.z.
+template <class Cfg, auto Kernel>
+cudaError_t launch_bwd(const BwdParams& p, cudaStream_t stream) {
+  nvtx3::scoped_range range{"swiglu::launch_bwd"};
+  const int64_t tiles_m = (p.M + Cfg::kBlockM - 1) / Cfg::kBlockM;
+  const int64_t tiles_n = (p.N + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  if (tiles_m == 0 || tiles_n == 0) return cudaSuccess;
+  if (tiles_m < 0 || tiles_n < 0 || tiles_m > INT_MAX || tiles_n > 65535) {
+    return cudaErrorInvalidConfiguration;
+  }
+  if constexpr (Cfg::kSmemBytes > 48 * 1024) {
+    if (const cudaError_t err = ensure_dynamic_smem<Cfg, Kernel>(Cfg::kSmemBytes);
+        err != cudaSuccess) {
+      return err;
+    }
+  }
+  if (p.splits < 1 || p.splits > 65535) return cudaErrorInvalidConfiguration;
+  const dim3 grid(static_cast<unsigned>(tiles_m), static_cast<unsigned>(tiles_n),
+                  static_cast<unsigned>(p.splits));
+  Kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <class Cfg, auto Kernel>
+BwdKernel make_bwd_kernel(Family family, int min_cc, DType dtype, BwdKind kind) {
+  TileConfig tile;
+  tile.family = family;
+  tile.block_m = Cfg::kBlockM;
+  tile.block_n = Cfg::kBlockN;
+  tile.block_k = Cfg::kBlockK;
+  tile.stages = Cfg::kStages;
+  tile.warps = Cfg::kWarps;
+  return BwdKernel{tile, dtype, kind, min_cc, &launch_bwd<Cfg, Kernel>};
+}
+
+// One sm80 tile for the three GEMM kinds.
+template <class T, int BM, int BN, int BK, int STAGES, int WARPS_M, int WARPS_N>
+void add_bwd_sm80(std::vector<BwdKernel>& out, DType dtype) {
+  using DxLinear = kernels::Sm80BwdConfig<T, false, true, BM, BN, BK, STAGES, WARPS_M, WARPS_N>;
+  using DxPacked = kernels::Sm80BwdConfig<T, false, false, BM, BN, BK, STAGES, WARPS_M, WARPS_N>;
+  using Dw = kernels::Sm80BwdConfig<T, true, true, BM, BN, BK, STAGES, WARPS_M, WARPS_N>;
+  out.push_back(make_bwd_kernel<DxLinear, kernels::swiglu_bwd_sm80<DxLinear>>(
+      Family::mma_sm80, 80, dtype, BwdKind::dx_linear));
+  out.push_back(make_bwd_kernel<DxPacked, kernels::swiglu_bwd_sm80<DxPacked>>(
+      Family::mma_sm80, 80, dtype, BwdKind::dx_packed));
+  out.push_back(make_bwd_kernel<Dw, kernels::swiglu_bwd_sm80<Dw>>(Family::mma_sm80, 80, dtype,
+                                                                  BwdKind::dw));
+}
+
+template <class T>
+void register_bwd_sm80_tiles(std::vector<BwdKernel>& out, DType dtype) {
+  add_bwd_sm80<T, 128, 128, 32, 3, 2, 4>(out, dtype);
+  add_bwd_sm80<T, 128, 64, 32, 4, 2, 2>(out, dtype);
+  add_bwd_sm80<T, 64, 64, 32, 4, 2, 2>(out, dtype);
+}
+
+template <class T, int BM, int BN, int BK, int WARPS>
+void add_bwd_simt(std::vector<BwdKernel>& out, DType dtype) {
+  using DxLinear = kernels::SimtBwdConfig<T, false, true, BM, BN, BK, WARPS>;
+  using DxPacked = kernels::SimtBwdConfig<T, false, false, BM, BN, BK, WARPS>;
+  using Dw = kernels::SimtBwdConfig<T, true, true, BM, BN, BK, WARPS>;
+  out.push_back(make_bwd_kernel<DxLinear, kernels::swiglu_bwd_simt<DxLinear>>(
+      Family::simt, 70, dtype, BwdKind::dx_linear));
+  out.push_back(make_bwd_kernel<DxPacked, kernels::swiglu_bwd_simt<DxPacked>>(
+      Family::simt, 70, dtype, BwdKind::dx_packed));
+  out.push_back(
+      make_bwd_kernel<Dw, kernels::swiglu_bwd_simt<Dw>>(Family::simt, 70, dtype, BwdKind::dw));
+}
+
+}  // namespace swiglu::detail
