@@ -1,9 +1,13 @@
-# Writes OUT, a C++ file defining swiglu::bench::git_sha(), from the source tree's git state.
-# Runs at every build; the file is rewritten only when the text changes, so nothing recompiles
-# needlessly.
-execute_process(COMMAND git rev-parse HEAD WORKING_DIRECTORY "${SRC}"
-                OUTPUT_VARIABLE sha OUTPUT_STRIP_TRAILING_WHITESPACE
-                RESULT_VARIABLE rc ERROR_QUIET)
+# Writes OUT, a C++ file defining swiglu::bench::git_sha(), from the source tree's git state, or
+# from the environment variable SWIGLU_GIT_SHA when it is set (a copied tree whose .git is not the
+# source's). Runs at every build; the file is rewritten only when the text changes, so nothing
+# recompiles needlessly.
+set(rc 1)
+if(NOT DEFINED ENV{SWIGLU_GIT_SHA})
+  execute_process(COMMAND git rev-parse HEAD WORKING_DIRECTORY "${SRC}"
+                  OUTPUT_VARIABLE sha OUTPUT_STRIP_TRAILING_WHITESPACE
+                  RESULT_VARIABLE rc ERROR_QUIET)
+endif()
 if(rc EQUAL 0)
   execute_process(COMMAND git status --porcelain --untracked-files=no WORKING_DIRECTORY "${SRC}"
                   OUTPUT_VARIABLE dirty OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)

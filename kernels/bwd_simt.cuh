@@ -71,6 +71,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
   const T* __restrict__ bmat = static_cast<const T*>(p.b);
 
   float ra[Cfg::kItersA], rb[Cfg::kItersB];
+  // The first column of dX blocks also writes the dH it computed (see bwd_sm80.cuh).
+  const bool write_dh = !Cfg::kATrans && p.dh_out != nullptr && blockIdx.y == 0;
 
   // Element e of a tile walks its source's contiguous dimension fastest: dH columns for A (k for
   // dx, m for dw), n for K-major B, k for N-major B.
@@ -87,7 +89,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
         r = m0 + e / BK;
         c = k0 + e % BK;
       }
-      ra[i] = to_f32(dh_element<T>(p, r, c));
+      const T v = dh_element<T>(p, r, c);
+      ra[i] = to_f32(v);
+      if (write_dh && r < p.rows && c < 2 * p.D) static_cast<T*>(p.dh_out)[r * 2 * p.D + c] = v;
     }
 #pragma unroll
     for (int i = 0; i < Cfg::kItersB; ++i) {

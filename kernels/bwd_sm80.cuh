@@ -21,6 +21,9 @@
 //     and U are fetched into registers before the tile's mma work and turned into dG / dU and
 //     stored to shared memory after it, so the loads' latency hides behind the math. With dH
 //     already materialised (the recompute policy's epilogue placement) A goes through cp.async like B.
+//   - With the gate in the prologue and both gradients wanted, the dX GEMM's first column of
+//     blocks also stores the dH tiles it computed (dh_out), and the dW GEMM then reads dH directly
+//     instead of computing the gate once more per column of its own blocks.
 //   - dbias is a by-product of the dw GEMM: the blocks of the first N tile sum their A fragments
 //     over the whole K = B, so every dbias element has one owner and the sum is deterministic.
 //   - A STAGES-deep pipeline with one barrier per K tile, as in the forward kernel.
@@ -89,6 +92,11 @@ struct Sm80BwdConfig {
 // D % 8 == 0 (so the chunk is wholly in the dG half or the dU half) and 16-byte aligned sources.
 // The raw vectors are fetched first (fetch) and turned into dH later (finish), so the loads can be
 // in flight during other work.
+// Why fast math in the prologue: a dX or dW block recomputes the gate for every A tile it loads,
+// once per column of blocks, so its exp and divisions are paid many times over; the MUFU
+// reciprocal makes them cheap, and the dtype rounding of dH hides its few ulp.
+constexpr bool kPrologueFastMath = true;
+
 struct GateChunk {
   uint4 dz, g, u;
 };
@@ -115,8 +123,8 @@ __device__ __forceinline__ uint4 gate_chunk_finish(const GateChunk& in, bool dg_
   for (int e = 0; e < 8; e += 2) {
     float s0, ds0, s1, ds1;
     const float g0 = to_f32(g[e]), g1 = to_f32(g[e + 1]);
-    silu_and_grad(g0, &s0, &ds0);
-    silu_and_grad(g1, &s1, &ds1);
+    silu_and_grad<kPrologueFastMath>(g0, &s0, &ds0);
+    silu_and_grad<kPrologueFastMath>(g1, &s1, &ds1);
     const float dz0 = to_f32(dz[e]), dz1 = to_f32(dz[e + 1]);
     const float v0 = dg_half ? dz0 * to_f32(u[e]) * ds0 : dz0 * s0;
     const float v1 = dg_half ? dz1 * to_f32(u[e + 1]) * ds1 : dz1 * s1;
@@ -137,7 +145,7 @@ __device__ __forceinline__ T dh_element(const swiglu::detail::BwdParams& p, int6
   const int64_t cc = c < D ? c : c - D;
   const float g = to_f32(h[r * 2 * D + cc]);
   float s, ds;
-  silu_and_grad(g, &s, &ds);
+  silu_and_grad<kPrologueFastMath>(g, &s, &ds);
   const float d = to_f32(dz[r * D + cc]);
   return from_f32<T>(c < D ? d * to_f32(h[r * 2 * D + D + cc]) * ds : d * s);
 }
@@ -253,6 +261,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       cp_async_16_zfill(smem_base + a_soff(stage, i), ok ? static_cast<const void*>(dh + r * two_d + c) : p.dh, ok);
     }
   };
+  // Why only the first column of blocks: every column computes the same dH rows; one copy suffices.
+  const bool write_dh = !kATrans && p.dh_out != nullptr && blockIdx.y == 0;
   // A through registers with the gate backward (vector path): fetch before the math, finish after.
   GateChunk staged[Cfg::kChunksA];
   auto fetch_a = [&](int64_t kt) {
@@ -273,7 +283,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       int64_t r, c;
       a_coords(kt, i, &r, &c);
       // Why no range test: out-of-range chunks were fetched as zeros, and silu(0)·0 = 0.
-      *reinterpret_cast<uint4*>(smem + a_soff(stage, i)) = gate_chunk_finish<T>(staged[i], c < p.D);
+      const uint4 v = gate_chunk_finish<T>(staged[i], c < p.D);
+      *reinterpret_cast<uint4*>(smem + a_soff(stage, i)) = v;
+      if (write_dh && r < p.rows && c < two_d) {
+        *reinterpret_cast<uint4*>(static_cast<T*>(p.dh_out) + r * two_d + c) = v;
+      }
     }
   };
   // A element by element (any alignment, either source).
@@ -284,7 +298,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       a_coords(kt, i, &r, &c);
       alignas(16) T v[kVec];
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) v[e] = dh_element<T>(p, r, c + e);
+      for (int e = 0; e < kVec; ++e) {
+        v[e] = dh_element<T>(p, r, c + e);
+        if (write_dh && r < p.rows && c + e < two_d) static_cast<T*>(p.dh_out)[r * two_d + c + e] = v[e];
+      }
       *reinterpret_cast<uint4*>(smem + a_soff(stage, i)) = *reinterpret_cast<const uint4*>(v);
     }
   };

@@ -126,8 +126,9 @@ enum class Policy { save, recompute };
 // Where the gate backward runs (recompute only; save always uses the prologue).
 //   epilogue: the recompute GEMM's epilogue turns G, U and dZ into dH (workspace), and the dX and
 //             dW GEMMs read dH directly. The gate runs once per element.
-//   prologue: the recompute GEMM writes H (workspace); the dX and dW GEMMs compute dH from dZ and
-//             H while loading their operand tiles (once per tile that reads the element).
+//   prologue: the recompute GEMM writes H (workspace); the dX GEMM computes dH from dZ and H while
+//             loading its operand tiles (once per column of its blocks), and its first column of
+//             blocks stores dH for the dW GEMM (which computes it itself when dX is not wanted).
 //   automatic: epilogue for recompute.
 enum class GatePlacement { automatic, epilogue, prologue };
 
@@ -165,8 +166,9 @@ struct BackwardTiles {
 };
 
 // Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
-// for Policy::recompute, plus fp32 split-K partials of dX when B×I gives the dX GEMM fewer blocks
-// than the device has SMs (small batches, fp16/bf16 on sm_80+). 0 for Policy::save at large B.
+// for dH (recompute, or both gradients), B×2D more for H (recompute with the prologue placement),
+// plus fp32 split-K partials of dX when B×I gives the dX GEMM fewer blocks than the device has SMs
+// (small batches, fp16/bf16 on sm_80+). Its contents need no initialisation.
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);
 
 // The compiled tiles of the dX GEMM (K = 2D) and of the dW GEMM (K = B) for `p` on `dev`.
@@ -178,7 +180,8 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
                          const void* workspace, size_t workspace_bytes);
 
 // Launches the backward on `stream`: with recompute, one fused GEMM for G and U, then the dX GEMM
-// and the dW GEMM as requested (at most 3 launches). Returns after the launches.
+// and the dW GEMM as requested (at most 3 kernels, plus a memset of the split-K counters when dX
+// is split). Returns after the launches.
 Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
                 void* workspace, size_t workspace_bytes, cudaStream_t stream,
                 BackwardTiles* used_tiles = nullptr);

@@ -357,34 +357,48 @@ int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
   return static_cast<int>(std::clamp<int64_t>((2 * sms + tiles - 1) / tiles, 1, kMaxSplits));
 }
 
+// The backward's workspace, each region 256-byte aligned:
+//   h:       H = [G | U] written by the recompute GEMM (recompute with the prologue placement)
+//   dh:      dH = [dG | dU], written by the recompute GEMM's epilogue (epilogue placement), or by the
+//            dX GEMM's first column of blocks for the dW GEMM to read (prologue, both gradients)
+//   partial: split-K partials of dX, max_dx_splits × B×I fp32
+//   counter: split-K tile counters
 struct WorkspaceLayout {
-  size_t h_bytes = 0;         // recompute: H or dH, B×2D in the dtype
-  size_t partial_offset = 0;  // split-K partials: max_splits × B×I fp32
-  size_t partial_bytes = 0;
-  size_t counter_offset = 0;  // split-K tile counters
-  size_t counter_bytes = 0;
+  size_t h_offset = 0, h_bytes = 0;
+  size_t dh_offset = 0, dh_bytes = 0;
+  size_t partial_offset = 0, partial_bytes = 0;
+  size_t counter_offset = 0, counter_bytes = 0;
   size_t total = 0;
 };
 
 WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, const DeviceTraits& dev) {
   WorkspaceLayout l;
   if (p.batch <= 0 || p.hidden <= 0 || p.in_features <= 0) return l;
-  if (o.policy == Policy::recompute) {
-    l.h_bytes = static_cast<size_t>(p.batch) * 2 * static_cast<size_t>(p.hidden) * dtype_size(p.dtype);
-  }
+  const size_t h_elems_bytes =
+      static_cast<size_t>(p.batch) * 2 * static_cast<size_t>(p.hidden) * dtype_size(p.dtype);
+  const GatePlacement placement = effective_placement(o);
+  size_t end = 0;
+  auto region = [&](size_t bytes, size_t* offset, size_t* size) {
+    if (bytes == 0) return;
+    *offset = round_up(end, 256);
+    *size = bytes;
+    end = *offset + bytes;
+  };
+  if (o.policy == Policy::recompute && placement == GatePlacement::prologue)
+    region(h_elems_bytes, &l.h_offset, &l.h_bytes);
+  if ((o.policy == Policy::recompute && placement == GatePlacement::epilogue) ||
+      (o.grads.dx && o.grads.dw))
+    region(h_elems_bytes, &l.dh_offset, &l.dh_bytes);
   const int splits = o.grads.dx ? max_dx_splits(p, dev) : 1;
   if (splits > 1) {
     const size_t tiles = static_cast<size_t>((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
                          static_cast<size_t>((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
-    l.partial_offset = round_up(l.h_bytes, 256);
-    l.partial_bytes = static_cast<size_t>(splits) * static_cast<size_t>(p.batch) *
-                      static_cast<size_t>(p.in_features) * sizeof(float);
-    l.counter_offset = round_up(l.partial_offset + l.partial_bytes, 256);
-    l.counter_bytes = tiles * sizeof(int);
-    l.total = l.counter_offset + l.counter_bytes;
-  } else {
-    l.total = l.h_bytes;
+    region(static_cast<size_t>(splits) * static_cast<size_t>(p.batch) *
+               static_cast<size_t>(p.in_features) * sizeof(float),
+           &l.partial_offset, &l.partial_bytes);
+    region(tiles * sizeof(int), &l.counter_offset, &l.counter_bytes);
   }
+  l.total = end;
   return l;
 }
 
@@ -429,6 +443,8 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
   if (o.grads.dx) out.push_back({"dx", t.dx, B * I});
   if (o.grads.dw) out.push_back({"dw", t.dw, w_elems(p)});
   if (o.grads.dw && p.bias) out.push_back({"dbias", t.dbias, 2 * D});
+  // Null, alignment and overlap of the tensors first, so that their messages win over the workspace's.
+  if (Status s = check_pointers(p, in, out); !s.ok()) return s;
   const size_t need = backward_workspace_bytes(p, o);  // validated against the current device
   if (need > 0) {
     if (workspace == nullptr)
@@ -440,7 +456,6 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
     out.push_back({"workspace", workspace, static_cast<int64_t>(need / dtype_size(p.dtype))});
   }
   return check_pointers(p, in, out);
-  return Status::success();
 }
 
 Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& o,
@@ -472,9 +487,12 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   const WorkspaceLayout ws = workspace_layout(p, o, dev);
   char* const ws_base = static_cast<char*>(workspace);
 
-  // 1. Where dH comes from: recomputed (epilogue: dH itself; prologue: H), or the saved H.
+  // 1. Where dH comes from. recompute/epilogue: the recompute GEMM writes dH; recompute/prologue:
+  // it writes H and the dX (or dW) GEMM turns H and dZ into dH as it loads; save: the same from the
+  // saved H.
   const void* dh = nullptr;
-  const void* h = nullptr;
+  const void* h = o.policy == Policy::save ? t.saved : nullptr;
+  void* const dh_region = ws.dh_bytes > 0 ? ws_base + ws.dh_offset : nullptr;
   if (o.policy == Policy::recompute) {
     TileConfig tile;
     if (o.recompute_tile) {
@@ -483,26 +501,30 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
       return s;
     }
     const bool epi = placement == GatePlacement::epilogue;
-    if (Status s = launch_forward(p, dev, tile, t.x, t.w, t.bias, nullptr, epi ? nullptr : workspace,
-                                  epi ? t.dz : nullptr, epi ? workspace : nullptr, stream);
+    void* const h_region = ws_base + ws.h_offset;
+    if (Status s = launch_forward(p, dev, tile, t.x, t.w, t.bias, nullptr, epi ? nullptr : h_region,
+                                  epi ? t.dz : nullptr, epi ? dh_region : nullptr, stream);
         !s.ok())
       return s;
     used.recompute = tile;
-    (epi ? dh : h) = workspace;
-  } else {
-    h = t.saved;
+    if (epi) {
+      dh = dh_region;
+    } else {
+      h = h_region;
+    }
   }
-
   const int64_t B = p.batch, D = p.hidden, I = p.in_features;
   const int64_t vec = 16 / static_cast<int64_t>(es);
-  detail::BwdParams base;
-  base.rows = B;
-  base.D = D;
-  base.dh = dh;
-  base.dz = t.dz;
-  base.h = h;
-  base.vec_a = dh != nullptr ? aligned(dh, 16) && (2 * D) % vec == 0
-                             : aligned(t.dz, 16) && aligned(h, 16) && D % vec == 0;
+  // The A operand of a GEMM: dH read directly, or computed from dZ and H in the prologue.
+  auto a_source = [&](detail::BwdParams* q, const void* direct) {
+    q->rows = B;
+    q->D = D;
+    q->dh = direct;
+    q->dz = direct != nullptr ? nullptr : t.dz;
+    q->h = direct != nullptr ? nullptr : h;
+    q->vec_a = direct != nullptr ? aligned(direct, 16) && (2 * D) % vec == 0
+                                 : aligned(t.dz, 16) && aligned(h, 16) && D % vec == 0;
+  };
 
   auto run = [&](bool dw, const std::optional<TileConfig>& forced, detail::BwdParams params,
                  TileConfig* used_tile) -> Status {
@@ -566,7 +588,11 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
 
   // 2. dX = dH · W12: M = B, N = I, K = 2D.
   if (o.grads.dx) {
-    detail::BwdParams q = base;
+    detail::BwdParams q;
+    a_source(&q, dh);
+    // With the gate in the prologue and dW to follow, the first column of dX blocks also writes
+    // the dH it computed, so the dW GEMM reads it instead of computing it again.
+    if (dh == nullptr && o.grads.dw) q.dh_out = dh_region;
     q.M = B;
     q.N = I;
     q.K = 2 * D;
@@ -580,7 +606,8 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   }
   // 3. dW12 = dHᵀ · X: M = 2D, N = I, K = B; dbias from the same A tiles.
   if (o.grads.dw) {
-    detail::BwdParams q = base;
+    detail::BwdParams q;
+    a_source(&q, dh != nullptr ? dh : (o.grads.dx ? dh_region : nullptr));
     q.M = 2 * D;
     q.N = I;
     q.K = B;

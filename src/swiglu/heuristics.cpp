@@ -103,9 +103,13 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
 
 // ---- backward GEMMs -------------------------------------------------------------------------------
 //
-// The dX and dW GEMMs use the forward's machinery with a simpler rule (no sweep has tuned them
-// yet): tensor cores for fp16/bf16 on sm_80+, SIMT otherwise; the largest tile that still gives
-// one block per SM, else the tile with the most blocks.
+// The dX and dW GEMMs use the forward's machinery with their own rule: tensor cores for fp16/bf16
+// on sm_80+, SIMT otherwise; tiles of at most 128x64 (128x128 holds one block per SM, too few warps
+// for mma.sync, as in the forward's sweep); the largest tile that gives `wanted` blocks, else the
+// one with the most. wanted = SMs, or 4 × SMs when the reduction is short (fewer than 8 K tiles:
+// dW of a small batch), where each block is mostly pipeline fill and epilogue and only many
+// resident blocks hide that latency. Small-batch dX that still leaves SMs idle is split along K
+// (api.cpp).
 namespace {
 
 std::vector<TileConfig> bwd_tiles(const Problem& p, const DeviceTraits& dev, bool dw) {
@@ -135,9 +139,11 @@ namespace detail {
 Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, TileConfig* out) {
   const Family family =
       dev.cc_major >= 8 && p.dtype != DType::f32 ? Family::mma_sm80 : Family::simt;
+  constexpr int kMaxDefaultArea = 128 * 64;
+  constexpr int kShortKTiles = 8;
   std::vector<TileConfig> eligible;
   for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
-    if (t.family == family) eligible.push_back(t);
+    if (t.family == family && t.block_m * t.block_n <= kMaxDefaultArea) eligible.push_back(t);
   }
   if (eligible.empty()) {
     return Status{StatusCode::unsupported,
@@ -153,8 +159,11 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
   auto count = [&](const TileConfig& t) {
     return ((m + t.block_m - 1) / t.block_m) * ((n + t.block_n - 1) / t.block_n);
   };
+  const int64_t k = dw ? p.batch : 2 * p.hidden;
   for (const TileConfig& t : eligible) {
-    if (count(t) >= std::max(dev.sm_count, 1)) {
+    const bool short_k = k < static_cast<int64_t>(kShortKTiles) * t.block_k;
+    const int64_t wanted = std::max(dev.sm_count, 1) * (short_k ? 4 : 1);
+    if (count(t) >= wanted) {
       *out = t;
       return Status::success();
     }

@@ -67,6 +67,8 @@ struct BwdParams {
   const void* dh = nullptr;    // direct A source (row stride 2D), or null for the transform
   const void* dz = nullptr;    // transform: dZ, row stride D
   const void* h = nullptr;     // transform: H = [G | U], row stride 2D
+  void* dh_out = nullptr;      // transform, dx only: blocks of the first N tile also write the
+                               // dH they computed here (row stride 2D), for the dW GEMM
   const void* b = nullptr;     // B operand: b[k*ldb + n] (dx_linear, dw) or b[n*ldb + k] (dx_packed)
   int64_t ldb = 0;
   void* c = nullptr;           // C[m][n] at c[m*ldc + n], or c[n*ldc + m] when c_trans
