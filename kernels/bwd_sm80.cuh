@@ -28,8 +28,8 @@
 //     over the whole K = B, so every dbias element has one owner and the sum is deterministic.
 //   - A STAGES-deep pipeline with one barrier per K tile, as in the forward kernel.
 //   - Split-K for dX with few output tiles (small B: K = 2D is long, B×I gives few blocks): the
-//     slices of one tile meet through fp32 partials and a per-tile counter; the last slice to
-//     arrive adds them in slice order, so results do not depend on timing.
+//     slices of one tile add into fp32 sums with atomics and count themselves in a per-tile
+//     counter; the last slice to arrive stores C.
 #pragma once
 
 #include <cstdint>
@@ -436,10 +436,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   // ---- epilogue -----------------------------------------------------------------------------------
   if (p.splits > 1) {
-    // Split-K: publish this slice's partial tile; the last slice to arrive sums all of them in
-    // slice order (deterministic) into acc and stores C below.
-    const int64_t slice = static_cast<int64_t>(M) * N;
-    float* part = p.partial + blockIdx.z * slice;
+    // Split-K: add this slice's tile into the fp32 sums; the last slice to arrive reads them back
+    // and stores C below. Why atomics and not per-slice partials summed in order: the reduction
+    // then costs one round trip however many slices there are (the adds need no reply), where a
+    // last block reading every slice pays one per slice; the price is that fp32 sums are not
+    // bitwise reproducible from run to run.
+    float* sums = p.partial;
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -449,12 +451,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
         for (int j = 0; j < kNT; ++j) {
           const int64_t n = n0 + warp_col0 + j * 8 + 2 * t;
-          if (n < N) __stcg(part + m * N + n, acc[i][j][2 * h]);
-          if (n + 1 < N) __stcg(part + m * N + n + 1, acc[i][j][2 * h + 1]);
+          if (n < N) atomicAdd(sums + m * N + n, acc[i][j][2 * h]);
+          if (n + 1 < N) atomicAdd(sums + m * N + n + 1, acc[i][j][2 * h + 1]);
         }
       }
-    // Why the fence before the ticket: every thread's partial must be visible device-wide before
-    // the counter says this slice is done.
+    // Why the fence before the ticket: this slice's adds must be performed device-wide before the
+    // counter says the slice is done.
     __threadfence();
     __syncthreads();
     __shared__ int last_slice;
@@ -462,7 +464,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     if (tid == 0) last_slice = atomicAdd(counter, 1) == p.splits - 1;
     __syncthreads();
     if (!last_slice) return;
-    __threadfence();  // order the reads below after the other slices' fenced writes
+    __threadfence();  // order the reads below after the other slices' fenced adds
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -471,19 +473,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
         for (int j = 0; j < kNT; ++j) {
           const int64_t n = n0 + warp_col0 + j * 8 + 2 * t;
-          float s0 = 0.0f, s1 = 0.0f;
-          if (m < M) {
-            for (int z = 0; z < p.splits; ++z) {
-              const float* src = p.partial + z * slice + m * N + n;
-              if (n < N) s0 += __ldcg(src);
-              if (n + 1 < N) s1 += __ldcg(src + 1);
-            }
-          }
-          acc[i][j][2 * h] = s0;
-          acc[i][j][2 * h + 1] = s1;
+          acc[i][j][2 * h] = (m < M && n < N) ? __ldcg(sums + m * N + n) : 0.0f;
+          acc[i][j][2 * h + 1] = (m < M && n + 1 < N) ? __ldcg(sums + m * N + n + 1) : 0.0f;
         }
       }
-    if (tid == 0) *counter = 0;  // leaves the counters as it found them
   }
   T* __restrict__ c = static_cast<T*>(p.c);
   const int64_t ldc = p.ldc;

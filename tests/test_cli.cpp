@@ -163,7 +163,7 @@ TEST(Cli, BackwardDefaults) {
   EXPECT_TRUE(g.grads.dx);
   EXPECT_TRUE(g.grads.dw);
   EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::save, Policy::recompute}));
-  EXPECT_EQ(g.placement, GatePlacement::automatic);
+  EXPECT_EQ(g.placements, (std::vector<GatePlacement>{GatePlacement::epilogue}));
   EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"auto"}));
   EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto"}));
   // The forward's measurement defaults apply.
@@ -183,7 +183,7 @@ TEST(Cli, BackwardOptions) {
   EXPECT_FALSE(g.grads.dx);
   EXPECT_TRUE(g.grads.dw);
   EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::recompute}));
-  EXPECT_EQ(g.placement, GatePlacement::prologue);
+  EXPECT_EQ(g.placements, (std::vector<GatePlacement>{GatePlacement::prologue}));
   EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"all"}));
   EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto", "sm80:128x64x32s4w4"}));
   ASSERT_EQ(c.cases.size(), 1u);
@@ -199,7 +199,12 @@ TEST(Cli, BackwardOptions) {
   EXPECT_TRUE(d.options.gradient.grads.dx);
   EXPECT_FALSE(d.options.gradient.grads.dw);
   EXPECT_EQ(d.options.gradient.policies, (std::vector<Policy>{Policy::save}));
-  EXPECT_EQ(d.options.gradient.placement, GatePlacement::epilogue);
+  EXPECT_EQ(d.options.gradient.placements, (std::vector<GatePlacement>{GatePlacement::epilogue}));
+  // A list runs each placement once (auto is the epilogue).
+  const Command l = parse({"backward", "--batch", "8", "--in", "8", "--hidden", "8",
+                           "--gate-placement", "auto,prologue,epilogue"});
+  EXPECT_EQ(l.options.gradient.placements,
+            (std::vector<GatePlacement>{GatePlacement::epilogue, GatePlacement::prologue}));
 }
 
 TEST(Cli, StepAndMemory) {
@@ -260,7 +265,7 @@ TEST(Cli, BadUsageExitsThree) {
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--policy", "keep"},
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--policy", "save,fast"},
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--gate-placement", "middle"},
-      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--gate-placement", "epilogue,prologue"},
+      {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--gate-placement", "epilogue,,prologue"},
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--dx-tiles", "sm80:1x2"},
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--dw-tiles", "biggest"},
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--variants", "fused-save"},

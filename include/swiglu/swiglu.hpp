@@ -162,13 +162,16 @@ struct BackwardOptions {
 // The configurations one backward call ran (a kernel that did not run has block_m == 0).
 struct BackwardTiles {
   TileConfig recompute, dx, dw;
-  int dx_splits = 1;  // split-K slices of the dX GEMM (small batches)
+  // Split-K slices of the dX GEMM (small batches). With more than one, the slices add their fp32
+  // partial sums with atomics, so dX is not bitwise reproducible from run to run (it stays within
+  // the same tolerance); everything else is.
+  int dx_splits = 1;
 };
 
 // Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
 // for dH (recompute, or both gradients), B×2D more for H (recompute with the prologue placement),
-// plus fp32 split-K partials of dX when B×I gives the dX GEMM fewer blocks than the device has SMs
-// (small batches, fp16/bf16 on sm_80+). Its contents need no initialisation.
+// plus B×I fp32 split-K sums of dX when B×I gives the dX GEMM too few blocks for the device (small
+// batches, fp16/bf16 on sm_80+). Its contents need no initialisation.
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);
 
 // The compiled tiles of the dX GEMM (K = 2D) and of the dW GEMM (K = B) for `p` on `dev`.
@@ -180,8 +183,8 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
                          const void* workspace, size_t workspace_bytes);
 
 // Launches the backward on `stream`: with recompute, one fused GEMM for G and U, then the dX GEMM
-// and the dW GEMM as requested (at most 3 kernels, plus a memset of the split-K counters when dX
-// is split). Returns after the launches.
+// and the dW GEMM as requested (at most 3 kernels, plus a memset of the split-K sums when dX is
+// split). Returns after the launches.
 Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
                 void* workspace, size_t workspace_bytes, cudaStream_t stream,
                 BackwardTiles* used_tiles = nullptr);

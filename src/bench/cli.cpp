@@ -88,8 +88,9 @@ void add_gradient_options(CLI::App* cmd, GradientWords& g) {
                   "where fused's G and U come from: save (forward keeps H), recompute, or both")
       ->capture_default_str();
   cmd->add_option("--gate-placement", g.placement,
-                  "fused-recompute's gate backward: auto, epilogue (of the recompute GEMM) or "
-                  "prologue (of the dX/dW GEMMs); fused-save always uses prologue")
+                  "fused-recompute's gate backward: auto, epilogue (of the recompute GEMM), "
+                  "prologue (of the dX GEMM) or a comma list (prologue runs as "
+                  "fused-recompute-prologue); fused-save always uses the prologue")
       ->capture_default_str();
   cmd->add_option("--dx-tiles", g.dx_tiles, "tiles of the fused dX GEMM: auto, all or names")
       ->capture_default_str();
@@ -129,10 +130,17 @@ GradientOptions resolve_gradient(const GradientWords& w) {
     if (!p) throw std::invalid_argument("--policy: '" + word + "' is not save or recompute");
     g.policies.push_back(*p);
   }
-  const auto placement = parse_gate_placement(w.placement);
-  if (!placement)
-    throw std::invalid_argument("--gate-placement: '" + w.placement + "' is not auto, epilogue or prologue");
-  g.placement = *placement;
+  g.placements.clear();
+  for (const auto& word : option_words(w.placement, "--gate-placement")) {
+    const auto placement = parse_gate_placement(word);
+    if (!placement)
+      throw std::invalid_argument("--gate-placement: '" + word + "' is not auto, epilogue or prologue");
+    // auto is the epilogue for recompute; a list naming both runs it once.
+    const GatePlacement eff =
+        *placement == GatePlacement::prologue ? GatePlacement::prologue : GatePlacement::epilogue;
+    if (std::find(g.placements.begin(), g.placements.end(), eff) == g.placements.end())
+      g.placements.push_back(eff);
+  }
   g.dx_tiles = tile_words(w.dx_tiles, "--dx-tiles");
   g.dw_tiles = tile_words(w.dw_tiles, "--dw-tiles");
   return g;

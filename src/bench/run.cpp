@@ -279,7 +279,9 @@ Json Session::provenance(const Json& resolved_config, const GemmPeak* peak) cons
     Json policies = Json::array();
     for (Policy pol : g.policies) policies.push_back(to_string(pol));
     b.set("policies", policies);
-    b.set("gate_placement", to_string(g.placement));
+    std::string placements;
+    for (GatePlacement pl : g.placements) placements += (placements.empty() ? "" : ",") + std::string(to_string(pl));
+    b.set("gate_placement", placements);
     b.set("dx_tiles", string_list(g.dx_tiles));
     b.set("dw_tiles", string_list(g.dw_tiles));
     prov.set("gradient", b);

@@ -24,11 +24,12 @@ inline constexpr int kExitInterrupted = 130;
 enum class ReferenceMode { automatic, cpu, gpu };
 
 // What the gradient commands (backward, step, memory) run. The `fused` variant becomes one variant
-// per policy: fused-save and fused-recompute.
+// per policy: fused-save and fused-recompute, and the recompute one once per gate placement
+// (fused-recompute for the epilogue, fused-recompute-prologue for the prologue).
 struct GradientOptions {
   Grads grads;  // --grads: dx, dw or both
   std::vector<Policy> policies = {Policy::save, Policy::recompute};
-  GatePlacement placement = GatePlacement::automatic;
+  std::vector<GatePlacement> placements = {GatePlacement::automatic};
   // The dX and dW GEMMs' tiles: "auto" (the heuristic), "all" (every compiled one) or names.
   std::vector<std::string> dx_tiles = {"auto"}, dw_tiles = {"auto"};
 };

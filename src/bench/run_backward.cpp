@@ -139,8 +139,10 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
       continue;
     }
     for (const Policy policy : g.policies) {
-      // Why: in `backward` the forward of fused-save only produces H, untimed, so its tile is the
-      // heuristic's; a tile list would only repeat the same rows. Likewise for a gradient not asked.
+    // save always runs the prologue; recompute runs once per requested placement.
+    const std::vector<GatePlacement> placements =
+        policy == Policy::save ? std::vector<GatePlacement>{GatePlacement::prologue} : g.placements;
+    for (const GatePlacement placement : placements) {
       const bool forward_matters = policy == Policy::recompute || o.op != "backward";
       const auto fwd_words = forward_matters ? expand_tiles(c.tiles, fwd_compiled) : just_auto;
       const auto dx_words = g.grads.dx ? expand_tiles(g.dx_tiles, dx_compiled) : just_auto;
@@ -149,19 +151,15 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
         for (const std::string& dxt : dx_words) {
           for (const std::string& dwt : dw_words) {
             GradVariant var;
-            var.name = policy == Policy::save ? "fused-save" : "fused-recompute";
+            var.name = policy == Policy::save                     ? "fused-save"
+                       : placement == GatePlacement::prologue ? "fused-recompute-prologue"
+                                                              : "fused-recompute";
             var.row = s.base_row(c, var.name);
-            // The placement that runs, as swiglu.hpp documents it: save always uses the prologue
-            // (the library refuses epilogue with save), recompute's automatic is the epilogue.
-            const GatePlacement placement =
-                policy == Policy::save                 ? GatePlacement::prologue
-                : g.placement == GatePlacement::prologue ? GatePlacement::prologue
-                                                         : GatePlacement::epilogue;
             var.row.policy = std::string(to_string(policy));
             var.row.gate_placement = std::string(to_string(placement));
             var.options.policy = policy;
             var.options.grads = g.grads;
-            var.options.placement = policy == Policy::save ? GatePlacement::prologue : g.placement;
+            var.options.placement = placement;
             // Names as asked until the check run reports what ran.
             var.row.tile_forward = ft;
             if (policy == Policy::recompute) var.row.tile_recompute = ft;
@@ -181,6 +179,7 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
           }
         }
       }
+    }
     }
   }
   for (GradVariant& v : out) {

@@ -333,12 +333,15 @@ GatePlacement effective_placement(const BackwardOptions& o) {
   return o.placement == GatePlacement::prologue ? GatePlacement::prologue : GatePlacement::epilogue;
 }
 
-// Split-K of the dX GEMM (sm80 kernels only). Its K = 2D is long while B×I can give fewer
-// blocks than SMs (small batches), so the K loop is cut into slices that run side by side.
-// Why these numbers: two blocks per SM is where the forward kernels stopped gaining; a slice keeps
-// at least 4 K tiles so its pipeline fills; 16 slices bound the partials' memory.
-constexpr int kMaxSplits = 16;
-constexpr int kMinTilesPerSlice = 4;
+// Split-K of the dX GEMM (sm80 kernels only). Its K = 2D is long while B×I can give far fewer
+// blocks than SMs (small batches), and a block then spends its time waiting on one K tile after
+// another; slices of K run side by side instead and meet in fp32 sums (kernels/bwd_sm80.cuh).
+// Why these numbers: 4 blocks per SM is what it takes to keep enough loads in flight at these
+// sizes; a slice keeps at least 2 K tiles so its pipeline overlaps something; 32 slices bound the
+// atomic traffic per output.
+constexpr int kSplitBlocksPerSm = 4;
+constexpr int kMaxSplits = 32;
+constexpr int kMinTilesPerSlice = 2;
 constexpr int kSmallestDxTile = 64;  // block_m = block_n of the smallest compiled sm80 dX tile
 
 size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
@@ -352,16 +355,16 @@ int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
   if (!dx_uses_tensor_cores(p, dev)) return 1;
   const int64_t tiles = ((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
                         ((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
-  const int64_t sms = std::max(dev.sm_count, 1);
-  if (tiles >= sms) return 1;
-  return static_cast<int>(std::clamp<int64_t>((2 * sms + tiles - 1) / tiles, 1, kMaxSplits));
+  const int64_t wanted = static_cast<int64_t>(kSplitBlocksPerSm) * std::max(dev.sm_count, 1);
+  if (tiles >= wanted) return 1;
+  return static_cast<int>(std::clamp<int64_t>((wanted + tiles - 1) / tiles, 1, kMaxSplits));
 }
 
 // The backward's workspace, each region 256-byte aligned:
 //   h:       H = [G | U] written by the recompute GEMM (recompute with the prologue placement)
 //   dh:      dH = [dG | dU], written by the recompute GEMM's epilogue (epilogue placement), or by the
 //            dX GEMM's first column of blocks for the dW GEMM to read (prologue, both gradients)
-//   partial: split-K partials of dX, max_dx_splits × B×I fp32
+//   partial: split-K sums of dX, B×I fp32 (zeroed with the counters before each split launch)
 //   counter: split-K tile counters
 struct WorkspaceLayout {
   size_t h_offset = 0, h_bytes = 0;
@@ -393,8 +396,7 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
   if (splits > 1) {
     const size_t tiles = static_cast<size_t>((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
                          static_cast<size_t>((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
-    region(static_cast<size_t>(splits) * static_cast<size_t>(p.batch) *
-               static_cast<size_t>(p.in_features) * sizeof(float),
+    region(static_cast<size_t>(p.batch) * static_cast<size_t>(p.in_features) * sizeof(float),
            &l.partial_offset, &l.partial_bytes);
     region(tiles * sizeof(int), &l.counter_offset, &l.counter_bytes);
   }
@@ -560,21 +562,22 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
       return fail(StatusCode::unsupported, "grid too large for backward tile " + tile.name());
     }
     if (!dw && tile.family == Family::mma_sm80 && ws.partial_bytes > 0) {
-      // Split-K when the tile leaves SMs idle, within what the workspace was sized for.
+      // Split-K when the tile leaves SMs idle (sized as max_dx_splits sized the workspace).
       const int64_t tiles = m_tiles * n_tiles;
       const int64_t k_tiles = (params.K + tile.block_k - 1) / tile.block_k;
-      const int64_t sms = std::max(dev.sm_count, 1);
-      int64_t splits = tiles >= sms ? 1 : (2 * sms + tiles - 1) / tiles;
-      splits = std::min<int64_t>({splits, k_tiles / kMinTilesPerSlice, max_dx_splits(p, dev)});
+      const int64_t wanted = static_cast<int64_t>(kSplitBlocksPerSm) * std::max(dev.sm_count, 1);
+      int64_t splits = tiles >= wanted ? 1 : (wanted + tiles - 1) / tiles;
+      splits = std::min<int64_t>({splits, k_tiles / kMinTilesPerSlice, kMaxSplits});
       if (splits > 1) {
         const int64_t per = (k_tiles + splits - 1) / splits;  // K tiles per slice
         params.splits = static_cast<int>((k_tiles + per - 1) / per);
         params.k_per_split = per * tile.block_k;
         params.partial = reinterpret_cast<float*>(ws_base + ws.partial_offset);
         params.counters = reinterpret_cast<int*>(ws_base + ws.counter_offset);
-        if (cudaError_t e = cudaMemsetAsync(params.counters, 0, static_cast<size_t>(tiles) * sizeof(int), stream);
-            e != cudaSuccess)
-          return fail(StatusCode::cuda_error, std::string("clearing the split-K counters: ") + cudaGetErrorString(e));
+        // One memset clears the sums and the counters (adjacent regions).
+        const size_t clear = ws.counter_offset + static_cast<size_t>(tiles) * sizeof(int) - ws.partial_offset;
+        if (cudaError_t e = cudaMemsetAsync(params.partial, 0, clear, stream); e != cudaSuccess)
+          return fail(StatusCode::cuda_error, std::string("clearing the split-K sums: ") + cudaGetErrorString(e));
       }
     }
     if (cudaError_t e = kernel->launch(params, stream); e != cudaSuccess) {

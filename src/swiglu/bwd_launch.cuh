@@ -1,10 +1,13 @@
 // Internal, host side: the launcher template behind every backward-GEMM instance and the tile lists
 // of kernels/bwd_sm80.cuh and kernels/bwd_simt.cuh, instantiated per dtype by the bwd_*.cu files.
 //
-// sm80 tiles (fp16, bf16), each for dx with linear W, dx with packed W, and dw:
-//   128x128x32 s3, 2x4 warps: large M and N (dX of many tokens, dW of wide layers).
-//   128x64x32  s4, 2x2 warps: the middle ground.
-//   64x64x32   s4, 2x2 warps: small problems, where the grid needs more blocks.
+// sm80 tiles (fp16, bf16), each for dx with linear W, dx with packed W, and dw, all 2x2 warps:
+//   128x128x32 s3 (warp tile 64x64): large M and N. A 64x64 warp tile loads 4 A and 4 B
+//                                    fragments per 32 mma, the ratio of the forward's 64x32 tile
+//                                    (which feeds G and U from one A fragment).
+//   128x64x32  s4 (64x32), 64x128x32 s4 (32x64): the middle ground; 64x128 halves the columns of
+//                                    blocks that recompute the gate in the prologue when I is small.
+//   64x64x32   s4 (32x32): small problems, where the grid needs more blocks.
 // SIMT tile (every dtype): 64x64x16 with 8 warps, each thread owning 2×4 outputs.
 #pragma once
 
@@ -74,8 +77,9 @@ void add_bwd_sm80(std::vector<BwdKernel>& out, DType dtype) {
 
 template <class T>
 void register_bwd_sm80_tiles(std::vector<BwdKernel>& out, DType dtype) {
-  add_bwd_sm80<T, 128, 128, 32, 3, 2, 4>(out, dtype);
+  add_bwd_sm80<T, 128, 128, 32, 3, 2, 2>(out, dtype);
   add_bwd_sm80<T, 128, 64, 32, 4, 2, 2>(out, dtype);
+  add_bwd_sm80<T, 64, 128, 32, 4, 2, 2>(out, dtype);
   add_bwd_sm80<T, 64, 64, 32, 4, 2, 2>(out, dtype);
 }
 

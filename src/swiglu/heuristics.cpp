@@ -104,9 +104,8 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
 // ---- backward GEMMs -------------------------------------------------------------------------------
 //
 // The dX and dW GEMMs use the forward's machinery with their own rule: tensor cores for fp16/bf16
-// on sm_80+, SIMT otherwise; tiles of at most 128x64 (128x128 holds one block per SM, too few warps
-// for mma.sync, as in the forward's sweep); the largest tile that gives `wanted` blocks, else the
-// one with the most. wanted = SMs, or 4 × SMs when the reduction is short (fewer than 8 K tiles:
+// on sm_80+, SIMT otherwise; the largest tile (ties: the wider, which recomputes a prologue gate in
+// fewer columns of blocks) that gives `wanted` blocks, else the one with the most. wanted = SMs, or 4 × SMs when the reduction is short (fewer than 8 K tiles:
 // dW of a small batch), where each block is mostly pipeline fill and epilogue and only many
 // resident blocks hide that latency. Small-batch dX that still leaves SMs idle is split along K
 // (api.cpp).
@@ -139,7 +138,7 @@ namespace detail {
 Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, TileConfig* out) {
   const Family family =
       dev.cc_major >= 8 && p.dtype != DType::f32 ? Family::mma_sm80 : Family::simt;
-  constexpr int kMaxDefaultArea = 128 * 64;
+  constexpr int kMaxDefaultArea = 128 * 128;
   constexpr int kShortKTiles = 8;
   std::vector<TileConfig> eligible;
   for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
@@ -152,7 +151,8 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
                       std::to_string(dev.cc_major * 10 + dev.cc_minor)};
   }
   std::stable_sort(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
-    return a.block_m * a.block_n > b.block_m * b.block_n;
+    if (a.block_m * a.block_n != b.block_m * b.block_n) return a.block_m * a.block_n > b.block_m * b.block_n;
+    return a.block_n > b.block_n;
   });
   const int64_t m = dw ? 2 * p.hidden : p.batch;
   const int64_t n = p.in_features;

@@ -79,10 +79,9 @@ struct BwdParams {
   int vec_b = 0;               // B 16-byte aligned, rows whole 16-byte vectors
   int vec_c = 0;               // c 16-byte aligned, ldc and N whole 16-byte vectors (!c_trans)
   // Split-K (sm80 kernels, dx only): gridDim.z = splits slices of k_per_split (a multiple of BK)
-  // each. With splits > 1 every slice writes its fp32 partial tile to partial[z][m][n] (M×N per
-  // slice), and the last slice to finish a tile (counted in counters[tile], which must be 0 at
-  // launch and is left 0) adds the partials in slice order and stores C, so the sum is
-  // deterministic.
+  // each. With splits > 1 every slice adds its fp32 tile into partial (M×N, zero at launch) with
+  // atomic adds, and the last slice to finish a tile (counted in counters[tile], zero at launch)
+  // rounds the sums and stores C.
   int splits = 1;
   int64_t k_per_split = 0;
   float* partial = nullptr;
