@@ -435,13 +435,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   cp_async_wait<0>();
 
   // ---- epilogue -----------------------------------------------------------------------------------
-  if (p.splits > 1) {
-    // Split-K: add this slice's tile into the fp32 sums; the last slice to arrive reads them back
-    // and stores C below. Why atomics and not per-slice partials summed in order: the reduction
-    // then costs one round trip however many slices there are (the adds need no reply), where a
-    // last block reading every slice pays one per slice; the price is that fp32 sums are not
-    // bitwise reproducible from run to run.
-    float* sums = p.partial;
+  // Calls f(m, n, v) for every accumulator pair of this thread: row m, columns n and n + 1,
+  // v = {acc for n, acc for n + 1}; rows past M are skipped, columns are the caller's to check.
+  auto for_each_pair = [&](auto&& f) {
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
 #pragma unroll
@@ -450,11 +446,21 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < kNT; ++j) {
-          const int64_t n = n0 + warp_col0 + j * 8 + 2 * t;
-          if (n < N) atomicAdd(sums + m * N + n, acc[i][j][2 * h]);
-          if (n + 1 < N) atomicAdd(sums + m * N + n + 1, acc[i][j][2 * h + 1]);
+          f(m, n0 + warp_col0 + j * 8 + 2 * t, &acc[i][j][2 * h]);
         }
       }
+  };
+  if (p.splits > 1) {
+    // Split-K: add this slice's tile into the fp32 sums; the last slice to arrive reads them back
+    // and stores C below. Why atomics and not per-slice partials summed in order: the reduction
+    // then costs one round trip however many slices there are (the adds need no reply), where a
+    // last block reading every slice pays one per slice; the price is that fp32 sums are not
+    // bitwise reproducible from run to run.
+    float* sums = p.partial;
+    for_each_pair([&](int64_t m, int64_t n, float* v) {
+      if (n < N) atomicAdd(sums + m * N + n, v[0]);
+      if (n + 1 < N) atomicAdd(sums + m * N + n + 1, v[1]);
+    });
     // Why the fence before the ticket: this slice's adds must be performed device-wide before the
     // counter says the slice is done.
     __threadfence();
@@ -465,46 +471,27 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     __syncthreads();
     if (!last_slice) return;
     __threadfence();  // order the reads below after the other slices' fenced adds
-#pragma unroll
-    for (int i = 0; i < kMT; ++i)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int64_t m = m0 + warp_row0 + i * 16 + g + h * 8;
-#pragma unroll
-        for (int j = 0; j < kNT; ++j) {
-          const int64_t n = n0 + warp_col0 + j * 8 + 2 * t;
-          acc[i][j][2 * h] = (m < M && n < N) ? __ldcg(sums + m * N + n) : 0.0f;
-          acc[i][j][2 * h + 1] = (m < M && n + 1 < N) ? __ldcg(sums + m * N + n + 1) : 0.0f;
-        }
-      }
+    for_each_pair([&](int64_t m, int64_t n, float* v) {
+      v[0] = n < N ? __ldcg(sums + m * N + n) : 0.0f;
+      v[1] = n + 1 < N ? __ldcg(sums + m * N + n + 1) : 0.0f;
+    });
   }
   T* __restrict__ c = static_cast<T*>(p.c);
   const int64_t ldc = p.ldc;
   const bool c_trans = p.c_trans != 0;
   const bool vec_c = p.vec_c != 0;
-#pragma unroll
-  for (int i = 0; i < kMT; ++i) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t m = m0 + warp_row0 + i * 16 + g + h * 8;
-      if (m >= M) continue;
-#pragma unroll
-      for (int j = 0; j < kNT; ++j) {
-        const int64_t n = n0 + warp_col0 + j * 8 + 2 * t;
-        if (n >= N) continue;
-        const float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
-        if (c_trans) {
-          c[n * ldc + m] = from_f32<T>(v0);
-          if (n + 1 < N) c[(n + 1) * ldc + m] = from_f32<T>(v1);
-        } else if (vec_c) {
-          store_pair(c + m * ldc + n, v0, v1);  // N even: n + 1 < N too
-        } else {
-          c[m * ldc + n] = from_f32<T>(v0);
-          if (n + 1 < N) c[m * ldc + n + 1] = from_f32<T>(v1);
-        }
-      }
+  for_each_pair([&](int64_t m, int64_t n, const float* v) {
+    if (n >= N) return;
+    if (c_trans) {
+      c[n * ldc + m] = from_f32<T>(v[0]);
+      if (n + 1 < N) c[(n + 1) * ldc + m] = from_f32<T>(v[1]);
+    } else if (vec_c) {
+      store_pair(c + m * ldc + n, v[0], v[1]);  // N even: n + 1 < N too
+    } else {
+      c[m * ldc + n] = from_f32<T>(v[0]);
+      if (n + 1 < N) c[m * ldc + n + 1] = from_f32<T>(v[1]);
     }
-  }
+  });
   if (do_bias) {
     T* __restrict__ dbias = static_cast<T*>(p.dbias);
 #pragma unroll

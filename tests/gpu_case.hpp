@@ -23,6 +23,17 @@ namespace swiglu::test {
 
 using bench::DeviceBuffer;
 
+// Tails in every dimension, aligned and unaligned row lengths, and one shape of the MNIST family,
+// shared by the forward and backward tests. 33×784×1001 keeps the 16-byte loads of the forward
+// (rows of I = 784) but not its paired Z stores (odd D); D = 1001 and 136 break the backward's
+// 16-byte dH vectors (D % 8), I = 777 and the padded X stride its B-operand vectors.
+struct TailShape {
+  int64_t b, i, d, pad;  // B, I, D and the X row padding (ldx = I + pad)
+};
+inline constexpr TailShape kTailShapes[] = {{1, 777, 1001, 0}, {37, 64, 72, 0},
+                                            {130, 256, 264, 0}, {64, 784, 512, 0},
+                                            {19, 200, 136, 3},  {33, 784, 1001, 0}};
+
 inline std::string describe(const Problem& p) {
   return "B=" + std::to_string(p.batch) + " I=" + std::to_string(p.in_features) +
          " D=" + std::to_string(p.hidden) + " ldx=" + std::to_string(p.x_stride()) + " " +

@@ -16,15 +16,6 @@
 namespace swiglu::test {
 namespace {
 
-struct Shape {
-  int64_t b, i, d, pad;
-};
-
-// Tails everywhere, aligned and unaligned rows: D = 1001 and 136 break the 16-byte dH vectors of
-// the prologue (D % 8), I = 777 and the padded X stride break the B-operand vectors.
-const Shape kShapes[] = {{1, 777, 1001, 0}, {37, 64, 72, 0},    {130, 256, 264, 0},
-                         {64, 784, 512, 0}, {19, 200, 136, 3}, {33, 784, 1001, 0}};
-
 struct Mode {
   Policy policy;
   GatePlacement placement;
@@ -195,7 +186,7 @@ TEST_P(BackwardAllTiles, MatchesTheFp64Reference) {
   const DeviceTraits dev = current_traits();
   uint64_t seed = 500;
   int checked = 0;
-  for (const Shape& s : kShapes) {
+  for (const TailShape& s : kTailShapes) {
     Problem p;
     p.batch = s.b;
     p.in_features = s.i;

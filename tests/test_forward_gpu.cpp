@@ -10,15 +10,6 @@
 namespace swiglu::test {
 namespace {
 
-struct Shape {
-  int64_t b, i, d, pad;
-};
-
-// Tails in every dimension, aligned and unaligned row lengths, and one shape of the MNIST family.
-// 33×784×1001 keeps the 16-byte loads (rows of I = 784) but not the paired Z stores (odd D).
-const Shape kShapes[] = {{1, 777, 1001, 0}, {37, 64, 72, 0},    {130, 256, 264, 0},
-                         {64, 784, 512, 0}, {19, 200, 136, 3}, {33, 784, 1001, 0}};
-
 using Param = std::tuple<DType, Layout, bool, Math>;
 
 class ForwardAllTiles : public ::testing::TestWithParam<Param> {};
@@ -29,7 +20,7 @@ TEST_P(ForwardAllTiles, MatchesTheFp64Reference) {
   if (math == Math::tf32 && dev.cc_major < 8) GTEST_SKIP() << "tf32 needs sm_80";
   uint64_t seed = 100;
   int checked = 0;
-  for (const Shape& s : kShapes) {
+  for (const TailShape& s : kTailShapes) {
     Problem p;
     p.batch = s.b;
     p.in_features = s.i;

@@ -184,7 +184,8 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
 
 // Launches the backward on `stream`: with recompute, one fused GEMM for G and U, then the dX GEMM
 // and the dW GEMM as requested (at most 3 kernels, plus a memset of the split-K sums when dX is
-// split). Returns after the launches.
+// split). Returns after the launches. B = 0 launches no GEMM and sets dw and dbias (when requested)
+// to zero.
 Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
                 void* workspace, size_t workspace_bytes, cudaStream_t stream,
                 BackwardTiles* used_tiles = nullptr);

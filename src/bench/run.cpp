@@ -627,6 +627,15 @@ int print_info(int device) {
                     std::string(to_string(m)).c_str(), list.empty() ? "(none)" : list.c_str());
       }
     }
+    // The backward GEMMs' tiles (the same list for dX and dW, and for both layouts).
+    for (DType dt : {DType::bf16, DType::f16, DType::f32}) {
+      Problem p;
+      p.dtype = dt;
+      std::string list;
+      for (const auto& tc : backward_dx_tiles(p, t)) list += (list.empty() ? "" : " ") + tc.name();
+      std::printf("  dX/dW tiles %-4s       %s\n", std::string(to_string(dt)).c_str(),
+                  list.empty() ? "(none)" : list.c_str());
+    }
     return kExitOk;
   } catch (const CudaError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -13,7 +13,6 @@
 
 #include <cuda_runtime.h>
 
-#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -21,44 +20,21 @@
 
 #include "kernels/bwd_simt.cuh"
 #include "kernels/bwd_sm80.cuh"
-#include "swiglu/fwd_launch.cuh"  // ensure_dynamic_smem
+#include "swiglu/fwd_launch.cuh"  // launch_tiles, tile_of
 #include "swiglu/registry.hpp"
 
 namespace swiglu::detail {
 
-// M tiles on gridDim.x, N tiles on gridDim.y (limit 65535), split-K slices on gridDim.z.
+// The backward GEMMs: C is M×N, split-K slices on gridDim.z.
 template <class Cfg, auto Kernel>
 cudaError_t launch_bwd(const BwdParams& p, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_bwd"};
-  const int64_t tiles_m = (p.M + Cfg::kBlockM - 1) / Cfg::kBlockM;
-  const int64_t tiles_n = (p.N + Cfg::kBlockN - 1) / Cfg::kBlockN;
-  if (tiles_m == 0 || tiles_n == 0) return cudaSuccess;
-  if (tiles_m < 0 || tiles_n < 0 || tiles_m > INT_MAX || tiles_n > 65535) {
-    return cudaErrorInvalidConfiguration;
-  }
-  if constexpr (Cfg::kSmemBytes > 48 * 1024) {
-    if (const cudaError_t err = ensure_dynamic_smem<Cfg, Kernel>(Cfg::kSmemBytes);
-        err != cudaSuccess) {
-      return err;
-    }
-  }
-  if (p.splits < 1 || p.splits > 65535) return cudaErrorInvalidConfiguration;
-  const dim3 grid(static_cast<unsigned>(tiles_m), static_cast<unsigned>(tiles_n),
-                  static_cast<unsigned>(p.splits));
-  Kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  return cudaGetLastError();
+  return launch_tiles<Cfg, Kernel>(p, p.M, p.N, p.splits, stream);
 }
 
 template <class Cfg, auto Kernel>
 BwdKernel make_bwd_kernel(Family family, int min_cc, DType dtype, BwdKind kind) {
-  TileConfig tile;
-  tile.family = family;
-  tile.block_m = Cfg::kBlockM;
-  tile.block_n = Cfg::kBlockN;
-  tile.block_k = Cfg::kBlockK;
-  tile.stages = Cfg::kStages;
-  tile.warps = Cfg::kWarps;
-  return BwdKernel{tile, dtype, kind, min_cc, &launch_bwd<Cfg, Kernel>};
+  return BwdKernel{tile_of<Cfg>(family), dtype, kind, min_cc, &launch_bwd<Cfg, Kernel>};
 }
 
 // One sm80 tile for the three GEMM kinds.
