@@ -3,7 +3,9 @@
 # initcheck, one log per tool. test_large_gpu (tens of GB, minutes even unsanitised) is left out,
 # and the fuzz test runs SWIGLU_FUZZ_CASES (default here 60) cases instead of 500.
 #   scripts/sanitize.sh OUTDIR [tool ...]
-# Environment: BUILD_DIR (default build), SANITIZE_TIMEOUT (seconds per tool and test, default 900).
+# Environment: BUILD_DIR (default build), SANITIZE_TIMEOUT (seconds per tool and test, default 900),
+# SANITIZE_TESTS (the test programs, space-separated; default every GPU test program but
+# test_large_gpu), GTEST_FILTER (read by GoogleTest itself: a subset of each program's tests).
 # Exit status: 0 when every tool finished clean, 1 when one reported errors or did not finish.
 set -uo pipefail
 OUTDIR=${1:?usage: scripts/sanitize.sh OUTDIR [tool ...]}
@@ -12,7 +14,7 @@ TOOLS=("$@")
 ((${#TOOLS[@]})) || TOOLS=(memcheck racecheck synccheck initcheck)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
-TESTS=(test_forward_gpu test_baselines_gpu test_numerics_gpu test_fuzz_gpu)
+read -r -a TESTS <<<"${SANITIZE_TESTS:-test_forward_gpu test_backward_gpu test_baselines_gpu test_numerics_gpu test_fuzz_gpu}"
 export SWIGLU_FUZZ_CASES=${SWIGLU_FUZZ_CASES:-60}
 command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found" >&2; exit 1; }
 mkdir -p "$OUTDIR"
