@@ -10,7 +10,8 @@
 //
 // Design: the same register-staged double buffer as the SIMT forward (global loads of tile k+1 in
 // flight during the FMAs of tile k, one barrier per tile); element-wise loads, each along its
-// source's contiguous dimension so a warp's loads coalesce; each thread owns TM×4 outputs.
+// source's contiguous dimension so a warp's loads coalesce; each thread owns TM×4 outputs; dX of
+// small batches splits K like the sm80 kernel.
 #pragma once
 
 #include <cstdint>
@@ -67,7 +68,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
   const int64_t M = p.M, N = p.N, K = p.K;
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.y) * BN;
-  const int64_t k_tiles = (K + BK - 1) / BK;
+  // This block's K slice (split-K, as in bwd_sm80.cuh): tiles [kt_begin, kt_begin + k_tiles).
+  const int64_t kt_all = (K + BK - 1) / BK;
+  const int64_t kt_begin = p.splits > 1 ? blockIdx.z * (p.k_per_split / BK) : 0;
+  const int64_t k_tiles = p.splits > 1 ? (p.k_per_split / BK < kt_all - kt_begin ? p.k_per_split / BK
+                                                                                  : kt_all - kt_begin)
+                                       : kt_all;
   const T* __restrict__ bmat = static_cast<const T*>(p.b);
 
   float ra[Cfg::kItersA], rb[Cfg::kItersB];
@@ -77,7 +83,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
   // Element e of a tile walks its source's contiguous dimension fastest: dH columns for A (k for
   // dx, m for dw), n for K-major B, k for N-major B.
   auto load = [&](int64_t kt) {
-    const int64_t k0 = kt * BK;
+    const int64_t k0 = (kt_begin + kt) * BK;
 #pragma unroll
     for (int i = 0; i < Cfg::kItersA; ++i) {
       const int e = tid + i * kThreads;
@@ -160,6 +166,36 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
     __syncthreads();
   }
 
+  if (p.splits > 1) {
+    // Split-K: add into the fp32 sums; the last slice of the tile reads them back (bwd_sm80.cuh
+    // explains the choice).
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int64_t m = m0 + ty * TM + i;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int64_t n = n0 + tx * TN + j;
+        if (m < M && n < N) atomicAdd(p.partial + m * N + n, acc[i][j]);
+      }
+    }
+    __threadfence();
+    __syncthreads();
+    __shared__ int last_slice;
+    int* counter = p.counters + blockIdx.x * gridDim.y + blockIdx.y;
+    if (tid == 0) last_slice = atomicAdd(counter, 1) == p.splits - 1;
+    __syncthreads();
+    if (!last_slice) return;
+    __threadfence();
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int64_t m = m0 + ty * TM + i;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int64_t n = n0 + tx * TN + j;
+        acc[i][j] = (m < M && n < N) ? __ldcg(p.partial + m * N + n) : 0.0f;
+      }
+    }
+  }
   T* __restrict__ c = static_cast<T*>(p.c);
 #pragma unroll
   for (int i = 0; i < TM; ++i) {

@@ -171,7 +171,7 @@ struct BackwardTiles {
 // Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
 // for dH (recompute, or both gradients), B×2D more for H (recompute with the prologue placement),
 // plus B×I fp32 split-K sums of dX when B×I gives the dX GEMM too few blocks for the device (small
-// batches, fp16/bf16 on sm_80+). Its contents need no initialisation.
+// batches). Its contents need no initialisation.
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);
 
 // The compiled tiles of the dX GEMM (K = 2D) and of the dW GEMM (K = B) for `p` on `dev`.

@@ -333,7 +333,7 @@ GatePlacement effective_placement(const BackwardOptions& o) {
   return o.placement == GatePlacement::prologue ? GatePlacement::prologue : GatePlacement::epilogue;
 }
 
-// Split-K of the dX GEMM (sm80 kernels only). Its K = 2D is long while B×I can give far fewer
+// Split-K of the dX GEMM (both families). Its K = 2D is long while B×I can give far fewer
 // blocks than SMs (small batches), and a block then spends its time waiting on one K tile after
 // another; slices of K run side by side instead and meet in fp32 sums (kernels/bwd_sm80.cuh).
 // Why these numbers: 4 blocks per SM is what it takes to keep enough loads in flight at these
@@ -342,17 +342,12 @@ GatePlacement effective_placement(const BackwardOptions& o) {
 constexpr int kSplitBlocksPerSm = 4;
 constexpr int kMaxSplits = 32;
 constexpr int kMinTilesPerSlice = 2;
-constexpr int kSmallestDxTile = 64;  // block_m = block_n of the smallest compiled sm80 dX tile
+constexpr int kSmallestDxTile = 64;  // block_m = block_n of the smallest compiled dX tile
 
 size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
-bool dx_uses_tensor_cores(const Problem& p, const DeviceTraits& dev) {
-  return dev.cc_major >= 8 && p.dtype != DType::f32;
-}
-
 // The most slices any dX tile may use for `p` on `dev` (what the workspace is sized for).
 int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
-  if (!dx_uses_tensor_cores(p, dev)) return 1;
   const int64_t tiles = ((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
                         ((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
   const int64_t wanted = static_cast<int64_t>(kSplitBlocksPerSm) * std::max(dev.sm_count, 1);
@@ -561,7 +556,7 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     if (n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max()) {
       return fail(StatusCode::unsupported, "grid too large for backward tile " + tile.name());
     }
-    if (!dw && tile.family == Family::mma_sm80 && ws.partial_bytes > 0) {
+    if (!dw && ws.partial_bytes > 0) {
       // Split-K when the tile leaves SMs idle (sized as max_dx_splits sized the workspace).
       const int64_t tiles = m_tiles * n_tiles;
       const int64_t k_tiles = (params.K + tile.block_k - 1) / tile.block_k;
