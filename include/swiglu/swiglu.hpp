@@ -114,7 +114,8 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
 //   dW12 = dHᵀ · X             (same layout and shape as w)      one GEMM with K = B
 //   dbias = Σ_b dH[b][·]       (2D elements [dba | dbb])         fused into the dW GEMM
 // SiLU′(g) = s·(1 + g·(1 − s)), s = sigmoid(g). Products accumulate in fp32; outputs are written in
-// the problem's dtype.
+// the problem's dtype. fp32 problems run the exact fp32 GEMMs (CUDA cores) whatever p.math says;
+// Math::tf32 applies to the recompute GEMM only.
 
 // Where G and U come from.
 //   save:      forward(.., ForwardOptions{.saved = H}) kept H = [G | U]; backward reads it.
