@@ -1,0 +1,83 @@
+/* swiglu's C ABI: the fused SwiGLU forward and backward for callers that cannot compile against the
+ * C++ header (Python through ctypes, other frameworks). Built as the shared library libswiglu_c.
+ *
+ *   Z = SiLU(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)        see include/swiglu/swiglu.hpp for the layouts
+ *
+ * Plain types only: device pointers as void*, the CUDA stream as void* (a cudaStream_t; NULL is
+ * the legacy default stream), enums as int32_t. Every call returns a swiglu_status; on failure the
+ * calling thread's swiglu_last_error() names the bad value. Nothing aborts or exits.
+ */
+#ifndef SWIGLU_C_H
+#define SWIGLU_C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SWIGLU_C_API __declspec(dllexport)
+#else
+#define SWIGLU_C_API __attribute__((visibility("default")))
+#endif
+
+/* Bumped when a signature or struct below changes. */
+#define SWIGLU_C_ABI_VERSION 1
+
+typedef enum {
+  SWIGLU_OK = 0,
+  SWIGLU_INVALID_ARGUMENT = 1,
+  SWIGLU_UNSUPPORTED = 2,
+  SWIGLU_CUDA_ERROR = 3,
+  SWIGLU_CUBLAS_ERROR = 4,
+  SWIGLU_INTERNAL = 5
+} swiglu_status;
+
+enum { SWIGLU_DTYPE_F32 = 0, SWIGLU_DTYPE_F16 = 1, SWIGLU_DTYPE_BF16 = 2 };
+enum { SWIGLU_LAYOUT_LINEAR = 0, SWIGLU_LAYOUT_PACKED = 1 };
+enum { SWIGLU_MATH_EXACT = 0, SWIGLU_MATH_TF32 = 1 };
+enum { SWIGLU_POLICY_SAVE = 0, SWIGLU_POLICY_RECOMPUTE = 1 };
+
+/* One layer's shape and types. All fields are read; set ldx to 0 for a contiguous X. */
+typedef struct {
+  int64_t batch;       /* B, rows of X and Z; 0 is a valid no-op */
+  int64_t in_features; /* I */
+  int64_t hidden;      /* D */
+  int64_t ldx;         /* row stride of X in elements; 0 means in_features */
+  int32_t dtype;       /* SWIGLU_DTYPE_* */
+  int32_t layout;      /* SWIGLU_LAYOUT_*: linear is nn.Linear's [Wa; Wb], 2D×I */
+  int32_t bias;        /* nonzero: bias points to 2D elements [ba | bb] */
+  int32_t math;        /* SWIGLU_MATH_*: fp32 arithmetic (ignored for fp16/bf16) */
+} swiglu_problem;
+
+/* SWIGLU_C_ABI_VERSION of the loaded library. */
+SWIGLU_C_API int32_t swiglu_abi_version(void);
+
+/* The message of the calling thread's last failed call ("" if none). Valid until that thread's next
+ * call into this library. */
+SWIGLU_C_API const char* swiglu_last_error(void);
+
+/* Z (B×D) from X and W; when `saved` is not NULL the same launch also writes H = [G | U] (B×2D) for
+ * the save policy's backward. */
+SWIGLU_C_API swiglu_status swiglu_forward(const swiglu_problem* p, const void* x, const void* w, const void* bias,
+                             void* z, void* saved, void* stream);
+
+/* Bytes of device workspace swiglu_backward needs on the current device (0 on a bad argument, with
+ * swiglu_last_error() set). */
+SWIGLU_C_API size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                       int32_t grad_dw);
+
+/* dX (B×I, row stride I) when grad_dx, dW (W's layout) and dbias (2D, when p->bias) when grad_dw,
+ * from dZ (B×D). `saved` is the forward's H for SWIGLU_POLICY_SAVE, else ignored. */
+SWIGLU_C_API swiglu_status swiglu_backward(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                              int32_t grad_dw, const void* x, const void* w, const void* bias,
+                              const void* dz, const void* saved, void* dx, void* dw, void* dbias,
+                              void* workspace, size_t workspace_bytes, void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SWIGLU_C_H */

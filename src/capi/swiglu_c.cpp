@@ -1,0 +1,131 @@
+// The C ABI (include/swiglu/swiglu_c.h) over the C++ library: argument translation, the
+// thread-local error message, and no exception ever crossing the boundary.
+#include "swiglu/swiglu_c.h"
+
+#include <exception>
+#include <string>
+
+#include "swiglu/swiglu.hpp"
+
+namespace {
+
+thread_local std::string g_last_error;
+
+swiglu_status to_c(const swiglu::Status& s) {
+  g_last_error = s.ok() ? std::string() : s.message;
+  switch (s.code) {
+    case swiglu::StatusCode::ok: return SWIGLU_OK;
+    case swiglu::StatusCode::invalid_argument: return SWIGLU_INVALID_ARGUMENT;
+    case swiglu::StatusCode::unsupported: return SWIGLU_UNSUPPORTED;
+    case swiglu::StatusCode::cuda_error: return SWIGLU_CUDA_ERROR;
+    case swiglu::StatusCode::cublas_error: return SWIGLU_CUBLAS_ERROR;
+    case swiglu::StatusCode::internal: return SWIGLU_INTERNAL;
+  }
+  return SWIGLU_INTERNAL;
+}
+
+swiglu::Status invalid(std::string message) {
+  return swiglu::Status{swiglu::StatusCode::invalid_argument, std::move(message)};
+}
+
+// The C struct as a Problem; every enum checked.
+swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
+  if (c == nullptr) return invalid("problem is NULL");
+  if (c->dtype < SWIGLU_DTYPE_F32 || c->dtype > SWIGLU_DTYPE_BF16)
+    return invalid("dtype " + std::to_string(c->dtype) + " is not SWIGLU_DTYPE_F32, _F16 or _BF16");
+  if (c->layout != SWIGLU_LAYOUT_LINEAR && c->layout != SWIGLU_LAYOUT_PACKED)
+    return invalid("layout " + std::to_string(c->layout) + " is not SWIGLU_LAYOUT_LINEAR or _PACKED");
+  if (c->math != SWIGLU_MATH_EXACT && c->math != SWIGLU_MATH_TF32)
+    return invalid("math " + std::to_string(c->math) + " is not SWIGLU_MATH_EXACT or _TF32");
+  static constexpr swiglu::DType kDtypes[] = {swiglu::DType::f32, swiglu::DType::f16,
+                                              swiglu::DType::bf16};
+  p->batch = c->batch;
+  p->in_features = c->in_features;
+  p->hidden = c->hidden;
+  p->ldx = c->ldx;
+  p->dtype = kDtypes[c->dtype];
+  p->layout = c->layout == SWIGLU_LAYOUT_LINEAR ? swiglu::Layout::linear : swiglu::Layout::packed;
+  p->bias = c->bias != 0;
+  p->math = c->math == SWIGLU_MATH_EXACT ? swiglu::Math::exact : swiglu::Math::tf32;
+  return swiglu::Status::success();
+}
+
+swiglu::Status to_options(int32_t policy, int32_t grad_dx, int32_t grad_dw,
+                          swiglu::BackwardOptions* o) {
+  if (policy != SWIGLU_POLICY_SAVE && policy != SWIGLU_POLICY_RECOMPUTE)
+    return invalid("policy " + std::to_string(policy) + " is not SWIGLU_POLICY_SAVE or _RECOMPUTE");
+  o->policy = policy == SWIGLU_POLICY_SAVE ? swiglu::Policy::save : swiglu::Policy::recompute;
+  o->grads.dx = grad_dx != 0;
+  o->grads.dw = grad_dw != 0;
+  return swiglu::Status::success();
+}
+
+// Runs f, turning any exception (an allocation failure inside the library) into SWIGLU_INTERNAL.
+template <class F>
+swiglu_status guarded(F&& f) {
+  try {
+    return to_c(f());
+  } catch (const std::exception& e) {
+    return to_c(swiglu::Status{swiglu::StatusCode::internal, std::string("internal error: ") + e.what()});
+  } catch (...) {
+    return to_c(swiglu::Status{swiglu::StatusCode::internal, "internal error"});
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int32_t swiglu_abi_version(void) { return SWIGLU_C_ABI_VERSION; }
+
+const char* swiglu_last_error(void) { return g_last_error.c_str(); }
+
+swiglu_status swiglu_forward(const swiglu_problem* p, const void* x, const void* w, const void* bias,
+                             void* z, void* saved, void* stream) {
+  return guarded([&] {
+    swiglu::Problem prob;
+    if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
+    swiglu::ForwardOptions o;
+    o.saved = saved;
+    return swiglu::forward(prob, x, w, bias, z, static_cast<cudaStream_t>(stream), o);
+  });
+}
+
+size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                       int32_t grad_dw) {
+  size_t bytes = 0;
+  guarded([&] {
+    swiglu::Problem prob;
+    swiglu::BackwardOptions o;
+    if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
+    if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, &o); !s.ok()) return s;
+    bytes = swiglu::backward_workspace_bytes(prob, o);
+    return swiglu::Status::success();
+  });
+  return bytes;
+}
+
+swiglu_status swiglu_backward(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                              int32_t grad_dw, const void* x, const void* w, const void* bias,
+                              const void* dz, const void* saved, void* dx, void* dw, void* dbias,
+                              void* workspace, size_t workspace_bytes, void* stream) {
+  return guarded([&] {
+    swiglu::Problem prob;
+    swiglu::BackwardOptions o;
+    if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
+    if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, &o); !s.ok()) return s;
+    swiglu::BackwardTensors t;
+    t.x = x;
+    t.w = w;
+    t.bias = bias;
+    t.dz = dz;
+    t.saved = saved;
+    t.dx = dx;
+    t.dw = dw;
+    t.dbias = dbias;
+    return swiglu::backward(prob, t, o, workspace, workspace_bytes,
+                            static_cast<cudaStream_t>(stream));
+  });
+}
+
+}  // extern "C"

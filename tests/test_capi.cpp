@@ -1,0 +1,105 @@
+// The C ABI (libswiglu_c) on the host: version, argument checking with messages, the thread-local
+// error, B = 0 as a no-op, and the header compiling as plain C. Nothing here needs a GPU: every
+// call fails (or finishes) before the library touches a device.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+
+#include "swiglu/swiglu_c.h"
+
+extern "C" int swiglu_capi_header_is_c(void);
+
+namespace {
+
+swiglu_problem problem(int64_t b = 4, int64_t i = 8, int64_t d = 8) {
+  swiglu_problem p{};
+  p.batch = b;
+  p.in_features = i;
+  p.hidden = d;
+  p.dtype = SWIGLU_DTYPE_BF16;
+  p.layout = SWIGLU_LAYOUT_LINEAR;
+  p.math = SWIGLU_MATH_EXACT;
+  return p;
+}
+
+std::string last_error() { return swiglu_last_error(); }
+
+TEST(CApi, Version) { EXPECT_EQ(swiglu_abi_version(), SWIGLU_C_ABI_VERSION); }
+
+TEST(CApi, HeaderIsPlainC) { EXPECT_EQ(swiglu_capi_header_is_c(), SWIGLU_C_ABI_VERSION); }
+
+TEST(CApi, EmptyBatchIsANoOp) {
+  const swiglu_problem p = problem(0);
+  EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr), SWIGLU_OK);
+  EXPECT_EQ(last_error(), "");
+}
+
+TEST(CApi, BadArgumentsNameTheValue) {
+  swiglu_problem p = problem();
+  EXPECT_EQ(swiglu_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("problem is NULL"), std::string::npos) << last_error();
+
+  p.dtype = 7;
+  EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("dtype 7"), std::string::npos) << last_error();
+  p = problem();
+  p.layout = -1;
+  EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("layout -1"), std::string::npos) << last_error();
+  p = problem();
+  p.math = 2;
+  EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("math 2"), std::string::npos) << last_error();
+
+  p = problem();
+  p.hidden = -3;
+  EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("hidden must be > 0, got -3"), std::string::npos) << last_error();
+
+  p = problem();
+  EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("x is null"), std::string::npos) << last_error();
+
+  EXPECT_EQ(swiglu_backward(&p, 5, 1, 1, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                            nullptr, nullptr, nullptr, 0, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("policy 5"), std::string::npos) << last_error();
+  EXPECT_EQ(swiglu_backward(&p, SWIGLU_POLICY_SAVE, 0, 0, nullptr, nullptr, nullptr, nullptr,
+                            nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("no gradient"), std::string::npos) << last_error();
+
+  EXPECT_EQ(swiglu_backward_workspace_bytes(&p, 9, 1, 1), 0u);
+  EXPECT_NE(last_error().find("policy 9"), std::string::npos) << last_error();
+}
+
+TEST(CApi, ASuccessClearsTheError) {
+  swiglu_problem p = problem();
+  p.dtype = 7;
+  ASSERT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  const swiglu_problem empty = problem(0);
+  EXPECT_EQ(swiglu_forward(&empty, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr), SWIGLU_OK);
+  EXPECT_EQ(last_error(), "");
+}
+
+TEST(CApi, TheErrorBelongsToItsThread) {
+  swiglu_problem p = problem();
+  p.dtype = 7;
+  ASSERT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  std::string other = "unset";
+  std::thread t([&] { other = swiglu_last_error(); });
+  t.join();
+  EXPECT_EQ(other, "");
+  EXPECT_NE(last_error().find("dtype 7"), std::string::npos);
+}
+
+}  // namespace
