@@ -29,6 +29,19 @@ using bench::DeviceBuffer;
 // 16-byte dH vectors (D % 8), I = 777 and the padded X stride its B-operand vectors.
 struct TailShape {
   int64_t b, i, d, pad;  // B, I, D and the X row padding (ldx = I + pad)
+
+  Problem problem(DType dtype, Layout layout, bool bias, Math math = Math::exact) const {
+    Problem p;
+    p.batch = b;
+    p.in_features = i;
+    p.hidden = d;
+    p.ldx = i + pad;
+    p.dtype = dtype;
+    p.layout = layout;
+    p.bias = bias;
+    p.math = math;
+    return p;
+  }
 };
 inline constexpr TailShape kTailShapes[] = {{1, 777, 1001, 0}, {37, 64, 72, 0},
                                             {130, 256, 264, 0}, {64, 784, 512, 0},

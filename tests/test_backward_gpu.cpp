@@ -187,14 +187,7 @@ TEST_P(BackwardAllTiles, MatchesTheFp64Reference) {
   uint64_t seed = 500;
   int checked = 0;
   for (const TailShape& s : kTailShapes) {
-    Problem p;
-    p.batch = s.b;
-    p.in_features = s.i;
-    p.hidden = s.d;
-    p.ldx = s.i + s.pad;
-    p.dtype = dtype;
-    p.layout = layout;
-    p.bias = bias;
+    const Problem p = s.problem(dtype, layout, bias);
     const BwdCase c(p, ++seed);
     if (mode.policy == Policy::save) {
       const auto z = c.save_forward();

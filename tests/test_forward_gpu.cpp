@@ -21,15 +21,7 @@ TEST_P(ForwardAllTiles, MatchesTheFp64Reference) {
   uint64_t seed = 100;
   int checked = 0;
   for (const TailShape& s : kTailShapes) {
-    Problem p;
-    p.batch = s.b;
-    p.in_features = s.i;
-    p.hidden = s.d;
-    p.ldx = s.i + s.pad;
-    p.dtype = dtype;
-    p.layout = layout;
-    p.bias = bias;
-    p.math = math;
+    const Problem p = s.problem(dtype, layout, bias, math);
     const GpuCase c(p, ++seed);
     const auto tiles = forward_tiles(p, dev);
     ASSERT_FALSE(tiles.empty()) << describe(p);

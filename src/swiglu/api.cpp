@@ -346,13 +346,18 @@ constexpr int kSmallestDxTile = 64;  // block_m = block_n of the smallest compil
 
 size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
+// The slices a dX grid of `tiles` blocks wants on `dev` (1: none), before the bound from K.
+int64_t wanted_splits(int64_t tiles, const DeviceTraits& dev) {
+  const int64_t wanted = static_cast<int64_t>(kSplitBlocksPerSm) * std::max(dev.sm_count, 1);
+  if (tiles >= wanted) return 1;
+  return std::min<int64_t>((wanted + tiles - 1) / tiles, kMaxSplits);
+}
+
 // The most slices any dX tile may use for `p` on `dev` (what the workspace is sized for).
 int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
   const int64_t tiles = ((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
                         ((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
-  const int64_t wanted = static_cast<int64_t>(kSplitBlocksPerSm) * std::max(dev.sm_count, 1);
-  if (tiles >= wanted) return 1;
-  return static_cast<int>(std::clamp<int64_t>((wanted + tiles - 1) / tiles, 1, kMaxSplits));
+  return static_cast<int>(wanted_splits(tiles, dev));
 }
 
 // The backward's workspace, each region 256-byte aligned:
@@ -531,9 +536,7 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     } else if (Status s = detail::choose_backward_tile(p, dev, dw, &tile); !s.ok()) {
       return s;
     }
-    const detail::BwdKind kind = dw ? detail::BwdKind::dw
-                                    : (p.layout == Layout::linear ? detail::BwdKind::dx_linear
-                                                                  : detail::BwdKind::dx_packed);
+    const detail::BwdKind kind = detail::bwd_kind(p, dw);
     const int cc = dev.cc_major * 10 + dev.cc_minor;
     const detail::BwdKernel* kernel = nullptr;
     for (const auto& k : detail::bwd_kernels()) {
@@ -560,9 +563,7 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
       // Split-K when the tile leaves SMs idle (sized as max_dx_splits sized the workspace).
       const int64_t tiles = m_tiles * n_tiles;
       const int64_t k_tiles = (params.K + tile.block_k - 1) / tile.block_k;
-      const int64_t wanted = static_cast<int64_t>(kSplitBlocksPerSm) * std::max(dev.sm_count, 1);
-      int64_t splits = tiles >= wanted ? 1 : (wanted + tiles - 1) / tiles;
-      splits = std::min<int64_t>({splits, k_tiles / kMinTilesPerSlice, kMaxSplits});
+      const int64_t splits = std::min(wanted_splits(tiles, dev), k_tiles / kMinTilesPerSlice);
       if (splits > 1) {
         const int64_t per = (k_tiles + splits - 1) / splits;  // K tiles per slice
         params.splits = static_cast<int>((k_tiles + per - 1) / per);

@@ -115,10 +115,7 @@ std::vector<TileConfig> bwd_tiles(const Problem& p, const DeviceTraits& dev, boo
   const int cc = dev.cc_major * 10 + dev.cc_minor;
   std::vector<TileConfig> out;
   for (const auto& k : detail::bwd_kernels()) {
-    const bool kind_ok = dw ? k.kind == detail::BwdKind::dw
-                            : k.kind == (p.layout == Layout::linear ? detail::BwdKind::dx_linear
-                                                                    : detail::BwdKind::dx_packed);
-    if (k.dtype != p.dtype || !kind_ok || k.min_cc > cc) continue;
+    if (k.dtype != p.dtype || k.kind != detail::bwd_kind(p, dw) || k.min_cc > cc) continue;
     if (std::find(out.begin(), out.end(), k.tile) == out.end()) out.push_back(k.tile);
   }
   return out;

@@ -60,6 +60,12 @@ struct FwdKernel {
 // otherwise.
 enum class BwdKind { dx_linear, dx_packed, dw };
 
+// The kernel kind of the dW GEMM (dw) or of p's dX GEMM.
+inline BwdKind bwd_kind(const Problem& p, bool dw) {
+  if (dw) return BwdKind::dw;
+  return p.layout == Layout::linear ? BwdKind::dx_linear : BwdKind::dx_packed;
+}
+
 struct BwdParams {
   int64_t M = 0, N = 0, K = 0;
   int64_t rows = 0;            // B: rows of dH, dZ and H
