@@ -1,0 +1,228 @@
+// Shared by the backward GPU tests and the fuzz test: one problem's seeded inputs and dZ on the
+// device, the reference gradients (fp64 CPU, or fp32 cuBLAS for large shapes), and one backward
+// call whose outputs are poisoned first and then checked, requested gradients against the
+// reference and the others for still holding the poison.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "gpu_case.hpp"
+
+namespace swiglu::test {
+
+struct Mode {
+  Policy policy;
+  GatePlacement placement;
+};
+
+inline std::string describe_mode(const Mode& m) {
+  return std::string(to_string(m.policy)) + "/" + std::string(to_string(m.placement));
+}
+
+// Seeded inputs and dZ on the device, the reference gradients, and the outputs of one backward.
+class BwdCase {
+ public:
+  BwdCase(const Problem& p, uint64_t seed, bool gpu_ref = false) : p_(p), fwd_(p, seed, gpu_ref) {
+    hdz_ = bench::uniform_values(static_cast<size_t>(p.batch * p.hidden), -1, 1, seed + 3, p.dtype);
+    dz_ = upload(hdz_);
+    const size_t es = dtype_size(p.dtype);
+    n_dx_ = static_cast<size_t>(p.batch * p.in_features);
+    n_dw_ = static_cast<size_t>(2 * p.hidden * p.in_features);
+    n_db_ = p.bias ? static_cast<size_t>(2 * p.hidden) : 0;
+    dx_ = DeviceBuffer(std::max<size_t>(n_dx_, 1) * es);
+    dw_ = DeviceBuffer(n_dw_ * es);
+    db_ = DeviceBuffer(std::max<size_t>(n_db_, 1) * es);
+    saved_ = DeviceBuffer(std::max<size_t>(static_cast<size_t>(p.batch * 2 * p.hidden), 1) * es);
+    if (gpu_ref) {
+      baselines::Cublas cublas;
+      const Status s = cublas.init();
+      EXPECT_TRUE(s.ok()) << s.message;
+      DeviceBuffer scratch(baselines::reference_backward_scratch_bytes(p));
+      DeviceBuffer rdx(n_dx_ * 4), rdw(n_dw_ * 4), rdb(std::max<size_t>(n_db_, 1) * 4);
+      const Status r = baselines::gpu_reference_backward(
+          cublas, p, fwd_.x(), fwd_.w(), fwd_.bias(), dz_.get(), scratch.get(), rdx.as<float>(),
+          rdw.as<float>(), p.bias ? rdb.as<float>() : nullptr, nullptr);
+      EXPECT_TRUE(r.ok()) << r.message;
+      ref32_dx_ = download_f32(rdx, n_dx_);
+      ref32_dw_ = download_f32(rdw, n_dw_);
+      ref32_db_ = download_f32(rdb, n_db_);
+    } else {
+      ref_ = bench::cpu_reference_backward(p, fwd_.host_x(), fwd_.host_w(), fwd_.host_bias(), hdz_);
+    }
+  }
+
+  const GpuCase& fwd() const { return fwd_; }
+  // Where save_forward() puts H, for callers that run the saving forward themselves.
+  void* saved() const { return saved_.get(); }
+
+  // This case's inputs and outputs as backward() takes them.
+  BackwardTensors tensors() const {
+    BackwardTensors t;
+    t.x = fwd_.x();
+    t.w = fwd_.w();
+    t.bias = fwd_.bias();
+    t.dz = dz_.get();
+    t.saved = saved_.get();
+    t.dx = dx_.get();
+    t.dw = dw_.get();
+    t.dbias = p_.bias ? db_.get() : nullptr;
+    return t;
+  }
+
+  // The bytes of the outputs `g` selects (dX, then dW and dbias), as the last backward left them.
+  std::vector<unsigned char> output_bytes(Grads g) const {
+    const size_t es = dtype_size(p_.dtype);
+    std::vector<unsigned char> out;
+    auto append = [&](const DeviceBuffer& b, size_t n) {
+      const size_t at = out.size();
+      out.resize(at + n * es);
+      if (n > 0) CUDA_CHECK(cudaMemcpy(out.data() + at, b.get(), n * es, cudaMemcpyDeviceToHost));
+    };
+    if (g.dx) append(dx_, n_dx_);
+    if (g.dw) {
+      append(dw_, n_dw_);
+      append(db_, n_db_);
+    }
+    return out;
+  }
+
+  // Runs the saving forward into saved() (and Z, which is checked), for Policy::save.
+  bench::ParityResult save_forward(const TileConfig* tile = nullptr) const {
+    ForwardOptions o;
+    o.saved = saved_.get();
+    if (tile != nullptr) o.tile = *tile;
+    return fwd_.check([&] {
+      const Status st = forward(p_, fwd_.x(), fwd_.w(), fwd_.bias(), fwd_.z(), nullptr, o);
+      ASSERT_TRUE(st.ok()) << st.message;
+    });
+  }
+
+  struct Result {
+    bench::ParityResult dx, dw, dbias;
+    bool dx_untouched = true, dw_untouched = true, dbias_untouched = true;
+    BackwardTiles tiles;
+    std::string error;
+  };
+
+  // Poisons every output, runs backward, checks the requested gradients and that the others still
+  // hold the poison. misaligned: X and dZ are read from copies one element past a 256-byte aligned
+  // allocation, which the kernels must take through their element-wise paths.
+  Result run(const BackwardOptions& o, bool misaligned = false) const {
+    Result res;
+    const size_t es = dtype_size(p_.dtype);
+    for (const DeviceBuffer* b : {&dx_, &dw_, &db_})
+      CUDA_CHECK(cudaMemset(b->get(), bench::kPoisonByte, b->bytes()));
+    const size_t ws_bytes = backward_workspace_bytes(p_, o);
+    DeviceBuffer ws(std::max<size_t>(ws_bytes, 1));
+    BackwardTensors t = tensors();
+    DeviceBuffer x_shifted, dz_shifted;
+    if (misaligned) {
+      const size_t x_bytes = static_cast<size_t>(p_.batch * p_.x_stride()) * es;
+      const size_t dz_bytes = static_cast<size_t>(p_.batch * p_.hidden) * es;
+      t.x = shifted_copy(fwd_.x(), x_bytes, &x_shifted);
+      t.dz = shifted_copy(dz_.get(), dz_bytes, &dz_shifted);
+    }
+    const Status st = backward(p_, t, o, ws.get(), ws_bytes, nullptr, &res.tiles);
+    if (!st.ok()) {
+      res.error = st.message;
+      return res;
+    }
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const auto tol = bench::gradient_tolerance(p_.dtype, p_.math);
+    auto check = [&](const DeviceBuffer& buf, size_t n, const std::vector<double>& r64,
+                     const std::vector<float>& r32) {
+      std::vector<unsigned char> raw(n * es);
+      CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
+      const auto got = bench::from_dtype_bytes(raw.data(), n, p_.dtype);
+      return r64.empty() && !r32.empty() ? bench::compare(got, r32, tol) : bench::compare(got, r64, tol);
+    };
+    auto untouched = [&](const DeviceBuffer& buf, size_t n) {
+      std::vector<unsigned char> raw(n * es);
+      CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
+      for (unsigned char c : raw)
+        if (c != bench::kPoisonByte) return false;
+      return true;
+    };
+    if (o.grads.dx) {
+      res.dx = check(dx_, n_dx_, ref_.dx, ref32_dx_);
+    } else {
+      res.dx_untouched = untouched(dx_, n_dx_);
+    }
+    if (o.grads.dw) {
+      res.dw = check(dw_, n_dw_, ref_.dw, ref32_dw_);
+      if (p_.bias) res.dbias = check(db_, n_db_, ref_.dbias, ref32_db_);
+    } else {
+      res.dw_untouched = untouched(dw_, n_dw_);
+      if (p_.bias) res.dbias_untouched = untouched(db_, n_db_);
+    }
+    return res;
+  }
+
+ private:
+  // A copy of `bytes` at `src` placed one element into a fresh allocation held by `*holder`.
+  const void* shifted_copy(const void* src, size_t bytes, DeviceBuffer* holder) const {
+    const size_t es = dtype_size(p_.dtype);
+    *holder = DeviceBuffer(bytes + es);
+    char* dst = static_cast<char*>(holder->get()) + es;
+    if (bytes > 0) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+    return dst;
+  }
+  DeviceBuffer upload(const std::vector<float>& v) const {
+    const auto bytes = bench::to_dtype_bytes(v, p_.dtype);
+    DeviceBuffer d(std::max<size_t>(bytes.size(), 1));
+    if (!bytes.empty())
+      CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+    return d;
+  }
+  static std::vector<float> download_f32(const DeviceBuffer& b, size_t n) {
+    std::vector<float> v(n);
+    if (n > 0) CUDA_CHECK(cudaMemcpy(v.data(), b.get(), n * 4, cudaMemcpyDeviceToHost));
+    return v;
+  }
+
+  Problem p_;
+  GpuCase fwd_;
+  std::vector<float> hdz_;
+  bench::CpuGrads ref_;
+  std::vector<float> ref32_dx_, ref32_dw_, ref32_db_;
+  size_t n_dx_ = 0, n_dw_ = 0, n_db_ = 0;
+  DeviceBuffer dz_, dx_, dw_, db_, saved_;
+};
+
+// What failed in `r` ("" when everything requested passed and nothing else was written).
+inline std::string failures(const BwdCase::Result& r, const BackwardOptions& o, const Problem& p) {
+  if (!r.error.empty()) return "backward failed: " + r.error;
+  std::string f;
+  if (o.grads.dx && !r.dx.pass) f += " dx: " + r.dx.summary() + ";";
+  if (o.grads.dw && !r.dw.pass) f += " dw: " + r.dw.summary() + ";";
+  if (o.grads.dw && p.bias && !r.dbias.pass) f += " dbias: " + r.dbias.summary() + ";";
+  if (!r.dx_untouched) f += " dx written though not requested;";
+  if (!r.dw_untouched) f += " dw written though not requested;";
+  if (!r.dbias_untouched) f += " dbias written though not requested;";
+  return f;
+}
+
+inline void expect_pass(const BwdCase::Result& r, const BackwardOptions& o, const Problem& p,
+                 const std::string& what) {
+  ASSERT_TRUE(r.error.empty()) << what << ": " << r.error;
+  if (o.grads.dx) {
+    EXPECT_TRUE(r.dx.pass) << what << " dx: " << r.dx.summary();
+  }
+  if (o.grads.dw) {
+    EXPECT_TRUE(r.dw.pass) << what << " dw: " << r.dw.summary();
+    if (p.bias) {
+      EXPECT_TRUE(r.dbias.pass) << what << " dbias: " << r.dbias.summary();
+    }
+  }
+  EXPECT_TRUE(r.dx_untouched) << what << ": dx written though not requested";
+  EXPECT_TRUE(r.dw_untouched) << what << ": dw written though not requested";
+  EXPECT_TRUE(r.dbias_untouched) << what << ": dbias written though not requested";
+}
+
+
+}  // namespace swiglu::test
