@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The soak run: tests/test_soak_gpu for SWIGLU_SOAK_SECONDS (default 660): every variant, forward
 # and backward, in turn, each variant's every tenth run checked against the reference and against
-# its first checked output (drift), device and host memory compared from the first round to the
+# its first checked output (drift), device and host memory compared from the end of the warm-up to the
 # end. The log records the GPU, the start time and the test's progress lines.
 #   scripts/soak.sh LOGFILE
 # Environment: BUILD_DIR (default build), SWIGLU_SOAK_SECONDS, SWIGLU_SOAK_REPORT_SECONDS (60).

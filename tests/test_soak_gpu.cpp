@@ -6,9 +6,9 @@
 //   - no drift: a checked run's output bytes equal its first checked run's, for every variant
 //     whose result is deterministic (all but the fused dX when it splits K with fp32 atomics,
 //     which is held to the tolerance alone);
-//   - free device memory after the last run equals what it was after the first round (the first
-//     round loads the kernels and cuBLAS's, which takes device memory once), and the process's
-//     resident host memory grew by no more than kMaxHostGrowthKiB.
+//   - free device memory after the last run equals what it was after the warm-up rounds (which
+//     load the kernels and cuBLAS's, taking device memory once, and make every allocation the loop
+//     makes), and the process's resident host memory grew by no more than kMaxHostGrowthKiB.
 // A line of progress every SWIGLU_SOAK_REPORT_SECONDS (default 60) goes to stdout.
 #include <gtest/gtest.h>
 
@@ -29,6 +29,9 @@ namespace swiglu::test {
 namespace {
 
 constexpr long kMaxHostGrowthKiB = 16 * 1024;
+// Rounds of every variant on every shape before memory is first measured: each variant's runs 0
+// and 10 are checked ones.
+constexpr int kWarmRounds = 11;
 
 double env_seconds(const char* name, double fallback) {
   const char* v = std::getenv(name);
@@ -265,15 +268,18 @@ TEST(Soak, EveryVariantStaysCorrectAndMemoryStaysFlat) {
     ADD_FAILURE() << name(k) << " " << describe(shapes[s]->problem()) << " run " << n << ":" << bad;
   };
 
-  // The first round (checked, every variant on every shape) loads every kernel; memory is
-  // measured from its end.
-  for (size_t s = 0; s < shapes.size(); ++s)
-    for (const Kind k : kKinds) step(s, k);
+  // The first rounds load every kernel and take each variant through two checked runs, so that
+  // every allocation the loop makes has been made and freed before; memory is measured from their
+  // end.
+  for (int round = 0; round < kWarmRounds; ++round)
+    for (size_t s = 0; s < shapes.size(); ++s)
+      for (const Kind k : kKinds) step(s, k);
   const size_t free_start = free_device_bytes();
   const long rss_start = resident_kib();
-  std::printf("[soak] %.0f s, %zu shapes x %zu variants; after the first round: %.1f MiB device "
+  std::printf("[soak] %.0f s, %zu shapes x %zu variants; after %d warm-up rounds: %.1f MiB device "
               "memory free, %ld KiB resident\n",
-              seconds, shapes.size(), std::size(kKinds), free_start / 1048576.0, rss_start);
+              seconds, shapes.size(), std::size(kKinds), kWarmRounds, free_start / 1048576.0,
+              rss_start);
   std::fflush(stdout);
 
   using clock = std::chrono::steady_clock;
