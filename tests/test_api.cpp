@@ -100,7 +100,7 @@ TEST(TileConfig, NameAndParseRoundTrip) {
 }
 
 TEST(TileConfig, ParseRejectsMalformedNames) {
-  for (const char* bad : {"", "sm80", "sm80:", "sm90:128x64x32s4w4", "sm80:128x64x32s4",
+  for (const char* bad : {"", "sm80", "sm80:", "sm70:128x64x32s4w4", "sm80:128x64x32s4",
                           "sm80:128x64x32s4w4x", "sm80:0x64x32s4w4", "sm80:-128x64x32s4w4",
                           "sm80:128x64x32w4s4", "simt:64x64"}) {
     EXPECT_FALSE(TileConfig::parse(bad).has_value()) << bad;
@@ -113,8 +113,36 @@ TEST(Heuristic, PicksTensorCoresOnAmpereAndLaterForHalfTypes) {
       TileConfig tile;
       const DeviceTraits dev{cc / 10, cc % 10, 132};
       ASSERT_TRUE(choose_forward_tile(problem(1024, 784, 1024, t), dev, &tile).ok());
-      EXPECT_EQ(tile.family, Family::mma_sm80) << cc;
+      // Hopper takes the wgmma kernel here in builds with sm_90a code.
+      EXPECT_TRUE(tile.family == Family::mma_sm80 || (cc == 90 && tile.family == Family::wgmma_sm90))
+          << cc << " " << tile.name();
     }
+  }
+}
+
+TEST(Heuristic, PicksWgmmaOnHopperForProblemsThatFillIt) {
+  const DeviceTraits h100{9, 0, 132};
+  const Problem big = problem(8192, 4096, 14336, DType::bf16);
+  bool built = false;
+  for (const TileConfig& t : forward_tiles(big, h100)) built |= t.family == Family::wgmma_sm90;
+  if (!built) GTEST_SKIP() << "this build holds no sm_90a code";
+  TileConfig tile;
+  ASSERT_TRUE(choose_forward_tile(big, h100, &tile).ok());
+  EXPECT_EQ(tile.name(), "sm90:128x128x64s4w12");
+  // A short reduction keeps the narrower tile however many tiles there are.
+  ASSERT_TRUE(choose_forward_tile(problem(8192, 784, 4096, DType::bf16), h100, &tile).ok());
+  EXPECT_EQ(tile.name(), "sm90:128x64x64s6w12");
+  // sm_90a code is for compute capability 9.0 alone.
+  for (const DeviceTraits other : {DeviceTraits{8, 0, 108}, DeviceTraits{10, 0, 148}}) {
+    ASSERT_TRUE(choose_forward_tile(big, other, &tile).ok());
+    EXPECT_EQ(tile.family, Family::mma_sm80) << other.cc_major;
+  }
+  // Too few tiles for one per SM; the packed layout; rows TMA cannot address (I % 8 != 0).
+  Problem packed = big;
+  packed.layout = Layout::packed;
+  for (const Problem& p : {problem(64, 784, 1024, DType::bf16), packed, problem(8192, 4097, 14336, DType::f16)}) {
+    ASSERT_TRUE(choose_forward_tile(p, h100, &tile).ok());
+    EXPECT_NE(tile.family, Family::wgmma_sm90) << p.batch << "x" << p.in_features;
   }
 }
 
@@ -153,11 +181,19 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
     EXPECT_TRUE(choose_forward_tile(problem(b, i, d), h200, &t).ok());
     return t.name();
   };
-  // One wave of 128 large blocks loses to two blocks per SM of half the size.
-  EXPECT_EQ(pick(1024, 784, 1024), "sm80:64x64x64s3w4");
-  EXPECT_EQ(pick(1024, 784, 4096), "sm80:128x64x32s4w4");
-  EXPECT_EQ(pick(8192, 4096, 14336), "sm80:128x64x32s4w4");
-  EXPECT_EQ(pick(256, 784, 2048), "sm80:32x64x64s3w4");
+  // Builds with sm_90a code take the wgmma kernel wherever it has enough whole 128-row tiles
+  // (the H200 block sweep: 1.0-2.2x the best sm80 tile there, slower below).
+  bool sm90 = false;
+  for (const TileConfig& t : forward_tiles(problem(8192, 4096, 14336), h200))
+    sm90 |= t.family == Family::wgmma_sm90;
+  constexpr const char* kSm90 = "sm90:128x64x64s6w12";
+  // One wave of 128 large sm80 blocks loses to two blocks per SM of half the size.
+  EXPECT_EQ(pick(1024, 784, 1024), sm90 ? kSm90 : "sm80:64x64x64s3w4");
+  EXPECT_EQ(pick(1024, 784, 4096), sm90 ? kSm90 : "sm80:128x64x32s4w4");
+  EXPECT_EQ(pick(256, 784, 2048), sm90 ? kSm90 : "sm80:32x64x64s3w4");
+  // Too few whole 128-row tiles for the sm90 kernel: 32 (B = 64 fills half of each) and 32.
+  EXPECT_EQ(pick(64, 784, 4096).substr(0, 5), "sm80:");
+  EXPECT_EQ(pick(256, 784, 1024).substr(0, 5), "sm80:");
   TileConfig t;
   ASSERT_TRUE(choose_forward_tile(problem(1, 784, 512), h200, &t).ok());
   EXPECT_EQ(t.block_m, 16);
@@ -167,10 +203,12 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
   ASSERT_TRUE(choose_forward_tile(problem(1, 784, 512, DType::f32), h200, &t).ok());
   EXPECT_EQ(t.name(), "simt:16x64x32s2w4");
   EXPECT_EQ(pick(128, 784, 512), "sm80:16x32x64s6w2");
-  // Long reductions: one wave of large tiles is enough. Of two equal tiles, fewer warps won.
-  EXPECT_EQ(pick(256, 4096, 4096), "sm80:128x64x32s4w4");
-  EXPECT_EQ(pick(256, 2048, 2048), "sm80:64x64x64s3w4");
-  EXPECT_EQ(pick(64, 4096, 4096), "sm80:32x64x64s3w4");
+  // Long reductions: one wave of large tiles is enough. Of two equal sm80 tiles, fewer warps won;
+  // the sm90 kernel needs half as many whole tiles.
+  EXPECT_EQ(pick(256, 4096, 4096), sm90 ? kSm90 : "sm80:128x64x32s4w4");
+  EXPECT_EQ(pick(256, 2048, 2048), sm90 ? kSm90 : "sm80:64x64x64s3w4");
+  EXPECT_EQ(pick(64, 4096, 4096), sm90 ? kSm90 : "sm80:32x64x64s3w4");
+  EXPECT_EQ(pick(64, 2048, 2048).substr(0, 5), "sm80:");
 }
 
 TEST(Heuristic, EveryChoiceIsACompiledTile) {

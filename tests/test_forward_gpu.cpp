@@ -101,6 +101,43 @@ TEST(Forward, UnalignedBasePointerFallsBackAndStaysCorrect) {
   }
 }
 
+TEST(Forward, Sm90TileWithAnUnalignedPointerRunsAnotherFamily) {
+  // TMA needs 16-byte aligned X and W: given X one element off, an sm90 tile hands the problem to
+  // another family, says so through used_tile, and the result is still right.
+  Problem p;
+  p.batch = 300;
+  p.in_features = 256;
+  p.hidden = 384;
+  p.dtype = DType::bf16;
+  p.bias = true;
+  std::vector<TileConfig> sm90;
+  for (const TileConfig& t : forward_tiles(p, current_traits()))
+    if (t.family == Family::wgmma_sm90) sm90.push_back(t);
+  if (sm90.empty()) GTEST_SKIP() << "no sm90 tile for this device and build";
+  const GpuCase c(p, 13);
+  const size_t bytes = static_cast<size_t>(p.batch * p.in_features) * 2;
+  DeviceBuffer shifted(bytes + 16);
+  char* x_off = static_cast<char*>(shifted.get()) + 2;
+  CUDA_CHECK(cudaMemcpy(x_off, c.x(), bytes, cudaMemcpyDeviceToDevice));
+  for (const TileConfig& t : sm90) {
+    ForwardOptions o;
+    o.tile = t;
+    for (const void* x : {c.x(), static_cast<const void*>(x_off)}) {
+      TileConfig used;
+      const auto r = c.check([&] {
+        const Status st = forward(p, x, c.w(), c.bias(), c.z(), nullptr, o, &used);
+        ASSERT_TRUE(st.ok()) << st.message;
+      });
+      EXPECT_TRUE(r.pass) << t.name() << (x == c.x() ? "" : " unaligned X") << ": " << r.summary();
+      if (x == c.x()) {
+        EXPECT_EQ(used, t);
+      } else {
+        EXPECT_NE(used.family, Family::wgmma_sm90) << "ran " << used.name();
+      }
+    }
+  }
+}
+
 TEST(Forward, RunsOnTheCallersStream) {
   Problem p;
   p.batch = 256;

@@ -54,8 +54,11 @@ struct Status {
 };
 
 // Kernel families. simt runs on every supported GPU (sm_70+) and in every dtype; mma_sm80 uses
-// mma.sync tensor cores, ldmatrix and a cp.async pipeline (sm_80+, fp16/bf16, and fp32 with tf32).
-enum class Family { simt, mma_sm80 };
+// mma.sync tensor cores, ldmatrix and a cp.async pipeline (sm_80+, fp16/bf16, and fp32 with tf32);
+// wgmma_sm90 uses Hopper's wgmma fed by TMA with warp specialisation (compute capability 9.0 in
+// builds that include sm_90a; fp16/bf16, linear layout, X and W 16-byte aligned with I and the X
+// row stride multiples of 8: forward() takes an sm80 tile instead when the pointers are not).
+enum class Family { simt, mma_sm80, wgmma_sm90 };
 
 // One compiled tile configuration of the fused forward kernel.
 struct TileConfig {

@@ -40,7 +40,14 @@ std::string_view to_string(DType t) {
 }
 std::string_view to_string(Layout l) { return l == Layout::linear ? "linear" : "packed"; }
 std::string_view to_string(Math m) { return m == Math::exact ? "exact" : "tf32"; }
-std::string_view to_string(Family f) { return f == Family::simt ? "simt" : "sm80"; }
+std::string_view to_string(Family f) {
+  switch (f) {
+    case Family::simt: return "simt";
+    case Family::mma_sm80: return "sm80";
+    case Family::wgmma_sm90: return "sm90";
+  }
+  return "?";
+}
 
 std::optional<DType> parse_dtype(std::string_view s) {
   if (s == "fp32" || s == "f32" || s == "float32") return DType::f32;
@@ -73,6 +80,7 @@ std::optional<TileConfig> TileConfig::parse(std::string_view text) {
   const std::string_view fam = text.substr(0, colon);
   if (fam == "simt") t.family = Family::simt;
   else if (fam == "sm80") t.family = Family::mma_sm80;
+  else if (fam == "sm90") t.family = Family::wgmma_sm90;
   else return std::nullopt;
   // <m>x<n>x<k>s<stages>w<warps>, every number positive, nothing after.
   const char* p = text.data() + colon + 1;
@@ -192,16 +200,22 @@ Status current_device(DeviceTraits* dev) {
   return Status::success();
 }
 
-// The forward kernel for `tile`, with every epilogue output of FwdParams.
-Status launch_forward(const Problem& p, const DeviceTraits& dev, const TileConfig& tile,
+// The forward kernel for `*tile`, with every epilogue output of FwdParams. An sm90 tile whose X
+// or W pointer TMA cannot address (not 16-byte aligned) is replaced by the heuristic's choice
+// among the other families; *tile then names the tile that ran.
+Status launch_forward(const Problem& p, const DeviceTraits& dev, TileConfig* tile_io,
                       const void* x, const void* w, const void* bias, void* z, void* saved,
                       const void* dz, void* dh, cudaStream_t stream) {
   const Math math = p.dtype == DType::f32 ? p.math : Math::exact;
   const int cc = dev.cc_major * 10 + dev.cc_minor;
+  if (tile_io->family == Family::wgmma_sm90 && !(aligned(x, 16) && aligned(w, 16))) {
+    if (Status s = detail::choose_forward_tile(p, dev, /*allow_sm90=*/false, tile_io); !s.ok()) return s;
+  }
+  const TileConfig& tile = *tile_io;
   const detail::FwdKernel* kernel = nullptr;
   for (const auto& k : detail::fwd_kernels()) {
     if (k.tile == tile && k.dtype == p.dtype && k.layout == p.layout && k.math == math &&
-        k.min_cc <= cc) {
+        k.min_cc <= cc && cc <= k.max_cc) {
       kernel = &k;
       break;
     }
@@ -295,7 +309,7 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
   } else if (Status s = choose_forward_tile(p, dev, &tile); !s.ok()) {
     return s;
   }
-  if (Status s = launch_forward(p, dev, tile, x, w, bias, z, options.saved, nullptr, nullptr, stream);
+  if (Status s = launch_forward(p, dev, &tile, x, w, bias, z, options.saved, nullptr, nullptr, stream);
       !s.ok())
     return s;
   if (used_tile != nullptr) *used_tile = tile;
@@ -504,7 +518,7 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     }
     const bool epi = placement == GatePlacement::epilogue;
     void* const h_region = ws_base + ws.h_offset;
-    if (Status s = launch_forward(p, dev, tile, t.x, t.w, t.bias, nullptr, epi ? nullptr : h_region,
+    if (Status s = launch_forward(p, dev, &tile, t.x, t.w, t.bias, nullptr, epi ? nullptr : h_region,
                                   epi ? t.dz : nullptr, epi ? dh_region : nullptr, stream);
         !s.ok())
       return s;

@@ -2,6 +2,8 @@
 //
 // The rule, per kernel family (the constants in kRules come from the block sweep
 // `swiglubench forward --tiles all` on an H200; DESIGN.md has the table):
+//  0. On compute capability 9.0 with sm_90a code, fp16/bf16 and the linear layout: the widest
+//     sm90 (wgmma) tile that gives at least one tile per SM, when the problem has that many.
 //  1. Family: tensor cores (sm80, mma.sync) whenever the device and the math allow it; the SIMT
 //     kernel for fp32 exact and for sm_70/75.
 //  2. Eligible tiles: block_n <= max_block_n.
@@ -12,7 +14,9 @@
 //     reductions (I < long_k) leave less time to hide it, so they want more blocks per SM.
 //  4. If none does (small B·D), take the tile with the most blocks, the smallest among equals.
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <optional>
 
 #include "swiglu/registry.hpp"
 #include "swiglu/swiglu.hpp"
@@ -46,6 +50,20 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
   return ((p.batch + t.block_m - 1) / t.block_m) * ((p.hidden + t.block_n - 1) / t.block_n);
 }
 
+// What the sm90 kernels need of the problem itself (the pointers are checked at launch): TMA rows
+// of whole 16-byte units (I and the X row stride multiples of 8 two-byte elements) and tensor
+// coordinates that fit int32.
+// Step 0's choice between the sm90 tiles: 128x128 (twice the reuse of each X tile, a longer
+// epilogue) beat 128x64 by 1-5% at the LLaMA shapes (I >= 4096, 20 and more tiles per SM), and lost
+// by 4-28% at I = 784 however many tiles there were, and at I = 4096 with 2 tiles per SM (H200).
+constexpr int64_t kSm90WideMinK = 4096;
+constexpr double kSm90WideTilesPerSm = 8;
+
+bool tma_addressable(const Problem& p) {
+  return p.dtype != DType::f32 && p.layout == Layout::linear && p.in_features % 8 == 0 &&
+         p.x_stride() % 8 == 0 && 2 * p.hidden <= INT32_MAX && p.batch <= INT32_MAX;
+}
+
 }  // namespace
 
 std::vector<TileConfig> forward_tiles(const Problem& p, const DeviceTraits& dev) {
@@ -53,14 +71,50 @@ std::vector<TileConfig> forward_tiles(const Problem& p, const DeviceTraits& dev)
   const int cc = dev.cc_major * 10 + dev.cc_minor;
   std::vector<TileConfig> out;
   for (const auto& k : detail::fwd_kernels()) {
-    if (k.dtype != p.dtype || k.layout != p.layout || k.math != math || k.min_cc > cc) continue;
+    if (k.dtype != p.dtype || k.layout != p.layout || k.math != math || k.min_cc > cc ||
+        cc > k.max_cc) {
+      continue;
+    }
+    if (k.tile.family == Family::wgmma_sm90 && !tma_addressable(p)) continue;
     if (std::find(out.begin(), out.end(), k.tile) == out.end()) out.push_back(k.tile);
   }
   return out;
 }
 
 Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig* out) {
+  return detail::choose_forward_tile(p, dev, /*allow_sm90=*/true, out);
+}
+
+Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bool allow_sm90,
+                                   TileConfig* out) {
   if (out == nullptr) return Status{StatusCode::invalid_argument, "choose_forward_tile: out is null"};
+  if (allow_sm90) {
+    // Step 0. The persistent sm90 kernel runs one block per SM over 128-row tiles: it needs
+    // enough whole tiles to keep the SMs busy (a batch under 128 rows fills a fraction of each),
+    // fewer with a long reduction, where each tile is long. Below that the sm80 tiles' many small
+    // blocks win. Measured on an H200 (bf16 block sweep of the mnist and seed configs, DESIGN.md):
+    // 128x64 is the better sm90 tile at every one of those shapes; 128x128 is taken only for long
+    // reductions where each SM gets many of them (the LLaMA shapes).
+    const double fill = p.in_features >= 2048 ? 0.24 : 0.48;
+    const double wanted = fill * std::max(dev.sm_count, 1);
+    std::optional<TileConfig> chosen;
+    for (const TileConfig& t : forward_tiles(p, dev)) {
+      if (t.family != Family::wgmma_sm90) continue;
+      const double full_tiles =
+          static_cast<double>(blocks(p, t)) * static_cast<double>(std::min<int64_t>(p.batch, t.block_m)) /
+          t.block_m;
+      if (full_tiles < wanted) continue;
+      if (t.block_n > 64 && (p.in_features < kSm90WideMinK ||
+                             full_tiles < kSm90WideTilesPerSm * std::max(dev.sm_count, 1))) {
+        continue;
+      }
+      if (!chosen || t.block_n > chosen->block_n) chosen = t;
+    }
+    if (chosen) {
+      *out = *chosen;
+      return Status::success();
+    }
+  }
   const Family family = wants_tensor_cores(p, dev) ? Family::mma_sm80 : Family::simt;
   const FamilyRule& rule = family == Family::mma_sm80 ? kRules[0] : kRules[1];
   std::vector<TileConfig> eligible;

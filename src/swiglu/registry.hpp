@@ -48,6 +48,7 @@ struct FwdKernel {
   Math math;             // exact for fp16/bf16 instances
   int min_cc;            // lowest compute capability (major*10+minor) the instance runs on
   FwdLaunch launch;
+  int max_cc = 1000;     // highest (sm_90a code runs on 9.0 alone)
 };
 
 // ---- backward GEMMs --------------------------------------------------------------------------------
@@ -110,6 +111,10 @@ void register_bwd_sm80_bf16(std::vector<BwdKernel>& out);
 
 const std::vector<BwdKernel>& bwd_kernels();
 
+// The forward heuristic (heuristics.cpp); allow_sm90 = false leaves the wgmma tiles out (for
+// operands TMA cannot address). choose_forward_tile(p, dev, out) is this with allow_sm90 = true.
+Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, bool allow_sm90, TileConfig* out);
+
 // The backward heuristic (heuristics.cpp): the tile of the dX GEMM (dw = false) or the dW GEMM.
 Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, TileConfig* out);
 
@@ -119,6 +124,8 @@ void register_fwd_simt_bf16(std::vector<FwdKernel>& out);
 void register_fwd_sm80_f16(std::vector<FwdKernel>& out);
 void register_fwd_sm80_bf16(std::vector<FwdKernel>& out);
 void register_fwd_sm80_tf32(std::vector<FwdKernel>& out);
+void register_fwd_sm90_f16(std::vector<FwdKernel>& out);
+void register_fwd_sm90_bf16(std::vector<FwdKernel>& out);
 
 // Every instance, built once on first use.
 const std::vector<FwdKernel>& fwd_kernels();
