@@ -1,0 +1,24 @@
+"""swiglu for PyTorch: the fused SwiGLU kernels as a drop-in for two nn.Linear layers and a gate.
+
+    fc1 = swiglu.FusedSwiGLU(in_features, hidden, bias=False)   # or FusedSwiGLU.from_linears(a, b)
+    z = fc1(x)                                                   # SiLU(x·Waᵀ) ⊙ x·Wbᵀ, one launch
+
+Pure Python: the kernels come from libswiglu_c (the CMake target swiglu_c), loaded with ctypes on
+the first CUDA call; see swiglu._lib for where it is looked for. Works with torch 2.1 and newer.
+"""
+
+from ._lib import LibraryError, SwigluError
+from .functional import FallbackWarning, fused_swiglu, reference_swiglu
+from .module import FusedSwiGLU
+
+
+def load_library() -> str:
+    """Loads libswiglu_c now rather than on the first CUDA call, and returns its path. Raises
+    LibraryError, naming every place tried, when it cannot be loaded."""
+    from ._lib import library
+
+    return library().path
+
+
+__all__ = ["FusedSwiGLU", "fused_swiglu", "reference_swiglu", "load_library", "FallbackWarning",
+           "LibraryError", "SwigluError"]

@@ -1,0 +1,186 @@
+"""ctypes bindings of libswiglu_c, the library's C ABI (include/swiglu/swiglu_c.h).
+
+The shared library is loaded on first use, not at import, so that the CPU fallback works on a
+machine that has no GPU and no library. Where it is looked for, in this order:
+
+1. ``$SWIGLU_LIBRARY``: an explicit path to the file. When set, it is the only place tried.
+2. ``libswiglu_c.so`` next to this package (a copy installed with it).
+3. ``build/libswiglu_c.so`` of the source tree this package sits in, when it sits in one
+   (``python/swiglu/`` of a swiglu checkout, after ``cmake --build build --target swiglu_c``).
+4. ``libswiglu_c.so`` through the system loader (``LD_LIBRARY_PATH``, the ld.so cache).
+
+A library that loads but lacks the ``swiglu_*`` functions, or reports another
+``swiglu_abi_version()``, is rejected like a missing one, and the error lists every attempt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pathlib
+import threading
+
+ABI_VERSION = 1  # SWIGLU_C_ABI_VERSION this package is written against
+LIBRARY_FILE = "libswiglu_c.so"
+ENV_VAR = "SWIGLU_LIBRARY"
+
+# The header's enums.
+DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
+LAYOUT_LINEAR = 0
+MATH_EXACT, MATH_TF32 = 0, 1
+POLICY_SAVE, POLICY_RECOMPUTE = 0, 1
+
+_STATUS_NAMES = {
+    0: "SWIGLU_OK",
+    1: "SWIGLU_INVALID_ARGUMENT",
+    2: "SWIGLU_UNSUPPORTED",
+    3: "SWIGLU_CUDA_ERROR",
+    4: "SWIGLU_CUBLAS_ERROR",
+    5: "SWIGLU_INTERNAL",
+}
+
+_PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+
+
+class LibraryError(OSError):
+    """libswiglu_c could not be loaded, or is not the version this package needs."""
+
+
+class SwigluError(RuntimeError):
+    """A call into libswiglu_c failed. ``status`` is the swiglu_status name, ``message`` the
+    library's swiglu_last_error()."""
+
+    def __init__(self, call: str, status: int, message: str):
+        self.status = _STATUS_NAMES.get(status, f"status {status}")
+        self.message = message
+        super().__init__(f"{call}: {self.status}: {message}")
+
+
+class Problem(ctypes.Structure):
+    """swiglu_problem."""
+
+    _fields_ = [
+        ("batch", ctypes.c_int64),
+        ("in_features", ctypes.c_int64),
+        ("hidden", ctypes.c_int64),
+        ("ldx", ctypes.c_int64),
+        ("dtype", ctypes.c_int32),
+        ("layout", ctypes.c_int32),
+        ("bias", ctypes.c_int32),
+        ("math", ctypes.c_int32),
+    ]
+
+
+def candidates() -> list[tuple[str, str]]:
+    """The places tried, in order, as (path or loader name, what it is)."""
+    explicit = os.environ.get(ENV_VAR)
+    if explicit:
+        return [(explicit, f"${ENV_VAR}")]
+    places = [(str(_PACKAGE_DIR / LIBRARY_FILE), "next to the swiglu package")]
+    tree = _PACKAGE_DIR.parent.parent
+    if (tree / "CMakeLists.txt").is_file() and (tree / "include" / "swiglu").is_dir():
+        places.append((str(tree / "build" / LIBRARY_FILE), "this source tree's build directory"))
+    places.append((LIBRARY_FILE, "the system loader: LD_LIBRARY_PATH, ld.so cache"))
+    return places
+
+
+class Library:
+    """One loaded libswiglu_c with its function signatures set. Every method raises SwigluError
+    on a failed call; pointers are integers (0 for NULL), the stream a cudaStream_t as an int."""
+
+    def __init__(self, cdll: ctypes.CDLL, path: str):
+        self.path = path
+        p_problem = ctypes.POINTER(Problem)
+        vp, i32, size_t = ctypes.c_void_p, ctypes.c_int32, ctypes.c_size_t
+        signatures = {
+            "swiglu_abi_version": (i32, []),
+            "swiglu_last_error": (ctypes.c_char_p, []),
+            "swiglu_forward": (ctypes.c_int, [p_problem, vp, vp, vp, vp, vp, vp]),
+            "swiglu_backward_workspace_bytes": (size_t, [p_problem, i32, i32, i32]),
+            "swiglu_backward": (
+                ctypes.c_int,
+                [p_problem, i32, i32, i32, vp, vp, vp, vp, vp, vp, vp, vp, vp, size_t, vp],
+            ),
+        }
+        for name, (restype, argtypes) in signatures.items():
+            try:
+                fn = getattr(cdll, name)
+            except AttributeError:
+                raise LibraryError(f"{path} does not export {name}(): it is not libswiglu_c") from None
+            fn.restype = restype
+            fn.argtypes = argtypes
+        self._c = cdll
+        version = cdll.swiglu_abi_version()
+        if version != ABI_VERSION:
+            raise LibraryError(
+                f"{path} has C ABI version {version}; this swiglu package needs version "
+                f"{ABI_VERSION}: rebuild the library (CMake target swiglu_c) from the same "
+                f"swiglu source as this package")
+
+    def last_error(self) -> str:
+        return self._c.swiglu_last_error().decode("utf-8", "replace")
+
+    def _check(self, call: str, status: int) -> None:
+        if status != 0:
+            raise SwigluError(call, status, self.last_error())
+
+    def abi_version(self) -> int:
+        return self._c.swiglu_abi_version()
+
+    def forward(self, p: Problem, x: int, w: int, bias: int, z: int, saved: int, stream: int) -> None:
+        self._check("swiglu_forward", self._c.swiglu_forward(ctypes.byref(p), x, w, bias, z, saved, stream))
+
+    def backward_workspace_bytes(self, p: Problem, policy: int, dx: bool, dw: bool) -> int:
+        n = self._c.swiglu_backward_workspace_bytes(ctypes.byref(p), policy, int(dx), int(dw))
+        # Why: 0 is both a valid size and the error value; the error message tells them apart.
+        if n == 0 and self.last_error():
+            raise SwigluError("swiglu_backward_workspace_bytes", 1, self.last_error())
+        return n
+
+    def backward(self, p: Problem, policy: int, dx_wanted: bool, dw_wanted: bool, x: int, w: int,
+                 bias: int, dz: int, saved: int, dx: int, dw: int, dbias: int, workspace: int,
+                 workspace_bytes: int, stream: int) -> None:
+        self._check("swiglu_backward", self._c.swiglu_backward(
+            ctypes.byref(p), policy, int(dx_wanted), int(dw_wanted), x, w, bias, dz, saved, dx,
+            dw, dbias, workspace, workspace_bytes, stream))
+
+
+_lock = threading.Lock()
+_loaded: Library | None = None
+
+
+def _open(path: str, what: str) -> Library:
+    if os.sep in path and not os.path.isfile(path):
+        raise LibraryError(f"{path} ({what}): no such file")
+    try:
+        cdll = ctypes.CDLL(path)
+    except OSError as e:
+        raise LibraryError(f"{path} ({what}): {e}") from None
+    return Library(cdll, path)
+
+
+def library() -> Library:
+    """The loaded library, loading it on the first call. Raises LibraryError naming every place
+    tried and how to fix it. A failure is not remembered: a later call tries again."""
+    global _loaded
+    if _loaded is not None:  # Why outside the lock: every kernel call asks, and it is set once
+        return _loaded
+    with _lock:
+        if _loaded is not None:
+            return _loaded
+        failures = []
+        for path, what in candidates():
+            try:
+                _loaded = _open(path, what)
+                return _loaded
+            except LibraryError as e:
+                failures.append(str(e))
+        if os.environ.get(ENV_VAR):
+            fix = (f"${ENV_VAR} must be the path of libswiglu_c.so (CMake target swiglu_c); "
+                   f"unset it to search the default places")
+        else:
+            fix = (f"build it in the swiglu source tree with `cmake -S . -B build && cmake --build "
+                   f"build --target swiglu_c`, then set {ENV_VAR}=/path/to/build/libswiglu_c.so "
+                   f"or copy the file next to the swiglu package ({_PACKAGE_DIR})")
+        raise LibraryError("cannot load libswiglu_c, the fused kernels' C library. Tried:\n  "
+                           + "\n  ".join(failures) + f"\nTo fix: {fix}.")

@@ -1,0 +1,111 @@
+"""FusedSwiGLU: the two up-projections of a SwiGLU MLP and its gate as one nn.Module."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .functional import POLICIES, fused_swiglu
+
+
+def _stack_gate_up(state_dict: dict, prefix: str) -> None:
+    """Replaces prefix+gate_proj.{weight,bias} and prefix+up_proj.{weight,bias} with the stacked
+    prefix+{weight,bias}, where both halves are present and the stacked key is not."""
+    for name in ("weight", "bias"):
+        gate, up, stacked = f"{prefix}gate_proj.{name}", f"{prefix}up_proj.{name}", prefix + name
+        if gate in state_dict and up in state_dict and stacked not in state_dict:
+            state_dict[stacked] = torch.cat([state_dict.pop(gate), state_dict.pop(up)], dim=0)
+
+
+class FusedSwiGLU(nn.Module):
+    """z = SiLU(x·Waᵀ + ba) ⊙ (x·Wbᵀ + bb): the fc1_a/fc1_b (gate_proj/up_proj) pair of a SwiGLU
+    MLP and its gate, computed by swiglu.fused_swiglu() in one launch.
+
+    Args:
+        in_features: size of each input's last dimension (I).
+        hidden: size of each output's last dimension (D).
+        bias: whether the two projections have a bias.
+        policy: "save" (the forward keeps the pre-activations for the backward: more memory, no
+            second GEMM) or "recompute" (it keeps nothing but x; the backward recomputes them).
+        device, dtype: of the parameters, as for nn.Linear.
+
+    Parameters, in nn.Linear's layout and initialisation:
+        weight: (2*hidden, in_features), [Wa; Wb]: rows [0, hidden) are fc1_a's (the gate's),
+            rows [hidden, 2*hidden) fc1_b's.
+        bias: (2*hidden,), [ba | bb], or None.
+
+    The state dict holds ``weight`` and ``bias``; load_state_dict() also accepts one written by a
+    module with ``gate_proj`` and ``up_proj`` nn.Linear children (``gate_proj.weight``,
+    ``up_proj.weight``, and their biases), and stacks them.
+    """
+
+    def __init__(self, in_features: int, hidden: int, bias: bool = True, policy: str = "save",
+                 device=None, dtype=None):
+        super().__init__()
+        if in_features <= 0 or hidden <= 0:
+            raise ValueError(f"in_features and hidden must be positive, got {in_features} and {hidden}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be 'save' or 'recompute', got {policy!r}")
+        self.in_features = in_features
+        self.hidden = hidden
+        self.policy = policy
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty((2 * hidden, in_features), **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(2 * hidden, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's initialisation, which for the stacked weight is each half's: U(-k, k) with
+        k = 1/sqrt(in_features) for the weight (kaiming_uniform_ with a = sqrt(5)) and the bias."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_linears(cls, fc1_a: nn.Linear, fc1_b: nn.Linear, policy: str = "save") -> "FusedSwiGLU":
+        """A FusedSwiGLU computing SiLU(fc1_a(x)) * fc1_b(x), on fc1_a's device and dtype.
+
+        The weights are copied into new parameters (an optimizer built over the old layers must be
+        rebuilt); each requires grad when either layer's weight (bias) does.
+        """
+        for name, layer in (("fc1_a", fc1_a), ("fc1_b", fc1_b)):
+            if not isinstance(layer, nn.Linear):
+                raise TypeError(f"{name} must be an nn.Linear, got {type(layer).__name__}")
+        wa, wb = fc1_a.weight, fc1_b.weight
+        if wa.shape != wb.shape:
+            raise ValueError(f"fc1_a and fc1_b must have the same shape, got {tuple(wa.shape)} and {tuple(wb.shape)}")
+        if (fc1_a.bias is None) != (fc1_b.bias is None):
+            raise ValueError("fc1_a and fc1_b must both have a bias or both have none")
+        if wa.dtype != wb.dtype or wa.device != wb.device:
+            raise ValueError(f"fc1_a and fc1_b must have one dtype and device, got {wa.dtype} on "
+                             f"{wa.device} and {wb.dtype} on {wb.device}")
+        hidden, in_features = wa.shape
+        fused = torch.nn.utils.skip_init(cls, in_features, hidden, bias=fc1_a.bias is not None,
+                                         policy=policy, device=wa.device, dtype=wa.dtype)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([wa, wb], dim=0))
+            if fused.bias is not None:
+                fused.bias.copy_(torch.cat([fc1_a.bias, fc1_b.bias], dim=0))
+        fused.weight.requires_grad_(wa.requires_grad or wb.requires_grad)
+        if fused.bias is not None:
+            fused.bias.requires_grad_(fc1_a.bias.requires_grad or fc1_b.bias.requires_grad)
+        return fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_swiglu(x, self.weight, self.bias, policy=self.policy)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, hidden={self.hidden}, "
+                f"bias={self.bias is not None}, policy={self.policy!r}")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Why: nn.Module.load_state_dict hands every module a copy of the caller's dict, so the
+        # renaming below does not change what the caller passed.
+        _stack_gate_up(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,546 @@
+"""GPU tests of the swiglu package: the fused kernels through PyTorch (needs a CUDA device and
+libswiglu_c; the whole file skips without a device).
+
+- The forward and every gradient against a float64 PyTorch reference, at TESTING.md's per-dtype
+  tolerances, on the C++ tests' tail shapes, both policies, with and without bias; TF32.
+- The same against what people run today: two nn.Linear and Liger-Kernel's LigerSiLUMulFunction
+  (skipped when liger-kernel is not installed), and a few training steps against two nn.Linear.
+- Gradient checks. torch.autograd.gradcheck needs float64 and the kernels have none, so: gradcheck
+  runs on float64 CUDA tensors, which is the fallback (the reference), and the kernels' float32
+  analytic gradients are checked against float64 finite differences at a float32 tolerance.
+- Only the gradients autograd asks for are computed; what each policy keeps; leading dimensions,
+  strides, empty batches, 1-D input; the current stream; another GPU; autocast.
+- CUDA graph capture and torch.compile (the compiled graphs call the operators; opcheck).
+- README.md's "Swapping it into your model" code, run as written.
+"""
+
+import math
+import pathlib
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import swiglu
+from checks import FORWARD_TOL, GRADIENT_TOL, assert_close, errors
+from swiglu import functional
+
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+DEVICE = "cuda"
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+POLICIES = ["save", "recompute"]
+# (leading dimensions of x, I, D): the C++ tests' tails (multiples of no tile) and MNIST, and a
+# (B, S, I) input.
+SHAPES = [((1,), 777, 1001), ((37,), 64, 72), ((130,), 256, 264), ((64,), 784, 512), ((2, 33), 128, 96)]
+
+
+def shape_id(shape):
+    lead, i, d = shape
+    return "x".join(map(str, lead)) + f"-I{i}-D{d}"
+
+
+def twice(tol):
+    """The tolerance between two results that are each within tol of the reference."""
+    return (2 * tol[0], 2 * tol[1])
+
+
+@pytest.fixture(autouse=True)
+def exact_float32():
+    """float32 matmuls (ours and torch's) run exact unless a test turns TF32 on."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def make_inputs(lead, i, d, dtype, bias, seed=0, device=DEVICE):
+    """TESTING.md's inputs: X, dZ ~ U(-1, 1), W and bias ~ U(-1/sqrt(I), 1/sqrt(I))."""
+    g = torch.Generator(device=device).manual_seed(seed)
+
+    def uniform(*shape, scale=1.0):
+        return ((torch.rand(*shape, generator=g, device=device) * 2 - 1) * scale).to(dtype)
+
+    k = 1 / math.sqrt(i)
+    return (uniform(*lead, i), uniform(2 * d, i, scale=k), uniform(2 * d, scale=k) if bias else None,
+            uniform(*lead, d))
+
+
+def run(fn, x, w, b, dz):
+    """fn(x, w, b) and its gradients (None where the input is None) for the cotangent dz. The
+    inputs keep their strides (detach, not clone: a clone of a padded view is contiguous)."""
+    x, w = x.detach().requires_grad_(True), w.detach().requires_grad_(True)
+    b = None if b is None else b.detach().requires_grad_(True)
+    z = fn(x, w, b)
+    z.backward(dz.to(z.dtype))
+    return z.detach(), x.grad, w.grad, None if b is None else b.grad
+
+
+def reference(x, w, b, dz):
+    """The float64 reference: the same inputs (already rounded to their dtype) in float64."""
+    return run(swiglu.reference_swiglu, x.double(), w.double(), None if b is None else b.double(), dz.double())
+
+
+def check_all(got, ref, dtype_key, what=""):
+    z, dx, dw, db = got
+    z_ref, dx_ref, dw_ref, db_ref = ref
+    assert_close(f"{what}Z", z, z_ref, FORWARD_TOL[dtype_key])
+    assert_close(f"{what}dX", dx, dx_ref, GRADIENT_TOL[dtype_key])
+    assert_close(f"{what}dW", dw, dw_ref, GRADIENT_TOL[dtype_key])
+    if db_ref is not None:
+        assert_close(f"{what}dbias", db, db_ref, GRADIENT_TOL[dtype_key])
+
+
+# ---- numbers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_forward_and_gradients_match_float64(shape, dtype, bias, policy):
+    x, w, b, dz = make_inputs(*shape, dtype, bias)
+    got = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy), x, w, b, dz)
+    assert got[0].dtype == dtype and got[0].shape == (*shape[0], shape[2])
+    check_all(got, reference(x, w, b, dz), dtype)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_tf32_follows_torch_and_the_argument(policy):
+    if torch.cuda.get_device_capability()[0] < 8:
+        pytest.skip("TF32 needs compute capability 8.0")
+    x, w, b, dz = make_inputs((64,), 784, 512, torch.float32, True)
+    ref = reference(x, w, b, dz)
+    exact = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy), x, w, b, dz)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    following = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy), x, w, b, dz)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    asked = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy, tf32=True), x, w, b, dz)
+    check_all(exact, ref, torch.float32)
+    for name, got in (("allow_tf32 ", following), ("tf32=True ", asked)):
+        check_all(got, ref, "tf32", name)
+        # Proof that TF32 ran: Z's error is near 1e-6 in exact float32 here and near 5e-4 with
+        # TF32's 10-bit mantissas.
+        assert errors(got[0], ref[0])[0] > 1e-5, name
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_matches_two_linears_and_liger_gate(dtype, bias, policy):
+    liger = pytest.importorskip("liger_kernel.ops.swiglu")
+    torch.manual_seed(0)
+    fc1_a = nn.Linear(784, 1024, bias=bias, device=DEVICE, dtype=dtype)
+    fc1_b = nn.Linear(784, 1024, bias=bias, device=DEVICE, dtype=dtype)
+    fused = swiglu.FusedSwiGLU.from_linears(fc1_a, fc1_b, policy=policy)
+    x = torch.rand(4, 33, 784, device=DEVICE, dtype=dtype) * 2 - 1
+    dz = torch.rand(4, 33, 1024, device=DEVICE, dtype=dtype) * 2 - 1
+
+    x_fused = x.clone().requires_grad_(True)
+    z = fused(x_fused)
+    z.backward(dz)
+    x_liger = x.clone().requires_grad_(True)
+    z_liger = liger.LigerSiLUMulFunction.apply(fc1_a(x_liger), fc1_b(x_liger))
+    z_liger.backward(dz)
+
+    ours = (z.detach(), x_fused.grad, fused.weight.grad, fused.bias.grad if bias else None)
+    theirs = (z_liger.detach(), x_liger.grad, torch.cat([fc1_a.weight.grad, fc1_b.weight.grad]),
+              torch.cat([fc1_a.bias.grad, fc1_b.bias.grad]) if bias else None)
+    ref = reference(x, fused.weight.detach(), fused.bias.detach() if bias else None, dz)
+    check_all(ours, ref, dtype, "fused ")
+    check_all(theirs, ref, dtype, "Liger ")
+    for name, a, c, tol in zip(("Z", "dX", "dW", "dbias"), ours, theirs,
+                               (FORWARD_TOL[dtype],) + (GRADIENT_TOL[dtype],) * 3):
+        if a is not None:
+            assert_close(f"fused against Liger: {name}", a, c, twice(tol))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_trains_like_two_linears(policy):
+    """Twenty SGD steps of a SwiGLU MLP: the fused layer's weights follow the two nn.Linear's."""
+    torch.manual_seed(0)
+    fc1_a, fc1_b = (nn.Linear(64, 96, device=DEVICE) for _ in range(2))
+    fc2 = nn.Linear(96, 64, device=DEVICE)
+    fused = swiglu.FusedSwiGLU.from_linears(fc1_a, fc1_b, policy=policy)
+    fc2_fused = nn.Linear(96, 64, device=DEVICE)
+    fc2_fused.load_state_dict(fc2.state_dict())
+    ref_params = [*fc1_a.parameters(), *fc1_b.parameters(), *fc2.parameters()]
+    opt_ref = torch.optim.SGD(ref_params, lr=0.05)
+    opt_fused = torch.optim.SGD([*fused.parameters(), *fc2_fused.parameters()], lr=0.05)
+    x = torch.randn(256, 64, device=DEVICE)
+    target = torch.tanh(x @ torch.randn(64, 64, device=DEVICE) / 8)  # a function the MLP can learn
+    losses = {"two nn.Linear": [], "FusedSwiGLU": []}
+    for _ in range(20):
+        for opt, model, name in ((opt_ref, lambda t: fc2(F.silu(fc1_a(t)) * fc1_b(t)), "two nn.Linear"),
+                                 (opt_fused, lambda t: fc2_fused(fused(t)), "FusedSwiGLU")):
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), target)
+            loss.backward()
+            opt.step()
+            losses[name].append(loss.item())
+    assert losses["FusedSwiGLU"][-1] < losses["FusedSwiGLU"][0], losses
+    torch.testing.assert_close(losses["FusedSwiGLU"], losses["two nn.Linear"], rtol=1e-4, atol=0)
+    assert_close("Wa, Wb after training", fused.weight, torch.cat([fc1_a.weight, fc1_b.weight]), (1e-4, 1e-3))
+    assert_close("ba, bb after training", fused.bias, torch.cat([fc1_a.bias, fc1_b.bias]), (1e-4, 1e-3))
+    assert_close("fc2 after training", fc2_fused.weight, fc2.weight, (1e-4, 1e-3))
+
+
+def test_gradcheck_float64_runs_the_fallback():
+    """torch.autograd.gradcheck in float64 on CUDA tensors. What it checks: the fallback, autograd
+    through reference_swiglu (the kernels have no float64, so float64 falls back, and says so).
+    The kernels' own gradients are the next test's."""
+    functional._warned.clear()
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    x = torch.randn(3, 2, 5, dtype=torch.float64, device=DEVICE, generator=g, requires_grad=True)
+    w = torch.randn(8, 5, dtype=torch.float64, device=DEVICE, generator=g, requires_grad=True)
+    b = torch.randn(8, dtype=torch.float64, device=DEVICE, generator=g, requires_grad=True)
+    with pytest.warns(swiglu.FallbackWarning, match="dtype torch.float64"):
+        swiglu.fused_swiglu(x, w, b)
+    for policy in POLICIES:
+        assert torch.autograd.gradcheck(lambda *t: swiglu.fused_swiglu(*t, policy=policy), (x, w, b))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_float32_kernel_gradients_match_float64_finite_differences(policy):
+    """What this checks: the fused kernels' float32 analytic gradients (dX, dW, dbias) against
+    numerical derivatives of L = Σ Z ⊙ dZ, where Z is the float64 reference function of the same
+    inputs: central differences at h = 2⁻¹⁰ and 2⁻¹¹ combined by Richardson extrapolation (error
+    O(h⁴)), as TESTING.md's check of the C++ reference. The inputs are multiples of 2⁻¹² below 4 in
+    magnitude, so θ ± h is exact. The tolerance is float32's: the largest
+    |analytic − numeric| / max(|numeric|, 10⁻³·max|numeric|) must stay below 1e-4."""
+    gen = torch.Generator().manual_seed(3)
+
+    def quantised(*shape, scale):
+        return torch.round((torch.rand(*shape, generator=gen, dtype=torch.float64) * 2 - 1) * scale * 4096) / 4096
+
+    x, w, b, dz = quantised(3, 5, scale=2), quantised(8, 5, scale=1), quantised(8, scale=1), quantised(3, 4, scale=1)
+    got = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy),
+              *(t.float().to(DEVICE) for t in (x, w, b, dz)))
+
+    def loss(x_, w_, b_):
+        return (swiglu.reference_swiglu(x_, w_, b_) * dz).sum().item()
+
+    params = [x, w, b]
+    for which, analytic in zip(range(3), got[1:]):
+        numeric = torch.zeros_like(params[which])
+        flat = numeric.view(-1)
+        for k in range(flat.numel()):
+            def diff(h):
+                plus = [p.clone() for p in params]
+                minus = [p.clone() for p in params]
+                plus[which].view(-1)[k] += h
+                minus[which].view(-1)[k] -= h
+                return (loss(*plus) - loss(*minus)) / (2 * h)
+            flat[k] = (4 * diff(2.0 ** -11) - diff(2.0 ** -10)) / 3
+        a = analytic.double().cpu()
+        floor = 1e-3 * numeric.abs().max().item()
+        worst = ((a - numeric).abs() / torch.clamp(numeric.abs(), min=floor)).max().item()
+        assert worst < 1e-4, f"{['dX', 'dW', 'dbias'][which]}: relative error {worst:.2e}"
+
+
+# ---- what runs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def backward_calls(monkeypatch):
+    """The (need_dx, need_dw) of every torch.ops.swiglu.backward call."""
+    calls = []
+    real = torch.ops.swiglu.backward
+
+    def logged(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32):
+        calls.append((need_dx, need_dw))
+        return real(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32)
+
+    monkeypatch.setattr(torch.ops.swiglu, "backward", logged)
+    return calls
+
+
+@pytest.mark.parametrize("x_grad, w_grad, b_grad, need_dx, need_dw", [
+    (True, False, False, True, False),   # frozen weights: no dW GEMM
+    (False, True, True, False, True),    # first layer: no dX
+    (True, False, True, True, True),     # a trainable bias needs the dW pass, which computes dbias
+])
+def test_backward_computes_only_what_is_needed(backward_calls, x_grad, w_grad, b_grad, need_dx, need_dw):
+    x, w, b, dz = make_inputs((64,), 784, 512, torch.bfloat16, True)
+    x.requires_grad_(x_grad)
+    w.requires_grad_(w_grad)
+    b.requires_grad_(b_grad)
+    swiglu.fused_swiglu(x, w, b).backward(dz)
+    assert backward_calls == [(need_dx, need_dw)]
+    assert (x.grad is not None, w.grad is not None, b.grad is not None) == (x_grad, w_grad, b_grad)
+    ref = reference(x, w, b, dz)
+    for got, want, name in ((x.grad, ref[1], "dX"), (w.grad, ref[2], "dW"), (b.grad, ref[3], "dbias")):
+        if got is not None:
+            assert_close(name, got, want, GRADIENT_TOL[torch.bfloat16])
+
+
+@pytest.mark.parametrize("policy, grad, kept", [
+    ("save", True, "Z and H"), ("recompute", True, "Z"), ("save", False, "Z"), ("recompute", False, "Z")])
+def test_memory_kept_by_each_policy(policy, grad, kept):
+    """What stays allocated after the forward: Z, plus H = [G | U] only for save with a backward
+    to come. The sizes are multiples of the allocator's 512-byte blocks, so the count is exact."""
+    batch, i, d = 4096, 256, 1024
+    x, w, b, _ = make_inputs((batch,), i, d, torch.bfloat16, True)
+    x.requires_grad_(grad)
+    w.requires_grad_(grad)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    z = swiglu.fused_swiglu(x, w, b, policy=policy)
+    torch.cuda.synchronize()
+    z_bytes, h_bytes = batch * d * 2, batch * 2 * d * 2
+    assert torch.cuda.memory_allocated() - before == z_bytes + (h_bytes if kept == "Z and H" else 0)
+    del z
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+
+def strided_views(dtype):
+    """(name, x of shape (B, ..., I) as a view of something else)."""
+    g = torch.Generator(device=DEVICE).manual_seed(5)
+    base = (torch.rand(48, 784 + 8, device=DEVICE, generator=g) * 2 - 1).to(dtype)
+    cube = (torch.rand(4, 784, 12, device=DEVICE, generator=g) * 2 - 1).to(dtype)
+    return [
+        ("padded rows (read in place)", base[:, :784]),
+        ("padded rows ending past the storage (copied)", base[:, 8:]),
+        ("transposed (copied)", cube.transpose(1, 2)),
+        ("every other row", base[::2, :784]),
+        ("one row", base[3, :784]),
+    ]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_strided_and_shaped_inputs(dtype, policy):
+    w_, b_ = make_inputs((1,), 784, 512, dtype, True)[1:3]
+    for name, x in strided_views(dtype):
+        dz = torch.rand(*x.shape[:-1], 512, device=DEVICE).to(dtype)
+        got = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy), x, w_, b_, dz)
+        assert got[1].shape == x.shape, name
+        check_all(got, reference(x, w_, b_, dz), dtype, name + ": ")
+
+
+def test_gradient_reaches_a_strided_input():
+    """A non-contiguous x keeps its gradient flowing through the copy the kernel reads."""
+    base = torch.rand(8, 800, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+    w, b = make_inputs((1,), 784, 512, torch.bfloat16, True)[1:3]
+    z = swiglu.fused_swiglu(base[:, 8:792], w, b)
+    z.sum().backward()
+    assert base.grad[:, :8].abs().sum() == 0 and base.grad[:, 792:].abs().sum() == 0
+    assert base.grad[:, 8:792].abs().sum() > 0
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_empty_batch(policy):
+    x, w, b, dz = make_inputs((0,), 784, 512, torch.bfloat16, True)
+    z, dx, dw, db = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy), x, w, b, dz)
+    assert z.shape == (0, 512) and dx.shape == (0, 784)
+    assert dw.abs().sum() == 0 and db.abs().sum() == 0
+
+
+def test_weights_of_any_layout_are_accepted():
+    """A transposed (non-contiguous) weight view: the kernel reads a copy, the gradient reaches the
+    base tensor."""
+    x, w, b, dz = make_inputs((64,), 256, 128, torch.float32, True)
+    base = w.t().contiguous().requires_grad_(True)  # (I, 2D); base.t() is w, not contiguous
+    xg = x.clone().requires_grad_(True)
+    swiglu.fused_swiglu(xg, base.t(), b).backward(dz)
+    ref = reference(x, w, b, dz)
+    assert_close("dW through a transposed view", base.grad.t(), ref[2], GRADIENT_TOL[torch.float32])
+
+
+def test_runs_on_the_current_stream():
+    """On a side stream that is still busy (a sleep, then the copy into x), the kernel must wait
+    for the copy: it reads the new x only if it was queued on that stream."""
+    x_new, w, b, _ = make_inputs((64,), 784, 512, torch.bfloat16, True)
+    x = torch.zeros_like(x_new)
+    side = torch.cuda.Stream()
+    torch.cuda.synchronize()
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(100_000_000)  # tens of milliseconds of GPU time
+        x.copy_(x_new)
+        z = swiglu.fused_swiglu(x, w, b)
+    side.synchronize()
+    assert_close("Z on a side stream", z, swiglu.reference_swiglu(x_new.double(), w.double(), b.double()),
+                 FORWARD_TOL[torch.bfloat16])
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize("policy", POLICIES)
+def test_tensors_on_another_gpu(policy):
+    x, w, b, dz = make_inputs((130,), 256, 264, torch.bfloat16, True, device="cuda:1")
+    with torch.cuda.device(0):
+        got = run(lambda *t: swiglu.fused_swiglu(*t, policy=policy), x, w, b, dz)
+    assert got[0].device == torch.device("cuda:1")
+    check_all(got, reference(x, w, b, dz), torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_autocast_like_nn_linear(dtype):
+    torch.manual_seed(0)
+    fc1_a, fc1_b = nn.Linear(784, 512, device=DEVICE), nn.Linear(784, 512, device=DEVICE)
+    fused = swiglu.FusedSwiGLU.from_linears(fc1_a, fc1_b)
+    x = torch.rand(2, 40, 784, device=DEVICE) * 2 - 1
+    x_fused, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    with torch.autocast("cuda", dtype=dtype):
+        z = fused(x_fused)
+        z_ref = F.silu(fc1_a(x_ref)) * fc1_b(x_ref)
+    assert z.dtype == z_ref.dtype == dtype
+    dz = (torch.rand_like(z, dtype=torch.float32) * 2 - 1).to(dtype)
+    z.backward(dz)
+    z_ref.backward(dz)
+    assert fused.weight.grad.dtype == torch.float32 and x_fused.grad.dtype == torch.float32
+    assert_close("Z under autocast", z, z_ref, twice(FORWARD_TOL[dtype]))
+    assert_close("dX under autocast", x_fused.grad, x_ref.grad, twice(GRADIENT_TOL[dtype]))
+    assert_close("dW under autocast", fused.weight.grad, torch.cat([fc1_a.weight.grad, fc1_b.weight.grad]),
+                 twice(GRADIENT_TOL[dtype]))
+
+
+def test_float64_on_cuda_falls_back_once():
+    functional._warned.clear()
+    x, w = torch.rand(4, 8, device=DEVICE, dtype=torch.float64), torch.rand(6, 8, device=DEVICE, dtype=torch.float64)
+    with pytest.warns(swiglu.FallbackWarning, match="float64") as caught:
+        swiglu.fused_swiglu(x, w)
+        swiglu.fused_swiglu(x, w)
+    assert len([c for c in caught if issubclass(c.category, swiglu.FallbackWarning)]) == 1
+
+
+def test_bad_operator_arguments_are_errors():
+    """The operators check what the kernels would otherwise read out of bounds, and the library's
+    own errors (here an X pointer off its element alignment) reach Python with their message."""
+    x, w, _, dz = make_inputs((64,), 784, 512, torch.bfloat16, False)
+    no_h = torch.empty(0, device=DEVICE, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"h must be torch.bfloat16 \(64, 1024\)"):
+        torch.ops.swiglu.backward(dz, x, w, None, no_h, False, True, True, None)
+    with pytest.raises(ValueError, match=r"dz must be torch.bfloat16 \(64, 512\).*got torch.float32"):
+        torch.ops.swiglu.backward(dz.float(), x, w, None, no_h, True, True, True, None)
+    with pytest.raises(ValueError, match=r"w must be \(2\*hidden, 784\)"):
+        torch.ops.swiglu.forward(x, w[:, :700], None, False, None)
+    from swiglu import _lib
+
+    p = _lib.Problem(batch=64, in_features=784, hidden=512, ldx=0, dtype=_lib.DTYPE_BF16,
+                     layout=_lib.LAYOUT_LINEAR, bias=0, math=_lib.MATH_EXACT)
+    z = torch.empty(64, 512, device=DEVICE, dtype=torch.bfloat16)
+    with pytest.raises(swiglu.SwigluError, match="SWIGLU_INVALID_ARGUMENT: x is not aligned to its element size"):
+        _lib.library().forward(p, x.data_ptr() + 1, w.data_ptr(), 0, z.data_ptr(), 0,
+                               torch.cuda.current_stream().cuda_stream)
+
+
+# ---- CUDA graphs and torch.compile -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_cuda_graph_captures_forward_and_backward(policy):
+    torch.manual_seed(0)
+    fused = swiglu.FusedSwiGLU(784, 512, policy=policy, device=DEVICE, dtype=torch.bfloat16)
+    static_x = torch.zeros(256, 784, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+    static_dz = torch.zeros(256, 512, device=DEVICE, dtype=torch.bfloat16)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture, as torch.cuda.graph asks
+        for _ in range(2):
+            fused(static_x).backward(static_dz)
+    torch.cuda.current_stream().wait_stream(side)
+    fused.zero_grad(set_to_none=True)
+    static_x.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_z = fused(static_x)
+        static_z.backward(static_dz)
+    for seed in (1, 2):
+        x, w, b, dz = make_inputs((256,), 784, 512, torch.bfloat16, True, seed=seed)
+        with torch.no_grad():
+            static_x.copy_(x)
+            static_dz.copy_(dz)
+            fused.weight.copy_(w)
+            fused.bias.copy_(b)
+        graph.replay()
+        torch.cuda.synchronize()
+        got = (static_z, static_x.grad, fused.weight.grad, fused.bias.grad)
+        check_all(got, reference(x, w, b, dz), torch.bfloat16, f"replay {seed}: ")
+
+
+def graph_recorder():
+    """An aot_autograd backend that records the operators its forward and backward graphs call."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs = {}
+
+    def recorder(kind):
+        def compiler(gm, example_inputs):
+            graphs.setdefault(kind, set()).update(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+            return make_boxed_func(gm.forward)
+        return compiler
+
+    return aot_autograd(fw_compiler=recorder("forward"), bw_compiler=recorder("backward")), graphs
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_compiled_graphs_call_the_operators(policy):
+    backend, graphs = graph_recorder()
+    torch._dynamo.reset()
+    fused = swiglu.FusedSwiGLU(784, 512, policy=policy, device=DEVICE, dtype=torch.bfloat16)
+    compiled = torch.compile(fused, backend=backend, fullgraph=True, dynamic=True)
+    for batch in (64, 200):  # dynamic=True: the fake implementations see symbolic sizes
+        x, w, b, dz = make_inputs((batch,), 784, 512, torch.bfloat16, True)
+        with torch.no_grad():
+            fused.weight.copy_(w)
+            fused.bias.copy_(b)
+        fused.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_(True)
+        z = compiled(xg)
+        z.backward(dz)
+        check_all((z.detach(), xg.grad, fused.weight.grad, fused.bias.grad), reference(x, w, b, dz),
+                  torch.bfloat16, f"compiled, B={batch}: ")
+    assert "swiglu.forward.default" in graphs["forward"], graphs
+    assert "swiglu.backward.default" in graphs["backward"], graphs
+
+
+def test_compiled_with_inductor_matches_eager():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LayerNorm(784), swiglu.FusedSwiGLU(784, 1024, bias=False),
+                          nn.Linear(1024, 784)).to(DEVICE, torch.bfloat16)
+    compiled = torch.compile(model)
+    x = torch.rand(128, 784, device=DEVICE, dtype=torch.bfloat16) * 2 - 1
+    outs = []
+    for fn in (model, compiled):
+        model.zero_grad(set_to_none=True)
+        out = fn(x)
+        out.float().square().mean().backward()
+        outs.append((out.detach(), model[1].weight.grad.clone()))
+    assert_close("compiled output", outs[1][0], outs[0][0], FORWARD_TOL[torch.bfloat16])
+    assert_close("compiled dW", outs[1][1], outs[0][1], GRADIENT_TOL[torch.bfloat16])
+
+
+@pytest.mark.skipif(not hasattr(torch.library, "opcheck"), reason="torch.library.opcheck needs torch 2.4")
+@pytest.mark.parametrize("save_h", [False, True])
+def test_opcheck(save_h):
+    """torch's own checks of the operators' registration: schema, fake implementation, autograd
+    registration, and aot_autograd against eager."""
+    x, w, b, dz = make_inputs((64,), 256, 128, torch.float32, True)
+    args = (x.requires_grad_(True), w.requires_grad_(True), b.requires_grad_(True), save_h, None)
+    torch.library.opcheck(torch.ops.swiglu.forward.default, args)
+    h = torch.ops.swiglu.forward(x.detach(), w.detach(), b.detach(), True, None)[1]
+    torch.library.opcheck(torch.ops.swiglu.backward.default,
+                          (dz, x.detach(), w.detach(), b.detach(), h, not save_h, True, True, None))
+
+
+# ---- the README --------------------------------------------------------------------------------
+
+
+def test_readme_swap_example_runs_as_written():
+    """The Python blocks of README.md's "Swapping it into your model", in order, in one namespace."""
+    pytest.importorskip("liger_kernel.ops.swiglu")
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Swapping it into your model", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 3, "the section's python blocks changed: update this test"
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["fused"].fc1.weight.grad is not None
