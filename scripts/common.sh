@@ -10,7 +10,7 @@ BUILD_TYPE=${BUILD_TYPE:-Release}
 JOBS=${JOBS:-$(nproc)}
 
 DEB_PACKAGES=(cmake ninja-build g++ pkg-config libcli11-dev libfmt-dev libyaml-cpp-dev
-              libgtest-dev libgmock-dev libbenchmark-dev)
+              libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev dataset-fashion-mnist)
 
 install_deps() {
   local missing=()

@@ -19,11 +19,14 @@ title says so. Exit codes: 0 ok, 2 an input file is missing, malformed or has no
 """
 
 import argparse
-import json
+import functools
 import math
 import os
 import sys
 from collections import defaultdict
+
+import plot_common
+from plot_common import InputError, is_number, load_all, read_json
 
 DTYPE_ORDER = {"bf16": 0, "fp16": 1, "fp32": 2}
 VARIANT_STYLE = {  # how each variant is drawn in the TFLOP/s chart
@@ -32,32 +35,13 @@ VARIANT_STYLE = {  # how each variant is drawn in the TFLOP/s chart
     "cublas1": dict(color="C2", linestyle=":", marker="^"),
 }
 
-
-class InputError(Exception):
-    """A problem with one input file; the message names the file."""
-
-
-def fail(message):
-    print(f"plot_results.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+fail = functools.partial(plot_common.fail, "plot_results.py")
 
 
 # --- reading -------------------------------------------------------------------------------------
 
-def is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read: {e}")
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON: {e}")
+    doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise InputError(
             f'{path}: not a swiglubench result (expected an object with a "rows" list)')
@@ -469,12 +453,7 @@ def main(argv=None):
                     help="where the PNGs go (default: the directory of the first input)")
     args = ap.parse_args(argv)
 
-    loaded = []
-    for path in args.results:
-        try:
-            loaded.append((path,) + load(path))
-        except InputError as e:
-            fail(str(e))
+    loaded = load_all(args.results, load, fail)
     out_dir = args.out or os.path.dirname(os.path.abspath(args.results[0]))
     try:
         os.makedirs(out_dir, exist_ok=True)

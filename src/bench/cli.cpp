@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <stdexcept>
@@ -318,14 +319,128 @@ void add_compare_options(CLI::App* cmd, CompareOptions& c) {
                 "a baseline case absent from the current run is not a failure");
 }
 
+// `swiglubench train`: the options as given, resolved into TrainOptions after parsing.
+struct TrainWords {
+  std::string variant = "fused,cublas2";
+  std::string policy = "save";
+  std::string grads = "dx,dw";
+  std::string dtype = "bf16";
+  std::string optimizer = "sgd";
+  bool csv = false, json = false;
+};
+
+// A finite number in (lo, hi) or [lo, hi): CLI11's Range accepts nan and inf where a rate must not.
+// `desc` is what --help shows, `what` completes "'x' is not ...".
+CLI::Validator finite_between(double lo, bool lo_open, double hi, bool hi_open, std::string desc,
+                              std::string what) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return "'" + text + "' is not a number";
+        } catch (const std::exception&) {
+          return "'" + text + "' is not a number";
+        }
+        const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) &&
+                        (hi_open ? v < hi : v <= hi);
+        if (!ok) return "'" + text + "' is not " + what;
+        return std::string();
+      },
+      desc);
+}
+
+void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
+                       std::optional<double>& lr, std::optional<double>& wd,
+                       std::optional<double>& tol) {
+  cmd->add_option("--data", o.data_dir,
+                  "directory with the Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, "
+                  "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+                  "t10k-labels-idx1-ubyte.gz; gzip or plain), as the Debian/Ubuntu package "
+                  "dataset-fashion-mnist installs them")
+      ->capture_default_str();
+  cmd->add_option("--epochs", o.epochs, "epochs, >= 1")->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--batch", o.batch, "batch size, >= 1 (an epoch's last batch may be partial)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--hidden", o.hidden, "SwiGLU hidden size D, >= 1")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  cmd->add_option("--lr", lr, "learning rate, > 0 [default: 0.01 for sgd, 0.001 for adamw]")
+      ->check(finite_between(0, true, 1e6, false, "> 0", "a learning rate > 0"));
+  cmd->add_option("--seed", o.seed, "seed of the initial weights and of the batch order")
+      ->capture_default_str();
+  cmd->add_option("--variant", w.variant,
+                  "the SwiGLU layer: fused, cublas2 (two cuBLASLt GEMMs + gate), cublas1, or a "
+                  "comma list, trained side by side from the same seed, whose per-step losses "
+                  "must agree (the first is the reference)")
+      ->capture_default_str();
+  cmd->add_option("--policy", w.policy,
+                  "the fused layer's activations for the backward: save (the forward keeps "
+                  "H = [G | U]) or recompute")
+      ->capture_default_str()->check(CLI::IsMember({"save", "recompute"}));
+  cmd->add_option("--grads", w.grads,
+                  "the SwiGLU layer's gradients: dx,dw (training), dx (frozen SwiGLU weights, dX "
+                  "only; the output layer still trains) or dw (weights only: the input needs no dX)")
+      ->capture_default_str();
+  cmd->add_option("--dtype", w.dtype,
+                  "compute dtype of the forward and backward: fp32, fp16 or bf16 (master weights "
+                  "and the optimizer stay fp32)")
+      ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  cmd->add_option("--optimizer", w.optimizer, "sgd (with momentum) or adamw")
+      ->capture_default_str()->check(CLI::IsMember({"sgd", "adamw"}));
+  cmd->add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")->capture_default_str()
+      ->check(finite_between(0, false, 1, true, "in [0, 1)", "a momentum in [0, 1)"));
+  cmd->add_option("--weight-decay", wd,
+                  "weight decay, >= 0 (AdamW: decoupled) [default: 0 for sgd, 0.01 for adamw]")
+      ->check(finite_between(0, false, 1e6, false, ">= 0", "a weight decay >= 0"));
+  cmd->add_option("--agree-tol", tol,
+                  "largest |per-step training loss difference| between variants that counts as "
+                  "agreement [default: by dtype and optimizer, see TESTING.md]")
+      ->check(finite_between(0, true, 1e6, false, "> 0", "a tolerance > 0"));
+  cmd->add_option("--max-steps", o.max_steps,
+                  "training steps per epoch, at most (0: the whole training split)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str();
+  cmd->add_option("--out", o.out_dir, "directory for the CSV and JSON results [default: results/<gpu>]");
+  cmd->add_option("--name", o.name,
+                  "file stem of the results [default: "
+                  "train_<dtype>_b<batch>_d<hidden>_<grads>_<policy>_<optimizer>]");
+  cmd->add_flag("--csv", w.csv, "write CSV (default: CSV and JSON unless either is given)");
+  cmd->add_flag("--json", w.json, "write JSON");
+}
+
+void resolve_train(const TrainWords& w, train::TrainOptions& o) {
+  o.variants.clear();
+  for (const auto& word : option_words(w.variant, "--variant")) {
+    const auto v = train::parse_layer_variant(word);
+    if (!v) throw std::invalid_argument("--variant: '" + word + "' is not fused, cublas2 or cublas1");
+    o.variants.push_back(*v);
+  }
+  o.policy = *parse_policy(w.policy);
+  o.grads.dx = o.grads.dw = false;
+  for (const auto& word : option_words(w.grads, "--grads")) {
+    if (word == "dx") o.grads.dx = true;
+    else if (word == "dw") o.grads.dw = true;
+    else throw std::invalid_argument("--grads: '" + word + "' is not dx or dw");
+  }
+  o.dtype = *parse_dtype(w.dtype);
+  o.optimizer = *train::parse_optimizer(w.optimizer);
+  if (w.csv || w.json) {
+    o.write_csv = w.csv;
+    o.write_json = w.json;
+  }
+}
+
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {
   CLI::App app{"swiglubench: parity-checked benchmarks of the fused SwiGLU forward and backward\n"
                "  Z = SiLU(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)\n"
                "against cuBLAS (two GEMMs + gate, or one packed GEMM + gate).\n"
-               "Exit codes: 0 ok, 1 performance regression (compare, gate), 2 parity failure,\n"
-               "3 usage/config/device error or mismatched results, 130 interrupted."};
+               "Exit codes: 0 ok, 1 performance regression (compare, gate), 2 parity failure\n"
+               "(train: the variants' losses disagree, or a loss is not finite), 3 usage/config/\n"
+               "data/device error or mismatched results, 130 interrupted."};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("swiglubench ") + SWIGLU_VERSION);
 
@@ -394,6 +509,18 @@ Command parse_command_line(int argc, const char* const* argv) {
   cmp->add_flag("--update-baseline", cmp_update, "rewrite the baseline from the current file");
   add_compare_options(cmp, cmp_opts);
 
+  train::TrainOptions train_opts;
+  TrainWords train_words;
+  std::optional<double> train_lr, train_wd, train_tol;
+  CLI::App* tr = app.add_subcommand(
+      "train",
+      "end-to-end training on Fashion-MNIST of 784 -> SwiGLU(hidden) -> Linear(10) with softmax "
+      "cross-entropy, all on the GPU: per epoch the training loss, test accuracy, time (CUDA "
+      "events), images/s and inference time for each --variant; two or more variants start "
+      "from the same weights and batch order, and their per-step losses must agree (exit 2 "
+      "otherwise)");
+  add_train_options(tr, train_opts, train_words, train_lr, train_wd, train_tol);
+
   Command cmd;
   try {
     app.parse(argc, argv);
@@ -405,6 +532,21 @@ Command parse_command_line(int argc, const char* const* argv) {
   if (info->parsed()) {
     cmd.kind = Command::Kind::info;
     cmd.device = info_device;
+    return cmd;
+  }
+  if (tr->parsed()) {
+    try {
+      resolve_train(train_words, train_opts);
+    } catch (const std::invalid_argument& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return exit_with(kExitError);
+    }
+    train_opts.lr = train_lr;
+    train_opts.weight_decay = train_wd;
+    train_opts.agree_tol = train_tol;
+    train_opts.argv.assign(argv, argv + argc);
+    cmd.kind = Command::Kind::train;
+    cmd.train = train_opts;
     return cmd;
   }
   if (cmp->parsed()) {

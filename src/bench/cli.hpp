@@ -8,11 +8,12 @@
 #include "bench/gate.hpp"
 #include "bench/json.hpp"
 #include "bench/run.hpp"
+#include "train/options.hpp"
 
 namespace swiglu::bench {
 
 struct Command {
-  enum class Kind { exit, info, check, forward, gate, compare, backward, step, memory };
+  enum class Kind { exit, info, check, forward, gate, compare, backward, step, memory, train };
   Kind kind = Kind::exit;
   int exit_code = kExitOk;  // Kind::exit: --help/--version (0) or a usage/config error (3)
   int device = 0;           // Kind::info
@@ -23,6 +24,7 @@ struct Command {
   Json resolved;            // the cases as recorded in the JSON provenance
   GateOptions gate;         // gate; compare (its compare options and update_baseline)
   std::string baseline, current;  // compare
+  train::TrainOptions train;      // train
 };
 
 // Parses argv. Help, version and error messages go to stdout/stderr as they would from the tool;

@@ -7,6 +7,7 @@
 //   swiglubench backward --shapes F.yaml    parity of the gradients, then timing of the backward
 //   swiglubench step     --shapes F.yaml    the same for forward + backward
 //   swiglubench memory   --shapes F.yaml    saved activations and workspace per variant, measured
+//   swiglubench train    [--variant fused,cublas2]   Fashion-MNIST training, fused against cuBLAS
 //
 //   swiglubench compare --baseline A.json --current B.json
 //   swiglubench gate    --shapes configs/ci.yaml    run, compare with the card's baseline
@@ -18,6 +19,7 @@
 
 #include "bench/cli.hpp"
 #include "bench/run.hpp"
+#include "train/run_train.hpp"
 
 namespace {
 
@@ -54,6 +56,9 @@ int main(int argc, char** argv) {
       return run_gate(cmd.cases, cmd.resolved, cmd.options, cmd.gate, g_stop);
     case Command::Kind::compare:
       return run_compare(cmd.baseline, cmd.current, cmd.gate.compare, cmd.gate.update_baseline);
+    case Command::Kind::train:
+      std::signal(SIGINT, on_sigint);
+      return swiglu::train::run_train(cmd.train, g_stop);
   }
   return kExitError;
 }

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -48,15 +47,6 @@ double backward_flops(const Problem& p, Grads grads) {
 
 namespace {
 
-std::string iso_time_utc() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string version_string(int v) { return fmt::format("{}.{}", v / 1000, (v % 1000) / 10); }
 
 Json device_json(const DeviceInfo& d) {
@@ -76,12 +66,6 @@ Json device_json(const DeviceInfo& d) {
   j.set("cuda_runtime", version_string(d.runtime_version));
   j.set("cublas", d.cublas_version);
   return j;
-}
-
-Json string_list(const std::vector<std::string>& items) {
-  Json a = Json::array();
-  for (const auto& s : items) a.push_back(s);
-  return a;
 }
 
 bool is_baseline(const std::string& variant) { return variant == "cublas2" || variant == "cublas1"; }

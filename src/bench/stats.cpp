@@ -20,6 +20,11 @@ double quantile_sorted(const std::vector<double>& sorted, double q) {
   return sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]);
 }
 
+double median(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  return quantile_sorted(samples, 0.5);
+}
+
 Summary summarize(std::vector<double> samples) {
   if (samples.empty()) throw std::invalid_argument("summarize: no samples");
   double sum = 0;

@@ -25,6 +25,9 @@ Summary summarize(std::vector<double> samples);
 // The q-quantile (0 <= q <= 1) of already sorted, non-empty samples.
 double quantile_sorted(const std::vector<double>& sorted, double q);
 
+// The median (the 0.5 quantile) of unsorted samples. Throws std::invalid_argument when empty.
+double median(std::vector<double> samples);
+
 // exp(mean(log v)). Throws std::invalid_argument on an empty input or a value that is not a
 // positive finite number.
 double geomean(const std::vector<double>& values);

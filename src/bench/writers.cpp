@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <span>
 #include <stdexcept>
@@ -320,6 +321,21 @@ std::string format_significant(double x, int digits) {
     text = fmt::format("{:.{}f}", x, decimals - 1);
   }
   return text;
+}
+
+std::string iso_time_utc() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Json string_list(const std::vector<std::string>& items) {
+  Json a = Json::array();
+  for (const auto& s : items) a.push_back(s);
+  return a;
 }
 
 std::string markdown_header(std::string_view op) { return md_header(columns_of(op)); }

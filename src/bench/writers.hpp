@@ -145,4 +145,10 @@ std::string markdown_table(const std::vector<Row>& rows);      // the columns of
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);
 
+// Provenance helpers shared by the result files of every command (run.cpp, train/run_train.cpp).
+// The current time in UTC, ISO 8601 to the second: "2025-01-31T12:34:56Z".
+std::string iso_time_utc();
+// The strings as a JSON array, in order.
+Json string_list(const std::vector<std::string>& items);
+
 }  // namespace swiglu::bench

@@ -1,0 +1,46 @@
+#include "train/options.hpp"
+
+namespace swiglu::train {
+
+std::string_view to_string(Optimizer o) { return o == Optimizer::sgd ? "sgd" : "adamw"; }
+
+std::string_view to_string(LayerVariant v) {
+  switch (v) {
+    case LayerVariant::fused: return "fused";
+    case LayerVariant::cublas2: return "cublas2";
+    case LayerVariant::cublas1: return "cublas1";
+  }
+  return "?";
+}
+
+std::optional<Optimizer> parse_optimizer(std::string_view s) {
+  if (s == "sgd") return Optimizer::sgd;
+  if (s == "adamw") return Optimizer::adamw;
+  return std::nullopt;
+}
+
+std::optional<LayerVariant> parse_layer_variant(std::string_view s) {
+  if (s == "fused") return LayerVariant::fused;
+  if (s == "cublas2") return LayerVariant::cublas2;
+  if (s == "cublas1") return LayerVariant::cublas1;
+  return std::nullopt;
+}
+
+double agreement_tolerance(DType dtype, Optimizer optimizer) {
+  // SGD with momentum at these step sizes is contractive: a rounding difference between the
+  // variants stays at the size one step makes (measured in a NumPy model of this training:
+  // 3e-7 fp32, 3e-4 fp16, 1.5e-3-3e-3 bf16 over 5 epochs), so the bounds are about 10x that
+  // (fp32: 300x, for the GEMMs' summation order that the model does not reproduce).
+  // AdamW normalises each update, so near-zero gradients turn rounding into full-size steps and
+  // two runs decorrelate within an epoch or two in every dtype (0.19 in fp32 by epoch 4): its bound
+  // only catches a broken layer. TESTING.md ("Training: the agreement check") has the numbers.
+  if (optimizer == Optimizer::adamw) return 0.5;
+  switch (dtype) {
+    case DType::f32: return 1e-4;
+    case DType::f16: return 3e-3;
+    case DType::bf16: return 3e-2;
+  }
+  return 0.0;
+}
+
+}  // namespace swiglu::train
