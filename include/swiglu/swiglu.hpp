@@ -132,8 +132,7 @@ enum class Policy { save, recompute };
 //             dW GEMMs read dH directly. The gate runs once per element.
 //   prologue: the recompute GEMM writes H (workspace); the dX GEMM computes dH from dZ and H while
 //             loading its operand tiles (once per column of its blocks), and its first column of
-//             blocks stores dH for the dW GEMM. With save, and when dX is not wanted, the dW GEMM
-//             computes dH itself, so save needs no dH workspace.
+//             blocks stores dH for the dW GEMM (which computes it itself when dX is not wanted).
 //   automatic: epilogue for recompute.
 enum class GatePlacement { automatic, epilogue, prologue };
 
@@ -174,7 +173,7 @@ struct BackwardTiles {
 };
 
 // Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
-// for dH (recompute), B×2D more for H (recompute with the prologue placement),
+// for dH (recompute, or both gradients), B×2D more for H (recompute with the prologue placement),
 // plus B×I fp32 split-K sums of dX when B×I gives the dX GEMM too few blocks for the device (small
 // batches). Its contents need no initialisation.
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);

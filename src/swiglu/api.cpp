@@ -377,11 +377,7 @@ int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
 // The backward's workspace, each region 256-byte aligned:
 //   h:       H = [G | U] written by the recompute GEMM (recompute with the prologue placement)
 //   dh:      dH = [dG | dU], written by the recompute GEMM's epilogue (epilogue placement), or by the
-//            dX GEMM's first column of blocks for the dW GEMM to read (recompute with the prologue
-//            placement, both gradients). With save there is none: the dW GEMM computes dH from dZ
-//            and the saved H itself, so the save policy's backward needs no B×2D buffer beyond what
-//            the forward kept (the peak memory of two nn.Linear + a gate kernel that writes its
-//            gradients over its saved activations).
+//            dX GEMM's first column of blocks for the dW GEMM to read (prologue, both gradients)
 //   partial: split-K sums of dX, B×I fp32 (zeroed with the counters before each split launch)
 //   counter: split-K tile counters
 struct WorkspaceLayout {
@@ -407,7 +403,8 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
   };
   if (o.policy == Policy::recompute && placement == GatePlacement::prologue)
     region(h_elems_bytes, &l.h_offset, &l.h_bytes);
-  if (o.policy == Policy::recompute && (placement == GatePlacement::epilogue || (o.grads.dx && o.grads.dw)))
+  if ((o.policy == Policy::recompute && placement == GatePlacement::epilogue) ||
+      (o.grads.dx && o.grads.dw))
     region(h_elems_bytes, &l.dh_offset, &l.dh_bytes);
   const int splits = o.grads.dx ? max_dx_splits(p, dev) : 1;
   if (splits > 1) {
@@ -606,10 +603,9 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   if (o.grads.dx) {
     detail::BwdParams q;
     a_source(&q, dh);
-    // With the recompute policy's prologue placement and dW to follow, the first column of dX
-    // blocks also writes the dH it computed, so the dW GEMM reads it instead of computing it again
-    // (save computes it again instead: see WorkspaceLayout).
-    if (dh == nullptr && o.grads.dw && dh_region != nullptr) q.dh_out = dh_region;
+    // With the gate in the prologue and dW to follow, the first column of dX blocks also writes
+    // the dH it computed, so the dW GEMM reads it instead of computing it again.
+    if (dh == nullptr && o.grads.dw) q.dh_out = dh_region;
     q.M = B;
     q.N = I;
     q.K = 2 * D;
@@ -624,7 +620,7 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   // 3. dW12 = dHᵀ · X: M = 2D, N = I, K = B; dbias from the same A tiles.
   if (o.grads.dw) {
     detail::BwdParams q;
-    a_source(&q, dh != nullptr ? dh : (o.grads.dx ? dh_region : nullptr));  // dh_region: null for save
+    a_source(&q, dh != nullptr ? dh : (o.grads.dx ? dh_region : nullptr));
     q.M = 2 * D;
     q.N = I;
     q.K = B;
