@@ -46,17 +46,19 @@
 
 namespace swiglu::kernels {
 
-template <class T, int BN, int STAGES>
+// PINGPONG = false: the two consumers split each 128-row tile (64 rows each). true: each takes
+// whole tiles in turn, so that one's epilogue overlaps the other's main loop.
+template <class T, int BN, int STAGES, bool PINGPONG = false>
 struct Sm90FwdConfig {
   using Elem = T;
-  static constexpr int kBlockM = 128;  // two consumer warpgroups × 64 rows
+  static constexpr bool kPingpong = PINGPONG;
+  static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;   // Z columns per tile; the wgmma is m64n(2·BN)k16
   static constexpr int kBlockK = 64;   // 128 bytes of a 16-bit type: one swizzle row
   static constexpr int kStages = STAGES;
   static constexpr int kWarps = 12;
   static constexpr int kThreads = 384;
   static constexpr int kGroupM = 8;
-  static constexpr int kAccum = BN;    // fp32 accumulators a consumer thread holds (64·2BN/128)
   static constexpr int kABytes = kBlockM * kBlockK * 2;
   static constexpr int kBBytes = 2 * BN * kBlockK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
@@ -149,6 +151,19 @@ template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {
 #if SWIGLU_SM90A_DEVICE
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kRegs));
+#endif
+}
+
+// Named barrier `id` (1..15) over `threads` threads: arrive without waiting, or arrive and wait.
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void named_sync(int id, int threads) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 #endif
 }
 
@@ -320,7 +335,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   if (threadIdx.x == 0) {
     for (int s = 0; s < S; ++s) {
       sm90::mbar_init(&full[s], 1);
-      sm90::mbar_init(&empty[s], 2);
+      sm90::mbar_init(&empty[s], Cfg::kPingpong ? 1 : 2);  // one arrival per consumer of a stage
     }
     sm90::mbar_fence_init();
   }
@@ -369,44 +384,17 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   }
 
   sm90::setmaxnreg_inc<232>();
-  const int consumer = warpgroup - 1;      // rows [64·consumer, 64·consumer + 64) of the tile
+  const int consumer = warpgroup - 1;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = (static_cast<int>(threadIdx.x) % 128) / 32;
   const bool leader = threadIdx.x % 128 == 0;
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  float acc[Cfg::kAccum];
-  int stage = 0;
-  uint32_t phase = 0;
-  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    int64_t m0, n0;
-    tile_coords(t, &m0, &n0);
-    int release = -1;  // the stage whose wgmma group may still be reading it
-    for (int k = 0; k < k_steps; ++k) {
-      sm90::mbar_wait(&full[stage], phase);
-      const uint32_t a = smem_u32(smem + stage * Cfg::kStageBytes) + consumer * 64 * BK * 2;
-      const uint32_t b = smem_u32(smem + stage * Cfg::kStageBytes + Cfg::kABytes);
-      sm90::wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) {
-        sm90::wgmma_m64n2bn<BN>(acc, sm90::smem_desc(a + kk * 32), sm90::smem_desc(b + kk * 32),
-                                k > 0 || kk > 0 ? 1 : 0, T{});
-      }
-      sm90::wgmma_commit();
-      // Keep this step's group in flight; the previous one is done, so its stage can be refilled.
-      sm90::wgmma_wait<1>();
-      if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
-      release = stage;
-      if (++stage == S) {
-        stage = 0;
-        phase ^= 1;
-      }
-    }
-    sm90::wgmma_wait<0>();
-    if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
 
-    // Epilogue: accumulator register 4j + e holds row r0 (e < 2) or r0 + 8 (e >= 2) and column
-    // 8j + 2·(lane % 4) + (e & 1) of the m64n(2·BN) product: j < BN/8 is the gate, j >= BN/8 the up.
-    const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
+  // The epilogue of one m64n(2·BN) accumulator block whose first row is `row_base`: register
+  // 4j + e holds row r0 (e < 2) or r0 + 8 (e >= 2) and column 8j + 2·(lane % 4) + (e & 1); j < BN/8
+  // is the gate, j >= BN/8 the up.
+  auto epilogue = [&](const float (&acc)[BN], int64_t row_base, int64_t n0) {
+    const int64_t r0 = row_base + warp * 16 + lane / 4;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
       const int64_t col = n0 + 8 * j + 2 * (lane % 4);
@@ -428,6 +416,78 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
                                                acc[g + 1] + bg1, acc[u + 1] + bu1, p.vec_store != 0);
         }
       }
+    }
+  };
+
+  // The main loop of one tile from ring position `first`: waits for each stage, runs `mma(a, b,
+  // scale_d)` on it (a, b: the stage's X and W tiles), keeps one wgmma group in flight and hands a
+  // stage back once the group that read it is done.
+  auto main_loop = [&](int64_t first, auto&& mma) {
+    int stage = static_cast<int>(first % S);
+    uint32_t phase = static_cast<uint32_t>((first / S) & 1);
+    int release = -1;  // the stage whose wgmma group may still be reading it
+    for (int k = 0; k < k_steps; ++k) {
+      sm90::mbar_wait(&full[stage], phase);
+      const uint32_t a = smem_u32(smem + stage * Cfg::kStageBytes);
+      sm90::wgmma_fence();
+      mma(a, a + Cfg::kABytes, k);
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<1>();
+      if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
+      release = stage;
+      if (++stage == S) {
+        stage = 0;
+        phase ^= 1;
+      }
+    }
+    sm90::wgmma_wait<0>();
+    if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
+  };
+
+  if constexpr (!Cfg::kPingpong) {
+    // Cooperative: both consumers share each tile, rows [64·consumer, 64·consumer + 64) each.
+    float acc[BN];
+    int64_t first = 0;
+    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, first += k_steps) {
+      int64_t m0, n0;
+      tile_coords(t, &m0, &n0);
+      main_loop(first, [&](uint32_t a, uint32_t b, int k) {
+        a += consumer * 64 * BK * 2;
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk)
+          sm90::wgmma_m64n2bn<BN>(acc, sm90::smem_desc(a + kk * 32), sm90::smem_desc(b + kk * 32),
+                                  k > 0 || kk > 0 ? 1 : 0, T{});
+      });
+      epilogue(acc, m0 + consumer * 64, n0);
+    }
+  } else {
+    // Ping-pong: the consumers take this block's tiles in turn, each a whole 128-row tile (two
+    // m64 products on the same W tile), so one consumer's epilogue runs while the other's main
+    // loop does and the tensor cores stay busy. The main loops take turns too: a consumer starts
+    // tile j only once the other has finished tile j-1's (named barrier 1 + its index). Why: a
+    // stage's full barrier is waited on by parity, which is only sound when every earlier fill of
+    // that stage has been waited for; in tile order that holds.
+    constexpr int kTurnThreads = 256;  // both consumer warpgroups
+    float acc0[BN], acc1[BN];
+    int64_t local = 0;
+    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, ++local) {
+      if ((local & 1) != consumer) continue;
+      int64_t m0, n0;
+      tile_coords(t, &m0, &n0);
+      if (local > 0) sm90::named_sync(1 + consumer, kTurnThreads);
+      main_loop(local * k_steps, [&](uint32_t a, uint32_t b, int k) {
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk) {
+          const uint64_t db = sm90::smem_desc(b + kk * 32);
+          const int scale = k > 0 || kk > 0 ? 1 : 0;
+          sm90::wgmma_m64n2bn<BN>(acc0, sm90::smem_desc(a + kk * 32), db, scale, T{});
+          sm90::wgmma_m64n2bn<BN>(acc1, sm90::smem_desc(a + 64 * BK * 2 + kk * 32), db, scale, T{});
+        }
+      });
+      // The other consumer's next tile (if this block has one) may start its main loop.
+      if (t + gridDim.x < tiles) sm90::named_arrive(1 + (1 - consumer), kTurnThreads);
+      epilogue(acc0, m0, n0);
+      epilogue(acc1, m0 + 64, n0);
     }
   }
 #endif

@@ -9,6 +9,7 @@ void register_fwd_sm90_f16([[maybe_unused]] std::vector<FwdKernel>& out) {
 #if SWIGLU_HAVE_SM90A
   add_sm90<__half, 128, 4>(out, DType::f16);
   add_sm90<__half, 64, 6>(out, DType::f16);
+  add_sm90<__half, 64, 7, true>(out, DType::f16);  // ping-pong (experiment: s7 names it apart)
 #endif
 }
 

@@ -102,9 +102,9 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
 
 // One sm90 tile (linear layout: the packed layout stays on the sm80 kernels). sm_90a code runs on
 // compute capability 9.0 only.
-template <class T, int BN, int STAGES>
+template <class T, int BN, int STAGES, bool PINGPONG = false>
 void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
-  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES>;
+  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG>;
   FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, Layout::linear, Math::exact, 90,
               &launch_fwd_sm90<Cfg>};
   k.max_cc = 90;
