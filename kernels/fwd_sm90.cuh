@@ -5,10 +5,12 @@
 // (setmaxnreg), one of its threads walks this block's tiles and, for each K step, waits for a free
 // pipeline stage and issues three TMA loads into it: the X tile (BM×BK) and two W12 boxes, the gate
 // rows [n0, n0+BN) of Wa and the up rows [D+n0, D+n0+BN) of Wb, stacked as one 2·BN-row operand.
-// Warpgroups 1 and 2 are consumers: each owns 64 rows of the BM = 128 tile and runs one
-// m64n(2·BN)k16 wgmma per 16 of K on the whole stage, so the gate column c and the up column c of
-// its rows land in the same thread's accumulators (registers i and i + BN/2). That is the gate
-// placement issue 8 asks for, with no repacking of the weights.
+// Warpgroups 1 and 2 are consumers. Cooperative schedule: each owns 64 rows of the BM = 128 tile
+// and runs one m64n(2·BN)k16 wgmma per 16 of K on the whole stage, so the gate column c and the up
+// column c of its rows land in the same thread's accumulators (registers i and i + BN/2). That is
+// the gate placement issue 8 asks for, with no repacking of the weights. Ping-pong schedule
+// (Sm90FwdConfig's PINGPONG): each consumer takes whole tiles in turn (two m64 products per 16 of
+// K), so that one's epilogue runs during the other's main loop.
 //
 // Shared memory per stage: X tile BM×64 and W tile 2·BN×64 (BK = 64 elements = 128 bytes, one
 // 128-byte swizzle row), written by TMA with the 128-byte swizzle that the wgmma descriptors name.
