@@ -7,9 +7,7 @@ namespace swiglu::detail {
 
 void register_fwd_sm90_bf16([[maybe_unused]] std::vector<FwdKernel>& out) {
 #if SWIGLU_HAVE_SM90A
-  add_sm90<__nv_bfloat16, 128, 4>(out, DType::bf16);
-  add_sm90<__nv_bfloat16, 64, 6>(out, DType::bf16);
-  add_sm90<__nv_bfloat16, 64, 7, true>(out, DType::bf16);  // ping-pong (experiment: s7 names it apart)
+  register_sm90_half_tiles<__nv_bfloat16>(out, DType::bf16);
 #endif
 }
 

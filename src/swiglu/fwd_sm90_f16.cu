@@ -7,9 +7,7 @@ namespace swiglu::detail {
 
 void register_fwd_sm90_f16([[maybe_unused]] std::vector<FwdKernel>& out) {
 #if SWIGLU_HAVE_SM90A
-  add_sm90<__half, 128, 4>(out, DType::f16);
-  add_sm90<__half, 64, 6>(out, DType::f16);
-  add_sm90<__half, 64, 7, true>(out, DType::f16);  // ping-pong (experiment: s7 names it apart)
+  register_sm90_half_tiles<__half>(out, DType::f16);
 #endif
 }
 

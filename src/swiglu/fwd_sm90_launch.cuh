@@ -111,4 +111,13 @@ void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
   out.push_back(k);
 }
 
+// The sm90 tiles of one 16-bit dtype (fp16 or bf16): cooperative 128x128 and 128x64, and the
+// ping-pong 128x64 (its 7 stages set its name apart from the cooperative one).
+template <class T>
+void register_sm90_half_tiles(std::vector<FwdKernel>& out, DType dtype) {
+  add_sm90<T, 128, 4>(out, dtype);
+  add_sm90<T, 64, 6>(out, dtype);
+  add_sm90<T, 64, 7, true>(out, dtype);
+}
+
 }  // namespace swiglu::detail
