@@ -4,7 +4,8 @@
 #   scripts/gpu-run.sh OUTDIR [config ...]
 # Environment: CUDA_ARCHS (default 90a-real on Hopper, else native), BUILD_DIR (default build-gpu),
 # OPS (swiglubench commands to run on each config, default "forward"; e.g. "backward step memory"),
-# BENCH_ARGS (extra swiglubench arguments, e.g. "--tiles all"), SKIP_TESTS=1 (benchmarks only).
+# BENCH_ARGS (extra swiglubench arguments, e.g. "--tiles all"), SKIP_TESTS=1 (benchmarks only),
+# SWIGLU_PYTHON (the Python for the python/ tests; default python3 when it has torch and pytest).
 # Exit status: non-zero when the build, a test or a parity check failed.
 set -uo pipefail
 OUTDIR=${1:?usage: scripts/gpu-run.sh OUTDIR [config ...]}
@@ -19,6 +20,10 @@ if [ -z "${CUDA_ARCHS:-}" ]; then
   cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
   if [ "$cc" = "90" ]; then export CUDA_ARCHS="90a-real"; else export CUDA_ARCHS="native"; fi
 fi
+if [ -z "${SWIGLU_PYTHON:-}" ] && python3 -c 'import torch, pytest' >/dev/null 2>&1; then
+  SWIGLU_PYTHON=$(command -v python3)
+fi
+[ -n "${SWIGLU_PYTHON:-}" ] && export SWIGLU_CMAKE_ARGS="${SWIGLU_CMAKE_ARGS:-} -DSWIGLU_PYTHON=$SWIGLU_PYTHON"
 status=0
 source "$ROOT/scripts/common.sh"
 set +e
