@@ -178,14 +178,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
         if (m < M && n < N) atomicAdd(p.partial + m * N + n, acc[i][j]);
       }
     }
-    __threadfence();
-    __syncthreads();
-    __shared__ int last_slice;
-    int* counter = p.counters + blockIdx.x * gridDim.y + blockIdx.y;
-    if (tid == 0) last_slice = atomicAdd(counter, 1) == p.splits - 1;
-    __syncthreads();
-    if (!last_slice) return;
-    __threadfence();
+    if (!split_k_last_slice(p.counters + blockIdx.x * gridDim.y + blockIdx.y, p.splits)) return;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int64_t m = m0 + ty * TM + i;

@@ -461,16 +461,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       if (n < N) atomicAdd(sums + m * N + n, v[0]);
       if (n + 1 < N) atomicAdd(sums + m * N + n + 1, v[1]);
     });
-    // Why the fence before the ticket: this slice's adds must be performed device-wide before the
-    // counter says the slice is done.
-    __threadfence();
-    __syncthreads();
-    __shared__ int last_slice;
-    int* counter = p.counters + blockIdx.x * gridDim.y + blockIdx.y;
-    if (tid == 0) last_slice = atomicAdd(counter, 1) == p.splits - 1;
-    __syncthreads();
-    if (!last_slice) return;
-    __threadfence();  // order the reads below after the other slices' fenced adds
+    if (!split_k_last_slice(p.counters + blockIdx.x * gridDim.y + blockIdx.y, p.splits)) return;
     for_each_pair([&](int64_t m, int64_t n, float* v) {
       v[0] = n < N ? __ldcg(sums + m * N + n) : 0.0f;
       v[1] = n + 1 < N ? __ldcg(sums + m * N + n + 1) : 0.0f;

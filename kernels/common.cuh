@@ -94,6 +94,25 @@ __device__ __forceinline__ void silu_and_grad(float g, float* silu_out, float* d
   *dsilu = s * (1.0f + g * (1.0f - s));
 }
 
+// ---- split-K --------------------------------------------------------------------------------------
+
+// Called by every thread of a block after it has added its K slice of the tile into the fp32
+// sums: true in the block of the tile's last slice to finish (which then reads the sums back and
+// stores the tile), false in the others, which are done. `counter` is the tile's ticket, zero at
+// launch. Why the fence before the ticket: this slice's adds must be performed device-wide before
+// the counter says the slice is done; the one after orders the last slice's reads of the sums
+// after the other slices' fenced adds.
+__device__ __forceinline__ bool split_k_last_slice(int* counter, int splits) {
+  __threadfence();
+  __syncthreads();
+  __shared__ int last_slice;
+  if (threadIdx.x == 0) last_slice = atomicAdd(counter, 1) == splits - 1;
+  __syncthreads();
+  if (!last_slice) return false;
+  __threadfence();
+  return true;
+}
+
 // ---- PTX wrappers (sm_80) -----------------------------------------------------------------------
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
