@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "swiglu/registry.hpp"  // detail::choose_backward_tile, the backward heuristic
 #include "swiglu/swiglu.hpp"
 
 namespace swiglu {
@@ -144,6 +145,56 @@ TEST(Heuristic, PicksWgmmaOnHopperForProblemsThatFillIt) {
     ASSERT_TRUE(choose_forward_tile(p, h100, &tile).ok());
     EXPECT_NE(tile.family, Family::wgmma_sm90) << p.batch << "x" << p.in_features;
   }
+}
+
+TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
+  const DeviceTraits h100{9, 0, 132};
+  const Problem big = problem(8192, 4096, 14336, DType::bf16);  // the Llama-3-8B MLP
+  bool built = false;
+  for (const TileConfig& t : backward_dx_tiles(big, h100)) built |= t.family == Family::wgmma_sm90;
+  if (!built) GTEST_SKIP() << "this build holds no sm_90a code";
+  EXPECT_TRUE(detail::sm90_backward_possible(big, h100));
+  TileConfig tile;
+  // dX: 64 x 16 tiles of 128x256; dW: 224 x 16.
+  for (const bool dw : {false, true}) {
+    ASSERT_TRUE(detail::choose_backward_tile(big, h100, dw, /*allow_sm90=*/true, &tile).ok());
+    EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12") << dw;
+    ASSERT_TRUE(detail::choose_backward_tile(big, h100, dw, /*allow_sm90=*/false, &tile).ok());
+    EXPECT_EQ(tile.family, Family::mma_sm80) << dw;
+  }
+  // B = 512, D = 1024: dX has 4 x 16 (128x256) or 4 x 32 (128x128) tiles, under one per SM, and
+  // stays on sm80; dW has 16 x 32 tiles of 128x128 but under two waves of 128x256.
+  const Problem mid = problem(512, 4096, 1024, DType::f16);
+  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, false, true, &tile).ok());
+  EXPECT_EQ(tile.family, Family::mma_sm80);
+  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, true, true, &tile).ok());
+  EXPECT_EQ(tile.name(), "sm90:128x128x64s6w12");
+  // A short reduction (dW of a 256-row batch: 4 K steps) stays on sm80.
+  ASSERT_TRUE(detail::choose_backward_tile(problem(256, 4096, 14336, DType::bf16), h100, true, true, &tile).ok());
+  EXPECT_EQ(tile.family, Family::mma_sm80);
+  // Never: the packed layout, rows TMA cannot address (I % 8, D % 4), fp32, other architectures.
+  Problem packed = big;
+  packed.layout = Layout::packed;
+  const struct {
+    Problem p;
+    DeviceTraits dev;
+  } never[] = {{packed, h100},
+               {problem(8192, 4097, 14336, DType::bf16), h100},
+               {problem(8192, 4096, 14338, DType::bf16), h100},
+               {problem(8192, 4096, 14336, DType::f32), h100},
+               {big, DeviceTraits{8, 0, 108}},
+               {big, DeviceTraits{10, 0, 148}}};
+  for (const auto& c : never) {
+    EXPECT_FALSE(detail::sm90_backward_possible(c.p, c.dev)) << c.p.in_features << " " << c.p.hidden;
+    for (const bool dw : {false, true}) {
+      for (const TileConfig& t : dw ? backward_dw_tiles(c.p, c.dev) : backward_dx_tiles(c.p, c.dev))
+        EXPECT_NE(t.family, Family::wgmma_sm90) << t.name();
+      ASSERT_TRUE(detail::choose_backward_tile(c.p, c.dev, dw, true, &tile).ok());
+      EXPECT_NE(tile.family, Family::wgmma_sm90);
+    }
+  }
+  // The dX and dW lists hold the same tiles (the GPU tests pair them by position).
+  EXPECT_EQ(backward_dx_tiles(big, h100).size(), backward_dw_tiles(big, h100).size());
 }
 
 TEST(Heuristic, PicksSimtForExactFp32AndForTuring) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "swiglu/gate.hpp"
 #include "swiglu/registry.hpp"
 #include "swiglu/swiglu.hpp"
 
@@ -376,8 +377,10 @@ int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
 
 // The backward's workspace, each region 256-byte aligned:
 //   h:       H = [G | U] written by the recompute GEMM (recompute with the prologue placement)
-//   dh:      dH = [dG | dU], written by the recompute GEMM's epilogue (epilogue placement), or by the
-//            dX GEMM's first column of blocks for the dW GEMM to read (prologue, both gradients)
+//   dh:      dH = [dG | dU], written by the recompute GEMM's epilogue (epilogue placement), by the
+//            dX GEMM's first column of blocks for the dW GEMM to read (prologue, both gradients),
+//            or by the gate backward before sm90 GEMMs, which read dH through TMA (any problem
+//            those GEMMs could take on the device)
 //   partial: split-K sums of dX, B×I fp32 (zeroed with the counters before each split launch)
 //   counter: split-K tile counters
 struct WorkspaceLayout {
@@ -404,7 +407,7 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
   if (o.policy == Policy::recompute && placement == GatePlacement::prologue)
     region(h_elems_bytes, &l.h_offset, &l.h_bytes);
   if ((o.policy == Policy::recompute && placement == GatePlacement::epilogue) ||
-      (o.grads.dx && o.grads.dw))
+      (o.grads.dx && o.grads.dw) || detail::sm90_backward_possible(p, dev))
     region(h_elems_bytes, &l.dh_offset, &l.dh_bytes);
   const int splits = o.grads.dx ? max_dx_splits(p, dev) : 1;
   if (splits > 1) {
@@ -502,13 +505,39 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   const GatePlacement placement = effective_placement(o);
   const WorkspaceLayout ws = workspace_layout(p, o, dev);
   char* const ws_base = static_cast<char*>(workspace);
+  void* const dh_region = ws.dh_bytes > 0 ? ws_base + ws.dh_offset : nullptr;
+
+  // 0. The GEMMs' tiles. An sm90 GEMM reads its operands through TMA: dH from the workspace, W12
+  // (dX) or X (dW); when one of those is not 16-byte aligned the heuristic's choice among the other
+  // families runs instead, and used_tiles names it.
+  auto choose = [&](bool dw, const std::optional<TileConfig>& forced, TileConfig* tile) -> Status {
+    if (forced) {
+      *tile = *forced;
+    } else if (Status s = detail::choose_backward_tile(p, dev, dw, /*allow_sm90=*/true, tile); !s.ok()) {
+      return s;
+    }
+    const void* b_operand = dw ? t.x : t.w;
+    if (tile->family == Family::wgmma_sm90 && detail::sm90_backward_possible(p, dev) &&
+        !(dh_region != nullptr && aligned(dh_region, 16) && aligned(b_operand, 16))) {
+      return detail::choose_backward_tile(p, dev, dw, /*allow_sm90=*/false, tile);
+    }
+    return Status::success();
+  };
+  TileConfig dx_tile, dw_tile;
+  if (o.grads.dx) {
+    if (Status s = choose(false, o.dx_tile, &dx_tile); !s.ok()) return s;
+  }
+  if (o.grads.dw) {
+    if (Status s = choose(true, o.dw_tile, &dw_tile); !s.ok()) return s;
+  }
+  const bool dx_sm90 = o.grads.dx && dx_tile.family == Family::wgmma_sm90;
+  const bool dw_sm90 = o.grads.dw && dw_tile.family == Family::wgmma_sm90;
 
   // 1. Where dH comes from. recompute/epilogue: the recompute GEMM writes dH; recompute/prologue:
   // it writes H and the dX (or dW) GEMM turns H and dZ into dH as it loads; save: the same from the
   // saved H.
   const void* dh = nullptr;
   const void* h = o.policy == Policy::save ? t.saved : nullptr;
-  void* const dh_region = ws.dh_bytes > 0 ? ws_base + ws.dh_offset : nullptr;
   if (o.policy == Policy::recompute) {
     TileConfig tile;
     if (o.recompute_tile) {
@@ -531,6 +560,17 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   }
   const int64_t B = p.batch, D = p.hidden, I = p.in_features;
   const int64_t vec = 16 / static_cast<int64_t>(es);
+  // The sm90 GEMMs have no gate prologue: the gate backward writes dH to the workspace first.
+  if ((dx_sm90 || dw_sm90) && dh == nullptr) {
+    const char* hb = static_cast<const char*>(h);
+    char* dhb = static_cast<char*>(dh_region);
+    const size_t half = static_cast<size_t>(D) * es;  // G | U and dG | dU: D columns each
+    if (cudaError_t e = detail::launch_gate_backward(p.dtype, p.dtype, hb, 2 * D, hb + half, 2 * D, t.dz, D,
+                                                     dhb, 2 * D, dhb + half, 2 * D, B, D, stream);
+        e != cudaSuccess)
+      return fail(StatusCode::cuda_error, std::string("launch of the gate backward failed: ") + cudaGetErrorString(e));
+    dh = dh_region;
+  }
   // The A operand of a GEMM: dH read directly, or computed from dZ and H in the prologue.
   auto a_source = [&](detail::BwdParams* q, const void* direct) {
     q->rows = B;
@@ -542,19 +582,14 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
                                  : aligned(t.dz, 16) && aligned(h, 16) && D % vec == 0;
   };
 
-  auto run = [&](bool dw, const std::optional<TileConfig>& forced, detail::BwdParams params,
-                 TileConfig* used_tile) -> Status {
-    TileConfig tile;
-    if (forced) {
-      tile = *forced;
-    } else if (Status s = detail::choose_backward_tile(p, dev, dw, &tile); !s.ok()) {
-      return s;
-    }
+  auto run = [&](bool dw, const TileConfig& tile, detail::BwdParams params, TileConfig* used_tile) -> Status {
     const detail::BwdKind kind = detail::bwd_kind(p, dw);
     const int cc = dev.cc_major * 10 + dev.cc_minor;
+    const bool sm90 = tile.family == Family::wgmma_sm90;
     const detail::BwdKernel* kernel = nullptr;
     for (const auto& k : detail::bwd_kernels()) {
-      if (k.tile == tile && k.dtype == p.dtype && k.kind == kind && k.min_cc <= cc) {
+      if (k.tile == tile && k.dtype == p.dtype && k.kind == kind && k.min_cc <= cc && cc <= k.max_cc &&
+          (!sm90 || detail::sm90_backward_possible(p, dev))) {
         kernel = &k;
         break;
       }
@@ -570,10 +605,11 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     }
     const int64_t n_tiles = (params.N + tile.block_n - 1) / tile.block_n;
     const int64_t m_tiles = (params.M + tile.block_m - 1) / tile.block_m;
-    if (n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max()) {
+    // (The sm90 grid is persistent: one block per SM whatever the tile count.)
+    if (!sm90 && (n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max())) {
       return fail(StatusCode::unsupported, "grid too large for backward tile " + tile.name());
     }
-    if (!dw && ws.partial_bytes > 0) {
+    if (!dw && !sm90 && ws.partial_bytes > 0) {
       // Split-K when the tile leaves SMs idle (sized as max_dx_splits sized the workspace).
       const int64_t tiles = m_tiles * n_tiles;
       const int64_t k_tiles = (params.K + tile.block_k - 1) / tile.block_k;
@@ -615,7 +651,7 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     q.ldc = I;
     q.vec_b = aligned(t.w, 16) && (p.layout == Layout::linear ? I % vec == 0 : (2 * D) % vec == 0);
     q.vec_c = aligned(t.dx, 16) && I % vec == 0;
-    if (Status s = run(false, o.dx_tile, q, &used.dx); !s.ok()) return s;
+    if (Status s = run(false, dx_tile, q, &used.dx); !s.ok()) return s;
   }
   // 3. dW12 = dHᵀ · X: M = 2D, N = I, K = B; dbias from the same A tiles.
   if (o.grads.dw) {
@@ -629,10 +665,16 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     q.c = t.dw;
     q.c_trans = p.layout == Layout::packed ? 1 : 0;
     q.ldc = p.layout == Layout::linear ? I : 2 * D;
-    q.dbias = p.bias ? t.dbias : nullptr;
+    // The sm90 GEMM leaves dbias to a deterministic column sum of dH.
+    q.dbias = p.bias && !dw_sm90 ? t.dbias : nullptr;
     q.vec_b = aligned(t.x, 16) && I % vec == 0 && p.x_stride() % vec == 0;
     q.vec_c = !q.c_trans && aligned(t.dw, 16) && I % vec == 0;
-    if (Status s = run(true, o.dw_tile, q, &used.dw); !s.ok()) return s;
+    if (Status s = run(true, dw_tile, q, &used.dw); !s.ok()) return s;
+    if (p.bias && dw_sm90) {
+      if (cudaError_t e = detail::launch_column_sum(p.dtype, p.dtype, dh, 2 * D, t.dbias, B, 2 * D, stream);
+          e != cudaSuccess)
+        return fail(StatusCode::cuda_error, std::string("launch of the dbias column sum failed: ") + cudaGetErrorString(e));
+    }
   }
   if (used_tiles != nullptr) *used_tiles = used;
   return Status::success();

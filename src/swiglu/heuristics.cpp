@@ -59,6 +59,12 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
 constexpr int64_t kSm90WideMinK = 4096;
 constexpr double kSm90WideTilesPerSm = 8;
 
+// The backward's step 0 (a first guess, to be replaced by the block sweep's numbers): the sm90
+// GEMMs need a reduction of at least 8 K steps (each tile pays a pipeline fill and an epilogue)
+// and a full wave of tiles; the 128x256 tile needs two waves.
+constexpr int64_t kSm90BwdMinK = 512;
+constexpr double kSm90BwdWideWaves = 2;
+
 bool tma_addressable(const Problem& p) {
   return p.dtype != DType::f32 && p.layout == Layout::linear && p.in_features % 8 == 0 &&
          p.x_stride() % 8 == 0 && 2 * p.hidden <= INT32_MAX && p.batch <= INT32_MAX;
@@ -157,19 +163,30 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
 
 // ---- backward GEMMs -------------------------------------------------------------------------------
 //
-// The dX and dW GEMMs use the forward's machinery with their own rule: tensor cores for fp16/bf16
-// on sm_80+, SIMT otherwise; the largest tile (ties: the wider, which recomputes a prologue gate in
-// fewer columns of blocks) that gives `wanted` blocks, else the one with the most. wanted = SMs, or 4 × SMs when the reduction is short (fewer than 8 K tiles:
-// dW of a small batch), where each block is mostly pipeline fill and epilogue and only many
-// resident blocks hide that latency. Small-batch dX that still leaves SMs idle is split along K
-// (api.cpp).
+// The dX and dW GEMMs use the forward's machinery with their own rule:
+//  0. On compute capability 9.0 with sm_90a code, fp16/bf16, the linear layout and TMA-addressable
+//     rows: the sm90 (wgmma) GEMM when the reduction and the tile count are large enough (the
+//     constants above). api.cpp then materialises dH first, since TMA reads it from memory.
+//  1. Otherwise tensor cores (sm80) for fp16/bf16 on sm_80+, SIMT otherwise; the largest tile (ties:
+//     the wider, which recomputes a prologue gate in fewer columns of blocks) that gives `wanted`
+//     blocks, else the one with the most. wanted = SMs, or 4 × SMs when the reduction is short
+//     (fewer than 8 K tiles: dW of a small batch), where each block is mostly pipeline fill and
+//     epilogue and only many resident blocks hide that latency. Small-batch dX that still leaves
+//     SMs idle is split along K (api.cpp).
 namespace {
+
+// What the sm90 backward GEMMs need of the problem (the pointers are checked at the call): the
+// forward's conditions for X and W12, and rows of dH (2D elements) of whole 16-byte units.
+bool bwd_tma_addressable(const Problem& p) {
+  return tma_addressable(p) && p.hidden % 4 == 0 && 2 * p.hidden <= INT32_MAX;
+}
 
 std::vector<TileConfig> bwd_tiles(const Problem& p, const DeviceTraits& dev, bool dw) {
   const int cc = dev.cc_major * 10 + dev.cc_minor;
   std::vector<TileConfig> out;
   for (const auto& k : detail::bwd_kernels()) {
-    if (k.dtype != p.dtype || k.kind != detail::bwd_kind(p, dw) || k.min_cc > cc) continue;
+    if (k.dtype != p.dtype || k.kind != detail::bwd_kind(p, dw) || k.min_cc > cc || cc > k.max_cc) continue;
+    if (k.tile.family == Family::wgmma_sm90 && !bwd_tma_addressable(p)) continue;
     if (std::find(out.begin(), out.end(), k.tile) == out.end()) out.push_back(k.tile);
   }
   return out;
@@ -186,7 +203,39 @@ std::vector<TileConfig> backward_dw_tiles(const Problem& p, const DeviceTraits& 
 
 namespace detail {
 
-Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, TileConfig* out) {
+bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev) {
+  for (const TileConfig& t : bwd_tiles(p, dev, false)) {
+    if (t.family == Family::wgmma_sm90) return true;
+  }
+  for (const TileConfig& t : bwd_tiles(p, dev, true)) {
+    if (t.family == Family::wgmma_sm90) return true;
+  }
+  return false;
+}
+
+Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, bool allow_sm90,
+                            TileConfig* out) {
+  const int64_t m = dw ? 2 * p.hidden : p.batch;
+  const int64_t n = p.in_features;
+  const int64_t k = dw ? p.batch : 2 * p.hidden;
+  auto count = [&](const TileConfig& t) {
+    return ((m + t.block_m - 1) / t.block_m) * ((n + t.block_n - 1) / t.block_n);
+  };
+  const int64_t sms = std::max(dev.sm_count, 1);
+  if (allow_sm90 && k >= kSm90BwdMinK) {
+    // Step 0: the persistent sm90 GEMM, one block per SM, wants a full wave of tiles; the wider
+    // tile (twice the reuse of each A tile) when it still gives kSm90BwdWideWaves waves.
+    std::optional<TileConfig> chosen;
+    for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
+      if (t.family != Family::wgmma_sm90 || count(t) < sms) continue;
+      if (t.block_n > 128 && static_cast<double>(count(t)) < kSm90BwdWideWaves * static_cast<double>(sms)) continue;
+      if (!chosen || t.block_n > chosen->block_n) chosen = t;
+    }
+    if (chosen) {
+      *out = *chosen;
+      return Status::success();
+    }
+  }
   const Family family =
       dev.cc_major >= 8 && p.dtype != DType::f32 ? Family::mma_sm80 : Family::simt;
   constexpr int kMaxDefaultArea = 128 * 128;
@@ -205,12 +254,6 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
     if (a.block_m * a.block_n != b.block_m * b.block_n) return a.block_m * a.block_n > b.block_m * b.block_n;
     return a.block_n > b.block_n;
   });
-  const int64_t m = dw ? 2 * p.hidden : p.batch;
-  const int64_t n = p.in_features;
-  auto count = [&](const TileConfig& t) {
-    return ((m + t.block_m - 1) / t.block_m) * ((n + t.block_n - 1) / t.block_n);
-  };
-  const int64_t k = dw ? p.batch : 2 * p.hidden;
   for (const TileConfig& t : eligible) {
     const bool short_k = k < static_cast<int64_t>(kShortKTiles) * t.block_k;
     const int64_t wanted = std::max(dev.sm_count, 1) * (short_k ? 4 : 1);

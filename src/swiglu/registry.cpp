@@ -27,6 +27,8 @@ const std::vector<BwdKernel>& bwd_kernels() {
     register_bwd_simt(t);
     register_bwd_sm80_f16(t);
     register_bwd_sm80_bf16(t);
+    register_bwd_sm90_f16(t);
+    register_bwd_sm90_bf16(t);
     return t;
   }();
   return table;

@@ -103,11 +103,14 @@ struct BwdKernel {
   BwdKind kind;
   int min_cc;
   BwdLaunch launch;
+  int max_cc = 1000;  // highest (sm_90a code runs on 9.0 alone)
 };
 
 void register_bwd_simt(std::vector<BwdKernel>& out);
 void register_bwd_sm80_f16(std::vector<BwdKernel>& out);
 void register_bwd_sm80_bf16(std::vector<BwdKernel>& out);
+void register_bwd_sm90_f16(std::vector<BwdKernel>& out);
+void register_bwd_sm90_bf16(std::vector<BwdKernel>& out);
 
 const std::vector<BwdKernel>& bwd_kernels();
 
@@ -115,8 +118,15 @@ const std::vector<BwdKernel>& bwd_kernels();
 // operands TMA cannot address). choose_forward_tile(p, dev, out) is this with allow_sm90 = true.
 Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, bool allow_sm90, TileConfig* out);
 
-// The backward heuristic (heuristics.cpp): the tile of the dX GEMM (dw = false) or the dW GEMM.
-Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, TileConfig* out);
+// The backward heuristic (heuristics.cpp): the tile of the dX GEMM (dw = false) or the dW GEMM;
+// allow_sm90 = false leaves the wgmma tiles out (for operands TMA cannot address).
+Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, bool allow_sm90,
+                            TileConfig* out);
+
+// Whether p's backward can run the sm90 (wgmma) GEMMs on dev at all: compiled in, compute
+// capability 9.0, fp16/bf16, the linear layout, and row strides TMA can address. The pointers are
+// checked at the call.
+bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev);
 
 void register_fwd_simt_f32(std::vector<FwdKernel>& out);
 void register_fwd_simt_f16(std::vector<FwdKernel>& out);

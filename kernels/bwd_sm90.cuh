@@ -1,0 +1,214 @@
+// The backward GEMMs of SwiGLU on Hopper (sm_90a): wgmma tensor cores fed by TMA, warp-specialised,
+// over a persistent grid: the forward's machinery (kernels/fwd_sm90.cuh) as a plain GEMM.
+//
+//   C (M×N) = A (M×K) · B (K×N), fp32 accumulation, C rounded once to T and stored row-major:
+//     dx: A = dH   (B×2D, read K-major),  B = W12 (2D×I, read N-major)  -> dX   (B×I),  K = 2D
+//     dw: A = dHᵀ  (dH read M-major),     B = X   (B×I,  read N-major)  -> dW12 (2D×I), K = B
+//
+// dH = [dG | dU] must be in global memory, because TMA reads it: the host (src/swiglu/api.cpp)
+// materialises it before these GEMMs when the policy would compute it in a GEMM prologue, and
+// sums dbias from it (a deterministic column sum), so this kernel has no gate code at all.
+//
+// No operand is transposed in memory. wgmma reads 16-bit operands in either major-ness, so every
+// operand keeps its global orientation: TMA copies boxes of 64 contiguous elements (one 128-byte
+// swizzle row) by 64 or 128 rows, and the descriptors say which way is K. A K-major tile (dx's A)
+// is the forward's layout (sm90::smem_desc); an MN-major tile (dw's A, every B) is a row of 64-wide
+// boxes, each BK rows of K deep (sm90::smem_desc_mn), read with the wgmma's transpose flag.
+//
+// Block: three warpgroups (384 threads). Warpgroup 0 is the producer (setmaxnreg 40; one thread
+// issues the TMA loads of each K step into a free stage), warpgroups 1 and 2 the consumers (232
+// registers), each owning 64 rows of the BM = 128 tile and running one m64nBNk16 wgmma per 16 of K
+// on the whole stage (cooperative schedule). Full barriers carry the TMA transaction bytes, empty
+// barriers one arrival per consumer; the ring's position runs on across tiles, so the producer
+// fills the next tile's stages while the consumers store this one. Tiles go in the forward's grouped
+// order (kGroupM M tiles per N column), so one wave reads a band of A and one of B that fit in L2.
+//
+// Tails need no code: TMA zero-fills rows and columns past the tensors' edges (a zero in K adds
+// nothing), and the epilogue masks rows past M and columns past N. The host sends here only what
+// TMA can address: dH, W12 and X 16-byte aligned with row strides of whole 16-byte units.
+//
+// Compiled only for sm_90a: the body is empty in every other target, and the registry lists these
+// instances only in builds that include sm_90a.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/common.cuh"
+#include "kernels/sm90.cuh"
+#include "swiglu/registry.hpp"
+
+namespace swiglu::kernels {
+
+// ATrans = true: the dW GEMM (A = dHᵀ, read M-major). BN: C columns per tile, the wgmma's N.
+template <class T, bool ATrans, int BN, int STAGES>
+struct Sm90BwdConfig {
+  using Elem = T;
+  static constexpr bool kATrans = ATrans;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = BN;
+  static constexpr int kBlockK = 64;  // 128 bytes of a 16-bit type: one swizzle row
+  static constexpr int kStages = STAGES;
+  static constexpr int kWarps = 12;
+  static constexpr int kThreads = 384;
+  static constexpr int kGroupM = 8;
+  static constexpr int kBoxBytes = 64 * 64 * 2;  // one 64×64 MN-major box
+  static constexpr int kABytes = kBlockM * kBlockK * 2;
+  static constexpr int kBBytes = BN * kBlockK * 2;
+  static constexpr int kStageBytes = kABytes + kBBytes;
+  // Stages, 1024 bytes of slack to align the first to the swizzle atom, then the barriers.
+  static constexpr int kSmemBytes = STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
+  static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>,
+                "sm90 bwd: T must be __half or __nv_bfloat16 (wgmma's transpose needs 16-bit inputs)");
+  static_assert(BN == 128 || BN == 256, "sm90 bwd: the wgmma N is 128 or 256");
+  static_assert(kStageBytes % 1024 == 0, "sm90 bwd: stages must keep the 1024-byte swizzle alignment");
+  static_assert(kSmemBytes <= 227 * 1024, "sm90 bwd: the stages exceed the 227 KiB of shared memory");
+};
+
+template <class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
+    swiglu_bwd_sm90(const __grid_constant__ CUtensorMap a_map, const __grid_constant__ CUtensorMap b_map,
+                    const swiglu::detail::BwdParams p) {
+#if SWIGLU_SM90A_DEVICE
+  using T = typename Cfg::Elem;
+  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
+  constexpr int kBox = Cfg::kBoxBytes;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Cfg::kStageBytes);
+  uint64_t* empty = full + S;
+
+  const int warpgroup = static_cast<int>(threadIdx.x) / 128;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) {
+      sm90::mbar_init(&full[s], 1);
+      sm90::mbar_init(&empty[s], 2);  // one arrival per consumer warpgroup
+    }
+    sm90::mbar_fence_init();
+  }
+  __syncthreads();
+
+  const int64_t m_tiles = (p.M + BM - 1) / BM;
+  const int64_t n_tiles = (p.N + BN - 1) / BN;
+  const int64_t tiles = m_tiles * n_tiles;
+  const int k_steps = static_cast<int>((p.K + BK - 1) / BK);
+  auto tile_coords = [&](int64_t t, int64_t* m0, int64_t* n0) {
+    const int64_t band = Cfg::kGroupM * n_tiles;
+    const int64_t first_m = (t / band) * Cfg::kGroupM;
+    const int64_t rows = m_tiles - first_m < Cfg::kGroupM ? m_tiles - first_m : Cfg::kGroupM;
+    const int64_t r = t % band;
+    *m0 = (first_m + r % rows) * BM;
+    *n0 = (r / rows) * BN;
+  };
+
+  if (warpgroup == 0) {
+    sm90::setmaxnreg_dec<40>();
+    if (threadIdx.x == 0) {
+      sm90::tma_prefetch_descriptor(&a_map);
+      sm90::tma_prefetch_descriptor(&b_map);
+      int stage = 0;
+      uint32_t phase = 0;
+      for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int64_t m0, n0;
+        tile_coords(t, &m0, &n0);
+        for (int k = 0; k < k_steps; ++k) {
+          sm90::mbar_wait(&empty[stage], phase ^ 1);
+          uint8_t* a = smem + stage * Cfg::kStageBytes;
+          uint8_t* b = a + Cfg::kABytes;
+          const int32_t k0 = k * BK;
+          sm90::mbar_arrive_expect_tx(&full[stage], Cfg::kStageBytes);
+          if constexpr (Cfg::kATrans) {
+            // dHᵀ: two 64(M)×64(K) boxes of dH rows k0.., columns m0.. and m0 + 64..
+            sm90::tma_load_2d(a, &a_map, &full[stage], static_cast<int32_t>(m0), k0);
+            sm90::tma_load_2d(a + kBox, &a_map, &full[stage], static_cast<int32_t>(m0 + 64), k0);
+          } else {
+            // dH: one 64(K)×128(M) box, rows m0.., columns k0..
+            sm90::tma_load_2d(a, &a_map, &full[stage], k0, static_cast<int32_t>(m0));
+          }
+#pragma unroll
+          for (int j = 0; j < BN / 64; ++j)
+            sm90::tma_load_2d(b + j * kBox, &b_map, &full[stage], static_cast<int32_t>(n0 + 64 * j), k0);
+          if (++stage == S) {
+            stage = 0;
+            phase ^= 1;
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  sm90::setmaxnreg_inc<232>();
+  const int consumer = warpgroup - 1;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = (static_cast<int>(threadIdx.x) % 128) / 32;
+  const bool leader = threadIdx.x % 128 == 0;
+  T* __restrict__ c = static_cast<T*>(p.c);
+
+  float acc[BN / 2];
+  int64_t first = 0;  // ring position of this tile's first K step
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, first += k_steps) {
+    int64_t m0, n0;
+    tile_coords(t, &m0, &n0);
+    // Main loop: one wgmma group in flight; a stage goes back to the producer once the group that
+    // read it has completed.
+    int stage = static_cast<int>(first % S);
+    uint32_t phase = static_cast<uint32_t>((first / S) & 1);
+    int release = -1;
+    for (int k = 0; k < k_steps; ++k) {
+      sm90::mbar_wait(&full[stage], phase);
+      const uint32_t a = smem_u32(smem + stage * Cfg::kStageBytes);
+      const uint32_t b = a + Cfg::kABytes;
+      sm90::wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        // Why 2048 and 32: 16 K rows of an MN-major tile are two 1024-byte atoms; 16 K columns of
+        // a K-major row are 32 bytes inside its swizzled 128.
+        const uint64_t da = Cfg::kATrans ? sm90::smem_desc_mn(a + consumer * kBox + kk * 2048, kBox)
+                                         : sm90::smem_desc(a + consumer * 64 * BK * 2 + kk * 32);
+        const uint64_t db = sm90::smem_desc_mn(b + kk * 2048, kBox);
+        sm90::wgmma_m64nk16<BN, T, Cfg::kATrans ? 1 : 0, 1>(acc, da, db, k > 0 || kk > 0 ? 1 : 0);
+      }
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<1>();
+      if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
+      release = stage;
+      if (++stage == S) {
+        stage = 0;
+        phase ^= 1;
+      }
+    }
+    sm90::wgmma_wait<0>();
+    if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
+
+    // Epilogue: register 4j + e holds row r0 (e < 2) or r0 + 8 (e >= 2) and column
+    // 8j + 2·(lane % 4) + (e & 1) of this consumer's 64 rows.
+    const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+      if (col >= p.N) continue;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t row = r0 + 8 * h;
+        if (row >= p.M) continue;
+        const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+        T* dst = c + row * p.ldc + col;
+        if (p.vec_c != 0) {
+          // col is even and N, ldc and c whole 16-byte vectors, so the pair is in range and aligned.
+          store_pair(dst, v0, v1);
+        } else {
+          dst[0] = from_f32<T>(v0);
+          if (col + 1 < p.N) dst[1] = from_f32<T>(v1);
+        }
+      }
+    }
+  }
+#endif
+}
+
+}  // namespace swiglu::kernels

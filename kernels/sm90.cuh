@@ -1,0 +1,283 @@
+// Hopper (sm_90a) building blocks shared by the wgmma kernels (kernels/fwd_sm90.cuh,
+// kernels/bwd_sm90.cuh): mbarriers, TMA loads, warpgroup register hand-off and named barriers,
+// wgmma fences, shared-memory matrix descriptors for the 128-byte swizzle, and the m64nNk16 wgmma
+// itself.
+//
+// Every body is compiled for sm_90a only (SWIGLU_SM90A_DEVICE); elsewhere the functions are empty
+// and the wgmma wrappers do not exist, so a kernel that uses them must guard its body the same way.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/common.cuh"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SWIGLU_SM90A_DEVICE 1
+#else
+#define SWIGLU_SM90A_DEVICE 0
+#endif
+
+namespace swiglu::kernels {
+
+namespace sm90 {
+
+// ---- mbarrier ------------------------------------------------------------------------------------
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+#endif
+}
+
+// Makes the initialised barriers visible to the async proxy (TMA) and the other threads.
+__device__ __forceinline__ void mbar_fence_init() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes)
+               : "memory");
+#endif
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+#endif
+}
+
+// Waits until the barrier's phase with parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if SWIGLU_SM90A_DEVICE
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
+  } while (done == 0);
+#endif
+}
+
+// ---- TMA -----------------------------------------------------------------------------------------
+
+// Box at element (col, row) of the 2-D tensor `map` into shared memory at `dst`, completing
+// transaction bytes on `bar`.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, uint64_t* bar, int32_t col,
+                                            int32_t row) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::
+          "r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(col), "r"(row)
+      : "memory");
+#endif
+}
+
+__device__ __forceinline__ void tma_prefetch_descriptor(const CUtensorMap* map) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+#endif
+}
+
+// ---- warpgroup -----------------------------------------------------------------------------------
+
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_dec() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kRegs));
+#endif
+}
+
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_inc() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kRegs));
+#endif
+}
+
+// Named barrier `id` (1..15) over `threads` threads: arrive without waiting, or arrive and wait.
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void named_sync(int id, int threads) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_commit() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#endif
+}
+
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
+#endif
+}
+
+// The shared-memory matrix descriptor of a K-major operand tile written by TMA with the 128-byte
+// swizzle: rows of 128 bytes, 8-row (1024-byte) swizzle atoms stacked along M/N, so the stride
+// between atoms is 1024 bytes; the leading offset is unused for this layout. Advancing the start
+// address by 32 bytes steps 16 elements along K inside the swizzled row.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
+  uint64_t d = 0;
+  d |= static_cast<uint64_t>((addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>(1) << 16;            // leading byte offset (16 bytes; ignored)
+  d |= static_cast<uint64_t>(1024 >> 4) << 32;    // stride byte offset: one swizzle atom
+  d |= static_cast<uint64_t>(1) << 62;            // 128-byte swizzle
+  return d;
+}
+
+// The descriptor of an MN-major operand tile (M or N contiguous in memory: dH read as dHᵀ, or W12
+// and X read with N along their rows) written by TMA with the 128-byte swizzle in boxes of 64 MN
+// elements × BK K rows: each K row is one 128-byte swizzle row, 8 K rows make a 1024-byte atom,
+// and the boxes for successive 64-element MN chunks lie `chunk_bytes` apart. In the descriptor's
+// terms for this layout the leading offset is the stride between MN chunks and the stride offset
+// the one between groups of 8 K rows. Advancing the start address by 2048 bytes steps 16 along K.
+__device__ __forceinline__ uint64_t smem_desc_mn(uint32_t addr, uint32_t chunk_bytes) {
+  uint64_t d = 0;
+  d |= static_cast<uint64_t>((addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>((chunk_bytes & 0x3FFFF) >> 4) << 16;  // leading: next 64 MN elements
+  d |= static_cast<uint64_t>(1024 >> 4) << 32;                      // stride: next 8 K rows
+  d |= static_cast<uint64_t>(1) << 62;                              // 128-byte swizzle
+  return d;
+}
+
+#if SWIGLU_SM90A_DEVICE
+// m64nNk16 with fp32 accumulators (N/2 registers a thread), A and B from shared memory through
+// descriptors; scale_d = 0 overwrites D instead of adding to it. T (__nv_bfloat16 or __half)
+// selects the input type; TA = 1 reads A M-major and TB = 1 reads B N-major (smem_desc_mn), 0
+// K-major (smem_desc). The macros spell out the N/2 accumulator operands once per N.
+#define SWIGLU_WGMMA_M64N256K16(TYPE)                                                                     \
+  asm volatile(                                                                                           \
+      "{\n"                                                                                               \
+      ".reg .pred p;\n"                                                                                   \
+      "setp.ne.b32 p, %130, 0;\n"                                                                         \
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {"                                   \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                            \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                  \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                  \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "                  \
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "                  \
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "                  \
+      "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "      \
+      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, " \
+      "%128, %129, p, 1, 1, %131, %132;\n"                                                                      \
+      "}\n"                                                                                               \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),                           \
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),                         \
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),                     \
+        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),                     \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),                     \
+        "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),                     \
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),                     \
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),                     \
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),                     \
+        "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),                     \
+        "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),                     \
+        "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),                     \
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),                     \
+        "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),                     \
+        "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]),                     \
+        "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),                     \
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]),                   \
+        "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]),               \
+        "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]),               \
+        "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),               \
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),               \
+        "+f"(d[126]), "+f"(d[127])                                                                        \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TA), "n"(TB))
+#define SWIGLU_WGMMA_M64N128K16(TYPE)                                                     \
+  asm volatile(                                                                           \
+      "{\n"                                                                               \
+      ".reg .pred p;\n"                                                                   \
+      "setp.ne.b32 p, %66, 0;\n"                                                          \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {"                   \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "            \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, " \
+      "%64, %65, p, 1, 1, %67, %68;\n"                                                        \
+      "}\n"                                                                               \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),           \
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),         \
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),     \
+        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),     \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),     \
+        "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),     \
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),     \
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),     \
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),     \
+        "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),     \
+        "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TA), "n"(TB))
+
+template <class T, int TA = 0, int TB = 0>
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    SWIGLU_WGMMA_M64N256K16("bf16");
+  } else {
+    SWIGLU_WGMMA_M64N256K16("f16");
+  }
+}
+
+template <class T, int TA = 0, int TB = 0>
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    SWIGLU_WGMMA_M64N128K16("bf16");
+  } else {
+    SWIGLU_WGMMA_M64N128K16("f16");
+  }
+}
+
+#undef SWIGLU_WGMMA_M64N256K16
+#undef SWIGLU_WGMMA_M64N128K16
+
+// m64nNk16 for N = 256 or 128 (N/2 accumulators a thread).
+template <int N, class T, int TA = 0, int TB = 0>
+__device__ __forceinline__ void wgmma_m64nk16(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
+  static_assert(N == 256 || N == 128, "wgmma_m64nk16: N must be 256 or 128");
+  if constexpr (N == 256) {
+    wgmma_m64n256k16<T, TA, TB>(d, a, b, scale_d);
+  } else {
+    wgmma_m64n128k16<T, TA, TB>(d, a, b, scale_d);
+  }
+}
+
+// The forward's m64n(2·BN)k16 product of a tile: gate and up columns side by side.
+template <int BN, class T>
+__device__ __forceinline__ void wgmma_m64n2bn(float (&d)[BN], uint64_t a, uint64_t b, int scale_d) {
+  wgmma_m64nk16<2 * BN, T>(d, a, b, scale_d);
+}
+
+#endif  // SWIGLU_SM90A_DEVICE
+
+}  // namespace sm90
+
+}  // namespace swiglu::kernels
