@@ -1,12 +1,15 @@
 // Shared by the backward GPU tests and the fuzz test: one problem's seeded inputs and dZ on the
 // device, the reference gradients (fp64 CPU, or fp32 cuBLAS for large shapes), and one backward
 // call whose outputs are poisoned first and then checked, requested gradients against the
-// reference and the others for still holding the poison.
+// reference and the others for still holding the poison. An optional edit of the host inputs and
+// dZ (NaN, inf, large values) runs before anything is uploaded or referenced.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -26,8 +29,19 @@ inline std::string describe_mode(const Mode& m) {
 // Seeded inputs and dZ on the device, the reference gradients, and the outputs of one backward.
 class BwdCase {
  public:
-  BwdCase(const Problem& p, uint64_t seed, bool gpu_ref = false) : p_(p), fwd_(p, seed, gpu_ref) {
-    hdz_ = bench::uniform_values(static_cast<size_t>(p.batch * p.hidden), -1, 1, seed + 3, p.dtype);
+  // Edits the seeded host inputs in place: x, w and bias as GpuCase::InputEdit takes them, and
+  // dz (B×D, row-major). The sizes must stay. The edited values are rounded to the dtype (so NaN,
+  // ±inf and values the dtype cannot hold exactly are fine), then uploaded and given to both
+  // references (the forward's Z, which save_forward() checks, and the gradients).
+  using InputEdit = std::function<void(std::vector<float>& x, std::vector<float>& w,
+                                       std::vector<float>& bias, std::vector<float>& dz)>;
+
+  // gpu_ref: use the fp32 cuBLAS reference instead of the fp64 CPU one.
+  BwdCase(const Problem& p, uint64_t seed, bool gpu_ref = false, const InputEdit& edit = {})
+      : p_(p),
+        hdz_(bench::uniform_values(static_cast<size_t>(p.batch * p.hidden), -1, 1, seed + 3,
+                                   p.dtype)),
+        fwd_(p, seed, gpu_ref, forward_edit(edit)) {
     dz_ = upload(hdz_);
     const size_t es = dtype_size(p.dtype);
     n_dx_ = static_cast<size_t>(p.batch * p.in_features);
@@ -58,6 +72,24 @@ class BwdCase {
   const GpuCase& fwd() const { return fwd_; }
   // Where save_forward() puts H, for callers that run the saving forward themselves.
   void* saved() const { return saved_.get(); }
+  // dZ exactly as uploaded (after the edit and the rounding), and the fp64 reference gradients
+  // (empty with gpu_ref).
+  const std::vector<float>& host_dz() const { return hdz_; }
+  const bench::CpuGrads& reference() const { return ref_; }
+
+  // dX (B×I), dW (in p.layout) and dbias (2D, empty without bias) as the last backward left them,
+  // requested or not.
+  struct Outputs {
+    std::vector<float> dx, dw, dbias;
+  };
+  Outputs outputs() const {
+    auto read = [&](const DeviceBuffer& b, size_t n) {
+      std::vector<unsigned char> raw(n * dtype_size(p_.dtype));
+      if (n > 0) CUDA_CHECK(cudaMemcpy(raw.data(), b.get(), raw.size(), cudaMemcpyDeviceToHost));
+      return bench::from_dtype_bytes(raw.data(), n, p_.dtype);
+    };
+    return Outputs{read(dx_, n_dx_), read(dw_, n_dw_), read(db_, n_db_)};
+  }
 
   // This case's inputs and outputs as backward() takes them.
   BackwardTensors tensors() const {
@@ -110,12 +142,15 @@ class BwdCase {
 
   // Poisons every output, runs backward, checks the requested gradients and that the others still
   // hold the poison. misaligned: X and dZ are read from copies one element past a 256-byte aligned
-  // allocation, which the kernels must take through their element-wise paths.
-  Result run(const BackwardOptions& o, bool misaligned = false) const {
+  // allocation, which the kernels must take through their element-wise paths. poison: the byte
+  // every output is filled with first (the NaN of bench::kPoisonByte unless a test needs a finite
+  // fill to tell an expected NaN from an unwritten element).
+  Result run(const BackwardOptions& o, bool misaligned = false,
+             unsigned char poison = bench::kPoisonByte) const {
     Result res;
     const size_t es = dtype_size(p_.dtype);
     for (const DeviceBuffer* b : {&dx_, &dw_, &db_})
-      CUDA_CHECK(cudaMemset(b->get(), bench::kPoisonByte, b->bytes()));
+      CUDA_CHECK(cudaMemset(b->get(), poison, b->bytes()));
     const size_t ws_bytes = backward_workspace_bytes(p_, o);
     DeviceBuffer ws(std::max<size_t>(ws_bytes, 1));
     BackwardTensors t = tensors();
@@ -145,7 +180,7 @@ class BwdCase {
       std::vector<unsigned char> raw(n * es);
       CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
       for (unsigned char c : raw)
-        if (c != bench::kPoisonByte) return false;
+        if (c != poison) return false;
       return true;
     };
     if (o.grads.dx) {
@@ -164,6 +199,18 @@ class BwdCase {
   }
 
  private:
+  // The edit as GpuCase applies it to x, w and bias: it also edits (and rounds) hdz_, which is
+  // constructed before fwd_ (see the member order) and so exists while fwd_'s constructor runs it.
+  GpuCase::InputEdit forward_edit(const InputEdit& edit) {
+    if (!edit) return {};
+    return [this, edit](std::vector<float>& x, std::vector<float>& w, std::vector<float>& bias) {
+      const size_t n = hdz_.size();
+      edit(x, w, bias, hdz_);
+      if (hdz_.size() != n)
+        throw std::invalid_argument("BwdCase: the input edit changed the size of dz");
+      for (float& e : hdz_) e = bench::round_to(e, p_.dtype);
+    };
+  }
   // A copy of `bytes` at `src` placed one element into a fresh allocation held by `*holder`.
   const void* shifted_copy(const void* src, size_t bytes, DeviceBuffer* holder) const {
     const size_t es = dtype_size(p_.dtype);
@@ -185,9 +232,10 @@ class BwdCase {
     return v;
   }
 
+  // Why this order: hdz_ before fwd_, whose constructor runs forward_edit() on it.
   Problem p_;
-  GpuCase fwd_;
   std::vector<float> hdz_;
+  GpuCase fwd_;
   bench::CpuGrads ref_;
   std::vector<float> ref32_dx_, ref32_dw_, ref32_db_;
   size_t n_dx_ = 0, n_dw_ = 0, n_db_ = 0;
