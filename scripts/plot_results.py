@@ -142,6 +142,8 @@ def timing_note(prov):
     if not isinstance(t, dict):
         return ""
     l2 = "cold L2" if t.get("cold_l2", True) else "hot L2"
+    if t.get("cuda_graph", False):
+        l2 += ", CUDA-graph replays"
     return f"{l2}, median of \u2265{t['min_samples']} samples" if "min_samples" in t else l2
 
 

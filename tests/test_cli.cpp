@@ -42,6 +42,7 @@ TEST(Cli, ForwardInlineSweepWithDefaults) {
   EXPECT_EQ(o.reference, ReferenceMode::automatic);
   EXPECT_TRUE(o.write_csv && o.write_json && o.write_md);
   EXPECT_TRUE(o.out_dir.empty());
+  EXPECT_FALSE(o.timing.graph);  // stream launches unless --graph
 }
 
 TEST(Cli, MeasurementAndOutputOptions) {
@@ -225,6 +226,29 @@ TEST(Cli, StepAndMemory) {
   EXPECT_EQ(parse({"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--profile"}).exit_code, 3);
   // The forward commands do not take the gradient options.
   EXPECT_EQ(parse({"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dx"}).exit_code, 3);
+}
+
+TEST(Cli, GraphTimesReplaysInForwardBackwardAndStep) {
+  for (const char* op : {"forward", "backward", "step"}) {
+    SCOPED_TRACE(op);
+    const Command c = parse({op, "--batch", "8", "--in", "16", "--hidden", "16", "--graph"});
+    ASSERT_NE(c.kind, Command::Kind::exit);
+    EXPECT_EQ(c.options.op, op);
+    EXPECT_TRUE(c.options.timing.graph);
+    // The other measurement options keep their defaults and combine with it.
+    EXPECT_TRUE(c.options.timing.cold);
+    EXPECT_EQ(c.options.timing.min_samples, 30);
+    EXPECT_FALSE(parse({op, "--batch", "8", "--in", "16", "--hidden", "16"}).options.timing.graph);
+    const Command h = parse({op, "--shapes", kSmoke, "--graph", "--hot", "--min-samples", "5"});
+    EXPECT_TRUE(h.options.timing.graph);
+    EXPECT_FALSE(h.options.timing.cold);
+    EXPECT_EQ(h.options.timing.min_samples, 5);
+  }
+  // Commands that do not time, and the gate (its baselines are stream-launch times), refuse it.
+  const std::string ci = std::string(SWIGLU_SOURCE_DIR) + "/configs/ci.yaml";
+  EXPECT_EQ(parse({"check", "--batch", "8", "--in", "8", "--hidden", "8", "--graph"}).exit_code, 3);
+  EXPECT_EQ(parse({"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--graph"}).exit_code, 3);
+  EXPECT_EQ(parse({"gate", "--shapes", ci, "--graph"}).exit_code, 3);
 }
 
 TEST(Cli, GradientHelpExitsZero) {

@@ -277,7 +277,7 @@ TEST_F(LoadText, RequiredAndOptionalRowKeys) {
     }
   }
   // Why: a tripwire. A new Row field needs a reader in compare.cpp and a place in RoundTrip.
-  EXPECT_EQ(full.size(), 33u) << "Row gained or lost a field: update read_row and this file";
+  EXPECT_EQ(full.size(), 34u) << "Row gained or lost a field: update read_row and this file";
 }
 
 TEST_F(LoadText, PolicyIsReadIntoTheKey) {
@@ -344,6 +344,7 @@ void expect_same_row(const Row& a, const Row& b) {
   expect_same_double(a.speedup_vs_cublas1, b.speedup_vs_cublas1, "speedup_vs_cublas1");
   expect_same_double(a.sm_clock_mhz, b.sm_clock_mhz, "sm_clock_mhz");
   EXPECT_EQ(a.cold_l2, b.cold_l2);
+  EXPECT_EQ(a.cuda_graph, b.cuda_graph);
 }
 
 std::vector<Row> varied_rows() {
@@ -381,6 +382,7 @@ std::vector<Row> varied_rows() {
   a.speedup_vs_cublas1 = 0.5;
   a.sm_clock_mhz = 1980;
   a.cold_l2 = false;
+  a.cuda_graph = true;
   rows.push_back(a);
 
   Row b;  // nothing measured: every NaN and -1 becomes null and must come back as NaN and -1
@@ -726,6 +728,40 @@ TEST(Compare, DriverMajor) {
   EXPECT_NE(rep.mismatches[0].find("CUDA driver API major version: baseline 13"),
             std::string::npos);
   EXPECT_EQ(rep.exit_code, kExitError);
+}
+
+TEST_F(LoadText, CudaGraphTimingIsReadFromTheProvenance) {
+  Json prov = small_provenance();
+  Json doc = Json::object();
+  doc.set("schema", "swiglubench/1");
+  doc.set("provenance", prov);
+  doc.set("rows", Json::array());
+  doc.set("complete", true);
+  write_file_atomic(path("none.json"), doc.dump(2));
+  EXPECT_FALSE(load_result_file(path("none.json")).cuda_graph);  // no timing object: stream times
+  prov.set("timing", Json::object()).set("cuda_graph", true);
+  doc.set("provenance", prov);
+  write_file_atomic(path("graph.json"), doc.dump(2));
+  EXPECT_TRUE(load_result_file(path("graph.json")).cuda_graph);
+  prov.set("timing", Json::object()).set("cuda_graph", "yes");
+  doc.set("provenance", prov);
+  EXPECT_NE(text_error(path("bad.json"), doc.dump(2)).find("'cuda_graph' must be true or false"),
+            std::string::npos);
+}
+
+TEST(Compare, GraphReplaysAgainstStreamLaunchesIsAMismatch) {
+  const ResultFile base = load("base.json");
+  EXPECT_FALSE(base.cuda_graph);
+  ResultFile cur = base;
+  cur.cuda_graph = true;
+  const CompareReport rep = compare_results(base, cur, {});
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_EQ(rep.mismatches[0],
+            "timing: baseline times stream launches, current times CUDA-graph replays (--graph)");
+  EXPECT_EQ(rep.exit_code, kExitError);
+  ResultFile graph_base = base;
+  graph_base.cuda_graph = true;
+  EXPECT_EQ(compare_results(graph_base, cur, {}).exit_code, kExitOk);  // both graph replays
 }
 
 TEST(Compare, IncompleteCurrentFile) {

@@ -210,10 +210,11 @@ TEST_F(AtomicWrite, FailureNamesThePathAndLeavesNoTemporary) {
 
 TEST(Csv, Columns) {
   const auto& c = csv_columns();
-  ASSERT_EQ(c.size(), 33u);
+  ASSERT_EQ(c.size(), 34u);
   EXPECT_EQ(c.front(), "op");
   EXPECT_EQ(c[2], "batch");
-  EXPECT_EQ(c.back(), "cold_l2");
+  EXPECT_EQ(c[32], "cold_l2");
+  EXPECT_EQ(c.back(), "cuda_graph");
 }
 
 TEST(Csv, LineQuotingAndEmptyNaN) {
@@ -235,7 +236,7 @@ TEST(Csv, LineQuotingAndEmptyNaN) {
   EXPECT_EQ(csv_line(r),
             "forward,cublas2,1,2,3,2,fp32,packed,tf32,true,cublasLt,ERROR,"
             "\"cublasLt said \"\"no\"\", twice\nsecond line\","
-            ",,,,,,,,,,,,,0,,,,,,false");
+            ",,,,,,,,,,,,,0,,,,,,false,false");
 }
 
 TEST(Csv, NumbersRoundTrip) {
@@ -243,7 +244,7 @@ TEST(Csv, NumbersRoundTrip) {
   EXPECT_EQ(line,
             "forward,fused,64,784,1024,784,bf16,linear,exact,false,sm80:128x64x32s4w4,PASS,,"
             "cpu-fp64,0.0031,0.5,0.25,0.01,12345,1.5,1.25,0.012346,0.012,0.0125,0.0119,0.0412,"
-            "200,8.3211,1834.6,2.3149,1.5,1755,true");
+            "200,8.3211,1834.6,2.3149,1.5,1755,true,false");
 }
 
 using CsvFile = TempDir;
@@ -332,6 +333,7 @@ TEST(RowJson, NullsForUnmeasuredValues) {
   EXPECT_EQ(j.find("samples")->as_int(), 0);
   EXPECT_EQ(j.find("op")->as_string(), "forward");
   EXPECT_TRUE(j.find("cold_l2")->as_bool());
+  EXPECT_FALSE(j.find("cuda_graph")->as_bool());
 }
 
 // --- markdown --------------------------------------------------------------------------------
@@ -391,6 +393,35 @@ TEST(Markdown, TableIsHeaderPlusRows) {
   EXPECT_EQ(markdown_table(rows),
             markdown_header() + markdown_row(rows[0]) + markdown_row(rows[1]));
   EXPECT_EQ(markdown_table({}), markdown_header());
+}
+
+// --- --graph runs ------------------------------------------------------------------------------
+
+TEST(GraphRows, EveryOutputSaysTheTimesAreGraphReplays) {
+  Row r = sample_row();
+  r.cuda_graph = true;
+  EXPECT_TRUE(row_to_json(r).find("cuda_graph")->as_bool());
+  const std::string line = csv_line(r);
+  EXPECT_EQ(line.substr(line.rfind(',')), ",true") << line;
+  EXPECT_EQ(csv_line(sample_row()).substr(0, line.rfind(',')), line.substr(0, line.rfind(',')));
+  for (const char* op : {"forward", "backward", "step"}) {
+    SCOPED_TRACE(op);
+    // Only the median column's title changes, and the rule under it widens with it.
+    const std::string plain = markdown_header(op), graph = markdown_header(op, true);
+    EXPECT_NE(plain.find("| median ms |"), std::string::npos) << plain;
+    EXPECT_EQ(plain.find("graph"), std::string::npos) << plain;
+    EXPECT_NE(graph.find("| graph median ms |"), std::string::npos) << graph;
+    EXPECT_NE(graph.find("| --------------: |"), std::string::npos) << graph;
+    EXPECT_EQ(graph.size(), plain.size() + 2 * (15 - 9));
+  }
+  // The row's cells line up under the graph header, and a table follows its first row.
+  const std::string header = markdown_header("forward", true);
+  const std::string row = markdown_row(r);
+  EXPECT_EQ(row.size(), header.find('\n') + 1) << row;
+  EXPECT_NE(row.find("|         0.01235 |"), std::string::npos) << row;
+  EXPECT_EQ(markdown_table({r, r}), header + row + row);
+  // A row of a stream-launch run is unchanged.
+  EXPECT_EQ(markdown_row(sample_row()).size(), markdown_header().find('\n') + 1);
 }
 
 // --- the gradient commands' rows ----------------------------------------------------------------

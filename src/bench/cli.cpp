@@ -176,6 +176,18 @@ void add_measure_options(CLI::App* cmd, Measure& m, RunOptions& o) {
                 "(for ncu --profile-from-start off / nsys --capture-range=cudaProfilerApi); no timing");
 }
 
+// forward, backward and step (not gate, whose baselines are stream-launch times).
+void add_graph_flag(CLI::App* cmd, Measure& m) {
+  cmd->add_flag("--graph", m.timing.graph,
+                "time CUDA-graph replays: after its parity check, each variant's timed work (one "
+                "call: the fused launch(es) or the cuBLAS GEMMs + gate; for step, forward + "
+                "backward) is captured once into a CUDA graph, one replay of it is checked "
+                "against the reference on poisoned outputs, and every sample times one "
+                "cudaGraphLaunch (the L2 flush stays outside the graph): times without launch "
+                "overhead. A variant that cannot be captured is a SKIP row with the reason. Rows "
+                "record cuda_graph=true");
+}
+
 bool parse_bool_word(const std::string& w) {
   if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
   if (w == "false" || w == "off" || w == "no" || w == "0") return false;
@@ -485,6 +497,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     add_case_options(rc->app, rc->cases, rc->gradient);
     add_run_options(rc->app, rc->run, rc->reference);
     if (rc->timed) add_measure_options(rc->app, rc->measure, rc->run);
+    if (rc->timed && rc->kind != K::gate) add_graph_flag(rc->app, rc->measure);
     if (rc->gradient) add_gradient_options(rc->app, rc->gradient_words);
     add_output_flags(rc->app, rc->formats);
   }

@@ -253,6 +253,7 @@ void read_row(const Reader::Object& o, Row& r, std::string& policy) {
   o.number("speedup_vs_cublas1", req, r.speedup_vs_cublas1);
   o.number("sm_clock_mhz", opt, r.sm_clock_mhz);
   o.boolean("cold_l2", opt, r.cold_l2);
+  o.boolean("cuda_graph", opt, r.cuda_graph);
   o.nullable_string("policy", opt, policy);
 }
 
@@ -368,6 +369,11 @@ void check_same_setup(const ResultFile& base, const ResultFile& cur,
   } else if (api_base && api_cur && *api_base != *api_cur) {
     out.push_back(fmt::format("CUDA driver API major version: baseline {} ({}), current {} ({})",
                               *api_base, base.cuda_driver_api, *api_cur, cur.cuda_driver_api));
+  }
+  if (base.cuda_graph != cur.cuda_graph) {
+    const auto how = [](bool graph) { return graph ? "CUDA-graph replays (--graph)" : "stream launches"; };
+    out.push_back(fmt::format("timing: baseline times {}, current times {}", how(base.cuda_graph),
+                              how(cur.cuda_graph)));
   }
   if (!cur.complete) {
     out.push_back(
@@ -490,6 +496,10 @@ ResultFile load_result_file(const std::string& path) {
     device.integer("cublas", true, file.cublas_version);
     device.nullable_string("driver", true, file.driver);
     device.nullable_string("cuda_driver_api", true, file.cuda_driver_api);
+    if (const YAML::Node* timing = prov.find("timing")) {
+      const Reader::Object t(reader, *timing, "provenance.timing");
+      t.boolean("cuda_graph", false, file.cuda_graph);
+    }
     file.provenance = to_json(prov_node);
 
     root.boolean("complete", true, file.complete);

@@ -20,8 +20,8 @@
 // are what `floor` is for.
 //
 // Exit code, first match wins: a current row with status FAIL → kExitParity (2); a different
-// device, SM count, cuBLAS major, driver major, or a current file that is not complete →
-// kExitError (3); a MISSING case (unless allow_missing) → kExitError (3); a SLOW case →
+// device, SM count, cuBLAS major, driver major, kind of time (CUDA-graph replays against stream
+// launches), or a current file that is not complete → kExitError (3); a MISSING case (unless allow_missing) → kExitError (3); a SLOW case →
 // kExitRegression (1); else kExitOk (0). AMBG, FAST, SAME and NEW are green.
 #pragma once
 
@@ -55,6 +55,7 @@ struct ResultFile {
   std::string cuda_driver_api;  // provenance.device.cuda_driver_api ("13.0"); "" when null
   std::string git_sha;          // provenance.git_sha
   bool complete = false;        // false: the sweep was cut short
+  bool cuda_graph = false;      // provenance.timing.cuda_graph (--graph); false when absent
   Json provenance;              // the whole provenance object
   std::vector<Row> rows;
   // Parallel to rows: each row's optional "policy" field, "" where absent (Row has no policy

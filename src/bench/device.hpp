@@ -1,5 +1,5 @@
 // Device facts for the benchmark (what `swiglubench info` prints and every JSON records), and the
-// RAII owners of device resources.
+// RAII owners of device resources (buffers, streams, events, CUDA graphs).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -94,6 +94,41 @@ class Event {
 
  private:
   cudaEvent_t e_ = nullptr;
+};
+
+// Owns a captured CUDA graph (cudaStreamEndCapture's result); null when empty.
+class Graph {
+ public:
+  Graph() = default;
+  explicit Graph(cudaGraph_t g) : g_(g) {}
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  Graph(Graph&& o) noexcept : g_(o.g_) { o.g_ = nullptr; }
+  Graph& operator=(Graph&& o) noexcept;
+  cudaGraph_t get() const { return g_; }
+  explicit operator bool() const { return g_ != nullptr; }
+
+ private:
+  cudaGraph_t g_ = nullptr;
+};
+
+// Owns an instantiated graph (cudaGraphInstantiate's result), what cudaGraphLaunch replays; null
+// when empty.
+class GraphExec {
+ public:
+  GraphExec() = default;
+  explicit GraphExec(cudaGraphExec_t e) : e_(e) {}
+  ~GraphExec();
+  GraphExec(const GraphExec&) = delete;
+  GraphExec& operator=(const GraphExec&) = delete;
+  GraphExec(GraphExec&& o) noexcept : e_(o.e_) { o.e_ = nullptr; }
+  GraphExec& operator=(GraphExec&& o) noexcept;
+  cudaGraphExec_t get() const { return e_; }
+  explicit operator bool() const { return e_ != nullptr; }
+
+ private:
+  cudaGraphExec_t e_ = nullptr;
 };
 
 }  // namespace swiglu::bench

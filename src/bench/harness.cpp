@@ -1,8 +1,10 @@
 #include "bench/harness.hpp"
 
+#include <fmt/format.h>
 #include <nvtx3/nvtx3.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <memory>
 
 #include "baselines/cublas_baselines.hpp"
@@ -11,6 +13,58 @@
 #include "bench/stats.hpp"
 
 namespace swiglu::bench {
+
+GraphExec capture_graph(cudaStream_t stream, const std::function<void(cudaStream_t)>& run,
+                        std::string* reason) {
+  const auto error_text = [](const char* call, cudaError_t e) {
+    return fmt::format("{}: {} ({})", call, cudaGetErrorName(e), cudaGetErrorString(e));
+  };
+  // Why ThreadLocal: a call in `run` that is illegal under capture (a synchronisation, cudaMalloc)
+  // must fail the capture rather than run, and only this thread's calls are the variant's.
+  if (const cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+      e != cudaSuccess) {
+    (void)cudaGetLastError();
+    *reason = error_text("cudaStreamBeginCapture", e);
+    return GraphExec();
+  }
+  std::string run_error;
+  try {
+    run(stream);
+  } catch (const std::exception& e) {
+    run_error = e.what();
+  } catch (...) {
+    run_error = "unknown exception";
+  }
+  cudaGraph_t raw = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream, &raw);
+  const Graph graph(raw);  // destroyed on every path below
+  // Why: a failed or invalidated capture leaves its error to be returned by the next call.
+  (void)cudaGetLastError();
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+  if (capturing != cudaStreamCaptureStatusNone)
+    throw CudaError("capture_graph: the stream is still capturing after cudaStreamEndCapture");
+  if (!run_error.empty() || end != cudaSuccess || !graph) {
+    *reason = run_error.empty() ? error_text("cudaStreamEndCapture", end)
+                                : fmt::format("the variant failed under stream capture: {}{}", run_error,
+                                              end != cudaSuccess ? "; " + error_text("cudaStreamEndCapture", end) : "");
+    return GraphExec();
+  }
+  cudaGraphExec_t exec_raw = nullptr;
+  if (const cudaError_t e = cudaGraphInstantiate(&exec_raw, graph.get(), 0); e != cudaSuccess) {
+    (void)cudaGetLastError();
+    *reason = error_text("cudaGraphInstantiate", e);
+    return GraphExec();
+  }
+  GraphExec exec(exec_raw);
+  // Why upload now: the first launch of a graph would otherwise pay for it (warm-up hides it too).
+  if (const cudaError_t e = cudaGraphUpload(exec.get(), stream); e != cudaSuccess) {
+    (void)cudaGetLastError();
+    *reason = error_text("cudaGraphUpload", e);
+    return GraphExec();
+  }
+  return exec;
+}
 
 Timer::Timer(const DeviceInfo& dev, cudaStream_t stream)
     : dev_(dev), stream_(stream),

@@ -1,6 +1,7 @@
 // The timing harness: CUDA events on the benchmark stream, warm-up, L2 flushed before every sample
 // (cold mode), variants interleaved round by round in one process, and samples taken until both a
 // minimum count and a minimum measured time are reached, or longer while the noise is too high.
+// With --graph the same loop replays each variant's captured CUDA graph (capture_graph).
 #pragma once
 
 #include <atomic>
@@ -20,6 +21,9 @@ struct TimingOptions {
   double min_time_s = 0.05; // measured kernel time per variant, at least
   double max_noise = 0.05;  // keep sampling (up to max_samples) while IQR/median is above this
   bool cold = true;         // flush L2 before each sample
+  // --graph: each variant's timed work is captured once into a CUDA graph (capture_graph) and every
+  // warm-up run and sample is one cudaGraphLaunch of it; the L2 flush and the events stay outside.
+  bool graph = false;
 };
 
 struct TimedVariant {
@@ -27,6 +31,16 @@ struct TimedVariant {
   std::function<void(cudaStream_t)> run;  // enqueues one execution; throws on failure
   std::vector<double> samples_ms;
 };
+
+// --graph: captures what `run` enqueues on `stream` into a CUDA graph (thread-local capture mode,
+// so a call in `run` that would synchronise or allocate fails the capture instead of running) and
+// instantiates and uploads it. Nothing is executed. On failure (BeginCapture, `run` throwing, the
+// capture invalidated, EndCapture, Instantiate or Upload) it returns an empty GraphExec and sets
+// *reason; the stream is out of capture mode again and the error is cleared, so the caller can go on
+// using it. Any allocation `run` needs must be done before. Throws CudaError only when the stream
+// cannot be brought out of capture mode.
+GraphExec capture_graph(cudaStream_t stream, const std::function<void(cudaStream_t)>& run,
+                        std::string* reason);
 
 class Timer {
  public:

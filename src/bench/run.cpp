@@ -138,6 +138,7 @@ Row Session::base_row(const Case& c, const std::string& variant) const {
   r.math = std::string(to_string(c.dtype == DType::f32 ? c.math : Math::exact));
   r.bias = c.bias;
   r.cold_l2 = o_.timing.cold;
+  r.cuda_graph = o_.timing.graph;
   r.tile = is_baseline(variant) ? "cublasLt" : "";
   return r;
 }
@@ -176,10 +177,52 @@ void Session::note_cuda_failure() {
   if (cudaGetLastError() != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) fatal_ = true;
 }
 
-void Session::profile_or_time(const std::string& label, const std::vector<TimedRow>& items,
+std::vector<TimedRow> Session::graph_replays(const std::string& label,
+                                             const std::vector<TimedRow>& items,
+                                             std::vector<GraphExec>& graphs) {
+  std::vector<TimedRow> out;
+  for (const TimedRow& item : items) {
+    if (stopped()) break;
+    Row& row = *item.row;
+    nvtx3::scoped_range r{fmt::format("capture/{} {} tile={}", row.variant, label, row.tile).c_str()};
+    std::string reason;
+    GraphExec exec = capture_graph(stream(), item.run, &reason);
+    if (!exec) {
+      row.status = "SKIP";
+      row.reason = "CUDA graph capture failed, not timed: " + reason;
+      std::fprintf(stderr, "SKIP %s %s tile=%s: %s\n", row.variant.c_str(), label.c_str(),
+                   row.tile.c_str(), row.reason.c_str());
+      continue;
+    }
+    const cudaGraphExec_t g = exec.get();
+    const auto replay = [g](cudaStream_t st) { CUDA_CHECK(cudaGraphLaunch(g, st)); };
+    if (item.poison && item.verify) {
+      // Why: proves the graph computes what the checked launch computed, on poisoned outputs.
+      item.poison(stream());
+      replay(stream());
+      CUDA_CHECK(cudaStreamSynchronize(stream()));
+      if (const std::string bad = item.verify(); !bad.empty()) {
+        row.status = "FAIL";
+        row.reason = "CUDA graph replay: " + bad;
+        std::fprintf(stderr, "FAIL %s %s tile=%s: %s\n", row.variant.c_str(), label.c_str(),
+                     row.tile.c_str(), row.reason.c_str());
+        continue;
+      }
+    }
+    graphs.push_back(std::move(exec));
+    out.push_back({item.row, replay, {}, {}});
+  }
+  return out;
+}
+
+void Session::profile_or_time(const std::string& label, const std::vector<TimedRow>& in_items,
                               double flops, double bytes) {
-  if (items.empty() || fatal_ || stopped()) return;
+  if (in_items.empty() || fatal_ || stopped()) return;
   try {
+    // Owned here: the graphs outlive the profiling or timing that replays them.
+    std::vector<GraphExec> graphs;
+    const std::vector<TimedRow> items = o_.timing.graph ? graph_replays(label, in_items, graphs) : in_items;
+    if (items.empty() || stopped()) return;
     if (o_.profile) {
       for (const TimedRow& item : items) {
         nvtx3::scoped_range r{fmt::format("profile/{} {} tile={}", item.row->variant, label, item.row->tile).c_str()};
@@ -226,7 +269,7 @@ void Session::profile_or_time(const std::string& label, const std::vector<TimedR
         row.speedup_vs_cublas1 = it->second / row.median_ms;
     }
   } catch (const CudaError& e) {
-    for (const TimedRow& item : items) {
+    for (const TimedRow& item : in_items) {
       item.row->status = "ERROR";
       item.row->reason = std::string("timing: ") + e.what();
     }
@@ -244,6 +287,7 @@ Json Session::provenance(const Json& resolved_config, const GemmPeak* peak) cons
   prov.set("device", device_json(dev_));
   Json timing = Json::object();
   timing.set("cold_l2", o_.timing.cold);
+  timing.set("cuda_graph", o_.timing.graph);
   timing.set("warmup", o_.timing.warmup);
   timing.set("min_samples", o_.timing.min_samples);
   timing.set("max_samples", o_.timing.max_samples);
@@ -302,7 +346,9 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
   if (o_.write_csv) csv_ = std::make_unique<CsvWriter>(stem + ".csv", row_op);
   if (o_.write_json) json_ = std::make_unique<JsonWriter>(stem + ".json", provenance(resolved_config, have_peak ? &peak : nullptr));
 
-  const std::string l2 = timed ? (o_.timing.cold ? "cold L2" : "hot L2") : "no timing";
+  const std::string l2 = !timed ? std::string("no timing")
+                                : std::string(o_.timing.cold ? "cold L2" : "hot L2") +
+                                      (o_.timing.graph ? ", CUDA-graph replays" : "");
   std::printf("swiglubench %s on %s (sm_%d%d, %d SMs, L2 %.0f MiB), %zu cases, %s\n\n",
               o_.op.c_str(), dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
               dev_.l2_bytes / 1048576.0, cases.size(), l2.c_str());
@@ -311,7 +357,7 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
                 static_cast<long long>(peak.n), static_cast<long long>(peak.n),
                 static_cast<long long>(peak.n), peak.tflops);
   }
-  std::fputs(markdown_header(row_op).c_str(), stdout);
+  std::fputs(markdown_header(row_op, o_.timing.graph).c_str(), stdout);
   for (const Case& c : cases) {
     if (stopped() || fatal_) break;
     try {
@@ -334,7 +380,7 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
     std::fprintf(f, "swiglubench %s on %s (sm_%d%d, %d SMs), %s, git %s\n\n", o_.op.c_str(),
                  dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count, l2.c_str(),
                  git_sha().c_str());
-    std::fputs(rows_.empty() ? markdown_header(row_op).c_str() : markdown_table(rows_).c_str(), f);
+    std::fputs(rows_.empty() ? markdown_header(row_op, o_.timing.graph).c_str() : markdown_table(rows_).c_str(), f);
     std::fclose(f);
   }
 
@@ -518,6 +564,20 @@ void run_forward_case(Session& s, const Case& c) {
       throw CudaError(r.message);
     }
   };
+  const auto poison = [&z](cudaStream_t st) {
+    CUDA_CHECK(cudaMemsetAsync(z.get(), kPoisonByte, z.bytes(), st));
+  };
+  // Z (after a synchronisation) against the reference.
+  const auto check_z = [&] {
+    const std::vector<float> got = detail::download(z.get(), static_cast<size_t>(p.batch * p.hidden), p.dtype);
+    return use_cpu_ref ? compare(got, ref64, tol) : compare(got, ref32, tol);
+  };
+  const auto mismatch = [&](const ParityResult& pr) {
+    const int64_t m = pr.worst_index >= 0 ? pr.worst_index / p.hidden : -1;
+    const int64_t n = pr.worst_index >= 0 ? pr.worst_index % p.hidden : -1;
+    return fmt::format("parity: {} at (row {}, col {}); tolerance rel_l2<={:.1e} max_rel<={:.1e}",
+                       pr.summary(), m, n, tol.rel_l2, tol.max_rel);
+  };
   for (Variant& v : variants) {
     if (!v.row.status.empty() || s.stopped()) continue;
     nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.name, label, v.row.tile).c_str()};
@@ -534,19 +594,15 @@ void run_forward_case(Session& s, const Case& c) {
           continue;
         }
       }
-      CUDA_CHECK(cudaMemsetAsync(z.get(), kPoisonByte, z.bytes(), s.stream()));
+      poison(s.stream());
       launch(v, s.stream());
       CUDA_CHECK(cudaStreamSynchronize(s.stream()));
-      const std::vector<float> got = detail::download(z.get(), static_cast<size_t>(p.batch * p.hidden), p.dtype);
-      const ParityResult pr = use_cpu_ref ? compare(got, ref64, tol) : compare(got, ref32, tol);
+      const ParityResult pr = check_z();
       detail::set_parity(v.row, pr);
       v.row.status = pr.pass ? "PASS" : "FAIL";
       v.runnable = pr.pass;
       if (!pr.pass) {
-        const int64_t m = pr.worst_index >= 0 ? pr.worst_index / p.hidden : -1;
-        const int64_t n = pr.worst_index >= 0 ? pr.worst_index % p.hidden : -1;
-        v.row.reason = fmt::format("parity: {} at (row {}, col {}); tolerance rel_l2<={:.1e} max_rel<={:.1e}",
-                                   pr.summary(), m, n, tol.rel_l2, tol.max_rel);
+        v.row.reason = mismatch(pr);
         std::fprintf(stderr, "FAIL %s %s tile=%s: %s\n", v.name.c_str(), label.c_str(),
                      v.row.tile.c_str(), v.row.reason.c_str());
       }
@@ -561,8 +617,13 @@ void run_forward_case(Session& s, const Case& c) {
   // Profile or time what passed.
   if (o.op == "forward") {
     std::vector<detail::TimedRow> timed;
+    const auto verify = [&] {
+      const ParityResult pr = check_z();
+      return pr.pass ? std::string() : mismatch(pr);
+    };
     for (Variant& v : variants)
-      if (v.runnable) timed.push_back({&v.row, [&launch, &v](cudaStream_t st) { launch(v, st); }});
+      if (v.runnable)
+        timed.push_back({&v.row, [&launch, &v](cudaStream_t st) { launch(v, st); }, poison, verify});
     s.profile_or_time(label, timed, forward_flops(p), forward_min_bytes(p));
   }
   // Why: an interrupt may have cut the checks or the sampling of this case short; its rows would

@@ -232,6 +232,7 @@ class GradientCase {
   Status run_backward(GradVariant& v, cudaStream_t st);
   void poison(bool z);
   void check(GradVariant& v, bool with_z);
+  std::string mismatch(bool with_z) const;
   void check_variant(GradVariant& v);
   void measure_variant(GradVariant& v, int64_t granularity);
   void fill_tiles(GradVariant& v);
@@ -339,13 +340,18 @@ void GradientCase::run() {
     }
     std::vector<detail::TimedRow> timed;
     const bool step = o_.op == "step";
+    // --graph's checked replay: the outputs the timed unit writes (Z only for step), poisoned.
+    const auto poison_outputs = [this, step](cudaStream_t) { poison(step); };
+    const auto verify = [this, step] { return mismatch(step); };
     for (GradVariant& v : variants_) {
       if (!v.runnable) continue;
-      timed.push_back({&v.row, [this, &v, step](cudaStream_t st) {
+      timed.push_back({&v.row,
+                       [this, &v, step](cudaStream_t st) {
                          Status r = step ? run_forward(v, st) : Status::success();
                          if (r.ok()) r = run_backward(v, st);
                          if (!r.ok()) throw CudaError(r.message);
-                       }});
+                       },
+                       poison_outputs, verify});
     }
     const double flops = backward_flops(p_, g) + (step ? forward_flops(p_) : 0.0);
     s_.profile_or_time(label_, timed, flops, kNaN);
@@ -489,6 +495,20 @@ void GradientCase::check(GradVariant& v, bool with_z) {
   if (!pass)
     std::fprintf(stderr, "FAIL %s %s tile=%s: %s\n", row.variant.c_str(), label_.c_str(),
                  row.tile.c_str(), row.reason.c_str());
+}
+
+// The first output that does not match the reference, as "parity: <output> <summary>", or "" when
+// all do; the row is left alone. What --graph's checked replay reports.
+std::string GradientCase::mismatch(bool with_z) const {
+  for (const Output& out : outputs(with_z)) {
+    const std::vector<float> got = detail::download(out.device->get(), out.n, p_.dtype);
+    const ParityResult pr = out.ref->f64.empty() ? compare(got, out.ref->f32, out.tol)
+                                                 : compare(got, out.ref->f64, out.tol);
+    if (!pr.pass)
+      return fmt::format("parity: {} {}; tolerance rel_l2<={:.1e} max_rel<={:.1e}", out.name,
+                         pr.summary(), out.tol.rel_l2, out.tol.max_rel);
+  }
+  return {};
 }
 
 // What ran, from the library's reports, into the row's tile columns.

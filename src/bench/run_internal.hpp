@@ -51,6 +51,11 @@ void set_parity(Row& row, const ParityResult& pr);
 struct TimedRow {
   Row* row = nullptr;
   std::function<void(cudaStream_t)> run;  // enqueues one execution; throws CudaError on failure
+  // --graph: before timing, one replay of the captured graph is checked: `poison` enqueues NaN into
+  // the outputs `run` writes, the graph is replayed, and `verify` compares the outputs with the
+  // reference ("" when they match, else what does not). Either unset: the replay is not checked.
+  std::function<void(cudaStream_t)> poison;
+  std::function<std::string()> verify;
 };
 
 // What one swiglubench process holds while it runs a sweep: the stream, the cuBLASLt handle and
@@ -86,7 +91,8 @@ class Session {
   // interleaved (TimingOptions) and fills each row's timing fields, TFLOP/s = flops / t,
   // GB/s = bytes / t (bytes NaN: not reported) and, for rows other than the baselines, the
   // speedups over cublas2 and cublas1 measured in the same rounds. A CudaError makes every item's
-  // row ERROR.
+  // row ERROR. With --graph each item's run is first captured into a CUDA graph, and what is
+  // profiled or timed is a replay of it (graph_replays).
   void profile_or_time(const std::string& label, const std::vector<TimedRow>& items, double flops,
                        double bytes);
 
@@ -100,6 +106,11 @@ class Session {
 
  private:
   Json provenance(const Json& resolved_config, const GemmPeak* peak) const;
+  // --graph: captures each item's run (capture_graph) into `graphs` and returns the items whose
+  // run replays it. An item whose capture fails becomes SKIP with the reason, one whose checked
+  // replay does not match its reference FAIL; neither is returned.
+  std::vector<TimedRow> graph_replays(const std::string& label, const std::vector<TimedRow>& items,
+                                      std::vector<GraphExec>& graphs);
 
   const RunOptions& o_;
   const DeviceInfo& dev_;

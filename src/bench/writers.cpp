@@ -156,6 +156,20 @@ std::span<const Column> columns_of(std::string_view op) {
   return is_gradient_op(op) ? std::span<const Column>(kGradientColumns) : kForwardColumns;
 }
 
+// The columns of `op`; with `graph`, the median column retitled (and widened) for graph replays.
+std::vector<Column> columns_of(std::string_view op, bool graph) {
+  const std::span<const Column> base = columns_of(op);
+  std::vector<Column> columns(base.begin(), base.end());
+  if (graph) {
+    for (Column& c : columns) {
+      if (c.title != "median ms") continue;
+      c.title = "graph median ms";
+      c.width = std::max(c.width, c.title.size());
+    }
+  }
+  return columns;
+}
+
 std::string fixed_or_dash(double x, const char* spec) {
   return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
 }
@@ -197,6 +211,7 @@ Json row_to_json(const Row& r) {
   j.set("speedup_vs_cublas1", number_or_null(r.speedup_vs_cublas1));
   j.set("sm_clock_mhz", number_or_null(r.sm_clock_mhz));
   j.set("cold_l2", r.cold_l2);
+  j.set("cuda_graph", r.cuda_graph);
   if (!is_gradient_op(r.op)) return j;
   j.set("policy", r.policy);
   j.set("grads", r.grads);
@@ -338,7 +353,9 @@ Json string_list(const std::vector<std::string>& items) {
   return a;
 }
 
-std::string markdown_header(std::string_view op) { return md_header(columns_of(op)); }
+std::string markdown_header(std::string_view op, bool graph) {
+  return md_header(columns_of(op, graph));
+}
 
 std::string markdown_row(const Row& r) {
   std::string status = r.status;
@@ -367,11 +384,12 @@ std::string markdown_row(const Row& r) {
   cells.insert(cells.end(), rest.begin(), rest.end());
   cells.push_back(fixed_or_dash(r.rel_l2, "{:.1e}"));
   cells.push_back(md_escape(status));
-  return md_line(columns_of(r.op), cells);
+  return md_line(columns_of(r.op, r.cuda_graph), cells);
 }
 
 std::string markdown_table(const std::vector<Row>& rows) {
-  std::string table = markdown_header(rows.empty() ? std::string_view("forward") : rows.front().op);
+  std::string table = rows.empty() ? markdown_header()
+                                   : markdown_header(rows.front().op, rows.front().cuda_graph);
   for (const Row& row : rows) table += markdown_row(row);
   return table;
 }

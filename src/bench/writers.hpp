@@ -42,6 +42,10 @@ struct Row {
   double speedup_vs_cublas2 = kNaN, speedup_vs_cublas1 = kNaN;  // t_baseline / t_this, same run
   double sm_clock_mhz = kNaN;
   bool cold_l2 = true;
+  // The times are replays of a CUDA graph holding the variant's timed work (--graph: one
+  // cudaGraphLaunch between the events), not that work launched on the stream. Set on every row of
+  // such a run, as cold_l2 is.
+  bool cuda_graph = false;
 
   // ---- backward, step and memory rows only (row_to_json writes these keys for those ops) ----
   std::string policy;          // save | recompute; the baselines keep G and U, so theirs is save
@@ -134,11 +138,14 @@ class JsonWriter {
 //                    TFLOP/s, vs cublas2, vs cublas1, rel err (of the worst output), status
 //   memory:          op, variant, B, I, D, dtype, layout, bias, saved MiB, saved MiB measured,
 //                    ws MiB, ws MiB measured, saved vs cublas2, ws vs cublas2, rel err, status
+// In a --graph run (graph true; markdown_row and markdown_table read the rows' cuda_graph) the
+// "median ms" column is titled "graph median ms", so a table cut from its run still says so.
 // Numbers: ms to 4 significant digits (0.01234), noise with one decimal, TFLOP/s and GB/s to 3
 // significant digits, MiB with 3 decimals, speedups and ratios as 2.31x, rel err as 3.1e-03; "-"
 // for values not measured. The status cell carries the reason when there is one ("SKIP: ...").
 // Each line ends with '\n'.
-std::string markdown_header(std::string_view op = "forward");  // header and alignment lines
+std::string markdown_header(std::string_view op = "forward",
+                            bool graph = false);              // header and alignment lines
 std::string markdown_row(const Row& row);                      // in the columns of row.op
 std::string markdown_table(const std::vector<Row>& rows);      // the columns of rows[0].op
 
