@@ -162,16 +162,18 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
     ASSERT_TRUE(detail::choose_backward_tile(big, h100, dw, /*allow_sm90=*/false, &tile).ok());
     EXPECT_EQ(tile.family, Family::mma_sm80) << dw;
   }
-  // B = 512, D = 1024: dX has 4 x 16 (128x256) or 4 x 32 (128x128) tiles, under one per SM, and
-  // stays on sm80; dW has 16 x 32 tiles of 128x128 but under two waves of 128x256.
+  // B = 512, D = 1024: dX has 4 x 16 tiles of 128x256, under one per SM, so it takes 128x128; dW
+  // has 16 x 16.
   const Problem mid = problem(512, 4096, 1024, DType::f16);
   ASSERT_TRUE(detail::choose_backward_tile(mid, h100, false, true, &tile).ok());
-  EXPECT_EQ(tile.family, Family::mma_sm80);
-  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, true, true, &tile).ok());
   EXPECT_EQ(tile.name(), "sm90:128x128x64s6w12");
-  // A short reduction (dW of a 256-row batch: 4 K steps) stays on sm80.
-  ASSERT_TRUE(detail::choose_backward_tile(problem(256, 4096, 14336, DType::bf16), h100, true, true, &tile).ok());
-  EXPECT_EQ(tile.family, Family::mma_sm80);
+  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, true, true, &tile).ok());
+  EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12");
+  // B = 128: one 128-row tile of dX, 2 K steps of dW; both stay on sm80 (not measured below 256).
+  for (const bool dw : {false, true}) {
+    ASSERT_TRUE(detail::choose_backward_tile(problem(128, 4096, 14336, DType::bf16), h100, dw, true, &tile).ok());
+    EXPECT_EQ(tile.family, Family::mma_sm80) << dw;
+  }
   // Never: the packed layout, rows TMA cannot address (I % 8, D % 4), fp32, other architectures.
   Problem packed = big;
   packed.layout = Layout::packed;

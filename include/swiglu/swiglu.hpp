@@ -57,7 +57,8 @@ struct Status {
 // mma.sync tensor cores, ldmatrix and a cp.async pipeline (sm_80+, fp16/bf16, and fp32 with tf32);
 // wgmma_sm90 uses Hopper's wgmma fed by TMA with warp specialisation (compute capability 9.0 in
 // builds that include sm_90a; fp16/bf16, linear layout, X and W 16-byte aligned with I and the X
-// row stride multiples of 8: forward() takes an sm80 tile instead when the pointers are not).
+// row stride multiples of 8, and for the backward D a multiple of 4: forward() and backward() take
+// an sm80 tile instead when the pointers are not).
 enum class Family { simt, mma_sm80, wgmma_sm90 };
 
 // One compiled tile configuration of the fused forward kernel.
@@ -134,6 +135,8 @@ enum class Policy { save, recompute };
 //             loading its operand tiles (once per column of its blocks), and its first column of
 //             blocks stores dH for the dW GEMM (which computes it itself when dX is not wanted).
 //   automatic: epilogue for recompute.
+// The sm90 (Hopper) dX and dW GEMMs take no prologue: when they run, the gate backward is a separate
+// pass that writes dH to the workspace first (save, or recompute with the prologue placement).
 enum class GatePlacement { automatic, epilogue, prologue };
 
 // Which gradients to compute. dbias is part of the weight gradient: it is written when dw is
@@ -173,7 +176,8 @@ struct BackwardTiles {
 };
 
 // Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
-// for dH (recompute, or both gradients), B×2D more for H (recompute with the prologue placement),
+// for dH (recompute, both gradients, or any problem the device's sm90 GEMMs could take), B×2D more
+// for H (recompute with the prologue placement),
 // plus B×I fp32 split-K sums of dX when B×I gives the dX GEMM too few blocks for the device (small
 // batches). Its contents need no initialisation.
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);
@@ -188,7 +192,8 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
 
 // Launches the backward on `stream`: with recompute, one fused GEMM for G and U, then the dX GEMM
 // and the dW GEMM as requested (at most 3 kernels, plus a memset of the split-K sums when dX is
-// split). Returns after the launches. B = 0 launches no GEMM and sets dw and dbias (when requested)
+// split; with sm90 GEMMs, plus a gate-backward pass unless the recompute epilogue wrote dH, and a
+// dbias column sum). Returns after the launches. B = 0 launches no GEMM and sets dw and dbias (when requested)
 // to zero.
 Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
                 void* workspace, size_t workspace_bytes, cudaStream_t stream,

@@ -91,7 +91,8 @@ void add_gradient_options(CLI::App* cmd, GradientWords& g) {
   cmd->add_option("--gate-placement", g.placement,
                   "fused-recompute's gate backward: auto, epilogue (of the recompute GEMM), "
                   "prologue (of the dX GEMM) or a comma list (prologue runs as "
-                  "fused-recompute-prologue); fused-save always uses the prologue")
+                  "fused-recompute-prologue); fused-save always uses the prologue, except on Hopper's sm90 "
+                  "GEMMs, which read a dH written by a separate gate-backward pass")
       ->capture_default_str();
   cmd->add_option("--dx-tiles", g.dx_tiles, "tiles of the fused dX GEMM: auto, all or names")
       ->capture_default_str();

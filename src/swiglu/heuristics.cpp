@@ -59,11 +59,14 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
 constexpr int64_t kSm90WideMinK = 4096;
 constexpr double kSm90WideTilesPerSm = 8;
 
-// The backward's step 0 (a first guess, to be replaced by the block sweep's numbers): the sm90
-// GEMMs need a reduction of at least 8 K steps (each tile pays a pipeline fill and an epilogue)
-// and a full wave of tiles; the 128x256 tile needs two waves.
-constexpr int64_t kSm90BwdMinK = 512;
-constexpr double kSm90BwdWideWaves = 2;
+// The backward's step 0, from the block sweep (H200, bf16, save, B = 256..8192, I = 784 and 4096,
+// D = 2048 and 4096, `--dx-tiles all` / `--dw-tiles all`; DESIGN.md): the sm90 GEMMs beat the best
+// sm80 tile in all 40 (GEMM, shape) cases, by 1.7-6.3× for dX and 2.1-4.9× for dW, even with 14
+// tiles on 132 SMs. Below two 128-row tiles of M (dX of B < 256) or 4 K steps (dW of B < 256) they
+// were not measured and the sm80 kernels (split-K for dX) keep those shapes. 128x256 is taken once
+// it fills a wave: with fewer tiles 128x128 was up to 1.7× faster, with more the wide tile 0-10%.
+constexpr int64_t kSm90BwdMinM = 256;
+constexpr int64_t kSm90BwdMinK = 256;
 
 bool tma_addressable(const Problem& p) {
   return p.dtype != DType::f32 && p.layout == Layout::linear && p.in_features % 8 == 0 &&
@@ -165,8 +168,7 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
 //
 // The dX and dW GEMMs use the forward's machinery with their own rule:
 //  0. On compute capability 9.0 with sm_90a code, fp16/bf16, the linear layout and TMA-addressable
-//     rows: the sm90 (wgmma) GEMM when the reduction and the tile count are large enough (the
-//     constants above). api.cpp then materialises dH first, since TMA reads it from memory.
+//     rows: the sm90 (wgmma) GEMM when M and K are at least 256 (the constants above). api.cpp then materialises dH first, since TMA reads it from memory.
 //  1. Otherwise tensor cores (sm80) for fp16/bf16 on sm_80+, SIMT otherwise; the largest tile (ties:
 //     the wider, which recomputes a prologue gate in fewer columns of blocks) that gives `wanted`
 //     blocks, else the one with the most. wanted = SMs, or 4 × SMs when the reduction is short
@@ -222,13 +224,13 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
     return ((m + t.block_m - 1) / t.block_m) * ((n + t.block_n - 1) / t.block_n);
   };
   const int64_t sms = std::max(dev.sm_count, 1);
-  if (allow_sm90 && k >= kSm90BwdMinK) {
-    // Step 0: the persistent sm90 GEMM, one block per SM, wants a full wave of tiles; the wider
-    // tile (twice the reuse of each A tile) when it still gives kSm90BwdWideWaves waves.
+  if (allow_sm90 && m >= kSm90BwdMinM && k >= kSm90BwdMinK) {
+    // Step 0: the persistent sm90 GEMM (one block per SM); the wider tile (twice the reuse of each
+    // A tile) once it gives every SM a tile.
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
-      if (t.family != Family::wgmma_sm90 || count(t) < sms) continue;
-      if (t.block_n > 128 && static_cast<double>(count(t)) < kSm90BwdWideWaves * static_cast<double>(sms)) continue;
+      if (t.family != Family::wgmma_sm90) continue;
+      if (t.block_n > 128 && count(t) < sms) continue;
       if (!chosen || t.block_n > chosen->block_n) chosen = t;
     }
     if (chosen) {
