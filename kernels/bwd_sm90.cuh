@@ -2,8 +2,11 @@
 // over a persistent grid: the forward's machinery (kernels/fwd_sm90.cuh) as a plain GEMM.
 //
 //   C (M×N) = A (M×K) · B (K×N), fp32 accumulation, C rounded once to T and stored row-major:
-//     dx: A = dH   (B×2D, read K-major),  B = W12 (2D×I, read N-major)  -> dX   (B×I),  K = 2D
-//     dw: A = dHᵀ  (dH read M-major),     B = X   (B×I,  read N-major)  -> dW12 (2D×I), K = B
+//     dx:        A = dH   (B×2D, read K-major),  B = W12 (2D×I, read N-major)  -> dX   (B×I),  K = 2D
+//     dx packed: A = dH   (K-major),             B = Wfᵀ (Wf I×2D, K-major)    -> dX   (B×I),  K = 2D
+//     dw:        A = dHᵀ  (dH read M-major),     B = X   (B×I,  read N-major)  -> dW12 (2D×I), K = B
+//     dw packed: A = Xᵀ   (X read M-major),      B = dH  (read N-major)        -> dWf  (I×2D), K = B
+// (the host swaps the operands for the packed dW, so its C is stored row-major too).
 //
 // dH = [dG | dU] must be in global memory, because TMA reads it: the host (src/swiglu/api.cpp)
 // materialises it before these GEMMs when the policy would compute it in a GEMM prologue, and
@@ -44,11 +47,13 @@
 
 namespace swiglu::kernels {
 
-// ATrans = true: the dW GEMM (A = dHᵀ, read M-major). BN: C columns per tile, the wgmma's N.
-template <class T, bool ATrans, int BN, int STAGES>
+// ATrans = true: the dW GEMM (A read M-major). BKMajor = true: B stored [n][k] (the packed dX's
+// Wf), read K-major in one box of BN rows. BN: C columns per tile, the wgmma's N.
+template <class T, bool ATrans, int BN, int STAGES, bool BKMajor = false>
 struct Sm90BwdConfig {
   using Elem = T;
   static constexpr bool kATrans = ATrans;
+  static constexpr bool kBKMajor = BKMajor;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;
   static constexpr int kBlockK = 64;  // 128 bytes of a 16-bit type: one swizzle row
@@ -65,6 +70,7 @@ struct Sm90BwdConfig {
   static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>,
                 "sm90 bwd: T must be __half or __nv_bfloat16 (wgmma's transpose needs 16-bit inputs)");
   static_assert(BN == 128 || BN == 256, "sm90 bwd: the wgmma N is 128 or 256");
+  static_assert(!(ATrans && BKMajor), "sm90 bwd: no GEMM reads both A M-major and B K-major");
   static_assert(kStageBytes % 1024 == 0, "sm90 bwd: stages must keep the 1024-byte swizzle alignment");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 bwd: the stages exceed the 227 KiB of shared memory");
 };
@@ -129,9 +135,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
             // dH: one 64(K)×128(M) box, rows m0.., columns k0..
             sm90::tma_load_2d(a, &a_map, &full[stage], k0, static_cast<int32_t>(m0));
           }
+          if constexpr (Cfg::kBKMajor) {
+            // Wf: one 64(K)×BN(N) box, rows n0.., columns k0..
+            sm90::tma_load_2d(b, &b_map, &full[stage], k0, static_cast<int32_t>(n0));
+          } else {
 #pragma unroll
-          for (int j = 0; j < BN / 64; ++j)
-            sm90::tma_load_2d(b + j * kBox, &b_map, &full[stage], static_cast<int32_t>(n0 + 64 * j), k0);
+            for (int j = 0; j < BN / 64; ++j)
+              sm90::tma_load_2d(b + j * kBox, &b_map, &full[stage], static_cast<int32_t>(n0 + 64 * j), k0);
+          }
           if (++stage == S) {
             stage = 0;
             phase ^= 1;
@@ -170,8 +181,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         // a K-major row are 32 bytes inside its swizzled 128.
         const uint64_t da = Cfg::kATrans ? sm90::smem_desc_mn(a + consumer * kBox + kk * 2048, kBox)
                                          : sm90::smem_desc(a + consumer * 64 * BK * 2 + kk * 32);
-        const uint64_t db = sm90::smem_desc_mn(b + kk * 2048, kBox);
-        sm90::wgmma_m64nk16<BN, T, Cfg::kATrans ? 1 : 0, 1>(acc, da, db, k > 0 || kk > 0 ? 1 : 0);
+        const uint64_t db = Cfg::kBKMajor ? sm90::smem_desc(b + kk * 32) : sm90::smem_desc_mn(b + kk * 2048, kBox);
+        sm90::wgmma_m64nk16<BN, T, Cfg::kATrans ? 1 : 0, Cfg::kBKMajor ? 0 : 1>(acc, da, db, k > 0 || kk > 0 ? 1 : 0);
       }
       sm90::wgmma_commit();
       sm90::wgmma_wait<1>();

@@ -5,6 +5,8 @@
 // (setmaxnreg), one of its threads walks this block's tiles and, for each K step, waits for a free
 // pipeline stage and issues three TMA loads into it: the X tile (BM×BK) and two W12 boxes, the gate
 // rows [n0, n0+BN) of Wa and the up rows [D+n0, D+n0+BN) of Wb, stacked as one 2·BN-row operand.
+// With the packed layout (Wf, I×2D) the same operand is 2·BN/64 N-major boxes of 64 columns,
+// [n0, n0+BN) and then [D+n0, D+n0+BN), which wgmma reads through its transpose flag.
 // Warpgroups 1 and 2 are consumers. Cooperative schedule: each owns 64 rows of the BM = 128 tile
 // and runs one m64n(2·BN)k16 wgmma per 16 of K on the whole stage, so the gate column c and the up
 // column c of its rows land in the same thread's accumulators (registers i and i + BN/2). That is
@@ -46,10 +48,14 @@ namespace swiglu::kernels {
 
 // PINGPONG = false: the two consumers split each 128-row tile (64 rows each). true: each takes
 // whole tiles in turn, so that one's epilogue overlaps the other's main loop.
-template <class T, int BN, int STAGES, bool PINGPONG = false>
+// PACKED = false: W12 in the linear layout (2D×I, K-major rows). true: the packed Wf (I×2D, row k
+// holds [Wa | Wb] at reduction index k), read N-major in 64-column boxes through the wgmma's
+// transpose flag (sm90::smem_desc_mn), the gate boxes first and the up boxes after them.
+template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false>
 struct Sm90FwdConfig {
   using Elem = T;
   static constexpr bool kPingpong = PINGPONG;
+  static constexpr bool kPacked = PACKED;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;   // Z columns per tile; the wgmma is m64n(2·BN)k16
   static constexpr int kBlockK = 64;   // 128 bytes of a 16-bit type: one swizzle row
@@ -74,6 +80,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #if SWIGLU_SM90A_DEVICE
   using T = typename Cfg::Elem;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
+  constexpr int kMnBox = 64 * BK * 2;  // one 64-column box of the packed Wf
+  constexpr int kTransB = Cfg::kPacked ? 1 : 0;
+  // The descriptor of the W tile for the kk-th 16 of K. Why 32 and 2048: 16 K columns of a K-major
+  // row are 32 bytes inside its swizzled 128; 16 K rows of an N-major box are two 1024-byte atoms.
+  auto desc_b = [](uint32_t b, int kk) {
+    return Cfg::kPacked ? sm90::smem_desc_mn(b + kk * 2048, kMnBox) : sm90::smem_desc(b + kk * 32);
+  };
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Cfg::kStageBytes);
@@ -119,8 +132,18 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           uint8_t* b = a + Cfg::kABytes;
           sm90::mbar_arrive_expect_tx(&full[stage], Cfg::kStageBytes);
           sm90::tma_load_2d(a, &x_map, &full[stage], k * BK, static_cast<int32_t>(m0));
-          sm90::tma_load_2d(b, &w_map, &full[stage], k * BK, static_cast<int32_t>(n0));
-          sm90::tma_load_2d(b + BN * BK * 2, &w_map, &full[stage], k * BK, static_cast<int32_t>(p.D + n0));
+          if constexpr (!Cfg::kPacked) {
+            sm90::tma_load_2d(b, &w_map, &full[stage], k * BK, static_cast<int32_t>(n0));
+            sm90::tma_load_2d(b + BN * BK * 2, &w_map, &full[stage], k * BK, static_cast<int32_t>(p.D + n0));
+          } else {
+            // Wf rows k·BK.., 64 columns a box: gate columns n0.., then up columns D + n0..
+#pragma unroll
+            for (int j = 0; j < BN / 64; ++j) {
+              sm90::tma_load_2d(b + j * kMnBox, &w_map, &full[stage], static_cast<int32_t>(n0 + 64 * j), k * BK);
+              sm90::tma_load_2d(b + (BN / 64 + j) * kMnBox, &w_map, &full[stage],
+                                static_cast<int32_t>(p.D + n0 + 64 * j), k * BK);
+            }
+          }
           if (++stage == S) {
             stage = 0;
             phase ^= 1;
@@ -203,8 +226,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         a += consumer * 64 * BK * 2;
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk)
-          sm90::wgmma_m64n2bn<BN, T>(acc, sm90::smem_desc(a + kk * 32), sm90::smem_desc(b + kk * 32),
-                                  k > 0 || kk > 0 ? 1 : 0);
+          sm90::wgmma_m64nk16<2 * BN, T, 0, kTransB>(acc, sm90::smem_desc(a + kk * 32), desc_b(b, kk),
+                                                    k > 0 || kk > 0 ? 1 : 0);
       });
       epilogue(acc, m0 + consumer * 64, n0);
     }
@@ -226,10 +249,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       main_loop(local * k_steps, [&](uint32_t a, uint32_t b, int k) {
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) {
-          const uint64_t db = sm90::smem_desc(b + kk * 32);
+          const uint64_t db = desc_b(b, kk);
           const int scale = k > 0 || kk > 0 ? 1 : 0;
-          sm90::wgmma_m64n2bn<BN, T>(acc0, sm90::smem_desc(a + kk * 32), db, scale);
-          sm90::wgmma_m64n2bn<BN, T>(acc1, sm90::smem_desc(a + 64 * BK * 2 + kk * 32), db, scale);
+          sm90::wgmma_m64nk16<2 * BN, T, 0, kTransB>(acc0, sm90::smem_desc(a + kk * 32), db, scale);
+          sm90::wgmma_m64nk16<2 * BN, T, 0, kTransB>(acc1, sm90::smem_desc(a + 64 * BK * 2 + kk * 32), db, scale);
         }
       });
       // The other consumer's next tile (if this block has one) may start its main loop.

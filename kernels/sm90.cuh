@@ -270,12 +270,6 @@ __device__ __forceinline__ void wgmma_m64nk16(float (&d)[N / 2], uint64_t a, uin
   }
 }
 
-// The forward's m64n(2·BN)k16 product of a tile: gate and up columns side by side.
-template <int BN, class T>
-__device__ __forceinline__ void wgmma_m64n2bn(float (&d)[BN], uint64_t a, uint64_t b, int scale_d) {
-  wgmma_m64nk16<2 * BN, T>(d, a, b, scale_d);
-}
-
 #endif  // SWIGLU_SM90A_DEVICE
 
 }  // namespace sm90

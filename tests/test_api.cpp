@@ -138,10 +138,15 @@ TEST(Heuristic, PicksWgmmaOnHopperForProblemsThatFillIt) {
     ASSERT_TRUE(choose_forward_tile(big, other, &tile).ok());
     EXPECT_EQ(tile.family, Family::mma_sm80) << other.cc_major;
   }
-  // Too few tiles for one per SM; the packed layout; rows TMA cannot address (I % 8 != 0).
+  // The packed layout too, when its Wf rows (2D elements) are whole 16-byte vectors (D % 8 == 0).
   Problem packed = big;
   packed.layout = Layout::packed;
-  for (const Problem& p : {problem(64, 784, 1024, DType::bf16), packed, problem(8192, 4097, 14336, DType::f16)}) {
+  ASSERT_TRUE(choose_forward_tile(packed, h100, &tile).ok());
+  EXPECT_EQ(tile.name(), "sm90:128x128x64s4w12");
+  Problem packed_odd = packed;
+  packed_odd.hidden = 14340;
+  // Too few tiles for one per SM; rows TMA cannot address (I % 8 != 0, packed D % 8 != 0).
+  for (const Problem& p : {problem(64, 784, 1024, DType::bf16), packed_odd, problem(8192, 4097, 14336, DType::f16)}) {
     ASSERT_TRUE(choose_forward_tile(p, h100, &tile).ok());
     EXPECT_NE(tile.family, Family::wgmma_sm90) << p.batch << "x" << p.in_features;
   }
@@ -174,13 +179,21 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
     ASSERT_TRUE(detail::choose_backward_tile(problem(128, 4096, 14336, DType::bf16), h100, dw, true, &tile).ok());
     EXPECT_EQ(tile.family, Family::mma_sm80) << dw;
   }
-  // Never: the packed layout, rows TMA cannot address (I % 8, D % 4), fp32, other architectures.
+  // The packed layout too (its dX reads Wf K-major, its dW runs as dWf = Xᵀ·dH).
   Problem packed = big;
   packed.layout = Layout::packed;
+  for (const bool dw : {false, true}) {
+    ASSERT_TRUE(detail::choose_backward_tile(packed, h100, dw, true, &tile).ok());
+    EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12") << dw;
+  }
+  EXPECT_EQ(backward_dx_tiles(packed, h100).size(), backward_dw_tiles(packed, h100).size());
+  // Never: rows TMA cannot address (I % 8, D % 4, packed D % 8), fp32, other architectures.
+  Problem packed_odd = packed;
+  packed_odd.hidden = 14340;
   const struct {
     Problem p;
     DeviceTraits dev;
-  } never[] = {{packed, h100},
+  } never[] = {{packed_odd, h100},
                {problem(8192, 4097, 14336, DType::bf16), h100},
                {problem(8192, 4096, 14338, DType::bf16), h100},
                {problem(8192, 4096, 14336, DType::f32), h100},

@@ -1,7 +1,6 @@
 // Internal, host side: the launcher of the sm_90a backward GEMMs (kernels/bwd_sm90.cuh) and their
-// registry entries, for the linear layout (the packed layout's dX and transposed dW stay on the
-// sm80 kernels). The tensor maps are encoded on every call, as the forward's are
-// (fwd_sm90_launch.cuh).
+// registry entries, for both weight layouts. The tensor maps are encoded on every call, as the
+// forward's are (fwd_sm90_launch.cuh).
 #pragma once
 
 #include <cuda.h>
@@ -24,24 +23,45 @@ namespace swiglu::detail {
 // sends dH read directly (dh set, no prologue), no split-K and no dbias (it sums dbias from dH
 // itself); anything else is an error here rather than a wrong result.
 template <class Cfg>
-cudaError_t launch_bwd_sm90(const BwdParams& p, cudaStream_t stream) {
+cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_bwd_sm90"};
   using T = typename Cfg::Elem;
+  if (params.dh == nullptr || params.dh_out != nullptr || params.dbias != nullptr || params.splits != 1 ||
+      params.K <= 0 || 2 * params.D > INT32_MAX || params.rows > INT32_MAX || params.N > INT32_MAX ||
+      (params.c_trans != 0 && !Cfg::kATrans)) {
+    return cudaErrorInvalidValue;
+  }
+  // The packed dW (api.cpp: M = 2D, N = I, C stored transposed) runs as dWf = Xᵀ·dH: M = I, N = 2D,
+  // C row-major, so its stores stay coalesced.
+  BwdParams p = params;
+  const bool swap = params.c_trans != 0;
+  if (swap) {
+    p.M = params.N;
+    p.N = params.M;
+    p.c_trans = 0;
+    p.vec_c = reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.N % 8 == 0 && p.ldc % 8 == 0;
+  }
   const int64_t tiles = ((p.M + Cfg::kBlockM - 1) / Cfg::kBlockM) * ((p.N + Cfg::kBlockN - 1) / Cfg::kBlockN);
   if (tiles == 0) return cudaSuccess;
-  if (p.dh == nullptr || p.dh_out != nullptr || p.dbias != nullptr || p.c_trans != 0 || p.splits != 1 ||
-      p.K <= 0 || 2 * p.D > INT32_MAX || p.rows > INT32_MAX || p.N > INT32_MAX) {
-    return cudaErrorInvalidValue;
-  }
   constexpr CUtensorMapDataType type = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  // A: dH (rows × 2D) in boxes of 64 columns by 128 rows (dx: 64 of K by the tile's M) or 64 rows
-  // (dw: 64 of M by 64 of K). B: K rows of N columns (W12 or X) in 64 × 64 boxes.
+  // A: dH (B rows × 2D) in boxes of 64 columns by 128 rows (dx: 64 of K by the tile's M) or 64 rows
+  // (dw: 64 of M by 64 of K); the packed dW's A is X (B rows × I, row stride ldb) in 64 × 64 boxes.
+  // B: K rows of N columns (W12, X, or dH for the packed dW) in 64 × 64 boxes, or for the packed dX
+  // Wf (I rows × 2D) in boxes of 64 K columns by BN rows.
   CUtensorMap a_map, b_map;
-  if (!encode_matrix(&a_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, Cfg::kATrans ? 64 : Cfg::kBlockM) ||
-      !encode_matrix(&b_map, type, p.b, p.K, p.N, p.ldb, 64)) {
-    return cudaErrorInvalidValue;
+  bool ok = false;
+  if (swap) {
+    ok = encode_matrix(&a_map, type, p.b, p.rows, p.M, p.ldb, 64) &&
+         encode_matrix(&b_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, 64);
+  } else if (Cfg::kBKMajor) {
+    ok = encode_matrix(&a_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, Cfg::kBlockM) &&
+         encode_matrix(&b_map, type, p.b, p.N, p.K, p.ldb, Cfg::kBlockN);
+  } else {
+    ok = encode_matrix(&a_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, Cfg::kATrans ? 64 : Cfg::kBlockM) &&
+         encode_matrix(&b_map, type, p.b, p.K, p.N, p.ldb, 64);
   }
+  if (!ok) return cudaErrorInvalidValue;
   constexpr auto kernel = kernels::swiglu_bwd_sm90<Cfg>;
   if (const cudaError_t err = ensure_dynamic_smem<Cfg, kernel>(Cfg::kSmemBytes); err != cudaSuccess) {
     return err;
@@ -53,16 +73,19 @@ cudaError_t launch_bwd_sm90(const BwdParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// One sm90 tile for the dX (linear W12) and dW GEMMs; sm_90a code runs on compute capability 9.0
-// only.
+// One sm90 tile for the three GEMM kinds (the dW kernel serves both layouts); sm_90a code runs on
+// compute capability 9.0 only.
 template <class T, int BN, int STAGES>
 void add_bwd_sm90(std::vector<BwdKernel>& out, DType dtype) {
   using Dx = kernels::Sm90BwdConfig<T, false, BN, STAGES>;
+  using DxPacked = kernels::Sm90BwdConfig<T, false, BN, STAGES, true>;
   using Dw = kernels::Sm90BwdConfig<T, true, BN, STAGES>;
   BwdKernel dx{tile_of<Dx>(Family::wgmma_sm90), dtype, BwdKind::dx_linear, 90, &launch_bwd_sm90<Dx>};
+  BwdKernel dxp{tile_of<DxPacked>(Family::wgmma_sm90), dtype, BwdKind::dx_packed, 90, &launch_bwd_sm90<DxPacked>};
   BwdKernel dw{tile_of<Dw>(Family::wgmma_sm90), dtype, BwdKind::dw, 90, &launch_bwd_sm90<Dw>};
-  dx.max_cc = dw.max_cc = 90;
+  dx.max_cc = dxp.max_cc = dw.max_cc = 90;
   out.push_back(dx);
+  out.push_back(dxp);
   out.push_back(dw);
 }
 

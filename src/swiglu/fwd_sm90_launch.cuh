@@ -73,8 +73,9 @@ inline int current_sm_count() {
 }
 
 // The persistent launch: one block per SM (fewer when there are fewer tiles). The caller (api.cpp)
-// sends only TMA-addressable operands (FwdParams.vec_load with the linear layout); anything else
-// is an error here rather than a wrong result.
+// sends only TMA-addressable operands (FwdParams.vec_load: X and W 16-byte aligned, X rows and,
+// for the packed layout, Wf rows of whole 16-byte units); anything else is an error here rather
+// than a wrong result.
 template <class Cfg>
 cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_fwd_sm90"};
@@ -85,8 +86,11 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   constexpr CUtensorMapDataType type = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   CUtensorMap x_map, w_map;
-  if (!encode_matrix(&x_map, type, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) ||
-      !encode_matrix(&w_map, type, p.w, 2 * p.D, p.I, p.I, Cfg::kBlockN)) {
+  // W: linear W12 (2D rows of I) in boxes of 64 K columns by BN rows; packed Wf (I rows of 2D) in
+  // boxes of 64 columns by 64 K rows.
+  const bool w_ok = Cfg::kPacked ? encode_matrix(&w_map, type, p.w, p.I, 2 * p.D, 2 * p.D, Cfg::kBlockK)
+                                 : encode_matrix(&w_map, type, p.w, 2 * p.D, p.I, p.I, Cfg::kBlockN);
+  if (!encode_matrix(&x_map, type, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) || !w_ok) {
     return cudaErrorInvalidValue;
   }
   constexpr auto kernel = kernels::swiglu_fwd_sm90<Cfg>;
@@ -100,24 +104,26 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// One sm90 tile (linear layout: the packed layout stays on the sm80 kernels). sm_90a code runs on
-// compute capability 9.0 only.
-template <class T, int BN, int STAGES, bool PINGPONG = false>
+// One sm90 tile for one weight layout. sm_90a code runs on compute capability 9.0 only.
+template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false>
 void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
-  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG>;
-  FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, Layout::linear, Math::exact, 90,
-              &launch_fwd_sm90<Cfg>};
+  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG, PACKED>;
+  FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, PACKED ? Layout::packed : Layout::linear,
+              Math::exact, 90, &launch_fwd_sm90<Cfg>};
   k.max_cc = 90;
   out.push_back(k);
 }
 
-// The sm90 tiles of one 16-bit dtype (fp16 or bf16): cooperative 128x128 and 128x64, and the
-// ping-pong 128x64 (its 7 stages set its name apart from the cooperative one).
+// The sm90 tiles of one 16-bit dtype (fp16 or bf16): cooperative 128x128 and 128x64 for both
+// layouts, and the ping-pong 128x64 (its 7 stages set its name apart from the cooperative one) for
+// the linear layout.
 template <class T>
 void register_sm90_half_tiles(std::vector<FwdKernel>& out, DType dtype) {
   add_sm90<T, 128, 4>(out, dtype);
   add_sm90<T, 64, 6>(out, dtype);
   add_sm90<T, 64, 7, true>(out, dtype);
+  add_sm90<T, 128, 4, false, true>(out, dtype);
+  add_sm90<T, 64, 6, false, true>(out, dtype);
 }
 
 }  // namespace swiglu::detail

@@ -2,8 +2,9 @@
 //
 // The rule, per kernel family (the constants in kRules come from the block sweep
 // `swiglubench forward --tiles all` on an H200; DESIGN.md has the table):
-//  0. On compute capability 9.0 with sm_90a code, fp16/bf16 and the linear layout: the widest
-//     sm90 (wgmma) tile that gives at least one tile per SM, when the problem has that many.
+//  0. On compute capability 9.0 with sm_90a code, fp16/bf16 and rows TMA can address (either
+//     layout): the widest sm90 (wgmma) tile that gives at least one tile per SM, when the problem
+//     has that many.
 //  1. Family: tensor cores (sm80, mma.sync) whenever the device and the math allow it; the SIMT
 //     kernel for fp32 exact and for sm_70/75.
 //  2. Eligible tiles: block_n <= max_block_n.
@@ -51,8 +52,8 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
 }
 
 // What the sm90 kernels need of the problem itself (the pointers are checked at launch): TMA rows
-// of whole 16-byte units (I and the X row stride multiples of 8 two-byte elements) and tensor
-// coordinates that fit int32.
+// of whole 16-byte units (I and the X row stride multiples of 8 two-byte elements; with the packed
+// layout D too, as FwdParams.vec_load asks) and tensor coordinates that fit int32.
 // Step 0's choice between the sm90 tiles: 128x128 (twice the reuse of each X tile, a longer
 // epilogue) beat 128x64 by 1-5% at the LLaMA shapes (I >= 4096, 20 and more tiles per SM), and lost
 // by 4-28% at I = 784 however many tiles there were, and at I = 4096 with 2 tiles per SM (H200).
@@ -69,8 +70,9 @@ constexpr int64_t kSm90BwdMinM = 256;
 constexpr int64_t kSm90BwdMinK = 256;
 
 bool tma_addressable(const Problem& p) {
-  return p.dtype != DType::f32 && p.layout == Layout::linear && p.in_features % 8 == 0 &&
-         p.x_stride() % 8 == 0 && 2 * p.hidden <= INT32_MAX && p.batch <= INT32_MAX;
+  return p.dtype != DType::f32 && p.in_features % 8 == 0 && p.x_stride() % 8 == 0 &&
+         (p.layout == Layout::linear || p.hidden % 8 == 0) && 2 * p.hidden <= INT32_MAX &&
+         p.batch <= INT32_MAX;
 }
 
 }  // namespace
@@ -167,8 +169,9 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
 // ---- backward GEMMs -------------------------------------------------------------------------------
 //
 // The dX and dW GEMMs use the forward's machinery with their own rule:
-//  0. On compute capability 9.0 with sm_90a code, fp16/bf16, the linear layout and TMA-addressable
-//     rows: the sm90 (wgmma) GEMM when M and K are at least 256 (the constants above). api.cpp then materialises dH first, since TMA reads it from memory.
+//  0. On compute capability 9.0 with sm_90a code, fp16/bf16 and TMA-addressable rows (either
+//     layout): the sm90 (wgmma) GEMM when M and K are at least 256 (the constants above). api.cpp
+//     then materialises dH first, since TMA reads it from memory.
 //  1. Otherwise tensor cores (sm80) for fp16/bf16 on sm_80+, SIMT otherwise; the largest tile (ties:
 //     the wider, which recomputes a prologue gate in fewer columns of blocks) that gives `wanted`
 //     blocks, else the one with the most. wanted = SMs, or 4 × SMs when the reduction is short
