@@ -18,6 +18,23 @@
 
 namespace swiglu::kernels {
 
+// Two adjacent elements from one aligned 4-byte load (fp16/bf16) or two loads (fp32).
+template <class T>
+__device__ __forceinline__ void load_pair(const T* src, float* a, float* b) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 v = *reinterpret_cast<const __half2*>(src);
+    *a = __low2float(v);
+    *b = __high2float(v);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(src);
+    *a = __low2float(v);
+    *b = __high2float(v);
+  } else {
+    *a = src[0];
+    *b = src[1];
+  }
+}
+
 // Stores v0 at dst[0] and, when two, v1 at dst[1]; one aligned pair store when pair.
 template <class T>
 __device__ __forceinline__ void store_one_or_two(T* dst, float v0, float v1, bool two, bool pair) {
@@ -46,8 +63,8 @@ __device__ __forceinline__ void fwd_epilogue_pair(const swiglu::detail::FwdParam
     const float dz0 = to_f32(dz[0]);
     const float dz1 = two ? to_f32(dz[1]) : 0.0f;
     float s0, ds0, s1, ds1;
-    silu_and_grad(g0, &s0, &ds0);
-    silu_and_grad(g1, &s1, &ds1);
+    silu_and_grad<FastMath>(g0, &s0, &ds0);
+    silu_and_grad<FastMath>(g1, &s1, &ds1);
     T* dh = static_cast<T*>(p.dh) + h_off;
     store_one_or_two(dh, dz0 * u0 * ds0, dz1 * u1 * ds1, two, pair);
     store_one_or_two(dh + D, dz0 * s0, dz1 * s1, two, pair);
@@ -61,6 +78,34 @@ __device__ __forceinline__ void fwd_epilogue_pair(const swiglu::detail::FwdParam
     T* h = static_cast<T*>(p.saved) + h_off;
     store_one_or_two(h, g0, g1, two, pair);
     store_one_or_two(h + D, u0, u1, two, pair);
+  }
+}
+
+// fwd_epilogue_pair for a pair known to be in range with FwdParams.vec_store set (D a multiple of
+// 8, every output and dz 16-byte aligned): z_off = m·D + col and h_off = m·2D + col come from the
+// caller, which computes a row's offsets once; every load and store is one aligned pair.
+template <class T, bool FastMath>
+__device__ __forceinline__ void fwd_epilogue_pair_interior(const swiglu::detail::FwdParams& p, int64_t z_off,
+                                                           int64_t h_off, float g0, float u0, float g1,
+                                                           float u1) {
+  if (p.dh != nullptr) {
+    float dz0, dz1;
+    load_pair(static_cast<const T*>(p.dz) + z_off, &dz0, &dz1);
+    float s0, ds0, s1, ds1;
+    silu_and_grad<FastMath>(g0, &s0, &ds0);
+    silu_and_grad<FastMath>(g1, &s1, &ds1);
+    T* dh = static_cast<T*>(p.dh) + h_off;
+    store_pair(dh, dz0 * u0 * ds0, dz1 * u1 * ds1);
+    store_pair(dh + p.D, dz0 * s0, dz1 * s1);
+    return;
+  }
+  if (p.z != nullptr) {
+    store_pair(static_cast<T*>(p.z) + z_off, swiglu_gate<FastMath>(g0, u0), swiglu_gate<FastMath>(g1, u1));
+  }
+  if (p.saved != nullptr) {
+    T* h = static_cast<T*>(p.saved) + h_off;
+    store_pair(h, g0, g1);
+    store_pair(h + p.D, u0, u1);
   }
 }
 
