@@ -6,7 +6,8 @@
 //     silu_and_grad(g) = (silu(g), silu'(g)) for the backward, all in fp32.
 //   - thin PTX wrappers for the sm_80 tensor-core path: cp.async (16 bytes, zero-fill),
 //     commit/wait_group, ldmatrix (.x4, .x4.trans), mma.sync m16n8k16 (f16/bf16) and
-//     m16n8k8 (tf32), cvt.rna.tf32.f32.
+//     m16n8k8 (tf32), cvt.rna.tf32.f32, and split_tf32 (an fp32 value as big + small tf32 parts,
+//     for 3xTF32).
 //
 // Arch: the traits and the gate need nothing beyond sm_70. Each PTX wrapper is compiled only where
 // its instruction exists and is __trap() elsewhere, so this file builds for sm_75 and a kernel
@@ -245,6 +246,18 @@ __device__ __forceinline__ uint32_t cvt_tf32(uint32_t f32_bits) {
   __trap();
   return 0;
 #endif
+}
+
+// 3xTF32: x (fp32 bits) = big + small + r with big = tf32(x), small = tf32(x − big), both rounded
+// to nearest; |x − big| ≤ 2^-11·|x| and |r| ≤ 2^-22·|x| (x − big itself is exact in fp32).
+// Non-finite x: NaN gives NaN parts. ±inf (and a finite x that big rounds to ±inf, within half a
+// tf32 ulp of FLT_MAX) gives small = NaN (inf − inf), so every product with it is NaN. Why not
+// small = 0 there: big_x·small_w would still be inf·(a small part of either sign, or 0), an
+// infinity of the wrong sign or a NaN, so no split follows IEEE for infinite operands; a NaN
+// every time is at least the same answer for every element.
+__device__ __forceinline__ void split_tf32(uint32_t f32_bits, uint32_t& big, uint32_t& small) {
+  big = cvt_tf32(f32_bits);
+  small = cvt_tf32(__float_as_uint(__uint_as_float(f32_bits) - __uint_as_float(big)));
 }
 
 }  // namespace swiglu::kernels

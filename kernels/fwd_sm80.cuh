@@ -1,5 +1,6 @@
 // Fused SwiGLU forward on sm_80+ tensor cores: fp16 / bf16 (mma.sync m16n8k16) and fp32 inputs
-// with TF32 math (mma.sync m16n8k8.tf32), fp32 accumulation in both.
+// with TF32 math (mma.sync m16n8k8.tf32) or 3xTF32 math (three m16n8k8.tf32 per product, fp32-level
+// accuracy), fp32 accumulation in all.
 //
 //   Z[m][n] = silu(G[m][n]) * U[m][n],  G = X·Waᵀ + ba,  U = X·Wbᵀ + bb,  silu(g) = g / (1 + e^-g)
 //
@@ -31,6 +32,27 @@
 //     ldmatrix.trans for 16-bit types. ldmatrix moves 16-bit pairs, so for tf32 a pair is one
 //     fp32 element: the non-transposed loads give exactly the tf32 A and B fragments, and the
 //     packed tf32 B fragment (it would need a 32-bit transpose) is read with scalar 32-bit loads.
+//   - 3xTF32 (Cfg::kTf32x3, Math::tf32x3): every fp32 operand x is split as big = tf32(x),
+//     small = tf32(x − big) (split_tf32 in common.cuh), and each mma becomes three,
+//     small·big + big·small + big·big, into the same fp32 accumulator; small·small (≤ 2^-22
+//     relative) is dropped, as are the split's remainders (≤ 2^-22), so a product is off by about
+//     2^-21 relative instead of tf32's 2^-10. NaN operands propagate as in fp32; an infinite X or
+//     W element makes its row or column of Z NaN (split_tf32 says why), not ±inf.
+//     Where the split happens: on the fragments in registers, right after the shared-memory loads,
+//     where the tf32 path rounds. Why there: shared memory and the cp.async pipeline stay exactly
+//     the tf32 ones (fp32 in, no second copy of the tiles, no extra barrier or pass over shared
+//     memory), and mma.sync takes its operands from registers anyway. A fragment is split once per
+//     K step and reused by every mma of the warp that reads it (an A fragment by 2·kNT, a B
+//     fragment by kMT); the price is that the A tile is split by each of the WARPS_N warps that
+//     read it, the W tiles by each of the WARPS_M.
+//     Why a temporary per K tile: the tensor cores add with truncation, so chaining 3·I/8 mma into
+//     one accumulator biases a long sum toward zero. Measured on an H200 at I = 4096 with one
+//     accumulator: rel_l2 5.5e-5 whatever B, D or the tile, only 7× under tf32's 3.8e-4. So each
+//     K tile's 3·BK/8 mma go into zeroed temporaries (one more accumulator set), which are added
+//     to the accumulators with round-to-nearest fp32 adds once the tile is done: the truncated
+//     chains are BK long instead of I.
+//     Registers: the split doubles the live fragments (kMT·4 + kNT·4 more); the 3xTF32 tiles
+//     (fwd_tiles.cuh) are chosen from the ptxas reports to stay under 255 without spills.
 #pragma once
 
 #include <cstdint>
@@ -43,12 +65,13 @@
 namespace swiglu::kernels {
 
 template <class T_, bool Packed_, int BM, int BN, int BK, int STAGES, int WARPS_M, int WARPS_N,
-          bool FastMath_ = false>
+          bool FastMath_ = false, bool Tf32x3_ = false>
 struct Sm80FwdConfig {
   using T = T_;
   static constexpr bool kPacked = Packed_;
   static constexpr bool kFastMath = FastMath_;
   static constexpr bool kTf32 = std::is_same_v<T, float>;
+  static constexpr bool kTf32x3 = Tf32x3_;  // fp32 only: 3xTF32 instead of one tf32 mma
   static constexpr int kBlockM = BM, kBlockN = BN, kBlockK = BK;
   static constexpr int kStages = STAGES;
   static constexpr int kWarpsM = WARPS_M, kWarpsN = WARPS_N;
@@ -85,6 +108,7 @@ struct Sm80FwdConfig {
   static constexpr int kChunksW = BN * BK / kVec / kThreads;
 
   static_assert(is_swiglu_dtype_v<T>, "sm80 fwd: T must be float (tf32), __half or __nv_bfloat16");
+  static_assert(!kTf32x3 || kTf32, "sm80 fwd: 3xTF32 splits fp32 operands; T must be float");
   static_assert(STAGES >= 2, "sm80 fwd: the cp.async pipeline needs at least 2 stages");
   static_assert(BM % (16 * WARPS_M) == 0, "sm80 fwd: the warp tile's M must be a multiple of 16");
   static_assert(BN % (16 * WARPS_N) == 0,
@@ -117,7 +141,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   constexpr int kVec = Cfg::kVec;
   constexpr int kMT = Cfg::kMT, kNT = Cfg::kNT;
   constexpr int kRowA = Cfg::kRowA, kRowW = Cfg::kRowW;
-  constexpr bool kPacked = Cfg::kPacked, kTf32 = Cfg::kTf32;
+  constexpr bool kPacked = Cfg::kPacked, kTf32 = Cfg::kTf32, kTf32x3 = Cfg::kTf32x3;
 
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t smem_base = smem_u32(smem);
@@ -272,6 +296,18 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const uint32_t sa = smem_base + stage * Cfg::kStageBytes;
     const uint32_t swa = sa + Cfg::kBytesA;
     const uint32_t swb = swa + Cfg::kBytesW;
+    // 3xTF32: this K tile's products go into zeroed temporaries, added to the accumulators with
+    // round-to-nearest fp32 adds once the tile is done (see the header).
+    float tmp_g[kTf32x3 ? kMT : 1][kTf32x3 ? kNT : 1][4];
+    float tmp_u[kTf32x3 ? kMT : 1][kTf32x3 ? kNT : 1][4];
+    if constexpr (kTf32x3) {
+#pragma unroll
+      for (int i = 0; i < kMT; ++i)
+#pragma unroll
+        for (int j = 0; j < kNT; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) tmp_g[i][j][r] = tmp_u[i][j][r] = 0.0f;
+    }
 #pragma unroll
     for (int ks = 0; ks < BK / Cfg::kMmaK; ++ks) {
       uint32_t a[kMT][4];
@@ -316,32 +352,72 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           bu[j][1] = *reinterpret_cast<const uint32_t*>(pwb + off1);
         }
       }
-      if constexpr (kTf32) {
+      if constexpr (kTf32x3) {
+        // a, bg, bu become the big parts; the small parts go alongside.
+        uint32_t a_s[kMT][4], bg_s[kNT][2], bu_s[kNT][2];
 #pragma unroll
         for (int i = 0; i < kMT; ++i)
 #pragma unroll
-          for (int r = 0; r < 4; ++r) a[i][r] = cvt_tf32(a[i][r]);
+          for (int r = 0; r < 4; ++r) split_tf32(a[i][r], a[i][r], a_s[i][r]);
 #pragma unroll
         for (int j = 0; j < kNT; ++j)
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
-            bg[j][r] = cvt_tf32(bg[j][r]);
-            bu[j][r] = cvt_tf32(bu[j][r]);
+            split_tf32(bg[j][r], bg[j][r], bg_s[j][r]);
+            split_tf32(bu[j][r], bu[j][r], bu_s[j][r]);
           }
-      }
 #pragma unroll
-      for (int i = 0; i < kMT; ++i) {
+        for (int i = 0; i < kMT; ++i) {
 #pragma unroll
-        for (int j = 0; j < kNT; ++j) {
-          if constexpr (kTf32) {
-            mma_m16n8k8_tf32(acc_g[i][j], a[i], bg[j]);
-            mma_m16n8k8_tf32(acc_u[i][j], a[i], bu[j]);
-          } else {
-            mma_m16n8k16<T>(acc_g[i][j], a[i], bg[j]);
-            mma_m16n8k16<T>(acc_u[i][j], a[i], bu[j]);
+          for (int j = 0; j < kNT; ++j) {
+            // small·big, big·small, then big·big, into the K tile's temporaries.
+            mma_m16n8k8_tf32(tmp_g[i][j], a_s[i], bg[j]);
+            mma_m16n8k8_tf32(tmp_u[i][j], a_s[i], bu[j]);
+            mma_m16n8k8_tf32(tmp_g[i][j], a[i], bg_s[j]);
+            mma_m16n8k8_tf32(tmp_u[i][j], a[i], bu_s[j]);
+            mma_m16n8k8_tf32(tmp_g[i][j], a[i], bg[j]);
+            mma_m16n8k8_tf32(tmp_u[i][j], a[i], bu[j]);
+          }
+        }
+      } else {
+        if constexpr (kTf32) {
+#pragma unroll
+          for (int i = 0; i < kMT; ++i)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) a[i][r] = cvt_tf32(a[i][r]);
+#pragma unroll
+          for (int j = 0; j < kNT; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              bg[j][r] = cvt_tf32(bg[j][r]);
+              bu[j][r] = cvt_tf32(bu[j][r]);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < kMT; ++i) {
+#pragma unroll
+          for (int j = 0; j < kNT; ++j) {
+            if constexpr (kTf32) {
+              mma_m16n8k8_tf32(acc_g[i][j], a[i], bg[j]);
+              mma_m16n8k8_tf32(acc_u[i][j], a[i], bu[j]);
+            } else {
+              mma_m16n8k16<T>(acc_g[i][j], a[i], bg[j]);
+              mma_m16n8k16<T>(acc_u[i][j], a[i], bu[j]);
+            }
           }
         }
       }
+    }
+    if constexpr (kTf32x3) {
+#pragma unroll
+      for (int i = 0; i < kMT; ++i)
+#pragma unroll
+        for (int j = 0; j < kNT; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            acc_g[i][j][r] += tmp_g[i][j][r];
+            acc_u[i][j][r] += tmp_u[i][j][r];
+          }
     }
   };
 

@@ -183,7 +183,7 @@ def sweep_values(mapping: dict, where: str) -> dict:
         elif key == "layout":
             out[key] = word_values(value, label, {"linear": "linear", "packed": "packed"})
         elif key == "math":
-            out[key] = word_values(value, label, {"exact": "exact", "tf32": "tf32"})
+            out[key] = word_values(value, label, {"exact": "exact", "tf32": "tf32", "3xtf32": "3xtf32"})
         elif key == "bias":
             out[key] = bool_values(value, label)
     return out
@@ -373,6 +373,9 @@ class Bench:
                 "x_stride_pad": case.x_stride_pad}
         if case.layout != "linear":
             return [dict(base, contender=c, status="SKIP", reason="packed layout: nn.Linear weights are the linear layout")
+                    for c in a.contenders]
+        if case.dtype == "fp32" and case.math == "3xtf32":
+            return [dict(base, contender=c, status="SKIP", reason="math 3xtf32: not in the PyTorch package (swiglubench runs it)")
                     for c in a.contenders]
         need, free = self.bytes_needed(case), torch.cuda.mem_get_info(self.device)[0]
         if need > free:
@@ -564,7 +567,7 @@ def fmt(value, spec: str, suffix: str = "") -> str:
 
 
 def md_row(r: dict) -> str:
-    dtype = r["dtype"] + (" tf32" if r.get("math") == "tf32" else "") + (f" ldx+{r['x_stride_pad']}" if r["x_stride_pad"] else "")
+    dtype = r["dtype"] + (f" {r['math']}" if r.get("math") in ("tf32", "3xtf32") else "") + (f" ldx+{r['x_stride_pad']}" if r["x_stride_pad"] else "")
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
     cells = [r["B"], r["I"], r["D"], dtype, "yes" if r["bias"] else "no", r["contender"],
              fmt(r.get("fwd_median_ms"), ".4g"), fmt(r.get("fwd_noise") and 100 * r["fwd_noise"], ".1f", "%"),

@@ -76,9 +76,11 @@ def is_memory(row):
 
 
 def panel_key(row):
-    """The dtype panel a row belongs to: "bf16", or "fp32 tf32" for fp32 on tensor cores."""
+    """The dtype panel a row belongs to: "bf16", or "fp32 tf32" / "fp32 3xtf32" for fp32 on tensor
+    cores."""
     dtype = str(row.get("dtype", "?"))
-    return f"{dtype} tf32" if dtype == "fp32" and row.get("math") == "tf32" else dtype
+    math_mode = row.get("math")
+    return f"{dtype} {math_mode}" if dtype == "fp32" and math_mode in ("tf32", "3xtf32") else dtype
 
 
 def panel_order(key):

@@ -48,10 +48,15 @@ inline constexpr TailShape kTailShapes[] = {{1, 777, 1001, 0}, {37, 64, 72, 0},
                                             {19, 200, 136, 3},  {33, 784, 1001, 0}};
 
 inline std::string describe(const Problem& p) {
-  return "B=" + std::to_string(p.batch) + " I=" + std::to_string(p.in_features) +
-         " D=" + std::to_string(p.hidden) + " ldx=" + std::to_string(p.x_stride()) + " " +
-         std::string(to_string(p.dtype)) + " " + std::string(to_string(p.layout)) +
-         (p.bias ? " bias" : "") + (p.math == Math::tf32 ? " tf32" : "");
+  std::string s = "B=" + std::to_string(p.batch) + " I=" + std::to_string(p.in_features) +
+                  " D=" + std::to_string(p.hidden) + " ldx=" + std::to_string(p.x_stride()) + " " +
+                  std::string(to_string(p.dtype)) + " " + std::string(to_string(p.layout)) +
+                  (p.bias ? " bias" : "");
+  if (p.math != Math::exact) {  // Why not " " + ...: GCC 12 warns (-Wrestrict) on that form
+    s += ' ';
+    s += to_string(p.math);
+  }
+  return s;
 }
 
 inline DeviceTraits current_traits() {

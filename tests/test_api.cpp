@@ -2,7 +2,10 @@
 // touch a GPU: validate_forward never dereferences pointers, and the tile table is host data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "swiglu/registry.hpp"  // detail::choose_backward_tile, the backward heuristic
 #include "swiglu/swiglu.hpp"
@@ -230,6 +233,63 @@ TEST(Heuristic, Tf32NeedsAmpere) {
   EXPECT_EQ(s.code, StatusCode::unsupported);
 }
 
+TEST(Heuristic, Tf32x3TakesItsOwnSm80TilesOnAmpereAndHopper) {
+  // The 3xTF32 instances (fwd_tiles.cuh): sm80 tensor-core tiles, and no others, on sm_80..9.0.
+  const std::vector<std::string> want = {"sm80:128x64x16s4w8", "sm80:64x64x32s3w4",
+                                         "sm80:16x64x32s3w4"};
+  for (const int cc : {80, 86, 89, 90}) {
+    const DeviceTraits dev{cc / 10, cc % 10, 132};
+    for (const Layout l : {Layout::linear, Layout::packed}) {
+      for (const int64_t b : {1, 7, 64, 1000, 16384}) {
+        Problem p = problem(b, 777, 1001, DType::f32);
+        p.layout = l;
+        p.math = Math::tf32x3;
+        std::vector<std::string> names;
+        for (const TileConfig& t : forward_tiles(p, dev)) names.push_back(t.name());
+        EXPECT_EQ(names, want) << cc;
+        TileConfig tile;
+        ASSERT_TRUE(choose_forward_tile(p, dev, &tile).ok()) << cc << " B=" << b;
+        EXPECT_EQ(tile.family, Family::mma_sm80) << cc << " " << tile.name();
+        EXPECT_NE(std::find(want.begin(), want.end(), tile.name()), want.end()) << tile.name();
+      }
+    }
+  }
+  // Large problems take the large tile, decode the 16-row one; tf32's tiles stay tf32's.
+  const DeviceTraits h100{9, 0, 132};
+  Problem big = problem(8192, 4096, 4096, DType::f32);
+  big.math = Math::tf32x3;
+  TileConfig tile;
+  ASSERT_TRUE(choose_forward_tile(big, h100, &tile).ok());
+  EXPECT_EQ(tile.name(), "sm80:128x64x16s4w8");
+  Problem decode = problem(1, 784, 512, DType::f32);
+  decode.math = Math::tf32x3;
+  ASSERT_TRUE(choose_forward_tile(decode, h100, &tile).ok());
+  EXPECT_EQ(tile.name(), "sm80:16x64x32s3w4");
+  big.math = Math::tf32;
+  for (const TileConfig& t : forward_tiles(big, h100)) EXPECT_NE(t.name(), "sm80:128x64x16s4w8");
+  // Exact fp32 still runs the SIMT kernel.
+  big.math = Math::exact;
+  ASSERT_TRUE(choose_forward_tile(big, h100, &tile).ok());
+  EXPECT_EQ(tile.family, Family::simt);
+}
+
+TEST(Heuristic, Tf32x3NeedsAmpere) {
+  // Turing has no tf32 mma: no 3xtf32 tile exists there and the heuristic says so (forward()
+  // refuses it before that, naming compute capability 8.0); it never falls back to exact.
+  for (const Layout l : {Layout::linear, Layout::packed}) {
+    Problem p = problem(256, 512, 512, DType::f32);
+    p.layout = l;
+    p.math = Math::tf32x3;
+    const DeviceTraits turing{7, 5, 40};
+    EXPECT_TRUE(forward_tiles(p, turing).empty());
+    TileConfig tile;
+    const Status s = choose_forward_tile(p, turing, &tile);
+    EXPECT_EQ(s.code, StatusCode::unsupported) << s.message;
+    ASSERT_TRUE(choose_forward_tile(p, DeviceTraits{8, 0, 108}, &tile).ok());
+    EXPECT_EQ(tile.family, Family::mma_sm80);
+  }
+}
+
 TEST(Heuristic, SmallBatchesGetSmallerTilesThanLargeOnes) {
   const DeviceTraits h100{9, 0, 132};
   TileConfig small, large;
@@ -301,6 +361,12 @@ TEST(Strings, ParseAndPrintEnums) {
   EXPECT_EQ(parse_layout("packed"), Layout::packed);
   EXPECT_FALSE(parse_layout("col").has_value());
   EXPECT_EQ(parse_math("tf32"), Math::tf32);
+  EXPECT_EQ(parse_math("3xtf32"), Math::tf32x3);
+  EXPECT_FALSE(parse_math("tf32x3").has_value());
+  for (const Math m : {Math::exact, Math::tf32, Math::tf32x3}) EXPECT_EQ(parse_math(to_string(m)), m);
+  EXPECT_EQ(to_string(Math::exact), "exact");
+  EXPECT_EQ(to_string(Math::tf32), "tf32");
+  EXPECT_EQ(to_string(Math::tf32x3), "3xtf32");
   EXPECT_EQ(to_string(DType::bf16), "bf16");
   EXPECT_EQ(dtype_size(DType::f16), 2u);
 }

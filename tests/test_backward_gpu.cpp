@@ -89,6 +89,39 @@ TEST(Backward, Tf32ProblemsRunTheExactFp32Path) {
   EXPECT_EQ(r.tiles.dx.family, Family::simt);
 }
 
+TEST(Backward, Tf32x3ProblemsRunTheExactFp32Path) {
+  // As for tf32: the dX and dW GEMMs are the exact fp32 (SIMT) ones; only the recompute GEMM runs
+  // 3xtf32 (on sm_80+, else the problem is refused), and the gradients meet exact's tolerance.
+  if (current_traits().cc_major < 8) GTEST_SKIP() << "3xtf32 needs sm_80";
+  for (const Layout layout : {Layout::linear, Layout::packed}) {
+    Problem p;
+    p.batch = 37;
+    p.in_features = 64;
+    p.hidden = 72;
+    p.dtype = DType::f32;
+    p.layout = layout;
+    p.math = Math::tf32x3;
+    p.bias = true;
+    const BwdCase c(p, 43);
+    for (const Mode& m : kModes) {
+      BackwardOptions o;
+      o.policy = m.policy;
+      o.placement = m.placement;
+      if (m.policy == Policy::save) {
+        const auto z = c.save_forward();
+        EXPECT_TRUE(z.pass) << describe(p) << ": " << z.summary();
+      }
+      const auto r = c.run(o);
+      expect_pass(r, o, p, describe(p) + " " + describe_mode(m));
+      EXPECT_EQ(r.tiles.dx.family, Family::simt);
+      EXPECT_EQ(r.tiles.dw.family, Family::simt);
+      if (m.policy == Policy::recompute) {
+        EXPECT_EQ(r.tiles.recompute.family, Family::mma_sm80) << r.tiles.recompute.name();
+      }
+    }
+  }
+}
+
 TEST(Backward, SmallBatchesSplitTheDxReduction) {
   // MNIST decode: B×I gives the dX GEMM far fewer blocks than SMs, so K = 2D is split, in the
   // sm80 kernels and in the SIMT one (fp32). Twice in a row: each call must clear what the last

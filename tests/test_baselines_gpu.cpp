@@ -68,6 +68,29 @@ TEST(Baselines, Tf32MathMatchesAtTf32Tolerance) {
   EXPECT_TRUE(r.pass) << r.summary();
 }
 
+TEST(Baselines, Tf32x3MathRunsExactFp32) {
+  // cuBLAS has no 3xTF32 compute type on Hopper: the 3xtf32 baselines run CUBLAS_COMPUTE_32F. The
+  // 3xtf32 tolerance (5e-5) is one TF32 GEMMs miss by about 5×, so passing it shows they did not.
+  baselines::Cublas cublas;
+  ASSERT_TRUE(cublas.init().ok());
+  Problem p;
+  p.batch = 96;
+  p.in_features = 2048;
+  p.hidden = 384;
+  p.dtype = DType::f32;
+  p.math = Math::tf32x3;
+  p.bias = true;
+  const GpuCase c(p, 10);
+  for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1}) {
+    DeviceBuffer scratch(baselines::scratch_bytes(v, p));
+    baselines::Plan plan;
+    ASSERT_TRUE(baselines::Plan::create(cublas, v, p, c.x(), c.w(), c.bias(), c.z(), scratch.get(),
+                                        &plan).ok());
+    const auto r = c.check([&] { ASSERT_TRUE(plan.run(nullptr).ok()); });
+    EXPECT_TRUE(r.pass) << to_string(v) << ": " << r.summary();
+  }
+}
+
 // ---- backward --------------------------------------------------------------------------------
 
 // The baselines round G, U, dG and dU to the dtype and write dX, dW and dbias in it; the reference
@@ -206,6 +229,22 @@ TEST(BackwardBaselinesTf32, MatchAtTf32Tolerance) {
   p.math = Math::tf32;
   p.bias = true;
   const BackwardCase c(cublas, p, 11);
+  for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1})
+    c.check(cublas, v, Grads{});
+}
+
+TEST(BackwardBaselinesTf32x3, MatchAtTheExactTolerance) {
+  // 3xtf32 baselines run exact fp32 GEMMs, so their gradients meet exact fp32's bound.
+  baselines::Cublas cublas;
+  ASSERT_TRUE(cublas.init().ok());
+  Problem p;
+  p.batch = 96;
+  p.in_features = 512;
+  p.hidden = 384;
+  p.dtype = DType::f32;
+  p.math = Math::tf32x3;
+  p.bias = true;
+  const BackwardCase c(cublas, p, 12);
   for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1})
     c.check(cublas, v, Grads{});
 }

@@ -35,6 +35,22 @@ TEST(CApi, EmptyBatchIsANoOp) {
   EXPECT_EQ(last_error(), "");
 }
 
+TEST(CApi, EveryMathValueIsAccepted) {
+  // The values are the ABI (appended, never renumbered); each gets past the enum check to the
+  // pointer check.
+  EXPECT_EQ(SWIGLU_MATH_EXACT, 0);
+  EXPECT_EQ(SWIGLU_MATH_TF32, 1);
+  EXPECT_EQ(SWIGLU_MATH_TF32X3, 2);
+  for (const int32_t math : {SWIGLU_MATH_EXACT, SWIGLU_MATH_TF32, SWIGLU_MATH_TF32X3}) {
+    swiglu_problem p = problem();
+    p.dtype = SWIGLU_DTYPE_F32;
+    p.math = math;
+    EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+              SWIGLU_INVALID_ARGUMENT);
+    EXPECT_NE(last_error().find("x is null"), std::string::npos) << math << ": " << last_error();
+  }
+}
+
 TEST(CApi, BadArgumentsNameTheValue) {
   swiglu_problem p = problem();
   EXPECT_EQ(swiglu_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
@@ -51,10 +67,11 @@ TEST(CApi, BadArgumentsNameTheValue) {
             SWIGLU_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("layout -1"), std::string::npos) << last_error();
   p = problem();
-  p.math = 2;
+  p.math = 3;
   EXPECT_EQ(swiglu_forward(&p, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
             SWIGLU_INVALID_ARGUMENT);
-  EXPECT_NE(last_error().find("math 2"), std::string::npos) << last_error();
+  EXPECT_NE(last_error().find("math 3 is not SWIGLU_MATH_EXACT, _TF32 or _TF32X3"), std::string::npos)
+      << last_error();
 
   p = problem();
   p.hidden = -3;

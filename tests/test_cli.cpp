@@ -92,7 +92,7 @@ TEST(Cli, RepeatedShapesFilesMerge) {
   const Command c = parse({"check", "--shapes", kSmoke, "--shapes", kMnist});
   ASSERT_EQ(c.kind, Command::Kind::check);
   EXPECT_EQ(c.options.name, "smoke+mnist");
-  EXPECT_EQ(c.cases.size(), 26u + 96u);
+  EXPECT_EQ(c.cases.size(), 30u + 96u);
 }
 
 TEST(Cli, MathAppliesToFp32Only) {
@@ -101,6 +101,35 @@ TEST(Cli, MathAppliesToFp32Only) {
   ASSERT_EQ(c.cases.size(), 2u);
   EXPECT_EQ(c.cases[0].math, Math::tf32);
   EXPECT_EQ(c.cases[1].math, Math::exact);
+}
+
+TEST(Cli, MathTakes3xtf32AndLists) {
+  // `swiglubench forward --dtype fp32 --math 3xtf32`: one fp32 case in 3xTF32, every variant.
+  const Command c = parse({"forward", "--batch", "64", "--in", "4096", "--hidden", "256", "--dtype",
+                           "fp32", "--math", "3xtf32"});
+  ASSERT_EQ(c.kind, Command::Kind::forward);
+  ASSERT_EQ(c.cases.size(), 1u);
+  EXPECT_EQ(c.cases[0].math, Math::tf32x3);
+  EXPECT_EQ(c.cases[0].variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
+  EXPECT_NE(describe(c.cases[0]).find("math=3xtf32"), std::string::npos) << describe(c.cases[0]);
+  // A list is a sweep axis for fp32 and collapses to exact for bf16; the existing spellings stay.
+  const Command all = parse({"check", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype",
+                             "fp32,bf16", "--math", "exact,tf32,3xtf32"});
+  ASSERT_EQ(all.cases.size(), 4u);
+  EXPECT_EQ(all.cases[0].math, Math::exact);
+  EXPECT_EQ(all.cases[1].math, Math::tf32);
+  EXPECT_EQ(all.cases[2].math, Math::tf32x3);
+  EXPECT_EQ(all.cases[3].dtype, DType::bf16);
+  EXPECT_EQ(all.cases[3].math, Math::exact);
+  // The backward and step take it too (their fp32 GEMMs are exact; the recompute GEMM is 3xTF32).
+  const Command b = parse({"step", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype", "fp32",
+                           "--math", "3xtf32"});
+  ASSERT_EQ(b.cases.size(), 1u);
+  EXPECT_EQ(b.cases[0].math, Math::tf32x3);
+  // The smoke config runs it end to end on a GPU (cli_smoke_gpu and the gradient smoke tests).
+  int smoke_3x = 0;
+  for (const Case& k : parse({"check", "--shapes", kSmoke}).cases) smoke_3x += k.math == Math::tf32x3;
+  EXPECT_EQ(smoke_3x, 4);
 }
 
 TEST(Cli, HelpAndVersionExitZero) {
@@ -159,7 +188,7 @@ TEST(Cli, BackwardDefaults) {
   ASSERT_EQ(c.kind, Command::Kind::backward);
   EXPECT_EQ(c.options.op, "backward");
   EXPECT_EQ(c.options.name, "smoke");
-  EXPECT_EQ(c.cases.size(), 26u);
+  EXPECT_EQ(c.cases.size(), 30u);
   const GradientOptions& g = c.options.gradient;
   EXPECT_TRUE(g.grads.dx);
   EXPECT_TRUE(g.grads.dw);
@@ -273,6 +302,7 @@ TEST(Cli, BadUsageExitsThree) {
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--variants", "triton"},
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--tiles", "sm80:1x2"},
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--math", "fp8"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--math", "tf32x3"},  // it is 3xtf32
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--reference", "cuda"},
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-samples", "10",
        "--max-samples", "5"},

@@ -196,6 +196,17 @@ TEST(ConfigGood, DefaultsApplyUnlessTheSweepSetsTheKey) {
   EXPECT_EQ(c.cases[2].origin, "t.yaml:9 (sweep 2)");
 }
 
+TEST(ConfigGood, MathTakes3xtf32) {
+  const SweepConfig c = parse_config(
+      "name: x3\nsweeps:\n  - {batch: 64, in: 4096, hidden: 256, dtype: fp32, math: [tf32, 3xtf32]}\n",
+      "t.yaml");
+  ASSERT_EQ(c.cases.size(), 2u);
+  EXPECT_EQ(c.cases[0].problem().math, Math::tf32);
+  EXPECT_EQ(c.cases[1].problem().math, Math::tf32x3);
+  EXPECT_EQ(describe(c.cases[1]),
+            "B=64 I=4096 D=256 dtype=fp32 layout=linear bias=false math=3xtf32 x_stride_pad=0");
+}
+
 TEST(ConfigGood, FlowStyleSweepAndProblem) {
   const SweepConfig c = parse_config(
       "name: flow\nsweeps: [{batch: 3, in: 5, hidden: 7, dtype: fp32, math: tf32, layout: packed, "
@@ -238,7 +249,7 @@ TEST(ConfigGood, RealFile) {
 // state and no case in common (so they can be given to one run together).
 TEST(ConfigGood, ShippedConfigs) {
   const std::map<std::string, size_t> expected = {
-      {"mnist.yaml", 96}, {"seed.yaml", 12}, {"llama.yaml", 9}, {"smoke.yaml", 26}};
+      {"mnist.yaml", 96}, {"seed.yaml", 12}, {"llama.yaml", 9}, {"smoke.yaml", 30}};
   std::vector<SweepConfig> standard;
   for (const auto& entry : fs::directory_iterator(kSourceDir + "/configs")) {
     if (entry.path().extension() != ".yaml") continue;
@@ -371,7 +382,7 @@ TEST(ConfigBad, EnumValues) {
   EXPECT_TRUE(fails_with(sweep_with("    layout: transposed\n"), "t.yaml:7:13:",
                          {"'layout'", "'transposed'", "linear, packed"}));
   EXPECT_TRUE(fails_with(sweep_with("    math: fast\n"), "t.yaml:7:11:",
-                         {"'math'", "'fast'", "exact, tf32"}));
+                         {"'math'", "'fast'", "exact, tf32, 3xtf32"}));
   EXPECT_TRUE(fails_with(sweep_with("    variants: [fused, cublas3]\n"), "t.yaml:7:23:",
                          {"'variants'", "'cublas3'", "fused, cublas2, cublas1"}));
   EXPECT_TRUE(fails_with(sweep_with("    tiles: [auto, \"sm80:128x64\"]\n"), "t.yaml:7:19:",

@@ -1,9 +1,9 @@
 // Seeded random cases of the fused forward and of the fused backward against the fp64 CPU
 // reference, at the per-dtype tolerances: B in [1, 300], I and D in [1, 1100] (biased toward small
 // and odd values and multiples of 8 and their neighbours), every dtype, layout and bias setting,
-// tf32 for fp32 on sm_80+, an X row stride of I + {0, 1, 3, 8}, inputs one element off their
-// allocation's alignment (the element-wise fallbacks), and any compiled tile or the heuristic's
-// pick. The backward cases also draw the policy and gate placement, the gradient subset (dX, dW or
+// tf32 or 3xtf32 for fp32 on sm_80+, an X row stride of I + {0, 1, 3, 8}, inputs one element off
+// their allocation's alignment (the element-wise fallbacks), and any compiled tile or the
+// heuristic's pick. The backward cases also draw the policy and gate placement, the gradient subset (dX, dW or
 // both; a gradient not asked for must stay unwritten) and the dX and dW tiles independently.
 //
 //   SWIGLU_FUZZ_SEED=<n>   the seed (default kDefaultSeed); printed at the start
@@ -12,7 +12,8 @@
 //                          with --gtest_filter naming the test)
 //
 // Case i depends on (seed, i) alone, and on the device only through its tile lists and tf32
-// support. Every case runs; the failures are printed as they happen and again at the end.
+// (and 3xtf32) support. Every case runs; the failures are printed as they happen and again at the
+// end.
 //
 // Any failing case found here goes into the regular tests (test_forward_gpu.cpp or
 // test_backward_gpu.cpp, or test_numerics_gpu.cpp for non-finite inputs) as a fixed case: its
@@ -102,9 +103,12 @@ Problem draw_problem(Rng& r, const DeviceTraits& dev) {
   p.dtype = kDtypes[r.below(3)];
   p.layout = r.below(2) == 0 ? Layout::linear : Layout::packed;
   p.bias = r.below(2) == 0;
-  // Drawn for every case so that the stream does not depend on the device.
-  const bool tf32 = r.below(3) == 0;
-  p.math = p.dtype == DType::f32 && tf32 && dev.cc_major >= 8 ? Math::tf32 : Math::exact;
+  // Drawn for every case so that the stream does not depend on the device. Why below(6): x % 6 is
+  // 0 or 3 exactly when x % 3 == 0, so the tensor-core cases are the ones a below(3) == 0 draw
+  // picked before 3xtf32 existed (half of them now 3xtf32), and every other case is unchanged.
+  const int64_t math = r.below(6);
+  const bool tensor_cores = p.dtype == DType::f32 && (math == 0 || math == 3) && dev.cc_major >= 8;
+  p.math = !tensor_cores ? Math::exact : math == 0 ? Math::tf32 : Math::tf32x3;
   constexpr int64_t kPads[] = {0, 1, 3, 8};
   const int64_t pad = kPads[r.below(4)];
   p.ldx = pad == 0 ? 0 : p.in_features + pad;

@@ -1,7 +1,9 @@
 // The fused forward at the edges of fp32: gate inputs past the point where expf overflows, NaN and
 // ±inf in X, ±inf in the bias, NaN in W, NaN in X's row padding. Every dtype (fp32 exact, fp16,
-// bf16) × layout, with bias, every compiled tile plus the heuristic's pick, against the fp64 CPU
-// reference.
+// bf16) × layout, and fp32 with 3xtf32 on sm_80+, with bias, every compiled tile plus the
+// heuristic's pick, against the fp64 CPU reference. 3xtf32 follows IEEE everywhere but for an
+// infinite X element (its row of Z is NaN, see split_tf32 in kernels/common.cuh): that case has its
+// own test.
 //
 // Why the expectations hold exactly: the reference computes in fp64 from the very values the GPU
 // sees, and an infinite or NaN term decides a dot product's finiteness the same way in fp32 and in
@@ -215,13 +217,22 @@ GpuCase::InputEdit set_x(const Problem& p, const std::vector<Special>& specials)
 
 // ---- the tests ----------------------------------------------------------------------------------
 
-using Param = std::tuple<DType, Layout>;
+using Param = std::tuple<DType, Layout, Math>;
 
 class Numerics : public ::testing::TestWithParam<Param> {
  protected:
-  Problem problem(const Shape& s) const {
-    return make_problem(s, std::get<0>(GetParam()), std::get<1>(GetParam()));
+  void SetUp() override {
+    if (math() != Math::exact && current_traits().cc_major < 8)
+      GTEST_SKIP() << to_string(math()) << " needs sm_80";
   }
+  Math math() const { return std::get<2>(GetParam()); }
+  Problem problem(const Shape& s) const {
+    Problem p = make_problem(s, std::get<0>(GetParam()), std::get<1>(GetParam()));
+    p.math = math();
+    return p;
+  }
+  // The infinities-in-X tests: 3xtf32 gives NaN rows there by design (Numerics3xtf32).
+  bool infinite_x_is_nan() const { return math() == Math::tf32x3; }
 };
 
 // ba is set so that G spans about ±200 in most columns: |X·Wa| <= Σ|x||w| <= I·(1/√I) = √I < 14.2
@@ -304,6 +315,7 @@ TEST_P(Numerics, NaNInXRowPaddingIsNeverRead) {
 // U are ±inf with the sign of ±Wa[n][k] and ±Wb[n][k]: Z is U's infinity where G = +inf and NaN
 // where G = −inf. Both outcomes occur in every row (the weights' signs are random).
 TEST_P(Numerics, InfinityInXFollowsIeee) {
+  if (infinite_x_is_nan()) GTEST_SKIP() << "3xtf32: see Numerics3xtf32.InfinityInXMakesItsRowNaN";
   uint64_t seed = 330;
   for (const Shape& s : kShapes) {
     const Problem p = problem(s);
@@ -323,6 +335,7 @@ TEST_P(Numerics, InfinityInXFollowsIeee) {
 // for U. The fp32 kernel gets the same: once an inf − inf has happened the sum is NaN whatever the
 // order, and two infinities of one sign add to that infinity.
 TEST_P(Numerics, OppositeInfinitiesInOneRowFollowIeee) {
+  if (infinite_x_is_nan()) GTEST_SKIP() << "3xtf32: see Numerics3xtf32.InfinityInXMakesItsRowNaN";
   uint64_t seed = 340;
   for (const Shape& s : kShapes) {
     const Problem p = problem(s);
@@ -403,14 +416,82 @@ TEST_P(Numerics, NaNInWPoisonsExactlyItsColumn) {
 }
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
-  return std::string(to_string(std::get<0>(info.param))) + "_" +
-         std::string(to_string(std::get<1>(info.param)));
+  std::string name = std::string(to_string(std::get<0>(info.param))) + "_" +
+                     std::string(to_string(std::get<1>(info.param)));
+  if (std::get<2>(info.param) != Math::exact) {
+    name += '_';
+    name += to_string(std::get<2>(info.param));
+  }
+  return name;
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Numerics,
                          ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16),
-                                            ::testing::Values(Layout::linear, Layout::packed)),
+                                            ::testing::Values(Layout::linear, Layout::packed),
+                                            ::testing::Values(Math::exact)),
                          param_name);
+INSTANTIATE_TEST_SUITE_P(Fp32Tf32x3, Numerics,
+                         ::testing::Combine(::testing::Values(DType::f32),
+                                            ::testing::Values(Layout::linear, Layout::packed),
+                                            ::testing::Values(Math::tf32x3)),
+                         param_name);
+
+// 3xtf32 with ±inf in X: the split's small part of an infinity is NaN (inf − inf), so exactly the
+// rows of X that hold an infinity are NaN in every column of Z (where exact fp32 gives the IEEE
+// infinities or NaN, InfinityInXFollowsIeee), and every other row passes parity. NaN poison and
+// finite poison, every compiled tile and the heuristic's pick.
+TEST(Numerics3xtf32, InfinityInXMakesItsRowNaN) {
+  const DeviceTraits dev = current_traits();
+  if (dev.cc_major < 8) GTEST_SKIP() << "3xtf32 needs sm_80";
+  uint64_t seed = 360;
+  for (const Layout layout : {Layout::linear, Layout::packed}) {
+    for (const Shape& s : kShapes) {
+      Problem p = make_problem(s, DType::f32, layout);
+      p.math = Math::tf32x3;
+      const std::vector<Special> infs = {{1, p.in_features - 1, kInf}, {p.batch - 2, 0, -kInf}};
+      const GpuCase c(p, ++seed, false, set_x(p, infs));
+      const auto inf_row = [&](int64_t m) { return m == 1 || m == p.batch - 2; };
+      // The finite rows against the reference, at 3xtf32's tolerance.
+      std::vector<double> ref_rest;
+      for (int64_t m = 0; m < p.batch; ++m)
+        if (!inf_row(m))
+          for (int64_t n = 0; n < p.hidden; ++n)
+            ref_rest.push_back(c.reference()[static_cast<size_t>(m * p.hidden + n)]);
+      std::vector<std::optional<TileConfig>> tiles;
+      for (const TileConfig& t : forward_tiles(p, dev)) tiles.emplace_back(t);
+      ASSERT_FALSE(tiles.empty()) << describe(p);
+      tiles.emplace_back(std::nullopt);
+      const size_t z_bytes = static_cast<size_t>(p.batch * p.hidden) * sizeof(float);
+      for (const auto& tile : tiles) {
+        ForwardOptions o;
+        o.tile = tile;
+        TileConfig used;
+        for (const unsigned char poison : {bench::kPoisonByte, kFinitePoisonByte}) {
+          CUDA_CHECK(cudaMemset(c.z(), poison, z_bytes));
+          const Status st = forward(p, c.x(), c.w(), c.bias(), c.z(), nullptr, o, &used);
+          const std::string what = describe(p) + " tile=" + (tile ? "" : "auto:") + used.name() +
+                                   (poison == bench::kPoisonByte ? "" : " (finite poison)");
+          ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+          const std::vector<float> z = read_z(c, p);
+          std::vector<float> rest;
+          for (int64_t m = 0; m < p.batch; ++m) {
+            for (int64_t n = 0; n < p.hidden; ++n) {
+              const float v = z[static_cast<size_t>(m * p.hidden + n)];
+              if (inf_row(m)) {
+                ASSERT_TRUE(std::isnan(v)) << what << ": Z" << where(m, n) << " = " << v;
+              } else {
+                rest.push_back(v);
+              }
+            }
+          }
+          const auto r = bench::compare(rest, ref_rest, bench::tolerance(p.dtype, p.math));
+          EXPECT_TRUE(r.pass) << what << ": " << r.summary();
+        }
+      }
+    }
+  }
+}
 
 // ==== the backward ===============================================================================
 //

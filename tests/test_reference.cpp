@@ -1,5 +1,5 @@
 // Host tests of the fp64 CPU reference, the parity metrics and the seeded input data, against values
-// computed by hand.
+// computed by hand; the tolerances' order and the baselines' compute type per math mode.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines/cublas_baselines.hpp"
 #include "bench/cpu_reference.hpp"
 #include "bench/host_data.hpp"
 #include "bench/parity.hpp"
@@ -332,6 +333,32 @@ TEST(Parity, MatchingNonFiniteValuesPass) {
 TEST(Parity, TolerancesTightenWithPrecision) {
   EXPECT_LT(tolerance(DType::f32, Math::exact).rel_l2, tolerance(DType::f32, Math::tf32).rel_l2);
   EXPECT_LT(tolerance(DType::f16, Math::exact).rel_l2, tolerance(DType::bf16, Math::exact).rel_l2);
+  // 3xtf32 sits near exact fp32, far below tf32 (TESTING.md, "Tolerances").
+  for (const auto pick : {&Tolerance::rel_l2, &Tolerance::max_rel}) {
+    EXPECT_LT(tolerance(DType::f32, Math::exact).*pick, tolerance(DType::f32, Math::tf32x3).*pick);
+    EXPECT_LE(tolerance(DType::f32, Math::tf32x3).*pick, 3 * tolerance(DType::f32, Math::exact).*pick);
+    EXPECT_LE(100 * tolerance(DType::f32, Math::tf32x3).*pick, tolerance(DType::f32, Math::tf32).*pick);
+  }
+  // Its gradients come from exact fp32 GEMMs: exact's bound.
+  EXPECT_EQ(gradient_tolerance(DType::f32, Math::tf32x3).rel_l2,
+            gradient_tolerance(DType::f32, Math::exact).rel_l2);
+  EXPECT_EQ(gradient_tolerance(DType::f32, Math::tf32x3).max_rel,
+            gradient_tolerance(DType::f32, Math::exact).max_rel);
+}
+
+TEST(Baselines, ComputeTypeFollowsTheMath) {
+  // cuBLAS has no 3xTF32 compute type on Hopper: the 3xtf32 baseline is exact fp32.
+  Problem p;
+  p.dtype = DType::f32;
+  p.math = Math::exact;
+  EXPECT_EQ(baselines::compute_type(p), CUBLAS_COMPUTE_32F);
+  p.math = Math::tf32;
+  EXPECT_EQ(baselines::compute_type(p), CUBLAS_COMPUTE_32F_FAST_TF32);
+  p.math = Math::tf32x3;
+  EXPECT_EQ(baselines::compute_type(p), CUBLAS_COMPUTE_32F);
+  p.dtype = DType::bf16;  // math is ignored for fp16/bf16
+  p.math = Math::tf32;
+  EXPECT_EQ(baselines::compute_type(p), CUBLAS_COMPUTE_32F);
 }
 
 TEST(HostData, SeededAndRoundedToTheDtype) {

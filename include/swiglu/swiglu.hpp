@@ -27,8 +27,12 @@ enum class DType { f32, f16, bf16 };
 enum class Layout { linear, packed };
 
 // Arithmetic for fp32 inputs. exact: fp32 FMA. tf32: operands rounded to tf32 and multiplied on the
-// tensor cores (sm_80+), fp32 accumulation. Ignored for fp16/bf16.
-enum class Math { exact, tf32 };
+// tensor cores (sm_80+), fp32 accumulation. tf32x3 ("3xtf32"): each operand split into two tf32
+// parts, big + small, and each product taken as big·big + big·small + small·big on the tensor
+// cores (sm_80+), fp32 accumulation: three times tf32's tensor-core work for about fp32's accuracy.
+// With tf32x3 an infinite element of X (or W) makes its row (column) of Z NaN, where exact gives
+// the IEEE infinities; NaN propagates as in exact. Ignored for fp16/bf16.
+enum class Math { exact, tf32, tf32x3 };
 
 struct Problem {
   int64_t batch = 0;         // B: rows of X and Z. B == 0 is a valid no-op.
@@ -54,11 +58,12 @@ struct Status {
 };
 
 // Kernel families. simt runs on every supported GPU (sm_70+) and in every dtype; mma_sm80 uses
-// mma.sync tensor cores, ldmatrix and a cp.async pipeline (sm_80+, fp16/bf16, and fp32 with tf32);
+// mma.sync tensor cores, ldmatrix and a cp.async pipeline (sm_80+, fp16/bf16, and fp32 with tf32
+// or tf32x3);
 // wgmma_sm90 uses Hopper's wgmma fed by TMA with warp specialisation (compute capability 9.0 in
-// builds that include sm_90a; fp16/bf16, linear layout, X and W 16-byte aligned with I and the X
-// row stride multiples of 8, and for the backward D a multiple of 4: forward() and backward() take
-// an sm80 tile instead when the pointers are not).
+// builds that include sm_90a; fp16/bf16, either layout; I and the X row stride multiples of 8, D a
+// multiple of 8 with the packed layout and of 4 for the backward; X and W 16-byte aligned, else
+// forward() and backward() take an sm80 tile instead).
 enum class Family { simt, mma_sm80, wgmma_sm90 };
 
 // One compiled tile configuration of the fused forward kernel.
@@ -119,7 +124,7 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
 //   dbias = Σ_b dH[b][·]       (2D elements [dba | dbb])         fused into the dW GEMM
 // SiLU′(g) = s·(1 + g·(1 − s)), s = sigmoid(g). Products accumulate in fp32; outputs are written in
 // the problem's dtype. fp32 problems run the exact fp32 GEMMs (CUDA cores) whatever p.math says;
-// Math::tf32 applies to the recompute GEMM only.
+// Math::tf32 and Math::tf32x3 apply to the recompute GEMM only.
 
 // Where G and U come from.
 //   save:      forward(.., ForwardOptions{.saved = H}) kept H = [G | U]; backward reads it.

@@ -37,7 +37,9 @@ typedef enum {
 
 enum { SWIGLU_DTYPE_F32 = 0, SWIGLU_DTYPE_F16 = 1, SWIGLU_DTYPE_BF16 = 2 };
 enum { SWIGLU_LAYOUT_LINEAR = 0, SWIGLU_LAYOUT_PACKED = 1 };
-enum { SWIGLU_MATH_EXACT = 0, SWIGLU_MATH_TF32 = 1 };
+/* SWIGLU_MATH_TF32X3: 3xTF32, fp32-level accuracy on the tensor cores (Math::tf32x3). Values are
+ * only ever appended. */
+enum { SWIGLU_MATH_EXACT = 0, SWIGLU_MATH_TF32 = 1, SWIGLU_MATH_TF32X3 = 2 };
 enum { SWIGLU_POLICY_SAVE = 0, SWIGLU_POLICY_RECOMPUTE = 1 };
 
 /* One layer's shape and types. All fields are read; set ldx to 0 for a contiguous X. */

@@ -375,6 +375,15 @@ def test_real_library_errors_reach_python(real_library, fields, match):
     assert e.value.status == "SWIGLU_INVALID_ARGUMENT"
 
 
+def test_real_library_takes_every_math_value(real_library):
+    assert (_lib.MATH_EXACT, _lib.MATH_TF32, _lib.MATH_TF32X3) == (0, 1, 2)  # the header's values
+    for math in (_lib.MATH_EXACT, _lib.MATH_TF32, _lib.MATH_TF32X3):
+        with pytest.raises(swiglu.SwigluError, match="x is null"):
+            real_library.forward(problem(dtype=_lib.DTYPE_F32, math=math), 0, 0, 0, 0, 0, 0)
+    with pytest.raises(swiglu.SwigluError, match="math 3 is not SWIGLU_MATH_EXACT, _TF32 or _TF32X3"):
+        real_library.forward(problem(dtype=_lib.DTYPE_F32, math=3), 0, 0, 0, 0, 0, 0)
+
+
 def test_real_library_null_pointer_is_named(real_library):
     with pytest.raises(swiglu.SwigluError, match="x is null"):
         real_library.forward(problem(), 0, 0, 0, 0, 0, 0)

@@ -49,6 +49,18 @@ cudaDataType_t cuda_type(DType t) {
 
 std::string_view to_string(Variant v) { return v == Variant::cublas2 ? "cublas2" : "cublas1"; }
 
+cublasComputeType_t compute_type(const Problem& p) {
+  if (p.dtype != DType::f32) return CUBLAS_COMPUTE_32F;
+  switch (p.math) {
+    case Math::exact: return CUBLAS_COMPUTE_32F;
+    case Math::tf32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    // Why exact: cuBLAS has no 3xTF32 compute type on Hopper, and 3xtf32 is there for fp32
+    // accuracy, so the matching baseline is exact fp32 (CUBLAS_COMPUTE_32F).
+    case Math::tf32x3: return CUBLAS_COMPUTE_32F;
+  }
+  return CUBLAS_COMPUTE_32F;
+}
+
 // --- LtGemm --------------------------------------------------------------------------------------
 
 LtGemm::~LtGemm() { release(); }
@@ -244,8 +256,7 @@ Status Plan::create(const Cublas& cublas, Variant v, const Problem& p, const voi
   g.layout = p.layout;
   g.ldw = p.layout == Layout::linear ? I : 2 * D;
   g.in_type = g.out_type = cuda_type(p.dtype);
-  g.compute = p.dtype == DType::f32 && p.math == Math::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                            : CUBLAS_COMPUTE_32F;
+  g.compute = compute_type(p);
   if (p.batch > 0) {
     if (v == Variant::cublas2) {
       // G = scratch[0 .. B·D), U = scratch[B·D .. 2·B·D), each B×D.
@@ -429,8 +440,7 @@ Status BackwardPlan::create(const Cublas& cublas, Variant v, const Problem& p, c
 
   MatmulSpec base;
   base.in_type = base.out_type = cuda_type(p.dtype);
-  base.compute = p.dtype == DType::f32 && p.math == Math::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                               : CUBLAS_COMPUTE_32F;
+  base.compute = compute_type(p);
   for (int j = 0; j < halves; ++j) {
     if (grads.dx) {
       // cublas2: dX (B×I) = dG (B×D) · Wa (D×I), then dX += dU (B×D) · Wb (D×I) (beta = 1).

@@ -8,6 +8,11 @@
 //
 // Plans are built once per problem and buffer set (descriptor creation and the algorithm query stay
 // out of the timed region), then run() only enqueues work on the stream.
+//
+// fp32 math, forward and backward alike (compute_type()): exact runs CUBLAS_COMPUTE_32F, tf32
+// CUBLAS_COMPUTE_32F_FAST_TF32, and 3xtf32 CUBLAS_COMPUTE_32F again: cuBLAS has no 3xTF32 compute
+// type on Hopper, and the mode's point is fp32 accuracy, so the baseline it is measured against
+// is exact fp32.
 #pragma once
 
 #include <cublasLt.h>
@@ -23,6 +28,9 @@ namespace swiglu::baselines {
 enum class Variant { cublas2, cublas1 };
 
 std::string_view to_string(Variant);
+
+// The cuBLASLt compute type of p's GEMMs in the math mode that matches p.math (see above).
+cublasComputeType_t compute_type(const Problem& p);
 
 // A cuBLASLt handle plus the GEMM workspace, shared by every plan of one benchmark process.
 class Cublas {
@@ -88,10 +96,11 @@ class BackwardPlan {
 
   // `saved` is the scratch the forward Plan of the same variant wrote. dx (B×I row-major, row
   // stride I) when grads.dx; dw (w's layout) and dbias (2D, when p.bias) when grads.dw. x is needed
-  // only for dw, w only for dx; saved, dz (B×D) and scratch always. All in p.dtype; fp32 problems
-  // with Math::tf32 run the GEMMs with CUBLAS_COMPUTE_32F_FAST_TF32. A missing or misaligned
-  // pointer is invalid_argument. B == 0, or no gradient requested, plans a no-op that writes
-  // nothing (not even the zeros dW and dbias would be), like the library's backward.
+  // only for dw, w only for dx; saved, dz (B×D) and scratch always. All in p.dtype; the GEMMs run
+  // in compute_type(p) (fp32 with Math::tf32: CUBLAS_COMPUTE_32F_FAST_TF32; with Math::tf32x3:
+  // exact fp32). A missing or misaligned pointer is invalid_argument. B == 0, or no gradient
+  // requested, plans a no-op that writes nothing (not even the zeros dW and dbias would be), like
+  // the library's backward.
   static Status create(const Cublas& cublas, Variant v, const Problem& p, const void* x,
                        const void* w, const void* saved, const void* dz, Grads grads, void* dx,
                        void* dw, void* dbias, void* scratch, BackwardPlan* out);

@@ -58,7 +58,7 @@ void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--bias", c.bias, "true, false or true,false [default: false]");
   cmd->add_option("--variants", c.variants, gradient ? kGradientVariantsHelp : kForwardVariantsHelp);
   cmd->add_option("--tiles", c.tiles, gradient ? kGradientTilesHelp : kForwardTilesHelp);
-  cmd->add_option("--math", c.math, "fp32 arithmetic: exact or tf32 (applies to the baselines too) [default: exact]");
+  cmd->add_option("--math", c.math, "fp32 arithmetic: exact, tf32, 3xtf32 or a comma list (applies to the baselines too; their 3xtf32 is exact fp32) [default: exact]");
   cmd->add_option("--x-stride-pad", c.x_stride_pad, "extra elements per X row (ldx = I + pad)")
       ->check(CLI::NonNegativeNumber);
 }
@@ -221,7 +221,7 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
   std::vector<Math> maths;
   for (const auto& w : c.math.empty() ? std::vector<std::string>{} : split_words(c.math)) {
     const auto m = parse_math(w);
-    if (!m) throw std::invalid_argument("--math: '" + w + "' is not exact or tf32");
+    if (!m) throw std::invalid_argument("--math: '" + w + "' is not exact, tf32 or 3xtf32");
     maths.push_back(*m);
   }
   std::vector<std::string> variants;

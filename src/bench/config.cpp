@@ -281,7 +281,7 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
     } else if (e.key == "layout") {
       out.layout = enum_values<Layout>(src, e, parse_layout, "linear, packed");
     } else if (e.key == "math") {
-      out.math = enum_values<Math>(src, e, parse_math, "exact, tf32");
+      out.math = enum_values<Math>(src, e, parse_math, "exact, tf32, 3xtf32");
     } else if (e.key == "bias") {
       out.bias = bool_values(src, e);
     } else if (e.key == "variants") {

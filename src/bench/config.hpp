@@ -13,7 +13,7 @@
 //       dtype: bf16              # required  fp32 | fp16 | bf16
 //       layout: linear           # linear | packed                      default linear
 //       bias: false              # true | false                         default false
-//       math: exact              # exact | tf32 (fp32 only)             default exact
+//       math: exact              # exact | tf32 | 3xtf32 (fp32 only)    default exact
 //       variants: [fused, cublas2, cublas1]                           # default all three
 //       tiles: [auto]            # auto | all | a tile name like sm80:128x64x32s4w4   default [auto]
 //       x_stride_pad: 0          # extra elements per X row, ldx = in + pad, >= 0   default 0

@@ -75,9 +75,10 @@ bool is_baseline(const std::string& variant) { return variant == "cublas2" || va
 namespace detail {
 
 std::string case_label(const Case& c) {
-  return fmt::format("B={} I={} D={} {}{}{}{}", c.batch, c.in, c.hidden, to_string(c.dtype),
+  return fmt::format("B={} I={} D={} {}{}{}{}{}", c.batch, c.in, c.hidden, to_string(c.dtype),
                      c.layout == Layout::packed ? " packed" : "", c.bias ? " bias" : "",
-                     c.dtype == DType::f32 && c.math == Math::tf32 ? " tf32" : "");
+                     c.dtype == DType::f32 && c.math != Math::exact ? " " : "",
+                     c.dtype == DType::f32 && c.math != Math::exact ? to_string(c.math) : "");
 }
 
 HostInputs make_inputs(const Problem& p, uint64_t seed, bool with_dz) {
@@ -661,14 +662,14 @@ int print_info(int device) {
     std::printf("  swiglu              %s (git %s)\n", SWIGLU_VERSION, git_sha().c_str());
     const DeviceTraits t{d.cc_major, d.cc_minor, d.sm_count};
     for (DType dt : {DType::bf16, DType::f16, DType::f32}) {
-      for (Math m : {Math::exact, Math::tf32}) {
-        if (dt != DType::f32 && m == Math::tf32) continue;
+      for (Math m : {Math::exact, Math::tf32, Math::tf32x3}) {
+        if (dt != DType::f32 && m != Math::exact) continue;
         Problem p;
         p.dtype = dt;
         p.math = m;
         std::string list;
         for (const auto& tc : forward_tiles(p, t)) list += (list.empty() ? "" : " ") + tc.name();
-        std::printf("  fused tiles %-4s %-5s %s\n", std::string(to_string(dt)).c_str(),
+        std::printf("  fused tiles %-4s %-6s %s\n", std::string(to_string(dt)).c_str(),
                     std::string(to_string(m)).c_str(), list.empty() ? "(none)" : list.c_str());
       }
     }
@@ -678,7 +679,7 @@ int print_info(int device) {
       p.dtype = dt;
       std::string list;
       for (const auto& tc : backward_dx_tiles(p, t)) list += (list.empty() ? "" : " ") + tc.name();
-      std::printf("  dX/dW tiles %-4s       %s\n", std::string(to_string(dt)).c_str(),
+      std::printf("  dX/dW tiles %-4s        %s\n", std::string(to_string(dt)).c_str(),
                   list.empty() ? "(none)" : list.c_str());
     }
     return kExitOk;

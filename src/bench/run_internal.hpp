@@ -23,7 +23,7 @@ namespace swiglu::bench::detail {
 
 inline constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-// "B=1024 I=784 D=1024 bf16 packed bias tf32", for NVTX ranges and messages.
+// "B=1024 I=784 D=1024 fp32 packed bias tf32" (or "3xtf32"), for NVTX ranges and messages.
 std::string case_label(const Case& c);
 
 // Seeded inputs of one case: X ~ U(−1, 1), W and bias ~ U(−1/√I, 1/√I) as nn.Linear initialises

@@ -35,8 +35,9 @@ swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
     return invalid("dtype " + std::to_string(c->dtype) + " is not SWIGLU_DTYPE_F32, _F16 or _BF16");
   if (c->layout != SWIGLU_LAYOUT_LINEAR && c->layout != SWIGLU_LAYOUT_PACKED)
     return invalid("layout " + std::to_string(c->layout) + " is not SWIGLU_LAYOUT_LINEAR or _PACKED");
-  if (c->math != SWIGLU_MATH_EXACT && c->math != SWIGLU_MATH_TF32)
-    return invalid("math " + std::to_string(c->math) + " is not SWIGLU_MATH_EXACT or _TF32");
+  if (c->math != SWIGLU_MATH_EXACT && c->math != SWIGLU_MATH_TF32 && c->math != SWIGLU_MATH_TF32X3)
+    return invalid("math " + std::to_string(c->math) +
+                   " is not SWIGLU_MATH_EXACT, _TF32 or _TF32X3");
   static constexpr swiglu::DType kDtypes[] = {swiglu::DType::f32, swiglu::DType::f16,
                                               swiglu::DType::bf16};
   p->batch = c->batch;
@@ -46,7 +47,9 @@ swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
   p->dtype = kDtypes[c->dtype];
   p->layout = c->layout == SWIGLU_LAYOUT_LINEAR ? swiglu::Layout::linear : swiglu::Layout::packed;
   p->bias = c->bias != 0;
-  p->math = c->math == SWIGLU_MATH_EXACT ? swiglu::Math::exact : swiglu::Math::tf32;
+  static constexpr swiglu::Math kMaths[] = {swiglu::Math::exact, swiglu::Math::tf32,
+                                             swiglu::Math::tf32x3};
+  p->math = kMaths[c->math];
   return swiglu::Status::success();
 }
 

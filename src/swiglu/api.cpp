@@ -40,7 +40,14 @@ std::string_view to_string(DType t) {
   return "?";
 }
 std::string_view to_string(Layout l) { return l == Layout::linear ? "linear" : "packed"; }
-std::string_view to_string(Math m) { return m == Math::exact ? "exact" : "tf32"; }
+std::string_view to_string(Math m) {
+  switch (m) {
+    case Math::exact: return "exact";
+    case Math::tf32: return "tf32";
+    case Math::tf32x3: return "3xtf32";
+  }
+  return "?";
+}
 std::string_view to_string(Family f) {
   switch (f) {
     case Family::simt: return "simt";
@@ -64,6 +71,7 @@ std::optional<Layout> parse_layout(std::string_view s) {
 std::optional<Math> parse_math(std::string_view s) {
   if (s == "exact") return Math::exact;
   if (s == "tf32") return Math::tf32;
+  if (s == "3xtf32") return Math::tf32x3;
   return std::nullopt;
 }
 size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
@@ -301,8 +309,9 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
 
   DeviceTraits dev;
   if (Status s = current_device(&dev); !s.ok()) return s;
-  if (p.dtype == DType::f32 && p.math == Math::tf32 && dev.cc_major < 8) {
-    return fail(StatusCode::unsupported, "tf32 math needs compute capability 8.0 or newer");
+  if (p.dtype == DType::f32 && p.math != Math::exact && dev.cc_major < 8) {
+    return fail(StatusCode::unsupported, std::string(to_string(p.math)) +
+                                             " math needs compute capability 8.0 or newer");
   }
   TileConfig tile;
   if (options.tile) {

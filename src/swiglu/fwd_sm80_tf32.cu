@@ -4,7 +4,7 @@
 namespace swiglu::detail {
 
 void register_fwd_sm80_tf32(std::vector<FwdKernel>& out) {
-  register_sm80_tf32_tiles(out);
+  register_sm80_tf32_tiles<float>(out);
 }
 
 }  // namespace swiglu::detail

@@ -44,7 +44,8 @@ constexpr FamilyRule kRules[] = {
 
 bool wants_tensor_cores(const Problem& p, const DeviceTraits& dev) {
   if (dev.cc_major < 8) return false;
-  return p.dtype != DType::f32 || p.math == Math::tf32;
+  // fp32 takes the tensor cores for tf32 and for 3xtf32 (three tf32 mma per product).
+  return p.dtype != DType::f32 || p.math == Math::tf32 || p.math == Math::tf32x3;
 }
 
 int64_t blocks(const Problem& p, const TileConfig& t) {

@@ -14,6 +14,7 @@ const std::vector<FwdKernel>& fwd_kernels() {
     register_fwd_sm80_f16(t);
     register_fwd_sm80_bf16(t);
     register_fwd_sm80_tf32(t);
+    register_fwd_sm80_tf32x3(t);
     register_fwd_sm90_f16(t);
     register_fwd_sm90_bf16(t);
     return t;

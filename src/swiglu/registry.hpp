@@ -134,6 +134,7 @@ void register_fwd_simt_bf16(std::vector<FwdKernel>& out);
 void register_fwd_sm80_f16(std::vector<FwdKernel>& out);
 void register_fwd_sm80_bf16(std::vector<FwdKernel>& out);
 void register_fwd_sm80_tf32(std::vector<FwdKernel>& out);
+void register_fwd_sm80_tf32x3(std::vector<FwdKernel>& out);
 void register_fwd_sm90_f16(std::vector<FwdKernel>& out);
 void register_fwd_sm90_bf16(std::vector<FwdKernel>& out);
 
