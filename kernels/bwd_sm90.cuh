@@ -84,18 +84,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
   constexpr int kBox = Cfg::kBoxBytes;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Cfg::kStageBytes);
-  uint64_t* empty = full + S;
-
+  const auto ring = sm90::make_ring<S, Cfg::kStageBytes>(smem_raw, 2);  // both consumers read a stage
+  uint8_t* const smem = ring.smem;
+  uint64_t* const full = ring.full;
+  uint64_t* const empty = ring.empty;
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < S; ++s) {
-      sm90::mbar_init(&full[s], 1);
-      sm90::mbar_init(&empty[s], 2);  // one arrival per consumer warpgroup
-    }
-    sm90::mbar_fence_init();
-  }
   __syncthreads();
 
   const int64_t m_tiles = (p.M + BM - 1) / BM;
@@ -103,12 +96,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const int64_t tiles = m_tiles * n_tiles;
   const int k_steps = static_cast<int>((p.K + BK - 1) / BK);
   auto tile_coords = [&](int64_t t, int64_t* m0, int64_t* n0) {
-    const int64_t band = Cfg::kGroupM * n_tiles;
-    const int64_t first_m = (t / band) * Cfg::kGroupM;
-    const int64_t rows = m_tiles - first_m < Cfg::kGroupM ? m_tiles - first_m : Cfg::kGroupM;
-    const int64_t r = t % band;
-    *m0 = (first_m + r % rows) * BM;
-    *n0 = (r / rows) * BN;
+    sm90::grouped_tile<Cfg::kGroupM>(t, m_tiles, n_tiles, m0, n0);
+    *m0 *= BM;
+    *n0 *= BN;
   };
 
   if (warpgroup == 0) {
@@ -116,13 +106,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     if (threadIdx.x == 0) {
       sm90::tma_prefetch_descriptor(&a_map);
       sm90::tma_prefetch_descriptor(&b_map);
-      int stage = 0;
-      uint32_t phase = 0;
+      sm90::RingPos<S> pos;
       for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
         int64_t m0, n0;
         tile_coords(t, &m0, &n0);
-        for (int k = 0; k < k_steps; ++k) {
-          sm90::mbar_wait(&empty[stage], phase ^ 1);
+        for (int k = 0; k < k_steps; ++k, pos.next()) {
+          const int stage = pos.stage;
+          sm90::mbar_wait(&empty[stage], pos.phase ^ 1);
           uint8_t* a = smem + stage * Cfg::kStageBytes;
           uint8_t* b = a + Cfg::kABytes;
           const int32_t k0 = k * BK;
@@ -143,10 +133,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
             for (int j = 0; j < BN / 64; ++j)
               sm90::tma_load_2d(b + j * kBox, &b_map, &full[stage], static_cast<int32_t>(n0 + 64 * j), k0);
           }
-          if (++stage == S) {
-            stage = 0;
-            phase ^= 1;
-          }
         }
       }
     }
@@ -165,16 +151,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, first += k_steps) {
     int64_t m0, n0;
     tile_coords(t, &m0, &n0);
-    // Main loop: one wgmma group in flight; a stage goes back to the producer once the group that
-    // read it has completed.
-    int stage = static_cast<int>(first % S);
-    uint32_t phase = static_cast<uint32_t>((first / S) & 1);
-    int release = -1;
-    for (int k = 0; k < k_steps; ++k) {
-      sm90::mbar_wait(&full[stage], phase);
-      const uint32_t a = smem_u32(smem + stage * Cfg::kStageBytes);
+    sm90::consume_tile(ring, first, k_steps, leader, [&](uint32_t a, int k) {
       const uint32_t b = a + Cfg::kABytes;
-      sm90::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
         // Why 2048 and 32: 16 K rows of an MN-major tile are two 1024-byte atoms; 16 K columns of
@@ -184,17 +162,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         const uint64_t db = Cfg::kBKMajor ? sm90::smem_desc(b + kk * 32) : sm90::smem_desc_mn(b + kk * 2048, kBox);
         sm90::wgmma_m64nk16<BN, T, Cfg::kATrans ? 1 : 0, Cfg::kBKMajor ? 0 : 1>(acc, da, db, k > 0 || kk > 0 ? 1 : 0);
       }
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<1>();
-      if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
-      release = stage;
-      if (++stage == S) {
-        stage = 0;
-        phase ^= 1;
-      }
-    }
-    sm90::wgmma_wait<0>();
-    if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
+    });
 
     // Epilogue: register 4j + e holds row r0 (e < 2) or r0 + 8 (e >= 2) and column
     // 8j + 2·(lane % 4) + (e & 1) of this consumer's 64 rows.

@@ -88,32 +88,22 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     return Cfg::kPacked ? sm90::smem_desc_mn(b + kk * 2048, kMnBox) : sm90::smem_desc(b + kk * 32);
   };
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * Cfg::kStageBytes);
-  uint64_t* empty = full + S;
-
+  // One arrival per consumer of a stage: both consumers (cooperative) or the one whose tile it is.
+  const auto ring = sm90::make_ring<S, Cfg::kStageBytes>(smem_raw, Cfg::kPingpong ? 1 : 2);
+  uint8_t* const smem = ring.smem;
+  uint64_t* const full = ring.full;
+  uint64_t* const empty = ring.empty;
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < S; ++s) {
-      sm90::mbar_init(&full[s], 1);
-      sm90::mbar_init(&empty[s], Cfg::kPingpong ? 1 : 2);  // one arrival per consumer of a stage
-    }
-    sm90::mbar_fence_init();
-  }
   __syncthreads();
 
   const int64_t m_tiles = (p.B + BM - 1) / BM;
   const int64_t n_tiles = (p.D + BN - 1) / BN;
   const int64_t tiles = m_tiles * n_tiles;
   const int k_steps = static_cast<int>((p.I + BK - 1) / BK);
-  // Tile t of the grouped order: bands of kGroupM M tiles, each band walked N column by N column.
   auto tile_coords = [&](int64_t t, int64_t* m0, int64_t* n0) {
-    const int64_t band = Cfg::kGroupM * n_tiles;
-    const int64_t first_m = (t / band) * Cfg::kGroupM;
-    const int64_t rows = m_tiles - first_m < Cfg::kGroupM ? m_tiles - first_m : Cfg::kGroupM;
-    const int64_t r = t % band;
-    *m0 = (first_m + r % rows) * BM;
-    *n0 = (r / rows) * BN;
+    sm90::grouped_tile<Cfg::kGroupM>(t, m_tiles, n_tiles, m0, n0);
+    *m0 *= BM;
+    *n0 *= BN;
   };
 
   if (warpgroup == 0) {
@@ -121,13 +111,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     if (threadIdx.x == 0) {
       sm90::tma_prefetch_descriptor(&x_map);
       sm90::tma_prefetch_descriptor(&w_map);
-      int stage = 0;
-      uint32_t phase = 0;
+      sm90::RingPos<S> pos;
       for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
         int64_t m0, n0;
         tile_coords(t, &m0, &n0);
-        for (int k = 0; k < k_steps; ++k) {
-          sm90::mbar_wait(&empty[stage], phase ^ 1);
+        for (int k = 0; k < k_steps; ++k, pos.next()) {
+          const int stage = pos.stage;
+          sm90::mbar_wait(&empty[stage], pos.phase ^ 1);
           uint8_t* a = smem + stage * Cfg::kStageBytes;
           uint8_t* b = a + Cfg::kABytes;
           sm90::mbar_arrive_expect_tx(&full[stage], Cfg::kStageBytes);
@@ -143,10 +133,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
               sm90::tma_load_2d(b + (BN / 64 + j) * kMnBox, &w_map, &full[stage],
                                 static_cast<int32_t>(p.D + n0 + 64 * j), k * BK);
             }
-          }
-          if (++stage == S) {
-            stage = 0;
-            phase ^= 1;
           }
         }
       }
@@ -217,29 +203,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     }
   };
 
-  // The main loop of one tile from ring position `first`: waits for each stage, runs `mma(a, b,
-  // scale_d)` on it (a, b: the stage's X and W tiles), keeps one wgmma group in flight and hands a
-  // stage back once the group that read it is done.
+  // The main loop of one tile from ring position `first` (sm90::consume_tile): `mma(a, b, k)` on
+  // each stage, a and b its X and W tiles.
   auto main_loop = [&](int64_t first, auto&& mma) {
-    int stage = static_cast<int>(first % S);
-    uint32_t phase = static_cast<uint32_t>((first / S) & 1);
-    int release = -1;  // the stage whose wgmma group may still be reading it
-    for (int k = 0; k < k_steps; ++k) {
-      sm90::mbar_wait(&full[stage], phase);
-      const uint32_t a = smem_u32(smem + stage * Cfg::kStageBytes);
-      sm90::wgmma_fence();
-      mma(a, a + Cfg::kABytes, k);
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<1>();
-      if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
-      release = stage;
-      if (++stage == S) {
-        stage = 0;
-        phase ^= 1;
-      }
-    }
-    sm90::wgmma_wait<0>();
-    if (release >= 0 && leader) sm90::mbar_arrive(&empty[release]);
+    sm90::consume_tile(ring, first, k_steps, leader,
+                       [&](uint32_t a, int k) { mma(a, a + Cfg::kABytes, k); });
   };
 
   if constexpr (!Cfg::kPingpong) {

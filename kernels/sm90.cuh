@@ -272,6 +272,89 @@ __device__ __forceinline__ void wgmma_m64nk16(float (&d)[N / 2], uint64_t a, uin
 
 #endif  // SWIGLU_SM90A_DEVICE
 
+// ---- the persistent, warp-specialised skeleton both sm90 kernels share ---------------------------
+
+// A kernel's dynamic shared memory: S stages of kStageBytes from the first 1024-byte boundary (the
+// 128-byte swizzle's atom), then S full and S empty mbarriers.
+template <int S, int kStageBytes>
+struct Ring {
+  uint8_t* smem;
+  uint64_t* full;
+  uint64_t* empty;
+};
+
+// Lays the ring out in `smem_raw` and has thread 0 initialise its barriers: a full barrier takes
+// the producer's one expect-tx arrival, an empty one `consumers` arrivals (one per warpgroup that
+// reads the stage). The caller syncs the block before any other thread touches them.
+template <int S, int kStageBytes>
+__device__ __forceinline__ Ring<S, kStageBytes> make_ring(uint8_t* smem_raw, uint32_t consumers) {
+  Ring<S, kStageBytes> r;
+  r.smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  r.full = reinterpret_cast<uint64_t*>(r.smem + S * kStageBytes);
+  r.empty = r.full + S;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbar_init(&r.full[s], 1);
+      mbar_init(&r.empty[s], consumers);
+    }
+    mbar_fence_init();
+  }
+  return r;
+}
+
+// A position in the ring: the stage and the parity of its current fill.
+template <int S>
+struct RingPos {
+  int stage = 0;
+  uint32_t phase = 0;
+  __device__ __forceinline__ explicit RingPos(int64_t step = 0)
+      : stage(static_cast<int>(step % S)), phase(static_cast<uint32_t>((step / S) & 1)) {}
+  __device__ __forceinline__ void next() {
+    if (++stage == S) {
+      stage = 0;
+      phase ^= 1;
+    }
+  }
+};
+
+// Tile t of the grouped order over m_tiles × n_tiles output tiles: bands of kGroupM M tiles, each
+// band walked N column by N column, so that one wave of blocks reads a band of A and a band of B
+// that fit in L2. Returns the tile's M and N indices.
+template <int kGroupM>
+__device__ __forceinline__ void grouped_tile(int64_t t, int64_t m_tiles, int64_t n_tiles, int64_t* mt,
+                                             int64_t* nt) {
+  const int64_t band = kGroupM * n_tiles;
+  const int64_t first_m = (t / band) * kGroupM;
+  const int64_t rows = m_tiles - first_m < kGroupM ? m_tiles - first_m : kGroupM;
+  const int64_t r = t % band;
+  *mt = first_m + r % rows;
+  *nt = r / rows;
+}
+
+// A consumer warpgroup's main loop over one tile's k_steps stages from ring position `first`:
+// waits for each stage to fill, runs `mma(stage_addr, k)` (stage_addr: the stage's shared-memory
+// address) between a wgmma fence and a commit, keeps one wgmma group in flight, and hands a stage
+// back to the producer (its warpgroup's `leader` arrives on the empty barrier) once the group that
+// read it has completed. Returns with every group of the tile complete.
+template <int S, int kStageBytes, class Mma>
+__device__ __forceinline__ void consume_tile(const Ring<S, kStageBytes>& ring, int64_t first, int k_steps,
+                                             bool leader, Mma&& mma) {
+  RingPos<S> pos(first);
+  int release = -1;  // the stage whose wgmma group may still be reading it
+  for (int k = 0; k < k_steps; ++k) {
+    mbar_wait(&ring.full[pos.stage], pos.phase);
+    wgmma_fence();
+    mma(smem_u32(ring.smem + pos.stage * kStageBytes), k);
+    wgmma_commit();
+    wgmma_wait<1>();
+    if (release >= 0 && leader) mbar_arrive(&ring.empty[release]);
+    release = pos.stage;
+    pos.next();
+  }
+  wgmma_wait<0>();
+  if (release >= 0 && leader) mbar_arrive(&ring.empty[release]);
+}
+
 }  // namespace sm90
 
 }  // namespace swiglu::kernels
