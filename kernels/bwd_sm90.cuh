@@ -118,7 +118,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           const int32_t k0 = k * BK;
           sm90::mbar_arrive_expect_tx(&full[stage], Cfg::kStageBytes);
           if constexpr (Cfg::kATrans) {
-            // dHᵀ: two 64(M)×64(K) boxes of dH rows k0.., columns m0.. and m0 + 64..
+            // A read M-major: two 64(M)×64(K) boxes of its source (dH, or X for the packed dW),
+            // rows k0.., columns m0.. and m0 + 64..
             sm90::tma_load_2d(a, &a_map, &full[stage], static_cast<int32_t>(m0), k0);
             sm90::tma_load_2d(a + kBox, &a_map, &full[stage], static_cast<int32_t>(m0 + 64), k0);
           } else {
