@@ -144,27 +144,4 @@ Event::~Event() {
   if (e_) cudaEventDestroy(e_);
 }
 
-Graph::~Graph() {
-  if (g_) cudaGraphDestroy(g_);
-}
-Graph& Graph::operator=(Graph&& o) noexcept {
-  if (this != &o) {
-    if (g_) cudaGraphDestroy(g_);
-    g_ = o.g_;
-    o.g_ = nullptr;
-  }
-  return *this;
-}
-GraphExec::~GraphExec() {
-  if (e_) cudaGraphExecDestroy(e_);
-}
-GraphExec& GraphExec::operator=(GraphExec&& o) noexcept {
-  if (this != &o) {
-    if (e_) cudaGraphExecDestroy(e_);
-    e_ = o.e_;
-    o.e_ = nullptr;
-  }
-  return *this;
-}
-
 }  // namespace swiglu::bench

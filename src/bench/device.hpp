@@ -6,8 +6,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace swiglu::bench {
 
@@ -96,39 +98,15 @@ class Event {
   cudaEvent_t e_ = nullptr;
 };
 
-// Owns a captured CUDA graph (cudaStreamEndCapture's result); null when empty.
-class Graph {
- public:
-  Graph() = default;
-  explicit Graph(cudaGraph_t g) : g_(g) {}
-  ~Graph();
-  Graph(const Graph&) = delete;
-  Graph& operator=(const Graph&) = delete;
-  Graph(Graph&& o) noexcept : g_(o.g_) { o.g_ = nullptr; }
-  Graph& operator=(Graph&& o) noexcept;
-  cudaGraph_t get() const { return g_; }
-  explicit operator bool() const { return g_ != nullptr; }
-
- private:
-  cudaGraph_t g_ = nullptr;
+struct GraphDestroy {
+  void operator()(cudaGraph_t g) const { cudaGraphDestroy(g); }
 };
-
-// Owns an instantiated graph (cudaGraphInstantiate's result), what cudaGraphLaunch replays; null
-// when empty.
-class GraphExec {
- public:
-  GraphExec() = default;
-  explicit GraphExec(cudaGraphExec_t e) : e_(e) {}
-  ~GraphExec();
-  GraphExec(const GraphExec&) = delete;
-  GraphExec& operator=(const GraphExec&) = delete;
-  GraphExec(GraphExec&& o) noexcept : e_(o.e_) { o.e_ = nullptr; }
-  GraphExec& operator=(GraphExec&& o) noexcept;
-  cudaGraphExec_t get() const { return e_; }
-  explicit operator bool() const { return e_ != nullptr; }
-
- private:
-  cudaGraphExec_t e_ = nullptr;
+struct GraphExecDestroy {
+  void operator()(cudaGraphExec_t e) const { cudaGraphExecDestroy(e); }
 };
+// Owners of a captured CUDA graph (cudaStreamEndCapture's result) and of an instantiated one
+// (cudaGraphInstantiate's, what cudaGraphLaunch replays); null when empty.
+using Graph = std::unique_ptr<std::remove_pointer_t<cudaGraph_t>, GraphDestroy>;
+using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDestroy>;
 
 }  // namespace swiglu::bench
