@@ -26,6 +26,9 @@
 // fills the next tile's stages while the consumers store this one. Tiles go in the forward's grouped
 // order (kGroupM M tiles per N column), so one wave reads a band of A and one of B that fit in L2.
 //
+// CLUSTER = 2 pairs blocks on vertically adjacent tiles with the same B tile, each loading half of
+// B's boxes and multicasting them to both, as the forward's cluster tiles do.
+//
 // Tails need no code: TMA zero-fills rows and columns past the tensors' edges (a zero in K adds
 // nothing), and the epilogue masks rows past M and columns past N. The host sends here only what
 // TMA can address: dH, W12 and X 16-byte aligned with row strides of whole 16-byte units.
@@ -48,12 +51,15 @@
 namespace swiglu::kernels {
 
 // ATrans = true: the dW GEMM (A read M-major). BKMajor = true: B stored [n][k] (the packed dX's
-// Wf), read K-major in one box of BN rows. BN: C columns per tile, the wgmma's N.
-template <class T, bool ATrans, int BN, int STAGES, bool BKMajor = false>
+// Wf), read K-major in boxes of BN/CLUSTER rows. BN: C columns per tile, the wgmma's N. CLUSTER = 2:
+// blocks work in pairs on vertically adjacent tiles with the same B tile, each loading half of B's
+// boxes of every K step and multicasting them to both.
+template <class T, bool ATrans, int BN, int STAGES, bool BKMajor = false, int CLUSTER = 1>
 struct Sm90BwdConfig {
   using Elem = T;
   static constexpr bool kATrans = ATrans;
   static constexpr bool kBKMajor = BKMajor;
+  static constexpr int kCluster = CLUSTER;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;
   static constexpr int kBlockK = 64;  // 128 bytes of a 16-bit type: one swizzle row
@@ -73,6 +79,7 @@ struct Sm90BwdConfig {
   static_assert(!(ATrans && BKMajor), "sm90 bwd: no GEMM reads both A M-major and B K-major");
   static_assert(kStageBytes % 1024 == 0, "sm90 bwd: stages must keep the 1024-byte swizzle alignment");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 bwd: the stages exceed the 227 KiB of shared memory");
+  static_assert(CLUSTER == 1 || CLUSTER == 2, "sm90 bwd: clusters of 1 or 2 blocks");
 };
 
 template <class Cfg>
@@ -83,20 +90,15 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   using T = typename Cfg::Elem;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
   constexpr int kBox = Cfg::kBoxBytes;
+  constexpr int C = Cfg::kCluster;
   extern __shared__ uint8_t smem_raw[];
-  const auto ring = sm90::make_ring<S, Cfg::kStageBytes>(smem_raw, 2);  // both consumers read a stage
-  uint8_t* const smem = ring.smem;
-  uint64_t* const full = ring.full;
-  uint64_t* const empty = ring.empty;
+  const auto ring = sm90::make_ring<S, Cfg::kStageBytes, C>(smem_raw, 2);  // both consumers read a stage
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
-  __syncthreads();
 
-  const int64_t m_tiles = (p.M + BM - 1) / BM;
-  const int64_t n_tiles = (p.N + BN - 1) / BN;
-  const int64_t tiles = m_tiles * n_tiles;
+  const sm90::TileWalk<Cfg::kGroupM, C> walk((p.M + BM - 1) / BM, (p.N + BN - 1) / BN);
   const int k_steps = static_cast<int>((p.K + BK - 1) / BK);
-  auto tile_coords = [&](int64_t t, int64_t* m0, int64_t* n0) {
-    sm90::grouped_tile<Cfg::kGroupM>(t, m_tiles, n_tiles, m0, n0);
+  auto tile_coords = [&](int64_t u, int64_t* m0, int64_t* n0) {
+    walk.tile(u, m0, n0);
     *m0 *= BM;
     *n0 *= BN;
   };
@@ -107,35 +109,45 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       sm90::tma_prefetch_descriptor(&a_map);
       sm90::tma_prefetch_descriptor(&b_map);
       sm90::RingPos<S> pos;
-      for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+      for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
         int64_t m0, n0;
-        tile_coords(t, &m0, &n0);
-        for (int k = 0; k < k_steps; ++k, pos.next()) {
-          const int stage = pos.stage;
-          sm90::mbar_wait(&empty[stage], pos.phase ^ 1);
-          uint8_t* a = smem + stage * Cfg::kStageBytes;
+        tile_coords(u, &m0, &n0);
+        sm90::produce_tile(ring, pos, k_steps, [&](uint8_t* a, uint64_t* full, int k) {
           uint8_t* b = a + Cfg::kABytes;
           const int32_t k0 = k * BK;
-          sm90::mbar_arrive_expect_tx(&full[stage], Cfg::kStageBytes);
           if constexpr (Cfg::kATrans) {
             // A read M-major: two 64(M)×64(K) boxes of its source (dH, or X for the packed dW),
             // rows k0.., columns m0.. and m0 + 64..
-            sm90::tma_load_2d(a, &a_map, &full[stage], static_cast<int32_t>(m0), k0);
-            sm90::tma_load_2d(a + kBox, &a_map, &full[stage], static_cast<int32_t>(m0 + 64), k0);
+            sm90::tma_load_2d(a, &a_map, full, static_cast<int32_t>(m0), k0);
+            sm90::tma_load_2d(a + kBox, &a_map, full, static_cast<int32_t>(m0 + 64), k0);
           } else {
             // dH: one 64(K)×128(M) box, rows m0.., columns k0..
-            sm90::tma_load_2d(a, &a_map, &full[stage], k0, static_cast<int32_t>(m0));
+            sm90::tma_load_2d(a, &a_map, full, k0, static_cast<int32_t>(m0));
           }
+          // B's boxes, box i from the cluster's block i % C.
           if constexpr (Cfg::kBKMajor) {
-            // Wf: one 64(K)×BN(N) box, rows n0.., columns k0..
-            sm90::tma_load_2d(b, &b_map, &full[stage], k0, static_cast<int32_t>(n0));
+            // Wf: C boxes of 64(K)×(BN/C)(N), rows n0.., columns k0..
+#pragma unroll
+            for (int i = 0; i < C; ++i) {
+              if (i != walk.rank) continue;
+              sm90::tma_load_shared<C>(b + i * (BN / C) * BK * 2, &b_map, full, k0,
+                                       static_cast<int32_t>(n0 + i * (BN / C)));
+            }
           } else {
 #pragma unroll
-            for (int j = 0; j < BN / 64; ++j)
-              sm90::tma_load_2d(b + j * kBox, &b_map, &full[stage], static_cast<int32_t>(n0 + 64 * j), k0);
+            for (int i = 0; i < BN / 64; ++i) {
+              if (i % C != walk.rank) continue;
+              sm90::tma_load_shared<C>(b + i * kBox, &b_map, full, static_cast<int32_t>(n0 + 64 * i), k0);
+            }
           }
-        }
+        });
       }
+    }
+    // Why: a peer may still multicast into this block's stages and arrive on its barriers until
+    // it has finished; no block of the cluster leaves before all have.
+    if constexpr (C > 1) {
+      __syncwarp();
+      sm90::cluster_sync();
     }
     return;
   }
@@ -149,9 +161,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   float acc[BN / 2];
   int64_t first = 0;  // ring position of this tile's first K step
-  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, first += k_steps) {
+  for (int64_t u = walk.first(); u < walk.units; u += walk.stride(), first += k_steps) {
     int64_t m0, n0;
-    tile_coords(t, &m0, &n0);
+    tile_coords(u, &m0, &n0);
     sm90::consume_tile(ring, first, k_steps, leader, [&](uint32_t a, int k) {
       const uint32_t b = a + Cfg::kABytes;
 #pragma unroll
@@ -188,6 +200,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       }
     }
   }
+  if constexpr (C > 1) sm90::cluster_sync();
 #endif
 }
 

@@ -46,67 +46,62 @@ __device__ __forceinline__ void store_one_or_two(T* dst, float v0, float v1, boo
   }
 }
 
-// Outputs of row m, columns col and col+1 (g/u already include the bias). Columns at or past D are
-// dropped. vec: FwdParams.vec_store (D even, outputs aligned), so col < D implies col+1 < D and the
-// pair is 2-element aligned.
-template <class T, bool FastMath>
-__device__ __forceinline__ void fwd_epilogue_pair(const swiglu::detail::FwdParams& p, int64_t m,
-                                                  int64_t col, float g0, float u0, float g1,
-                                                  float u1, bool vec) {
-  const int64_t D = p.D;
-  if (col >= D) return;
-  const bool two = col + 1 < D;
-  const bool pair = vec;  // vec implies two
-  const int64_t h_off = m * 2 * D + col;
+// The outputs of one pair at z_off = m·D + col in Z and dZ and h_off = m·2D + col in H and dH (g/u
+// already include the bias). two: column col + 1 exists. pair: every store is one aligned pair
+// (FwdParams.vec_store; implies two). kInterior: the caller knows both (two = pair = true), and dZ
+// is read as one aligned pair too; the general path reads it by element, which keeps its code as
+// small as before the interior path existed.
+template <class T, bool FastMath, bool kInterior>
+__device__ __forceinline__ void fwd_epilogue_at(const swiglu::detail::FwdParams& p, int64_t z_off, int64_t h_off,
+                                                float g0, float u0, float g1, float u1, bool two, bool pair) {
+  if constexpr (kInterior) two = pair = true;
   if (p.dh != nullptr) {
-    const T* dz = static_cast<const T*>(p.dz) + m * D + col;
-    const float dz0 = to_f32(dz[0]);
-    const float dz1 = two ? to_f32(dz[1]) : 0.0f;
+    const T* dz = static_cast<const T*>(p.dz) + z_off;
+    float dz0, dz1;
+    if constexpr (kInterior) {
+      load_pair(dz, &dz0, &dz1);
+    } else {
+      dz0 = to_f32(dz[0]);
+      dz1 = two ? to_f32(dz[1]) : 0.0f;
+    }
     float s0, ds0, s1, ds1;
     silu_and_grad<FastMath>(g0, &s0, &ds0);
     silu_and_grad<FastMath>(g1, &s1, &ds1);
     T* dh = static_cast<T*>(p.dh) + h_off;
     store_one_or_two(dh, dz0 * u0 * ds0, dz1 * u1 * ds1, two, pair);
-    store_one_or_two(dh + D, dz0 * s0, dz1 * s1, two, pair);
+    store_one_or_two(dh + p.D, dz0 * s0, dz1 * s1, two, pair);
     return;
   }
   if (p.z != nullptr) {
-    T* z = static_cast<T*>(p.z) + m * D + col;
-    store_one_or_two(z, swiglu_gate<FastMath>(g0, u0), swiglu_gate<FastMath>(g1, u1), two, pair);
+    store_one_or_two(static_cast<T*>(p.z) + z_off, swiglu_gate<FastMath>(g0, u0), swiglu_gate<FastMath>(g1, u1),
+                     two, pair);
   }
   if (p.saved != nullptr) {
     T* h = static_cast<T*>(p.saved) + h_off;
     store_one_or_two(h, g0, g1, two, pair);
-    store_one_or_two(h + D, u0, u1, two, pair);
+    store_one_or_two(h + p.D, u0, u1, two, pair);
   }
 }
 
+// Outputs of row m, columns col and col+1. Columns at or past D are dropped. vec:
+// FwdParams.vec_store (D even, outputs aligned), so col < D implies col+1 < D and the pair is
+// 2-element aligned.
+template <class T, bool FastMath>
+__device__ __forceinline__ void fwd_epilogue_pair(const swiglu::detail::FwdParams& p, int64_t m,
+                                                  int64_t col, float g0, float u0, float g1,
+                                                  float u1, bool vec) {
+  if (col >= p.D) return;
+  fwd_epilogue_at<T, FastMath, false>(p, m * p.D + col, m * 2 * p.D + col, g0, u0, g1, u1, col + 1 < p.D, vec);
+}
+
 // fwd_epilogue_pair for a pair known to be in range with FwdParams.vec_store set (D a multiple of
-// 8, every output and dz 16-byte aligned): z_off = m·D + col and h_off = m·2D + col come from the
-// caller, which computes a row's offsets once; every load and store is one aligned pair.
+// 8, every output and dz 16-byte aligned): z_off and h_off come from the caller, which computes a
+// row's offsets once.
 template <class T, bool FastMath>
 __device__ __forceinline__ void fwd_epilogue_pair_interior(const swiglu::detail::FwdParams& p, int64_t z_off,
                                                            int64_t h_off, float g0, float u0, float g1,
                                                            float u1) {
-  if (p.dh != nullptr) {
-    float dz0, dz1;
-    load_pair(static_cast<const T*>(p.dz) + z_off, &dz0, &dz1);
-    float s0, ds0, s1, ds1;
-    silu_and_grad<FastMath>(g0, &s0, &ds0);
-    silu_and_grad<FastMath>(g1, &s1, &ds1);
-    T* dh = static_cast<T*>(p.dh) + h_off;
-    store_pair(dh, dz0 * u0 * ds0, dz1 * u1 * ds1);
-    store_pair(dh + p.D, dz0 * s0, dz1 * s1);
-    return;
-  }
-  if (p.z != nullptr) {
-    store_pair(static_cast<T*>(p.z) + z_off, swiglu_gate<FastMath>(g0, u0), swiglu_gate<FastMath>(g1, u1));
-  }
-  if (p.saved != nullptr) {
-    T* h = static_cast<T*>(p.saved) + h_off;
-    store_pair(h, g0, g1);
-    store_pair(h + p.D, u0, u1);
-  }
+  fwd_epilogue_at<T, FastMath, true>(p, z_off, h_off, g0, u0, g1, u1, true, true);
 }
 
 }  // namespace swiglu::kernels

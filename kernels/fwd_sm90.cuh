@@ -23,6 +23,12 @@
 // Tiles are visited in a grouped order (kGroupM M tiles share each N column in turn) so that one
 // wave of blocks reads a band of X and a band of W12 that fit in L2.
 //
+// Clusters (Sm90FwdConfig's CLUSTER = 2, cooperative only): the two blocks of a cluster take
+// vertically adjacent tiles with the same W tile, and each loads its own X tile and every other W
+// box, multicast to both (sm90::TileWalk, sm90::tma_load_shared); a stage is refilled once the
+// consumers of both blocks have released it. Measured on an H200 it runs within 0.6% of the
+// single-block tile, so the heuristic does not pick it (results/sm90_notes.md, v4).
+//
 // Tails need no code: TMA zero-fills rows and K columns past the tensor's edge, gate rows past D
 // read Wb rows whose results land in columns that are never stored, and the epilogue masks rows
 // past B and columns past D. The host (src/swiglu/fwd_sm90_launch.cuh) sends here only problems
@@ -51,11 +57,14 @@ namespace swiglu::kernels {
 // PACKED = false: W12 in the linear layout (2D×I, K-major rows). true: the packed Wf (I×2D, row k
 // holds [Wa | Wb] at reduction index k), read N-major in 64-column boxes through the wgmma's
 // transpose flag (sm90::smem_desc_mn), the gate boxes first and the up boxes after them.
-template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false>
+// CLUSTER = 2: blocks work in pairs on vertically adjacent tiles with the same W tile, each loading
+// half of the W boxes of every K step and multicasting them to both (cooperative schedule only).
+template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1>
 struct Sm90FwdConfig {
   using Elem = T;
   static constexpr bool kPingpong = PINGPONG;
   static constexpr bool kPacked = PACKED;
+  static constexpr int kCluster = CLUSTER;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;   // Z columns per tile; the wgmma is m64n(2·BN)k16
   static constexpr int kBlockK = 64;   // 128 bytes of a 16-bit type: one swizzle row
@@ -71,6 +80,8 @@ struct Sm90FwdConfig {
   static constexpr bool kFastMath = true;
   static_assert(BN == 64 || BN == 128, "the wgmma N is 2·BN: 128 or 256");
   static_assert(kStageBytes % 1024 == 0, "stages must keep the 1024-byte swizzle alignment");
+  static_assert(CLUSTER == 1 || CLUSTER == 2, "sm90 fwd: clusters of 1 or 2 blocks");
+  static_assert(CLUSTER == 1 || !PINGPONG, "sm90 fwd: clusters are built for the cooperative schedule");
 };
 
 template <class Cfg>
@@ -87,21 +98,16 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   auto desc_b = [](uint32_t b, int kk) {
     return Cfg::kPacked ? sm90::smem_desc_mn(b + kk * 2048, kMnBox) : sm90::smem_desc(b + kk * 32);
   };
+  constexpr int C = Cfg::kCluster;
   extern __shared__ uint8_t smem_raw[];
   // One arrival per consumer of a stage: both consumers (cooperative) or the one whose tile it is.
-  const auto ring = sm90::make_ring<S, Cfg::kStageBytes>(smem_raw, Cfg::kPingpong ? 1 : 2);
-  uint8_t* const smem = ring.smem;
-  uint64_t* const full = ring.full;
-  uint64_t* const empty = ring.empty;
+  const auto ring = sm90::make_ring<S, Cfg::kStageBytes, C>(smem_raw, Cfg::kPingpong ? 1 : 2);
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
-  __syncthreads();
 
-  const int64_t m_tiles = (p.B + BM - 1) / BM;
-  const int64_t n_tiles = (p.D + BN - 1) / BN;
-  const int64_t tiles = m_tiles * n_tiles;
+  const sm90::TileWalk<Cfg::kGroupM, C> walk((p.B + BM - 1) / BM, (p.D + BN - 1) / BN);
   const int k_steps = static_cast<int>((p.I + BK - 1) / BK);
-  auto tile_coords = [&](int64_t t, int64_t* m0, int64_t* n0) {
-    sm90::grouped_tile<Cfg::kGroupM>(t, m_tiles, n_tiles, m0, n0);
+  auto tile_coords = [&](int64_t u, int64_t* m0, int64_t* n0) {
+    walk.tile(u, m0, n0);
     *m0 *= BM;
     *n0 *= BN;
   };
@@ -112,30 +118,39 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       sm90::tma_prefetch_descriptor(&x_map);
       sm90::tma_prefetch_descriptor(&w_map);
       sm90::RingPos<S> pos;
-      for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+      for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
         int64_t m0, n0;
-        tile_coords(t, &m0, &n0);
-        for (int k = 0; k < k_steps; ++k, pos.next()) {
-          const int stage = pos.stage;
-          sm90::mbar_wait(&empty[stage], pos.phase ^ 1);
-          uint8_t* a = smem + stage * Cfg::kStageBytes;
+        tile_coords(u, &m0, &n0);
+        sm90::produce_tile(ring, pos, k_steps, [&](uint8_t* a, uint64_t* full, int k) {
           uint8_t* b = a + Cfg::kABytes;
-          sm90::mbar_arrive_expect_tx(&full[stage], Cfg::kStageBytes);
-          sm90::tma_load_2d(a, &x_map, &full[stage], k * BK, static_cast<int32_t>(m0));
+          sm90::tma_load_2d(a, &x_map, full, k * BK, static_cast<int32_t>(m0));
+          // The W boxes, box i from the cluster's block i % C: linear, the gate rows n0.. of Wa and
+          // the up rows D + n0.. of Wb; packed, Wf rows k·BK.. in 64-column boxes, the gate
+          // columns n0.. and then the up columns D + n0..
           if constexpr (!Cfg::kPacked) {
-            sm90::tma_load_2d(b, &w_map, &full[stage], k * BK, static_cast<int32_t>(n0));
-            sm90::tma_load_2d(b + BN * BK * 2, &w_map, &full[stage], k * BK, static_cast<int32_t>(p.D + n0));
-          } else {
-            // Wf rows k·BK.., 64 columns a box: gate columns n0.., then up columns D + n0..
 #pragma unroll
-            for (int j = 0; j < BN / 64; ++j) {
-              sm90::tma_load_2d(b + j * kMnBox, &w_map, &full[stage], static_cast<int32_t>(n0 + 64 * j), k * BK);
-              sm90::tma_load_2d(b + (BN / 64 + j) * kMnBox, &w_map, &full[stage],
-                                static_cast<int32_t>(p.D + n0 + 64 * j), k * BK);
+            for (int i = 0; i < 2; ++i) {
+              if (i % C != walk.rank) continue;
+              sm90::tma_load_shared<C>(b + i * BN * BK * 2, &w_map, full, k * BK,
+                                       static_cast<int32_t>(i * p.D + n0));
+            }
+          } else {
+            constexpr int kBoxes = BN / 64;  // of each half
+#pragma unroll
+            for (int i = 0; i < 2 * kBoxes; ++i) {
+              if (i % C != walk.rank) continue;
+              const int64_t col = (i < kBoxes ? 0 : p.D) + n0 + 64 * (i % kBoxes);
+              sm90::tma_load_shared<C>(b + i * kMnBox, &w_map, full, static_cast<int32_t>(col), k * BK);
             }
           }
-        }
+        });
       }
+    }
+    // Why: a peer may still multicast into this block's stages and arrive on its barriers until
+    // it has finished; no block of the cluster leaves before all have.
+    if constexpr (C > 1) {
+      __syncwarp();
+      sm90::cluster_sync();
     }
     return;
   }
@@ -214,9 +229,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     // Cooperative: both consumers share each tile, rows [64·consumer, 64·consumer + 64) each.
     float acc[BN];
     int64_t first = 0;
-    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, first += k_steps) {
+    for (int64_t u = walk.first(); u < walk.units; u += walk.stride(), first += k_steps) {
       int64_t m0, n0;
-      tile_coords(t, &m0, &n0);
+      tile_coords(u, &m0, &n0);
       main_loop(first, [&](uint32_t a, uint32_t b, int k) {
         a += consumer * 64 * BK * 2;
 #pragma unroll
@@ -226,6 +241,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       });
       epilogue(acc, m0 + consumer * 64, n0);
     }
+    if constexpr (C > 1) sm90::cluster_sync();
   } else {
     // Ping-pong: the consumers take this block's tiles in turn, each a whole 128-row tile (two
     // m64 products on the same W tile), so one consumer's epilogue runs while the other's main
@@ -236,10 +252,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     constexpr int kTurnThreads = 256;  // both consumer warpgroups
     float acc0[BN], acc1[BN];
     int64_t local = 0;
-    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, ++local) {
+    for (int64_t u = walk.first(); u < walk.units; u += walk.stride(), ++local) {
       if ((local & 1) != consumer) continue;
       int64_t m0, n0;
-      tile_coords(t, &m0, &n0);
+      tile_coords(u, &m0, &n0);
       if (local > 0) sm90::named_sync(1 + consumer, kTurnThreads);
       main_loop(local * k_steps, [&](uint32_t a, uint32_t b, int k) {
 #pragma unroll
@@ -251,7 +267,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         }
       });
       // The other consumer's next tile (if this block has one) may start its main loop.
-      if (t + gridDim.x < tiles) sm90::named_arrive(1 + (1 - consumer), kTurnThreads);
+      if (u + walk.stride() < walk.units) sm90::named_arrive(1 + (1 - consumer), kTurnThreads);
       epilogue(acc0, m0, n0);
       epilogue(acc1, m0 + 64, n0);
     }

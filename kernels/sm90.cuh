@@ -72,6 +72,44 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 #endif
 }
 
+// ---- thread-block clusters ----------------------------------------------------------------------
+
+// This block's rank in its cluster (0 when the launch has no cluster).
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r = 0;
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+  return r;
+}
+
+// Every thread of every block in the cluster arrives and waits. Why not .aligned: the producer
+// warp's lanes reach it from different branches (only lane 0 issues loads).
+__device__ __forceinline__ void cluster_sync() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("barrier.cluster.arrive.release;\n barrier.cluster.wait.acquire;" ::: "memory");
+#endif
+}
+
+// Arrives on the barrier at `bar`'s offset in the shared memory of the cluster's block `cta`
+// (this block's own when cta is its rank). Why the default (.release.cta) semantics and not
+// .release.cluster: a cluster-scope release orders every earlier memory operation of the thread,
+// the epilogue's global stores included, and made the first two-block forward 1.7x slower; what
+// the arrival hands over is a stage whose wgmma reads have completed (wgmma.wait_group), which
+// needs no fence.
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t cta) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(smem_u32(bar)),
+      "r"(cta)
+      : "memory");
+#endif
+}
+
 // ---- TMA -----------------------------------------------------------------------------------------
 
 // Box at element (col, row) of the 2-D tensor `map` into shared memory at `dst`, completing
@@ -83,6 +121,19 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::
           "r"(smem_u32(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(col), "r"(row)
+      : "memory");
+#endif
+}
+
+// The same box written to `dst`'s offset in the shared memory of every block of the cluster named
+// in `mask` (bit r: rank r), completing the transaction bytes on `bar`'s offset in each of them.
+__device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, uint64_t* bar,
+                                                      int32_t col, int32_t row, uint16_t mask) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(col), "r"(row), "h"(mask)
       : "memory");
 #endif
 }
@@ -275,29 +326,48 @@ __device__ __forceinline__ void wgmma_m64nk16(float (&d)[N / 2], uint64_t a, uin
 // ---- the persistent, warp-specialised skeleton both sm90 kernels share ---------------------------
 
 // A kernel's dynamic shared memory: S stages of kStageBytes from the first 1024-byte boundary (the
-// 128-byte swizzle's atom), then S full and S empty mbarriers.
-template <int S, int kStageBytes>
+// 128-byte swizzle's atom), then S full and S empty mbarriers. C: blocks per cluster. With C > 1
+// the blocks of a cluster share the B operand of each K step (each loads 1/C of it and multicasts
+// it to all), so a stage may be refilled only once every consumer of every block in the cluster
+// has released it.
+template <int S, int kStageBytes, int C = 1>
 struct Ring {
   uint8_t* smem;
   uint64_t* full;
   uint64_t* empty;
+
+  // A consumer warpgroup's leader hands `stage` back to the producers that fill it.
+  __device__ __forceinline__ void release(int stage) const {
+    if constexpr (C == 1) {
+      mbar_arrive(&empty[stage]);
+    } else {
+#pragma unroll
+      for (int r = 0; r < C; ++r) mbar_arrive_cluster(&empty[stage], static_cast<uint32_t>(r));
+    }
+  }
 };
 
 // Lays the ring out in `smem_raw` and has thread 0 initialise its barriers: a full barrier takes
-// the producer's one expect-tx arrival, an empty one `consumers` arrivals (one per warpgroup that
-// reads the stage). The caller syncs the block before any other thread touches them.
-template <int S, int kStageBytes>
-__device__ __forceinline__ Ring<S, kStageBytes> make_ring(uint8_t* smem_raw, uint32_t consumers) {
-  Ring<S, kStageBytes> r;
+// the producer's one expect-tx arrival, an empty one `consumers` arrivals from each block of the
+// cluster. Then syncs the block (C == 1) or the cluster (C > 1; why: a peer's multicast and remote
+// arrivals target these barriers, so they must exist before any block of the cluster starts).
+template <int S, int kStageBytes, int C = 1>
+__device__ __forceinline__ Ring<S, kStageBytes, C> make_ring(uint8_t* smem_raw, uint32_t consumers) {
+  Ring<S, kStageBytes, C> r;
   r.smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   r.full = reinterpret_cast<uint64_t*>(r.smem + S * kStageBytes);
   r.empty = r.full + S;
   if (threadIdx.x == 0) {
     for (int s = 0; s < S; ++s) {
       mbar_init(&r.full[s], 1);
-      mbar_init(&r.empty[s], consumers);
+      mbar_init(&r.empty[s], consumers * C);
     }
     mbar_fence_init();
+  }
+  if constexpr (C == 1) {
+    __syncthreads();
+  } else {
+    cluster_sync();
   }
   return r;
 }
@@ -331,13 +401,49 @@ __device__ __forceinline__ void grouped_tile(int64_t t, int64_t m_tiles, int64_t
   *nt = r / rows;
 }
 
+// One block's walk over the output tiles of the persistent grid, in the grouped order. With
+// clusters of C blocks the unit of work is C vertically adjacent tiles with the same N tile (so
+// the blocks share B); the block of rank r takes the r-th. When m_tiles is not a multiple of C the
+// last unit's extra tiles lie below the output: their blocks still load (TMA zero-fills A there)
+// and multiply, because the peer needs their share of B, and their epilogue stores nothing.
+template <int kGroupM, int C>
+struct TileWalk {
+  static_assert(kGroupM % C == 0, "TileWalk: the group must hold whole clusters");
+  int64_t m_units, n_tiles, units;
+  int64_t rank;
+
+  __device__ __forceinline__ TileWalk(int64_t m_tiles, int64_t n_tiles_)
+      : m_units((m_tiles + C - 1) / C), n_tiles(n_tiles_), units(m_units * n_tiles_), rank(C == 1 ? 0 : cluster_rank()) {}
+  __device__ __forceinline__ int64_t first() const { return blockIdx.x / C; }
+  __device__ __forceinline__ int64_t stride() const { return gridDim.x / C; }
+  // The M and N tile indices of unit u for this block.
+  __device__ __forceinline__ void tile(int64_t u, int64_t* mt, int64_t* nt) const {
+    grouped_tile<kGroupM / C>(u, m_units, n_tiles, mt, nt);
+    *mt = *mt * C + rank;
+  }
+};
+
+// The producer's loop over one tile's k_steps stages from ring position `pos` (advanced past
+// them): waits for each stage to be free, arms its full barrier for kStageBytes (everything that
+// lands in this block, its peers' multicasts included), and has `load(stage, full_barrier, k)`
+// issue the TMA loads of K step k.
+template <int S, int kStageBytes, int C, class Load>
+__device__ __forceinline__ void produce_tile(const Ring<S, kStageBytes, C>& ring, RingPos<S>& pos, int k_steps,
+                                             Load&& load) {
+  for (int k = 0; k < k_steps; ++k, pos.next()) {
+    mbar_wait(&ring.empty[pos.stage], pos.phase ^ 1);
+    mbar_arrive_expect_tx(&ring.full[pos.stage], kStageBytes);
+    load(ring.smem + pos.stage * kStageBytes, &ring.full[pos.stage], k);
+  }
+}
+
 // A consumer warpgroup's main loop over one tile's k_steps stages from ring position `first`:
 // waits for each stage to fill, runs `mma(stage_addr, k)` (stage_addr: the stage's shared-memory
 // address) between a wgmma fence and a commit, keeps one wgmma group in flight, and hands a stage
-// back to the producer (its warpgroup's `leader` arrives on the empty barrier) once the group that
-// read it has completed. Returns with every group of the tile complete.
-template <int S, int kStageBytes, class Mma>
-__device__ __forceinline__ void consume_tile(const Ring<S, kStageBytes>& ring, int64_t first, int k_steps,
+// back (its warpgroup's `leader` releases it) once the group that read it has completed. Returns
+// with every group of the tile complete.
+template <int S, int kStageBytes, int C, class Mma>
+__device__ __forceinline__ void consume_tile(const Ring<S, kStageBytes, C>& ring, int64_t first, int k_steps,
                                              bool leader, Mma&& mma) {
   RingPos<S> pos(first);
   int release = -1;  // the stage whose wgmma group may still be reading it
@@ -347,12 +453,24 @@ __device__ __forceinline__ void consume_tile(const Ring<S, kStageBytes>& ring, i
     mma(smem_u32(ring.smem + pos.stage * kStageBytes), k);
     wgmma_commit();
     wgmma_wait<1>();
-    if (release >= 0 && leader) mbar_arrive(&ring.empty[release]);
+    if (release >= 0 && leader) ring.release(release);
     release = pos.stage;
     pos.next();
   }
   wgmma_wait<0>();
-  if (release >= 0 && leader) mbar_arrive(&ring.empty[release]);
+  if (release >= 0 && leader) ring.release(release);
+}
+
+// Loads one box into this block's stage, or (C > 1) multicasts it to the same offset in every
+// block of the cluster.
+template <int C>
+__device__ __forceinline__ void tma_load_shared(void* dst, const CUtensorMap* map, uint64_t* bar, int32_t col,
+                                                int32_t row) {
+  if constexpr (C == 1) {
+    tma_load_2d(dst, map, bar, col, row);
+  } else {
+    tma_load_2d_multicast(dst, map, bar, col, row, static_cast<uint16_t>((1u << C) - 1));
+  }
 }
 
 }  // namespace sm90

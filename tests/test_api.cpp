@@ -101,12 +101,18 @@ TEST(TileConfig, NameAndParseRoundTrip) {
   EXPECT_EQ(*TileConfig::parse("sm80:128x64x32s4w4"), t);
   const TileConfig s{Family::simt, 64, 64, 16, 2, 8};
   EXPECT_EQ(*TileConfig::parse(s.name()), s);
+  const TileConfig c{Family::wgmma_sm90, 128, 128, 64, 4, 12, 2};
+  EXPECT_EQ(c.name(), "sm90:128x128x64s4w12c2");
+  ASSERT_TRUE(TileConfig::parse("sm90:128x128x64s4w12c2").has_value());
+  EXPECT_EQ(*TileConfig::parse("sm90:128x128x64s4w12c2"), c);
+  EXPECT_EQ(TileConfig::parse("sm90:128x128x64s4w12")->cluster, 1);
 }
 
 TEST(TileConfig, ParseRejectsMalformedNames) {
   for (const char* bad : {"", "sm80", "sm80:", "sm70:128x64x32s4w4", "sm80:128x64x32s4",
                           "sm80:128x64x32s4w4x", "sm80:0x64x32s4w4", "sm80:-128x64x32s4w4",
-                          "sm80:128x64x32w4s4", "simt:64x64"}) {
+                          "sm80:128x64x32w4s4", "simt:64x64", "sm90:128x128x64s4w12c",
+                          "sm90:128x128x64s4w12c1", "sm90:128x128x64s4w12c0", "sm90:128x128x64s4w12c2x"}) {
     EXPECT_FALSE(TileConfig::parse(bad).has_value()) << bad;
   }
 }

@@ -218,7 +218,9 @@ INSTANTIATE_TEST_SUITE_P(All, BackwardBaselines,
                                             ::testing::Values(Layout::linear, Layout::packed),
                                             ::testing::Bool()));
 
-TEST(BackwardBaselinesTf32, MatchAtTf32Tolerance) {
+// Both baselines' gradients for an fp32 problem in the given math mode, bias included; BackwardCase
+// holds them to that mode's tolerance.
+void check_fp32_backward_baselines(Math math, uint64_t seed) {
   baselines::Cublas cublas;
   ASSERT_TRUE(cublas.init().ok());
   Problem p;
@@ -226,27 +228,18 @@ TEST(BackwardBaselinesTf32, MatchAtTf32Tolerance) {
   p.in_features = 512;
   p.hidden = 384;
   p.dtype = DType::f32;
-  p.math = Math::tf32;
+  p.math = math;
   p.bias = true;
-  const BackwardCase c(cublas, p, 11);
+  const BackwardCase c(cublas, p, seed);
   for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1})
     c.check(cublas, v, Grads{});
 }
 
+TEST(BackwardBaselinesTf32, MatchAtTf32Tolerance) { check_fp32_backward_baselines(Math::tf32, 11); }
+
 TEST(BackwardBaselinesTf32x3, MatchAtTheExactTolerance) {
   // 3xtf32 baselines run exact fp32 GEMMs, so their gradients meet exact fp32's bound.
-  baselines::Cublas cublas;
-  ASSERT_TRUE(cublas.init().ok());
-  Problem p;
-  p.batch = 96;
-  p.in_features = 512;
-  p.hidden = 384;
-  p.dtype = DType::f32;
-  p.math = Math::tf32x3;
-  p.bias = true;
-  const BackwardCase c(cublas, p, 12);
-  for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1})
-    c.check(cublas, v, Grads{});
+  check_fp32_backward_baselines(Math::tf32x3, 12);
 }
 
 TEST(BackwardBaselinesGrads, OnlyTheRequestedGradients) {

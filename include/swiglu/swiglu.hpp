@@ -74,8 +74,10 @@ struct TileConfig {
   int block_k = 0;  // reduction step per pipeline stage
   int stages = 0;   // shared-memory pipeline depth
   int warps = 0;    // warps per block
+  int cluster = 1;  // blocks per thread-block cluster (sm90: 2 shares each W tile by TMA multicast)
 
-  // "sm80:128x64x32s3w4" or "simt:64x64x16s2w8"; parse() accepts exactly this form.
+  // "sm80:128x64x32s3w4", "simt:64x64x16s2w8", or with a cluster "sm90:128x128x64s4w12c2";
+  // parse() accepts exactly this form (the "c" part only for a cluster of more than one block).
   std::string name() const;
   static std::optional<TileConfig> parse(std::string_view text);
   bool operator==(const TileConfig&) const = default;

@@ -79,7 +79,7 @@ size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
 std::string TileConfig::name() const {
   return std::string(to_string(family)) + ":" + std::to_string(block_m) + "x" +
          std::to_string(block_n) + "x" + std::to_string(block_k) + "s" + std::to_string(stages) +
-         "w" + std::to_string(warps);
+         "w" + std::to_string(warps) + (cluster > 1 ? "c" + std::to_string(cluster) : std::string());
 }
 
 std::optional<TileConfig> TileConfig::parse(std::string_view text) {
@@ -91,21 +91,23 @@ std::optional<TileConfig> TileConfig::parse(std::string_view text) {
   else if (fam == "sm80") t.family = Family::mma_sm80;
   else if (fam == "sm90") t.family = Family::wgmma_sm90;
   else return std::nullopt;
-  // <m>x<n>x<k>s<stages>w<warps>, every number positive, nothing after.
+  // <m>x<n>x<k>s<stages>w<warps>[c<cluster>], every number positive, the cluster above 1 (the
+  // name of a one-block cluster has no "c" part, so each tile has one spelling), nothing after.
   const char* p = text.data() + colon + 1;
   const char* end = text.data() + text.size();
-  int* fields[] = {&t.block_m, &t.block_n, &t.block_k, &t.stages, &t.warps};
-  const char seps[] = {'x', 'x', 's', 'w', '\0'};
-  for (int i = 0; i < 5; ++i) {
+  int* fields[] = {&t.block_m, &t.block_n, &t.block_k, &t.stages, &t.warps, &t.cluster};
+  const char seps[] = {'x', 'x', 's', 'w', 'c', '\0'};
+  for (int i = 0; i < 6; ++i) {
     auto [next, ec] = std::from_chars(p, end, *fields[i]);
     if (ec != std::errc() || next == p || *fields[i] <= 0) return std::nullopt;
     p = next;
+    if (seps[i] == 'c' && p == end) return t;  // no cluster part
     if (seps[i] != '\0') {
       if (p == end || *p != seps[i]) return std::nullopt;
       ++p;
     }
   }
-  if (p != end) return std::nullopt;
+  if (p != end || t.cluster < 2) return std::nullopt;
   return t;
 }
 

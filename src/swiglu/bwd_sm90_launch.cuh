@@ -41,14 +41,16 @@ cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
     p.c_trans = 0;
     p.vec_c = reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.N % 8 == 0 && p.ldc % 8 == 0;
   }
-  const int64_t tiles = ((p.M + Cfg::kBlockM - 1) / Cfg::kBlockM) * ((p.N + Cfg::kBlockN - 1) / Cfg::kBlockN);
-  if (tiles == 0) return cudaSuccess;
+  const int64_t m_tiles = (p.M + Cfg::kBlockM - 1) / Cfg::kBlockM;
+  const int64_t n_tiles = (p.N + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  if (m_tiles * n_tiles == 0) return cudaSuccess;
   constexpr CUtensorMapDataType type = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   // A: dH (B rows × 2D) in boxes of 64 columns by 128 rows (dx: 64 of K by the tile's M) or 64 rows
   // (dw: 64 of M by 64 of K); the packed dW's A is X (B rows × I, row stride ldb) in 64 × 64 boxes.
   // B: K rows of N columns (W12, X, or dH for the packed dW) in 64 × 64 boxes, or for the packed dX
-  // Wf (I rows × 2D) in boxes of 64 K columns by BN rows.
+  // Wf (I rows × 2D) in boxes of 64 K columns by BN/kCluster rows (each block of a cluster loads
+  // one).
   CUtensorMap a_map, b_map;
   bool ok = false;
   if (swap) {
@@ -56,30 +58,22 @@ cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
          encode_matrix(&b_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, 64);
   } else if (Cfg::kBKMajor) {
     ok = encode_matrix(&a_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, Cfg::kBlockM) &&
-         encode_matrix(&b_map, type, p.b, p.N, p.K, p.ldb, Cfg::kBlockN);
+         encode_matrix(&b_map, type, p.b, p.N, p.K, p.ldb, Cfg::kBlockN / Cfg::kCluster);
   } else {
     ok = encode_matrix(&a_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, Cfg::kATrans ? 64 : Cfg::kBlockM) &&
          encode_matrix(&b_map, type, p.b, p.K, p.N, p.ldb, 64);
   }
   if (!ok) return cudaErrorInvalidValue;
-  constexpr auto kernel = kernels::swiglu_bwd_sm90<Cfg>;
-  if (const cudaError_t err = ensure_dynamic_smem<Cfg, kernel>(Cfg::kSmemBytes); err != cudaSuccess) {
-    return err;
-  }
-  const int sms = current_sm_count();
-  if (sms <= 0) return cudaErrorInvalidDevice;
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sms));
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a_map, b_map, p);
-  return cudaGetLastError();
+  return launch_persistent<Cfg, kernels::swiglu_bwd_sm90<Cfg>>(m_tiles, n_tiles, stream, a_map, b_map, p);
 }
 
 // One sm90 tile for the three GEMM kinds (the dW kernel serves both layouts); sm_90a code runs on
 // compute capability 9.0 only.
-template <class T, int BN, int STAGES>
+template <class T, int BN, int STAGES, int CLUSTER = 1>
 void add_bwd_sm90(std::vector<BwdKernel>& out, DType dtype) {
-  using Dx = kernels::Sm90BwdConfig<T, false, BN, STAGES>;
-  using DxPacked = kernels::Sm90BwdConfig<T, false, BN, STAGES, true>;
-  using Dw = kernels::Sm90BwdConfig<T, true, BN, STAGES>;
+  using Dx = kernels::Sm90BwdConfig<T, false, BN, STAGES, false, CLUSTER>;
+  using DxPacked = kernels::Sm90BwdConfig<T, false, BN, STAGES, true, CLUSTER>;
+  using Dw = kernels::Sm90BwdConfig<T, true, BN, STAGES, false, CLUSTER>;
   BwdKernel dx{tile_of<Dx>(Family::wgmma_sm90), dtype, BwdKind::dx_linear, 90, &launch_bwd_sm90<Dx>};
   BwdKernel dxp{tile_of<DxPacked>(Family::wgmma_sm90), dtype, BwdKind::dx_packed, 90, &launch_bwd_sm90<DxPacked>};
   BwdKernel dw{tile_of<Dw>(Family::wgmma_sm90), dtype, BwdKind::dw, 90, &launch_bwd_sm90<Dw>};
@@ -90,11 +84,12 @@ void add_bwd_sm90(std::vector<BwdKernel>& out, DType dtype) {
 }
 
 // 128x256 (4 stages of 48 KiB), the shape of the forward's fastest tile; 128x128 (6 stages of
-// 32 KiB) for problems with too few 128x256 tiles to fill the SMs.
+// 32 KiB) for problems with too few 128x256 tiles to fill the SMs; 128x256 in clusters of two.
 template <class T>
 void register_bwd_sm90_half_tiles(std::vector<BwdKernel>& out, DType dtype) {
   add_bwd_sm90<T, 256, 4>(out, dtype);
   add_bwd_sm90<T, 128, 6>(out, dtype);
+  add_bwd_sm90<T, 256, 4, 2>(out, dtype);
 }
 
 }  // namespace swiglu::detail

@@ -70,6 +70,7 @@ TileConfig tile_of(Family family) {
   tile.block_k = Cfg::kBlockK;
   tile.stages = Cfg::kStages;
   tile.warps = Cfg::kWarps;
+  if constexpr (requires { Cfg::kCluster; }) tile.cluster = Cfg::kCluster;
   return tile;
 }
 

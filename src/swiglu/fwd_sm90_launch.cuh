@@ -72,16 +72,77 @@ inline int current_sm_count() {
   return n;
 }
 
-// The persistent launch: one block per SM (fewer when there are fewer tiles). The caller (api.cpp)
-// sends only TMA-addressable operands (FwdParams.vec_load: X and W 16-byte aligned, X rows and,
-// for the packed layout, Wf rows of whole 16-byte units); anything else is an error here rather
-// than a wrong result.
+// Clusters of Kernel (Cfg::kCluster blocks each, Cfg's block and shared memory) that the current
+// device can hold at once, read once per device (d < 64); 0 when the query fails. Why not
+// SMs / cluster size: a cluster must fit in one GPC, and the GPCs' SM counts need not divide by it.
+template <class Cfg, auto Kernel>
+int max_active_clusters() {
+  static std::atomic<int> cached[64] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  if (device < 64) {
+    if (const int n = cached[device].load(std::memory_order_relaxed); n > 0) return n;
+  }
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = Cfg::kCluster;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  config.gridDim = dim3(Cfg::kCluster, 1, 1);
+  config.blockDim = dim3(Cfg::kThreads, 1, 1);
+  config.dynamicSmemBytes = Cfg::kSmemBytes;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  int n = 0;
+  if (cudaOccupancyMaxActiveClusters(&n, Kernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();  // the query's error is reported as 0 clusters, not left sticky
+    return 0;
+  }
+  if (device < 64 && n > 0) cached[device].store(n, std::memory_order_relaxed);
+  return n;
+}
+
+// The persistent launch of an sm90 kernel over m_tiles × n_tiles output tiles: one block per SM,
+// fewer when there are fewer tiles, in clusters of Cfg::kCluster blocks that each take
+// Cfg::kCluster vertically adjacent tiles at a time (sm90::TileWalk).
+template <class Cfg, auto Kernel, class... Args>
+cudaError_t launch_persistent(int64_t m_tiles, int64_t n_tiles, cudaStream_t stream, const Args&... args) {
+  constexpr int C = Cfg::kCluster;
+  const int64_t units = (m_tiles + C - 1) / C * n_tiles;
+  if (units == 0) return cudaSuccess;
+  if (const cudaError_t err = ensure_dynamic_smem<Cfg, Kernel>(Cfg::kSmemBytes); err != cudaSuccess) {
+    return err;
+  }
+  const int sms = current_sm_count();
+  if (sms <= 0) return cudaErrorInvalidDevice;
+  const int slots = C == 1 ? sms : max_active_clusters<Cfg, Kernel>();
+  if (slots <= 0) return cudaErrorInvalidConfiguration;
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = C;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  config.gridDim = dim3(static_cast<unsigned>(std::min<int64_t>(units, slots) * C), 1, 1);
+  config.blockDim = dim3(Cfg::kThreads, 1, 1);
+  config.dynamicSmemBytes = Cfg::kSmemBytes;
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = C > 1 ? 1 : 0;
+  return cudaLaunchKernelEx(&config, Kernel, args...);
+}
+
+// The caller (api.cpp) sends only TMA-addressable operands (FwdParams.vec_load: X and W 16-byte
+// aligned, X rows and, for the packed layout, Wf rows of whole 16-byte units); anything else is an
+// error here rather than a wrong result.
 template <class Cfg>
 cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_fwd_sm90"};
   using T = typename Cfg::Elem;
-  const int64_t tiles = ((p.B + Cfg::kBlockM - 1) / Cfg::kBlockM) * ((p.D + Cfg::kBlockN - 1) / Cfg::kBlockN);
-  if (tiles == 0) return cudaSuccess;
+  const int64_t m_tiles = (p.B + Cfg::kBlockM - 1) / Cfg::kBlockM;
+  const int64_t n_tiles = (p.D + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  if (m_tiles * n_tiles == 0) return cudaSuccess;
   if (p.vec_load == 0 || 2 * p.D > INT32_MAX || p.B > INT32_MAX) return cudaErrorInvalidValue;
   constexpr CUtensorMapDataType type = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
@@ -93,21 +154,13 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   if (!encode_matrix(&x_map, type, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) || !w_ok) {
     return cudaErrorInvalidValue;
   }
-  constexpr auto kernel = kernels::swiglu_fwd_sm90<Cfg>;
-  if (const cudaError_t err = ensure_dynamic_smem<Cfg, kernel>(Cfg::kSmemBytes); err != cudaSuccess) {
-    return err;
-  }
-  const int sms = current_sm_count();
-  if (sms <= 0) return cudaErrorInvalidDevice;
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sms));
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(x_map, w_map, p);
-  return cudaGetLastError();
+  return launch_persistent<Cfg, kernels::swiglu_fwd_sm90<Cfg>>(m_tiles, n_tiles, stream, x_map, w_map, p);
 }
 
 // One sm90 tile for one weight layout. sm_90a code runs on compute capability 9.0 only.
-template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false>
+template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1>
 void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
-  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG, PACKED>;
+  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG, PACKED, CLUSTER>;
   FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, PACKED ? Layout::packed : Layout::linear,
               Math::exact, 90, &launch_fwd_sm90<Cfg>};
   k.max_cc = 90;
@@ -115,8 +168,8 @@ void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
 }
 
 // The sm90 tiles of one 16-bit dtype (fp16 or bf16): cooperative 128x128 and 128x64 for both
-// layouts, and the ping-pong 128x64 (its 7 stages set its name apart from the cooperative one) for
-// the linear layout.
+// layouts, the 128x128 also in clusters of two, and the ping-pong 128x64 (its 7 stages set its name
+// apart from the cooperative one) for the linear layout.
 template <class T>
 void register_sm90_half_tiles(std::vector<FwdKernel>& out, DType dtype) {
   add_sm90<T, 128, 4>(out, dtype);
@@ -124,6 +177,8 @@ void register_sm90_half_tiles(std::vector<FwdKernel>& out, DType dtype) {
   add_sm90<T, 64, 7, true>(out, dtype);
   add_sm90<T, 128, 4, false, true>(out, dtype);
   add_sm90<T, 64, 6, false, true>(out, dtype);
+  add_sm90<T, 128, 4, false, false, 2>(out, dtype);
+  add_sm90<T, 128, 4, false, true, 2>(out, dtype);
 }
 
 }  // namespace swiglu::detail

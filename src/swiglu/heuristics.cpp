@@ -111,7 +111,7 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
     const double wanted = fill * std::max(dev.sm_count, 1);
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : forward_tiles(p, dev)) {
-      if (t.family != Family::wgmma_sm90) continue;
+      if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
       const double full_tiles =
           static_cast<double>(blocks(p, t)) * static_cast<double>(std::min<int64_t>(p.batch, t.block_m)) /
           t.block_m;
@@ -233,7 +233,7 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
     // A tile) once it gives every SM a tile.
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
-      if (t.family != Family::wgmma_sm90) continue;
+      if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
       if (t.block_n > 128 && count(t) < sms) continue;
       if (!chosen || t.block_n > chosen->block_n) chosen = t;
     }
