@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         const uint64_t da = Cfg::kATrans ? sm90::smem_desc_mn(a + consumer * kBox + kk * 2048, kBox)
                                          : sm90::smem_desc(a + consumer * 64 * BK * 2 + kk * 32);
         const uint64_t db = Cfg::kBKMajor ? sm90::smem_desc(b + kk * 32) : sm90::smem_desc_mn(b + kk * 2048, kBox);
-        sm90::wgmma_m64nk16<BN, T, Cfg::kATrans ? 1 : 0, Cfg::kBKMajor ? 0 : 1>(acc, da, db, k > 0 || kk > 0 ? 1 : 0);
+        sm90::wgmma_m64nk<BN, T, Cfg::kATrans ? 1 : 0, Cfg::kBKMajor ? 0 : 1>(acc, da, db, k > 0 || kk > 0 ? 1 : 0);
       }
     });
 

@@ -14,8 +14,11 @@
 // (Sm90FwdConfig's PINGPONG): each consumer takes whole tiles in turn (two m64 products per 16 of
 // K), so that one's epilogue runs during the other's main loop.
 //
-// Shared memory per stage: X tile BM×64 and W tile 2·BN×64 (BK = 64 elements = 128 bytes, one
-// 128-byte swizzle row), written by TMA with the 128-byte swizzle that the wgmma descriptors name.
+// Shared memory per stage: X tile BM×BK and W tile 2·BN×BK (BK = 128 bytes, one 128-byte swizzle
+// row: 64 elements of fp16/bf16, 32 of fp32), written by TMA with the 128-byte swizzle that the
+// wgmma descriptors name. fp32 inputs run with tf32 math (m64nNk8): the consumers first round each
+// filled stage to tf32 in place (sm90::round_stage_tf32), because the tensor cores would otherwise
+// truncate the fp32 operands.
 // Full barriers (TMA transaction bytes) and empty barriers (one arrival per consumer warpgroup)
 // hand the stages around the ring; the ring's position carries on from one tile to the next, so the
 // producer loads the next tile while the consumers run this tile's epilogue.
@@ -59,6 +62,8 @@ namespace swiglu::kernels {
 // transpose flag (sm90::smem_desc_mn), the gate boxes first and the up boxes after them.
 // CLUSTER = 2: blocks work in pairs on vertically adjacent tiles with the same W tile, each loading
 // half of the W boxes of every K step and multicasting them to both (cooperative schedule only).
+// T = float: fp32 inputs with tf32 math (wgmma's tf32 reads the fp32 operands), linear layout only
+// (tf32 wgmma has no transpose, and the packed Wf would be N-major).
 template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1>
 struct Sm90FwdConfig {
   using Elem = T;
@@ -66,14 +71,14 @@ struct Sm90FwdConfig {
   static constexpr bool kPacked = PACKED;
   static constexpr int kCluster = CLUSTER;
   static constexpr int kBlockM = 128;
-  static constexpr int kBlockN = BN;   // Z columns per tile; the wgmma is m64n(2·BN)k16
-  static constexpr int kBlockK = 64;   // 128 bytes of a 16-bit type: one swizzle row
+  static constexpr int kBlockN = BN;   // Z columns per tile; the wgmma is m64n(2·BN)
+  static constexpr int kBlockK = 128 / static_cast<int>(sizeof(T));  // one 128-byte swizzle row
   static constexpr int kStages = STAGES;
   static constexpr int kWarps = 12;
   static constexpr int kThreads = 384;
   static constexpr int kGroupM = 8;
-  static constexpr int kABytes = kBlockM * kBlockK * 2;
-  static constexpr int kBBytes = 2 * BN * kBlockK * 2;
+  static constexpr int kABytes = kBlockM * 128;
+  static constexpr int kBBytes = 2 * BN * 128;
   static constexpr int kStageBytes = kABytes + kBBytes;
   // Stages, 1024 bytes of slack to align the first to the swizzle atom, then the barriers.
   static constexpr int kSmemBytes = STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
@@ -82,6 +87,8 @@ struct Sm90FwdConfig {
   static_assert(kStageBytes % 1024 == 0, "stages must keep the 1024-byte swizzle alignment");
   static_assert(CLUSTER == 1 || CLUSTER == 2, "sm90 fwd: clusters of 1 or 2 blocks");
   static_assert(CLUSTER == 1 || !PINGPONG, "sm90 fwd: clusters are built for the cooperative schedule");
+  static_assert(sizeof(T) == 2 || (std::is_same_v<T, float> && !PACKED && !PINGPONG && CLUSTER == 1),
+                "sm90 fwd: fp16/bf16, or fp32 as tf32 with the linear layout, cooperative, one block");
 };
 
 template <class Cfg>
@@ -91,10 +98,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #if SWIGLU_SM90A_DEVICE
   using T = typename Cfg::Elem;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
-  constexpr int kMnBox = 64 * BK * 2;  // one 64-column box of the packed Wf
+  constexpr int kMnBox = 64 * 128;  // one 64-column box of the packed Wf (64 K rows of 128 bytes)
   constexpr int kTransB = Cfg::kPacked ? 1 : 0;
-  // The descriptor of the W tile for the kk-th 16 of K. Why 32 and 2048: 16 K columns of a K-major
-  // row are 32 bytes inside its swizzled 128; 16 K rows of an N-major box are two 1024-byte atoms.
+  // The descriptor of the W tile for the kk-th 32 bytes of K (16 elements of a 16-bit type, 8 of
+  // tf32). Why 32 and 2048: those K columns of a K-major row are 32 bytes inside its swizzled 128;
+  // 16 K rows of an N-major box (16-bit only) are two 1024-byte atoms.
   auto desc_b = [](uint32_t b, int kk) {
     return Cfg::kPacked ? sm90::smem_desc_mn(b + kk * 2048, kMnBox) : sm90::smem_desc(b + kk * 32);
   };
@@ -131,7 +139,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
               if (i % C != walk.rank) continue;
-              sm90::tma_load_shared<C>(b + i * BN * BK * 2, &w_map, full, k * BK,
+              sm90::tma_load_shared<C>(b + i * BN * 128, &w_map, full, k * BK,
                                        static_cast<int32_t>(i * p.D + n0));
             }
           } else {
@@ -233,10 +241,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       int64_t m0, n0;
       tile_coords(u, &m0, &n0);
       main_loop(first, [&](uint32_t a, uint32_t b, int k) {
-        a += consumer * 64 * BK * 2;
+        // fp32 inputs: both consumers round the stage to tf32 first (named barrier 1), each half.
+        if constexpr (std::is_same_v<T, float>)
+          sm90::round_stage_tf32<Cfg::kStageBytes>(a, static_cast<int>(threadIdx.x) - 128, 256, 1);
+        a += consumer * 64 * 128;
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk)
-          sm90::wgmma_m64nk16<2 * BN, T, 0, kTransB>(acc, sm90::smem_desc(a + kk * 32), desc_b(b, kk),
+        for (int kk = 0; kk < 4; ++kk)  // 32 bytes of K each
+          sm90::wgmma_m64nk<2 * BN, T, 0, kTransB>(acc, sm90::smem_desc(a + kk * 32), desc_b(b, kk),
                                                     k > 0 || kk > 0 ? 1 : 0);
       });
       epilogue(acc, m0 + consumer * 64, n0);
@@ -259,11 +270,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       if (local > 0) sm90::named_sync(1 + consumer, kTurnThreads);
       main_loop(local * k_steps, [&](uint32_t a, uint32_t b, int k) {
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk) {
+        for (int kk = 0; kk < 4; ++kk) {  // 32 bytes of K each
           const uint64_t db = desc_b(b, kk);
           const int scale = k > 0 || kk > 0 ? 1 : 0;
-          sm90::wgmma_m64nk16<2 * BN, T, 0, kTransB>(acc0, sm90::smem_desc(a + kk * 32), db, scale);
-          sm90::wgmma_m64nk16<2 * BN, T, 0, kTransB>(acc1, sm90::smem_desc(a + 64 * BK * 2 + kk * 32), db, scale);
+          sm90::wgmma_m64nk<2 * BN, T, 0, kTransB>(acc0, sm90::smem_desc(a + kk * 32), db, scale);
+          sm90::wgmma_m64nk<2 * BN, T, 0, kTransB>(acc1, sm90::smem_desc(a + 64 * 128 + kk * 32), db, scale);
         }
       });
       // The other consumer's next tile (if this block has one) may start its main loop.

@@ -161,6 +161,46 @@ TEST(Heuristic, PicksWgmmaOnHopperForProblemsThatFillIt) {
   }
 }
 
+TEST(Heuristic, Tf32TakesWgmmaOnHopperWithTheLinearLayout) {
+  // fp32 with tf32 math has its own sm90 tiles (BK = 32 fp32 elements, one 128-byte row), for the
+  // linear layout only; the wide one whenever it alone fills the SMs (the H200 sweep in
+  // heuristics.cpp), the narrow one below that, sm80 below that again.
+  const DeviceTraits h200{9, 0, 132};
+  auto tf32 = [](int64_t b, int64_t i, int64_t d) {
+    Problem p = problem(b, i, d, DType::f32);
+    p.math = Math::tf32;
+    return p;
+  };
+  bool built = false;
+  for (const TileConfig& t : forward_tiles(tf32(8192, 4096, 4096), h200)) built |= t.family == Family::wgmma_sm90;
+  if (!built) GTEST_SKIP() << "this build holds no sm_90a code";
+  const auto pick = [&](const Problem& p) {
+    TileConfig t;
+    EXPECT_TRUE(choose_forward_tile(p, h200, &t).ok());
+    return t.name();
+  };
+  EXPECT_EQ(pick(tf32(8192, 4096, 4096)), "sm90:128x128x32s4w12");
+  EXPECT_EQ(pick(tf32(8192, 4096, 256)), "sm90:128x128x32s4w12");
+  EXPECT_EQ(pick(tf32(64, 4096, 11008)), "sm90:128x128x32s4w12");
+  EXPECT_EQ(pick(tf32(64, 4096, 4096)), "sm90:128x64x32s6w12");
+  EXPECT_EQ(pick(tf32(1024, 4096, 256)), "sm90:128x64x32s6w12");
+  EXPECT_EQ(pick(tf32(64, 4096, 256)).substr(0, 5), "sm80:");
+  // Not for the packed layout (tf32 wgmma has no transpose), 3xtf32, exact fp32, rows TMA cannot
+  // address (I % 4 != 0), or another compute capability.
+  Problem packed = tf32(8192, 4096, 4096);
+  packed.layout = Layout::packed;
+  Problem x3 = tf32(8192, 4096, 4096);
+  x3.math = Math::tf32x3;
+  Problem exact = tf32(8192, 4096, 4096);
+  exact.math = Math::exact;
+  for (const Problem& p : {packed, x3, exact, tf32(8192, 4098, 4096)}) {
+    for (const TileConfig& t : forward_tiles(p, h200)) EXPECT_NE(t.family, Family::wgmma_sm90) << t.name();
+  }
+  TileConfig tile;
+  ASSERT_TRUE(choose_forward_tile(tf32(8192, 4096, 4096), DeviceTraits{8, 0, 108}, &tile).ok());
+  EXPECT_EQ(tile.family, Family::mma_sm80);
+}
+
 TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
   const DeviceTraits h100{9, 0, 132};
   const Problem big = problem(8192, 4096, 14336, DType::bf16);  // the Llama-3-8B MLP

@@ -44,8 +44,7 @@ cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
   const int64_t m_tiles = (p.M + Cfg::kBlockM - 1) / Cfg::kBlockM;
   const int64_t n_tiles = (p.N + Cfg::kBlockN - 1) / Cfg::kBlockN;
   if (m_tiles * n_tiles == 0) return cudaSuccess;
-  constexpr CUtensorMapDataType type = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                                                        : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  constexpr CUtensorMapDataType type = tensor_map_type<T>();
   // A: dH (B rows × 2D) in boxes of 64 columns by 128 rows (dx: 64 of K by the tile's M) or 64 rows
   // (dw: 64 of M by 64 of K); the packed dW's A is X (B rows × I, row stride ldb) in 64 × 64 boxes.
   // B: K rows of N columns (W12, X, or dH for the packed dW) in 64 × 64 boxes, or for the packed dX

@@ -43,15 +43,24 @@ inline TensorMapEncodeFn tensor_map_encoder() {
   return fn;
 }
 
-// A row-major rows×cols matrix of 16-bit elements with row stride `ld`, read in boxes of
-// box_rows × 64 elements with the 128-byte swizzle; reads past an edge return zeros.
+// The tensor-map type of T: fp32 for float (which the wgmma reads as tf32).
+template <class T>
+constexpr CUtensorMapDataType tensor_map_type() {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  else if constexpr (std::is_same_v<T, __half>) return CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  else return CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
+}
+
+// A row-major rows×cols matrix of `type` (16-bit, or fp32) with row stride `ld` elements, read in
+// boxes of box_rows × 128 bytes with the 128-byte swizzle; reads past an edge return zeros.
 inline bool encode_matrix(CUtensorMap* map, CUtensorMapDataType type, const void* base, int64_t rows,
                           int64_t cols, int64_t ld, int box_rows) {
   const TensorMapEncodeFn encode = tensor_map_encoder();
   if (encode == nullptr) return false;
+  const cuuint32_t elem = type == CU_TENSOR_MAP_DATA_TYPE_FLOAT32 ? 4 : 2;
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * 2};
-  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * elem};
+  const cuuint32_t box[2] = {128 / elem, static_cast<cuuint32_t>(box_rows)};
   const cuuint32_t element_strides[2] = {1, 1};
   return encode(map, type, 2, const_cast<void*>(base), dims, strides, box, element_strides,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
@@ -144,8 +153,7 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   const int64_t n_tiles = (p.D + Cfg::kBlockN - 1) / Cfg::kBlockN;
   if (m_tiles * n_tiles == 0) return cudaSuccess;
   if (p.vec_load == 0 || 2 * p.D > INT32_MAX || p.B > INT32_MAX) return cudaErrorInvalidValue;
-  constexpr CUtensorMapDataType type = std::is_same_v<T, __nv_bfloat16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                                                        : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  constexpr CUtensorMapDataType type = tensor_map_type<T>();
   CUtensorMap x_map, w_map;
   // W: linear W12 (2D rows of I) in boxes of 64 K columns by BN rows; packed Wf (I rows of 2D) in
   // boxes of 64 columns by 64 K rows.
@@ -158,11 +166,12 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
 }
 
 // One sm90 tile for one weight layout. sm_90a code runs on compute capability 9.0 only.
+// (float: the tf32 instances, registered as Math::tf32.)
 template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1>
 void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
   using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG, PACKED, CLUSTER>;
   FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, PACKED ? Layout::packed : Layout::linear,
-              Math::exact, 90, &launch_fwd_sm90<Cfg>};
+              std::is_same_v<T, float> ? Math::tf32 : Math::exact, 90, &launch_fwd_sm90<Cfg>};
   k.max_cc = 90;
   out.push_back(k);
 }
@@ -179,6 +188,16 @@ void register_sm90_half_tiles(std::vector<FwdKernel>& out, DType dtype) {
   add_sm90<T, 64, 6, false, true>(out, dtype);
   add_sm90<T, 128, 4, false, false, 2>(out, dtype);
   add_sm90<T, 128, 4, false, true, 2>(out, dtype);
+}
+
+// The tf32 tiles for fp32 inputs (linear layout only): the same cooperative 128x128 and 128x64,
+// with BK = 32 fp32 elements (128 bytes) a stage, so the stages and the shared memory are the
+// 16-bit tiles' own.
+template <class T>
+void register_sm90_tf32_tiles(std::vector<FwdKernel>& out) {
+  static_assert(std::is_same_v<T, float>, "tf32 tiles take fp32 inputs");
+  add_sm90<T, 128, 4>(out, DType::f32);
+  add_sm90<T, 64, 6>(out, DType::f32);
 }
 
 }  // namespace swiglu::detail

@@ -53,8 +53,9 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
 }
 
 // What the sm90 kernels need of the problem itself (the pointers are checked at launch): TMA rows
-// of whole 16-byte units (I and the X row stride multiples of 8 two-byte elements; with the packed
-// layout D too, as FwdParams.vec_load asks) and tensor coordinates that fit int32.
+// of whole 16-byte units (I and the X row stride multiples of 8 two-byte or 4 fp32 elements; with
+// the packed layout D too, as FwdParams.vec_load asks), tensor coordinates that fit int32, and for
+// fp32 the tf32 math and the linear layout.
 // Step 0's choice between the sm90 tiles: 128x128 (twice the reuse of each X tile, a longer
 // epilogue) beat 128x64 by 1-5% at the LLaMA shapes (I >= 4096, 20 and more tiles per SM), and lost
 // by 4-28% at I = 784 however many tiles there were, and at I = 4096 with 2 tiles per SM (H200).
@@ -71,9 +72,13 @@ constexpr int64_t kSm90BwdMinM = 256;
 constexpr int64_t kSm90BwdMinK = 256;
 
 bool tma_addressable(const Problem& p) {
-  return p.dtype != DType::f32 && p.in_features % 8 == 0 && p.x_stride() % 8 == 0 &&
-         (p.layout == Layout::linear || p.hidden % 8 == 0) && 2 * p.hidden <= INT32_MAX &&
-         p.batch <= INT32_MAX;
+  if (2 * p.hidden > INT32_MAX || p.batch > INT32_MAX) return false;
+  if (p.dtype == DType::f32) {
+    // fp32 only as tf32 and with the linear layout (wgmma's tf32 operands are K-major).
+    return p.math == Math::tf32 && p.layout == Layout::linear && p.in_features % 4 == 0 &&
+           p.x_stride() % 4 == 0;
+  }
+  return p.in_features % 8 == 0 && p.x_stride() % 8 == 0 && (p.layout == Layout::linear || p.hidden % 8 == 0);
 }
 
 }  // namespace
@@ -116,8 +121,12 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
           static_cast<double>(blocks(p, t)) * static_cast<double>(std::min<int64_t>(p.batch, t.block_m)) /
           t.block_m;
       if (full_tiles < wanted) continue;
-      if (t.block_n > 64 && (p.in_features < kSm90WideMinK ||
-                             full_tiles < kSm90WideTilesPerSm * std::max(dev.sm_count, 1))) {
+      // fp32 (tf32) takes the wide tile whenever it fills the SMs by itself: there the consumers
+      // also round every stage to tf32 in shared memory, and the wide tile reads fewer bytes per
+      // product. H200, I = 4096: 128x128 beat 128x64 by 1.2-1.4x from 43 whole tiles (B = 64,
+      // D = 11008) up; 128x64 won with 16 (B = 64 and 1024 at D = 4096 and 256).
+      if (t.block_n > 64 && p.dtype != DType::f32 &&
+          (p.in_features < kSm90WideMinK || full_tiles < kSm90WideTilesPerSm * std::max(dev.sm_count, 1))) {
         continue;
       }
       if (!chosen || t.block_n > chosen->block_n) chosen = t;

@@ -137,6 +137,7 @@ void register_fwd_sm80_tf32(std::vector<FwdKernel>& out);
 void register_fwd_sm80_tf32x3(std::vector<FwdKernel>& out);
 void register_fwd_sm90_f16(std::vector<FwdKernel>& out);
 void register_fwd_sm90_bf16(std::vector<FwdKernel>& out);
+void register_fwd_sm90_tf32(std::vector<FwdKernel>& out);
 
 // Every instance, built once on first use.
 const std::vector<FwdKernel>& fwd_kernels();
