@@ -97,58 +97,38 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   const sm90::TileWalk<Cfg::kGroupM, C> walk((p.M + BM - 1) / BM, (p.N + BN - 1) / BN);
   const int k_steps = static_cast<int>((p.K + BK - 1) / BK);
-  auto tile_coords = [&](int64_t u, int64_t* m0, int64_t* n0) {
-    walk.tile(u, m0, n0);
-    *m0 *= BM;
-    *n0 *= BN;
-  };
 
   if (warpgroup == 0) {
-    sm90::setmaxnreg_dec<40>();
-    if (threadIdx.x == 0) {
-      sm90::tma_prefetch_descriptor(&a_map);
-      sm90::tma_prefetch_descriptor(&b_map);
-      sm90::RingPos<S> pos;
-      for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
-        int64_t m0, n0;
-        tile_coords(u, &m0, &n0);
-        sm90::produce_tile(ring, pos, k_steps, [&](uint8_t* a, uint64_t* full, int k) {
-          uint8_t* b = a + Cfg::kABytes;
-          const int32_t k0 = k * BK;
-          if constexpr (Cfg::kATrans) {
-            // A read M-major: two 64(M)×64(K) boxes of its source (dH, or X for the packed dW),
-            // rows k0.., columns m0.. and m0 + 64..
-            sm90::tma_load_2d(a, &a_map, full, static_cast<int32_t>(m0), k0);
-            sm90::tma_load_2d(a + kBox, &a_map, full, static_cast<int32_t>(m0 + 64), k0);
-          } else {
-            // dH: one 64(K)×128(M) box, rows m0.., columns k0..
-            sm90::tma_load_2d(a, &a_map, full, k0, static_cast<int32_t>(m0));
-          }
-          // B's boxes, box i from the cluster's block i % C.
-          if constexpr (Cfg::kBKMajor) {
-            // Wf: C boxes of 64(K)×(BN/C)(N), rows n0.., columns k0..
-#pragma unroll
-            for (int i = 0; i < C; ++i) {
-              if (i != walk.rank) continue;
-              sm90::tma_load_shared<C>(b + i * (BN / C) * BK * 2, &b_map, full, k0,
-                                       static_cast<int32_t>(n0 + i * (BN / C)));
-            }
-          } else {
-#pragma unroll
-            for (int i = 0; i < BN / 64; ++i) {
-              if (i % C != walk.rank) continue;
-              sm90::tma_load_shared<C>(b + i * kBox, &b_map, full, static_cast<int32_t>(n0 + 64 * i), k0);
-            }
-          }
-        });
+    sm90::run_producer<BM, BN>(ring, walk, k_steps, &a_map, &b_map,
+                               [&](uint8_t* a, uint64_t* full, int k, int64_t m0, int64_t n0) {
+      uint8_t* b = a + Cfg::kABytes;
+      const int32_t k0 = k * BK;
+      if constexpr (Cfg::kATrans) {
+        // A read M-major: two 64(M)×64(K) boxes of its source (dH, or X for the packed dW), rows
+        // k0.., columns m0.. and m0 + 64..
+        sm90::tma_load_2d(a, &a_map, full, static_cast<int32_t>(m0), k0);
+        sm90::tma_load_2d(a + kBox, &a_map, full, static_cast<int32_t>(m0 + 64), k0);
+      } else {
+        // dH: one 64(K)×128(M) box, rows m0.., columns k0..
+        sm90::tma_load_2d(a, &a_map, full, k0, static_cast<int32_t>(m0));
       }
-    }
-    // Why: a peer may still multicast into this block's stages and arrive on its barriers until
-    // it has finished; no block of the cluster leaves before all have.
-    if constexpr (C > 1) {
-      __syncwarp();
-      sm90::cluster_sync();
-    }
+      // B's boxes, box i from the cluster's block i % C.
+      if constexpr (Cfg::kBKMajor) {
+        // Wf: C boxes of 64(K)×(BN/C)(N), rows n0.., columns k0..
+#pragma unroll
+        for (int i = 0; i < C; ++i) {
+          if (i != walk.rank) continue;
+          sm90::tma_load_shared<C>(b + i * (BN / C) * BK * 2, &b_map, full, k0,
+                                   static_cast<int32_t>(n0 + i * (BN / C)));
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < BN / 64; ++i) {
+          if (i % C != walk.rank) continue;
+          sm90::tma_load_shared<C>(b + i * kBox, &b_map, full, static_cast<int32_t>(n0 + 64 * i), k0);
+        }
+      }
+    });
     return;
   }
 
@@ -163,7 +143,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   int64_t first = 0;  // ring position of this tile's first K step
   for (int64_t u = walk.first(); u < walk.units; u += walk.stride(), first += k_steps) {
     int64_t m0, n0;
-    tile_coords(u, &m0, &n0);
+    walk.template origin<BM, BN>(u, &m0, &n0);
     sm90::consume_tile(ring, first, k_steps, leader, [&](uint32_t a, int k) {
       const uint32_t b = a + Cfg::kABytes;
 #pragma unroll

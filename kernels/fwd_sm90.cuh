@@ -114,52 +114,31 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   const sm90::TileWalk<Cfg::kGroupM, C> walk((p.B + BM - 1) / BM, (p.D + BN - 1) / BN);
   const int k_steps = static_cast<int>((p.I + BK - 1) / BK);
-  auto tile_coords = [&](int64_t u, int64_t* m0, int64_t* n0) {
-    walk.tile(u, m0, n0);
-    *m0 *= BM;
-    *n0 *= BN;
-  };
 
   if (warpgroup == 0) {
-    sm90::setmaxnreg_dec<40>();
-    if (threadIdx.x == 0) {
-      sm90::tma_prefetch_descriptor(&x_map);
-      sm90::tma_prefetch_descriptor(&w_map);
-      sm90::RingPos<S> pos;
-      for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
-        int64_t m0, n0;
-        tile_coords(u, &m0, &n0);
-        sm90::produce_tile(ring, pos, k_steps, [&](uint8_t* a, uint64_t* full, int k) {
-          uint8_t* b = a + Cfg::kABytes;
-          sm90::tma_load_2d(a, &x_map, full, k * BK, static_cast<int32_t>(m0));
-          // The W boxes, box i from the cluster's block i % C: linear, the gate rows n0.. of Wa and
-          // the up rows D + n0.. of Wb; packed, Wf rows k·BK.. in 64-column boxes, the gate
-          // columns n0.. and then the up columns D + n0..
-          if constexpr (!Cfg::kPacked) {
+    sm90::run_producer<BM, BN>(ring, walk, k_steps, &x_map, &w_map,
+                               [&](uint8_t* a, uint64_t* full, int k, int64_t m0, int64_t n0) {
+      uint8_t* b = a + Cfg::kABytes;
+      sm90::tma_load_2d(a, &x_map, full, k * BK, static_cast<int32_t>(m0));
+      // The W boxes, box i from the cluster's block i % C: linear, the gate rows n0.. of Wa and the
+      // up rows D + n0.. of Wb; packed, Wf rows k·BK.. in 64-column boxes, the gate columns n0..
+      // and then the up columns D + n0..
+      if constexpr (!Cfg::kPacked) {
 #pragma unroll
-            for (int i = 0; i < 2; ++i) {
-              if (i % C != walk.rank) continue;
-              sm90::tma_load_shared<C>(b + i * BN * 128, &w_map, full, k * BK,
-                                       static_cast<int32_t>(i * p.D + n0));
-            }
-          } else {
-            constexpr int kBoxes = BN / 64;  // of each half
+        for (int i = 0; i < 2; ++i) {
+          if (i % C != walk.rank) continue;
+          sm90::tma_load_shared<C>(b + i * BN * 128, &w_map, full, k * BK, static_cast<int32_t>(i * p.D + n0));
+        }
+      } else {
+        constexpr int kBoxes = BN / 64;  // of each half
 #pragma unroll
-            for (int i = 0; i < 2 * kBoxes; ++i) {
-              if (i % C != walk.rank) continue;
-              const int64_t col = (i < kBoxes ? 0 : p.D) + n0 + 64 * (i % kBoxes);
-              sm90::tma_load_shared<C>(b + i * kMnBox, &w_map, full, static_cast<int32_t>(col), k * BK);
-            }
-          }
-        });
+        for (int i = 0; i < 2 * kBoxes; ++i) {
+          if (i % C != walk.rank) continue;
+          const int64_t col = (i < kBoxes ? 0 : p.D) + n0 + 64 * (i % kBoxes);
+          sm90::tma_load_shared<C>(b + i * kMnBox, &w_map, full, static_cast<int32_t>(col), k * BK);
+        }
       }
-    }
-    // Why: a peer may still multicast into this block's stages and arrive on its barriers until
-    // it has finished; no block of the cluster leaves before all have.
-    if constexpr (C > 1) {
-      __syncwarp();
-      sm90::cluster_sync();
-    }
+    });
     return;
   }
 
@@ -239,7 +218,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     int64_t first = 0;
     for (int64_t u = walk.first(); u < walk.units; u += walk.stride(), first += k_steps) {
       int64_t m0, n0;
-      tile_coords(u, &m0, &n0);
+      walk.template origin<BM, BN>(u, &m0, &n0);
       main_loop(first, [&](uint32_t a, uint32_t b, int k) {
         // fp32 inputs: both consumers round the stage to tf32 first (named barrier 1), each half.
         if constexpr (std::is_same_v<T, float>)
@@ -266,7 +245,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     for (int64_t u = walk.first(); u < walk.units; u += walk.stride(), ++local) {
       if ((local & 1) != consumer) continue;
       int64_t m0, n0;
-      tile_coords(u, &m0, &n0);
+      walk.template origin<BM, BN>(u, &m0, &n0);
       if (local > 0) sm90::named_sync(1 + consumer, kTurnThreads);
       main_loop(local * k_steps, [&](uint32_t a, uint32_t b, int k) {
 #pragma unroll

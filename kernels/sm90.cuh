@@ -461,6 +461,13 @@ struct TileWalk {
     grouped_tile<kGroupM / C>(u, m_units, n_tiles, mt, nt);
     *mt = *mt * C + rank;
   }
+  // The first row and column of this block's tile of unit u, for BM×BN tiles.
+  template <int BM, int BN>
+  __device__ __forceinline__ void origin(int64_t u, int64_t* m0, int64_t* n0) const {
+    tile(u, m0, n0);
+    *m0 *= BM;
+    *n0 *= BN;
+  }
 };
 
 // The producer's loop over one tile's k_steps stages from ring position `pos` (advanced past
@@ -474,6 +481,33 @@ __device__ __forceinline__ void produce_tile(const Ring<S, kStageBytes, C>& ring
     mbar_wait(&ring.empty[pos.stage], pos.phase ^ 1);
     mbar_arrive_expect_tx(&ring.full[pos.stage], kStageBytes);
     load(ring.smem + pos.stage * kStageBytes, &ring.full[pos.stage], k);
+  }
+}
+
+// The producer warpgroup's whole part: it gives registers back (setmaxnreg 40), and its first
+// thread walks this block's BM×BN tiles, calling `load(stage, full_barrier, k, m0, n0)` for each K
+// step of each tile (produce_tile; m0, n0: the tile's first row and column) after prefetching the
+// two tensor maps. With clusters the whole warpgroup then waits at the cluster barrier. Why: a
+// peer may still multicast into this block's stages and arrive on its barriers until it has
+// finished, so no block of the cluster leaves before all have.
+template <int BM, int BN, int S, int kStageBytes, int C, int kGroupM, class Load>
+__device__ __forceinline__ void run_producer(const Ring<S, kStageBytes, C>& ring, const TileWalk<kGroupM, C>& walk,
+                                             int k_steps, const CUtensorMap* a_map, const CUtensorMap* b_map,
+                                             Load&& load) {
+  setmaxnreg_dec<40>();
+  if (threadIdx.x == 0) {
+    tma_prefetch_descriptor(a_map);
+    tma_prefetch_descriptor(b_map);
+    RingPos<S> pos;
+    for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
+      int64_t m0, n0;
+      walk.template origin<BM, BN>(u, &m0, &n0);
+      produce_tile(ring, pos, k_steps, [&](uint8_t* stage, uint64_t* full, int k) { load(stage, full, k, m0, n0); });
+    }
+  }
+  if constexpr (C > 1) {
+    __syncwarp();
+    cluster_sync();
   }
 }
 
