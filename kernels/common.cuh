@@ -2,6 +2,7 @@
 //
 //   - dtype traits: to_f32(T) widens float / __half / __nv_bfloat16 to fp32; from_f32<T>(float)
 //     narrows with round-to-nearest-even. Both work on sm_70 (cuda_bf16.h emulates bf16 there).
+//     store_pair and pack_pair: two adjacent values as one store or one 32-bit word.
 //   - the gate: silu(g) = g / (1 + exp(-g)), swiglu_gate(g, u) = silu(g) * u, and
 //     silu_and_grad(g) = (silu(g), silu'(g)) for the backward, all in fp32.
 //   - thin PTX wrappers for the sm_80 tensor-core path: cp.async (16 bytes, zero-fill),
@@ -61,6 +62,20 @@ __device__ __forceinline__ void store_pair(T* dst, float v0, float v1) {
   } else {
     static_assert(std::is_same_v<T, __nv_bfloat16>, "store_pair: unsupported dtype");
     *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
+  }
+}
+
+// Two values rounded to a 16-bit T and packed into one 32-bit word, v0 in the low half (the
+// element at the lower address once stored).
+template <class T>
+__device__ __forceinline__ uint32_t pack_pair(float v0, float v1) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 h = __floats2half2_rn(v0, v1);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "pack_pair: fp16 or bf16");
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
+    return *reinterpret_cast<const uint32_t*>(&h);
   }
 }
 

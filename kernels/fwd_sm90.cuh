@@ -18,7 +18,12 @@
 // row: 64 elements of fp16/bf16, 32 of fp32), written by TMA with the 128-byte swizzle that the
 // wgmma descriptors name. fp32 inputs run with tf32 math (m64nNk8): the consumers first round each
 // filled stage to tf32 in place (sm90::round_stage_tf32), because the tensor cores would otherwise
-// truncate the fp32 operands.
+// truncate the fp32 operands; or, with 3xTF32 math, write its small parts to a split buffer
+// (sm90::split_stage_tf32x3) for three products per 8 of K.
+//
+// Epilogue: fp16/bf16 Z (the plain forward) goes through shared memory and TMA stores, so that the
+// consumers start their next tile while the stores drain; the saved H and the backward's dH are
+// stored from registers (fwd_epilogue.cuh).
 // Full barriers (TMA transaction bytes) and empty barriers (one arrival per consumer warpgroup)
 // hand the stages around the ring; the ring's position carries on from one tile to the next, so the
 // producer loads the next tile while the consumers run this tile's epilogue.
@@ -64,12 +69,19 @@ namespace swiglu::kernels {
 // half of the W boxes of every K step and multicasting them to both (cooperative schedule only).
 // T = float: fp32 inputs with tf32 math (wgmma's tf32 reads the fp32 operands), linear layout only
 // (tf32 wgmma has no transpose, and the packed Wf would be N-major).
-template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1>
+// TF32X3 (T = float, BN = 64): 3xTF32, fp32-level accuracy. The consumers write each stage's small
+// parts into one of three split buffers (sm90::split_stage_tf32x3) and run three wgmma per 8 of K,
+// small·big, big·small and big·big, into a per-stage partial sum that is added to the accumulators
+// in fp32 (why per stage, and why three buffers: see the kernel). The partial sum doubles the
+// accumulator registers, so the tile is 128x64.
+template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1,
+          bool TF32X3 = false>
 struct Sm90FwdConfig {
   using Elem = T;
   static constexpr bool kPingpong = PINGPONG;
   static constexpr bool kPacked = PACKED;
   static constexpr int kCluster = CLUSTER;
+  static constexpr bool kTf32x3 = TF32X3;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;   // Z columns per tile; the wgmma is m64n(2·BN)
   static constexpr int kBlockK = 128 / static_cast<int>(sizeof(T));  // one 128-byte swizzle row
@@ -80,8 +92,20 @@ struct Sm90FwdConfig {
   static constexpr int kABytes = kBlockM * 128;
   static constexpr int kBBytes = 2 * BN * 128;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  // Stages, 1024 bytes of slack to align the first to the swizzle atom, then the barriers.
-  static constexpr int kSmemBytes = STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
+  // 16-bit Z through shared memory and TMA stores (cooperative): each consumer's 64 × BN block of
+  // Z, in 64-column boxes of 128 bytes a row, 128-byte swizzled. After the barriers, like the split
+  // buffers (one of the two uses at most).
+  static constexpr bool kTmaStore = sizeof(T) == 2 && !PINGPONG;
+  static constexpr int kZBoxBytes = 64 * 128;
+  static constexpr int kZBytes = kTmaStore ? 2 * 64 * BN * 2 : 0;
+  // Stages, 1024 bytes of slack to align the first to the swizzle atom, then the barriers; with
+  // 3xTF32 or TMA stores the barriers get a whole 1024 bytes, and the split buffers or the Z
+  // buffers follow them.
+  static constexpr int kSplits = TF32X3 ? 3 : 0;  // split buffers, each kStageBytes
+  static constexpr int kSplitOffset = STAGES * kStageBytes + 1024;  // from the first stage
+  static constexpr int kSmemBytes = TF32X3      ? kSplitOffset + kSplits * kStageBytes + 1024
+                                    : kTmaStore ? kSplitOffset + kZBytes + 1024
+                                                : STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
   static constexpr bool kFastMath = true;
   static_assert(BN == 64 || BN == 128, "the wgmma N is 2·BN: 128 or 256");
   static_assert(kStageBytes % 1024 == 0, "stages must keep the 1024-byte swizzle alignment");
@@ -89,12 +113,15 @@ struct Sm90FwdConfig {
   static_assert(CLUSTER == 1 || !PINGPONG, "sm90 fwd: clusters are built for the cooperative schedule");
   static_assert(sizeof(T) == 2 || (std::is_same_v<T, float> && !PACKED && !PINGPONG && CLUSTER == 1),
                 "sm90 fwd: fp16/bf16, or fp32 as tf32 with the linear layout, cooperative, one block");
+  static_assert(!TF32X3 || (std::is_same_v<T, float> && BN == 64), "sm90 fwd: 3xTF32 takes fp32 and BN = 64");
+  static_assert(2 * STAGES * 8 <= 1024, "sm90 fwd: the barriers must fit ahead of the split buffers");
+  static_assert(kSmemBytes <= 227 * 1024, "sm90 fwd: the shared memory exceeds the 227 KiB of a block");
 };
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     swiglu_fwd_sm90(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
-                    const swiglu::detail::FwdParams p) {
+                    const __grid_constant__ CUtensorMap z_map, const swiglu::detail::FwdParams p) {
 #if SWIGLU_SM90A_DEVICE
   using T = typename Cfg::Elem;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
@@ -205,6 +232,50 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     }
   };
 
+  // The same through shared memory and TMA stores (Cfg::kTmaStore, FwdParams.z_tma: Z only, D a
+  // multiple of 8): this consumer's Z block goes into its buffer, two values a 4-byte store, at
+  // the 128-byte swizzle's places (16-byte chunk c of row r at c ^ (r % 8); r % 8 is lane / 4 for
+  // every row a thread holds, so the 8 rows of one store hit 8 different chunks: no bank
+  // conflicts), and its leader stores the BN/64 boxes, which TMA clips at the edges of Z. The
+  // consumer then goes on to its next tile without waiting for the writes; only the next
+  // epilogue waits, for the stores to have read the buffer. Named barrier 2 + consumer.
+  auto epilogue_tma = [&](const float (&acc)[BN], int64_t row_base, int64_t n0) {
+    if constexpr (Cfg::kTmaStore) {
+      const uint32_t buf = smem_u32(ring.smem) + Cfg::kSplitOffset + consumer * (Cfg::kZBytes / 2);
+      if (leader) sm90::tma_store_wait_read<0>();
+      sm90::named_sync(2 + consumer, 128);
+      const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+        float bg0 = 0, bg1 = 0, bu0 = 0, bu1 = 0;
+        if (p.has_bias && col < p.D) {  // D even: col + 1 < D too
+          bg0 = to_f32(bias[col]);
+          bg1 = to_f32(bias[col + 1]);
+          bu0 = to_f32(bias[p.D + col]);
+          bu1 = to_f32(bias[p.D + col + 1]);
+        }
+        const uint32_t at = buf + (j / 8) * Cfg::kZBoxBytes + ((j % 8) ^ (lane / 4)) * 16 + 4 * (lane % 4);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int g = 4 * j + 2 * h, u = g + BN / 2;
+          const uint32_t pair = pack_pair<T>(swiglu_gate<Cfg::kFastMath>(acc[g] + bg0, acc[u] + bu0),
+                                             swiglu_gate<Cfg::kFastMath>(acc[g + 1] + bg1, acc[u + 1] + bu1));
+          asm volatile("st.shared.b32 [%0], %1;" ::"r"(at + (row + 8 * h) * 128), "r"(pair) : "memory");
+        }
+      }
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      sm90::named_sync(2 + consumer, 128);
+      if (leader) {
+#pragma unroll
+        for (int b = 0; b < BN / 64; ++b)
+          sm90::tma_store_2d(&z_map, buf + b * Cfg::kZBoxBytes, static_cast<int32_t>(n0 + 64 * b),
+                             static_cast<int32_t>(row_base));
+        sm90::tma_store_commit();
+      }
+    }
+  };
+
   // The main loop of one tile from ring position `first` (sm90::consume_tile): `mma(a, b, k)` on
   // each stage, a and b its X and W tiles.
   auto main_loop = [&](int64_t first, auto&& mma) {
@@ -212,7 +283,62 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
                        [&](uint32_t a, int k) { mma(a, a + Cfg::kABytes, k); });
   };
 
-  if constexpr (!Cfg::kPingpong) {
+  if constexpr (Cfg::kTf32x3) {
+    // 3xTF32, cooperative, with its own main loop. Each K step: both consumers write the stage's
+    // small parts into split buffer (ring position % 3) and meet on named barrier 1, which the
+    // previous step's wgmma overlap; then each waits for those, adds their partial sum `part` to
+    // `acc` with fp32 adds, hands that step's stage back, and runs small·big, big·small and
+    // big·big for its 64 rows into `part` (zeroed by the first wgmma), left in flight.
+    // Why a partial sum per step: the tensor cores add with truncation, and chaining all 3·I/8
+    // products into one accumulator biased the sm80 kernel's sums to rel_l2 5.5e-5
+    // (kernels/fwd_sm80.cuh); chains of one step (12 wgmma) keep that bias under the split's own
+    // error. Why three split buffers: the last readers of the buffer written at step s are both
+    // consumers' step s−3 wgmma; this consumer waited for its own at step s−2, and the other had
+    // waited for its own before it reached the barrier of step s−1, which this one has passed.
+    const uint32_t split = smem_u32(ring.smem) + Cfg::kSplitOffset;
+    const uint32_t rows = consumer * 64 * 128;
+    const int thread = static_cast<int>(threadIdx.x) - 128;
+    float acc[BN], part[BN];
+    int64_t step = 0;  // this block's K steps so far, over all its tiles: the ring position
+    int buffer = 0;    // step % Cfg::kSplits
+    for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
+      int64_t m0, n0;
+      walk.template origin<BM, BN>(u, &m0, &n0);
+#pragma unroll
+      for (int i = 0; i < BN; ++i) acc[i] = 0.0f;
+      sm90::RingPos<S> pos(step);
+      int release = -1;  // the stage the wgmma in flight read
+      for (int k = 0; k < k_steps; ++k, ++step) {
+        sm90::mbar_wait(&ring.full[pos.stage], pos.phase);
+        const uint32_t a = smem_u32(ring.smem + pos.stage * Cfg::kStageBytes), b = a + Cfg::kABytes;
+        const uint32_t sa = split + static_cast<uint32_t>(buffer) * Cfg::kStageBytes, sb = sa + Cfg::kABytes;
+        sm90::split_stage_tf32x3<Cfg::kStageBytes>(a, sa, thread, 256, 1);
+        if (release >= 0) {
+          sm90::wgmma_wait<0>();
+#pragma unroll
+          for (int i = 0; i < BN; ++i) acc[i] += part[i];
+          if (leader) ring.release(release);
+        }
+        sm90::wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {  // 8 fp32 of K (32 bytes) each
+          const uint64_t big_a = sm90::smem_desc(a + rows + kk * 32), big_b = desc_b(b, kk);
+          sm90::wgmma_m64nk<2 * BN, T, 0, 0>(part, sm90::smem_desc(sa + rows + kk * 32), big_b, kk > 0 ? 1 : 0);
+          sm90::wgmma_m64nk<2 * BN, T, 0, 0>(part, big_a, desc_b(sb, kk), 1);
+          sm90::wgmma_m64nk<2 * BN, T, 0, 0>(part, big_a, big_b, 1);
+        }
+        sm90::wgmma_commit();
+        release = pos.stage;
+        pos.next();
+        if (++buffer == Cfg::kSplits) buffer = 0;
+      }
+      sm90::wgmma_wait<0>();
+#pragma unroll
+      for (int i = 0; i < BN; ++i) acc[i] += part[i];
+      if (leader) ring.release(release);
+      epilogue(acc, m0 + consumer * 64, n0);
+    }
+  } else if constexpr (!Cfg::kPingpong) {
     // Cooperative: both consumers share each tile, rows [64·consumer, 64·consumer + 64) each.
     float acc[BN];
     int64_t first = 0;
@@ -229,8 +355,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           sm90::wgmma_m64nk<2 * BN, T, 0, kTransB>(acc, sm90::smem_desc(a + kk * 32), desc_b(b, kk),
                                                     k > 0 || kk > 0 ? 1 : 0);
       });
-      epilogue(acc, m0 + consumer * 64, n0);
+      if (Cfg::kTmaStore && p.z_tma != 0) {
+        epilogue_tma(acc, m0 + consumer * 64, n0);
+      } else {
+        epilogue(acc, m0 + consumer * 64, n0);
+      }
     }
+    // The last stores must have finished reading shared memory before the block exits.
+    if (Cfg::kTmaStore && p.z_tma != 0 && leader) sm90::tma_store_wait<0>();
     if constexpr (C > 1) sm90::cluster_sync();
   } else {
     // Ping-pong: the consumers take this block's tiles in turn, each a whole 128-row tile (two

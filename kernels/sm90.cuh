@@ -336,30 +336,90 @@ __device__ __forceinline__ void wgmma_m64nk(float (&d)[N / 2], uint64_t a, uint6
 
 #endif  // SWIGLU_SM90A_DEVICE
 
-// Rounds a filled stage of fp32 operands to tf32 in place (cvt.rna: nearest, ties away, as the
-// sm80 kernels and cuBLAS's tf32 do), shared among `threads` consumer threads of which this is
-// `thread`, then makes the writes visible to the wgmma's async proxy and waits for the others on
-// named barrier `barrier`. Why: wgmma's tf32 reads only the top 19 bits of each fp32 operand,
-// i.e. truncates, which measured rel_l2 1.4e-3 against rounding's 3.7e-4 (H200, B = 8192,
-// I = 4096): a bias of about 2^-11 per operand that rounding does not have.
-template <int kStageBytes>
-__device__ __forceinline__ void round_stage_tf32(uint32_t stage, int thread, int threads, int barrier) {
+// One pass over a filled stage of fp32 operands, shared among `threads` consumer threads of which
+// this is `thread`: each 32-bit word w at offset o of `stage` becomes op(w) at offset o of `dst`
+// (16 bytes a thread at a time). Then the writes are made visible to the wgmma's async proxy and
+// the threads meet on named barrier `barrier`.
+template <int kStageBytes, class Op>
+__device__ __forceinline__ void transform_stage(uint32_t stage, uint32_t dst, int thread, int threads, int barrier,
+                                                Op op) {
 #if SWIGLU_SM90A_DEVICE
   for (int off = thread * 16; off < kStageBytes; off += threads * 16) {
-    uint32_t v0, v1, v2, v3;
+    uint32_t v[4];
     asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v0), "=r"(v1), "=r"(v2), "=r"(v3)
+                 : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
                  : "r"(stage + off));
-    asm("cvt.rna.tf32.f32 %0, %0;" : "+r"(v0));
-    asm("cvt.rna.tf32.f32 %0, %0;" : "+r"(v1));
-    asm("cvt.rna.tf32.f32 %0, %0;" : "+r"(v2));
-    asm("cvt.rna.tf32.f32 %0, %0;" : "+r"(v3));
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};" ::"r"(stage + off), "r"(v0), "r"(v1), "r"(v2),
-                 "r"(v3)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = op(v[i]);
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};" ::"r"(dst + off), "r"(v[0]), "r"(v[1]), "r"(v[2]),
+                 "r"(v[3])
                  : "memory");
   }
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   named_sync(barrier, threads);
+#endif
+}
+
+// Rounds a filled stage of fp32 operands to tf32 in place (transform_stage; cvt_tf32: nearest,
+// ties away, as the sm80 kernels and cuBLAS's tf32 do). Why:
+// wgmma's tf32 reads only the top 19 bits of each fp32 operand, i.e. truncates, which measured
+// rel_l2 1.4e-3 against rounding's 3.7e-4 (H200, B = 8192, I = 4096): a bias of about 2^-11 per
+// operand that rounding does not have.
+template <int kStageBytes>
+__device__ __forceinline__ void round_stage_tf32(uint32_t stage, int thread, int threads, int barrier) {
+  transform_stage<kStageBytes>(stage, stage, thread, threads, barrier, cvt_tf32);
+}
+
+// 3xTF32's split of a filled stage of fp32 operands (transform_stage): for each x in it, writes
+// the small part tf32(x − trunc(x)) at the same offset from `small` (a buffer laid out like the
+// stage), where trunc(x) is x with its 13 low bits cleared: exactly what the tf32 wgmma reads of
+// x. So with x itself as the big part, big·big + big·small + small·big misses only small·small
+// (under 2^-20 of the product) and small's rounding (under 2^-21). Why big is not rounded in
+// place: the wgmma drops x's low bits by itself, and skipping that write takes a third of the
+// pass's shared-memory traffic away. An infinite x gives a NaN small part (inf − inf), so its row
+// or column of the product is NaN, as with the sm80 kernels' split_tf32.
+template <int kStageBytes>
+__device__ __forceinline__ void split_stage_tf32x3(uint32_t stage, uint32_t small, int thread, int threads,
+                                                   int barrier) {
+  transform_stage<kStageBytes>(stage, small, thread, threads, barrier, [](uint32_t w) {
+    return cvt_tf32(__float_as_uint(__uint_as_float(w) - __uint_as_float(w & 0xffffe000u)));
+  });
+}
+
+// ---- TMA stores ---------------------------------------------------------------------------------
+
+// Stores the box of `map` at (col, row) from shared memory at `src` (laid out as the map's box,
+// with its swizzle), as one bulk async-group operation of this thread; the tensor's edges clip it.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t src, int32_t col, int32_t row) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(col), "r"(row)
+               : "memory");
+#endif
+}
+
+// Closes this thread's bulk async group of stores issued since the last commit.
+__device__ __forceinline__ void tma_store_commit() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+#endif
+}
+
+// Waits until at most N of this thread's committed store groups have not yet read their shared
+// memory (the buffers of the others may be written again).
+template <int N>
+__device__ __forceinline__ void tma_store_wait_read() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+#endif
+}
+
+// Waits until at most N of this thread's committed store groups are incomplete (their writes done).
+template <int N>
+__device__ __forceinline__ void tma_store_wait() {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("cp.async.bulk.wait_group %0;" ::"n"(N) : "memory");
 #endif
 }
 

@@ -162,7 +162,7 @@ TEST(Heuristic, PicksWgmmaOnHopperForProblemsThatFillIt) {
 }
 
 TEST(Heuristic, Tf32TakesWgmmaOnHopperWithTheLinearLayout) {
-  // fp32 with tf32 math has its own sm90 tiles (BK = 32 fp32 elements, one 128-byte row), for the
+  // fp32 with tf32 (and 3xtf32) math has its own sm90 tiles (BK = 32 fp32 elements, one 128-byte row), for the
   // linear layout only; the wide one whenever it alone fills the SMs (the H200 sweep in
   // heuristics.cpp), the narrow one below that, sm80 below that again.
   const DeviceTraits h200{9, 0, 132};
@@ -185,15 +185,29 @@ TEST(Heuristic, Tf32TakesWgmmaOnHopperWithTheLinearLayout) {
   EXPECT_EQ(pick(tf32(64, 4096, 4096)), "sm90:128x64x32s6w12");
   EXPECT_EQ(pick(tf32(1024, 4096, 256)), "sm90:128x64x32s6w12");
   EXPECT_EQ(pick(tf32(64, 4096, 256)).substr(0, 5), "sm80:");
-  // Not for the packed layout (tf32 wgmma has no transpose), 3xtf32, exact fp32, rows TMA cannot
-  // address (I % 4 != 0), or another compute capability.
+  // 3xtf32 has one sm90 tile, 128x64 (a partial sum beside the accumulators), taken once there
+  // are about half as many whole tiles as SMs whatever I (the H200 sweep in heuristics.cpp).
+  auto x3 = [&](int64_t b, int64_t i, int64_t d) {
+    Problem p = tf32(b, i, d);
+    p.math = Math::tf32x3;
+    return p;
+  };
+  EXPECT_EQ(pick(x3(8192, 4096, 4096)), "sm90:128x64x32s3w12");
+  EXPECT_EQ(pick(x3(8192, 4096, 256)), "sm90:128x64x32s3w12");
+  EXPECT_EQ(pick(x3(64, 4096, 11008)), "sm90:128x64x32s3w12");
+  EXPECT_EQ(pick(x3(256, 4096, 4096)), "sm90:128x64x32s3w12");
+  EXPECT_EQ(pick(x3(64, 4096, 4096)).substr(0, 5), "sm80:");
+  EXPECT_EQ(pick(x3(1024, 4096, 256)).substr(0, 5), "sm80:");
+  EXPECT_EQ(pick(x3(64, 4096, 256)).substr(0, 5), "sm80:");
+  // Not for the packed layout (tf32 wgmma has no transpose), exact fp32, rows TMA cannot address
+  // (I % 4 != 0), or another compute capability.
   Problem packed = tf32(8192, 4096, 4096);
   packed.layout = Layout::packed;
-  Problem x3 = tf32(8192, 4096, 4096);
-  x3.math = Math::tf32x3;
+  Problem packed_x3 = x3(8192, 4096, 4096);
+  packed_x3.layout = Layout::packed;
   Problem exact = tf32(8192, 4096, 4096);
   exact.math = Math::exact;
-  for (const Problem& p : {packed, x3, exact, tf32(8192, 4098, 4096)}) {
+  for (const Problem& p : {packed, packed_x3, exact, tf32(8192, 4098, 4096), x3(8192, 4098, 4096)}) {
     for (const TileConfig& t : forward_tiles(p, h200)) EXPECT_NE(t.family, Family::wgmma_sm90) << t.name();
   }
   TileConfig tile;
@@ -300,12 +314,13 @@ TEST(Heuristic, Tf32x3TakesItsOwnSm80TilesOnAmpereAndHopper) {
       }
     }
   }
-  // Large problems take the large tile, decode the 16-row one; tf32's tiles stay tf32's.
-  const DeviceTraits h100{9, 0, 132};
+  // Large problems take the large tile (on Ampere; Hopper's sm90 3xtf32 tile is
+  // Tf32TakesWgmmaOnHopperWithTheLinearLayout's), decode the 16-row one; tf32's tiles stay tf32's.
+  const DeviceTraits a100{8, 0, 108}, h100{9, 0, 132};
   Problem big = problem(8192, 4096, 4096, DType::f32);
   big.math = Math::tf32x3;
   TileConfig tile;
-  ASSERT_TRUE(choose_forward_tile(big, h100, &tile).ok());
+  ASSERT_TRUE(choose_forward_tile(big, a100, &tile).ok());
   EXPECT_EQ(tile.name(), "sm80:128x64x16s4w8");
   Problem decode = problem(1, 784, 512, DType::f32);
   decode.math = Math::tf32x3;

@@ -162,16 +162,28 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   if (!encode_matrix(&x_map, type, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) || !w_ok) {
     return cudaErrorInvalidValue;
   }
-  return launch_persistent<Cfg, kernels::swiglu_fwd_sm90<Cfg>>(m_tiles, n_tiles, stream, x_map, w_map, p);
+  // Z through TMA stores (Cfg::kTmaStore) when Z is the only output and its rows are whole 16-byte
+  // units at a 16-byte aligned base (vec_store), in the kernel's 64-row × 128-byte boxes; if the
+  // map cannot be encoded, the kernel stores from registers as for the other outputs. z_map is
+  // then only a placeholder (the X map), never read.
+  FwdParams q = p;
+  CUtensorMap z_map = x_map;
+  q.z_tma = Cfg::kTmaStore && p.z != nullptr && p.saved == nullptr && p.dh == nullptr && p.vec_store != 0 &&
+                    encode_matrix(&z_map, type, p.z, p.B, p.D, p.D, 64)
+                ? 1
+                : 0;
+  return launch_persistent<Cfg, kernels::swiglu_fwd_sm90<Cfg>>(m_tiles, n_tiles, stream, x_map, w_map, z_map, q);
 }
 
 // One sm90 tile for one weight layout. sm_90a code runs on compute capability 9.0 only.
-// (float: the tf32 instances, registered as Math::tf32.)
-template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1>
+// (float: the tf32 instances, registered as Math::tf32, or with TF32X3 as Math::tf32x3.)
+template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1,
+          bool TF32X3 = false>
 void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
-  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG, PACKED, CLUSTER>;
-  FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, PACKED ? Layout::packed : Layout::linear,
-              std::is_same_v<T, float> ? Math::tf32 : Math::exact, 90, &launch_fwd_sm90<Cfg>};
+  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG, PACKED, CLUSTER, TF32X3>;
+  const Math math = TF32X3 ? Math::tf32x3 : std::is_same_v<T, float> ? Math::tf32 : Math::exact;
+  FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, PACKED ? Layout::packed : Layout::linear, math, 90,
+              &launch_fwd_sm90<Cfg>};
   k.max_cc = 90;
   out.push_back(k);
 }
@@ -198,6 +210,16 @@ void register_sm90_tf32_tiles(std::vector<FwdKernel>& out) {
   static_assert(std::is_same_v<T, float>, "tf32 tiles take fp32 inputs");
   add_sm90<T, 128, 4>(out, DType::f32);
   add_sm90<T, 64, 6>(out, DType::f32);
+}
+
+// The 3xTF32 tile (linear layout only): cooperative 128x64 with BK = 32 fp32 elements and 3 stages
+// of 32 KiB, plus three 32 KiB split buffers for the small parts (194 KiB in all). 128x64 because
+// each consumer holds a partial sum beside its accumulators (2 × 64 registers a thread). 3 stages:
+// 4 (226 KiB, next to the 227 KiB limit) measured the same or 0.5% slower on an H200.
+template <class T>
+void register_sm90_tf32x3_tiles(std::vector<FwdKernel>& out) {
+  static_assert(std::is_same_v<T, float>, "3xTF32 tiles take fp32 inputs");
+  add_sm90<T, 64, 3, false, false, 1, true>(out, DType::f32);
 }
 
 }  // namespace swiglu::detail

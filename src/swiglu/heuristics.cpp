@@ -55,7 +55,7 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
 // What the sm90 kernels need of the problem itself (the pointers are checked at launch): TMA rows
 // of whole 16-byte units (I and the X row stride multiples of 8 two-byte or 4 fp32 elements; with
 // the packed layout D too, as FwdParams.vec_load asks), tensor coordinates that fit int32, and for
-// fp32 the tf32 math and the linear layout.
+// fp32 the tf32 or 3xtf32 math and the linear layout.
 // Step 0's choice between the sm90 tiles: 128x128 (twice the reuse of each X tile, a longer
 // epilogue) beat 128x64 by 1-5% at the LLaMA shapes (I >= 4096, 20 and more tiles per SM), and lost
 // by 4-28% at I = 784 however many tiles there were, and at I = 4096 with 2 tiles per SM (H200).
@@ -74,8 +74,8 @@ constexpr int64_t kSm90BwdMinK = 256;
 bool tma_addressable(const Problem& p) {
   if (2 * p.hidden > INT32_MAX || p.batch > INT32_MAX) return false;
   if (p.dtype == DType::f32) {
-    // fp32 only as tf32 and with the linear layout (wgmma's tf32 operands are K-major).
-    return p.math == Math::tf32 && p.layout == Layout::linear && p.in_features % 4 == 0 &&
+    // fp32 only as tf32 or 3xtf32 and with the linear layout (wgmma's tf32 operands are K-major).
+    return (p.math == Math::tf32 || p.math == Math::tf32x3) && p.layout == Layout::linear && p.in_features % 4 == 0 &&
            p.x_stride() % 4 == 0;
   }
   return p.in_features % 8 == 0 && p.x_stride() % 8 == 0 && (p.layout == Layout::linear || p.hidden % 8 == 0);
@@ -112,7 +112,11 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
     // blocks win. Measured on an H200 (bf16 block sweep of the mnist and seed configs, DESIGN.md):
     // 128x64 is the better sm90 tile at every one of those shapes; 128x128 is taken only for long
     // reductions where each SM gets many of them (the LLaMA shapes).
-    const double fill = p.in_features >= 2048 ? 0.24 : 0.48;
+    // 3xtf32 asks for the larger fill at every I: its one sm90 tile (128x64) ran 1.4-2.2× slower
+    // than the best sm80 tile with 2-32 whole tiles and 1.6-1.7× faster from 128 (H200, I = 4096,
+    // B = 64-8192, D = 256-11008; results/h200/tf32x3_sm90/). At 86 (B = 64, D = 11008) it lost
+    // 12% to the best sm80 tile but beat the one the sm80 rule below would take (128x64) 1.9×.
+    const double fill = p.in_features >= 2048 && p.math != Math::tf32x3 ? 0.24 : 0.48;
     const double wanted = fill * std::max(dev.sm_count, 1);
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : forward_tiles(p, dev)) {

@@ -18,6 +18,7 @@ const std::vector<FwdKernel>& fwd_kernels() {
     register_fwd_sm90_f16(t);
     register_fwd_sm90_bf16(t);
     register_fwd_sm90_tf32(t);
+    register_fwd_sm90_tf32x3(t);
     return t;
   }();
   return table;

@@ -37,6 +37,9 @@ struct FwdParams {
   void* saved = nullptr;
   const void* dz = nullptr;
   void* dh = nullptr;
+  // 1 when the sm90 forward writes Z through the TMA map its launcher encodes (only Z wanted, and
+  // vec_store), rather than from registers. Set by that launcher alone.
+  int z_tma = 0;
 };
 
 using FwdLaunch = cudaError_t (*)(const FwdParams&, cudaStream_t);
@@ -138,6 +141,7 @@ void register_fwd_sm80_tf32x3(std::vector<FwdKernel>& out);
 void register_fwd_sm90_f16(std::vector<FwdKernel>& out);
 void register_fwd_sm90_bf16(std::vector<FwdKernel>& out);
 void register_fwd_sm90_tf32(std::vector<FwdKernel>& out);
+void register_fwd_sm90_tf32x3(std::vector<FwdKernel>& out);
 
 // Every instance, built once on first use.
 const std::vector<FwdKernel>& fwd_kernels();
