@@ -61,6 +61,7 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
 // by 4-28% at I = 784 however many tiles there were, and at I = 4096 with 2 tiles per SM (H200).
 constexpr int64_t kSm90WideMinK = 4096;
 constexpr double kSm90WideTilesPerSm = 8;
+constexpr double kSm90Tf32WideTilesPerSm = 0.24;
 
 // The backward's step 0, from the block sweep (H200, bf16, save, B = 256..8192, I = 784 and 4096,
 // D = 2048 and 4096, `--dx-tiles all` / `--dw-tiles all`; DESIGN.md): the sm90 GEMMs beat the best
@@ -107,16 +108,19 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
   if (out == nullptr) return Status{StatusCode::invalid_argument, "choose_forward_tile: out is null"};
   if (allow_sm90) {
     // Step 0. The persistent sm90 kernel runs one block per SM over 128-row tiles: it needs
-    // enough whole tiles to keep the SMs busy (a batch under 128 rows fills a fraction of each),
-    // fewer with a long reduction, where each tile is long. Below that the sm80 tiles' many small
-    // blocks win. Measured on an H200 (bf16 block sweep of the mnist and seed configs, DESIGN.md):
-    // 128x64 is the better sm90 tile at every one of those shapes; 128x128 is taken only for long
-    // reductions where each SM gets many of them (the LLaMA shapes).
-    // 3xtf32 asks for the larger fill at every I: its one sm90 tile (128x64) ran 1.4-2.2× slower
-    // than the best sm80 tile with 2-32 whole tiles and 1.6-1.7× faster from 128 (H200, I = 4096,
+    // enough whole tiles to keep the SMs busy (a batch under 128 rows fills a fraction of each).
+    // Below that the sm80 tiles' many small blocks win. Measured on an H200 (bf16 block sweeps of
+    // the mnist and seed configs, DESIGN.md): 128x64 is the better sm90 tile at every one of those
+    // shapes; 128x128 is taken only for long reductions where each SM gets many of them (the LLaMA
+    // shapes). With Z stored through TMA (results/h200/sm90/tma_store_sweep/) 128x64 beat the
+    // best sm80 tile from 16 whole tiles (1.06-1.21×, I = 784-2048) and lost at 8 and fewer
+    // (0.79-0.92×, I = 784); fp32's tf32 tiles were within 2% of sm80's or faster down to 2 tiles
+    // (I = 4096, results/h200/tf32_sm90/small_batches.log).
+    // 3xtf32 asks for a larger fill: its one sm90 tile (128x64) ran 1.4-2.2× slower than the
+    // best sm80 tile with 2-32 whole tiles and 1.6-1.7× faster from 128 (H200, I = 4096,
     // B = 64-8192, D = 256-11008; results/h200/tf32x3_sm90/). At 86 (B = 64, D = 11008) it lost
     // 12% to the best sm80 tile but beat the one the sm80 rule below would take (128x64) 1.9×.
-    const double fill = p.in_features >= 2048 && p.math != Math::tf32x3 ? 0.24 : 0.48;
+    const double fill = p.math == Math::tf32x3 ? 0.48 : 0.12;
     const double wanted = fill * std::max(dev.sm_count, 1);
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : forward_tiles(p, dev)) {
@@ -125,12 +129,14 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
           static_cast<double>(blocks(p, t)) * static_cast<double>(std::min<int64_t>(p.batch, t.block_m)) /
           t.block_m;
       if (full_tiles < wanted) continue;
-      // fp32 (tf32) takes the wide tile whenever it fills the SMs by itself: there the consumers
-      // also round every stage to tf32 in shared memory, and the wide tile reads fewer bytes per
-      // product. H200, I = 4096: 128x128 beat 128x64 by 1.2-1.4x from 43 whole tiles (B = 64,
-      // D = 11008) up; 128x64 won with 16 (B = 64 and 1024 at D = 4096 and 256).
-      if (t.block_n > 64 && p.dtype != DType::f32 &&
-          (p.in_features < kSm90WideMinK || full_tiles < kSm90WideTilesPerSm * std::max(dev.sm_count, 1))) {
+      // fp32 (tf32) takes the wide tile once it has about 0.24·SMs whole tiles of its own: there
+      // the consumers also round every stage to tf32 in shared memory, and the wide tile reads
+      // fewer bytes per product. H200, I = 4096: 128x128 beat 128x64 by 1.2-1.4x from 43 whole
+      // tiles (B = 64, D = 11008) up; 128x64 won with 16 (B = 64 and 1024 at D = 4096 and 256).
+      if (t.block_n > 64 &&
+          (p.dtype == DType::f32
+               ? full_tiles < kSm90Tf32WideTilesPerSm * std::max(dev.sm_count, 1)
+               : p.in_features < kSm90WideMinK || full_tiles < kSm90WideTilesPerSm * std::max(dev.sm_count, 1))) {
         continue;
       }
       if (!chosen || t.block_n > chosen->block_n) chosen = t;
