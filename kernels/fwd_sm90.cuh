@@ -21,9 +21,9 @@
 // truncate the fp32 operands; or, with 3xTF32 math, write its small parts to a split buffer
 // (sm90::split_stage_tf32x3) for three products per 8 of K.
 //
-// Epilogue: fp16/bf16 Z (the plain forward) goes through shared memory and TMA stores, so that the
-// consumers start their next tile while the stores drain; the saved H and the backward's dH are
-// stored from registers (fwd_epilogue.cuh).
+// Epilogue: fp16/bf16 Z and the saved H go through shared memory and TMA stores, so that the
+// consumers start their next tile while the stores drain; the backward's dH (and fp32 outputs)
+// are stored from registers (fwd_epilogue.cuh).
 // Full barriers (TMA transaction bytes) and empty barriers (one arrival per consumer warpgroup)
 // hand the stages around the ring; the ring's position carries on from one tile to the next, so the
 // producer loads the next tile while the consumers run this tile's epilogue.
@@ -121,7 +121,8 @@ struct Sm90FwdConfig {
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     swiglu_fwd_sm90(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
-                    const __grid_constant__ CUtensorMap z_map, const swiglu::detail::FwdParams p) {
+                    const __grid_constant__ CUtensorMap z_map, const __grid_constant__ CUtensorMap g_map,
+                    const __grid_constant__ CUtensorMap u_map, const swiglu::detail::FwdParams p) {
 #if SWIGLU_SM90A_DEVICE
   using T = typename Cfg::Elem;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
@@ -232,14 +233,21 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     }
   };
 
-  // The same through shared memory and TMA stores (Cfg::kTmaStore, FwdParams.z_tma: Z only, D a
-  // multiple of 8): this consumer's Z block goes into its buffer, two values a 4-byte store, at
-  // the 128-byte swizzle's places (16-byte chunk c of row r at c ^ (r % 8); r % 8 is lane / 4 for
-  // every row a thread holds, so the 8 rows of one store hit 8 different chunks: no bank
-  // conflicts), and its leader stores the BN/64 boxes, which TMA clips at the edges of Z. The
-  // consumer then goes on to its next tile without waiting for the writes; only the next
-  // epilogue waits, for the stores to have read the buffer. Named barrier 2 + consumer.
-  auto epilogue_tma = [&](const float (&acc)[BN], int64_t row_base, int64_t n0) {
+  // The same through shared memory and TMA stores (Cfg::kTmaStore, FwdParams.tma_store: Z and/or
+  // the saved H, D a multiple of 8). One output block at a time (Z, then H's G half, then its U
+  // half, each 64 × BN of this consumer's rows): the block's value of every pair goes into the
+  // consumer's buffer, two values a 4-byte store, at the 128-byte swizzle's places (16-byte chunk
+  // c of row r at c ^ (r % 8); r % 8 is lane / 4 for every row a thread holds, so the 8 rows of
+  // one store hit 8 different chunks: no bank conflicts), and its leader stores the BN/64 boxes of
+  // `map`, which TMA clips at the map's edges (G and U have maps of their own, D columns with a
+  // row stride of 2D, so that neither half's edge tile spills into the other). Before writing the
+  // buffer the leader waits for the previous block's stores to have read it. The consumer goes on
+  // to its next tile without waiting for the writes. Named barrier 2 + consumer.
+  // what: 0 Z = silu(g)·u, 1 G = g, 2 U = u.
+  auto store_block = [&](const float (&acc)[BN], const CUtensorMap* map, int64_t row_base, int64_t n0, int what) {
+    auto value = [what](float g, float u) {
+      return what == 0 ? swiglu_gate<Cfg::kFastMath>(g, u) : what == 1 ? g : u;
+    };
     if constexpr (Cfg::kTmaStore) {
       const uint32_t buf = smem_u32(ring.smem) + Cfg::kSplitOffset + consumer * (Cfg::kZBytes / 2);
       if (leader) sm90::tma_store_wait_read<0>();
@@ -259,8 +267,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int g = 4 * j + 2 * h, u = g + BN / 2;
-          const uint32_t pair = pack_pair<T>(swiglu_gate<Cfg::kFastMath>(acc[g] + bg0, acc[u] + bu0),
-                                             swiglu_gate<Cfg::kFastMath>(acc[g + 1] + bg1, acc[u + 1] + bu1));
+          const uint32_t pair =
+              pack_pair<T>(value(acc[g] + bg0, acc[u] + bu0), value(acc[g + 1] + bg1, acc[u + 1] + bu1));
           asm volatile("st.shared.b32 [%0], %1;" ::"r"(at + (row + 8 * h) * 128), "r"(pair) : "memory");
         }
       }
@@ -269,10 +277,17 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       if (leader) {
 #pragma unroll
         for (int b = 0; b < BN / 64; ++b)
-          sm90::tma_store_2d(&z_map, buf + b * Cfg::kZBoxBytes, static_cast<int32_t>(n0 + 64 * b),
+          sm90::tma_store_2d(map, buf + b * Cfg::kZBoxBytes, static_cast<int32_t>(n0 + 64 * b),
                              static_cast<int32_t>(row_base));
         sm90::tma_store_commit();
       }
+    }
+  };
+  auto epilogue_tma = [&](const float (&acc)[BN], int64_t row_base, int64_t n0) {
+    if (p.z != nullptr) store_block(acc, &z_map, row_base, n0, 0);
+    if (p.saved != nullptr) {
+      store_block(acc, &g_map, row_base, n0, 1);
+      store_block(acc, &u_map, row_base, n0, 2);
     }
   };
 
@@ -355,14 +370,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           sm90::wgmma_m64nk<2 * BN, T, 0, kTransB>(acc, sm90::smem_desc(a + kk * 32), desc_b(b, kk),
                                                     k > 0 || kk > 0 ? 1 : 0);
       });
-      if (Cfg::kTmaStore && p.z_tma != 0) {
+      if (Cfg::kTmaStore && p.tma_store != 0) {
         epilogue_tma(acc, m0 + consumer * 64, n0);
       } else {
         epilogue(acc, m0 + consumer * 64, n0);
       }
     }
     // The last stores must have finished reading shared memory before the block exits.
-    if (Cfg::kTmaStore && p.z_tma != 0 && leader) sm90::tma_store_wait<0>();
+    if (Cfg::kTmaStore && p.tma_store != 0 && leader) sm90::tma_store_wait<0>();
     if constexpr (C > 1) sm90::cluster_sync();
   } else {
     // Ping-pong: the consumers take this block's tiles in turn, each a whole 128-row tile (two

@@ -1,8 +1,8 @@
 // The fused backward on the GPU: dX, dW and dbias against the fp64 CPU reference for every dtype ×
 // layout × bias × policy (and gate placement) × compiled tile, on tails that divide no tile; each
 // gradient subset (dx, dw, both) leaves the outputs it was not asked for untouched; the saving
-// forward still writes the right Z; a large shape against the fp32 GPU reference; and the
-// argument checks.
+// forward still writes the right Z, and every forward tile's saved H gives the right gradients; a
+// large shape against the fp32 GPU reference; and the argument checks.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -120,6 +120,34 @@ TEST(Backward, Tf32x3ProblemsRunTheExactFp32Path) {
       }
     }
   }
+}
+
+TEST(Backward, SavedHFromEveryForwardTile) {
+  // The save policy's H as each compiled forward tile writes it (the sm90 tiles through TMA stores,
+  // each half of H through a map of its own, so an edge tile of G must not spill into U), checked
+  // through the gradients it gives and with the saving forward's Z, on the tail shapes, for fp16
+  // and bf16 in both layouts with bias.
+  const DeviceTraits dev = current_traits();
+  uint64_t seed = 900;
+  int checked = 0;
+  for (const DType dtype : {DType::f16, DType::bf16}) {
+    for (const Layout layout : {Layout::linear, Layout::packed}) {
+      for (const TailShape& s : kTailShapes) {
+        const Problem p = s.problem(dtype, layout, true);
+        const BwdCase c(p, ++seed);
+        for (const TileConfig& t : forward_tiles(p, dev)) {
+          const std::string what = describe(p) + " H from forward tile " + t.name();
+          const auto z = c.save_forward(&t);
+          EXPECT_TRUE(z.pass) << what << ": Z of the saving forward: " << z.summary();
+          BackwardOptions o;
+          o.policy = Policy::save;
+          expect_pass(c.run(o), o, p, what);
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
 }
 
 TEST(Backward, SmallBatchesSplitTheDxReduction) {

@@ -37,9 +37,9 @@ struct FwdParams {
   void* saved = nullptr;
   const void* dz = nullptr;
   void* dh = nullptr;
-  // 1 when the sm90 forward writes Z through the TMA map its launcher encodes (only Z wanted, and
-  // vec_store), rather than from registers. Set by that launcher alone.
-  int z_tma = 0;
+  // 1 when the sm90 forward writes Z and the saved H through the TMA maps its launcher encodes
+  // (no dh, and vec_store), rather than from registers. Set by that launcher alone.
+  int tma_store = 0;
 };
 
 using FwdLaunch = cudaError_t (*)(const FwdParams&, cudaStream_t);
