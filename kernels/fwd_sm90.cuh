@@ -92,9 +92,9 @@ struct Sm90FwdConfig {
   static constexpr int kABytes = kBlockM * 128;
   static constexpr int kBBytes = 2 * BN * 128;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  // 16-bit Z through shared memory and TMA stores (cooperative): each consumer's 64 × BN block of
-  // Z, in 64-column boxes of 128 bytes a row, 128-byte swizzled. After the barriers, like the split
-  // buffers (one of the two uses at most).
+  // 16-bit Z and saved H through shared memory and TMA stores (cooperative): a buffer a consumer
+  // for one 64 × BN output block, in 64-column boxes of 128 bytes a row, 128-byte swizzled. After
+  // the barriers, where 3xTF32 puts its split buffers (no config has both).
   static constexpr bool kTmaStore = sizeof(T) == 2 && !PINGPONG;
   static constexpr int kZBoxBytes = 64 * 128;
   static constexpr int kZBytes = kTmaStore ? 2 * 64 * BN * 2 : 0;
