@@ -16,6 +16,20 @@ using Param = std::tuple<DType, Layout, bool, baselines::Variant>;
 
 class Baselines : public ::testing::TestWithParam<Param> {};
 
+// Plans the forward baseline `v` on c's inputs, runs it once on poisoned Z and checks Z against c's
+// reference into *r. (A void function, so that a failed plan can stop the test with ASSERT.)
+void check_baseline(const baselines::Cublas& cublas, baselines::Variant v, const Problem& p, const GpuCase& c,
+                    bench::ParityResult* r) {
+  DeviceBuffer scratch(baselines::scratch_bytes(v, p));
+  baselines::Plan plan;
+  const Status st = baselines::Plan::create(cublas, v, p, c.x(), c.w(), c.bias(), c.z(), scratch.get(), &plan);
+  ASSERT_TRUE(st.ok()) << st.message;
+  *r = c.check([&] {
+    const Status run = plan.run(nullptr);
+    ASSERT_TRUE(run.ok()) << run.message;
+  });
+}
+
 TEST_P(Baselines, MatchTheFp64Reference) {
   const auto [dtype, layout, bias, variant] = GetParam();
   baselines::Cublas cublas;
@@ -31,15 +45,8 @@ TEST_P(Baselines, MatchTheFp64Reference) {
     p.layout = layout;
     p.bias = bias;
     const GpuCase c(p, ++seed);
-    DeviceBuffer scratch(baselines::scratch_bytes(variant, p));
-    baselines::Plan plan;
-    const Status st = baselines::Plan::create(cublas, variant, p, c.x(), c.w(), c.bias(), c.z(),
-                                              scratch.get(), &plan);
-    ASSERT_TRUE(st.ok()) << st.message;
-    const auto r = c.check([&] {
-      const Status run = plan.run(nullptr);
-      ASSERT_TRUE(run.ok()) << run.message;
-    });
+    bench::ParityResult r;
+    ASSERT_NO_FATAL_FAILURE(check_baseline(cublas, variant, p, c, &r));
     EXPECT_TRUE(r.pass) << to_string(variant) << " " << describe(p) << ": " << r.summary();
   }
 }
@@ -60,11 +67,8 @@ TEST(Baselines, Tf32MathMatchesAtTf32Tolerance) {
   p.dtype = DType::f32;
   p.math = Math::tf32;
   const GpuCase c(p, 9);
-  DeviceBuffer scratch(baselines::scratch_bytes(baselines::Variant::cublas2, p));
-  baselines::Plan plan;
-  ASSERT_TRUE(baselines::Plan::create(cublas, baselines::Variant::cublas2, p, c.x(), c.w(), nullptr,
-                                      c.z(), scratch.get(), &plan).ok());
-  const auto r = c.check([&] { ASSERT_TRUE(plan.run(nullptr).ok()); });
+  bench::ParityResult r;
+  ASSERT_NO_FATAL_FAILURE(check_baseline(cublas, baselines::Variant::cublas2, p, c, &r));
   EXPECT_TRUE(r.pass) << r.summary();
 }
 
@@ -82,11 +86,8 @@ TEST(Baselines, Tf32x3MathRunsExactFp32) {
   p.bias = true;
   const GpuCase c(p, 10);
   for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1}) {
-    DeviceBuffer scratch(baselines::scratch_bytes(v, p));
-    baselines::Plan plan;
-    ASSERT_TRUE(baselines::Plan::create(cublas, v, p, c.x(), c.w(), c.bias(), c.z(), scratch.get(),
-                                        &plan).ok());
-    const auto r = c.check([&] { ASSERT_TRUE(plan.run(nullptr).ok()); });
+    bench::ParityResult r;
+    ASSERT_NO_FATAL_FAILURE(check_baseline(cublas, v, p, c, &r));
     EXPECT_TRUE(r.pass) << to_string(v) << ": " << r.summary();
   }
 }
