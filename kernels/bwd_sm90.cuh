@@ -26,6 +26,12 @@
 // fills the next tile's stages while the consumers store this one. Tiles go in the forward's grouped
 // order (kGroupM M tiles per N column), so one wave reads a band of A and one of B that fit in L2.
 //
+// Epilogue: C goes through shared memory and TMA stores when its rows are whole 16-byte units at
+// a 16-byte aligned base (BwdParams.tma_c, set by the launcher): each consumer writes 128 of its
+// block's columns at a time into a 16 KiB buffer of its own, 128-byte swizzled, and its leader
+// stores the two 64-column boxes, so the consumer starts its next tile while the stores drain.
+// Otherwise (an odd N, say) it stores pairs from registers.
+//
 // CLUSTER = 2 pairs blocks on vertically adjacent tiles with the same B tile, each loading half of
 // B's boxes and multicasting them to both, as the forward's cluster tiles do.
 //
@@ -71,21 +77,28 @@ struct Sm90BwdConfig {
   static constexpr int kABytes = kBlockM * kBlockK * 2;
   static constexpr int kBBytes = BN * kBlockK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  // Stages, 1024 bytes of slack to align the first to the swizzle atom, then the barriers.
-  static constexpr int kSmemBytes = STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
+  // C through shared memory and TMA stores (BwdParams.tma_c): a buffer a consumer for 128 of its
+  // 64 rows' BN columns, two 64-column boxes of 128 bytes a row, 128-byte swizzled.
+  static constexpr int kCBoxBytes = 64 * 128;
+  static constexpr int kCBufferBytes = 2 * kCBoxBytes;
+  // Stages, 1024 bytes of slack to align the first to the swizzle atom, the barriers in a whole
+  // 1024 bytes, then the two consumers' C buffers.
+  static constexpr int kCOffset = STAGES * kStageBytes + 1024;  // from the first stage
+  static constexpr int kSmemBytes = kCOffset + 2 * kCBufferBytes + 1024;
   static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>,
                 "sm90 bwd: T must be __half or __nv_bfloat16 (wgmma's transpose needs 16-bit inputs)");
   static_assert(BN == 128 || BN == 256, "sm90 bwd: the wgmma N is 128 or 256");
   static_assert(!(ATrans && BKMajor), "sm90 bwd: no GEMM reads both A M-major and B K-major");
   static_assert(kStageBytes % 1024 == 0, "sm90 bwd: stages must keep the 1024-byte swizzle alignment");
-  static_assert(kSmemBytes <= 227 * 1024, "sm90 bwd: the stages exceed the 227 KiB of shared memory");
+  static_assert(2 * STAGES * 8 <= 1024, "sm90 bwd: the barriers must fit ahead of the C buffers");
+  static_assert(kSmemBytes <= 227 * 1024, "sm90 bwd: the shared memory exceeds the 227 KiB of a block");
   static_assert(CLUSTER == 1 || CLUSTER == 2, "sm90 bwd: clusters of 1 or 2 blocks");
 };
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     swiglu_bwd_sm90(const __grid_constant__ CUtensorMap a_map, const __grid_constant__ CUtensorMap b_map,
-                    const swiglu::detail::BwdParams p) {
+                    const __grid_constant__ CUtensorMap c_map, const swiglu::detail::BwdParams p) {
 #if SWIGLU_SM90A_DEVICE
   using T = typename Cfg::Elem;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
@@ -157,8 +170,43 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       }
     });
 
-    // Epilogue: register 4j + e holds row r0 (e < 2) or r0 + 8 (e >= 2) and column
-    // 8j + 2·(lane % 4) + (e & 1) of this consumer's 64 rows.
+    // Epilogue: register 4j + e holds row warp·16 + lane/4 (e < 2) or 8 rows below it (e >= 2) of
+    // this consumer's 64, and column 8j + 2·(lane % 4) + (e & 1).
+    if (p.tma_c != 0) {
+      // Through shared memory and TMA stores, 128 columns at a time (the forward's store_block):
+      // pairs as 4-byte stores at the 128-byte swizzle's places (chunk c of row r at c ^ (r % 8),
+      // and r % 8 is lane / 4 for every row a thread holds, so the 8 rows of one store hit 8
+      // different chunks), then the leader stores the two boxes, which TMA clips at M and N. Before
+      // writing the buffer the leader waits for the previous stores to have read it; the consumer
+      // goes on to its next tile without waiting for the writes. Named barrier 2 + consumer.
+      const uint32_t buf = smem_u32(ring.smem) + Cfg::kCOffset + consumer * Cfg::kCBufferBytes;
+      const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
+#pragma unroll
+      for (int half = 0; half < BN / 128; ++half) {
+        if (leader) sm90::tma_store_wait_read<0>();
+        sm90::named_sync(2 + consumer, 128);
+#pragma unroll
+        for (int j = 16 * half; j < 16 * half + 16; ++j) {
+          const uint32_t at =
+              buf + ((j / 8) % 2) * Cfg::kCBoxBytes + ((j % 8) ^ (lane / 4)) * 16 + 4 * (lane % 4);
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint32_t pair = pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+            asm volatile("st.shared.b32 [%0], %1;" ::"r"(at + (row + 8 * h) * 128), "r"(pair) : "memory");
+          }
+        }
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        sm90::named_sync(2 + consumer, 128);
+        if (leader) {
+#pragma unroll
+          for (int b = 0; b < 2; ++b)
+            sm90::tma_store_2d(&c_map, buf + b * Cfg::kCBoxBytes, static_cast<int32_t>(n0 + 128 * half + 64 * b),
+                               static_cast<int32_t>(m0 + consumer * 64));
+          sm90::tma_store_commit();
+        }
+      }
+      continue;
+    }
     const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
@@ -180,6 +228,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       }
     }
   }
+  // The last stores must have finished before the block exits.
+  if (p.tma_c != 0 && leader) sm90::tma_store_wait<0>();
   if constexpr (C > 1) sm90::cluster_sync();
 #endif
 }

@@ -63,7 +63,12 @@ cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
          encode_matrix(&b_map, type, p.b, p.K, p.N, p.ldb, 64);
   }
   if (!ok) return cudaErrorInvalidValue;
-  return launch_persistent<Cfg, kernels::swiglu_bwd_sm90<Cfg>>(m_tiles, n_tiles, stream, a_map, b_map, p);
+  // C through TMA stores in 64-row × 128-byte boxes when its rows are whole 16-byte units at a
+  // 16-byte aligned base (vec_c); otherwise, or if the map cannot be encoded, from registers (the
+  // map is then the A map, a placeholder never read).
+  CUtensorMap c_map = a_map;
+  p.tma_c = p.vec_c != 0 && encode_matrix(&c_map, type, p.c, p.M, p.N, p.ldc, 64) ? 1 : 0;
+  return launch_persistent<Cfg, kernels::swiglu_bwd_sm90<Cfg>>(m_tiles, n_tiles, stream, a_map, b_map, c_map, p);
 }
 
 // One sm90 tile for the three GEMM kinds (the dW kernel serves both layouts); sm_90a code runs on

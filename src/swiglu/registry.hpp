@@ -88,6 +88,7 @@ struct BwdParams {
   int vec_a = 0;               // A sources 16-byte aligned and whole 16-byte vectors per row/segment
   int vec_b = 0;               // B 16-byte aligned, rows whole 16-byte vectors
   int vec_c = 0;               // c 16-byte aligned, ldc and N whole 16-byte vectors (!c_trans)
+  int tma_c = 0;               // sm90: C through TMA stores (set by the launcher, not the caller)
   // Split-K (dx only): gridDim.z = splits slices of k_per_split (a multiple of BK)
   // each. With splits > 1 every slice adds its fp32 tile into partial (M×N, zero at launch) with
   // atomic adds, and the last slice to finish a tile (counted in counters[tile], zero at launch)
