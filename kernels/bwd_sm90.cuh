@@ -79,8 +79,7 @@ struct Sm90BwdConfig {
   static constexpr int kStageBytes = kABytes + kBBytes;
   // C through shared memory and TMA stores (BwdParams.tma_c): a buffer a consumer for 128 of its
   // 64 rows' BN columns, two 64-column boxes of 128 bytes a row, 128-byte swizzled.
-  static constexpr int kCBoxBytes = 64 * 128;
-  static constexpr int kCBufferBytes = 2 * kCBoxBytes;
+  static constexpr int kCBufferBytes = 2 * sm90::kStoreBoxBytes;
   // Stages, 1024 bytes of slack to align the first to the swizzle atom, the barriers in a whole
   // 1024 bytes, then the two consumers' C buffers.
   static constexpr int kCOffset = STAGES * kStageBytes + 1024;  // from the first stage
@@ -173,37 +172,20 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     // Epilogue: register 4j + e holds row warp·16 + lane/4 (e < 2) or 8 rows below it (e >= 2) of
     // this consumer's 64, and column 8j + 2·(lane % 4) + (e & 1).
     if (p.tma_c != 0) {
-      // Through shared memory and TMA stores, 128 columns at a time (the forward's store_block):
-      // pairs as 4-byte stores at the 128-byte swizzle's places (chunk c of row r at c ^ (r % 8),
-      // and r % 8 is lane / 4 for every row a thread holds, so the 8 rows of one store hit 8
-      // different chunks), then the leader stores the two boxes, which TMA clips at M and N. Before
-      // writing the buffer the leader waits for the previous stores to have read it; the consumer
-      // goes on to its next tile without waiting for the writes. Named barrier 2 + consumer.
+      // Through shared memory and TMA stores (sm90::store_buffer_*), 128 columns (two boxes) at a
+      // time, which TMA clips at M and N. Named barrier 2 + consumer.
       const uint32_t buf = smem_u32(ring.smem) + Cfg::kCOffset + consumer * Cfg::kCBufferBytes;
       const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
 #pragma unroll
       for (int half = 0; half < BN / 128; ++half) {
-        if (leader) sm90::tma_store_wait_read<0>();
-        sm90::named_sync(2 + consumer, 128);
+        sm90::store_buffer_acquire(leader, 2 + consumer);
 #pragma unroll
         for (int j = 16 * half; j < 16 * half + 16; ++j) {
-          const uint32_t at =
-              buf + ((j / 8) % 2) * Cfg::kCBoxBytes + ((j % 8) ^ (lane / 4)) * 16 + 4 * (lane % 4);
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const uint32_t pair = pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-            asm volatile("st.shared.b32 [%0], %1;" ::"r"(at + (row + 8 * h) * 128), "r"(pair) : "memory");
-          }
+          for (int h = 0; h < 2; ++h)
+            sm90::store_buffer_pair<2>(buf, j, h, row, lane, pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
         }
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        sm90::named_sync(2 + consumer, 128);
-        if (leader) {
-#pragma unroll
-          for (int b = 0; b < 2; ++b)
-            sm90::tma_store_2d(&c_map, buf + b * Cfg::kCBoxBytes, static_cast<int32_t>(n0 + 128 * half + 64 * b),
-                               static_cast<int32_t>(m0 + consumer * 64));
-          sm90::tma_store_commit();
-        }
+        sm90::store_buffer_release<2>(leader, 2 + consumer, &c_map, buf, n0 + 128 * half, m0 + consumer * 64);
       }
       continue;
     }

@@ -96,7 +96,6 @@ struct Sm90FwdConfig {
   // for one 64 × BN output block, in 64-column boxes of 128 bytes a row, 128-byte swizzled. After
   // the barriers, where 3xTF32 puts its split buffers (no config has both).
   static constexpr bool kTmaStore = sizeof(T) == 2 && !PINGPONG;
-  static constexpr int kZBoxBytes = 64 * 128;
   static constexpr int kZBytes = kTmaStore ? 2 * 64 * BN * 2 : 0;
   // Stages, 1024 bytes of slack to align the first to the swizzle atom, then the barriers; with
   // 3xTF32 or TMA stores the barriers get a whole 1024 bytes, and the split buffers or the Z
@@ -236,13 +235,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   // The same through shared memory and TMA stores (Cfg::kTmaStore, FwdParams.tma_store: Z and/or
   // the saved H, D a multiple of 8). One output block at a time (Z, then H's G half, then its U
   // half, each 64 × BN of this consumer's rows): the block's value of every pair goes into the
-  // consumer's buffer, two values a 4-byte store, at the 128-byte swizzle's places (16-byte chunk
-  // c of row r at c ^ (r % 8); r % 8 is lane / 4 for every row a thread holds, so the 8 rows of
-  // one store hit 8 different chunks: no bank conflicts), and its leader stores the BN/64 boxes of
-  // `map`, which TMA clips at the map's edges (G and U have maps of their own, D columns with a
-  // row stride of 2D, so that neither half's edge tile spills into the other). Before writing the
-  // buffer the leader waits for the previous block's stores to have read it. The consumer goes on
-  // to its next tile without waiting for the writes. Named barrier 2 + consumer.
+  // consumer's buffer, two values a 4-byte store, and its leader stores the BN/64 boxes of `map`
+  // (sm90::store_buffer_*; G and U have maps of their own, D columns with a row stride of 2D, so
+  // that neither half's edge tile spills into the other). Named barrier 2 + consumer.
   // what: 0 Z = silu(g)·u, 1 G = g, 2 U = u.
   auto store_block = [&](const float (&acc)[BN], const CUtensorMap* map, int64_t row_base, int64_t n0, int what) {
     auto value = [what](float g, float u) {
@@ -250,8 +245,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     };
     if constexpr (Cfg::kTmaStore) {
       const uint32_t buf = smem_u32(ring.smem) + Cfg::kSplitOffset + consumer * (Cfg::kZBytes / 2);
-      if (leader) sm90::tma_store_wait_read<0>();
-      sm90::named_sync(2 + consumer, 128);
+      sm90::store_buffer_acquire(leader, 2 + consumer);
       const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
@@ -263,24 +257,15 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           bu0 = to_f32(bias[p.D + col]);
           bu1 = to_f32(bias[p.D + col + 1]);
         }
-        const uint32_t at = buf + (j / 8) * Cfg::kZBoxBytes + ((j % 8) ^ (lane / 4)) * 16 + 4 * (lane % 4);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int g = 4 * j + 2 * h, u = g + BN / 2;
-          const uint32_t pair =
-              pack_pair<T>(value(acc[g] + bg0, acc[u] + bu0), value(acc[g + 1] + bg1, acc[u + 1] + bu1));
-          asm volatile("st.shared.b32 [%0], %1;" ::"r"(at + (row + 8 * h) * 128), "r"(pair) : "memory");
+          sm90::store_buffer_pair<BN / 64>(
+              buf, j, h, row, lane,
+              pack_pair<T>(value(acc[g] + bg0, acc[u] + bu0), value(acc[g + 1] + bg1, acc[u + 1] + bu1)));
         }
       }
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      sm90::named_sync(2 + consumer, 128);
-      if (leader) {
-#pragma unroll
-        for (int b = 0; b < BN / 64; ++b)
-          sm90::tma_store_2d(map, buf + b * Cfg::kZBoxBytes, static_cast<int32_t>(n0 + 64 * b),
-                             static_cast<int32_t>(row_base));
-        sm90::tma_store_commit();
-      }
+      sm90::store_buffer_release<BN / 64>(leader, 2 + consumer, map, buf, n0, row_base);
     }
   };
   auto epilogue_tma = [&](const float (&acc)[BN], int64_t row_base, int64_t n0) {

@@ -423,6 +423,54 @@ __device__ __forceinline__ void tma_store_wait() {
 #endif
 }
 
+// ---- the TMA-store epilogue both sm90 kernels share ----------------------------------------------
+//
+// A consumer warpgroup (128 threads) owns a shared buffer of 64-row × 128-byte boxes in the
+// 128-byte swizzle, with named barrier `barrier`. Per output block: store_buffer_acquire, then each
+// thread puts its pairs in place (store_buffer_pair), then store_buffer_release has the leader
+// store the boxes. The consumer then goes on without waiting for the writes; the next acquire
+// waits only until the stores have read the buffer, and the kernel waits for them all
+// (tma_store_wait<0>) before it exits.
+
+constexpr int kStoreBoxBytes = 64 * 128;
+
+// Waits (leader) until the buffer's last stores have read it, then meets the warpgroup.
+__device__ __forceinline__ void store_buffer_acquire(bool leader, int barrier) {
+  if (leader) tma_store_wait_read<0>();
+  named_sync(barrier, 128);
+}
+
+// Puts the 32-bit `pair` of accumulator group j (register 4j + e: row `row` for e < 2, row + 8 for
+// e >= 2, columns 8j + 2·(lane % 4) and one more, as wgmma lays out m64nN) at its place in the
+// buffer's box j / 8 (mod `boxes`): chunk c of row r sits at c ^ (r % 8), and r % 8 is lane / 4 for
+// every row a thread holds, so the 8 rows of one store hit 8 different chunks (no bank conflicts).
+// h = 0 or 1: row or row + 8.
+template <int kBoxes>
+__device__ __forceinline__ void store_buffer_pair(uint32_t buf, int j, int h, uint32_t row, int lane, uint32_t pair) {
+#if SWIGLU_SM90A_DEVICE
+  const uint32_t at = buf + ((j / 8) % kBoxes) * kStoreBoxBytes + ((j % 8) ^ (lane / 4)) * 16 + 4 * (lane % 4);
+  asm volatile("st.shared.b32 [%0], %1;" ::"r"(at + (row + 8 * h) * 128), "r"(pair) : "memory");
+#endif
+}
+
+// Makes the warpgroup's shared stores visible to TMA, meets the warpgroup, and has the leader store
+// kBoxes boxes of `map` from the buffer, box b at (col + 64·b, row); TMA clips them at the map's
+// edges.
+template <int kBoxes>
+__device__ __forceinline__ void store_buffer_release(bool leader, int barrier, const CUtensorMap* map, uint32_t buf,
+                                                     int64_t col, int64_t row) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  named_sync(barrier, 128);
+  if (leader) {
+#pragma unroll
+    for (int b = 0; b < kBoxes; ++b)
+      tma_store_2d(map, buf + b * kStoreBoxBytes, static_cast<int32_t>(col + 64 * b), static_cast<int32_t>(row));
+    tma_store_commit();
+  }
+#endif
+}
+
 // ---- the persistent, warp-specialised skeleton both sm90 kernels share ---------------------------
 
 // A kernel's dynamic shared memory: S stages of kStageBytes from the first 1024-byte boundary (the
