@@ -21,9 +21,10 @@
 // truncate the fp32 operands; or, with 3xTF32 math, write its small parts to a split buffer
 // (sm90::split_stage_tf32x3) for three products per 8 of K.
 //
-// Epilogue: fp16/bf16 Z and the saved H go through shared memory and TMA stores, so that the
-// consumers start their next tile while the stores drain; the backward's dH (and fp32 outputs)
-// are stored from registers (fwd_epilogue.cuh).
+// Epilogue: fp16/bf16 Z, the saved H and the backward's recomputed dH go through shared memory and
+// TMA stores (cooperative tiles), so that the consumers start their next tile while the stores
+// drain; fp32 outputs, the ping-pong tile's and unaligned ones are stored from registers
+// (fwd_epilogue.cuh).
 // Full barriers (TMA transaction bytes) and empty barriers (one arrival per consumer warpgroup)
 // hand the stages around the ring; the ring's position carries on from one tile to the next, so the
 // producer loads the next tile while the consumers run this tile's epilogue.
@@ -268,7 +269,58 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       sm90::store_buffer_release<BN / 64>(leader, 2 + consumer, map, buf, n0, row_base);
     }
   };
-  auto epilogue_tma = [&](const float (&acc)[BN], int64_t row_base, int64_t n0) {
+  // The backward's recompute (FwdParams.dh): dH = [dG | dU] through the same buffer, with g_map and
+  // u_map on dH's halves. One pass reads dZ (a pair per 4-byte load, rows past B skipped: TMA clips
+  // them anyway) and computes both gradients, dG = dZ·U·silu'(G) into the buffer and dU = dZ·silu(G)
+  // into G's accumulators, which are not needed again; the second pass stores those. The same
+  // arithmetic as fwd_epilogue_at, so both paths give the same bits.
+  auto store_dh = [&](float (&acc)[BN], int64_t row_base, int64_t n0) {
+    if constexpr (Cfg::kTmaStore) {
+      const T* __restrict__ dz = static_cast<const T*>(p.dz);
+      const uint32_t buf = smem_u32(ring.smem) + Cfg::kSplitOffset + consumer * (Cfg::kZBytes / 2);
+      const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
+      sm90::store_buffer_acquire(leader, 2 + consumer);
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+        float bg0 = 0, bg1 = 0, bu0 = 0, bu1 = 0;
+        if (p.has_bias && col < p.D) {  // D even: col + 1 < D too
+          bg0 = to_f32(bias[col]);
+          bg1 = to_f32(bias[col + 1]);
+          bu0 = to_f32(bias[p.D + col]);
+          bu1 = to_f32(bias[p.D + col + 1]);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int g = 4 * j + 2 * h, u = g + BN / 2;
+          const int64_t m = row_base + row + 8 * h;
+          float dz0 = 0.0f, dz1 = 0.0f;
+          if (m < p.B && col < p.D) load_pair(dz + m * p.D + col, &dz0, &dz1);
+          float s0, ds0, s1, ds1;
+          silu_and_grad<Cfg::kFastMath>(acc[g] + bg0, &s0, &ds0);
+          silu_and_grad<Cfg::kFastMath>(acc[g + 1] + bg1, &s1, &ds1);
+          sm90::store_buffer_pair<BN / 64>(
+              buf, j, h, row, lane, pack_pair<T>(dz0 * (acc[u] + bu0) * ds0, dz1 * (acc[u + 1] + bu1) * ds1));
+          acc[g] = dz0 * s0;
+          acc[g + 1] = dz1 * s1;
+        }
+      }
+      sm90::store_buffer_release<BN / 64>(leader, 2 + consumer, &g_map, buf, n0, row_base);
+      sm90::store_buffer_acquire(leader, 2 + consumer);
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          sm90::store_buffer_pair<BN / 64>(buf, j, h, row, lane, pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+      }
+      sm90::store_buffer_release<BN / 64>(leader, 2 + consumer, &u_map, buf, n0, row_base);
+    }
+  };
+  auto epilogue_tma = [&](float (&acc)[BN], int64_t row_base, int64_t n0) {
+    if (p.dh != nullptr) {
+      store_dh(acc, row_base, n0);
+      return;
+    }
     if (p.z != nullptr) store_block(acc, &z_map, row_base, n0, 0);
     if (p.saved != nullptr) {
       store_block(acc, &g_map, row_base, n0, 1);

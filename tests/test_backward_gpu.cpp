@@ -150,6 +150,37 @@ TEST(Backward, SavedHFromEveryForwardTile) {
   EXPECT_GT(checked, 0);
 }
 
+TEST(Backward, RecomputedDhFromEveryForwardTile) {
+  // The recompute policy's GEMM run on each compiled fp16/bf16 forward tile: with the epilogue
+  // placement it writes dH (the sm90 tiles through TMA stores, dG and dU through maps of their own),
+  // with the prologue placement H; checked through the gradients, on the tail shapes, in both
+  // layouts with bias.
+  const DeviceTraits dev = current_traits();
+  uint64_t seed = 950;
+  int checked = 0;
+  for (const DType dtype : {DType::f16, DType::bf16}) {
+    for (const Layout layout : {Layout::linear, Layout::packed}) {
+      for (const TailShape& s : kTailShapes) {
+        const Problem p = s.problem(dtype, layout, true);
+        const BwdCase c(p, ++seed);
+        for (const TileConfig& t : forward_tiles(p, dev)) {
+          for (const GatePlacement g : {GatePlacement::epilogue, GatePlacement::prologue}) {
+            BackwardOptions o;
+            o.policy = Policy::recompute;
+            o.placement = g;
+            o.recompute_tile = t;
+            const auto r = c.run(o);
+            EXPECT_EQ(r.tiles.recompute, t) << describe(p);
+            expect_pass(r, o, p, describe(p) + " recompute tile " + t.name());
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 TEST(Backward, SmallBatchesSplitTheDxReduction) {
   // MNIST decode: B×I gives the dX GEMM far fewer blocks than SMs, so K = 2D is split, in the
   // sm80 kernels and in the SIMT one (fp32). Twice in a row: each call must clear what the last

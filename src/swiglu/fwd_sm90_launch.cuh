@@ -162,18 +162,19 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   if (!encode_matrix(&x_map, type, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) || !w_ok) {
     return cudaErrorInvalidValue;
   }
-  // Z and the saved H through TMA stores (Cfg::kTmaStore) when there is no dH to write and the
-  // outputs' rows are whole 16-byte units at 16-byte aligned bases (vec_store), in the kernel's
-  // 64-row × 128-byte boxes: Z (B×D), and H's G and U halves as B×D matrices with a row stride of
-  // 2D. If a map cannot be encoded, the kernel stores from registers as for dH. A map that is not
-  // used is only a placeholder (the X map), never read.
+  // The outputs through TMA stores (Cfg::kTmaStore) when their rows are whole 16-byte units at
+  // 16-byte aligned bases (vec_store), in the kernel's 64-row × 128-byte boxes: Z (B×D), and the
+  // G and U halves of H, or of dH when the backward's recompute writes that instead, as B×D
+  // matrices with a row stride of 2D. If a map cannot be encoded, the kernel stores from
+  // registers. A map that is not used is only a placeholder (the X map), never read.
   FwdParams q = p;
   CUtensorMap z_map = x_map, g_map = x_map, u_map = x_map;
-  const auto* saved = static_cast<const T*>(p.saved);
-  q.tma_store = Cfg::kTmaStore && p.dh == nullptr && p.vec_store != 0 && (p.z != nullptr || saved != nullptr) &&
-                        (p.z == nullptr || encode_matrix(&z_map, type, p.z, p.B, p.D, p.D, 64)) &&
-                        (saved == nullptr || (encode_matrix(&g_map, type, saved, p.B, p.D, 2 * p.D, 64) &&
-                                              encode_matrix(&u_map, type, saved + p.D, p.B, p.D, 2 * p.D, 64)))
+  const auto* halves = static_cast<const T*>(p.dh != nullptr ? p.dh : p.saved);  // [G | U] or [dG | dU]
+  const bool z_stored = p.dh == nullptr && p.z != nullptr;
+  q.tma_store = Cfg::kTmaStore && p.vec_store != 0 && (z_stored || halves != nullptr) &&
+                        (!z_stored || encode_matrix(&z_map, type, p.z, p.B, p.D, p.D, 64)) &&
+                        (halves == nullptr || (encode_matrix(&g_map, type, halves, p.B, p.D, 2 * p.D, 64) &&
+                                               encode_matrix(&u_map, type, halves + p.D, p.B, p.D, 2 * p.D, 64)))
                     ? 1
                     : 0;
   return launch_persistent<Cfg, kernels::swiglu_fwd_sm90<Cfg>>(m_tiles, n_tiles, stream, x_map, w_map, z_map, g_map,

@@ -37,8 +37,8 @@ struct FwdParams {
   void* saved = nullptr;
   const void* dz = nullptr;
   void* dh = nullptr;
-  // 1 when the sm90 forward writes Z and the saved H through the TMA maps its launcher encodes
-  // (no dh, and vec_store), rather than from registers. Set by that launcher alone.
+  // 1 when the sm90 forward writes its outputs (Z and the saved H, or dH) through the TMA maps its
+  // launcher encodes (vec_store), rather than from registers. Set by that launcher alone.
   int tma_store = 0;
 };
 
