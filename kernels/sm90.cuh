@@ -442,7 +442,7 @@ __device__ __forceinline__ void store_buffer_acquire(bool leader, int barrier) {
 
 // Puts the 32-bit `pair` of accumulator group j (register 4j + e: row `row` for e < 2, row + 8 for
 // e >= 2, columns 8j + 2·(lane % 4) and one more, as wgmma lays out m64nN) at its place in the
-// buffer's box j / 8 (mod `boxes`): chunk c of row r sits at c ^ (r % 8), and r % 8 is lane / 4 for
+// buffer's box j / 8 (mod kBoxes): chunk c of row r sits at c ^ (r % 8), and r % 8 is lane / 4 for
 // every row a thread holds, so the 8 rows of one store hit 8 different chunks (no bank conflicts).
 // h = 0 or 1: row or row + 8.
 template <int kBoxes>
