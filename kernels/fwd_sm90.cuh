@@ -240,6 +240,17 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   // (sm90::store_buffer_*; G and U have maps of their own, D columns with a row stride of 2D, so
   // that neither half's edge tile spills into the other). Named barrier 2 + consumer.
   // what: 0 Z = silu(g)·u, 1 G = g, 2 U = u.
+  // The TMA-store paths' bias of the pair at columns col and col + 1 (D is even there) of the gate
+  // half (bg) and the up half (bu): zero past D or without bias.
+  auto tma_pair_bias = [&](int64_t col, float& bg0, float& bg1, float& bu0, float& bu1) {
+    bg0 = 0, bg1 = 0, bu0 = 0, bu1 = 0;
+    if (p.has_bias && col < p.D) {
+      bg0 = to_f32(bias[col]);
+      bg1 = to_f32(bias[col + 1]);
+      bu0 = to_f32(bias[p.D + col]);
+      bu1 = to_f32(bias[p.D + col + 1]);
+    }
+  };
   auto store_block = [&](const float (&acc)[BN], const CUtensorMap* map, int64_t row_base, int64_t n0, int what) {
     auto value = [what](float g, float u) {
       return what == 0 ? swiglu_gate<Cfg::kFastMath>(g, u) : what == 1 ? g : u;
@@ -251,13 +262,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
         const int64_t col = n0 + 8 * j + 2 * (lane % 4);
-        float bg0 = 0, bg1 = 0, bu0 = 0, bu1 = 0;
-        if (p.has_bias && col < p.D) {  // D even: col + 1 < D too
-          bg0 = to_f32(bias[col]);
-          bg1 = to_f32(bias[col + 1]);
-          bu0 = to_f32(bias[p.D + col]);
-          bu1 = to_f32(bias[p.D + col + 1]);
-        }
+        float bg0, bg1, bu0, bu1;
+        tma_pair_bias(col, bg0, bg1, bu0, bu1);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int g = 4 * j + 2 * h, u = g + BN / 2;
@@ -283,13 +289,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
         const int64_t col = n0 + 8 * j + 2 * (lane % 4);
-        float bg0 = 0, bg1 = 0, bu0 = 0, bu1 = 0;
-        if (p.has_bias && col < p.D) {  // D even: col + 1 < D too
-          bg0 = to_f32(bias[col]);
-          bg1 = to_f32(bias[col + 1]);
-          bu0 = to_f32(bias[p.D + col]);
-          bu1 = to_f32(bias[p.D + col + 1]);
-        }
+        float bg0, bg1, bu0, bu1;
+        tma_pair_bias(col, bg0, bg1, bu0, bu1);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int g = 4 * j + 2 * h, u = g + BN / 2;

@@ -122,13 +122,11 @@ TEST(Backward, Tf32x3ProblemsRunTheExactFp32Path) {
   }
 }
 
-TEST(Backward, SavedHFromEveryForwardTile) {
-  // The save policy's H as each compiled forward tile writes it (the sm90 tiles through TMA stores,
-  // each half of H through a map of its own, so an edge tile of G must not spill into U), checked
-  // through the gradients it gives and with the saving forward's Z, on the tail shapes, for fp16
-  // and bf16 in both layouts with bias.
+// Calls check(p, c, t) for every compiled fp16/bf16 forward tile t on each tail shape, in both
+// layouts, with bias (c: the problem's case, seeded from seed + 1 on). Returns how many calls ran.
+template <class Check>
+int for_each_half_forward_tile(uint64_t seed, Check&& check) {
   const DeviceTraits dev = current_traits();
-  uint64_t seed = 900;
   int checked = 0;
   for (const DType dtype : {DType::f16, DType::bf16}) {
     for (const Layout layout : {Layout::linear, Layout::packed}) {
@@ -136,48 +134,45 @@ TEST(Backward, SavedHFromEveryForwardTile) {
         const Problem p = s.problem(dtype, layout, true);
         const BwdCase c(p, ++seed);
         for (const TileConfig& t : forward_tiles(p, dev)) {
-          const std::string what = describe(p) + " H from forward tile " + t.name();
-          const auto z = c.save_forward(&t);
-          EXPECT_TRUE(z.pass) << what << ": Z of the saving forward: " << z.summary();
-          BackwardOptions o;
-          o.policy = Policy::save;
-          expect_pass(c.run(o), o, p, what);
+          check(p, c, t);
           ++checked;
         }
       }
     }
   }
+  return checked;
+}
+
+TEST(Backward, SavedHFromEveryForwardTile) {
+  // The save policy's H as each compiled forward tile writes it (the sm90 tiles through TMA stores,
+  // each half of H through a map of its own, so an edge tile of G must not spill into U), checked
+  // through the gradients it gives and with the saving forward's Z.
+  const int checked = for_each_half_forward_tile(900, [](const Problem& p, const BwdCase& c, const TileConfig& t) {
+    const std::string what = describe(p) + " H from forward tile " + t.name();
+    const auto z = c.save_forward(&t);
+    EXPECT_TRUE(z.pass) << what << ": Z of the saving forward: " << z.summary();
+    BackwardOptions o;
+    o.policy = Policy::save;
+    expect_pass(c.run(o), o, p, what);
+  });
   EXPECT_GT(checked, 0);
 }
 
 TEST(Backward, RecomputedDhFromEveryForwardTile) {
   // The recompute policy's GEMM run on each compiled fp16/bf16 forward tile: with the epilogue
   // placement it writes dH (the sm90 tiles through TMA stores, dG and dU through maps of their own),
-  // with the prologue placement H; checked through the gradients, on the tail shapes, in both
-  // layouts with bias.
-  const DeviceTraits dev = current_traits();
-  uint64_t seed = 950;
-  int checked = 0;
-  for (const DType dtype : {DType::f16, DType::bf16}) {
-    for (const Layout layout : {Layout::linear, Layout::packed}) {
-      for (const TailShape& s : kTailShapes) {
-        const Problem p = s.problem(dtype, layout, true);
-        const BwdCase c(p, ++seed);
-        for (const TileConfig& t : forward_tiles(p, dev)) {
-          for (const GatePlacement g : {GatePlacement::epilogue, GatePlacement::prologue}) {
-            BackwardOptions o;
-            o.policy = Policy::recompute;
-            o.placement = g;
-            o.recompute_tile = t;
-            const auto r = c.run(o);
-            EXPECT_EQ(r.tiles.recompute, t) << describe(p);
-            expect_pass(r, o, p, describe(p) + " recompute tile " + t.name());
-            ++checked;
-          }
-        }
-      }
+  // with the prologue placement H; checked through the gradients.
+  const int checked = for_each_half_forward_tile(950, [](const Problem& p, const BwdCase& c, const TileConfig& t) {
+    for (const GatePlacement g : {GatePlacement::epilogue, GatePlacement::prologue}) {
+      BackwardOptions o;
+      o.policy = Policy::recompute;
+      o.placement = g;
+      o.recompute_tile = t;
+      const auto r = c.run(o);
+      EXPECT_EQ(r.tiles.recompute, t) << describe(p);
+      expect_pass(r, o, p, describe(p) + " recompute tile " + t.name());
     }
-  }
+  });
   EXPECT_GT(checked, 0);
 }
 
