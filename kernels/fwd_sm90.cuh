@@ -233,13 +233,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     }
   };
 
-  // The same through shared memory and TMA stores (Cfg::kTmaStore, FwdParams.tma_store: Z and/or
-  // the saved H, D a multiple of 8). One output block at a time (Z, then H's G half, then its U
-  // half, each 64 × BN of this consumer's rows): the block's value of every pair goes into the
-  // consumer's buffer, two values a 4-byte store, and its leader stores the BN/64 boxes of `map`
-  // (sm90::store_buffer_*; G and U have maps of their own, D columns with a row stride of 2D, so
-  // that neither half's edge tile spills into the other). Named barrier 2 + consumer.
-  // what: 0 Z = silu(g)·u, 1 G = g, 2 U = u.
   // The TMA-store paths' bias of the pair at columns col and col + 1 (D is even there) of the gate
   // half (bg) and the up half (bu): zero past D or without bias.
   auto tma_pair_bias = [&](int64_t col, float& bg0, float& bg1, float& bu0, float& bu1) {
@@ -251,6 +244,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       bu1 = to_f32(bias[p.D + col + 1]);
     }
   };
+
+  // The epilogue through shared memory and TMA stores (Cfg::kTmaStore, FwdParams.tma_store: Z and/or
+  // the saved H, D a multiple of 8). One output block at a time (Z, then H's G half, then its U
+  // half, each 64 × BN of this consumer's rows): the block's value of every pair goes into the
+  // consumer's buffer, two values a 4-byte store, and its leader stores the BN/64 boxes of `map`
+  // (sm90::store_buffer_*; G and U have maps of their own, D columns with a row stride of 2D, so
+  // that neither half's edge tile spills into the other). Named barrier 2 + consumer.
+  // what: 0 Z = silu(g)·u, 1 G = g, 2 U = u.
   auto store_block = [&](const float (&acc)[BN], const CUtensorMap* map, int64_t row_base, int64_t n0, int what) {
     auto value = [what](float g, float u) {
       return what == 0 ? swiglu_gate<Cfg::kFastMath>(g, u) : what == 1 ? g : u;
