@@ -84,6 +84,70 @@ TEST(Validate, RejectsOutputOverlappingAnInput) {
   EXPECT_NE(s.message.find("overlaps x"), std::string::npos) << s.message;
 }
 
+TEST(Validate, RejectsEnumsOutsideTheirSets) {
+  // A value cast from an integer once picked a wrong stride (layout) or skipped the saved-H check
+  // (policy) and ran a kernel on a null pointer; each is an error naming the value.
+  Problem p = problem();
+  p.layout = static_cast<Layout>(2);
+  Status s = validate_forward(p, addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("layout 2"), std::string::npos) << s.message;
+  p = problem();
+  p.dtype = static_cast<DType>(7);
+  s = validate_forward(p, addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_NE(s.message.find("dtype 7"), std::string::npos) << s.message;
+  p = problem();
+  p.math = static_cast<Math>(-1);
+  s = validate_forward(p, addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_NE(s.message.find("math -1"), std::string::npos) << s.message;
+
+  BackwardTensors t;
+  t.x = addr(kX);
+  t.w = addr(kW);
+  t.dz = addr(kB);
+  t.dx = maddr(kZ);
+  t.dw = maddr(0x50000000);
+  BackwardOptions o;
+  o.policy = static_cast<Policy>(2);  // and no saved H
+  s = validate_backward(problem(), t, o, maddr(0x60000000), size_t{1} << 24);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("policy 2"), std::string::npos) << s.message;
+  o = BackwardOptions{};
+  o.policy = Policy::recompute;
+  o.placement = static_cast<GatePlacement>(3);
+  s = validate_backward(problem(), t, o, maddr(0x60000000), size_t{1} << 24);
+  EXPECT_NE(s.message.find("gate placement 3"), std::string::npos) << s.message;
+  size_t bytes = 1;
+  s = backward_workspace_bytes(problem(), o, &bytes);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_EQ(bytes, 0u);
+}
+
+TEST(Validate, WorkspaceQueryFailsOnBadOrWrappingSizes) {
+  const BackwardOptions save;
+  size_t bytes = 1;
+  for (const Problem& p : {problem(-5), problem(8, 16, 0), problem(int64_t{1} << 62, 16, int64_t{1} << 62)}) {
+    const Status s = backward_workspace_bytes(p, save, &bytes);
+    EXPECT_EQ(s.code, StatusCode::invalid_argument) << p.batch << " " << p.hidden;
+    EXPECT_FALSE(s.message.empty());
+    EXPECT_EQ(bytes, 0u);
+    EXPECT_EQ(backward_workspace_bytes(p, save), 0u);
+  }
+  // Each region fits in int64 but H and dH together do not fit in size_t: fp32, recompute with
+  // the prologue placement, 2D·4 bytes just under 2^63 each.
+  BackwardOptions o;
+  o.policy = Policy::recompute;
+  o.placement = GatePlacement::prologue;
+  const Problem huge = problem(1, 1, (int64_t{1} << 60) - 1, DType::f32);
+  const Status s = backward_workspace_bytes(huge, o, &bytes);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("size_t"), std::string::npos) << s.message;
+  // A good problem answers the same through both overloads.
+  ASSERT_TRUE(backward_workspace_bytes(problem(64, 64, 64), o, &bytes).ok());
+  EXPECT_EQ(bytes, backward_workspace_bytes(problem(64, 64, 64), o));
+  EXPECT_GT(bytes, 0u);
+}
+
 TEST(Forward, ZeroBatchIsASuccessfulNoOpWithoutPointersOrDevice) {
   const Status s = forward(problem(0), nullptr, nullptr, nullptr, nullptr, nullptr);
   EXPECT_TRUE(s.ok()) << s.message;

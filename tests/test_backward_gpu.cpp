@@ -298,5 +298,70 @@ TEST(Backward, BadArgumentsAreErrorsNotCrashes) {
   EXPECT_EQ(s.code, StatusCode::invalid_argument);
 }
 
+TEST(Backward, EnumsOutsideTheirSetsAreRejectedBeforeAnyLaunch) {
+  // Policy 2 with no saved H once passed validation and ran a GEMM on a null H (an illegal
+  // address that lost the context). Every enum is now checked first, and the context stays usable.
+  Problem p;
+  p.batch = 8;
+  p.in_features = 16;
+  p.hidden = 8;
+  const BwdCase c(p, 4);
+  DeviceBuffer dx(8 * 16 * 2), dw(16 * 16 * 2), ws(1 << 20);
+  BackwardTensors t;
+  t.x = c.fwd().x();
+  t.w = c.fwd().w();
+  t.dz = c.fwd().x();
+  t.dx = dx.get();
+  t.dw = dw.get();
+  BackwardOptions o;
+  o.policy = static_cast<Policy>(2);
+  Status s = backward(p, t, o, ws.get(), ws.bytes(), nullptr);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("policy 2"), std::string::npos) << s.message;
+  o = BackwardOptions{};
+  o.policy = Policy::recompute;
+  o.placement = static_cast<GatePlacement>(7);
+  s = backward(p, t, o, ws.get(), ws.bytes(), nullptr);
+  EXPECT_NE(s.message.find("gate placement 7"), std::string::npos) << s.message;
+  o.placement = GatePlacement::automatic;
+  for (const auto& [bad, what] : {std::pair{[](Problem& q) { q.layout = static_cast<Layout>(5); }, "layout 5"},
+                                   std::pair{[](Problem& q) { q.dtype = static_cast<DType>(9); }, "dtype 9"},
+                                   std::pair{[](Problem& q) { q.math = static_cast<Math>(3); }, "math 3"}}) {
+    Problem q = p;
+    bad(q);
+    s = backward(q, t, o, ws.get(), ws.bytes(), nullptr);
+    EXPECT_EQ(s.code, StatusCode::invalid_argument) << what;
+    EXPECT_NE(s.message.find(what), std::string::npos) << s.message;
+    s = forward(q, c.fwd().x(), c.fwd().w(), nullptr, dx.get(), nullptr);
+    EXPECT_EQ(s.code, StatusCode::invalid_argument) << what;
+    EXPECT_NE(s.message.find(what), std::string::npos) << s.message;
+  }
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+TEST(Backward, EmptyBatchChecksTheWeightGradientPointers) {
+  Problem p;
+  p.batch = 0;
+  p.in_features = 16;
+  p.hidden = 8;
+  p.bias = true;
+  DeviceBuffer dw(2 * 8 * 16 * 2 + 16), db(16 * 2);
+  BackwardTensors t;
+  t.dw = static_cast<char*>(dw.get()) + 1;  // misaligned for bf16
+  t.dbias = db.get();
+  BackwardOptions o;
+  o.grads = Grads{false, true};
+  Status s = backward(p, t, o, nullptr, 0, nullptr);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("dw is not aligned"), std::string::npos) << s.message;
+  t.dw = dw.get();
+  t.dbias = static_cast<char*>(dw.get()) + 64;  // inside dw
+  s = backward(p, t, o, nullptr, 0, nullptr);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("overlaps"), std::string::npos) << s.message;
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
 }  // namespace
 }  // namespace swiglu::test

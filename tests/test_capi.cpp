@@ -97,6 +97,23 @@ TEST(CApi, BadArgumentsNameTheValue) {
   EXPECT_NE(last_error().find("policy 9"), std::string::npos) << last_error();
 }
 
+TEST(CApi, WorkspaceQueryReportsBadAndWrappingSizes) {
+  // These once returned 0 with an empty error, as if no workspace were needed.
+  for (const swiglu_problem& p : {problem(-5), problem(4, 8, 0), problem(int64_t{1} << 62, 8, int64_t{1} << 62)}) {
+    EXPECT_EQ(swiglu_backward_workspace_bytes(&p, SWIGLU_POLICY_SAVE, 1, 1), 0u);
+    EXPECT_NE(last_error(), "") << p.batch << " " << p.hidden;
+  }
+  const swiglu_problem bad_b = problem(-5);
+  swiglu_backward_workspace_bytes(&bad_b, SWIGLU_POLICY_RECOMPUTE, 1, 1);
+  EXPECT_NE(last_error().find("batch must be >= 0, got -5"), std::string::npos) << last_error();
+  const swiglu_problem wrap = problem(int64_t{1} << 62, 8, int64_t{1} << 62);
+  swiglu_backward_workspace_bytes(&wrap, SWIGLU_POLICY_RECOMPUTE, 1, 1);
+  EXPECT_NE(last_error().find("too large"), std::string::npos) << last_error();
+  const swiglu_problem good = problem(64, 64, 64);
+  EXPECT_GT(swiglu_backward_workspace_bytes(&good, SWIGLU_POLICY_RECOMPUTE, 1, 1), 0u);
+  EXPECT_EQ(last_error(), "");
+}
+
 TEST(CApi, ASuccessClearsTheError) {
   swiglu_problem p = problem();
   p.dtype = 7;

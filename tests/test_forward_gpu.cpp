@@ -185,6 +185,31 @@ TEST(Forward, Sm90TileWithAnUnalignedPointerRunsAnotherFamily) {
   }
 }
 
+TEST(Forward, ForcedSm90TileNamesWhyItCannotRun) {
+  // I = 777 gives rows TMA cannot address; a forced sm90 tile says so instead of failing its
+  // launch with a generic "invalid argument".
+  Problem p;
+  p.batch = 64;
+  p.in_features = 777;
+  p.hidden = 256;
+  p.dtype = DType::bf16;
+  const GpuCase c(p, 21);
+  ForwardOptions o;
+  o.tile = TileConfig::parse("sm90:128x64x64s6w12");
+  ASSERT_TRUE(o.tile);
+  const Status s = forward(p, c.x(), c.w(), nullptr, c.z(), nullptr, o);
+  EXPECT_EQ(s.code, StatusCode::unsupported);
+  // Where sm90 tiles run at all (an aligned I lists them), the reason is the problem's; elsewhere
+  // the device's or the build's.
+  Problem aligned = p;
+  aligned.in_features = 768;
+  bool sm90_here = false;
+  for (const TileConfig& t : forward_tiles(aligned, current_traits())) sm90_here |= t.family == Family::wgmma_sm90;
+  const char* why = sm90_here ? "multiples of 8" : "cannot run";
+  EXPECT_NE(s.message.find(why), std::string::npos) << s.message;
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
 TEST(Forward, RunsOnTheCallersStream) {
   Problem p;
   p.batch = 256;

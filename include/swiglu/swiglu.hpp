@@ -186,8 +186,12 @@ struct BackwardTiles {
 // for dH (recompute, both gradients, or any problem the device's sm90 GEMMs could take), B×2D more
 // for H (recompute with the prologue placement),
 // plus B×I fp32 split-K sums of dX when B×I gives the dX GEMM too few blocks for the device (small
-// batches). Its contents need no initialisation.
+// batches). Its contents need no initialisation. Returns 0 for an invalid problem or options; the
+// overload below says why.
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);
+// The same into *bytes, failing (invalid_argument, *bytes = 0) on an invalid problem or options, or
+// when the size does not fit in size_t.
+Status backward_workspace_bytes(const Problem& p, const BackwardOptions& options, size_t* bytes);
 
 // The compiled tiles of the dX GEMM (K = 2D) and of the dW GEMM (K = B) for `p` on `dev`.
 std::vector<TileConfig> backward_dx_tiles(const Problem& p, const DeviceTraits& dev);

@@ -66,8 +66,8 @@ SWIGLU_C_API const char* swiglu_last_error(void);
 SWIGLU_C_API swiglu_status swiglu_forward(const swiglu_problem* p, const void* x, const void* w, const void* bias,
                              void* z, void* saved, void* stream);
 
-/* Bytes of device workspace swiglu_backward needs on the current device (0 on a bad argument, with
- * swiglu_last_error() set). */
+/* Bytes of device workspace swiglu_backward needs on the current device. 0 with swiglu_last_error()
+ * set on a bad argument or a size that does not fit in size_t; 0 with it empty when none is needed. */
 SWIGLU_C_API size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
                                        int32_t grad_dw);
 

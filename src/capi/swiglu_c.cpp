@@ -102,8 +102,7 @@ size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, 
     swiglu::BackwardOptions o;
     if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
     if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, &o); !s.ok()) return s;
-    bytes = swiglu::backward_workspace_bytes(prob, o);
-    return swiglu::Status::success();
+    return swiglu::backward_workspace_bytes(prob, o, &bytes);
   });
   return bytes;
 }

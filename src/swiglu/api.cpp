@@ -129,8 +129,32 @@ Status device_traits(int device, DeviceTraits* out) {
 
 namespace {
 
-// Dimensions and 64-bit element counts of a problem, before any pointer is looked at.
+// An enum value outside its declared set (a cast from an integer) would pick a wrong kernel or
+// stride; every enum a call reads is checked before anything else.
+Status check_enums(const Problem& p) {
+  if (p.dtype != DType::f32 && p.dtype != DType::f16 && p.dtype != DType::bf16)
+    return fail(StatusCode::invalid_argument, "dtype " + str(static_cast<int>(p.dtype)) + " is not fp32, fp16 or bf16");
+  if (p.layout != Layout::linear && p.layout != Layout::packed)
+    return fail(StatusCode::invalid_argument, "layout " + str(static_cast<int>(p.layout)) + " is not linear or packed");
+  if (p.math != Math::exact && p.math != Math::tf32 && p.math != Math::tf32x3)
+    return fail(StatusCode::invalid_argument, "math " + str(static_cast<int>(p.math)) + " is not exact, tf32 or 3xtf32");
+  return Status::success();
+}
+
+Status check_options(const BackwardOptions& o) {
+  if (o.policy != Policy::save && o.policy != Policy::recompute)
+    return fail(StatusCode::invalid_argument, "policy " + str(static_cast<int>(o.policy)) + " is not save or recompute");
+  if (o.placement != GatePlacement::automatic && o.placement != GatePlacement::epilogue &&
+      o.placement != GatePlacement::prologue) {
+    return fail(StatusCode::invalid_argument,
+                "gate placement " + str(static_cast<int>(o.placement)) + " is not automatic, epilogue or prologue");
+  }
+  return Status::success();
+}
+
+// Enums, dimensions and 64-bit element counts of a problem, before any pointer is looked at.
 Status check_dims(const Problem& p) {
+  if (Status s = check_enums(p); !s.ok()) return s;
   if (p.batch < 0) return fail(StatusCode::invalid_argument, "batch must be >= 0, got " + str(p.batch));
   if (p.in_features <= 0)
     return fail(StatusCode::invalid_argument, "in_features must be > 0, got " + str(p.in_features));
@@ -211,6 +235,20 @@ Status current_device(DeviceTraits* dev) {
   return Status::success();
 }
 
+// Whether a (forced) sm90 tile can run here, and if not, the real reason: the build, the device or
+// the problem (`obstacle`, from the heuristics' one rule).
+Status check_sm90(const TileConfig& tile, const DeviceTraits& dev, const std::string& obstacle) {
+  const std::string prefix = "tile " + tile.name() + " cannot run: ";
+  if (!SWIGLU_HAVE_SM90A)
+    return fail(StatusCode::unsupported, prefix + "this build has no sm_90a code (build with CUDA_ARCHS including 90a-real)");
+  if (dev.cc_major != 9 || dev.cc_minor != 0) {
+    return fail(StatusCode::unsupported, prefix + "sm90 tiles need compute capability 9.0, this device is sm_" +
+                                             std::to_string(dev.cc_major * 10 + dev.cc_minor));
+  }
+  if (!obstacle.empty()) return fail(StatusCode::unsupported, prefix + obstacle);
+  return Status::success();
+}
+
 // The forward kernel for `*tile`, with every epilogue output of FwdParams. An sm90 tile whose X
 // or W pointer TMA cannot address (not 16-byte aligned) is replaced by the heuristic's choice
 // among the other families; *tile then names the tile that ran.
@@ -223,6 +261,9 @@ Status launch_forward(const Problem& p, const DeviceTraits& dev, TileConfig* til
     if (Status s = detail::choose_forward_tile(p, dev, /*allow_sm90=*/false, tile_io); !s.ok()) return s;
   }
   const TileConfig& tile = *tile_io;
+  if (tile.family == Family::wgmma_sm90) {
+    if (Status s = check_sm90(tile, dev, detail::sm90_forward_obstacle(p)); !s.ok()) return s;
+  }
   const detail::FwdKernel* kernel = nullptr;
   for (const auto& k : detail::fwd_kernels()) {
     if (k.tile == tile && k.dtype == p.dtype && k.layout == p.layout && k.math == math &&
@@ -370,8 +411,6 @@ constexpr int kMaxSplits = 32;
 constexpr int kMinTilesPerSlice = 2;
 constexpr int kSmallestDxTile = 64;  // block_m = block_n of the smallest compiled dX tile
 
-size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
-
 // The slices a dX grid of `tiles` blocks wants on `dev` (1: none), before the bound from K.
 int64_t wanted_splits(int64_t tiles, const DeviceTraits& dev) {
   const int64_t wanted = static_cast<int64_t>(kSplitBlocksPerSm) * std::max(dev.sm_count, 1);
@@ -400,8 +439,10 @@ struct WorkspaceLayout {
   size_t partial_offset = 0, partial_bytes = 0;
   size_t counter_offset = 0, counter_bytes = 0;
   size_t total = 0;
+  bool overflow = false;  // the total does not fit in size_t
 };
 
+// For a problem that passed check_dims: every region fits in int64, only their sum can wrap.
 WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, const DeviceTraits& dev) {
   WorkspaceLayout l;
   if (p.batch <= 0 || p.hidden <= 0 || p.in_features <= 0) return l;
@@ -410,10 +451,14 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
   const GatePlacement placement = effective_placement(o);
   size_t end = 0;
   auto region = [&](size_t bytes, size_t* offset, size_t* size) {
-    if (bytes == 0) return;
-    *offset = round_up(end, 256);
+    if (bytes == 0 || l.overflow) return;
+    size_t start = 0;
+    if (__builtin_add_overflow(end, size_t{255}, &start) || __builtin_add_overflow(start / 256 * 256, bytes, &end)) {
+      l.overflow = true;
+      return;
+    }
+    *offset = start / 256 * 256;
     *size = bytes;
-    end = *offset + bytes;
   };
   if (o.policy == Policy::recompute && placement == GatePlacement::prologue)
     region(h_elems_bytes, &l.h_offset, &l.h_bytes);
@@ -446,13 +491,30 @@ DeviceTraits traits_or_default() {
 
 }  // namespace
 
+Status backward_workspace_bytes(const Problem& p, const BackwardOptions& options, size_t* bytes) {
+  if (bytes == nullptr) return fail(StatusCode::invalid_argument, "backward_workspace_bytes: bytes is null");
+  *bytes = 0;
+  if (Status s = check_dims(p); !s.ok()) return s;
+  if (Status s = check_options(options); !s.ok()) return s;
+  const WorkspaceLayout l = workspace_layout(p, options, traits_or_default());
+  if (l.overflow) {
+    return fail(StatusCode::invalid_argument, "problem too large: the backward's workspace for B=" + str(p.batch) +
+                                                  " I=" + str(p.in_features) + " D=" + str(p.hidden) +
+                                                  " does not fit in size_t");
+  }
+  *bytes = l.total;
+  return Status::success();
+}
+
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options) {
-  return workspace_layout(p, options, traits_or_default()).total;
+  size_t bytes = 0;
+  return backward_workspace_bytes(p, options, &bytes).ok() ? bytes : 0;
 }
 
 Status validate_backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& o,
                          const void* workspace, size_t workspace_bytes) {
   if (Status s = check_dims(p); !s.ok()) return s;
+  if (Status s = check_options(o); !s.ok()) return s;
   if (!o.grads.dx && !o.grads.dw)
     return fail(StatusCode::invalid_argument, "backward: no gradient requested (grads.dx and grads.dw are both false)");
   if (o.policy == Policy::save && o.placement == GatePlacement::epilogue) {
@@ -461,9 +523,11 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
                 "G and U in the backward, so the gate backward runs in the dX/dW prologue");
   }
   if (p.batch == 0) {
-    if (o.grads.dw && t.dw == nullptr) return fail(StatusCode::invalid_argument, "dw is null");
-    if (o.grads.dw && p.bias && t.dbias == nullptr) return fail(StatusCode::invalid_argument, "dbias is null");
-    return Status::success();
+    // The weight gradients are zeroed: the same null, alignment and overlap checks as any output.
+    std::vector<Range> zeroed;
+    if (o.grads.dw) zeroed.push_back({"dw", t.dw, w_elems(p)});
+    if (o.grads.dw && p.bias) zeroed.push_back({"dbias", t.dbias, 2 * p.hidden});
+    return check_pointers(p, {}, zeroed);
   }
   const int64_t B = p.batch, D = p.hidden, I = p.in_features;
   std::vector<Range> in = {{"x", t.x, x_elems(p)}, {"w", t.w, w_elems(p)}, {"dz", t.dz, B * D}};
@@ -475,7 +539,8 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
   if (o.grads.dw && p.bias) out.push_back({"dbias", t.dbias, 2 * D});
   // Null, alignment and overlap of the tensors first, so that their messages win over the workspace's.
   if (Status s = check_pointers(p, in, out); !s.ok()) return s;
-  const size_t need = backward_workspace_bytes(p, o);  // validated against the current device
+  size_t need = 0;  // validated against the current device
+  if (Status s = backward_workspace_bytes(p, o, &need); !s.ok()) return s;
   if (need > 0) {
     if (workspace == nullptr)
       return fail(StatusCode::invalid_argument, "backward needs " + std::to_string(need) + " bytes of workspace; workspace is null");
@@ -597,6 +662,9 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     const detail::BwdKind kind = detail::bwd_kind(p, dw);
     const int cc = dev.cc_major * 10 + dev.cc_minor;
     const bool sm90 = tile.family == Family::wgmma_sm90;
+    if (sm90) {
+      if (Status s = check_sm90(tile, dev, detail::sm90_backward_obstacle(p)); !s.ok()) return s;
+    }
     const detail::BwdKernel* kernel = nullptr;
     for (const auto& k : detail::bwd_kernels()) {
       if (k.tile == tile && k.dtype == p.dtype && k.kind == kind && k.min_cc <= cc && cc <= k.max_cc &&

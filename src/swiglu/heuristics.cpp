@@ -18,6 +18,7 @@
 #include <climits>
 #include <cmath>
 #include <optional>
+#include <string>
 
 #include "swiglu/registry.hpp"
 #include "swiglu/swiglu.hpp"
@@ -72,17 +73,36 @@ constexpr double kSm90Tf32WideTilesPerSm = 0.24;
 constexpr int64_t kSm90BwdMinM = 256;
 constexpr int64_t kSm90BwdMinK = 256;
 
-bool tma_addressable(const Problem& p) {
-  if (2 * p.hidden > INT32_MAX || p.batch > INT32_MAX) return false;
-  if (p.dtype == DType::f32) {
-    // fp32 only as tf32 or 3xtf32 and with the linear layout (wgmma's tf32 operands are K-major).
-    return (p.math == Math::tf32 || p.math == Math::tf32x3) && p.layout == Layout::linear && p.in_features % 4 == 0 &&
-           p.x_stride() % 4 == 0;
-  }
-  return p.in_features % 8 == 0 && p.x_stride() % 8 == 0 && (p.layout == Layout::linear || p.hidden % 8 == 0);
-}
+bool tma_addressable(const Problem& p) { return detail::sm90_forward_obstacle(p).empty(); }
 
 }  // namespace
+
+std::string detail::sm90_forward_obstacle(const Problem& p) {
+  // Why int32: the kernels' tile coordinates (rows, columns and K) are 32-bit.
+  if (p.batch > INT32_MAX || 2 * p.hidden > INT32_MAX || p.in_features > INT32_MAX || p.x_stride() > INT32_MAX)
+    return "B, 2D, I and the X row stride must each be at most 2^31-1";
+  if (p.dtype == DType::f32) {
+    // wgmma's tf32 operands are K-major, which the packed layout's W is not.
+    if (p.math != Math::tf32 && p.math != Math::tf32x3) return "fp32 needs tf32 or 3xtf32 math on wgmma";
+    if (p.layout != Layout::linear) return "fp32 runs on wgmma with the linear layout only";
+  }
+  const int64_t vec = 16 / static_cast<int64_t>(dtype_size(p.dtype));
+  if (p.in_features % vec != 0 || p.x_stride() % vec != 0) {
+    return "TMA needs rows of whole 16-byte units: I (" + std::to_string(p.in_features) + ") and the X row stride (" +
+           std::to_string(p.x_stride()) + ") must be multiples of " + std::to_string(vec) + " elements";
+  }
+  if (p.layout == Layout::packed && p.hidden % vec != 0) {
+    return "TMA needs the packed weight's rows of whole 16-byte units: D (" + std::to_string(p.hidden) +
+           ") must be a multiple of " + std::to_string(vec);
+  }
+  return {};
+}
+
+std::string detail::sm90_backward_obstacle(const Problem& p) {
+  if (std::string why = sm90_forward_obstacle(p); !why.empty()) return why;
+  if (p.hidden % 4 != 0) return "TMA needs dH's rows of whole 16-byte units: D (" + std::to_string(p.hidden) + ") must be a multiple of 4";
+  return {};
+}
 
 std::vector<TileConfig> forward_tiles(const Problem& p, const DeviceTraits& dev) {
   const Math math = p.dtype == DType::f32 ? p.math : Math::exact;
@@ -202,9 +222,7 @@ namespace {
 
 // What the sm90 backward GEMMs need of the problem (the pointers are checked at the call): the
 // forward's conditions for X and W12, and rows of dH (2D elements) of whole 16-byte units.
-bool bwd_tma_addressable(const Problem& p) {
-  return tma_addressable(p) && p.hidden % 4 == 0 && 2 * p.hidden <= INT32_MAX;
-}
+bool bwd_tma_addressable(const Problem& p) { return detail::sm90_backward_obstacle(p).empty(); }
 
 std::vector<TileConfig> bwd_tiles(const Problem& p, const DeviceTraits& dev, bool dw) {
   const int cc = dev.cc_major * 10 + dev.cc_minor;

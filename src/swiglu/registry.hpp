@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "swiglu/swiglu.hpp"
@@ -131,6 +132,12 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
 // capability 9.0, fp16/bf16, the linear layout, and row strides TMA can address. The pointers are
 // checked at the call.
 bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev);
+
+// Why the sm90 forward (or backward GEMM) kernels cannot take p, whatever the device and the
+// pointers; empty when they can. The one home of that rule: the tile lists, the heuristic and the
+// launch of a forced tile all ask it.
+std::string sm90_forward_obstacle(const Problem& p);
+std::string sm90_backward_obstacle(const Problem& p);
 
 void register_fwd_simt_f32(std::vector<FwdKernel>& out);
 void register_fwd_simt_f16(std::vector<FwdKernel>& out);
