@@ -324,11 +324,12 @@ TEST(Backward, EnumsOutsideTheirSetsAreRejectedBeforeAnyLaunch) {
   s = backward(p, t, o, ws.get(), ws.bytes(), nullptr);
   EXPECT_NE(s.message.find("gate placement 7"), std::string::npos) << s.message;
   o.placement = GatePlacement::automatic;
-  for (const auto& [bad, what] : {std::pair{[](Problem& q) { q.layout = static_cast<Layout>(5); }, "layout 5"},
-                                   std::pair{[](Problem& q) { q.dtype = static_cast<DType>(9); }, "dtype 9"},
-                                   std::pair{[](Problem& q) { q.math = static_cast<Math>(3); }, "math 3"}}) {
-    Problem q = p;
-    bad(q);
+  Problem bad_layout = p, bad_dtype = p, bad_math = p;
+  bad_layout.layout = static_cast<Layout>(5);
+  bad_dtype.dtype = static_cast<DType>(9);
+  bad_math.math = static_cast<Math>(3);
+  for (const auto& [q, what] : {std::pair{bad_layout, "layout 5"}, std::pair{bad_dtype, "dtype 9"},
+                                std::pair{bad_math, "math 3"}}) {
     s = backward(q, t, o, ws.get(), ws.bytes(), nullptr);
     EXPECT_EQ(s.code, StatusCode::invalid_argument) << what;
     EXPECT_NE(s.message.find(what), std::string::npos) << s.message;
