@@ -168,9 +168,10 @@ class BwdCase {
     }
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
-    const auto tol = bench::gradient_tolerance(p_.dtype, p_.math);
+    // k: the output's reduction length (dX: 2D, dW and dbias: B).
     auto check = [&](const DeviceBuffer& buf, size_t n, const std::vector<double>& r64,
-                     const std::vector<float>& r32) {
+                     const std::vector<float>& r32, int64_t k) {
+      const auto tol = bench::gradient_tolerance(p_.dtype, p_.math, k);
       std::vector<unsigned char> raw(n * es);
       CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
       const auto got = bench::from_dtype_bytes(raw.data(), n, p_.dtype);
@@ -184,13 +185,13 @@ class BwdCase {
       return true;
     };
     if (o.grads.dx) {
-      res.dx = check(dx_, n_dx_, ref_.dx, ref32_dx_);
+      res.dx = check(dx_, n_dx_, ref_.dx, ref32_dx_, 2 * p_.hidden);
     } else {
       res.dx_untouched = untouched(dx_, n_dx_);
     }
     if (o.grads.dw) {
-      res.dw = check(dw_, n_dw_, ref_.dw, ref32_dw_);
-      if (p_.bias) res.dbias = check(db_, n_db_, ref_.dbias, ref32_db_);
+      res.dw = check(dw_, n_dw_, ref_.dw, ref32_dw_, p_.batch);
+      if (p_.bias) res.dbias = check(db_, n_db_, ref_.dbias, ref32_db_, p_.batch);
     } else {
       res.dw_untouched = untouched(dw_, n_dw_);
       if (p_.bias) res.dbias_untouched = untouched(db_, n_db_);

@@ -124,8 +124,10 @@ class GpuCase {
   const std::vector<float>& host_bias() const { return hb_; }
   const std::vector<double>& reference() const { return ref64_; }
 
-  // Poisons Z, calls `run` (which must write Z on the default stream), then checks Z.
-  bench::ParityResult check(const std::function<void()>& run) const {
+  // Poisons Z, calls `run` (which must write Z on the default stream), then checks Z at the
+  // tolerance of a variant that keeps G and U as `intermediates` says (the fused kernel: fp32).
+  bench::ParityResult check(const std::function<void()>& run,
+                            bench::Intermediates intermediates = bench::Intermediates::fp32) const {
     CUDA_CHECK(cudaMemset(z_.get(), bench::kPoisonByte, z_.bytes()));
     run();
     CUDA_CHECK(cudaGetLastError());
@@ -133,7 +135,7 @@ class GpuCase {
     std::vector<unsigned char> raw(z_.bytes());
     CUDA_CHECK(cudaMemcpy(raw.data(), z_.get(), raw.size(), cudaMemcpyDeviceToHost));
     const auto got = bench::from_dtype_bytes(raw.data(), static_cast<size_t>(p_.batch * p_.hidden), p_.dtype);
-    const auto tol = bench::tolerance(p_.dtype, p_.math);
+    const auto tol = bench::tolerance(p_, intermediates);
     return ref64_.empty() ? bench::compare(got, ref32_, tol) : bench::compare(got, ref64_, tol);
   }
 

@@ -222,6 +222,29 @@ struct Plan::Impl {
   void* z = nullptr;
 };
 
+std::string LtGemm::describe() const {
+  if (!planned_) return "not planned";
+  int32_t id = 0, splits = 1;
+  uint32_t scheme = 0;
+  size_t written = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo_, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo_, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof splits, &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo_, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof scheme, &written);
+  const char* name = scheme == CUBLASLT_REDUCTION_SCHEME_NONE           ? "none"
+                     : scheme == CUBLASLT_REDUCTION_SCHEME_INPLACE       ? "inplace"
+                     : scheme == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE  ? "compute-type"
+                     : scheme == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE   ? "output-type"
+                                                                         : "other";
+  return "algo " + std::to_string(id) + " splitK " + std::to_string(splits) + " reduction " + name;
+}
+
+std::string Plan::algorithms() const {
+  if (!impl_) return {};
+  std::string s = impl_->gemm[0].describe();
+  if (impl_->variant == Variant::cublas2) s += "; " + impl_->gemm[1].describe();
+  return s;
+}
+
 Plan::Plan() = default;
 Plan::~Plan() = default;
 Plan::Plan(Plan&&) noexcept = default;

@@ -66,6 +66,8 @@ class Plan {
                        const void* w, const void* bias, void* z, void* scratch, Plan* out);
   // Enqueues the GEMM(s) and the gate on `stream`.
   Status run(cudaStream_t stream) const;
+  // The cuBLASLt algorithm of each GEMM (LtGemm::describe), for reports.
+  std::string algorithms() const;
 
  private:
   struct Impl;

@@ -72,6 +72,8 @@ class LtGemm {
   Status plan(cublasLtHandle_t handle, const GemmSpec& spec, size_t workspace_bytes) {
     return plan(handle, to_matmul(spec), workspace_bytes);
   }
+  // The chosen algorithm: "algo <id> splitK <n> reduction <scheme>" (what its rounding depends on).
+  std::string describe() const;
   // Enqueues the planned GEMM; nothing else.
   Status run(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
              cudaStream_t stream) const;

@@ -195,14 +195,14 @@ struct ProblemData {
     std::vector<unsigned char> raw(z.bytes());
     CUDA_CHECK(cudaMemcpy(raw.data(), z.get(), raw.size(), cudaMemcpyDeviceToHost));
     const auto got = bench::from_dtype_bytes(raw.data(), ref.size(), p.dtype);
-    const bench::Tolerance tol = bench::tolerance(p.dtype, p.math);
+    const bench::Tolerance tol =
+        bench::tolerance(p, k == Kind::fused ? bench::Intermediates::fp32 : bench::Intermediates::dtype);
     const bench::ParityResult pr = bench::compare(got, ref, tol);
     if (pr.pass) return verdict[k] = "";
     const int64_t row = pr.worst_index >= 0 ? pr.worst_index / p.hidden : -1;
     const int64_t col = pr.worst_index >= 0 ? pr.worst_index % p.hidden : -1;
-    return verdict[k] = fmt::format("parity FAIL vs gpu-fp32 reference: {} at (row {}, col {}); "
-                                    "tolerance rel_l2<={:.1e} max_rel<={:.1e}",
-                                    pr.summary(), row, col, tol.rel_l2, tol.max_rel);
+    return verdict[k] = fmt::format("parity FAIL vs gpu-fp32 reference: {} at (row {}, col {}); {}",
+                                    pr.summary(), row, col, pr.tolerance());
   }
 };
 

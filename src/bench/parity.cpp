@@ -5,61 +5,111 @@
 #include <cmath>
 
 namespace swiglu::bench {
+namespace {
 
-Tolerance tolerance(DType dtype, Math math) {
-  switch (dtype) {
-    case DType::f32:
-      // fp32 accumulation over K <= 16k terms: rounding grows like eps·sqrt(K) ≈ 1e-5 at worst.
-      // tf32 keeps 10 mantissa bits per operand: each product is off by up to 2^-10 relative.
-      // 3xtf32: each product off by about 2^-21 (the dropped small·small and the split's
-      // remainders), summed by the tensor cores, which truncate: a model of them gives rel_l2
-      // 4e-6 at K = 4096 and 8e-6 at 16k; 2.5× fp32's bound leaves room for the hardware.
-      switch (math) {
-        case Math::exact: return Tolerance{2e-5, 2e-4};
-        case Math::tf32: return Tolerance{5e-3, 5e-2};
-        case Math::tf32x3: return Tolerance{5e-5, 5e-4};
-      }
-      return Tolerance{0, 0};
-    case DType::f16:
-      // Output rounding alone is up to 2^-11 relative; the baselines round G and U as well.
-      return Tolerance{3e-3, 1e-2};
-    case DType::bf16:
-      // Output rounding alone is up to 2^-8 relative; the baselines round G and U as well.
-      return Tolerance{1e-2, 3e-2};
+constexpr double kU32 = 0x1p-24;  // fp32 unit roundoff: the accumulators and the gate's math
+
+// Unit roundoff of the stored dtype (round to nearest: half an ulp of 1).
+double unit_roundoff(DType t) {
+  switch (t) {
+    case DType::f32: return kU32;
+    case DType::f16: return 0x1p-11;
+    case DType::bf16: return 0x1p-8;
   }
-  return Tolerance{0, 0};
+  return 1;
 }
 
-Tolerance gradient_tolerance(DType dtype, Math math) {
-  // Why looser than the forward's: (1) every variant rounds dH = [dG | dU] to the dtype before the
-  // dX and dW GEMMs (the fused kernels too: their GEMM operands are in the dtype), so the gradients
-  // carry one more rounding of a product of three factors; (2) Policy::save (and the baselines,
-  // which keep G and U in the dtype) computes SiLU′(G) from G and U already rounded to the dtype,
-  // and SiLU′ amplifies G's rounding where it is steep; (3) dW sums over K = B tokens (thousands) and
-  // the sums cancel: a dW element is far smaller than Σ|terms|, so relative errors grow with B.
-  switch (dtype) {
-    case DType::f32:
-      // No dtype rounding at all in fp32; only the K = B and K = 2D accumulations, with cancellation.
-      // tf32: operands (dH, W, X) keep 10 mantissa bits, and dW's cancellation magnifies it.
-      // 3xtf32: the gradient GEMMs are exact fp32 (as for tf32 problems in the library); only G and
-      // U come from the 3xtf32 forward, within 5e-5 of fp64, far inside exact's bound.
-      return math == Math::tf32 ? Tolerance{1e-2, 1e-1} : Tolerance{1e-4, 1e-3};
-    case DType::f16:
-      // dH rounded to fp16 (2^-11) and G, U rounded too (save), each up to 4.9e-4 relative.
-      return Tolerance{5e-3, 3e-2};
-    case DType::bf16:
-      // The same roundings at bf16's 2^-8 (3.9e-3) relative.
-      return Tolerance{2e-2, 8e-2};
+// Relative error of one product from its operands' rounding before the multiply: none for 16-bit
+// operands (exact in fp32) and exact fp32 (one fma); tf32 keeps 10 fraction bits, a tf32 ulp per
+// operand covers truncation as well as rounding; 3xtf32 drops small·small and the split remainders.
+double product_error(DType t, Math m) {
+  if (t != DType::f32) return 0;
+  switch (m) {
+    case Math::exact: return 0;
+    case Math::tf32: return 2 * 0x1p-10;
+    case Math::tf32x3: return 0x1p-20;
   }
-  return Tolerance{0, 0};
+  return 1;
+}
+
+// Whether the products are summed by tensor cores, whose fp32 accumulation truncates: 16-bit
+// inputs and tf32. (3xtf32 adds each K tile's sum to the accumulators with a rounded fp32 add, and
+// its baselines run exact fp32.)
+bool truncating_accumulation(DType t, Math m) { return t != DType::f32 || m == Math::tf32; }
+
+// The dot products' absolute error in units of their terms' ℓ2 norm T (for random inputs about
+// the rms of the results):
+//  - each intermediate rounding to the dtype, up to u·T: cuBLASLt may reduce split-K partial sums
+//    in the output type, so that error scales with the partial sums rather than the result;
+//  - the operands' rounding before the multiply, `product_error`·T;
+//  - fp32 accumulation over k terms with rounding, about √k·u32·T, once in the kernel and once
+//    more in an fp32 reference;
+//  - truncating tensor-core accumulation: a bias of about u32/2 of the partial sum per 8-deep mma
+//    step, k/24·u32·T in all.
+double dot_error(DType t, Math m, int64_t k, int intermediate_roundings) {
+  const double kd = static_cast<double>(std::max<int64_t>(k, 1));
+  return intermediate_roundings * unit_roundoff(t) + product_error(t, m) + 2 * std::sqrt(kd) * kU32 +
+         (truncating_accumulation(t, m) ? kd / 24 * kU32 : 0.0);
+}
+
+// Z = SiLU(G)·U moves by about |∂Z/∂G|·δG + |∂Z/∂U|·δU: as a product of two factors of size rms(H),
+// its error is about 2·ε·rms(Z) in rms, and the largest of 10⁶–10⁸ such products of two
+// near-Gaussian factors reaches about 8× that (the tail of a product of two normals).
+constexpr double kForwardTail = 16;
+// A gradient is one dot product of errors with random signs: near-Gaussian, whose largest of
+// 10⁶–10⁸ elements lies within about 6σ; 8 leaves room for the uniform roundings' shape.
+constexpr double kGradientTail = 8;
+// SiLU's sensitivity to a relative change of G, |d ln SiLU(G) / d ln G| = |1 + G·(1 − σ(G))|, is at
+// most 1.3 for G ≥ −1.5 (below that Z is small and the absolute term covers it).
+constexpr double kGateSensitivity = 1.3;
+// The gate's fp32 math (exp, the division, the products): a few fp32 ulps.
+constexpr double kGateMath = 4 * kU32;
+
+// Rounding near zero is absolute: half the spacing of the subnormals (bf16 and fp32 share the
+// smallest normal, below anything these outputs reach).
+double subnormal_roundoff(DType t) { return t == DType::f16 ? 0x1p-25 : 0x1p-126; }
+
+}  // namespace
+
+Tolerance tolerance(DType dtype, Math math, int64_t k, Intermediates intermediates) {
+  const double u = unit_roundoff(dtype);
+  const int inter = intermediates == Intermediates::dtype ? 1 : 0;
+  // Relative: Z's own rounding, the gate's math, and for stored G and U their rounding through the
+  // gate (U once, G with the gate's sensitivity).
+  const double rtol = u * (1 + inter * (1 + kGateSensitivity)) + kGateMath;
+  const double eps = dot_error(dtype, math, k, inter);
+  return Tolerance{rtol, kForwardTail * eps, rtol + 4 * eps, subnormal_roundoff(dtype)};
+}
+
+Tolerance tolerance(const Problem& p, Intermediates intermediates) {
+  return tolerance(p.dtype, p.dtype == DType::f32 ? p.math : Math::exact, p.in_features + (p.bias ? 1 : 0),
+                   intermediates);
+}
+
+Tolerance gradient_tolerance(DType dtype, Math math, int64_t k) {
+  const double u = unit_roundoff(dtype);
+  // dH = [dG | dU] is a GEMM operand in the dtype (one rounding) computed from G and U in the dtype
+  // (one more, through SiLU and SiLU′): both are errors of the operands, absolute in the sums.
+  const double eps = dot_error(dtype, dtype == DType::f32 ? math : Math::exact, k, 2);
+  const double rtol = u + kGateMath;
+  return Tolerance{rtol, kGradientTail * eps, rtol + 2 * eps, subnormal_roundoff(dtype)};
+}
+
+double ParityResult::severity() const {
+  if (mismatched_nonfinite != 0) return INFINITY;
+  return std::fmax(tol.rel_l2 > 0 ? rel_l2 / tol.rel_l2 : INFINITY, worst_ratio);
 }
 
 std::string ParityResult::summary() const {
-  return fmt::format("rel_l2={:.3e} max_abs={:.3e} max_rel={:.3e} worst[{}]: got {:.8g} expected {:.8g}{}",
-                     rel_l2, max_abs, max_rel, worst_index, worst_got, worst_expected,
+  return fmt::format("rel_l2={:.3e} max_abs={:.3e} worst[{}]: got {:.8g} expected {:.8g} ({:.2f}x its bound){}",
+                     rel_l2, max_abs, worst_index, worst_got, worst_expected, worst_ratio,
                      mismatched_nonfinite > 0
                          ? fmt::format(" ({} non-finite mismatches)", mismatched_nonfinite)
                          : std::string());
+}
+
+std::string ParityResult::tolerance() const {
+  return fmt::format("tolerance |err| <= {:.2e} + {:.2e}*|ref|, rel_l2 <= {:.2e}", atol, tol.rtol, tol.rel_l2);
 }
 
 namespace {
@@ -67,9 +117,10 @@ namespace {
 template <typename Ref>
 ParityResult compare_impl(std::span<const float> got, std::span<const Ref> expected, Tolerance tol) {
   ParityResult r;
+  r.tol = tol;
   if (got.size() != expected.size()) {
     r.mismatched_nonfinite = -1;
-    r.rel_l2 = r.max_abs = r.max_rel = NAN;
+    r.rel_l2 = r.max_abs = r.max_rel = r.worst_ratio = NAN;
     r.pass = false;
     return r;
   }
@@ -82,7 +133,9 @@ ParityResult compare_impl(std::span<const float> got, std::span<const Ref> expec
       ++n_finite;
     }
   }
-  const double floor = n_finite > 0 ? std::sqrt(sum_sq_ref / static_cast<double>(n_finite)) : 1.0;
+  const double rms = n_finite > 0 ? std::sqrt(sum_sq_ref / static_cast<double>(n_finite)) : 0.0;
+  r.atol = std::fmax(tol.atol_rms * rms, tol.atol_min);
+  const double floor = rms > 0 ? rms : 1.0;  // max_rel's floor (information only)
   double sum_sq_diff = 0;
   double worst_key = -1;
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -96,11 +149,12 @@ ParityResult compare_impl(std::span<const float> got, std::span<const Ref> expec
     } else {
       const double d = std::fabs(g - e);
       sum_sq_diff += d * d;
-      if (d > r.max_abs) r.max_abs = d;
-      key = d / std::fmax(std::fabs(e), floor > 0 ? floor : 1.0);
-      if (key > r.max_rel) r.max_rel = key;
+      r.max_abs = std::fmax(r.max_abs, d);
+      r.max_rel = std::fmax(r.max_rel, d / std::fmax(std::fabs(e), floor));
+      key = d / (r.atol + tol.rtol * std::fabs(e));
+      r.worst_ratio = std::fmax(r.worst_ratio, key);
     }
-    // The first non-finite mismatch, or else the largest relative error, is the one reported.
+    // The first non-finite mismatch, or else the element furthest over its bound, is reported.
     if (key > worst_key) {
       worst_key = key;
       r.worst_index = static_cast<int64_t>(i);
@@ -109,8 +163,8 @@ ParityResult compare_impl(std::span<const float> got, std::span<const Ref> expec
     }
   }
   r.rel_l2 = sum_sq_ref > 0 ? std::sqrt(sum_sq_diff / sum_sq_ref) : std::sqrt(sum_sq_diff);
-  if (r.mismatched_nonfinite > 0) r.max_rel = INFINITY;
-  r.pass = r.mismatched_nonfinite == 0 && r.rel_l2 <= tol.rel_l2 && r.max_rel <= tol.max_rel;
+  if (r.mismatched_nonfinite > 0) r.max_rel = r.worst_ratio = INFINITY;
+  r.pass = r.mismatched_nonfinite == 0 && r.rel_l2 <= tol.rel_l2 && r.worst_ratio <= 1;
   return r;
 }
 

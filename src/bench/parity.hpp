@@ -1,11 +1,10 @@
-// Parity: how far an output is from its reference, and whether that is within tolerance.
-//
-// Metrics (TESTING.md explains the tolerances):
-//   rel_l2  = ‖out − ref‖₂ / ‖ref‖₂ over the finite reference elements
-//   max_abs = max |out − ref|
-//   max_rel = max |out − ref| / max(|ref|, floor), floor = rms(ref), so that outputs near zero
-//             (SiLU(g)·u crosses zero often) do not turn rounding noise into huge ratios
-//   worst   = the element with the largest relative error (index, got, expected)
+// Parity: how far an output is from its higher-precision reference, and whether the variant's
+// arithmetic explains it. TESTING.md, "Tolerances", derives the model:
+//   per element   |got − ref| ≤ atol + rtol·|ref|,   atol = atol_rms · rms(ref)
+//   aggregate     rel_l2 = ‖got − ref‖₂ / ‖ref‖₂ ≤ rel_l2
+// rtol comes from the roundings of the output itself (relative), atol from the errors the dot
+// products carry (absolute, of the order of their terms' magnitude: operand rounding, fp32
+// accumulation over K, intermediate results stored in the dtype).
 // A non-finite output where the reference is finite fails at once; a non-finite reference element
 // passes only when the output is the same (NaN for NaN, the same infinity).
 #pragma once
@@ -19,26 +18,41 @@
 namespace swiglu::bench {
 
 struct Tolerance {
-  double rel_l2;
-  double max_rel;
+  double rtol = 0;      // per element, relative to |ref|
+  double atol_rms = 0;  // per element, absolute, in units of rms(ref)
+  double rel_l2 = 0;    // aggregate
+  double atol_min = 0;  // atol's floor: half the spacing of the dtype's subnormals (fp16's 2^-25)
 };
 
-// Per-dtype tolerance that both the fused kernel and the baselines (which round G and U to the
-// input dtype before the gate) must meet. See TESTING.md.
-Tolerance tolerance(DType dtype, Math math);
+// Intermediate results a variant rounds to the dtype on the way to its outputs.
+enum class Intermediates {
+  fp32,   // the fused forward: G and U stay in fp32 registers until the gate
+  dtype,  // the baselines: G and U (or H) stored in the dtype between launches
+};
 
-// Per-dtype tolerance of the gradients dX, dW12 and dbias (backward, step, memory), which every
-// variant must meet against the fp64 (or fp32 GPU) reference. Looser than tolerance(): see
-// parity.cpp and TESTING.md.
-Tolerance gradient_tolerance(DType dtype, Math math);
+// Z of a forward with reduction length k (I, plus one for the bias).
+Tolerance tolerance(DType dtype, Math math, int64_t k, Intermediates intermediates);
+Tolerance tolerance(const Problem& p, Intermediates intermediates);
+// A gradient (dX: k = 2D; dW and dbias: k = B) of any variant: every variant rounds dH to the dtype,
+// and the save policy, the prologue placement and the baselines round G and U as well.
+Tolerance gradient_tolerance(DType dtype, Math math, int64_t k);
 
 struct ParityResult {
-  double rel_l2 = 0, max_abs = 0, max_rel = 0;
-  int64_t worst_index = -1;
+  double rel_l2 = 0, max_abs = 0;
+  // max |got − ref| / max(|ref|, rms(ref)): information only (a results column), not the rule.
+  double max_rel = 0;
+  // max |got − ref| / (atol + rtol·|ref|): above 1 somewhere means the element rule failed.
+  double worst_ratio = 0;
+  int64_t worst_index = -1;  // the element furthest over its bound (the first non-finite mismatch)
   double worst_got = 0, worst_expected = 0;
   int64_t mismatched_nonfinite = 0;  // elements whose finiteness disagrees with the reference
+  Tolerance tol;
+  double atol = 0;  // tol.atol_rms · rms(ref)
   bool pass = false;
-  std::string summary() const;  // one line: the metrics and the worst element
+  // How far over the tolerance, the larger of the two rules (≤ 1 passes; inf for non-finite).
+  double severity() const;
+  std::string summary() const;    // the metrics and the worst element
+  std::string tolerance() const;  // the bounds it was held to
 };
 
 ParityResult compare(std::span<const float> got, std::span<const double> expected, Tolerance tol);
