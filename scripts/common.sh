@@ -55,3 +55,30 @@ configure_and_build() {
   fi
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }
+
+# Runs ctest in BUILD_DIR with the given arguments, then prints one line per skip reason (the first
+# line of a skipped test's output that says why), so that a CPU-only run is not mistaken for a
+# GPU-verified one. Returns ctest's status.
+run_ctest() {
+  local junit="$BUILD_DIR/Testing/junit.xml" status=0
+  (cd "$BUILD_DIR" && ctest --output-on-failure --output-junit "$junit" "$@") || status=$?
+  [ -f "$junit" ] && awk '
+    /<testcase / { match($0, /name="[^"]*"/); name = substr($0, RSTART + 6, RLENGTH - 7); skipped = 0; reason = ""; out = 0 }
+    /<skipped/ { skipped = 1 }
+    /<system-out>/ { out = 1; sub(/.*<system-out>/, "") }
+    out && reason == "" && tolower($0) ~ /skip/ { reason = $0; sub(/^[ \t]+/, "", reason) }
+    /<\/system-out>/ { out = 0 }
+    /<\/testcase>/ {
+      if (skipped) {
+        if (reason == "") reason = "(no reason printed)"
+        if (!(reason in count)) order[++n] = reason
+        count[reason]++; names[reason] = names[reason] " " name; total++
+      }
+    }
+    END {
+      if (total == 0) exit
+      printf "%d test(s) skipped, so this run did not check what they cover:\n", total
+      for (i = 1; i <= n; i++) printf "  %d x %s:%s\n", count[order[i]], order[i], names[order[i]]
+    }' "$junit"
+  return $status
+}
