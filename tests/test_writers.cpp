@@ -2,7 +2,7 @@
 #include "bench/writers.hpp"
 
 #include <gtest/gtest.h>
-
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -204,6 +204,61 @@ TEST_F(AtomicWrite, FailureNamesThePathAndLeavesNoTemporary) {
     EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
   }
   EXPECT_TRUE(other_files("occupied").empty());
+}
+
+TEST_F(AtomicWrite, SymlinkAtATemporaryNameIsNotFollowed) {
+  // The old temporary name was "<path>.tmp.<pid>": a link planted there redirected the write.
+  const fs::path path = dir_ / "out.json", victim = dir_ / "victim";
+  { std::ofstream(victim) << "precious"; }
+  fs::create_symlink(victim, path.string() + ".tmp." + std::to_string(::getpid()));
+  write_file_atomic(path.string(), "content");
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_EQ(slurp(path), "content");
+  EXPECT_FALSE(fs::is_symlink(path));
+}
+
+TEST_F(AtomicWrite, SymlinkAtThePathIsReplacedNotFollowed) {
+  const fs::path path = dir_ / "out.json", victim = dir_ / "victim";
+  { std::ofstream(victim) << "precious"; }
+  fs::create_symlink(victim, path);
+  write_file_atomic(path.string(), "content");
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_FALSE(fs::is_symlink(path));
+  EXPECT_EQ(slurp(path), "content");
+  EXPECT_EQ(other_files("out.json").size(), 1u);  // the victim, no temporary file
+}
+
+TEST_F(AtomicWrite, RefusesAFifoAndLeavesItAlone) {
+  // A FIFO stands in for any file that is not a regular one (/dev/null as root): never replaced.
+  const fs::path path = dir_ / "fifo";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  try {
+    write_file_atomic(path.string(), "x");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'" + path.string() + "': it exists and is not a regular "
+                                         "file (a FIFO)"),
+              std::string::npos)
+        << e.what();
+  }
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_THROW(check_replaceable(path.string()), std::runtime_error);
+  EXPECT_NO_THROW(check_replaceable((dir_ / "absent").string()));
+  EXPECT_TRUE(other_files("fifo").empty());
+}
+
+TEST_F(AtomicWrite, FilesAre0644LessTheUmask) {
+  const mode_t old = ::umask(027);
+  write_file_atomic((dir_ / "a").string(), "x");
+  std::fclose(create_file_replacing((dir_ / "b").string()));
+  ::umask(old);
+  for (const char* name : {"a", "b"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ / name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640u) << name;
+  }
 }
 
 // --- CSV -------------------------------------------------------------------------------------
