@@ -326,6 +326,26 @@ TEST_F(CsvFile, OpenFailureThrowsWithPath) {
   }
 }
 
+TEST_F(CsvFile, SymlinkAtThePathIsReplacedNotFollowed) {
+  const fs::path path = dir_ / "rows.csv", victim = dir_ / "victim";
+  { std::ofstream(victim) << "precious"; }
+  fs::create_symlink(victim, path);
+  {
+    CsvWriter w(path.string());
+    w.write(sample_row());
+  }
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_FALSE(fs::is_symlink(path));
+  EXPECT_NE(slurp(path).find(csv_line(sample_row())), std::string::npos);
+}
+
+TEST_F(CsvFile, RefusesAFifo) {
+  const fs::path path = dir_ / "rows.csv";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  EXPECT_THROW(CsvWriter w(path.string()), std::runtime_error);
+  EXPECT_TRUE(fs::is_fifo(path));
+}
+
 // --- JSON results file -----------------------------------------------------------------------
 
 using JsonFile = TempDir;
@@ -378,6 +398,37 @@ TEST_F(JsonFile, CompleteDocumentAfterEveryAdd) {
   EXPECT_NE(text.find("\"complete\": true\n}\n"), std::string::npos);
   EXPECT_EQ(text.find("\"complete\": false"), std::string::npos);
   EXPECT_TRUE(other_files("results.json").empty());
+}
+
+// --- result names ------------------------------------------------------------------------------
+
+TEST(ResultName, SafeCharactersOnly) {
+  const std::vector<std::string> good = {"mnist",  "ci", "mnist+ci", "a.b-c_d",
+                                         "inline", "V2", "x.",
+                                         "train_bf16_b128_d1024_dxdw_save_sgd",
+                                         std::string(200, 'n')};
+  for (const std::string& ok : good) {
+    EXPECT_NO_THROW(check_result_name(ok)) << ok;
+  }
+  const std::vector<std::string> bad_names = {
+      "",    "..",   "../..", "../../../escape", "../x", "a/b", "/abs", ".hidden", ".",
+      "a..b", "a b", "a\nb", "a\\b", "~", "$HOME", "é", std::string(201, 'n'),
+      std::string("a\0b", 3)};
+  for (const std::string& bad : bad_names) {
+    try {
+      check_result_name(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a safe result name"), std::string::npos);
+    }
+  }
+  try {
+    check_result_name("../..");
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "'../..' is not a safe result name: use 1 to 200 letters, digits, '_', '-', '.' and "
+              "'+' (no '/', no leading '.', no '..'); it names the result files");
+  }
 }
 
 TEST(RowJson, NullsForUnmeasuredValues) {

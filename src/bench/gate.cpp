@@ -63,6 +63,9 @@ int run_compare(const std::string& baseline, const std::string& current, const C
 int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
              const GateOptions& gate, const std::atomic<bool>& stop) {
   try {
+    // Before the device: every name the sweeps below write under.
+    check_result_name(run.name);
+    check_result_name(fmt::format("{}-retry{}", run.name, gate.retries));
     const DeviceInfo dev = query_device(run.device);
     const std::string baseline =
         gate.baseline.empty() ? "results/" + dev.slug + "/baseline.json" : gate.baseline;

@@ -24,7 +24,8 @@ int run_compare(const std::string& baseline, const std::string& current, const C
                 bool update_baseline);
 
 // Runs `cases` (timed, as `forward` does), compares them with the baseline, re-measures the SLOW
-// and AMBG cases up to `retries` times, and returns the exit code of the final comparison.
+// and AMBG cases up to `retries` times, and returns the exit code of the final comparison. The
+// result name (run.name) is checked before the device is opened.
 int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
              const GateOptions& gate, const std::atomic<bool>& stop);
 

@@ -9,11 +9,9 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <span>
 #include <stdexcept>
 #include <string_view>
-#include <system_error>
 
 namespace swiglu::bench {
 namespace {
@@ -269,17 +267,7 @@ std::string csv_line(const Row& row) {
 }
 
 CsvWriter::CsvWriter(const std::string& path, std::string_view op) : path_(path) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    if (ec) {
-      throw std::runtime_error(
-          fmt::format("cannot create directory for '{}': {}", path, ec.message()));
-    }
-  }
-  file_ = std::fopen(path.c_str(), "w");
-  if (file_ == nullptr) io_error("cannot open", path, errno);
+  file_ = create_file_replacing(path);
   std::string header;
   for (const std::string& name : csv_columns(op)) {
     if (!header.empty()) header += ',';
@@ -321,6 +309,26 @@ std::string JsonWriter::document(bool complete) const {
   doc.set("rows", rows_json_);
   doc.set("complete", complete);
   return doc.dump(2) + "\n";
+}
+
+void check_result_name(std::string_view name) {
+  constexpr size_t kMaxLength = 200;
+  const bool safe_chars = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.' || c == '+';
+  });
+  if (!name.empty() && name.size() <= kMaxLength && safe_chars && name.front() != '.' &&
+      name.find("..") == std::string_view::npos) {
+    return;
+  }
+  // Why escaped: the name may hold control characters or be very long.
+  std::string shown;
+  append_json_string(shown, name.substr(0, 80));
+  shown = "'" + shown.substr(1, shown.size() - 2) + (name.size() > 80 ? "...'" : "'");
+  throw std::invalid_argument(fmt::format(
+      "{} is not a safe result name: use 1 to {} letters, digits, '_', '-', '.' and '+' (no '/', "
+      "no leading '.', no '..'); it names the result files",
+      shown, kMaxLength));
 }
 
 std::string format_significant(double x, int digits) {

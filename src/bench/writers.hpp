@@ -1,5 +1,7 @@
 // Result rows and their three outputs: CSV (one line per row, flushed), JSON (rewritten atomically
 // after every row, so an interrupted run keeps every finished row) and GitHub markdown tables.
+// Every result file is created through json.hpp's write_file_atomic or create_file_replacing: a
+// symlink at a result path is replaced, never followed.
 //
 // CSV columns and JSON row keys are the same list, in the same order (see row_to_json). A value
 // that was not measured (NaN, worst_index -1, a byte count of -1) is an empty CSV field and a JSON
@@ -88,8 +90,9 @@ const std::vector<std::string>& csv_columns(std::string_view op = "forward");
 std::string csv_line(const Row& row);
 
 // Appends rows to a CSV file: the header (the columns of `op`) on open, then one flushed line per
-// write(). Throws std::runtime_error with the path and strerror when the file cannot be opened or
-// written.
+// write(). The file is created by create_file_replacing (a symlink at `path` is replaced, not
+// followed; a FIFO or device there is refused). Throws std::runtime_error with the path and
+// strerror when the file cannot be created or written.
 class CsvWriter {
  public:
   explicit CsvWriter(const std::string& path, std::string_view op = "forward");
@@ -151,6 +154,12 @@ std::string markdown_table(const std::vector<Row>& rows);      // the columns of
 
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);
+
+// Throws std::invalid_argument unless `name` is safe as (part of) a result file name: 1 to 200
+// characters from letters, digits, '_', '-', '.' and '+' (merged configs join their names with
+// '+'), not starting with '.', no "..". Every command calls it on its result name (a config's
+// `name:`, `train --name`) before it opens the device, so no result file is written outside --out.
+void check_result_name(std::string_view name);
 
 // Provenance helpers shared by the result files of every command (run.cpp, train/run_train.cpp).
 // The current time in UTC, ISO 8601 to the second: "2025-01-31T12:34:56Z".
