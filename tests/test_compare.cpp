@@ -9,11 +9,13 @@
 
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -295,6 +297,108 @@ TEST_F(LoadText, PolicyIsReadIntoTheKey) {
   EXPECT_EQ(f.policies[1], "");
   EXPECT_EQ(f.driver, "");  // null
   EXPECT_EQ(f.cuda_driver_api, "12.8");
+}
+
+// --- bounded reading -----------------------------------------------------------------------------
+
+using Bounded = TempDir;
+
+TEST_F(Bounded, OnlyRegularFilesAreRead) {
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);  // opening it to read would block
+  EXPECT_EQ(load_error(path("fifo")),
+            path("fifo") + ": cannot read: not a regular file (a FIFO); a result file must be one");
+  EXPECT_NE(load_error("/dev/zero").find("not a regular file (a character device)"),
+            std::string::npos);
+  EXPECT_NE(load_error(dir_.string()).find("not a regular file (a directory)"), std::string::npos);
+  // A symlink to a regular file is read.
+  fs::create_symlink(fixture("base.json"), path("link.json"));
+  EXPECT_EQ(load_error(path("link.json")), "");
+}
+
+TEST_F(Bounded, FilesOverTheSizeLimitAreRefused) {
+  {
+    std::ofstream(path("big.json")) << "{}";
+  }
+  fs::resize_file(path("big.json"), kMaxResultFileBytes + 1);  // sparse: nothing is written
+  EXPECT_EQ(load_error(path("big.json")),
+            path("big.json") + ": cannot read: 67108865 bytes, over the 64 MiB (67108864 bytes) "
+                               "limit for a result file");
+}
+
+TEST_F(Bounded, StrictJson) {
+  const std::string prov = small_provenance().dump(0);
+  const auto doc = [&](const std::string& extra) {
+    return "{\"schema\": \"swiglubench/1\", \"provenance\": " + prov + ", \"rows\": [], " + extra +
+           "\"complete\": true}";
+  };
+  const std::string p = path("f.json");
+  EXPECT_EQ(text_error(p, doc("")), "");
+  EXPECT_EQ(text_error(p, "\xEF\xBB\xBF" + doc("")), "");  // a byte order mark
+  EXPECT_EQ(text_error(p, doc("\"x\": [1, -0.5e-3, 2E+8, true, null, "
+                              "\"\\u00e9\\ud83d\\ude00\\n\"], ")),
+            "");
+  // Nesting: 64 levels in all (the root is the first) load, 65 do not.
+  const auto nested = [](int levels) {
+    return std::string(levels, '[') + std::string(levels, ']');
+  };
+  EXPECT_EQ(text_error(p, doc("\"x\": " + nested(kMaxResultDepth - 1) + ", ")), "");
+  const std::string too_deep = doc("\"x\": " + nested(kMaxResultDepth) + ", ");
+  // The error points at the bracket that opens level 65 (columns are 1-based).
+  const size_t column = too_deep.find('[', too_deep.find("\"x\"")) + kMaxResultDepth;
+  EXPECT_EQ(text_error(p, too_deep), p + ":1:" + std::to_string(column) +
+                                         ": arrays and objects nested deeper than 64 levels");
+  // YAML that is not JSON: anchors and aliases, and other forms.
+  EXPECT_NE(text_error(p, doc("\"x\": &a [1], \"y\": *a, "))
+                .find("syntax error: '&': YAML anchors and aliases are not allowed; a result "
+                      "file is JSON"),
+            std::string::npos);
+  for (const std::string bad :
+       {"\"x\": [1,], ", "\"x\": 'q', ", "\"x\": NaN, ", "\"x\": .5, ", "\"x\": 01, ",
+        "\"x\": +1, ", "\"x\": tru, ", "\"x\": \"\\x41\", ", "\"x\": \"\\ud800\", ",
+        "\"x\": \"a\tb\", ", "x: 1, ", "# c\n", "\"x\": ~, ", "\"x\": !!str 1, "}) {
+    EXPECT_NE(text_error(p, doc(bad)).find(": syntax error: "), std::string::npos) << bad;
+  }
+  EXPECT_NE(text_error(p, "{\"schema\": \"swiglu").find("syntax error: a string is not closed"),
+            std::string::npos);
+  EXPECT_NE(text_error(p, "{\"schema\": ").find("syntax error: unexpected end of file"),
+            std::string::npos);
+}
+
+TEST_F(Bounded, ImplausibleMeasurementsNameTheCase) {
+  const std::string prov = small_provenance().dump(0);
+  Row ok;
+  ok.variant = "fused";
+  ok.batch = 64;
+  ok.median_ms = 0.01;
+  ok.noise = 0.02;
+  ok.speedup_vs_cublas2 = 1.5;
+  ok.speedup_vs_cublas1 = 1.2;
+  const auto file = [&](const std::string& key, const std::string& value) {
+    std::string row = row_to_json(ok).dump(0);
+    const std::string from = "\"" + key + "\":";
+    const size_t at = row.find(from) + from.size();
+    row.replace(at, row.find(',', at) - at, value);
+    return "{\"schema\": \"swiglubench/1\", \"provenance\": " + prov + ",\n\"rows\": [" + row +
+           "], \"complete\": true}";
+  };
+  EXPECT_EQ(text_error(path("f.json"), file("median_ms", "0.01")), "");
+  EXPECT_EQ(text_error(path("f.json"), file("noise", "0")), "");
+  EXPECT_EQ(text_error(path("f.json"), file("speedup_vs_cublas2", "null")), "");
+  for (const char* key : {"median_ms", "speedup_vs_cublas2", "speedup_vs_cublas1"}) {
+    for (const char* value : {"0", "-1", "1e-310", "5e-324", "2e6", "1e308", "1e999", "-1e999"}) {
+      const std::string msg = text_error(path("f.json"), file(key, value));
+      EXPECT_EQ(msg.rfind(path("f.json") + ":2:", 0), 0u) << msg;
+      EXPECT_NE(msg.find("rows[0]: case forward fused B=64 I=0 D=0 ldx=0"), std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find(std::string("'") + key + "' is " + value + ", not a measurement"),
+                std::string::npos)
+          << msg;
+    }
+  }
+  EXPECT_NE(text_error(path("f.json"), file("noise", "1e300")).find("'noise' is 1e300"),
+            std::string::npos);
+  EXPECT_NE(text_error(path("f.json"), file("noise", "-0.5")).find("'noise' is -0.5"),
+            std::string::npos);
 }
 
 // --- round trip through the real writer

@@ -63,13 +63,26 @@ struct ResultFile {
   std::vector<std::string> policies;
 };
 
-// Reads a result file with yaml-cpp (JSON is YAML 1.2). Rows are rebuilt as the inverse of
-// row_to_json: null becomes NaN (worst_index -1). Every key row_to_json writes is known; the
-// case-key fields, status and the timing fields the comparison reads (median_ms, noise,
-// speedup_vs_cublas2, speedup_vs_cublas1) are required, the others default when absent, and
-// unknown keys are ignored. Throws CompareError naming the file (and line:column where known) for
-// an unreadable file, a syntax error, a schema other than "swiglubench/1", a missing provenance or
-// device field, a missing required row key, a duplicate key, or a value of the wrong type.
+// Reading a result file is bounded, whatever the file holds: it must be a regular file (a FIFO,
+// /dev/zero or a directory is refused, without blocking) of at most kMaxResultFileBytes; it is
+// parsed as strict JSON (RFC 8259, so no YAML anchors or aliases to expand) with arrays and objects
+// nested at most kMaxResultDepth levels (the files swiglubench writes nest 6); and the values the
+// comparison reads must be measurements: median_ms, speedup_vs_cublas2 and speedup_vs_cublas1 null
+// or in [kMinMeasurement, kMaxMeasurement] (no zero, negative, denormal or absurd value), noise
+// null or in [0, kMaxNoise].
+inline constexpr uint64_t kMaxResultFileBytes = uint64_t{64} << 20;  // 64 MiB
+inline constexpr int kMaxResultDepth = 64;
+inline constexpr double kMinMeasurement = 1e-6, kMaxMeasurement = 1e6;
+inline constexpr double kMaxNoise = 1e3;
+
+// Reads a result file. Rows are rebuilt as the inverse of row_to_json: null becomes NaN
+// (worst_index -1). Every key row_to_json writes is known; the case-key fields, status and the
+// timing fields the comparison reads (median_ms, noise, speedup_vs_cublas2, speedup_vs_cublas1) are
+// required, the others default when absent, and unknown keys are ignored.
+// Throws CompareError naming the file (and line:column where known) for a file that is not a
+// regular file, too large or unreadable, a syntax error, nesting too deep, a schema other than
+// "swiglubench/1", a missing provenance or device field, a missing required row key, a duplicate
+// key, a value of the wrong type, or an implausible measurement (naming the row's case too).
 ResultFile load_result_file(const std::string& path);
 
 // The identity of a row: op, variant, batch, in, hidden, ldx, dtype, layout, math, bias, policy,
