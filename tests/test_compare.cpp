@@ -877,8 +877,43 @@ TEST(Compare, IncompleteCurrentFile) {
   CompareOptions allow;
   allow.allow_missing = true;  // the missing case is allowed, the cut-short sweep is not
   EXPECT_EQ(compare_files("base.json", "incomplete.json", allow).exit_code, kExitError);
-  // An incomplete baseline is fine.
-  EXPECT_EQ(compare_files("incomplete.json", "base.json").exit_code, kExitOk);
+  // An incomplete baseline is a mismatch too: it compares only part of the cases.
+  const CompareReport rev = compare_files("incomplete.json", "base.json");
+  ASSERT_EQ(rev.mismatches.size(), 1u);
+  EXPECT_EQ(rev.mismatches[0], "baseline file '" + fixture("incomplete.json") +
+                                   "' is not complete (the sweep was cut short)");
+  EXPECT_EQ(rev.exit_code, kExitError);
+  EXPECT_EQ(last_line(format_report(rev)), "verdict: MISMATCH");
+}
+
+TEST(Compare, NothingToCompareIsAMismatch) {
+  // A baseline whose fused rows have no speedup (all SKIP): it would pass without comparing.
+  ResultFile base = load("base.json");
+  for (Row& r : base.rows) {
+    r.status = "SKIP";
+    r.median_ms = r.speedup_vs_cublas2 = r.speedup_vs_cublas1 = kNaN;
+  }
+  CompareReport rep = compare_results(base, load("same.json"), {});
+  EXPECT_TRUE(rep.cases.empty());
+  EXPECT_EQ(rep.new_cases.size(), 3u);
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("has no case to compare"), std::string::npos)
+      << rep.mismatches[0];
+  EXPECT_EQ(rep.exit_code, kExitError);
+  base.rows.clear();
+  EXPECT_EQ(compare_results(base, load("same.json"), {}).exit_code, kExitError);
+  // Every baseline case missing from the current file, missing cases allowed: nothing compared.
+  ResultFile cur = load("same.json");
+  for (Row& r : cur.rows) r.batch += 1;
+  CompareOptions allow;
+  allow.allow_missing = true;
+  rep = compare_results(load("base.json"), cur, allow);
+  EXPECT_EQ(count(rep, "MISSING"), 3);
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("none of the baseline's 3 cases was measured"),
+            std::string::npos)
+      << rep.mismatches[0];
+  EXPECT_EQ(rep.exit_code, kExitError);
 }
 
 TEST(Compare, ReferenceCublas1) {

@@ -721,6 +721,11 @@ void check_same_setup(const ResultFile& base, const ResultFile& cur,
     out.push_back(fmt::format("timing: baseline times {}, current times {}", how(base.cuda_graph),
                               how(cur.cuda_graph)));
   }
+  // Why the baseline too: an update cut short (or a sweep) leaves rows that compare only a part.
+  if (!base.complete) {
+    out.push_back(
+        fmt::format("baseline file '{}' is not complete (the sweep was cut short)", base.path));
+  }
   if (!cur.complete) {
     out.push_back(
         fmt::format("current file '{}' is not complete (the sweep was cut short)", cur.path));
@@ -924,6 +929,18 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
     if (measure(cx, cx.by_key.at(key), o.reference).missing.empty()) rep.new_cases.push_back(key);
   }
   rep.counts[std::string(kLabelNew)] = static_cast<int>(rep.new_cases.size());
+  // Why: a gate that compared nothing must not pass.
+  if (base_cases.empty()) {
+    rep.mismatches.push_back(fmt::format(
+        "baseline '{}' has no case to compare: no fused row with a speedup vs {} and a "
+        "timed {} row",
+        base.path, o.reference, o.reference));
+  } else if (geo_base.empty()) {
+    rep.mismatches.push_back(fmt::format(
+        "no case to compare: none of the baseline's {} cases was measured in the current file",
+        base_cases.size()));
+  }
+
   rep.geomean_cases = geo_base.size();
   if (!geo_base.empty()) {
     rep.geomean_base = geomean(geo_base);

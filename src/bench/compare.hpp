@@ -21,8 +21,10 @@
 //
 // Exit code, first match wins: a current row with status FAIL → kExitParity (2); a different
 // device, SM count, cuBLAS major, driver major, kind of time (CUDA-graph replays against stream
-// launches), or a current file that is not complete → kExitError (3); a MISSING case (unless allow_missing) → kExitError (3); a SLOW case →
-// kExitRegression (1); else kExitOk (0). AMBG, FAST, SAME and NEW are green.
+// launches), a baseline or current file that is not complete, a baseline with no usable case, or
+// no case measured in both files → kExitError (3); a MISSING case (unless allow_missing) →
+// kExitError (3); a SLOW case → kExitRegression (1); else kExitOk (0). AMBG, FAST, SAME and NEW
+// are green.
 #pragma once
 
 #include <cstdint>
