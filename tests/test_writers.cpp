@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -398,6 +399,80 @@ TEST_F(JsonFile, CompleteDocumentAfterEveryAdd) {
   EXPECT_NE(text.find("\"complete\": true\n}\n"), std::string::npos);
   EXPECT_EQ(text.find("\"complete\": false"), std::string::npos);
   EXPECT_TRUE(other_files("results.json").empty());
+}
+
+// The document, assembled from row texts, is byte for byte the Json tree's dump.
+TEST_F(JsonFile, DocumentIsTheJsonTreeDumped) {
+  Json prov = Json::object();
+  prov.set("device", Json::object()).set("name", "NVIDIA H200");
+  prov.set("argv", string_list({"swiglubench", "forward"}));
+  prov.set("empty", Json::object());
+  std::vector<Row> rows = {sample_row(), Row{}, sample_row()};
+  rows[2].op = "backward";
+  rows[2].variant = "fused-save";
+  rows[2].reason = "a \"quoted\"\nreason";
+  const auto tree = [&](size_t n, bool complete) {
+    Json doc = Json::object();
+    doc.set("schema", "swiglubench/1");
+    doc.set("provenance", prov);
+    Json a = Json::array();
+    for (size_t i = 0; i < n; ++i) a.push_back(row_to_json(rows[i]));
+    doc.set("rows", a);
+    doc.set("complete", complete);
+    return doc.dump(2) + "\n";
+  };
+  JsonWriter w((dir_ / "r.json").string(), prov);
+  EXPECT_EQ(w.document(false), tree(0, false));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    w.add(rows[i]);
+    EXPECT_EQ(w.document(false), tree(i + 1, false)) << i;
+  }
+  EXPECT_EQ(w.document(true), tree(rows.size(), true));
+  EXPECT_EQ(result_document(prov, rows, true), tree(rows.size(), true));
+  EXPECT_EQ(result_document(prov, {}, false), tree(0, false));
+}
+
+// 20,000 rows: a bounded number of rewrites (the file under 64 KiB: every row; beyond: at most one
+// a second), and flush() / the destructor write what is pending.
+TEST_F(JsonFile, ManyRowsCostFewRewrites) {
+  const fs::path path = dir_ / "big.json";
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t rewrites = 0;
+  {
+    JsonWriter w(path.string(), Json::object());
+    for (int i = 0; i < 20000; ++i) {
+      Row r = sample_row();
+      r.batch = i;
+      w.add(r);
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("20000 rows added in %.2f s with %zu rewrites\n", seconds, w.rewrites());
+    // The constructor's write, one a row while the rows are under 64 KiB, then one a second.
+    const size_t row_bytes = w.document(false).size() / 20000 + 1;
+    const size_t small = kJsonEveryRowBytes / row_bytes + 1;
+    EXPECT_LE(w.rewrites(), 1 + small + static_cast<size_t>(seconds / kJsonRewriteSeconds) + 1);
+    w.flush();
+    rewrites = w.rewrites();
+    std::string text = slurp(path);
+    EXPECT_EQ(text, w.document(false));
+    w.flush();  // nothing pending: no rewrite
+    EXPECT_EQ(w.rewrites(), rewrites);
+    w.finish();
+  }
+  EXPECT_NE(slurp(path).find("\"complete\": true\n}"), std::string::npos);
+  // A writer destroyed with rows pending writes them (incomplete).
+  {
+    JsonWriter w(path.string(), Json::object());
+    for (int i = 0; i < 200; ++i) w.add(sample_row());
+    EXPECT_LT(w.rewrites(), 200u);  // past 64 KiB the rows wait for the next rewrite
+  }
+  const std::string text = slurp(path);
+  EXPECT_NE(text.find("\"complete\": false\n}"), std::string::npos);
+  size_t rows = 0;
+  for (size_t at = 0; (at = text.find("\"op\": ", at)) != std::string::npos; ++at) ++rows;
+  EXPECT_EQ(rows, 200u);
+  EXPECT_TRUE(other_files("big.json").empty());
 }
 
 // --- result names ------------------------------------------------------------------------------

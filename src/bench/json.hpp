@@ -73,12 +73,12 @@ class Json {
 
   // indent > 0: pretty-printed with that many spaces per level; indent <= 0: one line.
   std::string dump(int indent = 2) const;
+  // Appends the value as dump() writes it when it sits `depth` levels deep in a larger document.
+  void dump_to(std::string& out, int indent, int depth) const;
 
   bool operator==(const Json&) const = default;
 
  private:
-  void dump_to(std::string& out, int indent, int depth) const;
-
   // Order matches Kind.
   std::variant<std::nullptr_t, bool, int64_t, double, std::string, Array, Object> value_;
 };

@@ -372,7 +372,14 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
       note_cuda_failure();
     }
   }
-  if (json_ && !stopped() && !fatal_) json_->finish();
+  if (json_) {
+    // An interrupted or broken sweep keeps its finished rows, marked incomplete.
+    if (!stopped() && !fatal_) {
+      json_->finish();
+    } else {
+      json_->flush();
+    }
+  }
   if (o_.write_md) {
     const std::string md =
         fmt::format("swiglubench {} on {} (sm_{}{}, {} SMs), {}, git {}\n\n", o_.op, dev_.name,

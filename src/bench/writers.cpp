@@ -176,6 +176,7 @@ std::string fixed_or_dash(double x, const char* spec) {
 
 Json row_to_json(const Row& r) {
   Json j = Json::object();
+  j.as_object().reserve(56);  // every key below, so that building a row allocates once
   j.set("op", r.op);
   j.set("variant", r.variant);
   j.set("batch", r.batch);
@@ -289,26 +290,86 @@ void CsvWriter::put(const std::string& line) {
   }
 }
 
+namespace {
+
+// A value as it sits `depth` levels deep in a result document (indent 2).
+std::string nested_text(const Json& v, int depth) {
+  std::string out;
+  v.dump_to(out, 2, depth);
+  return out;
+}
+
+// The document of Json::dump(2) for {"schema", "provenance", "rows", "complete"}, assembled from
+// texts made by nested_text, so that a writer need not keep a Json tree of every row.
+std::string assemble_document(const std::string& provenance, const std::vector<std::string>& rows,
+                              size_t row_bytes, bool complete) {
+  std::string out;
+  out.reserve(provenance.size() + row_bytes + 6 * rows.size() + 128);
+  out += "{\n  \"schema\": \"swiglubench/1\",\n  \"provenance\": ";
+  out += provenance;
+  out += ",\n  \"rows\": [";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    out += i == 0 ? "\n    " : ",\n    ";
+    out += rows[i];
+  }
+  out += rows.empty() ? "]" : "\n  ]";
+  out += complete ? ",\n  \"complete\": true\n}\n" : ",\n  \"complete\": false\n}\n";
+  return out;
+}
+
+}  // namespace
+
+std::string result_document(const Json& provenance, const std::vector<Row>& rows, bool complete) {
+  std::vector<std::string> texts;
+  texts.reserve(rows.size());
+  size_t bytes = 0;
+  for (const Row& r : rows) {
+    texts.push_back(nested_text(row_to_json(r), 2));
+    bytes += texts.back().size();
+  }
+  return assemble_document(nested_text(provenance, 1), texts, bytes, complete);
+}
+
 JsonWriter::JsonWriter(std::string path, Json provenance)
-    : path_(std::move(path)), provenance_(std::move(provenance)) {
-  write_file_atomic(path_, document(false));
+    : path_(std::move(path)), provenance_text_(nested_text(provenance, 1)) {
+  write(false);
+}
+
+JsonWriter::~JsonWriter() {
+  try {
+    flush();
+  } catch (const std::exception&) {
+    // Why: a destructor must not throw; the run has already reported its own outcome.
+  }
 }
 
 void JsonWriter::add(const Row& row) {
   rows_.push_back(row);
-  rows_json_.push_back(row_to_json(row));
-  write_file_atomic(path_, document(false));
+  row_texts_.push_back(nested_text(row_to_json(row), 2));
+  row_bytes_ += row_texts_.back().size();
+  const double since =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - last_write_).count();
+  if (row_bytes_ < kJsonEveryRowBytes || since >= kJsonRewriteSeconds) write(false);
 }
 
-void JsonWriter::finish() { write_file_atomic(path_, document(true)); }
+void JsonWriter::flush() {
+  if (!finished_ && written_rows_ < rows_.size()) write(false);
+}
+
+void JsonWriter::finish() {
+  write(true);
+  finished_ = true;
+}
 
 std::string JsonWriter::document(bool complete) const {
-  Json doc = Json::object();
-  doc.set("schema", "swiglubench/1");
-  doc.set("provenance", provenance_);
-  doc.set("rows", rows_json_);
-  doc.set("complete", complete);
-  return doc.dump(2) + "\n";
+  return assemble_document(provenance_text_, row_texts_, row_bytes_, complete);
+}
+
+void JsonWriter::write(bool complete) {
+  write_file_atomic(path_, document(complete));
+  written_rows_ = rows_.size();
+  ++rewrites_;
+  last_write_ = std::chrono::steady_clock::now();
 }
 
 void check_result_name(std::string_view name) {
