@@ -17,9 +17,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "bench/config.hpp"
+#include "bench/gate.hpp"
 #include "bench/json.hpp"
 #include "bench/run.hpp"
 #include "bench/writers.hpp"
@@ -279,7 +283,7 @@ TEST_F(LoadText, RequiredAndOptionalRowKeys) {
     }
   }
   // Why: a tripwire. A new Row field needs a reader in compare.cpp and a place in RoundTrip.
-  EXPECT_EQ(full.size(), 34u) << "Row gained or lost a field: update read_row and this file";
+  EXPECT_EQ(full.size(), 35u) << "Row gained or lost a field: update read_row and this file";
 }
 
 TEST_F(LoadText, PolicyIsReadIntoTheKey) {
@@ -449,6 +453,7 @@ void expect_same_row(const Row& a, const Row& b) {
   expect_same_double(a.sm_clock_mhz, b.sm_clock_mhz, "sm_clock_mhz");
   EXPECT_EQ(a.cold_l2, b.cold_l2);
   EXPECT_EQ(a.cuda_graph, b.cuda_graph);
+  EXPECT_EQ(a.tile_choice, b.tile_choice);
 }
 
 std::vector<Row> varied_rows() {
@@ -487,6 +492,7 @@ std::vector<Row> varied_rows() {
   a.sm_clock_mhz = 1980;
   a.cold_l2 = false;
   a.cuda_graph = true;
+  a.tile_choice = "forced";
   rows.push_back(a);
 
   Row b;  // nothing measured: every NaN and -1 becomes null and must come back as NaN and -1
@@ -620,6 +626,127 @@ TEST(MergeRows, ReplacesByKeyKeepsOrderAppendsTheRest) {
   EXPECT_DOUBLE_EQ(merged[6].median_ms, f.rows[6].median_ms);  // C kept
   EXPECT_EQ(merged[9].batch, 5);
   EXPECT_EQ(merge_rows(f.rows, {}).size(), 9u);
+}
+
+// --- tiles chosen by the heuristic ---------------------------------------------------------------
+
+TEST(CaseKey, AutoRowsAreKeyedByTheirProblem) {
+  Row r = varied_rows()[0];
+  r.tile_choice = "auto";
+  EXPECT_EQ(case_key(r),
+            "forward fused B=777 I=4096 D=11008 ldx=4104 bf16 linear exact bias=true tile=auto");
+  Row other = r;
+  other.tile = "sm90:128x128x64s4w8";
+  EXPECT_EQ(case_key(other), case_key(r));
+  other.tile_choice = "forced";
+  EXPECT_NE(case_key(other), case_key(r));
+}
+
+TEST(Compare, AnAutoTileThatChangedIsMeasuredAndNoted) {
+  const ResultFile base = load("base.json");  // no tile_choice: one fused row per case, so auto
+  for (const Row& r : base.rows) EXPECT_EQ(r.tile_choice, r.variant == "fused" ? "auto" : "");
+  ResultFile cur = load("same.json");
+  cur.rows[3].tile = "sm90:128x128x64s4w8";  // B's fused row: the heuristic picked another tile
+  const CompareReport rep = compare_results(base, cur, {});
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "SAME", "SAME"}));
+  EXPECT_EQ(verdict(rep, 4096).note, "tile sm80:128x64x32s4w4 → sm90:128x128x64s4w8");
+  EXPECT_EQ(rep.exit_code, kExitOk);
+  EXPECT_NE(format_report(rep).find("| SAME | tile sm80:128x64x32s4w4 → sm90:128x128x64s4w8 |"),
+            std::string::npos);
+  // A forced tile is part of the case: another tile is another case.
+  ResultFile forced_base = base, forced_cur = cur;
+  for (ResultFile* f : {&forced_base, &forced_cur})
+    for (Row& r : f->rows)
+      if (r.variant == "fused") r.tile_choice = "forced";
+  const CompareReport rep2 = compare_results(forced_base, forced_cur, {});
+  EXPECT_EQ(verdict(rep2, 4096).label, "MISSING");
+  EXPECT_EQ(rep2.new_cases.size(), 1u);
+  EXPECT_EQ(rep2.exit_code, kExitError);
+}
+
+using TileChoice = TempDir;
+
+TEST_F(TileChoice, ReadBackOrInferredForOldFiles) {
+  const auto write = [&](const std::string& name, const std::vector<Json>& rows) {
+    Json doc = Json::object();
+    doc.set("schema", "swiglubench/1");
+    doc.set("provenance", small_provenance());
+    doc.set("rows", Json(Json::Array(rows.begin(), rows.end())));
+    doc.set("complete", true);
+    write_file_atomic(path(name), doc.dump(2));
+    return load_result_file(path(name));
+  };
+  Row fused = varied_rows()[0];
+  Row other_tile = fused;
+  other_tile.tile = "sm80:16x32x64s6w2";
+  Row other_case = fused;
+  other_case.batch = 1;
+  Row cublas = varied_rows()[1];
+  const auto old_format = [](const Row& r) {
+    Json j = Json::object();
+    const Json full = row_to_json(r);  // named: the loop must not outlive a temporary
+    for (const auto& [k, v] : full.as_object())
+      if (k != "tile_choice") j.set(k, v);
+    return j;
+  };
+  // Old files: the only fused row of its problem is auto; two tiles of one problem are forced.
+  const ResultFile f = write("old.json", {old_format(fused), old_format(other_tile),
+                                          old_format(other_case), old_format(cublas)});
+  EXPECT_EQ(f.rows[0].tile_choice, "forced");
+  EXPECT_EQ(f.rows[1].tile_choice, "forced");
+  EXPECT_EQ(f.rows[2].tile_choice, "auto");
+  EXPECT_EQ(f.rows[3].tile_choice, "");
+  // New files: what the row says.
+  fused.tile_choice = "auto";
+  other_case.tile_choice = "forced";
+  const ResultFile g = write("new.json", {row_to_json(fused), row_to_json(other_case)});
+  EXPECT_EQ(g.rows[0].tile_choice, "auto");
+  EXPECT_EQ(g.rows[1].tile_choice, "forced");
+}
+
+// The shipped gate: configs/ci.yaml and every committed baseline describe the same cases, so
+// `swiglubench gate --shapes configs/ci.yaml` compares all of them, none MISSING or NEW.
+TEST(CommittedBaselines, DescribeTheCasesOfCiYaml) {
+  const std::string root = SWIGLU_SOURCE_DIR;
+  const SweepConfig ci = load_config(root + "/configs/ci.yaml");
+  std::set<std::string> want;
+  for (const Case& c : ci.cases) {
+    ASSERT_NE(std::find(c.variants.begin(), c.variants.end(), "cublas2"), c.variants.end());
+    for (const std::string& t : c.tiles) {
+      ASSERT_NE(t, "all") << "the gate's cases need tiles that name one row each";
+      want.insert(fused_case_key(c, t));
+    }
+  }
+  ASSERT_EQ(want.size(), 22u);
+  size_t baselines = 0;
+  for (const auto& entry : fs::directory_iterator(root + "/results")) {
+    const fs::path file = entry.path() / "baseline.json";
+    if (!fs::is_regular_file(file)) continue;
+    ++baselines;
+    SCOPED_TRACE(file.string());
+    const ResultFile base = load_result_file(file.string());
+    EXPECT_TRUE(base.complete);
+    // The cases the gate compares: what a comparison of the baseline with itself judges.
+    const CompareReport self = compare_results(base, base, {});
+    std::set<std::string> have;
+    for (const CaseVerdict& v : self.cases) have.insert(v.key);
+    std::vector<std::string> only_ci, only_base;
+    std::set_difference(want.begin(), want.end(), have.begin(), have.end(),
+                        std::back_inserter(only_ci));
+    std::set_difference(have.begin(), have.end(), want.begin(), want.end(),
+                        std::back_inserter(only_base));
+    const auto lines = [](const std::vector<std::string>& keys) {
+      std::string out;
+      for (const std::string& k : keys) out += "\n  " + k;
+      return out;
+    };
+    EXPECT_TRUE(only_ci.empty()) << "in configs/ci.yaml, not usable in the baseline:"
+                                 << lines(only_ci);
+    EXPECT_TRUE(only_base.empty()) << "in the baseline, not in configs/ci.yaml:"
+                                   << lines(only_base);
+    EXPECT_EQ(self.exit_code, kExitOk) << format_report(self);
+  }
+  EXPECT_GE(baselines, 2u);
 }
 
 // --- outcomes

@@ -88,6 +88,7 @@ Row sample_row() {
   r.speedup_vs_cublas1 = 1.5;
   r.sm_clock_mhz = 1755;
   r.cold_l2 = true;
+  r.tile_choice = "auto";
   return r;
 }
 
@@ -266,11 +267,12 @@ TEST_F(AtomicWrite, FilesAre0644LessTheUmask) {
 
 TEST(Csv, Columns) {
   const auto& c = csv_columns();
-  ASSERT_EQ(c.size(), 34u);
+  ASSERT_EQ(c.size(), 35u);
   EXPECT_EQ(c.front(), "op");
   EXPECT_EQ(c[2], "batch");
   EXPECT_EQ(c[32], "cold_l2");
-  EXPECT_EQ(c.back(), "cuda_graph");
+  EXPECT_EQ(c[33], "cuda_graph");
+  EXPECT_EQ(c.back(), "tile_choice");
 }
 
 TEST(Csv, LineQuotingAndEmptyNaN) {
@@ -292,7 +294,7 @@ TEST(Csv, LineQuotingAndEmptyNaN) {
   EXPECT_EQ(csv_line(r),
             "forward,cublas2,1,2,3,2,fp32,packed,tf32,true,cublasLt,ERROR,"
             "\"cublasLt said \"\"no\"\", twice\nsecond line\","
-            ",,,,,,,,,,,,,0,,,,,,false,false");
+            ",,,,,,,,,,,,,0,,,,,,false,false,");
 }
 
 TEST(Csv, NumbersRoundTrip) {
@@ -300,7 +302,7 @@ TEST(Csv, NumbersRoundTrip) {
   EXPECT_EQ(line,
             "forward,fused,64,784,1024,784,bf16,linear,exact,false,sm80:128x64x32s4w4,PASS,,"
             "cpu-fp64,0.0031,0.5,0.25,0.01,12345,1.5,1.25,0.012346,0.012,0.0125,0.0119,0.0412,"
-            "200,8.3211,1834.6,2.3149,1.5,1755,true,false");
+            "200,8.3211,1834.6,2.3149,1.5,1755,true,false,auto");
 }
 
 using CsvFile = TempDir;
@@ -582,9 +584,11 @@ TEST(GraphRows, EveryOutputSaysTheTimesAreGraphReplays) {
   Row r = sample_row();
   r.cuda_graph = true;
   EXPECT_TRUE(row_to_json(r).find("cuda_graph")->as_bool());
-  const std::string line = csv_line(r);
-  EXPECT_EQ(line.substr(line.rfind(',')), ",true") << line;
-  EXPECT_EQ(csv_line(sample_row()).substr(0, line.rfind(',')), line.substr(0, line.rfind(',')));
+  // cuda_graph is the column before tile_choice; nothing else changes.
+  const std::string line = csv_line(r), plain_line = csv_line(sample_row());
+  EXPECT_TRUE(line.ends_with(",true,auto")) << line;
+  EXPECT_TRUE(plain_line.ends_with(",false,auto")) << plain_line;
+  EXPECT_EQ(plain_line.substr(0, plain_line.size() - 11), line.substr(0, line.size() - 10));
   for (const char* op : {"forward", "backward", "step"}) {
     SCOPED_TRACE(op);
     // Only the median column's title changes, and the rule under it widens with it.

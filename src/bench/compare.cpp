@@ -559,7 +559,8 @@ std::string problem_key(const Row& r, std::string_view policy) {
 }
 
 // The inverse of row_to_json. Required: the case key, status, and what the comparison reads.
-void read_row(const Object& o, Row& r, std::string& policy) {
+// Returns whether the row has a tile_choice key (files written before it existed have none).
+bool read_row(const Object& o, Row& r, std::string& policy) {
   constexpr bool req = true, opt = false;
   o.string("op", req, r.op);
   o.string("variant", req, r.variant);
@@ -591,6 +592,7 @@ void read_row(const Object& o, Row& r, std::string& policy) {
   o.number("sm_clock_mhz", opt, r.sm_clock_mhz);
   o.boolean("cold_l2", opt, r.cold_l2);
   o.boolean("cuda_graph", opt, r.cuda_graph);
+  o.nullable_string("tile_choice", opt, r.tile_choice);
   o.nullable_string("policy", opt, policy);
   // What the comparison reads: a value that no run measures (<= 0, denormal, absurdly large) would
   // decide a verdict, so it makes the file malformed.
@@ -601,6 +603,24 @@ void read_row(const Object& o, Row& r, std::string& policy) {
                 r.speedup_vs_cublas2);
   o.measurement("speedup_vs_cublas1", req, kMinMeasurement, kMaxMeasurement, label,
                 r.speedup_vs_cublas1);
+  return o.find("tile_choice") != nullptr;
+}
+
+// Files written before rows had tile_choice: a fused row is taken as the heuristic's pick when it
+// is the only fused row of its problem in the file (a sweep with tiles: auto, as configs/ci.yaml),
+// else as forced (tiles: all, or a list of names).
+void infer_tile_choice(ResultFile& f, const std::vector<char>& has_choice) {
+  const auto policy = [&](size_t i) {
+    return i < f.policies.size() ? std::string_view(f.policies[i]) : std::string_view();
+  };
+  std::unordered_map<std::string, int> fused_rows;
+  for (size_t i = 0; i < f.rows.size(); ++i)
+    if (f.rows[i].variant == "fused") ++fused_rows[problem_key(f.rows[i], policy(i))];
+  for (size_t i = 0; i < f.rows.size(); ++i) {
+    Row& r = f.rows[i];
+    if (has_choice[i] || r.variant != "fused") continue;
+    r.tile_choice = fused_rows[problem_key(r, policy(i))] == 1 ? "auto" : "forced";
+  }
 }
 
 // --- comparing -----------------------------------------------------------------------------------
@@ -669,6 +689,7 @@ Measure measure(const Index& ix, size_t i, const std::string& reference) {
   Row ref_row = r;
   ref_row.variant = reference;
   ref_row.tile = "cublasLt";
+  ref_row.tile_choice.clear();
   const Row* ref = ix.find(case_key(ref_row, ix.policy(i)));
   // Why: a policy chooses fused tiles; the cuBLAS rows of the case may carry none.
   if (ref == nullptr) ref = ix.find(case_key(ref_row));
@@ -818,6 +839,7 @@ ResultFile load_result_file(const std::string& path) {
   const Source src(path, read_result_text(path));
   ResultFile file;
   file.path = path;
+  std::vector<char> has_choice;
   // Why kept aside: the root's keys (schema first) are checked before any row is blamed.
   std::string row_error;
   Parser parser(src);
@@ -827,7 +849,7 @@ ResultFile load_result_file(const std::string& path) {
       const Object row(src, node, fmt::format("rows[{}]", i));
       Row r;
       std::string policy;
-      read_row(row, r, policy);
+      has_choice.push_back(read_row(row, r, policy) ? 1 : 0);
       file.rows.push_back(std::move(r));
       file.policies.push_back(std::move(policy));
     } catch (const CompareError& e) {
@@ -861,11 +883,13 @@ ResultFile load_result_file(const std::string& path) {
   if (rows.kind != Node::Kind::array)
     src.fail_at(rows.offset, fmt::format("'rows' must be an array, found {}", describe(rows)));
   if (!row_error.empty()) throw CompareError(row_error);
+  infer_tile_choice(file, has_choice);
   return file;
 }
 
 std::string case_key(const Row& r, std::string_view policy) {
-  return fmt::format("{} tile={}", problem_key(r, policy), r.tile);
+  const std::string_view tile = r.tile_choice == "auto" ? std::string_view("auto") : r.tile;
+  return fmt::format("{} tile={}", problem_key(r, policy), tile);
 }
 
 CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
@@ -914,6 +938,13 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
         judge(mb, mc, o, v);
         geo_base.push_back(v.base_speedup);
         geo_cur.push_back(v.cur_speedup);
+      }
+      // An "auto" case is its problem: the heuristic may pick another tile, which is information.
+      const std::string& tile_base = base.rows[bi].tile;
+      const std::string& tile_cur = cur.rows[it->second].tile;
+      if (tile_base != tile_cur) {
+        const std::string moved = fmt::format("tile {} → {}", tile_base, tile_cur);
+        v.note = v.note.empty() ? moved : v.note + "; " + moved;
       }
     }
     if (v.label == kLabelMissing) rep.missing.push_back(v.key);

@@ -143,4 +143,21 @@ int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOpt
   }
 }
 
+std::string fused_case_key(const Case& c, const std::string& tile) {
+  Row r;
+  r.op = "forward";
+  r.variant = "fused";
+  r.batch = c.batch;
+  r.in = c.in;
+  r.hidden = c.hidden;
+  r.ldx = c.ldx();
+  r.dtype = std::string(to_string(c.dtype));
+  r.layout = std::string(to_string(c.layout));
+  r.math = std::string(to_string(c.dtype == DType::f32 ? c.math : Math::exact));
+  r.bias = c.bias;
+  r.tile = tile;
+  r.tile_choice = tile == "auto" ? "auto" : "forced";
+  return case_key(r);
+}
+
 }  // namespace swiglu::bench

@@ -32,4 +32,8 @@ int run_compare(const std::string& baseline, const std::string& current, const C
 int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
              const GateOptions& gate, const std::atomic<bool>& stop);
 
+// The case key (compare.hpp) of the fused forward row a run of `c` writes with the tile word
+// `tile`: "auto" (the heuristic's pick, keyed by the problem) or a tile name.
+std::string fused_case_key(const Case& c, const std::string& tile);
+
 }  // namespace swiglu::bench

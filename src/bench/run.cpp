@@ -470,6 +470,7 @@ std::vector<Variant> make_variants(const Session& s, const Case& c) {
       Variant var;
       var.name = "fused";
       var.row = s.base_row(c, "fused");
+      var.row.tile_choice = t == "auto" ? "auto" : "forced";
       if (t == "auto") {
         TileConfig tc;
         if (Status st = choose_forward_tile(p, traits, &tc); !st.ok()) {

@@ -211,6 +211,7 @@ Json row_to_json(const Row& r) {
   j.set("sm_clock_mhz", number_or_null(r.sm_clock_mhz));
   j.set("cold_l2", r.cold_l2);
   j.set("cuda_graph", r.cuda_graph);
+  j.set("tile_choice", r.tile_choice);
   if (!is_gradient_op(r.op)) return j;
   j.set("policy", r.policy);
   j.set("grads", r.grads);

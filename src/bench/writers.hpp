@@ -49,6 +49,10 @@ struct Row {
   // cudaGraphLaunch between the events), not that work launched on the stream. Set on every row of
   // such a run, as cold_l2 is.
   bool cuda_graph = false;
+  // Fused forward rows: "auto" when the tile is the heuristic's pick (tiles: auto), "forced" when
+  // the run named it; "" for the baselines and the gradient ops. The regression gate keys an
+  // "auto" row by its problem, so a heuristic that picks another tile is measured, not MISSING.
+  std::string tile_choice;
 
   // ---- backward, step and memory rows only (row_to_json writes these keys for those ops) ----
   std::string policy;          // save | recompute; the baselines keep G and U, so theirs is save
