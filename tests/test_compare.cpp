@@ -9,15 +9,21 @@
 
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "bench/config.hpp"
+#include "bench/gate.hpp"
 #include "bench/json.hpp"
 #include "bench/run.hpp"
 #include "bench/writers.hpp"
@@ -277,7 +283,7 @@ TEST_F(LoadText, RequiredAndOptionalRowKeys) {
     }
   }
   // Why: a tripwire. A new Row field needs a reader in compare.cpp and a place in RoundTrip.
-  EXPECT_EQ(full.size(), 34u) << "Row gained or lost a field: update read_row and this file";
+  EXPECT_EQ(full.size(), 35u) << "Row gained or lost a field: update read_row and this file";
 }
 
 TEST_F(LoadText, PolicyIsReadIntoTheKey) {
@@ -295,6 +301,108 @@ TEST_F(LoadText, PolicyIsReadIntoTheKey) {
   EXPECT_EQ(f.policies[1], "");
   EXPECT_EQ(f.driver, "");  // null
   EXPECT_EQ(f.cuda_driver_api, "12.8");
+}
+
+// --- bounded reading -----------------------------------------------------------------------------
+
+using Bounded = TempDir;
+
+TEST_F(Bounded, OnlyRegularFilesAreRead) {
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);  // opening it to read would block
+  EXPECT_EQ(load_error(path("fifo")),
+            path("fifo") + ": cannot read: not a regular file (a FIFO); a result file must be one");
+  EXPECT_NE(load_error("/dev/zero").find("not a regular file (a character device)"),
+            std::string::npos);
+  EXPECT_NE(load_error(dir_.string()).find("not a regular file (a directory)"), std::string::npos);
+  // A symlink to a regular file is read.
+  fs::create_symlink(fixture("base.json"), path("link.json"));
+  EXPECT_EQ(load_error(path("link.json")), "");
+}
+
+TEST_F(Bounded, FilesOverTheSizeLimitAreRefused) {
+  {
+    std::ofstream(path("big.json")) << "{}";
+  }
+  fs::resize_file(path("big.json"), kMaxResultFileBytes + 1);  // sparse: nothing is written
+  EXPECT_EQ(load_error(path("big.json")),
+            path("big.json") + ": cannot read: 67108865 bytes, over the 64 MiB (67108864 bytes) "
+                               "limit for a result file");
+}
+
+TEST_F(Bounded, StrictJson) {
+  const std::string prov = small_provenance().dump(0);
+  const auto doc = [&](const std::string& extra) {
+    return "{\"schema\": \"swiglubench/1\", \"provenance\": " + prov + ", \"rows\": [], " + extra +
+           "\"complete\": true}";
+  };
+  const std::string p = path("f.json");
+  EXPECT_EQ(text_error(p, doc("")), "");
+  EXPECT_EQ(text_error(p, "\xEF\xBB\xBF" + doc("")), "");  // a byte order mark
+  EXPECT_EQ(text_error(p, doc("\"x\": [1, -0.5e-3, 2E+8, true, null, "
+                              "\"\\u00e9\\ud83d\\ude00\\n\"], ")),
+            "");
+  // Nesting: 64 levels in all (the root is the first) load, 65 do not.
+  const auto nested = [](int levels) {
+    return std::string(levels, '[') + std::string(levels, ']');
+  };
+  EXPECT_EQ(text_error(p, doc("\"x\": " + nested(kMaxResultDepth - 1) + ", ")), "");
+  const std::string too_deep = doc("\"x\": " + nested(kMaxResultDepth) + ", ");
+  // The error points at the bracket that opens level 65 (columns are 1-based).
+  const size_t column = too_deep.find('[', too_deep.find("\"x\"")) + kMaxResultDepth;
+  EXPECT_EQ(text_error(p, too_deep), p + ":1:" + std::to_string(column) +
+                                         ": arrays and objects nested deeper than 64 levels");
+  // YAML that is not JSON: anchors and aliases, and other forms.
+  EXPECT_NE(text_error(p, doc("\"x\": &a [1], \"y\": *a, "))
+                .find("syntax error: '&': YAML anchors and aliases are not allowed; a result "
+                      "file is JSON"),
+            std::string::npos);
+  for (const std::string bad :
+       {"\"x\": [1,], ", "\"x\": 'q', ", "\"x\": NaN, ", "\"x\": .5, ", "\"x\": 01, ",
+        "\"x\": +1, ", "\"x\": tru, ", "\"x\": \"\\x41\", ", "\"x\": \"\\ud800\", ",
+        "\"x\": \"a\tb\", ", "x: 1, ", "# c\n", "\"x\": ~, ", "\"x\": !!str 1, "}) {
+    EXPECT_NE(text_error(p, doc(bad)).find(": syntax error: "), std::string::npos) << bad;
+  }
+  EXPECT_NE(text_error(p, "{\"schema\": \"swiglu").find("syntax error: a string is not closed"),
+            std::string::npos);
+  EXPECT_NE(text_error(p, "{\"schema\": ").find("syntax error: unexpected end of file"),
+            std::string::npos);
+}
+
+TEST_F(Bounded, ImplausibleMeasurementsNameTheCase) {
+  const std::string prov = small_provenance().dump(0);
+  Row ok;
+  ok.variant = "fused";
+  ok.batch = 64;
+  ok.median_ms = 0.01;
+  ok.noise = 0.02;
+  ok.speedup_vs_cublas2 = 1.5;
+  ok.speedup_vs_cublas1 = 1.2;
+  const auto file = [&](const std::string& key, const std::string& value) {
+    std::string row = row_to_json(ok).dump(0);
+    const std::string from = "\"" + key + "\":";
+    const size_t at = row.find(from) + from.size();
+    row.replace(at, row.find(',', at) - at, value);
+    return "{\"schema\": \"swiglubench/1\", \"provenance\": " + prov + ",\n\"rows\": [" + row +
+           "], \"complete\": true}";
+  };
+  EXPECT_EQ(text_error(path("f.json"), file("median_ms", "0.01")), "");
+  EXPECT_EQ(text_error(path("f.json"), file("noise", "0")), "");
+  EXPECT_EQ(text_error(path("f.json"), file("speedup_vs_cublas2", "null")), "");
+  for (const char* key : {"median_ms", "speedup_vs_cublas2", "speedup_vs_cublas1"}) {
+    for (const char* value : {"0", "-1", "1e-310", "5e-324", "2e6", "1e308", "1e999", "-1e999"}) {
+      const std::string msg = text_error(path("f.json"), file(key, value));
+      EXPECT_EQ(msg.rfind(path("f.json") + ":2:", 0), 0u) << msg;
+      EXPECT_NE(msg.find("rows[0]: case forward fused B=64 I=0 D=0 ldx=0"), std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find(std::string("'") + key + "' is " + value + ", not a measurement"),
+                std::string::npos)
+          << msg;
+    }
+  }
+  EXPECT_NE(text_error(path("f.json"), file("noise", "1e300")).find("'noise' is 1e300"),
+            std::string::npos);
+  EXPECT_NE(text_error(path("f.json"), file("noise", "-0.5")).find("'noise' is -0.5"),
+            std::string::npos);
 }
 
 // --- round trip through the real writer
@@ -345,6 +453,7 @@ void expect_same_row(const Row& a, const Row& b) {
   expect_same_double(a.sm_clock_mhz, b.sm_clock_mhz, "sm_clock_mhz");
   EXPECT_EQ(a.cold_l2, b.cold_l2);
   EXPECT_EQ(a.cuda_graph, b.cuda_graph);
+  EXPECT_EQ(a.tile_choice, b.tile_choice);
 }
 
 std::vector<Row> varied_rows() {
@@ -383,6 +492,7 @@ std::vector<Row> varied_rows() {
   a.sm_clock_mhz = 1980;
   a.cold_l2 = false;
   a.cuda_graph = true;
+  a.tile_choice = "forced";
   rows.push_back(a);
 
   Row b;  // nothing measured: every NaN and -1 becomes null and must come back as NaN and -1
@@ -516,6 +626,127 @@ TEST(MergeRows, ReplacesByKeyKeepsOrderAppendsTheRest) {
   EXPECT_DOUBLE_EQ(merged[6].median_ms, f.rows[6].median_ms);  // C kept
   EXPECT_EQ(merged[9].batch, 5);
   EXPECT_EQ(merge_rows(f.rows, {}).size(), 9u);
+}
+
+// --- tiles chosen by the heuristic ---------------------------------------------------------------
+
+TEST(CaseKey, AutoRowsAreKeyedByTheirProblem) {
+  Row r = varied_rows()[0];
+  r.tile_choice = "auto";
+  EXPECT_EQ(case_key(r),
+            "forward fused B=777 I=4096 D=11008 ldx=4104 bf16 linear exact bias=true tile=auto");
+  Row other = r;
+  other.tile = "sm90:128x128x64s4w8";
+  EXPECT_EQ(case_key(other), case_key(r));
+  other.tile_choice = "forced";
+  EXPECT_NE(case_key(other), case_key(r));
+}
+
+TEST(Compare, AnAutoTileThatChangedIsMeasuredAndNoted) {
+  const ResultFile base = load("base.json");  // no tile_choice: one fused row per case, so auto
+  for (const Row& r : base.rows) EXPECT_EQ(r.tile_choice, r.variant == "fused" ? "auto" : "");
+  ResultFile cur = load("same.json");
+  cur.rows[3].tile = "sm90:128x128x64s4w8";  // B's fused row: the heuristic picked another tile
+  const CompareReport rep = compare_results(base, cur, {});
+  EXPECT_EQ(labels(rep), (std::vector<std::string>{"SAME", "SAME", "SAME"}));
+  EXPECT_EQ(verdict(rep, 4096).note, "tile sm80:128x64x32s4w4 → sm90:128x128x64s4w8");
+  EXPECT_EQ(rep.exit_code, kExitOk);
+  EXPECT_NE(format_report(rep).find("| SAME | tile sm80:128x64x32s4w4 → sm90:128x128x64s4w8 |"),
+            std::string::npos);
+  // A forced tile is part of the case: another tile is another case.
+  ResultFile forced_base = base, forced_cur = cur;
+  for (ResultFile* f : {&forced_base, &forced_cur})
+    for (Row& r : f->rows)
+      if (r.variant == "fused") r.tile_choice = "forced";
+  const CompareReport rep2 = compare_results(forced_base, forced_cur, {});
+  EXPECT_EQ(verdict(rep2, 4096).label, "MISSING");
+  EXPECT_EQ(rep2.new_cases.size(), 1u);
+  EXPECT_EQ(rep2.exit_code, kExitError);
+}
+
+using TileChoice = TempDir;
+
+TEST_F(TileChoice, ReadBackOrInferredForOldFiles) {
+  const auto write = [&](const std::string& name, const std::vector<Json>& rows) {
+    Json doc = Json::object();
+    doc.set("schema", "swiglubench/1");
+    doc.set("provenance", small_provenance());
+    doc.set("rows", Json(Json::Array(rows.begin(), rows.end())));
+    doc.set("complete", true);
+    write_file_atomic(path(name), doc.dump(2));
+    return load_result_file(path(name));
+  };
+  Row fused = varied_rows()[0];
+  Row other_tile = fused;
+  other_tile.tile = "sm80:16x32x64s6w2";
+  Row other_case = fused;
+  other_case.batch = 1;
+  Row cublas = varied_rows()[1];
+  const auto old_format = [](const Row& r) {
+    Json j = Json::object();
+    const Json full = row_to_json(r);  // named: the loop must not outlive a temporary
+    for (const auto& [k, v] : full.as_object())
+      if (k != "tile_choice") j.set(k, v);
+    return j;
+  };
+  // Old files: the only fused row of its problem is auto; two tiles of one problem are forced.
+  const ResultFile f = write("old.json", {old_format(fused), old_format(other_tile),
+                                          old_format(other_case), old_format(cublas)});
+  EXPECT_EQ(f.rows[0].tile_choice, "forced");
+  EXPECT_EQ(f.rows[1].tile_choice, "forced");
+  EXPECT_EQ(f.rows[2].tile_choice, "auto");
+  EXPECT_EQ(f.rows[3].tile_choice, "");
+  // New files: what the row says.
+  fused.tile_choice = "auto";
+  other_case.tile_choice = "forced";
+  const ResultFile g = write("new.json", {row_to_json(fused), row_to_json(other_case)});
+  EXPECT_EQ(g.rows[0].tile_choice, "auto");
+  EXPECT_EQ(g.rows[1].tile_choice, "forced");
+}
+
+// The shipped gate: configs/ci.yaml and every committed baseline describe the same cases, so
+// `swiglubench gate --shapes configs/ci.yaml` compares all of them, none MISSING or NEW.
+TEST(CommittedBaselines, DescribeTheCasesOfCiYaml) {
+  const std::string root = SWIGLU_SOURCE_DIR;
+  const SweepConfig ci = load_config(root + "/configs/ci.yaml");
+  std::set<std::string> want;
+  for (const Case& c : ci.cases) {
+    ASSERT_NE(std::find(c.variants.begin(), c.variants.end(), "cublas2"), c.variants.end());
+    for (const std::string& t : c.tiles) {
+      ASSERT_NE(t, "all") << "the gate's cases need tiles that name one row each";
+      want.insert(fused_case_key(c, t));
+    }
+  }
+  ASSERT_EQ(want.size(), 22u);
+  size_t baselines = 0;
+  for (const auto& entry : fs::directory_iterator(root + "/results")) {
+    const fs::path file = entry.path() / "baseline.json";
+    if (!fs::is_regular_file(file)) continue;
+    ++baselines;
+    SCOPED_TRACE(file.string());
+    const ResultFile base = load_result_file(file.string());
+    EXPECT_TRUE(base.complete);
+    // The cases the gate compares: what a comparison of the baseline with itself judges.
+    const CompareReport self = compare_results(base, base, {});
+    std::set<std::string> have;
+    for (const CaseVerdict& v : self.cases) have.insert(v.key);
+    std::vector<std::string> only_ci, only_base;
+    std::set_difference(want.begin(), want.end(), have.begin(), have.end(),
+                        std::back_inserter(only_ci));
+    std::set_difference(have.begin(), have.end(), want.begin(), want.end(),
+                        std::back_inserter(only_base));
+    const auto lines = [](const std::vector<std::string>& keys) {
+      std::string out;
+      for (const std::string& k : keys) out += "\n  " + k;
+      return out;
+    };
+    EXPECT_TRUE(only_ci.empty()) << "in configs/ci.yaml, not usable in the baseline:"
+                                 << lines(only_ci);
+    EXPECT_TRUE(only_base.empty()) << "in the baseline, not in configs/ci.yaml:"
+                                   << lines(only_base);
+    EXPECT_EQ(self.exit_code, kExitOk) << format_report(self);
+  }
+  EXPECT_GE(baselines, 2u);
 }
 
 // --- outcomes
@@ -773,8 +1004,43 @@ TEST(Compare, IncompleteCurrentFile) {
   CompareOptions allow;
   allow.allow_missing = true;  // the missing case is allowed, the cut-short sweep is not
   EXPECT_EQ(compare_files("base.json", "incomplete.json", allow).exit_code, kExitError);
-  // An incomplete baseline is fine.
-  EXPECT_EQ(compare_files("incomplete.json", "base.json").exit_code, kExitOk);
+  // An incomplete baseline is a mismatch too: it compares only part of the cases.
+  const CompareReport rev = compare_files("incomplete.json", "base.json");
+  ASSERT_EQ(rev.mismatches.size(), 1u);
+  EXPECT_EQ(rev.mismatches[0], "baseline file '" + fixture("incomplete.json") +
+                                   "' is not complete (the sweep was cut short)");
+  EXPECT_EQ(rev.exit_code, kExitError);
+  EXPECT_EQ(last_line(format_report(rev)), "verdict: MISMATCH");
+}
+
+TEST(Compare, NothingToCompareIsAMismatch) {
+  // A baseline whose fused rows have no speedup (all SKIP): it would pass without comparing.
+  ResultFile base = load("base.json");
+  for (Row& r : base.rows) {
+    r.status = "SKIP";
+    r.median_ms = r.speedup_vs_cublas2 = r.speedup_vs_cublas1 = kNaN;
+  }
+  CompareReport rep = compare_results(base, load("same.json"), {});
+  EXPECT_TRUE(rep.cases.empty());
+  EXPECT_EQ(rep.new_cases.size(), 3u);
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("has no case to compare"), std::string::npos)
+      << rep.mismatches[0];
+  EXPECT_EQ(rep.exit_code, kExitError);
+  base.rows.clear();
+  EXPECT_EQ(compare_results(base, load("same.json"), {}).exit_code, kExitError);
+  // Every baseline case missing from the current file, missing cases allowed: nothing compared.
+  ResultFile cur = load("same.json");
+  for (Row& r : cur.rows) r.batch += 1;
+  CompareOptions allow;
+  allow.allow_missing = true;
+  rep = compare_results(load("base.json"), cur, allow);
+  EXPECT_EQ(count(rep, "MISSING"), 3);
+  ASSERT_EQ(rep.mismatches.size(), 1u);
+  EXPECT_NE(rep.mismatches[0].find("none of the baseline's 3 cases was measured"),
+            std::string::npos)
+      << rep.mismatches[0];
+  EXPECT_EQ(rep.exit_code, kExitError);
 }
 
 TEST(Compare, ReferenceCublas1) {

@@ -2,10 +2,11 @@
 #include "bench/writers.hpp"
 
 #include <gtest/gtest.h>
-
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -87,6 +88,7 @@ Row sample_row() {
   r.speedup_vs_cublas1 = 1.5;
   r.sm_clock_mhz = 1755;
   r.cold_l2 = true;
+  r.tile_choice = "auto";
   return r;
 }
 
@@ -206,15 +208,71 @@ TEST_F(AtomicWrite, FailureNamesThePathAndLeavesNoTemporary) {
   EXPECT_TRUE(other_files("occupied").empty());
 }
 
+TEST_F(AtomicWrite, SymlinkAtATemporaryNameIsNotFollowed) {
+  // The old temporary name was "<path>.tmp.<pid>": a link planted there redirected the write.
+  const fs::path path = dir_ / "out.json", victim = dir_ / "victim";
+  { std::ofstream(victim) << "precious"; }
+  fs::create_symlink(victim, path.string() + ".tmp." + std::to_string(::getpid()));
+  write_file_atomic(path.string(), "content");
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_EQ(slurp(path), "content");
+  EXPECT_FALSE(fs::is_symlink(path));
+}
+
+TEST_F(AtomicWrite, SymlinkAtThePathIsReplacedNotFollowed) {
+  const fs::path path = dir_ / "out.json", victim = dir_ / "victim";
+  { std::ofstream(victim) << "precious"; }
+  fs::create_symlink(victim, path);
+  write_file_atomic(path.string(), "content");
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_FALSE(fs::is_symlink(path));
+  EXPECT_EQ(slurp(path), "content");
+  EXPECT_EQ(other_files("out.json").size(), 1u);  // the victim, no temporary file
+}
+
+TEST_F(AtomicWrite, RefusesAFifoAndLeavesItAlone) {
+  // A FIFO stands in for any file that is not a regular one (/dev/null as root): never replaced.
+  const fs::path path = dir_ / "fifo";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  try {
+    write_file_atomic(path.string(), "x");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'" + path.string() + "': it exists and is not a regular "
+                                         "file (a FIFO)"),
+              std::string::npos)
+        << e.what();
+  }
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_THROW(check_replaceable(path.string()), std::runtime_error);
+  EXPECT_NO_THROW(check_replaceable((dir_ / "absent").string()));
+  EXPECT_TRUE(other_files("fifo").empty());
+}
+
+TEST_F(AtomicWrite, FilesAre0644LessTheUmask) {
+  const mode_t old = ::umask(027);
+  write_file_atomic((dir_ / "a").string(), "x");
+  std::fclose(create_file_replacing((dir_ / "b").string()));
+  ::umask(old);
+  for (const char* name : {"a", "b"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ / name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640u) << name;
+  }
+}
+
 // --- CSV -------------------------------------------------------------------------------------
 
 TEST(Csv, Columns) {
   const auto& c = csv_columns();
-  ASSERT_EQ(c.size(), 34u);
+  ASSERT_EQ(c.size(), 35u);
   EXPECT_EQ(c.front(), "op");
   EXPECT_EQ(c[2], "batch");
   EXPECT_EQ(c[32], "cold_l2");
-  EXPECT_EQ(c.back(), "cuda_graph");
+  EXPECT_EQ(c[33], "cuda_graph");
+  EXPECT_EQ(c.back(), "tile_choice");
 }
 
 TEST(Csv, LineQuotingAndEmptyNaN) {
@@ -236,7 +294,7 @@ TEST(Csv, LineQuotingAndEmptyNaN) {
   EXPECT_EQ(csv_line(r),
             "forward,cublas2,1,2,3,2,fp32,packed,tf32,true,cublasLt,ERROR,"
             "\"cublasLt said \"\"no\"\", twice\nsecond line\","
-            ",,,,,,,,,,,,,0,,,,,,false,false");
+            ",,,,,,,,,,,,,0,,,,,,false,false,");
 }
 
 TEST(Csv, NumbersRoundTrip) {
@@ -244,7 +302,7 @@ TEST(Csv, NumbersRoundTrip) {
   EXPECT_EQ(line,
             "forward,fused,64,784,1024,784,bf16,linear,exact,false,sm80:128x64x32s4w4,PASS,,"
             "cpu-fp64,0.0031,0.5,0.25,0.01,12345,1.5,1.25,0.012346,0.012,0.0125,0.0119,0.0412,"
-            "200,8.3211,1834.6,2.3149,1.5,1755,true,false");
+            "200,8.3211,1834.6,2.3149,1.5,1755,true,false,auto");
 }
 
 using CsvFile = TempDir;
@@ -269,6 +327,26 @@ TEST_F(CsvFile, OpenFailureThrowsWithPath) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
   }
+}
+
+TEST_F(CsvFile, SymlinkAtThePathIsReplacedNotFollowed) {
+  const fs::path path = dir_ / "rows.csv", victim = dir_ / "victim";
+  { std::ofstream(victim) << "precious"; }
+  fs::create_symlink(victim, path);
+  {
+    CsvWriter w(path.string());
+    w.write(sample_row());
+  }
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_FALSE(fs::is_symlink(path));
+  EXPECT_NE(slurp(path).find(csv_line(sample_row())), std::string::npos);
+}
+
+TEST_F(CsvFile, RefusesAFifo) {
+  const fs::path path = dir_ / "rows.csv";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  EXPECT_THROW(CsvWriter w(path.string()), std::runtime_error);
+  EXPECT_TRUE(fs::is_fifo(path));
 }
 
 // --- JSON results file -----------------------------------------------------------------------
@@ -323,6 +401,111 @@ TEST_F(JsonFile, CompleteDocumentAfterEveryAdd) {
   EXPECT_NE(text.find("\"complete\": true\n}\n"), std::string::npos);
   EXPECT_EQ(text.find("\"complete\": false"), std::string::npos);
   EXPECT_TRUE(other_files("results.json").empty());
+}
+
+// The document, assembled from row texts, is byte for byte the Json tree's dump.
+TEST_F(JsonFile, DocumentIsTheJsonTreeDumped) {
+  Json prov = Json::object();
+  prov.set("device", Json::object()).set("name", "NVIDIA H200");
+  prov.set("argv", string_list({"swiglubench", "forward"}));
+  prov.set("empty", Json::object());
+  std::vector<Row> rows = {sample_row(), Row{}, sample_row()};
+  rows[2].op = "backward";
+  rows[2].variant = "fused-save";
+  rows[2].reason = "a \"quoted\"\nreason";
+  const auto tree = [&](size_t n, bool complete) {
+    Json doc = Json::object();
+    doc.set("schema", "swiglubench/1");
+    doc.set("provenance", prov);
+    Json a = Json::array();
+    for (size_t i = 0; i < n; ++i) a.push_back(row_to_json(rows[i]));
+    doc.set("rows", a);
+    doc.set("complete", complete);
+    return doc.dump(2) + "\n";
+  };
+  JsonWriter w((dir_ / "r.json").string(), prov);
+  EXPECT_EQ(w.document(false), tree(0, false));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    w.add(rows[i]);
+    EXPECT_EQ(w.document(false), tree(i + 1, false)) << i;
+  }
+  EXPECT_EQ(w.document(true), tree(rows.size(), true));
+  EXPECT_EQ(result_document(prov, rows, true), tree(rows.size(), true));
+  EXPECT_EQ(result_document(prov, {}, false), tree(0, false));
+}
+
+// 20,000 rows: a bounded number of rewrites (the file under 64 KiB: every row; beyond: at most one
+// a second), and flush() / the destructor write what is pending.
+TEST_F(JsonFile, ManyRowsCostFewRewrites) {
+  const fs::path path = dir_ / "big.json";
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t rewrites = 0;
+  {
+    JsonWriter w(path.string(), Json::object());
+    for (int i = 0; i < 20000; ++i) {
+      Row r = sample_row();
+      r.batch = i;
+      w.add(r);
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("20000 rows added in %.2f s with %zu rewrites\n", seconds, w.rewrites());
+    // The constructor's write, one a row while the rows are under 64 KiB, then one a second.
+    const size_t row_bytes = w.document(false).size() / 20000 + 1;
+    const size_t small = kJsonEveryRowBytes / row_bytes + 1;
+    EXPECT_LE(w.rewrites(), 1 + small + static_cast<size_t>(seconds / kJsonRewriteSeconds) + 1);
+    w.flush();
+    rewrites = w.rewrites();
+    std::string text = slurp(path);
+    EXPECT_EQ(text, w.document(false));
+    w.flush();  // nothing pending: no rewrite
+    EXPECT_EQ(w.rewrites(), rewrites);
+    w.finish();
+  }
+  EXPECT_NE(slurp(path).find("\"complete\": true\n}"), std::string::npos);
+  // A writer destroyed with rows pending writes them (incomplete).
+  {
+    JsonWriter w(path.string(), Json::object());
+    for (int i = 0; i < 200; ++i) w.add(sample_row());
+    EXPECT_LT(w.rewrites(), 200u);  // past 64 KiB the rows wait for the next rewrite
+  }
+  const std::string text = slurp(path);
+  EXPECT_NE(text.find("\"complete\": false\n}"), std::string::npos);
+  size_t rows = 0;
+  for (size_t at = 0; (at = text.find("\"op\": ", at)) != std::string::npos; ++at) ++rows;
+  EXPECT_EQ(rows, 200u);
+  EXPECT_TRUE(other_files("big.json").empty());
+}
+
+// --- result names ------------------------------------------------------------------------------
+
+TEST(ResultName, SafeCharactersOnly) {
+  const std::vector<std::string> good = {"mnist",  "ci", "mnist+ci", "a.b-c_d",
+                                         "inline", "V2", "x.",
+                                         "train_bf16_b128_d1024_dxdw_save_sgd",
+                                         std::string(200, 'n')};
+  for (const std::string& ok : good) {
+    EXPECT_NO_THROW(check_result_name(ok)) << ok;
+  }
+  const std::vector<std::string> bad_names = {
+      "",    "..",   "../..", "../../../escape", "../x", "a/b", "/abs", ".hidden", ".",
+      "a..b", "a b", "a\nb", "a\\b", "~", "$HOME", "é", std::string(201, 'n'),
+      std::string("a\0b", 3)};
+  for (const std::string& bad : bad_names) {
+    try {
+      check_result_name(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a safe result name"), std::string::npos);
+    }
+  }
+  try {
+    check_result_name("../..");
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "'../..' is not a safe result name: use 1 to 200 letters, digits, '_', '-', '.' and "
+              "'+' (no '/', no leading '.', no '..'); it names the result files");
+  }
 }
 
 TEST(RowJson, NullsForUnmeasuredValues) {
@@ -401,9 +584,11 @@ TEST(GraphRows, EveryOutputSaysTheTimesAreGraphReplays) {
   Row r = sample_row();
   r.cuda_graph = true;
   EXPECT_TRUE(row_to_json(r).find("cuda_graph")->as_bool());
-  const std::string line = csv_line(r);
-  EXPECT_EQ(line.substr(line.rfind(',')), ",true") << line;
-  EXPECT_EQ(csv_line(sample_row()).substr(0, line.rfind(',')), line.substr(0, line.rfind(',')));
+  // cuda_graph is the column before tile_choice; nothing else changes.
+  const std::string line = csv_line(r), plain_line = csv_line(sample_row());
+  EXPECT_TRUE(line.ends_with(",true,auto")) << line;
+  EXPECT_TRUE(plain_line.ends_with(",false,auto")) << plain_line;
+  EXPECT_EQ(plain_line.substr(0, plain_line.size() - 11), line.substr(0, line.size() - 10));
   for (const char* op : {"forward", "backward", "step"}) {
     SCOPED_TRACE(op);
     // Only the median column's title changes, and the rule under it widens with it.

@@ -1,7 +1,9 @@
 #include "bench/compare.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -9,6 +11,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -25,200 +29,538 @@ constexpr std::string_view kSchema = "swiglubench/1";
 
 // --- reading a result file -----------------------------------------------------------------------
 
-bool parse_int(const std::string& s, int64_t& out) {
+bool parse_int(std::string_view s, int64_t& out) {
   const char* end = s.data() + s.size();
   const auto [p, ec] = std::from_chars(s.data(), end, out);
   return ec == std::errc() && p == end;
 }
 
-bool parse_double(const std::string& s, double& out) {
+bool parse_double(std::string_view s, double& out) {
   const char* end = s.data() + s.size();
   const auto [p, ec] = std::from_chars(s.data(), end, out);
   // Why: from_chars also reads "inf" and "nan", which are not JSON (the writer writes null).
   return ec == std::errc() && p == end && std::isfinite(out);
 }
 
-// Why: yaml-cpp tags a quoted scalar "!" and a plain one "?", which is how a JSON string ("64")
-// is told apart from a JSON number (64) or literal (true).
-bool is_string(const YAML::Node& n) { return n.IsScalar() && n.Tag() == "!"; }
-bool is_plain(const YAML::Node& n) { return n.IsScalar() && n.Tag() != "!"; }
+// A JSON value of a result file and where it starts. Its texts view the file's text (or, for a
+// string with escapes, the parser's decoded copy): a row costs a few allocations, not one a key.
+struct Node {
+  enum class Kind { null, boolean, number, string, array, object };
+  struct Member;
 
-std::string describe(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Null: return "null";
-    case YAML::NodeType::Scalar:
-      return is_string(n) ? fmt::format("the string \"{}\"", n.Scalar()) : n.Scalar();
-    case YAML::NodeType::Sequence: return "an array";
-    case YAML::NodeType::Map: return "an object";
-    case YAML::NodeType::Undefined: break;
+  Kind kind = Kind::null;
+  size_t offset = 0;            // of the value's first byte in the file
+  std::string_view text;        // boolean: "true" or "false"; number: as written; string: decoded
+  std::vector<Node> items;      // array
+  std::vector<Member> members;  // object, in file order
+};
+
+struct Node::Member {
+  std::string_view key;
+  size_t offset = 0;  // of the key
+  Node value;
+};
+
+std::string describe(const Node& n) {
+  switch (n.kind) {
+    case Node::Kind::null: return "null";
+    case Node::Kind::boolean:
+    case Node::Kind::number: return std::string(n.text);
+    case Node::Kind::string: return fmt::format("the string \"{}\"", n.text);
+    case Node::Kind::array: return "an array";
+    case Node::Kind::object: return "an object";
   }
   return "nothing";
 }
 
-Json to_json(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return Json();
-    case YAML::NodeType::Scalar: {
-      const std::string& s = n.Scalar();
-      if (is_string(n)) return Json(s);
-      if (s == "true" || s == "false") return Json(s == "true");
+Json to_json(const Node& n) {
+  switch (n.kind) {
+    case Node::Kind::null: return Json();
+    case Node::Kind::boolean: return Json(n.text == "true");
+    case Node::Kind::number: {
       int64_t i = 0;
-      if (parse_int(s, i)) return Json(i);
+      if (parse_int(n.text, i)) return Json(i);
       double d = 0;
-      if (parse_double(s, d)) return Json(d);
-      return Json(s);
+      if (parse_double(n.text, d)) return Json(d);
+      return Json(std::string(n.text));
     }
-    case YAML::NodeType::Sequence: {
+    case Node::Kind::string: return Json(std::string(n.text));
+    case Node::Kind::array: {
       Json a = Json::array();
-      for (const YAML::Node& e : n) a.push_back(to_json(e));
+      for (const Node& e : n.items) a.push_back(to_json(e));
       return a;
     }
-    case YAML::NodeType::Map: {
+    case Node::Kind::object: {
       Json o = Json::object();
-      for (const auto& kv : n) o.set(kv.first.Scalar(), to_json(kv.second));
+      for (const Node::Member& m : n.members) o.set(m.key, to_json(m.value));
       return o;
     }
   }
   return Json();
 }
 
-class Reader {
+// The file's name and text; messages read "path: what" or "path:line:column: what".
+class Source {
  public:
-  explicit Reader(const std::string& path) : path_(path) {}
+  Source(std::string path, std::string text) : path_(std::move(path)), text_(std::move(text)) {}
 
-  [[noreturn]] void fail(const YAML::Mark& mark, std::string_view what) const {
-    if (mark.is_null()) throw CompareError(fmt::format("{}: {}", path_, what));
-    throw CompareError(fmt::format("{}:{}:{}: {}", path_, mark.line + 1, mark.column + 1, what));
+  [[noreturn]] void fail(std::string_view what) const {
+    throw CompareError(fmt::format("{}: {}", path_, what));
   }
+  [[noreturn]] void fail_at(size_t offset, std::string_view what) const {
+    throw CompareError(fmt::format("{}: {}", where(offset), what));
+  }
+  // "path:line:column" of a byte offset, both 1-based.
+  std::string where(size_t offset) const {
+    offset = std::min(offset, text_.size());
+    const auto end = text_.begin() + static_cast<std::ptrdiff_t>(offset);
+    const size_t line = 1 + static_cast<size_t>(std::count(text_.begin(), end, '\n'));
+    const size_t line_start = offset == 0 ? std::string::npos : text_.rfind('\n', offset - 1);
+    const size_t column = line_start == std::string::npos ? offset + 1 : offset - line_start;
+    return fmt::format("{}:{}:{}", path_, line, column);
+  }
+  const std::string& text() const { return text_; }
 
-  // The members of a JSON object, in file order; `where` names it in messages ("rows[3]").
-  class Object {
-   public:
-    Object(const Reader& r, const YAML::Node& node, std::string where)
-        : r_(r), node_(node), where_(std::move(where)) {
-      if (!node.IsMap())
-        r.fail(node.Mark(), fmt::format("{} must be an object, found {}", where_, describe(node)));
-      for (const auto& kv : node) {
-        if (!is_string(kv.first)) {
-          r.fail(kv.first.Mark(),
-                 fmt::format("{}: a key is {}, not a string", where_, describe(kv.first)));
-        }
-        if (find(kv.first.Scalar()) != nullptr) {
-          r.fail(kv.first.Mark(), fmt::format("{}: duplicate key '{}'", where_, kv.first.Scalar()));
-        }
-        members_.emplace_back(kv.first.Scalar(), kv.second);
-      }
-    }
+ private:
+  std::string path_;
+  std::string text_;
+};
 
-    const YAML::Node* find(std::string_view key) const {
-      for (const auto& [k, v] : members_)
-        if (k == key) return &v;
-      return nullptr;
-    }
-
-    // The value of `key`; throws when it is absent.
-    const YAML::Node& need(std::string_view key) const {
-      const YAML::Node* v = find(key);
-      if (v == nullptr) r_.fail(node_.Mark(), fmt::format("{}: missing key '{}'", where_, key));
-      return *v;
-    }
-
-    // Typed readers. `out` keeps its value when the key is absent and not required.
-    void string(std::string_view key, bool required, std::string& out) const {
-      if (const YAML::Node* v = lookup(key, required)) {
-        if (!is_string(*v)) wrong(*v, key, "a string");
-        out = v->Scalar();
-      }
-    }
-    void nullable_string(std::string_view key, bool required, std::string& out) const {
-      if (const YAML::Node* v = lookup(key, required)) {
-        if (v->IsNull()) {
-          out.clear();
-        } else {
-          if (!is_string(*v)) wrong(*v, key, "a string or null");
-          out = v->Scalar();
-        }
-      }
-    }
-    void integer(std::string_view key, bool required, int64_t& out) const {
-      if (const YAML::Node* v = lookup(key, required)) {
-        if (!is_plain(*v) || !parse_int(v->Scalar(), out)) wrong(*v, key, "an integer");
-      }
-    }
-    void boolean(std::string_view key, bool required, bool& out) const {
-      if (const YAML::Node* v = lookup(key, required)) {
-        if (!is_plain(*v) || (v->Scalar() != "true" && v->Scalar() != "false"))
-          wrong(*v, key, "true or false");
-        out = v->Scalar() == "true";
-      }
-    }
-    // A number or null (NaN).
-    void number(std::string_view key, bool required, double& out) const {
-      if (const YAML::Node* v = lookup(key, required)) {
-        if (v->IsNull()) {
-          out = kNaN;
-        } else if (!is_plain(*v) || !parse_double(v->Scalar(), out)) {
-          wrong(*v, key, "a number or null");
-        }
-      }
-    }
-    // A non-negative integer or null (-1).
-    void index(std::string_view key, bool required, int64_t& out) const {
-      if (const YAML::Node* v = lookup(key, required)) {
-        if (v->IsNull()) {
-          out = -1;
-        } else if (!is_plain(*v) || !parse_int(v->Scalar(), out) || out < 0) {
-          wrong(*v, key, "a non-negative integer or null");
-        }
-      }
-    }
-    void count(std::string_view key, bool required, size_t& out) const {
-      int64_t i = 0;
-      if (const YAML::Node* v = lookup(key, required)) {
-        if (!is_plain(*v) || !parse_int(v->Scalar(), i) || i < 0)
-          wrong(*v, key, "a non-negative integer");
-        out = static_cast<size_t>(i);
-      }
-    }
-
-   private:
-    const YAML::Node* lookup(std::string_view key, bool required) const {
-      return required ? &need(key) : find(key);
-    }
-    [[noreturn]] void wrong(const YAML::Node& v, std::string_view key,
-                            std::string_view want) const {
-      // Why: yaml-cpp gives a null value no position of its own; point at the object instead.
-      const YAML::Mark mark = v.Mark().is_null() ? node_.Mark() : v.Mark();
-      r_.fail(mark, fmt::format("{}: '{}' must be {}, found {}", where_, key, want, describe(v)));
-    }
-
-    const Reader& r_;
-    YAML::Node node_;
-    std::string where_;
-    std::vector<std::pair<std::string, YAML::Node>> members_;
+// The whole file, refusing what is not a regular file (a FIFO would block, /dev/zero never ends)
+// and anything over kMaxResultFileBytes.
+std::string read_result_text(const std::string& path) {
+  const auto cannot = [&](std::string_view why) {
+    return CompareError(fmt::format("{}: cannot read: {}", path, why));
   };
+  const auto not_regular = [&](const struct stat& st) {
+    return cannot(fmt::format("not a regular file ({}); a result file must be one",
+                              file_type_name(st.st_mode)));
+  };
+  // Why stat before open: a device is never opened; O_NONBLOCK and fstat cover a swap in between.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw cannot(std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw not_regular(st);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) throw cannot(std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  if (::fstat(fd, &st) != 0) throw cannot(std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw not_regular(st);
+  const auto too_large = [&](uint64_t bytes) {
+    return cannot(fmt::format("{} bytes, over the {} MiB ({} bytes) limit for a result file", bytes,
+                              kMaxResultFileBytes >> 20, kMaxResultFileBytes));
+  };
+  if (static_cast<uint64_t>(st.st_size) > kMaxResultFileBytes) throw too_large(st.st_size);
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw cannot(std::strerror(errno));
+    }
+    // Why checked while reading too: the file may grow after the fstat.
+    if (text.size() + static_cast<size_t>(n) > kMaxResultFileBytes)
+      throw too_large(text.size() + static_cast<size_t>(n));
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
 
-  std::string read_text() const {
-    std::FILE* f = std::fopen(path_.c_str(), "rb");
-    if (f == nullptr)
-      fail(YAML::Mark::null_mark(), fmt::format("cannot read: {}", std::strerror(errno)));
-    std::string text;
-    char buf[1 << 16];
-    size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
-    const int err = std::ferror(f) ? errno : 0;
-    std::fclose(f);
-    if (err != 0) fail(YAML::Mark::null_mark(), fmt::format("cannot read: {}", std::strerror(err)));
-    return text;
+// A strict JSON parser (RFC 8259) for result files. Arrays and objects nest at most
+// kMaxResultDepth levels; there are no anchors or aliases to expand (YAML's), so the work and the
+// memory grow with the file's size alone. The root object's "rows" elements are handed to a
+// callback one by one rather than kept, so a large file never holds all its rows as nodes. The
+// nodes view the source's text and the parser's decoded strings: both must outlive them.
+class Parser {
+ public:
+  using RowSink = std::function<void(size_t index, Node&& row)>;
+
+  explicit Parser(const Source& src) : src_(src), s_(src.text()) {}
+
+  Node document(const RowSink& on_row) {
+    if (s_.compare(0, 3, "\xEF\xBB\xBF") == 0) pos_ = 3;  // a UTF-8 byte order mark
+    skip_space();
+    if (pos_ == s_.size()) src_.fail("empty file; expected a swiglubench result object");
+    Node root = s_[pos_] == '{' ? object(1, &on_row) : value(1);
+    skip_space();
+    if (pos_ != s_.size()) src_.fail_at(pos_, "text after the end of the JSON object");
+    return root;
   }
 
  private:
-  const std::string& path_;
+  [[noreturn]] void syntax(std::string_view what) const {
+    src_.fail_at(pos_, fmt::format("syntax error: {}", what));
+  }
+
+  std::string shown(char c) const {
+    const auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x7f ? fmt::format("'{}'", c) : fmt::format("byte 0x{:02x}", u);
+  }
+
+  void skip_space() {
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t'))
+      ++pos_;
+  }
+
+  // A value that, if it is an array or an object, sits at nesting level `depth` (the root is 1).
+  Node value(int depth) {
+    skip_space();
+    if (pos_ == s_.size()) syntax("unexpected end of file");
+    const char c = s_[pos_];
+    if (c == '{' || c == '[') return c == '{' ? object(depth, nullptr) : array(depth, nullptr);
+    Node n;
+    n.offset = pos_;
+    if (c == '"') {
+      n.kind = Node::Kind::string;
+      n.text = string_literal();
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      n.kind = Node::Kind::number;
+      n.text = number();
+    } else if (literal("true") || literal("false")) {
+      n.kind = Node::Kind::boolean;
+      n.text = c == 't' ? "true" : "false";
+    } else if (literal("null")) {
+      n.kind = Node::Kind::null;
+    } else if (c == '&' || c == '*') {
+      syntax(fmt::format("{}: YAML anchors and aliases are not allowed; a result file is JSON",
+                         shown(c)));
+    } else {
+      syntax(fmt::format("unexpected {}", shown(c)));
+    }
+    return n;
+  }
+
+  void enter(int depth) const {
+    if (depth > kMaxResultDepth) {
+      src_.fail_at(pos_, fmt::format("arrays and objects nested deeper than {} levels",
+                                     kMaxResultDepth));
+    }
+  }
+
+  // An array at `depth`; with `sink`, its elements go there instead of into the node.
+  Node array(int depth, const RowSink* sink) {
+    enter(depth);
+    Node n;
+    n.kind = Node::Kind::array;
+    n.offset = pos_++;
+    skip_space();
+    if (pos_ < s_.size() && s_[pos_] == ']') {
+      ++pos_;
+      return n;
+    }
+    for (size_t i = 0;; ++i) {
+      Node item = value(depth + 1);
+      if (sink != nullptr) {
+        (*sink)(i, std::move(item));
+      } else {
+        n.items.push_back(std::move(item));
+      }
+      skip_space();
+      if (pos_ < s_.size() && s_[pos_] == ',') {
+        ++pos_;
+      } else if (pos_ < s_.size() && s_[pos_] == ']') {
+        ++pos_;
+        return n;
+      } else {
+        syntax("expected ',' or ']' after an array element");
+      }
+    }
+  }
+
+  // An object at `depth`; with `rows`, the elements of its "rows" array go there.
+  Node object(int depth, const RowSink* rows) {
+    enter(depth);
+    Node n;
+    n.kind = Node::Kind::object;
+    n.offset = pos_++;
+    n.members.reserve(8);
+    skip_space();
+    if (pos_ < s_.size() && s_[pos_] == '}') {
+      ++pos_;
+      return n;
+    }
+    for (;;) {
+      skip_space();
+      if (pos_ == s_.size() || s_[pos_] != '"') syntax("expected a string key");
+      Node::Member m;
+      m.offset = pos_;
+      m.key = string_literal();
+      for (const Node::Member& other : n.members) {
+        if (other.key == m.key) src_.fail_at(m.offset, fmt::format("duplicate key '{}'", m.key));
+      }
+      skip_space();
+      if (pos_ == s_.size() || s_[pos_] != ':') syntax("expected ':' after a key");
+      ++pos_;
+      skip_space();
+      if (rows != nullptr && m.key == "rows" && pos_ < s_.size() && s_[pos_] == '[') {
+        m.value = array(depth + 1, rows);
+      } else {
+        m.value = value(depth + 1);
+      }
+      n.members.push_back(std::move(m));
+      skip_space();
+      if (pos_ < s_.size() && s_[pos_] == ',') {
+        ++pos_;
+      } else if (pos_ < s_.size() && s_[pos_] == '}') {
+        ++pos_;
+        return n;
+      } else {
+        syntax("expected ',' or '}' after an object member");
+      }
+    }
+  }
+
+  bool literal(std::string_view word) {
+    if (s_.compare(pos_, word.size(), word) != 0) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  std::string_view number() {
+    const size_t start = pos_;
+    const auto digits = [&] {
+      const size_t from = pos_;
+      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
+      return pos_ > from;
+    };
+    if (s_[pos_] == '-') ++pos_;
+    if (pos_ < s_.size() && s_[pos_] == '0') {
+      ++pos_;
+    } else if (!digits()) {
+      syntax("a number needs a digit");
+    }
+    if (pos_ < s_.size() && s_[pos_] == '.') {
+      ++pos_;
+      if (!digits()) syntax("a number needs a digit after '.'");
+    }
+    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      ++pos_;
+      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
+      if (!digits()) syntax("a number needs a digit in its exponent");
+    }
+    return std::string_view(s_).substr(start, pos_ - start);
+  }
+
+  unsigned hex4() {
+    if (s_.size() - pos_ < 4) syntax("\\u needs four hex digits");
+    unsigned v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = s_[pos_++];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
+      else syntax("\\u needs four hex digits");
+    }
+    return v;
+  }
+
+  static void append_utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  // At the opening quote; returns the decoded string, positioned after the closing quote. Without
+  // escapes it is a view of the text, else of a decoded copy the parser keeps.
+  std::string_view string_literal() {
+    const size_t start = ++pos_;
+    std::string out;
+    for (;;) {
+      const size_t run = pos_;
+      while (pos_ < s_.size() && s_[pos_] != '"' && s_[pos_] != '\\' &&
+             static_cast<unsigned char>(s_[pos_]) >= 0x20)
+        ++pos_;
+      if (pos_ < s_.size() && s_[pos_] == '"' && run == start) {
+        ++pos_;
+        return std::string_view(s_).substr(start, pos_ - 1 - start);
+      }
+      out.append(s_, run, pos_ - run);
+      if (pos_ == s_.size()) syntax("a string is not closed");
+      const char c = s_[pos_];
+      if (c == '"') {
+        ++pos_;
+        return decoded_.emplace_back(std::move(out));
+      }
+      if (c != '\\') syntax("a control character in a string (JSON writes it as \\u00XX)");
+      if (++pos_ == s_.size()) syntax("a string is not closed");
+      switch (s_[pos_++]) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xDC00 && cp <= 0xDFFF) syntax("a \\u escape holds a lone low surrogate");
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (s_.compare(pos_, 2, "\\u") != 0) syntax("a \\u escape holds a lone high surrogate");
+            pos_ += 2;
+            const unsigned low = hex4();
+            if (low < 0xDC00 || low > 0xDFFF) syntax("a \\u escape holds a lone high surrogate");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          }
+          append_utf8(out, cp);
+          break;
+        }
+        default: --pos_; syntax(fmt::format("unknown escape \\{}", s_[pos_]));
+      }
+    }
+  }
+
+  const Source& src_;
+  const std::string& s_;
+  size_t pos_ = 0;
+  std::deque<std::string> decoded_;  // strings with escapes; a deque never moves its elements
 };
 
+// The members of a JSON object with typed readers; `where` names it in messages ("rows[3]").
+class Object {
+ public:
+  Object(const Source& src, const Node& node, std::string where)
+      : src_(src), node_(node), where_(std::move(where)) {
+    if (node.kind != Node::Kind::object) {
+      src.fail_at(node.offset,
+                  fmt::format("{} must be an object, found {}", where_, describe(node)));
+    }
+  }
+
+  const Node* find(std::string_view key) const {
+    for (const Node::Member& m : node_.members)
+      if (m.key == key) return &m.value;
+    return nullptr;
+  }
+
+  // The value of `key`; throws when it is absent.
+  const Node& need(std::string_view key) const {
+    const Node* v = find(key);
+    if (v == nullptr) src_.fail_at(node_.offset, fmt::format("{}: missing key '{}'", where_, key));
+    return *v;
+  }
+
+  [[noreturn]] void fail(const Node& at, std::string_view what) const {
+    src_.fail_at(at.offset, fmt::format("{}: {}", where_, what));
+  }
+
+  // Typed readers. `out` keeps its value when the key is absent and not required.
+  void string(std::string_view key, bool required, std::string& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind != Node::Kind::string) wrong(*v, key, "a string");
+      out = v->text;
+    }
+  }
+  void nullable_string(std::string_view key, bool required, std::string& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind == Node::Kind::null) {
+        out.clear();
+      } else {
+        if (v->kind != Node::Kind::string) wrong(*v, key, "a string or null");
+        out = v->text;
+      }
+    }
+  }
+  void integer(std::string_view key, bool required, int64_t& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind != Node::Kind::number || !parse_int(v->text, out)) wrong(*v, key, "an integer");
+    }
+  }
+  void boolean(std::string_view key, bool required, bool& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind != Node::Kind::boolean) wrong(*v, key, "true or false");
+      out = v->text == "true";
+    }
+  }
+  // A number or null (NaN).
+  void number(std::string_view key, bool required, double& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind == Node::Kind::null) {
+        out = kNaN;
+      } else if (v->kind != Node::Kind::number || !parse_double(v->text, out)) {
+        wrong(*v, key, "a number or null");
+      }
+    }
+  }
+  // A non-negative integer or null (-1).
+  void index(std::string_view key, bool required, int64_t& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind == Node::Kind::null) {
+        out = -1;
+      } else if (v->kind != Node::Kind::number || !parse_int(v->text, out) || out < 0) {
+        wrong(*v, key, "a non-negative integer or null");
+      }
+    }
+  }
+  // A measured value or null (NaN). A number outside [lo, hi] (<= 0, denormal, absurd, beyond a
+  // double) is refused; the message names the row's case, label().
+  template <typename Label>
+  void measurement(std::string_view key, bool required, double lo, double hi, const Label& label,
+                   double& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind == Node::Kind::null) {
+        out = kNaN;
+        return;
+      }
+      if (v->kind != Node::Kind::number) wrong(*v, key, "a number or null");
+      if (!parse_double(v->text, out) || !(out >= lo && out <= hi)) {
+        fail(*v, fmt::format("case {}: '{}' is {}, not a measurement (a number in [{}, {}], "
+                             "or null)",
+                             label(), key, v->text, lo, hi));
+      }
+    }
+  }
+  void count(std::string_view key, bool required, size_t& out) const {
+    int64_t i = 0;
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind != Node::Kind::number || !parse_int(v->text, i) || i < 0)
+        wrong(*v, key, "a non-negative integer");
+      out = static_cast<size_t>(i);
+    }
+  }
+
+ private:
+  const Node* lookup(std::string_view key, bool required) const {
+    return required ? &need(key) : find(key);
+  }
+  [[noreturn]] void wrong(const Node& v, std::string_view key, std::string_view want) const {
+    fail(v, fmt::format("'{}' must be {}, found {}", key, want, describe(v)));
+  }
+
+  const Source& src_;
+  const Node& node_;
+  std::string where_;
+};
+
+// The key of a row's problem: case_key without the tile.
+std::string problem_key(const Row& r, std::string_view policy) {
+  std::string key = fmt::format("{} {} B={} I={} D={} ldx={} {} {} {} bias={}", r.op, r.variant,
+                                r.batch, r.in, r.hidden, r.ldx, r.dtype, r.layout, r.math, r.bias);
+  if (!policy.empty()) fmt::format_to(std::back_inserter(key), " policy={}", policy);
+  return key;
+}
+
 // The inverse of row_to_json. Required: the case key, status, and what the comparison reads.
-void read_row(const Reader::Object& o, Row& r, std::string& policy) {
+// Returns whether the row has a tile_choice key (files written before it existed have none).
+bool read_row(const Object& o, Row& r, std::string& policy) {
   constexpr bool req = true, opt = false;
   o.string("op", req, r.op);
   o.string("variant", req, r.variant);
@@ -241,20 +583,44 @@ void read_row(const Reader::Object& o, Row& r, std::string& policy) {
   o.index("worst_index", opt, r.worst_index);
   o.number("worst_got", opt, r.worst_got);
   o.number("worst_expected", opt, r.worst_expected);
-  o.number("median_ms", req, r.median_ms);
   o.number("p25_ms", opt, r.p25_ms);
   o.number("p75_ms", opt, r.p75_ms);
   o.number("min_ms", opt, r.min_ms);
-  o.number("noise", req, r.noise);
   o.count("samples", opt, r.samples);
   o.number("tflops", opt, r.tflops);
   o.number("gbps", opt, r.gbps);
-  o.number("speedup_vs_cublas2", req, r.speedup_vs_cublas2);
-  o.number("speedup_vs_cublas1", req, r.speedup_vs_cublas1);
   o.number("sm_clock_mhz", opt, r.sm_clock_mhz);
   o.boolean("cold_l2", opt, r.cold_l2);
   o.boolean("cuda_graph", opt, r.cuda_graph);
+  o.nullable_string("tile_choice", opt, r.tile_choice);
   o.nullable_string("policy", opt, policy);
+  // What the comparison reads: a value that no run measures (<= 0, denormal, absurdly large) would
+  // decide a verdict, so it makes the file malformed.
+  const auto label = [&] { return problem_key(r, policy); };
+  o.measurement("median_ms", req, kMinMeasurement, kMaxMeasurement, label, r.median_ms);
+  o.measurement("noise", req, 0.0, kMaxNoise, label, r.noise);
+  o.measurement("speedup_vs_cublas2", req, kMinMeasurement, kMaxMeasurement, label,
+                r.speedup_vs_cublas2);
+  o.measurement("speedup_vs_cublas1", req, kMinMeasurement, kMaxMeasurement, label,
+                r.speedup_vs_cublas1);
+  return o.find("tile_choice") != nullptr;
+}
+
+// Files written before rows had tile_choice: a fused row is taken as the heuristic's pick when it
+// is the only fused row of its problem in the file (a sweep with tiles: auto, as configs/ci.yaml),
+// else as forced (tiles: all, or a list of names).
+void infer_tile_choice(ResultFile& f, const std::vector<char>& has_choice) {
+  const auto policy = [&](size_t i) {
+    return i < f.policies.size() ? std::string_view(f.policies[i]) : std::string_view();
+  };
+  std::unordered_map<std::string, int> fused_rows;
+  for (size_t i = 0; i < f.rows.size(); ++i)
+    if (f.rows[i].variant == "fused") ++fused_rows[problem_key(f.rows[i], policy(i))];
+  for (size_t i = 0; i < f.rows.size(); ++i) {
+    Row& r = f.rows[i];
+    if (has_choice[i] || r.variant != "fused") continue;
+    r.tile_choice = fused_rows[problem_key(r, policy(i))] == 1 ? "auto" : "forced";
+  }
 }
 
 // --- comparing -----------------------------------------------------------------------------------
@@ -323,6 +689,7 @@ Measure measure(const Index& ix, size_t i, const std::string& reference) {
   Row ref_row = r;
   ref_row.variant = reference;
   ref_row.tile = "cublasLt";
+  ref_row.tile_choice.clear();
   const Row* ref = ix.find(case_key(ref_row, ix.policy(i)));
   // Why: a policy chooses fused tiles; the cuBLAS rows of the case may carry none.
   if (ref == nullptr) ref = ix.find(case_key(ref_row));
@@ -374,6 +741,11 @@ void check_same_setup(const ResultFile& base, const ResultFile& cur,
     const auto how = [](bool graph) { return graph ? "CUDA-graph replays (--graph)" : "stream launches"; };
     out.push_back(fmt::format("timing: baseline times {}, current times {}", how(base.cuda_graph),
                               how(cur.cuda_graph)));
+  }
+  // Why the baseline too: an update cut short (or a sweep) leaves rows that compare only a part.
+  if (!base.complete) {
+    out.push_back(
+        fmt::format("baseline file '{}' is not complete (the sweep was cut short)", base.path));
   }
   if (!cur.complete) {
     out.push_back(
@@ -464,73 +836,60 @@ const char* verdict_text(int exit_code) {
 }  // namespace
 
 ResultFile load_result_file(const std::string& path) {
-  const Reader reader(path);
-  const std::string text = reader.read_text();
+  const Source src(path, read_result_text(path));
   ResultFile file;
   file.path = path;
-  try {
-    std::vector<YAML::Node> docs;
+  std::vector<char> has_choice;
+  // Why kept aside: the root's keys (schema first) are checked before any row is blamed.
+  std::string row_error;
+  Parser parser(src);
+  const Node root = parser.document([&](size_t i, Node&& node) {
+    if (!row_error.empty()) return;
     try {
-      docs = YAML::LoadAll(text);
-    } catch (const YAML::ParserException& e) {
-      reader.fail(e.mark, fmt::format("syntax error: {}", e.msg));
-    }
-    if (docs.empty())
-      reader.fail(YAML::Mark::null_mark(), "empty file; expected a swiglubench result object");
-    if (docs.size() > 1) reader.fail(docs[1].Mark(), "text after the end of the JSON object");
-
-    const Reader::Object root(reader, docs[0], "the file");
-    std::string schema;
-    root.string("schema", true, schema);
-    if (schema != kSchema) {
-      reader.fail(root.need("schema").Mark(),
-                  fmt::format("schema is '{}', expected '{}'", schema, kSchema));
-    }
-
-    const YAML::Node& prov_node = root.need("provenance");
-    const Reader::Object prov(reader, prov_node, "provenance");
-    prov.string("git_sha", true, file.git_sha);
-    const Reader::Object device(reader, prov.need("device"), "provenance.device");
-    device.string("name", true, file.device_name);
-    device.integer("sm_count", true, file.sm_count);
-    device.integer("cublas", true, file.cublas_version);
-    device.nullable_string("driver", true, file.driver);
-    device.nullable_string("cuda_driver_api", true, file.cuda_driver_api);
-    if (const YAML::Node* timing = prov.find("timing")) {
-      const Reader::Object t(reader, *timing, "provenance.timing");
-      t.boolean("cuda_graph", false, file.cuda_graph);
-    }
-    file.provenance = to_json(prov_node);
-
-    root.boolean("complete", true, file.complete);
-
-    const YAML::Node& rows = root.need("rows");
-    if (!rows.IsSequence())
-      reader.fail(rows.Mark(), fmt::format("'rows' must be an array, found {}", describe(rows)));
-    file.rows.reserve(rows.size());
-    file.policies.reserve(rows.size());
-    size_t i = 0;
-    for (const YAML::Node& node : rows) {
-      const Reader::Object row(reader, node, fmt::format("rows[{}]", i++));
+      const Object row(src, node, fmt::format("rows[{}]", i));
       Row r;
       std::string policy;
-      read_row(row, r, policy);
+      has_choice.push_back(read_row(row, r, policy) ? 1 : 0);
       file.rows.push_back(std::move(r));
       file.policies.push_back(std::move(policy));
+    } catch (const CompareError& e) {
+      row_error = e.what();
     }
-  } catch (const YAML::Exception& e) {
-    // Why: a malformed node that slipped past the checks above still names the file.
-    reader.fail(e.mark, e.msg);
+  });
+
+  const Object top(src, root, "the file");
+  std::string schema;
+  top.string("schema", true, schema);
+  if (schema != kSchema) {
+    src.fail_at(top.need("schema").offset,
+                fmt::format("schema is '{}', expected '{}'", schema, kSchema));
   }
+  const Node& prov_node = top.need("provenance");
+  const Object prov(src, prov_node, "provenance");
+  prov.string("git_sha", true, file.git_sha);
+  const Object device(src, prov.need("device"), "provenance.device");
+  device.string("name", true, file.device_name);
+  device.integer("sm_count", true, file.sm_count);
+  device.integer("cublas", true, file.cublas_version);
+  device.nullable_string("driver", true, file.driver);
+  device.nullable_string("cuda_driver_api", true, file.cuda_driver_api);
+  if (const Node* timing = prov.find("timing")) {
+    const Object t(src, *timing, "provenance.timing");
+    t.boolean("cuda_graph", false, file.cuda_graph);
+  }
+  file.provenance = to_json(prov_node);
+  top.boolean("complete", true, file.complete);
+  const Node& rows = top.need("rows");
+  if (rows.kind != Node::Kind::array)
+    src.fail_at(rows.offset, fmt::format("'rows' must be an array, found {}", describe(rows)));
+  if (!row_error.empty()) throw CompareError(row_error);
+  infer_tile_choice(file, has_choice);
   return file;
 }
 
 std::string case_key(const Row& r, std::string_view policy) {
-  std::string key = fmt::format("{} {} B={} I={} D={} ldx={} {} {} {} bias={}", r.op, r.variant,
-                                r.batch, r.in, r.hidden, r.ldx, r.dtype, r.layout, r.math, r.bias);
-  if (!policy.empty()) fmt::format_to(std::back_inserter(key), " policy={}", policy);
-  fmt::format_to(std::back_inserter(key), " tile={}", r.tile);
-  return key;
+  const std::string_view tile = r.tile_choice == "auto" ? std::string_view("auto") : r.tile;
+  return fmt::format("{} tile={}", problem_key(r, policy), tile);
 }
 
 CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
@@ -580,6 +939,13 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
         geo_base.push_back(v.base_speedup);
         geo_cur.push_back(v.cur_speedup);
       }
+      // An "auto" case is its problem: the heuristic may pick another tile, which is information.
+      const std::string& tile_base = base.rows[bi].tile;
+      const std::string& tile_cur = cur.rows[it->second].tile;
+      if (tile_base != tile_cur) {
+        const std::string moved = fmt::format("tile {} → {}", tile_base, tile_cur);
+        v.note = v.note.empty() ? moved : v.note + "; " + moved;
+      }
     }
     if (v.label == kLabelMissing) rep.missing.push_back(v.key);
     ++rep.counts[v.label];
@@ -594,6 +960,17 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
     if (measure(cx, cx.by_key.at(key), o.reference).missing.empty()) rep.new_cases.push_back(key);
   }
   rep.counts[std::string(kLabelNew)] = static_cast<int>(rep.new_cases.size());
+  // Why: a gate that compared nothing must not pass.
+  if (base_cases.empty()) {
+    rep.mismatches.push_back(fmt::format(
+        "baseline '{}' has no case to compare: no fused row with a speedup vs {} and a "
+        "timed {} row",
+        base.path, o.reference, o.reference));
+  } else if (geo_base.empty()) {
+    rep.mismatches.push_back(fmt::format(
+        "no case to compare: none of the baseline's {} cases was measured in the current file",
+        base_cases.size()));
+  }
 
   rep.geomean_cases = geo_base.size();
   if (!geo_base.empty()) {

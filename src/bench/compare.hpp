@@ -2,10 +2,13 @@
 // "swiglubench/1"), a baseline and a current run, turned into one verdict per case and an exit
 // code for CI.
 //
-// A case is a fused row. What is compared is its speedup over a cuBLAS baseline (cublas2 by
-// default), measured interleaved inside each run, so a machine that is uniformly slower or faster
-// today cancels out. With n_x the relative standard error of a row's median, estimated from its
-// spread and sample count (σ ≈ IQR/1.349, error ≈ 1.2533·σ/√samples):
+// A case is a fused row, keyed by its problem and its tile; a row whose tile was the heuristic's
+// pick (tile_choice "auto") by its problem alone ("tile=auto"), so a heuristic that now picks
+// another tile is measured (the row's note says "tile A → B"), not MISSING. What is compared is its
+// speedup over a cuBLAS baseline (cublas2 by default), measured interleaved inside each run, so a
+// machine that is uniformly slower or faster today cancels out. With n_x the relative standard
+// error of a row's median, estimated from its spread and sample count (σ ≈ IQR/1.349, error ≈
+// 1.2533·σ/√samples):
 //   noise of a speedup in one run  n_s = sqrt(n_fused² + n_reference²)
 //   tolerance                      t   = max(floor, k · sqrt(n_s,base² + n_s,cur²))
 //   ratio                          r   = s_cur / s_base
@@ -21,8 +24,10 @@
 //
 // Exit code, first match wins: a current row with status FAIL → kExitParity (2); a different
 // device, SM count, cuBLAS major, driver major, kind of time (CUDA-graph replays against stream
-// launches), or a current file that is not complete → kExitError (3); a MISSING case (unless allow_missing) → kExitError (3); a SLOW case →
-// kExitRegression (1); else kExitOk (0). AMBG, FAST, SAME and NEW are green.
+// launches), a baseline or current file that is not complete, a baseline with no usable case, or
+// no case measured in both files → kExitError (3); a MISSING case (unless allow_missing) →
+// kExitError (3); a SLOW case → kExitRegression (1); else kExitOk (0). AMBG, FAST, SAME and NEW
+// are green.
 #pragma once
 
 #include <cstdint>
@@ -63,18 +68,34 @@ struct ResultFile {
   std::vector<std::string> policies;
 };
 
-// Reads a result file with yaml-cpp (JSON is YAML 1.2). Rows are rebuilt as the inverse of
-// row_to_json: null becomes NaN (worst_index -1). Every key row_to_json writes is known; the
-// case-key fields, status and the timing fields the comparison reads (median_ms, noise,
-// speedup_vs_cublas2, speedup_vs_cublas1) are required, the others default when absent, and
-// unknown keys are ignored. Throws CompareError naming the file (and line:column where known) for
-// an unreadable file, a syntax error, a schema other than "swiglubench/1", a missing provenance or
-// device field, a missing required row key, a duplicate key, or a value of the wrong type.
+// Reading a result file is bounded, whatever the file holds: it must be a regular file (a FIFO,
+// /dev/zero or a directory is refused, without blocking) of at most kMaxResultFileBytes; it is
+// parsed as strict JSON (RFC 8259, so no YAML anchors or aliases to expand) with arrays and objects
+// nested at most kMaxResultDepth levels (the files swiglubench writes nest 6); and the values the
+// comparison reads must be measurements: median_ms, speedup_vs_cublas2 and speedup_vs_cublas1 null
+// or in [kMinMeasurement, kMaxMeasurement] (no zero, negative, denormal or absurd value), noise
+// null or in [0, kMaxNoise].
+inline constexpr uint64_t kMaxResultFileBytes = uint64_t{64} << 20;  // 64 MiB
+inline constexpr int kMaxResultDepth = 64;
+inline constexpr double kMinMeasurement = 1e-6, kMaxMeasurement = 1e6;
+inline constexpr double kMaxNoise = 1e3;
+
+// Reads a result file. Rows are rebuilt as the inverse of row_to_json: null becomes NaN
+// (worst_index -1). Every key row_to_json writes is known; the case-key fields, status and the
+// timing fields the comparison reads (median_ms, noise, speedup_vs_cublas2, speedup_vs_cublas1) are
+// required, the others default when absent, and unknown keys are ignored. A file written before
+// rows had tile_choice gets one inferred: a fused row is "auto" when it is the only fused row of
+// its problem in the file (a sweep with tiles: auto, as configs/ci.yaml runs), else "forced".
+// Throws CompareError naming the file (and line:column where known) for a file that is not a
+// regular file, too large or unreadable, a syntax error, nesting too deep, a schema other than
+// "swiglubench/1", a missing provenance or device field, a missing required row key, a duplicate
+// key, a value of the wrong type, or an implausible measurement (naming the row's case too).
 ResultFile load_result_file(const std::string& path);
 
 // The identity of a row: op, variant, batch, in, hidden, ldx, dtype, layout, math, bias, policy,
 // tile, as one printable string ("forward fused B=64 I=784 D=1024 ldx=784 bf16 linear exact
-// bias=false tile=sm80:16x32x64s6w2"; " policy=<p>" before tile only when the policy is not empty).
+// bias=false tile=sm80:16x32x64s6w2"; " policy=<p>" before tile only when the policy is not empty;
+// "tile=auto" for a row whose tile_choice is "auto").
 std::string case_key(const Row& row, std::string_view policy = {});
 
 struct CompareOptions {
@@ -103,7 +124,8 @@ struct CaseVerdict {
   double abs_ratio = kNaN;  // fused median_cur / median_base
   double abs_tolerance = kNaN;
   double ref_abs_ratio = kNaN;  // the reference row's median_cur / median_base (information only)
-  std::string note;             // why MISSING, AMBG or SLOW; empty otherwise
+  std::string note;             // why MISSING, AMBG or SLOW, and "tile A → B" when an auto case's
+                                // tile changed; empty otherwise
 };
 
 struct CompareReport {

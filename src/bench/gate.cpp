@@ -14,13 +14,13 @@
 namespace swiglu::bench {
 namespace {
 
-// Writes the rows of `cur` to `path` atomically, its provenance kept and its source recorded.
+// Writes the rows of `cur` to `path` at once, atomically, its provenance kept and its source
+// recorded. Why at once: rewriting the file after every row is quadratic (10,000 rows took 13
+// minutes), and an update killed halfway left a partial baseline.
 void write_result_file(const ResultFile& cur, const std::string& path) {
   Json prov = cur.provenance;
   prov.set("written_from", cur.path);
-  JsonWriter w(path, prov);
-  for (const Row& r : cur.rows) w.add(r);
-  w.finish();
+  write_file_atomic(path, result_document(prov, cur.rows, true));
 }
 
 // Whether `c` is the problem of row `r` (the fields a case and a row share).
@@ -35,6 +35,7 @@ bool same_problem(const Case& c, const Row& r) {
 int run_compare(const std::string& baseline, const std::string& current, const CompareOptions& o,
                 bool update_baseline) {
   try {
+    if (update_baseline) check_replaceable(baseline);
     const ResultFile cur = load_result_file(current);
     if (update_baseline) {
       // A baseline must be a run worth comparing against: finished, and every row correct.
@@ -63,9 +64,14 @@ int run_compare(const std::string& baseline, const std::string& current, const C
 int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
              const GateOptions& gate, const std::atomic<bool>& stop) {
   try {
+    // Before the device: every name the sweeps below write under, and the baseline to replace.
+    check_result_name(run.name);
+    check_result_name(fmt::format("{}-retry{}", run.name, gate.retries));
+    if (gate.update_baseline && !gate.baseline.empty()) check_replaceable(gate.baseline);
     const DeviceInfo dev = query_device(run.device);
     const std::string baseline =
         gate.baseline.empty() ? "results/" + dev.slug + "/baseline.json" : gate.baseline;
+    if (gate.update_baseline) check_replaceable(baseline);
     if (!gate.update_baseline && !std::filesystem::exists(baseline)) {
       std::fprintf(stderr,
                    "error: no baseline %s for %s; record one with `swiglubench gate --shapes ... "
@@ -135,6 +141,23 @@ int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOpt
     std::fprintf(stderr, "error: %s\n", e.what());
     return kExitError;
   }
+}
+
+std::string fused_case_key(const Case& c, const std::string& tile) {
+  Row r;
+  r.op = "forward";
+  r.variant = "fused";
+  r.batch = c.batch;
+  r.in = c.in;
+  r.hidden = c.hidden;
+  r.ldx = c.ldx();
+  r.dtype = std::string(to_string(c.dtype));
+  r.layout = std::string(to_string(c.layout));
+  r.math = std::string(to_string(c.dtype == DType::f32 ? c.math : Math::exact));
+  r.bias = c.bias;
+  r.tile = tile;
+  r.tile_choice = tile == "auto" ? "auto" : "forced";
+  return case_key(r);
 }
 
 }  // namespace swiglu::bench

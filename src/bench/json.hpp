@@ -8,6 +8,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,12 +73,12 @@ class Json {
 
   // indent > 0: pretty-printed with that many spaces per level; indent <= 0: one line.
   std::string dump(int indent = 2) const;
+  // Appends the value as dump() writes it when it sits `depth` levels deep in a larger document.
+  void dump_to(std::string& out, int indent, int depth) const;
 
   bool operator==(const Json&) const = default;
 
  private:
-  void dump_to(std::string& out, int indent, int depth) const;
-
   // Order matches Kind.
   std::variant<std::nullptr_t, bool, int64_t, double, std::string, Array, Object> value_;
 };
@@ -85,10 +86,29 @@ class Json {
 // Appends the JSON string literal for `s` (quotes included) to out.
 void append_json_string(std::string& out, std::string_view s);
 
-// Writes `content` to path + ".tmp.<pid>" in the same directory, fflush + fsync, then renames it
-// over `path`, so readers see the old file or the new one, never a torn one. Creates missing
-// parent directories. Throws std::runtime_error naming the path and strerror on failure (and
-// removes the temporary file).
+// Writes `content` to a new temporary file beside `path` ("<path>.tmp.<16 random hex digits>",
+// created exclusively: O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644 less the umask), writes and fsyncs
+// it, then renames it over `path`, so readers see the old file or the new one, never a torn one.
+// What may sit at `path`: nothing, a regular file, or a symlink, which the rename replaces (the
+// link itself; its target is never written). Anything else (a FIFO, a device such as /dev/null, a
+// directory) is refused before anything is written (check_replaceable). Creates missing parent
+// directories. Throws std::runtime_error naming the path and strerror on failure (and removes the
+// temporary file).
 void write_file_atomic(const std::string& path, const std::string& content);
+
+// For files that grow as a run goes (CSV lines): creates `path` as write_file_atomic does, empty
+// (a temporary file renamed over it: a symlink there is replaced, not followed), and returns it
+// open for writing at its end. The caller fcloses it. Throws as write_file_atomic does.
+std::FILE* create_file_replacing(const std::string& path);
+
+// Throws std::runtime_error ("cannot write '<path>': it exists and is not a regular file (a
+// FIFO)") when `path` exists and is neither a regular file nor a symlink; what write_file_atomic
+// refuses, for a caller that wants to know before a long run. lstat, so a symlink is not followed.
+// Why not race-proof: it guards against a wrong path (a device, a FIFO), not against another
+// process swapping files in a directory the caller writes to.
+void check_replaceable(const std::string& path);
+
+// "a regular file", "a FIFO", "a character device", ...: the type in a stat mode, for messages.
+std::string_view file_type_name(unsigned mode);
 
 }  // namespace swiglu::bench

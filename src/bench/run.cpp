@@ -338,6 +338,7 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
   timer_ = std::make_unique<Timer>(dev_, stream_.get());
 
   const std::string dir = o_.out_dir.empty() ? "results/" + dev_.slug : o_.out_dir;
+  check_result_name(o_.name);  // with_session checked it before the device; the stem needs it
   std::filesystem::create_directories(dir);
   const std::string stem = fmt::format("{}/{}_{}", dir, o_.op, o_.name);
   const bool timed = o_.op != "check" && o_.op != "memory";
@@ -371,18 +372,25 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
       note_cuda_failure();
     }
   }
-  if (json_ && !stopped() && !fatal_) json_->finish();
+  if (json_) {
+    // An interrupted or broken sweep keeps its finished rows, marked incomplete.
+    if (!stopped() && !fatal_) {
+      json_->finish();
+    } else {
+      json_->flush();
+    }
+  }
   if (o_.write_md) {
-    std::FILE* f = std::fopen((stem + ".md").c_str(), "w");
-    if (f == nullptr) {
-      std::fprintf(stderr, "error: cannot write %s.md\n", stem.c_str());
+    const std::string md =
+        fmt::format("swiglubench {} on {} (sm_{}{}, {} SMs), {}, git {}\n\n", o_.op, dev_.name,
+                    dev_.cc_major, dev_.cc_minor, dev_.sm_count, l2, git_sha()) +
+        (rows_.empty() ? markdown_header(row_op, o_.timing.graph) : markdown_table(rows_));
+    try {
+      write_file_atomic(stem + ".md", md);
+    } catch (const std::runtime_error& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
       return kExitError;
     }
-    std::fprintf(f, "swiglubench %s on %s (sm_%d%d, %d SMs), %s, git %s\n\n", o_.op.c_str(),
-                 dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count, l2.c_str(),
-                 git_sha().c_str());
-    std::fputs(rows_.empty() ? markdown_header(row_op, o_.timing.graph).c_str() : markdown_table(rows_).c_str(), f);
-    std::fclose(f);
   }
 
   size_t pass = 0, fail = 0, skip = 0, err = 0;
@@ -408,6 +416,8 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
 int with_session(const RunOptions& options, const std::atomic<bool>& stop,
                  const std::function<int(Session&)>& body) {
   try {
+    // Before the device: a name that would put result files outside --out ends the run here.
+    check_result_name(options.name);
     const DeviceInfo dev = query_device(options.device);
     Session session(options, dev, stop);
     return body(session);
@@ -460,6 +470,7 @@ std::vector<Variant> make_variants(const Session& s, const Case& c) {
       Variant var;
       var.name = "fused";
       var.row = s.base_row(c, "fused");
+      var.row.tile_choice = t == "auto" ? "auto" : "forced";
       if (t == "auto") {
         TileConfig tc;
         if (Status st = choose_forward_tile(p, traits, &tc); !st.ok()) {

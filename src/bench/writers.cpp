@@ -9,11 +9,9 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <span>
 #include <stdexcept>
 #include <string_view>
-#include <system_error>
 
 namespace swiglu::bench {
 namespace {
@@ -178,6 +176,7 @@ std::string fixed_or_dash(double x, const char* spec) {
 
 Json row_to_json(const Row& r) {
   Json j = Json::object();
+  j.as_object().reserve(56);  // every key below, so that building a row allocates once
   j.set("op", r.op);
   j.set("variant", r.variant);
   j.set("batch", r.batch);
@@ -212,6 +211,7 @@ Json row_to_json(const Row& r) {
   j.set("sm_clock_mhz", number_or_null(r.sm_clock_mhz));
   j.set("cold_l2", r.cold_l2);
   j.set("cuda_graph", r.cuda_graph);
+  j.set("tile_choice", r.tile_choice);
   if (!is_gradient_op(r.op)) return j;
   j.set("policy", r.policy);
   j.set("grads", r.grads);
@@ -269,17 +269,7 @@ std::string csv_line(const Row& row) {
 }
 
 CsvWriter::CsvWriter(const std::string& path, std::string_view op) : path_(path) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    if (ec) {
-      throw std::runtime_error(
-          fmt::format("cannot create directory for '{}': {}", path, ec.message()));
-    }
-  }
-  file_ = std::fopen(path.c_str(), "w");
-  if (file_ == nullptr) io_error("cannot open", path, errno);
+  file_ = create_file_replacing(path);
   std::string header;
   for (const std::string& name : csv_columns(op)) {
     if (!header.empty()) header += ',';
@@ -301,26 +291,106 @@ void CsvWriter::put(const std::string& line) {
   }
 }
 
+namespace {
+
+// A value as it sits `depth` levels deep in a result document (indent 2).
+std::string nested_text(const Json& v, int depth) {
+  std::string out;
+  v.dump_to(out, 2, depth);
+  return out;
+}
+
+// The document of Json::dump(2) for {"schema", "provenance", "rows", "complete"}, assembled from
+// texts made by nested_text, so that a writer need not keep a Json tree of every row.
+std::string assemble_document(const std::string& provenance, const std::vector<std::string>& rows,
+                              size_t row_bytes, bool complete) {
+  std::string out;
+  out.reserve(provenance.size() + row_bytes + 6 * rows.size() + 128);
+  out += "{\n  \"schema\": \"swiglubench/1\",\n  \"provenance\": ";
+  out += provenance;
+  out += ",\n  \"rows\": [";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    out += i == 0 ? "\n    " : ",\n    ";
+    out += rows[i];
+  }
+  out += rows.empty() ? "]" : "\n  ]";
+  out += complete ? ",\n  \"complete\": true\n}\n" : ",\n  \"complete\": false\n}\n";
+  return out;
+}
+
+}  // namespace
+
+std::string result_document(const Json& provenance, const std::vector<Row>& rows, bool complete) {
+  std::vector<std::string> texts;
+  texts.reserve(rows.size());
+  size_t bytes = 0;
+  for (const Row& r : rows) {
+    texts.push_back(nested_text(row_to_json(r), 2));
+    bytes += texts.back().size();
+  }
+  return assemble_document(nested_text(provenance, 1), texts, bytes, complete);
+}
+
 JsonWriter::JsonWriter(std::string path, Json provenance)
-    : path_(std::move(path)), provenance_(std::move(provenance)) {
-  write_file_atomic(path_, document(false));
+    : path_(std::move(path)), provenance_text_(nested_text(provenance, 1)) {
+  write(false);
+}
+
+JsonWriter::~JsonWriter() {
+  try {
+    flush();
+  } catch (const std::exception&) {
+    // Why: a destructor must not throw; the run has already reported its own outcome.
+  }
 }
 
 void JsonWriter::add(const Row& row) {
   rows_.push_back(row);
-  rows_json_.push_back(row_to_json(row));
-  write_file_atomic(path_, document(false));
+  row_texts_.push_back(nested_text(row_to_json(row), 2));
+  row_bytes_ += row_texts_.back().size();
+  const double since =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - last_write_).count();
+  if (row_bytes_ < kJsonEveryRowBytes || since >= kJsonRewriteSeconds) write(false);
 }
 
-void JsonWriter::finish() { write_file_atomic(path_, document(true)); }
+void JsonWriter::flush() {
+  if (!finished_ && written_rows_ < rows_.size()) write(false);
+}
+
+void JsonWriter::finish() {
+  write(true);
+  finished_ = true;
+}
 
 std::string JsonWriter::document(bool complete) const {
-  Json doc = Json::object();
-  doc.set("schema", "swiglubench/1");
-  doc.set("provenance", provenance_);
-  doc.set("rows", rows_json_);
-  doc.set("complete", complete);
-  return doc.dump(2) + "\n";
+  return assemble_document(provenance_text_, row_texts_, row_bytes_, complete);
+}
+
+void JsonWriter::write(bool complete) {
+  write_file_atomic(path_, document(complete));
+  written_rows_ = rows_.size();
+  ++rewrites_;
+  last_write_ = std::chrono::steady_clock::now();
+}
+
+void check_result_name(std::string_view name) {
+  constexpr size_t kMaxLength = 200;
+  const bool safe_chars = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.' || c == '+';
+  });
+  if (!name.empty() && name.size() <= kMaxLength && safe_chars && name.front() != '.' &&
+      name.find("..") == std::string_view::npos) {
+    return;
+  }
+  // Why escaped: the name may hold control characters or be very long.
+  std::string shown;
+  append_json_string(shown, name.substr(0, 80));
+  shown = "'" + shown.substr(1, shown.size() - 2) + (name.size() > 80 ? "...'" : "'");
+  throw std::invalid_argument(fmt::format(
+      "{} is not a safe result name: use 1 to {} letters, digits, '_', '-', '.' and '+' (no '/', "
+      "no leading '.', no '..'); it names the result files",
+      shown, kMaxLength));
 }
 
 std::string format_significant(double x, int digits) {

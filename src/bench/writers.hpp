@@ -1,5 +1,7 @@
 // Result rows and their three outputs: CSV (one line per row, flushed), JSON (rewritten atomically
-// after every row, so an interrupted run keeps every finished row) and GitHub markdown tables.
+// as rows come, so an interrupted run keeps its finished rows; see JsonWriter) and GitHub markdown
+// tables. Every result file is created through json.hpp's write_file_atomic or
+// create_file_replacing: a symlink at a result path is replaced, never followed.
 //
 // CSV columns and JSON row keys are the same list, in the same order (see row_to_json). A value
 // that was not measured (NaN, worst_index -1, a byte count of -1) is an empty CSV field and a JSON
@@ -7,6 +9,7 @@
 // the forward schema is the first part of theirs, unchanged.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -46,6 +49,10 @@ struct Row {
   // cudaGraphLaunch between the events), not that work launched on the stream. Set on every row of
   // such a run, as cold_l2 is.
   bool cuda_graph = false;
+  // Fused forward rows: "auto" when the tile is the heuristic's pick (tiles: auto), "forced" when
+  // the run named it; "" for the baselines and the gradient ops. The regression gate keys an
+  // "auto" row by its problem, so a heuristic that picks another tile is measured, not MISSING.
+  std::string tile_choice;
 
   // ---- backward, step and memory rows only (row_to_json writes these keys for those ops) ----
   std::string policy;          // save | recompute; the baselines keep G and U, so theirs is save
@@ -88,8 +95,9 @@ const std::vector<std::string>& csv_columns(std::string_view op = "forward");
 std::string csv_line(const Row& row);
 
 // Appends rows to a CSV file: the header (the columns of `op`) on open, then one flushed line per
-// write(). Throws std::runtime_error with the path and strerror when the file cannot be opened or
-// written.
+// write(). The file is created by create_file_replacing (a symlink at `path` is replaced, not
+// followed; a FIFO or device there is refused). Throws std::runtime_error with the path and
+// strerror when the file cannot be created or written.
 class CsvWriter {
  public:
   explicit CsvWriter(const std::string& path, std::string_view op = "forward");
@@ -107,28 +115,51 @@ class CsvWriter {
   std::FILE* file_ = nullptr;
 };
 
-// Keeps every row and rewrites the whole file after each add() with write_file_atomic:
+// The result document JsonWriter writes, for `rows` at once:
+//   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": <complete>}
+std::string result_document(const Json& provenance, const std::vector<Row>& rows, bool complete);
+
+// Keeps every row and rewrites the whole file (write_file_atomic) as rows come:
 //   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": false}
-// finish() writes it once more with "complete": true. The constructor writes the empty file.
+// The constructor writes the empty document; finish() writes it once more with "complete": true.
+// After add(), the file is rewritten when the document is under kJsonEveryRowBytes (about 50 rows)
+// or kJsonRewriteSeconds have passed since the last rewrite; flush() (and the destructor, errors
+// ignored) writes the rows not yet written. Why: a rewrite costs the whole document, so rewriting
+// after every row is quadratic (10,000 rows took 13 minutes); this way a sweep's rewrites cost
+// about one document per second of sweep. A process killed outright (SIGKILL) loses the rows added
+// since the last rewrite: under a second's worth while rows keep coming.
+inline constexpr size_t kJsonEveryRowBytes = size_t{64} << 10;
+inline constexpr double kJsonRewriteSeconds = 1.0;
+
 class JsonWriter {
  public:
   JsonWriter(std::string path, Json provenance);
+  ~JsonWriter();
   JsonWriter(const JsonWriter&) = delete;
   JsonWriter& operator=(const JsonWriter&) = delete;
 
   void add(const Row& row);
+  void flush();
   void finish();
   const std::string& path() const { return path_; }
   const std::vector<Row>& rows() const { return rows_; }
+  size_t rewrites() const { return rewrites_; }  // files written so far, the first one included
 
   // The document as it is written to the file.
   std::string document(bool complete) const;
 
  private:
+  void write(bool complete);
+
   std::string path_;
-  Json provenance_;
-  Json rows_json_ = Json::array();
+  std::string provenance_text_;         // the provenance as it sits in the document
+  std::vector<std::string> row_texts_;  // each row as it sits in the document
+  size_t row_bytes_ = 0;
   std::vector<Row> rows_;
+  size_t written_rows_ = 0;  // rows in the file
+  bool finished_ = false;
+  size_t rewrites_ = 0;
+  std::chrono::steady_clock::time_point last_write_;
 };
 
 // A GitHub markdown table. Columns by op:
@@ -151,6 +182,12 @@ std::string markdown_table(const std::vector<Row>& rows);      // the columns of
 
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);
+
+// Throws std::invalid_argument unless `name` is safe as (part of) a result file name: 1 to 200
+// characters from letters, digits, '_', '-', '.' and '+' (merged configs join their names with
+// '+'), not starting with '.', no "..". Every command calls it on its result name (a config's
+// `name:`, `train --name`) before it opens the device, so no result file is written outside --out.
+void check_result_name(std::string_view name);
 
 // Provenance helpers shared by the result files of every command (run.cpp, train/run_train.cpp).
 // The current time in UTC, ISO 8601 to the second: "2025-01-31T12:34:56Z".

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,21 +75,26 @@ struct Run {
 
 bool is_fused(const std::string& variant) { return variant.rfind("fused", 0) == 0; }
 
+// The file stem of the results: --name, or the default built from the options.
+std::string result_name(const TrainOptions& o) {
+  return o.name.empty() ? default_name(o) : o.name;
+}
+
 // The result files: CSV lines flushed as rows finish, the JSON rewritten atomically after each row
-// ("complete": false until the run ends), as the benchmark's other commands do.
+// ("complete": false until the run ends), as the benchmark's other commands do. Both are created
+// beside their path and renamed over it (json.hpp): a symlink there is replaced, not followed.
 class Output {
  public:
   Output(const TrainOptions& o, const bench::DeviceInfo& dev, Json provenance)
       : o_(o), provenance_(std::move(provenance)) {
     const std::string dir = o.out_dir.empty() ? "results/" + dev.slug : o.out_dir;
-    stem_ = fmt::format("{}/{}", dir, o.name.empty() ? default_name(o) : o.name);
+    const std::string name = result_name(o);
+    bench::check_result_name(name);  // train_all checked it before the data and the device
+    stem_ = fmt::format("{}/{}", dir, name);
     if (o.write_csv) {
-      std::filesystem::create_directories(dir);
-      csv_ = std::fopen((stem_ + ".csv").c_str(), "w");
-      if (csv_ == nullptr)
+      csv_ = bench::create_file_replacing(stem_ + ".csv");
+      if (std::fprintf(csv_, "%s\n", kCsvColumns) < 0 || std::fflush(csv_) != 0)
         throw std::runtime_error(fmt::format("cannot write {}.csv: {}", stem_, std::strerror(errno)));
-      std::fprintf(csv_, "%s\n", kCsvColumns);
-      std::fflush(csv_);
     }
     write_json(false);
   }
@@ -284,6 +288,8 @@ EpochRow epoch_row(const Run& run, int epoch, const EpochStats& st, const EvalSt
 }
 
 int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
+  // A name that would put the results outside --out ends the run before anything is read.
+  bench::check_result_name(result_name(o));
   // The data first: a missing or bad file is reported on any machine, GPU or not.
   FashionMnist data;
   {
