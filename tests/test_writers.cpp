@@ -618,9 +618,13 @@ TEST(GradientRows, ForwardColumnsThenTheGradientOnes) {
   EXPECT_EQ(&csv_columns("memory"), &grad);
   EXPECT_EQ(&csv_columns("check"), &fwd);
   ASSERT_EQ(grad.size(), fwd.size() + 20);
-  EXPECT_TRUE(std::equal(fwd.begin(), fwd.end(), grad.begin()));
-  EXPECT_EQ(grad[fwd.size()], "policy");
-  EXPECT_EQ(grad.back(), "meminfo_granularity_bytes");
+  // Every column keeps its position: the forward ones, the gradient ones, then tile_choice (the
+  // latest addition) last in both.
+  EXPECT_TRUE(std::equal(fwd.begin(), fwd.end() - 1, grad.begin()));
+  EXPECT_EQ(grad[fwd.size() - 1], "policy");
+  EXPECT_EQ(grad[grad.size() - 2], "meminfo_granularity_bytes");
+  EXPECT_EQ(fwd.back(), "tile_choice");
+  EXPECT_EQ(grad.back(), "tile_choice");
   for (const char* key : {"grads", "gate_placement", "tile_recompute", "tile_dx", "tile_dw",
                           "rel_l2_dx", "rel_l2_dw", "rel_l2_dbias", "measured_saved_bytes",
                           "requested_workspace_bytes", "saved_vs_cublas2"})

@@ -211,8 +211,11 @@ Json row_to_json(const Row& r) {
   j.set("sm_clock_mhz", number_or_null(r.sm_clock_mhz));
   j.set("cold_l2", r.cold_l2);
   j.set("cuda_graph", r.cuda_graph);
-  j.set("tile_choice", r.tile_choice);
-  if (!is_gradient_op(r.op)) return j;
+  // Why last: a column added later goes after every existing one, in every op's CSV.
+  if (!is_gradient_op(r.op)) {
+    j.set("tile_choice", r.tile_choice);
+    return j;
+  }
   j.set("policy", r.policy);
   j.set("grads", r.grads);
   j.set("gate_placement", r.gate_placement);
@@ -233,6 +236,7 @@ Json row_to_json(const Row& r) {
   j.set("workspace_vs_cublas2", number_or_null(r.workspace_vs_cublas2));
   j.set("cublas_workspace_bytes", bytes_or_null(r.cublas_workspace_bytes));
   j.set("meminfo_granularity_bytes", bytes_or_null(r.meminfo_granularity_bytes));
+  j.set("tile_choice", r.tile_choice);
   return j;
 }
 
