@@ -19,13 +19,15 @@ using Param = std::tuple<DType, Layout, bool, baselines::Variant>;
 class Baselines : public ::testing::TestWithParam<Param> {};
 
 // Plans the forward baseline `v` on c's inputs, runs it once on poisoned Z and checks Z against c's
-// reference into *r. (A void function, so that a failed plan can stop the test with ASSERT.)
+// reference into *r; `algorithms`, when not null, receives the cuBLASLt algorithms it ran. (A void
+// function, so that a failed plan can stop the test with ASSERT.)
 void check_baseline(const baselines::Cublas& cublas, baselines::Variant v, const Problem& p, const GpuCase& c,
-                    bench::ParityResult* r) {
+                    bench::ParityResult* r, std::string* algorithms = nullptr) {
   DeviceBuffer scratch(baselines::scratch_bytes(v, p));
   baselines::Plan plan;
   const Status st = baselines::Plan::create(cublas, v, p, c.x(), c.w(), c.bias(), c.z(), scratch.get(), &plan);
   ASSERT_TRUE(st.ok()) << st.message;
+  if (algorithms != nullptr) *algorithms = plan.algorithms();
   *r = c.check(
       [&] {
         const Status run = plan.run(nullptr);
@@ -96,19 +98,12 @@ TEST(Parity, RandomOddShapesPassForEveryVariant) {
         EXPECT_TRUE(fused.pass) << describe(p) << " fused: " << fused.summary() << "; " << fused.tolerance();
         std::printf("%-40s fused   worst %.2f rel_l2 %.2e\n", describe(p).c_str(), fused.worst_ratio, fused.rel_l2);
         for (const auto v : {baselines::Variant::cublas2, baselines::Variant::cublas1}) {
-          DeviceBuffer scratch(baselines::scratch_bytes(v, p));
-          baselines::Plan plan;
-          const Status st = baselines::Plan::create(cublas, v, p, c.x(), c.w(), c.bias(), c.z(), scratch.get(), &plan);
-          ASSERT_TRUE(st.ok()) << st.message;
-          const auto r = c.check(
-              [&] {
-                const Status run = plan.run(nullptr);
-                ASSERT_TRUE(run.ok()) << run.message;
-              },
-              bench::Intermediates::dtype);
+          bench::ParityResult r;
+          std::string algorithms;
+          ASSERT_NO_FATAL_FAILURE(check_baseline(cublas, v, p, c, &r, &algorithms));
           EXPECT_TRUE(r.pass) << describe(p) << " " << to_string(v) << ": " << r.summary() << "; " << r.tolerance();
           std::printf("%-40s %s worst %.2f rel_l2 %.2e (%s)\n", describe(p).c_str(), std::string(to_string(v)).c_str(),
-                      r.worst_ratio, r.rel_l2, plan.algorithms().c_str());
+                      r.worst_ratio, r.rel_l2, algorithms.c_str());
         }
       }
     }
