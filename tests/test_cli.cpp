@@ -288,6 +288,21 @@ TEST(Cli, GradientHelpExitsZero) {
   }
 }
 
+TEST(Cli, InlineSweepRunsBatchOutermost) {
+  const Command c = parse({"check", "--batch", "1,2", "--in", "8", "--hidden", "16,32", "--dtype",
+                           "fp32,bf16"});
+  ASSERT_EQ(c.kind, Command::Kind::check);
+  ASSERT_EQ(c.cases.size(), 8u);
+  const auto starts = [&c](size_t i, const std::string& head) {
+    return describe(c.cases[i]).rfind(head, 0) == 0;
+  };
+  EXPECT_TRUE(starts(0, "B=1 I=8 D=16 dtype=fp32")) << describe(c.cases[0]);
+  EXPECT_TRUE(starts(1, "B=1 I=8 D=16 dtype=bf16")) << describe(c.cases[1]);
+  EXPECT_TRUE(starts(2, "B=1 I=8 D=32 dtype=fp32")) << describe(c.cases[2]);
+  EXPECT_TRUE(starts(7, "B=2 I=8 D=32 dtype=bf16")) << describe(c.cases[7]);
+  EXPECT_EQ(c.cases[0].origin, "command line");
+}
+
 TEST(Cli, BadUsageExitsThree) {
   const std::vector<std::vector<std::string>> bad = {
       {},                                                        // no subcommand

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "bench/cli_values.hpp"
@@ -196,13 +197,13 @@ bool parse_bool_word(const std::string& w) {
 }
 
 // The cases to run: the --shapes files, with every explicitly given option overriding the
-// corresponding field of every case; or, without --shapes, the inline sweep.
+// corresponding field of every case; or, without --shapes, the inline sweep: the same product
+// over one case of default fields (batch outermost, math innermost).
 std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* resolved) {
-  SweepSpec inline_spec;
-  const bool inline_dims = !c.batch.empty() || !c.in.empty() || !c.hidden.empty();
-  if (!c.batch.empty()) inline_spec.batch = parse_int_list(c.batch, 1);
-  if (!c.in.empty()) inline_spec.in = parse_int_list(c.in, 1);
-  if (!c.hidden.empty()) inline_spec.hidden = parse_int_list(c.hidden, 1);
+  std::vector<int64_t> batches, ins, hiddens;
+  if (!c.batch.empty()) batches = parse_int_list(c.batch, 1);
+  if (!c.in.empty()) ins = parse_int_list(c.in, 1);
+  if (!c.hidden.empty()) hiddens = parse_int_list(c.hidden, 1);
   std::vector<DType> dtypes;
   for (const auto& w : c.dtype.empty() ? std::vector<std::string>{} : split_words(c.dtype)) {
     const auto d = parse_dtype(w);
@@ -241,27 +242,38 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
     *name = merged.name;
     base = std::move(merged.cases);
   } else {
-    if (!inline_dims || inline_spec.batch.empty() || inline_spec.in.empty() || inline_spec.hidden.empty())
+    if (batches.empty() || ins.empty() || hiddens.empty())
       throw std::invalid_argument("give --shapes FILE.yaml, or all of --batch, --in and --hidden");
-    inline_spec.dtype = dtypes.empty() ? std::vector<DType>{DType::bf16} : dtypes;
-    base = expand_sweep(inline_spec, "command line");
+    Case t;
+    t.variants = all_variants();
+    t.tiles = {"auto"};
+    t.origin = "command line";
+    base = {t};
     *name = "inline";
   }
 
-  // Explicit options override the config, as a filter/product over each case.
+  // Explicit options override the config, as a product over each case.
   std::vector<Case> out;
-  const auto or_one = [](auto list, auto value) {
+  std::unordered_set<CaseKey, CaseKeyHash> seen;
+  const auto or_one = [](const auto& list, auto value) {
     return list.empty() ? std::vector<decltype(value)>{value} : list;
   };
-  for (const Case& b : base) {
-    for (int64_t B : or_one(inline_spec.batch, b.batch))
-      for (int64_t I : or_one(inline_spec.in, b.in))
-        for (int64_t D : or_one(inline_spec.hidden, b.hidden))
+  uint64_t per_base = 1;
+  for (const size_t n : {batches.size(), ins.size(), hiddens.size(), dtypes.size(),
+                         layouts.size(), biases.size(), maths.size()})
+    per_base *= std::max<size_t>(n, 1);
+  for (Case& b : base) {
+    uint64_t made = 0;
+    for (int64_t B : or_one(batches, b.batch))
+      for (int64_t I : or_one(ins, b.in))
+        for (int64_t D : or_one(hiddens, b.hidden))
           for (DType t : or_one(dtypes, b.dtype))
             for (Layout l : or_one(layouts, b.layout))
               for (bool bias : or_one(biases, static_cast<bool>(b.bias)))
                 for (Math m : or_one(maths, b.math)) {
-                  Case x = b;
+                  // Why: the last case made from b takes its storage, so that a large config
+                  // is not held twice.
+                  Case x = ++made == per_base ? std::move(b) : b;
                   x.batch = B;
                   x.in = I;
                   x.hidden = D;
@@ -272,12 +284,11 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
                   if (c.x_stride_pad >= 0) x.x_stride_pad = c.x_stride_pad;
                   if (!variants.empty()) x.variants = variants;
                   if (!tiles.empty()) x.tiles = tiles;
-                  const bool dup = std::any_of(out.begin(), out.end(), [&](const Case& y) {
-                    return describe(y) == describe(x);
-                  });
-                  if (!dup) out.push_back(std::move(x));
+                  if (seen.insert(case_key(x)).second) out.push_back(std::move(x));
                 }
   }
+  base.clear();
+  base.shrink_to_fit();
   Json list = Json::array();
   for (const Case& x : out) {
     Json j = Json::object();

@@ -107,14 +107,13 @@ std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
 std::vector<std::string> split_words(std::string_view text) {
   if (trim(text).empty()) throw std::invalid_argument(fmt::format("empty list \"{}\"", text));
   std::vector<std::string> words;
+  std::unordered_set<std::string_view> seen;  // views into `text`, which outlives the loop
   for (const std::string_view raw : split(text, ',')) {
     const std::string_view word = trim(raw);
     if (word.empty()) {
       throw std::invalid_argument(fmt::format("empty item in list \"{}\"", text));
     }
-    bool duplicate = false;
-    for (const std::string& w : words) duplicate = duplicate || w == word;
-    if (!duplicate) words.emplace_back(word);
+    if (seen.insert(word).second) words.emplace_back(word);
   }
   return words;
 }

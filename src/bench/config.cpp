@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <unordered_map>
@@ -177,9 +178,10 @@ struct Word {
 // Word keys: one word, a comma-separated string, or a list of words; repeats are an error.
 std::vector<Word> word_values(const Source& src, const Entry& e) {
   std::vector<Word> words;
+  std::unordered_set<std::string> seen;
   const auto add = [&](const std::string& text, const YAML::Mark& mark) {
-    for (const Word& w : words) {
-      if (w.text == text) src.fail(mark, fmt::format("{}: '{}' is listed twice", e.label(), text));
+    if (!seen.insert(text).second) {
+      src.fail(mark, fmt::format("{}: '{}' is listed twice", e.label(), text));
     }
     words.push_back(Word{text, mark});
   };
@@ -371,6 +373,24 @@ std::string describe(const Case& c) {
                      to_string(c.math), c.x_stride_pad);
 }
 
+CaseKey case_key(const Case& c) {
+  return CaseKey{c.batch, c.in, c.hidden, c.x_stride_pad, c.dtype, c.layout, c.bias, c.math};
+}
+
+size_t CaseKeyHash::operator()(const CaseKey& k) const {
+  size_t h = 0;
+  const auto mix = [&h](uint64_t v) {
+    h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  };
+  mix(static_cast<uint64_t>(k.batch));
+  mix(static_cast<uint64_t>(k.in));
+  mix(static_cast<uint64_t>(k.hidden));
+  mix(static_cast<uint64_t>(k.x_stride_pad));
+  mix((static_cast<uint64_t>(k.dtype) << 24) | (static_cast<uint64_t>(k.layout) << 16) |
+      (static_cast<uint64_t>(k.bias) << 8) | static_cast<uint64_t>(k.math));
+  return h;
+}
+
 std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin) {
   std::vector<Case> cases;
   for (const DType dtype : spec.dtype) {
@@ -409,17 +429,17 @@ std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin)
 }
 
 void check_unique(const std::vector<Case>& cases) {
-  std::unordered_map<std::string, size_t> first;
+  std::unordered_map<CaseKey, size_t, CaseKeyHash> first;
+  first.reserve(cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
-    const std::string key = describe(cases[i]);
-    const auto [it, inserted] = first.emplace(key, i);
+    const auto [it, inserted] = first.emplace(case_key(cases[i]), i);
     if (inserted) continue;
     const Case& again = cases[i];
     const std::string where = again.file.empty()
                                   ? again.origin
                                   : fmt::format("{}:{}:{}", again.file, again.line, again.column);
     throw ConfigError(fmt::format("{}: duplicate case {}: produced by {} and again by {}", where,
-                                  key, cases[it->second].origin, again.origin));
+                                  describe(again), cases[it->second].origin, again.origin));
   }
 }
 

@@ -83,6 +83,20 @@ struct Case {
 // that make two cases the same problem.
 std::string describe(const Case& c);
 
+// The same fields as a hashable value, for finding repeated problems in linear time.
+struct CaseKey {
+  int64_t batch = 0, in = 0, hidden = 0, x_stride_pad = 0;
+  DType dtype = DType::bf16;
+  Layout layout = Layout::linear;
+  bool bias = false;
+  Math math = Math::exact;
+  bool operator==(const CaseKey&) const = default;
+};
+CaseKey case_key(const Case& c);
+struct CaseKeyHash {
+  size_t operator()(const CaseKey& k) const;
+};
+
 // Lists for one sweep; defaults as in the schema above.
 struct SweepSpec {
   std::vector<int64_t> batch, in, hidden;

@@ -1,0 +1,108 @@
+// Hostile inputs to the swiglubench command line: sweeps that expand to huge numbers of cases,
+// files that never end, degenerate YAML, values at the edges of their types. Each runs the real
+// executable as a child under a time and a resident-memory bound (bounded_run.hpp) and must end
+// by itself with exit code 3 and an "error: " line that says what was wrong: never a hang, a
+// signal or a runaway allocation. Parsing and case resolution come before any device access, so
+// the tests mean the same on a machine without a GPU. A valid input must get through them to the
+// device quickly, where the run stops: at the no-GPU error here, at `--device 9999` elsewhere.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "bounded_run.hpp"
+
+namespace swiglu::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Per child. Every case takes a small part of the time, AddressSanitizer on a slow 2-core machine
+// included. Memory is bounded above what the executable holds when it does nothing (under
+// AddressSanitizer that is about 350 MiB, most of it the CUDA runtime and the kernels' images);
+// the bounds catch a hang or an allocation that grows with the input.
+constexpr double kMaxSeconds = 10;
+constexpr long kMaxExtraRssMib = 512;
+
+long idle_rss_mib() {
+  static const long idle = [] {
+    const BoundedResult r = run_bounded({SWIGLUBENCH_EXE, "--version"}, kMaxSeconds, 4096);
+    return r.max_rss_kib / 1024;
+  }();
+  return idle;
+}
+
+BoundedResult bench(std::vector<std::string> args) {
+  args.insert(args.begin(), SWIGLUBENCH_EXE);
+  return run_bounded(args, kMaxSeconds, idle_rss_mib() + kMaxExtraRssMib);
+}
+
+bool ended_by_itself(const BoundedResult& r) {
+  return !r.timed_out && !r.over_memory && r.signal == 0;
+}
+
+// A valid input: parsed and resolved, then stopped at the device (exit 3), within the bounds.
+::testing::AssertionResult reached_the_device(const BoundedResult& r) {
+  if (!ended_by_itself(r) || r.exit_code != 3) return ::testing::AssertionFailure() << r.describe();
+  for (const char* stop : {"no NVIDIA driver or GPU found", "device 9999 does not exist",
+                           "no NVIDIA GPU found", "NVIDIA driver is too old",
+                           "no usable CUDA device"}) {
+    if (r.output.find(stop) != std::string::npos) return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "did not stop at the device; " << r.describe();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = fs::temp_directory_path() / "swiglu-hostile-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string path(const std::string& name) const { return path_ + "/" + name; }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path(name), std::ios::binary) << text;
+    return path(name);
+  }
+
+ private:
+  std::string path_;
+};
+
+// One bf16 sweep of batch 1..n_batch × n_hidden hidden sizes: n_batch · n_hidden cases.
+std::string product_config(int n_batch, int n_hidden) {
+  std::string hidden;
+  for (int i = 1; i <= n_hidden; ++i) hidden += (i > 1 ? ", " : "") + std::to_string(16 * i);
+  return "name: big\nsweeps:\n  - batch: \"1:" + std::to_string(n_batch) +
+         ":1\"\n    in: 64\n    hidden: [" + hidden + "]\n    dtype: bf16\n";
+}
+
+// --- sweeps that expand to many cases --------------------------------------------------------
+
+TEST(HostileSweeps, TwentyThousandCaseConfigResolvesQuickly) {
+  const TempDir dir;
+  const std::string config = dir.write("20k.yaml", product_config(2000, 10));
+  EXPECT_TRUE(reached_the_device(bench({"check", "--shapes", config, "--device", "9999"})));
+}
+
+TEST(HostileSweeps, BatchListOfTwentyThousandEntriesResolvesQuickly) {
+  std::string batches;
+  for (int b = 1; b <= 20000; ++b) batches += (b > 1 ? "," : "") + std::to_string(b);
+  EXPECT_TRUE(reached_the_device(
+      bench({"check", "--batch", batches, "--in", "64", "--hidden", "64", "--device", "9999"})));
+}
+
+}  // namespace
+}  // namespace swiglu::test
