@@ -340,6 +340,18 @@ TEST(Cli, BadUsageExitsThree) {
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--variants", "fused-save"},
       {"step", "--batch", "8", "--in", "8", "--hidden", "8", "--policy", "both"},
       {"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "db"},
+      // Values that used to be taken without a word.
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-time", "nan"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-time", "inf"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--max-noise", "nan"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--seed", "-1"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--seed", "18446744073709551616"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--device", "-1"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-samples", "0"},
+      {"info", "--device", "-1"},
+      {"train", "--seed", "-1"},
+      {"train", "--device", "-1"},
+      {"compare", "--baseline", "a.json", "--current", kMnist, "--floor", "nan"},
   };
   for (const auto& args : bad) {
     const Command c = parse(args);

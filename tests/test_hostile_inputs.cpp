@@ -47,6 +47,21 @@ bool ended_by_itself(const BoundedResult& r) {
   return !r.timed_out && !r.over_memory && r.signal == 0;
 }
 
+// Exit code 3, an "error: " line, and every one of `parts` in the output.
+::testing::AssertionResult usage_error(const BoundedResult& r,
+                                       std::initializer_list<std::string> parts) {
+  if (!ended_by_itself(r) || r.exit_code != 3) return ::testing::AssertionFailure() << r.describe();
+  if (r.output.find("error: ") == std::string::npos) {
+    return ::testing::AssertionFailure() << "no 'error: ' line; " << r.describe();
+  }
+  for (const std::string& part : parts) {
+    if (r.output.find(part) == std::string::npos) {
+      return ::testing::AssertionFailure() << "no '" << part << "'; " << r.describe();
+    }
+  }
+  return ::testing::AssertionSuccess() << r.describe();
+}
+
 // A valid input: parsed and resolved, then stopped at the device (exit 3), within the bounds.
 ::testing::AssertionResult reached_the_device(const BoundedResult& r) {
   if (!ended_by_itself(r) || r.exit_code != 3) return ::testing::AssertionFailure() << r.describe();
@@ -89,6 +104,13 @@ std::string product_config(int n_batch, int n_hidden) {
          ":1\"\n    in: 64\n    hidden: [" + hidden + "]\n    dtype: bf16\n";
 }
 
+const std::vector<std::string> kInline = {"--batch", "8", "--in", "64", "--hidden", "64"};
+
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
 // --- sweeps that expand to many cases --------------------------------------------------------
 
 TEST(HostileSweeps, TwentyThousandCaseConfigResolvesQuickly) {
@@ -102,6 +124,53 @@ TEST(HostileSweeps, BatchListOfTwentyThousandEntriesResolvesQuickly) {
   for (int b = 1; b <= 20000; ++b) batches += (b > 1 ? "," : "") + std::to_string(b);
   EXPECT_TRUE(reached_the_device(
       bench({"check", "--batch", batches, "--in", "64", "--hidden", "64", "--device", "9999"})));
+}
+
+// --- values at the edges of their types ------------------------------------------------------
+
+TEST(HostileValues, SilentlyAcceptedValuesAreRefused) {
+  const auto forward = [](std::vector<std::string> more) {
+    return bench(with(with({"forward"}, kInline), more));
+  };
+  EXPECT_TRUE(usage_error(forward({"--min-time", "nan"}),
+                          {"--min-time must be a finite number, got nan"}));
+  EXPECT_TRUE(usage_error(forward({"--max-noise", "nan"}),
+                          {"--max-noise must be a finite number, got nan"}));
+  EXPECT_TRUE(usage_error(forward({"--min-time", "inf"}), {"--min-time must be a finite number"}));
+  EXPECT_TRUE(usage_error(forward({"--seed", "-1"}),
+                          {"--seed must be an integer from 0 to 18446744073709551615, got '-1'"}));
+  EXPECT_TRUE(usage_error(forward({"--seed", "18446744073709551616"}), {"--seed must be"}));
+  EXPECT_TRUE(usage_error(bench({"train", "--seed", "-1", "--data", "/nonexistent"}),
+                          {"--seed must be"}));
+}
+
+TEST(HostileValues, RangesReadAsPeopleWriteThem) {
+  const BoundedResult min_samples = bench(with(with({"forward"}, kInline), {"--min-samples", "0"}));
+  EXPECT_TRUE(usage_error(min_samples, {"error: --min-samples must be ≥ 1, got 0"}));
+  EXPECT_EQ(min_samples.output.find("179769"), std::string::npos) << min_samples.output;
+  EXPECT_TRUE(usage_error(bench(with(with({"forward"}, kInline), {"--device", "-1"})),
+                          {"--device must be ≥ 0, got -1"}));
+  EXPECT_TRUE(usage_error(bench({"info", "--device", "-1"}), {"--device must be ≥ 0, got -1"}));
+  EXPECT_TRUE(usage_error(bench({"train", "--device", "-1", "--data", "/nonexistent"}),
+                          {"--device must be ≥ 0, got -1"}));
+  EXPECT_TRUE(usage_error(bench({"train", "--epochs", "0", "--data", "/nonexistent"}),
+                          {"--epochs must be ≥ 1, got 0"}));
+}
+
+// --- a newcomer's first commands -------------------------------------------------------------
+
+TEST(HostileUsage, EveryUsageErrorHasTheProjectsStyle) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"compare"},                                     // a required option missing
+           {"forward", "--hot", "--cold", "--batch", "1"},  // options that exclude each other
+           {"forward", "--warmup", "x"},                    // not a number
+           {"check", "--shapes", "no/such/file.yaml"}}) {
+    const BoundedResult r = bench(args);
+    EXPECT_TRUE(usage_error(r, {}));
+    EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.describe();
+  }
+  const BoundedResult help = bench({"forward", "--help"});
+  EXPECT_TRUE(ended_by_itself(help) && help.exit_code == 0) << help.describe();
 }
 
 }  // namespace

@@ -2,10 +2,13 @@
 #include "bench/cli.hpp"
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -30,6 +33,78 @@ struct CaseOptions {
   std::string batch, in, hidden, dtype, layout, bias, variants, tiles, math;
   int64_t x_stride_pad = -1;
 };
+
+// Range checks that read as people write ranges ("must be ≥ 1, got 0"; print_usage_error() puts
+// the option's name in front) and that refuse nan and inf.
+// Why: CLI11's PositiveNumber and Range print bounds of 309 digits, and every comparison with nan
+// is false, so they let it through. `desc` is what --help shows after the type.
+CLI::Validator integer_in(int64_t lo, int64_t hi, std::string desc) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        int64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || end != text.data() + text.size()) {
+          return hi == std::numeric_limits<int64_t>::max()
+                     ? fmt::format("must be an integer ≥ {}, got '{}'", lo, text)
+                     : fmt::format("must be an integer from {} to {}, got '{}'", lo, hi, text);
+        }
+        if (v < lo) return fmt::format("must be ≥ {}, got {}", lo, text);
+        if (v > hi) return fmt::format("must be ≤ {}, got {}", hi, text);
+        return std::string();
+      },
+      std::move(desc));
+}
+
+// Any uint64_t; CLI11 itself reads "-1" as 2^64 - 1 and saturates what is larger.
+CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        uint64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || end != text.data() + text.size()) {
+          return fmt::format("must be an integer from 0 to {}, got '{}'",
+                             std::numeric_limits<uint64_t>::max(), text);
+        }
+        return std::string();
+      },
+      "");
+}
+
+// Whether a range includes its end.
+enum class End { closed, open };
+
+// A finite number from lo to hi, either end open or closed; hi = infinity: no upper bound.
+CLI::Validator number_in(double lo, End lo_end, double hi, End hi_end, std::string desc) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return fmt::format("must be a number, got '{}'", text);
+        } catch (const std::exception&) {
+          return fmt::format("must be a number, got '{}'", text);
+        }
+        if (!std::isfinite(v)) return fmt::format("must be a finite number, got {}", text);
+        if (lo_end == End::open ? !(v > lo) : !(v >= lo)) {
+          return fmt::format("must be {} {}, got {}", lo_end == End::open ? ">" : "≥", lo, text);
+        }
+        if (hi_end == End::open ? !(v < hi) : !(v <= hi)) {
+          return fmt::format("must be {} {}, got {}", hi_end == End::open ? "<" : "≤", hi, text);
+        }
+        return std::string();
+      },
+      std::move(desc));
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+
+CLI::Validator device_index() { return integer_in(0, kIntMax, "NONNEGATIVE"); }
+CLI::Validator nonnegative_number() {
+  return number_in(0, End::closed, kInf, End::closed, "NONNEGATIVE");
+}
+CLI::Validator positive_number() { return number_in(0, End::open, kInf, End::closed, "POSITIVE"); }
 
 struct Measure {
   TimingOptions timing;
@@ -61,12 +136,14 @@ void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--tiles", c.tiles, gradient ? kGradientTilesHelp : kForwardTilesHelp);
   cmd->add_option("--math", c.math, "fp32 arithmetic: exact, tf32, 3xtf32 or a comma list (applies to the baselines too; their 3xtf32 is exact fp32) [default: exact]");
   cmd->add_option("--x-stride-pad", c.x_stride_pad, "extra elements per X row (ldx = I + pad)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, std::numeric_limits<int64_t>::max(), "NONNEGATIVE"));
 }
 
 void add_run_options(CLI::App* cmd, RunOptions& o, std::string& reference) {
-  cmd->add_option("--seed", o.seed, "seed of the random inputs")->capture_default_str();
-  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "seed of the random inputs")->capture_default_str()
+      ->check(unsigned_integer());
+  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str()
+      ->check(device_index());
   cmd->add_option("--out", o.out_dir, "directory for CSV/JSON/MD results [default: results/<gpu>]");
   cmd->add_option("--reference", reference,
                   "auto (fp64 CPU for B·I·2D <= 2^31, else fp32-accumulating cuBLAS), cpu or gpu")
@@ -161,16 +238,16 @@ void add_output_flags(CLI::App* cmd, Formats& f) {
 
 void add_measure_options(CLI::App* cmd, Measure& m, RunOptions& o) {
   cmd->add_option("--warmup", m.timing.warmup, "untimed runs of each variant")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kIntMax, "NONNEGATIVE"));
   cmd->add_option("--min-samples", m.timing.min_samples, "timed samples per variant, at least")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(integer_in(1, kIntMax, "POSITIVE"));
   cmd->add_option("--max-samples", m.timing.max_samples, "timed samples per variant, at most")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(integer_in(1, kIntMax, "POSITIVE"));
   cmd->add_option("--min-time", m.timing.min_time_s, "measured seconds per variant, at least")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--max-noise", m.timing.max_noise,
                   "keep sampling while IQR/median exceeds this fraction (up to --max-samples)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive_number());
   auto* cold = cmd->add_flag("--cold", m.cold, "flush L2 before every sample (default)");
   cmd->add_flag("--hot", m.hot, "do not flush L2: inputs may stay cached")->excludes(cold);
   cmd->add_flag("--profile", o.profile,
@@ -328,15 +405,15 @@ struct RunCommand {
 
 void add_compare_options(CLI::App* cmd, CompareOptions& c) {
   cmd->add_option("--floor", c.floor, "smallest tolerance on a speedup ratio")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--k", c.k, "tolerance = max(floor, k × combined relative noise)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--abs-floor", c.abs_floor,
                   "smallest tolerance on the fused kernel's absolute median (looser than --floor)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--max-tolerance", c.max_tolerance,
                   "a case whose tolerance would exceed this is AMBG (too noisy to tell)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive_number());
   cmd->add_option("--against", c.reference, "the speedup compared: over cublas2 or cublas1")
       ->capture_default_str()->check(CLI::IsMember({"cublas2", "cublas1"}));
   cmd->add_flag("--allow-missing", c.allow_missing,
@@ -353,28 +430,6 @@ struct TrainWords {
   bool csv = false, json = false;
 };
 
-// A finite number in (lo, hi) or [lo, hi): CLI11's Range accepts nan and inf where a rate must not.
-// `desc` is what --help shows, `what` completes "'x' is not ...".
-CLI::Validator finite_between(double lo, bool lo_open, double hi, bool hi_open, std::string desc,
-                              std::string what) {
-  return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        double v = 0;
-        try {
-          size_t used = 0;
-          v = std::stod(text, &used);
-          if (used != text.size()) return "'" + text + "' is not a number";
-        } catch (const std::exception&) {
-          return "'" + text + "' is not a number";
-        }
-        const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) &&
-                        (hi_open ? v < hi : v <= hi);
-        if (!ok) return "'" + text + "' is not " + what;
-        return std::string();
-      },
-      desc);
-}
-
 void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
                        std::optional<double>& lr, std::optional<double>& wd,
                        std::optional<double>& tol) {
@@ -385,15 +440,15 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
                   "dataset-fashion-mnist installs them")
       ->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "epochs, >= 1")->capture_default_str()
-      ->check(CLI::Range(1, 1000000));
+      ->check(integer_in(1, 1000000, "in [1, 1000000]"));
   cmd->add_option("--batch", o.batch, "batch size, >= 1 (an epoch's last batch may be partial)")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+      ->capture_default_str()->check(integer_in(1, int64_t{1} << 20, "in [1, 2^20]"));
   cmd->add_option("--hidden", o.hidden, "SwiGLU hidden size D, >= 1")->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+      ->check(integer_in(1, int64_t{1} << 16, "in [1, 2^16]"));
   cmd->add_option("--lr", lr, "learning rate, > 0 [default: 0.01 for sgd, 0.001 for adamw]")
-      ->check(finite_between(0, true, 1e6, false, "> 0", "a learning rate > 0"));
+      ->check(number_in(0, End::open, 1e6, End::closed, "POSITIVE"));
   cmd->add_option("--seed", o.seed, "seed of the initial weights and of the batch order")
-      ->capture_default_str();
+      ->capture_default_str()->check(unsigned_integer());
   cmd->add_option("--variant", w.variant,
                   "the SwiGLU layer: fused, cublas2 (two cuBLASLt GEMMs + gate), cublas1, or a "
                   "comma list, trained side by side from the same seed, whose per-step losses "
@@ -414,18 +469,20 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
   cmd->add_option("--optimizer", w.optimizer, "sgd (with momentum) or adamw")
       ->capture_default_str()->check(CLI::IsMember({"sgd", "adamw"}));
   cmd->add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")->capture_default_str()
-      ->check(finite_between(0, false, 1, true, "in [0, 1)", "a momentum in [0, 1)"));
+      ->check(number_in(0, End::closed, 1, End::open, "in [0, 1)"));
   cmd->add_option("--weight-decay", wd,
                   "weight decay, >= 0 (AdamW: decoupled) [default: 0 for sgd, 0.01 for adamw]")
-      ->check(finite_between(0, false, 1e6, false, ">= 0", "a weight decay >= 0"));
+      ->check(number_in(0, End::closed, 1e6, End::closed, "NONNEGATIVE"));
   cmd->add_option("--agree-tol", tol,
                   "largest |per-step training loss difference| between variants that counts as "
                   "agreement [default: by dtype and optimizer, see TESTING.md]")
-      ->check(finite_between(0, true, 1e6, false, "> 0", "a tolerance > 0"));
+      ->check(number_in(0, End::open, 1e6, End::closed, "POSITIVE"));
   cmd->add_option("--max-steps", o.max_steps,
                   "training steps per epoch, at most (0: the whole training split)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(0, std::numeric_limits<int64_t>::max(), "NONNEGATIVE"));
+  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str()
+      ->check(device_index());
   cmd->add_option("--out", o.out_dir, "directory for the CSV and JSON results [default: results/<gpu>]");
   cmd->add_option("--name", o.name,
                   "file stem of the results [default: "
@@ -456,6 +513,19 @@ void resolve_train(const TrainWords& w, train::TrainOptions& o) {
   }
 }
 
+// CLI11's errors in the tool's style: "error: ..." on stderr, and where to find the options.
+void print_usage_error(const CLI::App& app, const CLI::ParseError& e) {
+  std::string message = e.what();
+  // Our validators' messages start "must be", after CLI11's "--min-samples: ".
+  if (const size_t at = message.find(": must be"); at != std::string::npos && message[0] == '-')
+    message.erase(at, 1);
+  std::string command = "swiglubench";
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App* a) { return a->parsed(); }))
+    command += " " + sub->get_name();
+  std::fprintf(stderr, "error: %s\n(%s --help lists the options)\n", message.c_str(),
+               command.c_str());
+}
+
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {
@@ -470,7 +540,8 @@ Command parse_command_line(int argc, const char* const* argv) {
 
   int info_device = 0;
   CLI::App* info = app.add_subcommand("info", "device, SM count, L2, clocks, driver/runtime/cuBLAS versions and compiled tiles");
-  info->add_option("--device", info_device, "CUDA device index")->capture_default_str();
+  info->add_option("--device", info_device, "CUDA device index")->capture_default_str()
+      ->check(device_index());
 
   RunCommand check, fwd, gate, bwd, step, mem;
   const auto define = [&app](RunCommand& rc, const char* name, const std::string& help,
@@ -517,7 +588,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   gate.app->add_option("--baseline", gate_opts.baseline,
                        "baseline result file [default: results/<gpu>/baseline.json]");
   gate.app->add_option("--retries", gate_opts.retries, "re-measurements of SLOW/AMBG cases")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(integer_in(0, kIntMax, "NONNEGATIVE"));
   gate.app->add_flag("--update-baseline", gate_opts.update_baseline,
                      "record this run as the baseline instead of comparing");
   add_compare_options(gate.app, gate_opts.compare);
@@ -550,8 +621,12 @@ Command parse_command_line(int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return exit_with(code == 0 ? kExitOk : kExitError);
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
+      app.exit(e);  // --help, --help-all, --version
+      return exit_with(kExitOk);
+    }
+    print_usage_error(app, e);
+    return exit_with(kExitError);
   }
 
   if (info->parsed()) {
