@@ -109,5 +109,17 @@ TEST(SplitWords, RejectsEmptyItems) {
   EXPECT_THROW(split_words(" , "), std::invalid_argument);
 }
 
+TEST(SplitWords, DistinctWordsRefuseRepeats) {
+  using W = std::vector<std::string>;
+  EXPECT_EQ(split_distinct_words("fused, cublas2"), W({"fused", "cublas2"}));
+  try {
+    split_distinct_words("fused,cublas2, fused");
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "'fused' is listed twice in \"fused,cublas2, fused\"");
+  }
+  EXPECT_THROW(split_distinct_words("fused,"), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace swiglu::bench

@@ -140,6 +140,10 @@ TEST(HostileValues, SilentlyAcceptedValuesAreRefused) {
   EXPECT_TRUE(usage_error(forward({"--seed", "-1"}),
                           {"--seed must be an integer from 0 to 18446744073709551615, got '-1'"}));
   EXPECT_TRUE(usage_error(forward({"--seed", "18446744073709551616"}), {"--seed must be"}));
+  EXPECT_TRUE(usage_error(forward({"--tiles", ""}), {"--tiles: empty list"}));
+  EXPECT_TRUE(usage_error(forward({"--dtype", ""}), {"--dtype: empty list"}));
+  EXPECT_TRUE(usage_error(bench({"train", "--variant", "fused,fused", "--data", "/nonexistent"}),
+                          {"--variant: 'fused' is listed twice"}));
   EXPECT_TRUE(usage_error(bench({"train", "--seed", "-1", "--data", "/nonexistent"}),
                           {"--seed must be"}));
 }

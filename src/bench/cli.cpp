@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
@@ -27,11 +28,12 @@ Command exit_with(int code) {
   return c;
 }
 
-// Options shared by `check` and `forward`.
+// Options shared by the case-running commands; an unset optional: the option was not given
+// (so `--tiles ""` is an empty list, an error, not a missing option).
 struct CaseOptions {
   std::vector<std::string> shapes;
-  std::string batch, in, hidden, dtype, layout, bias, variants, tiles, math;
-  int64_t x_stride_pad = -1;
+  std::optional<std::string> batch, in, hidden, dtype, layout, bias, variants, tiles, math;
+  std::optional<int64_t> x_stride_pad;
 };
 
 // Range checks that read as people write ranges ("must be ≥ 1, got 0"; print_usage_error() puts
@@ -267,49 +269,59 @@ void add_graph_flag(CLI::App* cmd, Measure& m) {
                 "record cuda_graph=true");
 }
 
-bool parse_bool_word(const std::string& w) {
-  if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
-  if (w == "false" || w == "off" || w == "no" || w == "0") return false;
-  throw std::invalid_argument("--bias: '" + w + "' is not true or false");
+// The words of an option's value, each parsed by `parse` (a std::optional) or refused with
+// "--dtype: 'int8' is not fp32, fp16 or bf16"; an option not given: no words.
+template <typename Parse>
+auto option_values(const std::optional<std::string>& text, const char* option, Parse parse,
+                   const char* expected) {
+  std::vector<typename std::invoke_result_t<Parse, std::string>::value_type> values;
+  if (!text) return values;
+  for (const auto& w : option_words(*text, option)) {
+    const auto v = parse(w);
+    if (!v) throw std::invalid_argument(fmt::format("{}: '{}' is not {}", option, w, expected));
+    values.push_back(*v);
+  }
+  return values;
+}
+
+std::vector<int64_t> option_sizes(const std::optional<std::string>& text, const char* option) {
+  if (!text) return {};
+  try {
+    return parse_int_list(*text, 1);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("{}: {}", option, e.what()));
+  }
 }
 
 // The cases to run: the --shapes files, with every explicitly given option overriding the
 // corresponding field of every case; or, without --shapes, the inline sweep: the same product
 // over one case of default fields (batch outermost, math innermost).
 std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* resolved) {
-  std::vector<int64_t> batches, ins, hiddens;
-  if (!c.batch.empty()) batches = parse_int_list(c.batch, 1);
-  if (!c.in.empty()) ins = parse_int_list(c.in, 1);
-  if (!c.hidden.empty()) hiddens = parse_int_list(c.hidden, 1);
-  std::vector<DType> dtypes;
-  for (const auto& w : c.dtype.empty() ? std::vector<std::string>{} : split_words(c.dtype)) {
-    const auto d = parse_dtype(w);
-    if (!d) throw std::invalid_argument("--dtype: '" + w + "' is not fp32, fp16 or bf16");
-    dtypes.push_back(*d);
-  }
-  std::vector<Layout> layouts;
-  for (const auto& w : c.layout.empty() ? std::vector<std::string>{} : split_words(c.layout)) {
-    const auto l = parse_layout(w);
-    if (!l) throw std::invalid_argument("--layout: '" + w + "' is not linear or packed");
-    layouts.push_back(*l);
-  }
-  std::vector<bool> biases;
-  for (const auto& w : c.bias.empty() ? std::vector<std::string>{} : split_words(c.bias))
-    biases.push_back(parse_bool_word(w));
-  std::vector<Math> maths;
-  for (const auto& w : c.math.empty() ? std::vector<std::string>{} : split_words(c.math)) {
-    const auto m = parse_math(w);
-    if (!m) throw std::invalid_argument("--math: '" + w + "' is not exact, tf32 or 3xtf32");
-    maths.push_back(*m);
-  }
+  const std::vector<int64_t> batches = option_sizes(c.batch, "--batch");
+  const std::vector<int64_t> ins = option_sizes(c.in, "--in");
+  const std::vector<int64_t> hiddens = option_sizes(c.hidden, "--hidden");
+  const std::vector<DType> dtypes =
+      option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16 or bf16");
+  const std::vector<Layout> layouts =
+      option_values(c.layout, "--layout", parse_layout, "linear or packed");
+  const std::vector<bool> biases = option_values(
+      c.bias, "--bias",
+      [](const std::string& w) -> std::optional<bool> {
+        if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
+        if (w == "false" || w == "off" || w == "no" || w == "0") return false;
+        return std::nullopt;
+      },
+      "true or false");
+  const std::vector<Math> maths =
+      option_values(c.math, "--math", parse_math, "exact, tf32 or 3xtf32");
   std::vector<std::string> variants;
-  if (!c.variants.empty()) {
-    variants = split_words(c.variants);
+  if (c.variants) {
+    variants = option_words(*c.variants, "--variants");
     for (const auto& v : variants)
       if (!is_variant(v)) throw std::invalid_argument("--variants: '" + v + "' is not fused, cublas2 or cublas1");
   }
   std::vector<std::string> tiles;
-  if (!c.tiles.empty()) tiles = tile_words(c.tiles, "--tiles");
+  if (c.tiles) tiles = tile_words(*c.tiles, "--tiles");
 
   std::vector<Case> base;
   if (!c.shapes.empty()) {
@@ -358,7 +370,7 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
                   x.layout = l;
                   x.bias = bias;
                   x.math = t == DType::f32 ? m : Math::exact;
-                  if (c.x_stride_pad >= 0) x.x_stride_pad = c.x_stride_pad;
+                  if (c.x_stride_pad) x.x_stride_pad = *c.x_stride_pad;
                   if (!variants.empty()) x.variants = variants;
                   if (!tiles.empty()) x.tiles = tiles;
                   if (seen.insert(case_key(x)).second) out.push_back(std::move(x));
@@ -493,7 +505,15 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
 
 void resolve_train(const TrainWords& w, train::TrainOptions& o) {
   o.variants.clear();
-  for (const auto& word : option_words(w.variant, "--variant")) {
+  // Why: a repeat is refused, not dropped: "fused,fused" would train one variant and check no
+  // agreement at all.
+  std::vector<std::string> variant_words;
+  try {
+    variant_words = split_distinct_words(w.variant);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--variant: ") + e.what());
+  }
+  for (const auto& word : variant_words) {
     const auto v = train::parse_layer_variant(word);
     if (!v) throw std::invalid_argument("--variant: '" + word + "' is not fused, cublas2 or cublas1");
     o.variants.push_back(*v);

@@ -118,4 +118,19 @@ std::vector<std::string> split_words(std::string_view text) {
   return words;
 }
 
+std::vector<std::string> split_distinct_words(std::string_view text) {
+  std::vector<std::string> words = split_words(text);
+  size_t items = 1;
+  for (const char ch : text) items += ch == ',' ? 1 : 0;
+  if (words.size() == items) return words;
+  std::unordered_set<std::string_view> seen;
+  for (const std::string_view raw : split(text, ',')) {
+    if (!seen.insert(trim(raw)).second) {
+      throw std::invalid_argument(
+          fmt::format("'{}' is listed twice in \"{}\"", trim(raw), text));
+    }
+  }
+  return words;
+}
+
 }  // namespace swiglu::bench

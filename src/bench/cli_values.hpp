@@ -27,5 +27,7 @@ inline constexpr size_t kMaxListValues = 1'000'000;
 // Splits "bf16, fp16" into {"bf16", "fp16"}: trimmed, in order, duplicates removed.
 // Throws std::invalid_argument on empty text or an empty item ("bf16,,fp16").
 std::vector<std::string> split_words(std::string_view text);
+// The same, but a word given twice is an error too ("'fused' is listed twice in ...").
+std::vector<std::string> split_distinct_words(std::string_view text);
 
 }  // namespace swiglu::bench
