@@ -357,6 +357,8 @@ TEST(Cli, BadUsageExitsThree) {
       {"train", "--seed", "-1"},
       {"train", "--device", "-1"},
       {"compare", "--baseline", "a.json", "--current", kMnist, "--floor", "nan"},
+      {"--frobnicate"},
+      {"frobnicate", "--batch", "8"},
   };
   for (const auto& args : bad) {
     const Command c = parse(args);

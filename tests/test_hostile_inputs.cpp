@@ -163,6 +163,16 @@ TEST(HostileValues, RangesReadAsPeopleWriteThem) {
 
 // --- a newcomer's first commands -------------------------------------------------------------
 
+TEST(HostileUsage, UnknownFlagOrSubcommandIsNamed) {
+  EXPECT_TRUE(usage_error(bench({"--frobnicate"}),
+                          {"unknown option '--frobnicate'", "info, check, forward"}));
+  EXPECT_TRUE(usage_error(bench({"frobnicate"}),
+                          {"unknown subcommand 'frobnicate'", "info, check, forward", "train"}));
+  EXPECT_TRUE(usage_error(bench({}), {"no subcommand given", "info, check, forward"}));
+  EXPECT_TRUE(usage_error(bench(with(with({"forward"}, kInline), {"--frobnicate"})),
+                          {"error: ", "--frobnicate", "swiglubench forward --help"}));
+}
+
 TEST(HostileUsage, EveryUsageErrorHasTheProjectsStyle) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"compare"},                                     // a required option missing

@@ -533,6 +533,34 @@ void resolve_train(const TrainWords& w, train::TrainOptions& o) {
   }
 }
 
+std::vector<std::string> subcommand_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    names.push_back(sub->get_name());
+  return names;
+}
+
+// The message for a first word that is neither a subcommand nor --help/--version, else "".
+// Why: CLI11 says only "A subcommand is required" for `swiglubench frobnicate` and for
+// `swiglubench --frobnicate`.
+std::string unknown_first_word(const CLI::App& app, int argc, const char* const* argv) {
+  const std::vector<std::string> names = subcommand_names(app);
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  if (argc < 2) {
+    return fmt::format("no subcommand given; the subcommands are {} (see --help)", list);
+  }
+  const std::string first = argv[1];
+  if (std::find(names.begin(), names.end(), first) != names.end()) return "";
+  for (const char* flag : {"-h", "--help", "--help-all", "--version"})
+    if (first == flag) return "";
+  if (!first.empty() && first[0] == '-') {
+    return fmt::format("unknown option '{}'; options come after a subcommand: {} (see --help)",
+                       first, list);
+  }
+  return fmt::format("unknown subcommand '{}'; the subcommands are {} (see --help)", first, list);
+}
+
 // CLI11's errors in the tool's style: "error: ..." on stderr, and where to find the options.
 void print_usage_error(const CLI::App& app, const CLI::ParseError& e) {
   std::string message = e.what();
@@ -637,6 +665,10 @@ Command parse_command_line(int argc, const char* const* argv) {
       "otherwise)");
   add_train_options(tr, train_opts, train_words, train_lr, train_wd, train_tol);
 
+  if (const std::string unknown = unknown_first_word(app, argc, argv); !unknown.empty()) {
+    std::fprintf(stderr, "error: %s\n", unknown.c_str());
+    return exit_with(kExitError);
+  }
   Command cmd;
   try {
     app.parse(argc, argv);
