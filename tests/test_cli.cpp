@@ -303,6 +303,24 @@ TEST(Cli, InlineSweepRunsBatchOutermost) {
   EXPECT_EQ(c.cases[0].origin, "command line");
 }
 
+TEST(Cli, MaxCasesCapsTheProductBeforeItIsMade) {
+  const std::vector<std::string> twelve = {"check", "--batch", "1:6:1", "--in", "8", "--hidden",
+                                           "16,32"};
+  EXPECT_EQ(parse(twelve).cases.size(), 12u);  // under the default cap
+  std::vector<std::string> args = twelve;
+  args.insert(args.end(), {"--max-cases", "12"});
+  EXPECT_EQ(parse(args).cases.size(), 12u);
+  args.back() = "11";
+  EXPECT_EQ(parse(args).exit_code, 3);
+  // The options multiply the config's cases, counted before repeats are dropped: mnist's 96 × 2.
+  EXPECT_EQ(parse({"check", "--shapes", kMnist, "--batch", "1,2", "--max-cases", "192"}).kind,
+            Command::Kind::check);
+  EXPECT_EQ(parse({"check", "--shapes", kMnist, "--batch", "1,2", "--max-cases", "191"}).exit_code,
+            3);
+  // The --shapes files themselves.
+  EXPECT_EQ(parse({"check", "--shapes", kMnist, "--max-cases", "95"}).exit_code, 3);
+}
+
 TEST(Cli, BadUsageExitsThree) {
   const std::vector<std::vector<std::string>> bad = {
       {},                                                        // no subcommand
@@ -352,6 +370,9 @@ TEST(Cli, BadUsageExitsThree) {
       {"forward", "--batch", "", "--in", "8", "--hidden", "8"},
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--device", "-1"},
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-samples", "0"},
+      {"check", "--batch", "8", "--in", "8", "--hidden", "8", "--max-cases", "0"},
+      {"check", "--batch", "1:1000:1", "--in", "8", "--hidden", "1:101:1"},  // 101000 cases
+      {"check", "--shapes", kMnist, "--batch", "1:1100:1"},                  // 96 × 1100
       {"info", "--device", "-1"},
       {"train", "--variant", "fused,fused"},
       {"train", "--seed", "-1"},

@@ -95,6 +95,14 @@ TEST(ParseIntList, RejectsHugeExpansions) {
   EXPECT_NE(msg.find("more than"), std::string::npos) << msg;
 }
 
+TEST(ParseIntList, CountsARangeBeforeExpandingIt) {
+  const std::string msg = int_error("0:9223372036854775807:1");
+  EXPECT_NE(msg.find("the range has 9223372036854775808 values, more than the limit of 1000000"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(parse_int_list("1:1000000:1").size(), kMaxListValues);
+}
+
 TEST(SplitWords, Splits) {
   using W = std::vector<std::string>;
   EXPECT_EQ(split_words("bf16"), W({"bf16"}));

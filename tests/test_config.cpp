@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -18,9 +20,10 @@ const std::string kSourceDir = SWIGLU_SOURCE_DIR;
 // Success when parsing `yaml` throws a ConfigError whose message starts with `location` (as in
 // "t.yaml:4:5:") and contains every one of `parts`.
 ::testing::AssertionResult fails_with(const std::string& yaml, const std::string& location,
-                                      std::initializer_list<std::string> parts) {
+                                      std::initializer_list<std::string> parts,
+                                      size_t max_cases = kDefaultMaxCases) {
   try {
-    const SweepConfig c = parse_config(yaml, "t.yaml");
+    const SweepConfig c = parse_config(yaml, "t.yaml", max_cases);
     return ::testing::AssertionFailure() << "parsed without error (" << c.cases.size() << " cases)";
   } catch (const ConfigError& e) {
     const std::string msg = e.what();
@@ -471,6 +474,75 @@ TEST(ConfigBad, CheckUniqueWithoutFile) {
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()).rfind("--shapes x: duplicate case", 0), 0u) << e.what();
   }
+}
+
+// --- limits: what a hostile config cannot make the parser do ---------------------------------
+
+TEST(ConfigLimits, CasesAreCountedBeforeTheyAreExpanded) {
+  // 3 batches × 2 hidden sizes × (fp32 × 3 maths + bf16) = 24 cases.
+  const std::string yaml =
+      "name: t\nsweeps:\n  - {batch: [1, 2, 3], in: 8, hidden: [8, 16], dtype: [fp32, bf16], "
+      "math: [exact, tf32, 3xtf32]}\n";
+  EXPECT_EQ(parse_config(yaml, "t.yaml", 24).cases.size(), 24u);
+  EXPECT_TRUE(fails_with(yaml, "t.yaml:3:5:",
+                         {"sweep 1", "24 cases", "the limit of 23", "--max-cases"}, 23));
+  // The count covers every sweep so far.
+  EXPECT_TRUE(fails_with(yaml + "  - {batch: 4, in: 8, hidden: [8, 16], dtype: fp16}\n",
+                         "t.yaml:4:5:", {"sweep 2", "26 cases (this sweep: 2)"}, 25));
+  // 10^8 cases fail at once, without being made.
+  EXPECT_TRUE(fails_with("name: t\nsweeps:\n  - {batch: \"1:1000000:1\", in: 8, "
+                         "hidden: \"1:100:1\", dtype: bf16}\n",
+                         "t.yaml:3:5:", {"100000000 cases", "the limit of 100000"}));
+}
+
+TEST(ConfigLimits, CountMatchesExpansionAndSaturates) {
+  SweepSpec spec;
+  spec.batch = {1, 2, 3};
+  spec.in = {8, 9};
+  spec.hidden = {16};
+  spec.dtype = {DType::bf16, DType::f32, DType::f16};
+  spec.math = {Math::exact, Math::tf32, Math::tf32x3};
+  spec.layout = {Layout::linear, Layout::packed};
+  spec.bias = {false, true};
+  spec.x_stride_pad = {0, 8};
+  EXPECT_EQ(count_cases(spec), expand_sweep(spec, "x").size());
+  EXPECT_EQ(count_cases(spec), uint64_t{3 * 2 * 1 * (1 + 3 + 1) * 2 * 2 * 2});
+  const std::vector<int64_t> million(1'000'000, 1);
+  spec.batch = spec.in = spec.hidden = spec.x_stride_pad = million;  // 10^24 cases
+  EXPECT_EQ(count_cases(spec), std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(saturating_mul(uint64_t{1} << 32, uint64_t{1} << 32),
+            std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(saturating_mul(uint64_t{1} << 31, uint64_t{1} << 32), uint64_t{1} << 63);
+  EXPECT_EQ(saturating_mul(0, std::numeric_limits<uint64_t>::max()), 0u);
+}
+
+TEST(ConfigLimits, MergedConfigsHaveACap) {
+  const SweepConfig a = parse_config(sweep_with(""), "a.yaml");
+  const SweepConfig b = parse_config(
+      "name: b\nsweeps:\n  - {batch: [1, 2], in: 8, hidden: 8, dtype: fp32}\n", "b.yaml");
+  EXPECT_EQ(merge_configs({a, b}, 3).cases.size(), 3u);
+  try {
+    merge_configs({a, b}, 2);
+    FAIL() << "no exception";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("3 cases together (a.yaml: 1, b.yaml: 2), more than the "
+                                         "limit of 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(ConfigLimits, LongListsAreBounded) {
+  std::string tiles;
+  for (size_t i = 1; i <= kMaxTileNames + 1; ++i) {
+    tiles += (i > 1 ? ", " : "") + ("sm80:" + std::to_string(i) + "x64x32s4w4");
+  }
+  EXPECT_TRUE(fails_with(sweep_with("    tiles: [" + tiles + "]\n"), "t.yaml:7:",
+                         {"'tiles'", "more than 64 tile names"}));
+  // Items of a list are counted together, not one by one.
+  EXPECT_TRUE(fails_with(sweep_with("").replace(sweep_with("").find("batch: 64"), 9,
+                                                "batch: [\"1:600000:1\", \"600001:1200000:1\"]"),
+                         "t.yaml:3:", {"'batch'", "more than 1000000 values"}));
 }
 
 }  // namespace

@@ -119,11 +119,36 @@ TEST(HostileSweeps, TwentyThousandCaseConfigResolvesQuickly) {
   EXPECT_TRUE(reached_the_device(bench({"check", "--shapes", config, "--device", "9999"})));
 }
 
+TEST(HostileSweeps, TwoHundredThousandCaseConfigIsCappedAtOnce) {
+  const TempDir dir;
+  const std::string config = dir.write("200k.yaml", product_config(2000, 100));
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", config}),
+                          {"200000 cases", "the limit of 100000", "--max-cases"}));
+}
+
 TEST(HostileSweeps, BatchListOfTwentyThousandEntriesResolvesQuickly) {
   std::string batches;
   for (int b = 1; b <= 20000; ++b) batches += (b > 1 ? "," : "") + std::to_string(b);
   EXPECT_TRUE(reached_the_device(
       bench({"check", "--batch", batches, "--in", "64", "--hidden", "64", "--device", "9999"})));
+}
+
+TEST(HostileSweeps, ProductOfLongListsIsCountedBeforeItIsExpanded) {
+  EXPECT_TRUE(usage_error(bench({"check", "--batch", "1:1000000:1", "--in", "64", "--hidden",
+                                 "1:100:1"}),
+                          {"100000000 cases", "--batch 1000000 × --in 1 × --hidden 100",
+                           "the limit of 100000", "--max-cases"}));
+  const TempDir dir;
+  const std::string config = dir.write(
+      "product.yaml",
+      "name: p\nsweeps:\n  - batch: \"1:1000000:1\"\n    in: 64\n    hidden: \"1:100:1\"\n"
+      "    dtype: bf16\n");
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", config}),
+                          {"product.yaml:3:5:", "100000000 cases", "--max-cases"}));
+  // A small config times long option lists.
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", std::string(SWIGLU_SOURCE_DIR) +
+                                 "/configs/mnist.yaml", "--batch", "1:1000000:1"}),
+                          {"96000000 cases", "96 from --shapes × --batch 1000000"}));
 }
 
 // --- values at the edges of their types ------------------------------------------------------
@@ -185,6 +210,7 @@ TEST(HostileUsage, EveryUsageErrorHasTheProjectsStyle) {
   }
   const BoundedResult help = bench({"forward", "--help"});
   EXPECT_TRUE(ended_by_itself(help) && help.exit_code == 0) << help.describe();
+  EXPECT_NE(help.output.find("--max-cases"), std::string::npos) << help.output;
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ struct CaseOptions {
   std::vector<std::string> shapes;
   std::optional<std::string> batch, in, hidden, dtype, layout, bias, variants, tiles, math;
   std::optional<int64_t> x_stride_pad;
+  int64_t max_cases = static_cast<int64_t>(kDefaultMaxCases);
 };
 
 // Range checks that read as people write ranges ("must be ≥ 1, got 0"; print_usage_error() puts
@@ -139,6 +140,11 @@ void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--math", c.math, "fp32 arithmetic: exact, tf32, 3xtf32 or a comma list (applies to the baselines too; their 3xtf32 is exact fp32) [default: exact]");
   cmd->add_option("--x-stride-pad", c.x_stride_pad, "extra elements per X row (ldx = I + pad)")
       ->check(integer_in(0, std::numeric_limits<int64_t>::max(), "NONNEGATIVE"));
+  cmd->add_option("--max-cases", c.max_cases,
+                  "the most cases the --shapes files and the options may expand to, counted "
+                  "before anything is expanded (and before repeated cases are dropped)")
+      ->capture_default_str()
+      ->check(integer_in(1, std::numeric_limits<int64_t>::max(), "POSITIVE"));
 }
 
 void add_run_options(CLI::App* cmd, RunOptions& o, std::string& reference) {
@@ -191,6 +197,9 @@ std::vector<std::string> option_words(const std::string& text, const char* optio
 
 std::vector<std::string> tile_words(const std::string& text, const char* option) {
   std::vector<std::string> tiles = option_words(text, option);
+  if (tiles.size() > kMaxTileNames)
+    throw std::invalid_argument(fmt::format("{}: more than {} tile names ('all' runs every "
+                                            "compiled tile)", option, kMaxTileNames));
   for (const auto& t : tiles)
     if (t != "auto" && t != "all" && !TileConfig::parse(t))
       throw std::invalid_argument(std::string(option) + ": '" + t +
@@ -322,12 +331,13 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
   }
   std::vector<std::string> tiles;
   if (c.tiles) tiles = tile_words(*c.tiles, "--tiles");
+  const size_t max_cases = static_cast<size_t>(c.max_cases);
 
   std::vector<Case> base;
   if (!c.shapes.empty()) {
     std::vector<SweepConfig> configs;
-    for (const auto& f : c.shapes) configs.push_back(load_config(f));
-    SweepConfig merged = merge_configs(configs);
+    for (const auto& f : c.shapes) configs.push_back(load_config(f, max_cases));
+    SweepConfig merged = merge_configs(std::move(configs), max_cases);
     *name = merged.name;
     base = std::move(merged.cases);
   } else {
@@ -341,6 +351,29 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
     *name = "inline";
   }
 
+  // Counted before anything is expanded: a product of long lists fails at once, not when memory
+  // runs out. The count is before repeated cases are dropped.
+  uint64_t total = base.size();
+  std::string factors = c.shapes.empty() ? "" : fmt::format("{} from --shapes", base.size());
+  const auto factor = [&](size_t n, const char* option) {
+    if (n == 0) return;
+    total = saturating_mul(total, n);
+    factors += fmt::format("{}{} {}", factors.empty() ? "" : " × ", option, n);
+  };
+  factor(batches.size(), "--batch");
+  factor(ins.size(), "--in");
+  factor(hiddens.size(), "--hidden");
+  factor(dtypes.size(), "--dtype");
+  factor(layouts.size(), "--layout");
+  factor(biases.size(), "--bias");
+  factor(maths.size(), "--math");
+  if (total > max_cases) {
+    throw std::invalid_argument(fmt::format(
+        "{}{} cases ({}), more than the limit of {}; raise it with --max-cases",
+        total == std::numeric_limits<uint64_t>::max() ? "more than " : "", total, factors,
+        max_cases));
+  }
+
   // Explicit options override the config, as a product over each case.
   std::vector<Case> out;
   std::unordered_set<CaseKey, CaseKeyHash> seen;
@@ -350,7 +383,7 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
   uint64_t per_base = 1;
   for (const size_t n : {batches.size(), ins.size(), hiddens.size(), dtypes.size(),
                          layouts.size(), biases.size(), maths.size()})
-    per_base *= std::max<size_t>(n, 1);
+    per_base *= std::max<size_t>(n, 1);  // no overflow: at most `total`
   for (Case& b : base) {
     uint64_t made = 0;
     for (int64_t B : or_one(batches, b.batch))

@@ -93,6 +93,12 @@ std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
       const int64_t step = parse_number(fields[2], item, text);
       if (step == 0) fail(item, text, "step must be > 0");
       if (a > b) fail(item, text, fmt::format("range start {} is greater than its end {}", a, b));
+      // Why: counted first, so "1:1000000000000:1" fails at once instead of after 10^6 values.
+      const uint64_t count = static_cast<uint64_t>(b - a) / static_cast<uint64_t>(step) + 1;
+      if (count > kMaxListValues) {
+        fail(item, text, fmt::format("the range has {} values, more than the limit of {}", count,
+                                     kMaxListValues));
+      }
       for (int64_t v = a;; v += step) {
         add(v, item);
         if (v > b - step) break;  // Why: v + step > b, tested without overflowing v + step.

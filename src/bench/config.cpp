@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <unordered_map>
@@ -143,7 +144,8 @@ std::string scalar_string(const Source& src, const Entry& e) {
   return e.value.Scalar();
 }
 
-// Integer keys: an integer, a range string, or a list of either. Values must be >= min_value.
+// Integer keys: an integer, a range string, or a list of either. Values must be >= min_value, and
+// there may be at most kMaxListValues of them in all.
 std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_value) {
   std::vector<int64_t> values;
   std::unordered_set<int64_t> seen;
@@ -159,6 +161,10 @@ std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_v
       }
     } catch (const std::invalid_argument& ex) {
       src.fail(node.Mark(), fmt::format("{}: {}", e.label(), ex.what()));
+    }
+    if (values.size() > kMaxListValues) {
+      src.fail(node.Mark(), fmt::format("{}: the list has more than {} values", e.label(),
+                                        kMaxListValues));
     }
   };
   if (e.value.IsSequence()) {
@@ -298,7 +304,14 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
       out.variants = std::move(variants);
     } else if (e.key == "tiles") {
       std::vector<std::string> tiles;
-      for (const Word& w : word_values(src, e)) {
+      const std::vector<Word> words = word_values(src, e);
+      // Why: every case carries its own copy of the list, so its length multiplies the memory.
+      if (words.size() > kMaxTileNames) {
+        src.fail(words[kMaxTileNames].mark,
+                 fmt::format("{}: more than {} tile names ('all' runs every compiled tile)",
+                             e.label(), kMaxTileNames));
+      }
+      for (const Word& w : words) {
         if (w.text != "auto" && w.text != "all" && !TileConfig::parse(w.text)) {
           src.fail(w.mark, fmt::format("{}: '{}' is not 'auto', 'all' or a tile name like "
                                        "sm80:128x64x32s4w4 or simt:64x64x16s2w8",
@@ -340,6 +353,11 @@ std::string read_file(const std::string& path) {
     throw ConfigError(fmt::format("{}:1:1: cannot read config file: read error", path));
   }
   return text.str();
+}
+
+std::string count_text(uint64_t n) {
+  return n == std::numeric_limits<uint64_t>::max() ? fmt::format("more than {}", n)
+                                                   : fmt::format("{}", n);
 }
 
 }  // namespace
@@ -389,6 +407,26 @@ size_t CaseKeyHash::operator()(const CaseKey& k) const {
   mix((static_cast<uint64_t>(k.dtype) << 24) | (static_cast<uint64_t>(k.layout) << 16) |
       (static_cast<uint64_t>(k.bias) << 8) | static_cast<uint64_t>(k.math));
   return h;
+}
+
+uint64_t saturating_mul(uint64_t a, uint64_t b) {
+  if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) {
+    return std::numeric_limits<uint64_t>::max();
+  }
+  return a * b;
+}
+
+uint64_t count_cases(const SweepSpec& spec) {
+  const uint64_t f32 = static_cast<uint64_t>(
+      std::count(spec.dtype.begin(), spec.dtype.end(), DType::f32));
+  // Why: as in expand_sweep, fp16 and bf16 take one math value, fp32 every one.
+  uint64_t n = saturating_mul(f32, spec.math.size());
+  n = n == std::numeric_limits<uint64_t>::max() ? n : n + (spec.dtype.size() - f32);
+  for (const size_t size : {spec.layout.size(), spec.bias.size(), spec.x_stride_pad.size(),
+                            spec.hidden.size(), spec.in.size(), spec.batch.size()}) {
+    n = saturating_mul(n, size);
+  }
+  return n;
 }
 
 std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin) {
@@ -443,7 +481,8 @@ void check_unique(const std::vector<Case>& cases) {
   }
 }
 
-SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name) {
+SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name,
+                         size_t max_cases) {
   const Source src(source_name);
   std::vector<YAML::Node> docs;
   try {
@@ -497,6 +536,7 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
              "top level: 'sweeps' is an empty list; at least one sweep is required");
   }
 
+  uint64_t total = 0;
   int index = 0;
   for (const auto& node : sweeps->value) {
     ++index;
@@ -528,6 +568,16 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
     take(spec.variants, s.variants, defaults.variants);
     take(spec.tiles, s.tiles, defaults.tiles);
 
+    // Counted before anything is expanded, so a product of long lists fails at once.
+    const uint64_t count = count_cases(spec);
+    total = count > std::numeric_limits<uint64_t>::max() - total
+                ? std::numeric_limits<uint64_t>::max()
+                : total + count;
+    if (total > max_cases) {
+      src.fail(mark, fmt::format("{}: the config expands to {} cases (this sweep: {}), more than "
+                                 "the limit of {}; raise it with --max-cases",
+                                 context, count_text(total), count_text(count), max_cases));
+    }
     const int line = mark.is_null() ? 1 : mark.line + 1;
     const int column = mark.is_null() ? 1 : mark.column + 1;
     for (Case& c : expand_sweep(spec, fmt::format("{}:{} ({})", source_name, line, context))) {
@@ -541,16 +591,30 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
   return config;
 }
 
-SweepConfig load_config(const std::string& path) { return parse_config(read_file(path), path); }
+SweepConfig load_config(const std::string& path, size_t max_cases) {
+  return parse_config(read_file(path), path, max_cases);
+}
 
-SweepConfig merge_configs(const std::vector<SweepConfig>& configs) {
+SweepConfig merge_configs(std::vector<SweepConfig> configs, size_t max_cases) {
   SweepConfig merged;
   std::vector<std::string> names, descriptions, sources;
-  for (const SweepConfig& c : configs) {
+  size_t total = 0;
+  for (const SweepConfig& c : configs) total += c.cases.size();
+  if (total > max_cases) {
+    std::vector<std::string> parts;
+    for (const SweepConfig& c : configs) {
+      parts.push_back(fmt::format("{}: {}", c.source, c.cases.size()));
+    }
+    throw ConfigError(fmt::format("the configs expand to {} cases together ({}), more than the "
+                                  "limit of {}; raise it with --max-cases",
+                                  total, join(parts, ", "), max_cases));
+  }
+  merged.cases.reserve(total);
+  for (SweepConfig& c : configs) {
     names.push_back(c.name);
     if (!c.description.empty()) descriptions.push_back(c.description);
     sources.push_back(c.source);
-    merged.cases.insert(merged.cases.end(), c.cases.begin(), c.cases.end());
+    std::move(c.cases.begin(), c.cases.end(), std::back_inserter(merged.cases));
   }
   merged.name = join(names, "+");
   merged.description = join(descriptions, "; ");

@@ -35,12 +35,17 @@
 // every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
 // files given to merge_configs) is an error naming both origins.
 //
+// Limits: a tiles list holds at most kMaxTileNames names, and the cases are counted before they
+// are expanded: more than `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
+//
 // Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
-// and names the key, for: a missing or unreadable file, YAML syntax, an unknown key (the allowed
-// keys are listed), a key given twice in one mapping, a wrong type, a size < 1 or a pad < 0, an
-// unknown enum value, an empty list, no sweeps, a missing required key, and duplicate cases.
+// and names the key, for: a missing or unreadable file, YAML syntax, a limit above, an unknown
+// key (the allowed keys are listed), a key given twice in one mapping, a wrong type, a size < 1 or
+// a pad < 0, an unknown enum value, an empty list, no sweeps, a missing required key, and
+// duplicate cases.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -55,6 +60,9 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+inline constexpr size_t kMaxTileNames = 64;          // names in one tiles list
+inline constexpr size_t kDefaultMaxCases = 100'000;  // --max-cases
 
 // The benchmark variants: the fused kernel and the two cuBLAS baselines.
 const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
@@ -109,8 +117,13 @@ struct SweepSpec {
   std::vector<std::string> tiles = {"auto"};
 };
 
-// The Cartesian product in the documented order; every case gets `origin`. No validation.
+// The Cartesian product in the documented order; every case gets `origin`. No validation: count
+// the cases first.
 std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin);
+// How many cases expand_sweep makes, without making them; UINT64_MAX when that does not fit.
+uint64_t count_cases(const SweepSpec& spec);
+// a * b, or UINT64_MAX when that does not fit.
+uint64_t saturating_mul(uint64_t a, uint64_t b);
 
 // Throws ConfigError on the first problem that appears twice, naming both origins. The message
 // starts with the second case's FILE:LINE:COL, or its origin when it has no file.
@@ -124,11 +137,13 @@ struct SweepConfig {
 };
 
 // Reads and parses a config file; messages use `path` as given.
-SweepConfig load_config(const std::string& path);
+SweepConfig load_config(const std::string& path, size_t max_cases = kDefaultMaxCases);
 // Parses YAML text; `source_name` stands for the file in messages and origins.
-SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name);
+SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name,
+                         size_t max_cases = kDefaultMaxCases);
 // Concatenates configs (repeated --shapes) in order: names joined with "+", descriptions with
-// "; ", sources with ", ". Throws ConfigError when two configs produce the same problem.
-SweepConfig merge_configs(const std::vector<SweepConfig>& configs);
+// "; ", sources with ", ". Throws ConfigError when two configs produce the same problem, or more
+// than `max_cases` cases together.
+SweepConfig merge_configs(std::vector<SweepConfig> configs, size_t max_cases = kDefaultMaxCases);
 
 }  // namespace swiglu::bench
