@@ -321,6 +321,20 @@ TEST(Cli, MaxCasesCapsTheProductBeforeItIsMade) {
   EXPECT_EQ(parse({"check", "--shapes", kMnist, "--max-cases", "95"}).exit_code, 3);
 }
 
+TEST(Cli, ValuesAtTheirCapsAreTaken) {
+  const Command c = parse({"check", "--batch", "2147483647", "--in", "2147483647", "--hidden",
+                           "2147483647", "--x-stride-pad", "2147483647", "--seed",
+                           "18446744073709551615", "--device", "0"});
+  ASSERT_EQ(c.kind, Command::Kind::check);
+  ASSERT_EQ(c.cases.size(), 1u);
+  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+  EXPECT_EQ(c.options.seed, UINT64_MAX);
+  const Command t = parse({"train", "--variant", "cublas1,fused", "--seed", "7"});
+  ASSERT_EQ(t.kind, Command::Kind::train);
+  EXPECT_EQ(t.train.variants.size(), 2u);
+  EXPECT_EQ(t.train.seed, 7u);
+}
+
 TEST(Cli, BadUsageExitsThree) {
   const std::vector<std::vector<std::string>> bad = {
       {},                                                        // no subcommand
@@ -370,6 +384,10 @@ TEST(Cli, BadUsageExitsThree) {
       {"forward", "--batch", "", "--in", "8", "--hidden", "8"},
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--device", "-1"},
       {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-samples", "0"},
+      {"forward", "--batch", "8", "--in", "2147483648", "--hidden", "8"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--x-stride-pad",
+       "9223372036854775807"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--x-stride-pad", "2147483648"},
       {"check", "--batch", "8", "--in", "8", "--hidden", "8", "--max-cases", "0"},
       {"check", "--batch", "1:1000:1", "--in", "8", "--hidden", "1:101:1"},  // 101000 cases
       {"check", "--shapes", kMnist, "--batch", "1:1100:1"},                  // 96 × 1100

@@ -12,9 +12,10 @@ namespace {
 using V = std::vector<int64_t>;
 
 // The message of the std::invalid_argument that parse_int_list throws, or "" if none.
-std::string int_error(const std::string& text, int64_t min_value = 0) {
+std::string int_error(const std::string& text, int64_t min_value = 0,
+                      int64_t max_value = INT64_MAX) {
   try {
-    parse_int_list(text, min_value);
+    parse_int_list(text, min_value, max_value);
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
@@ -101,6 +102,16 @@ TEST(ParseIntList, CountsARangeBeforeExpandingIt) {
             std::string::npos)
       << msg;
   EXPECT_EQ(parse_int_list("1:1000000:1").size(), kMaxListValues);
+}
+
+TEST(ParseIntList, MaxValue) {
+  EXPECT_EQ(parse_int_list("1,2147483647", 1, 2147483647), V({1, 2147483647}));
+  const std::string msg = int_error("8,2147483648", 1, 2147483647);
+  EXPECT_NE(msg.find("'2147483648'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2147483648 is above the maximum 2147483647"), std::string::npos) << msg;
+  EXPECT_NE(int_error("9223372036854775807", 0, 2147483647), "");
+  EXPECT_NE(int_error("2147483640:2147483650:5", 0, 2147483647), "");
+  EXPECT_NE(int_error("pow2:1:4294967296", 0, 2147483647), "");
 }
 
 TEST(SplitWords, Splits) {

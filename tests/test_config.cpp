@@ -478,6 +478,24 @@ TEST(ConfigBad, CheckUniqueWithoutFile) {
 
 // --- limits: what a hostile config cannot make the parser do ---------------------------------
 
+TEST(ConfigLimits, SizesAndPaddingsHaveCaps) {
+  EXPECT_TRUE(fails_with(sweep_with("    x_stride_pad: 9223372036854775807\n"), "t.yaml:7:19:",
+                         {"'x_stride_pad'", "above the maximum 2147483647"}));
+  EXPECT_TRUE(fails_with(
+      "name: t\nsweeps:\n  - {batch: 1, in: 9223372036854775807, hidden: 8, dtype: bf16}\n",
+      "t.yaml:3:20:", {"'in'", "above the maximum 2147483647"}));
+  EXPECT_TRUE(fails_with("name: t\nsweeps:\n  - {batch: \"1,2147483648\", in: 8, hidden: 8, "
+                         "dtype: bf16}\n",
+                         "t.yaml:3:13:", {"'batch'", "above the maximum 2147483647"}));
+  // At the caps, ldx = in + pad is far from overflowing.
+  const SweepConfig c = parse_config(
+      "name: t\nsweeps:\n  - {batch: 2147483647, in: 2147483647, hidden: 2147483647, "
+      "dtype: bf16, x_stride_pad: 2147483647}\n",
+      "t.yaml");
+  ASSERT_EQ(c.cases.size(), 1u);
+  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+}
+
 TEST(ConfigLimits, CasesAreCountedBeforeTheyAreExpanded) {
   // 3 batches × 2 hidden sizes × (fp32 × 3 maths + bf16) = 24 cases.
   const std::string yaml =

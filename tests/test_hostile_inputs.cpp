@@ -153,6 +153,28 @@ TEST(HostileSweeps, ProductOfLongListsIsCountedBeforeItIsExpanded) {
 
 // --- values at the edges of their types ------------------------------------------------------
 
+TEST(HostileValues, Int64MaxSizesAndPadsAreRefused) {
+  const std::string max = "9223372036854775807";
+  const TempDir dir;
+  const std::string in = dir.write(
+      "in.yaml", "name: t\nsweeps:\n  - batch: 1\n    in: " + max +
+                     "\n    hidden: 64\n    dtype: bf16\n    x_stride_pad: " + max + "\n");
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", in}),
+                          {"in.yaml:4:9:", "'in'", "above the maximum 2147483647"}));
+  const std::string pad = dir.write(
+      "pad.yaml", "name: t\nsweeps:\n  - batch: 1\n    in: 64\n    hidden: 64\n"
+                  "    dtype: bf16\n    x_stride_pad: " + max + "\n");
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", pad}),
+                          {"pad.yaml:7:19:", "'x_stride_pad'", "above the maximum 2147483647"}));
+  EXPECT_TRUE(usage_error(bench({"check", "--batch", "1", "--in", max, "--hidden", "64"}),
+                          {"--in:", "above the maximum 2147483647"}));
+  EXPECT_TRUE(usage_error(bench(with({"check"}, with(kInline, {"--x-stride-pad", max}))),
+                          {"--x-stride-pad must be ≤ 2147483647, got " + max}));
+  EXPECT_TRUE(usage_error(
+      bench(with({"check"}, with(kInline, {"--x-stride-pad", "1000000000000000000"}))),
+      {"--x-stride-pad must be ≤ 2147483647"}));
+}
+
 TEST(HostileValues, SilentlyAcceptedValuesAreRefused) {
   const auto forward = [](std::vector<std::string> more) {
     return bench(with(with({"forward"}, kInline), more));

@@ -138,8 +138,9 @@ void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--variants", c.variants, gradient ? kGradientVariantsHelp : kForwardVariantsHelp);
   cmd->add_option("--tiles", c.tiles, gradient ? kGradientTilesHelp : kForwardTilesHelp);
   cmd->add_option("--math", c.math, "fp32 arithmetic: exact, tf32, 3xtf32 or a comma list (applies to the baselines too; their 3xtf32 is exact fp32) [default: exact]");
-  cmd->add_option("--x-stride-pad", c.x_stride_pad, "extra elements per X row (ldx = I + pad)")
-      ->check(integer_in(0, std::numeric_limits<int64_t>::max(), "NONNEGATIVE"));
+  cmd->add_option("--x-stride-pad", c.x_stride_pad,
+                  fmt::format("extra elements per X row (ldx = I + pad), 0 to {}", kMaxStridePad))
+      ->check(integer_in(0, kMaxStridePad, ""));
   cmd->add_option("--max-cases", c.max_cases,
                   "the most cases the --shapes files and the options may expand to, counted "
                   "before anything is expanded (and before repeated cases are dropped)")
@@ -296,7 +297,7 @@ auto option_values(const std::optional<std::string>& text, const char* option, P
 std::vector<int64_t> option_sizes(const std::optional<std::string>& text, const char* option) {
   if (!text) return {};
   try {
-    return parse_int_list(*text, 1);
+    return parse_int_list(*text, 1, kMaxDim);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(fmt::format("{}: {}", option, e.what()));
   }

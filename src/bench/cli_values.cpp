@@ -53,7 +53,7 @@ int64_t parse_number(std::string_view field, std::string_view item, std::string_
 
 }  // namespace
 
-std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
+std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value, int64_t max_value) {
   if (trim(text).empty()) {
     throw std::invalid_argument(fmt::format("empty value list \"{}\"; {}", text, kForms));
   }
@@ -61,6 +61,7 @@ std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
   std::unordered_set<int64_t> seen;
   const auto add = [&](int64_t v, std::string_view item) {
     if (v < min_value) fail(item, text, fmt::format("{} is below the minimum {}", v, min_value));
+    if (v > max_value) fail(item, text, fmt::format("{} is above the maximum {}", v, max_value));
     if (seen.insert(v).second) {
       values.push_back(v);
       if (values.size() > kMaxListValues) {

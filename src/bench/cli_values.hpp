@@ -15,12 +15,13 @@
 
 namespace swiglu::bench {
 
-// Parses an integer list. Every value must be >= min_value (1 for sizes, 0 for paddings).
-// Throws std::invalid_argument quoting the bad item and the accepted forms for: empty text or
-// items, negatives, values below min_value, garbage ("12x"), step <= 0, a > b, overflow, a pow2
-// range without a power of two, and lists longer than kMaxListValues (a range is counted before
-// it is expanded).
-std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value = 0);
+// Parses an integer list. Every value must be in [min_value, max_value] (sizes: 1 and kMaxDim,
+// paddings: 0 and kMaxStridePad, in config.hpp). Throws std::invalid_argument quoting the bad item
+// and the accepted forms for: empty text or items, negatives, values out of range, garbage ("12x"),
+// step <= 0, a > b, overflow, a pow2 range without a power of two, and lists longer than
+// kMaxListValues (a range is counted before it is expanded).
+std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value = 0,
+                                    int64_t max_value = INT64_MAX);
 
 // The most values one list may expand to; guards against "1:1000000000000:1".
 inline constexpr size_t kMaxListValues = 1'000'000;

@@ -144,9 +144,10 @@ std::string scalar_string(const Source& src, const Entry& e) {
   return e.value.Scalar();
 }
 
-// Integer keys: an integer, a range string, or a list of either. Values must be >= min_value, and
-// there may be at most kMaxListValues of them in all.
-std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_value) {
+// Integer keys: an integer, a range string, or a list of either. Values must be in
+// [min_value, max_value], and there may be at most kMaxListValues of them in all.
+std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_value,
+                                int64_t max_value) {
   std::vector<int64_t> values;
   std::unordered_set<int64_t> seen;
   const auto add_scalar = [&](const YAML::Node& node) {
@@ -156,7 +157,7 @@ std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_v
                            e.label(), type_name(node)));
     }
     try {
-      for (const int64_t v : parse_int_list(node.Scalar(), min_value)) {
+      for (const int64_t v : parse_int_list(node.Scalar(), min_value, max_value)) {
         if (seen.insert(v).second) values.push_back(v);
       }
     } catch (const std::invalid_argument& ex) {
@@ -277,13 +278,13 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
   for (const Entry& e : map_entries(src, map, context, kSweepKeys)) {
     if (e.value.IsNull()) src.fail(e.value_mark(), fmt::format("{} has no value", e.label()));
     if (e.key == "batch") {
-      out.batch = int_values(src, e, 1);
+      out.batch = int_values(src, e, 1, kMaxDim);
     } else if (e.key == "in") {
-      out.in = int_values(src, e, 1);
+      out.in = int_values(src, e, 1, kMaxDim);
     } else if (e.key == "hidden") {
-      out.hidden = int_values(src, e, 1);
+      out.hidden = int_values(src, e, 1, kMaxDim);
     } else if (e.key == "x_stride_pad") {
-      out.x_stride_pad = int_values(src, e, 0);
+      out.x_stride_pad = int_values(src, e, 0, kMaxStridePad);
     } else if (e.key == "dtype") {
       out.dtype = enum_values<DType>(src, e, parse_dtype, "fp32, fp16, bf16");
     } else if (e.key == "layout") {

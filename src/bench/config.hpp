@@ -35,8 +35,9 @@
 // every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
 // files given to merge_configs) is an error naming both origins.
 //
-// Limits: a tiles list holds at most kMaxTileNames names, and the cases are counted before they
-// are expanded: more than `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
+// Limits: sizes are at most kMaxDim, x_stride_pad at most kMaxStridePad, a tiles list holds at
+// most kMaxTileNames names, and the cases are counted before they are expanded: more than
+// `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
 //
 // Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
 // and names the key, for: a missing or unreadable file, YAML syntax, a limit above, an unknown
@@ -61,8 +62,12 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline constexpr size_t kMaxTileNames = 64;          // names in one tiles list
-inline constexpr size_t kDefaultMaxCases = 100'000;  // --max-cases
+// Why: 2^31 - 1 keeps every size and in + x_stride_pad far from int64 overflow; no GPU holds a
+// problem near it anyway (a too-large case is a SKIP row, not an error).
+inline constexpr int64_t kMaxDim = 2'147'483'647;        // B, I, D
+inline constexpr int64_t kMaxStridePad = 2'147'483'647;  // x_stride_pad
+inline constexpr size_t kMaxTileNames = 64;              // names in one tiles list
+inline constexpr size_t kDefaultMaxCases = 100'000;      // --max-cases
 
 // The benchmark variants: the fused kernel and the two cuBLAS baselines.
 const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
@@ -83,6 +88,7 @@ struct Case {
   std::string file;
   int line = 0, column = 0;
 
+  // No overflow: the parsers bound in by kMaxDim and x_stride_pad by kMaxStridePad.
   int64_t ldx() const { return in + x_stride_pad; }
   Problem problem() const;  // the library's Problem for this case (ldx set explicitly)
 };
