@@ -3,8 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -60,6 +64,30 @@ const std::string kSourceDir = SWIGLU_SOURCE_DIR;
     return ::testing::AssertionSuccess();
   }
 }
+
+// A file in a fresh temporary directory, removed with it.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& name) {
+    std::string tmpl = fs::temp_directory_path() / "swiglu-config-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
+    path_ = dir_ + "/" + name;
+  }
+  ~TempFile() {
+    std::error_code ec;
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+  const std::string& write(const std::string& text) const {
+    std::ofstream(path_, std::ios::binary) << text;
+    return path_;
+  }
+
+ private:
+  std::string dir_, path_;
+};
 
 // A valid single sweep with `extra` lines appended to it (4-space indented keys).
 std::string sweep_with(const std::string& extra) {
@@ -477,6 +505,23 @@ TEST(ConfigBad, CheckUniqueWithoutFile) {
 }
 
 // --- limits: what a hostile config cannot make the parser do ---------------------------------
+
+TEST(ConfigLimits, OnlyRegularFilesOfAtMostOneMiB) {
+  EXPECT_TRUE(load_fails_with("/dev/zero", "/dev/zero:1:1:",
+                              {"cannot read", "a character device, not a regular file"}));
+  const TempFile fifo("fifo.yaml");
+  ASSERT_EQ(mkfifo(fifo.path().c_str(), 0600), 0);
+  EXPECT_TRUE(load_fails_with(fifo.path(), fifo.path() + ":1:1:", {"a FIFO, not a regular file"}));
+  const TempFile big("big.yaml");
+  big.write(sweep_with("") + "#" + std::string(kMaxConfigBytes, ' ') + "\n");
+  EXPECT_TRUE(load_fails_with(big.path(), big.path() + ":1:1:",
+                              {"bytes, more than the limit of 1048576 bytes (1 MiB)"}));
+  const TempFile edge("edge.yaml");
+  const std::string text = sweep_with("");
+  edge.write(text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
+  EXPECT_EQ(fs::file_size(edge.path()), kMaxConfigBytes);
+  EXPECT_EQ(load_config(edge.path()).cases.size(), 1u);
+}
 
 TEST(ConfigLimits, SizesAndPaddingsHaveCaps) {
   EXPECT_TRUE(fails_with(sweep_with("    x_stride_pad: 9223372036854775807\n"), "t.yaml:7:19:",

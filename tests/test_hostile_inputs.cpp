@@ -151,6 +151,28 @@ TEST(HostileSweeps, ProductOfLongListsIsCountedBeforeItIsExpanded) {
                           {"96000000 cases", "96 from --shapes × --batch 1000000"}));
 }
 
+// --- reading without bounds ------------------------------------------------------------------
+
+TEST(HostileFiles, DevZeroIsRefused) {
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", "/dev/zero"}),
+                          {"/dev/zero", "a character device, not a regular file"}));
+}
+
+TEST(HostileFiles, FifoIsRefusedWithoutBlocking) {
+  const TempDir dir;
+  const std::string fifo = dir.path("config.yaml");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", fifo}), {"a FIFO, not a regular file"}));
+}
+
+TEST(HostileFiles, ConfigOverOneMiBIsRefused) {
+  const TempDir dir;
+  const std::string config = dir.write(
+      "big.yaml", product_config(1, 1) + std::string(3 << 19, '#') + "\n");  // 1.5 MiB
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", config}),
+                          {"big.yaml", "1572", "bytes, more than the limit of 1048576 bytes"}));
+}
+
 // --- values at the edges of their types ------------------------------------------------------
 
 TEST(HostileValues, Int64MaxSizesAndPadsAreRefused) {

@@ -127,7 +127,9 @@ constexpr const char* kGradientVariantsHelp =
     "list [default: all]";
 
 void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
-  cmd->add_option("--shapes", c.shapes, "YAML sweep config (repeatable); see configs/ and README")
+  cmd->add_option("--shapes", c.shapes,
+                  "YAML sweep config (repeatable; a regular file of at most 1 MiB); see configs/ "
+                  "and README")
       ->check(CLI::ExistingFile);
   cmd->add_option("--batch", c.batch, "batch sizes B: N, a,b,c, a:b:step or pow2:a:b");
   cmd->add_option("--in", c.in, "in-features I (same forms as --batch)");

@@ -1,13 +1,14 @@
 #include "bench/config.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -337,23 +338,68 @@ void take(std::vector<T>& field, const std::optional<std::vector<T>>& sweep,
   }
 }
 
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// Owns an open file descriptor.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// The whole of a config file, which must be a regular file of at most kMaxConfigBytes.
+// Why: /dev/zero never ends and a FIFO blocks its reader; both are refused before a byte is read
+// (stat first, so no device is even opened; O_NONBLOCK in case the path changes in between).
 std::string read_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    throw ConfigError(fmt::format("{}:1:1: cannot read config file: it is a directory", path));
+  const auto fail = [&](const std::string& why) {
+    throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path, why));
+  };
+  struct stat st {};
+  const auto require_regular = [&] {
+    if (!S_ISREG(st.st_mode)) {
+      fail(fmt::format("it is {}, not a regular file", file_kind(st.st_mode)));
+    }
+  };
+  if (::stat(path.c_str(), &st) != 0) fail(std::strerror(errno));
+  require_regular();
+  const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  const int fd = file.get();
+  if (fd < 0) fail(std::strerror(errno));
+  if (::fstat(fd, &st) != 0) fail(std::strerror(errno));
+  require_regular();
+  const auto too_large = [&](uint64_t bytes) {
+    fail(fmt::format("it is {} bytes, more than the limit of {} bytes (1 MiB)", bytes,
+                     kMaxConfigBytes));
+  };
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) too_large(st.st_size);
+  // Why: read to the limit, not to st_size: a file may grow meanwhile, and /proc files say 0.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  size_t used = 0;
+  while (used < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(fmt::format("read error: {}", std::strerror(errno)));
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path,
-                                  err != 0 ? std::strerror(err) : "open failed"));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    throw ConfigError(fmt::format("{}:1:1: cannot read config file: read error", path));
-  }
-  return text.str();
+  if (used > kMaxConfigBytes) too_large(used);
+  text.resize(used);
+  return text;
 }
 
 std::string count_text(uint64_t n) {

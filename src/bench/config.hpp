@@ -35,15 +35,16 @@
 // every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
 // files given to merge_configs) is an error naming both origins.
 //
-// Limits: sizes are at most kMaxDim, x_stride_pad at most kMaxStridePad, a tiles list holds at
-// most kMaxTileNames names, and the cases are counted before they are expanded: more than
-// `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
+// Limits: a config file is a regular file of at most kMaxConfigBytes. Sizes are at most kMaxDim,
+// x_stride_pad at most kMaxStridePad, a tiles list at most kMaxTileNames names, and the cases are
+// counted before they are expanded: more than `max_cases` (--max-cases, default kDefaultMaxCases)
+// is an error.
 //
 // Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
-// and names the key, for: a missing or unreadable file, YAML syntax, a limit above, an unknown
-// key (the allowed keys are listed), a key given twice in one mapping, a wrong type, a size < 1 or
-// a pad < 0, an unknown enum value, an empty list, no sweeps, a missing required key, and
-// duplicate cases.
+// and names the key, for: a missing, unreadable or non-regular file, YAML syntax, a limit above,
+// an unknown key (the allowed keys are listed), a key given twice in one mapping, a wrong type, a
+// size < 1 or a pad < 0, an unknown enum value, an empty list, no sweeps, a missing required key,
+// and duplicate cases.
 #pragma once
 
 #include <cstddef>
@@ -68,6 +69,7 @@ inline constexpr int64_t kMaxDim = 2'147'483'647;        // B, I, D
 inline constexpr int64_t kMaxStridePad = 2'147'483'647;  // x_stride_pad
 inline constexpr size_t kMaxTileNames = 64;              // names in one tiles list
 inline constexpr size_t kDefaultMaxCases = 100'000;      // --max-cases
+inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
 
 // The benchmark variants: the fused kernel and the two cuBLAS baselines.
 const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
