@@ -608,5 +608,32 @@ TEST(ConfigLimits, LongListsAreBounded) {
                          "t.yaml:3:", {"'batch'", "more than 1000000 values"}));
 }
 
+TEST(ConfigLimits, DegenerateYamlIsAClearError) {
+  // Why: yaml-cpp 0.7 reads "," as an endless stream of empty documents; YAML::LoadAll kept
+  // collecting them until the process ran out of memory and aborted.
+  EXPECT_TRUE(fails_with(",", "t.yaml:1:1:", {"top level must be a mapping", "got nothing"}));
+  const std::string chars = ",[]{}-:?&*!|>'\"%@`# \n\t~.0a\\";
+  for (const char a : chars) {
+    for (const char b : chars) {
+      const std::string text{a, b};
+      EXPECT_THROW(parse_config(text, "t.yaml"), ConfigError) << "'" << text << "'";
+    }
+  }
+}
+
+TEST(ConfigLimits, NoAnchorsAliasesDeepNestingOrHugeNodeCounts) {
+  EXPECT_TRUE(fails_with("name: t\ndefaults:\n  batch: &b [1, 2]\nsweeps:\n  - batch: *b\n"
+                         "    in: 8\n    hidden: 8\n    dtype: bf16\n",
+                         "t.yaml:3:10:", {"anchor (&b)", "not supported", "'defaults'"}));
+  EXPECT_TRUE(fails_with("name: t\nsweeps:\n  - {batch: 1, in: 8, hidden: 8, dtype: &d bf16}\n",
+                         "t.yaml:3:", {"anchor", "not supported"}));
+  EXPECT_TRUE(fails_with(std::string(100000, '['), "t.yaml:1:", {"nested more than 16 deep"}));
+  EXPECT_TRUE(fails_with(sweep_with("    tiles: [[[[[[[[[[[[[[[auto]]]]]]]]]]]]]]]\n"), "t.yaml:7:",
+                         {"nested more than 16 deep"}));
+  std::string many = "name: t\nsweeps:\n  - batch: [";
+  for (size_t i = 0; i < kMaxYamlNodes; ++i) many += i ? ",1" : "1";
+  EXPECT_TRUE(fails_with(many + "]\n", "t.yaml:3:", {"more than 100000 YAML nodes"}));
+}
+
 }  // namespace
 }  // namespace swiglu::bench

@@ -173,6 +173,72 @@ TEST(HostileFiles, ConfigOverOneMiBIsRefused) {
                           {"big.yaml", "1572", "bytes, more than the limit of 1048576 bytes"}));
 }
 
+// --- degenerate YAML -------------------------------------------------------------------------
+
+TEST(HostileYaml, LoneCommaIsAClearError) {
+  const TempDir dir;
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", dir.write("comma.yaml", ",")}),
+                          {"comma.yaml:1:1:", "top level must be a mapping"}));
+}
+
+TEST(HostileYaml, TwoByteFilesAreClearErrors) {
+  const TempDir dir;
+  for (const std::string& text : std::vector<std::string>{
+           ",,", ", ", ",\n", "[,", "{,", "-,", ":,", "?,", "&a", "*a", "!!", "%%", "--", "..",
+           "[]", "{}", "''", "|-", ">-", "\t,", "\xff\xfe", std::string("\0,", 2), "\n\n"}) {
+    EXPECT_TRUE(usage_error(bench({"check", "--shapes", dir.write("two.yaml", text)}),
+                            {"two.yaml:"}))
+        << "file bytes: '" << text << "'";
+  }
+}
+
+TEST(HostileYaml, AliasBombIsRefused) {
+  const TempDir dir;
+  const std::string alias = dir.write(
+      "alias.yaml", "name: a\ndefaults:\n  batch: &b [1, 2]\nsweeps:\n  - batch: *b\n"
+                    "    in: 64\n    hidden: 64\n    dtype: bf16\n");
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", alias}),
+                          {"alias.yaml:3:", "anchors and aliases are not supported"}));
+  // The billion laughs: ten references to ten references to ... a list.
+  std::string laughs = "name: laughs\nsweeps:\n  - &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+  for (int level = 1; level <= 9; ++level) {
+    const std::string ref = "*l" + std::to_string(level - 1);
+    laughs += "  - &l" + std::to_string(level) + " [";
+    for (int i = 0; i < 10; ++i) laughs += (i ? ", " : "") + ref;
+    laughs += "]\n";
+  }
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", dir.write("laughs.yaml", laughs)}),
+                          {"laughs.yaml:3:5:", "anchors and aliases are not supported"}));
+}
+
+TEST(HostileYaml, DeepNestingIsRefused) {
+  const TempDir dir;
+  for (const auto& [name, text] :
+       {std::pair{"flow.yaml", std::string(100000, '[')},
+        std::pair{"maps.yaml", [] {
+                    std::string t;
+                    for (int i = 0; i < 20000; ++i) t += "{a: ";
+                    return t;
+                  }()},
+        std::pair{"block.yaml", [] {
+                    std::string t;
+                    for (int i = 0; i < 20000; ++i) t += "- ";
+                    return t + "1\n";
+                  }()}}) {
+    EXPECT_TRUE(usage_error(bench({"check", "--shapes", dir.write(name, text)}),
+                            {name, "nested more than 16 deep"}));
+  }
+}
+
+TEST(HostileYaml, TooManyNodesAreRefusedBeforeTheyAreBuilt) {
+  std::string list = "name: n\nsweeps:\n  - batch: [";
+  for (int i = 0; i < 300000; ++i) list += i ? ",1" : "1";
+  list += "]\n    in: 64\n    hidden: 64\n    dtype: bf16\n";
+  const TempDir dir;
+  EXPECT_TRUE(usage_error(bench({"check", "--shapes", dir.write("nodes.yaml", list)}),
+                          {"nodes.yaml:3:", "more than 100000 YAML nodes"}));
+}
+
 // --- values at the edges of their types ------------------------------------------------------
 
 TEST(HostileValues, Int64MaxSizesAndPadsAreRefused) {

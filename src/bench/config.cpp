@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -402,6 +403,85 @@ std::string read_file(const std::string& path) {
   return text;
 }
 
+// Thrown by the scan below, caught by parse_config.
+struct ScanError {
+  YAML::Mark mark;
+  std::string message;
+};
+
+// Checks one document's events before yaml-cpp builds its nodes: at most kMaxYamlNodes nodes,
+// kMaxYamlDepth levels, and no anchors or aliases.
+// Why: an alias is a shared node that every walk visits once per reference ("billion laughs"),
+// yaml-cpp's parser recurses once per level of nesting, and its nodes cost about 0.5 KiB each.
+class ScanLimits : public YAML::EventHandler {
+ public:
+  bool saw_document() const { return document_; }
+  bool root_is_null() const { return root_null_; }
+
+  void OnDocumentStart(const YAML::Mark&) override { document_ = true; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (nodes_ == 0) root_null_ = true;
+    node(mark, anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    throw ScanError{mark, "an alias (*name): anchors and aliases are not supported in configs; "
+                          "put shared values in 'defaults'"};
+  }
+  void OnAnchor(const YAML::Mark& mark, const std::string& name) override {
+    throw ScanError{mark, fmt::format("an anchor (&{}): anchors and aliases are not supported in "
+                                      "configs; put shared values in 'defaults'", name)};
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                const std::string&) override {
+    node(mark, anchor);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, anchor);
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, anchor);
+  }
+  void OnMapEnd() override { --depth_; }
+
+ private:
+  void node(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (anchor != YAML::NullAnchor) {
+      throw ScanError{mark, "an anchor (&name): anchors and aliases are not supported in "
+                            "configs; put shared values in 'defaults'"};
+    }
+    if (++nodes_ > kMaxYamlNodes) {
+      throw ScanError{mark, fmt::format("more than {} YAML nodes; a config needs far fewer "
+                                        "(use ranges like 1:4096:1 for long lists)",
+                                        kMaxYamlNodes)};
+    }
+  }
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    node(mark, anchor);
+    if (++depth_ > kMaxYamlDepth) {
+      throw ScanError{mark, fmt::format("lists and mappings nested more than {} deep; a config "
+                                        "needs 4 (top level, sweeps, a sweep, a list)",
+                                        kMaxYamlDepth)};
+    }
+  }
+
+  bool document_ = false;
+  bool root_null_ = false;
+  size_t nodes_ = 0;
+  int depth_ = 0;
+};
+
+// Stops at the start of a second document.
+class NoSecondDocument : public ScanLimits {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    throw ScanError{mark, "more than one YAML document; expected one"};
+  }
+};
+
 std::string count_text(uint64_t n) {
   return n == std::numeric_limits<uint64_t>::max() ? fmt::format("more than {}", n)
                                                    : fmt::format("{}", n);
@@ -531,17 +611,30 @@ void check_unique(const std::vector<Case>& cases) {
 SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name,
                          size_t max_cases) {
   const Source src(source_name);
-  std::vector<YAML::Node> docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(yaml_text);
+    // Why: one document at most, and never YAML::LoadAll: yaml-cpp 0.7 reads a file holding just
+    // "," as an endless stream of empty documents, and LoadAll collects them until memory runs out.
+    std::istringstream in(yaml_text);
+    YAML::Parser parser(in);
+    ScanLimits first;
+    parser.HandleNextDocument(first);
+    if (!first.saw_document()) {
+      src.fail(YAML::Mark::null_mark(),
+               "empty config; expected a mapping with 'name' and 'sweeps'");
+    }
+    if (first.root_is_null()) {
+      src.fail(YAML::Mark::null_mark(),
+               "top level must be a mapping with 'name' and 'sweeps', got nothing (null)");
+    }
+    NoSecondDocument second;
+    parser.HandleNextDocument(second);
+    root = YAML::Load(yaml_text);
+  } catch (const ScanError& e) {
+    src.fail(e.mark, e.message);
   } catch (const YAML::Exception& e) {
     src.fail(e.mark, fmt::format("YAML syntax error: {}", e.msg));
   }
-  if (docs.empty() || docs[0].IsNull()) {
-    src.fail(YAML::Mark::null_mark(), "empty config; expected a mapping with 'name' and 'sweeps'");
-  }
-  if (docs.size() > 1) src.fail(docs[1].Mark(), "more than one YAML document; expected one");
-  const YAML::Node& root = docs[0];
   if (!root.IsMap()) {
     src.fail(root.Mark(),
              fmt::format("top level must be a mapping with 'name' and 'sweeps', got {}",

@@ -35,10 +35,11 @@
 // every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
 // files given to merge_configs) is an error naming both origins.
 //
-// Limits: a config file is a regular file of at most kMaxConfigBytes. Sizes are at most kMaxDim,
-// x_stride_pad at most kMaxStridePad, a tiles list at most kMaxTileNames names, and the cases are
-// counted before they are expanded: more than `max_cases` (--max-cases, default kDefaultMaxCases)
-// is an error.
+// Limits: a config file is a regular file of at most kMaxConfigBytes, one YAML document of at
+// most kMaxYamlNodes nodes nested at most kMaxYamlDepth deep, without anchors or aliases (shared
+// values go in 'defaults'). Sizes are at most kMaxDim, x_stride_pad at most kMaxStridePad, a tiles
+// list at most kMaxTileNames names, and the cases are counted before they are expanded: more than
+// `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
 //
 // Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
 // and names the key, for: a missing, unreadable or non-regular file, YAML syntax, a limit above,
@@ -70,6 +71,8 @@ inline constexpr int64_t kMaxStridePad = 2'147'483'647;  // x_stride_pad
 inline constexpr size_t kMaxTileNames = 64;              // names in one tiles list
 inline constexpr size_t kDefaultMaxCases = 100'000;      // --max-cases
 inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+inline constexpr size_t kMaxYamlNodes = 100'000;
+inline constexpr int kMaxYamlDepth = 16;  // a config needs 4: top level, sweeps, a sweep, a list
 
 // The benchmark variants: the fused kernel and the two cuBLAS baselines.
 const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
