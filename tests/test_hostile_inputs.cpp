@@ -323,5 +323,21 @@ TEST(HostileUsage, EveryUsageErrorHasTheProjectsStyle) {
   EXPECT_NE(help.output.find("--max-cases"), std::string::npos) << help.output;
 }
 
+TEST(HostileUsage, NoGpuIsNamedAsSuch) {
+  const BoundedResult info = bench({"info"});
+  ASSERT_TRUE(ended_by_itself(info)) << info.describe();
+  if (info.exit_code == 0) GTEST_SKIP() << "this machine has a GPU";
+  if (access("/proc/driver/nvidia/version", F_OK) == 0) {
+    GTEST_SKIP() << "an NVIDIA driver is loaded; the no-driver message does not apply";
+  }
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"info"}, with({"check"}, kInline), with({"forward"}, kInline),
+        with({"backward"}, kInline)}) {
+    const BoundedResult r = bench(args);
+    EXPECT_TRUE(usage_error(r, {"no NVIDIA driver or GPU found"}));
+    EXPECT_EQ(r.output.find("driver version is insufficient"), std::string::npos) << r.output;
+  }
+}
+
 }  // namespace
 }  // namespace swiglu::test
