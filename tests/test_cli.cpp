@@ -288,6 +288,53 @@ TEST(Cli, GradientHelpExitsZero) {
   }
 }
 
+TEST(Cli, InlineSweepRunsBatchOutermost) {
+  const Command c = parse({"check", "--batch", "1,2", "--in", "8", "--hidden", "16,32", "--dtype",
+                           "fp32,bf16"});
+  ASSERT_EQ(c.kind, Command::Kind::check);
+  ASSERT_EQ(c.cases.size(), 8u);
+  const auto starts = [&c](size_t i, const std::string& head) {
+    return describe(c.cases[i]).rfind(head, 0) == 0;
+  };
+  EXPECT_TRUE(starts(0, "B=1 I=8 D=16 dtype=fp32")) << describe(c.cases[0]);
+  EXPECT_TRUE(starts(1, "B=1 I=8 D=16 dtype=bf16")) << describe(c.cases[1]);
+  EXPECT_TRUE(starts(2, "B=1 I=8 D=32 dtype=fp32")) << describe(c.cases[2]);
+  EXPECT_TRUE(starts(7, "B=2 I=8 D=32 dtype=bf16")) << describe(c.cases[7]);
+  EXPECT_EQ(c.cases[0].origin, "command line");
+}
+
+TEST(Cli, MaxCasesCapsTheProductBeforeItIsMade) {
+  const std::vector<std::string> twelve = {"check", "--batch", "1:6:1", "--in", "8", "--hidden",
+                                           "16,32"};
+  EXPECT_EQ(parse(twelve).cases.size(), 12u);  // under the default cap
+  std::vector<std::string> args = twelve;
+  args.insert(args.end(), {"--max-cases", "12"});
+  EXPECT_EQ(parse(args).cases.size(), 12u);
+  args.back() = "11";
+  EXPECT_EQ(parse(args).exit_code, 3);
+  // The options multiply the config's cases, counted before repeats are dropped: mnist's 96 × 2.
+  EXPECT_EQ(parse({"check", "--shapes", kMnist, "--batch", "1,2", "--max-cases", "192"}).kind,
+            Command::Kind::check);
+  EXPECT_EQ(parse({"check", "--shapes", kMnist, "--batch", "1,2", "--max-cases", "191"}).exit_code,
+            3);
+  // The --shapes files themselves.
+  EXPECT_EQ(parse({"check", "--shapes", kMnist, "--max-cases", "95"}).exit_code, 3);
+}
+
+TEST(Cli, ValuesAtTheirCapsAreTaken) {
+  const Command c = parse({"check", "--batch", "2147483647", "--in", "2147483647", "--hidden",
+                           "2147483647", "--x-stride-pad", "2147483647", "--seed",
+                           "18446744073709551615", "--device", "0"});
+  ASSERT_EQ(c.kind, Command::Kind::check);
+  ASSERT_EQ(c.cases.size(), 1u);
+  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+  EXPECT_EQ(c.options.seed, UINT64_MAX);
+  const Command t = parse({"train", "--variant", "cublas1,fused", "--seed", "7"});
+  ASSERT_EQ(t.kind, Command::Kind::train);
+  EXPECT_EQ(t.train.variants.size(), 2u);
+  EXPECT_EQ(t.train.seed, 7u);
+}
+
 TEST(Cli, BadUsageExitsThree) {
   const std::vector<std::vector<std::string>> bad = {
       {},                                                        // no subcommand
@@ -325,6 +372,32 @@ TEST(Cli, BadUsageExitsThree) {
       {"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--variants", "fused-save"},
       {"step", "--batch", "8", "--in", "8", "--hidden", "8", "--policy", "both"},
       {"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "db"},
+      // Values that used to be taken without a word.
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-time", "nan"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-time", "inf"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--max-noise", "nan"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--seed", "-1"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--seed", "18446744073709551616"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--tiles", ""},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--dtype", ""},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--variants", ""},
+      {"forward", "--batch", "", "--in", "8", "--hidden", "8"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--device", "-1"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--min-samples", "0"},
+      {"forward", "--batch", "8", "--in", "2147483648", "--hidden", "8"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--x-stride-pad",
+       "9223372036854775807"},
+      {"forward", "--batch", "8", "--in", "8", "--hidden", "8", "--x-stride-pad", "2147483648"},
+      {"check", "--batch", "8", "--in", "8", "--hidden", "8", "--max-cases", "0"},
+      {"check", "--batch", "1:1000:1", "--in", "8", "--hidden", "1:101:1"},  // 101000 cases
+      {"check", "--shapes", kMnist, "--batch", "1:1100:1"},                  // 96 × 1100
+      {"info", "--device", "-1"},
+      {"train", "--variant", "fused,fused"},
+      {"train", "--seed", "-1"},
+      {"train", "--device", "-1"},
+      {"compare", "--baseline", "a.json", "--current", kMnist, "--floor", "nan"},
+      {"--frobnicate"},
+      {"frobnicate", "--batch", "8"},
   };
   for (const auto& args : bad) {
     const Command c = parse(args);

@@ -12,9 +12,10 @@ namespace {
 using V = std::vector<int64_t>;
 
 // The message of the std::invalid_argument that parse_int_list throws, or "" if none.
-std::string int_error(const std::string& text, int64_t min_value = 0) {
+std::string int_error(const std::string& text, int64_t min_value = 0,
+                      int64_t max_value = INT64_MAX) {
   try {
-    parse_int_list(text, min_value);
+    parse_int_list(text, min_value, max_value);
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
@@ -95,6 +96,24 @@ TEST(ParseIntList, RejectsHugeExpansions) {
   EXPECT_NE(msg.find("more than"), std::string::npos) << msg;
 }
 
+TEST(ParseIntList, CountsARangeBeforeExpandingIt) {
+  const std::string msg = int_error("0:9223372036854775807:1");
+  EXPECT_NE(msg.find("the range has 9223372036854775808 values, more than the limit of 1000000"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(parse_int_list("1:1000000:1").size(), kMaxListValues);
+}
+
+TEST(ParseIntList, MaxValue) {
+  EXPECT_EQ(parse_int_list("1,2147483647", 1, 2147483647), V({1, 2147483647}));
+  const std::string msg = int_error("8,2147483648", 1, 2147483647);
+  EXPECT_NE(msg.find("'2147483648'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2147483648 is above the maximum 2147483647"), std::string::npos) << msg;
+  EXPECT_NE(int_error("9223372036854775807", 0, 2147483647), "");
+  EXPECT_NE(int_error("2147483640:2147483650:5", 0, 2147483647), "");
+  EXPECT_NE(int_error("pow2:1:4294967296", 0, 2147483647), "");
+}
+
 TEST(SplitWords, Splits) {
   using W = std::vector<std::string>;
   EXPECT_EQ(split_words("bf16"), W({"bf16"}));
@@ -107,6 +126,18 @@ TEST(SplitWords, RejectsEmptyItems) {
   EXPECT_THROW(split_words("bf16,"), std::invalid_argument);
   EXPECT_THROW(split_words("bf16,,fp16"), std::invalid_argument);
   EXPECT_THROW(split_words(" , "), std::invalid_argument);
+}
+
+TEST(SplitWords, DistinctWordsRefuseRepeats) {
+  using W = std::vector<std::string>;
+  EXPECT_EQ(split_distinct_words("fused, cublas2"), W({"fused", "cublas2"}));
+  try {
+    split_distinct_words("fused,cublas2, fused");
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "'fused' is listed twice in \"fused,cublas2, fused\"");
+  }
+  EXPECT_THROW(split_distinct_words("fused,"), std::invalid_argument);
 }
 
 }  // namespace

@@ -3,8 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -18,9 +24,10 @@ const std::string kSourceDir = SWIGLU_SOURCE_DIR;
 // Success when parsing `yaml` throws a ConfigError whose message starts with `location` (as in
 // "t.yaml:4:5:") and contains every one of `parts`.
 ::testing::AssertionResult fails_with(const std::string& yaml, const std::string& location,
-                                      std::initializer_list<std::string> parts) {
+                                      std::initializer_list<std::string> parts,
+                                      size_t max_cases = kDefaultMaxCases) {
   try {
-    const SweepConfig c = parse_config(yaml, "t.yaml");
+    const SweepConfig c = parse_config(yaml, "t.yaml", max_cases);
     return ::testing::AssertionFailure() << "parsed without error (" << c.cases.size() << " cases)";
   } catch (const ConfigError& e) {
     const std::string msg = e.what();
@@ -57,6 +64,30 @@ const std::string kSourceDir = SWIGLU_SOURCE_DIR;
     return ::testing::AssertionSuccess();
   }
 }
+
+// A file in a fresh temporary directory, removed with it.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& name) {
+    std::string tmpl = fs::temp_directory_path() / "swiglu-config-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
+    path_ = dir_ + "/" + name;
+  }
+  ~TempFile() {
+    std::error_code ec;
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+  const std::string& write(const std::string& text) const {
+    std::ofstream(path_, std::ios::binary) << text;
+    return path_;
+  }
+
+ private:
+  std::string dir_, path_;
+};
 
 // A valid single sweep with `extra` lines appended to it (4-space indented keys).
 std::string sweep_with(const std::string& extra) {
@@ -471,6 +502,137 @@ TEST(ConfigBad, CheckUniqueWithoutFile) {
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()).rfind("--shapes x: duplicate case", 0), 0u) << e.what();
   }
+}
+
+// --- limits: what a hostile config cannot make the parser do ---------------------------------
+
+TEST(ConfigLimits, OnlyRegularFilesOfAtMostOneMiB) {
+  EXPECT_TRUE(load_fails_with("/dev/zero", "/dev/zero:1:1:",
+                              {"cannot read", "a character device, not a regular file"}));
+  const TempFile fifo("fifo.yaml");
+  ASSERT_EQ(mkfifo(fifo.path().c_str(), 0600), 0);
+  EXPECT_TRUE(load_fails_with(fifo.path(), fifo.path() + ":1:1:", {"a FIFO, not a regular file"}));
+  const TempFile big("big.yaml");
+  big.write(sweep_with("") + "#" + std::string(kMaxConfigBytes, ' ') + "\n");
+  EXPECT_TRUE(load_fails_with(big.path(), big.path() + ":1:1:",
+                              {"bytes, more than the limit of 1048576 bytes (1 MiB)"}));
+  const TempFile edge("edge.yaml");
+  const std::string text = sweep_with("");
+  edge.write(text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
+  EXPECT_EQ(fs::file_size(edge.path()), kMaxConfigBytes);
+  EXPECT_EQ(load_config(edge.path()).cases.size(), 1u);
+}
+
+TEST(ConfigLimits, SizesAndPaddingsHaveCaps) {
+  EXPECT_TRUE(fails_with(sweep_with("    x_stride_pad: 9223372036854775807\n"), "t.yaml:7:19:",
+                         {"'x_stride_pad'", "above the maximum 2147483647"}));
+  EXPECT_TRUE(fails_with(
+      "name: t\nsweeps:\n  - {batch: 1, in: 9223372036854775807, hidden: 8, dtype: bf16}\n",
+      "t.yaml:3:20:", {"'in'", "above the maximum 2147483647"}));
+  EXPECT_TRUE(fails_with("name: t\nsweeps:\n  - {batch: \"1,2147483648\", in: 8, hidden: 8, "
+                         "dtype: bf16}\n",
+                         "t.yaml:3:13:", {"'batch'", "above the maximum 2147483647"}));
+  // At the caps, ldx = in + pad is far from overflowing.
+  const SweepConfig c = parse_config(
+      "name: t\nsweeps:\n  - {batch: 2147483647, in: 2147483647, hidden: 2147483647, "
+      "dtype: bf16, x_stride_pad: 2147483647}\n",
+      "t.yaml");
+  ASSERT_EQ(c.cases.size(), 1u);
+  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+}
+
+TEST(ConfigLimits, CasesAreCountedBeforeTheyAreExpanded) {
+  // 3 batches × 2 hidden sizes × (fp32 × 3 maths + bf16) = 24 cases.
+  const std::string yaml =
+      "name: t\nsweeps:\n  - {batch: [1, 2, 3], in: 8, hidden: [8, 16], dtype: [fp32, bf16], "
+      "math: [exact, tf32, 3xtf32]}\n";
+  EXPECT_EQ(parse_config(yaml, "t.yaml", 24).cases.size(), 24u);
+  EXPECT_TRUE(fails_with(yaml, "t.yaml:3:5:",
+                         {"sweep 1", "24 cases", "the limit of 23", "--max-cases"}, 23));
+  // The count covers every sweep so far.
+  EXPECT_TRUE(fails_with(yaml + "  - {batch: 4, in: 8, hidden: [8, 16], dtype: fp16}\n",
+                         "t.yaml:4:5:", {"sweep 2", "26 cases (this sweep: 2)"}, 25));
+  // 10^8 cases fail at once, without being made.
+  EXPECT_TRUE(fails_with("name: t\nsweeps:\n  - {batch: \"1:1000000:1\", in: 8, "
+                         "hidden: \"1:100:1\", dtype: bf16}\n",
+                         "t.yaml:3:5:", {"100000000 cases", "the limit of 100000"}));
+}
+
+TEST(ConfigLimits, CountMatchesExpansionAndSaturates) {
+  SweepSpec spec;
+  spec.batch = {1, 2, 3};
+  spec.in = {8, 9};
+  spec.hidden = {16};
+  spec.dtype = {DType::bf16, DType::f32, DType::f16};
+  spec.math = {Math::exact, Math::tf32, Math::tf32x3};
+  spec.layout = {Layout::linear, Layout::packed};
+  spec.bias = {false, true};
+  spec.x_stride_pad = {0, 8};
+  EXPECT_EQ(count_cases(spec), expand_sweep(spec, "x").size());
+  EXPECT_EQ(count_cases(spec), uint64_t{3 * 2 * 1 * (1 + 3 + 1) * 2 * 2 * 2});
+  const std::vector<int64_t> million(1'000'000, 1);
+  spec.batch = spec.in = spec.hidden = spec.x_stride_pad = million;  // 10^24 cases
+  EXPECT_EQ(count_cases(spec), std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(saturating_mul(uint64_t{1} << 32, uint64_t{1} << 32),
+            std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(saturating_mul(uint64_t{1} << 31, uint64_t{1} << 32), uint64_t{1} << 63);
+  EXPECT_EQ(saturating_mul(0, std::numeric_limits<uint64_t>::max()), 0u);
+}
+
+TEST(ConfigLimits, MergedConfigsHaveACap) {
+  const SweepConfig a = parse_config(sweep_with(""), "a.yaml");
+  const SweepConfig b = parse_config(
+      "name: b\nsweeps:\n  - {batch: [1, 2], in: 8, hidden: 8, dtype: fp32}\n", "b.yaml");
+  EXPECT_EQ(merge_configs({a, b}, 3).cases.size(), 3u);
+  try {
+    merge_configs({a, b}, 2);
+    FAIL() << "no exception";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("3 cases together (a.yaml: 1, b.yaml: 2), more than the "
+                                         "limit of 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(ConfigLimits, LongListsAreBounded) {
+  std::string tiles;
+  for (size_t i = 1; i <= kMaxTileNames + 1; ++i) {
+    tiles += (i > 1 ? ", " : "") + ("sm80:" + std::to_string(i) + "x64x32s4w4");
+  }
+  EXPECT_TRUE(fails_with(sweep_with("    tiles: [" + tiles + "]\n"), "t.yaml:7:",
+                         {"'tiles'", "more than 64 tile names"}));
+  // Items of a list are counted together, not one by one.
+  EXPECT_TRUE(fails_with(sweep_with("").replace(sweep_with("").find("batch: 64"), 9,
+                                                "batch: [\"1:600000:1\", \"600001:1200000:1\"]"),
+                         "t.yaml:3:", {"'batch'", "more than 1000000 values"}));
+}
+
+TEST(ConfigLimits, DegenerateYamlIsAClearError) {
+  // Why: yaml-cpp 0.7 reads "," as an endless stream of empty documents; YAML::LoadAll kept
+  // collecting them until the process ran out of memory and aborted.
+  EXPECT_TRUE(fails_with(",", "t.yaml:1:1:", {"top level must be a mapping", "got nothing"}));
+  const std::string chars = ",[]{}-:?&*!|>'\"%@`# \n\t~.0a\\";
+  for (const char a : chars) {
+    for (const char b : chars) {
+      const std::string text{a, b};
+      EXPECT_THROW(parse_config(text, "t.yaml"), ConfigError) << "'" << text << "'";
+    }
+  }
+}
+
+TEST(ConfigLimits, NoAnchorsAliasesDeepNestingOrHugeNodeCounts) {
+  EXPECT_TRUE(fails_with("name: t\ndefaults:\n  batch: &b [1, 2]\nsweeps:\n  - batch: *b\n"
+                         "    in: 8\n    hidden: 8\n    dtype: bf16\n",
+                         "t.yaml:3:10:", {"anchor (&b)", "not supported", "'defaults'"}));
+  EXPECT_TRUE(fails_with("name: t\nsweeps:\n  - {batch: 1, in: 8, hidden: 8, dtype: &d bf16}\n",
+                         "t.yaml:3:", {"anchor", "not supported"}));
+  EXPECT_TRUE(fails_with(std::string(100000, '['), "t.yaml:1:", {"nested more than 16 deep"}));
+  EXPECT_TRUE(fails_with(sweep_with("    tiles: [[[[[[[[[[[[[[[auto]]]]]]]]]]]]]]]\n"), "t.yaml:7:",
+                         {"nested more than 16 deep"}));
+  std::string many = "name: t\nsweeps:\n  - batch: [";
+  for (size_t i = 0; i < kMaxYamlNodes; ++i) many += i ? ",1" : "1";
+  EXPECT_TRUE(fails_with(many + "]\n", "t.yaml:3:", {"more than 100000 YAML nodes"}));
 }
 
 }  // namespace

@@ -2,13 +2,18 @@
 #include "bench/cli.hpp"
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <unordered_set>
 #include <vector>
 
 #include "bench/cli_values.hpp"
@@ -23,12 +28,86 @@ Command exit_with(int code) {
   return c;
 }
 
-// Options shared by `check` and `forward`.
+// Options shared by the case-running commands; an unset optional: the option was not given
+// (so `--tiles ""` is an empty list, an error, not a missing option).
 struct CaseOptions {
   std::vector<std::string> shapes;
-  std::string batch, in, hidden, dtype, layout, bias, variants, tiles, math;
-  int64_t x_stride_pad = -1;
+  std::optional<std::string> batch, in, hidden, dtype, layout, bias, variants, tiles, math;
+  std::optional<int64_t> x_stride_pad;
+  int64_t max_cases = static_cast<int64_t>(kDefaultMaxCases);
 };
+
+// Range checks that read as people write ranges ("must be ≥ 1, got 0"; print_usage_error() puts
+// the option's name in front) and that refuse nan and inf.
+// Why: CLI11's PositiveNumber and Range print bounds of 309 digits, and every comparison with nan
+// is false, so they let it through. `desc` is what --help shows after the type.
+CLI::Validator integer_in(int64_t lo, int64_t hi, std::string desc) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        int64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || end != text.data() + text.size()) {
+          return hi == std::numeric_limits<int64_t>::max()
+                     ? fmt::format("must be an integer ≥ {}, got '{}'", lo, text)
+                     : fmt::format("must be an integer from {} to {}, got '{}'", lo, hi, text);
+        }
+        if (v < lo) return fmt::format("must be ≥ {}, got {}", lo, text);
+        if (v > hi) return fmt::format("must be ≤ {}, got {}", hi, text);
+        return std::string();
+      },
+      std::move(desc));
+}
+
+// Any uint64_t; CLI11 itself reads "-1" as 2^64 - 1 and saturates what is larger.
+CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        uint64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || end != text.data() + text.size()) {
+          return fmt::format("must be an integer from 0 to {}, got '{}'",
+                             std::numeric_limits<uint64_t>::max(), text);
+        }
+        return std::string();
+      },
+      "");
+}
+
+// Whether a range includes its end.
+enum class End { closed, open };
+
+// A finite number from lo to hi, either end open or closed; hi = infinity: no upper bound.
+CLI::Validator number_in(double lo, End lo_end, double hi, End hi_end, std::string desc) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return fmt::format("must be a number, got '{}'", text);
+        } catch (const std::exception&) {
+          return fmt::format("must be a number, got '{}'", text);
+        }
+        if (!std::isfinite(v)) return fmt::format("must be a finite number, got {}", text);
+        if (lo_end == End::open ? !(v > lo) : !(v >= lo)) {
+          return fmt::format("must be {} {}, got {}", lo_end == End::open ? ">" : "≥", lo, text);
+        }
+        if (hi_end == End::open ? !(v < hi) : !(v <= hi)) {
+          return fmt::format("must be {} {}, got {}", hi_end == End::open ? "<" : "≤", hi, text);
+        }
+        return std::string();
+      },
+      std::move(desc));
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+
+CLI::Validator device_index() { return integer_in(0, kIntMax, "NONNEGATIVE"); }
+CLI::Validator nonnegative_number() {
+  return number_in(0, End::closed, kInf, End::closed, "NONNEGATIVE");
+}
+CLI::Validator positive_number() { return number_in(0, End::open, kInf, End::closed, "POSITIVE"); }
 
 struct Measure {
   TimingOptions timing;
@@ -48,7 +127,9 @@ constexpr const char* kGradientVariantsHelp =
     "list [default: all]";
 
 void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
-  cmd->add_option("--shapes", c.shapes, "YAML sweep config (repeatable); see configs/ and README")
+  cmd->add_option("--shapes", c.shapes,
+                  "YAML sweep config (repeatable; a regular file of at most 1 MiB); see configs/ "
+                  "and README")
       ->check(CLI::ExistingFile);
   cmd->add_option("--batch", c.batch, "batch sizes B: N, a,b,c, a:b:step or pow2:a:b");
   cmd->add_option("--in", c.in, "in-features I (same forms as --batch)");
@@ -59,13 +140,21 @@ void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--variants", c.variants, gradient ? kGradientVariantsHelp : kForwardVariantsHelp);
   cmd->add_option("--tiles", c.tiles, gradient ? kGradientTilesHelp : kForwardTilesHelp);
   cmd->add_option("--math", c.math, "fp32 arithmetic: exact, tf32, 3xtf32 or a comma list (applies to the baselines too; their 3xtf32 is exact fp32) [default: exact]");
-  cmd->add_option("--x-stride-pad", c.x_stride_pad, "extra elements per X row (ldx = I + pad)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--x-stride-pad", c.x_stride_pad,
+                  fmt::format("extra elements per X row (ldx = I + pad), 0 to {}", kMaxStridePad))
+      ->check(integer_in(0, kMaxStridePad, ""));
+  cmd->add_option("--max-cases", c.max_cases,
+                  "the most cases the --shapes files and the options may expand to, counted "
+                  "before anything is expanded (and before repeated cases are dropped)")
+      ->capture_default_str()
+      ->check(integer_in(1, std::numeric_limits<int64_t>::max(), "POSITIVE"));
 }
 
 void add_run_options(CLI::App* cmd, RunOptions& o, std::string& reference) {
-  cmd->add_option("--seed", o.seed, "seed of the random inputs")->capture_default_str();
-  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "seed of the random inputs")->capture_default_str()
+      ->check(unsigned_integer());
+  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str()
+      ->check(device_index());
   cmd->add_option("--out", o.out_dir, "directory for CSV/JSON/MD results [default: results/<gpu>]");
   cmd->add_option("--reference", reference,
                   "auto (fp64 CPU for B·I·2D <= 2^31, else fp32-accumulating cuBLAS), cpu or gpu")
@@ -111,6 +200,9 @@ std::vector<std::string> option_words(const std::string& text, const char* optio
 
 std::vector<std::string> tile_words(const std::string& text, const char* option) {
   std::vector<std::string> tiles = option_words(text, option);
+  if (tiles.size() > kMaxTileNames)
+    throw std::invalid_argument(fmt::format("{}: more than {} tile names ('all' runs every "
+                                            "compiled tile)", option, kMaxTileNames));
   for (const auto& t : tiles)
     if (t != "auto" && t != "all" && !TileConfig::parse(t))
       throw std::invalid_argument(std::string(option) + ": '" + t +
@@ -160,16 +252,16 @@ void add_output_flags(CLI::App* cmd, Formats& f) {
 
 void add_measure_options(CLI::App* cmd, Measure& m, RunOptions& o) {
   cmd->add_option("--warmup", m.timing.warmup, "untimed runs of each variant")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kIntMax, "NONNEGATIVE"));
   cmd->add_option("--min-samples", m.timing.min_samples, "timed samples per variant, at least")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(integer_in(1, kIntMax, "POSITIVE"));
   cmd->add_option("--max-samples", m.timing.max_samples, "timed samples per variant, at most")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(integer_in(1, kIntMax, "POSITIVE"));
   cmd->add_option("--min-time", m.timing.min_time_s, "measured seconds per variant, at least")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--max-noise", m.timing.max_noise,
                   "keep sampling while IQR/median exceeds this fraction (up to --max-samples)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive_number());
   auto* cold = cmd->add_flag("--cold", m.cold, "flush L2 before every sample (default)");
   cmd->add_flag("--hot", m.hot, "do not flush L2: inputs may stay cached")->excludes(cold);
   cmd->add_flag("--profile", o.profile,
@@ -189,79 +281,124 @@ void add_graph_flag(CLI::App* cmd, Measure& m) {
                 "record cuda_graph=true");
 }
 
-bool parse_bool_word(const std::string& w) {
-  if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
-  if (w == "false" || w == "off" || w == "no" || w == "0") return false;
-  throw std::invalid_argument("--bias: '" + w + "' is not true or false");
+// The words of an option's value, each parsed by `parse` (a std::optional) or refused with
+// "--dtype: 'int8' is not fp32, fp16 or bf16"; an option not given: no words.
+template <typename Parse>
+auto option_values(const std::optional<std::string>& text, const char* option, Parse parse,
+                   const char* expected) {
+  std::vector<typename std::invoke_result_t<Parse, std::string>::value_type> values;
+  if (!text) return values;
+  for (const auto& w : option_words(*text, option)) {
+    const auto v = parse(w);
+    if (!v) throw std::invalid_argument(fmt::format("{}: '{}' is not {}", option, w, expected));
+    values.push_back(*v);
+  }
+  return values;
+}
+
+std::vector<int64_t> option_sizes(const std::optional<std::string>& text, const char* option) {
+  if (!text) return {};
+  try {
+    return parse_int_list(*text, 1, kMaxDim);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("{}: {}", option, e.what()));
+  }
 }
 
 // The cases to run: the --shapes files, with every explicitly given option overriding the
-// corresponding field of every case; or, without --shapes, the inline sweep.
+// corresponding field of every case; or, without --shapes, the inline sweep: the same product
+// over one case of default fields (batch outermost, math innermost).
 std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* resolved) {
-  SweepSpec inline_spec;
-  const bool inline_dims = !c.batch.empty() || !c.in.empty() || !c.hidden.empty();
-  if (!c.batch.empty()) inline_spec.batch = parse_int_list(c.batch, 1);
-  if (!c.in.empty()) inline_spec.in = parse_int_list(c.in, 1);
-  if (!c.hidden.empty()) inline_spec.hidden = parse_int_list(c.hidden, 1);
-  std::vector<DType> dtypes;
-  for (const auto& w : c.dtype.empty() ? std::vector<std::string>{} : split_words(c.dtype)) {
-    const auto d = parse_dtype(w);
-    if (!d) throw std::invalid_argument("--dtype: '" + w + "' is not fp32, fp16 or bf16");
-    dtypes.push_back(*d);
-  }
-  std::vector<Layout> layouts;
-  for (const auto& w : c.layout.empty() ? std::vector<std::string>{} : split_words(c.layout)) {
-    const auto l = parse_layout(w);
-    if (!l) throw std::invalid_argument("--layout: '" + w + "' is not linear or packed");
-    layouts.push_back(*l);
-  }
-  std::vector<bool> biases;
-  for (const auto& w : c.bias.empty() ? std::vector<std::string>{} : split_words(c.bias))
-    biases.push_back(parse_bool_word(w));
-  std::vector<Math> maths;
-  for (const auto& w : c.math.empty() ? std::vector<std::string>{} : split_words(c.math)) {
-    const auto m = parse_math(w);
-    if (!m) throw std::invalid_argument("--math: '" + w + "' is not exact, tf32 or 3xtf32");
-    maths.push_back(*m);
-  }
+  const std::vector<int64_t> batches = option_sizes(c.batch, "--batch");
+  const std::vector<int64_t> ins = option_sizes(c.in, "--in");
+  const std::vector<int64_t> hiddens = option_sizes(c.hidden, "--hidden");
+  const std::vector<DType> dtypes =
+      option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16 or bf16");
+  const std::vector<Layout> layouts =
+      option_values(c.layout, "--layout", parse_layout, "linear or packed");
+  const std::vector<bool> biases = option_values(
+      c.bias, "--bias",
+      [](const std::string& w) -> std::optional<bool> {
+        if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
+        if (w == "false" || w == "off" || w == "no" || w == "0") return false;
+        return std::nullopt;
+      },
+      "true or false");
+  const std::vector<Math> maths =
+      option_values(c.math, "--math", parse_math, "exact, tf32 or 3xtf32");
   std::vector<std::string> variants;
-  if (!c.variants.empty()) {
-    variants = split_words(c.variants);
+  if (c.variants) {
+    variants = option_words(*c.variants, "--variants");
     for (const auto& v : variants)
       if (!is_variant(v)) throw std::invalid_argument("--variants: '" + v + "' is not fused, cublas2 or cublas1");
   }
   std::vector<std::string> tiles;
-  if (!c.tiles.empty()) tiles = tile_words(c.tiles, "--tiles");
+  if (c.tiles) tiles = tile_words(*c.tiles, "--tiles");
+  const size_t max_cases = static_cast<size_t>(c.max_cases);
 
   std::vector<Case> base;
   if (!c.shapes.empty()) {
     std::vector<SweepConfig> configs;
-    for (const auto& f : c.shapes) configs.push_back(load_config(f));
-    SweepConfig merged = merge_configs(configs);
+    for (const auto& f : c.shapes) configs.push_back(load_config(f, max_cases));
+    SweepConfig merged = merge_configs(std::move(configs), max_cases);
     *name = merged.name;
     base = std::move(merged.cases);
   } else {
-    if (!inline_dims || inline_spec.batch.empty() || inline_spec.in.empty() || inline_spec.hidden.empty())
+    if (batches.empty() || ins.empty() || hiddens.empty())
       throw std::invalid_argument("give --shapes FILE.yaml, or all of --batch, --in and --hidden");
-    inline_spec.dtype = dtypes.empty() ? std::vector<DType>{DType::bf16} : dtypes;
-    base = expand_sweep(inline_spec, "command line");
+    Case t;
+    t.variants = all_variants();
+    t.tiles = {"auto"};
+    t.origin = "command line";
+    base = {t};
     *name = "inline";
   }
 
-  // Explicit options override the config, as a filter/product over each case.
+  // Counted before anything is expanded: a product of long lists fails at once, not when memory
+  // runs out. The count is before repeated cases are dropped.
+  uint64_t total = base.size();
+  std::string factors = c.shapes.empty() ? "" : fmt::format("{} from --shapes", base.size());
+  const auto factor = [&](size_t n, const char* option) {
+    if (n == 0) return;
+    total = saturating_mul(total, n);
+    factors += fmt::format("{}{} {}", factors.empty() ? "" : " × ", option, n);
+  };
+  factor(batches.size(), "--batch");
+  factor(ins.size(), "--in");
+  factor(hiddens.size(), "--hidden");
+  factor(dtypes.size(), "--dtype");
+  factor(layouts.size(), "--layout");
+  factor(biases.size(), "--bias");
+  factor(maths.size(), "--math");
+  if (total > max_cases) {
+    throw std::invalid_argument(fmt::format(
+        "{}{} cases ({}), more than the limit of {}; raise it with --max-cases",
+        total == std::numeric_limits<uint64_t>::max() ? "more than " : "", total, factors,
+        max_cases));
+  }
+
+  // Explicit options override the config, as a product over each case.
   std::vector<Case> out;
-  const auto or_one = [](auto list, auto value) {
+  std::unordered_set<CaseKey, CaseKeyHash> seen;
+  const auto or_one = [](const auto& list, auto value) {
     return list.empty() ? std::vector<decltype(value)>{value} : list;
   };
-  for (const Case& b : base) {
-    for (int64_t B : or_one(inline_spec.batch, b.batch))
-      for (int64_t I : or_one(inline_spec.in, b.in))
-        for (int64_t D : or_one(inline_spec.hidden, b.hidden))
+  uint64_t per_base = 1;
+  for (const size_t n : {batches.size(), ins.size(), hiddens.size(), dtypes.size(),
+                         layouts.size(), biases.size(), maths.size()})
+    per_base *= std::max<size_t>(n, 1);  // no overflow: at most `total`
+  for (Case& b : base) {
+    uint64_t made = 0;
+    for (int64_t B : or_one(batches, b.batch))
+      for (int64_t I : or_one(ins, b.in))
+        for (int64_t D : or_one(hiddens, b.hidden))
           for (DType t : or_one(dtypes, b.dtype))
             for (Layout l : or_one(layouts, b.layout))
               for (bool bias : or_one(biases, static_cast<bool>(b.bias)))
                 for (Math m : or_one(maths, b.math)) {
-                  Case x = b;
+                  // Why: the last case made from b takes its storage, so that a large config
+                  // is not held twice.
+                  Case x = ++made == per_base ? std::move(b) : b;
                   x.batch = B;
                   x.in = I;
                   x.hidden = D;
@@ -269,15 +406,14 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
                   x.layout = l;
                   x.bias = bias;
                   x.math = t == DType::f32 ? m : Math::exact;
-                  if (c.x_stride_pad >= 0) x.x_stride_pad = c.x_stride_pad;
+                  if (c.x_stride_pad) x.x_stride_pad = *c.x_stride_pad;
                   if (!variants.empty()) x.variants = variants;
                   if (!tiles.empty()) x.tiles = tiles;
-                  const bool dup = std::any_of(out.begin(), out.end(), [&](const Case& y) {
-                    return describe(y) == describe(x);
-                  });
-                  if (!dup) out.push_back(std::move(x));
+                  if (seen.insert(case_key(x)).second) out.push_back(std::move(x));
                 }
   }
+  base.clear();
+  base.shrink_to_fit();
   Json list = Json::array();
   for (const Case& x : out) {
     Json j = Json::object();
@@ -317,15 +453,15 @@ struct RunCommand {
 
 void add_compare_options(CLI::App* cmd, CompareOptions& c) {
   cmd->add_option("--floor", c.floor, "smallest tolerance on a speedup ratio")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--k", c.k, "tolerance = max(floor, k × combined relative noise)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--abs-floor", c.abs_floor,
                   "smallest tolerance on the fused kernel's absolute median (looser than --floor)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(nonnegative_number());
   cmd->add_option("--max-tolerance", c.max_tolerance,
                   "a case whose tolerance would exceed this is AMBG (too noisy to tell)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive_number());
   cmd->add_option("--against", c.reference, "the speedup compared: over cublas2 or cublas1")
       ->capture_default_str()->check(CLI::IsMember({"cublas2", "cublas1"}));
   cmd->add_flag("--allow-missing", c.allow_missing,
@@ -342,28 +478,6 @@ struct TrainWords {
   bool csv = false, json = false;
 };
 
-// A finite number in (lo, hi) or [lo, hi): CLI11's Range accepts nan and inf where a rate must not.
-// `desc` is what --help shows, `what` completes "'x' is not ...".
-CLI::Validator finite_between(double lo, bool lo_open, double hi, bool hi_open, std::string desc,
-                              std::string what) {
-  return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        double v = 0;
-        try {
-          size_t used = 0;
-          v = std::stod(text, &used);
-          if (used != text.size()) return "'" + text + "' is not a number";
-        } catch (const std::exception&) {
-          return "'" + text + "' is not a number";
-        }
-        const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) &&
-                        (hi_open ? v < hi : v <= hi);
-        if (!ok) return "'" + text + "' is not " + what;
-        return std::string();
-      },
-      desc);
-}
-
 void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
                        std::optional<double>& lr, std::optional<double>& wd,
                        std::optional<double>& tol) {
@@ -374,15 +488,15 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
                   "dataset-fashion-mnist installs them")
       ->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "epochs, >= 1")->capture_default_str()
-      ->check(CLI::Range(1, 1000000));
+      ->check(integer_in(1, 1000000, "in [1, 1000000]"));
   cmd->add_option("--batch", o.batch, "batch size, >= 1 (an epoch's last batch may be partial)")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+      ->capture_default_str()->check(integer_in(1, int64_t{1} << 20, "in [1, 2^20]"));
   cmd->add_option("--hidden", o.hidden, "SwiGLU hidden size D, >= 1")->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+      ->check(integer_in(1, int64_t{1} << 16, "in [1, 2^16]"));
   cmd->add_option("--lr", lr, "learning rate, > 0 [default: 0.01 for sgd, 0.001 for adamw]")
-      ->check(finite_between(0, true, 1e6, false, "> 0", "a learning rate > 0"));
+      ->check(number_in(0, End::open, 1e6, End::closed, "POSITIVE"));
   cmd->add_option("--seed", o.seed, "seed of the initial weights and of the batch order")
-      ->capture_default_str();
+      ->capture_default_str()->check(unsigned_integer());
   cmd->add_option("--variant", w.variant,
                   "the SwiGLU layer: fused, cublas2 (two cuBLASLt GEMMs + gate), cublas1, or a "
                   "comma list, trained side by side from the same seed, whose per-step losses "
@@ -403,18 +517,20 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
   cmd->add_option("--optimizer", w.optimizer, "sgd (with momentum) or adamw")
       ->capture_default_str()->check(CLI::IsMember({"sgd", "adamw"}));
   cmd->add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")->capture_default_str()
-      ->check(finite_between(0, false, 1, true, "in [0, 1)", "a momentum in [0, 1)"));
+      ->check(number_in(0, End::closed, 1, End::open, "in [0, 1)"));
   cmd->add_option("--weight-decay", wd,
                   "weight decay, >= 0 (AdamW: decoupled) [default: 0 for sgd, 0.01 for adamw]")
-      ->check(finite_between(0, false, 1e6, false, ">= 0", "a weight decay >= 0"));
+      ->check(number_in(0, End::closed, 1e6, End::closed, "NONNEGATIVE"));
   cmd->add_option("--agree-tol", tol,
                   "largest |per-step training loss difference| between variants that counts as "
                   "agreement [default: by dtype and optimizer, see TESTING.md]")
-      ->check(finite_between(0, true, 1e6, false, "> 0", "a tolerance > 0"));
+      ->check(number_in(0, End::open, 1e6, End::closed, "POSITIVE"));
   cmd->add_option("--max-steps", o.max_steps,
                   "training steps per epoch, at most (0: the whole training split)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(0, std::numeric_limits<int64_t>::max(), "NONNEGATIVE"));
+  cmd->add_option("--device", o.device, "CUDA device index")->capture_default_str()
+      ->check(device_index());
   cmd->add_option("--out", o.out_dir, "directory for the CSV and JSON results [default: results/<gpu>]");
   cmd->add_option("--name", o.name,
                   "file stem of the results [default: "
@@ -425,7 +541,15 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
 
 void resolve_train(const TrainWords& w, train::TrainOptions& o) {
   o.variants.clear();
-  for (const auto& word : option_words(w.variant, "--variant")) {
+  // Why: a repeat is refused, not dropped: "fused,fused" would train one variant and check no
+  // agreement at all.
+  std::vector<std::string> variant_words;
+  try {
+    variant_words = split_distinct_words(w.variant);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--variant: ") + e.what());
+  }
+  for (const auto& word : variant_words) {
     const auto v = train::parse_layer_variant(word);
     if (!v) throw std::invalid_argument("--variant: '" + word + "' is not fused, cublas2 or cublas1");
     o.variants.push_back(*v);
@@ -445,6 +569,47 @@ void resolve_train(const TrainWords& w, train::TrainOptions& o) {
   }
 }
 
+std::vector<std::string> subcommand_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    names.push_back(sub->get_name());
+  return names;
+}
+
+// The message for a first word that is neither a subcommand nor --help/--version, else "".
+// Why: CLI11 says only "A subcommand is required" for `swiglubench frobnicate` and for
+// `swiglubench --frobnicate`.
+std::string unknown_first_word(const CLI::App& app, int argc, const char* const* argv) {
+  const std::vector<std::string> names = subcommand_names(app);
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  if (argc < 2) {
+    return fmt::format("no subcommand given; the subcommands are {} (see --help)", list);
+  }
+  const std::string first = argv[1];
+  if (std::find(names.begin(), names.end(), first) != names.end()) return "";
+  for (const char* flag : {"-h", "--help", "--help-all", "--version"})
+    if (first == flag) return "";
+  if (!first.empty() && first[0] == '-') {
+    return fmt::format("unknown option '{}'; options come after a subcommand: {} (see --help)",
+                       first, list);
+  }
+  return fmt::format("unknown subcommand '{}'; the subcommands are {} (see --help)", first, list);
+}
+
+// CLI11's errors in the tool's style: "error: ..." on stderr, and where to find the options.
+void print_usage_error(const CLI::App& app, const CLI::ParseError& e) {
+  std::string message = e.what();
+  // Our validators' messages start "must be", after CLI11's "--min-samples: ".
+  if (const size_t at = message.find(": must be"); at != std::string::npos && message[0] == '-')
+    message.erase(at, 1);
+  std::string command = "swiglubench";
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App* a) { return a->parsed(); }))
+    command += " " + sub->get_name();
+  std::fprintf(stderr, "error: %s\n(%s --help lists the options)\n", message.c_str(),
+               command.c_str());
+}
+
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {
@@ -459,7 +624,8 @@ Command parse_command_line(int argc, const char* const* argv) {
 
   int info_device = 0;
   CLI::App* info = app.add_subcommand("info", "device, SM count, L2, clocks, driver/runtime/cuBLAS versions and compiled tiles");
-  info->add_option("--device", info_device, "CUDA device index")->capture_default_str();
+  info->add_option("--device", info_device, "CUDA device index")->capture_default_str()
+      ->check(device_index());
 
   RunCommand check, fwd, gate, bwd, step, mem;
   const auto define = [&app](RunCommand& rc, const char* name, const std::string& help,
@@ -506,7 +672,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   gate.app->add_option("--baseline", gate_opts.baseline,
                        "baseline result file [default: results/<gpu>/baseline.json]");
   gate.app->add_option("--retries", gate_opts.retries, "re-measurements of SLOW/AMBG cases")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(integer_in(0, kIntMax, "NONNEGATIVE"));
   gate.app->add_flag("--update-baseline", gate_opts.update_baseline,
                      "record this run as the baseline instead of comparing");
   add_compare_options(gate.app, gate_opts.compare);
@@ -535,12 +701,20 @@ Command parse_command_line(int argc, const char* const* argv) {
       "otherwise)");
   add_train_options(tr, train_opts, train_words, train_lr, train_wd, train_tol);
 
+  if (const std::string unknown = unknown_first_word(app, argc, argv); !unknown.empty()) {
+    std::fprintf(stderr, "error: %s\n", unknown.c_str());
+    return exit_with(kExitError);
+  }
   Command cmd;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return exit_with(code == 0 ? kExitOk : kExitError);
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
+      app.exit(e);  // --help, --help-all, --version
+      return exit_with(kExitOk);
+    }
+    print_usage_error(app, e);
+    return exit_with(kExitError);
   }
 
   if (info->parsed()) {

@@ -53,7 +53,7 @@ int64_t parse_number(std::string_view field, std::string_view item, std::string_
 
 }  // namespace
 
-std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
+std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value, int64_t max_value) {
   if (trim(text).empty()) {
     throw std::invalid_argument(fmt::format("empty value list \"{}\"; {}", text, kForms));
   }
@@ -61,6 +61,7 @@ std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
   std::unordered_set<int64_t> seen;
   const auto add = [&](int64_t v, std::string_view item) {
     if (v < min_value) fail(item, text, fmt::format("{} is below the minimum {}", v, min_value));
+    if (v > max_value) fail(item, text, fmt::format("{} is above the maximum {}", v, max_value));
     if (seen.insert(v).second) {
       values.push_back(v);
       if (values.size() > kMaxListValues) {
@@ -93,6 +94,12 @@ std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
       const int64_t step = parse_number(fields[2], item, text);
       if (step == 0) fail(item, text, "step must be > 0");
       if (a > b) fail(item, text, fmt::format("range start {} is greater than its end {}", a, b));
+      // Why: counted first, so "1:1000000000000:1" fails at once instead of after 10^6 values.
+      const uint64_t count = static_cast<uint64_t>(b - a) / static_cast<uint64_t>(step) + 1;
+      if (count > kMaxListValues) {
+        fail(item, text, fmt::format("the range has {} values, more than the limit of {}", count,
+                                     kMaxListValues));
+      }
       for (int64_t v = a;; v += step) {
         add(v, item);
         if (v > b - step) break;  // Why: v + step > b, tested without overflowing v + step.
@@ -107,14 +114,28 @@ std::vector<int64_t> parse_int_list(std::string_view text, int64_t min_value) {
 std::vector<std::string> split_words(std::string_view text) {
   if (trim(text).empty()) throw std::invalid_argument(fmt::format("empty list \"{}\"", text));
   std::vector<std::string> words;
+  std::unordered_set<std::string_view> seen;  // views into `text`, which outlives the loop
   for (const std::string_view raw : split(text, ',')) {
     const std::string_view word = trim(raw);
     if (word.empty()) {
       throw std::invalid_argument(fmt::format("empty item in list \"{}\"", text));
     }
-    bool duplicate = false;
-    for (const std::string& w : words) duplicate = duplicate || w == word;
-    if (!duplicate) words.emplace_back(word);
+    if (seen.insert(word).second) words.emplace_back(word);
+  }
+  return words;
+}
+
+std::vector<std::string> split_distinct_words(std::string_view text) {
+  std::vector<std::string> words = split_words(text);
+  size_t items = 1;
+  for (const char ch : text) items += ch == ',' ? 1 : 0;
+  if (words.size() == items) return words;
+  std::unordered_set<std::string_view> seen;
+  for (const std::string_view raw : split(text, ',')) {
+    if (!seen.insert(trim(raw)).second) {
+      throw std::invalid_argument(
+          fmt::format("'{}' is listed twice in \"{}\"", trim(raw), text));
+    }
   }
   return words;
 }

@@ -1,13 +1,17 @@
 #include "bench/config.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
+#include <functional>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <unordered_map>
@@ -142,8 +146,10 @@ std::string scalar_string(const Source& src, const Entry& e) {
   return e.value.Scalar();
 }
 
-// Integer keys: an integer, a range string, or a list of either. Values must be >= min_value.
-std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_value) {
+// Integer keys: an integer, a range string, or a list of either. Values must be in
+// [min_value, max_value], and there may be at most kMaxListValues of them in all.
+std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_value,
+                                int64_t max_value) {
   std::vector<int64_t> values;
   std::unordered_set<int64_t> seen;
   const auto add_scalar = [&](const YAML::Node& node) {
@@ -153,11 +159,15 @@ std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_v
                            e.label(), type_name(node)));
     }
     try {
-      for (const int64_t v : parse_int_list(node.Scalar(), min_value)) {
+      for (const int64_t v : parse_int_list(node.Scalar(), min_value, max_value)) {
         if (seen.insert(v).second) values.push_back(v);
       }
     } catch (const std::invalid_argument& ex) {
       src.fail(node.Mark(), fmt::format("{}: {}", e.label(), ex.what()));
+    }
+    if (values.size() > kMaxListValues) {
+      src.fail(node.Mark(), fmt::format("{}: the list has more than {} values", e.label(),
+                                        kMaxListValues));
     }
   };
   if (e.value.IsSequence()) {
@@ -177,9 +187,10 @@ struct Word {
 // Word keys: one word, a comma-separated string, or a list of words; repeats are an error.
 std::vector<Word> word_values(const Source& src, const Entry& e) {
   std::vector<Word> words;
+  std::unordered_set<std::string> seen;
   const auto add = [&](const std::string& text, const YAML::Mark& mark) {
-    for (const Word& w : words) {
-      if (w.text == text) src.fail(mark, fmt::format("{}: '{}' is listed twice", e.label(), text));
+    if (!seen.insert(text).second) {
+      src.fail(mark, fmt::format("{}: '{}' is listed twice", e.label(), text));
     }
     words.push_back(Word{text, mark});
   };
@@ -269,13 +280,13 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
   for (const Entry& e : map_entries(src, map, context, kSweepKeys)) {
     if (e.value.IsNull()) src.fail(e.value_mark(), fmt::format("{} has no value", e.label()));
     if (e.key == "batch") {
-      out.batch = int_values(src, e, 1);
+      out.batch = int_values(src, e, 1, kMaxDim);
     } else if (e.key == "in") {
-      out.in = int_values(src, e, 1);
+      out.in = int_values(src, e, 1, kMaxDim);
     } else if (e.key == "hidden") {
-      out.hidden = int_values(src, e, 1);
+      out.hidden = int_values(src, e, 1, kMaxDim);
     } else if (e.key == "x_stride_pad") {
-      out.x_stride_pad = int_values(src, e, 0);
+      out.x_stride_pad = int_values(src, e, 0, kMaxStridePad);
     } else if (e.key == "dtype") {
       out.dtype = enum_values<DType>(src, e, parse_dtype, "fp32, fp16, bf16");
     } else if (e.key == "layout") {
@@ -296,7 +307,14 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
       out.variants = std::move(variants);
     } else if (e.key == "tiles") {
       std::vector<std::string> tiles;
-      for (const Word& w : word_values(src, e)) {
+      const std::vector<Word> words = word_values(src, e);
+      // Why: every case carries its own copy of the list, so its length multiplies the memory.
+      if (words.size() > kMaxTileNames) {
+        src.fail(words[kMaxTileNames].mark,
+                 fmt::format("{}: more than {} tile names ('all' runs every compiled tile)",
+                             e.label(), kMaxTileNames));
+      }
+      for (const Word& w : words) {
         if (w.text != "auto" && w.text != "all" && !TileConfig::parse(w.text)) {
           src.fail(w.mark, fmt::format("{}: '{}' is not 'auto', 'all' or a tile name like "
                                        "sm80:128x64x32s4w4 or simt:64x64x16s2w8",
@@ -321,23 +339,152 @@ void take(std::vector<T>& field, const std::optional<std::vector<T>>& sweep,
   }
 }
 
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// Owns an open file descriptor.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// The whole of a config file, which must be a regular file of at most kMaxConfigBytes.
+// Why: /dev/zero never ends and a FIFO blocks its reader; both are refused before a byte is read
+// (stat first, so no device is even opened; O_NONBLOCK in case the path changes in between).
 std::string read_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    throw ConfigError(fmt::format("{}:1:1: cannot read config file: it is a directory", path));
+  const auto fail = [&](const std::string& why) {
+    throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path, why));
+  };
+  struct stat st {};
+  const auto require_regular = [&] {
+    if (!S_ISREG(st.st_mode)) {
+      fail(fmt::format("it is {}, not a regular file", file_kind(st.st_mode)));
+    }
+  };
+  if (::stat(path.c_str(), &st) != 0) fail(std::strerror(errno));
+  require_regular();
+  const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  const int fd = file.get();
+  if (fd < 0) fail(std::strerror(errno));
+  if (::fstat(fd, &st) != 0) fail(std::strerror(errno));
+  require_regular();
+  const auto too_large = [&](uint64_t bytes) {
+    fail(fmt::format("it is {} bytes, more than the limit of {} bytes (1 MiB)", bytes,
+                     kMaxConfigBytes));
+  };
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) too_large(st.st_size);
+  // Why: read to the limit, not to st_size: a file may grow meanwhile, and /proc files say 0.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  size_t used = 0;
+  while (used < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(fmt::format("read error: {}", std::strerror(errno)));
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path,
-                                  err != 0 ? std::strerror(err) : "open failed"));
+  if (used > kMaxConfigBytes) too_large(used);
+  text.resize(used);
+  return text;
+}
+
+// Thrown by the scan below, caught by parse_config.
+struct ScanError {
+  YAML::Mark mark;
+  std::string message;
+};
+
+// Checks one document's events before yaml-cpp builds its nodes: at most kMaxYamlNodes nodes,
+// kMaxYamlDepth levels, and no anchors or aliases.
+// Why: an alias is a shared node that every walk visits once per reference ("billion laughs"),
+// yaml-cpp's parser recurses once per level of nesting, and its nodes cost about 0.5 KiB each.
+class ScanLimits : public YAML::EventHandler {
+ public:
+  bool saw_document() const { return document_; }
+  bool root_is_null() const { return root_null_; }
+
+  void OnDocumentStart(const YAML::Mark&) override { document_ = true; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (nodes_ == 0) root_null_ = true;
+    node(mark, anchor);
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    throw ConfigError(fmt::format("{}:1:1: cannot read config file: read error", path));
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    throw ScanError{mark, "an alias (*name): anchors and aliases are not supported in configs; "
+                          "put shared values in 'defaults'"};
   }
-  return text.str();
+  void OnAnchor(const YAML::Mark& mark, const std::string& name) override {
+    throw ScanError{mark, fmt::format("an anchor (&{}): anchors and aliases are not supported in "
+                                      "configs; put shared values in 'defaults'", name)};
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                const std::string&) override {
+    node(mark, anchor);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, anchor);
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, anchor);
+  }
+  void OnMapEnd() override { --depth_; }
+
+ private:
+  void node(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (anchor != YAML::NullAnchor) {
+      throw ScanError{mark, "an anchor (&name): anchors and aliases are not supported in "
+                            "configs; put shared values in 'defaults'"};
+    }
+    if (++nodes_ > kMaxYamlNodes) {
+      throw ScanError{mark, fmt::format("more than {} YAML nodes; a config needs far fewer "
+                                        "(use ranges like 1:4096:1 for long lists)",
+                                        kMaxYamlNodes)};
+    }
+  }
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    node(mark, anchor);
+    if (++depth_ > kMaxYamlDepth) {
+      throw ScanError{mark, fmt::format("lists and mappings nested more than {} deep; a config "
+                                        "needs 4 (top level, sweeps, a sweep, a list)",
+                                        kMaxYamlDepth)};
+    }
+  }
+
+  bool document_ = false;
+  bool root_null_ = false;
+  size_t nodes_ = 0;
+  int depth_ = 0;
+};
+
+// Stops at the start of a second document.
+class NoSecondDocument : public ScanLimits {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    throw ScanError{mark, "more than one YAML document; expected one"};
+  }
+};
+
+std::string count_text(uint64_t n) {
+  return n == std::numeric_limits<uint64_t>::max() ? fmt::format("more than {}", n)
+                                                   : fmt::format("{}", n);
 }
 
 }  // namespace
@@ -369,6 +516,44 @@ std::string describe(const Case& c) {
   return fmt::format("B={} I={} D={} dtype={} layout={} bias={} math={} x_stride_pad={}", c.batch,
                      c.in, c.hidden, to_string(c.dtype), to_string(c.layout), c.bias,
                      to_string(c.math), c.x_stride_pad);
+}
+
+CaseKey case_key(const Case& c) {
+  return CaseKey{c.batch, c.in, c.hidden, c.x_stride_pad, c.dtype, c.layout, c.bias, c.math};
+}
+
+size_t CaseKeyHash::operator()(const CaseKey& k) const {
+  size_t h = 0;
+  const auto mix = [&h](uint64_t v) {
+    h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  };
+  mix(static_cast<uint64_t>(k.batch));
+  mix(static_cast<uint64_t>(k.in));
+  mix(static_cast<uint64_t>(k.hidden));
+  mix(static_cast<uint64_t>(k.x_stride_pad));
+  mix((static_cast<uint64_t>(k.dtype) << 24) | (static_cast<uint64_t>(k.layout) << 16) |
+      (static_cast<uint64_t>(k.bias) << 8) | static_cast<uint64_t>(k.math));
+  return h;
+}
+
+uint64_t saturating_mul(uint64_t a, uint64_t b) {
+  if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) {
+    return std::numeric_limits<uint64_t>::max();
+  }
+  return a * b;
+}
+
+uint64_t count_cases(const SweepSpec& spec) {
+  const uint64_t f32 = static_cast<uint64_t>(
+      std::count(spec.dtype.begin(), spec.dtype.end(), DType::f32));
+  // Why: as in expand_sweep, fp16 and bf16 take one math value, fp32 every one.
+  uint64_t n = saturating_mul(f32, spec.math.size());
+  n = n == std::numeric_limits<uint64_t>::max() ? n : n + (spec.dtype.size() - f32);
+  for (const size_t size : {spec.layout.size(), spec.bias.size(), spec.x_stride_pad.size(),
+                            spec.hidden.size(), spec.in.size(), spec.batch.size()}) {
+    n = saturating_mul(n, size);
+  }
+  return n;
 }
 
 std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin) {
@@ -409,33 +594,47 @@ std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin)
 }
 
 void check_unique(const std::vector<Case>& cases) {
-  std::unordered_map<std::string, size_t> first;
+  std::unordered_map<CaseKey, size_t, CaseKeyHash> first;
+  first.reserve(cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
-    const std::string key = describe(cases[i]);
-    const auto [it, inserted] = first.emplace(key, i);
+    const auto [it, inserted] = first.emplace(case_key(cases[i]), i);
     if (inserted) continue;
     const Case& again = cases[i];
     const std::string where = again.file.empty()
                                   ? again.origin
                                   : fmt::format("{}:{}:{}", again.file, again.line, again.column);
     throw ConfigError(fmt::format("{}: duplicate case {}: produced by {} and again by {}", where,
-                                  key, cases[it->second].origin, again.origin));
+                                  describe(again), cases[it->second].origin, again.origin));
   }
 }
 
-SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name) {
+SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name,
+                         size_t max_cases) {
   const Source src(source_name);
-  std::vector<YAML::Node> docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(yaml_text);
+    // Why: one document at most, and never YAML::LoadAll: yaml-cpp 0.7 reads a file holding just
+    // "," as an endless stream of empty documents, and LoadAll collects them until memory runs out.
+    std::istringstream in(yaml_text);
+    YAML::Parser parser(in);
+    ScanLimits first;
+    parser.HandleNextDocument(first);
+    if (!first.saw_document()) {
+      src.fail(YAML::Mark::null_mark(),
+               "empty config; expected a mapping with 'name' and 'sweeps'");
+    }
+    if (first.root_is_null()) {
+      src.fail(YAML::Mark::null_mark(),
+               "top level must be a mapping with 'name' and 'sweeps', got nothing (null)");
+    }
+    NoSecondDocument second;
+    parser.HandleNextDocument(second);
+    root = YAML::Load(yaml_text);
+  } catch (const ScanError& e) {
+    src.fail(e.mark, e.message);
   } catch (const YAML::Exception& e) {
     src.fail(e.mark, fmt::format("YAML syntax error: {}", e.msg));
   }
-  if (docs.empty() || docs[0].IsNull()) {
-    src.fail(YAML::Mark::null_mark(), "empty config; expected a mapping with 'name' and 'sweeps'");
-  }
-  if (docs.size() > 1) src.fail(docs[1].Mark(), "more than one YAML document; expected one");
-  const YAML::Node& root = docs[0];
   if (!root.IsMap()) {
     src.fail(root.Mark(),
              fmt::format("top level must be a mapping with 'name' and 'sweeps', got {}",
@@ -477,6 +676,7 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
              "top level: 'sweeps' is an empty list; at least one sweep is required");
   }
 
+  uint64_t total = 0;
   int index = 0;
   for (const auto& node : sweeps->value) {
     ++index;
@@ -508,6 +708,16 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
     take(spec.variants, s.variants, defaults.variants);
     take(spec.tiles, s.tiles, defaults.tiles);
 
+    // Counted before anything is expanded, so a product of long lists fails at once.
+    const uint64_t count = count_cases(spec);
+    total = count > std::numeric_limits<uint64_t>::max() - total
+                ? std::numeric_limits<uint64_t>::max()
+                : total + count;
+    if (total > max_cases) {
+      src.fail(mark, fmt::format("{}: the config expands to {} cases (this sweep: {}), more than "
+                                 "the limit of {}; raise it with --max-cases",
+                                 context, count_text(total), count_text(count), max_cases));
+    }
     const int line = mark.is_null() ? 1 : mark.line + 1;
     const int column = mark.is_null() ? 1 : mark.column + 1;
     for (Case& c : expand_sweep(spec, fmt::format("{}:{} ({})", source_name, line, context))) {
@@ -521,16 +731,30 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
   return config;
 }
 
-SweepConfig load_config(const std::string& path) { return parse_config(read_file(path), path); }
+SweepConfig load_config(const std::string& path, size_t max_cases) {
+  return parse_config(read_file(path), path, max_cases);
+}
 
-SweepConfig merge_configs(const std::vector<SweepConfig>& configs) {
+SweepConfig merge_configs(std::vector<SweepConfig> configs, size_t max_cases) {
   SweepConfig merged;
   std::vector<std::string> names, descriptions, sources;
-  for (const SweepConfig& c : configs) {
+  size_t total = 0;
+  for (const SweepConfig& c : configs) total += c.cases.size();
+  if (total > max_cases) {
+    std::vector<std::string> parts;
+    for (const SweepConfig& c : configs) {
+      parts.push_back(fmt::format("{}: {}", c.source, c.cases.size()));
+    }
+    throw ConfigError(fmt::format("the configs expand to {} cases together ({}), more than the "
+                                  "limit of {}; raise it with --max-cases",
+                                  total, join(parts, ", "), max_cases));
+  }
+  merged.cases.reserve(total);
+  for (SweepConfig& c : configs) {
     names.push_back(c.name);
     if (!c.description.empty()) descriptions.push_back(c.description);
     sources.push_back(c.source);
-    merged.cases.insert(merged.cases.end(), c.cases.begin(), c.cases.end());
+    std::move(c.cases.begin(), c.cases.end(), std::back_inserter(merged.cases));
   }
   merged.name = join(names, "+");
   merged.description = join(descriptions, "; ");

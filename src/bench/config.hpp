@@ -35,12 +35,20 @@
 // every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
 // files given to merge_configs) is an error naming both origins.
 //
+// Limits: a config file is a regular file of at most kMaxConfigBytes, one YAML document of at
+// most kMaxYamlNodes nodes nested at most kMaxYamlDepth deep, without anchors or aliases (shared
+// values go in 'defaults'). Sizes are at most kMaxDim, x_stride_pad at most kMaxStridePad, a tiles
+// list at most kMaxTileNames names, and the cases are counted before they are expanded: more than
+// `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
+//
 // Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
-// and names the key, for: a missing or unreadable file, YAML syntax, an unknown key (the allowed
-// keys are listed), a key given twice in one mapping, a wrong type, a size < 1 or a pad < 0, an
-// unknown enum value, an empty list, no sweeps, a missing required key, and duplicate cases.
+// and names the key, for: a missing, unreadable or non-regular file, YAML syntax, a limit above,
+// an unknown key (the allowed keys are listed), a key given twice in one mapping, a wrong type, a
+// size < 1 or a pad < 0, an unknown enum value, an empty list, no sweeps, a missing required key,
+// and duplicate cases.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -55,6 +63,16 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Why: 2^31 - 1 keeps every size and in + x_stride_pad far from int64 overflow; no GPU holds a
+// problem near it anyway (a too-large case is a SKIP row, not an error).
+inline constexpr int64_t kMaxDim = 2'147'483'647;        // B, I, D
+inline constexpr int64_t kMaxStridePad = 2'147'483'647;  // x_stride_pad
+inline constexpr size_t kMaxTileNames = 64;              // names in one tiles list
+inline constexpr size_t kDefaultMaxCases = 100'000;      // --max-cases
+inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+inline constexpr size_t kMaxYamlNodes = 100'000;
+inline constexpr int kMaxYamlDepth = 16;  // a config needs 4: top level, sweeps, a sweep, a list
 
 // The benchmark variants: the fused kernel and the two cuBLAS baselines.
 const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
@@ -75,6 +93,7 @@ struct Case {
   std::string file;
   int line = 0, column = 0;
 
+  // No overflow: the parsers bound in by kMaxDim and x_stride_pad by kMaxStridePad.
   int64_t ldx() const { return in + x_stride_pad; }
   Problem problem() const;  // the library's Problem for this case (ldx set explicitly)
 };
@@ -82,6 +101,20 @@ struct Case {
 // "B=64 I=784 D=512 dtype=bf16 layout=linear bias=false math=exact x_stride_pad=0": the fields
 // that make two cases the same problem.
 std::string describe(const Case& c);
+
+// The same fields as a hashable value, for finding repeated problems in linear time.
+struct CaseKey {
+  int64_t batch = 0, in = 0, hidden = 0, x_stride_pad = 0;
+  DType dtype = DType::bf16;
+  Layout layout = Layout::linear;
+  bool bias = false;
+  Math math = Math::exact;
+  bool operator==(const CaseKey&) const = default;
+};
+CaseKey case_key(const Case& c);
+struct CaseKeyHash {
+  size_t operator()(const CaseKey& k) const;
+};
 
 // Lists for one sweep; defaults as in the schema above.
 struct SweepSpec {
@@ -95,8 +128,13 @@ struct SweepSpec {
   std::vector<std::string> tiles = {"auto"};
 };
 
-// The Cartesian product in the documented order; every case gets `origin`. No validation.
+// The Cartesian product in the documented order; every case gets `origin`. No validation: count
+// the cases first.
 std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin);
+// How many cases expand_sweep makes, without making them; UINT64_MAX when that does not fit.
+uint64_t count_cases(const SweepSpec& spec);
+// a * b, or UINT64_MAX when that does not fit.
+uint64_t saturating_mul(uint64_t a, uint64_t b);
 
 // Throws ConfigError on the first problem that appears twice, naming both origins. The message
 // starts with the second case's FILE:LINE:COL, or its origin when it has no file.
@@ -110,11 +148,13 @@ struct SweepConfig {
 };
 
 // Reads and parses a config file; messages use `path` as given.
-SweepConfig load_config(const std::string& path);
+SweepConfig load_config(const std::string& path, size_t max_cases = kDefaultMaxCases);
 // Parses YAML text; `source_name` stands for the file in messages and origins.
-SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name);
+SweepConfig parse_config(const std::string& yaml_text, const std::string& source_name,
+                         size_t max_cases = kDefaultMaxCases);
 // Concatenates configs (repeated --shapes) in order: names joined with "+", descriptions with
-// "; ", sources with ", ". Throws ConfigError when two configs produce the same problem.
-SweepConfig merge_configs(const std::vector<SweepConfig>& configs);
+// "; ", sources with ", ". Throws ConfigError when two configs produce the same problem, or more
+// than `max_cases` cases together.
+SweepConfig merge_configs(std::vector<SweepConfig> configs, size_t max_cases = kDefaultMaxCases);
 
 }  // namespace swiglu::bench

@@ -3,6 +3,7 @@
 #include <cublasLt.h>
 #include <dlfcn.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <mutex>
@@ -63,13 +64,45 @@ const Nvml& nvml() {
 
 constexpr int kNvmlClockSm = 1;
 
+std::string cuda_version(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
+
+// Why cudaGetDeviceCount failed, in words a newcomer can act on. The runtime says
+// cudaErrorInsufficientDriver ("CUDA driver version is insufficient") also where there is no
+// driver at all, and "update your driver" is the wrong advice there.
+std::string no_device_message(cudaError_t e) {
+  const std::string code = cudaGetErrorName(e);
+  if (e != cudaErrorInsufficientDriver && e != cudaErrorNoDevice && e != cudaErrorStubLibrary) {
+    return fmt::format("no usable CUDA device: {} ({})", code, cudaGetErrorString(e));
+  }
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+  cudaRuntimeGetVersion(&runtime);
+  const bool kernel_module = access("/proc/driver/nvidia/version", F_OK) == 0;
+  if (driver == 0 || !kernel_module) {
+    return fmt::format(
+        "no NVIDIA driver or GPU found ({}: {}); this command needs an NVIDIA GPU and its driver",
+        code,
+        driver == 0
+            ? "no CUDA driver library, libcuda.so.1, is installed"
+            : "the NVIDIA kernel driver is not loaded, /proc/driver/nvidia/version is absent");
+  }
+  if (e == cudaErrorInsufficientDriver) {
+    return fmt::format("the NVIDIA driver is too old ({}): it supports CUDA {}, this build needs "
+                       "CUDA {} ({}.0 at least, through minor-version compatibility); install a "
+                       "newer driver",
+                       code, cuda_version(driver), cuda_version(runtime), runtime / 1000);
+  }
+  return fmt::format("no NVIDIA GPU found ({}): the driver (CUDA {}) is loaded but reports no "
+                     "device; is CUDA_VISIBLE_DEVICES set?",
+                     code, cuda_version(driver));
+}
+
 }  // namespace
 
 DeviceInfo query_device(int index) {
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
-    throw CudaError(fmt::format("no usable CUDA device: {} ({})", cudaGetErrorName(e),
-                                cudaGetErrorString(e)));
+    throw CudaError(no_device_message(e));
   }
   if (index < 0 || index >= count) {
     throw CudaError(fmt::format("device {} does not exist: this machine has {} CUDA device(s)",

@@ -16,6 +16,9 @@
 // device error or mismatched results, 130 interrupted (SIGINT).
 #include <atomic>
 #include <csignal>
+#include <cstdio>
+#include <exception>
+#include <new>
 
 #include "bench/cli.hpp"
 #include "bench/run.hpp"
@@ -32,9 +35,7 @@ extern "C" void on_sigint(int) {
   std::signal(SIGINT, SIG_DFL);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_command(int argc, char** argv) {
   using namespace swiglu::bench;
   const Command cmd = parse_command_line(argc, argv);
   switch (cmd.kind) {
@@ -59,6 +60,24 @@ int main(int argc, char** argv) {
     case Command::Kind::train:
       std::signal(SIGINT, on_sigint);
       return swiglu::train::run_train(cmd.train, g_stop);
+  }
+  return kExitError;
+}
+
+}  // namespace
+
+// Why: an exception that reaches main() would end the process with SIGABRT and no word of what
+// happened; every one ends here as an "error: " line and exit code 3 instead.
+int main(int argc, char** argv) {
+  using swiglu::bench::kExitError;
+  try {
+    return run_command(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory (std::bad_alloc)\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "error: unknown exception\n");
   }
   return kExitError;
 }
