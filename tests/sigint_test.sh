@@ -6,7 +6,7 @@
 #   tests/sigint_test.sh SWIGLUBENCH CONFIG OUTDIR
 set -u
 bench=$1 cfg=$2 out=$3
-"$bench" info >/dev/null 2>&1 || { echo "SKIPPED: no CUDA device"; exit 77; }
+"$bench" info >/dev/null 2>&1 || { echo "SKIPPED: no CUDA device (swiglubench info failed)"; exit 77; }
 name=$(sed -n 's/^name: *//p' "$cfg" | head -1)
 csv="$out/forward_$name.csv" json="$out/forward_$name.json"
 rm -rf "$out" && mkdir -p "$out"
