@@ -7,7 +7,7 @@
 #
 # OLD and NEW: a build folder (its libswiglu.a), a static library, an object file, or a folder of
 # object files. Bodies are compared per architecture as multisets (each body with the number of
-# times it occurs). --map SEDFILE: a sed script that rewrites OLD's demangled names into NEW's; the
+# times it occurs). --map SEDFILE: a sed -E script that rewrites OLD's demangled names into NEW's; the
 # kernels are then also paired by name, which catches two kernels that traded bodies. --keep DIR
 # keeps the normalised bodies there (DIR/old, DIR/new) for a diff.
 # Needs cuobjdump and nvdisasm (PATH, CUDA_HOME/bin, or CUOBJDUMP=... and NVDISASM_PATH=...) and
@@ -120,7 +120,7 @@ fi
 
 # Pairing by name: OLD's demangled names rewritten by the map must name NEW's kernels.
 if [[ -n "$map" ]]; then
-  sed -f "$map" "$work/old/names" > "$work/old/names.mapped"
+  sed -E -f "$map" "$work/old/names" > "$work/old/names.mapped"
   paste <(cut -f1,2 "$work/old/hashes") "$work/old/names.mapped" | awk -F'\t' '{print $1 "\t" $3 "\t" $2}' \
     | sort > "$work/old/by_name"
   awk -F'\t' '{print $1 "\t" $3 "\t" $2}' "$work/new/hashes" | sort > "$work/new/by_name"
