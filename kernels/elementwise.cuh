@@ -1,38 +1,24 @@
-// The unfused elementwise kernels of the cuBLAS baselines and the GPU reference, all computed in
-// fp32 whatever the storage type:
+// The unfused elementwise kernels of the baselines, the GPU reference and the sm90 backward, in fp32
+// whatever the storage types (Tin in, Tout out; every matrix rows×cols with its own row stride):
 //
-//   gate:            z[r][c] = silu(a[r][c]) * b[r][c],   silu(g) = g / (1 + exp(-g))
-//   gate backward:   dg[r][c] = dz[r][c] * b[r][c] * silu'(a[r][c]),
-//                    db[r][c] = dz[r][c] * silu(a[r][c]),
-//                    silu'(g) = s (1 + g (1 - s)), s = sigmoid(g)   (common.cuh silu_and_grad)
-//   column sum:      out[c] = sum over r of a[r][c]
-//   convert:         z[r][c] = a[r][c], rounded once to the output type
+//   gate:           z = silu(a)·b                          (gate.cuh)
+//   gate backward:  dg = dz·b·silu'(a),  db = dz·silu(a)
+//   column sum:     out[c] = Σ_r a[r][c]                   deterministic: a fixed order, no atomics
+//   convert:        z = a, rounded once to Tout
 //
-// Every matrix is rows x cols with its own row stride (elements). The inputs are Tin and the
-// outputs Tout: the GPU reference runs float -> float on the fp32 products, the "two GEMMs + gate"
-// baselines run dtype -> dtype, the same math as Liger's SiLU-mul kernels (one row per program,
-// fp32 inside, rounded once on store).
-//
-// Arch: anything CUDA supports (sm_70+); plain loads and stores only.
-//
-// Design (gate, gate backward, convert): threadIdx.x walks the columns of a row, threadIdx.y and
-// the grid walk rows (grid-stride, 64-bit indices), so there is no per-element division. With
-// VEC > 1 each thread moves one 16-byte vector of each input per step (the launcher only picks
-// VEC > 1 when every row start is 16-byte aligned); the last cols % VEC columns of a row are done
-// element by element.
-//
-// Design (column sum): deterministic, no atomics and no workspace: one block owns 32 adjacent
-// columns, threadIdx.y strides over the rows, and the ROWS_Y partial sums of a column are added in
-// a fixed tree in shared memory. The result does not depend on the grid size.
+// Arch: sm_70+. Rows are grid-strided, threadIdx.x walks a row's columns; with VEC > 1 a thread
+// moves one 16-byte vector of each input a step (the launcher checks every row start is aligned).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common.cuh"
+#include "kernels/gate.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
 
-template <class Tin, class Tout, int VEC, bool FastMath = false>
+template <class Tin, class Tout, int VEC, FastMath F = FastMath::off>
 __global__ void swiglu_gate_kernel(const Tin* __restrict__ a, int64_t lda,
                                    const Tin* __restrict__ b, int64_t ldb, Tout* __restrict__ z,
                                    int64_t ldz, int64_t rows, int64_t cols) {
@@ -61,7 +47,7 @@ __global__ void swiglu_gate_kernel(const Tin* __restrict__ a, int64_t lda,
         *reinterpret_cast<uint4*>(vb) = *reinterpret_cast<const uint4*>(br + v * VEC);
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-          vz[e] = from_f32<Tout>(swiglu_gate<FastMath>(to_f32(va[e]), to_f32(vb[e])));
+          vz[e] = from_f32<Tout>(swiglu_gate<F>(to_f32(va[e]), to_f32(vb[e])));
         }
         uint4* zv = reinterpret_cast<uint4*>(zr + v * VEC);
 #pragma unroll
@@ -69,14 +55,14 @@ __global__ void swiglu_gate_kernel(const Tin* __restrict__ a, int64_t lda,
       }
     }
     for (int64_t c = vcols * VEC + threadIdx.x; c < cols; c += blockDim.x) {
-      zr[c] = from_f32<Tout>(swiglu_gate<FastMath>(to_f32(ar[c]), to_f32(br[c])));
+      zr[c] = from_f32<Tout>(swiglu_gate<F>(to_f32(ar[c]), to_f32(br[c])));
     }
   }
 }
 
 // Why no __restrict__: dg and db may alias a and b (the in-place backward), which is safe because
 // each element is read and then written by the same thread.
-template <class Tin, class Tout, int VEC, bool FastMath = false>
+template <class Tin, class Tout, int VEC, FastMath F = FastMath::off>
 __global__ void swiglu_gate_backward_kernel(const Tin* a, int64_t lda, const Tin* b, int64_t ldb,
                                             const Tin* dz, int64_t lddz, Tout* dg, int64_t lddg,
                                             Tout* db, int64_t lddb, int64_t rows, int64_t cols) {
@@ -89,7 +75,7 @@ __global__ void swiglu_gate_backward_kernel(const Tin* a, int64_t lda, const Tin
 
   const auto grad = [](float g, float u, float d, float* dgv, float* dbv) {
     float s, ds;
-    silu_and_grad<FastMath>(g, &s, &ds);
+    silu_and_grad<F>(g, &s, &ds);
     *dgv = d * u * ds;
     *dbv = d * s;
   };

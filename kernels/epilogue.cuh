@@ -1,20 +1,18 @@
-// The fused forward's epilogue, shared by the SIMT and sm80 kernels: what happens to one pair of
-// adjacent (G, U) results once the products are done and the bias is added.
+// The fused forward's epilogue (SIMT, sm80 and the sm90 register path): what one pair of adjacent
+// (G, U) results becomes once the products and the bias are in, all in fp32, each store rounded
+// once to T. H and dH are B×2D: row m holds the G (dG) half in [0, D) and the U (dU) half in [D, 2D).
 //
-//   forward:            Z = silu(G)·U  -> z (when set);  H = [G | U] -> saved (when set)
-//   backward recompute: dG = dZ·U·silu'(G), dU = dZ·silu(G) -> dh = [dG | dU]  (FwdParams.dh set)
+//   forward:             Z = silu(G)·U -> z (when set);  H = [G | U] -> saved (when set)
+//   backward recompute:  dH = [dZ·U·silu'(G) | dZ·silu(G)] -> dh   (FwdParams.dh set)
 //
-// All arithmetic is fp32; every store rounds once to T. H and dH are B×2D row-major: row m holds
-// the G (dG) half in columns [0, D) and the U (dU) half in [D, 2D).
-//
-// Why one helper: the save policy's H and the recompute policy's dH must come from exactly the
-// accumulators Z comes from, so the backward sees the forward's numbers whichever kernel ran.
+// Why one helper: the backward must see exactly the numbers Z came from, whichever kernel ran.
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common.cuh"
-#include "swiglu/registry.hpp"
+#include "kernels/gate.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
 
@@ -46,13 +44,11 @@ __device__ __forceinline__ void store_one_or_two(T* dst, float v0, float v1, boo
   }
 }
 
-// The outputs of one pair at z_off = m·D + col in Z and dZ and h_off = m·2D + col in H and dH (g/u
-// already include the bias). two: column col + 1 exists. pair: every store is one aligned pair
-// (FwdParams.vec_store; implies two). kInterior: the caller knows both (two = pair = true), and dZ
-// is read as one aligned pair too; the general path reads it by element, which keeps its code as
-// small as before the interior path existed.
-template <class T, bool FastMath, bool kInterior>
-__device__ __forceinline__ void fwd_epilogue_at(const swiglu::detail::FwdParams& p, int64_t z_off, int64_t h_off,
+// One pair at z_off (in Z and dZ) and h_off (in H and dH); g and u include the bias. two: column
+// col + 1 exists; pair: each store is one aligned pair (vec_store). kInterior: both hold, and dZ is
+// read as one aligned pair too.
+template <class T, FastMath F, bool kInterior>
+__device__ __forceinline__ void fwd_epilogue_at(const FwdParams& p, int64_t z_off, int64_t h_off,
                                                 float g0, float u0, float g1, float u1, bool two, bool pair) {
   if constexpr (kInterior) two = pair = true;
   if (p.dh != nullptr) {
@@ -65,15 +61,15 @@ __device__ __forceinline__ void fwd_epilogue_at(const swiglu::detail::FwdParams&
       dz1 = two ? to_f32(dz[1]) : 0.0f;
     }
     float s0, ds0, s1, ds1;
-    silu_and_grad<FastMath>(g0, &s0, &ds0);
-    silu_and_grad<FastMath>(g1, &s1, &ds1);
+    silu_and_grad<F>(g0, &s0, &ds0);
+    silu_and_grad<F>(g1, &s1, &ds1);
     T* dh = static_cast<T*>(p.dh) + h_off;
     store_one_or_two(dh, dz0 * u0 * ds0, dz1 * u1 * ds1, two, pair);
     store_one_or_two(dh + p.D, dz0 * s0, dz1 * s1, two, pair);
     return;
   }
   if (p.z != nullptr) {
-    store_one_or_two(static_cast<T*>(p.z) + z_off, swiglu_gate<FastMath>(g0, u0), swiglu_gate<FastMath>(g1, u1),
+    store_one_or_two(static_cast<T*>(p.z) + z_off, swiglu_gate<F>(g0, u0), swiglu_gate<F>(g1, u1),
                      two, pair);
   }
   if (p.saved != nullptr) {
@@ -83,25 +79,22 @@ __device__ __forceinline__ void fwd_epilogue_at(const swiglu::detail::FwdParams&
   }
 }
 
-// Outputs of row m, columns col and col+1. Columns at or past D are dropped. vec:
-// FwdParams.vec_store (D even, outputs aligned), so col < D implies col+1 < D and the pair is
-// 2-element aligned.
-template <class T, bool FastMath>
-__device__ __forceinline__ void fwd_epilogue_pair(const swiglu::detail::FwdParams& p, int64_t m,
+// Row m, columns col and col + 1; columns past D are dropped. vec: FwdParams.vec_store (then
+// col < D implies col + 1 < D, and the pair is aligned).
+template <class T, FastMath F>
+__device__ __forceinline__ void fwd_epilogue_pair(const FwdParams& p, int64_t m,
                                                   int64_t col, float g0, float u0, float g1,
                                                   float u1, bool vec) {
   if (col >= p.D) return;
-  fwd_epilogue_at<T, FastMath, false>(p, m * p.D + col, m * 2 * p.D + col, g0, u0, g1, u1, col + 1 < p.D, vec);
+  fwd_epilogue_at<T, F, false>(p, m * p.D + col, m * 2 * p.D + col, g0, u0, g1, u1, col + 1 < p.D, vec);
 }
 
-// fwd_epilogue_pair for a pair known to be in range with FwdParams.vec_store set (D a multiple of
-// 8, every output and dz 16-byte aligned): z_off and h_off come from the caller, which computes a
-// row's offsets once.
-template <class T, bool FastMath>
-__device__ __forceinline__ void fwd_epilogue_pair_interior(const swiglu::detail::FwdParams& p, int64_t z_off,
+// A pair known to be in range, with vec_store set; the caller computes a row's offsets once.
+template <class T, FastMath F>
+__device__ __forceinline__ void fwd_epilogue_pair_interior(const FwdParams& p, int64_t z_off,
                                                            int64_t h_off, float g0, float u0, float g1,
                                                            float u1) {
-  fwd_epilogue_at<T, FastMath, true>(p, z_off, h_off, g0, u0, g1, u1, true, true);
+  fwd_epilogue_at<T, F, true>(p, z_off, h_off, g0, u0, g1, u1, true, true);
 }
 
 }  // namespace swiglu::kernels

@@ -1,5 +1,5 @@
-// Host launchers of the unfused elementwise kernels (kernels/gate.cuh); see gate.hpp.
-#include "swiglu/gate.hpp"
+// Host launchers of the unfused elementwise kernels (kernels/elementwise.cuh); see elementwise.hpp.
+#include "swiglu/elementwise.hpp"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -12,7 +12,7 @@
 
 #include <nvtx3/nvtx3.hpp>
 
-#include "kernels/gate.cuh"
+#include "kernels/elementwise.cuh"
 
 namespace swiglu::detail {
 namespace {

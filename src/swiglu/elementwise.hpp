@@ -1,8 +1,7 @@
-// Internal: launchers of the unfused elementwise kernels (kernels/gate.cuh): the gate
-// z = silu(a) * b, its backward, a column sum and a dtype conversion, all computed in fp32.
-//
-// Used by the GPU reference (float in, float out, on fp32 products) and by the "two GEMMs + gate"
-// baselines (dtype in, dtype out). Every launcher runs on `stream` and returns after the launch.
+// Internal: launchers of the unfused elementwise kernels (kernels/elementwise.cuh): the gate
+// z = silu(a)·b, its backward, a column sum and a dtype conversion, all computed in fp32. Used by the
+// GPU reference (float in, float out), the "two GEMMs + gate" baselines (dtype in and out) and the
+// sm90 backward. Each runs on `stream` and returns after the launch.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -21,13 +20,10 @@ namespace swiglu::detail {
 cudaError_t launch_gate(DType in, DType out, const void* a, int64_t lda, const void* b, int64_t ldb,
                         void* z, int64_t ldz, int64_t rows, int64_t cols, cudaStream_t stream);
 
-// The gate backward of the baselines and the GPU reference, in fp32:
-//   dg[r][c] = dz[r][c] * b[r][c] * silu'(a[r][c]),  db[r][c] = dz[r][c] * silu(a[r][c])
-// where a = G and b = U; silu'(g) = s (1 + g (1 - s)), s = sigmoid(g). Inputs a, b, dz in `in`,
-// outputs dg, db in `out`; the same (in, out) pairs, size rules and return values as launch_gate.
-// dg/db may alias a/b (in place, as Liger does) when in == out and the strides match. Products are
-// evaluated as (dz * b) * silu'(a), with silu and silu' from kernels/common.cuh silu_and_grad, the
-// helper the fused backward uses too.
+// dg[r][c] = dz[r][c]·b[r][c]·silu'(a[r][c]), db[r][c] = dz[r][c]·silu(a[r][c]) (a = G, b = U),
+// evaluated as (dz·b)·silu'(a) with the fused kernels' silu_and_grad (kernels/gate.cuh). Inputs in
+// `in`, outputs in `out`; pairs, sizes and return values as launch_gate. dg and db may alias a and b
+// (in place, as Liger does) when in == out and the strides match.
 cudaError_t launch_gate_backward(DType in, DType out, const void* a, int64_t lda, const void* b,
                                  int64_t ldb, const void* dz, int64_t lddz, void* dg, int64_t lddg,
                                  void* db, int64_t lddb, int64_t rows, int64_t cols,
