@@ -160,25 +160,19 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
 
   if (p.splits > 1) {
     // Split-K: add into the fp32 sums; the tile's last slice reads them back (docs/kernels-sm80.md).
+    auto for_each_output = [&](auto&& f) {
 #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-      const int64_t m = m0 + ty * TM + i;
+      for (int i = 0; i < TM; ++i) {
+        const int64_t m = m0 + ty * TM + i;
 #pragma unroll
-      for (int j = 0; j < TN; ++j) {
-        const int64_t n = n0 + tx * TN + j;
-        if (m < M && n < N) atomicAdd(p.partial + m * N + n, acc[i][j]);
+        for (int j = 0; j < TN; ++j) f(acc[i][j], m, n0 + tx * TN + j);
       }
-    }
+    };
+    for_each_output([&](float& v, int64_t m, int64_t n) {
+      if (m < M && n < N) atomicAdd(p.partial + m * N + n, v);
+    });
     if (!split_k_last_slice(p.counters + blockIdx.x * gridDim.y + blockIdx.y, p.splits)) return;
-#pragma unroll
-    for (int i = 0; i < TM; ++i) {
-      const int64_t m = m0 + ty * TM + i;
-#pragma unroll
-      for (int j = 0; j < TN; ++j) {
-        const int64_t n = n0 + tx * TN + j;
-        acc[i][j] = (m < M && n < N) ? __ldcg(p.partial + m * N + n) : 0.0f;
-      }
-    }
+    for_each_output([&](float& v, int64_t m, int64_t n) { v = (m < M && n < N) ? __ldcg(p.partial + m * N + n) : 0.0f; });
   }
   T* __restrict__ c = static_cast<T*>(p.c);
 #pragma unroll

@@ -58,26 +58,30 @@ cudaError_t dispatch_pair(DType in, DType out, F&& f) {
   return cudaErrorInvalidValue;
 }
 
+// Launches launch(vector width, grid, block) with one 16-byte vector of Tin a step when `vec`, else
+// one element; returns the launch's status.
+template <class Tin, class Launch>
+cudaError_t launch_rows(bool vec, int64_t rows, int64_t cols, Launch&& launch) {
+  constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
+  const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
+  if (vec) {
+    launch(std::integral_constant<int, kVec>{}, grid, block);
+  } else {
+    launch(std::integral_constant<int, 1>{}, grid, block);
+  }
+  return cudaGetLastError();
+}
+
 template <class Tin, class Tout>
 cudaError_t launch_gate_typed(const void* a, int64_t lda, const void* b, int64_t ldb, void* z,
                               int64_t ldz, int64_t rows, int64_t cols, cudaStream_t stream) {
-  constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
-  // Why: the vector path reads 16-byte input vectors and writes whole 16-byte output chunks at the
-  // start of every row, so every row start of a, b and z must be 16-byte aligned.
-  const bool vec = cols >= kVec && rows_aligned16<Tin>(a, lda) && rows_aligned16<Tin>(b, ldb) &&
-                   rows_aligned16<Tout>(z, ldz);
-  const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
-  const auto* ta = static_cast<const Tin*>(a);
-  const auto* tb = static_cast<const Tin*>(b);
-  auto* tz = static_cast<Tout*>(z);
-  if (vec) {
-    kernels::swiglu_gate_kernel<Tin, Tout, kVec>
-        <<<grid, block, 0, stream>>>(ta, lda, tb, ldb, tz, ldz, rows, cols);
-  } else {
-    kernels::swiglu_gate_kernel<Tin, Tout, 1>
-        <<<grid, block, 0, stream>>>(ta, lda, tb, ldb, tz, ldz, rows, cols);
-  }
-  return cudaGetLastError();
+  // Why every row start: the vector path moves whole 16-byte vectors from the start of each row.
+  const bool vec = cols >= static_cast<int64_t>(16 / sizeof(Tin)) && rows_aligned16<Tin>(a, lda) &&
+                   rows_aligned16<Tin>(b, ldb) && rows_aligned16<Tout>(z, ldz);
+  return launch_rows<Tin>(vec, rows, cols, [&](auto v, dim3 grid, dim3 block) {
+    kernels::swiglu_gate_kernel<Tin, Tout, decltype(v)::value><<<grid, block, 0, stream>>>(
+        static_cast<const Tin*>(a), lda, static_cast<const Tin*>(b), ldb, static_cast<Tout*>(z), ldz, rows, cols);
+  });
 }
 
 template <class Tin, class Tout>
@@ -85,41 +89,25 @@ cudaError_t launch_gate_backward_typed(const void* a, int64_t lda, const void* b
                                        const void* dz, int64_t lddz, void* dg, int64_t lddg,
                                        void* db, int64_t lddb, int64_t rows, int64_t cols,
                                        cudaStream_t stream) {
-  constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
-  const bool vec = cols >= kVec && rows_aligned16<Tin>(a, lda) && rows_aligned16<Tin>(b, ldb) &&
-                   rows_aligned16<Tin>(dz, lddz) && rows_aligned16<Tout>(dg, lddg) &&
-                   rows_aligned16<Tout>(db, lddb);
-  const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
-  const auto* ta = static_cast<const Tin*>(a);
-  const auto* tb = static_cast<const Tin*>(b);
-  const auto* tdz = static_cast<const Tin*>(dz);
-  auto* tdg = static_cast<Tout*>(dg);
-  auto* tdb = static_cast<Tout*>(db);
-  if (vec) {
-    kernels::swiglu_gate_backward_kernel<Tin, Tout, kVec><<<grid, block, 0, stream>>>(
-        ta, lda, tb, ldb, tdz, lddz, tdg, lddg, tdb, lddb, rows, cols);
-  } else {
-    kernels::swiglu_gate_backward_kernel<Tin, Tout, 1><<<grid, block, 0, stream>>>(
-        ta, lda, tb, ldb, tdz, lddz, tdg, lddg, tdb, lddb, rows, cols);
-  }
-  return cudaGetLastError();
+  const bool vec = cols >= static_cast<int64_t>(16 / sizeof(Tin)) && rows_aligned16<Tin>(a, lda) &&
+                   rows_aligned16<Tin>(b, ldb) && rows_aligned16<Tin>(dz, lddz) &&
+                   rows_aligned16<Tout>(dg, lddg) && rows_aligned16<Tout>(db, lddb);
+  return launch_rows<Tin>(vec, rows, cols, [&](auto v, dim3 grid, dim3 block) {
+    kernels::swiglu_gate_backward_kernel<Tin, Tout, decltype(v)::value><<<grid, block, 0, stream>>>(
+        static_cast<const Tin*>(a), lda, static_cast<const Tin*>(b), ldb, static_cast<const Tin*>(dz), lddz,
+        static_cast<Tout*>(dg), lddg, static_cast<Tout*>(db), lddb, rows, cols);
+  });
 }
 
 template <class Tin, class Tout>
 cudaError_t launch_convert_typed(const void* a, int64_t lda, void* z, int64_t ldz, int64_t rows,
                                  int64_t cols, cudaStream_t stream) {
-  constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
-  const bool vec = cols >= kVec && rows_aligned16<Tin>(a, lda) && rows_aligned16<Tout>(z, ldz);
-  const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
-  const auto* ta = static_cast<const Tin*>(a);
-  auto* tz = static_cast<Tout*>(z);
-  if (vec) {
-    kernels::convert_kernel<Tin, Tout, kVec>
-        <<<grid, block, 0, stream>>>(ta, lda, tz, ldz, rows, cols);
-  } else {
-    kernels::convert_kernel<Tin, Tout, 1><<<grid, block, 0, stream>>>(ta, lda, tz, ldz, rows, cols);
-  }
-  return cudaGetLastError();
+  const bool vec = cols >= static_cast<int64_t>(16 / sizeof(Tin)) && rows_aligned16<Tin>(a, lda) &&
+                   rows_aligned16<Tout>(z, ldz);
+  return launch_rows<Tin>(vec, rows, cols, [&](auto v, dim3 grid, dim3 block) {
+    kernels::convert_kernel<Tin, Tout, decltype(v)::value>
+        <<<grid, block, 0, stream>>>(static_cast<const Tin*>(a), lda, static_cast<Tout*>(z), ldz, rows, cols);
+  });
 }
 
 }  // namespace

@@ -1,54 +1,65 @@
 // The names of the public enums and tiles: to_string, parse_*, TileConfig::name and parse.
 #include <charconv>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "swiglu/swiglu.hpp"
 
 namespace swiglu {
 
-std::string_view to_string(DType t) {
-  switch (t) {
-    case DType::f32: return "fp32";
-    case DType::f16: return "fp16";
-    case DType::bf16: return "bf16";
-  }
-  return "?";
-}
-std::string_view to_string(Layout l) { return l == Layout::linear ? "linear" : "packed"; }
-std::string_view to_string(Math m) {
-  switch (m) {
-    case Math::exact: return "exact";
-    case Math::tf32: return "tf32";
-    case Math::tf32x3: return "3xtf32";
-  }
-  return "?";
-}
-std::string_view to_string(Family f) {
-  switch (f) {
-    case Family::simt: return "simt";
-    case Family::mma_sm80: return "sm80";
-    case Family::wgmma_sm90: return "sm90";
+namespace {
+
+template <class E>
+struct Name {
+  E value;
+  std::string_view name;
+};
+
+// Every spelling parse accepts, a value's canonical name (to_string's) first.
+constexpr Name<DType> kDTypes[] = {{DType::f32, "fp32"}, {DType::f32, "f32"},   {DType::f32, "float32"},
+                                   {DType::f16, "fp16"}, {DType::f16, "f16"},   {DType::f16, "float16"},
+                                   {DType::f16, "half"}, {DType::bf16, "bf16"}, {DType::bf16, "bfloat16"}};
+constexpr Name<Layout> kLayouts[] = {{Layout::linear, "linear"}, {Layout::packed, "packed"}};
+constexpr Name<Math> kMaths[] = {{Math::exact, "exact"}, {Math::tf32, "tf32"}, {Math::tf32x3, "3xtf32"}};
+constexpr Name<Family> kFamilies[] = {{Family::simt, "simt"}, {Family::mma_sm80, "sm80"}, {Family::wgmma_sm90, "sm90"}};
+constexpr Name<Policy> kPolicies[] = {{Policy::save, "save"}, {Policy::recompute, "recompute"}};
+constexpr Name<GatePlacement> kPlacements[] = {{GatePlacement::automatic, "auto"},
+                                               {GatePlacement::automatic, "automatic"},
+                                               {GatePlacement::epilogue, "epilogue"},
+                                               {GatePlacement::prologue, "prologue"}};
+
+template <class E, size_t N>
+std::string_view name_of(const Name<E> (&names)[N], E value) {
+  for (const Name<E>& n : names) {
+    if (n.value == value) return n.name;
   }
   return "?";
 }
 
-std::optional<DType> parse_dtype(std::string_view s) {
-  if (s == "fp32" || s == "f32" || s == "float32") return DType::f32;
-  if (s == "fp16" || s == "f16" || s == "float16" || s == "half") return DType::f16;
-  if (s == "bf16" || s == "bfloat16") return DType::bf16;
+template <class E, size_t N>
+std::optional<E> value_of(const Name<E> (&names)[N], std::string_view s) {
+  for (const Name<E>& n : names) {
+    if (n.name == s) return n.value;
+  }
   return std::nullopt;
 }
-std::optional<Layout> parse_layout(std::string_view s) {
-  if (s == "linear") return Layout::linear;
-  if (s == "packed") return Layout::packed;
-  return std::nullopt;
-}
-std::optional<Math> parse_math(std::string_view s) {
-  if (s == "exact") return Math::exact;
-  if (s == "tf32") return Math::tf32;
-  if (s == "3xtf32") return Math::tf32x3;
-  return std::nullopt;
-}
+
+}  // namespace
+
+std::string_view to_string(DType t) { return name_of(kDTypes, t); }
+std::string_view to_string(Layout l) { return l == Layout::linear ? "linear" : "packed"; }
+std::string_view to_string(Math m) { return name_of(kMaths, m); }
+std::string_view to_string(Family f) { return name_of(kFamilies, f); }
+std::string_view to_string(Policy v) { return v == Policy::save ? "save" : "recompute"; }
+std::string_view to_string(GatePlacement v) { return name_of(kPlacements, v); }
+
+std::optional<DType> parse_dtype(std::string_view s) { return value_of(kDTypes, s); }
+std::optional<Layout> parse_layout(std::string_view s) { return value_of(kLayouts, s); }
+std::optional<Math> parse_math(std::string_view s) { return value_of(kMaths, s); }
+std::optional<Policy> parse_policy(std::string_view s) { return value_of(kPolicies, s); }
+std::optional<GatePlacement> parse_gate_placement(std::string_view s) { return value_of(kPlacements, s); }
+
 size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
 
 std::string TileConfig::name() const {
@@ -61,11 +72,9 @@ std::optional<TileConfig> TileConfig::parse(std::string_view text) {
   TileConfig t;
   const size_t colon = text.find(':');
   if (colon == std::string_view::npos) return std::nullopt;
-  const std::string_view fam = text.substr(0, colon);
-  if (fam == "simt") t.family = Family::simt;
-  else if (fam == "sm80") t.family = Family::mma_sm80;
-  else if (fam == "sm90") t.family = Family::wgmma_sm90;
-  else return std::nullopt;
+  const std::optional<Family> family = value_of(kFamilies, text.substr(0, colon));
+  if (!family) return std::nullopt;
+  t.family = *family;
   // <m>x<n>x<k>s<stages>w<warps>[c<cluster>], every number positive, the cluster above 1 (the
   // name of a one-block cluster has no "c" part, so each tile has one spelling), nothing after.
   const char* p = text.data() + colon + 1;
@@ -84,27 +93,6 @@ std::optional<TileConfig> TileConfig::parse(std::string_view text) {
   }
   if (p != end || t.cluster < 2) return std::nullopt;
   return t;
-}
-
-std::string_view to_string(Policy v) { return v == Policy::save ? "save" : "recompute"; }
-std::string_view to_string(GatePlacement v) {
-  switch (v) {
-    case GatePlacement::automatic: return "auto";
-    case GatePlacement::epilogue: return "epilogue";
-    case GatePlacement::prologue: return "prologue";
-  }
-  return "?";
-}
-std::optional<Policy> parse_policy(std::string_view s) {
-  if (s == "save") return Policy::save;
-  if (s == "recompute") return Policy::recompute;
-  return std::nullopt;
-}
-std::optional<GatePlacement> parse_gate_placement(std::string_view s) {
-  if (s == "auto" || s == "automatic") return GatePlacement::automatic;
-  if (s == "epilogue") return GatePlacement::epilogue;
-  if (s == "prologue") return GatePlacement::prologue;
-  return std::nullopt;
 }
 
 }  // namespace swiglu
