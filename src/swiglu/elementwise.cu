@@ -43,18 +43,18 @@ ElementwiseLaunch elementwise_launch(int64_t rows, int64_t units) {
           dim3(static_cast<unsigned>(tx), static_cast<unsigned>(ty))};
 }
 
-// Calls f(std::type_identity<Tin>{}, std::type_identity<Tout>{}) for the supported (in, out) pairs:
-// (f32, f32), (f16, f16), (bf16, bf16), (f16, f32), (bf16, f32).
+// Checks the sizes, then calls f.template operator()<Tin, Tout>() for the supported (in, out) pairs,
+// (f32, f32), (f16, f16), (bf16, bf16), (f16, f32) and (bf16, f32), unless `empty`; any other pair
+// is cudaErrorInvalidValue, empty or not.
 template <class F>
-cudaError_t dispatch_pair(DType in, DType out, F&& f) {
-  using F32 = std::type_identity<float>;
-  using F16 = std::type_identity<__half>;
-  using BF16 = std::type_identity<__nv_bfloat16>;
-  if (in == DType::f32 && out == DType::f32) return f(F32{}, F32{});
-  if (in == DType::f16 && out == DType::f16) return f(F16{}, F16{});
-  if (in == DType::bf16 && out == DType::bf16) return f(BF16{}, BF16{});
-  if (in == DType::f16 && out == DType::f32) return f(F16{}, F32{});
-  if (in == DType::bf16 && out == DType::f32) return f(BF16{}, F32{});
+cudaError_t dispatch(DType in, DType out, int64_t rows, int64_t cols, bool empty, F&& f) {
+  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
+  auto call = [&]<class Tin, class Tout>() { return empty ? cudaSuccess : f.template operator()<Tin, Tout>(); };
+  if (in == DType::f32 && out == DType::f32) return call.template operator()<float, float>();
+  if (in == DType::f16 && out == DType::f16) return call.template operator()<__half, __half>();
+  if (in == DType::bf16 && out == DType::bf16) return call.template operator()<__nv_bfloat16, __nv_bfloat16>();
+  if (in == DType::f16 && out == DType::f32) return call.template operator()<__half, float>();
+  if (in == DType::bf16 && out == DType::f32) return call.template operator()<__nv_bfloat16, float>();
   return cudaErrorInvalidValue;
 }
 
@@ -115,11 +115,7 @@ cudaError_t launch_convert_typed(const void* a, int64_t lda, void* z, int64_t ld
 cudaError_t launch_gate(DType in, DType out, const void* a, int64_t lda, const void* b, int64_t ldb,
                         void* z, int64_t ldz, int64_t rows, int64_t cols, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_gate"};
-  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
-  if (rows == 0 || cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
-  return dispatch_pair(in, out, [&](auto tin, auto tout) {
-    using Tin = typename decltype(tin)::type;
-    using Tout = typename decltype(tout)::type;
+  return dispatch(in, out, rows, cols, rows == 0 || cols == 0, [&]<class Tin, class Tout>() {
     return launch_gate_typed<Tin, Tout>(a, lda, b, ldb, z, ldz, rows, cols, stream);
   });
 }
@@ -129,25 +125,16 @@ cudaError_t launch_gate_backward(DType in, DType out, const void* a, int64_t lda
                                  void* db, int64_t lddb, int64_t rows, int64_t cols,
                                  cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_gate_backward"};
-  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
-  if (rows == 0 || cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
-  return dispatch_pair(in, out, [&](auto tin, auto tout) {
-    using Tin = typename decltype(tin)::type;
-    using Tout = typename decltype(tout)::type;
-    return launch_gate_backward_typed<Tin, Tout>(a, lda, b, ldb, dz, lddz, dg, lddg, db, lddb, rows,
-                                                 cols, stream);
+  return dispatch(in, out, rows, cols, rows == 0 || cols == 0, [&]<class Tin, class Tout>() {
+    return launch_gate_backward_typed<Tin, Tout>(a, lda, b, ldb, dz, lddz, dg, lddg, db, lddb, rows, cols, stream);
   });
 }
 
 cudaError_t launch_column_sum(DType in, DType out, const void* a, int64_t lda, void* out_ptr,
                               int64_t rows, int64_t cols, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_column_sum"};
-  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
-  if (cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
   // rows == 0 still launches: every column sum is then 0.
-  return dispatch_pair(in, out, [&](auto tin, auto tout) {
-    using Tin = typename decltype(tin)::type;
-    using Tout = typename decltype(tout)::type;
+  return dispatch(in, out, rows, cols, cols == 0, [&]<class Tin, class Tout>() {
     const int64_t blocks = std::min<int64_t>((cols + 31) / 32, INT_MAX);
     kernels::column_sum_kernel<Tin, Tout, kColumnSumRowsY>
         <<<dim3(static_cast<unsigned>(blocks)), dim3(32, kColumnSumRowsY), 0, stream>>>(
@@ -159,11 +146,7 @@ cudaError_t launch_column_sum(DType in, DType out, const void* a, int64_t lda, v
 cudaError_t launch_convert(DType in, DType out, const void* a, int64_t lda, void* z, int64_t ldz,
                            int64_t rows, int64_t cols, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_convert"};
-  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
-  if (rows == 0 || cols == 0) return dispatch_pair(in, out, [](auto, auto) { return cudaSuccess; });
-  return dispatch_pair(in, out, [&](auto tin, auto tout) {
-    using Tin = typename decltype(tin)::type;
-    using Tout = typename decltype(tout)::type;
+  return dispatch(in, out, rows, cols, rows == 0 || cols == 0, [&]<class Tin, class Tout>() {
     return launch_convert_typed<Tin, Tout>(a, lda, z, ldz, rows, cols, stream);
   });
 }
