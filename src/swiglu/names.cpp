@@ -63,9 +63,10 @@ std::optional<GatePlacement> parse_gate_placement(std::string_view s) { return v
 size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
 
 std::string TileConfig::name() const {
-  return std::string(to_string(family)) + ":" + std::to_string(block_m) + "x" +
-         std::to_string(block_n) + "x" + std::to_string(block_k) + "s" + std::to_string(stages) +
-         "w" + std::to_string(warps) + (cluster > 1 ? "c" + std::to_string(cluster) : std::string());
+  std::string s = std::string(to_string(family)) + ":" + std::to_string(block_m) + "x" + std::to_string(block_n) +
+                  "x" + std::to_string(block_k) + "s" + std::to_string(stages) + "w" + std::to_string(warps);
+  if (cluster > 1) (s += 'c') += std::to_string(cluster);
+  return s;
 }
 
 std::optional<TileConfig> TileConfig::parse(std::string_view text) {
