@@ -10,11 +10,12 @@
 # times it occurs). --map SEDFILE: a sed -E script that rewrites OLD's demangled names into NEW's; the
 # kernels are then also paired by name, which catches two kernels that traded bodies. --keep DIR
 # keeps the normalised bodies there (DIR/old, DIR/new) for a diff.
-# Needs cuobjdump and nvdisasm (PATH, CUDA_HOME/bin, or CUOBJDUMP=... and NVDISASM_PATH=...) and
-# c++filt. Exit status: 0 identical, 1 different, 2 usage or tool error.
+# Needs cuobjdump and nvdisasm (PATH, CUDA_HOME/bin, or CUOBJDUMP=... and NVDISASM_PATH=...; PyPI's
+# nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm have them) and c++filt. Exit status: 0 identical,
+# 1 different, 2 usage or tool error.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 map="" keep=""
 while [[ $# -gt 0 ]]; do
