@@ -1,33 +1,26 @@
-// The backward GEMMs of SwiGLU on CUDA cores (SIMT), for every dtype and every GPU from sm_70:
-// the path of fp32 problems and of GPUs without the sm80 tensor-core kernels.
+// The backward GEMMs on CUDA cores, every dtype, sm_70+ (the fp32 path, and GPUs below sm_80):
 //
-//   C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (see BwdParams and bwd_sm80.cuh):
-//     dx: A[m][k] = dH[m][k], B = W12;  dw: A[m][k] = dH[k][m], B = X, plus dbias[m] = Σ_k A[m][k]
-//   with dH read directly or computed from dZ and H = [G | U] as the A tile is loaded.
+//   C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (BwdKind, params.cuh), plus dbias for dW
 //
-// Arch: sm_70+ (plain loads, shared memory and fp32 FMA). Inputs are widened to fp32 on their way
-// into shared memory; products and the dbias sum are fp32; C is rounded once to T.
-//
-// Design: the same register-staged double buffer as the SIMT forward (global loads of tile k+1 in
-// flight during the FMAs of tile k, one barrier per tile); element-wise loads, each along its
-// source's contiguous dimension so a warp's loads coalesce; each thread owns TM×4 outputs; dX of
-// small batches splits K like the sm80 kernel.
+// dH is read directly or computed from dZ and H as the A tile loads (gate.cuh dh_element). The SIMT
+// forward's register-staged double buffer, element loads along each source's contiguous dimension,
+// TM×4 outputs a thread; dX of small batches splits K (docs/kernels-simt.md).
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
-#include "kernels/bwd_sm80.cuh"  // dh_element
 #include "kernels/common.cuh"
-#include "swiglu/registry.hpp"
+#include "kernels/gate.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
 
-template <class T_, bool ATrans_, bool BKMajor_, int BM, int BN, int BK, int WARPS>
+template <class E, BwdKind Kind, int BM, int BN, int BK, int WARPS>
 struct SimtBwdConfig {
-  using T = T_;
-  static constexpr bool kATrans = ATrans_;
-  static constexpr bool kBKMajor = BKMajor_;
+  using Element = E;
+  static constexpr bool kATrans = a_transposed(Kind);
+  static constexpr bool kBKMajor = b_k_major(Kind);
   static constexpr int kBlockM = BM, kBlockN = BN, kBlockK = BK;
   static constexpr int kStages = 2;
   static constexpr int kWarps = WARPS;
@@ -43,7 +36,7 @@ struct SimtBwdConfig {
   static constexpr int kItersA = BM * BK / kThreads;
   static constexpr int kItersB = BN * BK / kThreads;
 
-  static_assert(is_swiglu_dtype_v<T>, "simt bwd: T must be float, __half or __nv_bfloat16");
+  static_assert(is_swiglu_dtype_v<E>, "simt bwd: the element type must be float, __half or __nv_bfloat16");
   static_assert(kThreads % kTX == 0 && BM % kTY == 0, "simt bwd: thread grid must tile BM×BN");
   static_assert(kTM == 1 || kTM == 2 || kTM == 4 || kTM == 8, "simt bwd: TM must be 1, 2, 4 or 8");
   static_assert((BM * BK) % kThreads == 0 && (BN * BK) % kThreads == 0,
@@ -53,8 +46,8 @@ struct SimtBwdConfig {
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 2)
-    swiglu_bwd_simt(const swiglu::detail::BwdParams p) {
-  using T = typename Cfg::T;
+    swiglu_bwd_simt(const BwdParams p) {
+  using T = typename Cfg::Element;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
   constexpr int kThreads = Cfg::kThreads;
   constexpr int TM = Cfg::kTM, TN = Cfg::kTN;
@@ -80,8 +73,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
   // The first column of dX blocks also writes the dH it computed (see bwd_sm80.cuh).
   const bool write_dh = !Cfg::kATrans && p.dh_out != nullptr && blockIdx.y == 0;
 
-  // Element e of a tile walks its source's contiguous dimension fastest: dH columns for A (k for
-  // dx, m for dw), n for K-major B, k for N-major B.
+  // Element e of a tile walks its source's contiguous dimension fastest: dH's columns for A (k for
+  // dX, m for dW), k for a K-major B, else n.
   auto load = [&](int64_t kt) {
     const int64_t k0 = (kt_begin + kt) * BK;
 #pragma unroll
@@ -103,7 +96,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
     for (int i = 0; i < Cfg::kItersB; ++i) {
       const int e = tid + i * kThreads;
       int64_t k, n;
-      if constexpr (Cfg::kBKMajor) {
+      if constexpr (!Cfg::kBKMajor) {
         k = k0 + e / BN;
         n = n0 + e % BN;
         rb[i] = (k < K && n < N) ? to_f32(bmat[k * p.ldb + n]) : 0.0f;
@@ -127,8 +120,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
 #pragma unroll
     for (int i = 0; i < Cfg::kItersB; ++i) {
       const int e = tid + i * kThreads;
-      const int nn = Cfg::kBKMajor ? e % BN : e / BK;
-      const int kk = Cfg::kBKMajor ? e / BN : e % BK;
+      const int nn = !Cfg::kBKMajor ? e % BN : e / BK;
+      const int kk = !Cfg::kBKMajor ? e / BN : e % BK;
       sb[kk * kLdB + nn] = rb[i];
     }
   };
@@ -160,34 +153,26 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
         for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
       }
     }
-    // Why no barrier before this store: the other buffer was last read in iteration kt-1, and
-    // every thread has passed the barrier at the end of kt-1 since.
+    // Why no barrier first: every thread has passed the barrier after kt-1, the other buffer's last reader.
     if (has_next) store(buf ^ 1);
     __syncthreads();
   }
 
   if (p.splits > 1) {
-    // Split-K: add into the fp32 sums; the last slice of the tile reads them back (bwd_sm80.cuh
-    // explains the choice).
+    // Split-K: add into the fp32 sums; the tile's last slice reads them back (docs/kernels-sm80.md).
+    auto for_each_output = [&](auto&& f) {
 #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-      const int64_t m = m0 + ty * TM + i;
+      for (int i = 0; i < TM; ++i) {
+        const int64_t m = m0 + ty * TM + i;
 #pragma unroll
-      for (int j = 0; j < TN; ++j) {
-        const int64_t n = n0 + tx * TN + j;
-        if (m < M && n < N) atomicAdd(p.partial + m * N + n, acc[i][j]);
+        for (int j = 0; j < TN; ++j) f(acc[i][j], m, n0 + tx * TN + j);
       }
-    }
+    };
+    for_each_output([&](float& v, int64_t m, int64_t n) {
+      if (m < M && n < N) atomicAdd(p.partial + m * N + n, v);
+    });
     if (!split_k_last_slice(p.counters + blockIdx.x * gridDim.y + blockIdx.y, p.splits)) return;
-#pragma unroll
-    for (int i = 0; i < TM; ++i) {
-      const int64_t m = m0 + ty * TM + i;
-#pragma unroll
-      for (int j = 0; j < TN; ++j) {
-        const int64_t n = n0 + tx * TN + j;
-        acc[i][j] = (m < M && n < N) ? __ldcg(p.partial + m * N + n) : 0.0f;
-      }
-    }
+    for_each_output([&](float& v, int64_t m, int64_t n) { v = (m < M && n < N) ? __ldcg(p.partial + m * N + n) : 0.0f; });
   }
   T* __restrict__ c = static_cast<T*>(p.c);
 #pragma unroll

@@ -1,51 +1,28 @@
-// The backward GEMMs of SwiGLU on sm_80+ tensor cores (fp16 / bf16, mma.sync m16n8k16, fp32
-// accumulation), with the gate backward fused into the loading of the A operand.
+// The backward GEMMs on sm_80+ tensor cores (fp16/bf16, mma.sync m16n8k16, fp32 accumulation),
+// with the gate backward fused into the loading of A:
 //
-//   C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (B×2D, see BwdParams):
-//     dx: A[m][k] = dH[m][k],  B = W12 (2D×I)      -> dX (B×I)     K = 2D
-//     dw: A[m][k] = dH[k][m],  B = X   (B×I)       -> dW12 (2D×I)  K = B, plus dbias[m] = Σ_k A[m][k]
-//   dG = dZ·U·silu'(G), dU = dZ·silu(G), computed from dZ and H = [G | U] when BwdParams.dh is null.
+//   C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (BwdKind, params.cuh), plus dbias for dW
 //
-// Layouts: dH and H are B×2D row-major, dZ is B×D. B is K-major (b[k*ldb + n]: linear W12, X) or
-// N-major (b[n*ldb + k]: packed Wf, whose row i holds [Wa | Wb] at column k). C is row-major,
-// or stored transposed (c[n*ldc + m]) for the packed dW.
-//
-// Arch: sm_80+ (cp.async, ldmatrix, mma.sync); other targets compile to __trap().
-//
-// Design:
-//   - Shared tiles keep each operand in its global orientation, padded by 16 bytes per row (an odd
-//     number of 16-byte units, so ldmatrix phases are conflict-free); ldmatrix or ldmatrix.trans
-//     turns them into mma fragments: dx's A is [m][k] (plain), dw's A is [k][m] (.trans), K-major
-//     B is [k][n] (.trans), N-major B is [n][k] (plain).
-//   - The gate backward runs where the A tile is loaded (the "prologue"): 16-byte vectors of dZ, G
-//     and U are fetched into registers before the tile's mma work and turned into dG / dU and
-//     stored to shared memory after it, so the loads' latency hides behind the math. With dH
-//     already materialised (the recompute policy's epilogue placement) A goes through cp.async like B.
-//   - With the gate in the prologue and both gradients wanted, the dX GEMM's first column of
-//     blocks also stores the dH tiles it computed (dh_out), and the dW GEMM then reads dH directly
-//     instead of computing the gate once more per column of its own blocks.
-//   - dbias is a by-product of the dw GEMM: the blocks of the first N tile sum their A fragments
-//     over the whole K = B, so every dbias element has one owner and the sum is deterministic.
-//   - A STAGES-deep pipeline with one barrier per K tile, as in the forward kernel.
-//   - Split-K for dX with few output tiles (small B: K = 2D is long, B×I gives few blocks): the
-//     slices of one tile add into fp32 sums with atomics and count themselves in a per-tile
-//     counter; the last slice to arrive stores C.
+// Without BwdParams.dh the A tile is computed from dZ and H as it loads: fetched before the tile's
+// mma work, turned into dH after it, so the loads hide behind the math. Shared tiles keep each
+// operand's global orientation (ldmatrix or .trans makes the fragments). Split-K for the dX of
+// small batches; dbias summed from the A fragments. Other archs __trap() (docs/kernels-sm80.md).
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/common.cuh"
-#include "swiglu/registry.hpp"
+#include "kernels/gate.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
 
-template <class T_, bool ATrans_, bool BKMajor_, int BM, int BN, int BK, int STAGES, int WARPS_M,
-          int WARPS_N>
+template <class E, BwdKind Kind, int BM, int BN, int BK, int STAGES, int WARPS_M, int WARPS_N>
 struct Sm80BwdConfig {
-  using T = T_;
-  static constexpr bool kATrans = ATrans_;    // dw: the A view is dH transposed
-  static constexpr bool kBKMajor = BKMajor_;  // B stored [k][n]
+  using Element = E;
+  static constexpr bool kATrans = a_transposed(Kind);
+  static constexpr bool kBKMajor = b_k_major(Kind);
   static constexpr int kBlockM = BM, kBlockN = BN, kBlockK = BK;
   static constexpr int kStages = STAGES;
   static constexpr int kWarpsM = WARPS_M, kWarpsN = WARPS_N;
@@ -58,8 +35,8 @@ struct Sm80BwdConfig {
   // A tile in dH orientation: rows are dH rows, columns dH columns (contiguous).
   static constexpr int kARows = kATrans ? BK : BM;
   static constexpr int kACols = kATrans ? BM : BK;
-  static constexpr int kBRows = kBKMajor ? BK : BN;
-  static constexpr int kBCols = kBKMajor ? BN : BK;
+  static constexpr int kBRows = kBKMajor ? BN : BK;
+  static constexpr int kBCols = kBKMajor ? BK : BN;
   static constexpr int kRowA = kACols * 2 + 16;  // bytes
   static constexpr int kRowB = kBCols * 2 + 16;
   static constexpr int kBytesA = kARows * kRowA;
@@ -72,8 +49,8 @@ struct Sm80BwdConfig {
   static constexpr int kChunksA = kARows * kChunksRowA / kThreads;
   static constexpr int kChunksB = kBRows * kChunksRowB / kThreads;
 
-  static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>,
-                "sm80 bwd: T must be __half or __nv_bfloat16");
+  static_assert(std::is_same_v<E, __half> || std::is_same_v<E, __nv_bfloat16>,
+                "sm80 bwd: the element type must be __half or __nv_bfloat16");
   static_assert(STAGES >= 2, "sm80 bwd: the pipeline needs at least 2 stages");
   static_assert(BM % (16 * WARPS_M) == 0, "sm80 bwd: the warp tile's M must be a multiple of 16");
   static_assert(BN % (16 * WARPS_N) == 0, "sm80 bwd: the warp tile's N must be a multiple of 16");
@@ -88,21 +65,15 @@ struct Sm80BwdConfig {
   static_assert(kMT * kNT * 4 <= 128, "sm80 bwd: more than 128 accumulators per thread would spill");
 };
 
-// One 16-byte chunk of dH at (r, c..c+7), computed from dZ and H. Needs r < rows, c + 8 <= 2D and
-// D % 8 == 0 (so the chunk is wholly in the dG half or the dU half) and 16-byte aligned sources.
-// The raw vectors are fetched first (fetch) and turned into dH later (finish), so the loads can be
+// One 16-byte chunk of dH at (r, c..c+7) from dZ and H: r < rows, c + 8 <= 2D, D % 8 == 0 (the
+// chunk lies in one half) and aligned sources. Fetched first, finished later, so the loads can be
 // in flight during other work.
-// Why fast math in the prologue: a dX or dW block recomputes the gate for every A tile it loads,
-// once per column of blocks, so its exp and divisions are paid many times over; the MUFU
-// reciprocal makes them cheap, and the dtype rounding of dH hides its few ulp.
-constexpr bool kPrologueFastMath = true;
-
 struct GateChunk {
   uint4 dz, g, u;
 };
 
 template <class T>
-__device__ __forceinline__ void gate_chunk_fetch(const swiglu::detail::BwdParams& p, int64_t r,
+__device__ __forceinline__ void gate_chunk_fetch(const BwdParams& p, int64_t r,
                                                  int64_t c, GateChunk* out) {
   const T* dz = static_cast<const T*>(p.dz);
   const T* h = static_cast<const T*>(p.h);
@@ -134,27 +105,11 @@ __device__ __forceinline__ uint4 gate_chunk_finish(const GateChunk& in, bool dg_
   return *reinterpret_cast<const uint4*>(out);
 }
 
-// One element of dH at (r, c), 0 outside [0, rows)×[0, 2D); any alignment.
-template <class T>
-__device__ __forceinline__ T dh_element(const swiglu::detail::BwdParams& p, int64_t r, int64_t c) {
-  const int64_t D = p.D;
-  if (r >= p.rows || c >= 2 * D) return from_f32<T>(0.0f);
-  if (p.dh != nullptr) return static_cast<const T*>(p.dh)[r * 2 * D + c];
-  const T* dz = static_cast<const T*>(p.dz);
-  const T* h = static_cast<const T*>(p.h);
-  const int64_t cc = c < D ? c : c - D;
-  const float g = to_f32(h[r * 2 * D + cc]);
-  float s, ds;
-  silu_and_grad<kPrologueFastMath>(g, &s, &ds);
-  const float d = to_f32(dz[r * D + cc]);
-  return from_f32<T>(c < D ? d * to_f32(h[r * 2 * D + D + cc]) * ds : d * s);
-}
-
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
-    swiglu_bwd_sm80(const swiglu::detail::BwdParams p) {
+    swiglu_bwd_sm80(const BwdParams p) {
 #if SWIGLU_SM80_DEVICE
-  using T = typename Cfg::T;
+  using T = typename Cfg::Element;
   constexpr int BK = Cfg::kBlockK;
   constexpr int kStages = Cfg::kStages;
   constexpr int kThreads = Cfg::kThreads;
@@ -215,12 +170,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   auto b_src = [&](int64_t kt_local, int i, const T** src, int64_t* avail, bool* row_ok) {
     const int64_t kt = kt_begin + kt_local;
     const int64_t row = b_row + i * kPassB, col = b_cc * kVec;
-    if constexpr (kBKMajor) {  // storage rows are k, columns n
+    if constexpr (!kBKMajor) {  // storage rows are k, columns n
       const int64_t k = kt * BK + row, n = n0 + col;
       *src = bmat + k * p.ldb + n;
       *avail = N - n;
       *row_ok = k < K;
-    } else {                   // storage rows are n, columns k
+    } else {                    // storage rows are n, columns k
       const int64_t n = n0 + row, k = kt * BK + col;
       *src = bmat + n * p.ldb + k;
       *avail = K - k;
@@ -320,10 +275,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   // Transposed A [k][m]: the same four matrices; matrix rows are k.
   const int at_krow = (lane & 7) + (lane >> 4) * 8;
   const int at_mcol = ((lane >> 3) & 1) * 8;
-  // N-major B [n][k]: {b0, b1} of n8 tiles 2jp and 2jp+1.
+  // B stored [n][k]: {b0, b1} of n8 tiles 2jp and 2jp+1.
   const int bn_row = (lane & 7) + (lane >> 4) * 8;
   const int bn_kbyte = ((lane >> 3) & 1) * 16;
-  // K-major B [k][n] with .trans: the same order, matrix rows are k.
+  // B stored [k][n], with .trans: the same order, matrix rows are k.
   const int bk_krow = (lane & 7) + ((lane >> 3) & 1) * 8;
   const int bk_ncol = (lane >> 4) * 8;
 
@@ -365,7 +320,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
       for (int jp = 0; jp < kNT / 2; ++jp) {
         uint32_t r[4];
-        if constexpr (!kBKMajor) {
+        if constexpr (kBKMajor) {
           ldmatrix_x4(r, sb + (warp_col0 + jp * 16 + bn_row) * kRowB + ks * 32 + bn_kbyte);
         } else {
           ldmatrix_x4_trans(r, sb + (ks * 16 + bk_krow) * kRowB + (warp_col0 + jp * 16 + bk_ncol) * 2);
@@ -423,8 +378,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
     compute_stage(read_stage);
 
-    // Why after the math: the fetched vectors had the whole tile's mma work to arrive. The stage
-    // written here is read only after the next iteration's barrier.
+    // Why after the math: the fetched vectors had the tile's mma work to arrive; this stage is
+    // read only after the next iteration's barrier.
     if (has_next) {
       if (a_staged) finish_a(write_stage, next);
       else if (!a_async) load_a_scalar(write_stage, next);
@@ -435,8 +390,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   cp_async_wait<0>();
 
   // ---- epilogue -----------------------------------------------------------------------------------
-  // Calls f(m, n, v) for every accumulator pair of this thread: row m, columns n and n + 1,
-  // v = {acc for n, acc for n + 1}; rows past M are skipped, columns are the caller's to check.
+  // f(m, n, v) for each accumulator pair: row m (< M), columns n and n + 1 (the caller checks N).
   auto for_each_pair = [&](auto&& f) {
 #pragma unroll
     for (int i = 0; i < kMT; ++i)
@@ -452,10 +406,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   };
   if (p.splits > 1) {
     // Split-K: add this slice's tile into the fp32 sums; the last slice to arrive reads them back
-    // and stores C below. Why atomics and not per-slice partials summed in order: the reduction
-    // then costs one round trip however many slices there are (the adds need no reply), where a
-    // last block reading every slice pays one per slice; the price is that fp32 sums are not
-    // bitwise reproducible from run to run.
+    // and stores C. Why atomics: one round trip however many slices (docs/kernels-sm80.md).
     float* sums = p.partial;
     for_each_pair([&](int64_t m, int64_t n, float* v) {
       if (n < N) atomicAdd(sums + m * N + n, v[0]);

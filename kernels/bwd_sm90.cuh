@@ -1,46 +1,12 @@
-// The backward GEMMs of SwiGLU on Hopper (sm_90a): wgmma tensor cores fed by TMA, warp-specialised,
-// over a persistent grid: the forward's machinery (kernels/fwd_sm90.cuh) as a plain GEMM.
+// The backward GEMMs on Hopper (sm_90a): the sm90 forward's machinery (wgmma fed by TMA, a
+// producer and two cooperative consumer warpgroups, a persistent grid) as a plain GEMM:
 //
-//   C (M×N) = A (M×K) · B (K×N), fp32 accumulation, C rounded once to T and stored row-major:
-//     dx:        A = dH   (B×2D, read K-major),  B = W12 (2D×I, read N-major)  -> dX   (B×I),  K = 2D
-//     dx packed: A = dH   (K-major),             B = Wfᵀ (Wf I×2D, K-major)    -> dX   (B×I),  K = 2D
-//     dw:        A = dHᵀ  (dH read M-major),     B = X   (B×I,  read N-major)  -> dW12 (2D×I), K = B
-//     dw packed: A = Xᵀ   (X read M-major),      B = dH  (read N-major)        -> dWf  (I×2D), K = B
-// (the host swaps the operands for the packed dW, so its C is stored row-major too).
+//   C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (BwdKind, params.cuh), C row-major
 //
-// dH = [dG | dU] must be in global memory, because TMA reads it: the host (src/swiglu/api.cpp)
-// materialises it before these GEMMs when the policy would compute it in a GEMM prologue, and
-// sums dbias from it (a deterministic column sum), so this kernel has no gate code at all.
-//
-// No operand is transposed in memory. wgmma reads 16-bit operands in either major-ness, so every
-// operand keeps its global orientation: TMA copies boxes of 64 contiguous elements (one 128-byte
-// swizzle row) by 64 or 128 rows, and the descriptors say which way is K. A K-major tile (dx's A)
-// is the forward's layout (sm90::smem_desc); an MN-major tile (dw's A, every B) is a row of 64-wide
-// boxes, each BK rows of K deep (sm90::smem_desc_mn), read with the wgmma's transpose flag.
-//
-// Block: three warpgroups (384 threads). Warpgroup 0 is the producer (setmaxnreg 40; one thread
-// issues the TMA loads of each K step into a free stage), warpgroups 1 and 2 the consumers (232
-// registers), each owning 64 rows of the BM = 128 tile and running one m64nBNk16 wgmma per 16 of K
-// on the whole stage (cooperative schedule). Full barriers carry the TMA transaction bytes, empty
-// barriers one arrival per consumer; the ring's position runs on across tiles, so the producer
-// fills the next tile's stages while the consumers store this one. Tiles go in the forward's grouped
-// order (kGroupM M tiles per N column), so one wave reads a band of A and one of B that fit in L2.
-//
-// Epilogue: C goes through shared memory and TMA stores when its rows are whole 16-byte units at
-// a 16-byte aligned base (BwdParams.tma_c, set by the launcher): each consumer writes 128 of its
-// block's columns at a time into a 16 KiB buffer of its own, 128-byte swizzled, and its leader
-// stores the two 64-column boxes, so the consumer starts its next tile while the stores drain.
-// Otherwise (an odd N, say) it stores pairs from registers.
-//
-// CLUSTER = 2 pairs blocks on vertically adjacent tiles with the same B tile, each loading half of
-// B's boxes and multicasting them to both, as the forward's cluster tiles do.
-//
-// Tails need no code: TMA zero-fills rows and columns past the tensors' edges (a zero in K adds
-// nothing), and the epilogue masks rows past M and columns past N. The host sends here only what
-// TMA can address: dH, W12 and X 16-byte aligned with row strides of whole 16-byte units.
-//
-// Compiled only for sm_90a: the body is empty in every other target, and the registry lists these
-// instances only in builds that include sm_90a.
+// No gate code: TMA reads dH from memory, so the host materialises it first and sums dbias from
+// it. No operand is transposed in memory: each keeps its orientation, the descriptors say which
+// way is K. The packed dW runs as dWf = Xᵀ·dH (the host swaps the operands). Other archs compile
+// an empty body (docs/kernels-sm90.md).
 #pragma once
 
 #include <cuda.h>
@@ -51,20 +17,18 @@
 #include <type_traits>
 
 #include "kernels/common.cuh"
+#include "kernels/params.cuh"
 #include "kernels/sm90.cuh"
-#include "swiglu/registry.hpp"
 
 namespace swiglu::kernels {
 
-// ATrans = true: the dW GEMM (A read M-major). BKMajor = true: B stored [n][k] (the packed dX's
-// Wf), read K-major in boxes of BN/CLUSTER rows. BN: C columns per tile, the wgmma's N. CLUSTER = 2:
-// blocks work in pairs on vertically adjacent tiles with the same B tile, each loading half of B's
-// boxes of every K step and multicasting them to both.
-template <class T, bool ATrans, int BN, int STAGES, bool BKMajor = false, int CLUSTER = 1>
+// BN: C columns a tile, the wgmma's N. CLUSTER = 2: blocks pair on vertically adjacent tiles with
+// the same B tile, each loading half its boxes and multicasting them to both.
+template <class E, BwdKind Kind, int BN, int STAGES, int CLUSTER = 1>
 struct Sm90BwdConfig {
-  using Elem = T;
-  static constexpr bool kATrans = ATrans;
-  static constexpr bool kBKMajor = BKMajor;
+  using Element = E;
+  static constexpr bool kATrans = a_transposed(Kind);
+  static constexpr bool kBKMajor = b_k_major(Kind);
   static constexpr int kCluster = CLUSTER;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;
@@ -77,17 +41,14 @@ struct Sm90BwdConfig {
   static constexpr int kABytes = kBlockM * kBlockK * 2;
   static constexpr int kBBytes = BN * kBlockK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  // C through shared memory and TMA stores (BwdParams.tma_c): a buffer a consumer for 128 of its
-  // 64 rows' BN columns, two 64-column boxes of 128 bytes a row, 128-byte swizzled.
+  // C through TMA stores (BwdParams.tma_c): a buffer a consumer for 128 columns of its 64 rows.
   static constexpr int kCBufferBytes = 2 * sm90::kStoreBoxBytes;
-  // Stages, 1024 bytes of slack to align the first to the swizzle atom, the barriers in a whole
-  // 1024 bytes, then the two consumers' C buffers.
+  // Stages from a 1024-byte (swizzle atom) boundary, the barriers in 1024 bytes, the C buffers.
   static constexpr int kCOffset = STAGES * kStageBytes + 1024;  // from the first stage
   static constexpr int kSmemBytes = kCOffset + 2 * kCBufferBytes + 1024;
-  static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>,
-                "sm90 bwd: T must be __half or __nv_bfloat16 (wgmma's transpose needs 16-bit inputs)");
+  static_assert(std::is_same_v<E, __half> || std::is_same_v<E, __nv_bfloat16>,
+                "sm90 bwd: the element type must be __half or __nv_bfloat16 (wgmma's transpose needs 16 bits)");
   static_assert(BN == 128 || BN == 256, "sm90 bwd: the wgmma N is 128 or 256");
-  static_assert(!(ATrans && BKMajor), "sm90 bwd: no GEMM reads both A M-major and B K-major");
   static_assert(kStageBytes % 1024 == 0, "sm90 bwd: stages must keep the 1024-byte swizzle alignment");
   static_assert(2 * STAGES * 8 <= 1024, "sm90 bwd: the barriers must fit ahead of the C buffers");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 bwd: the shared memory exceeds the 227 KiB of a block");
@@ -97,9 +58,9 @@ struct Sm90BwdConfig {
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     swiglu_bwd_sm90(const __grid_constant__ CUtensorMap a_map, const __grid_constant__ CUtensorMap b_map,
-                    const __grid_constant__ CUtensorMap c_map, const swiglu::detail::BwdParams p) {
+                    const __grid_constant__ CUtensorMap c_map, const BwdParams p) {
 #if SWIGLU_SM90A_DEVICE
-  using T = typename Cfg::Elem;
+  using T = typename Cfg::Element;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
   constexpr int kBox = Cfg::kBoxBytes;
   constexpr int C = Cfg::kCluster;

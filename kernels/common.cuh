@@ -1,18 +1,8 @@
-// Device helpers shared by every swiglu kernel.
-//
-//   - dtype traits: to_f32(T) widens float / __half / __nv_bfloat16 to fp32; from_f32<T>(float)
-//     narrows with round-to-nearest-even. Both work on sm_70 (cuda_bf16.h emulates bf16 there).
-//     store_pair and pack_pair: two adjacent values as one store or one 32-bit word.
-//   - the gate: silu(g) = g / (1 + exp(-g)), swiglu_gate(g, u) = silu(g) * u, and
-//     silu_and_grad(g) = (silu(g), silu'(g)) for the backward, all in fp32.
-//   - thin PTX wrappers for the sm_80 tensor-core path: cp.async (16 bytes, zero-fill),
-//     commit/wait_group, ldmatrix (.x4, .x4.trans), mma.sync m16n8k16 (f16/bf16) and
-//     m16n8k8 (tf32), cvt.rna.tf32.f32, and split_tf32 (an fp32 value as big + small tf32 parts,
-//     for 3xTF32).
-//
-// Arch: the traits and the gate need nothing beyond sm_70. Each PTX wrapper is compiled only where
-// its instruction exists and is __trap() elsewhere, so this file builds for sm_75 and a kernel
-// that reaches a wrapper on the wrong GPU stops loudly instead of computing garbage.
+// Device helpers every kernel shares: dtype conversion (to_f32, from_f32 with round-to-nearest),
+// paired stores, the split-K hand-off, and thin PTX wrappers for the sm_80 tensor-core path
+// (cp.async, ldmatrix, mma.sync, tf32 conversion and 3xTF32's split).
+// Arch: sm_70+. Each PTX wrapper is compiled only where its instruction exists and is __trap()
+// elsewhere, so a kernel that reaches one on the wrong GPU stops loudly instead of computing garbage.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -51,8 +41,7 @@ __device__ __forceinline__ T from_f32(float v) {
   }
 }
 
-// Two adjacent outputs as one 2-element store (4 bytes for 16-bit types, 8 for fp32). The caller
-// guarantees 2-element alignment.
+// Two adjacent outputs as one store; dst is 2-element aligned.
 template <class T>
 __device__ __forceinline__ void store_pair(T* dst, float v0, float v1) {
   if constexpr (std::is_same_v<T, float>) {
@@ -65,8 +54,7 @@ __device__ __forceinline__ void store_pair(T* dst, float v0, float v1) {
   }
 }
 
-// Two values rounded to a 16-bit T and packed into one 32-bit word, v0 in the low half (the
-// element at the lower address once stored).
+// Two values rounded to a 16-bit T in one 32-bit word, v0 in the low half (the lower address).
 template <class T>
 __device__ __forceinline__ uint32_t pack_pair(float v0, float v1) {
   if constexpr (std::is_same_v<T, __half>) {
@@ -79,59 +67,12 @@ __device__ __forceinline__ uint32_t pack_pair(float v0, float v1) {
   }
 }
 
-// ---- the gate ----------------------------------------------------------------------------------
-
-// 1/x from the hardware's approximate reciprocal (rcp.approx.f32, about 1 ulp), without flushing
-// subnormal results to zero. Why not __fdividef: it returns 0 for denominators in (2^126, 2^128),
-// which SiLU meets at g in (-88.7, -87.3), where g / (1 + e^-g) is still a normal bf16 value.
-__device__ __forceinline__ float rcp_approx(float x) {
-  float r;
-  asm("rcp.approx.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-}
-
-// SiLU in fp32. FastMath = false uses the precise expf and an IEEE division; true uses __expf and
-// rcp_approx (a few ulp in fp32, invisible once rounded to fp16/bf16: two MUFU operations a value
-// instead of three and a Newton step, which matters in the sm90 forward's epilogue).
-// Why: g / (1 + e^-g) instead of g * sigmoid(g): for g < -88, e^-g overflows to +inf and the
-// quotient is a clean -0; for g > 88, e^-g underflows to 0 and the result is exactly g. NaN and
-// +-inf propagate as IEEE says (silu(-inf) = -inf/inf = NaN, as in PyTorch).
-// __fdiv_rn keeps the precise division IEEE-exact even if someone builds with -prec-div=false.
-template <bool FastMath = false>
-__device__ __forceinline__ float silu(float g) {
-  if constexpr (FastMath) {
-    return g * rcp_approx(1.0f + __expf(-g));
-  } else {
-    return __fdiv_rn(g, 1.0f + expf(-g));
-  }
-}
-
-template <bool FastMath = false>
-__device__ __forceinline__ float swiglu_gate(float g, float u) {
-  return silu<FastMath>(g) * u;
-}
-
-// SiLU and its derivative from one exp, for the backward: silu(g) = g / (1 + e) (bit for bit
-// silu<FastMath>(g) when !FastMath) and silu'(g) = s·(1 + g·(1 − s)) with s = sigmoid(g) =
-// 1 / (1 + e), e = e^-g. For g < -88, e = inf gives s = 0 and silu' = -0; for g > 88, s = 1 and
-// silu' = 1. FastMath uses __expf and one approximate reciprocal (rcp_approx) instead of two IEEE
-// divisions: a few ulp in fp32, invisible once rounded to fp16/bf16.
-template <bool FastMath = false>
-__device__ __forceinline__ void silu_and_grad(float g, float* silu_out, float* dsilu) {
-  const float e = FastMath ? __expf(-g) : expf(-g);
-  const float s = FastMath ? rcp_approx(1.0f + e) : __fdiv_rn(1.0f, 1.0f + e);
-  *silu_out = FastMath ? g * s : __fdiv_rn(g, 1.0f + e);
-  *dsilu = s * (1.0f + g * (1.0f - s));
-}
-
 // ---- split-K --------------------------------------------------------------------------------------
 
-// Called by every thread of a block after it has added its K slice of the tile into the fp32
-// sums: true in the block of the tile's last slice to finish (which then reads the sums back and
-// stores the tile), false in the others, which are done. `counter` is the tile's ticket, zero at
-// launch. Why the fence before the ticket: this slice's adds must be performed device-wide before
-// the counter says the slice is done; the one after orders the last slice's reads of the sums
-// after the other slices' fenced adds.
+// Called by every thread of a block once its K slice of the tile is added into the fp32 sums: true
+// in the tile's last slice to finish, which then reads the sums back and stores the tile. Why the
+// fences: this slice's adds are performed device-wide before its ticket, and the last slice's
+// reads of the sums come after every other slice's adds.
 __device__ __forceinline__ bool split_k_last_slice(int* counter, int splits) {
   __threadfence();
   __syncthreads();
@@ -149,8 +90,7 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte async copy global -> shared. When !valid nothing is read and the 16 bytes are zeroed
-// (src-size 0), so masked tiles contribute 0 to the products; src must still be a valid address.
+// 16 bytes global -> shared; !valid reads nothing and zero-fills, but src must be a valid address.
 __device__ __forceinline__ void cp_async_16_zfill(uint32_t dst, const void* src, bool valid) {
 #if SWIGLU_SM80_DEVICE
   const int src_bytes = valid ? 16 : 0;
@@ -181,9 +121,8 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
-// Four 8x8 b16 matrices; lane i supplies the row address of row i%8 of matrix i/8. Lane l gets,
-// from each matrix, row l/4 and b16 columns 2*(l%4), 2*(l%4)+1 (the .trans form: column l/4,
-// rows 2*(l%4), 2*(l%4)+1).
+// Four 8x8 b16 matrices; lane i gives the address of row i%8 of matrix i/8, lane l receives row
+// l/4, columns 2(l%4) and 2(l%4)+1 of each (.trans: column l/4, rows 2(l%4) and 2(l%4)+1).
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
 #if SWIGLU_SM80_DEVICE
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -263,13 +202,8 @@ __device__ __forceinline__ uint32_t cvt_tf32(uint32_t f32_bits) {
 #endif
 }
 
-// 3xTF32: x (fp32 bits) = big + small + r with big = tf32(x), small = tf32(x − big), both rounded
-// to nearest; |x − big| ≤ 2^-11·|x| and |r| ≤ 2^-22·|x| (x − big itself is exact in fp32).
-// Non-finite x: NaN gives NaN parts. ±inf (and a finite x that big rounds to ±inf, within half a
-// tf32 ulp of FLT_MAX) gives small = NaN (inf − inf), so every product with it is NaN. Why not
-// small = 0 there: big_x·small_w would still be inf·(a small part of either sign, or 0), an
-// infinity of the wrong sign or a NaN, so no split follows IEEE for infinite operands; a NaN
-// every time is at least the same answer for every element.
+// 3xTF32's split: x (fp32 bits) = big + small + r, big = tf32(x), small = tf32(x − big), |r| ≤ 2^-22·|x|.
+// ±inf gives small = NaN, so every product with it is NaN (docs/kernels-sm80.md says why).
 __device__ __forceinline__ void split_tf32(uint32_t f32_bits, uint32_t& big, uint32_t& small) {
   big = cvt_tf32(f32_bits);
   small = cvt_tf32(__float_as_uint(__uint_as_float(f32_bits) - __uint_as_float(big)));

@@ -1,26 +1,10 @@
-// Generic fused SwiGLU forward on CUDA cores (SIMT), for every dtype and every GPU from sm_70.
+// The fused forward on CUDA cores, every dtype, sm_70+ (plain loads, shared memory, fp32 FMA):
 //
-//   Z[m][n] = silu(G[m][n]) * U[m][n],  G = X·Waᵀ + ba,  U = X·Wbᵀ + bb,  silu(g) = g / (1 + e^-g)
+//   Z = silu(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)    X: B×I (row stride ldx); W: linear 2D×I or packed I×2D
 //
-// Layouts: X is B×I (row stride ldx). Linear: W is [Wa; Wb], 2D×I row-major, so Wa[n][k] =
-// W[n*I + k] and Wb[n][k] = W[(D+n)*I + k]. Packed: W is [Wa | Wb], I×2D row-major, so Wa[n][k] =
-// W[k*2D + n] and Wb[n][k] = W[k*2D + D + n]. Bias is [ba | bb] (2D elements). Z is B×D row-major.
-// Inputs are converted to fp32 on their way into shared memory; products, bias and gate are fp32;
-// Z is rounded once (round-to-nearest) to T.
-//
-// Arch: sm_70+ and nothing newer: plain global loads, shared memory and fp32 FMA.
-//
-// Design:
-//   - Each thread owns a TM×TN tile of BOTH G and U at the same (m, n), so the gate is applied in
-//     registers and G/U never leave the thread.
-//   - Two shared-memory buffers, refilled through registers: the global loads of tile k+1 are
-//     issued before the FMAs of tile k and stored to the other buffer after them, so one barrier
-//     per K tile suffices (stages = 2).
-//   - No dimension has to divide a tile: out-of-range elements load as 0 and only in-range Z is
-//     stored. With FwdParams.vec_load the global loads are 16-byte vectors (a vector is then wholly
-//     in range or out); otherwise every element is loaded and bounds-checked on its own, which
-//     handles any I, D, ldx and pointer alignment. The two paths share registers and buffers and
-//     differ only in the load width (a uniform branch, one instance).
+// Each thread owns TM×TN of both G and U, so the gate runs in registers. Two shared buffers filled
+// through registers: K tile k+1 loads during tile k's FMAs, one barrier per tile. Any I, D, ldx and
+// alignment: 16-byte vector loads with FwdParams.vec_load, else element loads (docs/kernels-simt.md).
 #pragma once
 
 #include <algorithm>
@@ -28,16 +12,16 @@
 #include <type_traits>
 
 #include "kernels/common.cuh"
-#include "kernels/fwd_epilogue.cuh"
-#include "swiglu/registry.hpp"
+#include "kernels/epilogue.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
 
-template <class T_, bool Packed_, int BM, int BN, int BK, int WARPS, bool FastMath_ = false>
+template <class E, Layout L, int BM, int BN, int BK, int WARPS, FastMath F = FastMath::off>
 struct SimtFwdConfig {
-  using T = T_;
-  static constexpr bool kPacked = Packed_;
-  static constexpr bool kFastMath = FastMath_;
+  using Element = E;
+  static constexpr bool kPacked = L == Layout::packed;
+  static constexpr FastMath kFastMath = F;
   static constexpr int kBlockM = BM, kBlockN = BN, kBlockK = BK;
   static constexpr int kStages = 2;
   static constexpr int kWarps = WARPS;
@@ -49,41 +33,38 @@ struct SimtFwdConfig {
   static constexpr int kTY = kThreads / kTX;
   static constexpr int kTM = BM / kTY;
 
-  // Why +4: the K-major tiles are filled by threads that walk K, so an unpadded stride of BM or BN
-  // floats (a multiple of 32) would put a warp's stores in one bank; +4 keeps float4 alignment for
-  // the compute loop's reads and spreads the stores over 8 banks.
+  // Why +4: threads fill the [k][m] tiles walking K, and a stride of a multiple of 32 floats would
+  // put a warp's stores in one bank; +4 spreads them over 8 and keeps float4 reads aligned.
   static constexpr int kLdA = BM + 4;
   static constexpr int kLdW = BN + 4;
   static constexpr int kBufFloats = BK * (kLdA + 2 * kLdW);  // A, Wa, Wb of one K tile
   static constexpr int kSmemBytes = 0;                       // static shared memory only
-  // Why: with up to 32 accumulators, asking for 2 blocks per SM caps 256-thread blocks at 128
-  // registers (16 warps per SM to hide the plain global loads' latency) at no spill; with 64 that
-  // cap spills, so those tiles take what they need and rely on their per-thread ILP instead.
+  // Why: 2 blocks per SM (128 registers at 256 threads) hide the loads' latency without spills up
+  // to 32 accumulators; 64 would spill under that cap, so those tiles rely on their ILP instead.
   static constexpr int kMinBlocks = 2 * kTM * kTN > 32 ? 1 : 2;
 
-  // Global loads move V elements at a time: V = kVec (16 bytes) when FwdParams.vec_load, else 1.
-  // A thread's registers hold kSlots values of each tile for either width.
-  static constexpr int kVec = static_cast<int>(16 / sizeof(T));
+  // Loads move V = kVec elements (16 bytes) with FwdParams.vec_load, else 1; kSlots fits either.
+  static constexpr int kVec = static_cast<int>(16 / sizeof(E));
   template <int V> static constexpr int kItersA = (BM * BK / V + kThreads - 1) / kThreads;
   template <int V> static constexpr int kItersW = (BN * BK / V + kThreads - 1) / kThreads;
   static constexpr int kSlotsA = std::max(kItersA<1>, kItersA<kVec> * kVec);
   static constexpr int kSlotsW = std::max(kItersW<1>, kItersW<kVec> * kVec);
 
-  static_assert(is_swiglu_dtype_v<T>, "simt fwd: T must be float, __half or __nv_bfloat16");
+  static_assert(is_swiglu_dtype_v<E>, "simt fwd: the element type must be float, __half or __nv_bfloat16");
   static_assert(BN % kTN == 0 && kThreads % kTX == 0,
                 "simt fwd: BN/4 must divide the thread count");
   static_assert(BM % kTY == 0, "simt fwd: BM must be a multiple of threads / (BN/4)");
   static_assert(kTM == 1 || kTM == 2 || kTM == 4 || kTM == 8, "simt fwd: TM must be 1, 2, 4 or 8");
   static_assert(BK % kVec == 0 && BN % kVec == 0,
-                "simt fwd: BK and BN must be whole 16-byte vectors of T");
+                "simt fwd: BK and BN must be whole 16-byte vectors of the element type");
   static_assert(2 * kBufFloats * 4 <= 48 * 1024, "simt fwd: static shared memory must fit 48 KB");
   static_assert(2 * kTM * kTN <= 64, "simt fwd: more than 64 accumulators per thread would spill");
 };
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
-    swiglu_fwd_simt(const swiglu::detail::FwdParams p) {
-  using T = typename Cfg::T;
+    swiglu_fwd_simt(const FwdParams p) {
+  using T = typename Cfg::Element;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
   constexpr int kThreads = Cfg::kThreads;
   constexpr int TM = Cfg::kTM, TN = Cfg::kTN;
@@ -104,11 +85,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
 
   float ra[Cfg::kSlotsA], rwa[Cfg::kSlotsW], rwb[Cfg::kSlotsW];
 
-  // Global -> registers for K tile kt, V elements per load along the contiguous dimension, zero
-  // outside [0,B)×[0,I) and [0,D)×[0,I). Chunk c of a tile is row c / (chunks per row), chunk
-  // column c % (chunks per row); consecutive threads take consecutive chunks of a row so the loads
-  // coalesce. With V > 1 (vec_load: the rows walked are whole vectors, pointers aligned) a vector is entirely in
-  // range or entirely out; with V = 1 every element is checked.
+  // Global -> registers for K tile kt, V elements a load, zero out of range. Consecutive threads
+  // take consecutive chunks of a row (coalesced); a vector (V > 1) is wholly in range or out.
   auto load_global = [&](auto v_tag, int64_t kt) {
     constexpr int V = decltype(v_tag)::value;
     const int64_t k0 = kt * BK;
@@ -253,13 +231,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
       }
     }
 
-    // Why no barrier before this store: the other buffer was last read in iteration kt-1, and
-    // every thread has passed the barrier at the end of kt-1 since.
+    // Why no barrier first: every thread has passed the barrier after kt-1, the other buffer's last reader.
     if (has_next) store(buf ^ 1);
     __syncthreads();
   }
 
-  // Epilogue: bias, then the gate (or the backward's dH; kernels/fwd_epilogue.cuh), masked stores.
+  // Epilogue: bias, then the gate (or the backward's dH; epilogue.cuh), masked stores.
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
   const int64_t nt = n0 + tx * TN;  // first of this thread's TN columns
   float bg[TN], bu[TN];
@@ -269,8 +246,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     bg[j] = ok ? to_f32(bias[nt + j]) : 0.0f;
     bu[j] = ok ? to_f32(bias[D + nt + j]) : 0.0f;
   }
-  // Why: with vec_store, D is a multiple of 4 and the outputs 16-byte aligned, so a thread's 4
-  // columns are all in range or all out and go out as two aligned 2-element stores.
+  // Why pairs: with vec_store a thread's 4 columns are all in range or all out, and aligned.
   const bool vec_store = p.vec_store != 0;
 #pragma unroll
   for (int i = 0; i < TM; ++i) {

@@ -1,84 +1,38 @@
-// Fused SwiGLU forward on sm_80+ tensor cores: fp16 / bf16 (mma.sync m16n8k16) and fp32 inputs
-// with TF32 math (mma.sync m16n8k8.tf32) or 3xTF32 math (three m16n8k8.tf32 per product, fp32-level
-// accuracy), fp32 accumulation in all.
+// The fused forward on sm_80+ tensor cores: fp16/bf16 (mma.sync m16n8k16) and fp32 with tf32
+// (m16n8k8.tf32) or 3xTF32 math (three tf32 mma a product), fp32 accumulation:
 //
-//   Z[m][n] = silu(G[m][n]) * U[m][n],  G = X·Waᵀ + ba,  U = X·Wbᵀ + bb,  silu(g) = g / (1 + e^-g)
+//   Z = silu(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)    X: B×I (row stride ldx); W: linear 2D×I or packed I×2D
 //
-// Layouts: X is B×I (row stride ldx). Linear: W = [Wa; Wb] is 2D×I row-major (Wa[n][k] =
-// W[n*I + k], Wb[n][k] = W[(D+n)*I + k]). Packed: W = [Wa | Wb] is I×2D row-major (Wa[n][k] =
-// W[k*2D + n], Wb[n][k] = W[k*2D + D + n]). Bias = [ba | bb]. Z is B×D row-major, written in T.
-//
-// Arch: sm_80+ (cp.async, ldmatrix, bf16/tf32 mma.sync). Other targets compile the kernel to a
-// __trap(). Shared memory per block stays <= 99 KB so every instance also runs on sm_86/sm_89.
-//
-// Design:
-//   - One block computes a BM×BN tile of Z, i.e. BM×BN of G and BM×BN of U. Warps are laid out
-//     WARPS_M × WARPS_N; each warp owns the same WM×WN sub-tile of G and of U, so G and U of one
-//     output element land in the same thread's accumulators (same fragment slot) and the gate runs
-//     in registers; nothing but Z is written.
-//   - STAGES-deep cp.async pipeline over K (16-byte copies, zero-fill for out-of-range chunks), one
-//     barrier per K tile. When FwdParams.vec_load == 0 (misaligned pointers, or rows that are not
-//     whole 16-byte vectors) the same pipeline is filled by element-wise predicated loads instead: a
-//     uniform runtime branch, so there is one instance per tile, not two.
-//   - No dimension has to divide a tile: rows past B or D and columns past I are zero-filled in
-//     shared memory (they add 0 to every product) and only in-range Z elements are stored.
-//   - Global addressing is hoisted out of the K loop: each thread's chunks keep one column and a
-//     fixed row stride, so a K step costs one 64-bit add per chunk (all offsets 64-bit).
-//   - Shared tiles are stored row-major with 16 bytes of padding per row (32 for the tf32 packed
-//     W tile; see kWPad). Every row stride is then an odd number of 16-byte units, so the 8 row
-//     addresses of one ldmatrix phase hit 8 different bank groups (conflict-free), no swizzle.
-//   - Fragments: A (X) with ldmatrix.x4. W: linear tiles are N-major ([n][k], k contiguous) and
-//     give the col-major B operand with plain ldmatrix; packed tiles are K-major ([k][n]) and use
-//     ldmatrix.trans for 16-bit types. ldmatrix moves 16-bit pairs, so for tf32 a pair is one
-//     fp32 element: the non-transposed loads give exactly the tf32 A and B fragments, and the
-//     packed tf32 B fragment (it would need a 32-bit transpose) is read with scalar 32-bit loads.
-//   - 3xTF32 (Cfg::kTf32x3, Math::tf32x3): every fp32 operand x is split as big = tf32(x),
-//     small = tf32(x − big) (split_tf32 in common.cuh), and each mma becomes three,
-//     small·big + big·small + big·big, into the same fp32 accumulator; small·small (≤ 2^-22
-//     relative) is dropped, as are the split's remainders (≤ 2^-22), so a product is off by about
-//     2^-21 relative instead of tf32's 2^-10. NaN operands propagate as in fp32; an infinite X or
-//     W element makes its row or column of Z NaN (split_tf32 says why), not ±inf.
-//     Where the split happens: on the fragments in registers, right after the shared-memory loads,
-//     where the tf32 path rounds. Why there: shared memory and the cp.async pipeline stay exactly
-//     the tf32 ones (fp32 in, no second copy of the tiles, no extra barrier or pass over shared
-//     memory), and mma.sync takes its operands from registers anyway. A fragment is split once per
-//     K step and reused by every mma of the warp that reads it (an A fragment by 2·kNT, a B
-//     fragment by kMT); the price is that the A tile is split by each of the WARPS_N warps that
-//     read it, the W tiles by each of the WARPS_M.
-//     Why a temporary per K tile: the tensor cores add with truncation, so chaining 3·I/8 mma into
-//     one accumulator biases a long sum toward zero. Measured on an H200 at I = 4096 with one
-//     accumulator: rel_l2 5.5e-5 whatever B, D or the tile, only 7× under tf32's 3.8e-4. So each
-//     K tile's 3·BK/8 mma go into zeroed temporaries (one more accumulator set), which are added
-//     to the accumulators with round-to-nearest fp32 adds once the tile is done: the truncated
-//     chains are BK long instead of I.
-//     Registers: the split doubles the live fragments (kMT·4 + kNT·4 more); the 3xTF32 tiles
-//     (fwd_tiles.cuh) are chosen from the ptxas reports to stay under 255 without spills.
+// Each warp owns the same sub-tile of G and of U, so both land in one thread and the gate runs in
+// registers. A STAGES-deep cp.async pipeline (element loads without FwdParams.vec_load), padded
+// shared rows instead of a swizzle, ≤ 99 KB shared so sm_86/89 run it too; other archs __trap().
+// Layout, tiles and the 3xTF32 split: docs/kernels-sm80.md.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/common.cuh"
-#include "kernels/fwd_epilogue.cuh"
-#include "swiglu/registry.hpp"
+#include "kernels/epilogue.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
 
-template <class T_, bool Packed_, int BM, int BN, int BK, int STAGES, int WARPS_M, int WARPS_N,
-          bool FastMath_ = false, bool Tf32x3_ = false>
+template <class E, Layout L, Math M, int BM, int BN, int BK, int STAGES, int WARPS_M, int WARPS_N,
+          FastMath F = FastMath::off>
 struct Sm80FwdConfig {
-  using T = T_;
-  static constexpr bool kPacked = Packed_;
-  static constexpr bool kFastMath = FastMath_;
-  static constexpr bool kTf32 = std::is_same_v<T, float>;
-  static constexpr bool kTf32x3 = Tf32x3_;  // fp32 only: 3xTF32 instead of one tf32 mma
+  using Element = E;
+  static constexpr bool kPacked = L == Layout::packed;
+  static constexpr FastMath kFastMath = F;
+  static constexpr bool kTf32 = std::is_same_v<E, float>;
+  static constexpr bool kTf32x3 = M == Math::tf32x3;  // three tf32 mma a product instead of one
   static constexpr int kBlockM = BM, kBlockN = BN, kBlockK = BK;
   static constexpr int kStages = STAGES;
   static constexpr int kWarpsM = WARPS_M, kWarpsN = WARPS_N;
   static constexpr int kWarps = WARPS_M * WARPS_N;
   static constexpr int kThreads = kWarps * 32;
 
-  static constexpr int kElemBytes = static_cast<int>(sizeof(T));
+  static constexpr int kElemBytes = static_cast<int>(sizeof(E));
   static constexpr int kVec = 16 / kElemBytes;    // elements per 16-byte chunk
   static constexpr int kMmaK = kTf32 ? 8 : 16;     // K of one mma; always 32 bytes of K
   static constexpr int kWM = BM / WARPS_M;         // warp tile
@@ -86,11 +40,8 @@ struct Sm80FwdConfig {
   static constexpr int kMT = kWM / 16;             // m16 tiles per warp
   static constexpr int kNT = kWN / 8;              // n8 tiles per warp (each for G and for U)
 
-  // Shared layout of one stage: A [BM][BK], then Wa and Wb, each [BN][BK] (linear) or [BK][BN]
-  // (packed). Row strides in bytes, padded.
-  // Why kWPad = 32 for tf32 packed: its B fragment is read with scalar loads at (k = t, n = g), so
-  // the row stride in floats must be 8 mod 32 for the 4 k-rows × 8 n-columns of a warp to fall in
-  // 32 different banks; 16 bytes would give only 4 mod 32 (2-way conflicts).
+  // A stage: A [BM][BK], then Wa and Wb, each [BN][BK] (linear) or [BK][BN] (packed); padded rows.
+  // Why 32 bytes for tf32 packed W: its scalar B reads are conflict-free at a stride of 8 mod 32 floats.
   static constexpr int kAPad = 16;
   static constexpr int kWPad = (kPacked && kTf32) ? 32 : 16;
   static constexpr int kRowA = BK * kElemBytes + kAPad;
@@ -107,8 +58,9 @@ struct Sm80FwdConfig {
   static constexpr int kChunksA = BM * BK / kVec / kThreads;
   static constexpr int kChunksW = BN * BK / kVec / kThreads;
 
-  static_assert(is_swiglu_dtype_v<T>, "sm80 fwd: T must be float (tf32), __half or __nv_bfloat16");
-  static_assert(!kTf32x3 || kTf32, "sm80 fwd: 3xTF32 splits fp32 operands; T must be float");
+  static_assert(is_swiglu_dtype_v<E>, "sm80 fwd: the element type must be float, __half or __nv_bfloat16");
+  static_assert(kTf32 ? M == Math::tf32 || M == Math::tf32x3 : M == Math::exact,
+                "sm80 fwd: fp32 runs as tf32 or 3xtf32, fp16/bf16 as exact");
   static_assert(STAGES >= 2, "sm80 fwd: the cp.async pipeline needs at least 2 stages");
   static_assert(BM % (16 * WARPS_M) == 0, "sm80 fwd: the warp tile's M must be a multiple of 16");
   static_assert(BN % (16 * WARPS_N) == 0,
@@ -132,9 +84,9 @@ struct Sm80FwdConfig {
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
-    swiglu_fwd_sm80(const swiglu::detail::FwdParams p) {
+    swiglu_fwd_sm80(const FwdParams p) {
 #if SWIGLU_SM80_DEVICE
-  using T = typename Cfg::T;
+  using T = typename Cfg::Element;
   constexpr int BK = Cfg::kBlockK;
   constexpr int kStages = Cfg::kStages;
   constexpr int kThreads = Cfg::kThreads;
@@ -162,9 +114,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const bool vec_store = p.vec_store != 0;
 
   // ---- global -> shared for one K tile --------------------------------------------------------
-  // A chunk is 16 bytes of one tile row. The thread count is a multiple of the chunks per tile row,
-  // so a thread's chunks all sit in one chunk column and kPassRows rows apart: everything but k is
-  // fixed over the K loop and computed once here.
+  // A chunk is 16 bytes of a tile row; a thread's chunks share one chunk column, kPassRows rows
+  // apart, so everything but k is computed once, outside the K loop.
   constexpr int kPassRowsA = kThreads / Cfg::kChunksRowA;
   constexpr int kPassRowsW = kThreads / Cfg::kChunksRowW;
   const int ld_a_cc = tid % Cfg::kChunksRowA, ld_a_row = tid / Cfg::kChunksRowA;
@@ -187,16 +138,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   }
   const int64_t wb_shift = kPacked ? D : D * I;  // Wb's element (n, k) sits this far after Wa's
 
-  // One chunk: src points at its first element, avail elements from there are in range (<= 0:
-  // none), row_ok says the row itself is in range. Out-of-range elements become 0. vec_tag selects
-  // the cp.async path (vec_load) or the element-wise fallback at compile time.
+  // One chunk from src: avail elements in range (<= 0: none), row_ok the row; the rest become 0.
+  // vec_tag: cp.async (vec_load) or element loads.
   auto copy_chunk = [&](auto vec_tag, int smem_off, const T* src, int64_t avail, bool row_ok) {
     if constexpr (decltype(vec_tag)::value) {
-      // With vec_load, the rows walked are whole chunks and the pointers 16-byte aligned, so a chunk is
-      // entirely in range or entirely out.
+      // With vec_load a chunk is wholly in range or wholly out.
       const bool ok = row_ok && avail > 0;
-      // Why x for a dead chunk: src-size 0 reads nothing, but the operand must still be a valid
-      // global address.
+      // Why x for a dead chunk: src-size 0 reads nothing, but the address must be valid.
       cp_async_16_zfill(smem_base + smem_off, ok ? src : x, ok);
     } else {
       alignas(16) T v[kVec];
@@ -237,16 +185,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
       for (int i = 0; i < Cfg::kChunksW; ++i) w_chunk(i);
     } else {
-      // Why not unrolled: the element-wise path would otherwise keep a whole tile of scalar loads
-      // in registers next to the accumulators and push the register count past 255.
+      // Why not unrolled: a whole tile of scalar loads in registers would pass 255 registers.
 #pragma unroll 1
       for (int i = 0; i < Cfg::kChunksA; ++i) a_chunk(i);
 #pragma unroll 1
       for (int i = 0; i < Cfg::kChunksW; ++i) w_chunk(i);
     }
   };
-  // Why the branch sits here and not in copy_chunk: one uniform branch per tile instead of one
-  // per chunk.
+  // Why the branch is here: one uniform branch a tile rather than one a chunk.
   auto load_tile = [&](int stage, int64_t kt) {
     if (vec_load) {
       load_tile_impl(std::true_type{}, stage, kt);
@@ -256,13 +202,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   };
 
   // ---- per-lane fragment addressing -----------------------------------------------------------
-  // ldmatrix.x4: lane l supplies the address of row l%8 of matrix l/8.
-  // A (16×16 b16, or 16×8 tf32): matrices {rows 0-7, rows 8-15} × {bytes 0-15, 16-31} of K in
-  // the order a0, a1, a2, a3.
+  // ldmatrix.x4, lane l: row l%8 of matrix l/8. A: {rows 0-7, 8-15} × {K bytes 0-15, 16-31} = a0..a3.
   const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8;
   const int a_kbyte = (lane >> 4) * 16;
-  // Linear W ([n][k]): two n8 tiles per x4, in the order (n 0-7, k lo) = b0 of tile 0,
-  // (n 0-7, k hi) = b1 of tile 0, (n 8-15, k lo) = b0 of tile 1, (n 8-15, k hi) = b1 of tile 1.
+  // Linear W ([n][k]): two n8 tiles an x4: (n 0-7, k lo/hi) = b0/b1 of tile 0, (n 8-15, ..) of tile 1.
   const int bl_row = (lane & 7) + (lane >> 4) * 8;
   const int bl_kbyte = ((lane >> 3) & 1) * 16;
   // Packed W ([k][n], .trans): same order; matrix rows are k, columns n.
@@ -296,8 +239,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const uint32_t sa = smem_base + stage * Cfg::kStageBytes;
     const uint32_t swa = sa + Cfg::kBytesA;
     const uint32_t swb = swa + Cfg::kBytesW;
-    // 3xTF32: this K tile's products go into zeroed temporaries, added to the accumulators with
-    // round-to-nearest fp32 adds once the tile is done (see the header).
+    // 3xTF32: the tile's products go into zeroed temporaries, added with rounding fp32 adds after it.
     float tmp_g[kTf32x3 ? kMT : 1][kTf32x3 ? kNT : 1][4];
     float tmp_u[kTf32x3 ? kMT : 1][kTf32x3 ? kNT : 1][4];
     if constexpr (kTf32x3) {
@@ -422,8 +364,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   };
 
   // ---- the pipeline ---------------------------------------------------------------------------
-  // Prologue: tiles 0 .. STAGES-2 in flight, one commit group each (empty groups past the end keep
-  // the group count, and so the wait below, uniform).
+  // Prologue: tiles 0 .. STAGES-2 in flight, a commit group each (empty past the end, so the wait
+  // below stays uniform).
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < k_tiles) load_tile(s, s);
@@ -435,9 +377,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   for (int64_t kt = 0; kt < k_tiles; ++kt) {
     // Tile kt is group kt; at most STAGES-2 younger groups may still be in flight.
     cp_async_wait<kStages - 2>();
-    // Why this one barrier covers both hazards: it publishes tile kt (every thread's copies) to
-    // every warp, and it proves every warp finished computing tile kt-1, whose stage
-    // (write_stage) is refilled right below.
+    // Why one barrier suffices: it publishes tile kt and proves every warp done with tile kt-1,
+    // whose stage is refilled right below.
     __syncthreads();
     const int64_t next = kt + kStages - 1;
     if (next < k_tiles) load_tile(write_stage, next);
@@ -472,8 +413,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       for (int h = 0; h < 2; ++h) {
         const int64_t m = m0 + warp_row0 + i * 16 + g + h * 8;
         if (m >= B) continue;
-        // Why the pair store needs vec_store: then D is even and the outputs 16-byte aligned, so
-        // col (even) and col+1 are both in range or both out and the pair is 2-element aligned.
+        // Why pairs need vec_store: then col (even) and col + 1 are both in range or both out.
         fwd_epilogue_pair<T, Cfg::kFastMath>(
             p, m, col, acc_g[i][j][2 * h] + bga[0], acc_u[i][j][2 * h] + bub[0],
             acc_g[i][j][2 * h + 1] + bga[1], acc_u[i][j][2 * h + 1] + bub[1], vec_store);

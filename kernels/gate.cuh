@@ -1,222 +1,71 @@
-// The unfused elementwise kernels of the cuBLAS baselines and the GPU reference, all computed in
-// fp32 whatever the storage type:
+// The SwiGLU gate and its backward, per element in fp32, as every kernel computes them:
 //
-//   gate:            z[r][c] = silu(a[r][c]) * b[r][c],   silu(g) = g / (1 + exp(-g))
-//   gate backward:   dg[r][c] = dz[r][c] * b[r][c] * silu'(a[r][c]),
-//                    db[r][c] = dz[r][c] * silu(a[r][c]),
-//                    silu'(g) = s (1 + g (1 - s)), s = sigmoid(g)   (common.cuh silu_and_grad)
-//   column sum:      out[c] = sum over r of a[r][c]
-//   convert:         z[r][c] = a[r][c], rounded once to the output type
+//   z = silu(g)·u,   dg = dz·u·silu'(g),   du = dz·silu(g)
+//   silu(g) = g / (1 + e^-g),   silu'(g) = s·(1 + g·(1 − s)),   s = sigmoid(g)
 //
-// Every matrix is rows x cols with its own row stride (elements). The inputs are Tin and the
-// outputs Tout: the GPU reference runs float -> float on the fp32 products, the "two GEMMs + gate"
-// baselines run dtype -> dtype, the same math as Liger's SiLU-mul kernels (one row per program,
-// fp32 inside, rounded once on store).
-//
-// Arch: anything CUDA supports (sm_70+); plain loads and stores only.
-//
-// Design (gate, gate backward, convert): threadIdx.x walks the columns of a row, threadIdx.y and
-// the grid walk rows (grid-stride, 64-bit indices), so there is no per-element division. With
-// VEC > 1 each thread moves one 16-byte vector of each input per step (the launcher only picks
-// VEC > 1 when every row start is 16-byte aligned); the last cols % VEC columns of a row are done
-// element by element.
-//
-// Design (column sum): deterministic, no atomics and no workspace: one block owns 32 adjacent
-// columns, threadIdx.y strides over the rows, and the ROWS_Y partial sums of a column are added in
-// a fixed tree in shared memory. The result does not depend on the grid size.
+// Arch: sm_70+. Why g / (1 + e^-g) rather than g·sigmoid(g): for g < -88, e^-g is +inf and the
+// quotient a clean -0; for g > 88 it is exactly g; NaN and ±inf propagate as IEEE (and PyTorch) say.
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/common.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
 
-template <class Tin, class Tout, int VEC, bool FastMath = false>
-__global__ void swiglu_gate_kernel(const Tin* __restrict__ a, int64_t lda,
-                                   const Tin* __restrict__ b, int64_t ldb, Tout* __restrict__ z,
-                                   int64_t ldz, int64_t rows, int64_t cols) {
-  static_assert(is_swiglu_dtype_v<Tin> && is_swiglu_dtype_v<Tout>,
-                "gate: dtypes must be float, __half or __nv_bfloat16");
-  static_assert(VEC == 1 || VEC * sizeof(Tin) == 16, "gate: VEC is 1 or one 16-byte input vector");
-  static_assert(VEC == 1 || (VEC * sizeof(Tout)) % 16 == 0,
-                "gate: a vector of outputs must be whole 16-byte chunks");
+// 1/x by rcp.approx.f32 (about 1 ulp). Why not __fdividef: it returns 0 for denominators in
+// (2^126, 2^128), which SiLU meets at g in (-88.7, -87.3) where the result is still a normal bf16.
+__device__ __forceinline__ float rcp_approx(float x) {
+  float r;
+  asm("rcp.approx.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+}
 
-  const int64_t vcols = VEC > 1 ? cols / VEC : 0;  // whole vectors per row
-  const int64_t row_step = static_cast<int64_t>(gridDim.x) * blockDim.y;
-
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y; r < rows;
-       r += row_step) {
-    const Tin* ar = a + r * lda;
-    const Tin* br = b + r * ldb;
-    Tout* zr = z + r * ldz;
-
-    if constexpr (VEC > 1) {
-      constexpr int kOutChunks = static_cast<int>(VEC * sizeof(Tout) / 16);
-      for (int64_t v = threadIdx.x; v < vcols; v += blockDim.x) {
-        alignas(16) Tin va[VEC];
-        alignas(16) Tin vb[VEC];
-        alignas(16) Tout vz[VEC];
-        *reinterpret_cast<uint4*>(va) = *reinterpret_cast<const uint4*>(ar + v * VEC);
-        *reinterpret_cast<uint4*>(vb) = *reinterpret_cast<const uint4*>(br + v * VEC);
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) {
-          vz[e] = from_f32<Tout>(swiglu_gate<FastMath>(to_f32(va[e]), to_f32(vb[e])));
-        }
-        uint4* zv = reinterpret_cast<uint4*>(zr + v * VEC);
-#pragma unroll
-        for (int c = 0; c < kOutChunks; ++c) zv[c] = reinterpret_cast<const uint4*>(vz)[c];
-      }
-    }
-    for (int64_t c = vcols * VEC + threadIdx.x; c < cols; c += blockDim.x) {
-      zr[c] = from_f32<Tout>(swiglu_gate<FastMath>(to_f32(ar[c]), to_f32(br[c])));
-    }
+// __fdiv_rn keeps the precise division IEEE-exact even under -prec-div=false.
+template <FastMath F = FastMath::off>
+__device__ __forceinline__ float silu(float g) {
+  if constexpr (F == FastMath::on) {
+    return g * rcp_approx(1.0f + __expf(-g));
+  } else {
+    return __fdiv_rn(g, 1.0f + expf(-g));
   }
 }
 
-// Why no __restrict__: dg and db may alias a and b (the in-place backward), which is safe because
-// each element is read and then written by the same thread.
-template <class Tin, class Tout, int VEC, bool FastMath = false>
-__global__ void swiglu_gate_backward_kernel(const Tin* a, int64_t lda, const Tin* b, int64_t ldb,
-                                            const Tin* dz, int64_t lddz, Tout* dg, int64_t lddg,
-                                            Tout* db, int64_t lddb, int64_t rows, int64_t cols) {
-  static_assert(is_swiglu_dtype_v<Tin> && is_swiglu_dtype_v<Tout>,
-                "gate backward: dtypes must be float, __half or __nv_bfloat16");
-  static_assert(VEC == 1 || VEC * sizeof(Tin) == 16,
-                "gate backward: VEC is 1 or one 16-byte input vector");
-  static_assert(VEC == 1 || (VEC * sizeof(Tout)) % 16 == 0,
-                "gate backward: a vector of outputs must be whole 16-byte chunks");
-
-  const auto grad = [](float g, float u, float d, float* dgv, float* dbv) {
-    float s, ds;
-    silu_and_grad<FastMath>(g, &s, &ds);
-    *dgv = d * u * ds;
-    *dbv = d * s;
-  };
-  const int64_t vcols = VEC > 1 ? cols / VEC : 0;
-  const int64_t row_step = static_cast<int64_t>(gridDim.x) * blockDim.y;
-
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y; r < rows;
-       r += row_step) {
-    const Tin* ar = a + r * lda;
-    const Tin* br = b + r * ldb;
-    const Tin* dzr = dz + r * lddz;
-    Tout* dgr = dg + r * lddg;
-    Tout* dbr = db + r * lddb;
-
-    if constexpr (VEC > 1) {
-      constexpr int kOutChunks = static_cast<int>(VEC * sizeof(Tout) / 16);
-      for (int64_t v = threadIdx.x; v < vcols; v += blockDim.x) {
-        alignas(16) Tin va[VEC];
-        alignas(16) Tin vb[VEC];
-        alignas(16) Tin vd[VEC];
-        alignas(16) Tout vdg[VEC];
-        alignas(16) Tout vdb[VEC];
-        *reinterpret_cast<uint4*>(va) = *reinterpret_cast<const uint4*>(ar + v * VEC);
-        *reinterpret_cast<uint4*>(vb) = *reinterpret_cast<const uint4*>(br + v * VEC);
-        *reinterpret_cast<uint4*>(vd) = *reinterpret_cast<const uint4*>(dzr + v * VEC);
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) {
-          float fg, fb;
-          grad(to_f32(va[e]), to_f32(vb[e]), to_f32(vd[e]), &fg, &fb);
-          vdg[e] = from_f32<Tout>(fg);
-          vdb[e] = from_f32<Tout>(fb);
-        }
-        uint4* gv = reinterpret_cast<uint4*>(dgr + v * VEC);
-        uint4* bv = reinterpret_cast<uint4*>(dbr + v * VEC);
-#pragma unroll
-        for (int c = 0; c < kOutChunks; ++c) {
-          gv[c] = reinterpret_cast<const uint4*>(vdg)[c];
-          bv[c] = reinterpret_cast<const uint4*>(vdb)[c];
-        }
-      }
-    }
-    for (int64_t c = vcols * VEC + threadIdx.x; c < cols; c += blockDim.x) {
-      float fg, fb;
-      grad(to_f32(ar[c]), to_f32(br[c]), to_f32(dzr[c]), &fg, &fb);
-      dgr[c] = from_f32<Tout>(fg);
-      dbr[c] = from_f32<Tout>(fb);
-    }
-  }
+template <FastMath F = FastMath::off>
+__device__ __forceinline__ float swiglu_gate(float g, float u) {
+  return silu<F>(g) * u;
 }
 
-// Launch with blockDim = (32, ROWS_Y); the grid strides over chunks of 32 columns.
-template <class Tin, class Tout, int ROWS_Y>
-__global__ void column_sum_kernel(const Tin* __restrict__ a, int64_t lda, Tout* __restrict__ out,
-                                  int64_t rows, int64_t cols) {
-  static_assert(is_swiglu_dtype_v<Tin> && is_swiglu_dtype_v<Tout>,
-                "column sum: dtypes must be float, __half or __nv_bfloat16");
-  static_assert(ROWS_Y >= 1 && ROWS_Y <= 32 && (ROWS_Y & (ROWS_Y - 1)) == 0,
-                "column sum: ROWS_Y must be a power of two <= 32 (a 32 x ROWS_Y block)");
-  constexpr int kUnroll = 8;
-  // Why +1: the tree reads part[y][x] column-wise; the pad keeps it free of bank conflicts.
-  __shared__ float part[ROWS_Y][33];
-  const int tx = static_cast<int>(threadIdx.x), ty = static_cast<int>(threadIdx.y);
-
-  for (int64_t c0 = static_cast<int64_t>(blockIdx.x) * 32; c0 < cols;
-       c0 += static_cast<int64_t>(gridDim.x) * 32) {
-    const int64_t c = c0 + tx;
-    float acc = 0.0f;
-    if (c < cols) {
-      const Tin* col = a + c;
-      int64_t r = ty;
-      // Why the unroll: kUnroll independent loads in flight per thread hide DRAM latency; the adds
-      // stay in row order, so the sum is the same as the plain loop's.
-      for (; r + (kUnroll - 1) * ROWS_Y < rows; r += kUnroll * ROWS_Y) {
-        float v[kUnroll];
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) v[u] = to_f32(col[(r + u * ROWS_Y) * lda]);
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) acc += v[u];
-      }
-      for (; r < rows; r += ROWS_Y) acc += to_f32(col[r * lda]);
-    }
-    part[ty][tx] = acc;
-    __syncthreads();
-#pragma unroll
-    for (int s = ROWS_Y / 2; s > 0; s /= 2) {
-      if (ty < s) part[ty][tx] += part[ty + s][tx];
-      __syncthreads();
-    }
-    if (ty == 0 && c < cols) out[c] = from_f32<Tout>(part[0][tx]);
-    // Why: the next chunk overwrites part[][] only after row 0 has been read.
-    __syncthreads();
-  }
+// silu(g) (bit for bit silu<F>(g) with FastMath::off) and silu'(g) from one exp.
+template <FastMath F = FastMath::off>
+__device__ __forceinline__ void silu_and_grad(float g, float* silu_out, float* dsilu) {
+  constexpr bool fast = F == FastMath::on;
+  const float e = fast ? __expf(-g) : expf(-g);
+  const float s = fast ? rcp_approx(1.0f + e) : __fdiv_rn(1.0f, 1.0f + e);
+  *silu_out = fast ? g * s : __fdiv_rn(g, 1.0f + e);
+  *dsilu = s * (1.0f + g * (1.0f - s));
 }
 
-template <class Tin, class Tout, int VEC>
-__global__ void convert_kernel(const Tin* __restrict__ a, int64_t lda, Tout* __restrict__ z,
-                               int64_t ldz, int64_t rows, int64_t cols) {
-  static_assert(is_swiglu_dtype_v<Tin> && is_swiglu_dtype_v<Tout>,
-                "convert: dtypes must be float, __half or __nv_bfloat16");
-  static_assert(VEC == 1 || VEC * sizeof(Tin) == 16,
-                "convert: VEC is 1 or one 16-byte input vector");
-  static_assert(VEC == 1 || (VEC * sizeof(Tout)) % 16 == 0,
-                "convert: a vector of outputs must be whole 16-byte chunks");
+// Why fast math in the backward GEMMs' prologue: a block recomputes the gate for every A tile it
+// loads, once per column of blocks, and dH's rounding to the dtype hides the few ulp.
+inline constexpr FastMath kPrologueFastMath = FastMath::on;
 
-  const int64_t vcols = VEC > 1 ? cols / VEC : 0;
-  const int64_t row_step = static_cast<int64_t>(gridDim.x) * blockDim.y;
-  for (int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y; r < rows;
-       r += row_step) {
-    const Tin* ar = a + r * lda;
-    Tout* zr = z + r * ldz;
-    if constexpr (VEC > 1) {
-      constexpr int kOutChunks = static_cast<int>(VEC * sizeof(Tout) / 16);
-      for (int64_t v = threadIdx.x; v < vcols; v += blockDim.x) {
-        alignas(16) Tin va[VEC];
-        alignas(16) Tout vz[VEC];
-        *reinterpret_cast<uint4*>(va) = *reinterpret_cast<const uint4*>(ar + v * VEC);
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) vz[e] = from_f32<Tout>(to_f32(va[e]));
-        uint4* zv = reinterpret_cast<uint4*>(zr + v * VEC);
-#pragma unroll
-        for (int c = 0; c < kOutChunks; ++c) zv[c] = reinterpret_cast<const uint4*>(vz)[c];
-      }
-    }
-    for (int64_t c = vcols * VEC + threadIdx.x; c < cols; c += blockDim.x) {
-      zr[c] = from_f32<Tout>(to_f32(ar[c]));
-    }
-  }
+// One element of dH at (r, c), 0 outside [0, rows)×[0, 2D); read from p.dh, or computed from dZ
+// and H; any alignment.
+template <class T>
+__device__ __forceinline__ T dh_element(const BwdParams& p, int64_t r, int64_t c) {
+  const int64_t D = p.D;
+  if (r >= p.rows || c >= 2 * D) return from_f32<T>(0.0f);
+  if (p.dh != nullptr) return static_cast<const T*>(p.dh)[r * 2 * D + c];
+  const T* dz = static_cast<const T*>(p.dz);
+  const T* h = static_cast<const T*>(p.h);
+  const int64_t cc = c < D ? c : c - D;
+  const float g = to_f32(h[r * 2 * D + cc]);
+  float s, ds;
+  silu_and_grad<kPrologueFastMath>(g, &s, &ds);
+  const float d = to_f32(dz[r * D + cc]);
+  return from_f32<T>(c < D ? d * to_f32(h[r * 2 * D + D + cc]) * ds : d * s);
 }
 
 }  // namespace swiglu::kernels

@@ -1,10 +1,7 @@
-// Hopper (sm_90a) building blocks shared by the wgmma kernels (kernels/fwd_sm90.cuh,
-// kernels/bwd_sm90.cuh): mbarriers, TMA loads, warpgroup register hand-off and named barriers,
-// wgmma fences, shared-memory matrix descriptors for the 128-byte swizzle, and the m64nNk16 wgmma
-// itself.
-//
-// Every body is compiled for sm_90a only (SWIGLU_SM90A_DEVICE); elsewhere the functions are empty
-// and the wgmma wrappers do not exist, so a kernel that uses them must guard its body the same way.
+// Hopper (sm_90a) building blocks of the wgmma kernels (fwd_sm90.cuh, bwd_sm90.cuh): mbarriers, TMA
+// loads and stores, clusters, warpgroup register hand-off, named barriers, 128-byte-swizzle matrix
+// descriptors, the m64nNk16 wgmma, and the persistent producer/consumer skeleton both share.
+// Bodies exist for sm_90a only (SWIGLU_SM90A_DEVICE); a kernel that uses them guards its body alike.
 #pragma once
 
 #include <cuda.h>
@@ -91,12 +88,9 @@ __device__ __forceinline__ void cluster_sync() {
 #endif
 }
 
-// Arrives on the barrier at `bar`'s offset in the shared memory of the cluster's block `cta`
-// (this block's own when cta is its rank). Why the default (.release.cta) semantics and not
-// .release.cluster: a cluster-scope release orders every earlier memory operation of the thread,
-// the epilogue's global stores included, and made the first two-block forward 1.7x slower; what
-// the arrival hands over is a stage whose wgmma reads have completed (wgmma.wait_group), which
-// needs no fence.
+// Arrives on `bar`'s offset in cluster block `cta`'s shared memory. Why .release.cta, not .cluster:
+// the stage it hands over needs no fence, and a cluster-scope release also orders the epilogue's
+// global stores (1.7x slower; docs/kernels-sm90.md).
 __device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t cta) {
 #if SWIGLU_SM90A_DEVICE
   asm volatile(
@@ -125,8 +119,8 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, u
 #endif
 }
 
-// The same box written to `dst`'s offset in the shared memory of every block of the cluster named
-// in `mask` (bit r: rank r), completing the transaction bytes on `bar`'s offset in each of them.
+// The same box to `dst`'s offset in every cluster block in `mask` (bit r: rank r), each completing
+// on its own `bar`.
 __device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, uint64_t* bar,
                                                       int32_t col, int32_t row, uint16_t mask) {
 #if SWIGLU_SM90A_DEVICE
@@ -192,10 +186,8 @@ __device__ __forceinline__ void wgmma_wait() {
 #endif
 }
 
-// The shared-memory matrix descriptor of a K-major operand tile written by TMA with the 128-byte
-// swizzle: rows of 128 bytes, 8-row (1024-byte) swizzle atoms stacked along M/N, so the stride
-// between atoms is 1024 bytes; the leading offset is unused for this layout. Advancing the start
-// address by 32 bytes steps 16 elements along K inside the swizzled row.
+// Descriptor of a K-major tile in the 128-byte swizzle: 128-byte rows, 1024-byte atoms along M/N.
+// +32 bytes on the address steps 32 bytes of K inside the swizzled row.
 __device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
   uint64_t d = 0;
   d |= static_cast<uint64_t>((addr & 0x3FFFF) >> 4);
@@ -205,12 +197,8 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
   return d;
 }
 
-// The descriptor of an MN-major operand tile (M or N contiguous in memory: dH read as dHᵀ, or W12
-// and X read with N along their rows) written by TMA with the 128-byte swizzle in boxes of 64 MN
-// elements × BK K rows: each K row is one 128-byte swizzle row, 8 K rows make a 1024-byte atom,
-// and the boxes for successive 64-element MN chunks lie `chunk_bytes` apart. In the descriptor's
-// terms for this layout the leading offset is the stride between MN chunks and the stride offset
-// the one between groups of 8 K rows. Advancing the start address by 2048 bytes steps 16 along K.
+// Descriptor of an MN-major tile (M or N contiguous) in the 128-byte swizzle: boxes of 64 MN
+// elements × BK K rows, `chunk_bytes` apart, each K row one swizzle row. +2048 bytes steps 16 of K.
 __device__ __forceinline__ uint64_t smem_desc_mn(uint32_t addr, uint32_t chunk_bytes) {
   uint64_t d = 0;
   d |= static_cast<uint64_t>((addr & 0x3FFFF) >> 4);
@@ -221,12 +209,9 @@ __device__ __forceinline__ uint64_t smem_desc_mn(uint32_t addr, uint32_t chunk_b
 }
 
 #if SWIGLU_SM90A_DEVICE
-// m64nN with fp32 accumulators (N/2 registers a thread), A and B from shared memory through
-// descriptors; scale_d = 0 overwrites D instead of adding to it. T (__nv_bfloat16, __half, or
-// float read as tf32) selects the input type and the K of one instruction; TA = 1 reads A M-major
-// and TB = 1 reads B N-major (smem_desc_mn), 0 K-major (smem_desc). The macros spell out the N/2
-// accumulator operands once per N; INSTR is the shape's K and types, TRANS the transpose operands
-// (none for tf32).
+// m64nN, fp32 accumulators (N/2 a thread), operands through descriptors; scale_d = 0 overwrites D.
+// TA/TB = 1: A/B MN-major (smem_desc_mn). The macros spell out the N/2 accumulator operands once per
+// N; INSTR is the K and types, TRANS the transpose operands (none for tf32).
 #define SWIGLU_WGMMA_M64N256(INSTR, TRANS)                                                                \
   asm volatile(                                                                                           \
       "{\n"                                                                                               \
@@ -291,9 +276,7 @@ __device__ __forceinline__ uint64_t smem_desc_mn(uint32_t addr, uint32_t chunk_b
         "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                \
       : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TA), "n"(TB))
 
-// One wgmma over 32 bytes of K: m64nNk16 for __nv_bfloat16 and __half, m64nNk8 with tf32 inputs
-// for float (the tensor cores read the fp32 operands' tf32 part; tf32 has no transpose, so both
-// operands must be K-major and TA = TB = 0).
+// One wgmma over 32 bytes of K: k16 for __nv_bfloat16 and __half, k8 tf32 for float (K-major only).
 template <class T, int TA = 0, int TB = 0>
 __device__ __forceinline__ void wgmma_m64n256(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -321,9 +304,8 @@ __device__ __forceinline__ void wgmma_m64n128(float (&d)[64], uint64_t desc_a, u
 #undef SWIGLU_WGMMA_M64N256
 #undef SWIGLU_WGMMA_M64N128
 
-// m64nN over 32 bytes of K (k16 for 16-bit types, k8 tf32 for float) for N = 256 or 128 (N/2
-// accumulators a thread). Why 32 bytes: it is one step of the descriptors' start address inside a
-// 128-byte swizzled K-major row, and two 1024-byte atoms of an MN-major tile, for every type.
+// m64nN over 32 bytes of K for N = 256 or 128. Why 32 bytes: one descriptor step in a swizzled
+// K-major row, two atoms of an MN-major tile, whatever the type.
 template <int N, class T, int TA = 0, int TB = 0>
 __device__ __forceinline__ void wgmma_m64nk(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
   static_assert(N == 256 || N == 128, "wgmma_m64nk: N must be 256 or 128");
@@ -336,10 +318,8 @@ __device__ __forceinline__ void wgmma_m64nk(float (&d)[N / 2], uint64_t a, uint6
 
 #endif  // SWIGLU_SM90A_DEVICE
 
-// One pass over a filled stage of fp32 operands, shared among `threads` consumer threads of which
-// this is `thread`: each 32-bit word w at offset o of `stage` becomes op(w) at offset o of `dst`
-// (16 bytes a thread at a time). Then the writes are made visible to the wgmma's async proxy and
-// the threads meet on named barrier `barrier`.
+// Each 32-bit word w at offset o of a filled stage becomes op(w) at offset o of `dst`, shared by
+// `threads` consumer threads; then the writes are fenced for wgmma and the threads meet on `barrier`.
 template <int kStageBytes, class Op>
 __device__ __forceinline__ void transform_stage(uint32_t stage, uint32_t dst, int thread, int threads, int barrier,
                                                 Op op) {
@@ -360,24 +340,15 @@ __device__ __forceinline__ void transform_stage(uint32_t stage, uint32_t dst, in
 #endif
 }
 
-// Rounds a filled stage of fp32 operands to tf32 in place (transform_stage; cvt_tf32: nearest,
-// ties away, as the sm80 kernels and cuBLAS's tf32 do). Why:
-// wgmma's tf32 reads only the top 19 bits of each fp32 operand, i.e. truncates, which measured
-// rel_l2 1.4e-3 against rounding's 3.7e-4 (H200, B = 8192, I = 4096): a bias of about 2^-11 per
-// operand that rounding does not have.
+// Rounds a filled stage to tf32 in place (nearest, ties away, as sm80 and cuBLAS). Why: wgmma's
+// tf32 truncates the fp32 operands, a bias rounding does not have (docs/kernels-sm90.md).
 template <int kStageBytes>
 __device__ __forceinline__ void round_stage_tf32(uint32_t stage, int thread, int threads, int barrier) {
   transform_stage<kStageBytes>(stage, stage, thread, threads, barrier, cvt_tf32);
 }
 
-// 3xTF32's split of a filled stage of fp32 operands (transform_stage): for each x in it, writes
-// the small part tf32(x − trunc(x)) at the same offset from `small` (a buffer laid out like the
-// stage), where trunc(x) is x with its 13 low bits cleared: exactly what the tf32 wgmma reads of
-// x. So with x itself as the big part, big·big + big·small + small·big misses only small·small
-// (under 2^-20 of the product) and small's rounding (under 2^-21). Why big is not rounded in
-// place: the wgmma drops x's low bits by itself, and skipping that write takes a third of the
-// pass's shared-memory traffic away. An infinite x gives a NaN small part (inf − inf), so its row
-// or column of the product is NaN, as with the sm80 kernels' split_tf32.
+// 3xTF32's split of a filled stage: small = tf32(x − trunc(x)) to `small`'s same offset, trunc(x)
+// being what the tf32 wgmma reads of x, so x stays as the big part unwritten (docs/kernels-sm90.md).
 template <int kStageBytes>
 __device__ __forceinline__ void split_stage_tf32x3(uint32_t stage, uint32_t small, int thread, int threads,
                                                    int barrier) {
@@ -388,8 +359,7 @@ __device__ __forceinline__ void split_stage_tf32x3(uint32_t stage, uint32_t smal
 
 // ---- TMA stores ---------------------------------------------------------------------------------
 
-// Stores the box of `map` at (col, row) from shared memory at `src` (laid out as the map's box,
-// with its swizzle), as one bulk async-group operation of this thread; the tensor's edges clip it.
+// The box of `map` at (col, row) from shared `src` (the map's box and swizzle); edges clip it.
 __device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t src, int32_t col, int32_t row) {
 #if SWIGLU_SM90A_DEVICE
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(
@@ -406,8 +376,7 @@ __device__ __forceinline__ void tma_store_commit() {
 #endif
 }
 
-// Waits until at most N of this thread's committed store groups have not yet read their shared
-// memory (the buffers of the others may be written again).
+// Waits until at most N of this thread's store groups have not yet read their shared memory.
 template <int N>
 __device__ __forceinline__ void tma_store_wait_read() {
 #if SWIGLU_SM90A_DEVICE
@@ -424,13 +393,9 @@ __device__ __forceinline__ void tma_store_wait() {
 }
 
 // ---- the TMA-store epilogue both sm90 kernels share ----------------------------------------------
-//
-// A consumer warpgroup (128 threads) owns a shared buffer of 64-row × 128-byte boxes in the
-// 128-byte swizzle, with named barrier `barrier`. Per output block: store_buffer_acquire, then each
-// thread puts its pairs in place (store_buffer_pair), then store_buffer_release has the leader
-// store the boxes. The consumer then goes on without waiting for the writes; the next acquire
-// waits only until the stores have read the buffer, and the kernel waits for them all
-// (tma_store_wait<0>) before it exits.
+// A consumer warpgroup owns a buffer of 64-row × 128-byte swizzled boxes and a named barrier. Per
+// output block: acquire, each thread's pairs in place, release (the leader stores the boxes). The
+// next acquire waits only for the stores to read the buffer; the kernel waits for all before exit.
 
 constexpr int kStoreBoxBytes = 64 * 128;
 
@@ -440,11 +405,8 @@ __device__ __forceinline__ void store_buffer_acquire(bool leader, int barrier) {
   named_sync(barrier, 128);
 }
 
-// Puts the 32-bit `pair` of accumulator group j (register 4j + e: row `row` for e < 2, row + 8 for
-// e >= 2, columns 8j + 2·(lane % 4) and one more, as wgmma lays out m64nN) at its place in the
-// buffer's box j / 8 (mod kBoxes): chunk c of row r sits at c ^ (r % 8), and r % 8 is lane / 4 for
-// every row a thread holds, so the 8 rows of one store hit 8 different chunks (no bank conflicts).
-// h = 0 or 1: row or row + 8.
+// The 32-bit `pair` of accumulator group j, row `row` + 8h, into box j / 8 (mod kBoxes). Why no
+// bank conflicts: chunk c of row r sits at c ^ (r % 8), and r % 8 is lane / 4 for all its rows.
 template <int kBoxes>
 __device__ __forceinline__ void store_buffer_pair(uint32_t buf, int j, int h, uint32_t row, int lane, uint32_t pair) {
 #if SWIGLU_SM90A_DEVICE
@@ -453,9 +415,8 @@ __device__ __forceinline__ void store_buffer_pair(uint32_t buf, int j, int h, ui
 #endif
 }
 
-// Makes the warpgroup's shared stores visible to TMA, meets the warpgroup, and has the leader store
-// kBoxes boxes of `map` from the buffer, box b at (col + 64·b, row); TMA clips them at the map's
-// edges.
+// Fences the warpgroup's shared stores for TMA, meets it, and has the leader store kBoxes boxes of
+// `map`, box b at (col + 64·b, row); TMA clips them at the edges.
 template <int kBoxes>
 __device__ __forceinline__ void store_buffer_release(bool leader, int barrier, const CUtensorMap* map, uint32_t buf,
                                                      int64_t col, int64_t row) {
@@ -473,11 +434,8 @@ __device__ __forceinline__ void store_buffer_release(bool leader, int barrier, c
 
 // ---- the persistent, warp-specialised skeleton both sm90 kernels share ---------------------------
 
-// A kernel's dynamic shared memory: S stages of kStageBytes from the first 1024-byte boundary (the
-// 128-byte swizzle's atom), then S full and S empty mbarriers. C: blocks per cluster. With C > 1
-// the blocks of a cluster share the B operand of each K step (each loads 1/C of it and multicasts
-// it to all), so a stage may be refilled only once every consumer of every block in the cluster
-// has released it.
+// S stages from the first 1024-byte boundary, then S full and S empty mbarriers. With C > 1 blocks
+// a cluster share B, so a stage is refilled only once every consumer of every block released it.
 template <int S, int kStageBytes, int C = 1>
 struct Ring {
   uint8_t* smem;
@@ -495,10 +453,8 @@ struct Ring {
   }
 };
 
-// Lays the ring out in `smem_raw` and has thread 0 initialise its barriers: a full barrier takes
-// the producer's one expect-tx arrival, an empty one `consumers` arrivals from each block of the
-// cluster. Then syncs the block (C == 1) or the cluster (C > 1; why: a peer's multicast and remote
-// arrivals target these barriers, so they must exist before any block of the cluster starts).
+// Lays the ring out and initialises its barriers (full: one expect-tx arrival; empty: `consumers`
+// from each block), then syncs the block, or the cluster: a peer's multicasts target these barriers.
 template <int S, int kStageBytes, int C = 1>
 __device__ __forceinline__ Ring<S, kStageBytes, C> make_ring(uint8_t* smem_raw, uint32_t consumers) {
   Ring<S, kStageBytes, C> r;
@@ -535,9 +491,8 @@ struct RingPos {
   }
 };
 
-// Tile t of the grouped order over m_tiles × n_tiles output tiles: bands of kGroupM M tiles, each
-// band walked N column by N column, so that one wave of blocks reads a band of A and a band of B
-// that fit in L2. Returns the tile's M and N indices.
+// Tile t in the grouped order: bands of kGroupM M tiles walked N column by N column, so one wave
+// of blocks reads a band of A and a band of B that fit in L2.
 template <int kGroupM>
 __device__ __forceinline__ void grouped_tile(int64_t t, int64_t m_tiles, int64_t n_tiles, int64_t* mt,
                                              int64_t* nt) {
@@ -549,11 +504,9 @@ __device__ __forceinline__ void grouped_tile(int64_t t, int64_t m_tiles, int64_t
   *nt = r / rows;
 }
 
-// One block's walk over the output tiles of the persistent grid, in the grouped order. With
-// clusters of C blocks the unit of work is C vertically adjacent tiles with the same N tile (so
-// the blocks share B); the block of rank r takes the r-th. When m_tiles is not a multiple of C the
-// last unit's extra tiles lie below the output: their blocks still load (TMA zero-fills A there)
-// and multiply, because the peer needs their share of B, and their epilogue stores nothing.
+// One block's walk over the persistent grid's tiles. With clusters a unit is C vertically adjacent
+// tiles sharing B, rank r taking the r-th; a unit's tiles below the output still load and multiply
+// (the peer needs their share of B) and store nothing.
 template <int kGroupM, int C>
 struct TileWalk {
   static_assert(kGroupM % C == 0, "TileWalk: the group must hold whole clusters");
@@ -578,10 +531,8 @@ struct TileWalk {
   }
 };
 
-// The producer's loop over one tile's k_steps stages from ring position `pos` (advanced past
-// them): waits for each stage to be free, arms its full barrier for kStageBytes (everything that
-// lands in this block, its peers' multicasts included), and has `load(stage, full_barrier, k)`
-// issue the TMA loads of K step k.
+// The producer over one tile's stages from `pos`: waits for a free stage, arms its full barrier for
+// kStageBytes (peers' multicasts included), and has load(stage, full_barrier, k) issue the loads.
 template <int S, int kStageBytes, int C, class Load>
 __device__ __forceinline__ void produce_tile(const Ring<S, kStageBytes, C>& ring, RingPos<S>& pos, int k_steps,
                                              Load&& load) {
@@ -592,12 +543,9 @@ __device__ __forceinline__ void produce_tile(const Ring<S, kStageBytes, C>& ring
   }
 }
 
-// The producer warpgroup's whole part: it gives registers back (setmaxnreg 40), and its first
-// thread walks this block's BM×BN tiles, calling `load(stage, full_barrier, k, m0, n0)` for each K
-// step of each tile (produce_tile; m0, n0: the tile's first row and column) after prefetching the
-// two tensor maps. With clusters the whole warpgroup then waits at the cluster barrier. Why: a
-// peer may still multicast into this block's stages and arrive on its barriers until it has
-// finished, so no block of the cluster leaves before all have.
+// The producer warpgroup: gives registers back, and its first thread calls
+// load(stage, full_barrier, k, m0, n0) for each K step of this block's tiles. Why the cluster
+// barrier at the end: a peer may still multicast into this block until it has finished.
 template <int BM, int BN, int S, int kStageBytes, int C, int kGroupM, class Load>
 __device__ __forceinline__ void run_producer(const Ring<S, kStageBytes, C>& ring, const TileWalk<kGroupM, C>& walk,
                                              int k_steps, const CUtensorMap* a_map, const CUtensorMap* b_map,
@@ -619,11 +567,8 @@ __device__ __forceinline__ void run_producer(const Ring<S, kStageBytes, C>& ring
   }
 }
 
-// A consumer warpgroup's main loop over one tile's k_steps stages from ring position `first`:
-// waits for each stage to fill, runs `mma(stage_addr, k)` (stage_addr: the stage's shared-memory
-// address) between a wgmma fence and a commit, keeps one wgmma group in flight, and hands a stage
-// back (its warpgroup's `leader` releases it) once the group that read it has completed. Returns
-// with every group of the tile complete.
+// A consumer's main loop over one tile's stages from `first`: mma(stage_addr, k) on each full stage,
+// one wgmma group in flight, a stage released once the group that read it has completed.
 template <int S, int kStageBytes, int C, class Mma>
 __device__ __forceinline__ void consume_tile(const Ring<S, kStageBytes, C>& ring, int64_t first, int k_steps,
                                              bool leader, Mma&& mma) {
@@ -643,8 +588,7 @@ __device__ __forceinline__ void consume_tile(const Ring<S, kStageBytes, C>& ring
   if (release >= 0 && leader) ring.release(release);
 }
 
-// Loads one box into this block's stage, or (C > 1) multicasts it to the same offset in every
-// block of the cluster.
+// One box into this block's stage, or (C > 1) multicast to the same offset in every cluster block.
 template <int C>
 __device__ __forceinline__ void tma_load_shared(void* dst, const CUtensorMap* map, uint64_t* bar, int32_t col,
                                                 int32_t row) {

@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "swiglu/registry.hpp"  // detail::choose_backward_tile, the backward heuristic
+#include "swiglu/heuristics.hpp"  // detail::choose_backward_tile, the backward heuristic
+#include "swiglu/registry.hpp"    // detail::sm90_backward_possible
 #include "swiglu/swiglu.hpp"
 
 namespace swiglu {
@@ -288,30 +289,30 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
   EXPECT_TRUE(detail::sm90_backward_possible(big, h100));
   TileConfig tile;
   // dX: 64 x 16 tiles of 128x256; dW: 224 x 16.
-  for (const bool dw : {false, true}) {
-    ASSERT_TRUE(detail::choose_backward_tile(big, h100, dw, /*allow_sm90=*/true, &tile).ok());
-    EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12") << dw;
-    ASSERT_TRUE(detail::choose_backward_tile(big, h100, dw, /*allow_sm90=*/false, &tile).ok());
-    EXPECT_EQ(tile.family, Family::mma_sm80) << dw;
+  for (const detail::Gemm gemm : {detail::Gemm::dx, detail::Gemm::dw}) {
+    ASSERT_TRUE(detail::choose_backward_tile(big, h100, gemm, /*allow_sm90=*/true, &tile).ok());
+    EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12") << (gemm == detail::Gemm::dw);
+    ASSERT_TRUE(detail::choose_backward_tile(big, h100, gemm, /*allow_sm90=*/false, &tile).ok());
+    EXPECT_EQ(tile.family, Family::mma_sm80) << (gemm == detail::Gemm::dw);
   }
   // B = 512, D = 1024: dX has 4 x 16 tiles of 128x256, under one per SM, so it takes 128x128; dW
   // has 16 x 16.
   const Problem mid = problem(512, 4096, 1024, DType::f16);
-  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, false, true, &tile).ok());
+  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, detail::Gemm::dx, true, &tile).ok());
   EXPECT_EQ(tile.name(), "sm90:128x128x64s6w12");
-  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, true, true, &tile).ok());
+  ASSERT_TRUE(detail::choose_backward_tile(mid, h100, detail::Gemm::dw, true, &tile).ok());
   EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12");
   // B = 128: one 128-row tile of dX, 2 K steps of dW; both stay on sm80 (not measured below 256).
-  for (const bool dw : {false, true}) {
-    ASSERT_TRUE(detail::choose_backward_tile(problem(128, 4096, 14336, DType::bf16), h100, dw, true, &tile).ok());
-    EXPECT_EQ(tile.family, Family::mma_sm80) << dw;
+  for (const detail::Gemm gemm : {detail::Gemm::dx, detail::Gemm::dw}) {
+    ASSERT_TRUE(detail::choose_backward_tile(problem(128, 4096, 14336, DType::bf16), h100, gemm, true, &tile).ok());
+    EXPECT_EQ(tile.family, Family::mma_sm80) << (gemm == detail::Gemm::dw);
   }
   // The packed layout too (its dX reads Wf K-major, its dW runs as dWf = Xᵀ·dH).
   Problem packed = big;
   packed.layout = Layout::packed;
-  for (const bool dw : {false, true}) {
-    ASSERT_TRUE(detail::choose_backward_tile(packed, h100, dw, true, &tile).ok());
-    EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12") << dw;
+  for (const detail::Gemm gemm : {detail::Gemm::dx, detail::Gemm::dw}) {
+    ASSERT_TRUE(detail::choose_backward_tile(packed, h100, gemm, true, &tile).ok());
+    EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12") << (gemm == detail::Gemm::dw);
   }
   EXPECT_EQ(backward_dx_tiles(packed, h100).size(), backward_dw_tiles(packed, h100).size());
   // Never: rows TMA cannot address (I % 8, D % 4, packed D % 8), fp32, other architectures.
@@ -328,10 +329,10 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
                {big, DeviceTraits{10, 0, 148}}};
   for (const auto& c : never) {
     EXPECT_FALSE(detail::sm90_backward_possible(c.p, c.dev)) << c.p.in_features << " " << c.p.hidden;
-    for (const bool dw : {false, true}) {
-      for (const TileConfig& t : dw ? backward_dw_tiles(c.p, c.dev) : backward_dx_tiles(c.p, c.dev))
+    for (const detail::Gemm gemm : {detail::Gemm::dx, detail::Gemm::dw}) {
+      for (const TileConfig& t : gemm == detail::Gemm::dw ? backward_dw_tiles(c.p, c.dev) : backward_dx_tiles(c.p, c.dev))
         EXPECT_NE(t.family, Family::wgmma_sm90) << t.name();
-      ASSERT_TRUE(detail::choose_backward_tile(c.p, c.dev, dw, true, &tile).ok());
+      ASSERT_TRUE(detail::choose_backward_tile(c.p, c.dev, gemm, true, &tile).ok());
       EXPECT_NE(tile.family, Family::wgmma_sm90);
     }
   }

@@ -1,51 +1,58 @@
-// Tile choice for the fused forward: which compiled instance runs a given problem by default.
+// The tile heuristic: which eligible tile runs a problem by default. Each constant has its one line
+// of why; the measurements are in docs/heuristics.md.
 //
-// The rule, per kernel family (the constants in kRules come from the block sweep
-// `swiglubench forward --tiles all` on an H200; DESIGN.md has the table):
-//  0. On compute capability 9.0 with sm_90a code, fp16/bf16 and rows TMA can address (either
-//     layout): the widest sm90 (wgmma) tile that gives at least one tile per SM, when the problem
-//     has that many.
-//  1. Family: tensor cores (sm80, mma.sync) whenever the device and the math allow it; the SIMT
-//     kernel for fp32 exact and for sm_70/75.
-//  2. Eligible tiles: block_n <= max_block_n.
-//  3. Walk the eligible tiles from the largest (block_m·block_n) down (ties: taller, deeper K,
-//     fewer warps) and take the first that
-//     launches at least min_blocks_per_sm × SMs blocks: large tiles re-use each loaded element
-//     most, but only pay off once every SM has enough of them to hide memory latency. Short
-//     reductions (I < long_k) leave less time to hide it, so they want more blocks per SM.
-//  4. If none does (small B·D), take the tile with the most blocks, the smallest among equals.
+// Forward:  0. sm90, when eligible: the widest sm90 tile whose whole 128-row tiles fill enough SMs.
+//           1. Otherwise tensor cores (sm80) when the device and the math allow, else SIMT; among
+//              that family's tiles (block_n <= max_block_n) the largest that launches at least
+//              min_blocks_per_sm × SMs blocks, else the one with the most blocks.
+// Backward: 0. sm90 when M and K are at least 256; 128x256 once it gives every SM a tile.
+//           1. Otherwise sm80 (fp16/bf16 on sm_80+) or SIMT: the largest tile that fills the SMs
+//              (4 blocks a SM for short reductions), else the one with the most blocks.
+#include "swiglu/heuristics.hpp"
+
 #include <algorithm>
-#include <climits>
-#include <cmath>
 #include <optional>
 #include <string>
 
-#include "swiglu/registry.hpp"
-#include "swiglu/swiglu.hpp"
+#include "swiglu/validate.hpp"
 
 namespace swiglu {
 namespace {
 
 struct FamilyRule {
   Family family;
-  double min_blocks_per_sm_short_k;  // step 3, for I < long_k
-  double min_blocks_per_sm_long_k;   // step 3, for I >= long_k
+  double min_blocks_per_sm_short_k;  // for I < long_k
+  double min_blocks_per_sm_long_k;   // for I >= long_k
   int64_t long_k;
-  int max_block_n;                   // step 2
+  int max_block_n;
 };
 
-// Why these numbers (H200, bf16/fp16/fp32, I = 784..4096): with I = 784 the mma.sync kernel needs
-// about two resident blocks per SM (a 128x64 tile in one wave of 128 blocks lost to 64x64 in 256),
-// with I >= 2048 one wave of large tiles wins; the SIMT kernel is compute-bound and one wave
-// suffices. 128x128 never beat 128x64, so it stays out of the default; --tiles reaches it.
+// Why: at I = 784 the mma.sync kernel wants about two resident blocks a SM, from I = 2048 one wave
+// of large tiles wins; SIMT is compute-bound (one wave); 128x128 never beat 128x64.
 constexpr FamilyRule kRules[] = {
     {Family::mma_sm80, 1.5, 0.9, 2048, 64},
     {Family::simt, 0.9, 0.9, 2048, 64},
 };
 
+// Why: the sm90 forward beat sm80 from 16 whole tiles on 132 SMs; 3xTF32 only from about 64.
+constexpr double kSm90Fill = 0.12;
+constexpr double kSm90Tf32x3Fill = 0.48;
+// Why: 128x128 beat 128x64 only for long reductions with many tiles a SM (the LLaMA shapes)...
+constexpr int64_t kSm90WideMinK = 4096;
+constexpr double kSm90WideTilesPerSm = 8;
+// ...and for tf32 from about 0.24 × SMs whole tiles, where it reads fewer bytes a product.
+constexpr double kSm90Tf32WideTilesPerSm = 0.24;
+
+// Why: the sm90 GEMMs won every measured shape from two 128-row tiles of M and 4 K steps up.
+constexpr int64_t kSm90BwdMinM = 256;
+constexpr int64_t kSm90BwdMinK = 256;
+// Why: a larger sm80/SIMT backward tile would be for a forced choice only (none is compiled).
+constexpr int kBwdMaxDefaultArea = 128 * 128;
+// Why: below 8 K tiles a block is mostly fill and epilogue, and only many blocks hide that.
+constexpr int kBwdShortKTiles = 8;
+
 bool wants_tensor_cores(const Problem& p, const DeviceTraits& dev) {
   if (dev.cc_major < 8) return false;
-  // fp32 takes the tensor cores for tf32 and for 3xtf32 (three tf32 mma per product).
   return p.dtype != DType::f32 || p.math == Math::tf32 || p.math == Math::tf32x3;
 }
 
@@ -53,71 +60,28 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
   return ((p.batch + t.block_m - 1) / t.block_m) * ((p.hidden + t.block_n - 1) / t.block_n);
 }
 
-// What the sm90 kernels need of the problem itself (the pointers are checked at launch): TMA rows
-// of whole 16-byte units (I and the X row stride multiples of 8 two-byte or 4 fp32 elements; with
-// the packed layout D too, as FwdParams.vec_load asks), tensor coordinates that fit int32, and for
-// fp32 the tf32 or 3xtf32 math and the linear layout.
-// Step 0's choice between the sm90 tiles: 128x128 (twice the reuse of each X tile, a longer
-// epilogue) beat 128x64 by 1-5% at the LLaMA shapes (I >= 4096, 20 and more tiles per SM), and lost
-// by 4-28% at I = 784 however many tiles there were, and at I = 4096 with 2 tiles per SM (H200).
-constexpr int64_t kSm90WideMinK = 4096;
-constexpr double kSm90WideTilesPerSm = 8;
-constexpr double kSm90Tf32WideTilesPerSm = 0.24;
-
-// The backward's step 0, from the block sweep (H200, bf16, save, B = 256..8192, I = 784 and 4096,
-// D = 2048 and 4096, `--dx-tiles all` / `--dw-tiles all`; DESIGN.md): the sm90 GEMMs beat the best
-// sm80 tile in all 40 (GEMM, shape) cases, by 1.7-6.3× for dX and 2.1-4.9× for dW, even with 14
-// tiles on 132 SMs. Below two 128-row tiles of M (dX of B < 256) or 4 K steps (dW of B < 256) they
-// were not measured and the sm80 kernels (split-K for dX) keep those shapes. 128x256 is taken once
-// it fills a wave: with fewer tiles 128x128 was up to 1.7× faster, with more the wide tile 0-10%.
-constexpr int64_t kSm90BwdMinM = 256;
-constexpr int64_t kSm90BwdMinK = 256;
-
-bool tma_addressable(const Problem& p) { return detail::sm90_forward_obstacle(p).empty(); }
-
-}  // namespace
-
-std::string detail::sm90_forward_obstacle(const Problem& p) {
-  // Why int32: the kernels' tile coordinates (rows, columns and K) are 32-bit.
-  if (p.batch > INT32_MAX || 2 * p.hidden > INT32_MAX || p.in_features > INT32_MAX || p.x_stride() > INT32_MAX)
-    return "B, 2D, I and the X row stride must each be at most 2^31-1";
-  if (p.dtype == DType::f32) {
-    // wgmma's tf32 operands are K-major, which the packed layout's W is not.
-    if (p.math != Math::tf32 && p.math != Math::tf32x3) return "fp32 needs tf32 or 3xtf32 math on wgmma";
-    if (p.layout != Layout::linear) return "fp32 runs on wgmma with the linear layout only";
-  }
-  const int64_t vec = 16 / static_cast<int64_t>(dtype_size(p.dtype));
-  if (p.in_features % vec != 0 || p.x_stride() % vec != 0) {
-    return "TMA needs rows of whole 16-byte units: I (" + std::to_string(p.in_features) + ") and the X row stride (" +
-           std::to_string(p.x_stride()) + ") must be multiples of " + std::to_string(vec) + " elements";
-  }
-  if (p.layout == Layout::packed && p.hidden % vec != 0) {
-    return "TMA needs the packed weight's rows of whole 16-byte units: D (" + std::to_string(p.hidden) +
-           ") must be a multiple of " + std::to_string(vec);
-  }
-  return {};
-}
-
-std::string detail::sm90_backward_obstacle(const Problem& p) {
-  if (std::string why = sm90_forward_obstacle(p); !why.empty()) return why;
-  if (p.hidden % 4 != 0) return "TMA needs dH's rows of whole 16-byte units: D (" + std::to_string(p.hidden) + ") must be a multiple of 4";
-  return {};
-}
-
-std::vector<TileConfig> forward_tiles(const Problem& p, const DeviceTraits& dev) {
-  const Math math = p.dtype == DType::f32 ? p.math : Math::exact;
-  const int cc = dev.cc_major * 10 + dev.cc_minor;
-  std::vector<TileConfig> out;
-  for (const auto& k : detail::fwd_kernels()) {
-    if (k.dtype != p.dtype || k.layout != p.layout || k.math != math || k.min_cc > cc ||
-        cc > k.max_cc) {
+// The sm90 tile for p, if one fills the device (forward step 0).
+std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits& dev) {
+  const double sms = std::max(dev.sm_count, 1);
+  const double wanted = (p.math == Math::tf32x3 ? kSm90Tf32x3Fill : kSm90Fill) * sms;
+  std::optional<TileConfig> chosen;
+  for (const TileConfig& t : forward_tiles(p, dev)) {
+    if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
+    // Why whole tiles: the persistent kernel runs one block a SM over 128-row tiles, and a batch
+    // under 128 rows fills a fraction of each.
+    const double full_tiles =
+        static_cast<double>(blocks(p, t)) * static_cast<double>(std::min<int64_t>(p.batch, t.block_m)) / t.block_m;
+    if (full_tiles < wanted) continue;
+    if (t.block_n > 64 && (p.dtype == DType::f32 ? full_tiles < kSm90Tf32WideTilesPerSm * sms
+                                                 : p.in_features < kSm90WideMinK || full_tiles < kSm90WideTilesPerSm * sms)) {
       continue;
     }
-    if (k.tile.family == Family::wgmma_sm90 && !tma_addressable(p)) continue;
-    if (std::find(out.begin(), out.end(), k.tile) == out.end()) out.push_back(k.tile);
+    if (!chosen || t.block_n > chosen->block_n) chosen = t;
   }
-  return out;
+  return chosen;
 }
+
+}  // namespace
 
 Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig* out) {
   return detail::choose_forward_tile(p, dev, /*allow_sm90=*/true, out);
@@ -125,44 +89,10 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
 
 Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bool allow_sm90,
                                    TileConfig* out) {
-  if (out == nullptr) return Status{StatusCode::invalid_argument, "choose_forward_tile: out is null"};
+  if (out == nullptr) return fail(StatusCode::invalid_argument, "choose_forward_tile: out is null");
   if (allow_sm90) {
-    // Step 0. The persistent sm90 kernel runs one block per SM over 128-row tiles: it needs
-    // enough whole tiles to keep the SMs busy (a batch under 128 rows fills a fraction of each).
-    // Below that the sm80 tiles' many small blocks win. Measured on an H200 (bf16 block sweeps of
-    // the mnist and seed configs, DESIGN.md): 128x64 is the better sm90 tile at every one of those
-    // shapes; 128x128 is taken only for long reductions where each SM gets many of them (the LLaMA
-    // shapes). With Z stored through TMA (results/h200/sm90/tma_store_sweep/) 128x64 beat the
-    // best sm80 tile from 16 whole tiles (1.06-1.21×, I = 784-2048) and lost at 8 and fewer
-    // (0.79-0.92×, I = 784); fp32's tf32 tiles were within 2% of sm80's or faster down to 2 tiles
-    // (I = 4096, results/h200/tf32_sm90/small_batches.log).
-    // 3xtf32 asks for a larger fill: its one sm90 tile (128x64) ran 1.4-2.2× slower than the
-    // best sm80 tile with 2-32 whole tiles and 1.6-1.7× faster from 128 (H200, I = 4096,
-    // B = 64-8192, D = 256-11008; results/h200/tf32x3_sm90/). At 86 (B = 64, D = 11008) it lost
-    // 12% to the best sm80 tile but beat the one the sm80 rule below would take (128x64) 1.9×.
-    const double fill = p.math == Math::tf32x3 ? 0.48 : 0.12;
-    const double wanted = fill * std::max(dev.sm_count, 1);
-    std::optional<TileConfig> chosen;
-    for (const TileConfig& t : forward_tiles(p, dev)) {
-      if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
-      const double full_tiles =
-          static_cast<double>(blocks(p, t)) * static_cast<double>(std::min<int64_t>(p.batch, t.block_m)) /
-          t.block_m;
-      if (full_tiles < wanted) continue;
-      // fp32 (tf32) takes the wide tile once it has about 0.24·SMs whole tiles of its own: there
-      // the consumers also round every stage to tf32 in shared memory, and the wide tile reads
-      // fewer bytes per product. H200, I = 4096: 128x128 beat 128x64 by 1.2-1.4x from 43 whole
-      // tiles (B = 64, D = 11008) up; 128x64 won with 16 (B = 64 and 1024 at D = 4096 and 256).
-      if (t.block_n > 64 &&
-          (p.dtype == DType::f32
-               ? full_tiles < kSm90Tf32WideTilesPerSm * std::max(dev.sm_count, 1)
-               : p.in_features < kSm90WideMinK || full_tiles < kSm90WideTilesPerSm * std::max(dev.sm_count, 1))) {
-        continue;
-      }
-      if (!chosen || t.block_n > chosen->block_n) chosen = t;
-    }
-    if (chosen) {
-      *out = *chosen;
+    if (const std::optional<TileConfig> t = sm90_forward_tile(p, dev)) {
+      *out = *t;
       return Status::success();
     }
   }
@@ -173,13 +103,13 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
     if (t.family == family && t.block_n <= rule.max_block_n) eligible.push_back(t);
   }
   if (eligible.empty()) {
-    return Status{StatusCode::unsupported,
-                  "no compiled " + std::string(to_string(family)) + " tile for " +
-                      std::string(to_string(p.dtype)) + "/" + std::string(to_string(p.layout)) +
-                      " on sm_" + std::to_string(dev.cc_major * 10 + dev.cc_minor)};
+    return fail(StatusCode::unsupported,
+                "no compiled " + std::string(to_string(family)) + " tile for " +
+                    std::string(to_string(p.dtype)) + "/" + std::string(to_string(p.layout)) +
+                    " on sm_" + std::to_string(dev.cc_major * 10 + dev.cc_minor));
   }
-  // Largest tile first; among equal areas the taller tile, then the deeper K step (fewer
-  // barriers per byte), then fewer warps, which is how equal-area tiles ranked in the sweep.
+  // Largest first; among equal areas the taller, then the deeper K step, then fewer warps (how
+  // equal-area tiles ranked in the sweep).
   std::stable_sort(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
     const int area_a = a.block_m * a.block_n, area_b = b.block_m * b.block_n;
     if (area_a != area_b) return area_a > area_b;
@@ -196,8 +126,8 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
       return Status::success();
     }
   }
-  // Why the last of the equals: eligible runs from the largest tile down, and for a tiny batch
-  // every tile gives the same block count, where the smallest wastes the fewest rows.
+  // Why the last of the equals: for a tiny batch every tile gives the same block count, and the
+  // smallest wastes the fewest rows.
   const TileConfig* best = &eligible.front();
   for (const TileConfig& t : eligible) {
     if (blocks(p, t) >= blocks(p, *best)) best = &t;
@@ -206,58 +136,9 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
   return Status::success();
 }
 
-// ---- backward GEMMs -------------------------------------------------------------------------------
-//
-// The dX and dW GEMMs use the forward's machinery with their own rule:
-//  0. On compute capability 9.0 with sm_90a code, fp16/bf16 and TMA-addressable rows (either
-//     layout): the sm90 (wgmma) GEMM when M and K are at least 256 (the constants above). api.cpp
-//     then materialises dH first, since TMA reads it from memory.
-//  1. Otherwise tensor cores (sm80) for fp16/bf16 on sm_80+, SIMT otherwise; the largest tile (ties:
-//     the wider, which recomputes a prologue gate in fewer columns of blocks) that gives `wanted`
-//     blocks, else the one with the most. wanted = SMs, or 4 × SMs when the reduction is short
-//     (fewer than 8 K tiles: dW of a small batch), where each block is mostly pipeline fill and
-//     epilogue and only many resident blocks hide that latency. Small-batch dX that still leaves
-//     SMs idle is split along K (api.cpp).
-namespace {
-
-// What the sm90 backward GEMMs need of the problem (the pointers are checked at the call): the
-// forward's conditions for X and W12, and rows of dH (2D elements) of whole 16-byte units.
-bool bwd_tma_addressable(const Problem& p) { return detail::sm90_backward_obstacle(p).empty(); }
-
-std::vector<TileConfig> bwd_tiles(const Problem& p, const DeviceTraits& dev, bool dw) {
-  const int cc = dev.cc_major * 10 + dev.cc_minor;
-  std::vector<TileConfig> out;
-  for (const auto& k : detail::bwd_kernels()) {
-    if (k.dtype != p.dtype || k.kind != detail::bwd_kind(p, dw) || k.min_cc > cc || cc > k.max_cc) continue;
-    if (k.tile.family == Family::wgmma_sm90 && !bwd_tma_addressable(p)) continue;
-    if (std::find(out.begin(), out.end(), k.tile) == out.end()) out.push_back(k.tile);
-  }
-  return out;
-}
-
-}  // namespace
-
-std::vector<TileConfig> backward_dx_tiles(const Problem& p, const DeviceTraits& dev) {
-  return bwd_tiles(p, dev, false);
-}
-std::vector<TileConfig> backward_dw_tiles(const Problem& p, const DeviceTraits& dev) {
-  return bwd_tiles(p, dev, true);
-}
-
-namespace detail {
-
-bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev) {
-  for (const TileConfig& t : bwd_tiles(p, dev, false)) {
-    if (t.family == Family::wgmma_sm90) return true;
-  }
-  for (const TileConfig& t : bwd_tiles(p, dev, true)) {
-    if (t.family == Family::wgmma_sm90) return true;
-  }
-  return false;
-}
-
-Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, bool allow_sm90,
-                            TileConfig* out) {
+Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, Gemm gemm, bool allow_sm90,
+                                    TileConfig* out) {
+  const bool dw = gemm == Gemm::dw;
   const int64_t m = dw ? 2 * p.hidden : p.batch;
   const int64_t n = p.in_features;
   const int64_t k = dw ? p.batch : 2 * p.hidden;
@@ -265,12 +146,12 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
     return ((m + t.block_m - 1) / t.block_m) * ((n + t.block_n - 1) / t.block_n);
   };
   const int64_t sms = std::max(dev.sm_count, 1);
+  const std::vector<TileConfig> tiles = eligible_tiles(p, gemm, dev);
   if (allow_sm90 && m >= kSm90BwdMinM && k >= kSm90BwdMinK) {
-    // Step 0: the persistent sm90 GEMM (one block per SM); the wider tile (twice the reuse of each
-    // A tile) once it gives every SM a tile.
     std::optional<TileConfig> chosen;
-    for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
+    for (const TileConfig& t : tiles) {
       if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
+      // Why: 128x256 (twice the reuse of each A tile) only once it gives every SM a tile.
       if (t.block_n > 128 && count(t) < sms) continue;
       if (!chosen || t.block_n > chosen->block_n) chosen = t;
     }
@@ -279,27 +160,25 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
       return Status::success();
     }
   }
-  const Family family =
-      dev.cc_major >= 8 && p.dtype != DType::f32 ? Family::mma_sm80 : Family::simt;
-  constexpr int kMaxDefaultArea = 128 * 128;
-  constexpr int kShortKTiles = 8;
+  const Family family = dev.cc_major >= 8 && p.dtype != DType::f32 ? Family::mma_sm80 : Family::simt;
   std::vector<TileConfig> eligible;
-  for (const TileConfig& t : bwd_tiles(p, dev, dw)) {
-    if (t.family == family && t.block_m * t.block_n <= kMaxDefaultArea) eligible.push_back(t);
+  for (const TileConfig& t : tiles) {
+    if (t.family == family && t.block_m * t.block_n <= kBwdMaxDefaultArea) eligible.push_back(t);
   }
   if (eligible.empty()) {
-    return Status{StatusCode::unsupported,
-                  "no compiled " + std::string(to_string(family)) + " backward tile for " +
-                      std::string(to_string(p.dtype)) + " on sm_" +
-                      std::to_string(dev.cc_major * 10 + dev.cc_minor)};
+    return fail(StatusCode::unsupported,
+                "no compiled " + std::string(to_string(family)) + " backward tile for " +
+                    std::string(to_string(p.dtype)) + " on sm_" + std::to_string(dev.cc_major * 10 + dev.cc_minor));
   }
+  // Largest first; among equal areas the wider, which recomputes a prologue gate in fewer columns
+  // of blocks.
   std::stable_sort(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
     if (a.block_m * a.block_n != b.block_m * b.block_n) return a.block_m * a.block_n > b.block_m * b.block_n;
     return a.block_n > b.block_n;
   });
   for (const TileConfig& t : eligible) {
-    const bool short_k = k < static_cast<int64_t>(kShortKTiles) * t.block_k;
-    const int64_t wanted = std::max(dev.sm_count, 1) * (short_k ? 4 : 1);
+    const bool short_k = k < static_cast<int64_t>(kBwdShortKTiles) * t.block_k;
+    const int64_t wanted = sms * (short_k ? 4 : 1);
     if (count(t) >= wanted) {
       *out = t;
       return Status::success();
@@ -313,5 +192,4 @@ Status choose_backward_tile(const Problem& p, const DeviceTraits& dev, bool dw, 
   return Status::success();
 }
 
-}  // namespace detail
 }  // namespace swiglu

@@ -9,9 +9,9 @@
 #include <cmath>
 #include <type_traits>
 
-#include "kernels/train_data.cuh"
-#include "kernels/train_loss.cuh"
-#include "kernels/train_optim.cuh"
+#include "kernels/train/data.cuh"
+#include "kernels/train/loss.cuh"
+#include "kernels/train/optim.cuh"
 
 namespace swiglu::train {
 namespace {

@@ -1,16 +1,11 @@
-// Input kernels of `swiglubench train`: turning raw pixels into the model's input dtype once, and
-// gathering a batch of rows in the shuffled order on every step.
+// `swiglubench train`'s input kernels, sm_70+: pixels to the input dtype once, a batch gathered in
+// the shuffled order every step (x is count × features, xb rows × features, row-major):
 //
-//   normalize:  x[i] = (p[i] / 255 − mean) · (1 / std), computed in fp32, rounded once to T
-//   gather:     xb[r][·] = x[order[first + r]][·],  yb[r] = y[order[first + r]]  for r < rows
-//               (order == nullptr: the identity, rows first .. first + rows − 1)
+//   normalize:  x[i] = (p[i] / 255 − mean) · (1 / std), in fp32, rounded once to T
+//   gather:     xb[r][·] = x[order[first + r]][·], yb[r] = y[order[first + r]]  (order null: identity)
 //
-// Layout: x is count × features row-major (row stride = features), xb is rows × features.
-// Arch: anything CUDA supports (sm_70+); plain loads and stores.
-//
-// Design (gather): a row is moved as 16-byte vectors when every row start is 16-byte aligned (the
-// launcher checks: 784 features are 1568 bytes in fp16/bf16 and 3136 in fp32), else element by
-// element; the copy is bitwise, so one instance per element size serves every dtype.
+// The gather copies bits (16-byte vectors when every row start is aligned), so one instance per
+// element size serves every dtype.
 #pragma once
 
 #include <cstdint>

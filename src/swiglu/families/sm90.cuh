@@ -1,8 +1,9 @@
-// Internal, host side: the launcher of the sm_90a forward (kernels/fwd_sm90.cuh) and its registry
-// entries. The kernel reads X and W12 through TMA tensor maps, encoded here on every call (the
-// pointers change from call to call; encoding is a host-only computation of about a microsecond).
-// cuTensorMapEncodeTiled is a driver function: it is looked up once through the runtime, so the
-// library does not link against libcuda.
+// The sm90 family (kernels/fwd_sm90.cuh, kernels/bwd_sm90.cuh): wgmma fed by TMA on compute
+// capability 9.0, in builds with sm_90a code; fp16/bf16 in either layout, fp32 as tf32 or 3xTF32
+// (the forward, linear layout). The launchers encode the TMA tensor maps on every call (the
+// pointers change; a host computation of about a microsecond) through the driver's
+// cuTensorMapEncodeTiled, looked up through the runtime so the library does not link libcuda.
+// Persistent grids: one block a SM. Why these tiles: docs/kernels-sm90.md.
 #pragma once
 
 #include <cuda.h>
@@ -12,14 +13,14 @@
 #include <atomic>
 #include <cstdint>
 #include <type_traits>
-#include <vector>
 
 #include <nvtx3/nvtx3.hpp>
 
+#include "kernels/bwd_sm90.cuh"
 #include "kernels/fwd_sm90.cuh"
-#include "swiglu/fwd_launch.cuh"
+#include "swiglu/launch.cuh"
 
-namespace swiglu::detail {
+namespace swiglu::detail::sm90 {
 
 using TensorMapEncodeFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
                                        const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
@@ -142,17 +143,16 @@ cudaError_t launch_persistent(int64_t m_tiles, int64_t n_tiles, cudaStream_t str
   return cudaLaunchKernelEx(&config, Kernel, args...);
 }
 
-// The caller (api.cpp) sends only TMA-addressable operands (FwdParams.vec_load: X and W 16-byte
-// aligned, X rows and, for the packed layout, Wf rows of whole 16-byte units); anything else is an
-// error here rather than a wrong result.
+// The problem is eligible (registry.cpp) and X and W are 16-byte aligned (plan_forward), so
+// vec_load holds; anything else is an error here rather than a wrong result.
 template <class Cfg>
 cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_fwd_sm90"};
-  using T = typename Cfg::Elem;
+  using T = typename Cfg::Element;
   const int64_t m_tiles = (p.B + Cfg::kBlockM - 1) / Cfg::kBlockM;
   const int64_t n_tiles = (p.D + Cfg::kBlockN - 1) / Cfg::kBlockN;
   if (m_tiles * n_tiles == 0) return cudaSuccess;
-  if (p.vec_load == 0 || 2 * p.D > INT32_MAX || p.B > INT32_MAX) return cudaErrorInvalidValue;
+  if (p.vec_load == 0) return cudaErrorInvalidValue;
   constexpr CUtensorMapDataType type = tensor_map_type<T>();
   CUtensorMap x_map, w_map;
   // W: linear W12 (2D rows of I) in boxes of 64 K columns by BN rows; packed Wf (I rows of 2D) in
@@ -162,11 +162,9 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
   if (!encode_matrix(&x_map, type, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) || !w_ok) {
     return cudaErrorInvalidValue;
   }
-  // The outputs through TMA stores (Cfg::kTmaStore) when their rows are whole 16-byte units at
-  // 16-byte aligned bases (vec_store), in the kernel's 64-row × 128-byte boxes: Z (B×D), and the
-  // G and U halves of H, or of dH when the backward's recompute writes that instead, as B×D
-  // matrices with a row stride of 2D. If a map cannot be encoded, the kernel stores from
-  // registers. A map that is not used is only a placeholder (the X map), never read.
+  // The outputs through TMA stores (Cfg::kTmaStore) when vec_store holds, in 64-row × 128-byte
+  // boxes: Z, and the G and U halves of H (or dH) as B×D matrices with a row stride of 2D. If a map
+  // cannot be encoded the kernel stores from registers; an unused map is a placeholder (X's).
   FwdParams q = p;
   CUtensorMap z_map = x_map, g_map = x_map, u_map = x_map;
   const auto* halves = static_cast<const T*>(p.dh != nullptr ? p.dh : p.saved);  // [G | U] or [dG | dU]
@@ -181,51 +179,102 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
                                                                 u_map, q);
 }
 
-// One sm90 tile for one weight layout. sm_90a code runs on compute capability 9.0 only.
-// (float: the tf32 instances, registered as Math::tf32, or with TF32X3 as Math::tf32x3.)
-template <class T, int BN, int STAGES, bool PINGPONG = false, bool PACKED = false, int CLUSTER = 1,
-          bool TF32X3 = false>
-void add_sm90(std::vector<FwdKernel>& out, DType dtype) {
-  using Cfg = kernels::Sm90FwdConfig<T, BN, STAGES, PINGPONG, PACKED, CLUSTER, TF32X3>;
-  const Math math = TF32X3 ? Math::tf32x3 : std::is_same_v<T, float> ? Math::tf32 : Math::exact;
-  FwdKernel k{tile_of<Cfg>(Family::wgmma_sm90), dtype, PACKED ? Layout::packed : Layout::linear, math, 90,
-              &launch_fwd_sm90<Cfg>};
-  k.max_cc = 90;
-  out.push_back(k);
+// The problem is eligible (registry.cpp) and the plan (plan.cpp) sends dH read directly, no
+// split-K and no dbias (it sums dbias from dH itself); anything else is an error here rather than a
+// wrong result.
+template <class Cfg>
+cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
+  nvtx3::scoped_range range{"swiglu::launch_bwd_sm90"};
+  using T = typename Cfg::Element;
+  if (params.dh == nullptr || params.dh_out != nullptr || params.dbias != nullptr || params.splits != 1 ||
+      params.K <= 0 || (params.c_trans != 0 && !Cfg::kATrans)) {
+    return cudaErrorInvalidValue;
+  }
+  // The packed dW (M = 2D, N = I, C stored transposed) runs as dWf = Xᵀ·dH: M = I, N = 2D, C
+  // row-major, so its stores stay coalesced.
+  BwdParams p = params;
+  const bool swap = params.c_trans != 0;
+  if (swap) {
+    p.M = params.N;
+    p.N = params.M;
+    p.c_trans = 0;
+    p.vec_c = reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.N % 8 == 0 && p.ldc % 8 == 0;
+  }
+  const int64_t m_tiles = (p.M + Cfg::kBlockM - 1) / Cfg::kBlockM;
+  const int64_t n_tiles = (p.N + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  if (m_tiles * n_tiles == 0) return cudaSuccess;
+  constexpr CUtensorMapDataType type = tensor_map_type<T>();
+  // A: dH in boxes of 64 columns by 128 rows (dX) or 64 (dW); the packed dW's A is X in 64 × 64.
+  // B: K rows of N columns in 64 × 64 boxes, or the packed dX's Wf in 64 K columns by BN/kCluster
+  // rows (one box for each block of a cluster).
+  CUtensorMap a_map, b_map;
+  bool ok = false;
+  if (swap) {
+    ok = encode_matrix(&a_map, type, p.b, p.rows, p.M, p.ldb, 64) &&
+         encode_matrix(&b_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, 64);
+  } else if (Cfg::kBKMajor) {
+    ok = encode_matrix(&a_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, Cfg::kBlockM) &&
+         encode_matrix(&b_map, type, p.b, p.N, p.K, p.ldb, Cfg::kBlockN / Cfg::kCluster);
+  } else {
+    ok = encode_matrix(&a_map, type, p.dh, p.rows, 2 * p.D, 2 * p.D, Cfg::kATrans ? 64 : Cfg::kBlockM) &&
+         encode_matrix(&b_map, type, p.b, p.K, p.N, p.ldb, 64);
+  }
+  if (!ok) return cudaErrorInvalidValue;
+  // C through TMA stores when vec_c holds and the map encodes; else from registers (the map is
+  // then A's, a placeholder).
+  CUtensorMap c_map = a_map;
+  p.tma_c = p.vec_c != 0 && encode_matrix(&c_map, type, p.c, p.M, p.N, p.ldc, 64) ? 1 : 0;
+  return launch_persistent<Cfg, kernels::swiglu_bwd_sm90<Cfg>>(m_tiles, n_tiles, stream, a_map, b_map, c_map, p);
 }
 
-// The sm90 tiles of one 16-bit dtype (fp16 or bf16): cooperative 128x128 and 128x64 for both
-// layouts, the 128x128 also in clusters of two, and the ping-pong 128x64 (its 7 stages set its name
-// apart from the cooperative one) for the linear layout.
-template <class T>
-void register_sm90_half_tiles(std::vector<FwdKernel>& out, DType dtype) {
-  add_sm90<T, 128, 4>(out, dtype);
-  add_sm90<T, 64, 6>(out, dtype);
-  add_sm90<T, 64, 7, true>(out, dtype);
-  add_sm90<T, 128, 4, false, true>(out, dtype);
-  add_sm90<T, 64, 6, false, true>(out, dtype);
-  add_sm90<T, 128, 4, false, false, 2>(out, dtype);
-  add_sm90<T, 128, 4, false, true, 2>(out, dtype);
+template <Precision P, Layout L, kernels::Schedule S, int BN, int STAGES, int CLUSTER = 1>
+void add_forward_tile(KernelTable& out) {
+  using Cfg = kernels::Sm90FwdConfig<ElementOf<P>, L, math_of(P), S, BN, STAGES, CLUSTER>;
+  out.push_back(forward_entry<Cfg>(Family::wgmma_sm90, P, L, 90, 90, &launch_fwd_sm90<Cfg>));
 }
 
-// The tf32 tiles for fp32 inputs (linear layout only): the same cooperative 128x128 and 128x64,
-// with BK = 32 fp32 elements (128 bytes) a stage, so the stages and the shared memory are the
-// 16-bit tiles' own.
-template <class T>
-void register_sm90_tf32_tiles(std::vector<FwdKernel>& out) {
-  static_assert(std::is_same_v<T, float>, "tf32 tiles take fp32 inputs");
-  add_sm90<T, 128, 4>(out, DType::f32);
-  add_sm90<T, 64, 6>(out, DType::f32);
+template <Precision P, BwdKind Kind, int BN, int STAGES, int CLUSTER>
+void add_backward_kind(KernelTable& out) {
+  using Cfg = kernels::Sm90BwdConfig<ElementOf<P>, Kind, BN, STAGES, CLUSTER>;
+  out.push_back(backward_entry<Cfg>(Family::wgmma_sm90, P, Kind, 90, 90, &launch_bwd_sm90<Cfg>));
 }
 
-// The 3xTF32 tile (linear layout only): cooperative 128x64 with BK = 32 fp32 elements and 3 stages
-// of 32 KiB, plus three 32 KiB split buffers for the small parts (194 KiB in all). 128x64 because
-// each consumer holds a partial sum beside its accumulators (2 × 64 registers a thread). 3 stages:
-// 4 (226 KiB, next to the 227 KiB limit) measured the same or 0.5% slower on an H200.
-template <class T>
-void register_sm90_tf32x3_tiles(std::vector<FwdKernel>& out) {
-  static_assert(std::is_same_v<T, float>, "3xTF32 tiles take fp32 inputs");
-  add_sm90<T, 64, 3, false, false, 1, true>(out, DType::f32);
+template <Precision P, int BN, int STAGES, int CLUSTER = 1>
+void add_backward_tile(KernelTable& out) {
+  add_backward_kind<P, BwdKind::dx_linear, BN, STAGES, CLUSTER>(out);
+  add_backward_kind<P, BwdKind::dx_packed, BN, STAGES, CLUSTER>(out);
+  add_backward_kind<P, BwdKind::dw, BN, STAGES, CLUSTER>(out);
 }
 
-}  // namespace swiglu::detail
+template <Precision P>
+void register_forward(KernelTable& out) {
+  constexpr kernels::Schedule coop = kernels::Schedule::cooperative;
+  constexpr Layout linear = Layout::linear, packed = Layout::packed;
+  //                 layout  schedule  BN stages cluster
+  if constexpr (P == Precision::f16 || P == Precision::bf16) {
+    add_forward_tile<P, linear, coop, 128, 4>(out);
+    add_forward_tile<P, linear, coop, 64, 6>(out);
+    add_forward_tile<P, linear, kernels::Schedule::pingpong, 64, 7>(out);
+    add_forward_tile<P, packed, coop, 128, 4>(out);
+    add_forward_tile<P, packed, coop, 64, 6>(out);
+    add_forward_tile<P, linear, coop, 128, 4, 2>(out);
+    add_forward_tile<P, packed, coop, 128, 4, 2>(out);
+  } else if constexpr (P == Precision::tf32) {
+    add_forward_tile<P, linear, coop, 128, 4>(out);
+    add_forward_tile<P, linear, coop, 64, 6>(out);
+  } else {
+    static_assert(P == Precision::tf32x3, "sm90: fp32 runs as tf32 or 3xtf32");
+    add_forward_tile<P, linear, coop, 64, 3>(out);
+  }
+}
+
+template <Precision P>
+void register_backward(KernelTable& out) {
+  static_assert(P == Precision::f16 || P == Precision::bf16, "sm90: the backward GEMMs take fp16 or bf16");
+  //                   BN stages cluster
+  add_backward_tile<P, 256, 4>(out);
+  add_backward_tile<P, 128, 6>(out);
+  add_backward_tile<P, 256, 4, 2>(out);
+}
+
+}  // namespace swiglu::detail::sm90

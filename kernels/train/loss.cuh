@@ -1,19 +1,11 @@
-// Softmax cross-entropy of `swiglubench train`'s output layer, forward and backward in one pass.
+// `swiglubench train`'s softmax cross-entropy, forward and backward in one pass, sm_70+:
 //
-//   v[c]       = logits[r][c] + b[c]                                      (the Linear's bias)
-//   loss[r]    = logsumexp_c v[c] − v[y_r]
-//   correct[r] = (argmax_c v[c] == y_r)           (ties: the smallest index, as torch.argmax)
-//   dlogits[r][c] = softmax(v)[c] − [c == y_r]    (the gradient of the summed loss; the optimizer
-//                                                  divides by the rows of the batch)
+//   v[c] = logits[r][c] + b[c],  loss[r] = logsumexp_c v[c] − v[y_r],  correct[r] = (argmax v == y_r)
+//   dlogits[r][c] = softmax(v)[c] − [c == y_r]   (of the summed loss; the optimizer divides by rows)
 //
-// logits is rows × C fp32 (row stride ld); dlogits is written as fp32 (for the bias gradient) and as
-// T (the operand of the output layer's backward GEMMs), both with stride ld, the columns C..ld−1
-// set to zero. In evaluation mode both dlogits pointers are null. loss and correct are indexed
-// from `first` (the position of the batch in the epoch), so one download per epoch gives every
-// per-step loss.
-//
-// Arch: sm_70+ (warp shuffles). Design: one warp per row, lane c holds class c (C ≤ 32); the max,
-// the sum and the argmax are shuffle reductions in a fixed order, so the result is deterministic.
+// logits is rows × C fp32 (stride ld); dlogits goes out as fp32 (for the bias) and as T, columns
+// C..ld−1 zeroed, both null in evaluation. One warp a row (C ≤ 32); fixed-order shuffle reductions
+// make it deterministic; argmax ties go to the smallest index, as torch.argmax.
 #pragma once
 
 #include <cstdint>

@@ -1,18 +1,12 @@
-// The optimizers of `swiglubench train`: one elementwise update of an fp32 master parameter from
-// its gradient, which also writes the parameter's copy in the compute dtype for the next step.
+// `swiglubench train`'s optimizers, sm_70+: one elementwise update of an fp32 master parameter,
+// which also writes its copy in the compute dtype (lowp, when set). g = grad[i] · grad_scale.
 //
-//   g = grad[i] · grad_scale                       (grad_scale = 1 / rows of the batch: the
-//                                                   gradients are of the summed loss)
-//   SGD with momentum (PyTorch's torch.optim.SGD, dampening 0, not Nesterov):
-//     g += weight_decay · p;  buf = momentum · buf + g;  p −= lr · buf
-//   AdamW (Loshchilov & Hutter; PyTorch's torch.optim.AdamW):
-//     p −= lr · weight_decay · p;  m = β1·m + (1 − β1)·g;  v = β2·v + (1 − β2)·g²;
-//     p −= lr · (m / (1 − β1^t)) / (sqrt(v / (1 − β2^t)) + ε)
-//   lowp[i] = p rounded to T (skipped when lowp is null)
+//   SGD (torch.optim.SGD, dampening 0):  g += wd·p;  buf = momentum·buf + g;  p −= lr·buf
+//   AdamW (torch.optim.AdamW):  p −= lr·wd·p;  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;
+//                               p −= lr · (m / (1 − β1^t)) / (sqrt(v / (1 − β2^t)) + ε)
 //
-// G is the gradient's storage type (the SwiGLU layer's gradients come in the compute dtype, the
-// output layer's in fp32), T the compute copy's. Arch: sm_70+. Everything in fp32, precise sqrt and
-// division, so the update is the same on every run.
+// G is the gradient's type, T the compute copy's; fp32 with precise sqrt and division, so every run
+// updates alike.
 #pragma once
 
 #include <cstdint>
