@@ -171,7 +171,7 @@ class BwdCase {
     // k: the output's reduction length (dX: 2D, dW and dbias: B).
     auto check = [&](const DeviceBuffer& buf, size_t n, const std::vector<double>& r64,
                      const std::vector<float>& r32, int64_t k) {
-      const auto tol = bench::gradient_tolerance(p_.dtype, p_.math, k);
+      const auto tol = bench::gradient_tolerance(p_, k);
       std::vector<unsigned char> raw(n * es);
       CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
       const auto got = bench::from_dtype_bytes(raw.data(), n, p_.dtype);

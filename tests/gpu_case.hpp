@@ -125,9 +125,9 @@ class GpuCase {
   const std::vector<double>& reference() const { return ref64_; }
 
   // Poisons Z, calls `run` (which must write Z on the default stream), then checks Z at the
-  // tolerance of a variant that keeps G and U as `intermediates` says (the fused kernel: fp32).
+  // tolerance of a variant that rounds as `rounding` says (the fused kernel's by default).
   bench::ParityResult check(const std::function<void()>& run,
-                            bench::Intermediates intermediates = bench::Intermediates::fp32) const {
+                            bench::Rounding rounding = bench::kFusedRounding) const {
     CUDA_CHECK(cudaMemset(z_.get(), bench::kPoisonByte, z_.bytes()));
     run();
     CUDA_CHECK(cudaGetLastError());
@@ -135,7 +135,7 @@ class GpuCase {
     std::vector<unsigned char> raw(z_.bytes());
     CUDA_CHECK(cudaMemcpy(raw.data(), z_.get(), raw.size(), cudaMemcpyDeviceToHost));
     const auto got = bench::from_dtype_bytes(raw.data(), static_cast<size_t>(p_.batch * p_.hidden), p_.dtype);
-    const auto tol = bench::tolerance(p_, intermediates);
+    const auto tol = bench::tolerance(p_, rounding);
     return ref64_.empty() ? bench::compare(got, ref32_, tol) : bench::compare(got, ref64_, tol);
   }
 

@@ -33,7 +33,7 @@ void check_baseline(const baselines::Cublas& cublas, baselines::Variant v, const
         const Status run = plan.run(nullptr);
         ASSERT_TRUE(run.ok()) << run.message;
       },
-      bench::Intermediates::dtype);
+      bench::Rounding{1, plan.output_type_slices()});
 }
 
 TEST_P(Baselines, MatchTheFp64Reference) {
@@ -211,16 +211,17 @@ class BackwardCase {
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
 
-    // k: the output's reduction length (dX: 2D, dW and dbias: B).
+    // k: the output's reduction length (dX: 2D, dW and dbias: B); slices: its partial sums rounded
+    // to the dtype.
     const auto expect_match = [&](const char* name, const DeviceBuffer& got, const std::vector<float>& ref,
-                                  int64_t k) {
-      const auto tol = bench::gradient_tolerance(p_.dtype, p_.math, k);
+                                  int64_t k, int slices) {
+      const auto tol = bench::gradient_tolerance(p_, k, slices);
       const auto r = bench::compare(download_values(got.get(), ref.size(), p_.dtype), ref, tol);
       EXPECT_TRUE(r.pass) << what << " " << name << ": " << r.summary();
     };
-    if (grads.dx) expect_match("dX", dx, dx_ref_, 2 * p_.hidden);
-    if (grads.dw) expect_match("dW", dw, dw_ref_, p_.batch);
-    if (grads.dw && p_.bias) expect_match("dbias", db, db_ref_, p_.batch);
+    if (grads.dx) expect_match("dX", dx, dx_ref_, 2 * p_.hidden, bwd.dx_slices());
+    if (grads.dw) expect_match("dW", dw, dw_ref_, p_.batch, bwd.dw_slices());
+    if (grads.dw && p_.bias) expect_match("dbias", db, db_ref_, p_.batch, 1);
   }
 
  private:

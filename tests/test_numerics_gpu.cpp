@@ -485,7 +485,7 @@ TEST(Numerics3xtf32, InfinityInXMakesItsRowNaN) {
               }
             }
           }
-          const auto r = bench::compare(rest, ref_rest, bench::tolerance(p, bench::Intermediates::fp32));
+          const auto r = bench::compare(rest, ref_rest, bench::tolerance(p, bench::kFusedRounding));
           EXPECT_TRUE(r.pass) << what << ": " << r.summary();
         }
       }

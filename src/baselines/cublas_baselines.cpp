@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 #include <nvtx3/nvtx3.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -222,14 +223,34 @@ struct Plan::Impl {
   void* z = nullptr;
 };
 
+namespace {
+
+// An attribute of a planned algorithm's configuration, or `fallback` when cuBLASLt has none.
+template <class T>
+T algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attribute, T fallback) {
+  T value = fallback;
+  size_t written = 0;
+  if (cublasLtMatmulAlgoConfigGetAttribute(&algo, attribute, &value, sizeof value, &written) != CUBLAS_STATUS_SUCCESS)
+    return fallback;
+  return value;
+}
+
+}  // namespace
+
+int LtGemm::output_type_slices() const {
+  if (!planned_) return 1;
+  const auto splits = algo_config<int32_t>(algo_, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, 1);
+  const auto scheme = algo_config<uint32_t>(algo_, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, 0);
+  const bool in_output_type =
+      scheme == CUBLASLT_REDUCTION_SCHEME_INPLACE || scheme == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+  return in_output_type ? std::max<int32_t>(splits, 1) : 1;
+}
+
 std::string LtGemm::describe() const {
   if (!planned_) return "not planned";
-  int32_t id = 0, splits = 1;
-  uint32_t scheme = 0;
-  size_t written = 0;
-  cublasLtMatmulAlgoConfigGetAttribute(&algo_, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &written);
-  cublasLtMatmulAlgoConfigGetAttribute(&algo_, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof splits, &written);
-  cublasLtMatmulAlgoConfigGetAttribute(&algo_, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof scheme, &written);
+  const auto id = algo_config<int32_t>(algo_, CUBLASLT_ALGO_CONFIG_ID, 0);
+  const auto splits = algo_config<int32_t>(algo_, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, 1);
+  const auto scheme = algo_config<uint32_t>(algo_, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, 0);
   const char* name = scheme == CUBLASLT_REDUCTION_SCHEME_NONE           ? "none"
                      : scheme == CUBLASLT_REDUCTION_SCHEME_INPLACE       ? "inplace"
                      : scheme == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE  ? "compute-type"
@@ -243,6 +264,12 @@ std::string Plan::algorithms() const {
   std::string s = impl_->gemm[0].describe();
   if (impl_->variant == Variant::cublas2) s += "; " + impl_->gemm[1].describe();
   return s;
+}
+
+int Plan::output_type_slices() const {
+  if (!impl_) return 1;
+  return std::max(impl_->gemm[0].output_type_slices(),
+                  impl_->variant == Variant::cublas2 ? impl_->gemm[1].output_type_slices() : 1);
 }
 
 Plan::Plan() = default;
@@ -353,6 +380,21 @@ struct BackwardPlan::Impl {
   int dx_gemms = 0, dw_gemms = 0;
   void* dbias = nullptr;  // set when the bias gradient is computed
 };
+
+int BackwardPlan::dx_slices() const {
+  // cublas2's second dX GEMM adds onto the first's output (beta = 1): their slices add up.
+  int slices = 0;
+  if (impl_)
+    for (int i = 0; i < impl_->dx_gemms; ++i) slices += impl_->dx_gemm[i].output_type_slices();
+  return std::max(slices, 1);
+}
+
+int BackwardPlan::dw_slices() const {
+  int slices = 1;
+  if (impl_)
+    for (int i = 0; i < impl_->dw_gemms; ++i) slices = std::max(slices, impl_->dw_gemm[i].output_type_slices());
+  return slices;
+}
 
 BackwardPlan::BackwardPlan() = default;
 BackwardPlan::~BackwardPlan() = default;

@@ -68,6 +68,8 @@ class Plan {
   Status run(cudaStream_t stream) const;
   // The cuBLASLt algorithm of each GEMM (LtGemm::describe), for reports.
   std::string algorithms() const;
+  // The most partial sums of G or U it rounds to the dtype (LtGemm::output_type_slices).
+  int output_type_slices() const;
 
  private:
   struct Impl;
@@ -108,6 +110,9 @@ class BackwardPlan {
                        void* dw, void* dbias, void* scratch, BackwardPlan* out);
   // Enqueues the gate backward, the GEMMs and the bias reduction on `stream`.
   Status run(cudaStream_t stream) const;
+  // Partial sums of dX (of dW) rounded to the dtype: their GEMMs' output-type split-K slices.
+  int dx_slices() const;
+  int dw_slices() const;
 
  private:
   struct Impl;

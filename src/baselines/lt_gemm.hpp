@@ -74,6 +74,9 @@ class LtGemm {
   }
   // The chosen algorithm: "algo <id> splitK <n> reduction <scheme>" (what its rounding depends on).
   std::string describe() const;
+  // The partial sums of C rounded to C's type: the split-K slices when they are reduced in the
+  // output type (in place or in the workspace), else 1.
+  int output_type_slices() const;
   // Enqueues the planned GEMM; nothing else.
   Status run(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
              cudaStream_t stream) const;

@@ -196,7 +196,8 @@ struct ProblemData {
     CUDA_CHECK(cudaMemcpy(raw.data(), z.get(), raw.size(), cudaMemcpyDeviceToHost));
     const auto got = bench::from_dtype_bytes(raw.data(), ref.size(), p.dtype);
     const bench::Tolerance tol =
-        bench::tolerance(p, k == Kind::fused ? bench::Intermediates::fp32 : bench::Intermediates::dtype);
+        bench::tolerance(p, k == Kind::fused ? bench::kFusedRounding
+                                             : bench::Rounding{1, plans.at(k).output_type_slices()});
     const bench::ParityResult pr = bench::compare(got, ref, tol);
     if (pr.pass) return verdict[k] = "";
     const int64_t row = pr.worst_index >= 0 ? pr.worst_index / p.hidden : -1;

@@ -46,11 +46,15 @@ bool truncating_accumulation(DType t, Math m) { return t != DType::f32 || m == M
 //    more in an fp32 reference;
 //  - truncating tensor-core accumulation: a bias of about u32/2 of the partial sum per 8-deep mma
 //    step, k/24·u32·T in all.
-double dot_error(DType t, Math m, int64_t k, int intermediate_roundings) {
+double dot_error(DType t, Math m, int64_t k, double intermediate_roundings) {
   const double kd = static_cast<double>(std::max<int64_t>(k, 1));
   return intermediate_roundings * unit_roundoff(t) + product_error(t, m) + 2 * std::sqrt(kd) * kU32 +
          (truncating_accumulation(t, m) ? kd / 24 * kU32 : 0.0);
 }
+
+// s partial sums added up in the dtype round s running sums of growing size, independently: about
+// √((s + 1)/2) roundings of the whole sum.
+double slice_roundings(int slices) { return std::sqrt((std::max(slices, 1) + 1) / 2.0); }
 
 // Z = SiLU(G)·U moves by about |∂Z/∂G|·δG + |∂Z/∂U|·δU: as a product of two factors of size rms(H),
 // its error is about 2·ε·rms(Z) in rms, and the largest of 10⁶–10⁸ such products of two
@@ -71,28 +75,31 @@ double subnormal_roundoff(DType t) { return t == DType::f16 ? 0x1p-25 : 0x1p-126
 
 }  // namespace
 
-Tolerance tolerance(DType dtype, Math math, int64_t k, Intermediates intermediates) {
+Tolerance tolerance(DType dtype, Math math, int64_t k, Rounding rounding) {
   const double u = unit_roundoff(dtype);
-  const int inter = intermediates == Intermediates::dtype ? 1 : 0;
+  const int inter = rounding.stored > 0 ? 1 : 0;
   // Relative: Z's own rounding, the gate's math, and for stored G and U their rounding through the
   // gate (U once, G with the gate's sensitivity).
   const double rtol = u * (1 + inter * (1 + kGateSensitivity)) + kGateMath;
-  const double eps = dot_error(dtype, math, k, inter);
+  const double eps = dot_error(dtype, math, k, inter * slice_roundings(rounding.slices));
   return Tolerance{rtol, kForwardTail * eps, rtol + 4 * eps, subnormal_roundoff(dtype)};
 }
 
-Tolerance tolerance(const Problem& p, Intermediates intermediates) {
+Tolerance tolerance(const Problem& p, Rounding rounding) {
   return tolerance(p.dtype, p.dtype == DType::f32 ? p.math : Math::exact, p.in_features + (p.bias ? 1 : 0),
-                   intermediates);
+                   rounding);
 }
 
-Tolerance gradient_tolerance(DType dtype, Math math, int64_t k) {
-  const double u = unit_roundoff(dtype);
-  // dH = [dG | dU] is a GEMM operand in the dtype (one rounding) computed from G and U in the dtype
-  // (one more, through SiLU and SiLU′): both are errors of the operands, absolute in the sums.
-  const double eps = dot_error(dtype, dtype == DType::f32 ? math : Math::exact, k, 2);
+Tolerance gradient_tolerance(const Problem& p, int64_t k, int slices) {
+  const double u = unit_roundoff(p.dtype);
+  const Math math = p.dtype == DType::f32 ? p.math : Math::exact;
+  // The operand dH: rounded to the dtype, from G and U in the dtype, which carry the forward's own
+  // dot-product error (over I), through the gate's fp32 math. The output: its k-long sum, and any
+  // split-K slices reduced in the dtype.
+  const double dh = 2 * u + dot_error(p.dtype, math, p.in_features + (p.bias ? 1 : 0), 0) + kGateMath;
+  const double eps = dh + dot_error(p.dtype, math, k, slice_roundings(slices) - 1);
   const double rtol = u + kGateMath;
-  return Tolerance{rtol, kGradientTail * eps, rtol + 2 * eps, subnormal_roundoff(dtype)};
+  return Tolerance{rtol, kGradientTail * eps, rtol + 2 * eps, subnormal_roundoff(p.dtype)};
 }
 
 double ParityResult::severity() const {

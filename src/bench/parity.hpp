@@ -24,18 +24,20 @@ struct Tolerance {
   double atol_min = 0;  // atol's floor: half the spacing of the dtype's subnormals (fp16's 2^-25)
 };
 
-// Intermediate results a variant rounds to the dtype on the way to its outputs.
-enum class Intermediates {
-  fp32,   // the fused forward: G and U stay in fp32 registers until the gate
-  dtype,  // the baselines: G and U (or H) stored in the dtype between launches
+// The roundings to the dtype a variant performs on sums before its checked output.
+struct Rounding {
+  int stored = 0;  // G and U stored in the dtype before the gate: 0 (the fused kernel) or 1 (baselines)
+  int slices = 1;  // split-K slices reduced in the dtype (cuBLASLt's in-place or output-type reduction)
 };
+inline constexpr Rounding kFusedRounding{0, 1};
 
 // Z of a forward with reduction length k (I, plus one for the bias).
-Tolerance tolerance(DType dtype, Math math, int64_t k, Intermediates intermediates);
-Tolerance tolerance(const Problem& p, Intermediates intermediates);
-// A gradient (dX: k = 2D; dW and dbias: k = B) of any variant: every variant rounds dH to the dtype,
-// and the save policy, the prologue placement and the baselines round G and U as well.
-Tolerance gradient_tolerance(DType dtype, Math math, int64_t k);
+Tolerance tolerance(DType dtype, Math math, int64_t k, Rounding rounding);
+Tolerance tolerance(const Problem& p, Rounding rounding);
+// A gradient whose GEMM reduces over k (dX: 2D; dW and dbias: B), with `slices` of it reduced in the
+// dtype. Every variant rounds dH to the dtype, and computes it from G and U that carry the forward's
+// error (and its rounding to the dtype, for the save policy and the baselines).
+Tolerance gradient_tolerance(const Problem& p, int64_t k, int slices = 1);
 
 struct ParityResult {
   double rel_l2 = 0, max_abs = 0;
