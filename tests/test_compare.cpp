@@ -24,12 +24,21 @@
 
 #include "bench/config.hpp"
 #include "bench/gate.hpp"
-#include "bench/json.hpp"
 #include "bench/run.hpp"
 #include "bench/writers.hpp"
+#include "common/exit_codes.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
 namespace {
+
+using common::Json;
+using common::write_file_atomic;
+using common::kExitOk;
+using common::kExitRegression;
+using common::kExitParity;
+using common::kExitError;
 
 namespace fs = std::filesystem;
 

@@ -18,12 +18,14 @@
 #include <string>
 #include <vector>
 
-#include "bench/json.hpp"
 #include "bench/writers.hpp"
 #include "bounded_run.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
 namespace {
+
+using common::Json;
 
 namespace fs = std::filesystem;
 

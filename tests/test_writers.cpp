@@ -15,10 +15,18 @@
 #include <stdexcept>
 #include <string>
 
-#include "bench/json.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
 namespace {
+
+using common::Json;
+using common::string_list;
+using common::write_file_atomic;
+using common::create_file_replacing;
+using common::check_replaceable;
+using common::check_result_name;
 
 namespace fs = std::filesystem;
 

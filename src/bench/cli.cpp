@@ -17,8 +17,14 @@
 #include <vector>
 
 #include "bench/cli_values.hpp"
+#include "common/exit_codes.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::kExitOk;
+using common::kExitError;
 namespace {
 
 Command exit_with(int code) {

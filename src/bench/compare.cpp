@@ -20,9 +20,20 @@
 #include <utility>
 
 #include "bench/run.hpp"
-#include "bench/stats.hpp"
+#include "common/exit_codes.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
+#include "common/stats.hpp"
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::file_type_name;
+using common::geomean;
+using common::kExitOk;
+using common::kExitRegression;
+using common::kExitParity;
+using common::kExitError;
 namespace {
 
 constexpr std::string_view kSchema = "swiglubench/1";

@@ -37,13 +37,11 @@
 #include <string_view>
 #include <vector>
 
-#include "bench/json.hpp"
 #include "bench/writers.hpp"
+#include "common/exit_codes.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
-
-// swiglubench's exit code for a performance regression found by the gate.
-inline constexpr int kExitRegression = 1;
 
 // A result file that cannot be used: the message names the file and, where known, line:column.
 class CompareError : public std::runtime_error {
@@ -61,7 +59,7 @@ struct ResultFile {
   std::string git_sha;          // provenance.git_sha
   bool complete = false;        // false: the sweep was cut short
   bool cuda_graph = false;      // provenance.timing.cuda_graph (--graph); false when absent
-  Json provenance;              // the whole provenance object
+  common::Json provenance;              // the whole provenance object
   std::vector<Row> rows;
   // Parallel to rows: each row's optional "policy" field, "" where absent (Row has no policy
   // yet). May be shorter than rows (hand-built files); missing entries read as "".

@@ -7,11 +7,25 @@
 #include <filesystem>
 #include <set>
 
-#include "bench/device.hpp"
-#include "bench/json.hpp"
 #include "bench/writers.hpp"
+#include "common/device.hpp"
+#include "common/exit_codes.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::write_file_atomic;
+using common::check_replaceable;
+using common::check_result_name;
+using common::DeviceInfo;
+using common::query_device;
+using common::kExitOk;
+using common::kExitRegression;
+using common::kExitParity;
+using common::kExitError;
+using common::kExitInterrupted;
 namespace {
 
 // Writes the rows of `cur` to `path` at once, atomically, its provenance kept and its source

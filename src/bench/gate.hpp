@@ -29,7 +29,7 @@ int run_compare(const std::string& baseline, const std::string& current, const C
 // and AMBG cases up to `retries` times, and returns the exit code of the final comparison. The
 // result name (run.name) and, with update_baseline, the baseline path are checked before the
 // device is opened.
-int run_gate(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
+int run_gate(const std::vector<Case>& cases, const common::Json& resolved_config, RunOptions run,
              const GateOptions& gate, const std::atomic<bool>& stop);
 
 // The case key (compare.hpp) of the fused forward row a run of `c` writes with the tile word

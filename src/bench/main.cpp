@@ -22,6 +22,7 @@
 
 #include "bench/cli.hpp"
 #include "bench/run.hpp"
+#include "common/exit_codes.hpp"
 #include "train/run_train.hpp"
 
 namespace {
@@ -37,6 +38,7 @@ extern "C" void on_sigint(int) {
 
 int run_command(int argc, char** argv) {
   using namespace swiglu::bench;
+  using namespace swiglu::common;
   const Command cmd = parse_command_line(argc, argv);
   switch (cmd.kind) {
     case Command::Kind::exit:
@@ -69,7 +71,7 @@ int run_command(int argc, char** argv) {
 // Why: an exception that reaches main() would end the process with SIGABRT and no word of what
 // happened; every one ends here as an "error: " line and exit code 3 instead.
 int main(int argc, char** argv) {
-  using swiglu::bench::kExitError;
+  using swiglu::common::kExitError;
   try {
     return run_command(argc, argv);
   } catch (const std::bad_alloc&) {

@@ -17,15 +17,41 @@
 #include "baselines/cublas_baselines.hpp"
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
-#include "bench/device.hpp"
-#include "bench/run_internal.hpp"
-#include "bench/host_data.hpp"
 #include "bench/parity.hpp"
-#include "bench/stats.hpp"
+#include "bench/run_internal.hpp"
 #include "bench/writers.hpp"
-#include "bench/version.hpp"
+#include "common/device.hpp"
+#include "common/exit_codes.hpp"
+#include "common/files.hpp"
+#include "common/host_data.hpp"
+#include "common/json.hpp"
+#include "common/provenance.hpp"
+#include "common/stats.hpp"
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::string_list;
+using common::write_file_atomic;
+using common::check_result_name;
+using common::CudaError;
+using common::DeviceInfo;
+using common::query_device;
+using common::current_sm_clock_mhz;
+using common::DeviceBuffer;
+using common::GraphExec;
+using common::Summary;
+using common::summarize;
+using common::uniform_values;
+using common::to_dtype_bytes;
+using common::from_dtype_bytes;
+using common::kPoisonByte;
+using common::git_sha;
+using common::iso_time_utc;
+using common::kExitOk;
+using common::kExitParity;
+using common::kExitError;
+using common::kExitInterrupted;
 
 double forward_flops(const Problem& p) {
   return 2.0 * static_cast<double>(p.batch) * static_cast<double>(p.in_features) * 2.0 *

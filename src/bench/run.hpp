@@ -11,15 +11,10 @@
 
 #include "bench/config.hpp"
 #include "bench/harness.hpp"
-#include "bench/json.hpp"
+#include "common/exit_codes.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
-
-// Exit codes of swiglubench (1 is kept for the regression gate).
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitParity = 2;
-inline constexpr int kExitError = 3;  // usage, config or device error
-inline constexpr int kExitInterrupted = 130;
 
 enum class ReferenceMode { automatic, cpu, gpu };
 
@@ -67,12 +62,12 @@ double backward_flops(const Problem& p, Grads grads);
 // Runs backward, step or memory (options.op) over the cases, with run_sweep's rows, outputs, exit
 // codes and SIGINT handling.
 int run_gradient_sweep(const std::vector<Case>& cases, const RunOptions& options,
-                       const Json& resolved_config, const std::atomic<bool>& stop);
+                       const common::Json& resolved_config, const std::atomic<bool>& stop);
 
 // Runs every case; returns the process exit code. Never throws for a per-case failure: such a
 // case becomes ERROR or SKIP rows and the sweep goes on. `stop` set (SIGINT) ends the sweep after
 // the current step, keeping every finished row.
-int run_sweep(const std::vector<Case>& cases, const RunOptions& options, const Json& resolved_config,
+int run_sweep(const std::vector<Case>& cases, const RunOptions& options, const common::Json& resolved_config,
               const std::atomic<bool>& stop);
 
 // Prints device and library facts for `swiglubench info`; returns the exit code.

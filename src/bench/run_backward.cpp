@@ -25,10 +25,17 @@
 #include "baselines/cublas_baselines.hpp"
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
-#include "bench/host_data.hpp"
 #include "bench/run_internal.hpp"
+#include "common/device.hpp"
+#include "common/host_data.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::CudaError;
+using common::DeviceBuffer;
+using common::kPoisonByte;
 namespace {
 
 using detail::Session;

@@ -12,12 +12,12 @@
 
 #include "baselines/cublas_baselines.hpp"
 #include "bench/config.hpp"
-#include "bench/device.hpp"
 #include "bench/harness.hpp"
-#include "bench/json.hpp"
 #include "bench/parity.hpp"
 #include "bench/run.hpp"
 #include "bench/writers.hpp"
+#include "common/device.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench::detail {
 
@@ -36,7 +36,7 @@ struct HostInputs {
 HostInputs make_inputs(const Problem& p, uint64_t seed, bool with_dz);
 
 // A new device buffer holding `values` in `dtype` (empty values: an empty buffer).
-DeviceBuffer upload(const std::vector<float>& values, DType dtype);
+common::DeviceBuffer upload(const std::vector<float>& values, DType dtype);
 // n values of `dtype` from the device, as floats.
 std::vector<float> download(const void* device, size_t n, DType dtype);
 
@@ -63,13 +63,13 @@ struct TimedRow {
 // supplies what one case does.
 class Session {
  public:
-  Session(const RunOptions& o, const DeviceInfo& dev, const std::atomic<bool>& stop);
+  Session(const RunOptions& o, const common::DeviceInfo& dev, const std::atomic<bool>& stop);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   // Writes the provenance, runs `run_case` for each case (a CudaError it throws becomes an ERROR
   // row), writes the markdown file and the summary line; returns the process exit code.
-  int run(const std::vector<Case>& cases, const Json& resolved_config,
+  int run(const std::vector<Case>& cases, const common::Json& resolved_config,
           const std::function<void(const Case&)>& run_case);
 
   // The row as printed and written (markdown on stdout, CSV line, JSON rewrite).
@@ -99,23 +99,23 @@ class Session {
   bool stopped() const { return stop_.load(); }
   bool fatal() const { return fatal_; }
   const RunOptions& options() const { return o_; }
-  const DeviceInfo& device() const { return dev_; }
+  const common::DeviceInfo& device() const { return dev_; }
   DeviceTraits traits() const { return {dev_.cc_major, dev_.cc_minor, dev_.sm_count}; }
   cudaStream_t stream() const { return stream_.get(); }
   const baselines::Cublas& cublas() const { return cublas_; }
 
  private:
-  Json provenance(const Json& resolved_config, const GemmPeak* peak) const;
+  common::Json provenance(const common::Json& resolved_config, const GemmPeak* peak) const;
   // --graph: captures each item's run (capture_graph) into `graphs` and returns the items whose
   // run replays it. An item whose capture fails becomes SKIP with the reason, one whose checked
   // replay does not match its reference FAIL; neither is returned.
   std::vector<TimedRow> graph_replays(const std::string& label, const std::vector<TimedRow>& items,
-                                      std::vector<GraphExec>& graphs);
+                                      std::vector<common::GraphExec>& graphs);
 
   const RunOptions& o_;
-  const DeviceInfo& dev_;
+  const common::DeviceInfo& dev_;
   const std::atomic<bool>& stop_;
-  Stream stream_;
+  common::Stream stream_;
   baselines::Cublas cublas_;
   std::unique_ptr<Timer> timer_;
   std::unique_ptr<CsvWriter> csv_;

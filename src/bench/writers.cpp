@@ -1,4 +1,6 @@
 #include "bench/writers.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
 
 #include <fmt/format.h>
 
@@ -14,6 +16,10 @@
 #include <string_view>
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::create_file_replacing;
+using common::write_file_atomic;
 namespace {
 
 Json number_or_null(double d) { return std::isfinite(d) ? Json(d) : Json(); }
@@ -377,26 +383,6 @@ void JsonWriter::write(bool complete) {
   last_write_ = std::chrono::steady_clock::now();
 }
 
-void check_result_name(std::string_view name) {
-  constexpr size_t kMaxLength = 200;
-  const bool safe_chars = std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == '+';
-  });
-  if (!name.empty() && name.size() <= kMaxLength && safe_chars && name.front() != '.' &&
-      name.find("..") == std::string_view::npos) {
-    return;
-  }
-  // Why escaped: the name may hold control characters or be very long.
-  std::string shown;
-  append_json_string(shown, name.substr(0, 80));
-  shown = "'" + shown.substr(1, shown.size() - 2) + (name.size() > 80 ? "...'" : "'");
-  throw std::invalid_argument(fmt::format(
-      "{} is not a safe result name: use 1 to {} letters, digits, '_', '-', '.' and '+' (no '/', "
-      "no leading '.', no '..'); it names the result files",
-      shown, kMaxLength));
-}
-
 std::string format_significant(double x, int digits) {
   if (!std::isfinite(x)) return "-";
   if (x == 0) return "0";
@@ -410,21 +396,6 @@ std::string format_significant(double x, int digits) {
     text = fmt::format("{:.{}f}", x, decimals - 1);
   }
   return text;
-}
-
-std::string iso_time_utc() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-Json string_list(const std::vector<std::string>& items) {
-  Json a = Json::array();
-  for (const auto& s : items) a.push_back(s);
-  return a;
 }
 
 std::string markdown_header(std::string_view op, bool graph) {

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "bench/json.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
 
@@ -85,7 +85,7 @@ struct Row {
 bool is_gradient_op(std::string_view op);
 
 // The row as a JSON object, keys in CSV column order; NaN and worst_index -1 become null.
-Json row_to_json(const Row& row);
+common::Json row_to_json(const Row& row);
 
 // The CSV column names of the rows of `op`, in order.
 const std::vector<std::string>& csv_columns(std::string_view op = "forward");
@@ -117,7 +117,7 @@ class CsvWriter {
 
 // The result document JsonWriter writes, for `rows` at once:
 //   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": <complete>}
-std::string result_document(const Json& provenance, const std::vector<Row>& rows, bool complete);
+std::string result_document(const common::Json& provenance, const std::vector<Row>& rows, bool complete);
 
 // Keeps every row and rewrites the whole file (write_file_atomic) as rows come:
 //   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": false}
@@ -133,7 +133,7 @@ inline constexpr double kJsonRewriteSeconds = 1.0;
 
 class JsonWriter {
  public:
-  JsonWriter(std::string path, Json provenance);
+  JsonWriter(std::string path, common::Json provenance);
   ~JsonWriter();
   JsonWriter(const JsonWriter&) = delete;
   JsonWriter& operator=(const JsonWriter&) = delete;
@@ -182,17 +182,5 @@ std::string markdown_table(const std::vector<Row>& rows);      // the columns of
 
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);
-
-// Throws std::invalid_argument unless `name` is safe as (part of) a result file name: 1 to 200
-// characters from letters, digits, '_', '-', '.' and '+' (merged configs join their names with
-// '+'), not starting with '.', no "..". Every command calls it on its result name (a config's
-// `name:`, `train --name`) before it opens the device, so no result file is written outside --out.
-void check_result_name(std::string_view name);
-
-// Provenance helpers shared by the result files of every command (run.cpp, train/run_train.cpp).
-// The current time in UTC, ISO 8601 to the second: "2025-01-31T12:34:56Z".
-std::string iso_time_utc();
-// The strings as a JSON array, in order.
-Json string_list(const std::vector<std::string>& items);
 
 }  // namespace swiglu::bench

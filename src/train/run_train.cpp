@@ -15,19 +15,19 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
-#include "bench/device.hpp"
-#include "bench/json.hpp"
-#include "bench/run.hpp"
-#include "bench/stats.hpp"
-#include "bench/version.hpp"
-#include "bench/writers.hpp"
+#include "common/device.hpp"
+#include "common/exit_codes.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
+#include "common/provenance.hpp"
+#include "common/stats.hpp"
 #include "train/agreement.hpp"
 #include "train/trainer.hpp"
 
 namespace swiglu::train {
 namespace {
 
-using bench::Json;
+using common::Json;
 
 std::string grads_word(Grads g) { return g.dx && g.dw ? "dx,dw" : g.dx ? "dx" : "dw"; }
 
@@ -85,14 +85,14 @@ std::string result_name(const TrainOptions& o) {
 // beside their path and renamed over it (json.hpp): a symlink there is replaced, not followed.
 class Output {
  public:
-  Output(const TrainOptions& o, const bench::DeviceInfo& dev, Json provenance)
+  Output(const TrainOptions& o, const common::DeviceInfo& dev, Json provenance)
       : o_(o), provenance_(std::move(provenance)) {
     const std::string dir = o.out_dir.empty() ? "results/" + dev.slug : o.out_dir;
     const std::string name = result_name(o);
-    bench::check_result_name(name);  // train_all checked it before the data and the device
+    common::check_result_name(name);  // train_all checked it before the data and the device
     stem_ = fmt::format("{}/{}", dir, name);
     if (o.write_csv) {
-      csv_ = bench::create_file_replacing(stem_ + ".csv");
+      csv_ = common::create_file_replacing(stem_ + ".csv");
       if (std::fprintf(csv_, "%s\n", kCsvColumns) < 0 || std::fflush(csv_) != 0)
         throw std::runtime_error(fmt::format("cannot write {}.csv: {}", stem_, std::strerror(errno)));
     }
@@ -162,7 +162,7 @@ class Output {
     doc.set("summary", summary_);
     doc.set("agreement", agreement_);
     doc.set("complete", complete);
-    bench::write_file_atomic(stem_ + ".json", doc.dump(1) + "\n");
+    common::write_file_atomic(stem_ + ".json", doc.dump(1) + "\n");
   }
 
   const TrainOptions& o_;
@@ -172,14 +172,14 @@ class Output {
   std::FILE* csv_ = nullptr;
 };
 
-Json provenance(const TrainOptions& o, const bench::DeviceInfo& dev, const FashionMnist& data,
+Json provenance(const TrainOptions& o, const common::DeviceInfo& dev, const FashionMnist& data,
                 const Normalization& norm) {
   Json p = Json::object();
   p.set("tool", "swiglubench train");
   p.set("version", SWIGLU_VERSION);
-  p.set("git_sha", bench::git_sha());
-  p.set("started_utc", bench::iso_time_utc());
-  p.set("argv", bench::string_list(o.argv));
+  p.set("git_sha", common::git_sha());
+  p.set("started_utc", common::iso_time_utc());
+  p.set("argv", common::string_list(o.argv));
   Json d = Json::object();
   d.set("name", dev.name);
   d.set("compute_capability", fmt::format("{}.{}", dev.cc_major, dev.cc_minor));
@@ -223,7 +223,7 @@ Json provenance(const TrainOptions& o, const bench::DeviceInfo& dev, const Fashi
   return p;
 }
 
-void print_header(const TrainOptions& o, const bench::DeviceInfo& dev, const FashionMnist& data) {
+void print_header(const TrainOptions& o, const common::DeviceInfo& dev, const FashionMnist& data) {
   std::printf("swiglubench train on %s (sm_%d%d, %d SMs): Fashion-MNIST %lld train / %lld test images\n",
               dev.name.c_str(), dev.cc_major, dev.cc_minor, dev.sm_count,
               static_cast<long long>(data.train.count), static_cast<long long>(data.test.count));
@@ -289,20 +289,20 @@ EpochRow epoch_row(const Run& run, int epoch, const EpochStats& st, const EvalSt
 
 int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   // A name that would put the results outside --out ends the run before anything is read.
-  bench::check_result_name(result_name(o));
+  common::check_result_name(result_name(o));
   // The data first: a missing or bad file is reported on any machine, GPU or not.
   FashionMnist data;
   {
     nvtx3::scoped_range range{"train/load data"};
     data = load_fashion_mnist(o.data_dir);
   }
-  const bench::DeviceInfo dev = bench::query_device(o.device);
+  const common::DeviceInfo dev = common::query_device(o.device);
   if (cudaError_t e = cudaSetDevice(dev.index); e != cudaSuccess)
-    throw bench::CudaError(fmt::format("cudaSetDevice({}): {}", dev.index, cudaGetErrorString(e)));
+    throw common::CudaError(fmt::format("cudaSetDevice({}): {}", dev.index, cudaGetErrorString(e)));
   const Normalization norm = pixel_statistics(data.train);
   print_header(o, dev, data);
 
-  bench::Stream stream;
+  common::Stream stream;
   baselines::Cublas cublas;
   if (Status s = cublas.init(); !s.ok()) throw std::runtime_error(s.message);
   const DeviceSplit train(data.train, o.dtype, norm, stream.get());
@@ -367,7 +367,7 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   const auto med = [](const Run& r, double EpochRow::*field) {
     std::vector<double> v;
     for (const EpochRow& row : r.rows) v.push_back(row.*field);
-    return bench::median(v);
+    return common::median(v);
   };
   for (const Run& r : runs) {
     if (r.rows.empty()) continue;
@@ -425,9 +425,9 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   out.set_agreement(agreement);
   out.finish(!interrupted && !diverged);
   std::printf("\nresults: %s.csv, %s.json\n", out.stem().c_str(), out.stem().c_str());
-  if (interrupted) return bench::kExitInterrupted;
-  if (diverged || disagree) return bench::kExitParity;
-  return bench::kExitOk;
+  if (interrupted) return common::kExitInterrupted;
+  if (diverged || disagree) return common::kExitParity;
+  return common::kExitOk;
 }
 
 }  // namespace
@@ -437,7 +437,7 @@ int run_train(const TrainOptions& options, const std::atomic<bool>& stop) {
     return train_all(options, stop);
   } catch (const std::exception& e) {  // DataError (a missing or bad data file) included
     std::fprintf(stderr, "error: %s\n", e.what());
-    return bench::kExitError;
+    return common::kExitError;
   }
 }
 

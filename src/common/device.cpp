@@ -1,4 +1,4 @@
-#include "bench/device.hpp"
+#include "common/device.hpp"
 
 #include <cublasLt.h>
 #include <dlfcn.h>
@@ -8,7 +8,7 @@
 #include <cctype>
 #include <mutex>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 
 void throw_cuda(cudaError_t e, const char* call, const char* file, int line) {
   throw CudaError(fmt::format("{} failed at {}:{}: {} ({})", call, file, line,
@@ -168,13 +168,9 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   return *this;
 }
 
-Stream::Stream() { CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-Stream::~Stream() {
-  if (s_) cudaStreamDestroy(s_);
+cudaError_t create_stream(cudaStream_t* s) {
+  return cudaStreamCreateWithFlags(s, cudaStreamNonBlocking);
 }
-Event::Event() { CUDA_CHECK(cudaEventCreate(&e_)); }
-Event::~Event() {
-  if (e_) cudaEventDestroy(e_);
-}
+cudaError_t create_event(cudaEvent_t* e) { return cudaEventCreate(e); }
 
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

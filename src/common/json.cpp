@@ -1,21 +1,11 @@
-#include "bench/json.hpp"
+#include "common/json.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <random>
 #include <stdexcept>
-#include <system_error>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 namespace {
 
 constexpr const char* kind_name(Json::Kind k) {
@@ -196,125 +186,10 @@ std::string Json::dump(int indent) const {
   return out;
 }
 
-std::string_view file_type_name(unsigned mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return "a regular file";
-    case S_IFDIR: return "a directory";
-    case S_IFLNK: return "a symbolic link";
-    case S_IFIFO: return "a FIFO";
-    case S_IFCHR: return "a character device";
-    case S_IFBLK: return "a block device";
-    case S_IFSOCK: return "a socket";
-  }
-  return "an unknown kind of file";
+Json string_list(const std::vector<std::string>& items) {
+  Json a = Json::array();
+  for (const auto& s : items) a.push_back(s);
+  return a;
 }
 
-void check_replaceable(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;
-    throw std::runtime_error(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
-  }
-  if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) return;
-  throw std::runtime_error(fmt::format(
-      "cannot write '{}': it exists and is not a regular file ({}); refusing to replace it", path,
-      file_type_name(st.st_mode)));
-}
-
-namespace {
-
-void create_parent_directories(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path parent = fs::path(path).parent_path();
-  if (parent.empty()) return;
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) {
-    throw std::runtime_error(fmt::format("cannot create directory '{}' for '{}': {}",
-                                         parent.string(), path, ec.message()));
-  }
-}
-
-// A new file beside `path`, created exclusively under a random name: a file or a symlink planted
-// at a name cannot be opened through, and the kernel applies the umask to 0644. Returns the fd and
-// sets *tmp, or throws.
-int create_temporary(const std::string& path, std::string* tmp) {
-  static std::atomic<uint64_t> serial{0};
-  std::random_device entropy;
-  for (int attempt = 0; attempt < 64; ++attempt) {
-    const uint64_t r = ((static_cast<uint64_t>(entropy()) << 32) ^ entropy()) +
-                       serial.fetch_add(1) * 0x9E3779B97F4A7C15ull;
-    *tmp = fmt::format("{}.tmp.{:016x}", path, r);
-    const int fd = ::open(tmp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0) return fd;
-    if (errno != EEXIST) break;
-  }
-  const int err = errno;
-  throw std::runtime_error(
-      fmt::format("cannot write '{}': cannot create a temporary file beside it: {}", path,
-                  std::strerror(err)));
-}
-
-// Renames `tmp` over `path` after checking what is there; removes `tmp` and throws on failure.
-void replace_with(const std::string& tmp, const std::string& path) {
-  try {
-    check_replaceable(path);
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write '{}': {}", path, std::strerror(err)));
-  }
-}
-
-}  // namespace
-
-void write_file_atomic(const std::string& path, const std::string& content) {
-  check_replaceable(path);
-  create_parent_directories(path);
-  std::string tmp;
-  const int fd = create_temporary(path, &tmp);
-  int err = 0;
-  for (size_t done = 0; done < content.size() && err == 0;) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-    } else if (n < 0 && errno != EINTR) {
-      err = errno;
-    }
-  }
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err != 0) {
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write '{}': {}", path, std::strerror(err)));
-  }
-  replace_with(tmp, path);
-}
-
-std::FILE* create_file_replacing(const std::string& path) {
-  check_replaceable(path);
-  create_parent_directories(path);
-  std::string tmp;
-  const int fd = create_temporary(path, &tmp);
-  std::FILE* f = ::fdopen(fd, "w");
-  if (f == nullptr) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write '{}': {}", path, std::strerror(err)));
-  }
-  try {
-    replace_with(tmp, path);
-  } catch (...) {
-    std::fclose(f);
-    throw;
-  }
-  // Why: the open stream follows the file through the rename; later writes land at `path`.
-  return f;
-}
-
-}  // namespace swiglu::bench
+}  // namespace swiglu::common
