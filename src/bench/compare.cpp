@@ -1,12 +1,8 @@
 #include "bench/compare.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -137,48 +133,27 @@ class Source {
   std::string text_;
 };
 
-// The whole file, refusing what is not a regular file (a FIFO would block, /dev/zero never ends)
-// and anything over kMaxResultFileBytes.
+// The whole file, a regular file of at most kMaxResultFileBytes.
 std::string read_result_text(const std::string& path) {
-  const auto cannot = [&](std::string_view why) {
-    return CompareError(fmt::format("{}: cannot read: {}", path, why));
-  };
-  const auto not_regular = [&](const struct stat& st) {
-    return cannot(fmt::format("not a regular file ({}); a result file must be one",
-                              file_type_name(st.st_mode)));
-  };
-  // Why stat before open: a device is never opened; O_NONBLOCK and fstat cover a swap in between.
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw cannot(std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw not_regular(st);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) throw cannot(std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  if (::fstat(fd, &st) != 0) throw cannot(std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw not_regular(st);
-  const auto too_large = [&](uint64_t bytes) {
-    return cannot(fmt::format("{} bytes, over the {} MiB ({} bytes) limit for a result file", bytes,
-                              kMaxResultFileBytes >> 20, kMaxResultFileBytes));
-  };
-  if (static_cast<uint64_t>(st.st_size) > kMaxResultFileBytes) throw too_large(st.st_size);
-  std::string text;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw cannot(std::strerror(errno));
+  using Why = common::FileReadError::Why;
+  try {
+    return common::read_regular_file(path, kMaxResultFileBytes);
+  } catch (const common::FileReadError& e) {
+    std::string why;
+    switch (e.why) {
+      case Why::open:
+      case Why::read: why = std::strerror(e.error); break;
+      case Why::not_regular:
+        why = fmt::format("not a regular file ({}); a result file must be one",
+                          file_type_name(e.mode));
+        break;
+      case Why::too_large:
+        why = fmt::format("{} bytes, over the {} MiB ({} bytes) limit for a result file", e.bytes,
+                          kMaxResultFileBytes >> 20, kMaxResultFileBytes);
+        break;
     }
-    // Why checked while reading too: the file may grow after the fstat.
-    if (text.size() + static_cast<size_t>(n) > kMaxResultFileBytes)
-      throw too_large(text.size() + static_cast<size_t>(n));
-    text.append(buf, static_cast<size_t>(n));
+    throw CompareError(fmt::format("{}: cannot read: {}", path, why));
   }
-  return text;
 }
 
 // A strict JSON parser (RFC 8259) for result files. Arrays and objects nest at most

@@ -1,14 +1,10 @@
 #include "bench/config.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -18,6 +14,7 @@
 #include <unordered_set>
 
 #include "bench/cli_values.hpp"
+#include "common/files.hpp"
 
 namespace swiglu::bench {
 namespace {
@@ -339,68 +336,26 @@ void take(std::vector<T>& field, const std::optional<std::vector<T>>& sweep,
   }
 }
 
-const char* file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-// Owns an open file descriptor.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// The whole of a config file, which must be a regular file of at most kMaxConfigBytes.
-// Why: /dev/zero never ends and a FIFO blocks its reader; both are refused before a byte is read
-// (stat first, so no device is even opened; O_NONBLOCK in case the path changes in between).
-std::string read_file(const std::string& path) {
-  const auto fail = [&](const std::string& why) {
-    throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path, why));
-  };
-  struct stat st {};
-  const auto require_regular = [&] {
-    if (!S_ISREG(st.st_mode)) {
-      fail(fmt::format("it is {}, not a regular file", file_kind(st.st_mode)));
+// The whole of a config file, a regular file of at most kMaxConfigBytes.
+std::string read_config_file(const std::string& path) {
+  using Why = common::FileReadError::Why;
+  try {
+    return common::read_regular_file(path, kMaxConfigBytes);
+  } catch (const common::FileReadError& e) {
+    std::string why;
+    switch (e.why) {
+      case Why::open: why = std::strerror(e.error); break;
+      case Why::not_regular:
+        why = fmt::format("it is {}, not a regular file", common::file_type_name(e.mode));
+        break;
+      case Why::too_large:
+        why = fmt::format("it is {} bytes, more than the limit of {} bytes (1 MiB)", e.bytes,
+                          kMaxConfigBytes);
+        break;
+      case Why::read: why = fmt::format("read error: {}", std::strerror(e.error)); break;
     }
-  };
-  if (::stat(path.c_str(), &st) != 0) fail(std::strerror(errno));
-  require_regular();
-  const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  const int fd = file.get();
-  if (fd < 0) fail(std::strerror(errno));
-  if (::fstat(fd, &st) != 0) fail(std::strerror(errno));
-  require_regular();
-  const auto too_large = [&](uint64_t bytes) {
-    fail(fmt::format("it is {} bytes, more than the limit of {} bytes (1 MiB)", bytes,
-                     kMaxConfigBytes));
-  };
-  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) too_large(st.st_size);
-  // Why: read to the limit, not to st_size: a file may grow meanwhile, and /proc files say 0.
-  std::string text(kMaxConfigBytes + 1, '\0');
-  size_t used = 0;
-  while (used < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail(fmt::format("read error: {}", std::strerror(errno)));
-    if (n == 0) break;
-    used += static_cast<size_t>(n);
+    throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path, why));
   }
-  if (used > kMaxConfigBytes) too_large(used);
-  text.resize(used);
-  return text;
 }
 
 // Thrown by the scan below, caught by parse_config.
@@ -732,7 +687,7 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
 }
 
 SweepConfig load_config(const std::string& path, size_t max_cases) {
-  return parse_config(read_file(path), path, max_cases);
+  return parse_config(read_config_file(path), path, max_cases);
 }
 
 SweepConfig merge_configs(std::vector<SweepConfig> configs, size_t max_cases) {
