@@ -25,12 +25,12 @@ TEST(Cli, ForwardInlineSweepWithDefaults) {
   ASSERT_EQ(c.kind, Command::Kind::forward);
   ASSERT_EQ(c.cases.size(), 4u);  // 2 batches × 2 hidden sizes, bf16 by default
   for (const Case& k : c.cases) {
-    EXPECT_EQ(k.in, 784);
-    EXPECT_EQ(k.dtype, DType::bf16);
-    EXPECT_EQ(k.layout, Layout::linear);
-    EXPECT_FALSE(k.bias);
-    EXPECT_EQ(k.variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
-    EXPECT_EQ(k.tiles, (std::vector<std::string>{"auto"}));
+    EXPECT_EQ(k.problem.in_features, 784);
+    EXPECT_EQ(k.problem.dtype, DType::bf16);
+    EXPECT_EQ(k.problem.layout, Layout::linear);
+    EXPECT_FALSE(k.problem.bias);
+    EXPECT_EQ(k.variants, (std::vector<Variant>{Variant::fused, Variant::cublas2, Variant::cublas1}));
+    EXPECT_EQ(words(k.tiles), (std::vector<std::string>{"auto"}));
   }
   const RunOptions& o = c.options;
   EXPECT_EQ(o.op, "forward");
@@ -78,11 +78,11 @@ TEST(Cli, OptionsOverrideTheConfigFile) {
   ASSERT_EQ(c.kind, Command::Kind::check);
   EXPECT_EQ(c.cases.size(), 32u);  // the fp16 and fp32 cases collapse onto the bf16 ones
   for (const Case& k : c.cases) {
-    EXPECT_EQ(k.dtype, DType::bf16);
-    EXPECT_EQ(k.layout, Layout::packed);
-    EXPECT_TRUE(k.bias);
-    EXPECT_EQ(k.variants, (std::vector<std::string>{"fused"}));
-    EXPECT_EQ(k.tiles, (std::vector<std::string>{"all"}));
+    EXPECT_EQ(k.problem.dtype, DType::bf16);
+    EXPECT_EQ(k.problem.layout, Layout::packed);
+    EXPECT_TRUE(k.problem.bias);
+    EXPECT_EQ(k.variants, (std::vector<Variant>{Variant::fused}));
+    EXPECT_EQ(words(k.tiles), (std::vector<std::string>{"all"}));
   }
   const Command b = parse({"check", "--shapes", kMnist, "--batch", "1"});
   EXPECT_EQ(b.cases.size(), 12u);  // 4 hidden sizes × 3 dtypes
@@ -99,8 +99,8 @@ TEST(Cli, MathAppliesToFp32Only) {
   const Command c = parse({"check", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype",
                            "fp32,bf16", "--math", "tf32"});
   ASSERT_EQ(c.cases.size(), 2u);
-  EXPECT_EQ(c.cases[0].math, Math::tf32);
-  EXPECT_EQ(c.cases[1].math, Math::exact);
+  EXPECT_EQ(c.cases[0].problem.math, Math::tf32);
+  EXPECT_EQ(c.cases[1].problem.math, Math::exact);
 }
 
 TEST(Cli, MathTakes3xtf32AndLists) {
@@ -109,26 +109,26 @@ TEST(Cli, MathTakes3xtf32AndLists) {
                            "fp32", "--math", "3xtf32"});
   ASSERT_EQ(c.kind, Command::Kind::forward);
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].math, Math::tf32x3);
-  EXPECT_EQ(c.cases[0].variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
+  EXPECT_EQ(c.cases[0].problem.math, Math::tf32x3);
+  EXPECT_EQ(c.cases[0].variants, (std::vector<Variant>{Variant::fused, Variant::cublas2, Variant::cublas1}));
   EXPECT_NE(describe(c.cases[0]).find("math=3xtf32"), std::string::npos) << describe(c.cases[0]);
   // A list is a sweep axis for fp32 and collapses to exact for bf16; the existing spellings stay.
   const Command all = parse({"check", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype",
                              "fp32,bf16", "--math", "exact,tf32,3xtf32"});
   ASSERT_EQ(all.cases.size(), 4u);
-  EXPECT_EQ(all.cases[0].math, Math::exact);
-  EXPECT_EQ(all.cases[1].math, Math::tf32);
-  EXPECT_EQ(all.cases[2].math, Math::tf32x3);
-  EXPECT_EQ(all.cases[3].dtype, DType::bf16);
-  EXPECT_EQ(all.cases[3].math, Math::exact);
+  EXPECT_EQ(all.cases[0].problem.math, Math::exact);
+  EXPECT_EQ(all.cases[1].problem.math, Math::tf32);
+  EXPECT_EQ(all.cases[2].problem.math, Math::tf32x3);
+  EXPECT_EQ(all.cases[3].problem.dtype, DType::bf16);
+  EXPECT_EQ(all.cases[3].problem.math, Math::exact);
   // The backward and step take it too (their fp32 GEMMs are exact; the recompute GEMM is 3xTF32).
   const Command b = parse({"step", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype", "fp32",
                            "--math", "3xtf32"});
   ASSERT_EQ(b.cases.size(), 1u);
-  EXPECT_EQ(b.cases[0].math, Math::tf32x3);
+  EXPECT_EQ(b.cases[0].problem.math, Math::tf32x3);
   // The smoke config runs it end to end on a GPU (cli_smoke_gpu and the gradient smoke tests).
   int smoke_3x = 0;
-  for (const Case& k : parse({"check", "--shapes", kSmoke}).cases) smoke_3x += k.math == Math::tf32x3;
+  for (const Case& k : parse({"check", "--shapes", kSmoke}).cases) smoke_3x += k.problem.math == Math::tf32x3;
   EXPECT_EQ(smoke_3x, 4);
 }
 
@@ -194,8 +194,8 @@ TEST(Cli, BackwardDefaults) {
   EXPECT_TRUE(g.grads.dw);
   EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::save, Policy::recompute}));
   EXPECT_EQ(g.placements, (std::vector<GatePlacement>{GatePlacement::epilogue}));
-  EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"auto"}));
-  EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(words(g.dx_tiles), (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(words(g.dw_tiles), (std::vector<std::string>{"auto"}));
   // The forward's measurement defaults apply.
   EXPECT_TRUE(c.options.timing.cold);
   EXPECT_EQ(c.options.timing.min_samples, 30);
@@ -214,12 +214,12 @@ TEST(Cli, BackwardOptions) {
   EXPECT_TRUE(g.grads.dw);
   EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::recompute}));
   EXPECT_EQ(g.placements, (std::vector<GatePlacement>{GatePlacement::prologue}));
-  EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"all"}));
-  EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto", "sm80:128x64x32s4w4"}));
+  EXPECT_EQ(words(g.dx_tiles), (std::vector<std::string>{"all"}));
+  EXPECT_EQ(words(g.dw_tiles), (std::vector<std::string>{"auto", "sm80:128x64x32s4w4"}));
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].variants, (std::vector<std::string>{"fused", "cublas2"}));
-  EXPECT_EQ(c.cases[0].dtype, DType::f16);
-  EXPECT_TRUE(c.cases[0].bias);
+  EXPECT_EQ(c.cases[0].variants, (std::vector<Variant>{Variant::fused, Variant::cublas2}));
+  EXPECT_EQ(c.cases[0].problem.dtype, DType::f16);
+  EXPECT_TRUE(c.cases[0].problem.bias);
   EXPECT_EQ(c.options.timing.min_samples, 5);
   EXPECT_EQ(c.options.reference, ReferenceMode::cpu);
   EXPECT_TRUE(c.options.write_csv);
@@ -327,7 +327,7 @@ TEST(Cli, ValuesAtTheirCapsAreTaken) {
                            "18446744073709551615", "--device", "0"});
   ASSERT_EQ(c.kind, Command::Kind::check);
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+  EXPECT_EQ(c.cases[0].problem.ldx, int64_t{4294967294});
   EXPECT_EQ(c.options.seed, UINT64_MAX);
   const Command t = parse({"train", "--variant", "cublas1,fused", "--seed", "7"});
   ASSERT_EQ(t.kind, Command::Kind::train);

@@ -720,8 +720,8 @@ TEST(CommittedBaselines, DescribeTheCasesOfCiYaml) {
   const SweepConfig ci = load_config(root + "/configs/ci.yaml");
   std::set<std::string> want;
   for (const Case& c : ci.cases) {
-    ASSERT_NE(std::find(c.variants.begin(), c.variants.end(), "cublas2"), c.variants.end());
-    for (const std::string& t : c.tiles) {
+    ASSERT_NE(std::find(c.variants.begin(), c.variants.end(), Variant::cublas2), c.variants.end());
+    for (const std::string& t : words(c.tiles)) {
       ASSERT_NE(t, "all") << "the gate's cases need tiles that name one row each";
       want.insert(fused_case_key(c, t));
     }

@@ -109,17 +109,17 @@ TEST(ConfigGood, MinimalSweepAndDefaults) {
   EXPECT_EQ(c.source, "t.yaml");
   ASSERT_EQ(c.cases.size(), 1u);
   const Case& k = c.cases[0];
-  EXPECT_EQ(k.batch, 64);
-  EXPECT_EQ(k.in, 784);
-  EXPECT_EQ(k.hidden, 512);
-  EXPECT_EQ(k.dtype, DType::bf16);
-  EXPECT_EQ(k.layout, Layout::linear);
-  EXPECT_FALSE(k.bias);
-  EXPECT_EQ(k.math, Math::exact);
-  EXPECT_EQ(k.x_stride_pad, 0);
-  EXPECT_EQ(k.ldx(), 784);
-  EXPECT_EQ(k.variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
-  EXPECT_EQ(k.tiles, (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(k.problem.batch, 64);
+  EXPECT_EQ(k.problem.in_features, 784);
+  EXPECT_EQ(k.problem.hidden, 512);
+  EXPECT_EQ(k.problem.dtype, DType::bf16);
+  EXPECT_EQ(k.problem.layout, Layout::linear);
+  EXPECT_FALSE(k.problem.bias);
+  EXPECT_EQ(k.problem.math, Math::exact);
+  EXPECT_EQ(k.x_stride_pad(), 0);
+  EXPECT_EQ(k.problem.ldx, 784);
+  EXPECT_EQ(k.variants, (std::vector<Variant>{Variant::fused, Variant::cublas2, Variant::cublas1}));
+  EXPECT_EQ(words(k.tiles), (std::vector<std::string>{"auto"}));
   EXPECT_EQ(k.origin, "t.yaml:3 (sweep 1)");
   EXPECT_EQ(k.file, "t.yaml");
   EXPECT_EQ(k.line, 3);
@@ -176,28 +176,28 @@ TEST(ConfigGood, ValueForms) {
   // 4 batches x 4 ins x 2 hiddens x 2 dtypes x 2 layouts x 2 biases x 2 pads.
   ASSERT_EQ(c.cases.size(), 4u * 4 * 2 * 2 * 2 * 2 * 2);
   const Case& first = c.cases.front();
-  EXPECT_EQ(first.dtype, DType::bf16);
-  EXPECT_EQ(first.layout, Layout::packed);
-  EXPECT_TRUE(first.bias);
-  EXPECT_EQ(first.x_stride_pad, 0);
-  EXPECT_EQ(first.hidden, 5);
-  EXPECT_EQ(first.in, 64);
-  EXPECT_EQ(first.batch, 1);
-  EXPECT_EQ(first.variants, (std::vector<std::string>{"cublas1", "fused"}));
-  EXPECT_EQ(first.tiles,
+  EXPECT_EQ(first.problem.dtype, DType::bf16);
+  EXPECT_EQ(first.problem.layout, Layout::packed);
+  EXPECT_TRUE(first.problem.bias);
+  EXPECT_EQ(first.x_stride_pad(), 0);
+  EXPECT_EQ(first.problem.hidden, 5);
+  EXPECT_EQ(first.problem.in_features, 64);
+  EXPECT_EQ(first.problem.batch, 1);
+  EXPECT_EQ(first.variants, (std::vector<Variant>{Variant::cublas1, Variant::fused}));
+  EXPECT_EQ(words(first.tiles),
             (std::vector<std::string>{"sm80:128x64x32s4w4", "auto", "simt:64x64x16s2w8", "all"}));
   const Case& last = c.cases.back();
-  EXPECT_EQ(last.dtype, DType::f16);
-  EXPECT_EQ(last.layout, Layout::linear);
-  EXPECT_FALSE(last.bias);
-  EXPECT_EQ(last.x_stride_pad, 8);
-  EXPECT_EQ(last.ldx(), 15);
-  EXPECT_EQ(last.hidden, 3);
-  EXPECT_EQ(last.in, 7);
-  EXPECT_EQ(last.batch, 8);
+  EXPECT_EQ(last.problem.dtype, DType::f16);
+  EXPECT_EQ(last.problem.layout, Layout::linear);
+  EXPECT_FALSE(last.problem.bias);
+  EXPECT_EQ(last.x_stride_pad(), 8);
+  EXPECT_EQ(last.problem.ldx, 15);
+  EXPECT_EQ(last.problem.hidden, 3);
+  EXPECT_EQ(last.problem.in_features, 7);
+  EXPECT_EQ(last.problem.batch, 8);
   // in: "64:192:64" then 64 again (dropped) then 7.
   std::vector<int64_t> ins;
-  for (size_t i = 0; i < 16; i += 4) ins.push_back(c.cases[i].in);
+  for (size_t i = 0; i < 16; i += 4) ins.push_back(c.cases[i].problem.in_features);
   EXPECT_EQ(ins, (std::vector<int64_t>{64, 128, 192, 7}));
 }
 
@@ -217,13 +217,13 @@ TEST(ConfigGood, DefaultsApplyUnlessTheSweepSetsTheKey) {
       "    bias: false\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 3u);
-  EXPECT_EQ(c.cases[0].dtype, DType::bf16);
-  EXPECT_EQ(c.cases[1].dtype, DType::f32);
-  EXPECT_TRUE(c.cases[0].bias);
-  EXPECT_EQ(c.cases[0].in, 784);
-  EXPECT_EQ(c.cases[2].dtype, DType::f16);
-  EXPECT_FALSE(c.cases[2].bias);
-  EXPECT_EQ(c.cases[2].in, 784);
+  EXPECT_EQ(c.cases[0].problem.dtype, DType::bf16);
+  EXPECT_EQ(c.cases[1].problem.dtype, DType::f32);
+  EXPECT_TRUE(c.cases[0].problem.bias);
+  EXPECT_EQ(c.cases[0].problem.in_features, 784);
+  EXPECT_EQ(c.cases[2].problem.dtype, DType::f16);
+  EXPECT_FALSE(c.cases[2].problem.bias);
+  EXPECT_EQ(c.cases[2].problem.in_features, 784);
   EXPECT_EQ(c.cases[2].origin, "t.yaml:9 (sweep 2)");
 }
 
@@ -232,8 +232,8 @@ TEST(ConfigGood, MathTakes3xtf32) {
       "name: x3\nsweeps:\n  - {batch: 64, in: 4096, hidden: 256, dtype: fp32, math: [tf32, 3xtf32]}\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 2u);
-  EXPECT_EQ(c.cases[0].problem().math, Math::tf32);
-  EXPECT_EQ(c.cases[1].problem().math, Math::tf32x3);
+  EXPECT_EQ(c.cases[0].problem.math, Math::tf32);
+  EXPECT_EQ(c.cases[1].problem.math, Math::tf32x3);
   EXPECT_EQ(describe(c.cases[1]),
             "B=64 I=4096 D=256 dtype=fp32 layout=linear bias=false math=3xtf32 x_stride_pad=0");
 }
@@ -244,7 +244,7 @@ TEST(ConfigGood, FlowStyleSweepAndProblem) {
       "bias: true, x_stride_pad: 4}]\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 1u);
-  const Problem p = c.cases[0].problem();
+  const Problem p = c.cases[0].problem;
   EXPECT_EQ(p.batch, 3);
   EXPECT_EQ(p.in_features, 5);
   EXPECT_EQ(p.hidden, 7);
@@ -266,14 +266,14 @@ TEST(ConfigGood, RealFile) {
   // Sweep 1: 3 batches x 2 dtypes. Sweep 2: 4 batches x 2 biases.
   ASSERT_EQ(c.cases.size(), 14u);
   EXPECT_EQ(c.cases[0].origin, path + ":8 (sweep 1)");
-  EXPECT_EQ(c.cases[0].hidden, 512);
+  EXPECT_EQ(c.cases[0].problem.hidden, 512);
   EXPECT_EQ(c.cases[6].origin, path + ":10 (sweep 2)");
-  EXPECT_EQ(c.cases[6].batch, 3);
-  EXPECT_EQ(c.cases[6].dtype, DType::f16);
-  EXPECT_EQ(c.cases[13].batch, 9);
-  EXPECT_TRUE(c.cases[13].bias);
-  EXPECT_EQ(c.cases[13].ldx(), 785);
-  EXPECT_EQ(c.cases[13].variants, (std::vector<std::string>{"fused"}));
+  EXPECT_EQ(c.cases[6].problem.batch, 3);
+  EXPECT_EQ(c.cases[6].problem.dtype, DType::f16);
+  EXPECT_EQ(c.cases[13].problem.batch, 9);
+  EXPECT_TRUE(c.cases[13].problem.bias);
+  EXPECT_EQ(c.cases[13].problem.ldx, 785);
+  EXPECT_EQ(c.cases[13].variants, (std::vector<Variant>{Variant::fused}));
 }
 
 // Every config in configs/ parses; the four standard ones have the sizes their header comments
@@ -538,7 +538,7 @@ TEST(ConfigLimits, SizesAndPaddingsHaveCaps) {
       "dtype: bf16, x_stride_pad: 2147483647}\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+  EXPECT_EQ(c.cases[0].problem.ldx, int64_t{4294967294});
 }
 
 TEST(ConfigLimits, CasesAreCountedBeforeTheyAreExpanded) {

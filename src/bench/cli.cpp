@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/cli_values.hpp"
+#include "bench/sweeps.hpp"
 #include "common/exit_codes.hpp"
 #include "common/json.hpp"
 
@@ -204,15 +205,19 @@ std::vector<std::string> option_words(const std::string& text, const char* optio
   }
 }
 
-std::vector<std::string> tile_words(const std::string& text, const char* option) {
-  std::vector<std::string> tiles = option_words(text, option);
-  if (tiles.size() > kMaxTileNames)
+std::vector<TileChoice> tile_words(const std::string& text, const char* option) {
+  const std::vector<std::string> words = option_words(text, option);
+  if (words.size() > kMaxTileNames)
     throw std::invalid_argument(fmt::format("{}: more than {} tile names ('all' runs every "
                                             "compiled tile)", option, kMaxTileNames));
-  for (const auto& t : tiles)
-    if (t != "auto" && t != "all" && !TileConfig::parse(t))
-      throw std::invalid_argument(std::string(option) + ": '" + t +
+  std::vector<TileChoice> tiles;
+  for (const auto& w : words) {
+    const std::optional<TileChoice> t = TileChoice::parse(w);
+    if (!t)
+      throw std::invalid_argument(std::string(option) + ": '" + w +
                                   "' is not auto, all or a tile name like sm80:128x64x32s4w4");
+    tiles.push_back(*t);
+  }
   return tiles;
 }
 
@@ -311,18 +316,17 @@ std::vector<int64_t> option_sizes(const std::optional<std::string>& text, const 
   }
 }
 
-// The cases to run: the --shapes files, with every explicitly given option overriding the
-// corresponding field of every case; or, without --shapes, the inline sweep: the same product
-// over one case of default fields (batch outermost, math innermost).
-std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* resolved) {
-  const std::vector<int64_t> batches = option_sizes(c.batch, "--batch");
-  const std::vector<int64_t> ins = option_sizes(c.in, "--in");
-  const std::vector<int64_t> hiddens = option_sizes(c.hidden, "--hidden");
-  const std::vector<DType> dtypes =
-      option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16 or bf16");
-  const std::vector<Layout> layouts =
-      option_values(c.layout, "--layout", parse_layout, "linear or packed");
-  const std::vector<bool> biases = option_values(
+// The case options as given, parsed; the first bad word throws std::invalid_argument naming its
+// option.
+CaseOverrides case_overrides(const CaseOptions& c) {
+  CaseOverrides o;
+  o.shapes = c.shapes;
+  o.batch = option_sizes(c.batch, "--batch");
+  o.in = option_sizes(c.in, "--in");
+  o.hidden = option_sizes(c.hidden, "--hidden");
+  o.dtype = option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16 or bf16");
+  o.layout = option_values(c.layout, "--layout", parse_layout, "linear or packed");
+  o.bias = option_values(
       c.bias, "--bias",
       [](const std::string& w) -> std::optional<bool> {
         if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
@@ -330,116 +334,12 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
         return std::nullopt;
       },
       "true or false");
-  const std::vector<Math> maths =
-      option_values(c.math, "--math", parse_math, "exact, tf32 or 3xtf32");
-  std::vector<std::string> variants;
-  if (c.variants) {
-    variants = option_words(*c.variants, "--variants");
-    for (const auto& v : variants)
-      if (!is_variant(v)) throw std::invalid_argument("--variants: '" + v + "' is not fused, cublas2 or cublas1");
-  }
-  std::vector<std::string> tiles;
-  if (c.tiles) tiles = tile_words(*c.tiles, "--tiles");
-  const size_t max_cases = static_cast<size_t>(c.max_cases);
-
-  std::vector<Case> base;
-  if (!c.shapes.empty()) {
-    std::vector<SweepConfig> configs;
-    for (const auto& f : c.shapes) configs.push_back(load_config(f, max_cases));
-    SweepConfig merged = merge_configs(std::move(configs), max_cases);
-    *name = merged.name;
-    base = std::move(merged.cases);
-  } else {
-    if (batches.empty() || ins.empty() || hiddens.empty())
-      throw std::invalid_argument("give --shapes FILE.yaml, or all of --batch, --in and --hidden");
-    Case t;
-    t.variants = all_variants();
-    t.tiles = {"auto"};
-    t.origin = "command line";
-    base = {t};
-    *name = "inline";
-  }
-
-  // Counted before anything is expanded: a product of long lists fails at once, not when memory
-  // runs out. The count is before repeated cases are dropped.
-  uint64_t total = base.size();
-  std::string factors = c.shapes.empty() ? "" : fmt::format("{} from --shapes", base.size());
-  const auto factor = [&](size_t n, const char* option) {
-    if (n == 0) return;
-    total = saturating_mul(total, n);
-    factors += fmt::format("{}{} {}", factors.empty() ? "" : " × ", option, n);
-  };
-  factor(batches.size(), "--batch");
-  factor(ins.size(), "--in");
-  factor(hiddens.size(), "--hidden");
-  factor(dtypes.size(), "--dtype");
-  factor(layouts.size(), "--layout");
-  factor(biases.size(), "--bias");
-  factor(maths.size(), "--math");
-  if (total > max_cases) {
-    throw std::invalid_argument(fmt::format(
-        "{}{} cases ({}), more than the limit of {}; raise it with --max-cases",
-        total == std::numeric_limits<uint64_t>::max() ? "more than " : "", total, factors,
-        max_cases));
-  }
-
-  // Explicit options override the config, as a product over each case.
-  std::vector<Case> out;
-  std::unordered_set<CaseKey, CaseKeyHash> seen;
-  const auto or_one = [](const auto& list, auto value) {
-    return list.empty() ? std::vector<decltype(value)>{value} : list;
-  };
-  uint64_t per_base = 1;
-  for (const size_t n : {batches.size(), ins.size(), hiddens.size(), dtypes.size(),
-                         layouts.size(), biases.size(), maths.size()})
-    per_base *= std::max<size_t>(n, 1);  // no overflow: at most `total`
-  for (Case& b : base) {
-    uint64_t made = 0;
-    for (int64_t B : or_one(batches, b.batch))
-      for (int64_t I : or_one(ins, b.in))
-        for (int64_t D : or_one(hiddens, b.hidden))
-          for (DType t : or_one(dtypes, b.dtype))
-            for (Layout l : or_one(layouts, b.layout))
-              for (bool bias : or_one(biases, static_cast<bool>(b.bias)))
-                for (Math m : or_one(maths, b.math)) {
-                  // Why: the last case made from b takes its storage, so that a large config
-                  // is not held twice.
-                  Case x = ++made == per_base ? std::move(b) : b;
-                  x.batch = B;
-                  x.in = I;
-                  x.hidden = D;
-                  x.dtype = t;
-                  x.layout = l;
-                  x.bias = bias;
-                  x.math = t == DType::f32 ? m : Math::exact;
-                  if (c.x_stride_pad) x.x_stride_pad = *c.x_stride_pad;
-                  if (!variants.empty()) x.variants = variants;
-                  if (!tiles.empty()) x.tiles = tiles;
-                  if (seen.insert(case_key(x)).second) out.push_back(std::move(x));
-                }
-  }
-  base.clear();
-  base.shrink_to_fit();
-  Json list = Json::array();
-  for (const Case& x : out) {
-    Json j = Json::object();
-    j.set("case", describe(x));
-    Json v = Json::array();
-    for (const auto& s : x.variants) v.push_back(s);
-    j.set("variants", v);
-    Json t = Json::array();
-    for (const auto& s : x.tiles) t.push_back(s);
-    j.set("tiles", t);
-    j.set("origin", x.origin);
-    list.push_back(j);
-  }
-  Json r = Json::object();
-  Json files = Json::array();
-  for (const auto& f : c.shapes) files.push_back(f);
-  r.set("shapes_files", files);
-  r.set("cases", list);
-  *resolved = r;
-  return out;
+  o.math = option_values(c.math, "--math", parse_math, "exact, tf32 or 3xtf32");
+  o.x_stride_pad = c.x_stride_pad;
+  o.variants = option_values(c.variants, "--variants", parse_variant, "fused, cublas2 or cublas1");
+  if (c.tiles) o.tiles = tile_words(*c.tiles, "--tiles");
+  o.max_cases = static_cast<size_t>(c.max_cases);
+  return o;
 }
 
 // The options of one case-running subcommand (check, forward, gate, backward, step, memory).
@@ -778,7 +678,10 @@ Command parse_command_line(int argc, const char* const* argv) {
 
   try {
     if (rc.gradient) opts.gradient = resolve_gradient(rc.gradient_words);
-    cmd.cases = resolve_cases(rc.cases, &opts.name, &cmd.resolved);
+    ResolvedCases resolved = resolve_cases(case_overrides(rc.cases));
+    cmd.cases = std::move(resolved.cases);
+    opts.name = std::move(resolved.name);
+    cmd.resolved = std::move(resolved.record);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_with(kExitError);

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "bench/config.hpp"
+#include "bench/case.hpp"
 #include "bench/gate.hpp"
 #include "bench/run.hpp"
 #include "common/exit_codes.hpp"

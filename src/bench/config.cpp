@@ -268,7 +268,8 @@ struct PartialSweep {
   std::optional<std::vector<Layout>> layout;
   std::optional<std::vector<bool>> bias;
   std::optional<std::vector<Math>> math;
-  std::optional<std::vector<std::string>> variants, tiles;
+  std::optional<std::vector<Variant>> variants;
+  std::optional<std::vector<TileChoice>> tiles;
 };
 
 PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
@@ -293,17 +294,18 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
     } else if (e.key == "bias") {
       out.bias = bool_values(src, e);
     } else if (e.key == "variants") {
-      std::vector<std::string> variants;
+      std::vector<Variant> variants;
       for (const Word& w : word_values(src, e)) {
-        if (!is_variant(w.text)) {
+        const std::optional<Variant> v = parse_variant(w.text);
+        if (!v) {
           src.fail(w.mark, fmt::format("{}: unknown variant '{}'; expected one of {}", e.label(),
-                                       w.text, join(all_variants(), ", ")));
+                                       w.text, "fused, cublas2, cublas1"));
         }
-        variants.push_back(w.text);
+        variants.push_back(*v);
       }
       out.variants = std::move(variants);
     } else if (e.key == "tiles") {
-      std::vector<std::string> tiles;
+      std::vector<TileChoice> tiles;
       const std::vector<Word> words = word_values(src, e);
       // Why: every case carries its own copy of the list, so its length multiplies the memory.
       if (words.size() > kMaxTileNames) {
@@ -312,12 +314,13 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
                              e.label(), kMaxTileNames));
       }
       for (const Word& w : words) {
-        if (w.text != "auto" && w.text != "all" && !TileConfig::parse(w.text)) {
+        const std::optional<TileChoice> t = TileChoice::parse(w.text);
+        if (!t) {
           src.fail(w.mark, fmt::format("{}: '{}' is not 'auto', 'all' or a tile name like "
                                        "sm80:128x64x32s4w4 or simt:64x64x16s2w8",
                                        e.label(), w.text));
         }
-        tiles.push_back(w.text);
+        tiles.push_back(*t);
       }
       out.tiles = std::move(tiles);
     }
@@ -444,53 +447,6 @@ std::string count_text(uint64_t n) {
 
 }  // namespace
 
-const std::vector<std::string>& all_variants() {
-  static const std::vector<std::string> variants = {"fused", "cublas2", "cublas1"};
-  return variants;
-}
-
-bool is_variant(std::string_view name) {
-  const auto& v = all_variants();
-  return std::find(v.begin(), v.end(), name) != v.end();
-}
-
-Problem Case::problem() const {
-  Problem p;
-  p.batch = batch;
-  p.in_features = in;
-  p.hidden = hidden;
-  p.dtype = dtype;
-  p.bias = bias;
-  p.layout = layout;
-  p.ldx = ldx();
-  p.math = math;
-  return p;
-}
-
-std::string describe(const Case& c) {
-  return fmt::format("B={} I={} D={} dtype={} layout={} bias={} math={} x_stride_pad={}", c.batch,
-                     c.in, c.hidden, to_string(c.dtype), to_string(c.layout), c.bias,
-                     to_string(c.math), c.x_stride_pad);
-}
-
-CaseKey case_key(const Case& c) {
-  return CaseKey{c.batch, c.in, c.hidden, c.x_stride_pad, c.dtype, c.layout, c.bias, c.math};
-}
-
-size_t CaseKeyHash::operator()(const CaseKey& k) const {
-  size_t h = 0;
-  const auto mix = [&h](uint64_t v) {
-    h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-  };
-  mix(static_cast<uint64_t>(k.batch));
-  mix(static_cast<uint64_t>(k.in));
-  mix(static_cast<uint64_t>(k.hidden));
-  mix(static_cast<uint64_t>(k.x_stride_pad));
-  mix((static_cast<uint64_t>(k.dtype) << 24) | (static_cast<uint64_t>(k.layout) << 16) |
-      (static_cast<uint64_t>(k.bias) << 8) | static_cast<uint64_t>(k.math));
-  return h;
-}
-
 uint64_t saturating_mul(uint64_t a, uint64_t b) {
   if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) {
     return std::numeric_limits<uint64_t>::max();
@@ -525,14 +481,14 @@ std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin)
               for (const int64_t in : spec.in) {
                 for (const int64_t batch : spec.batch) {
                   Case c;
-                  c.batch = batch;
-                  c.in = in;
-                  c.hidden = hidden;
-                  c.dtype = dtype;
-                  c.layout = layout;
-                  c.bias = bias;
-                  c.math = math;
-                  c.x_stride_pad = pad;
+                  c.problem.batch = batch;
+                  c.problem.in_features = in;
+                  c.problem.hidden = hidden;
+                  c.problem.dtype = dtype;
+                  c.problem.layout = layout;
+                  c.problem.bias = bias;
+                  c.problem.math = math;
+                  c.problem.ldx = in + pad;
                   c.variants = spec.variants;
                   c.tiles = spec.tiles;
                   c.origin = origin;
@@ -549,10 +505,10 @@ std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin)
 }
 
 void check_unique(const std::vector<Case>& cases) {
-  std::unordered_map<CaseKey, size_t, CaseKeyHash> first;
+  std::unordered_map<Problem, size_t, ProblemHash, SameProblem> first;
   first.reserve(cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
-    const auto [it, inserted] = first.emplace(case_key(cases[i]), i);
+    const auto [it, inserted] = first.emplace(cases[i].problem, i);
     if (inserted) continue;
     const Case& again = cases[i];
     const std::string where = again.file.empty()

@@ -52,9 +52,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
+#include "bench/case.hpp"
 #include "swiglu/swiglu.hpp"
 
 namespace swiglu::bench {
@@ -74,48 +74,6 @@ inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
 inline constexpr size_t kMaxYamlNodes = 100'000;
 inline constexpr int kMaxYamlDepth = 16;  // a config needs 4: top level, sweeps, a sweep, a list
 
-// The benchmark variants: the fused kernel and the two cuBLAS baselines.
-const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
-bool is_variant(std::string_view name);
-
-// One problem to run, with the variants and tiles to run it with.
-struct Case {
-  int64_t batch = 0, in = 0, hidden = 0;
-  DType dtype = DType::bf16;
-  Layout layout = Layout::linear;
-  bool bias = false;
-  Math math = Math::exact;
-  int64_t x_stride_pad = 0;
-  std::vector<std::string> variants;
-  std::vector<std::string> tiles;  // "auto" (the heuristic), "all" (every compiled tile) or names
-  std::string origin;              // "configs/mnist.yaml:5 (sweep 1)" or what the caller passed
-  // Where the sweep that produced the case starts (1-based); empty/0 when not from a file.
-  std::string file;
-  int line = 0, column = 0;
-
-  // No overflow: the parsers bound in by kMaxDim and x_stride_pad by kMaxStridePad.
-  int64_t ldx() const { return in + x_stride_pad; }
-  Problem problem() const;  // the library's Problem for this case (ldx set explicitly)
-};
-
-// "B=64 I=784 D=512 dtype=bf16 layout=linear bias=false math=exact x_stride_pad=0": the fields
-// that make two cases the same problem.
-std::string describe(const Case& c);
-
-// The same fields as a hashable value, for finding repeated problems in linear time.
-struct CaseKey {
-  int64_t batch = 0, in = 0, hidden = 0, x_stride_pad = 0;
-  DType dtype = DType::bf16;
-  Layout layout = Layout::linear;
-  bool bias = false;
-  Math math = Math::exact;
-  bool operator==(const CaseKey&) const = default;
-};
-CaseKey case_key(const Case& c);
-struct CaseKeyHash {
-  size_t operator()(const CaseKey& k) const;
-};
-
 // Lists for one sweep; defaults as in the schema above.
 struct SweepSpec {
   std::vector<int64_t> batch, in, hidden;
@@ -124,8 +82,8 @@ struct SweepSpec {
   std::vector<bool> bias = {false};
   std::vector<Math> math = {Math::exact};
   std::vector<int64_t> x_stride_pad = {0};
-  std::vector<std::string> variants = all_variants();
-  std::vector<std::string> tiles = {"auto"};
+  std::vector<Variant> variants = all_variants();
+  std::vector<TileChoice> tiles = {TileChoice()};
 };
 
 // The Cartesian product in the documented order; every case gets `origin`. No validation: count

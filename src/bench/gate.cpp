@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <tuple>
 
 #include "bench/writers.hpp"
 #include "common/device.hpp"
@@ -37,11 +38,12 @@ void write_result_file(const ResultFile& cur, const std::string& path) {
   write_file_atomic(path, result_document(prov, cur.rows, true));
 }
 
-// Whether `c` is the problem of row `r` (the fields a case and a row share).
+// Whether `c` is the problem of row `r`.
 bool same_problem(const Case& c, const Row& r) {
-  return c.batch == r.batch && c.in == r.in && c.hidden == r.hidden && c.ldx() == r.ldx &&
-         to_string(c.dtype) == r.dtype && to_string(c.layout) == r.layout && c.bias == r.bias &&
-         to_string(c.dtype == DType::f32 ? c.math : Math::exact) == r.math;
+  Row x;
+  set_problem(x, c.problem);
+  return std::tie(x.batch, x.in, x.hidden, x.ldx, x.dtype, x.layout, x.bias, x.math) ==
+         std::tie(r.batch, r.in, r.hidden, r.ldx, r.dtype, r.layout, r.bias, r.math);
 }
 
 }  // namespace
@@ -161,14 +163,7 @@ std::string fused_case_key(const Case& c, const std::string& tile) {
   Row r;
   r.op = "forward";
   r.variant = "fused";
-  r.batch = c.batch;
-  r.in = c.in;
-  r.hidden = c.hidden;
-  r.ldx = c.ldx();
-  r.dtype = std::string(to_string(c.dtype));
-  r.layout = std::string(to_string(c.layout));
-  r.math = std::string(to_string(c.dtype == DType::f32 ? c.math : Math::exact));
-  r.bias = c.bias;
+  set_problem(r, c.problem);
   r.tile = tile;
   r.tile_choice = tile == "auto" ? "auto" : "forced";
   return case_key(r);

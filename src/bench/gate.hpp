@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "bench/compare.hpp"
-#include "bench/config.hpp"
+#include "bench/case.hpp"
 #include "bench/run.hpp"
 
 namespace swiglu::bench {

@@ -101,10 +101,15 @@ bool is_baseline(const std::string& variant) { return variant == "cublas2" || va
 namespace detail {
 
 std::string case_label(const Case& c) {
-  return fmt::format("B={} I={} D={} {}{}{}{}{}", c.batch, c.in, c.hidden, to_string(c.dtype),
-                     c.layout == Layout::packed ? " packed" : "", c.bias ? " bias" : "",
-                     c.dtype == DType::f32 && c.math != Math::exact ? " " : "",
-                     c.dtype == DType::f32 && c.math != Math::exact ? to_string(c.math) : "");
+  const Problem& p = c.problem;
+  const bool math = p.dtype == DType::f32 && p.math != Math::exact;
+  return fmt::format("B={} I={} D={} {}{}{}{}{}", p.batch, p.in_features, p.hidden,
+                     to_string(p.dtype), p.layout == Layout::packed ? " packed" : "",
+                     p.bias ? " bias" : "", math ? " " : "", math ? to_string(p.math) : "");
+}
+
+baselines::Variant baseline_of(Variant v) {
+  return v == Variant::cublas1 ? baselines::Variant::cublas1 : baselines::Variant::cublas2;
 }
 
 HostInputs make_inputs(const Problem& p, uint64_t seed, bool with_dz) {
@@ -156,14 +161,7 @@ Row Session::base_row(const Case& c, const std::string& variant) const {
   Row r;
   r.op = o_.op == "check" ? "forward" : o_.op;
   r.variant = variant;
-  r.batch = c.batch;
-  r.in = c.in;
-  r.hidden = c.hidden;
-  r.ldx = c.ldx();
-  r.dtype = std::string(to_string(c.dtype));
-  r.layout = std::string(to_string(c.layout));
-  r.math = std::string(to_string(c.dtype == DType::f32 ? c.math : Math::exact));
-  r.bias = c.bias;
+  set_problem(r, c.problem);
   r.cold_l2 = o_.timing.cold;
   r.cuda_graph = o_.timing.graph;
   r.tile = is_baseline(variant) ? "cublasLt" : "";
@@ -337,8 +335,8 @@ Json Session::provenance(const Json& resolved_config, const GemmPeak* peak) cons
     std::string placements;
     for (GatePlacement pl : g.placements) placements += (placements.empty() ? "" : ",") + std::string(to_string(pl));
     b.set("gate_placement", placements);
-    b.set("dx_tiles", string_list(g.dx_tiles));
-    b.set("dw_tiles", string_list(g.dw_tiles));
+    b.set("dx_tiles", string_list(words(g.dx_tiles)));
+    b.set("dw_tiles", string_list(words(g.dw_tiles)));
     prov.set("gradient", b);
   }
   if (peak != nullptr) {
@@ -463,41 +461,39 @@ namespace {
 using detail::Session;
 
 // One variant of a forward case: what runs, and what came of it.
-struct Variant {
-  std::string name;  // fused | cublas2 | cublas1
+struct ForwardVariant {
+  Variant kind = Variant::fused;
   std::optional<TileConfig> tile;
   baselines::Plan plan;
   Row row;
   bool runnable = false;  // checked and passed
 };
 
-std::vector<Variant> make_variants(const Session& s, const Case& c) {
+std::vector<ForwardVariant> make_variants(const Session& s, const Case& c) {
   const DeviceTraits traits = s.traits();
-  std::vector<Variant> out;
-  const Problem p = c.problem();
-  for (const std::string& v : c.variants) {
-    if (v != "fused") {
-      Variant var;
-      var.name = v;
-      var.row = s.base_row(c, v);
+  const Problem& p = c.problem;
+  std::vector<ForwardVariant> out;
+  for (const Variant v : c.variants) {
+    if (v != Variant::fused) {
+      ForwardVariant var;
+      var.kind = v;
+      var.row = s.base_row(c, std::string(to_string(v)));
       out.push_back(std::move(var));
       continue;
     }
-    // Tiles: "auto" is the heuristic's pick, "all" every compiled tile, otherwise names.
-    std::vector<std::string> names;
-    for (const std::string& t : c.tiles) {
-      if (t == "all") {
-        for (const TileConfig& tc : forward_tiles(p, traits)) names.push_back(tc.name());
-      } else {
-        names.push_back(t);
+    std::vector<TileChoice> choices;
+    for (const TileChoice& t : c.tiles) {
+      if (t.kind != TileChoice::Kind::all) {
+        choices.push_back(t);
+        continue;
       }
+      for (const TileConfig& tc : forward_tiles(p, traits)) choices.push_back(TileChoice::named(tc));
     }
-    for (const std::string& t : names) {
-      Variant var;
-      var.name = "fused";
+    for (const TileChoice& t : choices) {
+      ForwardVariant var;
       var.row = s.base_row(c, "fused");
-      var.row.tile_choice = t == "auto" ? "auto" : "forced";
-      if (t == "auto") {
+      var.row.tile_choice = t.kind == TileChoice::Kind::automatic ? "auto" : "forced";
+      if (t.kind == TileChoice::Kind::automatic) {
         TileConfig tc;
         if (Status st = choose_forward_tile(p, traits, &tc); !st.ok()) {
           var.row.status = "SKIP";
@@ -508,21 +504,20 @@ std::vector<Variant> make_variants(const Session& s, const Case& c) {
           var.row.tile = tc.name();
         }
       } else {
-        const auto tc = TileConfig::parse(t);
         const auto avail = forward_tiles(p, traits);
-        var.row.tile = t;
-        if (!tc || std::find(avail.begin(), avail.end(), *tc) == avail.end()) {
+        var.row.tile = t.word;
+        if (std::find(avail.begin(), avail.end(), t.tile) == avail.end()) {
           var.row.status = "SKIP";
-          var.row.reason = fmt::format("tile {} is not compiled for {}/{} on sm_{}{}", t,
-                                       to_string(c.dtype), to_string(c.layout), traits.cc_major,
+          var.row.reason = fmt::format("tile {} is not compiled for {}/{} on sm_{}{}", t.word,
+                                       to_string(p.dtype), to_string(p.layout), traits.cc_major,
                                        traits.cc_minor);
         } else {
-          var.tile = *tc;
+          var.tile = t.tile;
         }
       }
       // The same tile twice (auto picked a listed one) runs once.
-      const bool dup = std::any_of(out.begin(), out.end(), [&](const Variant& o) {
-        return o.name == "fused" && o.tile && var.tile && *o.tile == *var.tile;
+      const bool dup = std::any_of(out.begin(), out.end(), [&](const ForwardVariant& o) {
+        return o.kind == Variant::fused && o.tile && var.tile && *o.tile == *var.tile;
       });
       if (!dup) out.push_back(std::move(var));
     }
@@ -532,17 +527,17 @@ std::vector<Variant> make_variants(const Session& s, const Case& c) {
 
 void run_forward_case(Session& s, const Case& c) {
   const RunOptions& o = s.options();
-  const Problem p = c.problem();
+  const Problem& p = c.problem;
   const std::string label = detail::case_label(c);
   nvtx3::scoped_range case_range{fmt::format("{}/case {}", o.op, label).c_str()};
-  std::vector<Variant> variants = make_variants(s, c);
+  std::vector<ForwardVariant> variants = make_variants(s, c);
   std::vector<Row*> rows;
-  for (Variant& v : variants) rows.push_back(&v.row);
+  for (ForwardVariant& v : variants) rows.push_back(&v.row);
   const size_t es = dtype_size(p.dtype);
 
   // Device memory this case needs, against what is free now.
   const bool any_baseline = std::any_of(variants.begin(), variants.end(),
-                                        [](const Variant& v) { return v.name != "fused"; });
+                                        [](const ForwardVariant& v) { return v.kind != Variant::fused; });
   const bool use_cpu_ref = detail::use_cpu_reference(o, forward_flops(p) / 2);
   const double x_bytes = static_cast<double>(p.batch) * p.x_stride() * es;
   const double w_bytes = 2.0 * p.hidden * p.in_features * es;
@@ -593,11 +588,12 @@ void run_forward_case(Session& s, const Case& c) {
   // Prepare, then check each variant on a poisoned output.
   // The baselines store G and U in the dtype between their launches, and may reduce split-K
   // slices in it; the fused kernel does neither.
-  const auto tol_of = [&p](const Variant& v) {
-    return tolerance(p, v.name == "fused" ? kFusedRounding : Rounding{1, v.plan.output_type_slices()});
+  const auto tol_of = [&p](const ForwardVariant& v) {
+    return tolerance(p, v.kind == Variant::fused ? kFusedRounding
+                                                 : Rounding{1, v.plan.output_type_slices()});
   };
-  const auto launch = [&](Variant& v, cudaStream_t st) {
-    if (v.name == "fused") {
+  const auto launch = [&](ForwardVariant& v, cudaStream_t st) {
+    if (v.kind == Variant::fused) {
       ForwardOptions fo;
       fo.tile = v.tile;
       if (Status r = forward(p, x.get(), w.get(), bias.get(), z.get(), st, fo); !r.ok())
@@ -610,7 +606,7 @@ void run_forward_case(Session& s, const Case& c) {
     CUDA_CHECK(cudaMemsetAsync(z.get(), kPoisonByte, z.bytes(), st));
   };
   // Z (after a synchronisation) against the reference.
-  const auto check_z = [&](const Variant& v) {
+  const auto check_z = [&](const ForwardVariant& v) {
     const std::vector<float> got = detail::download(z.get(), static_cast<size_t>(p.batch * p.hidden), p.dtype);
     return use_cpu_ref ? compare(got, ref64, tol_of(v)) : compare(got, ref32, tol_of(v));
   };
@@ -619,15 +615,14 @@ void run_forward_case(Session& s, const Case& c) {
     const int64_t n = pr.worst_index >= 0 ? pr.worst_index % p.hidden : -1;
     return fmt::format("parity: {} at (row {}, col {}); {}", pr.summary(), m, n, pr.tolerance());
   };
-  for (Variant& v : variants) {
+  for (ForwardVariant& v : variants) {
     if (!v.row.status.empty() || s.stopped()) continue;
-    nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.name, label, v.row.tile).c_str()};
+    nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.row.variant, label, v.row.tile).c_str()};
     v.row.reference = ref_name;
     v.row.tol_rel_l2 = tol_of(v).rel_l2;
     try {
-      if (v.name != "fused") {
-        const auto which = v.name == "cublas2" ? baselines::Variant::cublas2 : baselines::Variant::cublas1;
-        if (Status st = baselines::Plan::create(s.cublas(), which, p, x.get(), w.get(), bias.get(),
+      if (v.kind != Variant::fused) {
+        if (Status st = baselines::Plan::create(s.cublas(), detail::baseline_of(v.kind), p, x.get(), w.get(), bias.get(),
                                                 z.get(), scratch_buf.get(), &v.plan);
             !st.ok()) {
           v.row.status = st.code == StatusCode::unsupported ? "SKIP" : "ERROR";
@@ -644,7 +639,7 @@ void run_forward_case(Session& s, const Case& c) {
       v.runnable = pr.pass;
       if (!pr.pass) {
         v.row.reason = mismatch(pr);
-        std::fprintf(stderr, "FAIL %s %s tile=%s: %s\n", v.name.c_str(), label.c_str(),
+        std::fprintf(stderr, "FAIL %s %s tile=%s: %s\n", v.row.variant.c_str(), label.c_str(),
                      v.row.tile.c_str(), v.row.reason.c_str());
       }
     } catch (const CudaError& e) {
@@ -658,7 +653,7 @@ void run_forward_case(Session& s, const Case& c) {
   // Profile or time what passed.
   if (o.op == "forward") {
     std::vector<detail::TimedRow> timed;
-    for (Variant& v : variants) {
+    for (ForwardVariant& v : variants) {
       const auto verify = [&check_z, &mismatch, &v] {
         const ParityResult pr = check_z(v);
         return pr.pass ? std::string() : mismatch(pr);

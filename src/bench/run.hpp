@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/config.hpp"
+#include "bench/case.hpp"
 #include "bench/harness.hpp"
 #include "common/exit_codes.hpp"
 #include "common/json.hpp"
@@ -25,8 +25,7 @@ struct GradientOptions {
   Grads grads;  // --grads: dx, dw or both
   std::vector<Policy> policies = {Policy::save, Policy::recompute};
   std::vector<GatePlacement> placements = {GatePlacement::automatic};
-  // The dX and dW GEMMs' tiles: "auto" (the heuristic), "all" (every compiled one) or names.
-  std::vector<std::string> dx_tiles = {"auto"}, dw_tiles = {"auto"};
+  std::vector<TileChoice> dx_tiles = {TileChoice()}, dw_tiles = {TileChoice()};  // fused dX, dW GEMMs
 };
 
 struct RunOptions {

@@ -81,38 +81,38 @@ void set_tile_label(Row& r, bool with_forward) {
 
 std::string tile_name(const TileConfig& t) { return t.block_m == 0 ? std::string() : t.name(); }
 
-// Resolves one tile word of --tiles, --dx-tiles or --dw-tiles: "auto" is the heuristic (unset),
-// a name must be among `compiled`. Returns false, with the reason, for a name that is not.
-bool resolve_tile(const std::string& word, const std::vector<TileConfig>& compiled, const Case& c,
+// One tile of --tiles, --dx-tiles or --dw-tiles: "auto" is the heuristic (unset), a name must be
+// among `compiled`. Returns false, with the reason, for a name that is not.
+bool resolve_tile(const TileChoice& t, const std::vector<TileConfig>& compiled, const Problem& p,
                   const DeviceTraits& traits, const char* what, std::optional<TileConfig>* out,
                   std::string* reason) {
-  if (word == "auto") {
+  if (t.kind == TileChoice::Kind::automatic) {
     out->reset();
     return true;
   }
-  const auto tc = TileConfig::parse(word);
-  if (!tc || std::find(compiled.begin(), compiled.end(), *tc) == compiled.end()) {
-    *reason = fmt::format("{} tile {} is not compiled for {}/{} on sm_{}{}", what, word,
-                          to_string(c.dtype), to_string(c.layout), traits.cc_major, traits.cc_minor);
+  if (std::find(compiled.begin(), compiled.end(), t.tile) == compiled.end()) {
+    *reason = fmt::format("{} tile {} is not compiled for {}/{} on sm_{}{}", what, t.word,
+                          to_string(p.dtype), to_string(p.layout), traits.cc_major, traits.cc_minor);
     return false;
   }
-  *out = *tc;
+  *out = t.tile;
   return true;
 }
 
-// "auto" and names as given; "all" becomes the name of every compiled tile.
-std::vector<std::string> expand_tiles(const std::vector<std::string>& words,
-                                      const std::vector<TileConfig>& compiled) {
-  std::vector<std::string> out;
-  const auto add = [&](const std::string& w) {
-    if (std::find(out.begin(), out.end(), w) == out.end()) out.push_back(w);
+// "auto" and names as given, each once; "all" becomes every compiled tile.
+std::vector<TileChoice> expand_tiles(const std::vector<TileChoice>& choices,
+                                     const std::vector<TileConfig>& compiled) {
+  std::vector<TileChoice> out;
+  const auto add = [&](const TileChoice& t) {
+    const auto same = [&](const TileChoice& o) { return o.word == t.word; };
+    if (std::none_of(out.begin(), out.end(), same)) out.push_back(t);
   };
-  for (const std::string& w : words) {
-    if (w != "all") {
-      add(w);
+  for (const TileChoice& t : choices) {
+    if (t.kind != TileChoice::Kind::all) {
+      add(t);
       continue;
     }
-    for (const TileConfig& t : compiled) add(t.name());
+    for (const TileConfig& tc : compiled) add(TileChoice::named(tc));
   }
   return out;
 }
@@ -120,23 +120,23 @@ std::vector<std::string> expand_tiles(const std::vector<std::string>& words,
 std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
   const RunOptions& o = s.options();
   const GradientOptions& g = o.gradient;
-  const Problem p = c.problem();
+  const Problem& p = c.problem;
   const DeviceTraits traits = s.traits();
   const size_t es = dtype_size(p.dtype);
   const auto fwd_compiled = forward_tiles(p, traits);
   const auto dx_compiled = backward_dx_tiles(p, traits);
   const auto dw_compiled = backward_dw_tiles(p, traits);
-  const std::vector<std::string> just_auto = {"auto"};
+  const std::vector<TileChoice> just_auto = {TileChoice()};
 
   std::vector<GradVariant> out;
-  for (const std::string& v : c.variants) {
-    if (v != "fused") {
+  for (const Variant v : c.variants) {
+    if (v != Variant::fused) {
       GradVariant var;
-      var.name = v;
-      var.baseline = v == "cublas2" ? baselines::Variant::cublas2 : baselines::Variant::cublas1;
+      var.name = std::string(to_string(v));
+      var.baseline = detail::baseline_of(v);
       var.saved_bytes = baselines::scratch_bytes(*var.baseline, p);
       var.workspace_bytes = baselines::backward_scratch_bytes(*var.baseline, p);
-      var.row = s.base_row(c, v);
+      var.row = s.base_row(c, var.name);
       var.row.policy = "save";
       var.row.gate_placement = "separate";
       var.row.tile_forward = "cublasLt";
@@ -154,9 +154,9 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
       const auto fwd_words = forward_matters ? expand_tiles(c.tiles, fwd_compiled) : just_auto;
       const auto dx_words = g.grads.dx ? expand_tiles(g.dx_tiles, dx_compiled) : just_auto;
       const auto dw_words = g.grads.dw ? expand_tiles(g.dw_tiles, dw_compiled) : just_auto;
-      for (const std::string& ft : fwd_words) {
-        for (const std::string& dxt : dx_words) {
-          for (const std::string& dwt : dw_words) {
+      for (const TileChoice& ft : fwd_words) {
+        for (const TileChoice& dxt : dx_words) {
+          for (const TileChoice& dwt : dw_words) {
             GradVariant var;
             var.name = policy == Policy::save                     ? "fused-save"
                        : placement == GatePlacement::prologue ? "fused-recompute-prologue"
@@ -168,14 +168,14 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
             var.options.grads = g.grads;
             var.options.placement = placement;
             // Names as asked until the check run reports what ran.
-            var.row.tile_forward = ft;
-            if (policy == Policy::recompute) var.row.tile_recompute = ft;
-            if (g.grads.dx) var.row.tile_dx = dxt;
-            if (g.grads.dw) var.row.tile_dw = dwt;
+            var.row.tile_forward = ft.word;
+            if (policy == Policy::recompute) var.row.tile_recompute = ft.word;
+            if (g.grads.dx) var.row.tile_dx = dxt.word;
+            if (g.grads.dw) var.row.tile_dw = dwt.word;
             std::string reason;
-            if (!resolve_tile(ft, fwd_compiled, c, traits, "forward", &var.forward_tile, &reason) ||
-                !resolve_tile(dxt, dx_compiled, c, traits, "dx", &var.options.dx_tile, &reason) ||
-                !resolve_tile(dwt, dw_compiled, c, traits, "dw", &var.options.dw_tile, &reason)) {
+            if (!resolve_tile(ft, fwd_compiled, p, traits, "forward", &var.forward_tile, &reason) ||
+                !resolve_tile(dxt, dx_compiled, p, traits, "dx", &var.options.dx_tile, &reason) ||
+                !resolve_tile(dwt, dw_compiled, p, traits, "dw", &var.options.dw_tile, &reason)) {
               var.row.status = "SKIP";
               var.row.reason = reason;
             }
@@ -229,7 +229,7 @@ struct Output {
 class GradientCase {
  public:
   GradientCase(Session& s, const Case& c)
-      : s_(s), o_(s.options()), c_(c), p_(c.problem()), label_(detail::case_label(c)) {}
+      : s_(s), o_(s.options()), c_(c), p_(c.problem), label_(detail::case_label(c)) {}
   void run();
 
  private:

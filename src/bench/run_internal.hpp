@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
-#include "bench/config.hpp"
+#include "bench/case.hpp"
 #include "bench/harness.hpp"
 #include "bench/parity.hpp"
 #include "bench/run.hpp"
@@ -25,6 +25,9 @@ inline constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 // "B=1024 I=784 D=1024 fp32 packed bias tf32" (or "3xtf32"), for NVTX ranges and messages.
 std::string case_label(const Case& c);
+
+// The baselines' name for cublas2 or cublas1.
+baselines::Variant baseline_of(Variant v);
 
 // Seeded inputs of one case: X ~ U(−1, 1), W and bias ~ U(−1/√I, 1/√I) as nn.Linear initialises
 // them, so the pre-activations have the spread real layers see, and (with_dz) dZ ~ U(−1, 1). All

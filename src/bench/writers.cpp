@@ -246,6 +246,17 @@ Json row_to_json(const Row& r) {
   return j;
 }
 
+void set_problem(Row& r, const Problem& p) {
+  r.batch = p.batch;
+  r.in = p.in_features;
+  r.hidden = p.hidden;
+  r.ldx = p.x_stride();
+  r.dtype = std::string(to_string(p.dtype));
+  r.layout = std::string(to_string(p.layout));
+  r.math = std::string(to_string(p.dtype == DType::f32 ? p.math : Math::exact));
+  r.bias = p.bias;
+}
+
 bool is_gradient_op(std::string_view op) {
   return op == "backward" || op == "step" || op == "memory";
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/json.hpp"
+#include "swiglu/swiglu.hpp"
 
 namespace swiglu::bench {
 
@@ -80,6 +81,10 @@ struct Row {
   double saved_vs_cublas2 = kNaN, workspace_vs_cublas2 = kNaN;
   int64_t cublas_workspace_bytes = -1, meminfo_granularity_bytes = -1;
 };
+
+// Sets the row's problem fields (batch, in, hidden, ldx, dtype, layout, math, bias) from `p`; math
+// is "exact" unless the dtype is fp32.
+void set_problem(Row& row, const Problem& p);
 
 // backward, step and memory: the ops whose rows carry the gradient and memory keys.
 bool is_gradient_op(std::string_view op);
