@@ -153,13 +153,13 @@ TEST(Cli, CompareTakesTwoFilesAndTolerances) {
   ASSERT_EQ(c.kind, Command::Kind::compare);
   EXPECT_EQ(c.baseline, base);
   EXPECT_EQ(c.current, base);
-  EXPECT_DOUBLE_EQ(c.gate.compare.floor, 0.1);
-  EXPECT_DOUBLE_EQ(c.gate.compare.k, 2);
-  EXPECT_DOUBLE_EQ(c.gate.compare.abs_floor, 0.2);
-  EXPECT_DOUBLE_EQ(c.gate.compare.max_tolerance, 0.4);
-  EXPECT_EQ(c.gate.compare.reference, "cublas1");
-  EXPECT_TRUE(c.gate.compare.allow_missing);
-  EXPECT_FALSE(c.gate.update_baseline);
+  EXPECT_DOUBLE_EQ(c.regression.compare.floor, 0.1);
+  EXPECT_DOUBLE_EQ(c.regression.compare.k, 2);
+  EXPECT_DOUBLE_EQ(c.regression.compare.abs_floor, 0.2);
+  EXPECT_DOUBLE_EQ(c.regression.compare.max_tolerance, 0.4);
+  EXPECT_EQ(c.regression.compare.reference, "cublas1");
+  EXPECT_TRUE(c.regression.compare.allow_missing);
+  EXPECT_FALSE(c.regression.update_baseline);
   EXPECT_EQ(parse({"compare", "--baseline", base}).exit_code, 3);  // --current missing
   EXPECT_EQ(parse({"compare", "--baseline", base, "--current", base, "--against", "x"}).exit_code, 3);
 }
@@ -168,19 +168,19 @@ TEST(Cli, GateRunsCasesWithCompareOptions) {
   const std::string ci = std::string(SWIGLU_SOURCE_DIR) + "/configs/ci.yaml";
   const Command c = parse({"gate", "--shapes", ci, "--retries", "1", "--baseline", "b.json",
                            "--floor", "0.08", "--min-samples", "50", "--csv"});
-  ASSERT_EQ(c.kind, Command::Kind::gate);
+  ASSERT_EQ(c.kind, Command::Kind::regression);
   EXPECT_EQ(c.options.name, "ci");
   EXPECT_EQ(c.options.op, "forward");
   EXPECT_EQ(c.cases.size(), 22u);
-  EXPECT_EQ(c.gate.retries, 1);
-  EXPECT_EQ(c.gate.baseline, "b.json");
-  EXPECT_DOUBLE_EQ(c.gate.compare.floor, 0.08);
+  EXPECT_EQ(c.regression.retries, 1);
+  EXPECT_EQ(c.regression.baseline, "b.json");
+  EXPECT_DOUBLE_EQ(c.regression.compare.floor, 0.08);
   EXPECT_EQ(c.options.timing.min_samples, 50);
   EXPECT_TRUE(c.options.write_json);  // the gate reads its own JSON back
   const Command d = parse({"gate", "--shapes", ci});
-  EXPECT_EQ(d.gate.retries, 2);
-  EXPECT_TRUE(d.gate.baseline.empty());
-  EXPECT_FALSE(d.gate.update_baseline);
+  EXPECT_EQ(d.regression.retries, 2);
+  EXPECT_TRUE(d.regression.baseline.empty());
+  EXPECT_FALSE(d.regression.update_baseline);
 }
 
 TEST(Cli, BackwardDefaults) {

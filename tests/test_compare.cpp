@@ -1,11 +1,11 @@
-// The regression gate's comparison of two result files (compare.hpp). The fixtures under
+// Result files read back and the regression gate's comparison (result_file.hpp, regression.hpp). The fixtures under
 // tests/data/compare/ are result files in JsonWriter's format: base.json is the baseline (three
 // cases A, B, C × fused/cublas2/cublas1), each other file a current run with one outcome:
 //   case A: B=64 I=784 D=1024 bf16        speedup vs cublas2 1.5, noise 2%  → tolerance ±12%
 //   case B: B=4096 I=4096 D=4096 bf16     speedup vs cublas2 1.2, noise 1%  → tolerance ±6%
 //   case C: B=777 I=1000 D=2048 fp16 bias speedup vs cublas2 1.2, noise 1%  → tolerance ±6%
 //   case D: B=1 I=4096 D=11008 bf16       only in missing.json (NEW)
-#include "bench/compare.hpp"
+#include "bench/result_file.hpp"
 
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "bench/config.hpp"
-#include "bench/gate.hpp"
+#include "bench/regression.hpp"
 #include "bench/run.hpp"
 #include "bench/writers.hpp"
 #include "common/exit_codes.hpp"
@@ -129,11 +129,11 @@ TEST(LoadResultFile, RealResultFileLoads) {
   EXPECT_TRUE(f.complete);
 }
 
-// Calls load_result_file and returns the CompareError message ("" when nothing was thrown).
+// Calls load_result_file and returns the ResultFileError message ("" when nothing was thrown).
 std::string load_error(const std::string& path) {
   try {
     load_result_file(path);
-  } catch (const CompareError& e) {
+  } catch (const ResultFileError& e) {
     return e.what();
   }
   return "";
@@ -291,7 +291,7 @@ TEST_F(LoadText, RequiredAndOptionalRowKeys) {
       EXPECT_EQ(msg, "") << key;
     }
   }
-  // Why: a tripwire. A new Row field needs a reader in compare.cpp and a place in RoundTrip.
+  // Why: a tripwire. A new Row field needs a reader in result_file.cpp and a place in RoundTrip.
   EXPECT_EQ(full.size(), 35u) << "Row gained or lost a field: update read_row and this file";
 }
 

@@ -533,7 +533,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   info->add_option("--device", info_device, "CUDA device index")->capture_default_str()
       ->check(device_index());
 
-  RunCommand check, fwd, gate, bwd, step, mem;
+  RunCommand check, fwd, regression, bwd, step, mem;
   const auto define = [&app](RunCommand& rc, const char* name, const std::string& help,
                              Command::Kind kind, const char* op, bool timed, bool gradient) {
     rc.app = app.add_subcommand(name, help);
@@ -547,10 +547,10 @@ Command parse_command_line(int argc, const char* const* argv) {
          false, false);
   define(fwd, "forward", "parity, then timing of the fused forward against the cuBLAS baselines",
          K::forward, "forward", true, false);
-  define(gate, "gate",
+  define(regression, "gate",
          "the regression gate: run the cases (as forward), compare them with a baseline result "
          "file, re-measure SLOW and AMBG cases, exit 0/1/2/3",
-         K::gate, "forward", true, false);
+         K::regression, "forward", true, false);
   define(bwd, "backward",
          "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
          "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
@@ -565,23 +565,23 @@ Command parse_command_line(int argc, const char* const* argv) {
          "activations kept between forward and backward, and the backward's workspace; each "
          "variant also runs forward + backward once and is parity-checked; no timing",
          K::memory, "memory", false, true);
-  const std::vector<RunCommand*> run_commands = {&check, &fwd, &gate, &bwd, &step, &mem};
+  const std::vector<RunCommand*> run_commands = {&check, &fwd, &regression, &bwd, &step, &mem};
   for (RunCommand* rc : run_commands) {
     add_case_options(rc->app, rc->cases, rc->gradient);
     add_run_options(rc->app, rc->run, rc->reference);
     if (rc->timed) add_measure_options(rc->app, rc->measure, rc->run);
-    if (rc->timed && rc->kind != K::gate) add_graph_flag(rc->app, rc->measure);
+    if (rc->timed && rc->kind != K::regression) add_graph_flag(rc->app, rc->measure);
     if (rc->gradient) add_gradient_options(rc->app, rc->gradient_words);
     add_output_flags(rc->app, rc->formats);
   }
-  GateOptions gate_opts;
-  gate.app->add_option("--baseline", gate_opts.baseline,
+  RegressionOptions regression_opts;
+  regression.app->add_option("--baseline", regression_opts.baseline,
                        "baseline result file [default: results/<gpu>/baseline.json]");
-  gate.app->add_option("--retries", gate_opts.retries, "re-measurements of SLOW/AMBG cases")
+  regression.app->add_option("--retries", regression_opts.retries, "re-measurements of SLOW/AMBG cases")
       ->capture_default_str()->check(integer_in(0, kIntMax, "NONNEGATIVE"));
-  gate.app->add_flag("--update-baseline", gate_opts.update_baseline,
+  regression.app->add_flag("--update-baseline", regression_opts.update_baseline,
                      "record this run as the baseline instead of comparing");
-  add_compare_options(gate.app, gate_opts.compare);
+  add_compare_options(regression.app, regression_opts.compare);
 
   std::string cmp_base, cmp_cur;
   CompareOptions cmp_opts;
@@ -647,8 +647,8 @@ Command parse_command_line(int argc, const char* const* argv) {
     cmd.kind = Command::Kind::compare;
     cmd.baseline = cmp_base;
     cmd.current = cmp_cur;
-    cmd.gate.compare = cmp_opts;
-    cmd.gate.update_baseline = cmp_update;
+    cmd.regression.compare = cmp_opts;
+    cmd.regression.update_baseline = cmp_update;
     return cmd;
   }
 
@@ -672,7 +672,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
   if (const Formats& f = rc.formats; f.csv || f.json || f.md) {
     opts.write_csv = f.csv;
-    opts.write_json = f.json || cmd.kind == Command::Kind::gate;  // the gate reads its JSON back
+    opts.write_json = f.json || cmd.kind == Command::Kind::regression;  // the gate reads its JSON back
     opts.write_md = f.md;
   }
 
@@ -694,7 +694,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     return exit_with(kExitError);
   }
   cmd.options = opts;
-  cmd.gate = gate_opts;
+  cmd.regression = regression_opts;
   return cmd;
 }
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "bench/case.hpp"
-#include "bench/gate.hpp"
+#include "bench/regression.hpp"
 #include "bench/run.hpp"
 #include "common/exit_codes.hpp"
 #include "common/json.hpp"
@@ -14,7 +14,7 @@
 namespace swiglu::bench {
 
 struct Command {
-  enum class Kind { exit, info, check, forward, gate, compare, backward, step, memory, train };
+  enum class Kind { exit, info, check, forward, regression, compare, backward, step, memory, train };
   Kind kind = Kind::exit;
   int exit_code = common::kExitOk;  // Kind::exit: --help/--version (0) or a usage/config error (3)
   int device = 0;           // Kind::info
@@ -23,7 +23,7 @@ struct Command {
   std::vector<Case> cases;  // those commands: the --shapes files with the options' overrides, or
                             // the inline sweep
   common::Json resolved;            // the cases as recorded in the JSON provenance
-  GateOptions gate;         // gate; compare (its compare options and update_baseline)
+  RegressionOptions regression;  // gate; compare (its compare options and update_baseline)
   std::string baseline, current;  // compare
   train::TrainOptions train;      // train
 };

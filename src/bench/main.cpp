@@ -54,11 +54,12 @@ int run_command(int argc, char** argv) {
     case Command::Kind::memory:
       std::signal(SIGINT, on_sigint);
       return run_gradient_sweep(cmd.cases, cmd.options, cmd.resolved, g_stop);
-    case Command::Kind::gate:
+    case Command::Kind::regression:
       std::signal(SIGINT, on_sigint);
-      return run_gate(cmd.cases, cmd.resolved, cmd.options, cmd.gate, g_stop);
+      return run_regression(cmd.cases, cmd.resolved, cmd.options, cmd.regression, g_stop);
     case Command::Kind::compare:
-      return run_compare(cmd.baseline, cmd.current, cmd.gate.compare, cmd.gate.update_baseline);
+      return run_compare(cmd.baseline, cmd.current, cmd.regression.compare,
+                         cmd.regression.update_baseline);
     case Command::Kind::train:
       std::signal(SIGINT, on_sigint);
       return swiglu::train::run_train(cmd.train, g_stop);

@@ -117,19 +117,6 @@ constexpr std::array<Column, 16> kMemoryColumns = {{
     {"status", 6, false},
 }};
 
-std::string md_escape(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (c == '|') {
-      out += "\\|";
-    } else if (c == '\n' || c == '\r') {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 std::string md_line(std::span<const Column> columns, const std::vector<std::string>& cells) {
   std::string line = "|";
@@ -174,9 +161,6 @@ std::vector<Column> columns_of(std::string_view op, bool graph) {
   return columns;
 }
 
-std::string fixed_or_dash(double x, const char* spec) {
-  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
-}
 
 }  // namespace
 
@@ -409,6 +393,24 @@ std::string format_significant(double x, int digits) {
   return text;
 }
 
+std::string markdown_cell(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '\n' || c == '\r') {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string fixed_or_dash(double x, const char* spec) {
+  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
+}
+
 std::string markdown_header(std::string_view op, bool graph) {
   return md_header(columns_of(op, graph));
 }
@@ -418,18 +420,18 @@ std::string markdown_row(const Row& r) {
   if (!r.reason.empty()) status += ": " + r.reason;
   const auto mib = [](int64_t b) { return b == -1 ? std::string("-") : fmt::format("{:.3f}", b / 1048576.0); };
   // The problem's cells lead every table; the rest depends on the op.
-  std::vector<std::string> cells = {md_escape(r.op),           md_escape(r.variant),
+  std::vector<std::string> cells = {markdown_cell(r.op),           markdown_cell(r.variant),
                                     fmt::format("{}", r.batch), fmt::format("{}", r.in),
-                                    fmt::format("{}", r.hidden), md_escape(r.dtype),
-                                    md_escape(r.layout),        r.bias ? "yes" : "no"};
+                                    fmt::format("{}", r.hidden), markdown_cell(r.dtype),
+                                    markdown_cell(r.layout),        r.bias ? "yes" : "no"};
   std::vector<std::string> rest;
   if (r.op == "memory") {
     rest = {mib(r.requested_saved_bytes), mib(r.measured_saved_bytes),
             mib(r.requested_workspace_bytes), mib(r.measured_workspace_bytes),
             fixed_or_dash(r.saved_vs_cublas2, "{:.2f}x"), fixed_or_dash(r.workspace_vs_cublas2, "{:.2f}x")};
   } else {
-    if (is_gradient_op(r.op)) rest.push_back(md_escape(r.grads));
-    rest.push_back(md_escape(r.tile));
+    if (is_gradient_op(r.op)) rest.push_back(markdown_cell(r.grads));
+    rest.push_back(markdown_cell(r.tile));
     rest.push_back(format_significant(r.median_ms, 4));
     rest.push_back(fixed_or_dash(r.noise * 100.0, "{:.1f}"));
     rest.push_back(format_significant(r.tflops, 3));
@@ -439,7 +441,7 @@ std::string markdown_row(const Row& r) {
   }
   cells.insert(cells.end(), rest.begin(), rest.end());
   cells.push_back(fixed_or_dash(r.rel_l2, "{:.1e}"));
-  cells.push_back(md_escape(status));
+  cells.push_back(markdown_cell(status));
   return md_line(columns_of(r.op, r.cuda_graph), cells);
 }
 

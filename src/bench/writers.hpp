@@ -185,6 +185,10 @@ std::string markdown_header(std::string_view op = "forward",
 std::string markdown_row(const Row& row);                      // in the columns of row.op
 std::string markdown_table(const std::vector<Row>& rows);      // the columns of rows[0].op
 
+// A table cell: '|' escaped, line breaks as spaces.
+std::string markdown_cell(std::string_view s);
+// `x` in the fmt `spec` ("{:.2f}x"); "-" when it is not finite.
+std::string fixed_or_dash(double x, const char* spec);
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);
 
