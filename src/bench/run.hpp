@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "bench/case.hpp"
-#include "bench/harness.hpp"
+#include "bench/timing.hpp"
 #include "common/exit_codes.hpp"
 #include "common/json.hpp"
 

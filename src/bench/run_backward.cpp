@@ -25,7 +25,7 @@
 #include "baselines/cublas_baselines.hpp"
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
-#include "bench/run_internal.hpp"
+#include "bench/session.hpp"
 #include "common/device.hpp"
 #include "common/host_data.hpp"
 #include "common/json.hpp"
@@ -37,8 +37,6 @@ using common::CudaError;
 using common::DeviceBuffer;
 using common::kPoisonByte;
 namespace {
-
-using detail::Session;
 
 // One variant of a case in the gradient commands.
 struct GradVariant {
@@ -133,7 +131,7 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
     if (v != Variant::fused) {
       GradVariant var;
       var.name = std::string(to_string(v));
-      var.baseline = detail::baseline_of(v);
+      var.baseline = baseline_of(v);
       var.saved_bytes = baselines::scratch_bytes(*var.baseline, p);
       var.workspace_bytes = baselines::backward_scratch_bytes(*var.baseline, p);
       var.row = s.base_row(c, var.name);
@@ -229,7 +227,7 @@ struct Output {
 class GradientCase {
  public:
   GradientCase(Session& s, const Case& c)
-      : s_(s), o_(s.options()), c_(c), p_(c.problem), label_(detail::case_label(c)) {}
+      : s_(s), o_(s.options()), c_(c), p_(c.problem), label_(case_label(c)) {}
   void run();
 
  private:
@@ -265,7 +263,7 @@ void GradientCase::run() {
   const double B = static_cast<double>(p_.batch), I = static_cast<double>(p_.in_features),
                D = static_cast<double>(p_.hidden);
   const bool memory = o_.op == "memory";
-  const bool cpu_ref = detail::use_cpu_reference(o_, forward_flops(p_) / 2);
+  const bool cpu_ref = use_cpu_reference(o_, forward_flops(p_) / 2);
 
   // Device memory: inputs and outputs, then the larger of the reference and the variants'
   // buffers (the GPU reference is freed before they are allocated).
@@ -287,14 +285,14 @@ void GradientCase::run() {
   if (!memory) variant_bytes += max_workspace;
   if (s_.skip_if_too_large(tensors + std::max(ref_bytes, variant_bytes), rows)) return;
 
-  detail::HostInputs in;
+  HostInputs in;
   {
     nvtx3::scoped_range r{"inputs"};
-    in = detail::make_inputs(p_, o_.seed, true);
-    t_.x = detail::upload(in.x, p_.dtype);
-    t_.w = detail::upload(in.w, p_.dtype);
-    if (p_.bias) t_.bias = detail::upload(in.bias, p_.dtype);
-    t_.dz = detail::upload(in.dz, p_.dtype);
+    in = make_inputs(p_, o_.seed, true);
+    t_.x = upload(in.x, p_.dtype);
+    t_.w = upload(in.w, p_.dtype);
+    if (p_.bias) t_.bias = upload(in.bias, p_.dtype);
+    t_.dz = upload(in.dz, p_.dtype);
     t_.z = DeviceBuffer(static_cast<size_t>(B * D * es));
     if (g.dx) t_.dx = DeviceBuffer(static_cast<size_t>(B * I * es));
     if (g.dw) t_.dw = DeviceBuffer(static_cast<size_t>(2 * D * I * es));
@@ -345,7 +343,7 @@ void GradientCase::run() {
       check_variant(v);
       if (s_.fatal()) break;
     }
-    std::vector<detail::TimedRow> timed;
+    std::vector<TimedRow> timed;
     const bool step = o_.op == "step";
     // --graph's checked replay: the outputs the timed unit writes (Z only for step), poisoned.
     const auto poison_outputs = [this, step](cudaStream_t) { poison(step); };
@@ -478,7 +476,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
   double worst_severity = -1;
   bool pass = true;
   for (const Output& out : outputs(v, with_z)) {
-    const std::vector<float> got = detail::download(out.device->get(), out.n, p_.dtype);
+    const std::vector<float> got = download(out.device->get(), out.n, p_.dtype);
     const ParityResult pr = out.ref->f64.empty() ? compare(got, out.ref->f32, out.tol)
                                                  : compare(got, out.ref->f64, out.tol);
     row.*out.rel_l2 = pr.rel_l2;
@@ -486,7 +484,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
     // Why the most severe: a failing output is always over 1, so the reported one is a failure.
     if (severity > worst_severity) {
       worst_severity = severity;
-      detail::set_parity(row, pr);
+      set_parity(row, pr);
       row.tol_rel_l2 = out.tol.rel_l2;
       row.worst_output = out.name;
       if (!pr.pass) {
@@ -509,7 +507,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
 // all do; the row is left alone. What --graph's checked replay reports.
 std::string GradientCase::mismatch(const GradVariant& v, bool with_z) const {
   for (const Output& out : outputs(v, with_z)) {
-    const std::vector<float> got = detail::download(out.device->get(), out.n, p_.dtype);
+    const std::vector<float> got = download(out.device->get(), out.n, p_.dtype);
     const ParityResult pr = out.ref->f64.empty() ? compare(got, out.ref->f32, out.tol)
                                                  : compare(got, out.ref->f64, out.tol);
     if (!pr.pass)
@@ -610,7 +608,7 @@ void GradientCase::measure_variant(GradVariant& v, int64_t granularity) {
 
 int run_gradient_sweep(const std::vector<Case>& cases, const RunOptions& options,
                        const Json& resolved_config, const std::atomic<bool>& stop) {
-  return detail::with_session(options, stop, [&](Session& s) {
+  return with_session(options, stop, [&](Session& s) {
     return s.run(cases, resolved_config, [&s](const Case& c) { GradientCase(s, c).run(); });
   });
 }

@@ -10,6 +10,8 @@
 
 namespace swiglu::common {
 
+std::string cuda_version(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
+
 void throw_cuda(cudaError_t e, const char* call, const char* file, int line) {
   throw CudaError(fmt::format("{} failed at {}:{}: {} ({})", call, file, line,
                               cudaGetErrorName(e), cudaGetErrorString(e)));
@@ -63,8 +65,6 @@ const Nvml& nvml() {
 }
 
 constexpr int kNvmlClockSm = 1;
-
-std::string cuda_version(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
 
 // Why cudaGetDeviceCount failed, in words a newcomer can act on. The runtime says
 // cudaErrorInsufficientDriver ("CUDA driver version is insufficient") also where there is no

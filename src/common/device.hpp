@@ -53,6 +53,9 @@ int current_sm_clock_mhz(const DeviceInfo& dev);
 
 std::string slugify_gpu_name(const std::string& name);
 
+// A CUDA version number as text: 13000 → "13.0".
+std::string cuda_version(int version);
+
 // Owns one cudaMalloc allocation.
 class DeviceBuffer {
  public:

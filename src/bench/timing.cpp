@@ -1,4 +1,4 @@
-#include "bench/harness.hpp"
+#include "bench/timing.hpp"
 
 #include <fmt/format.h>
 #include <nvtx3/nvtx3.hpp>

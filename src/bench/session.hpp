@@ -1,6 +1,6 @@
-// Internal to swiglubench's runners (run.cpp: check and forward; run_backward.cpp: backward, step
-// and memory): the session that owns the device resources and the result files, and the steps every
-// runner shares (seeded inputs, the reference choice, parity fields, interleaved timing).
+// What the case runners share (run.cpp: check and forward; run_backward.cpp: backward, step and
+// memory): the Session that owns the device resources, the result files and the rows, and the
+// steps every runner takes (seeded inputs, the reference choice, parity fields, timing).
 #pragma once
 
 #include <atomic>
@@ -12,14 +12,14 @@
 
 #include "baselines/cublas_baselines.hpp"
 #include "bench/case.hpp"
-#include "bench/harness.hpp"
 #include "bench/parity.hpp"
 #include "bench/run.hpp"
+#include "bench/timing.hpp"
 #include "bench/writers.hpp"
 #include "common/device.hpp"
 #include "common/json.hpp"
 
-namespace swiglu::bench::detail {
+namespace swiglu::bench {
 
 inline constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
@@ -131,4 +131,4 @@ class Session {
 int with_session(const RunOptions& options, const std::atomic<bool>& stop,
                  const std::function<int(Session&)>& body);
 
-}  // namespace swiglu::bench::detail
+}  // namespace swiglu::bench
