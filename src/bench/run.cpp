@@ -3,6 +3,7 @@
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nvtx3/nvtx3.hpp>
 
 #include <algorithm>
@@ -317,8 +318,9 @@ int print_info(int device) {
         Problem p;
         p.dtype = dt;
         p.math = m;
-        std::string list;
-        for (const auto& tc : forward_tiles(p, t)) list += (list.empty() ? "" : " ") + tc.name();
+        std::vector<std::string> names;
+        for (const auto& tc : forward_tiles(p, t)) names.push_back(tc.name());
+        const std::string list = fmt::format("{}", fmt::join(names, " "));
         std::printf("  fused tiles %-4s %-6s %s\n", std::string(to_string(dt)).c_str(),
                     std::string(to_string(m)).c_str(), list.empty() ? "(none)" : list.c_str());
       }
@@ -327,8 +329,9 @@ int print_info(int device) {
     for (DType dt : {DType::bf16, DType::f16, DType::f32}) {
       Problem p;
       p.dtype = dt;
-      std::string list;
-      for (const auto& tc : backward_dx_tiles(p, t)) list += (list.empty() ? "" : " ") + tc.name();
+      std::vector<std::string> names;
+      for (const auto& tc : backward_dx_tiles(p, t)) names.push_back(tc.name());
+      const std::string list = fmt::format("{}", fmt::join(names, " "));
       std::printf("  dX/dW tiles %-4s        %s\n", std::string(to_string(dt)).c_str(),
                   list.empty() ? "(none)" : list.c_str());
     }
