@@ -5,7 +5,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -341,22 +340,12 @@ void take(std::vector<T>& field, const std::optional<std::vector<T>>& sweep,
 
 // The whole of a config file, a regular file of at most kMaxConfigBytes.
 std::string read_config_file(const std::string& path) {
-  using Why = common::FileReadError::Why;
   try {
     return common::read_regular_file(path, kMaxConfigBytes);
   } catch (const common::FileReadError& e) {
-    std::string why;
-    switch (e.why) {
-      case Why::open: why = std::strerror(e.error); break;
-      case Why::not_regular:
-        why = fmt::format("it is {}, not a regular file", common::file_type_name(e.mode));
-        break;
-      case Why::too_large:
-        why = fmt::format("it is {} bytes, more than the limit of {} bytes (1 MiB)", e.bytes,
-                          kMaxConfigBytes);
-        break;
-      case Why::read: why = fmt::format("read error: {}", std::strerror(e.error)); break;
-    }
+    const std::string why = e.reason({"it is {0}, not a regular file",
+                                      "it is {1} bytes, more than the limit of {2} bytes (1 MiB)",
+                                      "read error: {4}"});
     throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path, why));
   }
 }

@@ -17,7 +17,6 @@
 namespace swiglu::bench {
 
 using common::Json;
-using common::file_type_name;
 
 namespace {
 
@@ -123,23 +122,12 @@ class Source {
 
 // The whole file, a regular file of at most kMaxResultFileBytes.
 std::string read_result_text(const std::string& path) {
-  using Why = common::FileReadError::Why;
   try {
     return common::read_regular_file(path, kMaxResultFileBytes);
   } catch (const common::FileReadError& e) {
-    std::string why;
-    switch (e.why) {
-      case Why::open:
-      case Why::read: why = std::strerror(e.error); break;
-      case Why::not_regular:
-        why = fmt::format("not a regular file ({}); a result file must be one",
-                          file_type_name(e.mode));
-        break;
-      case Why::too_large:
-        why = fmt::format("{} bytes, over the {} MiB ({} bytes) limit for a result file", e.bytes,
-                          kMaxResultFileBytes >> 20, kMaxResultFileBytes);
-        break;
-    }
+    const std::string why =
+        e.reason({"not a regular file ({0}); a result file must be one",
+                  "{1} bytes, over the {3} MiB ({2} bytes) limit for a result file", "{4}"});
     throw ResultFileError(fmt::format("{}: cannot read: {}", path, why));
   }
 }

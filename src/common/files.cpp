@@ -18,14 +18,23 @@
 namespace swiglu::common {
 
 FileReadError::FileReadError(const std::string& path, Why why_, int error_, unsigned mode_,
-                             uint64_t bytes_)
+                             uint64_t bytes_, uint64_t limit_)
     : std::runtime_error(fmt::format("cannot read '{}'", path)),
-      why(why_), error(error_), mode(mode_), bytes(bytes_) {}
+      why(why_), error(error_), mode(mode_), bytes(bytes_), limit(limit_) {}
+
+std::string FileReadError::reason(const Wording& w) const {
+  const std::string_view text = why == Why::not_regular ? w.not_regular
+                                : why == Why::too_large ? w.too_large
+                                : why == Why::read      ? w.read
+                                                        : std::string_view("{4}");
+  return fmt::format(fmt::runtime(text), file_type_name(mode), bytes, limit, limit >> 20,
+                     std::strerror(error));
+}
 
 std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
   using Why = FileReadError::Why;
   const auto fail = [&](Why why, int error, unsigned mode = 0, uint64_t bytes = 0) {
-    return FileReadError(path, why, error, mode, bytes);
+    return FileReadError(path, why, error, mode, bytes, max_bytes);
   };
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw fail(Why::open, errno);
@@ -184,9 +193,10 @@ void check_result_name(std::string_view name) {
     return;
   }
   // Why escaped: the name may hold control characters or be very long.
-  std::string shown;
-  append_json_string(shown, name.substr(0, 80));
-  shown = "'" + shown.substr(1, shown.size() - 2) + (name.size() > 80 ? "...'" : "'");
+  std::string quoted;
+  append_json_string(quoted, name.substr(0, 80));
+  const std::string_view inner = std::string_view(quoted).substr(1, quoted.size() - 2);
+  const std::string shown = fmt::format("'{}{}'", inner, name.size() > 80 ? "..." : "");
   throw std::invalid_argument(fmt::format(
       "{} is not a safe result name: use 1 to {} letters, digits, '_', '-', '.' and '+' (no '/', "
       "no leading '.', no '..'); it names the result files",

@@ -19,12 +19,21 @@ class FileReadError : public std::runtime_error {
     too_large,    // more than the limit (bytes: the size, or what was read before stopping)
     read,         // read failed (error)
   };
-  FileReadError(const std::string& path, Why why, int error, unsigned mode, uint64_t bytes);
+  FileReadError(const std::string& path, Why why, int error, unsigned mode, uint64_t bytes,
+                uint64_t limit);
+
+  // The reason in a caller's words: fmt formats, each given {0} = the file type, {1} = the bytes
+  // read or stated, {2} = the limit, {3} = the limit in MiB, {4} = strerror.
+  struct Wording {
+    std::string_view not_regular, too_large, read;
+  };
+  std::string reason(const Wording& w) const;
 
   Why why;
   int error = 0;  // errno
   unsigned mode = 0;
   uint64_t bytes = 0;
+  uint64_t limit = 0;
 };
 
 // The whole of `path`, a regular file of at most `max_bytes`. Why stat before open: a device is
