@@ -5,26 +5,25 @@
 #include <cstdint>
 #include <functional>
 
+#include "common/names.hpp"
+
 namespace swiglu::bench {
+
+namespace {
+
+constexpr std::pair<Variant, std::string_view> kVariants[] = {
+    {Variant::fused, "fused"}, {Variant::cublas2, "cublas2"}, {Variant::cublas1, "cublas1"}};
+
+}  // namespace
 
 const std::vector<Variant>& all_variants() {
   static const std::vector<Variant> variants = {Variant::fused, Variant::cublas2, Variant::cublas1};
   return variants;
 }
 
-std::string_view to_string(Variant v) {
-  switch (v) {
-    case Variant::fused: return "fused";
-    case Variant::cublas2: return "cublas2";
-    case Variant::cublas1: return "cublas1";
-  }
-  return "?";
-}
-
+std::string_view to_string(Variant v) { return common::name_of(kVariants, v); }
 std::optional<Variant> parse_variant(std::string_view word) {
-  for (const Variant v : all_variants())
-    if (to_string(v) == word) return v;
-  return std::nullopt;
+  return common::value_of(kVariants, word);
 }
 
 std::optional<TileChoice> TileChoice::parse(std::string_view word) {

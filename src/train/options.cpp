@@ -1,29 +1,27 @@
 #include "train/options.hpp"
 
+#include "common/names.hpp"
+
 namespace swiglu::train {
 
-std::string_view to_string(Optimizer o) { return o == Optimizer::sgd ? "sgd" : "adamw"; }
+namespace {
 
-std::string_view to_string(LayerVariant v) {
-  switch (v) {
-    case LayerVariant::fused: return "fused";
-    case LayerVariant::cublas2: return "cublas2";
-    case LayerVariant::cublas1: return "cublas1";
-  }
-  return "?";
-}
+constexpr std::pair<Optimizer, std::string_view> kOptimizers[] = {{Optimizer::sgd, "sgd"},
+                                                                   {Optimizer::adamw, "adamw"}};
+constexpr std::pair<LayerVariant, std::string_view> kLayerVariants[] = {
+    {LayerVariant::fused, "fused"},
+    {LayerVariant::cublas2, "cublas2"},
+    {LayerVariant::cublas1, "cublas1"}};
 
+}  // namespace
+
+std::string_view to_string(Optimizer o) { return common::name_of(kOptimizers, o); }
+std::string_view to_string(LayerVariant v) { return common::name_of(kLayerVariants, v); }
 std::optional<Optimizer> parse_optimizer(std::string_view s) {
-  if (s == "sgd") return Optimizer::sgd;
-  if (s == "adamw") return Optimizer::adamw;
-  return std::nullopt;
+  return common::value_of(kOptimizers, s);
 }
-
 std::optional<LayerVariant> parse_layer_variant(std::string_view s) {
-  if (s == "fused") return LayerVariant::fused;
-  if (s == "cublas2") return LayerVariant::cublas2;
-  if (s == "cublas1") return LayerVariant::cublas1;
-  return std::nullopt;
+  return common::value_of(kLayerVariants, s);
 }
 
 double agreement_tolerance(DType dtype, Optimizer optimizer) {
