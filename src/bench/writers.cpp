@@ -5,13 +5,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <span>
 #include <stdexcept>
 #include <string_view>
 
@@ -58,67 +56,7 @@ struct Column {
   bool right;    // numbers are right-aligned
 };
 
-constexpr std::array<Column, 17> kForwardColumns = {{
-    {"op", 7, false},
-    {"variant", 7, false},
-    {"B", 5, true},
-    {"I", 5, true},
-    {"D", 5, true},
-    {"dtype", 5, false},
-    {"layout", 6, false},
-    {"bias", 4, false},
-    {"tile", 18, false},
-    {"median ms", 9, true},
-    {"noise %", 7, true},
-    {"TFLOP/s", 7, true},
-    {"GB/s", 6, true},
-    {"vs cublas2", 10, true},
-    {"vs cublas1", 10, true},
-    {"rel err", 7, true},
-    {"status", 6, false},
-}};
-
-constexpr std::array<Column, 17> kGradientColumns = {{
-    {"op", 8, false},
-    {"variant", 15, false},
-    {"B", 5, true},
-    {"I", 5, true},
-    {"D", 5, true},
-    {"dtype", 5, false},
-    {"layout", 6, false},
-    {"bias", 4, false},
-    {"grads", 5, false},
-    {"tile", 18, false},
-    {"median ms", 9, true},
-    {"noise %", 7, true},
-    {"TFLOP/s", 7, true},
-    {"vs cublas2", 10, true},
-    {"vs cublas1", 10, true},
-    {"rel err", 7, true},
-    {"status", 6, false},
-}};
-
-constexpr std::array<Column, 16> kMemoryColumns = {{
-    {"op", 6, false},
-    {"variant", 15, false},
-    {"B", 5, true},
-    {"I", 5, true},
-    {"D", 5, true},
-    {"dtype", 5, false},
-    {"layout", 6, false},
-    {"bias", 4, false},
-    {"saved MiB", 9, true},
-    {"saved MiB measured", 18, true},
-    {"ws MiB", 8, true},
-    {"ws MiB measured", 15, true},
-    {"saved vs cublas2", 16, true},
-    {"ws vs cublas2", 13, true},
-    {"rel err", 7, true},
-    {"status", 6, false},
-}};
-
-
-std::string md_line(std::span<const Column> columns, const std::vector<std::string>& cells) {
+std::string md_line(const std::vector<Column>& columns, const std::vector<std::string>& cells) {
   std::string line = "|";
   for (size_t i = 0; i < columns.size(); ++i) {
     if (columns[i].right) {
@@ -131,7 +69,7 @@ std::string md_line(std::span<const Column> columns, const std::vector<std::stri
   return line;
 }
 
-std::string md_header(std::span<const Column> columns) {
+std::string md_header(const std::vector<Column>& columns) {
   std::vector<std::string> titles;
   std::string rule = "|";
   for (const Column& c : columns) {
@@ -142,25 +80,39 @@ std::string md_header(std::span<const Column> columns) {
   return md_line(columns, titles) + rule + "\n";
 }
 
-std::span<const Column> columns_of(std::string_view op) {
-  if (op == "memory") return kMemoryColumns;
-  return is_gradient_op(op) ? std::span<const Column>(kGradientColumns) : kForwardColumns;
-}
-
-// The columns of `op`; with `graph`, the median column retitled (and widened) for graph replays.
+// The table columns of `op` (they mirror markdown_row's cells); with `graph`, the median column
+// is titled for graph replays.
 std::vector<Column> columns_of(std::string_view op, bool graph) {
-  const std::span<const Column> base = columns_of(op);
-  std::vector<Column> columns(base.begin(), base.end());
-  if (graph) {
-    for (Column& c : columns) {
-      if (c.title != "median ms") continue;
-      c.title = "graph median ms";
-      c.width = std::max(c.width, c.title.size());
-    }
+  const bool memory = op == "memory", gradient = is_gradient_op(op);
+  std::vector<Column> c = {{"op", memory ? 6u : gradient ? 8u : 7u, false},
+                           {"variant", gradient ? 15u : 7u, false},
+                           {"B", 5, true},
+                           {"I", 5, true},
+                           {"D", 5, true},
+                           {"dtype", 5, false},
+                           {"layout", 6, false},
+                           {"bias", 4, false}};
+  if (memory) {
+    c.insert(c.end(), {{"saved MiB", 9, true},
+                       {"saved MiB measured", 18, true},
+                       {"ws MiB", 8, true},
+                       {"ws MiB measured", 15, true},
+                       {"saved vs cublas2", 16, true},
+                       {"ws vs cublas2", 13, true}});
+  } else {
+    if (gradient) c.push_back({"grads", 5, false});
+    c.push_back({"tile", 18, false});
+    c.push_back(graph ? Column{"graph median ms", 15, true} : Column{"median ms", 9, true});
+    c.push_back({"noise %", 7, true});
+    c.push_back({"TFLOP/s", 7, true});
+    if (!gradient) c.push_back({"GB/s", 6, true});
+    c.push_back({"vs cublas2", 10, true});
+    c.push_back({"vs cublas1", 10, true});
   }
-  return columns;
+  c.push_back({"rel err", 7, true});
+  c.push_back({"status", 6, false});
+  return c;
 }
-
 
 }  // namespace
 
