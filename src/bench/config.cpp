@@ -142,6 +142,14 @@ std::string scalar_string(const Source& src, const Entry& e) {
   return e.value.Scalar();
 }
 
+// Calls `add` on each item of a list value, or on the value itself; an empty list is an error.
+template <typename Add>
+void for_each_item(const Source& src, const Entry& e, const Add& add) {
+  if (!e.value.IsSequence()) return add(e.value);
+  if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
+  for (const auto& item : e.value) add(item);
+}
+
 // Integer keys: an integer, a range string, or a list of either. Values must be in
 // [min_value, max_value], and there may be at most kMaxListValues of them in all.
 std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_value,
@@ -166,12 +174,7 @@ std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_v
                                         kMaxListValues));
     }
   };
-  if (e.value.IsSequence()) {
-    if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
-    for (const auto& item : e.value) add_scalar(item);
-  } else {
-    add_scalar(e.value);
-  }
+  for_each_item(src, e, add_scalar);
   return values;
 }
 
@@ -213,12 +216,7 @@ std::vector<Word> word_values(const Source& src, const Entry& e) {
       rest.remove_prefix(comma + 1);
     }
   };
-  if (e.value.IsSequence()) {
-    if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
-    for (const auto& item : e.value) add_scalar(item);
-  } else {
-    add_scalar(e.value);
-  }
+  for_each_item(src, e, add_scalar);
   return words;
 }
 
@@ -251,12 +249,7 @@ std::vector<bool> bool_values(const Source& src, const Entry& e) {
     }
     values.push_back(b);
   };
-  if (e.value.IsSequence()) {
-    if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
-    for (const auto& item : e.value) add(item);
-  } else {
-    add(e.value);
-  }
+  for_each_item(src, e, add);
   return values;
 }
 
