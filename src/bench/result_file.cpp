@@ -204,17 +204,29 @@ class Parser {
     }
   }
 
+  // Past `close` and true when it comes next (an empty array or object), else false.
+  bool at_close(char close) {
+    skip_space();
+    if (pos_ == s_.size() || s_[pos_] != close) return false;
+    ++pos_;
+    return true;
+  }
+
+  // After an element: past the ',' (false) or the closing `close` (true).
+  bool next_or_close(char close, std::string_view element) {
+    skip_space();
+    if (pos_ == s_.size() || (s_[pos_] != ',' && s_[pos_] != close))
+      syntax(fmt::format("expected ',' or '{}' after {}", close, element));
+    return s_[pos_++] == close;
+  }
+
   // An array at `depth`; with `sink`, its elements go there instead of into the node.
   Node array(int depth, const RowSink* sink) {
     enter(depth);
     Node n;
     n.kind = Node::Kind::array;
     n.offset = pos_++;
-    skip_space();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return n;
-    }
+    if (at_close(']')) return n;
     for (size_t i = 0;; ++i) {
       Node item = value(depth + 1);
       if (sink != nullptr) {
@@ -222,15 +234,7 @@ class Parser {
       } else {
         n.items.push_back(std::move(item));
       }
-      skip_space();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-      } else if (pos_ < s_.size() && s_[pos_] == ']') {
-        ++pos_;
-        return n;
-      } else {
-        syntax("expected ',' or ']' after an array element");
-      }
+      if (next_or_close(']', "an array element")) return n;
     }
   }
 
@@ -241,11 +245,7 @@ class Parser {
     n.kind = Node::Kind::object;
     n.offset = pos_++;
     n.members.reserve(8);
-    skip_space();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      return n;
-    }
+    if (at_close('}')) return n;
     for (;;) {
       skip_space();
       if (pos_ == s_.size() || s_[pos_] != '"') syntax("expected a string key");
@@ -265,15 +265,7 @@ class Parser {
         m.value = value(depth + 1);
       }
       n.members.push_back(std::move(m));
-      skip_space();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-      } else if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return n;
-      } else {
-        syntax("expected ',' or '}' after an object member");
-      }
+      if (next_or_close('}', "an object member")) return n;
     }
   }
 
