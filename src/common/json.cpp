@@ -41,6 +41,24 @@ void newline(std::string& out, int indent, int depth) {
   out.append(static_cast<size_t>(indent) * static_cast<size_t>(depth), ' ');
 }
 
+// `open`, each element written by `put` on a line of its own, `close`; "[]" or "{}" when empty.
+template <typename Items, typename Put>
+void dump_container(std::string& out, const Items& items, char open, char close, int indent,
+                    int depth, const Put& put) {
+  out += open;
+  if (items.empty()) {
+    out += close;
+    return;
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    newline(out, indent, depth + 1);
+    put(items[i]);
+  }
+  newline(out, indent, depth);
+  out += close;
+}
+
 }  // namespace
 
 bool Json::as_bool() const {
@@ -143,40 +161,17 @@ void Json::dump_to(std::string& out, int indent, int depth) const {
       return;
     case Kind::number: append_number(out, std::get<double>(value_)); return;
     case Kind::string: append_json_string(out, std::get<std::string>(value_)); return;
-    case Kind::array: {
-      const Array& a = std::get<Array>(value_);
-      if (a.empty()) {
-        out += "[]";
-        return;
-      }
-      out += '[';
-      for (size_t i = 0; i < a.size(); ++i) {
-        if (i > 0) out += ',';
-        newline(out, indent, depth + 1);
-        a[i].dump_to(out, indent, depth + 1);
-      }
-      newline(out, indent, depth);
-      out += ']';
+    case Kind::array:
+      dump_container(out, std::get<Array>(value_), '[', ']', indent, depth,
+                     [&](const Json& v) { v.dump_to(out, indent, depth + 1); });
       return;
-    }
-    case Kind::object: {
-      const Object& o = std::get<Object>(value_);
-      if (o.empty()) {
-        out += "{}";
-        return;
-      }
-      out += '{';
-      for (size_t i = 0; i < o.size(); ++i) {
-        if (i > 0) out += ',';
-        newline(out, indent, depth + 1);
-        append_json_string(out, o[i].first);
+    case Kind::object:
+      dump_container(out, std::get<Object>(value_), '{', '}', indent, depth, [&](const auto& m) {
+        append_json_string(out, m.first);
         out += indent > 0 ? ": " : ":";
-        o[i].second.dump_to(out, indent, depth + 1);
-      }
-      newline(out, indent, depth);
-      out += '}';
+        m.second.dump_to(out, indent, depth + 1);
+      });
       return;
-    }
   }
 }
 
