@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -344,16 +345,42 @@ CaseOverrides case_overrides(const CaseOptions& c) {
 
 // The options of one case-running subcommand (check, forward, gate, backward, step, memory).
 struct RunCommand {
+  // What each one is, in the order --help lists them.
+  struct Spec {
+    const char* name;
+    Command::Kind kind;
+    const char* op;  // RunOptions::op
+    bool timed, gradient;
+    const char* help;
+  };
+  static constexpr Spec kSpecs[] = {
+      {"check", Command::Kind::check, "check", false, false,
+       "parity only: every variant against the reference"},
+      {"forward", Command::Kind::forward, "forward", true, false,
+       "parity, then timing of the fused forward against the cuBLAS baselines"},
+      {"gate", Command::Kind::regression, "forward", true, false,
+       "the regression gate: run the cases (as forward), compare them with a baseline result "
+       "file, re-measure SLOW and AMBG cases, exit 0/1/2/3"},
+      {"backward", Command::Kind::backward, "backward", true, true,
+       "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
+       "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
+       "saved activations are produced once, outside the timing"},
+      {"step", Command::Kind::step, "step", true, true,
+       "parity (Z and the gradients), then timing of forward + backward as one unit, fused "
+       "variants against the cuBLAS baselines"},
+      {"memory", Command::Kind::memory, "memory", false, true,
+       "device memory per variant, measured with cudaMemGetInfo (2 MiB granularity): the "
+       "activations kept between forward and backward, and the backward's workspace; each "
+       "variant also runs forward + backward once and is parity-checked; no timing"},
+  };
+
+  const Spec* spec = nullptr;
   CLI::App* app = nullptr;
-  Command::Kind kind = Command::Kind::check;
-  std::string op;  // RunOptions::op
   CaseOptions cases;
   RunOptions run;
   std::string reference = "auto";
   Measure measure;
   Formats formats;
-  bool timed = false;
-  bool gradient = false;
   GradientWords gradient_words;
 };
 
@@ -533,47 +560,24 @@ Command parse_command_line(int argc, const char* const* argv) {
   info->add_option("--device", info_device, "CUDA device index")->capture_default_str()
       ->check(device_index());
 
-  RunCommand check, fwd, regression, bwd, step, mem;
-  const auto define = [&app](RunCommand& rc, const char* name, const std::string& help,
-                             Command::Kind kind, const char* op, bool timed, bool gradient) {
-    rc.app = app.add_subcommand(name, help);
-    rc.kind = kind;
-    rc.op = op;
-    rc.timed = timed;
-    rc.gradient = gradient;
-  };
-  using K = Command::Kind;
-  define(check, "check", "parity only: every variant against the reference", K::check, "check",
-         false, false);
-  define(fwd, "forward", "parity, then timing of the fused forward against the cuBLAS baselines",
-         K::forward, "forward", true, false);
-  define(regression, "gate",
-         "the regression gate: run the cases (as forward), compare them with a baseline result "
-         "file, re-measure SLOW and AMBG cases, exit 0/1/2/3",
-         K::regression, "forward", true, false);
-  define(bwd, "backward",
-         "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
-         "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
-         "saved activations are produced once, outside the timing",
-         K::backward, "backward", true, true);
-  define(step, "step",
-         "parity (Z and the gradients), then timing of forward + backward as one unit, fused "
-         "variants against the cuBLAS baselines",
-         K::step, "step", true, true);
-  define(mem, "memory",
-         "device memory per variant, measured with cudaMemGetInfo (2 MiB granularity): the "
-         "activations kept between forward and backward, and the backward's workspace; each "
-         "variant also runs forward + backward once and is parity-checked; no timing",
-         K::memory, "memory", false, true);
-  const std::vector<RunCommand*> run_commands = {&check, &fwd, &regression, &bwd, &step, &mem};
-  for (RunCommand* rc : run_commands) {
-    add_case_options(rc->app, rc->cases, rc->gradient);
-    add_run_options(rc->app, rc->run, rc->reference);
-    if (rc->timed) add_measure_options(rc->app, rc->measure, rc->run);
-    if (rc->timed && rc->kind != K::regression) add_graph_flag(rc->app, rc->measure);
-    if (rc->gradient) add_gradient_options(rc->app, rc->gradient_words);
-    add_output_flags(rc->app, rc->formats);
+  // Why an array: CLI11 keeps pointers to each command's option fields.
+  std::array<RunCommand, std::size(RunCommand::kSpecs)> run_commands;
+  for (size_t i = 0; i < run_commands.size(); ++i) {
+    RunCommand& rc = run_commands[i];
+    rc.spec = &RunCommand::kSpecs[i];
+    rc.app = app.add_subcommand(rc.spec->name, rc.spec->help);
+    add_case_options(rc.app, rc.cases, rc.spec->gradient);
+    add_run_options(rc.app, rc.run, rc.reference);
+    if (rc.spec->timed) add_measure_options(rc.app, rc.measure, rc.run);
+    if (rc.spec->timed && rc.spec->kind != Command::Kind::regression)
+      add_graph_flag(rc.app, rc.measure);
+    if (rc.spec->gradient) add_gradient_options(rc.app, rc.gradient_words);
+    add_output_flags(rc.app, rc.formats);
   }
+  RunCommand& regression =
+      *std::find_if(run_commands.begin(), run_commands.end(), [](const RunCommand& rc) {
+        return rc.spec->kind == Command::Kind::regression;
+      });
   RegressionOptions regression_opts;
   regression.app->add_option("--baseline", regression_opts.baseline,
                        "baseline result file [default: results/<gpu>/baseline.json]");
@@ -652,16 +656,16 @@ Command parse_command_line(int argc, const char* const* argv) {
     return cmd;
   }
 
-  RunCommand& rc = **std::find_if(run_commands.begin(), run_commands.end(),
-                                  [](const RunCommand* r) { return r->app->parsed(); });
+  RunCommand& rc = *std::find_if(run_commands.begin(), run_commands.end(),
+                                 [](const RunCommand& r) { return r.app->parsed(); });
   RunOptions& opts = rc.run;
-  opts.op = rc.op;
+  opts.op = rc.spec->op;
   opts.reference = rc.reference == "cpu"   ? ReferenceMode::cpu
                    : rc.reference == "gpu" ? ReferenceMode::gpu
                                            : ReferenceMode::automatic;
   opts.argv.assign(argv, argv + argc);
-  cmd.kind = rc.kind;
-  if (rc.timed) {
+  cmd.kind = rc.spec->kind;
+  if (rc.spec->timed) {
     opts.timing = rc.measure.timing;
     opts.timing.cold = !rc.measure.hot;
     if (opts.timing.max_samples < opts.timing.min_samples) {
@@ -677,7 +681,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
 
   try {
-    if (rc.gradient) opts.gradient = resolve_gradient(rc.gradient_words);
+    if (rc.spec->gradient) opts.gradient = resolve_gradient(rc.gradient_words);
     ResolvedCases resolved = resolve_cases(case_overrides(rc.cases));
     cmd.cases = std::move(resolved.cases);
     opts.name = std::move(resolved.name);
