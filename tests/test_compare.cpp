@@ -29,6 +29,7 @@
 #include "common/exit_codes.hpp"
 #include "common/files.hpp"
 #include "common/json.hpp"
+#include "temp_dir.hpp"
 
 namespace swiglu::bench {
 namespace {
@@ -176,21 +177,7 @@ TEST(LoadResultFile, UnreadableFile) {
 }
 
 // A fresh, empty directory per test, removed afterwards.
-class TempDir : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           (std::string("swiglubench_compare_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
-};
+using TempDir = test::TempDirTest;
 
 Json small_provenance() {
   Json device = Json::object();

@@ -14,6 +14,8 @@
 #include <map>
 #include <string>
 
+#include "temp_dir.hpp"
+
 namespace swiglu::bench {
 namespace {
 
@@ -21,14 +23,13 @@ namespace fs = std::filesystem;
 
 const std::string kSourceDir = SWIGLU_SOURCE_DIR;
 
-// Success when parsing `yaml` throws a ConfigError whose message starts with `location` (as in
-// "t.yaml:4:5:") and contains every one of `parts`.
-::testing::AssertionResult fails_with(const std::string& yaml, const std::string& location,
-                                      std::initializer_list<std::string> parts,
-                                      size_t max_cases = kDefaultMaxCases) {
+// Whether `run` throws a ConfigError whose message starts with `location` ("t.yaml:4:5:") and
+// contains every one of `parts`; `run` returns what happened when it does not throw.
+template <typename Run>
+::testing::AssertionResult throws_config_error(const Run& run, const std::string& location,
+                                               std::initializer_list<std::string> parts) {
   try {
-    const SweepConfig c = parse_config(yaml, "t.yaml", max_cases);
-    return ::testing::AssertionFailure() << "parsed without error (" << c.cases.size() << " cases)";
+    return ::testing::AssertionFailure() << run();
   } catch (const ConfigError& e) {
     const std::string msg = e.what();
     if (msg.rfind(location, 0) != 0) {
@@ -44,50 +45,28 @@ const std::string kSourceDir = SWIGLU_SOURCE_DIR;
   }
 }
 
+// parse_config(yaml) as source "t.yaml" fails as throws_config_error checks.
+::testing::AssertionResult fails_with(const std::string& yaml, const std::string& location,
+                                      std::initializer_list<std::string> parts,
+                                      size_t max_cases = kDefaultMaxCases) {
+  return throws_config_error(
+      [&] {
+        const SweepConfig c = parse_config(yaml, "t.yaml", max_cases);
+        return "parsed without error (" + std::to_string(c.cases.size()) + " cases)";
+      },
+      location, parts);
+}
+
 // The same for load_config(path).
 ::testing::AssertionResult load_fails_with(const std::string& path, const std::string& location,
                                            std::initializer_list<std::string> parts) {
-  try {
-    load_config(path);
-    return ::testing::AssertionFailure() << "loaded without error";
-  } catch (const ConfigError& e) {
-    const std::string msg = e.what();
-    if (msg.rfind(location, 0) != 0) {
-      return ::testing::AssertionFailure() << "message does not start with '" << location
-                                           << "': " << msg;
-    }
-    for (const std::string& part : parts) {
-      if (msg.find(part) == std::string::npos) {
-        return ::testing::AssertionFailure() << "message lacks '" << part << "': " << msg;
-      }
-    }
-    return ::testing::AssertionSuccess();
-  }
+  return throws_config_error(
+      [&] {
+        load_config(path);
+        return std::string("loaded without error");
+      },
+      location, parts);
 }
-
-// A file in a fresh temporary directory, removed with it.
-class TempFile {
- public:
-  explicit TempFile(const std::string& name) {
-    std::string tmpl = fs::temp_directory_path() / "swiglu-config-XXXXXX";
-    if (mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
-    path_ = dir_ + "/" + name;
-  }
-  ~TempFile() {
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-  const std::string& write(const std::string& text) const {
-    std::ofstream(path_, std::ios::binary) << text;
-    return path_;
-  }
-
- private:
-  std::string dir_, path_;
-};
 
 // A valid single sweep with `extra` lines appended to it (4-space indented keys).
 std::string sweep_with(const std::string& extra) {
@@ -509,18 +488,19 @@ TEST(ConfigBad, CheckUniqueWithoutFile) {
 TEST(ConfigLimits, OnlyRegularFilesOfAtMostOneMiB) {
   EXPECT_TRUE(load_fails_with("/dev/zero", "/dev/zero:1:1:",
                               {"cannot read", "a character device, not a regular file"}));
-  const TempFile fifo("fifo.yaml");
-  ASSERT_EQ(mkfifo(fifo.path().c_str(), 0600), 0);
-  EXPECT_TRUE(load_fails_with(fifo.path(), fifo.path() + ":1:1:", {"a FIFO, not a regular file"}));
-  const TempFile big("big.yaml");
-  big.write(sweep_with("") + "#" + std::string(kMaxConfigBytes, ' ') + "\n");
-  EXPECT_TRUE(load_fails_with(big.path(), big.path() + ":1:1:",
+  const test::TempDir dir;
+  const std::string fifo = dir.path("fifo.yaml");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_TRUE(load_fails_with(fifo, fifo + ":1:1:", {"a FIFO, not a regular file"}));
+  const std::string big =
+      dir.write("big.yaml", sweep_with("") + "#" + std::string(kMaxConfigBytes, ' ') + "\n");
+  EXPECT_TRUE(load_fails_with(big, big + ":1:1:",
                               {"bytes, more than the limit of 1048576 bytes (1 MiB)"}));
-  const TempFile edge("edge.yaml");
   const std::string text = sweep_with("");
-  edge.write(text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
-  EXPECT_EQ(fs::file_size(edge.path()), kMaxConfigBytes);
-  EXPECT_EQ(load_config(edge.path()).cases.size(), 1u);
+  const std::string edge =
+      dir.write("edge.yaml", text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
+  EXPECT_EQ(fs::file_size(edge), kMaxConfigBytes);
+  EXPECT_EQ(load_config(edge).cases.size(), 1u);
 }
 
 TEST(ConfigLimits, SizesAndPaddingsHaveCaps) {
