@@ -18,34 +18,16 @@
 //       tiles: [auto]            # auto | all | a tile name like sm80:128x64x32s4w4   default [auto]
 //       x_stride_pad: 0          # extra elements per X row, ldx = in + pad, >= 0   default 0
 //
-// Value forms:
-//  - batch, in, hidden, x_stride_pad: an integer, a range string in the forms of cli_values.hpp
-//    ("pow2:1:8192", "64:512:64", "1,2,3"), or a list whose items are either. Repeated integers
-//    are dropped silently (ranges may overlap).
-//  - dtype, layout, bias, math, variants, tiles: one value, a comma-separated string
-//    ("bf16,fp16") or a list. A value repeated in one list is an error.
-//  - tiles are kept as names ("auto": the heuristic's pick; "all": every tile compiled for the
-//    device, the block sweep): they are checked here for syntax (TileConfig::parse) and later
-//    against the tiles compiled for the device.
+// Values: batch, in, hidden and x_stride_pad take an integer, a range string as in
+// cli_values.hpp ("pow2:1:8192", "64:512:64") or a list of either (repeats dropped); the other keys
+// one word, a comma-separated string or a list (a repeat is an error). A sweep is the Cartesian
+// product of its lists, outermost first dtype, layout, math, bias, x_stride_pad, hidden, in, batch;
+// math applies to fp32 alone (exact for fp16 and bf16); every case carries the sweep's variants
+// and tiles. A problem produced twice, in one file or across merged files, is an error.
 //
-// Expansion: every sweep is the Cartesian product of its lists, outermost first
-//     dtype, layout, math, bias, x_stride_pad, hidden, in, batch
-// keeping each list's order; sweeps follow file order. math applies to fp32 only: for fp16 and
-// bf16 it collapses to exact (one case, not one per math value). variants and tiles are not axes:
-// every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
-// files given to merge_configs) is an error naming both origins.
-//
-// Limits: a config file is a regular file of at most kMaxConfigBytes, one YAML document of at
-// most kMaxYamlNodes nodes nested at most kMaxYamlDepth deep, without anchors or aliases (shared
-// values go in 'defaults'). Sizes are at most kMaxDim, x_stride_pad at most kMaxStridePad, a tiles
-// list at most kMaxTileNames names, and the cases are counted before they are expanded: more than
-// `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
-//
-// Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
-// and names the key, for: a missing, unreadable or non-regular file, YAML syntax, a limit above,
-// an unknown key (the allowed keys are listed), a key given twice in one mapping, a wrong type, a
-// size < 1 or a pad < 0, an unknown enum value, an empty list, no sweeps, a missing required key,
-// and duplicate cases.
+// Limits (below): one YAML document, regular file, bounded in bytes, nodes and depth, without
+// anchors or aliases; cases are counted before they are expanded (--max-cases). Errors throw
+// ConfigError, whose message starts "FILE:LINE:COL: " and names the key.
 #pragma once
 
 #include <cstddef>

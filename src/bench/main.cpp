@@ -1,19 +1,5 @@
-// swiglubench: parity-checked benchmarks of the fused SwiGLU forward and backward against cuBLAS
-// baselines.
-//
-//   swiglubench info                        device, clocks and versions
-//   swiglubench check    --shapes F.yaml    parity only
-//   swiglubench forward  --shapes F.yaml    parity, then timing
-//   swiglubench backward --shapes F.yaml    parity of the gradients, then timing of the backward
-//   swiglubench step     --shapes F.yaml    the same for forward + backward
-//   swiglubench memory   --shapes F.yaml    saved activations and workspace per variant, measured
-//   swiglubench train    [--variant fused,cublas2]   Fashion-MNIST training, fused against cuBLAS
-//
-//   swiglubench compare --baseline A.json --current B.json
-//   swiglubench gate    --shapes configs/ci.yaml    run, compare with the card's baseline
-//
-// Exit codes: 0 ok, 1 performance regression (compare, gate), 2 parity failure, 3 usage/config/
-// device error or mismatched results, 130 interrupted (SIGINT).
+// swiglubench's main(): the command line parsed (cli.cpp) and handed to the subcommand's runner.
+// `swiglubench --help` lists the subcommands and the exit codes (common/exit_codes.hpp).
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -38,7 +24,7 @@ extern "C" void on_sigint(int) {
 
 int run_command(int argc, char** argv) {
   using namespace swiglu::bench;
-  using namespace swiglu::common;
+  using swiglu::common::kExitError;
   const Command cmd = parse_command_line(argc, argv);
   switch (cmd.kind) {
     case Command::Kind::exit:

@@ -230,10 +230,8 @@ const char* verdict_text(int exit_code) {
 
 // --- the gate --------------------------------------------------------------------------------------
 
-
 // Writes the rows of `cur` to `path` at once, atomically, its provenance kept and its source
-// recorded. Why at once: rewriting the file after every row is quadratic (10,000 rows took 13
-// minutes), and an update killed halfway left a partial baseline.
+// recorded. Why at once: a rewrite per row is quadratic, and a killed update must not leave half.
 void write_result_file(const ResultFile& cur, const std::string& path) {
   Json prov = cur.provenance;
   prov.set("written_from", cur.path);

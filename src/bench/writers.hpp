@@ -1,12 +1,10 @@
-// Result rows and their three outputs: CSV (one line per row, flushed), JSON (rewritten atomically
-// as rows come, so an interrupted run keeps its finished rows; see JsonWriter) and GitHub markdown
-// tables. Every result file is created through json.hpp's write_file_atomic or
-// create_file_replacing: a symlink at a result path is replaced, never followed.
+// Result rows and their three outputs: CSV (a flushed line per row), JSON (rewritten atomically as
+// rows come, so an interrupted run keeps its finished rows) and markdown tables. Files are created
+// through common/files.hpp: a symlink at a result path is replaced, never followed.
 //
-// CSV columns and JSON row keys are the same list, in the same order (see row_to_json). A value
-// that was not measured (NaN, worst_index -1, a byte count of -1) is an empty CSV field and a JSON
-// null. Rows of the gradient commands (backward, step, memory) carry more keys than forward rows:
-// the forward schema is the first part of theirs, unchanged.
+// CSV columns and JSON row keys are one list, in one order (row_to_json); a value not measured
+// (NaN, worst_index -1, a byte count of -1) is an empty CSV field and a JSON null. The gradient
+// commands' rows extend the forward schema, which stays their first part.
 #pragma once
 
 #include <chrono>
@@ -122,17 +120,16 @@ class CsvWriter {
 
 // The result document JsonWriter writes, for `rows` at once:
 //   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": <complete>}
-std::string result_document(const common::Json& provenance, const std::vector<Row>& rows, bool complete);
+std::string result_document(const common::Json& provenance, const std::vector<Row>& rows,
+                            bool complete);
 
 // Keeps every row and rewrites the whole file (write_file_atomic) as rows come:
 //   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": false}
 // The constructor writes the empty document; finish() writes it once more with "complete": true.
-// After add(), the file is rewritten when the document is under kJsonEveryRowBytes (about 50 rows)
-// or kJsonRewriteSeconds have passed since the last rewrite; flush() (and the destructor, errors
-// ignored) writes the rows not yet written. Why: a rewrite costs the whole document, so rewriting
-// after every row is quadratic (10,000 rows took 13 minutes); this way a sweep's rewrites cost
-// about one document per second of sweep. A process killed outright (SIGKILL) loses the rows added
-// since the last rewrite: under a second's worth while rows keep coming.
+// After add(), the file is rewritten while the document is under kJsonEveryRowBytes, or once
+// kJsonRewriteSeconds have passed since the last rewrite; flush() (and the destructor, errors
+// ignored) writes the rows not yet written. Why: rewriting after every row is quadratic in the
+// rows; this costs about one document per second of sweep, and SIGKILL loses under a second's rows.
 inline constexpr size_t kJsonEveryRowBytes = size_t{64} << 10;
 inline constexpr double kJsonRewriteSeconds = 1.0;
 
@@ -174,12 +171,9 @@ class JsonWriter {
 //                    TFLOP/s, vs cublas2, vs cublas1, rel err (of the worst output), status
 //   memory:          op, variant, B, I, D, dtype, layout, bias, saved MiB, saved MiB measured,
 //                    ws MiB, ws MiB measured, saved vs cublas2, ws vs cublas2, rel err, status
-// In a --graph run (graph true; markdown_row and markdown_table read the rows' cuda_graph) the
-// "median ms" column is titled "graph median ms", so a table cut from its run still says so.
-// Numbers: ms to 4 significant digits (0.01234), noise with one decimal, TFLOP/s and GB/s to 3
-// significant digits, MiB with 3 decimals, speedups and ratios as 2.31x, rel err as 3.1e-03; "-"
-// for values not measured. The status cell carries the reason when there is one ("SKIP: ...").
-// Each line ends with '\n'.
+// Rows timed as graph replays (cuda_graph) title the median column "graph median ms". Numbers: ms
+// to 4 significant digits, TFLOP/s and GB/s to 3, MiB with 3 decimals, ratios as 2.31x, rel err as
+// 3.1e-03, "-" when not measured; the status cell carries the reason ("SKIP: ..."). Lines end '\n'.
 std::string markdown_header(std::string_view op = "forward",
                             bool graph = false);              // header and alignment lines
 std::string markdown_row(const Row& row);                      // in the columns of row.op
