@@ -1,4 +1,5 @@
-// Result files read back and the regression gate's comparison (result_file.hpp, regression.hpp). The fixtures under
+// Result files read back, and the regression gate's comparison (result_file.hpp,
+// regression.hpp). The fixtures under
 // tests/data/compare/ are result files in JsonWriter's format: base.json is the baseline (three
 // cases A, B, C × fused/cublas2/cublas1), each other file a current run with one outcome:
 //   case A: B=64 I=784 D=1024 bf16        speedup vs cublas2 1.5, noise 2%  → tolerance ±12%

@@ -497,8 +497,8 @@ TEST(ConfigLimits, OnlyRegularFilesOfAtMostOneMiB) {
   EXPECT_TRUE(load_fails_with(big, big + ":1:1:",
                               {"bytes, more than the limit of 1048576 bytes (1 MiB)"}));
   const std::string text = sweep_with("");
-  const std::string edge =
-      dir.write("edge.yaml", text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
+  const std::string edge = dir.write(
+      "edge.yaml", text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
   EXPECT_EQ(fs::file_size(edge), kMaxConfigBytes);
   EXPECT_EQ(load_config(edge).cases.size(), 1u);
 }

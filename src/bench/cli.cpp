@@ -581,7 +581,8 @@ Command parse_command_line(int argc, const char* const* argv) {
   RegressionOptions regression_opts;
   regression.app->add_option("--baseline", regression_opts.baseline,
                        "baseline result file [default: results/<gpu>/baseline.json]");
-  regression.app->add_option("--retries", regression_opts.retries, "re-measurements of SLOW/AMBG cases")
+  regression.app
+      ->add_option("--retries", regression_opts.retries, "re-measurements of SLOW/AMBG cases")
       ->capture_default_str()->check(integer_in(0, kIntMax, "NONNEGATIVE"));
   regression.app->add_flag("--update-baseline", regression_opts.update_baseline,
                      "record this run as the baseline instead of comparing");
@@ -676,7 +677,8 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
   if (const Formats& f = rc.formats; f.csv || f.json || f.md) {
     opts.write_csv = f.csv;
-    opts.write_json = f.json || cmd.kind == Command::Kind::regression;  // the gate reads its JSON back
+    // The gate reads its JSON back.
+    opts.write_json = f.json || cmd.kind == Command::Kind::regression;
     opts.write_md = f.md;
   }
 

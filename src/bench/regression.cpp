@@ -228,7 +228,7 @@ const char* verdict_text(int exit_code) {
   }
 }
 
-// --- the gate --------------------------------------------------------------------------------------
+// --- the gate ------------------------------------------------------------------------------------
 
 // Writes the rows of `cur` to `path` at once, atomically, its provenance kept and its source
 // recorded. Why at once: a rewrite per row is quadratic, and a killed update must not leave half.

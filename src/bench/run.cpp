@@ -102,7 +102,8 @@ std::vector<ForwardVariant> make_variants(const Session& s, const Case& c) {
         choices.push_back(t);
         continue;
       }
-      for (const TileConfig& tc : forward_tiles(p, traits)) choices.push_back(TileChoice::named(tc));
+      for (const TileConfig& tc : forward_tiles(p, traits))
+        choices.push_back(TileChoice::named(tc));
     }
     for (const TileChoice& t : choices) {
       ForwardVariant var;
@@ -151,8 +152,9 @@ void run_forward_case(Session& s, const Case& c) {
   const size_t es = dtype_size(p.dtype);
 
   // Device memory this case needs, against what is free now.
-  const bool any_baseline = std::any_of(variants.begin(), variants.end(),
-                                        [](const ForwardVariant& v) { return v.kind != Variant::fused; });
+  const bool any_baseline =
+      std::any_of(variants.begin(), variants.end(),
+                  [](const ForwardVariant& v) { return v.kind != Variant::fused; });
   const bool use_cpu_ref = use_cpu_reference(o, forward_flops(p) / 2);
   const double x_bytes = static_cast<double>(p.batch) * p.x_stride() * es;
   const double w_bytes = 2.0 * p.hidden * p.in_features * es;
@@ -232,13 +234,15 @@ void run_forward_case(Session& s, const Case& c) {
   };
   for (ForwardVariant& v : variants) {
     if (!v.row.status.empty() || s.stopped()) continue;
-    nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.row.variant, label, v.row.tile).c_str()};
+    const std::string range = fmt::format("check/{} {} tile={}", v.row.variant, label, v.row.tile);
+    nvtx3::scoped_range r{range.c_str()};
     v.row.reference = ref_name;
     v.row.tol_rel_l2 = tol_of(v).rel_l2;
     try {
       if (v.kind != Variant::fused) {
-        if (Status st = baselines::Plan::create(s.cublas(), baseline_of(v.kind), p, x.get(), w.get(), bias.get(),
-                                                z.get(), scratch_buf.get(), &v.plan);
+        if (Status st = baselines::Plan::create(s.cublas(), baseline_of(v.kind), p, x.get(),
+                                                w.get(), bias.get(), z.get(), scratch_buf.get(),
+                                                &v.plan);
             !st.ok()) {
           v.row.status = st.code == StatusCode::unsupported ? "SKIP" : "ERROR";
           v.row.reason = st.message;

@@ -25,7 +25,8 @@ struct GradientOptions {
   Grads grads;  // --grads: dx, dw or both
   std::vector<Policy> policies = {Policy::save, Policy::recompute};
   std::vector<GatePlacement> placements = {GatePlacement::automatic};
-  std::vector<TileChoice> dx_tiles = {TileChoice()}, dw_tiles = {TileChoice()};  // fused dX, dW GEMMs
+  // The fused dX and dW GEMMs' tiles.
+  std::vector<TileChoice> dx_tiles = {TileChoice()}, dw_tiles = {TileChoice()};
 };
 
 struct RunOptions {
@@ -66,8 +67,8 @@ int run_gradient_sweep(const std::vector<Case>& cases, const RunOptions& options
 // Runs every case; returns the process exit code. Never throws for a per-case failure: such a
 // case becomes ERROR or SKIP rows and the sweep goes on. `stop` set (SIGINT) ends the sweep after
 // the current step, keeping every finished row.
-int run_sweep(const std::vector<Case>& cases, const RunOptions& options, const common::Json& resolved_config,
-              const std::atomic<bool>& stop);
+int run_sweep(const std::vector<Case>& cases, const RunOptions& options,
+              const common::Json& resolved_config, const std::atomic<bool>& stop);
 
 // Prints device and library facts for `swiglubench info`; returns the exit code.
 int print_info(int device);

@@ -35,9 +35,9 @@ struct TimedVariant {
 // --graph: captures what `run` enqueues on `stream` into a CUDA graph (thread-local capture mode,
 // so a call in `run` that would synchronise or allocate fails the capture instead of running) and
 // instantiates and uploads it. Nothing is executed. On failure (BeginCapture, `run` throwing, the
-// capture invalidated, EndCapture, Instantiate or Upload) it returns an empty common::GraphExec and sets
-// *reason; the stream is out of capture mode again and the error is cleared, so the caller can go on
-// using it. Any allocation `run` needs must be done before. Throws CudaError only when the stream
+// capture invalidated, EndCapture, Instantiate or Upload) it returns an empty GraphExec and sets
+// *reason; the stream is out of capture mode again and the error is cleared, so the caller can go
+// on using it. Any allocation `run` needs must be done before. Throws CudaError only when the stream
 // cannot be brought out of capture mode.
 common::GraphExec capture_graph(cudaStream_t stream, const std::function<void(cudaStream_t)>& run,
                         std::string* reason);
@@ -72,7 +72,7 @@ struct GemmPeak {
 };
 
 // Returns false (and leaves *out alone) when the device lacks the memory for it.
-bool measure_gemm_peak(const common::DeviceInfo& dev, const baselines::Cublas& cublas, cudaStream_t stream,
-                       GemmPeak* out);
+bool measure_gemm_peak(const common::DeviceInfo& dev, const baselines::Cublas& cublas,
+                       cudaStream_t stream, GemmPeak* out);
 
 }  // namespace swiglu::bench

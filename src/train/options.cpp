@@ -27,7 +27,7 @@ std::optional<LayerVariant> parse_layer_variant(std::string_view s) {
 double agreement_tolerance(DType dtype, Optimizer optimizer) {
   // Why: SGD with momentum keeps a rounding difference at one step's size, so its bounds sit about
   // 10x above the measured spread; AdamW decorrelates two runs within an epoch or two, so its
-  // bound only catches a broken layer. TESTING.md, "Training: the agreement check", has the numbers.
+  // bound only catches a broken layer. TESTING.md ("Training: the agreement check") has numbers.
   if (optimizer == Optimizer::adamw) return 0.5;
   switch (dtype) {
     case DType::f32: return 1e-4;
