@@ -33,7 +33,7 @@ TEST(Cli, ForwardInlineSweepWithDefaults) {
     EXPECT_EQ(words(k.tiles), (std::vector<std::string>{"auto"}));
   }
   const RunOptions& o = c.options;
-  EXPECT_EQ(o.op, "forward");
+  EXPECT_EQ(o.op, Op::forward);
   EXPECT_EQ(o.name, "inline");
   EXPECT_TRUE(o.timing.cold);
   EXPECT_EQ(o.timing.warmup, 10);
@@ -170,7 +170,7 @@ TEST(Cli, GateRunsCasesWithCompareOptions) {
                            "--floor", "0.08", "--min-samples", "50", "--csv"});
   ASSERT_EQ(c.kind, Command::Kind::regression);
   EXPECT_EQ(c.options.name, "ci");
-  EXPECT_EQ(c.options.op, "forward");
+  EXPECT_EQ(c.options.op, Op::forward);
   EXPECT_EQ(c.cases.size(), 22u);
   EXPECT_EQ(c.regression.retries, 1);
   EXPECT_EQ(c.regression.baseline, "b.json");
@@ -186,7 +186,7 @@ TEST(Cli, GateRunsCasesWithCompareOptions) {
 TEST(Cli, BackwardDefaults) {
   const Command c = parse({"backward", "--shapes", kSmoke});
   ASSERT_EQ(c.kind, Command::Kind::backward);
-  EXPECT_EQ(c.options.op, "backward");
+  EXPECT_EQ(c.options.op, Op::backward);
   EXPECT_EQ(c.options.name, "smoke");
   EXPECT_EQ(c.cases.size(), 30u);
   const GradientOptions& g = c.options.gradient;
@@ -240,14 +240,14 @@ TEST(Cli, BackwardOptions) {
 TEST(Cli, StepAndMemory) {
   const Command s = parse({"step", "--shapes", kSmoke, "--policy", "save", "--warmup", "2", "--hot"});
   ASSERT_EQ(s.kind, Command::Kind::step);
-  EXPECT_EQ(s.options.op, "step");
+  EXPECT_EQ(s.options.op, Op::step);
   EXPECT_EQ(s.options.timing.warmup, 2);
   EXPECT_FALSE(s.options.timing.cold);
   EXPECT_EQ(s.options.gradient.policies, (std::vector<Policy>{Policy::save}));
   const Command m = parse({"memory", "--batch", "1024", "--in", "4096", "--hidden", "14336",
                            "--grads", "dx,dw", "--out", "mem"});
   ASSERT_EQ(m.kind, Command::Kind::memory);
-  EXPECT_EQ(m.options.op, "memory");
+  EXPECT_EQ(m.options.op, Op::memory);
   EXPECT_EQ(m.options.out_dir, "mem");
   EXPECT_EQ(m.cases.size(), 1u);
   // memory measures, it does not time: the timing options are not its options.
@@ -262,7 +262,7 @@ TEST(Cli, GraphTimesReplaysInForwardBackwardAndStep) {
     SCOPED_TRACE(op);
     const Command c = parse({op, "--batch", "8", "--in", "16", "--hidden", "16", "--graph"});
     ASSERT_NE(c.kind, Command::Kind::exit);
-    EXPECT_EQ(c.options.op, op);
+    EXPECT_EQ(to_string(c.options.op), op);
     EXPECT_TRUE(c.options.timing.graph);
     // The other measurement options keep their defaults and combine with it.
     EXPECT_TRUE(c.options.timing.cold);

@@ -349,26 +349,26 @@ struct RunCommand {
   struct Spec {
     const char* name;
     Command::Kind kind;
-    const char* op;  // RunOptions::op
+    Op op;
     bool timed, gradient;
     const char* help;
   };
   static constexpr Spec kSpecs[] = {
-      {"check", Command::Kind::check, "check", false, false,
+      {"check", Command::Kind::check, Op::check, false, false,
        "parity only: every variant against the reference"},
-      {"forward", Command::Kind::forward, "forward", true, false,
+      {"forward", Command::Kind::forward, Op::forward, true, false,
        "parity, then timing of the fused forward against the cuBLAS baselines"},
-      {"gate", Command::Kind::regression, "forward", true, false,
+      {"gate", Command::Kind::regression, Op::forward, true, false,
        "the regression gate: run the cases (as forward), compare them with a baseline result "
        "file, re-measure SLOW and AMBG cases, exit 0/1/2/3"},
-      {"backward", Command::Kind::backward, "backward", true, true,
+      {"backward", Command::Kind::backward, Op::backward, true, true,
        "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
        "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
        "saved activations are produced once, outside the timing"},
-      {"step", Command::Kind::step, "step", true, true,
+      {"step", Command::Kind::step, Op::step, true, true,
        "parity (Z and the gradients), then timing of forward + backward as one unit, fused "
        "variants against the cuBLAS baselines"},
-      {"memory", Command::Kind::memory, "memory", false, true,
+      {"memory", Command::Kind::memory, Op::memory, false, true,
        "device memory per variant, measured with cudaMemGetInfo (2 MiB granularity): the "
        "activations kept between forward and backward, and the backward's workspace; each "
        "variant also runs forward + backward once and is parity-checked; no timing"},

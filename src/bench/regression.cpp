@@ -478,7 +478,7 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
                    baseline.c_str(), dev.name.c_str());
       return kExitError;
     }
-    run.op = "forward";
+    run.op = Op::forward;
     if (run.out_dir.empty()) run.out_dir = "results/" + dev.slug + "/gate";
     const std::string base_name = run.name;
     const auto sweep = [&](const std::vector<Case>& which, const std::string& name) {

@@ -54,6 +54,19 @@ using common::kExitParity;
 using common::kExitError;
 using common::kExitInterrupted;
 
+std::string_view to_string(Op op) {
+  switch (op) {
+    case Op::check: return "check";
+    case Op::forward: return "forward";
+    case Op::backward: return "backward";
+    case Op::step: return "step";
+    case Op::memory: return "memory";
+  }
+  return "?";
+}
+
+std::string row_op(Op op) { return std::string(to_string(op == Op::check ? Op::forward : op)); }
+
 double forward_flops(const Problem& p) {
   return 2.0 * static_cast<double>(p.batch) * static_cast<double>(p.in_features) * 2.0 *
          static_cast<double>(p.hidden);
@@ -145,7 +158,7 @@ void run_forward_case(Session& s, const Case& c) {
   const RunOptions& o = s.options();
   const Problem& p = c.problem;
   const std::string label = case_label(c);
-  nvtx3::scoped_range case_range{fmt::format("{}/case {}", o.op, label).c_str()};
+  nvtx3::scoped_range case_range{fmt::format("{}/case {}", to_string(o.op), label).c_str()};
   std::vector<ForwardVariant> variants = make_variants(s, c);
   std::vector<Row*> rows;
   for (ForwardVariant& v : variants) rows.push_back(&v.row);
@@ -270,7 +283,7 @@ void run_forward_case(Session& s, const Case& c) {
   }
 
   // Profile or time what passed.
-  if (o.op == "forward") {
+  if (o.op == Op::forward) {
     std::vector<TimedRow> timed;
     for (ForwardVariant& v : variants) {
       const auto verify = [&check_z, &mismatch, &v] {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench/case.hpp"
@@ -17,6 +18,14 @@
 namespace swiglu::bench {
 
 enum class ReferenceMode { automatic, cpu, gpu };
+
+// What a case-running command does. check: parity only; forward: parity, then timing; backward,
+// step: the same for the backward and for forward + backward; memory: parity and measured device
+// memory, no timing. The gate runs forward.
+enum class Op { check, forward, backward, step, memory };
+std::string_view to_string(Op op);
+// The rows' op: check writes forward rows.
+std::string row_op(Op op);
 
 // What the gradient commands (backward, step, memory) run. The `fused` variant becomes one variant
 // per policy: fused-save and fused-recompute, and the recompute one once per gate placement
@@ -30,9 +39,7 @@ struct GradientOptions {
 };
 
 struct RunOptions {
-  // check: parity only; forward: parity, then timing; backward, step: the same for the backward and
-  // for forward + backward; memory: parity and measured device memory, no timing.
-  std::string op = "forward";
+  Op op = Op::forward;
   TimingOptions timing;
   ReferenceMode reference = ReferenceMode::automatic;
   // Cases with at most this many multiply-adds (B·I·2D) use the fp64 CPU reference in auto mode.

@@ -148,7 +148,7 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
     const std::vector<GatePlacement> placements =
         policy == Policy::save ? std::vector<GatePlacement>{GatePlacement::prologue} : g.placements;
     for (const GatePlacement placement : placements) {
-      const bool forward_matters = policy == Policy::recompute || o.op != "backward";
+      const bool forward_matters = policy == Policy::recompute || o.op != Op::backward;
       const auto fwd_words = forward_matters ? expand_tiles(c.tiles, fwd_compiled) : just_auto;
       const auto dx_words = g.grads.dx ? expand_tiles(g.dx_tiles, dx_compiled) : just_auto;
       const auto dw_words = g.grads.dw ? expand_tiles(g.dw_tiles, dw_compiled) : just_auto;
@@ -191,7 +191,7 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
     v.row.grads = grads_name(g.grads);
     v.row.requested_saved_bytes = static_cast<int64_t>(v.saved_bytes);
     v.row.requested_workspace_bytes = static_cast<int64_t>(v.workspace_bytes);
-    set_tile_label(v.row, o.op != "backward");
+    set_tile_label(v.row, o.op != Op::backward);
   }
   return out;
 }
@@ -254,7 +254,7 @@ class GradientCase {
 };
 
 void GradientCase::run() {
-  nvtx3::scoped_range case_range{fmt::format("{}/case {}", o_.op, label_).c_str()};
+  nvtx3::scoped_range case_range{fmt::format("{}/case {}", to_string(o_.op), label_).c_str()};
   variants_ = make_variants(s_, c_);
   std::vector<Row*> rows;
   for (GradVariant& v : variants_) rows.push_back(&v.row);
@@ -262,7 +262,7 @@ void GradientCase::run() {
   const double es = static_cast<double>(dtype_size(p_.dtype));
   const double B = static_cast<double>(p_.batch), I = static_cast<double>(p_.in_features),
                D = static_cast<double>(p_.hidden);
-  const bool memory = o_.op == "memory";
+  const bool memory = o_.op == Op::memory;
   const bool cpu_ref = use_cpu_reference(o_, forward_flops(p_) / 2);
 
   // Device memory: inputs and outputs, then the larger of the reference and the variants'
@@ -302,7 +302,7 @@ void GradientCase::run() {
     nvtx3::scoped_range r{"reference"};
     if (cpu_ref) {
       ref_.name = "cpu-fp64";
-      if (o_.op != "backward") ref_.z.f64 = cpu_reference(p_, in.x, in.w, in.bias);
+      if (o_.op != Op::backward) ref_.z.f64 = cpu_reference(p_, in.x, in.w, in.bias);
       CpuGrads cg = cpu_reference_backward(p_, in.x, in.w, in.bias, in.dz);
       ref_.dx.f64 = std::move(cg.dx);
       ref_.dw.f64 = std::move(cg.dw);
@@ -344,7 +344,7 @@ void GradientCase::run() {
       if (s_.fatal()) break;
     }
     std::vector<TimedRow> timed;
-    const bool step = o_.op == "step";
+    const bool step = o_.op == Op::step;
     // --graph's checked replay: the outputs the timed unit writes (Z only for step), poisoned.
     const auto poison_outputs = [this, step](cudaStream_t) { poison(step); };
     for (GradVariant& v : variants_) {
@@ -378,7 +378,7 @@ bool GradientCase::computes_reference() {
     return h;
   };
   Status st;
-  if (o_.op != "backward") {
+  if (o_.op != Op::backward) {
     DeviceBuffer h(baselines::reference_scratch_bytes(p_));
     DeviceBuffer zr(static_cast<size_t>(B * D) * sizeof(float));
     st = baselines::gpu_reference(s_.cublas(), p_, t_.x.get(), t_.w.get(), t_.bias.get(),
@@ -520,12 +520,12 @@ std::string GradientCase::mismatch(const GradVariant& v, bool with_z) const {
 void GradientCase::fill_tiles(GradVariant& v) {
   if (v.baseline) return;
   Row& r = v.row;
-  const bool forward_ran = o_.op != "backward" || v.options.policy == Policy::save;
+  const bool forward_ran = o_.op != Op::backward || v.options.policy == Policy::save;
   r.tile_forward = forward_ran ? tile_name(v.forward_used) : "";
   r.tile_recompute = tile_name(v.backward_used.recompute);
   r.tile_dx = tile_name(v.backward_used.dx);
   r.tile_dw = tile_name(v.backward_used.dw);
-  set_tile_label(r, o_.op != "backward");
+  set_tile_label(r, o_.op != Op::backward);
 }
 
 // Status codes of the library and the plans: unsupported is a SKIP, anything else an ERROR.
@@ -537,7 +537,7 @@ void fail_row(Row& r, const Status& st) {
 // backward and step: prepare, produce the saved activations (backward), poison, run, check.
 void GradientCase::check_variant(GradVariant& v) {
   nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.name, label_, v.row.tile).c_str()};
-  const bool step = o_.op == "step";
+  const bool step = o_.op == Op::step;
   try {
     if (Status st = prepare(v, t_.workspace.get()); !st.ok()) return fail_row(v.row, st);
     if (!step && (v.baseline || v.options.policy == Policy::save)) {

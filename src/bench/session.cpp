@@ -126,7 +126,7 @@ Session::Session(const RunOptions& o, const DeviceInfo& dev, const std::atomic<b
 
 Row Session::base_row(const Case& c, const std::string& variant) const {
   Row r;
-  r.op = o_.op == "check" ? "forward" : o_.op;
+  r.op = row_op(o_.op);
   r.variant = variant;
   set_problem(r, c.problem);
   r.cold_l2 = o_.timing.cold;
@@ -289,7 +289,7 @@ Json Session::provenance(const Json& resolved_config, const GemmPeak* peak) cons
   prov.set("timing", timing);
   prov.set("seed", static_cast<int64_t>(o_.seed));
   prov.set("config", resolved_config);
-  if (is_gradient_op(o_.op)) {
+  if (is_gradient_op(row_op(o_.op))) {
     const GradientOptions& g = o_.gradient;
     Json b = Json::object();
     Json grads = Json::array();
@@ -331,26 +331,27 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
   const std::string dir = o_.out_dir.empty() ? "results/" + dev_.slug : o_.out_dir;
   check_result_name(o_.name);  // with_session checked it before the device; the stem needs it
   std::filesystem::create_directories(dir);
-  const std::string stem = fmt::format("{}/{}_{}", dir, o_.op, o_.name);
-  const bool timed = o_.op != "check" && o_.op != "memory";
+  const std::string stem = fmt::format("{}/{}_{}", dir, to_string(o_.op), o_.name);
+  const bool timed = o_.op != Op::check && o_.op != Op::memory;
   GemmPeak peak;
   const bool have_peak = timed && !o_.profile && measure_gemm_peak(dev_, cublas_, stream_.get(), &peak);
-  const std::string row_op = o_.op == "check" ? "forward" : o_.op;
-  if (o_.write_csv) csv_ = std::make_unique<CsvWriter>(stem + ".csv", row_op);
+  const std::string rows_op = row_op(o_.op);
+  if (o_.write_csv) csv_ = std::make_unique<CsvWriter>(stem + ".csv", rows_op);
   if (o_.write_json) json_ = std::make_unique<JsonWriter>(stem + ".json", provenance(resolved_config, have_peak ? &peak : nullptr));
 
   const std::string l2 = !timed ? std::string("no timing")
                                 : std::string(o_.timing.cold ? "cold L2" : "hot L2") +
                                       (o_.timing.graph ? ", CUDA-graph replays" : "");
-  std::printf("swiglubench %s on %s (sm_%d%d, %d SMs, L2 %.0f MiB), %zu cases, %s\n\n",
-              o_.op.c_str(), dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
+  const std::string op(to_string(o_.op));
+  std::printf("swiglubench %s on %s (sm_%d%d, %d SMs, L2 %.0f MiB), %zu cases, %s\n\n", op.c_str(),
+              dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
               dev_.l2_bytes / 1048576.0, cases.size(), l2.c_str());
   if (have_peak) {
     std::printf("measured peak: %s GEMM %lldx%lldx%lld at %.0f TFLOP/s\n\n", peak.dtype.c_str(),
                 static_cast<long long>(peak.n), static_cast<long long>(peak.n),
                 static_cast<long long>(peak.n), peak.tflops);
   }
-  std::fputs(markdown_header(row_op, o_.timing.graph).c_str(), stdout);
+  std::fputs(markdown_header(rows_op, o_.timing.graph).c_str(), stdout);
   for (const Case& c : cases) {
     if (stopped() || fatal_) break;
     try {
@@ -373,9 +374,9 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
   }
   if (o_.write_md) {
     const std::string md =
-        fmt::format("swiglubench {} on {} (sm_{}{}, {} SMs), {}, git {}\n\n", o_.op, dev_.name,
+        fmt::format("swiglubench {} on {} (sm_{}{}, {} SMs), {}, git {}\n\n", op, dev_.name,
                     dev_.cc_major, dev_.cc_minor, dev_.sm_count, l2, git_sha()) +
-        (rows_.empty() ? markdown_header(row_op, o_.timing.graph) : markdown_table(rows_));
+        (rows_.empty() ? markdown_header(rows_op, o_.timing.graph) : markdown_table(rows_));
     try {
       write_file_atomic(stem + ".md", md);
     } catch (const std::runtime_error& e) {
