@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <tuple>
 
 #include "common/exit_codes.hpp"
 #include "common/files.hpp"
@@ -113,12 +114,9 @@ bool use_cpu_reference(const RunOptions& o, double macs) {
 }
 
 void set_parity(Row& row, const ParityResult& pr) {
-  row.rel_l2 = pr.rel_l2;
-  row.max_abs = pr.max_abs;
-  row.max_rel = pr.max_rel;
-  row.worst_index = pr.worst_index;
-  row.worst_got = pr.worst_got;
-  row.worst_expected = pr.worst_expected;
+  std::tie(row.rel_l2, row.max_abs, row.max_rel, row.worst_index, row.worst_got,
+           row.worst_expected) = std::tie(pr.rel_l2, pr.max_abs, pr.max_rel, pr.worst_index,
+                                          pr.worst_got, pr.worst_expected);
 }
 
 Session::Session(const RunOptions& o, const DeviceInfo& dev, const std::atomic<bool>& stop)
@@ -239,12 +237,8 @@ void Session::profile_or_time(const std::string& label, const std::vector<TimedR
       if (tv[i].samples_ms.empty()) continue;
       const Summary s = summarize(tv[i].samples_ms);
       Row& row = *items[i].row;
-      row.median_ms = s.median;
-      row.p25_ms = s.p25;
-      row.p75_ms = s.p75;
-      row.min_ms = s.min;
-      row.noise = s.rel_noise;
-      row.samples = s.n;
+      std::tie(row.median_ms, row.p25_ms, row.p75_ms, row.min_ms, row.noise, row.samples) =
+          std::tie(s.median, s.p25, s.p75, s.min, s.rel_noise, s.n);
       row.tflops = flops / (s.median * 1e-3) / 1e12;
       row.gbps = bytes / (s.median * 1e-3) / 1e9;
       row.sm_clock_mhz = clock > 0 ? clock : kNaN;
