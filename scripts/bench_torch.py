@@ -299,7 +299,7 @@ def liger_mlp(case: Case, wa: torch.Tensor, wb: torch.Tensor) -> Contender:
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between order statistics, as src/bench/stats.cpp."""
+    """Linear interpolation between order statistics, as src/common/stats.cpp."""
     h = (len(sorted_values) - 1) * q
     lo = math.floor(h)
     if lo + 1 >= len(sorted_values):
@@ -599,7 +599,7 @@ def summary_lines(rows: list[dict]) -> list[str]:
 
 
 def slugify_gpu(name: str) -> str:
-    """The results/<gpu>/ name swiglubench uses (src/bench/device.cpp)."""
+    """The results/<gpu>/ name swiglubench uses (src/common/device.cpp)."""
     s = ""
     for ch in name:
         if ch.isascii() and ch.isalnum():

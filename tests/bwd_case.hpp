@@ -39,7 +39,7 @@ class BwdCase {
   // gpu_ref: use the fp32 cuBLAS reference instead of the fp64 CPU one.
   BwdCase(const Problem& p, uint64_t seed, bool gpu_ref = false, const InputEdit& edit = {})
       : p_(p),
-        hdz_(bench::uniform_values(static_cast<size_t>(p.batch * p.hidden), -1, 1, seed + 3,
+        hdz_(common::uniform_values(static_cast<size_t>(p.batch * p.hidden), -1, 1, seed + 3,
                                    p.dtype)),
         fwd_(p, seed, gpu_ref, forward_edit(edit)) {
     dz_ = upload(hdz_);
@@ -86,7 +86,7 @@ class BwdCase {
     auto read = [&](const DeviceBuffer& b, size_t n) {
       std::vector<unsigned char> raw(n * dtype_size(p_.dtype));
       if (n > 0) CUDA_CHECK(cudaMemcpy(raw.data(), b.get(), raw.size(), cudaMemcpyDeviceToHost));
-      return bench::from_dtype_bytes(raw.data(), n, p_.dtype);
+      return common::from_dtype_bytes(raw.data(), n, p_.dtype);
     };
     return Outputs{read(dx_, n_dx_), read(dw_, n_dw_), read(db_, n_db_)};
   }
@@ -143,10 +143,10 @@ class BwdCase {
   // Poisons every output, runs backward, checks the requested gradients and that the others still
   // hold the poison. misaligned: X and dZ are read from copies one element past a 256-byte aligned
   // allocation, which the kernels must take through their element-wise paths. poison: the byte
-  // every output is filled with first (the NaN of bench::kPoisonByte unless a test needs a finite
+  // every output is filled with first (the NaN of common::kPoisonByte unless a test needs a finite
   // fill to tell an expected NaN from an unwritten element).
   Result run(const BackwardOptions& o, bool misaligned = false,
-             unsigned char poison = bench::kPoisonByte) const {
+             unsigned char poison = common::kPoisonByte) const {
     Result res;
     const size_t es = dtype_size(p_.dtype);
     for (const DeviceBuffer* b : {&dx_, &dw_, &db_})
@@ -174,7 +174,7 @@ class BwdCase {
       const auto tol = bench::gradient_tolerance(p_, k);
       std::vector<unsigned char> raw(n * es);
       CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
-      const auto got = bench::from_dtype_bytes(raw.data(), n, p_.dtype);
+      const auto got = common::from_dtype_bytes(raw.data(), n, p_.dtype);
       return r64.empty() && !r32.empty() ? bench::compare(got, r32, tol) : bench::compare(got, r64, tol);
     };
     auto untouched = [&](const DeviceBuffer& buf, size_t n) {
@@ -209,7 +209,7 @@ class BwdCase {
       edit(x, w, bias, hdz_);
       if (hdz_.size() != n)
         throw std::invalid_argument("BwdCase: the input edit changed the size of dz");
-      for (float& e : hdz_) e = bench::round_to(e, p_.dtype);
+      for (float& e : hdz_) e = common::round_to(e, p_.dtype);
     };
   }
   // A copy of `bytes` at `src` placed one element into a fresh allocation held by `*holder`.
@@ -221,7 +221,7 @@ class BwdCase {
     return dst;
   }
   DeviceBuffer upload(const std::vector<float>& v) const {
-    const auto bytes = bench::to_dtype_bytes(v, p_.dtype);
+    const auto bytes = common::to_dtype_bytes(v, p_.dtype);
     DeviceBuffer d(std::max<size_t>(bytes.size(), 1));
     if (!bytes.empty())
       CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));

@@ -15,13 +15,13 @@
 #include "baselines/cublas_baselines.hpp"
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
-#include "bench/device.hpp"
-#include "bench/host_data.hpp"
 #include "bench/parity.hpp"
+#include "common/device.hpp"
+#include "common/host_data.hpp"
 
 namespace swiglu::test {
 
-using bench::DeviceBuffer;
+using common::DeviceBuffer;
 
 // Tails in every dimension, aligned and unaligned row lengths, and one shape of the MNIST family,
 // shared by the forward and backward tests. 33×784×1001 keeps the 16-byte loads of the forward
@@ -81,16 +81,16 @@ class GpuCase {
   GpuCase(const Problem& p, uint64_t seed, bool gpu_ref = false, const InputEdit& edit = {}) : p_(p) {
     const float ws = 1.0f / std::sqrt(static_cast<float>(p.in_features));
     const size_t xn = static_cast<size_t>(p.batch * p.x_stride());
-    hx_ = bench::uniform_values(xn, -1, 1, seed, p.dtype);
-    hw_ = bench::uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -ws, ws, seed + 1, p.dtype);
-    if (p.bias) hb_ = bench::uniform_values(static_cast<size_t>(2 * p.hidden), -ws, ws, seed + 2, p.dtype);
+    hx_ = common::uniform_values(xn, -1, 1, seed, p.dtype);
+    hw_ = common::uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -ws, ws, seed + 1, p.dtype);
+    if (p.bias) hb_ = common::uniform_values(static_cast<size_t>(2 * p.hidden), -ws, ws, seed + 2, p.dtype);
     if (edit) {
       const size_t nx = hx_.size(), nw = hw_.size(), nb = hb_.size();
       edit(hx_, hw_, hb_);
       if (hx_.size() != nx || hw_.size() != nw || hb_.size() != nb)
         throw std::invalid_argument("GpuCase: the input edit changed the size of x, w or bias");
       for (std::vector<float>* v : {&hx_, &hw_, &hb_})
-        for (float& e : *v) e = bench::round_to(e, p.dtype);
+        for (float& e : *v) e = common::round_to(e, p.dtype);
     }
     x_ = upload(hx_);
     w_ = upload(hw_);
@@ -128,20 +128,20 @@ class GpuCase {
   // tolerance of a variant that rounds as `rounding` says (the fused kernel's by default).
   bench::ParityResult check(const std::function<void()>& run,
                             bench::Rounding rounding = bench::kFusedRounding) const {
-    CUDA_CHECK(cudaMemset(z_.get(), bench::kPoisonByte, z_.bytes()));
+    CUDA_CHECK(cudaMemset(z_.get(), common::kPoisonByte, z_.bytes()));
     run();
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<unsigned char> raw(z_.bytes());
     CUDA_CHECK(cudaMemcpy(raw.data(), z_.get(), raw.size(), cudaMemcpyDeviceToHost));
-    const auto got = bench::from_dtype_bytes(raw.data(), static_cast<size_t>(p_.batch * p_.hidden), p_.dtype);
+    const auto got = common::from_dtype_bytes(raw.data(), static_cast<size_t>(p_.batch * p_.hidden), p_.dtype);
     const auto tol = bench::tolerance(p_, rounding);
     return ref64_.empty() ? bench::compare(got, ref32_, tol) : bench::compare(got, ref64_, tol);
   }
 
  private:
   DeviceBuffer upload(const std::vector<float>& v) const {
-    const auto bytes = bench::to_dtype_bytes(v, p_.dtype);
+    const auto bytes = common::to_dtype_bytes(v, p_.dtype);
     DeviceBuffer d(bytes.size());
     CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
     return d;

@@ -148,7 +148,7 @@ TEST(Baselines, Tf32x3MathRunsExactFp32) {
 // ---- backward --------------------------------------------------------------------------------
 
 DeviceBuffer upload_values(const std::vector<float>& v, DType dtype) {
-  const auto bytes = bench::to_dtype_bytes(v, dtype);
+  const auto bytes = common::to_dtype_bytes(v, dtype);
   DeviceBuffer d(bytes.size());
   CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
   return d;
@@ -157,7 +157,7 @@ DeviceBuffer upload_values(const std::vector<float>& v, DType dtype) {
 std::vector<float> download_values(const void* ptr, size_t n, DType dtype) {
   std::vector<unsigned char> raw(n * dtype_size(dtype));
   CUDA_CHECK(cudaMemcpy(raw.data(), ptr, raw.size(), cudaMemcpyDeviceToHost));
-  return bench::from_dtype_bytes(raw.data(), n, dtype);
+  return common::from_dtype_bytes(raw.data(), n, dtype);
 }
 
 // One problem's seeded inputs, dZ, the forward reference inputs and the fp32 backward reference.
@@ -167,7 +167,7 @@ class BackwardCase {
       : p_(p), fwd_(p, seed, /*gpu_ref=*/true) {
     const size_t B = static_cast<size_t>(p.batch), D = static_cast<size_t>(p.hidden),
                  I = static_cast<size_t>(p.in_features);
-    dz_ = upload_values(bench::uniform_values(B * D, -1, 1, seed + 100, p.dtype), p.dtype);
+    dz_ = upload_values(common::uniform_values(B * D, -1, 1, seed + 100, p.dtype), p.dtype);
     DeviceBuffer scratch(baselines::reference_backward_scratch_bytes(p));
     DeviceBuffer dx(B * I * sizeof(float)), dw(2 * D * I * sizeof(float));
     DeviceBuffer db(2 * D * sizeof(float));
@@ -200,7 +200,7 @@ class BackwardCase {
     DeviceBuffer dx(dx_ref_.size() * es), dw(dw_ref_.size() * es);
     DeviceBuffer db(2 * static_cast<size_t>(p_.hidden) * es);
     for (const DeviceBuffer* b : {&dx, &dw, &db})
-      CUDA_CHECK(cudaMemset(b->get(), bench::kPoisonByte, b->bytes()));
+      CUDA_CHECK(cudaMemset(b->get(), common::kPoisonByte, b->bytes()));
     baselines::BackwardPlan bwd;
     st = baselines::BackwardPlan::create(
         cublas, v, p_, fwd_.x(), fwd_.w(), saved.get(), dz_.get(), grads,

@@ -25,15 +25,15 @@ TEST(Cli, ForwardInlineSweepWithDefaults) {
   ASSERT_EQ(c.kind, Command::Kind::forward);
   ASSERT_EQ(c.cases.size(), 4u);  // 2 batches × 2 hidden sizes, bf16 by default
   for (const Case& k : c.cases) {
-    EXPECT_EQ(k.in, 784);
-    EXPECT_EQ(k.dtype, DType::bf16);
-    EXPECT_EQ(k.layout, Layout::linear);
-    EXPECT_FALSE(k.bias);
-    EXPECT_EQ(k.variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
-    EXPECT_EQ(k.tiles, (std::vector<std::string>{"auto"}));
+    EXPECT_EQ(k.problem.in_features, 784);
+    EXPECT_EQ(k.problem.dtype, DType::bf16);
+    EXPECT_EQ(k.problem.layout, Layout::linear);
+    EXPECT_FALSE(k.problem.bias);
+    EXPECT_EQ(k.variants, (std::vector<Variant>{Variant::fused, Variant::cublas2, Variant::cublas1}));
+    EXPECT_EQ(words(k.tiles), (std::vector<std::string>{"auto"}));
   }
   const RunOptions& o = c.options;
-  EXPECT_EQ(o.op, "forward");
+  EXPECT_EQ(o.op, Op::forward);
   EXPECT_EQ(o.name, "inline");
   EXPECT_TRUE(o.timing.cold);
   EXPECT_EQ(o.timing.warmup, 10);
@@ -78,11 +78,11 @@ TEST(Cli, OptionsOverrideTheConfigFile) {
   ASSERT_EQ(c.kind, Command::Kind::check);
   EXPECT_EQ(c.cases.size(), 32u);  // the fp16 and fp32 cases collapse onto the bf16 ones
   for (const Case& k : c.cases) {
-    EXPECT_EQ(k.dtype, DType::bf16);
-    EXPECT_EQ(k.layout, Layout::packed);
-    EXPECT_TRUE(k.bias);
-    EXPECT_EQ(k.variants, (std::vector<std::string>{"fused"}));
-    EXPECT_EQ(k.tiles, (std::vector<std::string>{"all"}));
+    EXPECT_EQ(k.problem.dtype, DType::bf16);
+    EXPECT_EQ(k.problem.layout, Layout::packed);
+    EXPECT_TRUE(k.problem.bias);
+    EXPECT_EQ(k.variants, (std::vector<Variant>{Variant::fused}));
+    EXPECT_EQ(words(k.tiles), (std::vector<std::string>{"all"}));
   }
   const Command b = parse({"check", "--shapes", kMnist, "--batch", "1"});
   EXPECT_EQ(b.cases.size(), 12u);  // 4 hidden sizes × 3 dtypes
@@ -99,8 +99,8 @@ TEST(Cli, MathAppliesToFp32Only) {
   const Command c = parse({"check", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype",
                            "fp32,bf16", "--math", "tf32"});
   ASSERT_EQ(c.cases.size(), 2u);
-  EXPECT_EQ(c.cases[0].math, Math::tf32);
-  EXPECT_EQ(c.cases[1].math, Math::exact);
+  EXPECT_EQ(c.cases[0].problem.math, Math::tf32);
+  EXPECT_EQ(c.cases[1].problem.math, Math::exact);
 }
 
 TEST(Cli, MathTakes3xtf32AndLists) {
@@ -109,26 +109,26 @@ TEST(Cli, MathTakes3xtf32AndLists) {
                            "fp32", "--math", "3xtf32"});
   ASSERT_EQ(c.kind, Command::Kind::forward);
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].math, Math::tf32x3);
-  EXPECT_EQ(c.cases[0].variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
+  EXPECT_EQ(c.cases[0].problem.math, Math::tf32x3);
+  EXPECT_EQ(c.cases[0].variants, (std::vector<Variant>{Variant::fused, Variant::cublas2, Variant::cublas1}));
   EXPECT_NE(describe(c.cases[0]).find("math=3xtf32"), std::string::npos) << describe(c.cases[0]);
   // A list is a sweep axis for fp32 and collapses to exact for bf16; the existing spellings stay.
   const Command all = parse({"check", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype",
                              "fp32,bf16", "--math", "exact,tf32,3xtf32"});
   ASSERT_EQ(all.cases.size(), 4u);
-  EXPECT_EQ(all.cases[0].math, Math::exact);
-  EXPECT_EQ(all.cases[1].math, Math::tf32);
-  EXPECT_EQ(all.cases[2].math, Math::tf32x3);
-  EXPECT_EQ(all.cases[3].dtype, DType::bf16);
-  EXPECT_EQ(all.cases[3].math, Math::exact);
+  EXPECT_EQ(all.cases[0].problem.math, Math::exact);
+  EXPECT_EQ(all.cases[1].problem.math, Math::tf32);
+  EXPECT_EQ(all.cases[2].problem.math, Math::tf32x3);
+  EXPECT_EQ(all.cases[3].problem.dtype, DType::bf16);
+  EXPECT_EQ(all.cases[3].problem.math, Math::exact);
   // The backward and step take it too (their fp32 GEMMs are exact; the recompute GEMM is 3xTF32).
   const Command b = parse({"step", "--batch", "4", "--in", "8", "--hidden", "8", "--dtype", "fp32",
                            "--math", "3xtf32"});
   ASSERT_EQ(b.cases.size(), 1u);
-  EXPECT_EQ(b.cases[0].math, Math::tf32x3);
+  EXPECT_EQ(b.cases[0].problem.math, Math::tf32x3);
   // The smoke config runs it end to end on a GPU (cli_smoke_gpu and the gradient smoke tests).
   int smoke_3x = 0;
-  for (const Case& k : parse({"check", "--shapes", kSmoke}).cases) smoke_3x += k.math == Math::tf32x3;
+  for (const Case& k : parse({"check", "--shapes", kSmoke}).cases) smoke_3x += k.problem.math == Math::tf32x3;
   EXPECT_EQ(smoke_3x, 4);
 }
 
@@ -153,13 +153,13 @@ TEST(Cli, CompareTakesTwoFilesAndTolerances) {
   ASSERT_EQ(c.kind, Command::Kind::compare);
   EXPECT_EQ(c.baseline, base);
   EXPECT_EQ(c.current, base);
-  EXPECT_DOUBLE_EQ(c.gate.compare.floor, 0.1);
-  EXPECT_DOUBLE_EQ(c.gate.compare.k, 2);
-  EXPECT_DOUBLE_EQ(c.gate.compare.abs_floor, 0.2);
-  EXPECT_DOUBLE_EQ(c.gate.compare.max_tolerance, 0.4);
-  EXPECT_EQ(c.gate.compare.reference, "cublas1");
-  EXPECT_TRUE(c.gate.compare.allow_missing);
-  EXPECT_FALSE(c.gate.update_baseline);
+  EXPECT_DOUBLE_EQ(c.regression.compare.floor, 0.1);
+  EXPECT_DOUBLE_EQ(c.regression.compare.k, 2);
+  EXPECT_DOUBLE_EQ(c.regression.compare.abs_floor, 0.2);
+  EXPECT_DOUBLE_EQ(c.regression.compare.max_tolerance, 0.4);
+  EXPECT_EQ(c.regression.compare.reference, "cublas1");
+  EXPECT_TRUE(c.regression.compare.allow_missing);
+  EXPECT_FALSE(c.regression.update_baseline);
   EXPECT_EQ(parse({"compare", "--baseline", base}).exit_code, 3);  // --current missing
   EXPECT_EQ(parse({"compare", "--baseline", base, "--current", base, "--against", "x"}).exit_code, 3);
 }
@@ -168,25 +168,25 @@ TEST(Cli, GateRunsCasesWithCompareOptions) {
   const std::string ci = std::string(SWIGLU_SOURCE_DIR) + "/configs/ci.yaml";
   const Command c = parse({"gate", "--shapes", ci, "--retries", "1", "--baseline", "b.json",
                            "--floor", "0.08", "--min-samples", "50", "--csv"});
-  ASSERT_EQ(c.kind, Command::Kind::gate);
+  ASSERT_EQ(c.kind, Command::Kind::regression);
   EXPECT_EQ(c.options.name, "ci");
-  EXPECT_EQ(c.options.op, "forward");
+  EXPECT_EQ(c.options.op, Op::forward);
   EXPECT_EQ(c.cases.size(), 22u);
-  EXPECT_EQ(c.gate.retries, 1);
-  EXPECT_EQ(c.gate.baseline, "b.json");
-  EXPECT_DOUBLE_EQ(c.gate.compare.floor, 0.08);
+  EXPECT_EQ(c.regression.retries, 1);
+  EXPECT_EQ(c.regression.baseline, "b.json");
+  EXPECT_DOUBLE_EQ(c.regression.compare.floor, 0.08);
   EXPECT_EQ(c.options.timing.min_samples, 50);
   EXPECT_TRUE(c.options.write_json);  // the gate reads its own JSON back
   const Command d = parse({"gate", "--shapes", ci});
-  EXPECT_EQ(d.gate.retries, 2);
-  EXPECT_TRUE(d.gate.baseline.empty());
-  EXPECT_FALSE(d.gate.update_baseline);
+  EXPECT_EQ(d.regression.retries, 2);
+  EXPECT_TRUE(d.regression.baseline.empty());
+  EXPECT_FALSE(d.regression.update_baseline);
 }
 
 TEST(Cli, BackwardDefaults) {
   const Command c = parse({"backward", "--shapes", kSmoke});
   ASSERT_EQ(c.kind, Command::Kind::backward);
-  EXPECT_EQ(c.options.op, "backward");
+  EXPECT_EQ(c.options.op, Op::backward);
   EXPECT_EQ(c.options.name, "smoke");
   EXPECT_EQ(c.cases.size(), 30u);
   const GradientOptions& g = c.options.gradient;
@@ -194,8 +194,8 @@ TEST(Cli, BackwardDefaults) {
   EXPECT_TRUE(g.grads.dw);
   EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::save, Policy::recompute}));
   EXPECT_EQ(g.placements, (std::vector<GatePlacement>{GatePlacement::epilogue}));
-  EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"auto"}));
-  EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(words(g.dx_tiles), (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(words(g.dw_tiles), (std::vector<std::string>{"auto"}));
   // The forward's measurement defaults apply.
   EXPECT_TRUE(c.options.timing.cold);
   EXPECT_EQ(c.options.timing.min_samples, 30);
@@ -214,12 +214,12 @@ TEST(Cli, BackwardOptions) {
   EXPECT_TRUE(g.grads.dw);
   EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::recompute}));
   EXPECT_EQ(g.placements, (std::vector<GatePlacement>{GatePlacement::prologue}));
-  EXPECT_EQ(g.dx_tiles, (std::vector<std::string>{"all"}));
-  EXPECT_EQ(g.dw_tiles, (std::vector<std::string>{"auto", "sm80:128x64x32s4w4"}));
+  EXPECT_EQ(words(g.dx_tiles), (std::vector<std::string>{"all"}));
+  EXPECT_EQ(words(g.dw_tiles), (std::vector<std::string>{"auto", "sm80:128x64x32s4w4"}));
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].variants, (std::vector<std::string>{"fused", "cublas2"}));
-  EXPECT_EQ(c.cases[0].dtype, DType::f16);
-  EXPECT_TRUE(c.cases[0].bias);
+  EXPECT_EQ(c.cases[0].variants, (std::vector<Variant>{Variant::fused, Variant::cublas2}));
+  EXPECT_EQ(c.cases[0].problem.dtype, DType::f16);
+  EXPECT_TRUE(c.cases[0].problem.bias);
   EXPECT_EQ(c.options.timing.min_samples, 5);
   EXPECT_EQ(c.options.reference, ReferenceMode::cpu);
   EXPECT_TRUE(c.options.write_csv);
@@ -240,14 +240,14 @@ TEST(Cli, BackwardOptions) {
 TEST(Cli, StepAndMemory) {
   const Command s = parse({"step", "--shapes", kSmoke, "--policy", "save", "--warmup", "2", "--hot"});
   ASSERT_EQ(s.kind, Command::Kind::step);
-  EXPECT_EQ(s.options.op, "step");
+  EXPECT_EQ(s.options.op, Op::step);
   EXPECT_EQ(s.options.timing.warmup, 2);
   EXPECT_FALSE(s.options.timing.cold);
   EXPECT_EQ(s.options.gradient.policies, (std::vector<Policy>{Policy::save}));
   const Command m = parse({"memory", "--batch", "1024", "--in", "4096", "--hidden", "14336",
                            "--grads", "dx,dw", "--out", "mem"});
   ASSERT_EQ(m.kind, Command::Kind::memory);
-  EXPECT_EQ(m.options.op, "memory");
+  EXPECT_EQ(m.options.op, Op::memory);
   EXPECT_EQ(m.options.out_dir, "mem");
   EXPECT_EQ(m.cases.size(), 1u);
   // memory measures, it does not time: the timing options are not its options.
@@ -262,7 +262,7 @@ TEST(Cli, GraphTimesReplaysInForwardBackwardAndStep) {
     SCOPED_TRACE(op);
     const Command c = parse({op, "--batch", "8", "--in", "16", "--hidden", "16", "--graph"});
     ASSERT_NE(c.kind, Command::Kind::exit);
-    EXPECT_EQ(c.options.op, op);
+    EXPECT_EQ(to_string(c.options.op), op);
     EXPECT_TRUE(c.options.timing.graph);
     // The other measurement options keep their defaults and combine with it.
     EXPECT_TRUE(c.options.timing.cold);
@@ -327,7 +327,7 @@ TEST(Cli, ValuesAtTheirCapsAreTaken) {
                            "18446744073709551615", "--device", "0"});
   ASSERT_EQ(c.kind, Command::Kind::check);
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+  EXPECT_EQ(c.cases[0].problem.ldx, int64_t{4294967294});
   EXPECT_EQ(c.options.seed, UINT64_MAX);
   const Command t = parse({"train", "--variant", "cublas1,fused", "--seed", "7"});
   ASSERT_EQ(t.kind, Command::Kind::train);

@@ -1,11 +1,12 @@
-// The regression gate's comparison of two result files (compare.hpp). The fixtures under
+// Result files read back, and the regression gate's comparison (result_file.hpp,
+// regression.hpp). The fixtures under
 // tests/data/compare/ are result files in JsonWriter's format: base.json is the baseline (three
 // cases A, B, C × fused/cublas2/cublas1), each other file a current run with one outcome:
 //   case A: B=64 I=784 D=1024 bf16        speedup vs cublas2 1.5, noise 2%  → tolerance ±12%
 //   case B: B=4096 I=4096 D=4096 bf16     speedup vs cublas2 1.2, noise 1%  → tolerance ±6%
 //   case C: B=777 I=1000 D=2048 fp16 bias speedup vs cublas2 1.2, noise 1%  → tolerance ±6%
 //   case D: B=1 I=4096 D=11008 bf16       only in missing.json (NEW)
-#include "bench/compare.hpp"
+#include "bench/result_file.hpp"
 
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
@@ -23,13 +24,23 @@
 #include <vector>
 
 #include "bench/config.hpp"
-#include "bench/gate.hpp"
-#include "bench/json.hpp"
+#include "bench/regression.hpp"
 #include "bench/run.hpp"
 #include "bench/writers.hpp"
+#include "common/exit_codes.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
+#include "temp_dir.hpp"
 
 namespace swiglu::bench {
 namespace {
+
+using common::Json;
+using common::write_file_atomic;
+using common::kExitOk;
+using common::kExitRegression;
+using common::kExitParity;
+using common::kExitError;
 
 namespace fs = std::filesystem;
 
@@ -120,11 +131,11 @@ TEST(LoadResultFile, RealResultFileLoads) {
   EXPECT_TRUE(f.complete);
 }
 
-// Calls load_result_file and returns the CompareError message ("" when nothing was thrown).
+// Calls load_result_file and returns the ResultFileError message ("" when nothing was thrown).
 std::string load_error(const std::string& path) {
   try {
     load_result_file(path);
-  } catch (const CompareError& e) {
+  } catch (const ResultFileError& e) {
     return e.what();
   }
   return "";
@@ -167,21 +178,7 @@ TEST(LoadResultFile, UnreadableFile) {
 }
 
 // A fresh, empty directory per test, removed afterwards.
-class TempDir : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           (std::string("swiglubench_compare_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
-};
+using TempDir = test::TempDirTest;
 
 Json small_provenance() {
   Json device = Json::object();
@@ -282,7 +279,7 @@ TEST_F(LoadText, RequiredAndOptionalRowKeys) {
       EXPECT_EQ(msg, "") << key;
     }
   }
-  // Why: a tripwire. A new Row field needs a reader in compare.cpp and a place in RoundTrip.
+  // Why: a tripwire. A new Row field needs a reader in result_file.cpp and a place in RoundTrip.
   EXPECT_EQ(full.size(), 35u) << "Row gained or lost a field: update read_row and this file";
 }
 
@@ -711,8 +708,8 @@ TEST(CommittedBaselines, DescribeTheCasesOfCiYaml) {
   const SweepConfig ci = load_config(root + "/configs/ci.yaml");
   std::set<std::string> want;
   for (const Case& c : ci.cases) {
-    ASSERT_NE(std::find(c.variants.begin(), c.variants.end(), "cublas2"), c.variants.end());
-    for (const std::string& t : c.tiles) {
+    ASSERT_NE(std::find(c.variants.begin(), c.variants.end(), Variant::cublas2), c.variants.end());
+    for (const std::string& t : words(c.tiles)) {
       ASSERT_NE(t, "all") << "the gate's cases need tiles that name one row each";
       want.insert(fused_case_key(c, t));
     }

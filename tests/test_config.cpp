@@ -14,6 +14,8 @@
 #include <map>
 #include <string>
 
+#include "temp_dir.hpp"
+
 namespace swiglu::bench {
 namespace {
 
@@ -21,14 +23,13 @@ namespace fs = std::filesystem;
 
 const std::string kSourceDir = SWIGLU_SOURCE_DIR;
 
-// Success when parsing `yaml` throws a ConfigError whose message starts with `location` (as in
-// "t.yaml:4:5:") and contains every one of `parts`.
-::testing::AssertionResult fails_with(const std::string& yaml, const std::string& location,
-                                      std::initializer_list<std::string> parts,
-                                      size_t max_cases = kDefaultMaxCases) {
+// Whether `run` throws a ConfigError whose message starts with `location` ("t.yaml:4:5:") and
+// contains every one of `parts`; `run` returns what happened when it does not throw.
+template <typename Run>
+::testing::AssertionResult throws_config_error(const Run& run, const std::string& location,
+                                               std::initializer_list<std::string> parts) {
   try {
-    const SweepConfig c = parse_config(yaml, "t.yaml", max_cases);
-    return ::testing::AssertionFailure() << "parsed without error (" << c.cases.size() << " cases)";
+    return ::testing::AssertionFailure() << run();
   } catch (const ConfigError& e) {
     const std::string msg = e.what();
     if (msg.rfind(location, 0) != 0) {
@@ -44,50 +45,28 @@ const std::string kSourceDir = SWIGLU_SOURCE_DIR;
   }
 }
 
+// parse_config(yaml) as source "t.yaml" fails as throws_config_error checks.
+::testing::AssertionResult fails_with(const std::string& yaml, const std::string& location,
+                                      std::initializer_list<std::string> parts,
+                                      size_t max_cases = kDefaultMaxCases) {
+  return throws_config_error(
+      [&] {
+        const SweepConfig c = parse_config(yaml, "t.yaml", max_cases);
+        return "parsed without error (" + std::to_string(c.cases.size()) + " cases)";
+      },
+      location, parts);
+}
+
 // The same for load_config(path).
 ::testing::AssertionResult load_fails_with(const std::string& path, const std::string& location,
                                            std::initializer_list<std::string> parts) {
-  try {
-    load_config(path);
-    return ::testing::AssertionFailure() << "loaded without error";
-  } catch (const ConfigError& e) {
-    const std::string msg = e.what();
-    if (msg.rfind(location, 0) != 0) {
-      return ::testing::AssertionFailure() << "message does not start with '" << location
-                                           << "': " << msg;
-    }
-    for (const std::string& part : parts) {
-      if (msg.find(part) == std::string::npos) {
-        return ::testing::AssertionFailure() << "message lacks '" << part << "': " << msg;
-      }
-    }
-    return ::testing::AssertionSuccess();
-  }
+  return throws_config_error(
+      [&] {
+        load_config(path);
+        return std::string("loaded without error");
+      },
+      location, parts);
 }
-
-// A file in a fresh temporary directory, removed with it.
-class TempFile {
- public:
-  explicit TempFile(const std::string& name) {
-    std::string tmpl = fs::temp_directory_path() / "swiglu-config-XXXXXX";
-    if (mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
-    path_ = dir_ + "/" + name;
-  }
-  ~TempFile() {
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  const std::string& path() const { return path_; }
-  const std::string& write(const std::string& text) const {
-    std::ofstream(path_, std::ios::binary) << text;
-    return path_;
-  }
-
- private:
-  std::string dir_, path_;
-};
 
 // A valid single sweep with `extra` lines appended to it (4-space indented keys).
 std::string sweep_with(const std::string& extra) {
@@ -109,17 +88,17 @@ TEST(ConfigGood, MinimalSweepAndDefaults) {
   EXPECT_EQ(c.source, "t.yaml");
   ASSERT_EQ(c.cases.size(), 1u);
   const Case& k = c.cases[0];
-  EXPECT_EQ(k.batch, 64);
-  EXPECT_EQ(k.in, 784);
-  EXPECT_EQ(k.hidden, 512);
-  EXPECT_EQ(k.dtype, DType::bf16);
-  EXPECT_EQ(k.layout, Layout::linear);
-  EXPECT_FALSE(k.bias);
-  EXPECT_EQ(k.math, Math::exact);
-  EXPECT_EQ(k.x_stride_pad, 0);
-  EXPECT_EQ(k.ldx(), 784);
-  EXPECT_EQ(k.variants, (std::vector<std::string>{"fused", "cublas2", "cublas1"}));
-  EXPECT_EQ(k.tiles, (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(k.problem.batch, 64);
+  EXPECT_EQ(k.problem.in_features, 784);
+  EXPECT_EQ(k.problem.hidden, 512);
+  EXPECT_EQ(k.problem.dtype, DType::bf16);
+  EXPECT_EQ(k.problem.layout, Layout::linear);
+  EXPECT_FALSE(k.problem.bias);
+  EXPECT_EQ(k.problem.math, Math::exact);
+  EXPECT_EQ(k.x_stride_pad(), 0);
+  EXPECT_EQ(k.problem.ldx, 784);
+  EXPECT_EQ(k.variants, (std::vector<Variant>{Variant::fused, Variant::cublas2, Variant::cublas1}));
+  EXPECT_EQ(words(k.tiles), (std::vector<std::string>{"auto"}));
   EXPECT_EQ(k.origin, "t.yaml:3 (sweep 1)");
   EXPECT_EQ(k.file, "t.yaml");
   EXPECT_EQ(k.line, 3);
@@ -176,28 +155,28 @@ TEST(ConfigGood, ValueForms) {
   // 4 batches x 4 ins x 2 hiddens x 2 dtypes x 2 layouts x 2 biases x 2 pads.
   ASSERT_EQ(c.cases.size(), 4u * 4 * 2 * 2 * 2 * 2 * 2);
   const Case& first = c.cases.front();
-  EXPECT_EQ(first.dtype, DType::bf16);
-  EXPECT_EQ(first.layout, Layout::packed);
-  EXPECT_TRUE(first.bias);
-  EXPECT_EQ(first.x_stride_pad, 0);
-  EXPECT_EQ(first.hidden, 5);
-  EXPECT_EQ(first.in, 64);
-  EXPECT_EQ(first.batch, 1);
-  EXPECT_EQ(first.variants, (std::vector<std::string>{"cublas1", "fused"}));
-  EXPECT_EQ(first.tiles,
+  EXPECT_EQ(first.problem.dtype, DType::bf16);
+  EXPECT_EQ(first.problem.layout, Layout::packed);
+  EXPECT_TRUE(first.problem.bias);
+  EXPECT_EQ(first.x_stride_pad(), 0);
+  EXPECT_EQ(first.problem.hidden, 5);
+  EXPECT_EQ(first.problem.in_features, 64);
+  EXPECT_EQ(first.problem.batch, 1);
+  EXPECT_EQ(first.variants, (std::vector<Variant>{Variant::cublas1, Variant::fused}));
+  EXPECT_EQ(words(first.tiles),
             (std::vector<std::string>{"sm80:128x64x32s4w4", "auto", "simt:64x64x16s2w8", "all"}));
   const Case& last = c.cases.back();
-  EXPECT_EQ(last.dtype, DType::f16);
-  EXPECT_EQ(last.layout, Layout::linear);
-  EXPECT_FALSE(last.bias);
-  EXPECT_EQ(last.x_stride_pad, 8);
-  EXPECT_EQ(last.ldx(), 15);
-  EXPECT_EQ(last.hidden, 3);
-  EXPECT_EQ(last.in, 7);
-  EXPECT_EQ(last.batch, 8);
+  EXPECT_EQ(last.problem.dtype, DType::f16);
+  EXPECT_EQ(last.problem.layout, Layout::linear);
+  EXPECT_FALSE(last.problem.bias);
+  EXPECT_EQ(last.x_stride_pad(), 8);
+  EXPECT_EQ(last.problem.ldx, 15);
+  EXPECT_EQ(last.problem.hidden, 3);
+  EXPECT_EQ(last.problem.in_features, 7);
+  EXPECT_EQ(last.problem.batch, 8);
   // in: "64:192:64" then 64 again (dropped) then 7.
   std::vector<int64_t> ins;
-  for (size_t i = 0; i < 16; i += 4) ins.push_back(c.cases[i].in);
+  for (size_t i = 0; i < 16; i += 4) ins.push_back(c.cases[i].problem.in_features);
   EXPECT_EQ(ins, (std::vector<int64_t>{64, 128, 192, 7}));
 }
 
@@ -217,13 +196,13 @@ TEST(ConfigGood, DefaultsApplyUnlessTheSweepSetsTheKey) {
       "    bias: false\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 3u);
-  EXPECT_EQ(c.cases[0].dtype, DType::bf16);
-  EXPECT_EQ(c.cases[1].dtype, DType::f32);
-  EXPECT_TRUE(c.cases[0].bias);
-  EXPECT_EQ(c.cases[0].in, 784);
-  EXPECT_EQ(c.cases[2].dtype, DType::f16);
-  EXPECT_FALSE(c.cases[2].bias);
-  EXPECT_EQ(c.cases[2].in, 784);
+  EXPECT_EQ(c.cases[0].problem.dtype, DType::bf16);
+  EXPECT_EQ(c.cases[1].problem.dtype, DType::f32);
+  EXPECT_TRUE(c.cases[0].problem.bias);
+  EXPECT_EQ(c.cases[0].problem.in_features, 784);
+  EXPECT_EQ(c.cases[2].problem.dtype, DType::f16);
+  EXPECT_FALSE(c.cases[2].problem.bias);
+  EXPECT_EQ(c.cases[2].problem.in_features, 784);
   EXPECT_EQ(c.cases[2].origin, "t.yaml:9 (sweep 2)");
 }
 
@@ -232,8 +211,8 @@ TEST(ConfigGood, MathTakes3xtf32) {
       "name: x3\nsweeps:\n  - {batch: 64, in: 4096, hidden: 256, dtype: fp32, math: [tf32, 3xtf32]}\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 2u);
-  EXPECT_EQ(c.cases[0].problem().math, Math::tf32);
-  EXPECT_EQ(c.cases[1].problem().math, Math::tf32x3);
+  EXPECT_EQ(c.cases[0].problem.math, Math::tf32);
+  EXPECT_EQ(c.cases[1].problem.math, Math::tf32x3);
   EXPECT_EQ(describe(c.cases[1]),
             "B=64 I=4096 D=256 dtype=fp32 layout=linear bias=false math=3xtf32 x_stride_pad=0");
 }
@@ -244,7 +223,7 @@ TEST(ConfigGood, FlowStyleSweepAndProblem) {
       "bias: true, x_stride_pad: 4}]\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 1u);
-  const Problem p = c.cases[0].problem();
+  const Problem p = c.cases[0].problem;
   EXPECT_EQ(p.batch, 3);
   EXPECT_EQ(p.in_features, 5);
   EXPECT_EQ(p.hidden, 7);
@@ -266,14 +245,14 @@ TEST(ConfigGood, RealFile) {
   // Sweep 1: 3 batches x 2 dtypes. Sweep 2: 4 batches x 2 biases.
   ASSERT_EQ(c.cases.size(), 14u);
   EXPECT_EQ(c.cases[0].origin, path + ":8 (sweep 1)");
-  EXPECT_EQ(c.cases[0].hidden, 512);
+  EXPECT_EQ(c.cases[0].problem.hidden, 512);
   EXPECT_EQ(c.cases[6].origin, path + ":10 (sweep 2)");
-  EXPECT_EQ(c.cases[6].batch, 3);
-  EXPECT_EQ(c.cases[6].dtype, DType::f16);
-  EXPECT_EQ(c.cases[13].batch, 9);
-  EXPECT_TRUE(c.cases[13].bias);
-  EXPECT_EQ(c.cases[13].ldx(), 785);
-  EXPECT_EQ(c.cases[13].variants, (std::vector<std::string>{"fused"}));
+  EXPECT_EQ(c.cases[6].problem.batch, 3);
+  EXPECT_EQ(c.cases[6].problem.dtype, DType::f16);
+  EXPECT_EQ(c.cases[13].problem.batch, 9);
+  EXPECT_TRUE(c.cases[13].problem.bias);
+  EXPECT_EQ(c.cases[13].problem.ldx, 785);
+  EXPECT_EQ(c.cases[13].variants, (std::vector<Variant>{Variant::fused}));
 }
 
 // Every config in configs/ parses; the four standard ones have the sizes their header comments
@@ -509,18 +488,19 @@ TEST(ConfigBad, CheckUniqueWithoutFile) {
 TEST(ConfigLimits, OnlyRegularFilesOfAtMostOneMiB) {
   EXPECT_TRUE(load_fails_with("/dev/zero", "/dev/zero:1:1:",
                               {"cannot read", "a character device, not a regular file"}));
-  const TempFile fifo("fifo.yaml");
-  ASSERT_EQ(mkfifo(fifo.path().c_str(), 0600), 0);
-  EXPECT_TRUE(load_fails_with(fifo.path(), fifo.path() + ":1:1:", {"a FIFO, not a regular file"}));
-  const TempFile big("big.yaml");
-  big.write(sweep_with("") + "#" + std::string(kMaxConfigBytes, ' ') + "\n");
-  EXPECT_TRUE(load_fails_with(big.path(), big.path() + ":1:1:",
+  const test::TempDir dir;
+  const std::string fifo = dir.path("fifo.yaml");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_TRUE(load_fails_with(fifo, fifo + ":1:1:", {"a FIFO, not a regular file"}));
+  const std::string big =
+      dir.write("big.yaml", sweep_with("") + "#" + std::string(kMaxConfigBytes, ' ') + "\n");
+  EXPECT_TRUE(load_fails_with(big, big + ":1:1:",
                               {"bytes, more than the limit of 1048576 bytes (1 MiB)"}));
-  const TempFile edge("edge.yaml");
   const std::string text = sweep_with("");
-  edge.write(text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
-  EXPECT_EQ(fs::file_size(edge.path()), kMaxConfigBytes);
-  EXPECT_EQ(load_config(edge.path()).cases.size(), 1u);
+  const std::string edge = dir.write(
+      "edge.yaml", text + "#" + std::string(kMaxConfigBytes - text.size() - 2, ' ') + "\n");
+  EXPECT_EQ(fs::file_size(edge), kMaxConfigBytes);
+  EXPECT_EQ(load_config(edge).cases.size(), 1u);
 }
 
 TEST(ConfigLimits, SizesAndPaddingsHaveCaps) {
@@ -538,7 +518,7 @@ TEST(ConfigLimits, SizesAndPaddingsHaveCaps) {
       "dtype: bf16, x_stride_pad: 2147483647}\n",
       "t.yaml");
   ASSERT_EQ(c.cases.size(), 1u);
-  EXPECT_EQ(c.cases[0].ldx(), int64_t{4294967294});
+  EXPECT_EQ(c.cases[0].problem.ldx, int64_t{4294967294});
 }
 
 TEST(ConfigLimits, CasesAreCountedBeforeTheyAreExpanded) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bounded_run.hpp"
+#include "temp_dir.hpp"
 
 namespace swiglu::test {
 namespace {
@@ -73,28 +74,7 @@ bool ended_by_itself(const BoundedResult& r) {
   return ::testing::AssertionFailure() << "did not stop at the device; " << r.describe();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = fs::temp_directory_path() / "swiglu-hostile-XXXXXX";
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string path(const std::string& name) const { return path_ + "/" + name; }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path(name), std::ios::binary) << text;
-    return path(name);
-  }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 // One bf16 sweep of batch 1..n_batch × n_hidden hidden sizes: n_batch · n_hidden cases.
 std::string product_config(int n_batch, int n_hidden) {

@@ -18,12 +18,15 @@
 #include <string>
 #include <vector>
 
-#include "bench/json.hpp"
 #include "bench/writers.hpp"
 #include "bounded_run.hpp"
+#include "common/json.hpp"
+#include "temp_dir.hpp"
 
 namespace swiglu::bench {
 namespace {
+
+using common::Json;
 
 namespace fs = std::filesystem;
 
@@ -65,17 +68,8 @@ std::string fixture(const std::string& name) {
   return std::string(SWIGLU_SOURCE_DIR) + "/tests/data/compare/" + name;
 }
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void spit(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
+using test::slurp;
+using test::spit;
 
 // The child ended by itself (no signal, no bound hit) with `code`, and its output holds `what`.
 ::testing::AssertionResult exited(const test::BoundedResult& r, int code, const std::string& what) {
@@ -158,19 +152,8 @@ std::string tail(const fs::path& path, size_t n) {
   return s.str();
 }
 
-class Hostile : public ::testing::Test {
+class Hostile : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           (std::string("swiglubench_hostile_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   static test::BoundedResult run(std::vector<std::string> args) {
     args.insert(args.begin(), SWIGLUBENCH_EXE);
     return test::run_bounded(args, kMaxSeconds, kMaxRssMib);
@@ -187,8 +170,6 @@ class Hostile : public ::testing::Test {
     spit(path(name), text);
     return path(name);
   }
-
-  fs::path dir_;
 };
 
 // --- reading -------------------------------------------------------------------------------------

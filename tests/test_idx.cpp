@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bench/cli.hpp"
+#include "temp_dir.hpp"
 #include "train/agreement.hpp"
 #include "train/idx.hpp"
 #include "train/options.hpp"
@@ -65,28 +66,7 @@ Bytes iota_bytes(size_t n, uint8_t mod = 251) {
   return b;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "swiglu_idx_XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name, const Bytes& bytes) const {
-    const std::string p = (fs::path(path_) / name).string();
-    std::ofstream f(p, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 // The message of the DataError `f` throws ("" when it throws nothing).
 template <class F>
@@ -158,7 +138,7 @@ TEST(Idx, ReadsPlainAndGzipFiles) {
   const Bytes data = iota_bytes(3 * 4 * 5);
   for (const bool gz : {false, true}) {
     const Bytes raw = idx_bytes({3, 4, 5}, data);
-    const std::string p = t.file(gz ? "a.gz" : "a", gz ? gzip(raw) : raw);
+    const std::string p = t.write(gz ? "a.gz" : "a", gz ? gzip(raw) : raw);
     const IdxArray a = read_idx(p);
     EXPECT_EQ(a.dims, (std::vector<uint32_t>{3, 4, 5})) << p;
     EXPECT_EQ(a.data, data) << p;
@@ -166,13 +146,13 @@ TEST(Idx, ReadsPlainAndGzipFiles) {
   // A gzip file is recognised by its content, not its name; two concatenated gzip members are one
   // stream, as gzip(1) reads them.
   const Bytes raw = idx_bytes({6}, iota_bytes(6));
-  EXPECT_EQ(read_idx(t.file("no-suffix", gzip(raw))).data, iota_bytes(6));
+  EXPECT_EQ(read_idx(t.write("no-suffix", gzip(raw))).data, iota_bytes(6));
   Bytes two = gzip(Bytes(raw.begin(), raw.begin() + 7));
   const Bytes second = gzip(Bytes(raw.begin() + 7, raw.end()));
   two.insert(two.end(), second.begin(), second.end());
-  EXPECT_EQ(read_idx(t.file("two-members.gz", two)).data, iota_bytes(6));
+  EXPECT_EQ(read_idx(t.write("two-members.gz", two)).data, iota_bytes(6));
   // An empty array is a valid file.
-  EXPECT_TRUE(read_idx(t.file("empty", idx_bytes({0, 28, 28}, {}))).data.empty());
+  EXPECT_TRUE(read_idx(t.write("empty", idx_bytes({0, 28, 28}, {}))).data.empty());
 }
 
 TEST(Idx, BadMagicIsNamed) {
@@ -180,25 +160,25 @@ TEST(Idx, BadMagicIsNamed) {
   Bytes b = idx_bytes({4}, iota_bytes(4));
   b[0] = 0x12;
   b[1] = 0x34;
-  const std::string p = t.file("bad-magic", b);
+  const std::string p = t.write("bad-magic", b);
   const std::string msg = error_of([&] { read_idx(p); });
   EXPECT_NE(msg.find(p), std::string::npos) << msg;
   EXPECT_NE(msg.find("bad magic number 0x12340801"), std::string::npos) << msg;
   // A text file, a PNG, an empty file.
-  EXPECT_NE(error_of([&] { read_idx(t.file("text", Bytes{'h', 'e', 'l', 'l', 'o', '\n'})); }).find("bad magic"), std::string::npos);
-  EXPECT_NE(error_of([&] { read_idx(t.file("png", Bytes{0x89, 'P', 'N', 'G', 0x0d, 0x0a})); }).find("bad magic"), std::string::npos);
-  EXPECT_NE(error_of([&] { read_idx(t.file("zero", Bytes{})); }).find("too short"), std::string::npos);
-  EXPECT_NE(error_of([&] { read_idx(t.file("gz-bad-magic.gz", gzip(b))); }).find("bad magic"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(t.write("text", Bytes{'h', 'e', 'l', 'l', 'o', '\n'})); }).find("bad magic"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(t.write("png", Bytes{0x89, 'P', 'N', 'G', 0x0d, 0x0a})); }).find("bad magic"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(t.write("zero", Bytes{})); }).find("too short"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(t.write("gz-bad-magic.gz", gzip(b))); }).find("bad magic"), std::string::npos);
 }
 
 TEST(Idx, UnsupportedTypeAndDimensions) {
   TempDir t;
-  const std::string f32 = t.file("float", idx_bytes({1}, {0, 0, 0, 0}, 0x0D));
+  const std::string f32 = t.write("float", idx_bytes({1}, {0, 0, 0, 0}, 0x0D));
   EXPECT_NE(error_of([&] { read_idx(f32); }).find("element type 0x0d is not supported"), std::string::npos);
-  const std::string zero_dims = t.file("zero-dims", idx_bytes({}, {}));
+  const std::string zero_dims = t.write("zero-dims", idx_bytes({}, {}));
   EXPECT_NE(error_of([&] { read_idx(zero_dims); }).find("zero dimensions"), std::string::npos);
   // Dimensions whose product no file could hold.
-  const std::string huge = t.file("huge", idx_bytes({0xFFFFFFFFu, 0xFFFFFFFFu, 2}, {}));
+  const std::string huge = t.write("huge", idx_bytes({0xFFFFFFFFu, 0xFFFFFFFFu, 2}, {}));
   EXPECT_NE(error_of([&] { read_idx(huge); }).find("more than"), std::string::npos);
 }
 
@@ -207,18 +187,18 @@ TEST(Idx, TruncatedAndOverlongFiles) {
   const Bytes full = idx_bytes({10, 3, 3}, iota_bytes(90));
   for (const bool gz : {false, true}) {
     const Bytes cut(full.begin(), full.end() - 5);
-    const std::string p = t.file(gz ? "cut.gz" : "cut", gz ? gzip(cut) : cut);
+    const std::string p = t.write(gz ? "cut.gz" : "cut", gz ? gzip(cut) : cut);
     const std::string msg = error_of([&] { read_idx(p); });
     EXPECT_NE(msg.find("truncated: the header says 10 x 3 x 3 = 90 bytes of data"), std::string::npos) << msg;
     EXPECT_NE(msg.find("has 85"), std::string::npos) << msg;
 
     Bytes longer = full;
     longer.push_back(7);
-    const std::string q = t.file(gz ? "long.gz" : "long", gz ? gzip(longer) : longer);
+    const std::string q = t.write(gz ? "long.gz" : "long", gz ? gzip(longer) : longer);
     EXPECT_NE(error_of([&] { read_idx(q); }).find("1 bytes after the data"), std::string::npos);
   }
   // The header itself cut short: 3 dimensions need 16 bytes.
-  const std::string h = t.file("short-header", Bytes(full.begin(), full.begin() + 10));
+  const std::string h = t.write("short-header", Bytes(full.begin(), full.begin() + 10));
   EXPECT_NE(error_of([&] { read_idx(h); }).find("truncated header"), std::string::npos);
 }
 
@@ -227,7 +207,7 @@ TEST(Idx, BadGzipStreams) {
   const Bytes gz = gzip(idx_bytes({200}, iota_bytes(200, 7)));
   // Cut inside the compressed data, and inside the trailer.
   for (const size_t keep : {gz.size() / 2, gz.size() - 3}) {
-    const std::string p = t.file("cut" + std::to_string(keep) + ".gz", Bytes(gz.begin(), gz.begin() + static_cast<std::ptrdiff_t>(keep)));
+    const std::string p = t.write("cut" + std::to_string(keep) + ".gz", Bytes(gz.begin(), gz.begin() + static_cast<std::ptrdiff_t>(keep)));
     const std::string msg = error_of([&] { read_idx(p); });
     EXPECT_NE(msg.find("gzip stream is truncated"), std::string::npos) << msg;
   }
@@ -235,23 +215,23 @@ TEST(Idx, BadGzipStreams) {
   for (const size_t at : {size_t{12}, gz.size() - 6}) {
     Bytes bad = gz;
     bad[at] ^= 0x5A;
-    const std::string p = t.file("corrupt" + std::to_string(at) + ".gz", bad);
+    const std::string p = t.write("corrupt" + std::to_string(at) + ".gz", bad);
     const std::string msg = error_of([&] { read_idx(p); });
     EXPECT_NE(msg.find("corrupt gzip data"), std::string::npos) << msg;
   }
   // Only the two magic bytes; garbage after a whole stream.
-  EXPECT_NE(error_of([&] { read_idx(t.file("magic-only.gz", Bytes{0x1f, 0x8b})); }).find("gzip"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(t.write("magic-only.gz", Bytes{0x1f, 0x8b})); }).find("gzip"), std::string::npos);
   Bytes trailing = gz;
   trailing.insert(trailing.end(), {'x', 'y', 'z'});
-  EXPECT_NE(error_of([&] { read_idx(t.file("trailing.gz", trailing)); }).find("3 bytes after the end of the gzip stream"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(t.write("trailing.gz", trailing)); }).find("3 bytes after the end of the gzip stream"), std::string::npos);
   // A missing file.
   EXPECT_NE(error_of([&] { read_idx(t.path() + "/absent.gz"); }).find("cannot open"), std::string::npos);
 }
 
 TEST(Idx, SplitChecks) {
   TempDir t;
-  const std::string images = t.file("img", idx_bytes({5, 2, 3}, iota_bytes(30)));
-  const std::string labels = t.file("lab", idx_bytes({5}, {0, 1, 9, 3, 4}));
+  const std::string images = t.write("img", idx_bytes({5, 2, 3}, iota_bytes(30)));
+  const std::string labels = t.write("lab", idx_bytes({5}, {0, 1, 9, 3, 4}));
   const Split s = read_split(images, labels);
   EXPECT_EQ(s.count, 5);
   EXPECT_EQ(s.rows, 2);
@@ -260,7 +240,7 @@ TEST(Idx, SplitChecks) {
   EXPECT_EQ(s.labels, (Bytes{0, 1, 9, 3, 4}));
 
   // Image and label counts differ.
-  const std::string four = t.file("lab4", idx_bytes({4}, {0, 1, 2, 3}));
+  const std::string four = t.write("lab4", idx_bytes({4}, {0, 1, 2, 3}));
   std::string msg = error_of([&] { read_split(images, four); });
   EXPECT_NE(msg.find("holds 5 images but"), std::string::npos) << msg;
   EXPECT_NE(msg.find("holds 4 labels"), std::string::npos) << msg;
@@ -268,11 +248,11 @@ TEST(Idx, SplitChecks) {
   EXPECT_NE(error_of([&] { read_split(labels, images); }).find("expected 3 dimensions"), std::string::npos);
   EXPECT_NE(error_of([&] { read_split(images, images); }).find("expected 1 dimension"), std::string::npos);
   // A label outside 0..9.
-  const std::string ten = t.file("lab10", idx_bytes({5}, {0, 1, 10, 3, 4}));
+  const std::string ten = t.write("lab10", idx_bytes({5}, {0, 1, 10, 3, 4}));
   msg = error_of([&] { read_split(images, ten); });
   EXPECT_NE(msg.find("label 10 of item 2 is outside 0..9"), std::string::npos) << msg;
   // Empty images.
-  const std::string flat = t.file("flat", idx_bytes({5, 0, 3}, {}));
+  const std::string flat = t.write("flat", idx_bytes({5, 0, 3}, {}));
   EXPECT_NE(error_of([&] { read_split(flat, labels); }).find("empty images"), std::string::npos);
 }
 
@@ -285,8 +265,8 @@ TEST(Idx, LoaderNamesTheFilesAndThePackage) {
     EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
 
   // Two of four files present (one plain, one gzip): the message lists the other two only.
-  t.file("train-images-idx3-ubyte", idx_bytes({2, 2, 2}, iota_bytes(8)));
-  t.file("train-labels-idx1-ubyte.gz", gzip(idx_bytes({2}, {1, 2})));
+  t.write("train-images-idx3-ubyte", idx_bytes({2, 2, 2}, iota_bytes(8)));
+  t.write("train-labels-idx1-ubyte.gz", gzip(idx_bytes({2}, {1, 2})));
   msg = error_of([&] { load_fashion_mnist(t.path()); });
   EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("train-images"), std::string::npos) << msg;
@@ -294,13 +274,13 @@ TEST(Idx, LoaderNamesTheFilesAndThePackage) {
   EXPECT_NE(msg.find("t10k-labels-idx1-ubyte.gz"), std::string::npos) << msg;
 
   // All four, but the test images are 3 × 2.
-  t.file("t10k-images-idx3-ubyte.gz", gzip(idx_bytes({1, 3, 2}, iota_bytes(6))));
-  t.file("t10k-labels-idx1-ubyte.gz", gzip(idx_bytes({1}, {7})));
+  t.write("t10k-images-idx3-ubyte.gz", gzip(idx_bytes({1, 3, 2}, iota_bytes(6))));
+  t.write("t10k-labels-idx1-ubyte.gz", gzip(idx_bytes({1}, {7})));
   msg = error_of([&] { load_fashion_mnist(t.path()); });
   EXPECT_NE(msg.find("2x2 images but"), std::string::npos) << msg;
 
   // Fixed: loads.
-  t.file("t10k-images-idx3-ubyte.gz", gzip(idx_bytes({1, 2, 2}, iota_bytes(4))));
+  t.write("t10k-images-idx3-ubyte.gz", gzip(idx_bytes({1, 2, 2}, iota_bytes(4))));
   const FashionMnist d = load_fashion_mnist(t.path());
   EXPECT_EQ(d.train.count, 2);
   EXPECT_EQ(d.test.count, 1);

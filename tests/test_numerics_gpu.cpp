@@ -86,7 +86,7 @@ std::vector<float> read_z(const GpuCase& c, const Problem& p) {
   const size_t n = static_cast<size_t>(p.batch * p.hidden);
   std::vector<unsigned char> raw(n * dtype_size(p.dtype));
   CUDA_CHECK(cudaMemcpy(raw.data(), c.z(), raw.size(), cudaMemcpyDeviceToHost));
-  return bench::from_dtype_bytes(raw.data(), n, p.dtype);
+  return common::from_dtype_bytes(raw.data(), n, p.dtype);
 }
 
 // Where `ref` is NaN, `got` must be NaN; where it is ±inf, the same infinity; where it is finite,
@@ -466,11 +466,11 @@ TEST(Numerics3xtf32, InfinityInXMakesItsRowNaN) {
         ForwardOptions o;
         o.tile = tile;
         TileConfig used;
-        for (const unsigned char poison : {bench::kPoisonByte, kFinitePoisonByte}) {
+        for (const unsigned char poison : {common::kPoisonByte, kFinitePoisonByte}) {
           CUDA_CHECK(cudaMemset(c.z(), poison, z_bytes));
           const Status st = forward(p, c.x(), c.w(), c.bias(), c.z(), nullptr, o, &used);
           const std::string what = describe(p) + " tile=" + (tile ? "" : "auto:") + used.name() +
-                                   (poison == bench::kPoisonByte ? "" : " (finite poison)");
+                                   (poison == common::kPoisonByte ? "" : " (finite poison)");
           ASSERT_TRUE(st.ok()) << what << ": " << st.message;
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
           const std::vector<float> z = read_z(c, p);

@@ -11,11 +11,17 @@
 
 #include "baselines/cublas_baselines.hpp"
 #include "bench/cpu_reference.hpp"
-#include "bench/host_data.hpp"
 #include "bench/parity.hpp"
+#include "common/host_data.hpp"
 
 namespace swiglu::bench {
 namespace {
+
+using common::uniform_values;
+using common::to_dtype_bytes;
+using common::from_dtype_bytes;
+using common::round_to;
+using common::kPoisonByte;
 
 Problem tiny(Layout layout, bool bias) {
   Problem p;

@@ -161,7 +161,7 @@ class Shape {
         const auto r = c_.fwd().check(launch, bench::Rounding{1, b.fwd.output_type_slices()});
         if (!r.pass) bad += " Z: " + r.summary();
         for (const DeviceBuffer* d : {&b.dx, &b.dw, &b.db})
-          CUDA_CHECK(cudaMemset(d->get(), bench::kPoisonByte, d->bytes()));
+          CUDA_CHECK(cudaMemset(d->get(), common::kPoisonByte, d->bytes()));
         expect_ok(b.bwd.run(nullptr));
         CUDA_CHECK(cudaDeviceSynchronize());
         std::vector<unsigned char> out = z_bytes();

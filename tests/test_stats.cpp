@@ -1,5 +1,5 @@
 // Timing summaries (stats.hpp), against values computed by hand (numpy's "linear" quantiles).
-#include "bench/stats.hpp"
+#include "common/stats.hpp"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <limits>
 #include <stdexcept>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 namespace {
 
 TEST(Summarize, OddCount) {
@@ -107,4 +107,4 @@ TEST(Geomean, RejectsEmptyAndNonPositive) {
 }
 
 }  // namespace
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

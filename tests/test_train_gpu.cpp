@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
-#include "bench/device.hpp"
+#include "common/device.hpp"
 #include "train/agreement.hpp"
 #include "train/idx.hpp"
 #include "train/trainer.hpp"
@@ -73,7 +73,7 @@ struct RunResult {
 };
 
 RunResult train(const TrainConfig& c, int epochs, int64_t max_steps = 0) {
-  bench::Stream stream;
+  common::Stream stream;
   baselines::Cublas cublas;
   const Status s = cublas.init();
   EXPECT_TRUE(s.ok()) << s.message;
@@ -231,7 +231,7 @@ TEST(Train, OddBatchAndHiddenSizes) {
 }
 
 TEST(Train, BadConfigurationsThrow) {
-  bench::Stream stream;
+  common::Stream stream;
   baselines::Cublas cublas;
   ASSERT_TRUE(cublas.init().ok());
   const Normalization norm = pixel_statistics(data().train);

@@ -15,32 +15,27 @@
 #include <stdexcept>
 #include <string>
 
-#include "bench/json.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
+#include "temp_dir.hpp"
 
 namespace swiglu::bench {
 namespace {
 
+using common::Json;
+using common::string_list;
+using common::write_file_atomic;
+using common::create_file_replacing;
+using common::check_replaceable;
+using common::check_result_name;
+
 namespace fs = std::filesystem;
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 // A fresh, empty directory per test, removed afterwards.
-class TempDir : public ::testing::Test {
+class TempDir : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           (std::string("swiglubench_test_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Files in dir_ other than `keep`: temporary files left behind would show up here.
   std::vector<std::string> other_files(const std::string& keep) const {
     std::vector<std::string> names;
@@ -51,8 +46,6 @@ class TempDir : public ::testing::Test {
     }
     return names;
   }
-
-  fs::path dir_;
 };
 
 Row sample_row() {

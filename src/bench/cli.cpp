@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -17,8 +18,15 @@
 #include <vector>
 
 #include "bench/cli_values.hpp"
+#include "bench/sweeps.hpp"
+#include "common/exit_codes.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::kExitOk;
+using common::kExitError;
 namespace {
 
 Command exit_with(int code) {
@@ -198,15 +206,19 @@ std::vector<std::string> option_words(const std::string& text, const char* optio
   }
 }
 
-std::vector<std::string> tile_words(const std::string& text, const char* option) {
-  std::vector<std::string> tiles = option_words(text, option);
-  if (tiles.size() > kMaxTileNames)
+std::vector<TileChoice> tile_words(const std::string& text, const char* option) {
+  const std::vector<std::string> words = option_words(text, option);
+  if (words.size() > kMaxTileNames)
     throw std::invalid_argument(fmt::format("{}: more than {} tile names ('all' runs every "
                                             "compiled tile)", option, kMaxTileNames));
-  for (const auto& t : tiles)
-    if (t != "auto" && t != "all" && !TileConfig::parse(t))
-      throw std::invalid_argument(std::string(option) + ": '" + t +
+  std::vector<TileChoice> tiles;
+  for (const auto& w : words) {
+    const std::optional<TileChoice> t = TileChoice::parse(w);
+    if (!t)
+      throw std::invalid_argument(std::string(option) + ": '" + w +
                                   "' is not auto, all or a tile name like sm80:128x64x32s4w4");
+    tiles.push_back(*t);
+  }
   return tiles;
 }
 
@@ -305,18 +317,17 @@ std::vector<int64_t> option_sizes(const std::optional<std::string>& text, const 
   }
 }
 
-// The cases to run: the --shapes files, with every explicitly given option overriding the
-// corresponding field of every case; or, without --shapes, the inline sweep: the same product
-// over one case of default fields (batch outermost, math innermost).
-std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* resolved) {
-  const std::vector<int64_t> batches = option_sizes(c.batch, "--batch");
-  const std::vector<int64_t> ins = option_sizes(c.in, "--in");
-  const std::vector<int64_t> hiddens = option_sizes(c.hidden, "--hidden");
-  const std::vector<DType> dtypes =
-      option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16 or bf16");
-  const std::vector<Layout> layouts =
-      option_values(c.layout, "--layout", parse_layout, "linear or packed");
-  const std::vector<bool> biases = option_values(
+// The case options as given, parsed; the first bad word throws std::invalid_argument naming its
+// option.
+CaseOverrides case_overrides(const CaseOptions& c) {
+  CaseOverrides o;
+  o.shapes = c.shapes;
+  o.batch = option_sizes(c.batch, "--batch");
+  o.in = option_sizes(c.in, "--in");
+  o.hidden = option_sizes(c.hidden, "--hidden");
+  o.dtype = option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16 or bf16");
+  o.layout = option_values(c.layout, "--layout", parse_layout, "linear or packed");
+  o.bias = option_values(
       c.bias, "--bias",
       [](const std::string& w) -> std::optional<bool> {
         if (w == "true" || w == "on" || w == "yes" || w == "1") return true;
@@ -324,130 +335,52 @@ std::vector<Case> resolve_cases(const CaseOptions& c, std::string* name, Json* r
         return std::nullopt;
       },
       "true or false");
-  const std::vector<Math> maths =
-      option_values(c.math, "--math", parse_math, "exact, tf32 or 3xtf32");
-  std::vector<std::string> variants;
-  if (c.variants) {
-    variants = option_words(*c.variants, "--variants");
-    for (const auto& v : variants)
-      if (!is_variant(v)) throw std::invalid_argument("--variants: '" + v + "' is not fused, cublas2 or cublas1");
-  }
-  std::vector<std::string> tiles;
-  if (c.tiles) tiles = tile_words(*c.tiles, "--tiles");
-  const size_t max_cases = static_cast<size_t>(c.max_cases);
-
-  std::vector<Case> base;
-  if (!c.shapes.empty()) {
-    std::vector<SweepConfig> configs;
-    for (const auto& f : c.shapes) configs.push_back(load_config(f, max_cases));
-    SweepConfig merged = merge_configs(std::move(configs), max_cases);
-    *name = merged.name;
-    base = std::move(merged.cases);
-  } else {
-    if (batches.empty() || ins.empty() || hiddens.empty())
-      throw std::invalid_argument("give --shapes FILE.yaml, or all of --batch, --in and --hidden");
-    Case t;
-    t.variants = all_variants();
-    t.tiles = {"auto"};
-    t.origin = "command line";
-    base = {t};
-    *name = "inline";
-  }
-
-  // Counted before anything is expanded: a product of long lists fails at once, not when memory
-  // runs out. The count is before repeated cases are dropped.
-  uint64_t total = base.size();
-  std::string factors = c.shapes.empty() ? "" : fmt::format("{} from --shapes", base.size());
-  const auto factor = [&](size_t n, const char* option) {
-    if (n == 0) return;
-    total = saturating_mul(total, n);
-    factors += fmt::format("{}{} {}", factors.empty() ? "" : " × ", option, n);
-  };
-  factor(batches.size(), "--batch");
-  factor(ins.size(), "--in");
-  factor(hiddens.size(), "--hidden");
-  factor(dtypes.size(), "--dtype");
-  factor(layouts.size(), "--layout");
-  factor(biases.size(), "--bias");
-  factor(maths.size(), "--math");
-  if (total > max_cases) {
-    throw std::invalid_argument(fmt::format(
-        "{}{} cases ({}), more than the limit of {}; raise it with --max-cases",
-        total == std::numeric_limits<uint64_t>::max() ? "more than " : "", total, factors,
-        max_cases));
-  }
-
-  // Explicit options override the config, as a product over each case.
-  std::vector<Case> out;
-  std::unordered_set<CaseKey, CaseKeyHash> seen;
-  const auto or_one = [](const auto& list, auto value) {
-    return list.empty() ? std::vector<decltype(value)>{value} : list;
-  };
-  uint64_t per_base = 1;
-  for (const size_t n : {batches.size(), ins.size(), hiddens.size(), dtypes.size(),
-                         layouts.size(), biases.size(), maths.size()})
-    per_base *= std::max<size_t>(n, 1);  // no overflow: at most `total`
-  for (Case& b : base) {
-    uint64_t made = 0;
-    for (int64_t B : or_one(batches, b.batch))
-      for (int64_t I : or_one(ins, b.in))
-        for (int64_t D : or_one(hiddens, b.hidden))
-          for (DType t : or_one(dtypes, b.dtype))
-            for (Layout l : or_one(layouts, b.layout))
-              for (bool bias : or_one(biases, static_cast<bool>(b.bias)))
-                for (Math m : or_one(maths, b.math)) {
-                  // Why: the last case made from b takes its storage, so that a large config
-                  // is not held twice.
-                  Case x = ++made == per_base ? std::move(b) : b;
-                  x.batch = B;
-                  x.in = I;
-                  x.hidden = D;
-                  x.dtype = t;
-                  x.layout = l;
-                  x.bias = bias;
-                  x.math = t == DType::f32 ? m : Math::exact;
-                  if (c.x_stride_pad) x.x_stride_pad = *c.x_stride_pad;
-                  if (!variants.empty()) x.variants = variants;
-                  if (!tiles.empty()) x.tiles = tiles;
-                  if (seen.insert(case_key(x)).second) out.push_back(std::move(x));
-                }
-  }
-  base.clear();
-  base.shrink_to_fit();
-  Json list = Json::array();
-  for (const Case& x : out) {
-    Json j = Json::object();
-    j.set("case", describe(x));
-    Json v = Json::array();
-    for (const auto& s : x.variants) v.push_back(s);
-    j.set("variants", v);
-    Json t = Json::array();
-    for (const auto& s : x.tiles) t.push_back(s);
-    j.set("tiles", t);
-    j.set("origin", x.origin);
-    list.push_back(j);
-  }
-  Json r = Json::object();
-  Json files = Json::array();
-  for (const auto& f : c.shapes) files.push_back(f);
-  r.set("shapes_files", files);
-  r.set("cases", list);
-  *resolved = r;
-  return out;
+  o.math = option_values(c.math, "--math", parse_math, "exact, tf32 or 3xtf32");
+  o.x_stride_pad = c.x_stride_pad;
+  o.variants = option_values(c.variants, "--variants", parse_variant, "fused, cublas2 or cublas1");
+  if (c.tiles) o.tiles = tile_words(*c.tiles, "--tiles");
+  o.max_cases = static_cast<size_t>(c.max_cases);
+  return o;
 }
 
 // The options of one case-running subcommand (check, forward, gate, backward, step, memory).
 struct RunCommand {
+  // What each one is, in the order --help lists them.
+  struct Spec {
+    const char* name;
+    Command::Kind kind;
+    Op op;
+    bool timed, gradient;
+    const char* help;
+  };
+  static constexpr Spec kSpecs[] = {
+      {"check", Command::Kind::check, Op::check, false, false,
+       "parity only: every variant against the reference"},
+      {"forward", Command::Kind::forward, Op::forward, true, false,
+       "parity, then timing of the fused forward against the cuBLAS baselines"},
+      {"gate", Command::Kind::regression, Op::forward, true, false,
+       "the regression gate: run the cases (as forward), compare them with a baseline result "
+       "file, re-measure SLOW and AMBG cases, exit 0/1/2/3"},
+      {"backward", Command::Kind::backward, Op::backward, true, true,
+       "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
+       "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
+       "saved activations are produced once, outside the timing"},
+      {"step", Command::Kind::step, Op::step, true, true,
+       "parity (Z and the gradients), then timing of forward + backward as one unit, fused "
+       "variants against the cuBLAS baselines"},
+      {"memory", Command::Kind::memory, Op::memory, false, true,
+       "device memory per variant, measured with cudaMemGetInfo (2 MiB granularity): the "
+       "activations kept between forward and backward, and the backward's workspace; each "
+       "variant also runs forward + backward once and is parity-checked; no timing"},
+  };
+
+  const Spec* spec = nullptr;
   CLI::App* app = nullptr;
-  Command::Kind kind = Command::Kind::check;
-  std::string op;  // RunOptions::op
   CaseOptions cases;
   RunOptions run;
   std::string reference = "auto";
   Measure measure;
   Formats formats;
-  bool timed = false;
-  bool gradient = false;
   GradientWords gradient_words;
 };
 
@@ -627,55 +560,33 @@ Command parse_command_line(int argc, const char* const* argv) {
   info->add_option("--device", info_device, "CUDA device index")->capture_default_str()
       ->check(device_index());
 
-  RunCommand check, fwd, gate, bwd, step, mem;
-  const auto define = [&app](RunCommand& rc, const char* name, const std::string& help,
-                             Command::Kind kind, const char* op, bool timed, bool gradient) {
-    rc.app = app.add_subcommand(name, help);
-    rc.kind = kind;
-    rc.op = op;
-    rc.timed = timed;
-    rc.gradient = gradient;
-  };
-  using K = Command::Kind;
-  define(check, "check", "parity only: every variant against the reference", K::check, "check",
-         false, false);
-  define(fwd, "forward", "parity, then timing of the fused forward against the cuBLAS baselines",
-         K::forward, "forward", true, false);
-  define(gate, "gate",
-         "the regression gate: run the cases (as forward), compare them with a baseline result "
-         "file, re-measure SLOW and AMBG cases, exit 0/1/2/3",
-         K::gate, "forward", true, false);
-  define(bwd, "backward",
-         "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
-         "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
-         "saved activations are produced once, outside the timing",
-         K::backward, "backward", true, true);
-  define(step, "step",
-         "parity (Z and the gradients), then timing of forward + backward as one unit, fused "
-         "variants against the cuBLAS baselines",
-         K::step, "step", true, true);
-  define(mem, "memory",
-         "device memory per variant, measured with cudaMemGetInfo (2 MiB granularity): the "
-         "activations kept between forward and backward, and the backward's workspace; each "
-         "variant also runs forward + backward once and is parity-checked; no timing",
-         K::memory, "memory", false, true);
-  const std::vector<RunCommand*> run_commands = {&check, &fwd, &gate, &bwd, &step, &mem};
-  for (RunCommand* rc : run_commands) {
-    add_case_options(rc->app, rc->cases, rc->gradient);
-    add_run_options(rc->app, rc->run, rc->reference);
-    if (rc->timed) add_measure_options(rc->app, rc->measure, rc->run);
-    if (rc->timed && rc->kind != K::gate) add_graph_flag(rc->app, rc->measure);
-    if (rc->gradient) add_gradient_options(rc->app, rc->gradient_words);
-    add_output_flags(rc->app, rc->formats);
+  // Why an array: CLI11 keeps pointers to each command's option fields.
+  std::array<RunCommand, std::size(RunCommand::kSpecs)> run_commands;
+  for (size_t i = 0; i < run_commands.size(); ++i) {
+    RunCommand& rc = run_commands[i];
+    rc.spec = &RunCommand::kSpecs[i];
+    rc.app = app.add_subcommand(rc.spec->name, rc.spec->help);
+    add_case_options(rc.app, rc.cases, rc.spec->gradient);
+    add_run_options(rc.app, rc.run, rc.reference);
+    if (rc.spec->timed) add_measure_options(rc.app, rc.measure, rc.run);
+    if (rc.spec->timed && rc.spec->kind != Command::Kind::regression)
+      add_graph_flag(rc.app, rc.measure);
+    if (rc.spec->gradient) add_gradient_options(rc.app, rc.gradient_words);
+    add_output_flags(rc.app, rc.formats);
   }
-  GateOptions gate_opts;
-  gate.app->add_option("--baseline", gate_opts.baseline,
+  RunCommand& regression =
+      *std::find_if(run_commands.begin(), run_commands.end(), [](const RunCommand& rc) {
+        return rc.spec->kind == Command::Kind::regression;
+      });
+  RegressionOptions regression_opts;
+  regression.app->add_option("--baseline", regression_opts.baseline,
                        "baseline result file [default: results/<gpu>/baseline.json]");
-  gate.app->add_option("--retries", gate_opts.retries, "re-measurements of SLOW/AMBG cases")
+  regression.app
+      ->add_option("--retries", regression_opts.retries, "re-measurements of SLOW/AMBG cases")
       ->capture_default_str()->check(integer_in(0, kIntMax, "NONNEGATIVE"));
-  gate.app->add_flag("--update-baseline", gate_opts.update_baseline,
+  regression.app->add_flag("--update-baseline", regression_opts.update_baseline,
                      "record this run as the baseline instead of comparing");
-  add_compare_options(gate.app, gate_opts.compare);
+  add_compare_options(regression.app, regression_opts.compare);
 
   std::string cmp_base, cmp_cur;
   CompareOptions cmp_opts;
@@ -741,21 +652,21 @@ Command parse_command_line(int argc, const char* const* argv) {
     cmd.kind = Command::Kind::compare;
     cmd.baseline = cmp_base;
     cmd.current = cmp_cur;
-    cmd.gate.compare = cmp_opts;
-    cmd.gate.update_baseline = cmp_update;
+    cmd.regression.compare = cmp_opts;
+    cmd.regression.update_baseline = cmp_update;
     return cmd;
   }
 
-  RunCommand& rc = **std::find_if(run_commands.begin(), run_commands.end(),
-                                  [](const RunCommand* r) { return r->app->parsed(); });
+  RunCommand& rc = *std::find_if(run_commands.begin(), run_commands.end(),
+                                 [](const RunCommand& r) { return r.app->parsed(); });
   RunOptions& opts = rc.run;
-  opts.op = rc.op;
+  opts.op = rc.spec->op;
   opts.reference = rc.reference == "cpu"   ? ReferenceMode::cpu
                    : rc.reference == "gpu" ? ReferenceMode::gpu
                                            : ReferenceMode::automatic;
   opts.argv.assign(argv, argv + argc);
-  cmd.kind = rc.kind;
-  if (rc.timed) {
+  cmd.kind = rc.spec->kind;
+  if (rc.spec->timed) {
     opts.timing = rc.measure.timing;
     opts.timing.cold = !rc.measure.hot;
     if (opts.timing.max_samples < opts.timing.min_samples) {
@@ -766,13 +677,17 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
   if (const Formats& f = rc.formats; f.csv || f.json || f.md) {
     opts.write_csv = f.csv;
-    opts.write_json = f.json || cmd.kind == Command::Kind::gate;  // the gate reads its JSON back
+    // The gate reads its JSON back.
+    opts.write_json = f.json || cmd.kind == Command::Kind::regression;
     opts.write_md = f.md;
   }
 
   try {
-    if (rc.gradient) opts.gradient = resolve_gradient(rc.gradient_words);
-    cmd.cases = resolve_cases(rc.cases, &opts.name, &cmd.resolved);
+    if (rc.spec->gradient) opts.gradient = resolve_gradient(rc.gradient_words);
+    ResolvedCases resolved = resolve_cases(case_overrides(rc.cases));
+    cmd.cases = std::move(resolved.cases);
+    opts.name = std::move(resolved.name);
+    cmd.resolved = std::move(resolved.record);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return exit_with(kExitError);
@@ -785,7 +700,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     return exit_with(kExitError);
   }
   cmd.options = opts;
-  cmd.gate = gate_opts;
+  cmd.regression = regression_opts;
   return cmd;
 }
 

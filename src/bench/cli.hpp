@@ -4,25 +4,27 @@
 
 #include <vector>
 
-#include "bench/config.hpp"
-#include "bench/gate.hpp"
-#include "bench/json.hpp"
+#include "bench/case.hpp"
+#include "bench/regression.hpp"
 #include "bench/run.hpp"
+#include "common/exit_codes.hpp"
+#include "common/json.hpp"
 #include "train/options.hpp"
 
 namespace swiglu::bench {
 
 struct Command {
-  enum class Kind { exit, info, check, forward, gate, compare, backward, step, memory, train };
+  // One per subcommand; `regression` is `swiglubench gate`.
+  enum class Kind { exit, info, check, forward, regression, compare, backward, step, memory, train };
   Kind kind = Kind::exit;
-  int exit_code = kExitOk;  // Kind::exit: --help/--version (0) or a usage/config error (3)
-  int device = 0;           // Kind::info
+  int exit_code = common::kExitOk;  // Kind::exit: --help/--version (0) or a usage/config error (3)
+  int device = 0;                   // Kind::info
   RunOptions options;       // the case-running commands (check, forward, gate, backward, step,
                             // memory); options.gradient for the last three
   std::vector<Case> cases;  // those commands: the --shapes files with the options' overrides, or
                             // the inline sweep
-  Json resolved;            // the cases as recorded in the JSON provenance
-  GateOptions gate;         // gate; compare (its compare options and update_baseline)
+  common::Json resolved;          // the cases as recorded in the JSON provenance
+  RegressionOptions regression;   // gate; compare (its compare options and update_baseline)
   std::string baseline, current;  // compare
   train::TrainOptions train;      // train
 };

@@ -1,15 +1,10 @@
 #include "bench/config.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -18,6 +13,7 @@
 #include <unordered_set>
 
 #include "bench/cli_values.hpp"
+#include "common/files.hpp"
 
 namespace swiglu::bench {
 namespace {
@@ -146,6 +142,14 @@ std::string scalar_string(const Source& src, const Entry& e) {
   return e.value.Scalar();
 }
 
+// Calls `add` on each item of a list value, or on the value itself; an empty list is an error.
+template <typename Add>
+void for_each_item(const Source& src, const Entry& e, const Add& add) {
+  if (!e.value.IsSequence()) return add(e.value);
+  if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
+  for (const auto& item : e.value) add(item);
+}
+
 // Integer keys: an integer, a range string, or a list of either. Values must be in
 // [min_value, max_value], and there may be at most kMaxListValues of them in all.
 std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_value,
@@ -170,12 +174,7 @@ std::vector<int64_t> int_values(const Source& src, const Entry& e, int64_t min_v
                                         kMaxListValues));
     }
   };
-  if (e.value.IsSequence()) {
-    if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
-    for (const auto& item : e.value) add_scalar(item);
-  } else {
-    add_scalar(e.value);
-  }
+  for_each_item(src, e, add_scalar);
   return values;
 }
 
@@ -217,12 +216,7 @@ std::vector<Word> word_values(const Source& src, const Entry& e) {
       rest.remove_prefix(comma + 1);
     }
   };
-  if (e.value.IsSequence()) {
-    if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
-    for (const auto& item : e.value) add_scalar(item);
-  } else {
-    add_scalar(e.value);
-  }
+  for_each_item(src, e, add_scalar);
   return words;
 }
 
@@ -255,12 +249,7 @@ std::vector<bool> bool_values(const Source& src, const Entry& e) {
     }
     values.push_back(b);
   };
-  if (e.value.IsSequence()) {
-    if (e.value.size() == 0) src.fail(e.value_mark(), fmt::format("{}: empty list", e.label()));
-    for (const auto& item : e.value) add(item);
-  } else {
-    add(e.value);
-  }
+  for_each_item(src, e, add);
   return values;
 }
 
@@ -271,7 +260,8 @@ struct PartialSweep {
   std::optional<std::vector<Layout>> layout;
   std::optional<std::vector<bool>> bias;
   std::optional<std::vector<Math>> math;
-  std::optional<std::vector<std::string>> variants, tiles;
+  std::optional<std::vector<Variant>> variants;
+  std::optional<std::vector<TileChoice>> tiles;
 };
 
 PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
@@ -296,17 +286,18 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
     } else if (e.key == "bias") {
       out.bias = bool_values(src, e);
     } else if (e.key == "variants") {
-      std::vector<std::string> variants;
+      std::vector<Variant> variants;
       for (const Word& w : word_values(src, e)) {
-        if (!is_variant(w.text)) {
+        const std::optional<Variant> v = parse_variant(w.text);
+        if (!v) {
           src.fail(w.mark, fmt::format("{}: unknown variant '{}'; expected one of {}", e.label(),
-                                       w.text, join(all_variants(), ", ")));
+                                       w.text, "fused, cublas2, cublas1"));
         }
-        variants.push_back(w.text);
+        variants.push_back(*v);
       }
       out.variants = std::move(variants);
     } else if (e.key == "tiles") {
-      std::vector<std::string> tiles;
+      std::vector<TileChoice> tiles;
       const std::vector<Word> words = word_values(src, e);
       // Why: every case carries its own copy of the list, so its length multiplies the memory.
       if (words.size() > kMaxTileNames) {
@@ -315,12 +306,13 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
                              e.label(), kMaxTileNames));
       }
       for (const Word& w : words) {
-        if (w.text != "auto" && w.text != "all" && !TileConfig::parse(w.text)) {
+        const std::optional<TileChoice> t = TileChoice::parse(w.text);
+        if (!t) {
           src.fail(w.mark, fmt::format("{}: '{}' is not 'auto', 'all' or a tile name like "
                                        "sm80:128x64x32s4w4 or simt:64x64x16s2w8",
                                        e.label(), w.text));
         }
-        tiles.push_back(w.text);
+        tiles.push_back(*t);
       }
       out.tiles = std::move(tiles);
     }
@@ -339,68 +331,16 @@ void take(std::vector<T>& field, const std::optional<std::vector<T>>& sweep,
   }
 }
 
-const char* file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-// Owns an open file descriptor.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// The whole of a config file, which must be a regular file of at most kMaxConfigBytes.
-// Why: /dev/zero never ends and a FIFO blocks its reader; both are refused before a byte is read
-// (stat first, so no device is even opened; O_NONBLOCK in case the path changes in between).
-std::string read_file(const std::string& path) {
-  const auto fail = [&](const std::string& why) {
+// The whole of a config file, a regular file of at most kMaxConfigBytes.
+std::string read_config_file(const std::string& path) {
+  try {
+    return common::read_regular_file(path, kMaxConfigBytes);
+  } catch (const common::FileReadError& e) {
+    const std::string why = e.reason({"it is {0}, not a regular file",
+                                      "it is {1} bytes, more than the limit of {2} bytes (1 MiB)",
+                                      "read error: {4}"});
     throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path, why));
-  };
-  struct stat st {};
-  const auto require_regular = [&] {
-    if (!S_ISREG(st.st_mode)) {
-      fail(fmt::format("it is {}, not a regular file", file_kind(st.st_mode)));
-    }
-  };
-  if (::stat(path.c_str(), &st) != 0) fail(std::strerror(errno));
-  require_regular();
-  const FileDescriptor file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  const int fd = file.get();
-  if (fd < 0) fail(std::strerror(errno));
-  if (::fstat(fd, &st) != 0) fail(std::strerror(errno));
-  require_regular();
-  const auto too_large = [&](uint64_t bytes) {
-    fail(fmt::format("it is {} bytes, more than the limit of {} bytes (1 MiB)", bytes,
-                     kMaxConfigBytes));
-  };
-  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) too_large(st.st_size);
-  // Why: read to the limit, not to st_size: a file may grow meanwhile, and /proc files say 0.
-  std::string text(kMaxConfigBytes + 1, '\0');
-  size_t used = 0;
-  while (used < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail(fmt::format("read error: {}", std::strerror(errno)));
-    if (n == 0) break;
-    used += static_cast<size_t>(n);
   }
-  if (used > kMaxConfigBytes) too_large(used);
-  text.resize(used);
-  return text;
 }
 
 // Thrown by the scan below, caught by parse_config.
@@ -489,53 +429,6 @@ std::string count_text(uint64_t n) {
 
 }  // namespace
 
-const std::vector<std::string>& all_variants() {
-  static const std::vector<std::string> variants = {"fused", "cublas2", "cublas1"};
-  return variants;
-}
-
-bool is_variant(std::string_view name) {
-  const auto& v = all_variants();
-  return std::find(v.begin(), v.end(), name) != v.end();
-}
-
-Problem Case::problem() const {
-  Problem p;
-  p.batch = batch;
-  p.in_features = in;
-  p.hidden = hidden;
-  p.dtype = dtype;
-  p.bias = bias;
-  p.layout = layout;
-  p.ldx = ldx();
-  p.math = math;
-  return p;
-}
-
-std::string describe(const Case& c) {
-  return fmt::format("B={} I={} D={} dtype={} layout={} bias={} math={} x_stride_pad={}", c.batch,
-                     c.in, c.hidden, to_string(c.dtype), to_string(c.layout), c.bias,
-                     to_string(c.math), c.x_stride_pad);
-}
-
-CaseKey case_key(const Case& c) {
-  return CaseKey{c.batch, c.in, c.hidden, c.x_stride_pad, c.dtype, c.layout, c.bias, c.math};
-}
-
-size_t CaseKeyHash::operator()(const CaseKey& k) const {
-  size_t h = 0;
-  const auto mix = [&h](uint64_t v) {
-    h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-  };
-  mix(static_cast<uint64_t>(k.batch));
-  mix(static_cast<uint64_t>(k.in));
-  mix(static_cast<uint64_t>(k.hidden));
-  mix(static_cast<uint64_t>(k.x_stride_pad));
-  mix((static_cast<uint64_t>(k.dtype) << 24) | (static_cast<uint64_t>(k.layout) << 16) |
-      (static_cast<uint64_t>(k.bias) << 8) | static_cast<uint64_t>(k.math));
-  return h;
-}
-
 uint64_t saturating_mul(uint64_t a, uint64_t b) {
   if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) {
     return std::numeric_limits<uint64_t>::max();
@@ -570,14 +463,14 @@ std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin)
               for (const int64_t in : spec.in) {
                 for (const int64_t batch : spec.batch) {
                   Case c;
-                  c.batch = batch;
-                  c.in = in;
-                  c.hidden = hidden;
-                  c.dtype = dtype;
-                  c.layout = layout;
-                  c.bias = bias;
-                  c.math = math;
-                  c.x_stride_pad = pad;
+                  c.problem.batch = batch;
+                  c.problem.in_features = in;
+                  c.problem.hidden = hidden;
+                  c.problem.dtype = dtype;
+                  c.problem.layout = layout;
+                  c.problem.bias = bias;
+                  c.problem.math = math;
+                  c.problem.ldx = in + pad;
                   c.variants = spec.variants;
                   c.tiles = spec.tiles;
                   c.origin = origin;
@@ -594,10 +487,10 @@ std::vector<Case> expand_sweep(const SweepSpec& spec, const std::string& origin)
 }
 
 void check_unique(const std::vector<Case>& cases) {
-  std::unordered_map<CaseKey, size_t, CaseKeyHash> first;
+  std::unordered_map<Problem, size_t, ProblemHash, SameProblem> first;
   first.reserve(cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
-    const auto [it, inserted] = first.emplace(case_key(cases[i]), i);
+    const auto [it, inserted] = first.emplace(cases[i].problem, i);
     if (inserted) continue;
     const Case& again = cases[i];
     const std::string where = again.file.empty()
@@ -732,7 +625,7 @@ SweepConfig parse_config(const std::string& yaml_text, const std::string& source
 }
 
 SweepConfig load_config(const std::string& path, size_t max_cases) {
-  return parse_config(read_file(path), path, max_cases);
+  return parse_config(read_config_file(path), path, max_cases);
 }
 
 SweepConfig merge_configs(std::vector<SweepConfig> configs, size_t max_cases) {

@@ -18,43 +18,25 @@
 //       tiles: [auto]            # auto | all | a tile name like sm80:128x64x32s4w4   default [auto]
 //       x_stride_pad: 0          # extra elements per X row, ldx = in + pad, >= 0   default 0
 //
-// Value forms:
-//  - batch, in, hidden, x_stride_pad: an integer, a range string in the forms of cli_values.hpp
-//    ("pow2:1:8192", "64:512:64", "1,2,3"), or a list whose items are either. Repeated integers
-//    are dropped silently (ranges may overlap).
-//  - dtype, layout, bias, math, variants, tiles: one value, a comma-separated string
-//    ("bf16,fp16") or a list. A value repeated in one list is an error.
-//  - tiles are kept as names ("auto": the heuristic's pick; "all": every tile compiled for the
-//    device, the block sweep): they are checked here for syntax (TileConfig::parse) and later
-//    against the tiles compiled for the device.
+// Values: batch, in, hidden and x_stride_pad take an integer, a range string as in
+// cli_values.hpp ("pow2:1:8192", "64:512:64") or a list of either (repeats dropped); the other keys
+// one word, a comma-separated string or a list (a repeat is an error). A sweep is the Cartesian
+// product of its lists, outermost first dtype, layout, math, bias, x_stride_pad, hidden, in, batch;
+// math applies to fp32 alone (exact for fp16 and bf16); every case carries the sweep's variants
+// and tiles. A problem produced twice, in one file or across merged files, is an error.
 //
-// Expansion: every sweep is the Cartesian product of its lists, outermost first
-//     dtype, layout, math, bias, x_stride_pad, hidden, in, batch
-// keeping each list's order; sweeps follow file order. math applies to fp32 only: for fp16 and
-// bf16 it collapses to exact (one case, not one per math value). variants and tiles are not axes:
-// every case carries the sweep's lists. The same problem produced twice (by two sweeps, or by two
-// files given to merge_configs) is an error naming both origins.
-//
-// Limits: a config file is a regular file of at most kMaxConfigBytes, one YAML document of at
-// most kMaxYamlNodes nodes nested at most kMaxYamlDepth deep, without anchors or aliases (shared
-// values go in 'defaults'). Sizes are at most kMaxDim, x_stride_pad at most kMaxStridePad, a tiles
-// list at most kMaxTileNames names, and the cases are counted before they are expanded: more than
-// `max_cases` (--max-cases, default kDefaultMaxCases) is an error.
-//
-// Errors throw ConfigError. Its message starts "FILE:LINE:COL: " (1-based, from yaml-cpp marks)
-// and names the key, for: a missing, unreadable or non-regular file, YAML syntax, a limit above,
-// an unknown key (the allowed keys are listed), a key given twice in one mapping, a wrong type, a
-// size < 1 or a pad < 0, an unknown enum value, an empty list, no sweeps, a missing required key,
-// and duplicate cases.
+// Limits (below): one YAML document, regular file, bounded in bytes, nodes and depth, without
+// anchors or aliases; cases are counted before they are expanded (--max-cases). Errors throw
+// ConfigError, whose message starts "FILE:LINE:COL: " and names the key.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
+#include "bench/case.hpp"
 #include "swiglu/swiglu.hpp"
 
 namespace swiglu::bench {
@@ -74,48 +56,6 @@ inline constexpr size_t kMaxConfigBytes = size_t{1} << 20;
 inline constexpr size_t kMaxYamlNodes = 100'000;
 inline constexpr int kMaxYamlDepth = 16;  // a config needs 4: top level, sweeps, a sweep, a list
 
-// The benchmark variants: the fused kernel and the two cuBLAS baselines.
-const std::vector<std::string>& all_variants();  // {"fused", "cublas2", "cublas1"}
-bool is_variant(std::string_view name);
-
-// One problem to run, with the variants and tiles to run it with.
-struct Case {
-  int64_t batch = 0, in = 0, hidden = 0;
-  DType dtype = DType::bf16;
-  Layout layout = Layout::linear;
-  bool bias = false;
-  Math math = Math::exact;
-  int64_t x_stride_pad = 0;
-  std::vector<std::string> variants;
-  std::vector<std::string> tiles;  // "auto" (the heuristic), "all" (every compiled tile) or names
-  std::string origin;              // "configs/mnist.yaml:5 (sweep 1)" or what the caller passed
-  // Where the sweep that produced the case starts (1-based); empty/0 when not from a file.
-  std::string file;
-  int line = 0, column = 0;
-
-  // No overflow: the parsers bound in by kMaxDim and x_stride_pad by kMaxStridePad.
-  int64_t ldx() const { return in + x_stride_pad; }
-  Problem problem() const;  // the library's Problem for this case (ldx set explicitly)
-};
-
-// "B=64 I=784 D=512 dtype=bf16 layout=linear bias=false math=exact x_stride_pad=0": the fields
-// that make two cases the same problem.
-std::string describe(const Case& c);
-
-// The same fields as a hashable value, for finding repeated problems in linear time.
-struct CaseKey {
-  int64_t batch = 0, in = 0, hidden = 0, x_stride_pad = 0;
-  DType dtype = DType::bf16;
-  Layout layout = Layout::linear;
-  bool bias = false;
-  Math math = Math::exact;
-  bool operator==(const CaseKey&) const = default;
-};
-CaseKey case_key(const Case& c);
-struct CaseKeyHash {
-  size_t operator()(const CaseKey& k) const;
-};
-
 // Lists for one sweep; defaults as in the schema above.
 struct SweepSpec {
   std::vector<int64_t> batch, in, hidden;
@@ -124,8 +64,8 @@ struct SweepSpec {
   std::vector<bool> bias = {false};
   std::vector<Math> math = {Math::exact};
   std::vector<int64_t> x_stride_pad = {0};
-  std::vector<std::string> variants = all_variants();
-  std::vector<std::string> tiles = {"auto"};
+  std::vector<Variant> variants = all_variants();
+  std::vector<TileChoice> tiles = {TileChoice()};
 };
 
 // The Cartesian product in the documented order; every case gets `origin`. No validation: count

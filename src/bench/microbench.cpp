@@ -35,17 +35,17 @@
 
 #include "baselines/cublas_baselines.hpp"
 #include "baselines/gpu_reference.hpp"
-#include "bench/device.hpp"
-#include "bench/host_data.hpp"
 #include "bench/parity.hpp"
 #include "bench/run.hpp"
-#include "bench/version.hpp"
+#include "common/device.hpp"
+#include "common/host_data.hpp"
+#include "common/provenance.hpp"
 #include "swiglu/swiglu.hpp"
 
 namespace {
 
 using namespace swiglu;
-using bench::DeviceBuffer;
+using common::DeviceBuffer;
 
 // --- what is benchmarked: extend these lists -----------------------------------------------------
 
@@ -101,14 +101,14 @@ void check_status(const Status& s, const char* what) {
 
 // Process-wide device resources, made in main() when there is a device.
 struct Gpu {
-  bench::DeviceInfo info;
+  common::DeviceInfo info;
   DeviceTraits traits;
-  bench::Stream stream;
-  bench::Event start, stop;
+  common::Stream stream;
+  common::Event start, stop;
   baselines::Cublas cublas;
   DeviceBuffer flush;  // twice the L2: one memset of it evicts every line
 
-  explicit Gpu(int device) : info(bench::query_device(device)) {
+  explicit Gpu(int device) : info(common::query_device(device)) {
     check_status(device_traits(device, &traits), "device_traits");
     check_status(cublas.init(), "cuBLASLt init");
     flush = DeviceBuffer(
@@ -135,9 +135,9 @@ struct ProblemData {
     const size_t es = dtype_size(p.dtype);
     const float ws = 1.0f / std::sqrt(static_cast<float>(p.in_features));
     // As nn.Linear initialises them: X ~ U(-1, 1), W ~ U(-1/sqrt(I), 1/sqrt(I)).
-    x = upload(bench::uniform_values(static_cast<size_t>(p.batch * p.in_features), -1, 1, kSeed,
+    x = upload(common::uniform_values(static_cast<size_t>(p.batch * p.in_features), -1, 1, kSeed,
                                      p.dtype));
-    w = upload(bench::uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -ws, ws,
+    w = upload(common::uniform_values(static_cast<size_t>(2 * p.hidden * p.in_features), -ws, ws,
                                      kSeed + 1, p.dtype));
     const size_t zn = static_cast<size_t>(p.batch * p.hidden);
     z = DeviceBuffer(zn * es);
@@ -156,7 +156,7 @@ struct ProblemData {
   }
 
   DeviceBuffer upload(const std::vector<float>& values) const {
-    const auto bytes = bench::to_dtype_bytes(values, p.dtype);
+    const auto bytes = common::to_dtype_bytes(values, p.dtype);
     DeviceBuffer d(bytes.size());
     CUDA_CHECK(cudaMemcpy(d.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
     return d;
@@ -189,12 +189,12 @@ struct ProblemData {
         return verdict[k] = fmt::format("{} plan: {}", name_of(k), s.message);
       plans.emplace(k, std::move(plan));
     }
-    CUDA_CHECK(cudaMemsetAsync(z.get(), bench::kPoisonByte, z.bytes(), g.stream.get()));
+    CUDA_CHECK(cudaMemsetAsync(z.get(), common::kPoisonByte, z.bytes(), g.stream.get()));
     launch(k, g.stream.get());
     CUDA_CHECK(cudaStreamSynchronize(g.stream.get()));
     std::vector<unsigned char> raw(z.bytes());
     CUDA_CHECK(cudaMemcpy(raw.data(), z.get(), raw.size(), cudaMemcpyDeviceToHost));
-    const auto got = bench::from_dtype_bytes(raw.data(), ref.size(), p.dtype);
+    const auto got = common::from_dtype_bytes(raw.data(), ref.size(), p.dtype);
     const bench::Tolerance tol =
         bench::tolerance(p, k == Kind::fused ? bench::kFusedRounding
                                              : bench::Rounding{1, plans.at(k).output_type_slices()});
@@ -238,7 +238,7 @@ void bm_forward(benchmark::State& state, Problem p, Kind kind) {
     Gpu& g = *g_gpu;
     ProblemData& d = problem_data(p, g);
     if (const std::string& why = d.check(kind, g); !why.empty()) {
-      raise_exit(why.rfind("parity", 0) == 0 ? bench::kExitParity : bench::kExitError);
+      raise_exit(why.rfind("parity", 0) == 0 ? common::kExitParity : common::kExitError);
       state.SkipWithError(why.c_str());
       return;
     }
@@ -266,7 +266,7 @@ void bm_forward(benchmark::State& state, Problem p, Kind kind) {
     const double flops = bench::forward_flops(p) * static_cast<double>(state.iterations());
     state.counters["TFLOP/s"] = total_s > 0 ? flops / total_s / 1e12 : 0.0;
   } catch (const std::exception& e) {
-    raise_exit(bench::kExitError);
+    raise_exit(common::kExitError);
     state.SkipWithError(e.what());
   }
 }
@@ -306,12 +306,12 @@ int main(int argc, char** argv) {
       g_gpu = std::make_unique<Gpu>(0);
       // Why here: the context is printed once, before the first benchmark runs.
       benchmark::AddCustomContext("swiglu_device", g_gpu->info.name);
-      benchmark::AddCustomContext("swiglu_git_sha", bench::git_sha());
+      benchmark::AddCustomContext("swiglu_git_sha", common::git_sha());
       benchmark::AddCustomContext("swiglu_l2_flush_bytes", std::to_string(g_gpu->flush.bytes()));
     } catch (const std::exception& ex) {
       g_gpu_error = std::string("device setup: ") + ex.what();
       std::fprintf(stderr, "swiglu_microbench: %s\n", g_gpu_error.c_str());
-      raise_exit(bench::kExitError);
+      raise_exit(common::kExitError);
     }
   }
   register_benchmarks();

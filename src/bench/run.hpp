@@ -7,21 +7,25 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "bench/config.hpp"
-#include "bench/harness.hpp"
-#include "bench/json.hpp"
+#include "bench/case.hpp"
+#include "bench/timing.hpp"
+#include "common/exit_codes.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
 
-// Exit codes of swiglubench (1 is kept for the regression gate).
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitParity = 2;
-inline constexpr int kExitError = 3;  // usage, config or device error
-inline constexpr int kExitInterrupted = 130;
-
 enum class ReferenceMode { automatic, cpu, gpu };
+
+// What a case-running command does. check: parity only; forward: parity, then timing; backward,
+// step: the same for the backward and for forward + backward; memory: parity and measured device
+// memory, no timing. The gate runs forward.
+enum class Op { check, forward, backward, step, memory };
+std::string_view to_string(Op op);
+// The rows' op: check writes forward rows.
+std::string row_op(Op op);
 
 // What the gradient commands (backward, step, memory) run. The `fused` variant becomes one variant
 // per policy: fused-save and fused-recompute, and the recompute one once per gate placement
@@ -30,14 +34,12 @@ struct GradientOptions {
   Grads grads;  // --grads: dx, dw or both
   std::vector<Policy> policies = {Policy::save, Policy::recompute};
   std::vector<GatePlacement> placements = {GatePlacement::automatic};
-  // The dX and dW GEMMs' tiles: "auto" (the heuristic), "all" (every compiled one) or names.
-  std::vector<std::string> dx_tiles = {"auto"}, dw_tiles = {"auto"};
+  // The fused dX and dW GEMMs' tiles.
+  std::vector<TileChoice> dx_tiles = {TileChoice()}, dw_tiles = {TileChoice()};
 };
 
 struct RunOptions {
-  // check: parity only; forward: parity, then timing; backward, step: the same for the backward and
-  // for forward + backward; memory: parity and measured device memory, no timing.
-  std::string op = "forward";
+  Op op = Op::forward;
   TimingOptions timing;
   ReferenceMode reference = ReferenceMode::automatic;
   // Cases with at most this many multiply-adds (B·I·2D) use the fp64 CPU reference in auto mode.
@@ -67,13 +69,13 @@ double backward_flops(const Problem& p, Grads grads);
 // Runs backward, step or memory (options.op) over the cases, with run_sweep's rows, outputs, exit
 // codes and SIGINT handling.
 int run_gradient_sweep(const std::vector<Case>& cases, const RunOptions& options,
-                       const Json& resolved_config, const std::atomic<bool>& stop);
+                       const common::Json& resolved_config, const std::atomic<bool>& stop);
 
 // Runs every case; returns the process exit code. Never throws for a per-case failure: such a
 // case becomes ERROR or SKIP rows and the sweep goes on. `stop` set (SIGINT) ends the sweep after
 // the current step, keeping every finished row.
-int run_sweep(const std::vector<Case>& cases, const RunOptions& options, const Json& resolved_config,
-              const std::atomic<bool>& stop);
+int run_sweep(const std::vector<Case>& cases, const RunOptions& options,
+              const common::Json& resolved_config, const std::atomic<bool>& stop);
 
 // Prints device and library facts for `swiglubench info`; returns the exit code.
 int print_info(int device);

@@ -25,13 +25,18 @@
 #include "baselines/cublas_baselines.hpp"
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
-#include "bench/host_data.hpp"
-#include "bench/run_internal.hpp"
+#include "bench/session.hpp"
+#include "common/device.hpp"
+#include "common/host_data.hpp"
+#include "common/json.hpp"
 
 namespace swiglu::bench {
-namespace {
 
-using detail::Session;
+using common::Json;
+using common::CudaError;
+using common::DeviceBuffer;
+using common::kPoisonByte;
+namespace {
 
 // One variant of a case in the gradient commands.
 struct GradVariant {
@@ -74,38 +79,38 @@ void set_tile_label(Row& r, bool with_forward) {
 
 std::string tile_name(const TileConfig& t) { return t.block_m == 0 ? std::string() : t.name(); }
 
-// Resolves one tile word of --tiles, --dx-tiles or --dw-tiles: "auto" is the heuristic (unset),
-// a name must be among `compiled`. Returns false, with the reason, for a name that is not.
-bool resolve_tile(const std::string& word, const std::vector<TileConfig>& compiled, const Case& c,
+// One tile of --tiles, --dx-tiles or --dw-tiles: "auto" is the heuristic (unset), a name must be
+// among `compiled`. Returns false, with the reason, for a name that is not.
+bool resolve_tile(const TileChoice& t, const std::vector<TileConfig>& compiled, const Problem& p,
                   const DeviceTraits& traits, const char* what, std::optional<TileConfig>* out,
                   std::string* reason) {
-  if (word == "auto") {
+  if (t.kind == TileChoice::Kind::automatic) {
     out->reset();
     return true;
   }
-  const auto tc = TileConfig::parse(word);
-  if (!tc || std::find(compiled.begin(), compiled.end(), *tc) == compiled.end()) {
-    *reason = fmt::format("{} tile {} is not compiled for {}/{} on sm_{}{}", what, word,
-                          to_string(c.dtype), to_string(c.layout), traits.cc_major, traits.cc_minor);
+  if (std::find(compiled.begin(), compiled.end(), t.tile) == compiled.end()) {
+    *reason = fmt::format("{} tile {} is not compiled for {}/{} on sm_{}{}", what, t.word,
+                          to_string(p.dtype), to_string(p.layout), traits.cc_major, traits.cc_minor);
     return false;
   }
-  *out = *tc;
+  *out = t.tile;
   return true;
 }
 
-// "auto" and names as given; "all" becomes the name of every compiled tile.
-std::vector<std::string> expand_tiles(const std::vector<std::string>& words,
-                                      const std::vector<TileConfig>& compiled) {
-  std::vector<std::string> out;
-  const auto add = [&](const std::string& w) {
-    if (std::find(out.begin(), out.end(), w) == out.end()) out.push_back(w);
+// "auto" and names as given, each once; "all" becomes every compiled tile.
+std::vector<TileChoice> expand_tiles(const std::vector<TileChoice>& choices,
+                                     const std::vector<TileConfig>& compiled) {
+  std::vector<TileChoice> out;
+  const auto add = [&](const TileChoice& t) {
+    const auto same = [&](const TileChoice& o) { return o.word == t.word; };
+    if (std::none_of(out.begin(), out.end(), same)) out.push_back(t);
   };
-  for (const std::string& w : words) {
-    if (w != "all") {
-      add(w);
+  for (const TileChoice& t : choices) {
+    if (t.kind != TileChoice::Kind::all) {
+      add(t);
       continue;
     }
-    for (const TileConfig& t : compiled) add(t.name());
+    for (const TileConfig& tc : compiled) add(TileChoice::named(tc));
   }
   return out;
 }
@@ -113,23 +118,23 @@ std::vector<std::string> expand_tiles(const std::vector<std::string>& words,
 std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
   const RunOptions& o = s.options();
   const GradientOptions& g = o.gradient;
-  const Problem p = c.problem();
+  const Problem& p = c.problem;
   const DeviceTraits traits = s.traits();
   const size_t es = dtype_size(p.dtype);
   const auto fwd_compiled = forward_tiles(p, traits);
   const auto dx_compiled = backward_dx_tiles(p, traits);
   const auto dw_compiled = backward_dw_tiles(p, traits);
-  const std::vector<std::string> just_auto = {"auto"};
+  const std::vector<TileChoice> just_auto = {TileChoice()};
 
   std::vector<GradVariant> out;
-  for (const std::string& v : c.variants) {
-    if (v != "fused") {
+  for (const Variant v : c.variants) {
+    if (v != Variant::fused) {
       GradVariant var;
-      var.name = v;
-      var.baseline = v == "cublas2" ? baselines::Variant::cublas2 : baselines::Variant::cublas1;
+      var.name = std::string(to_string(v));
+      var.baseline = baseline_of(v);
       var.saved_bytes = baselines::scratch_bytes(*var.baseline, p);
       var.workspace_bytes = baselines::backward_scratch_bytes(*var.baseline, p);
-      var.row = s.base_row(c, v);
+      var.row = s.base_row(c, var.name);
       var.row.policy = "save";
       var.row.gate_placement = "separate";
       var.row.tile_forward = "cublasLt";
@@ -143,13 +148,13 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
     const std::vector<GatePlacement> placements =
         policy == Policy::save ? std::vector<GatePlacement>{GatePlacement::prologue} : g.placements;
     for (const GatePlacement placement : placements) {
-      const bool forward_matters = policy == Policy::recompute || o.op != "backward";
+      const bool forward_matters = policy == Policy::recompute || o.op != Op::backward;
       const auto fwd_words = forward_matters ? expand_tiles(c.tiles, fwd_compiled) : just_auto;
       const auto dx_words = g.grads.dx ? expand_tiles(g.dx_tiles, dx_compiled) : just_auto;
       const auto dw_words = g.grads.dw ? expand_tiles(g.dw_tiles, dw_compiled) : just_auto;
-      for (const std::string& ft : fwd_words) {
-        for (const std::string& dxt : dx_words) {
-          for (const std::string& dwt : dw_words) {
+      for (const TileChoice& ft : fwd_words) {
+        for (const TileChoice& dxt : dx_words) {
+          for (const TileChoice& dwt : dw_words) {
             GradVariant var;
             var.name = policy == Policy::save                     ? "fused-save"
                        : placement == GatePlacement::prologue ? "fused-recompute-prologue"
@@ -161,14 +166,14 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
             var.options.grads = g.grads;
             var.options.placement = placement;
             // Names as asked until the check run reports what ran.
-            var.row.tile_forward = ft;
-            if (policy == Policy::recompute) var.row.tile_recompute = ft;
-            if (g.grads.dx) var.row.tile_dx = dxt;
-            if (g.grads.dw) var.row.tile_dw = dwt;
+            var.row.tile_forward = ft.word;
+            if (policy == Policy::recompute) var.row.tile_recompute = ft.word;
+            if (g.grads.dx) var.row.tile_dx = dxt.word;
+            if (g.grads.dw) var.row.tile_dw = dwt.word;
             std::string reason;
-            if (!resolve_tile(ft, fwd_compiled, c, traits, "forward", &var.forward_tile, &reason) ||
-                !resolve_tile(dxt, dx_compiled, c, traits, "dx", &var.options.dx_tile, &reason) ||
-                !resolve_tile(dwt, dw_compiled, c, traits, "dw", &var.options.dw_tile, &reason)) {
+            if (!resolve_tile(ft, fwd_compiled, p, traits, "forward", &var.forward_tile, &reason) ||
+                !resolve_tile(dxt, dx_compiled, p, traits, "dx", &var.options.dx_tile, &reason) ||
+                !resolve_tile(dwt, dw_compiled, p, traits, "dw", &var.options.dw_tile, &reason)) {
               var.row.status = "SKIP";
               var.row.reason = reason;
             }
@@ -186,7 +191,7 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
     v.row.grads = grads_name(g.grads);
     v.row.requested_saved_bytes = static_cast<int64_t>(v.saved_bytes);
     v.row.requested_workspace_bytes = static_cast<int64_t>(v.workspace_bytes);
-    set_tile_label(v.row, o.op != "backward");
+    set_tile_label(v.row, o.op != Op::backward);
   }
   return out;
 }
@@ -222,7 +227,7 @@ struct Output {
 class GradientCase {
  public:
   GradientCase(Session& s, const Case& c)
-      : s_(s), o_(s.options()), c_(c), p_(c.problem()), label_(detail::case_label(c)) {}
+      : s_(s), o_(s.options()), c_(c), p_(c.problem), label_(case_label(c)) {}
   void run();
 
  private:
@@ -249,7 +254,7 @@ class GradientCase {
 };
 
 void GradientCase::run() {
-  nvtx3::scoped_range case_range{fmt::format("{}/case {}", o_.op, label_).c_str()};
+  nvtx3::scoped_range case_range{fmt::format("{}/case {}", to_string(o_.op), label_).c_str()};
   variants_ = make_variants(s_, c_);
   std::vector<Row*> rows;
   for (GradVariant& v : variants_) rows.push_back(&v.row);
@@ -257,8 +262,8 @@ void GradientCase::run() {
   const double es = static_cast<double>(dtype_size(p_.dtype));
   const double B = static_cast<double>(p_.batch), I = static_cast<double>(p_.in_features),
                D = static_cast<double>(p_.hidden);
-  const bool memory = o_.op == "memory";
-  const bool cpu_ref = detail::use_cpu_reference(o_, forward_flops(p_) / 2);
+  const bool memory = o_.op == Op::memory;
+  const bool cpu_ref = use_cpu_reference(o_, forward_flops(p_) / 2);
 
   // Device memory: inputs and outputs, then the larger of the reference and the variants'
   // buffers (the GPU reference is freed before they are allocated).
@@ -280,14 +285,14 @@ void GradientCase::run() {
   if (!memory) variant_bytes += max_workspace;
   if (s_.skip_if_too_large(tensors + std::max(ref_bytes, variant_bytes), rows)) return;
 
-  detail::HostInputs in;
+  HostInputs in;
   {
     nvtx3::scoped_range r{"inputs"};
-    in = detail::make_inputs(p_, o_.seed, true);
-    t_.x = detail::upload(in.x, p_.dtype);
-    t_.w = detail::upload(in.w, p_.dtype);
-    if (p_.bias) t_.bias = detail::upload(in.bias, p_.dtype);
-    t_.dz = detail::upload(in.dz, p_.dtype);
+    in = make_inputs(p_, o_.seed, true);
+    t_.x = upload(in.x, p_.dtype);
+    t_.w = upload(in.w, p_.dtype);
+    if (p_.bias) t_.bias = upload(in.bias, p_.dtype);
+    t_.dz = upload(in.dz, p_.dtype);
     t_.z = DeviceBuffer(static_cast<size_t>(B * D * es));
     if (g.dx) t_.dx = DeviceBuffer(static_cast<size_t>(B * I * es));
     if (g.dw) t_.dw = DeviceBuffer(static_cast<size_t>(2 * D * I * es));
@@ -297,7 +302,7 @@ void GradientCase::run() {
     nvtx3::scoped_range r{"reference"};
     if (cpu_ref) {
       ref_.name = "cpu-fp64";
-      if (o_.op != "backward") ref_.z.f64 = cpu_reference(p_, in.x, in.w, in.bias);
+      if (o_.op != Op::backward) ref_.z.f64 = cpu_reference(p_, in.x, in.w, in.bias);
       CpuGrads cg = cpu_reference_backward(p_, in.x, in.w, in.bias, in.dz);
       ref_.dx.f64 = std::move(cg.dx);
       ref_.dw.f64 = std::move(cg.dw);
@@ -338,8 +343,8 @@ void GradientCase::run() {
       check_variant(v);
       if (s_.fatal()) break;
     }
-    std::vector<detail::TimedRow> timed;
-    const bool step = o_.op == "step";
+    std::vector<TimedRow> timed;
+    const bool step = o_.op == Op::step;
     // --graph's checked replay: the outputs the timed unit writes (Z only for step), poisoned.
     const auto poison_outputs = [this, step](cudaStream_t) { poison(step); };
     for (GradVariant& v : variants_) {
@@ -373,7 +378,7 @@ bool GradientCase::computes_reference() {
     return h;
   };
   Status st;
-  if (o_.op != "backward") {
+  if (o_.op != Op::backward) {
     DeviceBuffer h(baselines::reference_scratch_bytes(p_));
     DeviceBuffer zr(static_cast<size_t>(B * D) * sizeof(float));
     st = baselines::gpu_reference(s_.cublas(), p_, t_.x.get(), t_.w.get(), t_.bias.get(),
@@ -471,7 +476,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
   double worst_severity = -1;
   bool pass = true;
   for (const Output& out : outputs(v, with_z)) {
-    const std::vector<float> got = detail::download(out.device->get(), out.n, p_.dtype);
+    const std::vector<float> got = download(out.device->get(), out.n, p_.dtype);
     const ParityResult pr = out.ref->f64.empty() ? compare(got, out.ref->f32, out.tol)
                                                  : compare(got, out.ref->f64, out.tol);
     row.*out.rel_l2 = pr.rel_l2;
@@ -479,7 +484,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
     // Why the most severe: a failing output is always over 1, so the reported one is a failure.
     if (severity > worst_severity) {
       worst_severity = severity;
-      detail::set_parity(row, pr);
+      set_parity(row, pr);
       row.tol_rel_l2 = out.tol.rel_l2;
       row.worst_output = out.name;
       if (!pr.pass) {
@@ -502,7 +507,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
 // all do; the row is left alone. What --graph's checked replay reports.
 std::string GradientCase::mismatch(const GradVariant& v, bool with_z) const {
   for (const Output& out : outputs(v, with_z)) {
-    const std::vector<float> got = detail::download(out.device->get(), out.n, p_.dtype);
+    const std::vector<float> got = download(out.device->get(), out.n, p_.dtype);
     const ParityResult pr = out.ref->f64.empty() ? compare(got, out.ref->f32, out.tol)
                                                  : compare(got, out.ref->f64, out.tol);
     if (!pr.pass)
@@ -515,12 +520,12 @@ std::string GradientCase::mismatch(const GradVariant& v, bool with_z) const {
 void GradientCase::fill_tiles(GradVariant& v) {
   if (v.baseline) return;
   Row& r = v.row;
-  const bool forward_ran = o_.op != "backward" || v.options.policy == Policy::save;
+  const bool forward_ran = o_.op != Op::backward || v.options.policy == Policy::save;
   r.tile_forward = forward_ran ? tile_name(v.forward_used) : "";
   r.tile_recompute = tile_name(v.backward_used.recompute);
   r.tile_dx = tile_name(v.backward_used.dx);
   r.tile_dw = tile_name(v.backward_used.dw);
-  set_tile_label(r, o_.op != "backward");
+  set_tile_label(r, o_.op != Op::backward);
 }
 
 // Status codes of the library and the plans: unsupported is a SKIP, anything else an ERROR.
@@ -532,7 +537,7 @@ void fail_row(Row& r, const Status& st) {
 // backward and step: prepare, produce the saved activations (backward), poison, run, check.
 void GradientCase::check_variant(GradVariant& v) {
   nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.name, label_, v.row.tile).c_str()};
-  const bool step = o_.op == "step";
+  const bool step = o_.op == Op::step;
   try {
     if (Status st = prepare(v, t_.workspace.get()); !st.ok()) return fail_row(v.row, st);
     if (!step && (v.baseline || v.options.policy == Policy::save)) {
@@ -603,7 +608,7 @@ void GradientCase::measure_variant(GradVariant& v, int64_t granularity) {
 
 int run_gradient_sweep(const std::vector<Case>& cases, const RunOptions& options,
                        const Json& resolved_config, const std::atomic<bool>& stop) {
-  return detail::with_session(options, stop, [&](Session& s) {
+  return with_session(options, stop, [&](Session& s) {
     return s.run(cases, resolved_config, [&s](const Case& c) { GradientCase(s, c).run(); });
   });
 }

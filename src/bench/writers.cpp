@@ -1,19 +1,23 @@
 #include "bench/writers.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <ctime>
-#include <span>
 #include <stdexcept>
 #include <string_view>
 
 namespace swiglu::bench {
+
+using common::Json;
+using common::create_file_replacing;
+using common::write_file_atomic;
 namespace {
 
 Json number_or_null(double d) { return std::isfinite(d) ? Json(d) : Json(); }
@@ -52,80 +56,7 @@ struct Column {
   bool right;    // numbers are right-aligned
 };
 
-constexpr std::array<Column, 17> kForwardColumns = {{
-    {"op", 7, false},
-    {"variant", 7, false},
-    {"B", 5, true},
-    {"I", 5, true},
-    {"D", 5, true},
-    {"dtype", 5, false},
-    {"layout", 6, false},
-    {"bias", 4, false},
-    {"tile", 18, false},
-    {"median ms", 9, true},
-    {"noise %", 7, true},
-    {"TFLOP/s", 7, true},
-    {"GB/s", 6, true},
-    {"vs cublas2", 10, true},
-    {"vs cublas1", 10, true},
-    {"rel err", 7, true},
-    {"status", 6, false},
-}};
-
-constexpr std::array<Column, 17> kGradientColumns = {{
-    {"op", 8, false},
-    {"variant", 15, false},
-    {"B", 5, true},
-    {"I", 5, true},
-    {"D", 5, true},
-    {"dtype", 5, false},
-    {"layout", 6, false},
-    {"bias", 4, false},
-    {"grads", 5, false},
-    {"tile", 18, false},
-    {"median ms", 9, true},
-    {"noise %", 7, true},
-    {"TFLOP/s", 7, true},
-    {"vs cublas2", 10, true},
-    {"vs cublas1", 10, true},
-    {"rel err", 7, true},
-    {"status", 6, false},
-}};
-
-constexpr std::array<Column, 16> kMemoryColumns = {{
-    {"op", 6, false},
-    {"variant", 15, false},
-    {"B", 5, true},
-    {"I", 5, true},
-    {"D", 5, true},
-    {"dtype", 5, false},
-    {"layout", 6, false},
-    {"bias", 4, false},
-    {"saved MiB", 9, true},
-    {"saved MiB measured", 18, true},
-    {"ws MiB", 8, true},
-    {"ws MiB measured", 15, true},
-    {"saved vs cublas2", 16, true},
-    {"ws vs cublas2", 13, true},
-    {"rel err", 7, true},
-    {"status", 6, false},
-}};
-
-std::string md_escape(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (c == '|') {
-      out += "\\|";
-    } else if (c == '\n' || c == '\r') {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-std::string md_line(std::span<const Column> columns, const std::vector<std::string>& cells) {
+std::string md_line(const std::vector<Column>& columns, const std::vector<std::string>& cells) {
   std::string line = "|";
   for (size_t i = 0; i < columns.size(); ++i) {
     if (columns[i].right) {
@@ -138,7 +69,7 @@ std::string md_line(std::span<const Column> columns, const std::vector<std::stri
   return line;
 }
 
-std::string md_header(std::span<const Column> columns) {
+std::string md_header(const std::vector<Column>& columns) {
   std::vector<std::string> titles;
   std::string rule = "|";
   for (const Column& c : columns) {
@@ -149,27 +80,38 @@ std::string md_header(std::span<const Column> columns) {
   return md_line(columns, titles) + rule + "\n";
 }
 
-std::span<const Column> columns_of(std::string_view op) {
-  if (op == "memory") return kMemoryColumns;
-  return is_gradient_op(op) ? std::span<const Column>(kGradientColumns) : kForwardColumns;
-}
-
-// The columns of `op`; with `graph`, the median column retitled (and widened) for graph replays.
+// The table columns of `op` (they mirror markdown_row's cells); with `graph`, the median column
+// is titled for graph replays.
 std::vector<Column> columns_of(std::string_view op, bool graph) {
-  const std::span<const Column> base = columns_of(op);
-  std::vector<Column> columns(base.begin(), base.end());
-  if (graph) {
-    for (Column& c : columns) {
-      if (c.title != "median ms") continue;
-      c.title = "graph median ms";
-      c.width = std::max(c.width, c.title.size());
-    }
+  const bool memory = op == "memory", gradient = is_gradient_op(op);
+  std::vector<Column> c = {{"op", memory ? 6u : gradient ? 8u : 7u, false},
+                           {"variant", gradient ? 15u : 7u, false},
+                           {"B", 5, true},
+                           {"I", 5, true},
+                           {"D", 5, true},
+                           {"dtype", 5, false},
+                           {"layout", 6, false},
+                           {"bias", 4, false}};
+  if (memory) {
+    c.insert(c.end(), {{"saved MiB", 9, true},
+                       {"saved MiB measured", 18, true},
+                       {"ws MiB", 8, true},
+                       {"ws MiB measured", 15, true},
+                       {"saved vs cublas2", 16, true},
+                       {"ws vs cublas2", 13, true}});
+  } else {
+    if (gradient) c.push_back({"grads", 5, false});
+    c.push_back({"tile", 18, false});
+    c.push_back(graph ? Column{"graph median ms", 15, true} : Column{"median ms", 9, true});
+    c.push_back({"noise %", 7, true});
+    c.push_back({"TFLOP/s", 7, true});
+    if (!gradient) c.push_back({"GB/s", 6, true});
+    c.push_back({"vs cublas2", 10, true});
+    c.push_back({"vs cublas1", 10, true});
   }
-  return columns;
-}
-
-std::string fixed_or_dash(double x, const char* spec) {
-  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
+  c.push_back({"rel err", 7, true});
+  c.push_back({"status", 6, false});
+  return c;
 }
 
 }  // namespace
@@ -238,6 +180,17 @@ Json row_to_json(const Row& r) {
   j.set("meminfo_granularity_bytes", bytes_or_null(r.meminfo_granularity_bytes));
   j.set("tile_choice", r.tile_choice);
   return j;
+}
+
+void set_problem(Row& r, const Problem& p) {
+  r.batch = p.batch;
+  r.in = p.in_features;
+  r.hidden = p.hidden;
+  r.ldx = p.x_stride();
+  r.dtype = std::string(to_string(p.dtype));
+  r.layout = std::string(to_string(p.layout));
+  r.math = std::string(to_string(p.dtype == DType::f32 ? p.math : Math::exact));
+  r.bias = p.bias;
 }
 
 bool is_gradient_op(std::string_view op) {
@@ -377,26 +330,6 @@ void JsonWriter::write(bool complete) {
   last_write_ = std::chrono::steady_clock::now();
 }
 
-void check_result_name(std::string_view name) {
-  constexpr size_t kMaxLength = 200;
-  const bool safe_chars = std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == '+';
-  });
-  if (!name.empty() && name.size() <= kMaxLength && safe_chars && name.front() != '.' &&
-      name.find("..") == std::string_view::npos) {
-    return;
-  }
-  // Why escaped: the name may hold control characters or be very long.
-  std::string shown;
-  append_json_string(shown, name.substr(0, 80));
-  shown = "'" + shown.substr(1, shown.size() - 2) + (name.size() > 80 ? "...'" : "'");
-  throw std::invalid_argument(fmt::format(
-      "{} is not a safe result name: use 1 to {} letters, digits, '_', '-', '.' and '+' (no '/', "
-      "no leading '.', no '..'); it names the result files",
-      shown, kMaxLength));
-}
-
 std::string format_significant(double x, int digits) {
   if (!std::isfinite(x)) return "-";
   if (x == 0) return "0";
@@ -412,19 +345,22 @@ std::string format_significant(double x, int digits) {
   return text;
 }
 
-std::string iso_time_utc() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+std::string markdown_cell(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '\n' || c == '\r') {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
-Json string_list(const std::vector<std::string>& items) {
-  Json a = Json::array();
-  for (const auto& s : items) a.push_back(s);
-  return a;
+std::string fixed_or_dash(double x, const char* spec) {
+  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
 }
 
 std::string markdown_header(std::string_view op, bool graph) {
@@ -436,18 +372,18 @@ std::string markdown_row(const Row& r) {
   if (!r.reason.empty()) status += ": " + r.reason;
   const auto mib = [](int64_t b) { return b == -1 ? std::string("-") : fmt::format("{:.3f}", b / 1048576.0); };
   // The problem's cells lead every table; the rest depends on the op.
-  std::vector<std::string> cells = {md_escape(r.op),           md_escape(r.variant),
+  std::vector<std::string> cells = {markdown_cell(r.op),           markdown_cell(r.variant),
                                     fmt::format("{}", r.batch), fmt::format("{}", r.in),
-                                    fmt::format("{}", r.hidden), md_escape(r.dtype),
-                                    md_escape(r.layout),        r.bias ? "yes" : "no"};
+                                    fmt::format("{}", r.hidden), markdown_cell(r.dtype),
+                                    markdown_cell(r.layout),        r.bias ? "yes" : "no"};
   std::vector<std::string> rest;
   if (r.op == "memory") {
     rest = {mib(r.requested_saved_bytes), mib(r.measured_saved_bytes),
             mib(r.requested_workspace_bytes), mib(r.measured_workspace_bytes),
             fixed_or_dash(r.saved_vs_cublas2, "{:.2f}x"), fixed_or_dash(r.workspace_vs_cublas2, "{:.2f}x")};
   } else {
-    if (is_gradient_op(r.op)) rest.push_back(md_escape(r.grads));
-    rest.push_back(md_escape(r.tile));
+    if (is_gradient_op(r.op)) rest.push_back(markdown_cell(r.grads));
+    rest.push_back(markdown_cell(r.tile));
     rest.push_back(format_significant(r.median_ms, 4));
     rest.push_back(fixed_or_dash(r.noise * 100.0, "{:.1f}"));
     rest.push_back(format_significant(r.tflops, 3));
@@ -457,7 +393,7 @@ std::string markdown_row(const Row& r) {
   }
   cells.insert(cells.end(), rest.begin(), rest.end());
   cells.push_back(fixed_or_dash(r.rel_l2, "{:.1e}"));
-  cells.push_back(md_escape(status));
+  cells.push_back(markdown_cell(status));
   return md_line(columns_of(r.op, r.cuda_graph), cells);
 }
 

@@ -1,12 +1,10 @@
-// Result rows and their three outputs: CSV (one line per row, flushed), JSON (rewritten atomically
-// as rows come, so an interrupted run keeps its finished rows; see JsonWriter) and GitHub markdown
-// tables. Every result file is created through json.hpp's write_file_atomic or
-// create_file_replacing: a symlink at a result path is replaced, never followed.
+// Result rows and their three outputs: CSV (a flushed line per row), JSON (rewritten atomically as
+// rows come, so an interrupted run keeps its finished rows) and markdown tables. Files are created
+// through common/files.hpp: a symlink at a result path is replaced, never followed.
 //
-// CSV columns and JSON row keys are the same list, in the same order (see row_to_json). A value
-// that was not measured (NaN, worst_index -1, a byte count of -1) is an empty CSV field and a JSON
-// null. Rows of the gradient commands (backward, step, memory) carry more keys than forward rows:
-// the forward schema is the first part of theirs, unchanged.
+// CSV columns and JSON row keys are one list, in one order (row_to_json); a value not measured
+// (NaN, worst_index -1, a byte count of -1) is an empty CSV field and a JSON null. The gradient
+// commands' rows extend the forward schema, which stays their first part.
 #pragma once
 
 #include <chrono>
@@ -17,7 +15,8 @@
 #include <string_view>
 #include <vector>
 
-#include "bench/json.hpp"
+#include "common/json.hpp"
+#include "swiglu/swiglu.hpp"
 
 namespace swiglu::bench {
 
@@ -81,11 +80,15 @@ struct Row {
   int64_t cublas_workspace_bytes = -1, meminfo_granularity_bytes = -1;
 };
 
+// Sets the row's problem fields (batch, in, hidden, ldx, dtype, layout, math, bias) from `p`; math
+// is "exact" unless the dtype is fp32.
+void set_problem(Row& row, const Problem& p);
+
 // backward, step and memory: the ops whose rows carry the gradient and memory keys.
 bool is_gradient_op(std::string_view op);
 
 // The row as a JSON object, keys in CSV column order; NaN and worst_index -1 become null.
-Json row_to_json(const Row& row);
+common::Json row_to_json(const Row& row);
 
 // The CSV column names of the rows of `op`, in order.
 const std::vector<std::string>& csv_columns(std::string_view op = "forward");
@@ -117,23 +120,22 @@ class CsvWriter {
 
 // The result document JsonWriter writes, for `rows` at once:
 //   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": <complete>}
-std::string result_document(const Json& provenance, const std::vector<Row>& rows, bool complete);
+std::string result_document(const common::Json& provenance, const std::vector<Row>& rows,
+                            bool complete);
 
 // Keeps every row and rewrites the whole file (write_file_atomic) as rows come:
 //   {"schema": "swiglubench/1", "provenance": {...}, "rows": [...], "complete": false}
 // The constructor writes the empty document; finish() writes it once more with "complete": true.
-// After add(), the file is rewritten when the document is under kJsonEveryRowBytes (about 50 rows)
-// or kJsonRewriteSeconds have passed since the last rewrite; flush() (and the destructor, errors
-// ignored) writes the rows not yet written. Why: a rewrite costs the whole document, so rewriting
-// after every row is quadratic (10,000 rows took 13 minutes); this way a sweep's rewrites cost
-// about one document per second of sweep. A process killed outright (SIGKILL) loses the rows added
-// since the last rewrite: under a second's worth while rows keep coming.
+// After add(), the file is rewritten while the document is under kJsonEveryRowBytes, or once
+// kJsonRewriteSeconds have passed since the last rewrite; flush() (and the destructor, errors
+// ignored) writes the rows not yet written. Why: rewriting after every row is quadratic in the
+// rows; this costs about one document per second of sweep, and SIGKILL loses under a second's rows.
 inline constexpr size_t kJsonEveryRowBytes = size_t{64} << 10;
 inline constexpr double kJsonRewriteSeconds = 1.0;
 
 class JsonWriter {
  public:
-  JsonWriter(std::string path, Json provenance);
+  JsonWriter(std::string path, common::Json provenance);
   ~JsonWriter();
   JsonWriter(const JsonWriter&) = delete;
   JsonWriter& operator=(const JsonWriter&) = delete;
@@ -169,30 +171,19 @@ class JsonWriter {
 //                    TFLOP/s, vs cublas2, vs cublas1, rel err (of the worst output), status
 //   memory:          op, variant, B, I, D, dtype, layout, bias, saved MiB, saved MiB measured,
 //                    ws MiB, ws MiB measured, saved vs cublas2, ws vs cublas2, rel err, status
-// In a --graph run (graph true; markdown_row and markdown_table read the rows' cuda_graph) the
-// "median ms" column is titled "graph median ms", so a table cut from its run still says so.
-// Numbers: ms to 4 significant digits (0.01234), noise with one decimal, TFLOP/s and GB/s to 3
-// significant digits, MiB with 3 decimals, speedups and ratios as 2.31x, rel err as 3.1e-03; "-"
-// for values not measured. The status cell carries the reason when there is one ("SKIP: ...").
-// Each line ends with '\n'.
+// Rows timed as graph replays (cuda_graph) title the median column "graph median ms". Numbers: ms
+// to 4 significant digits, TFLOP/s and GB/s to 3, MiB with 3 decimals, ratios as 2.31x, rel err as
+// 3.1e-03, "-" when not measured; the status cell carries the reason ("SKIP: ..."). Lines end '\n'.
 std::string markdown_header(std::string_view op = "forward",
                             bool graph = false);              // header and alignment lines
 std::string markdown_row(const Row& row);                      // in the columns of row.op
 std::string markdown_table(const std::vector<Row>& rows);      // the columns of rows[0].op
 
+// A table cell: '|' escaped, line breaks as spaces.
+std::string markdown_cell(std::string_view s);
+// `x` in the fmt `spec` ("{:.2f}x"); "-" when it is not finite.
+std::string fixed_or_dash(double x, const char* spec);
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);
-
-// Throws std::invalid_argument unless `name` is safe as (part of) a result file name: 1 to 200
-// characters from letters, digits, '_', '-', '.' and '+' (merged configs join their names with
-// '+'), not starting with '.', no "..". Every command calls it on its result name (a config's
-// `name:`, `train --name`) before it opens the device, so no result file is written outside --out.
-void check_result_name(std::string_view name);
-
-// Provenance helpers shared by the result files of every command (run.cpp, train/run_train.cpp).
-// The current time in UTC, ISO 8601 to the second: "2025-01-31T12:34:56Z".
-std::string iso_time_utc();
-// The strings as a JSON array, in order.
-Json string_list(const std::vector<std::string>& items);
 
 }  // namespace swiglu::bench

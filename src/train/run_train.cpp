@@ -15,19 +15,19 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
-#include "bench/device.hpp"
-#include "bench/json.hpp"
-#include "bench/run.hpp"
-#include "bench/stats.hpp"
-#include "bench/version.hpp"
-#include "bench/writers.hpp"
+#include "common/device.hpp"
+#include "common/exit_codes.hpp"
+#include "common/files.hpp"
+#include "common/json.hpp"
+#include "common/provenance.hpp"
+#include "common/stats.hpp"
 #include "train/agreement.hpp"
 #include "train/trainer.hpp"
 
 namespace swiglu::train {
 namespace {
 
-using bench::Json;
+using common::Json;
 
 std::string grads_word(Grads g) { return g.dx && g.dw ? "dx,dw" : g.dx ? "dx" : "dw"; }
 
@@ -48,14 +48,14 @@ std::string default_name(const TrainOptions& o) {
 struct EpochRow {
   std::string variant;
   int epoch = 0;
-  int64_t steps = 0, images = 0;
-  double train_loss = 0, train_accuracy = 0;
-  double test_loss = 0, test_accuracy = 0;
-  double train_ms = 0, train_images_per_s = 0;
-  double infer_ms = 0, infer_images_per_s = 0;
+  EpochStats train;
+  EvalStats test;
   double cum_train_s = 0;  // training time (CUDA events) of this variant's epochs so far
   double cum_wall_s = 0;   // host time of this variant's epochs so far (training, evaluation, copies)
-  std::vector<double> step_loss;
+
+  int64_t steps() const { return static_cast<int64_t>(train.step_loss.size()); }
+  double train_images_per_s() const { return train.images / (train.ms / 1e3); }
+  double infer_images_per_s() const { return test.images / (test.ms / 1e3); }
 };
 
 const char* const kCsvColumns =
@@ -85,14 +85,14 @@ std::string result_name(const TrainOptions& o) {
 // beside their path and renamed over it (json.hpp): a symlink there is replaced, not followed.
 class Output {
  public:
-  Output(const TrainOptions& o, const bench::DeviceInfo& dev, Json provenance)
+  Output(const TrainOptions& o, const common::DeviceInfo& dev, Json provenance)
       : o_(o), provenance_(std::move(provenance)) {
     const std::string dir = o.out_dir.empty() ? "results/" + dev.slug : o.out_dir;
     const std::string name = result_name(o);
-    bench::check_result_name(name);  // train_all checked it before the data and the device
+    common::check_result_name(name);  // train_all checked it before the data and the device
     stem_ = fmt::format("{}/{}", dir, name);
     if (o.write_csv) {
-      csv_ = bench::create_file_replacing(stem_ + ".csv");
+      csv_ = common::create_file_replacing(stem_ + ".csv");
       if (std::fprintf(csv_, "%s\n", kCsvColumns) < 0 || std::fflush(csv_) != 0)
         throw std::runtime_error(fmt::format("cannot write {}.csv: {}", stem_, std::strerror(errno)));
     }
@@ -110,9 +110,10 @@ class Output {
       const std::string line = fmt::format(
           "{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.variant,
           policy, grads_word(o_.grads), to_string(o_.dtype), o_.batch, o_.hidden,
-          to_string(o_.optimizer), o_.effective_lr(), o_.seed, r.epoch, r.steps, r.images,
-          r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy, r.train_ms,
-          r.train_images_per_s, r.infer_ms, r.infer_images_per_s, r.cum_train_s, r.cum_wall_s, tiles);
+          to_string(o_.optimizer), o_.effective_lr(), o_.seed, r.epoch, r.steps(), r.train.images,
+          r.train.loss, r.train.accuracy, r.test.loss, r.test.accuracy, r.train.ms,
+          r.train_images_per_s(), r.test.ms, r.infer_images_per_s(), r.cum_train_s, r.cum_wall_s,
+          tiles);
       std::fputs(line.c_str(), csv_);
       std::fflush(csv_);
     }
@@ -127,21 +128,21 @@ class Output {
     j.set("lr", o_.effective_lr());
     j.set("seed", o_.seed);
     j.set("epoch", r.epoch);
-    j.set("steps", r.steps);
-    j.set("images", r.images);
-    j.set("train_loss", r.train_loss);
-    j.set("train_accuracy", r.train_accuracy);
-    j.set("test_loss", r.test_loss);
-    j.set("test_accuracy", r.test_accuracy);
-    j.set("train_ms", r.train_ms);
-    j.set("train_images_per_s", r.train_images_per_s);
-    j.set("infer_ms", r.infer_ms);
-    j.set("infer_images_per_s", r.infer_images_per_s);
+    j.set("steps", r.steps());
+    j.set("images", r.train.images);
+    j.set("train_loss", r.train.loss);
+    j.set("train_accuracy", r.train.accuracy);
+    j.set("test_loss", r.test.loss);
+    j.set("test_accuracy", r.test.accuracy);
+    j.set("train_ms", r.train.ms);
+    j.set("train_images_per_s", r.train_images_per_s());
+    j.set("infer_ms", r.test.ms);
+    j.set("infer_images_per_s", r.infer_images_per_s());
     j.set("cum_train_s", r.cum_train_s);
     j.set("cum_wall_s", r.cum_wall_s);
     j.set("tiles", tiles);
     Json steps = Json::array();
-    for (double l : r.step_loss) steps.push_back(l);
+    for (double l : r.train.step_loss) steps.push_back(l);
     j.set("step_loss", steps);
     rows_.push_back(std::move(j));
     write_json(false);
@@ -162,7 +163,7 @@ class Output {
     doc.set("summary", summary_);
     doc.set("agreement", agreement_);
     doc.set("complete", complete);
-    bench::write_file_atomic(stem_ + ".json", doc.dump(1) + "\n");
+    common::write_file_atomic(stem_ + ".json", doc.dump(1) + "\n");
   }
 
   const TrainOptions& o_;
@@ -172,14 +173,14 @@ class Output {
   std::FILE* csv_ = nullptr;
 };
 
-Json provenance(const TrainOptions& o, const bench::DeviceInfo& dev, const FashionMnist& data,
+Json provenance(const TrainOptions& o, const common::DeviceInfo& dev, const FashionMnist& data,
                 const Normalization& norm) {
   Json p = Json::object();
   p.set("tool", "swiglubench train");
   p.set("version", SWIGLU_VERSION);
-  p.set("git_sha", bench::git_sha());
-  p.set("started_utc", bench::iso_time_utc());
-  p.set("argv", bench::string_list(o.argv));
+  p.set("git_sha", common::git_sha());
+  p.set("started_utc", common::iso_time_utc());
+  p.set("argv", common::string_list(o.argv));
   Json d = Json::object();
   d.set("name", dev.name);
   d.set("compute_capability", fmt::format("{}.{}", dev.cc_major, dev.cc_minor));
@@ -223,7 +224,7 @@ Json provenance(const TrainOptions& o, const bench::DeviceInfo& dev, const Fashi
   return p;
 }
 
-void print_header(const TrainOptions& o, const bench::DeviceInfo& dev, const FashionMnist& data) {
+void print_header(const TrainOptions& o, const common::DeviceInfo& dev, const FashionMnist& data) {
   std::printf("swiglubench train on %s (sm_%d%d, %d SMs): Fashion-MNIST %lld train / %lld test images\n",
               dev.name.c_str(), dev.cc_major, dev.cc_minor, dev.sm_count,
               static_cast<long long>(data.train.count), static_cast<long long>(data.test.count));
@@ -244,9 +245,9 @@ constexpr const char* kTableHeader =
 
 std::string table_row(const EpochRow& r) {
   return fmt::format("| {:<15} | {:>5} | {:>10.4f} | {:>9.4f} | {:>9.4f} | {:>8.4f} | {:>9.1f} | {:>9.0f} | {:>8.2f} | {:>14.0f} |\n",
-                     r.variant, r.epoch, r.train_loss, r.train_accuracy, r.test_loss,
-                     r.test_accuracy, r.train_ms, r.train_images_per_s, r.infer_ms,
-                     r.infer_images_per_s);
+                     r.variant, r.epoch, r.train.loss, r.train.accuracy, r.test.loss,
+                     r.test.accuracy, r.train.ms, r.train_images_per_s(), r.test.ms,
+                     r.infer_images_per_s());
 }
 
 // The trainer's configuration for one variant of the run.
@@ -266,43 +267,22 @@ TrainConfig train_config(const TrainOptions& o, LayerVariant v) {
   return c;
 }
 
-// The table row of `run` after `epoch`; its cumulative times must already include this epoch.
-EpochRow epoch_row(const Run& run, int epoch, const EpochStats& st, const EvalStats& ev) {
-  EpochRow row;
-  row.variant = run.name;
-  row.epoch = epoch;
-  row.steps = static_cast<int64_t>(st.step_loss.size());
-  row.images = st.images;
-  row.train_loss = st.loss;
-  row.train_accuracy = st.accuracy;
-  row.test_loss = ev.loss;
-  row.test_accuracy = ev.accuracy;
-  row.train_ms = st.ms;
-  row.train_images_per_s = st.images / (st.ms / 1e3);
-  row.infer_ms = ev.ms;
-  row.infer_images_per_s = ev.images / (ev.ms / 1e3);
-  row.cum_train_s = run.cum_train_s;
-  row.cum_wall_s = run.cum_wall_s;
-  row.step_loss = st.step_loss;
-  return row;
-}
-
 int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   // A name that would put the results outside --out ends the run before anything is read.
-  bench::check_result_name(result_name(o));
+  common::check_result_name(result_name(o));
   // The data first: a missing or bad file is reported on any machine, GPU or not.
   FashionMnist data;
   {
     nvtx3::scoped_range range{"train/load data"};
     data = load_fashion_mnist(o.data_dir);
   }
-  const bench::DeviceInfo dev = bench::query_device(o.device);
+  const common::DeviceInfo dev = common::query_device(o.device);
   if (cudaError_t e = cudaSetDevice(dev.index); e != cudaSuccess)
-    throw bench::CudaError(fmt::format("cudaSetDevice({}): {}", dev.index, cudaGetErrorString(e)));
+    throw common::CudaError(fmt::format("cudaSetDevice({}): {}", dev.index, cudaGetErrorString(e)));
   const Normalization norm = pixel_statistics(data.train);
   print_header(o, dev, data);
 
-  bench::Stream stream;
+  common::Stream stream;
   baselines::Cublas cublas;
   if (Status s = cublas.init(); !s.ok()) throw std::runtime_error(s.message);
   const DeviceSplit train(data.train, o.dtype, norm, stream.get());
@@ -341,7 +321,7 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       run.cum_train_s += st.ms / 1e3;
       run.cum_wall_s += wall;
-      const EpochRow row = epoch_row(run, epoch, st, ev);
+      const EpochRow row{run.name, epoch, st, ev, run.cum_train_s, run.cum_wall_s};
       run.losses.push_back(st.step_loss);
       run.rows.push_back(row);
       std::fputs(table_row(row).c_str(), stdout);
@@ -364,14 +344,15 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   const Run* base = nullptr;
   for (const Run& r : runs)
     if (r.name == "cublas2") base = &r;
-  const auto med = [](const Run& r, double EpochRow::*field) {
+  // The median over a variant's epochs of their training (test: evaluation) time.
+  const auto med = [](const Run& r, bool test) {
     std::vector<double> v;
-    for (const EpochRow& row : r.rows) v.push_back(row.*field);
-    return bench::median(v);
+    for (const EpochRow& row : r.rows) v.push_back(test ? row.test.ms : row.train.ms);
+    return common::median(v);
   };
   for (const Run& r : runs) {
     if (r.rows.empty()) continue;
-    const double t = med(r, &EpochRow::train_ms), inf = med(r, &EpochRow::infer_ms);
+    const double t = med(r, false), inf = med(r, true);
     const EpochRow& last = r.rows.back();
     std::string vs;
     Json j = Json::object();
@@ -379,18 +360,18 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
     j.set("epochs", static_cast<int64_t>(r.rows.size()));
     j.set("median_train_ms", t);
     j.set("median_infer_ms", inf);
-    j.set("final_test_accuracy", last.test_accuracy);
-    j.set("final_train_loss", last.train_loss);
+    j.set("final_test_accuracy", last.test.accuracy);
+    j.set("final_train_loss", last.train.loss);
     j.set("tiles", r.tiles);
     if (base != nullptr && base != &r && !base->rows.empty()) {
-      const double ratio = t / med(*base, &EpochRow::train_ms);
-      const double iratio = inf / med(*base, &EpochRow::infer_ms);
+      const double ratio = t / med(*base, false);
+      const double iratio = inf / med(*base, true);
       vs = fmt::format("; vs cublas2: epoch time {:.2f}x, inference time {:.2f}x", ratio, iratio);
       j.set("train_time_vs_cublas2", ratio);
       j.set("infer_time_vs_cublas2", iratio);
     }
     std::printf("%-15s median epoch %.1f ms (%.0f images/s), inference %.2f ms, final test accuracy "
-                "%.4f%s\n", r.name.c_str(), t, last.images / (t / 1e3), inf, last.test_accuracy,
+                "%.4f%s\n", r.name.c_str(), t, last.train.images / (t / 1e3), inf, last.test.accuracy,
                 vs.c_str());
     summary.push_back(j);
   }
@@ -425,9 +406,9 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   out.set_agreement(agreement);
   out.finish(!interrupted && !diverged);
   std::printf("\nresults: %s.csv, %s.json\n", out.stem().c_str(), out.stem().c_str());
-  if (interrupted) return bench::kExitInterrupted;
-  if (diverged || disagree) return bench::kExitParity;
-  return bench::kExitOk;
+  if (interrupted) return common::kExitInterrupted;
+  if (diverged || disagree) return common::kExitParity;
+  return common::kExitOk;
 }
 
 }  // namespace
@@ -437,7 +418,7 @@ int run_train(const TrainOptions& options, const std::atomic<bool>& stop) {
     return train_all(options, stop);
   } catch (const std::exception& e) {  // DataError (a missing or bad data file) included
     std::fprintf(stderr, "error: %s\n", e.what());
-    return bench::kExitError;
+    return common::kExitError;
   }
 }
 

@@ -12,14 +12,14 @@
 #include <utility>
 
 #include "baselines/lt_gemm.hpp"
-#include "bench/host_data.hpp"
+#include "common/host_data.hpp"
 #include "swiglu/gate.hpp"
 #include "train/train_kernels.hpp"
 
 namespace swiglu::train {
 namespace {
 
-using bench::DeviceBuffer;
+using common::DeviceBuffer;
 
 // Why 16: the logits and their gradient are stored with a row stride of 16 elements (32 bytes in
 // the 16-bit dtypes), so every row starts aligned for cuBLASLt's vectorised kernels; columns
@@ -35,7 +35,7 @@ uint64_t splitmix64(uint64_t& state) {
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    throw bench::CudaError(fmt::format("{}: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e)));
+    throw common::CudaError(fmt::format("{}: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e)));
 }
 
 void check(const Status& s, const char* what) {
@@ -50,8 +50,8 @@ DeviceBuffer upload_bytes(const void* data, size_t bytes) {
 
 DeviceBuffer upload_as(const std::vector<float>& values, DType dtype) {
   std::vector<float> rounded(values.size());
-  for (size_t i = 0; i < values.size(); ++i) rounded[i] = bench::round_to(values[i], dtype);
-  const auto bytes = bench::to_dtype_bytes(rounded, dtype);
+  for (size_t i = 0; i < values.size(); ++i) rounded[i] = common::round_to(values[i], dtype);
+  const auto bytes = common::to_dtype_bytes(rounded, dtype);
   return upload_bytes(bytes.data(), bytes.size());
 }
 
@@ -123,10 +123,10 @@ InitialParams initial_params(int64_t in_features, int64_t hidden, int classes, u
   const float a2 = 1.0f / std::sqrt(static_cast<float>(hidden));
   const auto n = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
   InitialParams p;
-  p.w12 = bench::uniform_values(n(2 * hidden, in_features), -a1, a1, s_w12, DType::f32);
-  p.b12 = bench::uniform_values(n(2 * hidden, 1), -a1, a1, s_b12, DType::f32);
-  p.w2 = bench::uniform_values(n(classes, hidden), -a2, a2, s_w2, DType::f32);
-  p.b2 = bench::uniform_values(n(classes, 1), -a2, a2, s_b2, DType::f32);
+  p.w12 = common::uniform_values(n(2 * hidden, in_features), -a1, a1, s_w12, DType::f32);
+  p.b12 = common::uniform_values(n(2 * hidden, 1), -a1, a1, s_b12, DType::f32);
+  p.w2 = common::uniform_values(n(classes, hidden), -a2, a2, s_w2, DType::f32);
+  p.b2 = common::uniform_values(n(classes, 1), -a2, a2, s_b2, DType::f32);
   return p;
 }
 
@@ -169,7 +169,7 @@ struct Trainer::Impl {
   size_t workspace_bytes = 0;
   // Per-example loss and correctness, indexed by position in the epoch / the test split.
   DeviceBuffer train_loss, train_correct, test_loss, test_correct, order;
-  bench::Event start, stop;
+  common::Event start, stop;
   std::map<int64_t, std::unique_ptr<RowPlans>> plans;
   int64_t adam_t = 0;
   TileConfig used_forward;

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
-#include "bench/device.hpp"
+#include "common/device.hpp"
 #include "train/idx.hpp"
 #include "train/options.hpp"
 
@@ -45,7 +45,7 @@ class DeviceSplit {
  private:
   int64_t count_ = 0, features_ = 0;
   DType dtype_ = DType::bf16;
-  bench::DeviceBuffer x_, labels_;
+  common::DeviceBuffer x_, labels_;
 };
 
 struct TrainConfig {

@@ -1,4 +1,4 @@
-#include "bench/host_data.hpp"
+#include "common/host_data.hpp"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <thread>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 namespace {
 
 uint64_t splitmix64(uint64_t z) {
@@ -88,4 +88,4 @@ std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
   return out;
 }
 
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

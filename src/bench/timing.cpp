@@ -1,4 +1,4 @@
-#include "bench/harness.hpp"
+#include "bench/timing.hpp"
 
 #include <fmt/format.h>
 #include <nvtx3/nvtx3.hpp>
@@ -9,10 +9,22 @@
 
 #include "baselines/cublas_baselines.hpp"
 #include "baselines/lt_gemm.hpp"
-#include "bench/host_data.hpp"
-#include "bench/stats.hpp"
+#include "common/device.hpp"
+#include "common/host_data.hpp"
+#include "common/stats.hpp"
 
 namespace swiglu::bench {
+
+using common::CudaError;
+using common::DeviceInfo;
+using common::current_sm_clock_mhz;
+using common::DeviceBuffer;
+using common::Event;
+using common::Graph;
+using common::GraphExec;
+using common::summarize;
+using common::uniform_values;
+using common::to_dtype_bytes;
 
 GraphExec capture_graph(cudaStream_t stream, const std::function<void(cudaStream_t)>& run,
                         std::string* reason) {

@@ -1,4 +1,4 @@
-#include "bench/device.hpp"
+#include "common/device.hpp"
 
 #include <cublasLt.h>
 #include <dlfcn.h>
@@ -8,7 +8,9 @@
 #include <cctype>
 #include <mutex>
 
-namespace swiglu::bench {
+namespace swiglu::common {
+
+std::string cuda_version(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
 
 void throw_cuda(cudaError_t e, const char* call, const char* file, int line) {
   throw CudaError(fmt::format("{} failed at {}:{}: {} ({})", call, file, line,
@@ -63,8 +65,6 @@ const Nvml& nvml() {
 }
 
 constexpr int kNvmlClockSm = 1;
-
-std::string cuda_version(int v) { return fmt::format("{}.{}", v / 1000, v % 1000 / 10); }
 
 // Why cudaGetDeviceCount failed, in words a newcomer can act on. The runtime says
 // cudaErrorInsufficientDriver ("CUDA driver version is insufficient") also where there is no
@@ -168,13 +168,9 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   return *this;
 }
 
-Stream::Stream() { CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-Stream::~Stream() {
-  if (s_) cudaStreamDestroy(s_);
+cudaError_t create_stream(cudaStream_t* s) {
+  return cudaStreamCreateWithFlags(s, cudaStreamNonBlocking);
 }
-Event::Event() { CUDA_CHECK(cudaEventCreate(&e_)); }
-Event::~Event() {
-  if (e_) cudaEventDestroy(e_);
-}
+cudaError_t create_event(cudaEvent_t* e) { return cudaEventCreate(e); }
 
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

@@ -1,33 +1,27 @@
-#include "bench/compare.hpp"
+#include "bench/result_file.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
-#include <optional>
-#include <set>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
 
-#include "bench/run.hpp"
-#include "bench/stats.hpp"
+#include "common/files.hpp"
 
 namespace swiglu::bench {
+
+using common::Json;
+
 namespace {
 
-constexpr std::string_view kSchema = "swiglubench/1";
 
-// --- reading a result file -----------------------------------------------------------------------
+constexpr std::string_view kSchema = "swiglubench/1";
 
 bool parse_int(std::string_view s, int64_t& out) {
   const char* end = s.data() + s.size();
@@ -105,10 +99,10 @@ class Source {
   Source(std::string path, std::string text) : path_(std::move(path)), text_(std::move(text)) {}
 
   [[noreturn]] void fail(std::string_view what) const {
-    throw CompareError(fmt::format("{}: {}", path_, what));
+    throw ResultFileError(fmt::format("{}: {}", path_, what));
   }
   [[noreturn]] void fail_at(size_t offset, std::string_view what) const {
-    throw CompareError(fmt::format("{}: {}", where(offset), what));
+    throw ResultFileError(fmt::format("{}: {}", where(offset), what));
   }
   // "path:line:column" of a byte offset, both 1-based.
   std::string where(size_t offset) const {
@@ -126,48 +120,16 @@ class Source {
   std::string text_;
 };
 
-// The whole file, refusing what is not a regular file (a FIFO would block, /dev/zero never ends)
-// and anything over kMaxResultFileBytes.
+// The whole file, a regular file of at most kMaxResultFileBytes.
 std::string read_result_text(const std::string& path) {
-  const auto cannot = [&](std::string_view why) {
-    return CompareError(fmt::format("{}: cannot read: {}", path, why));
-  };
-  const auto not_regular = [&](const struct stat& st) {
-    return cannot(fmt::format("not a regular file ({}); a result file must be one",
-                              file_type_name(st.st_mode)));
-  };
-  // Why stat before open: a device is never opened; O_NONBLOCK and fstat cover a swap in between.
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw cannot(std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw not_regular(st);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) throw cannot(std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  if (::fstat(fd, &st) != 0) throw cannot(std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw not_regular(st);
-  const auto too_large = [&](uint64_t bytes) {
-    return cannot(fmt::format("{} bytes, over the {} MiB ({} bytes) limit for a result file", bytes,
-                              kMaxResultFileBytes >> 20, kMaxResultFileBytes));
-  };
-  if (static_cast<uint64_t>(st.st_size) > kMaxResultFileBytes) throw too_large(st.st_size);
-  std::string text;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw cannot(std::strerror(errno));
-    }
-    // Why checked while reading too: the file may grow after the fstat.
-    if (text.size() + static_cast<size_t>(n) > kMaxResultFileBytes)
-      throw too_large(text.size() + static_cast<size_t>(n));
-    text.append(buf, static_cast<size_t>(n));
+  try {
+    return common::read_regular_file(path, kMaxResultFileBytes);
+  } catch (const common::FileReadError& e) {
+    const std::string why =
+        e.reason({"not a regular file ({0}); a result file must be one",
+                  "{1} bytes, over the {3} MiB ({2} bytes) limit for a result file", "{4}"});
+    throw ResultFileError(fmt::format("{}: cannot read: {}", path, why));
   }
-  return text;
 }
 
 // A strict JSON parser (RFC 8259) for result files. Arrays and objects nest at most
@@ -242,17 +204,29 @@ class Parser {
     }
   }
 
+  // Past `close` and true when it comes next (an empty array or object), else false.
+  bool at_close(char close) {
+    skip_space();
+    if (pos_ == s_.size() || s_[pos_] != close) return false;
+    ++pos_;
+    return true;
+  }
+
+  // After an element: past the ',' (false) or the closing `close` (true).
+  bool next_or_close(char close, std::string_view element) {
+    skip_space();
+    if (pos_ == s_.size() || (s_[pos_] != ',' && s_[pos_] != close))
+      syntax(fmt::format("expected ',' or '{}' after {}", close, element));
+    return s_[pos_++] == close;
+  }
+
   // An array at `depth`; with `sink`, its elements go there instead of into the node.
   Node array(int depth, const RowSink* sink) {
     enter(depth);
     Node n;
     n.kind = Node::Kind::array;
     n.offset = pos_++;
-    skip_space();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return n;
-    }
+    if (at_close(']')) return n;
     for (size_t i = 0;; ++i) {
       Node item = value(depth + 1);
       if (sink != nullptr) {
@@ -260,15 +234,7 @@ class Parser {
       } else {
         n.items.push_back(std::move(item));
       }
-      skip_space();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-      } else if (pos_ < s_.size() && s_[pos_] == ']') {
-        ++pos_;
-        return n;
-      } else {
-        syntax("expected ',' or ']' after an array element");
-      }
+      if (next_or_close(']', "an array element")) return n;
     }
   }
 
@@ -279,11 +245,7 @@ class Parser {
     n.kind = Node::Kind::object;
     n.offset = pos_++;
     n.members.reserve(8);
-    skip_space();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      return n;
-    }
+    if (at_close('}')) return n;
     for (;;) {
       skip_space();
       if (pos_ == s_.size() || s_[pos_] != '"') syntax("expected a string key");
@@ -303,15 +265,7 @@ class Parser {
         m.value = value(depth + 1);
       }
       n.members.push_back(std::move(m));
-      skip_space();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-      } else if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return n;
-      } else {
-        syntax("expected ',' or '}' after an object member");
-      }
+      if (next_or_close('}', "an object member")) return n;
     }
   }
 
@@ -623,216 +577,6 @@ void infer_tile_choice(ResultFile& f, const std::vector<char>& has_choice) {
   }
 }
 
-// --- comparing -----------------------------------------------------------------------------------
-
-// The rows of one file by case key; a key that repeats maps to its last row.
-struct Index {
-  explicit Index(const ResultFile& f) : file(f) {
-    keys.reserve(f.rows.size());
-    for (size_t i = 0; i < f.rows.size(); ++i) {
-      keys.push_back(case_key(f.rows[i], policy(i)));
-      by_key[keys.back()] = i;
-    }
-  }
-  std::string_view policy(size_t i) const {
-    return i < file.policies.size() ? std::string_view(file.policies[i]) : std::string_view();
-  }
-  const Row* find(const std::string& key) const {
-    const auto it = by_key.find(key);
-    return it == by_key.end() ? nullptr : &file.rows[it->second];
-  }
-
-  const ResultFile& file;
-  std::vector<std::string> keys;
-  std::unordered_map<std::string, size_t> by_key;
-};
-
-bool timed(const Row& r) {
-  return r.status != "SKIP" && r.status != "ERROR" && std::isfinite(r.median_ms) && r.median_ms > 0;
-}
-
-std::string status_text(const Row& r) {
-  return r.reason.empty() ? r.status : fmt::format("{}: {}", r.status, r.reason);
-}
-
-// The relative standard error of a row's median: σ ≈ IQR/1.349 for a normal spread, and the
-// median of n samples varies by about 1.2533·σ/√n. NaN where the noise or the count is unknown.
-double median_error(const Row& r) {
-  if (!std::isfinite(r.noise) || r.samples == 0) return kNaN;
-  return 1.2533 / 1.349 * r.noise / std::sqrt(static_cast<double>(r.samples));
-}
-
-// One run's measurement of a case: the fused row, its speedup and the reference row.
-struct Measure {
-  std::string missing;  // why the case cannot be compared; empty when it can
-  double speedup = kNaN;
-  double median = kNaN, noise = kNaN;          // fused row; noise = median_error()
-  double ref_median = kNaN, ref_noise = kNaN;  // reference row
-  // Relative uncertainty of the speedup; NaN where a row's noise is unknown.
-  double speedup_noise() const { return std::hypot(noise, ref_noise); }
-};
-
-Measure measure(const Index& ix, size_t i, const std::string& reference) {
-  Measure m;
-  const Row& r = ix.file.rows[i];
-  if (!timed(r)) {
-    m.missing = fmt::format("not timed ({})", status_text(r));
-    return m;
-  }
-  m.median = r.median_ms;
-  m.noise = median_error(r);
-  m.speedup = reference == "cublas2" ? r.speedup_vs_cublas2 : r.speedup_vs_cublas1;
-  if (!std::isfinite(m.speedup) || m.speedup <= 0) {
-    m.missing = fmt::format("no speedup vs {}", reference);
-    return m;
-  }
-  Row ref_row = r;
-  ref_row.variant = reference;
-  ref_row.tile = "cublasLt";
-  ref_row.tile_choice.clear();
-  const Row* ref = ix.find(case_key(ref_row, ix.policy(i)));
-  // Why: a policy chooses fused tiles; the cuBLAS rows of the case may carry none.
-  if (ref == nullptr) ref = ix.find(case_key(ref_row));
-  if (ref == nullptr) {
-    m.missing = fmt::format("no {} row", reference);
-  } else if (!timed(*ref)) {
-    m.missing = fmt::format("{} row not timed ({})", reference, status_text(*ref));
-  } else {
-    m.ref_median = ref->median_ms;
-    m.ref_noise = median_error(*ref);
-  }
-  return m;
-}
-
-// The leading decimal number of a version string ("580.159.04" → 580, "13.0" → 13).
-std::optional<int64_t> major_of(const std::string& version) {
-  int64_t v = 0;
-  const auto [p, ec] = std::from_chars(version.data(), version.data() + version.size(), v);
-  if (ec != std::errc() || p == version.data()) return std::nullopt;
-  return v;
-}
-
-void check_same_setup(const ResultFile& base, const ResultFile& cur,
-                      std::vector<std::string>& out) {
-  if (base.device_name != cur.device_name) {
-    out.push_back(
-        fmt::format("device: baseline '{}', current '{}'", base.device_name, cur.device_name));
-  }
-  if (base.sm_count != cur.sm_count) {
-    out.push_back(fmt::format("SM count: baseline {}, current {}", base.sm_count, cur.sm_count));
-  }
-  if (base.cublas_version / 10000 != cur.cublas_version / 10000) {
-    out.push_back(fmt::format("cuBLAS major version: baseline {} ({}), current {} ({})",
-                              base.cublas_version / 10000, base.cublas_version,
-                              cur.cublas_version / 10000, cur.cublas_version));
-  }
-  const auto drv_base = major_of(base.driver), drv_cur = major_of(cur.driver);
-  const auto api_base = major_of(base.cuda_driver_api), api_cur = major_of(cur.cuda_driver_api);
-  if (drv_base && drv_cur) {
-    if (*drv_base != *drv_cur) {
-      out.push_back(fmt::format("driver major version: baseline {} ({}), current {} ({})",
-                                *drv_base, base.driver, *drv_cur, cur.driver));
-    }
-  } else if (api_base && api_cur && *api_base != *api_cur) {
-    out.push_back(fmt::format("CUDA driver API major version: baseline {} ({}), current {} ({})",
-                              *api_base, base.cuda_driver_api, *api_cur, cur.cuda_driver_api));
-  }
-  if (base.cuda_graph != cur.cuda_graph) {
-    const auto how = [](bool graph) { return graph ? "CUDA-graph replays (--graph)" : "stream launches"; };
-    out.push_back(fmt::format("timing: baseline times {}, current times {}", how(base.cuda_graph),
-                              how(cur.cuda_graph)));
-  }
-  // Why the baseline too: an update cut short (or a sweep) leaves rows that compare only a part.
-  if (!base.complete) {
-    out.push_back(
-        fmt::format("baseline file '{}' is not complete (the sweep was cut short)", base.path));
-  }
-  if (!cur.complete) {
-    out.push_back(
-        fmt::format("current file '{}' is not complete (the sweep was cut short)", cur.path));
-  }
-}
-
-void check_options(const CompareOptions& o) {
-  if (o.reference != "cublas2" && o.reference != "cublas1") {
-    throw std::invalid_argument(
-        fmt::format("compare: reference must be cublas2 or cublas1, not '{}'", o.reference));
-  }
-  for (const auto& [name, v] :
-       {std::pair{"floor", o.floor}, std::pair{"k", o.k}, std::pair{"abs_floor", o.abs_floor},
-        std::pair{"max_tolerance", o.max_tolerance}}) {
-    if (!std::isfinite(v) || v < 0) {
-      throw std::invalid_argument(
-          fmt::format("compare: {} must be a non-negative number, not {}", name, v));
-    }
-  }
-}
-
-// Labels one case measured in both files.
-void judge(const Measure& b, const Measure& c, const CompareOptions& o, CaseVerdict& v) {
-  v.cur_speedup = c.speedup;
-  v.ratio = c.speedup / b.speedup;
-  v.abs_ratio = c.median / b.median;
-  v.ref_abs_ratio = c.ref_median / b.ref_median;
-  const double combined = std::hypot(b.speedup_noise(), c.speedup_noise());
-  const double abs_combined = std::hypot(b.noise, c.noise);
-  v.tolerance = std::isfinite(combined) ? std::max(o.floor, o.k * combined) : kNaN;
-  v.abs_tolerance = std::isfinite(abs_combined) ? std::max(o.abs_floor, o.k * abs_combined) : kNaN;
-  if (!std::isfinite(v.tolerance)) {
-    v.label = kLabelAmbiguous;
-    v.note = "noise unknown";
-    return;
-  }
-  if (v.tolerance > o.max_tolerance) {
-    v.label = kLabelAmbiguous;
-    v.note = fmt::format("tolerance ±{:.1f}% > ±{:.1f}%", 100 * v.tolerance, 100 * o.max_tolerance);
-    return;
-  }
-  if (v.ratio < 1 - v.tolerance) {
-    v.label = kLabelSlow;
-    v.note = fmt::format("speedup ratio {:.3f} < {:.3f}", v.ratio, 1 - v.tolerance);
-  } else if (v.ratio > 1 + v.tolerance) {
-    v.label = kLabelFast;
-  } else {
-    v.label = kLabelSame;
-  }
-  if (std::isfinite(v.abs_tolerance) && v.abs_ratio > 1 + v.abs_tolerance) {
-    const std::string why =
-        fmt::format("fused time ratio {:.3f} > {:.3f}", v.abs_ratio, 1 + v.abs_tolerance);
-    v.note = v.label == kLabelSlow ? v.note + "; " + why : why;
-    v.label = kLabelSlow;
-  }
-}
-
-// --- formatting ----------------------------------------------------------------------------------
-
-std::string md_cell(std::string_view s) {
-  std::string out;
-  for (const char ch : s) {
-    if (ch == '|') {
-      out += "\\|";
-    } else if (ch == '\n' || ch == '\r') {
-      out += ' ';
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
-
-std::string num(double x, const char* spec) {
-  return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
-}
-
-const char* verdict_text(int exit_code) {
-  switch (exit_code) {
-    case kExitOk: return "PASS";
-    case kExitRegression: return "REGRESSION";
-    case kExitParity: return "PARITY FAILURE";
-    default: return "MISMATCH";
-  }
-}
-
 }  // namespace
 
 ResultFile load_result_file(const std::string& path) {
@@ -852,7 +596,7 @@ ResultFile load_result_file(const std::string& path) {
       has_choice.push_back(read_row(row, r, policy) ? 1 : 0);
       file.rows.push_back(std::move(r));
       file.policies.push_back(std::move(policy));
-    } catch (const CompareError& e) {
+    } catch (const ResultFileError& e) {
       row_error = e.what();
     }
   });
@@ -882,7 +626,7 @@ ResultFile load_result_file(const std::string& path) {
   const Node& rows = top.need("rows");
   if (rows.kind != Node::Kind::array)
     src.fail_at(rows.offset, fmt::format("'rows' must be an array, found {}", describe(rows)));
-  if (!row_error.empty()) throw CompareError(row_error);
+  if (!row_error.empty()) throw ResultFileError(row_error);
   infer_tile_choice(file, has_choice);
   return file;
 }
@@ -890,189 +634,6 @@ ResultFile load_result_file(const std::string& path) {
 std::string case_key(const Row& r, std::string_view policy) {
   const std::string_view tile = r.tile_choice == "auto" ? std::string_view("auto") : r.tile;
   return fmt::format("{} tile={}", problem_key(r, policy), tile);
-}
-
-CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
-                              const CompareOptions& o) {
-  check_options(o);
-  CompareReport rep;
-  rep.reference = o.reference;
-  for (const std::string_view label :
-       {kLabelSame, kLabelFast, kLabelSlow, kLabelAmbiguous, kLabelMissing, kLabelNew}) {
-    rep.counts[std::string(label)] = 0;
-  }
-  const Index bx(base), cx(cur);
-
-  for (size_t i = 0; i < cur.rows.size(); ++i) {
-    const Row& r = cur.rows[i];
-    if (r.status == "FAIL") {
-      rep.parity_failures.push_back(
-          fmt::format("{}: {}", cx.keys[i], r.reason.empty() ? "FAIL" : r.reason));
-    }
-  }
-  check_same_setup(base, cur, rep.mismatches);
-
-  // Baseline cases: fused rows with a usable speedup, each key once (its last row).
-  std::set<std::string> seen, base_cases;
-  std::vector<double> geo_base, geo_cur;
-  for (size_t i = 0; i < base.rows.size(); ++i) {
-    if (base.rows[i].variant != "fused" || !seen.insert(bx.keys[i]).second) continue;
-    const size_t bi = bx.by_key.at(bx.keys[i]);
-    const Measure mb = measure(bx, bi, o.reference);
-    if (!mb.missing.empty()) continue;
-    base_cases.insert(bx.keys[i]);
-
-    CaseVerdict v;
-    v.key = bx.keys[i];
-    v.base_speedup = mb.speedup;
-    const auto it = cx.by_key.find(v.key);
-    if (it == cx.by_key.end()) {
-      v.label = kLabelMissing;
-      v.note = "no row in the current file";
-    } else {
-      const Measure mc = measure(cx, it->second, o.reference);
-      if (!mc.missing.empty()) {
-        v.label = kLabelMissing;
-        v.note = mc.missing;
-      } else {
-        judge(mb, mc, o, v);
-        geo_base.push_back(v.base_speedup);
-        geo_cur.push_back(v.cur_speedup);
-      }
-      // An "auto" case is its problem: the heuristic may pick another tile, which is information.
-      const std::string& tile_base = base.rows[bi].tile;
-      const std::string& tile_cur = cur.rows[it->second].tile;
-      if (tile_base != tile_cur) {
-        const std::string moved = fmt::format("tile {} → {}", tile_base, tile_cur);
-        v.note = v.note.empty() ? moved : v.note + "; " + moved;
-      }
-    }
-    if (v.label == kLabelMissing) rep.missing.push_back(v.key);
-    ++rep.counts[v.label];
-    rep.cases.push_back(std::move(v));
-  }
-
-  std::set<std::string> listed;
-  for (size_t i = 0; i < cur.rows.size(); ++i) {
-    const std::string& key = cx.keys[i];
-    if (cur.rows[i].variant != "fused" || base_cases.count(key) != 0 || !listed.insert(key).second)
-      continue;
-    if (measure(cx, cx.by_key.at(key), o.reference).missing.empty()) rep.new_cases.push_back(key);
-  }
-  rep.counts[std::string(kLabelNew)] = static_cast<int>(rep.new_cases.size());
-  // Why: a gate that compared nothing must not pass.
-  if (base_cases.empty()) {
-    rep.mismatches.push_back(fmt::format(
-        "baseline '{}' has no case to compare: no fused row with a speedup vs {} and a "
-        "timed {} row",
-        base.path, o.reference, o.reference));
-  } else if (geo_base.empty()) {
-    rep.mismatches.push_back(fmt::format(
-        "no case to compare: none of the baseline's {} cases was measured in the current file",
-        base_cases.size()));
-  }
-
-  rep.geomean_cases = geo_base.size();
-  if (!geo_base.empty()) {
-    rep.geomean_base = geomean(geo_base);
-    rep.geomean_cur = geomean(geo_cur);
-  }
-
-  if (!rep.parity_failures.empty()) {
-    rep.exit_code = kExitParity;
-  } else if (!rep.mismatches.empty()) {
-    rep.exit_code = kExitError;
-  } else if (!rep.missing.empty() && !o.allow_missing) {
-    rep.exit_code = kExitError;
-  } else if (rep.counts[std::string(kLabelSlow)] > 0) {
-    rep.exit_code = kExitRegression;
-  } else {
-    rep.exit_code = kExitOk;
-  }
-  return rep;
-}
-
-std::string format_report(const CompareReport& rep) {
-  std::string out = fmt::format(
-      "| case | base speedup | current speedup | ratio | tolerance | abs ratio | abs tolerance | "
-      "{} abs ratio | label | note |\n"
-      "|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
-      rep.reference);
-  for (const CaseVerdict& v : rep.cases) {
-    fmt::format_to(std::back_inserter(out), "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                   md_cell(v.key), num(v.base_speedup, "{:.2f}x"), num(v.cur_speedup, "{:.2f}x"),
-                   num(v.ratio, "{:.3f}"), num(100 * v.tolerance, "±{:.1f}%"),
-                   num(v.abs_ratio, "{:.3f}"), num(100 * v.abs_tolerance, "±{:.1f}%"),
-                   num(v.ref_abs_ratio, "{:.3f}"), v.label, md_cell(v.note));
-  }
-  out += '\n';
-  out += "counts:";
-  bool first = true;
-  for (const std::string_view label :
-       {kLabelSame, kLabelFast, kLabelSlow, kLabelAmbiguous, kLabelMissing, kLabelNew}) {
-    const auto it = rep.counts.find(std::string(label));
-    fmt::format_to(std::back_inserter(out), "{} {} {}", first ? "" : ",", label,
-                   it == rep.counts.end() ? 0 : it->second);
-    first = false;
-  }
-  out += '\n';
-  if (rep.geomean_cases > 0) {
-    fmt::format_to(
-        std::back_inserter(out),
-        "geomean speedup vs {} over {} cases in both: baseline {:.3f}x, current {:.3f}x\n",
-        rep.reference, rep.geomean_cases, rep.geomean_base, rep.geomean_cur);
-  } else {
-    fmt::format_to(std::back_inserter(out), "geomean speedup vs {}: no case in both files\n",
-                   rep.reference);
-  }
-  for (const std::string& m : rep.mismatches)
-    fmt::format_to(std::back_inserter(out), "mismatch: {}\n", m);
-  for (const std::string& p : rep.parity_failures) {
-    fmt::format_to(std::back_inserter(out), "parity failure: {}\n", p);
-  }
-  for (const CaseVerdict& v : rep.cases) {
-    if (v.label == kLabelMissing)
-      fmt::format_to(std::back_inserter(out), "missing: {} ({})\n", v.key, v.note);
-  }
-  for (const std::string& k : rep.new_cases)
-    fmt::format_to(std::back_inserter(out), "new: {}\n", k);
-  fmt::format_to(std::back_inserter(out), "verdict: {}\n", verdict_text(rep.exit_code));
-  return out;
-}
-
-std::vector<std::string> keys_to_remeasure(const CompareReport& rep) {
-  std::vector<std::string> keys;
-  for (const CaseVerdict& v : rep.cases) {
-    if (v.label == kLabelSlow || v.label == kLabelAmbiguous) keys.push_back(v.key);
-  }
-  return keys;
-}
-
-std::vector<Row> merge_rows(const std::vector<Row>& rows, const std::vector<Row>& newer) {
-  std::unordered_map<std::string, size_t> latest;  // key → index of its last row in `newer`
-  std::vector<std::string> newer_keys;
-  newer_keys.reserve(newer.size());
-  for (size_t j = 0; j < newer.size(); ++j) {
-    newer_keys.push_back(case_key(newer[j]));
-    latest[newer_keys.back()] = j;
-  }
-  std::set<std::string> used;
-  std::vector<Row> merged;
-  merged.reserve(rows.size() + newer.size());
-  for (const Row& r : rows) {
-    std::string key = case_key(r);
-    const auto it = latest.find(key);
-    if (it == latest.end()) {
-      merged.push_back(r);
-    } else {
-      merged.push_back(newer[it->second]);
-      used.insert(std::move(key));
-    }
-  }
-  for (size_t j = 0; j < newer.size(); ++j) {
-    if (latest.at(newer_keys[j]) == j && used.count(newer_keys[j]) == 0) merged.push_back(newer[j]);
-  }
-  return merged;
 }
 
 }  // namespace swiglu::bench

@@ -1,21 +1,18 @@
-// A small JSON value and writer for the benchmark's result files (no JSON library is available).
-//
-// Objects keep their keys in insertion order so files diff cleanly between runs. The writer escapes
-// '"' and '\\', writes every control character below 0x20 as \u00XX, passes other bytes (UTF-8)
-// through unchanged, and writes non-finite numbers as null.
+// A small JSON value and writer for result files. Objects keep their keys in insertion order, so
+// files diff cleanly; the writer escapes '"', '\\' and control characters (\u00XX), passes UTF-8
+// through and writes non-finite numbers as null.
 #pragma once
 
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 
 class Json {
  public:
@@ -86,29 +83,7 @@ class Json {
 // Appends the JSON string literal for `s` (quotes included) to out.
 void append_json_string(std::string& out, std::string_view s);
 
-// Writes `content` to a new temporary file beside `path` ("<path>.tmp.<16 random hex digits>",
-// created exclusively: O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644 less the umask), writes and fsyncs
-// it, then renames it over `path`, so readers see the old file or the new one, never a torn one.
-// What may sit at `path`: nothing, a regular file, or a symlink, which the rename replaces (the
-// link itself; its target is never written). Anything else (a FIFO, a device such as /dev/null, a
-// directory) is refused before anything is written (check_replaceable). Creates missing parent
-// directories. Throws std::runtime_error naming the path and strerror on failure (and removes the
-// temporary file).
-void write_file_atomic(const std::string& path, const std::string& content);
+// The strings as a JSON array, in order.
+Json string_list(const std::vector<std::string>& items);
 
-// For files that grow as a run goes (CSV lines): creates `path` as write_file_atomic does, empty
-// (a temporary file renamed over it: a symlink there is replaced, not followed), and returns it
-// open for writing at its end. The caller fcloses it. Throws as write_file_atomic does.
-std::FILE* create_file_replacing(const std::string& path);
-
-// Throws std::runtime_error ("cannot write '<path>': it exists and is not a regular file (a
-// FIFO)") when `path` exists and is neither a regular file nor a symlink; what write_file_atomic
-// refuses, for a caller that wants to know before a long run. lstat, so a symlink is not followed.
-// Why not race-proof: it guards against a wrong path (a device, a FIFO), not against another
-// process swapping files in a directory the caller writes to.
-void check_replaceable(const std::string& path);
-
-// "a regular file", "a FIFO", "a character device", ...: the type in a stat mode, for messages.
-std::string_view file_type_name(unsigned mode);
-
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

@@ -1,4 +1,4 @@
-#include "bench/stats.hpp"
+#include "common/stats.hpp"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 
 double quantile_sorted(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) throw std::invalid_argument("quantile of an empty sample");
@@ -61,4 +61,4 @@ double geomean(const std::vector<double>& values) {
   return std::exp(log_sum / static_cast<double>(values.size()));
 }
 
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

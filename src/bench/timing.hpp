@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
-#include "bench/device.hpp"
+#include "common/device.hpp"
 
 namespace swiglu::bench {
 
@@ -36,16 +36,16 @@ struct TimedVariant {
 // so a call in `run` that would synchronise or allocate fails the capture instead of running) and
 // instantiates and uploads it. Nothing is executed. On failure (BeginCapture, `run` throwing, the
 // capture invalidated, EndCapture, Instantiate or Upload) it returns an empty GraphExec and sets
-// *reason; the stream is out of capture mode again and the error is cleared, so the caller can go on
-// using it. Any allocation `run` needs must be done before. Throws CudaError only when the stream
+// *reason; the stream is out of capture mode again and the error is cleared, so the caller can go
+// on using it. Any allocation `run` needs must be done before. Throws CudaError only when the stream
 // cannot be brought out of capture mode.
-GraphExec capture_graph(cudaStream_t stream, const std::function<void(cudaStream_t)>& run,
+common::GraphExec capture_graph(cudaStream_t stream, const std::function<void(cudaStream_t)>& run,
                         std::string* reason);
 
 class Timer {
  public:
   // The flush buffer is twice the device's L2, so one memset of it evicts every line.
-  Timer(const DeviceInfo& dev, cudaStream_t stream);
+  Timer(const common::DeviceInfo& dev, cudaStream_t stream);
 
   // Fills each variant's samples_ms. Stops early (with what it has) when *stop becomes true.
   // Returns the median SM clock seen while sampling, or -1 when it cannot be read.
@@ -53,9 +53,9 @@ class Timer {
                  const std::atomic<bool>* stop) const;
 
  private:
-  const DeviceInfo& dev_;
+  const common::DeviceInfo& dev_;
   cudaStream_t stream_;
-  DeviceBuffer flush_;
+  common::DeviceBuffer flush_;
 };
 
 }  // namespace swiglu::bench
@@ -72,7 +72,7 @@ struct GemmPeak {
 };
 
 // Returns false (and leaves *out alone) when the device lacks the memory for it.
-bool measure_gemm_peak(const DeviceInfo& dev, const baselines::Cublas& cublas, cudaStream_t stream,
-                       GemmPeak* out);
+bool measure_gemm_peak(const common::DeviceInfo& dev, const baselines::Cublas& cublas,
+                       cudaStream_t stream, GemmPeak* out);
 
 }  // namespace swiglu::bench

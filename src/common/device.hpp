@@ -1,5 +1,5 @@
-// Device facts for the benchmark (what `swiglubench info` prints and every JSON records), and the
-// RAII owners of device resources (buffers, streams, events, CUDA graphs).
+// RAII owners of device resources (buffers, streams, events, CUDA graphs), CUDA_CHECK, and the
+// device facts every result file records and `swiglubench info` prints.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -11,9 +11,9 @@
 #include <string>
 #include <type_traits>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 
-// A CUDA or cuBLAS failure in the benchmark, with the call and its location.
+// A CUDA or cuBLAS failure, with the call and its location.
 class CudaError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -24,7 +24,7 @@ class CudaError : public std::runtime_error {
 #define CUDA_CHECK(call)                                                                  \
   do {                                                                                    \
     if (cudaError_t err_ = (call); err_ != cudaSuccess)                                   \
-      ::swiglu::bench::throw_cuda(err_, #call, __FILE__, __LINE__);                       \
+      ::swiglu::common::throw_cuda(err_, #call, __FILE__, __LINE__);                       \
   } while (0)
 
 struct DeviceInfo {
@@ -53,6 +53,9 @@ int current_sm_clock_mhz(const DeviceInfo& dev);
 
 std::string slugify_gpu_name(const std::string& name);
 
+// A CUDA version number as text: 13000 → "13.0".
+std::string cuda_version(int version);
+
 // Owns one cudaMalloc allocation.
 class DeviceBuffer {
  public:
@@ -74,29 +77,26 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-class Stream {
+// Owns one stream or event: created with the owner (CUDA_CHECK), destroyed with it.
+template <typename Handle, cudaError_t (*Create)(Handle*), cudaError_t (*Destroy)(Handle)>
+class CudaHandle {
  public:
-  Stream();
-  ~Stream();
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  cudaStream_t get() const { return s_; }
+  CudaHandle() { CUDA_CHECK(Create(&h_)); }
+  ~CudaHandle() {
+    if (h_) Destroy(h_);
+  }
+  CudaHandle(const CudaHandle&) = delete;
+  CudaHandle& operator=(const CudaHandle&) = delete;
+  Handle get() const { return h_; }
 
  private:
-  cudaStream_t s_ = nullptr;
+  Handle h_ = nullptr;
 };
 
-class Event {
- public:
-  Event();
-  ~Event();
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  cudaEvent_t get() const { return e_; }
-
- private:
-  cudaEvent_t e_ = nullptr;
-};
+cudaError_t create_stream(cudaStream_t* s);  // non-blocking
+cudaError_t create_event(cudaEvent_t* e);
+using Stream = CudaHandle<cudaStream_t, create_stream, cudaStreamDestroy>;
+using Event = CudaHandle<cudaEvent_t, create_event, cudaEventDestroy>;
 
 struct GraphDestroy {
   void operator()(cudaGraph_t g) const { cudaGraphDestroy(g); }
@@ -109,4 +109,4 @@ struct GraphExecDestroy {
 using Graph = std::unique_ptr<std::remove_pointer_t<cudaGraph_t>, GraphDestroy>;
 using GraphExec = std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDestroy>;
 
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

@@ -1,15 +1,11 @@
-// Robust summaries of timing samples.
-//
-// Quantiles interpolate linearly between order statistics, as numpy.quantile's default ("linear"):
-// for sorted x[0..n-1], quantile q sits at position h = (n-1)·q, and with j = floor(h) its value is
-// x[j] + (h - j)·(x[j+1] - x[j]). The median is the 0.5 quantile, so an even n averages the two
-// middle samples.
+// Robust summaries of timing samples. Quantiles interpolate linearly between order statistics, as
+// numpy.quantile's default ("linear"), so an even count's median averages the two middle samples.
 #pragma once
 
 #include <cstddef>
 #include <vector>
 
-namespace swiglu::bench {
+namespace swiglu::common {
 
 struct Summary {
   size_t n = 0;
@@ -32,4 +28,4 @@ double median(std::vector<double> samples);
 // positive finite number.
 double geomean(const std::vector<double>& values);
 
-}  // namespace swiglu::bench
+}  // namespace swiglu::common

@@ -1,6 +1,6 @@
-// Internal to swiglubench's runners (run.cpp: check and forward; run_backward.cpp: backward, step
-// and memory): the session that owns the device resources and the result files, and the steps every
-// runner shares (seeded inputs, the reference choice, parity fields, interleaved timing).
+// What the case runners share (run.cpp: check and forward; run_backward.cpp: backward, step and
+// memory): the Session that owns the device resources, the result files and the rows, and the
+// steps every runner takes (seeded inputs, the reference choice, parity fields, timing).
 #pragma once
 
 #include <atomic>
@@ -11,20 +11,23 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
-#include "bench/config.hpp"
-#include "bench/device.hpp"
-#include "bench/harness.hpp"
-#include "bench/json.hpp"
+#include "bench/case.hpp"
 #include "bench/parity.hpp"
 #include "bench/run.hpp"
+#include "bench/timing.hpp"
 #include "bench/writers.hpp"
+#include "common/device.hpp"
+#include "common/json.hpp"
 
-namespace swiglu::bench::detail {
+namespace swiglu::bench {
 
 inline constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 // "B=1024 I=784 D=1024 fp32 packed bias tf32" (or "3xtf32"), for NVTX ranges and messages.
 std::string case_label(const Case& c);
+
+// The baselines' name for cublas2 or cublas1.
+baselines::Variant baseline_of(Variant v);
 
 // Seeded inputs of one case: X ~ U(−1, 1), W and bias ~ U(−1/√I, 1/√I) as nn.Linear initialises
 // them, so the pre-activations have the spread real layers see, and (with_dz) dZ ~ U(−1, 1). All
@@ -36,7 +39,7 @@ struct HostInputs {
 HostInputs make_inputs(const Problem& p, uint64_t seed, bool with_dz);
 
 // A new device buffer holding `values` in `dtype` (empty values: an empty buffer).
-DeviceBuffer upload(const std::vector<float>& values, DType dtype);
+common::DeviceBuffer upload(const std::vector<float>& values, DType dtype);
 // n values of `dtype` from the device, as floats.
 std::vector<float> download(const void* device, size_t n, DType dtype);
 
@@ -63,13 +66,13 @@ struct TimedRow {
 // supplies what one case does.
 class Session {
  public:
-  Session(const RunOptions& o, const DeviceInfo& dev, const std::atomic<bool>& stop);
+  Session(const RunOptions& o, const common::DeviceInfo& dev, const std::atomic<bool>& stop);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   // Writes the provenance, runs `run_case` for each case (a CudaError it throws becomes an ERROR
   // row), writes the markdown file and the summary line; returns the process exit code.
-  int run(const std::vector<Case>& cases, const Json& resolved_config,
+  int run(const std::vector<Case>& cases, const common::Json& resolved_config,
           const std::function<void(const Case&)>& run_case);
 
   // The row as printed and written (markdown on stdout, CSV line, JSON rewrite).
@@ -99,23 +102,23 @@ class Session {
   bool stopped() const { return stop_.load(); }
   bool fatal() const { return fatal_; }
   const RunOptions& options() const { return o_; }
-  const DeviceInfo& device() const { return dev_; }
+  const common::DeviceInfo& device() const { return dev_; }
   DeviceTraits traits() const { return {dev_.cc_major, dev_.cc_minor, dev_.sm_count}; }
   cudaStream_t stream() const { return stream_.get(); }
   const baselines::Cublas& cublas() const { return cublas_; }
 
  private:
-  Json provenance(const Json& resolved_config, const GemmPeak* peak) const;
+  common::Json provenance(const common::Json& resolved_config, const GemmPeak* peak) const;
   // --graph: captures each item's run (capture_graph) into `graphs` and returns the items whose
   // run replays it. An item whose capture fails becomes SKIP with the reason, one whose checked
   // replay does not match its reference FAIL; neither is returned.
   std::vector<TimedRow> graph_replays(const std::string& label, const std::vector<TimedRow>& items,
-                                      std::vector<GraphExec>& graphs);
+                                      std::vector<common::GraphExec>& graphs);
 
   const RunOptions& o_;
-  const DeviceInfo& dev_;
+  const common::DeviceInfo& dev_;
   const std::atomic<bool>& stop_;
-  Stream stream_;
+  common::Stream stream_;
   baselines::Cublas cublas_;
   std::unique_ptr<Timer> timer_;
   std::unique_ptr<CsvWriter> csv_;
@@ -128,4 +131,4 @@ class Session {
 int with_session(const RunOptions& options, const std::atomic<bool>& stop,
                  const std::function<int(Session&)>& body);
 
-}  // namespace swiglu::bench::detail
+}  // namespace swiglu::bench

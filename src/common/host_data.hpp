@@ -1,4 +1,4 @@
-// Seeded input data and host-side dtype conversion for the benchmark and the tests.
+// Seeded input data and host-side dtype conversion, for the benchmark, the trainer and the tests.
 #pragma once
 
 #include <cstdint>
@@ -6,7 +6,7 @@
 
 #include "swiglu/swiglu.hpp"
 
-namespace swiglu::bench {
+namespace swiglu::common {
 
 // n values uniform in [lo, hi), already rounded to `dtype`, so the float copy the CPU reference
 // reads equals what the GPU sees. Element i depends only on (seed, i): reproducible and order-free.
@@ -24,4 +24,4 @@ float round_to(float v, DType dtype);
 // (all bits set), so an element the kernel never wrote fails the parity check.
 constexpr unsigned char kPoisonByte = 0xFF;
 
-}  // namespace swiglu::bench
+}  // namespace swiglu::common
