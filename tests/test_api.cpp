@@ -359,7 +359,7 @@ TEST(Heuristic, Tf32NeedsAmpere) {
 }
 
 TEST(Heuristic, Tf32x3TakesItsOwnSm80TilesOnAmpereAndHopper) {
-  // The 3xTF32 instances (fwd_tiles.cuh): sm80 tensor-core tiles, and no others, on sm_80..9.0.
+  // The 3xTF32 instances (families/sm80.cuh): sm80 tensor-core tiles, and no others, on sm_80..9.0.
   const std::vector<std::string> want = {"sm80:128x64x16s4w8", "sm80:64x64x32s3w4",
                                          "sm80:16x64x32s3w4"};
   for (const int cc : {80, 86, 89, 90}) {

@@ -1,4 +1,4 @@
-// Host launchers of the training kernels (kernels/train_data.cuh, train_loss.cuh, train_optim.cuh).
+// Host launchers of the training kernels (kernels/train/data.cuh, loss.cuh, optim.cuh).
 // Each validates its arguments, launches on the caller's stream and returns the launch's status;
 // nothing here synchronises.
 #pragma once

@@ -4,7 +4,7 @@
 //   loss:   cross-entropy, summed over the batch (the optimizer divides by the batch's rows)
 //
 // Precision: every parameter has an fp32 master copy, which the optimizer updates (SGD with
-// momentum or AdamW, kernels/train_optim.cuh). The forward and backward run in the compute dtype
+// momentum or AdamW, kernels/train/optim.cuh). The forward and backward run in the compute dtype
 // (fp32, fp16 or bf16): the inputs, W12, the SwiGLU bias, W2, Z, dZ and the logits' gradient are
 // held in it, and the optimizer rewrites the dtype copy of each weight after its update. The logits
 // and the output layer's gradients (dW2, db2) are fp32. The SwiGLU layer's gradients come from it
