@@ -452,13 +452,14 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
   EXPECT_EQ(pick(64, 784, 1024), "sm80:16x32x64s6w2");
   EXPECT_EQ(pick(64, 784, 512), "sm80:16x32x64s6w2");
   TileConfig t;
-  ASSERT_TRUE(choose_forward_tile(problem(1, 784, 512), h200, &t).ok());
-  EXPECT_EQ(t.block_m, 16);
   ASSERT_TRUE(choose_forward_tile(problem(1024, 784, 1024, DType::f32), h200, &t).ok());
   EXPECT_EQ(t.name(), "simt:128x64x16s2w8");
-  // A tiny batch: every tile gives the same blocks, and the shortest tile wastes the fewest rows.
-  ASSERT_TRUE(choose_forward_tile(problem(1, 784, 512, DType::f32), h200, &t).ok());
-  EXPECT_EQ(t.name(), "simt:16x64x32s2w4");
+  // A tiny batch with tf32 math (gemv is exact fp32 only): every tile gives the same blocks, and
+  // the shortest tile wastes the fewest rows.
+  Problem tiny = problem(1, 784, 512, DType::f32);
+  tiny.math = Math::tf32;
+  ASSERT_TRUE(choose_forward_tile(tiny, DeviceTraits{8, 0, 108}, &t).ok());
+  EXPECT_EQ(t.name(), "sm80:64x64x32s3w4");
   EXPECT_EQ(pick(128, 784, 512), "sm80:16x32x64s6w2");
   // Long reductions: one wave of large tiles is enough. Of two equal sm80 tiles, fewer warps won;
   // the sm90 kernel needs half as many whole tiles.
@@ -466,6 +467,49 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
   EXPECT_EQ(pick(256, 2048, 2048), sm90 ? kSm90 : "sm80:64x64x64s3w4");
   EXPECT_EQ(pick(64, 4096, 4096), sm90 ? kSm90 : "sm80:32x64x64s3w4");
   EXPECT_EQ(pick(64, 2048, 2048).substr(0, 5), sm90 ? "sm90:" : "sm80:");
+}
+
+// The gemv sweep on an H200 (bf16, every gemv tile against every other tile and cublas2; the
+// numbers are in docs/kernels-gemv.md): gemv while the forward streams W, with the fewest rows a
+// block that keep the blocks at most 4 a SM.
+TEST(Heuristic, ReproducesTheMeasuredGemvChoicesOnH200) {
+  const DeviceTraits h200{9, 0, 132};
+  const auto pick = [&](int64_t b, int64_t i, int64_t d, DType t = DType::bf16) {
+    TileConfig tile;
+    EXPECT_TRUE(choose_forward_tile(problem(b, i, d, t), h200, &tile).ok());
+    return tile.name();
+  };
+  // LLaMA layers: 1 and 2 rows stream W (1.07-1.23x cublas2); from 4 rows the sm80 tile won.
+  for (const auto [i, d] : {std::pair{4096, 14336}, {4096, 28672}, {8192, 14336}, {8192, 28672}}) {
+    EXPECT_EQ(pick(1, i, d), "gemv:1x8x256s4w4");
+    EXPECT_EQ(pick(2, i, d), "gemv:2x8x256s4w4");
+    EXPECT_NE(pick(4, i, d).substr(0, 5), "gemv:");
+  }
+  // MNIST layers: one row a block while that makes at most 4 blocks a SM, else two.
+  EXPECT_EQ(pick(8, 784, 512), "gemv:1x8x256s4w4");
+  EXPECT_EQ(pick(4, 784, 1024), "gemv:1x8x256s4w4");
+  EXPECT_EQ(pick(2, 784, 2048), "gemv:1x8x256s4w4");
+  EXPECT_EQ(pick(1, 784, 4096), "gemv:1x8x256s4w4");
+  EXPECT_EQ(pick(16, 784, 512), "gemv:2x8x256s4w4");
+  EXPECT_EQ(pick(8, 784, 1024), "gemv:2x8x256s4w4");
+  EXPECT_EQ(pick(4, 784, 2048), "gemv:2x8x256s4w4");
+  EXPECT_EQ(pick(2, 784, 4096), "gemv:2x8x256s4w4");
+  // From 2^24.6 multiply-adds the tile kernels won.
+  EXPECT_EQ(pick(4, 784, 4096).substr(0, 5), "sm80:");
+  EXPECT_EQ(pick(8, 784, 2048).substr(0, 5), "sm80:");
+  EXPECT_EQ(pick(32, 784, 512).substr(0, 5), "sm80:");
+  // Every dtype; the packed layout and tf32 math have no gemv kernel.
+  EXPECT_EQ(pick(1, 777, 1001, DType::f32), "gemv:1x8x128s4w4");
+  EXPECT_EQ(pick(1, 784, 1024, DType::f16), "gemv:1x8x256s4w4");
+  Problem packed = problem(1, 784, 1024, DType::bf16);
+  packed.layout = Layout::packed;
+  Problem tf32 = problem(1, 784, 1024, DType::f32);
+  tf32.math = Math::tf32;
+  for (const Problem& p : {packed, tf32}) {
+    TileConfig tile;
+    ASSERT_TRUE(choose_forward_tile(p, h200, &tile).ok());
+    EXPECT_NE(tile.family, Family::gemv) << tile.name();
+  }
 }
 
 TEST(Heuristic, EveryChoiceIsACompiledTile) {

@@ -63,8 +63,9 @@ struct Status {
 // wgmma_sm90 uses Hopper's wgmma fed by TMA with warp specialisation (compute capability 9.0 in
 // builds that include sm_90a; fp16/bf16, either layout; I and the X row stride multiples of 8, D a
 // multiple of 8 with the packed layout and of 4 for the backward; X and W 16-byte aligned, else
-// forward() and backward() take an sm80 tile instead).
-enum class Family { simt, mma_sm80, wgmma_sm90 };
+// forward() and backward() take an sm80 tile instead); gemv is the forward for a few rows of X on
+// CUDA cores (sm_70+, every dtype, the linear layout), which streams the weights at memory speed.
+enum class Family { simt, mma_sm80, wgmma_sm90, gemv };
 
 // One compiled tile configuration of the fused forward kernel.
 struct TileConfig {

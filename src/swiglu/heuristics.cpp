@@ -1,8 +1,11 @@
 // The tile heuristic: which eligible tile runs a problem by default. Each constant has its one line
 // of why; the measurements are in docs/heuristics.md.
 //
-// Forward:  0. sm90, when eligible: the widest sm90 tile whose whole 128-row tiles fill enough SMs.
-//           1. Otherwise tensor cores (sm80) when the device and the math allow, else SIMT; among
+// Forward:  0. gemv (linear layout, exact math) while the forward is a stream of W: B <= 2, or
+//              B <= 16 with at most 2^24 multiply-adds; the fewest rows a block that keep the
+//              blocks at most 4 a SM, else the most rows up to B.
+//           1. sm90, when eligible: the widest sm90 tile whose whole 128-row tiles fill enough SMs.
+//           2. Otherwise tensor cores (sm80) when the device and the math allow, else SIMT; among
 //              that family's tiles (block_n <= max_block_n) the largest that launches at least
 //              min_blocks_per_sm × SMs blocks, else the one with the most blocks.
 // Backward: 0. sm90 when M and K are at least 256; 128x256 once it gives every SM a tile.
@@ -43,6 +46,17 @@ constexpr double kSm90WideTilesPerSm = 8;
 // ...and for tf32 from about 0.24 × SMs whole tiles, where it reads fewer bytes a product.
 constexpr double kSm90Tf32WideTilesPerSm = 0.24;
 
+// Why: at 1-2 rows gemv streamed W at 3.5-4.1 TB/s on an H200, 1.07-1.23x cuBLAS, at every
+// measured size; from 4 rows of a LLaMA layer its B FMAs per weight bind and the sm80 tile won...
+constexpr int64_t kGemvAlwaysRows = 2;
+// ...while small layers stay latency-bound: gemv won up to B·2D·I = 2^23.6 multiply-adds and lost
+// from 2^24.6 (I = 784, D 512-4096, B 4-32)...
+constexpr int64_t kGemvMaxMacs = int64_t{1} << 24;
+constexpr int64_t kGemvMaxRows = 16;
+// ...and of the gemv tiles the fewest rows won while they made at most 4 blocks a SM (more blocks
+// re-read W from L2 more often), else the most rows up to B.
+constexpr int64_t kGemvBlocksPerSm = 4;
+
 // Why: the sm90 GEMMs won every measured shape from two 128-row tiles of M and 4 K steps up.
 constexpr int64_t kSm90BwdMinM = 256;
 constexpr int64_t kSm90BwdMinK = 256;
@@ -81,6 +95,28 @@ std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits
   return chosen;
 }
 
+// The gemv tile for p, when the forward of p is a stream of W (forward step 0).
+std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits& dev) {
+  if (p.batch > kGemvMaxRows) return std::nullopt;
+  if (p.batch > kGemvAlwaysRows &&
+      2 * p.hidden > kGemvMaxMacs / std::max<int64_t>(p.batch, 1) / std::max<int64_t>(p.in_features, 1)) {
+    return std::nullopt;
+  }
+  std::vector<TileConfig> tiles;
+  for (const TileConfig& t : forward_tiles(p, dev)) {
+    if (t.family == Family::gemv) tiles.push_back(t);
+  }
+  std::stable_sort(tiles.begin(), tiles.end(),
+                   [](const TileConfig& a, const TileConfig& b) { return a.block_m < b.block_m; });
+  const int64_t max_blocks = kGemvBlocksPerSm * std::max(dev.sm_count, 1);
+  std::optional<TileConfig> most_rows;
+  for (const TileConfig& t : tiles) {
+    if (blocks(p, t) <= max_blocks) return t;
+    if (t.block_m <= p.batch) most_rows = t;
+  }
+  return most_rows ? most_rows : tiles.empty() ? std::nullopt : std::optional<TileConfig>(tiles.front());
+}
+
 }  // namespace
 
 Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig* out) {
@@ -90,6 +126,10 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
 Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bool allow_sm90,
                                    TileConfig* out) {
   if (out == nullptr) return fail(StatusCode::invalid_argument, "choose_forward_tile: out is null");
+  if (const std::optional<TileConfig> t = gemv_forward_tile(p, dev)) {
+    *out = *t;
+    return Status::success();
+  }
   if (allow_sm90) {
     if (const std::optional<TileConfig> t = sm90_forward_tile(p, dev)) {
       *out = *t;

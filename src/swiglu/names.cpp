@@ -22,7 +22,8 @@ constexpr Name<DType> kDTypes[] = {{DType::f32, "fp32"}, {DType::f32, "f32"},   
                                    {DType::f16, "half"}, {DType::bf16, "bf16"}, {DType::bf16, "bfloat16"}};
 constexpr Name<Layout> kLayouts[] = {{Layout::linear, "linear"}, {Layout::packed, "packed"}};
 constexpr Name<Math> kMaths[] = {{Math::exact, "exact"}, {Math::tf32, "tf32"}, {Math::tf32x3, "3xtf32"}};
-constexpr Name<Family> kFamilies[] = {{Family::simt, "simt"}, {Family::mma_sm80, "sm80"}, {Family::wgmma_sm90, "sm90"}};
+constexpr Name<Family> kFamilies[] = {{Family::simt, "simt"}, {Family::mma_sm80, "sm80"}, {Family::wgmma_sm90, "sm90"},
+                                     {Family::gemv, "gemv"}};
 constexpr Name<Policy> kPolicies[] = {{Policy::save, "save"}, {Policy::recompute, "recompute"}};
 constexpr Name<GatePlacement> kPlacements[] = {{GatePlacement::automatic, "auto"},
                                                {GatePlacement::automatic, "automatic"},

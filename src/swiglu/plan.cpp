@@ -153,7 +153,11 @@ Status plan_forward(const Problem& p, const DeviceTraits& dev, const std::option
   if (Status s = find_kernel(p, Gemm::forward, tile, dev, &kernel); !s.ok()) return s;
   const int64_t n_tiles = (p.hidden + tile.block_n - 1) / tile.block_n;
   const int64_t m_tiles = (p.batch + tile.block_m - 1) / tile.block_m;
-  if (n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max()) {
+  // (gemv numbers its blocks on one axis.)
+  const bool too_large = tile.family == Family::gemv
+                             ? m_tiles > std::numeric_limits<int32_t>::max() / std::max<int64_t>(n_tiles, 1)
+                             : n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max();
+  if (too_large) {
     return fail(StatusCode::unsupported, "grid too large for tile " + tile.name() + ": " +
                                              str(m_tiles) + "x" + str(n_tiles) + " blocks");
   }
