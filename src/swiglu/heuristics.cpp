@@ -2,12 +2,13 @@
 // of why; the measurements are in docs/heuristics.md.
 //
 // Forward:  0. gemv (linear layout, exact math) while the forward is a stream of W: B <= 2, or
-//              B <= 16 with at most 2^24 multiply-adds; the fewest rows a block that keep the
-//              blocks at most 4 a SM, else the most rows up to B.
-//           1. sm90, when eligible: the widest sm90 tile whose whole 128-row tiles fill enough SMs.
+//              B <= 16 with at most 2^24 multiply-adds, or exact fp32 with B <= 16; the fewest
+//              rows a block that keep the blocks at most 4 a SM, else the most rows up to B.
+//           1. sm90, when eligible (fp16/bf16: and B > 16): the widest sm90 tile whose whole 128-row tiles fill enough SMs.
 //           2. Otherwise tensor cores (sm80) when the device and the math allow, else SIMT; among
-//              that family's tiles (block_n <= max_block_n) the largest that launches at least
-//              min_blocks_per_sm × SMs blocks, else the one with the most blocks.
+//              that family's tiles (block_n <= max_block_n; fp16/bf16: the shortest when B fits)
+//              the largest that launches at least min_blocks_per_sm × SMs blocks, else the one
+//              with the most blocks.
 // Backward: 0. sm90 when M and K are at least 256; 128x256 once it gives every SM a tile.
 //           1. Otherwise sm80 (fp16/bf16 on sm_80+) or SIMT: the largest tile that fills the SMs
 //              (4 blocks a SM for short reductions), else the one with the most blocks.
@@ -37,7 +38,10 @@ constexpr FamilyRule kRules[] = {
     {Family::simt, 0.9, 0.9, 2048, 64},
 };
 
-// Why: the sm90 forward beat sm80 from 16 whole tiles on 132 SMs; 3xTF32 only from about 64.
+// Why: the sm90 forward beat sm80 from 16 whole tiles on 132 SMs; 3xTF32 only from about 64. Up to
+// 16 rows of fp16/bf16 the 16-row sm80 tiles read W once with no empty rows, and sm90's 128-row
+// tiles lost.
+constexpr int64_t kSm90MinRows = 17;
 constexpr double kSm90Fill = 0.12;
 constexpr double kSm90Tf32x3Fill = 0.48;
 // Why: 128x128 beat 128x64 only for long reductions with many tiles a SM (the LLaMA shapes)...
@@ -53,6 +57,8 @@ constexpr int64_t kGemvAlwaysRows = 2;
 // from 2^24.6 (I = 784, D 512-4096, B 4-32)...
 constexpr int64_t kGemvMaxMacs = int64_t{1} << 24;
 constexpr int64_t kGemvMaxRows = 16;
+// Why exact fp32 up to 16 rows whatever the size: there gemv ran 0.76-6.4x cuBLAS against the SIMT
+// tile's 0.34-1.12x, and its lanes' short sums erred 3e-7 against SIMT's 1.6e-6 (cuBLAS 2-6e-7).
 // ...and of the gemv tiles the fewest rows won while they made at most 4 blocks a SM (more blocks
 // re-read W from L2 more often), else the most rows up to B.
 constexpr int64_t kGemvBlocksPerSm = 4;
@@ -98,7 +104,7 @@ std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits
 // The gemv tile for p, when the forward of p is a stream of W (forward step 0).
 std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits& dev) {
   if (p.batch > kGemvMaxRows) return std::nullopt;
-  if (p.batch > kGemvAlwaysRows &&
+  if (p.batch > kGemvAlwaysRows && !(p.dtype == DType::f32 && p.math == Math::exact) &&
       2 * p.hidden > kGemvMaxMacs / std::max<int64_t>(p.batch, 1) / std::max<int64_t>(p.in_features, 1)) {
     return std::nullopt;
   }
@@ -130,7 +136,7 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
     *out = *t;
     return Status::success();
   }
-  if (allow_sm90) {
+  if (allow_sm90 && (p.dtype == DType::f32 || p.batch >= kSm90MinRows)) {
     if (const std::optional<TileConfig> t = sm90_forward_tile(p, dev)) {
       *out = *t;
       return Status::success();
@@ -147,6 +153,15 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
                 "no compiled " + std::string(to_string(family)) + " tile for " +
                     std::string(to_string(p.dtype)) + "/" + std::string(to_string(p.layout)) +
                     " on sm_" + std::to_string(dev.cc_major * 10 + dev.cc_minor));
+  }
+  // Why only the shortest when B fits them (half types, where it was measured): a taller tile
+  // computes empty rows, and at B = 4 of the LLaMA layers 128x64 ran 0.6-0.7x cuBLAS where 16x64
+  // ran 0.93-1.06x.
+  const int shortest = std::min_element(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
+                         return a.block_m < b.block_m;
+                       })->block_m;
+  if (p.dtype != DType::f32 && p.batch <= shortest) {
+    std::erase_if(eligible, [&](const TileConfig& t) { return t.block_m != shortest; });
   }
   // Largest first; among equal areas the taller, then the deeper K step, then fewer warps (how
   // equal-area tiles ranked in the sweep).
