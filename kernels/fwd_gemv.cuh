@@ -1,15 +1,10 @@
-// The fused forward for a few rows of X (decode, small batches), linear layout, on CUDA cores:
+// The fused forward for a few rows of X on CUDA cores, every dtype, the linear layout, sm_70+:
 //
 //   Z = silu(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)    X: B×I (row stride ldx), W: 2D×I row-major
 //
-// At a few rows the forward is a stream of W from memory, so the kernel is built to keep many
-// loads of W in flight rather than to reuse them: each warp owns kCols output columns, reads their
-// 2·kCols weight rows from end to end, 16 bytes a lane, and multiplies each chunk with the block's
-// kRows rows of X (read through L1, where every warp of the block finds them). A lane's partial sums
-// meet in a butterfly of shuffles, and the gate runs on the sums. No shared memory, no barrier.
-// Blocks are numbered row block fastest, so the blocks that read one W row are neighbours and a
-// batch of several row blocks reads W from HBM once. Any I, D, ldx and alignment: 16-byte loads
-// with FwdParams.vec_load, else one element a lane (docs/kernels-gemv.md).
+// Built to stream W: each warp reads its columns' weight rows end to end with many 16-byte loads in
+// flight, its lanes' partial sums meet in shuffles, and the gate runs on the sums
+// (docs/kernels-gemv.md). No shared memory, no barrier; any I, D, ldx and alignment.
 #pragma once
 
 #include <cstdint>

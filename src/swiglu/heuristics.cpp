@@ -4,7 +4,8 @@
 // Forward:  0. gemv (linear layout, exact math) while the forward is a stream of W: B <= 2, or
 //              B <= 16 with at most 2^24 multiply-adds, or exact fp32 with B <= 16; the fewest
 //              rows a block that keep the blocks at most 4 a SM, else the most rows up to B.
-//           1. sm90, when eligible (fp16/bf16: and B > 16): the widest sm90 tile whose whole 128-row tiles fill enough SMs.
+//           1. sm90, when eligible (fp16/bf16: and B > 16): the widest sm90 tile whose whole
+//              128-row tiles fill enough SMs.
 //           2. Otherwise tensor cores (sm80) when the device and the math allow, else SIMT; among
 //              that family's tiles (block_n <= max_block_n; fp16/bf16: the shortest when B fits)
 //              the largest that launches at least min_blocks_per_sm × SMs blocks, else the one
@@ -50,16 +51,17 @@ constexpr double kSm90WideTilesPerSm = 8;
 // ...and for tf32 from about 0.24 × SMs whole tiles, where it reads fewer bytes a product.
 constexpr double kSm90Tf32WideTilesPerSm = 0.24;
 
-// Why: at 1-2 rows gemv streamed W at 3.5-4.1 TB/s on an H200, 1.07-1.23x cuBLAS, at every
+// Why: at 1-2 rows gemv streamed W at 3.3-4.1 TB/s on an H200, 1.07-1.31x cuBLAS, at every
 // measured size; from 4 rows of a LLaMA layer its B FMAs per weight bind and the sm80 tile won...
 constexpr int64_t kGemvAlwaysRows = 2;
 // ...while small layers stay latency-bound: gemv won up to B·2D·I = 2^23.6 multiply-adds and lost
-// from 2^24.6 (I = 784, D 512-4096, B 4-32)...
+// from 2^24.6 (I = 784, D 512-4096, B 4-32).
 constexpr int64_t kGemvMaxMacs = int64_t{1} << 24;
+// Why: exact fp32 takes gemv up to 16 rows whatever the size: there its tiles ran 0.92-6.4x cuBLAS
+// against the SIMT tile's 0.34-1.12x, and their lanes' short sums erred 3e-7 against SIMT's 1.6e-6
+// (cuBLAS 2-6e-7). Nothing larger was measured.
 constexpr int64_t kGemvMaxRows = 16;
-// Why exact fp32 up to 16 rows whatever the size: there gemv ran 0.76-6.4x cuBLAS against the SIMT
-// tile's 0.34-1.12x, and its lanes' short sums erred 3e-7 against SIMT's 1.6e-6 (cuBLAS 2-6e-7).
-// ...and of the gemv tiles the fewest rows won while they made at most 4 blocks a SM (more blocks
+// Why: of the gemv tiles the fewest rows won while they made at most 4 blocks a SM (more blocks
 // re-read W from L2 more often), else the most rows up to B.
 constexpr int64_t kGemvBlocksPerSm = 4;
 
@@ -104,10 +106,9 @@ std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits
 // The gemv tile for p, when the forward of p is a stream of W (forward step 0).
 std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits& dev) {
   if (p.batch > kGemvMaxRows) return std::nullopt;
-  if (p.batch > kGemvAlwaysRows && !(p.dtype == DType::f32 && p.math == Math::exact) &&
-      2 * p.hidden > kGemvMaxMacs / std::max<int64_t>(p.batch, 1) / std::max<int64_t>(p.in_features, 1)) {
-    return std::nullopt;
-  }
+  const bool exact_fp32 = p.dtype == DType::f32 && p.math == Math::exact;
+  const int64_t max_2d = kGemvMaxMacs / std::max<int64_t>(p.batch, 1) / std::max<int64_t>(p.in_features, 1);
+  if (p.batch > kGemvAlwaysRows && !exact_fp32 && 2 * p.hidden > max_2d) return std::nullopt;
   std::vector<TileConfig> tiles;
   for (const TileConfig& t : forward_tiles(p, dev)) {
     if (t.family == Family::gemv) tiles.push_back(t);
@@ -120,7 +121,8 @@ std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits
     if (blocks(p, t) <= max_blocks) return t;
     if (t.block_m <= p.batch) most_rows = t;
   }
-  return most_rows ? most_rows : tiles.empty() ? std::nullopt : std::optional<TileConfig>(tiles.front());
+  if (most_rows || tiles.empty()) return most_rows;
+  return tiles.front();
 }
 
 }  // namespace
@@ -157,9 +159,8 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
   // Why only the shortest when B fits them (half types, where it was measured): a taller tile
   // computes empty rows, and at B = 4 of the LLaMA layers 128x64 ran 0.6-0.7x cuBLAS where 16x64
   // ran 0.93-1.06x.
-  const int shortest = std::min_element(eligible.begin(), eligible.end(), [](const TileConfig& a, const TileConfig& b) {
-                         return a.block_m < b.block_m;
-                       })->block_m;
+  const auto shorter = [](const TileConfig& a, const TileConfig& b) { return a.block_m < b.block_m; };
+  const int shortest = std::min_element(eligible.begin(), eligible.end(), shorter)->block_m;
   if (p.dtype != DType::f32 && p.batch <= shortest) {
     std::erase_if(eligible, [&](const TileConfig& t) { return t.block_m != shortest; });
   }
