@@ -28,6 +28,9 @@ struct BoundedResult {
   double seconds = 0;
   std::string output;      // stdout and stderr together
 
+  // No signal, no bound hit: the exit code is the program's own.
+  bool ended_by_itself() const { return !timed_out && !over_memory && signal == 0; }
+
   std::string describe() const {
     std::ostringstream s;
     s << "exit " << exit_code << (signal ? " signal " + std::to_string(signal) : "")

@@ -24,7 +24,7 @@ inline std::string slurp(const std::filesystem::path& path) {
   return s.str();
 }
 
-inline void spit(const std::filesystem::path& path, const std::string& text) {
+inline void spit(const std::filesystem::path& path, std::string_view text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
@@ -47,7 +47,7 @@ class TempDir {
   std::string path(const std::string& name) const { return path_ + "/" + name; }
   // Writes the file `name` in it; returns its path.
   std::string write(const std::string& name, std::string_view text) const {
-    std::ofstream(path(name), std::ios::binary) << text;
+    spit(path(name), text);
     return path(name);
   }
   std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {

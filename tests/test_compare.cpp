@@ -317,9 +317,7 @@ TEST_F(Bounded, OnlyRegularFilesAreRead) {
 }
 
 TEST_F(Bounded, FilesOverTheSizeLimitAreRefused) {
-  {
-    std::ofstream(path("big.json")) << "{}";
-  }
+  test::spit(path("big.json"), "{}");
   fs::resize_file(path("big.json"), kMaxResultFileBytes + 1);  // sparse: nothing is written
   EXPECT_EQ(load_error(path("big.json")),
             path("big.json") + ": cannot read: 67108865 bytes, over the 64 MiB (67108864 bytes) "

@@ -44,14 +44,10 @@ BoundedResult bench(std::vector<std::string> args) {
   return run_bounded(args, kMaxSeconds, idle_rss_mib() + kMaxExtraRssMib);
 }
 
-bool ended_by_itself(const BoundedResult& r) {
-  return !r.timed_out && !r.over_memory && r.signal == 0;
-}
-
 // Exit code 3, an "error: " line, and every one of `parts` in the output.
 ::testing::AssertionResult usage_error(const BoundedResult& r,
                                        std::initializer_list<std::string> parts) {
-  if (!ended_by_itself(r) || r.exit_code != 3) return ::testing::AssertionFailure() << r.describe();
+  if (!r.ended_by_itself() || r.exit_code != 3) return ::testing::AssertionFailure() << r.describe();
   if (r.output.find("error: ") == std::string::npos) {
     return ::testing::AssertionFailure() << "no 'error: ' line; " << r.describe();
   }
@@ -65,7 +61,7 @@ bool ended_by_itself(const BoundedResult& r) {
 
 // A valid input: parsed and resolved, then stopped at the device (exit 3), within the bounds.
 ::testing::AssertionResult reached_the_device(const BoundedResult& r) {
-  if (!ended_by_itself(r) || r.exit_code != 3) return ::testing::AssertionFailure() << r.describe();
+  if (!r.ended_by_itself() || r.exit_code != 3) return ::testing::AssertionFailure() << r.describe();
   for (const char* stop : {"no NVIDIA driver or GPU found", "device 9999 does not exist",
                            "no NVIDIA GPU found", "NVIDIA driver is too old",
                            "no usable CUDA device"}) {
@@ -302,13 +298,13 @@ TEST(HostileUsage, EveryUsageErrorHasTheProjectsStyle) {
     EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.describe();
   }
   const BoundedResult help = bench({"forward", "--help"});
-  EXPECT_TRUE(ended_by_itself(help) && help.exit_code == 0) << help.describe();
+  EXPECT_TRUE(help.ended_by_itself() && help.exit_code == 0) << help.describe();
   EXPECT_NE(help.output.find("--max-cases"), std::string::npos) << help.output;
 }
 
 TEST(HostileUsage, NoGpuIsNamedAsSuch) {
   const BoundedResult info = bench({"info"});
-  ASSERT_TRUE(ended_by_itself(info)) << info.describe();
+  ASSERT_TRUE(info.ended_by_itself()) << info.describe();
   if (info.exit_code == 0) GTEST_SKIP() << "this machine has a GPU";
   if (access("/proc/driver/nvidia/version", F_OK) == 0) {
     GTEST_SKIP() << "an NVIDIA driver is loaded; the no-driver message does not apply";

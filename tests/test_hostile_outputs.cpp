@@ -73,7 +73,7 @@ using test::spit;
 
 // The child ended by itself (no signal, no bound hit) with `code`, and its output holds `what`.
 ::testing::AssertionResult exited(const test::BoundedResult& r, int code, const std::string& what) {
-  if (r.signal != 0 || r.timed_out || r.over_memory || r.exit_code != code ||
+  if (!r.ended_by_itself() || r.exit_code != code ||
       r.output.find(what) == std::string::npos) {
     return ::testing::AssertionFailure()
            << "expected exit " << code << " with '" << what << "', got " << r.describe();
@@ -127,19 +127,8 @@ std::vector<Row> case_rows(int64_t batch) {
   return {fused, c2, c1};
 }
 
-// Writes a result file row by row. Why not through a string: the children run_bounded forks start
-// with this process's resident memory, which must stay small for their memory bound to mean much.
-void write_result(const fs::path& path, size_t n_rows, const std::function<Row(size_t)>& row,
-                  bool complete = true) {
-  std::ofstream out(path, std::ios::binary);
-  out << "{\n  \"schema\": \"swiglubench/1\",\n  \"provenance\": " << provenance().dump(2)
-      << ",\n  \"rows\": [";
-  for (size_t i = 0; i < n_rows; ++i) out << (i ? ",\n" : "\n") << row_to_json(row(i)).dump(2);
-  out << "\n  ],\n  \"complete\": " << (complete ? "true" : "false") << "\n}\n";
-}
-
-void write_result(const fs::path& path, const std::vector<Row>& rows, bool complete = true) {
-  write_result(path, rows.size(), [&](size_t i) { return rows[i]; }, complete);
+void write_result(const fs::path& path, const std::vector<Row>& rows) {
+  spit(path, result_document(provenance(), rows, /*complete=*/true));
 }
 
 // The last `n` bytes of a file.
@@ -294,8 +283,9 @@ TEST_F(Hostile, IncompleteBaselineIsAMismatch) {
 TEST_F(Hostile, UpdateBaselineWith20000RowsIsFastAndWritesOnce) {
   // 6,667 cases (the last one without its cublas1 row).
   in_child([&] {
-    write_result(path("big.json"), 20000,
-                 [](size_t i) { return case_rows(static_cast<int64_t>(i / 3) + 1)[i % 3]; });
+    std::vector<Row> rows;
+    for (size_t i = 0; i < 20000; ++i) rows.push_back(case_rows(static_cast<int64_t>(i / 3) + 1)[i % 3]);
+    write_result(path("big.json"), rows);
   });
   // An old baseline in place: replaced whole, or not at all.
   spit(path("baseline.json"), slurp(fixture("base.json")));

@@ -32,6 +32,7 @@ using common::check_result_name;
 namespace fs = std::filesystem;
 
 using test::slurp;
+using test::spit;
 
 // A fresh, empty directory per test, removed afterwards.
 class TempDir : public test::TempDirTest {
@@ -204,7 +205,7 @@ TEST_F(AtomicWrite, FailureNamesThePathAndLeavesNoTemporary) {
 TEST_F(AtomicWrite, SymlinkAtATemporaryNameIsNotFollowed) {
   // The old temporary name was "<path>.tmp.<pid>": a link planted there redirected the write.
   const fs::path path = dir_ / "out.json", victim = dir_ / "victim";
-  { std::ofstream(victim) << "precious"; }
+  spit(victim, "precious");
   fs::create_symlink(victim, path.string() + ".tmp." + std::to_string(::getpid()));
   write_file_atomic(path.string(), "content");
   EXPECT_EQ(slurp(victim), "precious");
@@ -214,7 +215,7 @@ TEST_F(AtomicWrite, SymlinkAtATemporaryNameIsNotFollowed) {
 
 TEST_F(AtomicWrite, SymlinkAtThePathIsReplacedNotFollowed) {
   const fs::path path = dir_ / "out.json", victim = dir_ / "victim";
-  { std::ofstream(victim) << "precious"; }
+  spit(victim, "precious");
   fs::create_symlink(victim, path);
   write_file_atomic(path.string(), "content");
   EXPECT_EQ(slurp(victim), "precious");
@@ -324,7 +325,7 @@ TEST_F(CsvFile, OpenFailureThrowsWithPath) {
 
 TEST_F(CsvFile, SymlinkAtThePathIsReplacedNotFollowed) {
   const fs::path path = dir_ / "rows.csv", victim = dir_ / "victim";
-  { std::ofstream(victim) << "precious"; }
+  spit(victim, "precious");
   fs::create_symlink(victim, path);
   {
     CsvWriter w(path.string());
