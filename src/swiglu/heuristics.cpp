@@ -41,7 +41,7 @@ constexpr FamilyRule kRules[] = {
 
 // Why: the sm90 forward beat sm80 from 16 whole tiles on 132 SMs; 3xTF32 only from about 64. Up to
 // 16 rows of fp16/bf16 the 16-row sm80 tiles read W once with no empty rows, and sm90's 128-row
-// tiles lost.
+// tiles lost. (16: the shortest sm80 fp16/bf16 tile, which step 2 keeps to up to that many rows.)
 constexpr int64_t kSm90MinRows = 17;
 constexpr double kSm90Fill = 0.12;
 constexpr double kSm90Tf32x3Fill = 0.48;
@@ -82,12 +82,15 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
   return ((p.batch + t.block_m - 1) / t.block_m) * ((p.hidden + t.block_n - 1) / t.block_n);
 }
 
-// The sm90 tile for p, if one fills the device (forward step 0).
-std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits& dev) {
+bool shorter(const TileConfig& a, const TileConfig& b) { return a.block_m < b.block_m; }
+
+// The sm90 tile for p among `tiles` (p's eligible ones), if one fills the device (forward step 1).
+std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits& dev,
+                                            const std::vector<TileConfig>& tiles) {
   const double sms = std::max(dev.sm_count, 1);
   const double wanted = (p.math == Math::tf32x3 ? kSm90Tf32x3Fill : kSm90Fill) * sms;
   std::optional<TileConfig> chosen;
-  for (const TileConfig& t : forward_tiles(p, dev)) {
+  for (const TileConfig& t : tiles) {
     if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
     // Why whole tiles: the persistent kernel runs one block a SM over 128-row tiles, and a batch
     // under 128 rows fills a fraction of each.
@@ -103,26 +106,25 @@ std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits
   return chosen;
 }
 
-// The gemv tile for p, when the forward of p is a stream of W (forward step 0).
-std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits& dev) {
+// The gemv tile for p among `tiles` (p's eligible ones), when the forward of p is a stream of W
+// (forward step 0).
+std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits& dev,
+                                            const std::vector<TileConfig>& tiles) {
   if (p.batch > kGemvMaxRows) return std::nullopt;
   const bool exact_fp32 = p.dtype == DType::f32 && p.math == Math::exact;
   const int64_t max_2d = kGemvMaxMacs / std::max<int64_t>(p.batch, 1) / std::max<int64_t>(p.in_features, 1);
   if (p.batch > kGemvAlwaysRows && !exact_fp32 && 2 * p.hidden > max_2d) return std::nullopt;
-  std::vector<TileConfig> tiles;
-  for (const TileConfig& t : forward_tiles(p, dev)) {
-    if (t.family == Family::gemv) tiles.push_back(t);
-  }
-  std::stable_sort(tiles.begin(), tiles.end(),
-                   [](const TileConfig& a, const TileConfig& b) { return a.block_m < b.block_m; });
+  std::vector<TileConfig> gemv;
+  std::copy_if(tiles.begin(), tiles.end(), std::back_inserter(gemv),
+               [](const TileConfig& t) { return t.family == Family::gemv; });
+  std::stable_sort(gemv.begin(), gemv.end(), shorter);
   const int64_t max_blocks = kGemvBlocksPerSm * std::max(dev.sm_count, 1);
-  std::optional<TileConfig> most_rows;
-  for (const TileConfig& t : tiles) {
+  std::optional<TileConfig> most_rows;  // the most rows up to B, else the fewest
+  for (const TileConfig& t : gemv) {
     if (blocks(p, t) <= max_blocks) return t;
-    if (t.block_m <= p.batch) most_rows = t;
+    if (t.block_m <= p.batch || !most_rows) most_rows = t;
   }
-  if (most_rows || tiles.empty()) return most_rows;
-  return tiles.front();
+  return most_rows;
 }
 
 }  // namespace
@@ -134,12 +136,13 @@ Status choose_forward_tile(const Problem& p, const DeviceTraits& dev, TileConfig
 Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bool allow_sm90,
                                    TileConfig* out) {
   if (out == nullptr) return fail(StatusCode::invalid_argument, "choose_forward_tile: out is null");
-  if (const std::optional<TileConfig> t = gemv_forward_tile(p, dev)) {
+  const std::vector<TileConfig> tiles = forward_tiles(p, dev);
+  if (const std::optional<TileConfig> t = gemv_forward_tile(p, dev, tiles)) {
     *out = *t;
     return Status::success();
   }
   if (allow_sm90 && (p.dtype == DType::f32 || p.batch >= kSm90MinRows)) {
-    if (const std::optional<TileConfig> t = sm90_forward_tile(p, dev)) {
+    if (const std::optional<TileConfig> t = sm90_forward_tile(p, dev, tiles)) {
       *out = *t;
       return Status::success();
     }
@@ -147,7 +150,7 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
   const Family family = wants_tensor_cores(p, dev) ? Family::mma_sm80 : Family::simt;
   const FamilyRule& rule = family == Family::mma_sm80 ? kRules[0] : kRules[1];
   std::vector<TileConfig> eligible;
-  for (const TileConfig& t : forward_tiles(p, dev)) {
+  for (const TileConfig& t : tiles) {
     if (t.family == family && t.block_n <= rule.max_block_n) eligible.push_back(t);
   }
   if (eligible.empty()) {
@@ -159,7 +162,6 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
   // Why only the shortest when B fits them (half types, where it was measured): a taller tile
   // computes empty rows, and at B = 4 of the LLaMA layers 128x64 ran 0.6-0.7x cuBLAS where 16x64
   // ran 0.93-1.06x.
-  const auto shorter = [](const TileConfig& a, const TileConfig& b) { return a.block_m < b.block_m; };
   const int shortest = std::min_element(eligible.begin(), eligible.end(), shorter)->block_m;
   if (p.dtype != DType::f32 && p.batch <= shortest) {
     std::erase_if(eligible, [&](const TileConfig& t) { return t.block_m != shortest; });

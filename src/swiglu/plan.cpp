@@ -155,7 +155,7 @@ Status plan_forward(const Problem& p, const DeviceTraits& dev, const std::option
   const int64_t m_tiles = (p.batch + tile.block_m - 1) / tile.block_m;
   // (gemv numbers its blocks on one axis.)
   const bool too_large = tile.family == Family::gemv
-                             ? m_tiles > std::numeric_limits<int32_t>::max() / std::max<int64_t>(n_tiles, 1)
+                             ? m_tiles * n_tiles > std::numeric_limits<int32_t>::max()
                              : n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max();
   if (too_large) {
     return fail(StatusCode::unsupported, "grid too large for tile " + tile.name() + ": " +
