@@ -206,6 +206,18 @@ std::vector<std::string> option_words(const std::string& text, const char* optio
   }
 }
 
+// --grads: dx, dw or both.
+Grads grads_option(const std::string& text) {
+  Grads g;
+  g.dx = g.dw = false;
+  for (const auto& word : option_words(text, "--grads")) {
+    if (word == "dx") g.dx = true;
+    else if (word == "dw") g.dw = true;
+    else throw std::invalid_argument("--grads: '" + word + "' is not dx or dw");
+  }
+  return g;
+}
+
 std::vector<TileChoice> tile_words(const std::string& text, const char* option) {
   const std::vector<std::string> words = option_words(text, option);
   if (words.size() > kMaxTileNames)
@@ -224,12 +236,7 @@ std::vector<TileChoice> tile_words(const std::string& text, const char* option) 
 
 GradientOptions resolve_gradient(const GradientWords& w) {
   GradientOptions g;
-  g.grads.dx = g.grads.dw = false;
-  for (const auto& word : option_words(w.grads, "--grads")) {
-    if (word == "dx") g.grads.dx = true;
-    else if (word == "dw") g.grads.dw = true;
-    else throw std::invalid_argument("--grads: '" + word + "' is not dx or dw");
-  }
+  g.grads = grads_option(w.grads);
   g.policies.clear();
   for (const auto& word : option_words(w.policy, "--policy")) {
     const auto p = parse_policy(word);
@@ -488,12 +495,7 @@ void resolve_train(const TrainWords& w, train::TrainOptions& o) {
     o.variants.push_back(*v);
   }
   o.policy = *parse_policy(w.policy);
-  o.grads.dx = o.grads.dw = false;
-  for (const auto& word : option_words(w.grads, "--grads")) {
-    if (word == "dx") o.grads.dx = true;
-    else if (word == "dw") o.grads.dw = true;
-    else throw std::invalid_argument("--grads: '" + word + "' is not dx or dw");
-  }
+  o.grads = grads_option(w.grads);
   o.dtype = *parse_dtype(w.dtype);
   o.optimizer = *train::parse_optimizer(w.optimizer);
   if (w.csv || w.json) {

@@ -43,12 +43,9 @@ struct Index {
   explicit Index(const ResultFile& f) : file(f) {
     keys.reserve(f.rows.size());
     for (size_t i = 0; i < f.rows.size(); ++i) {
-      keys.push_back(case_key(f.rows[i], policy(i)));
+      keys.push_back(case_key(f.rows[i], f.policy(i)));
       by_key[keys.back()] = i;
     }
-  }
-  std::string_view policy(size_t i) const {
-    return i < file.policies.size() ? std::string_view(file.policies[i]) : std::string_view();
   }
   const Row* find(const std::string& key) const {
     const auto it = by_key.find(key);
@@ -103,7 +100,7 @@ Measure measure(const Index& ix, size_t i, const std::string& reference) {
   ref_row.variant = reference;
   ref_row.tile = "cublasLt";
   ref_row.tile_choice.clear();
-  const Row* ref = ix.find(case_key(ref_row, ix.policy(i)));
+  const Row* ref = ix.find(case_key(ref_row, ix.file.policy(i)));
   // Why: a policy chooses fused tiles; the cuBLAS rows of the case may carry none.
   if (ref == nullptr) ref = ix.find(case_key(ref_row));
   if (ref == nullptr) {
@@ -470,7 +467,7 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
     const DeviceInfo dev = query_device(run.device);
     const std::string baseline =
         gate.baseline.empty() ? "results/" + dev.slug + "/baseline.json" : gate.baseline;
-    if (gate.update_baseline) check_replaceable(baseline);
+    if (gate.update_baseline && gate.baseline.empty()) check_replaceable(baseline);
     if (!gate.update_baseline && !std::filesystem::exists(baseline)) {
       std::fprintf(stderr,
                    "error: no baseline %s for %s; record one with `swiglubench gate --shapes ... "

@@ -564,16 +564,13 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
 // is the only fused row of its problem in the file (a sweep with tiles: auto, as configs/ci.yaml),
 // else as forced (tiles: all, or a list of names).
 void infer_tile_choice(ResultFile& f, const std::vector<char>& has_choice) {
-  const auto policy = [&](size_t i) {
-    return i < f.policies.size() ? std::string_view(f.policies[i]) : std::string_view();
-  };
   std::unordered_map<std::string, int> fused_rows;
   for (size_t i = 0; i < f.rows.size(); ++i)
-    if (f.rows[i].variant == "fused") ++fused_rows[problem_key(f.rows[i], policy(i))];
+    if (f.rows[i].variant == "fused") ++fused_rows[problem_key(f.rows[i], f.policy(i))];
   for (size_t i = 0; i < f.rows.size(); ++i) {
     Row& r = f.rows[i];
     if (has_choice[i] || r.variant != "fused") continue;
-    r.tile_choice = fused_rows[problem_key(r, policy(i))] == 1 ? "auto" : "forced";
+    r.tile_choice = fused_rows[problem_key(r, f.policy(i))] == 1 ? "auto" : "forced";
   }
 }
 

@@ -31,9 +31,14 @@ struct ResultFile {
   bool cuda_graph = false;      // provenance.timing.cuda_graph (--graph); false when absent
   common::Json provenance;              // the whole provenance object
   std::vector<Row> rows;
-  // Parallel to rows: each row's optional "policy" field, "" where absent (Row has no policy
-  // yet). May be shorter than rows (hand-built files); missing entries read as "".
+  // Parallel to rows: each row's optional "policy" field, "" where absent (Row::policy is not
+  // read). May be shorter than rows (hand-built files); read it through policy(i).
   std::vector<std::string> policies;
+
+  // Row i's policy, "" where absent.
+  std::string_view policy(size_t i) const {
+    return i < policies.size() ? std::string_view(policies[i]) : std::string_view();
+  }
 };
 
 // Reading a result file is bounded, whatever the file holds: it must be a regular file (a FIFO,

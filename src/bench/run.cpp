@@ -1,18 +1,13 @@
 #include "bench/run.hpp"
 
-#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nvtx3/nvtx3.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <map>
-#include <memory>
 #include <optional>
 
 #include "baselines/cublas_baselines.hpp"
@@ -23,36 +18,22 @@
 #include "bench/writers.hpp"
 #include "common/device.hpp"
 #include "common/exit_codes.hpp"
-#include "common/files.hpp"
 #include "common/host_data.hpp"
 #include "common/json.hpp"
 #include "common/provenance.hpp"
-#include "common/stats.hpp"
 
 namespace swiglu::bench {
 
 using common::Json;
-using common::string_list;
-using common::write_file_atomic;
-using common::check_result_name;
 using common::CudaError;
 using common::DeviceInfo;
 using common::query_device;
 using common::current_sm_clock_mhz;
 using common::DeviceBuffer;
-using common::GraphExec;
-using common::Summary;
-using common::summarize;
-using common::uniform_values;
-using common::to_dtype_bytes;
-using common::from_dtype_bytes;
 using common::kPoisonByte;
 using common::git_sha;
-using common::iso_time_utc;
 using common::kExitOk;
-using common::kExitParity;
 using common::kExitError;
-using common::kExitInterrupted;
 
 std::string_view to_string(Op op) {
   switch (op) {
