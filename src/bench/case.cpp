@@ -5,26 +5,8 @@
 #include <cstdint>
 #include <functional>
 
-#include "common/names.hpp"
 
 namespace swiglu::bench {
-
-namespace {
-
-constexpr std::pair<Variant, std::string_view> kVariants[] = {
-    {Variant::fused, "fused"}, {Variant::cublas2, "cublas2"}, {Variant::cublas1, "cublas1"}};
-
-}  // namespace
-
-const std::vector<Variant>& all_variants() {
-  static const std::vector<Variant> variants = {Variant::fused, Variant::cublas2, Variant::cublas1};
-  return variants;
-}
-
-std::string_view to_string(Variant v) { return common::name_of(kVariants, v); }
-std::optional<Variant> parse_variant(std::string_view word) {
-  return common::value_of(kVariants, word);
-}
 
 std::optional<TileChoice> TileChoice::parse(std::string_view word) {
   TileChoice t;

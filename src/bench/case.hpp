@@ -8,16 +8,16 @@
 #include <string_view>
 #include <vector>
 
+#include "common/variant.hpp"
 #include "swiglu/swiglu.hpp"
 
 namespace swiglu::bench {
 
 // What a case runs: the fused kernel and the two cuBLAS baselines.
-enum class Variant { fused, cublas2, cublas1 };
-
-const std::vector<Variant>& all_variants();  // fused, cublas2, cublas1
-std::string_view to_string(Variant v);
-std::optional<Variant> parse_variant(std::string_view word);
+using common::Variant;
+using common::all_variants;
+using common::parse_variant;
+using common::to_string;
 
 // One word of a tiles list: the heuristic's pick ("auto"), every tile compiled for the device
 // ("all"), or a tile named like sm80:128x64x32s4w4. `word` keeps the spelling given, for rows and

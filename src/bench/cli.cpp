@@ -490,7 +490,7 @@ void resolve_train(const TrainWords& w, train::TrainOptions& o) {
     throw std::invalid_argument(std::string("--variant: ") + e.what());
   }
   for (const auto& word : variant_words) {
-    const auto v = train::parse_layer_variant(word);
+    const auto v = parse_variant(word);
     if (!v) throw std::invalid_argument("--variant: '" + word + "' is not fused, cublas2 or cublas1");
     o.variants.push_back(*v);
   }

@@ -8,20 +8,12 @@ namespace {
 
 constexpr std::pair<Optimizer, std::string_view> kOptimizers[] = {{Optimizer::sgd, "sgd"},
                                                                    {Optimizer::adamw, "adamw"}};
-constexpr std::pair<LayerVariant, std::string_view> kLayerVariants[] = {
-    {LayerVariant::fused, "fused"},
-    {LayerVariant::cublas2, "cublas2"},
-    {LayerVariant::cublas1, "cublas1"}};
 
 }  // namespace
 
 std::string_view to_string(Optimizer o) { return common::name_of(kOptimizers, o); }
-std::string_view to_string(LayerVariant v) { return common::name_of(kLayerVariants, v); }
 std::optional<Optimizer> parse_optimizer(std::string_view s) {
   return common::value_of(kOptimizers, s);
-}
-std::optional<LayerVariant> parse_layer_variant(std::string_view s) {
-  return common::value_of(kLayerVariants, s);
 }
 
 double agreement_tolerance(DType dtype, Optimizer optimizer) {

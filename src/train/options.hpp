@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/variant.hpp"
 #include "swiglu/swiglu.hpp"
 #include "train/idx.hpp"
 
@@ -19,12 +20,10 @@ enum class Optimizer { sgd, adamw };
 //   fused:   swiglu::forward (ForwardOptions::saved for Policy::save) and swiglu::backward
 //   cublas2: the baselines' Plan and BackwardPlan (two cuBLASLt GEMMs + the gate kernel)
 //   cublas1: the same with one GEMM over the stacked weight
-enum class LayerVariant { fused, cublas2, cublas1 };
+using LayerVariant = common::Variant;
 
 std::string_view to_string(Optimizer o);
-std::string_view to_string(LayerVariant v);
 std::optional<Optimizer> parse_optimizer(std::string_view s);
-std::optional<LayerVariant> parse_layer_variant(std::string_view s);
 
 struct TrainOptions {
   std::string data_dir = kFashionMnistDebianDir;
