@@ -58,11 +58,13 @@ cudaError_t dispatch(DType in, DType out, int64_t rows, int64_t cols, bool empty
   return cudaErrorInvalidValue;
 }
 
-// Launches launch(vector width, grid, block) with one 16-byte vector of Tin a step when `vec`, else
-// one element; returns the launch's status.
+// Launches launch(vector width, grid, block) with one 16-byte vector of Tin a step when every row
+// of every operand starts 16-byte aligned (`rows_aligned`) and a row holds a vector, else one
+// element; returns the launch's status.
 template <class Tin, class Launch>
-cudaError_t launch_rows(bool vec, int64_t rows, int64_t cols, Launch&& launch) {
+cudaError_t launch_rows(bool rows_aligned, int64_t rows, int64_t cols, Launch&& launch) {
   constexpr int kVec = static_cast<int>(16 / sizeof(Tin));
+  const bool vec = rows_aligned && cols >= kVec;
   const auto [grid, block] = elementwise_launch(rows, vec ? cols / kVec : cols);
   if (vec) {
     launch(std::integral_constant<int, kVec>{}, grid, block);
@@ -76,9 +78,8 @@ template <class Tin, class Tout>
 cudaError_t launch_gate_typed(const void* a, int64_t lda, const void* b, int64_t ldb, void* z,
                               int64_t ldz, int64_t rows, int64_t cols, cudaStream_t stream) {
   // Why every row start: the vector path moves whole 16-byte vectors from the start of each row.
-  const bool vec = cols >= static_cast<int64_t>(16 / sizeof(Tin)) && rows_aligned16<Tin>(a, lda) &&
-                   rows_aligned16<Tin>(b, ldb) && rows_aligned16<Tout>(z, ldz);
-  return launch_rows<Tin>(vec, rows, cols, [&](auto v, dim3 grid, dim3 block) {
+  const bool aligned = rows_aligned16<Tin>(a, lda) && rows_aligned16<Tin>(b, ldb) && rows_aligned16<Tout>(z, ldz);
+  return launch_rows<Tin>(aligned, rows, cols, [&](auto v, dim3 grid, dim3 block) {
     kernels::swiglu_gate_kernel<Tin, Tout, decltype(v)::value><<<grid, block, 0, stream>>>(
         static_cast<const Tin*>(a), lda, static_cast<const Tin*>(b), ldb, static_cast<Tout*>(z), ldz, rows, cols);
   });
@@ -89,10 +90,9 @@ cudaError_t launch_gate_backward_typed(const void* a, int64_t lda, const void* b
                                        const void* dz, int64_t lddz, void* dg, int64_t lddg,
                                        void* db, int64_t lddb, int64_t rows, int64_t cols,
                                        cudaStream_t stream) {
-  const bool vec = cols >= static_cast<int64_t>(16 / sizeof(Tin)) && rows_aligned16<Tin>(a, lda) &&
-                   rows_aligned16<Tin>(b, ldb) && rows_aligned16<Tin>(dz, lddz) &&
-                   rows_aligned16<Tout>(dg, lddg) && rows_aligned16<Tout>(db, lddb);
-  return launch_rows<Tin>(vec, rows, cols, [&](auto v, dim3 grid, dim3 block) {
+  const bool aligned = rows_aligned16<Tin>(a, lda) && rows_aligned16<Tin>(b, ldb) && rows_aligned16<Tin>(dz, lddz) &&
+                       rows_aligned16<Tout>(dg, lddg) && rows_aligned16<Tout>(db, lddb);
+  return launch_rows<Tin>(aligned, rows, cols, [&](auto v, dim3 grid, dim3 block) {
     kernels::swiglu_gate_backward_kernel<Tin, Tout, decltype(v)::value><<<grid, block, 0, stream>>>(
         static_cast<const Tin*>(a), lda, static_cast<const Tin*>(b), ldb, static_cast<const Tin*>(dz), lddz,
         static_cast<Tout*>(dg), lddg, static_cast<Tout*>(db), lddb, rows, cols);
@@ -102,9 +102,8 @@ cudaError_t launch_gate_backward_typed(const void* a, int64_t lda, const void* b
 template <class Tin, class Tout>
 cudaError_t launch_convert_typed(const void* a, int64_t lda, void* z, int64_t ldz, int64_t rows,
                                  int64_t cols, cudaStream_t stream) {
-  const bool vec = cols >= static_cast<int64_t>(16 / sizeof(Tin)) && rows_aligned16<Tin>(a, lda) &&
-                   rows_aligned16<Tout>(z, ldz);
-  return launch_rows<Tin>(vec, rows, cols, [&](auto v, dim3 grid, dim3 block) {
+  const bool aligned = rows_aligned16<Tin>(a, lda) && rows_aligned16<Tout>(z, ldz);
+  return launch_rows<Tin>(aligned, rows, cols, [&](auto v, dim3 grid, dim3 block) {
     kernels::convert_kernel<Tin, Tout, decltype(v)::value>
         <<<grid, block, 0, stream>>>(static_cast<const Tin*>(a), lda, static_cast<Tout*>(z), ldz, rows, cols);
   });
