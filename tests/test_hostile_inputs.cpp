@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -21,8 +19,6 @@
 
 namespace swiglu::test {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Per child. Every case takes a small part of the time, AddressSanitizer on a slow 2-core machine
 // included. Memory is bounded above what the executable holds when it does nothing (under
@@ -69,8 +65,6 @@ BoundedResult bench(std::vector<std::string> args) {
   }
   return ::testing::AssertionFailure() << "did not stop at the device; " << r.describe();
 }
-
-using test::TempDir;
 
 // One bf16 sweep of batch 1..n_batch × n_hidden hidden sizes: n_batch · n_hidden cases.
 std::string product_config(int n_batch, int n_hidden) {
