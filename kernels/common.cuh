@@ -1,6 +1,6 @@
 // Device helpers every kernel shares: dtype conversion (to_f32, from_f32 with round-to-nearest),
-// paired stores, the split-K hand-off, and thin PTX wrappers for the sm_80 tensor-core path
-// (cp.async, ldmatrix, mma.sync, tf32 conversion and 3xTF32's split).
+// paired stores, streamed loads, the split-K hand-off, and thin PTX wrappers for the sm_80
+// tensor-core path (cp.async, ldmatrix, mma.sync, tf32 conversion and 3xTF32's split).
 // Arch: sm_70+. Each PTX wrapper is compiled only where its instruction exists and is __trap()
 // elsewhere, so a kernel that reaches one on the wrong GPU stops loudly instead of computing garbage.
 #pragma once
@@ -65,6 +65,18 @@ __device__ __forceinline__ uint32_t pack_pair(float v0, float v1) {
     const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
     return *reinterpret_cast<const uint32_t*>(&h);
   }
+}
+
+// ---- loads ----------------------------------------------------------------------------------------
+
+// 16 bytes of a stream read once (a weight, read-only during the kernel): not kept in L1, which
+// then holds the small operands that are read many times.
+__device__ __forceinline__ uint4 load_streamed_16(const void* src) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(src));
+  return v;
 }
 
 // ---- split-K --------------------------------------------------------------------------------------

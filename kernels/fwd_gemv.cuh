@@ -38,15 +38,6 @@ struct GemvFwdConfig {
   static_assert(ROWS * 2 * COLS <= 64, "gemv fwd: more than 64 accumulators per thread would spill");
 };
 
-// 16 bytes of a stream read once: not kept in L1, where X lives.
-__device__ __forceinline__ uint4 load_streamed_16(const void* src) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(src));
-  return v;
-}
-
 // V elements (16 bytes when V > 1) as loaded: one element, or a 16-byte vector.
 template <class T, int V>
 using Raw = std::conditional_t<V == 1, T, uint4>;

@@ -63,8 +63,9 @@ struct Status {
 // wgmma_sm90 uses Hopper's wgmma fed by TMA with warp specialisation (compute capability 9.0 in
 // builds that include sm_90a; fp16/bf16, either layout; I and the X row stride multiples of 8, D a
 // multiple of 8 with the packed layout and of 4 for the backward; X and W 16-byte aligned, else
-// forward() and backward() take an sm80 tile instead); gemv is the forward for a few rows of X on
-// CUDA cores (sm_70+, every dtype, the linear layout), which streams the weights at memory speed.
+// forward() and backward() take an sm80 tile instead); gemv is for a few rows of X: the forward on
+// CUDA cores (sm_70+, every dtype, the linear layout), which streams the weights at memory speed,
+// and the backward's dX (the linear layout) and dW (either) on tensor cores (sm_80+, fp16/bf16).
 enum class Family { simt, mma_sm80, wgmma_sm90, gemv };
 
 // One compiled tile configuration of the fused forward kernel.

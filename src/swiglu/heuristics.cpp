@@ -10,8 +10,10 @@
 //              that family's tiles (block_n <= max_block_n; fp16/bf16: the shortest when B fits)
 //              the largest that launches at least min_blocks_per_sm × SMs blocks, else the one
 //              with the most blocks.
-// Backward: 0. sm90 when M and K are at least 256; 128x256 once it gives every SM a tile.
-//           1. Otherwise sm80 (fp16/bf16 on sm_80+) or SIMT: the largest tile that fills the SMs
+// Backward: 0. gemv (fp16/bf16 on sm_80+; dX: linear layout only) up to 128 rows for dX and 64 for
+//              dW; dX: the fewest rows a block that hold B, else the most.
+//           1. sm90 when M and K are at least 256; 128x256 once it gives every SM a tile.
+//           2. Otherwise sm80 (fp16/bf16 on sm_80+) or SIMT: the largest tile that fills the SMs
 //              (4 blocks a SM for short reductions), else the one with the most blocks.
 #include "swiglu/heuristics.hpp"
 
@@ -64,6 +66,13 @@ constexpr int64_t kGemvMaxRows = 16;
 // Why: of the gemv tiles the fewest rows won while they made at most 4 blocks a SM (more blocks
 // re-read W from L2 more often), else the most rows up to B.
 constexpr int64_t kGemvBlocksPerSm = 4;
+
+// Why: on an H200 at a LLaMA layer (I = 4096, D = 14336) the gemv dX beat the sm80 64x64 tile at
+// 1-128 rows (0.10 against 0.30 ms at B = 1, 0.38 against 0.61 at B = 128), and the gemv dW beat
+// sm80 128x128 at 1-16 rows (0.15 against 0.25 ms), tied at 64 and lost at 128 (0.56 against
+// 0.50). 128 is the most rows measured below sm90's 256.
+constexpr int64_t kGemvDxMaxRows = 128;
+constexpr int64_t kGemvDwMaxRows = 64;
 
 // Why: the sm90 GEMMs won every measured shape from two 128-row tiles of M and 4 K steps up.
 constexpr int64_t kSm90BwdMinM = 256;
@@ -125,6 +134,22 @@ std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits
     if (t.block_m <= p.batch || !most_rows) most_rows = t;
   }
   return most_rows;
+}
+
+// The gemv tile of a backward GEMM of p among `tiles` (its eligible ones), for a few rows (backward
+// step 0).
+std::optional<TileConfig> gemv_backward_tile(const Problem& p, bool dw, const std::vector<TileConfig>& tiles) {
+  if (p.batch > (dw ? kGemvDwMaxRows : kGemvDxMaxRows)) return std::nullopt;
+  std::vector<TileConfig> gemv;
+  std::copy_if(tiles.begin(), tiles.end(), std::back_inserter(gemv),
+               [](const TileConfig& t) { return t.family == Family::gemv; });
+  if (gemv.empty()) return std::nullopt;
+  std::stable_sort(gemv.begin(), gemv.end(), shorter);
+  if (dw) return gemv.front();
+  for (const TileConfig& t : gemv) {
+    if (t.block_m >= p.batch) return t;
+  }
+  return gemv.back();
 }
 
 }  // namespace
@@ -205,6 +230,10 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
   };
   const int64_t sms = std::max(dev.sm_count, 1);
   const std::vector<TileConfig> tiles = eligible_tiles(p, gemm, dev);
+  if (const std::optional<TileConfig> t = gemv_backward_tile(p, dw, tiles)) {
+    *out = *t;
+    return Status::success();
+  }
   if (allow_sm90 && m >= kSm90BwdMinM && k >= kSm90BwdMinK) {
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : tiles) {

@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -39,6 +40,26 @@ cudaError_t ensure_dynamic_smem(int bytes) {
   const cudaError_t err = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (err == cudaSuccess && bit != 0) done_mask.fetch_or(bit, std::memory_order_release);
   return err;
+}
+
+// How many blocks of Kernel (`threads` threads, static shared memory only) the current device holds
+// at once: its multiprocessors times the blocks each holds. Kept per kernel and device after the
+// first call (device < 64); thread-safe (a race only computes the same count twice).
+template <auto Kernel>
+cudaError_t resident_blocks(int threads, int* out) {
+  static std::atomic<int> known[64] = {};
+  int device = 0;
+  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return err;
+  if (device < 64 && (*out = known[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
+  int sms = 0, per_sm = 0;
+  if (const cudaError_t err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device); err != cudaSuccess)
+    return err;
+  if (const cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, threads, 0);
+      err != cudaSuccess)
+    return err;
+  *out = std::max(sms * per_sm, 1);
+  if (device < 64) known[device].store(*out, std::memory_order_relaxed);
+  return cudaSuccess;
 }
 
 // Kernel(p) over an M×N output in Cfg's tiles: M tiles on gridDim.x (up to 2^31-1), N tiles on

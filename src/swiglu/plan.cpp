@@ -22,7 +22,11 @@ std::string str(int64_t v) { return std::to_string(v); }
 constexpr int kSplitBlocksPerSm = 4;
 constexpr int kMaxSplits = 32;
 constexpr int kMinTilesPerSlice = 2;
-constexpr int kSmallestDxTile = 64;  // block_m = block_n of the smallest compiled dX tile
+// The sm80 and SIMT dX tiles are at least 64x64 (whether any of them splits sizes the sums); a
+// split dX tile of any family is at least 16 rows by 64 columns (the counters).
+constexpr int kSmallestGridDxTile = 64;
+constexpr int kFewestDxTileRows = 16;
+constexpr int kFewestDxTileColumns = 64;
 
 // The slices a dX grid of `tiles` blocks wants on `dev` (1: none), before the bound from K.
 int64_t wanted_splits(int64_t tiles, const DeviceTraits& dev) {
@@ -31,10 +35,11 @@ int64_t wanted_splits(int64_t tiles, const DeviceTraits& dev) {
   return std::min<int64_t>((wanted + tiles - 1) / tiles, kMaxSplits);
 }
 
-// The most slices any dX tile may use for `p` on `dev` (what the workspace is sized for).
+// The most slices any dX tile may use for `p` on `dev` (whether the workspace holds the sums). A
+// tile of fewer rows (gemv) makes more tiles, so it never wants more slices.
 int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
-  const int64_t tiles = ((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
-                        ((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
+  const int64_t tiles = ((p.batch + kSmallestGridDxTile - 1) / kSmallestGridDxTile) *
+                        ((p.in_features + kSmallestGridDxTile - 1) / kSmallestGridDxTile);
   return static_cast<int>(wanted_splits(tiles, dev));
 }
 
@@ -112,8 +117,11 @@ Status plan_gemm(const Problem& p, const DeviceTraits& dev, Gemm gemm, const Til
   const bool sm90 = tile.family == Family::wgmma_sm90;
   const int64_t n_tiles = (params.N + tile.block_n - 1) / tile.block_n;
   const int64_t m_tiles = (params.M + tile.block_m - 1) / tile.block_m;
-  // (The sm90 grid is persistent: one block a SM whatever the tile count.)
-  if (!sm90 && (n_tiles > 65535 || m_tiles > std::numeric_limits<int32_t>::max())) {
+  // (The sm90 grid is persistent: one block a SM whatever the tile count; the gemv dW puts its
+  // column tiles on the grid's long axis, and walks any number of row tiles.)
+  const bool gemv_dw = gemm == Gemm::dw && tile.family == Family::gemv;
+  const int64_t long_axis = gemv_dw ? n_tiles : m_tiles, short_axis = gemv_dw ? 1 : n_tiles;
+  if (!sm90 && (short_axis > 65535 || long_axis > std::numeric_limits<int32_t>::max())) {
     return fail(StatusCode::unsupported, "grid too large for backward tile " + tile.name());
   }
   if (gemm == Gemm::dx && !sm90 && ws.partial_bytes > 0) {
@@ -185,12 +193,12 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
   if (o.policy == Policy::recompute && placement == GatePlacement::prologue)
     region(h_elems_bytes, &l.h_offset, &l.h_bytes);
   if ((o.policy == Policy::recompute && placement == GatePlacement::epilogue) ||
-      (o.grads.dx && o.grads.dw) || sm90_backward_possible(p, dev))
+      (o.grads.dx && o.grads.dw) || direct_dh_backward_possible(p, dev))
     region(h_elems_bytes, &l.dh_offset, &l.dh_bytes);
   const int splits = o.grads.dx ? max_dx_splits(p, dev) : 1;
   if (splits > 1) {
-    const size_t tiles = static_cast<size_t>((p.batch + kSmallestDxTile - 1) / kSmallestDxTile) *
-                         static_cast<size_t>((p.in_features + kSmallestDxTile - 1) / kSmallestDxTile);
+    const size_t tiles = static_cast<size_t>((p.batch + kFewestDxTileRows - 1) / kFewestDxTileRows) *
+                         static_cast<size_t>((p.in_features + kFewestDxTileColumns - 1) / kFewestDxTileColumns);
     region(static_cast<size_t>(p.batch) * static_cast<size_t>(p.in_features) * sizeof(float),
            &l.partial_offset, &l.partial_bytes);
     region(tiles * sizeof(int), &l.counter_offset, &l.counter_bytes);
@@ -214,8 +222,10 @@ Status plan_backward(const Problem& p, const BackwardTensors& t, const BackwardO
   if (o.grads.dw) {
     if (Status s = choose_gemm_tile(p, dev, Gemm::dw, o.dw_tile, t.x, dh_region, &dw_tile); !s.ok()) return s;
   }
-  const bool dx_sm90 = o.grads.dx && dx_tile.family == Family::wgmma_sm90;
-  const bool dw_sm90 = o.grads.dw && dw_tile.family == Family::wgmma_sm90;
+  // The sm90 and gemv GEMMs read dH as stored (no gate prologue), and leave dbias out.
+  auto reads_dh = [](const TileConfig& t) { return t.family == Family::wgmma_sm90 || t.family == Family::gemv; };
+  const bool dx_direct = o.grads.dx && reads_dh(dx_tile);
+  const bool dw_direct = o.grads.dw && reads_dh(dw_tile);
 
   // Where dH comes from. recompute/epilogue: the recompute's epilogue writes it; recompute/prologue:
   // the recompute writes H and the dX (or dW) GEMM turns H and dZ into dH as it loads; save: the
@@ -237,8 +247,8 @@ Status plan_backward(const Problem& p, const BackwardTensors& t, const BackwardO
       h = h_region;
     }
   }
-  // The sm90 GEMMs have no gate prologue: the gate backward writes dH to the workspace first.
-  if ((dx_sm90 || dw_sm90) && dh == nullptr) {
+  // Those GEMMs have no gate prologue: the gate backward writes dH to the workspace first.
+  if ((dx_direct || dw_direct) && dh == nullptr) {
     plan.gate_pass = true;
     plan.h = h;
     plan.dh_workspace = dh_region;
@@ -289,14 +299,14 @@ Status plan_backward(const Problem& p, const BackwardTensors& t, const BackwardO
     q.c = t.dw;
     q.c_trans = p.layout == Layout::packed ? 1 : 0;
     q.ldc = p.layout == Layout::linear ? I : 2 * D;
-    // The sm90 GEMM leaves dbias to a deterministic column sum of dH.
-    q.dbias = p.bias && !dw_sm90 ? t.dbias : nullptr;
+    // An sm90 or gemv dW leaves dbias to a deterministic column sum of dH.
+    q.dbias = p.bias && !dw_direct ? t.dbias : nullptr;
     q.vec_b = aligned(t.x, 16) && I % vec == 0 && p.x_stride() % vec == 0;
     q.vec_c = !q.c_trans && aligned(t.dw, 16) && I % vec == 0;
     GemmPlan g;
     if (Status s = plan_gemm(p, dev, Gemm::dw, dw_tile, q, ws, ws_base, &g); !s.ok()) return s;
     plan.dw = g;
-    if (p.bias && dw_sm90) plan.dbias_source = dh;
+    if (p.bias && dw_direct) plan.dbias_source = dh;
   }
   *out = plan;
   return Status::success();

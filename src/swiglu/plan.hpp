@@ -31,7 +31,8 @@ Status plan_forward(const Problem& p, const DeviceTraits& dev, const std::option
 //   h:       H = [G | U] from the recompute GEMM (recompute with the prologue placement)
 //   dh:      dH = [dG | dU], from the recompute's epilogue (epilogue placement), from the dX GEMM's
 //            first column of blocks for the dW GEMM (prologue, both gradients), or from the gate
-//            backward before sm90 GEMMs, which read dH through TMA (any problem they could take)
+//            backward before the GEMMs that read dH as stored, sm90 (through TMA) and gemv (any
+//            problem they could take)
 //   partial: split-K sums of dX, B×I fp32 (zeroed with the counters before each split launch)
 //   counter: split-K tile counters
 struct WorkspaceLayout {
@@ -56,13 +57,13 @@ struct GemmPlan {
 
 struct BackwardPlan {
   std::optional<ForwardPlan> recompute;
-  // The gate backward writes dH = [dG | dU] to dh_workspace from H (h) and dZ first, for sm90 GEMMs
-  // (which have no gate prologue) when no GEMM would write it.
+  // The gate backward writes dH = [dG | dU] to dh_workspace from H (h) and dZ first, for sm90 or
+  // gemv GEMMs (which have no gate prologue) when no GEMM would write it.
   bool gate_pass = false;
   const void* h = nullptr;
   void* dh_workspace = nullptr;
   std::optional<GemmPlan> dx, dw;
-  // dbias as a column sum of dH (dbias_source) after an sm90 dW GEMM, which leaves it out.
+  // dbias as a column sum of dH (dbias_source) after an sm90 or gemv dW GEMM, which leave it out.
   const void* dbias_source = nullptr;
 };
 

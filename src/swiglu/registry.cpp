@@ -77,13 +77,21 @@ std::vector<TileConfig> eligible_tiles(const Problem& p, Gemm gemm, const Device
   return out;
 }
 
-bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev) {
+bool backward_family_possible(Family family, const Problem& p, const DeviceTraits& dev) {
   for (const Gemm gemm : {Gemm::dx, Gemm::dw}) {
     for (const TileConfig& t : eligible_tiles(p, gemm, dev)) {
-      if (t.family == Family::wgmma_sm90) return true;
+      if (t.family == family) return true;
     }
   }
   return false;
+}
+
+bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev) {
+  return backward_family_possible(Family::wgmma_sm90, p, dev);
+}
+
+bool direct_dh_backward_possible(const Problem& p, const DeviceTraits& dev) {
+  return sm90_backward_possible(p, dev) || backward_family_possible(Family::gemv, p, dev);
 }
 
 Status find_kernel(const Problem& p, Gemm gemm, const TileConfig& tile, const DeviceTraits& dev,
