@@ -93,6 +93,15 @@ int64_t blocks(const Problem& p, const TileConfig& t) {
 
 bool shorter(const TileConfig& a, const TileConfig& b) { return a.block_m < b.block_m; }
 
+// The gemv tiles among `tiles`, fewest rows first.
+std::vector<TileConfig> gemv_tiles(const std::vector<TileConfig>& tiles) {
+  std::vector<TileConfig> gemv;
+  std::copy_if(tiles.begin(), tiles.end(), std::back_inserter(gemv),
+               [](const TileConfig& t) { return t.family == Family::gemv; });
+  std::stable_sort(gemv.begin(), gemv.end(), shorter);
+  return gemv;
+}
+
 // The sm90 tile for p among `tiles` (p's eligible ones), if one fills the device (forward step 1).
 std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits& dev,
                                             const std::vector<TileConfig>& tiles) {
@@ -123,10 +132,7 @@ std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits
   const bool exact_fp32 = p.dtype == DType::f32 && p.math == Math::exact;
   const int64_t max_2d = kGemvMaxMacs / std::max<int64_t>(p.batch, 1) / std::max<int64_t>(p.in_features, 1);
   if (p.batch > kGemvAlwaysRows && !exact_fp32 && 2 * p.hidden > max_2d) return std::nullopt;
-  std::vector<TileConfig> gemv;
-  std::copy_if(tiles.begin(), tiles.end(), std::back_inserter(gemv),
-               [](const TileConfig& t) { return t.family == Family::gemv; });
-  std::stable_sort(gemv.begin(), gemv.end(), shorter);
+  const std::vector<TileConfig> gemv = gemv_tiles(tiles);
   const int64_t max_blocks = kGemvBlocksPerSm * std::max(dev.sm_count, 1);
   std::optional<TileConfig> most_rows;  // the most rows up to B, else the fewest
   for (const TileConfig& t : gemv) {
@@ -140,11 +146,8 @@ std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits
 // step 0).
 std::optional<TileConfig> gemv_backward_tile(const Problem& p, bool dw, const std::vector<TileConfig>& tiles) {
   if (p.batch > (dw ? kGemvDwMaxRows : kGemvDxMaxRows)) return std::nullopt;
-  std::vector<TileConfig> gemv;
-  std::copy_if(tiles.begin(), tiles.end(), std::back_inserter(gemv),
-               [](const TileConfig& t) { return t.family == Family::gemv; });
+  const std::vector<TileConfig> gemv = gemv_tiles(tiles);
   if (gemv.empty()) return std::nullopt;
-  std::stable_sort(gemv.begin(), gemv.end(), shorter);
   if (dw) return gemv.front();
   for (const TileConfig& t : gemv) {
     if (t.block_m >= p.batch) return t;

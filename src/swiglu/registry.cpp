@@ -77,21 +77,27 @@ std::vector<TileConfig> eligible_tiles(const Problem& p, Gemm gemm, const Device
   return out;
 }
 
-bool backward_family_possible(Family family, const Problem& p, const DeviceTraits& dev) {
+namespace {
+
+// Whether a dX or dW tile eligible for p on dev is of a family that `wanted` accepts.
+template <class Wanted>
+bool any_backward_family(const Problem& p, const DeviceTraits& dev, Wanted wanted) {
   for (const Gemm gemm : {Gemm::dx, Gemm::dw}) {
     for (const TileConfig& t : eligible_tiles(p, gemm, dev)) {
-      if (t.family == family) return true;
+      if (wanted(t.family)) return true;
     }
   }
   return false;
 }
 
+}  // namespace
+
 bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev) {
-  return backward_family_possible(Family::wgmma_sm90, p, dev);
+  return any_backward_family(p, dev, [](Family f) { return f == Family::wgmma_sm90; });
 }
 
 bool direct_dh_backward_possible(const Problem& p, const DeviceTraits& dev) {
-  return sm90_backward_possible(p, dev) || backward_family_possible(Family::gemv, p, dev);
+  return any_backward_family(p, dev, reads_stored_dh);
 }
 
 Status find_kernel(const Problem& p, Gemm gemm, const TileConfig& tile, const DeviceTraits& dev,

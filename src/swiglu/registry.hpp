@@ -75,14 +75,15 @@ bool eligible(const Kernel& k, const Problem& p, Gemm gemm, const DeviceTraits& 
 // The tiles of the kernels eligible for `gemm` of p on dev, each once, in table order.
 std::vector<TileConfig> eligible_tiles(const Problem& p, Gemm gemm, const DeviceTraits& dev);
 
-// Whether any GEMM of `family` may run p's backward on dev.
-bool backward_family_possible(Family family, const Problem& p, const DeviceTraits& dev);
-
 // Whether any sm90 GEMM may run p's backward on dev.
 bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev);
 
-// Whether any GEMM that reads dH as stored (sm90, gemv) may run p's backward on dev; then the
-// workspace holds dH for the gate backward to write first.
+// Whether a backward GEMM of `family` reads dH as stored (sm90, gemv): it has no gate prologue, so
+// the gate backward writes dH first, and it leaves dbias to a column sum of dH.
+constexpr bool reads_stored_dh(Family family) { return family == Family::wgmma_sm90 || family == Family::gemv; }
+
+// Whether any GEMM that reads dH as stored may run p's backward on dev; then the workspace holds dH
+// for the gate backward to write first.
 bool direct_dh_backward_possible(const Problem& p, const DeviceTraits& dev);
 
 // The eligible kernel of `tile` for `gemm` of p on dev, or why there is none (unsupported).
