@@ -9,6 +9,15 @@ from torch import nn
 
 from .functional import POLICIES, fused_swiglu
 
+try:  # Why: DTensor is public from torch 2.5; older torch (or one built without distributed) has none
+    from torch.distributed.tensor import DTensor as _DTensor
+except ImportError:
+    _DTensor = None
+
+
+def _is_dtensor(t) -> bool:
+    return _DTensor is not None and isinstance(t, _DTensor)
+
 
 def _stack_gate_up(state_dict: dict, prefix: str) -> None:
     """Replaces prefix+gate_proj.{weight,bias} and prefix+up_proj.{weight,bias} with the stacked
@@ -39,6 +48,10 @@ class FusedSwiGLU(nn.Module):
     The state dict holds ``weight`` and ``bias``; load_state_dict() also accepts one written by a
     module with ``gate_proj`` and ``up_proj`` nn.Linear children (``gate_proj.weight``,
     ``up_proj.weight``, and their biases), and stacks them.
+
+    Tensor parallelism: swiglu.parallel.SwiGLUColwiseParallel shards the module over a device
+    mesh, after which ``weight`` is a (2, hidden, in_features) DTensor and ``bias`` (2, hidden),
+    sharded along hidden (see swiglu.parallel).
     """
 
     def __init__(self, in_features: int, hidden: int, bias: bool = True, policy: str = "save",
@@ -62,7 +75,10 @@ class FusedSwiGLU(nn.Module):
     def reset_parameters(self) -> None:
         """nn.Linear's initialisation, which for the stacked weight is each half's: U(-k, k) with
         k = 1/sqrt(in_features) for the weight (kaiming_uniform_ with a = sqrt(5)) and the bias."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        # Why not kaiming_uniform_ itself: it reads fan_in off the shape, and a tensor-parallel
+        # weight is (2, hidden, in_features). This is its formula with fan_in = in_features.
+        std = nn.init.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight, -math.sqrt(3.0) * std, math.sqrt(3.0) * std)
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features)
             nn.init.uniform_(self.bias, -bound, bound)
@@ -98,6 +114,14 @@ class FusedSwiGLU(nn.Module):
         return fused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _is_dtensor(self.weight):
+            from .parallel import parallel_forward
+
+            return parallel_forward(self, x)
+        if _is_dtensor(x):
+            raise TypeError("x is a DTensor but this FusedSwiGLU is not tensor-parallel (its weight is a "
+                            "plain tensor); shard it with swiglu.parallel.SwiGLUColwiseParallel, or pass "
+                            "x.to_local()")
         return fused_swiglu(x, self.weight, self.bias, policy=self.policy)
 
     def extra_repr(self) -> str:
@@ -108,4 +132,27 @@ class FusedSwiGLU(nn.Module):
         # Why: nn.Module.load_state_dict hands every module a copy of the caller's dict, so the
         # renaming below does not change what the caller passed.
         _stack_gate_up(state_dict, prefix)
+        for name in ("weight", "bias"):
+            key, param = prefix + name, getattr(self, name)
+            if key in state_dict and param is not None:
+                state_dict[key] = self._as_parameter_layout(name, state_dict[key], param)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _as_parameter_layout(self, name, value, param):
+        """A loaded weight or bias in the shape and sharding of `param`. Parameters are the stacked
+        (2*hidden, ...) tensor, or (2, hidden, ...) sharded along hidden on a tensor-parallel
+        module (swiglu.parallel); a checkpoint may hold either, full or as a DTensor. Anything else
+        is left for nn.Module's own shape check to report."""
+        tail = (self.in_features,) if name == "weight" else ()
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) not in (
+                (2 * self.hidden, *tail), (2, self.hidden, *tail)):
+            return value
+        if _is_dtensor(value):
+            if _is_dtensor(param) and value.shape == param.shape:
+                return value
+            value = value.full_tensor()
+        if _is_dtensor(param):
+            from torch.distributed.tensor import distribute_tensor
+
+            return distribute_tensor(value.reshape(param.shape), param.device_mesh, param.placements)
+        return value.reshape(param.shape)

@@ -17,6 +17,7 @@ libswiglu_c; the whole file skips without a device).
 import math
 import pathlib
 import re
+import warnings
 
 import pytest
 import torch
@@ -544,3 +545,55 @@ def test_readme_swap_example_runs_as_written():
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["fused"].fc1.weight.grad is not None
+
+
+# ---- tensor parallelism through DTensor (NCCL) ------------------------------------------------------
+
+
+def _torch_at_least(major, minor):
+    return tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (major, minor)
+
+
+@pytest.mark.skipif(not _torch_at_least(2, 8) or not torch.distributed.is_available()
+                    or not torch.distributed.is_nccl_available(), reason="needs torch 2.8+ with NCCL")
+@pytest.mark.parametrize("policy", POLICIES)
+def test_tensor_parallel_world_size_1_runs_the_kernels(policy, tmp_path, monkeypatch):
+    """SwiGLUColwiseParallel + RowwiseParallel on a 1-GPU NCCL mesh: the fused kernels run on the
+    DTensor's local tensors (no fallback), and Z and every gradient match the plain module's."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor.parallel import RowwiseParallel, parallelize_module
+
+    from swiglu.parallel import SwiGLUColwiseParallel
+
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
+                            device_id=torch.device(DEVICE, torch.cuda.current_device()))
+    try:
+        torch.manual_seed(0)
+        dtype = torch.bfloat16
+        ref = nn.Sequential(swiglu.FusedSwiGLU(256, 344, bias=True, policy=policy), nn.Linear(344, 256))
+        ref = ref.to(DEVICE, dtype)
+        tp = nn.Sequential(swiglu.FusedSwiGLU(256, 344, bias=True, policy=policy), nn.Linear(344, 256))
+        tp = tp.to(DEVICE, dtype)
+        tp.load_state_dict(ref.state_dict())
+        parallelize_module(tp, init_device_mesh("cuda", (1,)), {"0": SwiGLUColwiseParallel(), "1": RowwiseParallel()})
+        assert isinstance(tp[0].weight, DTensor)
+        functional._warned.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", swiglu.FallbackWarning)  # the reference ran, not the kernels
+            x = torch.randn(3, 17, 256, device=DEVICE, dtype=dtype)
+            xr, xt = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+            zr, zt = ref(xr), tp(xt)
+            dz = torch.randn_like(zr)
+            zr.backward(dz)
+            zt.backward(dz)
+        # The same kernels on the same operands: equal up to the order of the all-reduce (none on
+        # one rank) and of the down projection's reductions.
+        tol = twice(GRADIENT_TOL[dtype])
+        assert_close("z", zt, zr, twice(FORWARD_TOL[dtype]))
+        assert_close("dx", xt.grad, xr.grad, tol)
+        assert_close("dW12", tp[0].weight.grad.full_tensor().reshape(688, 256), ref[0].weight.grad, tol)
+        assert_close("dbias", tp[0].bias.grad.full_tensor().reshape(688), ref[0].bias.grad, tol)
+    finally:
+        dist.destroy_process_group()
