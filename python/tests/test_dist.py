@@ -34,6 +34,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, 
 
 import swiglu  # noqa: E402
 from checks import FORWARD_TOL, GRADIENT_TOL, assert_close  # noqa: E402
+from swiglu import functional  # noqa: E402
 from swiglu.parallel import (SwiGLUColwiseParallel, fsdp_shard_placement, full_state_dict,  # noqa: E402
                              load_full_state_dict)
 
@@ -322,6 +323,31 @@ def case_dcp_load(rank, world, path):
                   run_and_backward(model, x, dz), ref_out)
 
 
+def case_compiled_operators(rank, world):
+    """torch.compile over a TP model and over an FSDP2 model, with the operators path: CPU stand-in
+    kernels for torch.ops.swiglu.* (standin.py), so that the graphs hold the operators as they do
+    on a GPU. Z and the gradients match the eager one-process model, and the operators ran."""
+    import standin
+
+    functional._fallback_reason = lambda x: None  # fused_swiglu() calls the operators on CPU
+    x, dz = inputs()
+    ref = reference()
+    ref_out = run_and_backward(ref, x, dz)
+    mesh = init_device_mesh("cpu", (world,))
+    tp = parallelize(reference(), mesh)
+    fsdp = reference()
+    for b in fsdp.blocks:
+        fully_shard(b, mesh=mesh)
+    sum_then_divide(fully_shard(fsdp, mesh=mesh))
+    for what, model in (("TP", tp), ("FSDP2", fsdp)):
+        standin.CALLS.clear()
+        got = run_and_backward(torch.compile(model), x, dz)
+        # Why this many: each block's FusedSwiGLU runs one backward operator.
+        assert len(standin.CALLS) == len(model.blocks), f"{what}: {len(standin.CALLS)} backward operator calls"
+        # FSDP2: every rank ran the whole batch, so the average of the ranks' gradients is its own.
+        compare_model(f"compiled {what}", model, ref, EXACT_TOL, EXACT_TOL, got, ref_out)
+
+
 def case_errors(rank, world):
     """What cannot work fails with a message that says why."""
     mesh = init_device_mesh("cpu", (world,))
@@ -349,7 +375,8 @@ def case_errors(rank, world):
 
 
 CASES = {f.__name__[len("case_"):]: f for f in (case_tensor_parallel, case_sequence_parallel, case_fsdp, case_tp_fsdp,
-                                                case_fsdp_default_placement, case_checkpoints, case_errors)}
+                                                case_fsdp_default_placement, case_checkpoints, case_compiled_operators,
+                                                case_errors)}
 
 
 def _worker(rank, world, case, store, *args):

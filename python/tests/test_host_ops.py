@@ -7,44 +7,17 @@ What runs is then everything of the package but the kernels and ctypes: which gr
 backward asks for, what each policy keeps, reshaping of leading dimensions, and the graphs
 torch.compile builds. test_gpu.py runs the same paths on the real kernels.
 
-The stand-in kernels stay registered for the rest of the pytest process; nothing else calls the
-operators on CPU tensors.
+The stand-in kernels (standin.py) stay registered for the rest of the pytest process; nothing else
+calls the operators on CPU tensors.
 """
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import swiglu
 from swiglu import functional
 
-SAVES = []  # save_h of each stand-in forward call
-CALLS = []  # one dict per stand-in backward call
-
-
-def standin_forward(x, w, bias, save_h, tf32):
-    SAVES.append(save_h)
-    h = F.linear(x, w, bias)
-    g, u = h.chunk(2, dim=-1)
-    return F.silu(g) * u, (h if save_h else x.new_empty((0,)))
-
-
-def standin_backward(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32):
-    CALLS.append({"recompute": recompute, "need_dx": need_dx, "need_dw": need_dw, "h_numel": h.numel()})
-    if recompute:
-        h = F.linear(x, w, bias)
-    g, u = h.chunk(2, dim=-1)
-    s = torch.sigmoid(g)
-    dh = torch.cat([dz * u * s * (1 + g * (1 - s)), dz * g * s], dim=-1)
-    dx = dh @ w if need_dx else x.new_empty((0,))
-    dw = dh.t() @ x if need_dw else w.new_empty((0,))
-    dbias = dh.sum(0) if need_dw and bias is not None else w.new_empty((0,))
-    return dx, dw, dbias
-
-
-_standin = torch.library.Library("swiglu", "IMPL")
-_standin.impl("forward", standin_forward, "CPU")
-_standin.impl("backward", standin_backward, "CPU")
+from standin import CALLS, SAVES  # noqa: F401  (registers the stand-in kernels)
 
 
 @pytest.fixture(autouse=True)
