@@ -1,4 +1,5 @@
-// JSON values and files, CSV and markdown output (json.hpp, writers.hpp).
+// JSON values and files, CSV and markdown output (json.hpp, writers.hpp), and the header's line of
+// measured ceilings (timing.hpp).
 #include "bench/writers.hpp"
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "bench/timing.hpp"
 #include "common/files.hpp"
 #include "common/json.hpp"
 #include "temp_dir.hpp"
@@ -78,6 +80,7 @@ Row sample_row() {
   r.samples = 200;
   r.tflops = 8.3211;
   r.gbps = 1834.6;
+  r.copy_fraction = 0.4421;
   r.speedup_vs_cublas2 = 2.3149;
   r.speedup_vs_cublas1 = 1.5;
   r.sm_clock_mhz = 1755;
@@ -261,12 +264,13 @@ TEST_F(AtomicWrite, FilesAre0644LessTheUmask) {
 
 TEST(Csv, Columns) {
   const auto& c = csv_columns();
-  ASSERT_EQ(c.size(), 35u);
+  ASSERT_EQ(c.size(), 36u);
   EXPECT_EQ(c.front(), "op");
   EXPECT_EQ(c[2], "batch");
   EXPECT_EQ(c[32], "cold_l2");
   EXPECT_EQ(c[33], "cuda_graph");
-  EXPECT_EQ(c.back(), "tile_choice");
+  EXPECT_EQ(c[34], "tile_choice");
+  EXPECT_EQ(c.back(), "copy_fraction");
 }
 
 TEST(Csv, LineQuotingAndEmptyNaN) {
@@ -288,7 +292,7 @@ TEST(Csv, LineQuotingAndEmptyNaN) {
   EXPECT_EQ(csv_line(r),
             "forward,cublas2,1,2,3,2,fp32,packed,tf32,true,cublasLt,ERROR,"
             "\"cublasLt said \"\"no\"\", twice\nsecond line\","
-            ",,,,,,,,,,,,,0,,,,,,false,false,");
+            ",,,,,,,,,,,,,0,,,,,,false,false,,");
 }
 
 TEST(Csv, NumbersRoundTrip) {
@@ -296,7 +300,7 @@ TEST(Csv, NumbersRoundTrip) {
   EXPECT_EQ(line,
             "forward,fused,64,784,1024,784,bf16,linear,exact,false,sm80:128x64x32s4w4,PASS,,"
             "cpu-fp64,0.0031,0.5,0.25,0.01,12345,1.5,1.25,0.012346,0.012,0.0125,0.0119,0.0412,"
-            "200,8.3211,1834.6,2.3149,1.5,1755,true,false,auto");
+            "200,8.3211,1834.6,2.3149,1.5,1755,true,false,auto,0.4421");
 }
 
 using CsvFile = TempDir;
@@ -535,16 +539,31 @@ TEST(Markdown, HeaderAndRow) {
   const std::string header = markdown_header();
   EXPECT_EQ(header,
             "| op      | variant |     B |     I |     D | dtype | layout | bias "
-            "| tile               | median ms | noise % | TFLOP/s |   GB/s "
+            "| tile               | median ms | noise % | TFLOP/s |   GB/s | % copy "
             "| vs cublas2 | vs cublas1 | rel err | status |\n"
             "| ------- | ------- | ----: | ----: | ----: | ----- | ------ | ---- "
-            "| ------------------ | --------: | ------: | ------: | -----: "
+            "| ------------------ | --------: | ------: | ------: | -----: | -----: "
             "| ---------: | ---------: | ------: | ------ |\n");
   const std::string row = markdown_row(sample_row());
   EXPECT_EQ(row,
             "| forward | fused   |    64 |   784 |  1024 | bf16  | linear | no   "
-            "| sm80:128x64x32s4w4 |   0.01235 |     4.1 |    8.32 |   1835 "
+            "| sm80:128x64x32s4w4 |   0.01235 |     4.1 |    8.32 |   1835 |     44 "
             "|      2.31x |      1.50x | 3.1e-03 | PASS   |\n");
+}
+
+TEST(Markdown, CeilingsLine) {
+  GemmPeak peak;
+  peak.dtype = "bf16";
+  peak.n = 8192;
+  peak.tflops = 789.6;
+  CopyCeiling copy;
+  copy.bytes = int64_t{1} << 30;
+  copy.gbps = 4151.4;
+  EXPECT_EQ(ceilings_line(&peak, &copy), "measured ceilings: bf16 GEMM 8192x8192x8192 at 790 TFLOP/s; "
+                                         "device copy of 1024 MiB at 4151 GB/s (read + write)");
+  EXPECT_EQ(ceilings_line(nullptr, &copy), "measured ceilings: device copy of 1024 MiB at 4151 GB/s (read + write)");
+  EXPECT_EQ(ceilings_line(&peak, nullptr), "measured ceilings: bf16 GEMM 8192x8192x8192 at 790 TFLOP/s");
+  EXPECT_EQ(ceilings_line(nullptr, nullptr), "");
 }
 
 TEST(Markdown, UnmeasuredValuesAndReasons) {
@@ -561,7 +580,7 @@ TEST(Markdown, UnmeasuredValuesAndReasons) {
   r.reason = "packed | unsupported";
   EXPECT_EQ(markdown_row(r),
             "| forward | cublas1 |     1 |   777 |  1001 | fp32  | packed | yes  "
-            "| cublasLt           |         - |       - |       - |      - "
+            "| cublasLt           |         - |       - |       - |      - |      - "
             "|          - |          - |       - | SKIP: packed \\| unsupported |\n");
 }
 
@@ -578,11 +597,11 @@ TEST(GraphRows, EveryOutputSaysTheTimesAreGraphReplays) {
   Row r = sample_row();
   r.cuda_graph = true;
   EXPECT_TRUE(row_to_json(r).find("cuda_graph")->as_bool());
-  // cuda_graph is the column before tile_choice; nothing else changes.
+  // cuda_graph is the column before tile_choice and copy_fraction; nothing else changes.
   const std::string line = csv_line(r), plain_line = csv_line(sample_row());
-  EXPECT_TRUE(line.ends_with(",true,auto")) << line;
-  EXPECT_TRUE(plain_line.ends_with(",false,auto")) << plain_line;
-  EXPECT_EQ(plain_line.substr(0, plain_line.size() - 11), line.substr(0, line.size() - 10));
+  EXPECT_TRUE(line.ends_with(",true,auto,0.4421")) << line;
+  EXPECT_TRUE(plain_line.ends_with(",false,auto,0.4421")) << plain_line;
+  EXPECT_EQ(plain_line.substr(0, plain_line.size() - 18), line.substr(0, line.size() - 17));
   for (const char* op : {"forward", "backward", "step"}) {
     SCOPED_TRACE(op);
     // Only the median column's title changes, and the rule under it widens with it.
@@ -611,13 +630,14 @@ TEST(GradientRows, ForwardColumnsThenTheGradientOnes) {
   EXPECT_EQ(&csv_columns("step"), &grad);
   EXPECT_EQ(&csv_columns("memory"), &grad);
   EXPECT_EQ(&csv_columns("check"), &fwd);
-  ASSERT_EQ(grad.size(), fwd.size() + 20);
-  // Every column keeps its position: the forward ones, the gradient ones, then tile_choice (the
-  // latest addition) last in both.
-  EXPECT_TRUE(std::equal(fwd.begin(), fwd.end() - 1, grad.begin()));
-  EXPECT_EQ(grad[fwd.size() - 1], "policy");
+  ASSERT_EQ(grad.size(), fwd.size() - 1 + 20);
+  // Every column keeps its position: the forward ones, the gradient ones, then tile_choice last
+  // in both; forward rows add copy_fraction after it (gradient rows report no GB/s).
+  EXPECT_TRUE(std::equal(fwd.begin(), fwd.end() - 2, grad.begin()));
+  EXPECT_EQ(grad[fwd.size() - 2], "policy");
   EXPECT_EQ(grad[grad.size() - 2], "meminfo_granularity_bytes");
-  EXPECT_EQ(fwd.back(), "tile_choice");
+  EXPECT_EQ(fwd[fwd.size() - 2], "tile_choice");
+  EXPECT_EQ(fwd.back(), "copy_fraction");
   EXPECT_EQ(grad.back(), "tile_choice");
   for (const char* key : {"grads", "gate_placement", "tile_recompute", "tile_dx", "tile_dw",
                           "rel_l2_dx", "rel_l2_dw", "rel_l2_dbias", "measured_saved_bytes",
@@ -648,6 +668,7 @@ TEST(GradientRows, UnmeasuredBytesAreNullAndCsvMatchesTheHeader) {
 TEST(GradientRows, MarkdownColumnsByOp) {
   EXPECT_NE(markdown_header("backward").find("| grads "), std::string::npos);
   EXPECT_EQ(markdown_header("backward").find("GB/s"), std::string::npos);
+  EXPECT_EQ(markdown_header("backward").find("% copy"), std::string::npos);
   EXPECT_NE(markdown_header("memory").find("saved MiB measured"), std::string::npos);
   Row r = sample_row();
   r.op = "memory";

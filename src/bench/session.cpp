@@ -241,6 +241,7 @@ void Session::profile_or_time(const std::string& label, const std::vector<TimedR
           std::tie(s.median, s.p25, s.p75, s.min, s.rel_noise, s.n);
       row.tflops = flops / (s.median * 1e-3) / 1e12;
       row.gbps = bytes / (s.median * 1e-3) / 1e9;
+      row.copy_fraction = row.gbps / copy_gbps_;
       row.sm_clock_mhz = clock > 0 ? clock : kNaN;
       if (s.rel_noise > o_.timing.max_noise)
         row.reason = fmt::format("noisy: IQR/median {:.1f}% > {:.1f}%", 100 * s.rel_noise, 100 * o_.timing.max_noise);
@@ -263,7 +264,7 @@ void Session::profile_or_time(const std::string& label, const std::vector<TimedR
   }
 }
 
-Json Session::provenance(const Json& resolved_config, const GemmPeak* peak) const {
+Json Session::provenance(const Json& resolved_config, const GemmPeak* peak, const CopyCeiling* copy) const {
   Json prov = Json::object();
   prov.set("tool", "swiglubench");
   prov.set("version", SWIGLU_VERSION);
@@ -310,6 +311,13 @@ Json Session::provenance(const Json& resolved_config, const GemmPeak* peak) cons
     pk.set("tflops", peak->tflops);
     prov.set("peak", pk);
   }
+  if (copy != nullptr) {
+    Json c = Json::object();
+    c.set("bytes", copy->bytes);
+    c.set("median_ms", copy->median_ms);
+    c.set("gbps", copy->gbps);
+    prov.set("copy_ceiling", c);
+  }
   return prov;
 }
 
@@ -329,9 +337,15 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
   const bool timed = o_.op != Op::check && o_.op != Op::memory;
   GemmPeak peak;
   const bool have_peak = timed && !o_.profile && measure_gemm_peak(dev_, cublas_, stream_.get(), &peak);
+  CopyCeiling copy;
+  const bool have_copy = timed && !o_.profile && measure_copy_ceiling(dev_, stream_.get(), &copy);
+  copy_gbps_ = have_copy ? copy.gbps : kNaN;
   const std::string rows_op = row_op(o_.op);
   if (o_.write_csv) csv_ = std::make_unique<CsvWriter>(stem + ".csv", rows_op);
-  if (o_.write_json) json_ = std::make_unique<JsonWriter>(stem + ".json", provenance(resolved_config, have_peak ? &peak : nullptr));
+  if (o_.write_json) {
+    json_ = std::make_unique<JsonWriter>(
+        stem + ".json", provenance(resolved_config, have_peak ? &peak : nullptr, have_copy ? &copy : nullptr));
+  }
 
   const std::string l2 = !timed ? std::string("no timing")
                                 : std::string(o_.timing.cold ? "cold L2" : "hot L2") +
@@ -340,11 +354,8 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
   std::printf("swiglubench %s on %s (sm_%d%d, %d SMs, L2 %.0f MiB), %zu cases, %s\n\n", op.c_str(),
               dev_.name.c_str(), dev_.cc_major, dev_.cc_minor, dev_.sm_count,
               dev_.l2_bytes / 1048576.0, cases.size(), l2.c_str());
-  if (have_peak) {
-    std::printf("measured peak: %s GEMM %lldx%lldx%lld at %.0f TFLOP/s\n\n", peak.dtype.c_str(),
-                static_cast<long long>(peak.n), static_cast<long long>(peak.n),
-                static_cast<long long>(peak.n), peak.tflops);
-  }
+  const std::string ceilings = ceilings_line(have_peak ? &peak : nullptr, have_copy ? &copy : nullptr);
+  if (!ceilings.empty()) std::printf("%s\n\n", ceilings.c_str());
   std::fputs(markdown_header(rows_op, o_.timing.graph).c_str(), stdout);
   for (const Case& c : cases) {
     if (stopped() || fatal_) break;
@@ -370,6 +381,7 @@ int Session::run(const std::vector<Case>& cases, const Json& resolved_config,
     const std::string md =
         fmt::format("swiglubench {} on {} (sm_{}{}, {} SMs), {}, git {}\n\n", op, dev_.name,
                     dev_.cc_major, dev_.cc_minor, dev_.sm_count, l2, git_sha()) +
+        (ceilings.empty() ? std::string() : ceilings + "\n\n") +
         (rows_.empty() ? markdown_header(rows_op, o_.timing.graph) : markdown_table(rows_));
     try {
       write_file_atomic(stem + ".md", md);

@@ -92,7 +92,8 @@ class Session {
 
   // --profile: runs each item once inside cudaProfilerStart/Stop. Otherwise times the items
   // interleaved (TimingOptions) and fills each row's timing fields, TFLOP/s = flops / t,
-  // GB/s = bytes / t (bytes NaN: not reported) and, for rows other than the baselines, the
+  // GB/s = bytes / t (bytes NaN: not reported) and its fraction of the run's copy ceiling, and,
+  // for rows other than the baselines, the
   // speedups over cublas2 and cublas1 measured in the same rounds. A CudaError makes every item's
   // row ERROR. With --graph each item's run is first captured into a CUDA graph, and what is
   // profiled or timed is a replay of it (graph_replays).
@@ -108,7 +109,8 @@ class Session {
   const baselines::Cublas& cublas() const { return cublas_; }
 
  private:
-  common::Json provenance(const common::Json& resolved_config, const GemmPeak* peak) const;
+  common::Json provenance(const common::Json& resolved_config, const GemmPeak* peak,
+                          const CopyCeiling* copy) const;
   // --graph: captures each item's run (capture_graph) into `graphs` and returns the items whose
   // run replays it. An item whose capture fails becomes SKIP with the reason, one whose checked
   // replay does not match its reference FAIL; neither is returned.
@@ -125,6 +127,7 @@ class Session {
   std::unique_ptr<JsonWriter> json_;
   std::vector<Row> rows_;
   bool fatal_ = false;  // a sticky CUDA error: the context is unusable
+  double copy_gbps_ = kNaN;  // the copy ceiling measured at the start of the run (NaN: none)
 };
 
 // Runs `body(session)` on the device of `options` and turns escaping errors into exit code 3.

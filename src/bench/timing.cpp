@@ -1,6 +1,7 @@
 #include "bench/timing.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nvtx3/nvtx3.hpp>
 
 #include <algorithm>
@@ -142,6 +143,28 @@ double Timer::measure(std::vector<TimedVariant>& variants, const TimingOptions& 
   return clocks[clocks.size() / 2];
 }
 
+namespace {
+
+// The median of `samples` event-timed runs of `run` on `stream`, after `warmup` untimed ones.
+double median_ms_of(cudaStream_t stream, const std::function<void()>& run) {
+  constexpr int warmup = 3, samples = 10;
+  for (int i = 0; i < warmup; ++i) run();
+  std::vector<double> ms;
+  Event start, end;
+  for (int i = 0; i < samples; ++i) {
+    CUDA_CHECK(cudaEventRecord(start.get(), stream));
+    run();
+    CUDA_CHECK(cudaEventRecord(end.get(), stream));
+    CUDA_CHECK(cudaEventSynchronize(end.get()));
+    float t = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&t, start.get(), end.get()));
+    ms.push_back(t);
+  }
+  return summarize(ms).median;
+}
+
+}  // namespace
+
 bool measure_gemm_peak(const DeviceInfo& dev, const baselines::Cublas& cublas, cudaStream_t stream,
                        GemmPeak* out) {
   nvtx3::scoped_range r{"peak gemm"};
@@ -171,23 +194,40 @@ bool measure_gemm_peak(const DeviceInfo& dev, const baselines::Cublas& cublas, c
     if (Status s = gemm.run(cublas.handle(), cublas.workspace(), cublas.workspace_bytes(), stream); !s.ok())
       throw CudaError(s.message);
   };
-  for (int i = 0; i < 3; ++i) run();
-  std::vector<double> ms;
-  Event start, end;
-  for (int i = 0; i < 10; ++i) {
-    CUDA_CHECK(cudaEventRecord(start.get(), stream));
-    run();
-    CUDA_CHECK(cudaEventRecord(end.get(), stream));
-    CUDA_CHECK(cudaEventSynchronize(end.get()));
-    float t = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&t, start.get(), end.get()));
-    ms.push_back(t);
-  }
-  const double median = summarize(ms).median;
+  const double median = median_ms_of(stream, run);
   out->dtype = std::string(to_string(dtype));
   out->n = n;
   out->median_ms = median;
   out->tflops = 2.0 * n * n * n / (median * 1e-3) / 1e12;
+  return true;
+}
+
+std::string ceilings_line(const GemmPeak* peak, const CopyCeiling* copy) {
+  std::vector<std::string> parts;
+  if (peak != nullptr)
+    parts.push_back(fmt::format("{} GEMM {}x{}x{} at {:.0f} TFLOP/s", peak->dtype, peak->n, peak->n, peak->n,
+                                peak->tflops));
+  if (copy != nullptr)
+    parts.push_back(fmt::format("device copy of {:.0f} MiB at {:.0f} GB/s (read + write)",
+                                static_cast<double>(copy->bytes) / 1048576.0, copy->gbps));
+  return parts.empty() ? std::string() : fmt::format("measured ceilings: {}", fmt::join(parts, "; "));
+}
+
+bool measure_copy_ceiling(const DeviceInfo& dev, cudaStream_t stream, CopyCeiling* out) {
+  nvtx3::scoped_range r{"copy ceiling"};
+  const size_t bytes = std::clamp(16 * static_cast<size_t>(dev.l2_bytes), size_t{256} << 20, size_t{1} << 30);
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  if (free_b < 2 * bytes + (size_t{256} << 20)) return false;
+  DeviceBuffer src(bytes), dst(bytes);
+  // Why: the first touch of a page costs more than a copy of it; the warm-up runs do the same.
+  CUDA_CHECK(cudaMemsetAsync(src.get(), 0x5a, bytes, stream));
+  const double median = median_ms_of(stream, [&] {
+    CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice, stream));
+  });
+  out->bytes = static_cast<int64_t>(bytes);
+  out->median_ms = median;
+  out->gbps = 2.0 * static_cast<double>(bytes) / (median * 1e-3) / 1e9;
   return true;
 }
 

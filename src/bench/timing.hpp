@@ -75,4 +75,21 @@ struct GemmPeak {
 bool measure_gemm_peak(const common::DeviceInfo& dev, const baselines::Cublas& cublas,
                        cudaStream_t stream, GemmPeak* out);
 
+// The device's copy ceiling, measured the same way: one device-to-device cudaMemcpyAsync of a
+// buffer 16 times the L2 (256 MiB to 1 GiB), so that it streams from and to HBM. GB/s count the
+// bytes read plus the bytes written, as a forward row's GB/s do.
+struct CopyCeiling {
+  int64_t bytes = 0;  // copied each run
+  double median_ms = 0;
+  double gbps = 0;
+};
+
+// "measured ceilings: bf16 GEMM 8192x8192x8192 at 790 TFLOP/s; device copy of 1024 MiB at
+// 4150 GB/s (read + write)" for the console and markdown headers, naming what was measured; ""
+// when neither was.
+std::string ceilings_line(const GemmPeak* peak, const CopyCeiling* copy);
+
+// Returns false (and leaves *out alone) when the device lacks the memory for it.
+bool measure_copy_ceiling(const common::DeviceInfo& dev, cudaStream_t stream, CopyCeiling* out);
+
 }  // namespace swiglu::bench

@@ -105,7 +105,7 @@ std::vector<Column> columns_of(std::string_view op, bool graph) {
     c.push_back(graph ? Column{"graph median ms", 15, true} : Column{"median ms", 9, true});
     c.push_back({"noise %", 7, true});
     c.push_back({"TFLOP/s", 7, true});
-    if (!gradient) c.push_back({"GB/s", 6, true});
+    if (!gradient) c.insert(c.end(), {{"GB/s", 6, true}, {"% copy", 6, true}});
     c.push_back({"vs cublas2", 10, true});
     c.push_back({"vs cublas1", 10, true});
   }
@@ -156,6 +156,7 @@ Json row_to_json(const Row& r) {
   // Why last: a column added later goes after every existing one, in every op's CSV.
   if (!is_gradient_op(r.op)) {
     j.set("tile_choice", r.tile_choice);
+    j.set("copy_fraction", number_or_null(r.copy_fraction));
     return j;
   }
   j.set("policy", r.policy);
@@ -387,7 +388,10 @@ std::string markdown_row(const Row& r) {
     rest.push_back(format_significant(r.median_ms, 4));
     rest.push_back(fixed_or_dash(r.noise * 100.0, "{:.1f}"));
     rest.push_back(format_significant(r.tflops, 3));
-    if (!is_gradient_op(r.op)) rest.push_back(format_significant(r.gbps, 3));
+    if (!is_gradient_op(r.op)) {
+      rest.push_back(format_significant(r.gbps, 3));
+      rest.push_back(fixed_or_dash(r.copy_fraction * 100.0, "{:.0f}"));
+    }
     rest.push_back(fixed_or_dash(r.speedup_vs_cublas2, "{:.2f}x"));
     rest.push_back(fixed_or_dash(r.speedup_vs_cublas1, "{:.2f}x"));
   }

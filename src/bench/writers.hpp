@@ -41,6 +41,7 @@ struct Row {
   double noise = kNaN;  // (p75 - p25) / median, a fraction (markdown shows it in percent)
   size_t samples = 0;
   double tflops = kNaN, gbps = kNaN;
+  double copy_fraction = kNaN;  // gbps over the copy ceiling measured in the same run (forward rows)
   double speedup_vs_cublas2 = kNaN, speedup_vs_cublas1 = kNaN;  // t_baseline / t_this, same run
   double sm_clock_mhz = kNaN;
   bool cold_l2 = true;
