@@ -3,6 +3,8 @@
     fc1 = swiglu.FusedSwiGLU(in_features, hidden, bias=False)   # or FusedSwiGLU.from_linears(a, b)
     z = fc1(x)                                                   # SiLU(x·Waᵀ) ⊙ x·Wbᵀ, one launch
 
+Tensor parallelism and FSDP2: swiglu.parallel (torch 2.8 and newer; imported on its own).
+
 Pure Python: the kernels come from libswiglu_c (the CMake target swiglu_c), loaded with ctypes on
 the first CUDA call; see swiglu._lib for where it is looked for. Works with torch 2.1 and newer.
 """

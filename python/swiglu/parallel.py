@@ -130,7 +130,8 @@ class SwiGLUColwiseParallel(ParallelStyle):
 def fsdp_shard_placement(param: nn.Parameter) -> Shard | None:
     """For ``fully_shard(..., shard_placement_fn=fsdp_shard_placement)``: FSDP2 shards a tensor-
     parallel FusedSwiGLU weight (2, hidden/N, in_features) along in_features, and every other
-    parameter as it would by default (dimension 0)."""
+    parameter as it would by default (dimension 0). FSDP2 shards a dimension other than the first
+    only evenly, so in_features must be a multiple of the data-parallel ranks (it says so if not)."""
     if isinstance(param, DTensor) and param.ndim == 3 and param.placements[-1] == Shard(1):
         return Shard(2)
     return None
