@@ -29,8 +29,9 @@ from torch import nn  # noqa: E402
 from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict  # noqa: E402
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard  # noqa: E402
-from torch.distributed.tensor import DTensor, Shard, distribute_tensor  # noqa: E402
-from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module  # noqa: E402
+from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor  # noqa: E402
+from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput, RowwiseParallel,  # noqa: E402
+                                               parallelize_module)
 
 import swiglu  # noqa: E402
 from checks import FORWARD_TOL, GRADIENT_TOL, assert_close  # noqa: E402
@@ -146,22 +147,27 @@ def case_tensor_parallel(rank, world):
 
 def case_sequence_parallel(rank, world):
     """TP with the sequence dimension sharded outside the SwiGLU blocks: x arrives as Shard(1),
-    is all-gathered for the up projection, and its gradient reduce-scattered back."""
+    is all-gathered for the up projection, and its gradient reduce-scattered back. Twice: through
+    SwiGLUColwiseParallel's input_layouts, and through torch's PrepareModuleInput before it."""
     mesh = init_device_mesh("cpu", (world,))
     x, dz = inputs()
     x, dz = x.repeat(1, world, 1), dz.repeat(1, world, 1)  # a sequence that splits over the ranks
     ref = reference()
     ref_z, ref_dx = run_and_backward(ref, x, dz)
-    tp = parallelize(reference(), mesh, sequence_parallel=True)
-    local = slice(rank * SEQ, (rank + 1) * SEQ)
-    x_local = x[:, local].clone().requires_grad_(True)
-    z_local = tp(x_local)
-    z_local.backward(dz[:, local])
-    assert_close("SP: z", z_local.detach(), ref_z[:, local], EXACT_TOL)
-    assert_close("SP: dx", x_local.grad, ref_dx[:, local], EXACT_TOL)
     ref_params = dict(ref.named_parameters())
-    for name, p in tp.named_parameters():
-        assert_close(f"SP: d{name}", full(p.grad), ref_params[name].grad, EXACT_TOL)
+    prepared = reference()
+    for b in prepared.blocks:
+        parallelize_module(b.up, mesh, PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)))
+        parallelize_module(b, mesh, {"up": SwiGLUColwiseParallel(), "down": RowwiseParallel(output_layouts=Shard(1))})
+    for what, tp in (("SP", parallelize(reference(), mesh, sequence_parallel=True)), ("SP, PrepareModuleInput", prepared)):
+        local = slice(rank * SEQ, (rank + 1) * SEQ)
+        x_local = x[:, local].clone().requires_grad_(True)
+        z_local = tp(x_local)
+        z_local.backward(dz[:, local])
+        assert_close(f"{what}: z", z_local.detach(), ref_z[:, local], EXACT_TOL)
+        assert_close(f"{what}: dx", x_local.grad, ref_dx[:, local], EXACT_TOL)
+        for name, p in tp.named_parameters():
+            assert_close(f"{what}: d{name}", full(p.grad), ref_params[name].grad, EXACT_TOL)
 
 
 def train(model, batches, steps, lr=0.05):
