@@ -18,14 +18,18 @@ import sys
 import warnings
 
 import torch
-import torch.distributed as dist
-from torch import nn
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
-from torch.distributed.tensor.parallel import RowwiseParallel, parallelize_module
 
-import swiglu
-from swiglu.parallel import SwiGLUColwiseParallel, fsdp_shard_placement
+if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 8):
+    sys.exit(f"error: tp_example.py needs torch 2.8 or newer, this is {torch.__version__}")
+
+import torch.distributed as dist  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard  # noqa: E402
+from torch.distributed.tensor.parallel import RowwiseParallel, parallelize_module  # noqa: E402
+
+import swiglu  # noqa: E402
+from swiglu.parallel import SwiGLUColwiseParallel, fsdp_shard_placement  # noqa: E402
 
 
 class Block(nn.Module):
@@ -61,6 +65,14 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="gloo on the CPU instead of NCCL on GPUs")
     args = ap.parse_args()
 
+    if "RANK" not in os.environ:
+        print("error: launch it with torchrun, e.g. torchrun --nproc-per-node 4 scripts/tp_example.py --tp 2",
+              file=sys.stderr)
+        return 2
+    for name in ("tp", "width", "hidden", "batch", "seq", "steps"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name} must be at least 1, got {getattr(args, name)}", file=sys.stderr)
+            return 2
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world % args.tp != 0 or args.hidden % args.tp != 0:
         print(f"error: --tp {args.tp} must divide the world size ({world}) and --hidden ({args.hidden})",
