@@ -78,10 +78,21 @@ class FusedSwiGLU(nn.Module):
         # Why not kaiming_uniform_ itself: it reads fan_in off the shape, and a tensor-parallel
         # weight is (2, hidden, in_features). This is its formula with fan_in = in_features.
         std = nn.init.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight, -math.sqrt(3.0) * std, math.sqrt(3.0) * std)
-        if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.in_features)
-            nn.init.uniform_(self.bias, -bound, bound)
+        bounds = ((self.weight, math.sqrt(3.0) * std), (self.bias, 1.0 / math.sqrt(self.in_features)))
+        for param, bound in bounds:
+            if param is None:
+                continue
+            if not _is_dtensor(param):
+                nn.init.uniform_(param, -bound, bound)
+                continue
+            # Why: a sharded parameter drawn shard by shard can repeat one shard on every rank (on
+            # the CPU each rank draws its own from the same seed). Drawn whole, as one process
+            # draws it, and scattered from rank 0, it is one process's weight whatever the ranks.
+            from torch.distributed.tensor import distribute_tensor
+
+            with torch.no_grad():
+                whole = torch.empty(param.shape, dtype=param.dtype, device=param.to_local().device)
+                param.copy_(distribute_tensor(whole.uniform_(-bound, bound), param.device_mesh, param.placements))
 
     @classmethod
     def from_linears(cls, fc1_a: nn.Linear, fc1_b: nn.Linear, policy: str = "save") -> "FusedSwiGLU":

@@ -143,6 +143,18 @@ def case_tensor_parallel(rank, world):
     tp32 = parallelize(reference(torch.float32), mesh)
     compare_model("TP float32", tp32, ref, FORWARD_TOL[torch.float32], GRADIENT_TOL[torch.float32],
                   run_and_backward(tp32, x32, dz32), ref_out)
+    # Built on the meta device, parallelized, then materialised and initialised, as large models
+    # are: the weights one process draws from the same seed.
+    with torch.device("meta"):
+        lazy = swiglu.FusedSwiGLU(IN, HIDDEN, dtype=torch.float64)
+    parallelize_module(lazy, mesh, SwiGLUColwiseParallel())
+    lazy.to_empty(device="cpu")
+    torch.manual_seed(5)
+    lazy.reset_parameters()
+    torch.manual_seed(5)
+    one = swiglu.FusedSwiGLU(IN, HIDDEN, dtype=torch.float64)
+    assert torch.equal(full(lazy.weight.detach()), one.weight.detach()), "TP initialisation"
+    assert torch.equal(full(lazy.bias.detach()), one.bias.detach()), "TP initialisation of the bias"
 
 
 def case_sequence_parallel(rank, world):
