@@ -19,7 +19,7 @@ import warnings
 
 import torch
 
-if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 8):
+if torch.__version__ < (2, 8):
     sys.exit(f"error: tp_example.py needs torch 2.8 or newer, this is {torch.__version__}")
 
 import torch.distributed as dist  # noqa: E402

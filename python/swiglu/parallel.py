@@ -32,8 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_TORCH = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-if _TORCH < (2, 8):
+if torch.__version__ < (2, 8):
     raise ImportError(f"swiglu.parallel needs torch 2.8 or newer (what its tests run on); "
                       f"this is torch {torch.__version__}")
 

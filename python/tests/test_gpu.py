@@ -550,11 +550,7 @@ def test_readme_swap_example_runs_as_written():
 # ---- tensor parallelism through DTensor (NCCL) ------------------------------------------------------
 
 
-def _torch_at_least(major, minor):
-    return tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (major, minor)
-
-
-@pytest.mark.skipif(not _torch_at_least(2, 8) or not torch.distributed.is_available()
+@pytest.mark.skipif(torch.__version__ < (2, 8) or not torch.distributed.is_available()
                     or not torch.distributed.is_nccl_available(), reason="needs torch 2.8+ with NCCL")
 @pytest.mark.parametrize("policy", POLICIES)
 def test_tensor_parallel_world_size_1_runs_the_kernels(policy, tmp_path, monkeypatch):

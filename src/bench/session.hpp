@@ -93,10 +93,9 @@ class Session {
   // --profile: runs each item once inside cudaProfilerStart/Stop. Otherwise times the items
   // interleaved (TimingOptions) and fills each row's timing fields, TFLOP/s = flops / t,
   // GB/s = bytes / t (bytes NaN: not reported) and its fraction of the run's copy ceiling, and,
-  // for rows other than the baselines, the
-  // speedups over cublas2 and cublas1 measured in the same rounds. A CudaError makes every item's
-  // row ERROR. With --graph each item's run is first captured into a CUDA graph, and what is
-  // profiled or timed is a replay of it (graph_replays).
+  // for rows other than the baselines, the speedups over cublas2 and cublas1 measured in the same
+  // rounds. A CudaError makes every item's row ERROR. With --graph each item's run is first
+  // captured into a CUDA graph, and what is profiled or timed is a replay of it (graph_replays).
   void profile_or_time(const std::string& label, const std::vector<TimedRow>& items, double flops,
                        double bytes);
 
