@@ -1,4 +1,4 @@
-"""Host tests of the swiglu package: no GPU needed (CI runs them with a CPU-only torch).
+"""Host tests of the swiglu package: no GPU needed (CI runs them on a machine without one).
 
 What they cover: the CPU fallback (its values, gradients, warning, autocast), argument checking,
 the module (initialisation, from_linears, state dicts with gate_proj/up_proj names), the operators'
