@@ -20,10 +20,22 @@ namespace swiglu::test {
 struct Mode {
   Policy policy;
   GatePlacement placement;
+  DhStorage dh = DhStorage::workspace;
+  bool over_saved = false;  // DhStorage::tensors with save: dH over the saved H (else a buffer of its own)
 };
 
 inline std::string describe_mode(const Mode& m) {
-  return std::string(to_string(m.policy)) + "/" + std::string(to_string(m.placement));
+  std::string s = std::string(to_string(m.policy)) + "/" + std::string(to_string(m.placement));
+  if (m.dh == DhStorage::tensors) s += m.over_saved ? "/dh over saved" : "/dh in a tensor";
+  return s;
+}
+
+inline BackwardOptions options_for(const Mode& m) {
+  BackwardOptions o;
+  o.policy = m.policy;
+  o.placement = m.placement;
+  o.dh_storage = m.dh;
+  return o;
 }
 
 // Seeded inputs and dZ on the device, the reference gradients, and the outputs of one backward.
@@ -50,7 +62,10 @@ class BwdCase {
     dx_ = DeviceBuffer(std::max<size_t>(n_dx_, 1) * es);
     dw_ = DeviceBuffer(n_dw_ * es);
     db_ = DeviceBuffer(std::max<size_t>(n_db_, 1) * es);
-    saved_ = DeviceBuffer(std::max<size_t>(static_cast<size_t>(p.batch * 2 * p.hidden), 1) * es);
+    const size_t h_bytes = std::max<size_t>(static_cast<size_t>(p.batch * 2 * p.hidden), 1) * es;
+    saved_ = DeviceBuffer(h_bytes);
+    saved_copy_ = DeviceBuffer(h_bytes);
+    dh_ = DeviceBuffer(h_bytes);
     if (gpu_ref) {
       baselines::Cublas cublas;
       const Status s = cublas.init();
@@ -122,20 +137,24 @@ class BwdCase {
     return out;
   }
 
-  // Runs the saving forward into saved() (and Z, which is checked), for Policy::save.
+  // Runs the saving forward into saved() (and Z, which is checked), for Policy::save, and keeps a
+  // copy of H from which a backward that writes dH over it starts.
   bench::ParityResult save_forward(const TileConfig* tile = nullptr) const {
     ForwardOptions o;
     o.saved = saved_.get();
     if (tile != nullptr) o.tile = *tile;
-    return fwd_.check([&] {
+    const bench::ParityResult r = fwd_.check([&] {
       const Status st = forward(p_, fwd_.x(), fwd_.w(), fwd_.bias(), fwd_.z(), nullptr, o);
       ASSERT_TRUE(st.ok()) << st.message;
     });
+    CUDA_CHECK(cudaMemcpy(saved_copy_.get(), saved_.get(), saved_.bytes(), cudaMemcpyDeviceToDevice));
+    return r;
   }
 
   struct Result {
     bench::ParityResult dx, dw, dbias;
     bool dx_untouched = true, dw_untouched = true, dbias_untouched = true;
+    bool dh_written = true;  // DhStorage::tensors into a buffer of its own: no poison left in it
     BackwardTiles tiles;
     std::string error;
   };
@@ -144,16 +163,27 @@ class BwdCase {
   // hold the poison. misaligned: X and dZ are read from copies one element past a 256-byte aligned
   // allocation, which the kernels must take through their element-wise paths. poison: the byte
   // every output is filled with first (the NaN of common::kPoisonByte unless a test needs a finite
-  // fill to tell an expected NaN from an unwritten element).
-  Result run(const BackwardOptions& o, bool misaligned = false,
-             unsigned char poison = common::kPoisonByte) const {
+  // fill to tell an expected NaN from an unwritten element). With DhStorage::tensors, dH goes over
+  // the saved H when dh_over_saved and the policy is save (H restored first from the last
+  // save_forward()), else to a poisoned buffer of the case's, which must be written in full.
+  Result run(const BackwardOptions& o, bool misaligned = false, unsigned char poison = common::kPoisonByte,
+             bool dh_over_saved = true) const {
     Result res;
     const size_t es = dtype_size(p_.dtype);
-    for (const DeviceBuffer* b : {&dx_, &dw_, &db_})
+    for (const DeviceBuffer* b : {&dx_, &dw_, &db_, &dh_})
       CUDA_CHECK(cudaMemset(b->get(), poison, b->bytes()));
     const size_t ws_bytes = backward_workspace_bytes(p_, o);
     DeviceBuffer ws(std::max<size_t>(ws_bytes, 1));
     BackwardTensors t = tensors();
+    const bool dh_own = o.dh_storage == DhStorage::tensors && !(o.policy == Policy::save && dh_over_saved);
+    if (o.dh_storage == DhStorage::tensors) {
+      if (dh_own) {
+        t.dh = dh_.get();
+      } else {
+        CUDA_CHECK(cudaMemcpy(saved_.get(), saved_copy_.get(), saved_.bytes(), cudaMemcpyDeviceToDevice));
+        t.dh = saved_.get();
+      }
+    }
     DeviceBuffer x_shifted, dz_shifted;
     if (misaligned) {
       const size_t x_bytes = static_cast<size_t>(p_.batch * p_.x_stride()) * es;
@@ -184,6 +214,17 @@ class BwdCase {
         if (c != poison) return false;
       return true;
     };
+    // No element left as poison (an element of all poison bytes).
+    auto written = [&](const DeviceBuffer& buf, size_t n) {
+      std::vector<unsigned char> raw(n * es);
+      CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
+      for (size_t e = 0; e < n; ++e) {
+        if (std::all_of(raw.begin() + e * es, raw.begin() + (e + 1) * es, [&](unsigned char c) { return c == poison; }))
+          return false;
+      }
+      return true;
+    };
+    if (dh_own) res.dh_written = written(dh_, static_cast<size_t>(p_.batch * 2 * p_.hidden));
     if (o.grads.dx) {
       res.dx = check(dx_, n_dx_, ref_.dx, ref32_dx_, 2 * p_.hidden);
     } else {
@@ -240,7 +281,7 @@ class BwdCase {
   bench::CpuGrads ref_;
   std::vector<float> ref32_dx_, ref32_dw_, ref32_db_;
   size_t n_dx_ = 0, n_dw_ = 0, n_db_ = 0;
-  DeviceBuffer dz_, dx_, dw_, db_, saved_;
+  DeviceBuffer dz_, dx_, dw_, db_, saved_, saved_copy_, dh_;
 };
 
 // What failed in `r` ("" when everything requested passed and nothing else was written).
@@ -253,6 +294,7 @@ inline std::string failures(const BwdCase::Result& r, const BackwardOptions& o, 
   if (!r.dx_untouched) f += " dx written though not requested;";
   if (!r.dw_untouched) f += " dw written though not requested;";
   if (!r.dbias_untouched) f += " dbias written though not requested;";
+  if (!r.dh_written) f += " dh not written in full;";
   return f;
 }
 
@@ -271,6 +313,7 @@ inline void expect_pass(const BwdCase::Result& r, const BackwardOptions& o, cons
   EXPECT_TRUE(r.dx_untouched) << what << ": dx written though not requested";
   EXPECT_TRUE(r.dw_untouched) << what << ": dw written though not requested";
   EXPECT_TRUE(r.dbias_untouched) << what << ": dbias written though not requested";
+  EXPECT_TRUE(r.dh_written) << what << ": dh not written in full";
 }
 
 

@@ -29,6 +29,17 @@ Problem problem(int64_t b = 64, int64_t i = 784, int64_t d = 1024, DType t = DTy
 
 constexpr uintptr_t kX = 0x10000000, kW = 0x20000000, kB = 0x30000000, kZ = 0x40000000;
 
+// x, w, dz (at kB), dx (at kZ) and dw of a backward without bias or saved H.
+BackwardTensors backward_tensors() {
+  BackwardTensors t;
+  t.x = addr(kX);
+  t.w = addr(kW);
+  t.dz = addr(kB);
+  t.dx = maddr(kZ);
+  t.dw = maddr(0x50000000);
+  return t;
+}
+
 TEST(Validate, AcceptsAWellFormedProblem) {
   EXPECT_TRUE(validate_forward(problem(), addr(kX), addr(kW), nullptr, addr(kZ)).ok());
 }
@@ -102,12 +113,7 @@ TEST(Validate, RejectsEnumsOutsideTheirSets) {
   s = validate_forward(p, addr(kX), addr(kW), nullptr, addr(kZ));
   EXPECT_NE(s.message.find("math -1"), std::string::npos) << s.message;
 
-  BackwardTensors t;
-  t.x = addr(kX);
-  t.w = addr(kW);
-  t.dz = addr(kB);
-  t.dx = maddr(kZ);
-  t.dw = maddr(0x50000000);
+  BackwardTensors t = backward_tensors();
   BackwardOptions o;
   o.policy = static_cast<Policy>(2);  // and no saved H
   s = validate_backward(problem(), t, o, maddr(0x60000000), size_t{1} << 24);
@@ -541,6 +547,68 @@ TEST(Heuristic, EveryChoiceIsACompiledTile) {
   }
 }
 
+TEST(Validate, DhInTheCallersTensors) {
+  // DhStorage::tensors: dH goes to t.dh, which may be the saved H exactly (save), else must not
+  // touch any other tensor; the workspace then holds no dH.
+  const Problem p = problem();  // B=64, I=784, D=1024, bf16: H is 64·2048·2 bytes
+  constexpr uintptr_t kH = 0x70000000, kDh = 0x78000000, kWs = 0x60000000;
+  BackwardTensors t = backward_tensors();
+  t.saved = addr(kH);
+  BackwardOptions o;
+  o.dh_storage = DhStorage::tensors;
+  // Over the saved H: accepted.
+  t.dh = maddr(kH);
+  EXPECT_TRUE(validate_backward(p, t, o, maddr(kWs), size_t{1} << 24).ok());
+  // Null, misaligned, or partly over H.
+  t.dh = nullptr;
+  Status s = validate_backward(p, t, o, maddr(kWs), size_t{1} << 24);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("dh is null"), std::string::npos) << s.message;
+  t.dh = maddr(kDh + 1);
+  s = validate_backward(p, t, o, maddr(kWs), size_t{1} << 24);
+  EXPECT_NE(s.message.find("dh is not aligned"), std::string::npos) << s.message;
+  t.dh = maddr(kH + 64);
+  s = validate_backward(p, t, o, maddr(kWs), size_t{1} << 24);
+  EXPECT_NE(s.message.find("dh overlaps saved"), std::string::npos) << s.message;
+  // Over the saved H, an output may not overlap it either.
+  t.dh = maddr(kH);
+  t.dx = maddr(kH + 128);
+  s = validate_backward(p, t, o, maddr(kWs), size_t{1} << 24);
+  EXPECT_NE(s.message.find("dx overlaps dh (over saved)"), std::string::npos) << s.message;
+  t.dx = maddr(kZ);
+  // Recompute: dH in a buffer of its own, never over an input.
+  o.policy = Policy::recompute;
+  t.dh = maddr(kDh);
+  EXPECT_TRUE(validate_backward(p, t, o, maddr(kWs), size_t{1} << 24).ok());
+  t.dh = maddr(kX);
+  s = validate_backward(p, t, o, maddr(kWs), size_t{1} << 24);
+  EXPECT_NE(s.message.find("dh overlaps x"), std::string::npos) << s.message;
+  // The prologue placement stores no dH.
+  t.dh = maddr(kDh);
+  o.placement = GatePlacement::prologue;
+  s = validate_backward(p, t, o, maddr(kWs), size_t{1} << 24);
+  EXPECT_NE(s.message.find("prologue"), std::string::npos) << s.message;
+  // A storage outside the enum.
+  o = BackwardOptions{};
+  o.dh_storage = static_cast<DhStorage>(5);
+  s = validate_backward(p, t, o, maddr(kWs), size_t{1} << 24);
+  EXPECT_NE(s.message.find("dH storage 5"), std::string::npos) << s.message;
+}
+
+TEST(Validate, DhInTheCallersTensorsLeavesDhOutOfTheWorkspace) {
+  // A LLaMA-sized batch (no split-K sums): the workspace of save and of recompute's epilogue is
+  // dH alone, B×2D elements, and nothing with DhStorage::tensors.
+  const Problem p = problem(4096, 4096, 11008);
+  const size_t dh_bytes = size_t{4096} * 2 * 11008 * 2;
+  for (const Policy policy : {Policy::save, Policy::recompute}) {
+    BackwardOptions o;
+    o.policy = policy;
+    EXPECT_EQ(backward_workspace_bytes(p, o), dh_bytes) << to_string(policy);
+    o.dh_storage = DhStorage::tensors;
+    EXPECT_EQ(backward_workspace_bytes(p, o), 0u) << to_string(policy);
+  }
+}
+
 TEST(Strings, ParseAndPrintEnums) {
   EXPECT_EQ(parse_dtype("bf16"), DType::bf16);
   EXPECT_EQ(parse_dtype("fp16"), DType::f16);
@@ -557,6 +625,8 @@ TEST(Strings, ParseAndPrintEnums) {
   EXPECT_EQ(to_string(Math::tf32x3), "3xtf32");
   EXPECT_EQ(to_string(DType::bf16), "bf16");
   EXPECT_EQ(dtype_size(DType::f16), 2u);
+  for (const DhStorage d : {DhStorage::workspace, DhStorage::tensors}) EXPECT_EQ(parse_dh_storage(to_string(d)), d);
+  EXPECT_FALSE(parse_dh_storage("inplace").has_value());
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 // The fused backward on the GPU: dX, dW and dbias against the fp64 CPU reference for every dtype ×
-// layout × bias × policy (and gate placement) × compiled tile, on tails that divide no tile; each
+// layout × bias × policy (and gate placement, and dH storage) × compiled tile, on tails that divide no tile; each
 // gradient subset (dx, dw, both) leaves the outputs it was not asked for untouched; the saving
 // forward still writes the right Z, and every forward tile's saved H gives the right gradients; a
 // large shape against the fp32 GPU reference; and the argument checks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iterator>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -17,9 +18,15 @@ namespace {
 
 using Param = std::tuple<DType, Layout, bool, int>;  // int: index into kModes
 
+// The last three store dH in the caller's memory (DhStorage::tensors): over the saved H, which each
+// run restores first, or in a buffer of the case's.
 const Mode kModes[] = {{Policy::save, GatePlacement::automatic},
                        {Policy::recompute, GatePlacement::epilogue},
-                       {Policy::recompute, GatePlacement::prologue}};
+                       {Policy::recompute, GatePlacement::prologue},
+                       {Policy::save, GatePlacement::automatic, DhStorage::tensors, true},
+                       {Policy::save, GatePlacement::automatic, DhStorage::tensors, false},
+                       {Policy::recompute, GatePlacement::epilogue, DhStorage::tensors, false}};
+constexpr int kModeCount = static_cast<int>(std::size(kModes));
 
 class BackwardAllTiles : public ::testing::TestWithParam<Param> {};
 
@@ -36,9 +43,7 @@ TEST_P(BackwardAllTiles, MatchesTheFp64Reference) {
       const auto z = c.save_forward();
       EXPECT_TRUE(z.pass) << describe(p) << ": Z of the saving forward: " << z.summary();
     }
-    BackwardOptions o;
-    o.policy = mode.policy;
-    o.placement = mode.placement;
+    const BackwardOptions o = options_for(mode);
     // Every compiled dX and dW tile (paired by position, the last of the shorter list repeated),
     // then the heuristic's choice with each gradient subset.
     const auto dx_tiles = backward_dx_tiles(p, dev);
@@ -51,7 +56,7 @@ TEST_P(BackwardAllTiles, MatchesTheFp64Reference) {
       BackwardOptions ot = o;
       ot.dx_tile = dx;
       ot.dw_tile = dw;
-      const auto r = c.run(ot);
+      const auto r = c.run(ot, false, common::kPoisonByte, mode.over_saved);
       EXPECT_EQ(r.tiles.dx, dx);
       EXPECT_EQ(r.tiles.dw, dw);
       expect_pass(r, ot, p, describe(p) + " " + describe_mode(mode) + " tiles " + dx.name() + " " + dw.name());
@@ -60,7 +65,7 @@ TEST_P(BackwardAllTiles, MatchesTheFp64Reference) {
     for (const Grads g : {Grads{true, false}, Grads{false, true}, Grads{true, true}}) {
       BackwardOptions og = o;
       og.grads = g;
-      const auto r = c.run(og);
+      const auto r = c.run(og, false, common::kPoisonByte, mode.over_saved);
       EXPECT_EQ(r.tiles.dx.block_m != 0, g.dx);
       EXPECT_EQ(r.tiles.dw.block_m != 0, g.dw);
       EXPECT_EQ(r.tiles.recompute.block_m != 0, mode.policy == Policy::recompute);
@@ -74,7 +79,7 @@ TEST_P(BackwardAllTiles, MatchesTheFp64Reference) {
 INSTANTIATE_TEST_SUITE_P(All, BackwardAllTiles,
                          ::testing::Combine(::testing::Values(DType::f16, DType::bf16, DType::f32),
                                             ::testing::Values(Layout::linear, Layout::packed),
-                                            ::testing::Bool(), ::testing::Values(0, 1, 2)));
+                                            ::testing::Bool(), ::testing::Range(0, kModeCount)));
 
 TEST(Backward, Tf32ProblemsRunTheExactFp32Path) {
   Problem p;
@@ -107,14 +112,12 @@ TEST(Backward, Tf32x3ProblemsRunTheExactFp32Path) {
     p.bias = true;
     const BwdCase c(p, 43);
     for (const Mode& m : kModes) {
-      BackwardOptions o;
-      o.policy = m.policy;
-      o.placement = m.placement;
+      const BackwardOptions o = options_for(m);
       if (m.policy == Policy::save) {
         const auto z = c.save_forward();
         EXPECT_TRUE(z.pass) << describe(p) << ": " << z.summary();
       }
-      const auto r = c.run(o);
+      const auto r = c.run(o, false, common::kPoisonByte, m.over_saved);
       expect_pass(r, o, p, describe(p) + " " + describe_mode(m));
       EXPECT_EQ(r.tiles.dx.family, Family::simt);
       EXPECT_EQ(r.tiles.dw.family, Family::simt);
@@ -219,10 +222,8 @@ TEST(Backward, LargeShapeAgainstTheGpuReference) {
           const auto z = c.save_forward();
           EXPECT_TRUE(z.pass) << describe(p) << ": " << z.summary();
         }
-        BackwardOptions o;
-        o.policy = m.policy;
-        o.placement = m.placement;
-        const auto r = c.run(o);
+        const BackwardOptions o = options_for(m);
+        const auto r = c.run(o, false, common::kPoisonByte, m.over_saved);
         expect_pass(r, o, p,
                     describe(p) + " " + describe_mode(m) + " dx " + r.tiles.dx.name() + " dw " +
                         r.tiles.dw.name());

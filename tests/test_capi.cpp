@@ -95,6 +95,24 @@ TEST(CApi, BadArgumentsNameTheValue) {
 
   EXPECT_EQ(swiglu_backward_workspace_bytes(&p, 9, 1, 1), 0u);
   EXPECT_NE(last_error().find("policy 9"), std::string::npos) << last_error();
+
+  EXPECT_EQ(swiglu_backward_workspace_bytes2(&p, SWIGLU_POLICY_SAVE, 1, 1, 2), 0u);
+  EXPECT_NE(last_error().find("dh_storage 2"), std::string::npos) << last_error();
+  EXPECT_EQ(swiglu_backward2(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_TENSORS, nullptr, nullptr, nullptr, nullptr,
+                             nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("is null"), std::string::npos) << last_error();
+}
+
+TEST(CApi, DhInTheCallersMemoryLeavesItOutOfTheWorkspace) {
+  // B×2D bf16 dH is the whole workspace of save at this size (no split-K sums), and none of it
+  // with SWIGLU_DH_TENSORS; the old entry point is SWIGLU_DH_WORKSPACE.
+  const swiglu_problem p = problem(4096, 4096, 11008);
+  const size_t dh_bytes = size_t{4096} * 2 * 11008 * 2;
+  EXPECT_EQ(swiglu_backward_workspace_bytes2(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_WORKSPACE), dh_bytes);
+  EXPECT_EQ(swiglu_backward_workspace_bytes(&p, SWIGLU_POLICY_SAVE, 1, 1), dh_bytes);
+  EXPECT_EQ(swiglu_backward_workspace_bytes2(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_TENSORS), 0u);
+  EXPECT_EQ(last_error(), "");
 }
 
 TEST(CApi, WorkspaceQueryReportsBadAndWrappingSizes) {

@@ -194,6 +194,7 @@ TEST(Cli, BackwardDefaults) {
   EXPECT_TRUE(g.grads.dw);
   EXPECT_EQ(g.policies, (std::vector<Policy>{Policy::save, Policy::recompute}));
   EXPECT_EQ(g.placements, (std::vector<GatePlacement>{GatePlacement::epilogue}));
+  EXPECT_EQ(g.save_dh, (std::vector<DhStorage>{DhStorage::workspace}));
   EXPECT_EQ(words(g.dx_tiles), (std::vector<std::string>{"auto"}));
   EXPECT_EQ(words(g.dw_tiles), (std::vector<std::string>{"auto"}));
   // The forward's measurement defaults apply.
@@ -250,6 +251,13 @@ TEST(Cli, StepAndMemory) {
   EXPECT_EQ(m.options.op, Op::memory);
   EXPECT_EQ(m.options.out_dir, "mem");
   EXPECT_EQ(m.cases.size(), 1u);
+  // memory compares fused-save's dH storages by default; --dh picks, each word once.
+  EXPECT_EQ(m.options.gradient.save_dh, (std::vector<DhStorage>{DhStorage::workspace, DhStorage::tensors}));
+  EXPECT_EQ(s.options.gradient.save_dh, (std::vector<DhStorage>{DhStorage::workspace}));
+  EXPECT_EQ(parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--dh", "inplace,inplace"})
+                .options.gradient.save_dh,
+            (std::vector<DhStorage>{DhStorage::tensors}));
+  EXPECT_EQ(parse({"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--dh", "over"}).exit_code, 3);
   // memory measures, it does not time: the timing options are not its options.
   EXPECT_EQ(parse({"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--warmup", "3"}).exit_code, 3);
   EXPECT_EQ(parse({"memory", "--batch", "8", "--in", "8", "--hidden", "8", "--profile"}).exit_code, 3);

@@ -630,18 +630,19 @@ TEST(GradientRows, ForwardColumnsThenTheGradientOnes) {
   EXPECT_EQ(&csv_columns("step"), &grad);
   EXPECT_EQ(&csv_columns("memory"), &grad);
   EXPECT_EQ(&csv_columns("check"), &fwd);
-  ASSERT_EQ(grad.size(), fwd.size() - 1 + 20);
+  ASSERT_EQ(grad.size(), fwd.size() - 1 + 22);
   // Every column keeps its position: the forward ones, the gradient ones, then tile_choice last
   // in both; forward rows add copy_fraction after it (gradient rows report no GB/s).
   EXPECT_TRUE(std::equal(fwd.begin(), fwd.end() - 2, grad.begin()));
   EXPECT_EQ(grad[fwd.size() - 2], "policy");
-  EXPECT_EQ(grad[grad.size() - 2], "meminfo_granularity_bytes");
+  EXPECT_EQ(grad[grad.size() - 2], "peak_vs_cublas2");
   EXPECT_EQ(fwd[fwd.size() - 2], "tile_choice");
   EXPECT_EQ(fwd.back(), "copy_fraction");
   EXPECT_EQ(grad.back(), "tile_choice");
   for (const char* key : {"grads", "gate_placement", "tile_recompute", "tile_dx", "tile_dw",
                           "rel_l2_dx", "rel_l2_dw", "rel_l2_dbias", "measured_saved_bytes",
-                          "requested_workspace_bytes", "saved_vs_cublas2"})
+                          "requested_workspace_bytes", "saved_vs_cublas2", "meminfo_granularity_bytes",
+                          "measured_peak_bytes"})
     EXPECT_NE(std::find(grad.begin(), grad.end(), key), grad.end()) << key;
   // Forward rows keep their schema.
   EXPECT_EQ(row_to_json(Row{}).find("policy"), nullptr);
@@ -676,10 +677,15 @@ TEST(GradientRows, MarkdownColumnsByOp) {
   r.requested_saved_bytes = 1 << 20;
   r.measured_saved_bytes = 2 << 20;
   r.saved_vs_cublas2 = 0.5;
+  r.measured_peak_bytes = 6 << 20;
+  r.peak_vs_cublas2 = 0.75;
   const std::string row = markdown_row(r);
   EXPECT_NE(row.find("1.000"), std::string::npos) << row;
   EXPECT_NE(row.find("2.000"), std::string::npos) << row;
   EXPECT_NE(row.find("0.50x"), std::string::npos) << row;
+  EXPECT_NE(row.find("6.000"), std::string::npos) << row;
+  EXPECT_NE(row.find("0.75x"), std::string::npos) << row;
+  EXPECT_NE(markdown_header("memory").find("peak vs cublas2"), std::string::npos);
   // A table takes the columns of its first row's op.
   EXPECT_EQ(markdown_table({r}), markdown_header("memory") + row);
 }

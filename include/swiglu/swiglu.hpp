@@ -137,7 +137,8 @@ Status forward(const Problem& p, const void* x, const void* w, const void* bias,
 //              GEMM again).
 enum class Policy { save, recompute };
 
-// Where the gate backward runs (recompute only; save always uses the prologue).
+// Where the gate backward runs (recompute only; save uses the prologue, or with DhStorage::tensors
+// a gate-backward pass).
 //   epilogue: the recompute GEMM's epilogue turns G, U and dZ into dH (workspace), and the dX and
 //             dW GEMMs read dH directly. The gate runs once per element.
 //   prologue: the recompute GEMM writes H (workspace); the dX GEMM computes dH from dZ and H while
@@ -147,6 +148,17 @@ enum class Policy { save, recompute };
 // The sm90 (Hopper) dX and dW GEMMs take no prologue: when they run, the gate backward is a separate
 // pass that writes dH to the workspace first (save, or recompute with the prologue placement).
 enum class GatePlacement { automatic, epilogue, prologue };
+
+// Where the backward stores dH = [dG | dU] (B×2D elements in the dtype) for the GEMMs that read it.
+//   workspace: in the workspace, when a GEMM needs it stored (see backward_workspace_bytes).
+//   tensors:   always stored, in BackwardTensors::dh, the caller's memory; the workspace then holds
+//              no dH. dh may be the saved H itself (Policy::save): the gate backward reads each
+//              element of H before writing dH over it, so the backward needs no B×2D buffer beyond
+//              what the forward kept (as an in-place gate backward keeps it), and H is gone after
+//              the call: a second backward needs H again. dH is then computed once, by the
+//              gate-backward pass or the recompute's epilogue, never in a GEMM's prologue, and
+//              GatePlacement::prologue is refused.
+enum class DhStorage { workspace, tensors };
 
 // Which gradients to compute. dbias is part of the weight gradient: it is written when dw is
 // requested and the problem has bias.
@@ -164,12 +176,14 @@ struct BackwardTensors {
   void* dx = nullptr;           // B×I row-major (row stride I), when grads.dx
   void* dw = nullptr;           // same layout and shape as w, when grads.dw
   void* dbias = nullptr;        // 2D elements, when grads.dw and p.bias
+  void* dh = nullptr;           // B×2D dH, with DhStorage::tensors: another buffer, or saved itself
 };
 
 struct BackwardOptions {
   Policy policy = Policy::save;
   Grads grads;
   GatePlacement placement = GatePlacement::automatic;
+  DhStorage dh_storage = DhStorage::workspace;
   std::optional<TileConfig> recompute_tile;  // forward tile of the recompute GEMM; unset: heuristic
   std::optional<TileConfig> dx_tile;         // unset: heuristic
   std::optional<TileConfig> dw_tile;         // unset: heuristic
@@ -185,8 +199,8 @@ struct BackwardTiles {
 };
 
 // Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
-// for dH (recompute, both gradients, or any problem the device's sm90 GEMMs could take), B×2D more
-// for H (recompute with the prologue placement),
+// for dH (recompute, both gradients, or any problem the device's sm90 GEMMs could take; never with
+// DhStorage::tensors), B×2D more for H (recompute with the prologue placement),
 // plus B×I fp32 split-K sums of dX when B×I gives the dX GEMM too few blocks for the device (small
 // batches). Its contents need no initialisation. Returns 0 for an invalid problem or options; the
 // overload below says why.
@@ -205,9 +219,9 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
 
 // Launches the backward on `stream`: with recompute, one fused GEMM for G and U, then the dX GEMM
 // and the dW GEMM as requested (at most 3 kernels, plus a memset of the split-K sums when dX is
-// split; with sm90 GEMMs, plus a gate-backward pass unless the recompute epilogue wrote dH, and a
-// dbias column sum). Returns after the launches. B = 0 launches no GEMM and sets dw and dbias (when requested)
-// to zero.
+// split; with sm90 or gemv GEMMs or DhStorage::tensors, plus a gate-backward pass unless the
+// recompute epilogue wrote dH; with sm90 or gemv dW GEMMs, a dbias column sum). Returns after the
+// launches. B = 0 launches no GEMM and sets dw and dbias (when requested) to zero.
 Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
                 void* workspace, size_t workspace_bytes, cudaStream_t stream,
                 BackwardTiles* used_tiles = nullptr);
@@ -215,8 +229,10 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
 std::string_view to_string(DType);
 std::string_view to_string(Policy);
 std::string_view to_string(GatePlacement);
+std::string_view to_string(DhStorage);
 std::optional<Policy> parse_policy(std::string_view);
 std::optional<GatePlacement> parse_gate_placement(std::string_view);
+std::optional<DhStorage> parse_dh_storage(std::string_view);
 std::string_view to_string(Layout);
 std::string_view to_string(Math);
 std::string_view to_string(Family);

@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 /* Bumped when a signature or struct below changes. */
-#define SWIGLU_C_ABI_VERSION 1
+#define SWIGLU_C_ABI_VERSION 2
 
 typedef enum {
   SWIGLU_OK = 0,
@@ -41,6 +41,9 @@ enum { SWIGLU_LAYOUT_LINEAR = 0, SWIGLU_LAYOUT_PACKED = 1 };
  * only ever appended. */
 enum { SWIGLU_MATH_EXACT = 0, SWIGLU_MATH_TF32 = 1, SWIGLU_MATH_TF32X3 = 2 };
 enum { SWIGLU_POLICY_SAVE = 0, SWIGLU_POLICY_RECOMPUTE = 1 };
+/* Where the backward stores dH = [dG | dU] (DhStorage in swiglu.hpp): in the workspace, or in the
+ * caller's `dh` (since ABI version 2). */
+enum { SWIGLU_DH_WORKSPACE = 0, SWIGLU_DH_TENSORS = 1 };
 
 /* One layer's shape and types. All fields are read; set ldx to 0 for a contiguous X. */
 typedef struct {
@@ -77,6 +80,20 @@ SWIGLU_C_API swiglu_status swiglu_backward(const swiglu_problem* p, int32_t poli
                               int32_t grad_dw, const void* x, const void* w, const void* bias,
                               const void* dz, const void* saved, void* dx, void* dw, void* dbias,
                               void* workspace, size_t workspace_bytes, void* stream);
+
+/* Since ABI version 2: swiglu_backward_workspace_bytes for a dH storage (SWIGLU_DH_*); with
+ * SWIGLU_DH_TENSORS the workspace holds no dH. */
+SWIGLU_C_API size_t swiglu_backward_workspace_bytes2(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                                     int32_t grad_dw, int32_t dh_storage);
+/* Since ABI version 2: swiglu_backward for a dH storage (SWIGLU_DH_*). With SWIGLU_DH_TENSORS, dH
+ * (B×2D, the dtype) is written to `dh`, which may be `saved` itself (SWIGLU_POLICY_SAVE): the call
+ * then writes dH over H, so that it needs no B×2D buffer beyond H, and H is gone afterwards. With
+ * SWIGLU_DH_WORKSPACE `dh` is ignored and this is swiglu_backward. */
+SWIGLU_C_API swiglu_status swiglu_backward2(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                            int32_t grad_dw, int32_t dh_storage, const void* x, const void* w,
+                                            const void* bias, const void* dz, const void* saved, void* dx,
+                                            void* dw, void* dbias, void* dh, void* workspace,
+                                            size_t workspace_bytes, void* stream);
 
 #ifdef __cplusplus
 }

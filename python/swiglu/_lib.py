@@ -20,7 +20,7 @@ import os
 import pathlib
 import threading
 
-ABI_VERSION = 1  # SWIGLU_C_ABI_VERSION this package is written against
+ABI_VERSION = 2  # SWIGLU_C_ABI_VERSION this package is written against
 LIBRARY_FILE = "libswiglu_c.so"
 ENV_VAR = "SWIGLU_LIBRARY"
 
@@ -29,6 +29,7 @@ DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
 LAYOUT_LINEAR = 0
 MATH_EXACT, MATH_TF32, MATH_TF32X3 = 0, 1, 2
 POLICY_SAVE, POLICY_RECOMPUTE = 0, 1
+DH_WORKSPACE, DH_TENSORS = 0, 1
 
 _STATUS_NAMES = {
     0: "SWIGLU_OK",
@@ -96,10 +97,10 @@ class Library:
             "swiglu_abi_version": (i32, []),
             "swiglu_last_error": (ctypes.c_char_p, []),
             "swiglu_forward": (ctypes.c_int, [p_problem, vp, vp, vp, vp, vp, vp]),
-            "swiglu_backward_workspace_bytes": (size_t, [p_problem, i32, i32, i32]),
-            "swiglu_backward": (
+            "swiglu_backward_workspace_bytes2": (size_t, [p_problem, i32, i32, i32, i32]),
+            "swiglu_backward2": (
                 ctypes.c_int,
-                [p_problem, i32, i32, i32, vp, vp, vp, vp, vp, vp, vp, vp, vp, size_t, vp],
+                [p_problem, i32, i32, i32, i32, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, size_t, vp],
             ),
         }
         for name, (restype, argtypes) in signatures.items():
@@ -130,19 +131,22 @@ class Library:
     def forward(self, p: Problem, x: int, w: int, bias: int, z: int, saved: int, stream: int) -> None:
         self._check("swiglu_forward", self._c.swiglu_forward(ctypes.byref(p), x, w, bias, z, saved, stream))
 
-    def backward_workspace_bytes(self, p: Problem, policy: int, dx: bool, dw: bool) -> int:
-        n = self._c.swiglu_backward_workspace_bytes(ctypes.byref(p), policy, int(dx), int(dw))
+    def backward_workspace_bytes(self, p: Problem, policy: int, dx: bool, dw: bool,
+                                 dh_storage: int = DH_WORKSPACE) -> int:
+        n = self._c.swiglu_backward_workspace_bytes2(ctypes.byref(p), policy, int(dx), int(dw), dh_storage)
         # Why: 0 is both a valid size and the error value; the error message tells them apart.
         if n == 0 and self.last_error():
-            raise SwigluError("swiglu_backward_workspace_bytes", 1, self.last_error())
+            raise SwigluError("swiglu_backward_workspace_bytes2", 1, self.last_error())
         return n
 
     def backward(self, p: Problem, policy: int, dx_wanted: bool, dw_wanted: bool, x: int, w: int,
                  bias: int, dz: int, saved: int, dx: int, dw: int, dbias: int, workspace: int,
-                 workspace_bytes: int, stream: int) -> None:
-        self._check("swiglu_backward", self._c.swiglu_backward(
-            ctypes.byref(p), policy, int(dx_wanted), int(dw_wanted), x, w, bias, dz, saved, dx,
-            dw, dbias, workspace, workspace_bytes, stream))
+                 workspace_bytes: int, stream: int, dh_storage: int = DH_WORKSPACE, dh: int = 0) -> None:
+        """swiglu_backward2; with DH_TENSORS, dH goes to ``dh``, which may be ``saved`` (then
+        overwritten)."""
+        self._check("swiglu_backward2", self._c.swiglu_backward2(
+            ctypes.byref(p), policy, int(dx_wanted), int(dw_wanted), dh_storage, x, w, bias, dz, saved,
+            dx, dw, dbias, dh, workspace, workspace_bytes, stream))
 
 
 _lock = threading.Lock()

@@ -1,6 +1,7 @@
-"""The fused kernels as PyTorch operators: ``torch.ops.swiglu.forward`` and ``torch.ops.swiglu.backward``.
+"""The fused kernels as PyTorch operators: ``torch.ops.swiglu.forward``, ``torch.ops.swiglu.backward``
+and ``torch.ops.swiglu.backward_over_h`` (the save policy's backward, writing dH over H).
 
-Both take 2-D X (B×I), run on CUDA tensors only, and have a fake (meta) implementation, so that
+All take 2-D X (B×I), run on CUDA tensors only, and have a fake (meta) implementation, so that
 torch.compile traces them as single nodes of its graphs and CUDA graphs capture their launches.
 ``forward()`` below is the forward operator with its gradient attached; it returns Z.
 
@@ -31,6 +32,10 @@ from . import _lib
 _FORWARD_SCHEMA = "(Tensor x, Tensor w, Tensor? bias, bool save_h, bool? tf32) -> (Tensor, Tensor)"
 _BACKWARD_SCHEMA = ("(Tensor dz, Tensor x, Tensor w, Tensor? bias, Tensor h, bool recompute, "
                     "bool need_dx, bool need_dw, bool? tf32) -> (Tensor, Tensor, Tensor)")
+# The save policy's backward that writes dH = [dG | dU] over H (which it consumes), so that it needs
+# no B×2D buffer beyond the saved H. _backward() runs it only where H dies with the graph.
+_BACKWARD_OVER_H_SCHEMA = ("(Tensor dz, Tensor x, Tensor w, Tensor? bias, Tensor(a!) h, bool need_dx, "
+                           "bool need_dw, bool? tf32) -> (Tensor, Tensor, Tensor)")
 
 _DTYPES = {torch.float32: _lib.DTYPE_F32, torch.float16: _lib.DTYPE_F16, torch.bfloat16: _lib.DTYPE_BF16}
 
@@ -119,15 +124,17 @@ def _forward_fake(x, w, bias, save_h, tf32):
     return x.new_empty((batch, hidden)), x.new_empty((batch, 2 * hidden) if save_h else (0,))
 
 
-def _backward_cuda(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32):
+def _backward_cuda(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32, over_h=False):
     """(dX, dW, dbias) from dZ; each one not asked for (dbias: also without bias) is an empty
-    tensor. H is the forward's saved [G | U] unless recompute."""
+    tensor. H is the forward's saved [G | U] unless recompute. over_h: dH is written over H
+    (the library's DhStorage::tensors with dh = H), which the workspace then leaves out."""
     _check_operands(x, w, bias, dz, None if recompute else h)
     lib = _lib.library()
     x, ldx = _rows(x)
     w, dz = _dense(w), _dense(dz)
     bias = None if bias is None else _dense(bias)
     h = None if recompute else _dense(h)
+    dh_storage = _lib.DH_TENSORS if over_h else _lib.DH_WORKSPACE
     dx = x.new_empty(x.shape if need_dx else (0,))
     dw = w.new_empty(w.shape if need_dw else (0,))
     dbias = bias.new_empty(bias.shape) if need_dw and bias is not None else w.new_empty((0,))
@@ -136,13 +143,19 @@ def _backward_cuda(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32):
     with torch.cuda.device(x.device):
         # Why: the workspace query reads the current device's SM count, so it runs inside the
         # device context like the launch.
-        ws_bytes = lib.backward_workspace_bytes(problem, policy, need_dx, need_dw)
+        ws_bytes = lib.backward_workspace_bytes(problem, policy, need_dx, need_dw, dh_storage)
         workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device) if ws_bytes else None
         lib.backward(problem, policy, need_dx, need_dw, x.data_ptr(), w.data_ptr(), _ptr(bias),
                      dz.data_ptr(), _ptr(h), dx.data_ptr() if need_dx else 0,
                      dw.data_ptr() if need_dw else 0, _ptr(dbias) if need_dw and bias is not None else 0,
-                     _ptr(workspace), ws_bytes, torch.cuda.current_stream().cuda_stream)
+                     _ptr(workspace), ws_bytes, torch.cuda.current_stream().cuda_stream,
+                     dh_storage, _ptr(h) if over_h else 0)
     return dx, dw, dbias
+
+
+def _backward_over_h_cuda(dz, x, w, bias, h, need_dx, need_dw, tf32):
+    """The save policy's (dX, dW, dbias), with dH written over H."""
+    return _backward_cuda(dz, x, w, bias, h, False, need_dx, need_dw, tf32, over_h=True)
 
 
 def _backward_fake(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32):
@@ -150,6 +163,27 @@ def _backward_fake(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32):
     dw = w.new_empty(w.shape if need_dw else (0,))
     dbias = bias.new_empty(bias.shape) if need_dw and bias is not None else w.new_empty((0,))
     return dx, dw, dbias
+
+
+def _backward_over_h_fake(dz, x, w, bias, h, need_dx, need_dw, tf32):
+    return _backward_fake(dz, x, w, bias, h, False, need_dx, need_dw, tf32)
+
+
+# Whether the running backward keeps its graph (retain_graph, create_graph); None on a torch that
+# cannot tell, which then never writes over H.
+_KEEP_GRAPH = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+
+
+def _h_dies_with_this_backward(*tensors) -> bool:
+    """Whether the save policy's backward may write dH over the saved H: autograd frees the graph
+    when this backward is done (no retain_graph or create_graph), and the tensors are plain eager
+    ones (not a torch.compile trace, whose graph calls the operator that keeps H)."""
+    if _KEEP_GRAPH is None or any(type(t) is not torch.Tensor for t in tensors):
+        return False
+    try:
+        return not _KEEP_GRAPH()
+    except RuntimeError:  # no graph task: not inside autograd's engine
+        return False
 
 
 def _save(ctx, x, w, bias, h, save_h, tf32):
@@ -168,8 +202,14 @@ def _backward(ctx, dz, wants):
     need_dw = want_w or want_b
     if dz is None or not (want_x or need_dw):
         return None, None, None, None, None
-    dx, dw, dbias = torch.ops.swiglu.backward(dz.to(x.dtype), x, w, bias, h, ctx.recompute,
-                                              want_x, need_dw, ctx.tf32)
+    dz = dz.to(x.dtype)
+    if not ctx.recompute and _h_dies_with_this_backward(dz, h):
+        # H is needed by nobody after this call: dH goes over it instead of into a B×2D workspace
+        # (a retained graph keeps H intact for the next backward, at the workspace's cost).
+        dx, dw, dbias = torch.ops.swiglu.backward_over_h(dz, x, w, bias, h, want_x, need_dw, ctx.tf32)
+    else:
+        dx, dw, dbias = torch.ops.swiglu.backward(dz, x, w, bias, h, ctx.recompute, want_x, need_dw,
+                                                  ctx.tf32)
     return (dx if want_x else None, dw if want_w else None, dbias if want_b else None, None, None)
 
 
@@ -190,6 +230,10 @@ if hasattr(torch.library, "custom_op"):  # torch >= 2.4
     _backward_op = torch.library.custom_op("swiglu::backward", _backward_cuda, mutates_args=(),
                                            device_types="cuda", schema=_BACKWARD_SCHEMA)
     _backward_op.register_fake(_backward_fake)
+    _backward_over_h_op = torch.library.custom_op("swiglu::backward_over_h", _backward_over_h_cuda,
+                                                  mutates_args=("h",), device_types="cuda",
+                                                  schema=_BACKWARD_OVER_H_SCHEMA)
+    _backward_over_h_op.register_fake(_backward_over_h_fake)
 
     def forward(x, w, bias, save_h, tf32):
         """Z of the fused forward, differentiable in x, w and bias."""
@@ -198,7 +242,9 @@ if hasattr(torch.library, "custom_op"):  # torch >= 2.4
 else:  # torch 2.1 to 2.3
     _library = torch.library.Library("swiglu", "DEF")
     for _name, _schema, _cuda, _fake in (("forward", _FORWARD_SCHEMA, _forward_cuda, _forward_fake),
-                                         ("backward", _BACKWARD_SCHEMA, _backward_cuda, _backward_fake)):
+                                         ("backward", _BACKWARD_SCHEMA, _backward_cuda, _backward_fake),
+                                         ("backward_over_h", _BACKWARD_OVER_H_SCHEMA,
+                                          _backward_over_h_cuda, _backward_over_h_fake)):
         _library.define(_name + _schema)
         _library.impl(_name, _cuda, "CUDA")
         if hasattr(torch.library, "impl_abstract"):  # torch 2.2, 2.3

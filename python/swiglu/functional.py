@@ -111,7 +111,9 @@ def fused_swiglu(x: torch.Tensor, w12: torch.Tensor, bias: torch.Tensor | None =
             pre-activations H = [G | U] (2*hidden per row of x) and keeps them; "recompute": it
             keeps nothing but its inputs and the backward recomputes H (another forward GEMM).
             H is written only when a gradient will be needed (grad mode on and an input that
-            requires grad).
+            requires grad). With torch 2.5 and newer, save's backward writes dG and dU over H
+            when autograd frees the graph after it (no retain_graph or create_graph, eager
+            tensors), so that it needs no 2*hidden-per-row buffer beyond H.
         tf32: for float32, multiply on the tensor cores in TF32 (compute capability 8.0 and
             newer; ignored below). None follows torch.backends.cuda.matmul.allow_tf32 at the time
             the kernel runs, like nn.Linear. It applies to the forward and to the backward's

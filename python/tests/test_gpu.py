@@ -26,7 +26,7 @@ from torch import nn
 
 import swiglu
 from checks import FORWARD_TOL, GRADIENT_TOL, assert_close, errors
-from swiglu import functional
+from swiglu import _ops, functional
 
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
@@ -245,17 +245,27 @@ def test_float32_kernel_gradients_match_float64_finite_differences(policy):
 # ---- what runs ---------------------------------------------------------------------------------
 
 
+# Whether this torch lets the save policy's backward write dH over H (it tells a backward whether
+# its graph is retained from torch 2.5 on).
+OVER_H = _ops._KEEP_GRAPH is not None
+
+
 @pytest.fixture
 def backward_calls(monkeypatch):
-    """The (need_dx, need_dw) of every torch.ops.swiglu.backward call."""
+    """(operator, need_dx, need_dw) of every torch.ops.swiglu.backward and .backward_over_h call."""
     calls = []
-    real = torch.ops.swiglu.backward
+    real, real_over_h = torch.ops.swiglu.backward, torch.ops.swiglu.backward_over_h
 
     def logged(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32):
-        calls.append((need_dx, need_dw))
+        calls.append(("backward", need_dx, need_dw))
         return real(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32)
 
+    def logged_over_h(dz, x, w, bias, h, need_dx, need_dw, tf32):
+        calls.append(("backward_over_h", need_dx, need_dw))
+        return real_over_h(dz, x, w, bias, h, need_dx, need_dw, tf32)
+
     monkeypatch.setattr(torch.ops.swiglu, "backward", logged)
+    monkeypatch.setattr(torch.ops.swiglu, "backward_over_h", logged_over_h)
     return calls
 
 
@@ -270,7 +280,7 @@ def test_backward_computes_only_what_is_needed(backward_calls, x_grad, w_grad, b
     w.requires_grad_(w_grad)
     b.requires_grad_(b_grad)
     swiglu.fused_swiglu(x, w, b).backward(dz)
-    assert backward_calls == [(need_dx, need_dw)]
+    assert backward_calls == [("backward_over_h" if OVER_H else "backward", need_dx, need_dw)]
     assert (x.grad is not None, w.grad is not None, b.grad is not None) == (x_grad, w_grad, b_grad)
     ref = reference(x, w, b, dz)
     for got, want, name in ((x.grad, ref[1], "dX"), (w.grad, ref[2], "dW"), (b.grad, ref[3], "dbias")):
@@ -294,6 +304,53 @@ def test_memory_kept_by_each_policy(policy, grad, kept):
     z_bytes, h_bytes = batch * d * 2, batch * 2 * d * 2
     assert torch.cuda.memory_allocated() - before == z_bytes + (h_bytes if kept == "Z and H" else 0)
     del z
+
+
+@pytest.mark.skipif(not OVER_H, reason="this torch cannot tell a retained graph (torch 2.5 and newer can)")
+def test_save_backward_writes_dh_over_h():
+    """The save policy's backward needs no B×2D buffer beyond the saved H: dG and dU go over H,
+    which dies with the graph. Its peak above what the forward left is the gradients alone (plus
+    allocator blocks of 512 bytes), where a retained graph, which keeps H intact, adds dH's
+    workspace on top. (I = 1024 gives the dX GEMM enough blocks to need no split-K sums.)"""
+    batch, i, d = 4096, 1024, 1024
+    x, w, b, dz = make_inputs((batch,), i, d, torch.bfloat16, True)
+    grads_bytes = (batch * i + 2 * d * i + 2 * d) * 2
+    h_bytes = batch * 2 * d * 2
+    extra = {}
+    for retain in (False, True):
+        xs, ws, bs = (t.detach().requires_grad_(True) for t in (x, w, b))
+        z = swiglu.fused_swiglu(xs, ws, bs, policy="save")
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        z.backward(dz, retain_graph=retain)
+        torch.cuda.synchronize()
+        extra[retain] = torch.cuda.max_memory_allocated() - before
+        check_all((z.detach(), xs.grad, ws.grad, bs.grad), reference(x, w, b, dz), torch.bfloat16,
+                  f"retain_graph={retain}: ")
+        del z
+    assert extra[False] <= grads_bytes + 4096, extra
+    assert extra[True] >= grads_bytes + h_bytes, extra
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_retained_graph_gives_the_same_gradients_twice(backward_calls, frozen):
+    """retain_graph: the first backward keeps H (the workspace path), so the second one, which
+    may then consume it, gets the same gradients; frozen weights take the same paths."""
+    x, w, b, dz = make_inputs((130,), 256, 264, torch.bfloat16, True)
+    xs, ws, bs = x.detach().requires_grad_(True), w.detach().requires_grad_(not frozen), b.detach()
+    bs.requires_grad_(not frozen)
+    z = swiglu.fused_swiglu(xs, ws, bs, policy="save")
+    wanted = (xs,) if frozen else (xs, ws, bs)
+    first = torch.autograd.grad(z, wanted, dz, retain_graph=True)
+    second = torch.autograd.grad(z, wanted, dz)
+    ref = reference(x, w, b, dz)[1:]
+    for k, (g1, g2) in enumerate(zip(first, second)):
+        name = ("dX", "dW", "dbias")[k]
+        assert_close(f"first {name}", g1, ref[k], GRADIENT_TOL[torch.bfloat16])
+        assert_close(f"second {name}", g2, ref[k], GRADIENT_TOL[torch.bfloat16])
+    second_op = "backward_over_h" if OVER_H else "backward"
+    assert backward_calls == [("backward", True, not frozen), (second_op, True, not frozen)]
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -529,6 +586,9 @@ def test_opcheck(save_h):
     h = torch.ops.swiglu.forward(x.detach(), w.detach(), b.detach(), True, None)[1]
     torch.library.opcheck(torch.ops.swiglu.backward.default,
                           (dz, x.detach(), w.detach(), b.detach(), h, not save_h, True, True, None))
+    if save_h:  # the operator that writes dH over its h (declared mutated)
+        torch.library.opcheck(torch.ops.swiglu.backward_over_h.default,
+                              (dz, x.detach(), w.detach(), b.detach(), h.clone(), True, True, None))
 
 
 # ---- the README --------------------------------------------------------------------------------

@@ -311,11 +311,11 @@ def test_library_with_another_abi_version(unloaded, tmp_path):
     src = tmp_path / "stub.c"
     src.write_text("\n".join(
         ["int swiglu_abi_version(void) { return 99; }", "const char* swiglu_last_error(void) { return \"\"; }"]
-        + [f"int {f}(void) {{ return 0; }}" for f in ("swiglu_forward", "swiglu_backward_workspace_bytes", "swiglu_backward")]))
+        + [f"int {f}(void) {{ return 0; }}" for f in ("swiglu_forward", "swiglu_backward_workspace_bytes2", "swiglu_backward2")]))
     lib = tmp_path / "libswiglu_c.so"
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     unloaded.setenv("SWIGLU_LIBRARY", str(lib))
-    with pytest.raises(swiglu.LibraryError, match=r"has C ABI version 99; this swiglu package needs version 1"):
+    with pytest.raises(swiglu.LibraryError, match=rf"has C ABI version 99; this swiglu package needs version {_lib.ABI_VERSION}"):
         swiglu.load_library()
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import swiglu
-from swiglu import functional
+from swiglu import _ops, functional
 
 from standin import CALLS, SAVES  # noqa: F401  (registers the stand-in kernels)
 
@@ -26,6 +26,11 @@ def kernel_path_on_cpu(monkeypatch):
     monkeypatch.setattr(functional, "_fallback_reason", lambda x: None)
     SAVES.clear()
     CALLS.clear()
+
+
+# Whether this torch lets the save policy's backward write dH over H: it must tell whether the
+# graph is retained (torch 2.5 and newer).
+OVER_H = _ops._KEEP_GRAPH is not None
 
 
 def inputs(shape=(2, 3, 5), hidden=4, bias=True, dtype=torch.float64):
@@ -54,7 +59,45 @@ def test_gradients_through_the_operators(policy, bias):
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r)
     assert CALLS == [{"recompute": policy == "recompute", "need_dx": True, "need_dw": True,
-                      "h_numel": 0 if policy == "recompute" else 6 * 8}]
+                      "h_numel": 0 if policy == "recompute" else 6 * 8,
+                      "over_h": policy == "save" and OVER_H}]
+
+
+@pytest.mark.parametrize("x_grad, w_grad", [(True, True), (True, False), (False, True)])
+def test_save_writes_dh_over_h_when_the_graph_dies(x_grad, w_grad):
+    """Without retain_graph the save policy's backward consumes H (backward_over_h), frozen
+    weights and a frozen input included; the gradients are the same."""
+    x, w, b = inputs()
+    x.requires_grad_(x_grad)
+    w.requires_grad_(w_grad)
+    b.requires_grad_(w_grad)
+    dz = torch.randn(2, 3, 4, dtype=torch.float64)
+    got = grads_of(lambda *t: swiglu.fused_swiglu(*t, policy="save"), x, w, b, dz)
+    ref = grads_of(swiglu.reference_swiglu, x, w, b, dz)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r)
+    assert [c["over_h"] for c in CALLS] == [OVER_H]
+
+
+def test_a_retained_graph_keeps_h_for_the_next_backward():
+    """retain_graph=True: the first backward leaves H intact, so the second one is right too (and,
+    as the graph then dies, consumes H)."""
+    x, w, b = inputs()
+    dz = torch.randn(2, 3, 4, dtype=torch.float64)
+    z = swiglu.fused_swiglu(x, w, b, policy="save")
+    z.backward(dz, retain_graph=True)
+    first = [t.grad.clone() for t in (x, w, b)]
+    z.backward(dz)
+    for t, g in zip((x, w, b), first):
+        torch.testing.assert_close(t.grad, 2 * g)
+    _, *ref = grads_of(swiglu.reference_swiglu, x, w, b, dz)
+    for g, r in zip(first, ref):
+        torch.testing.assert_close(g, r)
+    assert [c["over_h"] for c in CALLS] == [False, OVER_H]
+    # torch.autograd.grad with create_graph keeps the graph as well.
+    z = swiglu.fused_swiglu(x, w, b, policy="save")
+    torch.autograd.grad(z, (x, w, b), dz, create_graph=True)
+    assert CALLS[-1]["over_h"] is False
 
 
 def test_gradcheck_through_the_operators():
@@ -99,8 +142,8 @@ def test_leading_dimensions_and_strides():
 
 
 def test_compiled_graphs_call_the_operators():
-    """torch.compile with fullgraph=True: one graph, whose forward calls swiglu.forward and whose
-    backward calls swiglu.backward (captured through aot_autograd)."""
+    """torch.compile with fullgraph=True, both policies: one graph, whose forward calls
+    swiglu.forward and whose backward calls swiglu.backward (captured through aot_autograd)."""
     from functorch.compile import make_boxed_func
     from torch._dynamo.backends.common import aot_autograd
 
@@ -114,13 +157,16 @@ def test_compiled_graphs_call_the_operators():
 
     torch._dynamo.reset()
     backend = aot_autograd(fw_compiler=recorder("forward"), bw_compiler=recorder("backward"))
-    fn = torch.compile(lambda x, w, b: swiglu.fused_swiglu(x, w, b, policy="recompute"),
-                       backend=backend, fullgraph=True)
-    x, w, b = inputs()
-    dz = torch.randn(2, 3, 4, dtype=torch.float64)
-    got = grads_of(fn, x, w, b, dz)
-    ref = grads_of(swiglu.reference_swiglu, x, w, b, dz)
-    for g, r in zip(got, ref):
-        torch.testing.assert_close(g, r)
-    assert "swiglu.forward.default" in graphs["forward"], graphs
-    assert "swiglu.backward.default" in graphs["backward"], graphs
+    for policy in ("recompute", "save"):
+        torch._dynamo.reset()
+        fn = torch.compile(lambda x, w, b: swiglu.fused_swiglu(x, w, b, policy=policy),
+                           backend=backend, fullgraph=True)
+        x, w, b = inputs()
+        dz = torch.randn(2, 3, 4, dtype=torch.float64)
+        got = grads_of(fn, x, w, b, dz)
+        ref = grads_of(swiglu.reference_swiglu, x, w, b, dz)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r)
+        assert "swiglu.forward.default" in graphs["forward"], graphs
+        # A traced backward keeps H (the operator that writes over it is for eager tensors).
+        assert "swiglu.backward.default" in graphs["backward"], graphs

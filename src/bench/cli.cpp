@@ -175,6 +175,7 @@ struct GradientWords {
   std::string grads = "dx,dw";
   std::string policy = "save,recompute";
   std::string placement = "auto";
+  std::string dh;  // empty: the command's default
   std::string dx_tiles = "auto", dw_tiles = "auto";
 };
 
@@ -191,6 +192,11 @@ void add_gradient_options(CLI::App* cmd, GradientWords& g) {
                   "fused-recompute-prologue); fused-save always uses the prologue, except on Hopper's sm90 "
                   "GEMMs, which read a dH written by a separate gate-backward pass")
       ->capture_default_str();
+  cmd->add_option("--dh", g.dh,
+                  "where fused-save's backward stores dH: workspace (fused-save), inplace "
+                  "(fused-save-inplace: over the saved H, which the backward consumes, as the PyTorch "
+                  "package does; no workspace for dH) or a comma list [default: workspace; memory: "
+                  "workspace,inplace]");
   cmd->add_option("--dx-tiles", g.dx_tiles, "tiles of the fused dX GEMM: auto, all or names")
       ->capture_default_str();
   cmd->add_option("--dw-tiles", g.dw_tiles, "tiles of the fused dW GEMM: auto, all or names")
@@ -234,8 +240,16 @@ std::vector<TileChoice> tile_words(const std::string& text, const char* option) 
   return tiles;
 }
 
-GradientOptions resolve_gradient(const GradientWords& w) {
+GradientOptions resolve_gradient(const GradientWords& w, Op op) {
   GradientOptions g;
+  g.save_dh.clear();
+  const std::string dh = w.dh.empty() ? (op == Op::memory ? "workspace,inplace" : "workspace") : w.dh;
+  for (const auto& word : option_words(dh, "--dh")) {
+    if (word != "workspace" && word != "inplace")
+      throw std::invalid_argument("--dh: '" + word + "' is not workspace or inplace");
+    const DhStorage d = word == "workspace" ? DhStorage::workspace : DhStorage::tensors;
+    if (std::find(g.save_dh.begin(), g.save_dh.end(), d) == g.save_dh.end()) g.save_dh.push_back(d);
+  }
   g.grads = grads_option(w.grads);
   g.policies.clear();
   for (const auto& word : option_words(w.policy, "--policy")) {
@@ -685,7 +699,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
 
   try {
-    if (rc.spec->gradient) opts.gradient = resolve_gradient(rc.gradient_words);
+    if (rc.spec->gradient) opts.gradient = resolve_gradient(rc.gradient_words, opts.op);
     ResolvedCases resolved = resolve_cases(case_overrides(rc.cases));
     cmd.cases = std::move(resolved.cases);
     opts.name = std::move(resolved.name);

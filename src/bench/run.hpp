@@ -28,12 +28,15 @@ std::string_view to_string(Op op);
 std::string row_op(Op op);
 
 // What the gradient commands (backward, step, memory) run. The `fused` variant becomes one variant
-// per policy: fused-save and fused-recompute, and the recompute one once per gate placement
-// (fused-recompute for the epilogue, fused-recompute-prologue for the prologue).
+// per policy: fused-save and fused-recompute, the recompute one once per gate placement
+// (fused-recompute for the epilogue, fused-recompute-prologue for the prologue) and the save one
+// once per dH storage (fused-save: the workspace; fused-save-inplace: dH over the saved H, as the
+// PyTorch package runs it).
 struct GradientOptions {
   Grads grads;  // --grads: dx, dw or both
   std::vector<Policy> policies = {Policy::save, Policy::recompute};
   std::vector<GatePlacement> placements = {GatePlacement::automatic};
+  std::vector<DhStorage> save_dh = {DhStorage::workspace};  // --dh
   // The fused dX and dW GEMMs' tiles.
   std::vector<TileChoice> dx_tiles = {TileChoice()}, dw_tiles = {TileChoice()};
 };

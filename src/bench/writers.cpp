@@ -98,7 +98,9 @@ std::vector<Column> columns_of(std::string_view op, bool graph) {
                        {"ws MiB", 8, true},
                        {"ws MiB measured", 15, true},
                        {"saved vs cublas2", 16, true},
-                       {"ws vs cublas2", 13, true}});
+                       {"ws vs cublas2", 13, true},
+                       {"peak MiB measured", 17, true},
+                       {"peak vs cublas2", 15, true}});
   } else {
     if (gradient) c.push_back({"grads", 5, false});
     c.push_back({"tile", 18, false});
@@ -179,6 +181,8 @@ Json row_to_json(const Row& r) {
   j.set("workspace_vs_cublas2", number_or_null(r.workspace_vs_cublas2));
   j.set("cublas_workspace_bytes", bytes_or_null(r.cublas_workspace_bytes));
   j.set("meminfo_granularity_bytes", bytes_or_null(r.meminfo_granularity_bytes));
+  j.set("measured_peak_bytes", bytes_or_null(r.measured_peak_bytes));
+  j.set("peak_vs_cublas2", number_or_null(r.peak_vs_cublas2));
   j.set("tile_choice", r.tile_choice);
   return j;
 }
@@ -381,7 +385,8 @@ std::string markdown_row(const Row& r) {
   if (r.op == "memory") {
     rest = {mib(r.requested_saved_bytes), mib(r.measured_saved_bytes),
             mib(r.requested_workspace_bytes), mib(r.measured_workspace_bytes),
-            fixed_or_dash(r.saved_vs_cublas2, "{:.2f}x"), fixed_or_dash(r.workspace_vs_cublas2, "{:.2f}x")};
+            fixed_or_dash(r.saved_vs_cublas2, "{:.2f}x"), fixed_or_dash(r.workspace_vs_cublas2, "{:.2f}x"),
+            mib(r.measured_peak_bytes), fixed_or_dash(r.peak_vs_cublas2, "{:.2f}x")};
   } else {
     if (is_gradient_op(r.op)) rest.push_back(markdown_cell(r.grads));
     rest.push_back(markdown_cell(r.tile));

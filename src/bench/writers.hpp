@@ -74,11 +74,15 @@ struct Row {
   // share a page and read as 0). The ratios divide measured bytes by cublas2's of the same case
   // (NaN where cublas2 measured 0). cublas_workspace_bytes is the one cuBLASLt workspace the process
   // shares among all baseline GEMMs (not in the measured bytes; 0 for the fused rows, which do not
-  // use it).
+  // use it). measured_peak_bytes is the backward's peak beyond X, W, bias, Z, dZ and the gradients:
+  // what is kept plus the workspace (no variant allocates anything else during its calls), and
+  // peak_vs_cublas2 its ratio to cublas2's.
   int64_t requested_saved_bytes = -1, measured_saved_bytes = -1;
   int64_t requested_workspace_bytes = -1, measured_workspace_bytes = -1;
   double saved_vs_cublas2 = kNaN, workspace_vs_cublas2 = kNaN;
   int64_t cublas_workspace_bytes = -1, meminfo_granularity_bytes = -1;
+  int64_t measured_peak_bytes = -1;
+  double peak_vs_cublas2 = kNaN;
 };
 
 // Sets the row's problem fields (batch, in, hidden, ldx, dtype, layout, math, bias) from `p`; math

@@ -53,11 +53,14 @@ swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
   return swiglu::Status::success();
 }
 
-swiglu::Status to_options(int32_t policy, int32_t grad_dx, int32_t grad_dw,
+swiglu::Status to_options(int32_t policy, int32_t grad_dx, int32_t grad_dw, int32_t dh_storage,
                           swiglu::BackwardOptions* o) {
   if (policy != SWIGLU_POLICY_SAVE && policy != SWIGLU_POLICY_RECOMPUTE)
     return invalid("policy " + std::to_string(policy) + " is not SWIGLU_POLICY_SAVE or _RECOMPUTE");
+  if (dh_storage != SWIGLU_DH_WORKSPACE && dh_storage != SWIGLU_DH_TENSORS)
+    return invalid("dh_storage " + std::to_string(dh_storage) + " is not SWIGLU_DH_WORKSPACE or _TENSORS");
   o->policy = policy == SWIGLU_POLICY_SAVE ? swiglu::Policy::save : swiglu::Policy::recompute;
+  o->dh_storage = dh_storage == SWIGLU_DH_TENSORS ? swiglu::DhStorage::tensors : swiglu::DhStorage::workspace;
   o->grads.dx = grad_dx != 0;
   o->grads.dw = grad_dw != 0;
   return swiglu::Status::success();
@@ -94,28 +97,33 @@ swiglu_status swiglu_forward(const swiglu_problem* p, const void* x, const void*
   });
 }
 
-size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
-                                       int32_t grad_dw) {
+size_t swiglu_backward_workspace_bytes2(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                        int32_t grad_dw, int32_t dh_storage) {
   size_t bytes = 0;
   guarded([&] {
     swiglu::Problem prob;
     swiglu::BackwardOptions o;
     if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
-    if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, &o); !s.ok()) return s;
+    if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, dh_storage, &o); !s.ok()) return s;
     return swiglu::backward_workspace_bytes(prob, o, &bytes);
   });
   return bytes;
 }
 
-swiglu_status swiglu_backward(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
-                              int32_t grad_dw, const void* x, const void* w, const void* bias,
-                              const void* dz, const void* saved, void* dx, void* dw, void* dbias,
-                              void* workspace, size_t workspace_bytes, void* stream) {
+size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                       int32_t grad_dw) {
+  return swiglu_backward_workspace_bytes2(p, policy, grad_dx, grad_dw, SWIGLU_DH_WORKSPACE);
+}
+
+swiglu_status swiglu_backward2(const swiglu_problem* p, int32_t policy, int32_t grad_dx, int32_t grad_dw,
+                               int32_t dh_storage, const void* x, const void* w, const void* bias,
+                               const void* dz, const void* saved, void* dx, void* dw, void* dbias, void* dh,
+                               void* workspace, size_t workspace_bytes, void* stream) {
   return guarded([&] {
     swiglu::Problem prob;
     swiglu::BackwardOptions o;
     if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
-    if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, &o); !s.ok()) return s;
+    if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, dh_storage, &o); !s.ok()) return s;
     swiglu::BackwardTensors t;
     t.x = x;
     t.w = w;
@@ -125,9 +133,18 @@ swiglu_status swiglu_backward(const swiglu_problem* p, int32_t policy, int32_t g
     t.dx = dx;
     t.dw = dw;
     t.dbias = dbias;
+    t.dh = dh;
     return swiglu::backward(prob, t, o, workspace, workspace_bytes,
                             static_cast<cudaStream_t>(stream));
   });
+}
+
+swiglu_status swiglu_backward(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                              int32_t grad_dw, const void* x, const void* w, const void* bias,
+                              const void* dz, const void* saved, void* dx, void* dw, void* dbias,
+                              void* workspace, size_t workspace_bytes, void* stream) {
+  return swiglu_backward2(p, policy, grad_dx, grad_dw, SWIGLU_DH_WORKSPACE, x, w, bias, dz, saved, dx, dw, dbias,
+                          nullptr, workspace, workspace_bytes, stream);
 }
 
 }  // extern "C"

@@ -99,7 +99,7 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   }
   if (plan.gate_pass) {
     const char* h = static_cast<const char*>(plan.h);
-    char* dh = static_cast<char*>(plan.dh_workspace);
+    char* dh = static_cast<char*>(plan.dh_store);
     const size_t half = static_cast<size_t>(D) * es;  // G | U and dG | dU: D columns each
     if (Status s = launched(detail::launch_gate_backward(p.dtype, p.dtype, h, 2 * D, h + half, 2 * D, t.dz, D, dh,
                                                          2 * D, dh + half, 2 * D, B, D, stream),

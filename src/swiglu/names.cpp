@@ -29,6 +29,7 @@ constexpr Name<GatePlacement> kPlacements[] = {{GatePlacement::automatic, "auto"
                                                {GatePlacement::automatic, "automatic"},
                                                {GatePlacement::epilogue, "epilogue"},
                                                {GatePlacement::prologue, "prologue"}};
+constexpr Name<DhStorage> kDhStorages[] = {{DhStorage::workspace, "workspace"}, {DhStorage::tensors, "tensors"}};
 
 template <class E, size_t N>
 std::string_view name_of(const Name<E> (&names)[N], E value) {
@@ -54,12 +55,14 @@ std::string_view to_string(Math m) { return name_of(kMaths, m); }
 std::string_view to_string(Family f) { return name_of(kFamilies, f); }
 std::string_view to_string(Policy v) { return v == Policy::save ? "save" : "recompute"; }
 std::string_view to_string(GatePlacement v) { return name_of(kPlacements, v); }
+std::string_view to_string(DhStorage v) { return name_of(kDhStorages, v); }
 
 std::optional<DType> parse_dtype(std::string_view s) { return value_of(kDTypes, s); }
 std::optional<Layout> parse_layout(std::string_view s) { return value_of(kLayouts, s); }
 std::optional<Math> parse_math(std::string_view s) { return value_of(kMaths, s); }
 std::optional<Policy> parse_policy(std::string_view s) { return value_of(kPolicies, s); }
 std::optional<GatePlacement> parse_gate_placement(std::string_view s) { return value_of(kPlacements, s); }
+std::optional<DhStorage> parse_dh_storage(std::string_view s) { return value_of(kDhStorages, s); }
 
 size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
 

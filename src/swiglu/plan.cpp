@@ -43,8 +43,9 @@ int max_dx_splits(const Problem& p, const DeviceTraits& dev) {
   return static_cast<int>(wanted_splits(tiles, dev));
 }
 
-// The placement a call really uses: save reads H in the prologue; recompute takes the epilogue
-// unless asked for the prologue.
+// The placement a call really uses: save reads H in the prologue (DhStorage::tensors: a gate pass
+// stores dH first, whatever this says); recompute takes the epilogue unless asked for the prologue
+// (which DhStorage::tensors refuses).
 GatePlacement effective_placement(const BackwardOptions& o) {
   if (o.policy == Policy::save) return GatePlacement::prologue;
   return o.placement == GatePlacement::prologue ? GatePlacement::prologue : GatePlacement::epilogue;
@@ -94,14 +95,14 @@ FwdParams forward_params(const Problem& p, const void* x, const void* w, const v
 // through TMA (dH from the workspace, and W12 for dX or X for dW); when one of them is not 16-byte
 // aligned the heuristic's choice among the other families runs instead.
 Status choose_gemm_tile(const Problem& p, const DeviceTraits& dev, Gemm gemm, const std::optional<TileConfig>& forced,
-                        const void* b_operand, const void* dh_workspace, TileConfig* tile) {
+                        const void* b_operand, const void* dh_store, TileConfig* tile) {
   if (forced) {
     *tile = *forced;
   } else if (Status s = choose_backward_tile(p, dev, gemm, /*allow_sm90=*/true, tile); !s.ok()) {
     return s;
   }
   if (tile->family == Family::wgmma_sm90 && sm90_backward_possible(p, dev) &&
-      !(dh_workspace != nullptr && aligned(dh_workspace, 16) && aligned(b_operand, 16))) {
+      !(dh_store != nullptr && aligned(dh_store, 16) && aligned(b_operand, 16))) {
     return choose_backward_tile(p, dev, gemm, /*allow_sm90=*/false, tile);
   }
   return Status::success();
@@ -192,8 +193,9 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
   };
   if (o.policy == Policy::recompute && placement == GatePlacement::prologue)
     region(h_elems_bytes, &l.h_offset, &l.h_bytes);
-  if ((o.policy == Policy::recompute && placement == GatePlacement::epilogue) ||
-      (o.grads.dx && o.grads.dw) || direct_dh_backward_possible(p, dev))
+  if (o.dh_storage == DhStorage::workspace &&
+      ((o.policy == Policy::recompute && placement == GatePlacement::epilogue) || (o.grads.dx && o.grads.dw) ||
+       direct_dh_backward_possible(p, dev)))
     region(h_elems_bytes, &l.dh_offset, &l.dh_bytes);
   const int splits = o.grads.dx ? max_dx_splits(p, dev) : 1;
   if (splits > 1) {
@@ -213,7 +215,9 @@ Status plan_backward(const Problem& p, const BackwardTensors& t, const BackwardO
   const GatePlacement placement = effective_placement(o);
   const WorkspaceLayout ws = workspace_layout(p, o, dev);
   char* const ws_base = static_cast<char*>(workspace);
-  void* const dh_region = ws.dh_bytes > 0 ? ws_base + ws.dh_offset : nullptr;
+  // Where a stored dH goes: the caller's tensor (DhStorage::tensors) or the workspace's region.
+  const bool dh_in_tensors = o.dh_storage == DhStorage::tensors;
+  void* const dh_region = dh_in_tensors ? t.dh : ws.dh_bytes > 0 ? ws_base + ws.dh_offset : nullptr;
 
   TileConfig dx_tile, dw_tile;
   if (o.grads.dx) {
@@ -246,11 +250,13 @@ Status plan_backward(const Problem& p, const BackwardTensors& t, const BackwardO
       h = h_region;
     }
   }
-  // Those GEMMs have no gate prologue: the gate backward writes dH to the workspace first.
-  if ((dx_direct || dw_direct) && dh == nullptr) {
+  // Those GEMMs have no gate prologue, and DhStorage::tensors stores dH whoever reads it: the gate
+  // backward writes dH first (over H itself when t.dh is the saved H: the pass reads each element
+  // before it writes it).
+  if ((dx_direct || dw_direct || dh_in_tensors) && dh == nullptr) {
     plan.gate_pass = true;
     plan.h = h;
-    plan.dh_workspace = dh_region;
+    plan.dh_store = dh_region;
     dh = dh_region;
   }
 

@@ -32,7 +32,7 @@ Status plan_forward(const Problem& p, const DeviceTraits& dev, const std::option
 //   dh:      dH = [dG | dU], from the recompute's epilogue (epilogue placement), from the dX GEMM's
 //            first column of blocks for the dW GEMM (prologue, both gradients), or from the gate
 //            backward before the GEMMs that read dH as stored, sm90 (through TMA) and gemv (any
-//            problem they could take)
+//            problem they could take); none with DhStorage::tensors (BackwardTensors::dh instead)
 //   partial: split-K sums of dX, B×I fp32 (zeroed with the counters before each split launch)
 //   counter: split-K tile counters
 struct WorkspaceLayout {
@@ -57,11 +57,12 @@ struct GemmPlan {
 
 struct BackwardPlan {
   std::optional<ForwardPlan> recompute;
-  // The gate backward writes dH = [dG | dU] to dh_workspace from H (h) and dZ first, for sm90 or
-  // gemv GEMMs (which have no gate prologue) when no GEMM would write it.
+  // The gate backward writes dH = [dG | dU] to dh_store from H (h) and dZ first, for sm90 or gemv
+  // GEMMs (which have no gate prologue) or DhStorage::tensors, when no GEMM would write it. dh_store
+  // is the workspace's region or BackwardTensors::dh, which may be h itself.
   bool gate_pass = false;
   const void* h = nullptr;
-  void* dh_workspace = nullptr;
+  void* dh_store = nullptr;
   std::optional<GemmPlan> dx, dw;
   // dbias as a column sum of dH (dbias_source) after an sm90 or gemv dW GEMM, which leave it out.
   const void* dbias_source = nullptr;

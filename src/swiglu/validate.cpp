@@ -43,6 +43,15 @@ Status check_options(const BackwardOptions& o) {
     return fail(StatusCode::invalid_argument,
                 "gate placement " + str(static_cast<int>(o.placement)) + " is not automatic, epilogue or prologue");
   }
+  if (o.dh_storage != DhStorage::workspace && o.dh_storage != DhStorage::tensors) {
+    return fail(StatusCode::invalid_argument,
+                "dH storage " + str(static_cast<int>(o.dh_storage)) + " is not workspace or tensors");
+  }
+  if (o.dh_storage == DhStorage::tensors && o.placement == GatePlacement::prologue) {
+    return fail(StatusCode::invalid_argument,
+                "gate placement 'prologue' computes dH inside the GEMMs and stores none; DhStorage::tensors "
+                "stores dH in BackwardTensors::dh, so it takes the automatic or epilogue placement");
+  }
   return Status::success();
 }
 
@@ -181,8 +190,15 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
   const int64_t B = p.batch, D = p.hidden, I = p.in_features;
   std::vector<Range> in = {{"x", t.x, x_elems(p)}, {"w", t.w, w_elems(p)}, {"dz", t.dz, B * D}};
   if (p.bias && o.policy == Policy::recompute) in.push_back({"bias", t.bias, 2 * D});
-  if (o.policy == Policy::save) in.push_back({"saved", t.saved, B * 2 * D});
+  // dH written over the saved H: saved is then an output (read by the same thread that writes it).
+  const bool dh_over_saved = o.dh_storage == DhStorage::tensors && o.policy == Policy::save && t.dh == t.saved;
+  if (o.policy == Policy::save && !dh_over_saved) in.push_back({"saved", t.saved, B * 2 * D});
   std::vector<Range> out;
+  if (dh_over_saved) {
+    out.push_back({"dh (over saved)", t.dh, B * 2 * D});
+  } else if (o.dh_storage == DhStorage::tensors) {
+    out.push_back({"dh", t.dh, B * 2 * D});
+  }
   if (o.grads.dx) out.push_back({"dx", t.dx, B * I});
   if (o.grads.dw) out.push_back({"dw", t.dw, w_elems(p)});
   if (o.grads.dw && p.bias) out.push_back({"dbias", t.dbias, 2 * D});
