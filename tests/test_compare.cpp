@@ -1040,6 +1040,22 @@ TEST(Compare, NothingToCompareIsAMismatch) {
   EXPECT_EQ(rep.exit_code, kExitError);
 }
 
+TEST_F(TempDir, UpdateBaselineRefusesAFileWithNothingToCompare) {
+  // A finished run with no PASS row, as the current file of `compare --update-baseline`: refused
+  // (3), the old baseline untouched; a file with cases replaces it.
+  std::string text = test::slurp(fixture("base.json"));
+  for (size_t at = 0; (at = text.find("\"status\": \"PASS\"", at)) != std::string::npos;)
+    text.replace(at, 16, "\"status\": \"SKIP\"");
+  const std::string current = path("current.json"), baseline = path("baseline.json");
+  test::spit(current, text);
+  ASSERT_TRUE(load_result_file(current).complete);
+  test::spit(baseline, "old");
+  EXPECT_EQ(run_compare(baseline, current, {}, /*update_baseline=*/true), kExitError);
+  EXPECT_EQ(test::slurp(baseline), "old");
+  EXPECT_EQ(run_compare(baseline, fixture("same.json"), {}, /*update_baseline=*/true), kExitOk);
+  EXPECT_EQ(load_result_file(baseline).rows.size(), load("same.json").rows.size());
+}
+
 TEST(Compare, ReferenceCublas1) {
   CompareOptions o;
   o.reference = "cublas1";

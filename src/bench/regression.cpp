@@ -428,6 +428,14 @@ std::vector<Row> merge_rows(const std::vector<Row>& rows, const std::vector<Row>
   return merged;
 }
 
+// Why a baseline needs a case: a gate against one with none fails every later run ("no case to
+// compare") only then, far from the update that wrote it. "" when `f` has one, else why not.
+std::string why_not_a_baseline(const ResultFile& f, const CompareOptions& o) {
+  if (!compare_results(f, f, o).cases.empty()) return {};
+  return fmt::format("it has no case a gate could compare: no fused row with a speedup vs {} and a timed {} row",
+                     o.reference, o.reference);
+}
+
 int run_compare(const std::string& baseline, const std::string& current, const CompareOptions& o,
                 bool update_baseline) {
   try {
@@ -441,6 +449,11 @@ int run_compare(const std::string& baseline, const std::string& current, const C
         std::fprintf(stderr, "error: not updating %s from %s: %s\n", baseline.c_str(),
                      current.c_str(), failed ? "it has parity failures" : "the run was cut short");
         return failed ? kExitParity : kExitError;
+      }
+      if (const std::string why = why_not_a_baseline(cur, o); !why.empty()) {
+        std::fprintf(stderr, "error: not updating %s from %s: %s\n", baseline.c_str(), current.c_str(),
+                     why.c_str());
+        return kExitError;
       }
       write_result_file(cur, baseline);
       std::printf("baseline %s rewritten from %s (%zu rows)\n", baseline.c_str(), current.c_str(),
@@ -493,6 +506,10 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
       if (rc != kExitOk) {
         std::fprintf(stderr, "error: not updating the baseline from a run that exited %d\n", rc);
         return rc;
+      }
+      if (const std::string why = why_not_a_baseline(cur, gate.compare); !why.empty()) {
+        std::fprintf(stderr, "error: not updating the baseline %s: %s\n", baseline.c_str(), why.c_str());
+        return kExitError;
       }
       write_result_file(cur, baseline);
       std::printf("baseline %s written (%zu rows)\n", baseline.c_str(), cur.rows.size());
