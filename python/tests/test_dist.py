@@ -366,6 +366,29 @@ def case_compiled_operators(rank, world):
         compare_model(f"compiled {what}", model, ref, EXACT_TOL, EXACT_TOL, got, ref_out)
 
 
+def case_eager_operators(rank, world):
+    """TP and FSDP2 in eager mode with the operators path (the CPU stand-ins): save's backward
+    writes dH over the saved H (backward_over_h) under DTensor and FSDP2's hooks as in one process,
+    and Z and the gradients match the one-process model."""
+    import standin
+
+    functional._fallback_reason = lambda x: None  # fused_swiglu() calls the operators on CPU
+    x, dz = inputs()
+    ref = reference()
+    ref_out = run_and_backward(ref, x, dz)
+    mesh = init_device_mesh("cpu", (world,))
+    tp = parallelize(reference(), mesh)
+    fsdp = reference()
+    for b in fsdp.blocks:
+        fully_shard(b, mesh=mesh)
+    sum_then_divide(fully_shard(fsdp, mesh=mesh))
+    for what, model in (("TP", tp), ("FSDP2", fsdp)):
+        standin.CALLS.clear()
+        got = run_and_backward(model, x, dz)
+        assert [c["over_h"] for c in standin.CALLS] == [True] * len(model.blocks), f"{what}: {standin.CALLS}"
+        compare_model(f"eager {what}", model, ref, EXACT_TOL, EXACT_TOL, got, ref_out)
+
+
 def case_errors(rank, world):
     """What cannot work fails with a message that says why."""
     mesh = init_device_mesh("cpu", (world,))
@@ -394,7 +417,7 @@ def case_errors(rank, world):
 
 CASES = {f.__name__[len("case_"):]: f for f in (case_tensor_parallel, case_sequence_parallel, case_fsdp, case_tp_fsdp,
                                                 case_fsdp_default_placement, case_checkpoints, case_compiled_operators,
-                                                case_errors)}
+                                                case_eager_operators, case_errors)}
 
 
 def _worker(rank, world, case, store, *args):
