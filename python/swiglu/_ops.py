@@ -103,7 +103,8 @@ def _check_operands(x, w, bias, dz=None, h=None) -> None:
 
 def _forward_cuda(x, w, bias, save_h, tf32):
     """Z = SiLU(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb) in one launch; H = [G | U] (B×2D) from the same
-    launch when save_h, else an empty tensor."""
+    launch when save_h, else an empty tensor. H belongs to the autograd graph: the save policy's
+    backward writes dH over it when the graph dies (backward_over_h)."""
     _check_operands(x, w, bias)
     lib = _lib.library()
     x, ldx = _rows(x)
