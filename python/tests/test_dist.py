@@ -341,10 +341,11 @@ def case_dcp_load(rank, world, path):
                   run_and_backward(model, x, dz), ref_out)
 
 
-def case_compiled_operators(rank, world):
-    """torch.compile over a TP model and over an FSDP2 model, with the operators path: CPU stand-in
-    kernels for torch.ops.swiglu.* (standin.py), so that the graphs hold the operators as they do
-    on a GPU. Z and the gradients match the eager one-process model, and the operators ran."""
+def operators_path(world, compiled):
+    """TP and FSDP2 models on the operators path: CPU stand-in kernels for torch.ops.swiglu.*
+    (standin.py), so that the models call the operators as they do on a GPU, compiled or eager.
+    Z and the gradients match the eager one-process model; returns each model's stand-in
+    backward calls, and the blocks a model has."""
     import standin
 
     functional._fallback_reason = lambda x: None  # fused_swiglu() calls the operators on CPU
@@ -357,36 +358,31 @@ def case_compiled_operators(rank, world):
     for b in fsdp.blocks:
         fully_shard(b, mesh=mesh)
     sum_then_divide(fully_shard(fsdp, mesh=mesh))
+    calls = {}
     for what, model in (("TP", tp), ("FSDP2", fsdp)):
         standin.CALLS.clear()
-        got = run_and_backward(torch.compile(model), x, dz)
-        # Why this many: each block's FusedSwiGLU runs one backward operator.
-        assert len(standin.CALLS) == len(model.blocks), f"{what}: {len(standin.CALLS)} backward operator calls"
+        got = run_and_backward(torch.compile(model) if compiled else model, x, dz)
+        calls[what] = list(standin.CALLS)
         # FSDP2: every rank ran the whole batch, so the average of the ranks' gradients is its own.
-        compare_model(f"compiled {what}", model, ref, EXACT_TOL, EXACT_TOL, got, ref_out)
+        compare_model(f"{'compiled' if compiled else 'eager'} {what}", model, ref, EXACT_TOL, EXACT_TOL, got,
+                      ref_out)
+    return calls, len(ref.blocks)
+
+
+def case_compiled_operators(rank, world):
+    """torch.compile over a TP model and over an FSDP2 model: each block's FusedSwiGLU runs one
+    backward operator."""
+    calls, blocks = operators_path(world, compiled=True)
+    for what, c in calls.items():
+        assert len(c) == blocks, f"{what}: {len(c)} backward operator calls"
 
 
 def case_eager_operators(rank, world):
-    """TP and FSDP2 in eager mode with the operators path (the CPU stand-ins): save's backward
-    writes dH over the saved H (backward_over_h) under DTensor and FSDP2's hooks as in one process,
-    and Z and the gradients match the one-process model."""
-    import standin
-
-    functional._fallback_reason = lambda x: None  # fused_swiglu() calls the operators on CPU
-    x, dz = inputs()
-    ref = reference()
-    ref_out = run_and_backward(ref, x, dz)
-    mesh = init_device_mesh("cpu", (world,))
-    tp = parallelize(reference(), mesh)
-    fsdp = reference()
-    for b in fsdp.blocks:
-        fully_shard(b, mesh=mesh)
-    sum_then_divide(fully_shard(fsdp, mesh=mesh))
-    for what, model in (("TP", tp), ("FSDP2", fsdp)):
-        standin.CALLS.clear()
-        got = run_and_backward(model, x, dz)
-        assert [c["over_h"] for c in standin.CALLS] == [True] * len(model.blocks), f"{what}: {standin.CALLS}"
-        compare_model(f"eager {what}", model, ref, EXACT_TOL, EXACT_TOL, got, ref_out)
+    """TP and FSDP2 in eager mode: save's backward writes dH over the saved H (backward_over_h) in
+    every block, under DTensor and FSDP2's hooks as in one process."""
+    calls, blocks = operators_path(world, compiled=False)
+    for what, c in calls.items():
+        assert [call["over_h"] for call in c] == [True] * blocks, f"{what}: {c}"
 
 
 def case_errors(rank, world):
