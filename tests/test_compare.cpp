@@ -699,6 +699,31 @@ TEST_F(TileChoice, ReadBackOrInferredForOldFiles) {
   const ResultFile g = write("new.json", {row_to_json(fused), row_to_json(other_case)});
   EXPECT_EQ(g.rows[0].tile_choice, "auto");
   EXPECT_EQ(g.rows[1].tile_choice, "forced");
+  // Gradient rows once written with it empty: the same rule, each fused variant on its own.
+  Row save = fused;
+  save.op = "backward";
+  save.variant = "fused-save";
+  save.policy = "save";
+  save.grads = "dx,dw";
+  save.tile = "dx=gemv:16x64x64s4w4 dw=gemv:128x64x16s1w4";
+  save.tile_choice.clear();
+  Row save_other_tile = save;
+  save_other_tile.tile = "dx=sm80:64x64x32s4w4 dw=gemv:128x64x16s1w4";
+  Row inplace = save;
+  inplace.variant = "fused-save-inplace";
+  Row recompute = save;
+  recompute.variant = "fused-recompute";
+  recompute.policy = "recompute";
+  Row grad_cublas = cublas;
+  grad_cublas.op = "backward";
+  grad_cublas.policy = "save";
+  const ResultFile h = write("grad.json", {row_to_json(save), row_to_json(save_other_tile), row_to_json(inplace),
+                                           row_to_json(recompute), row_to_json(grad_cublas)});
+  EXPECT_EQ(h.rows[0].tile_choice, "forced");
+  EXPECT_EQ(h.rows[1].tile_choice, "forced");
+  EXPECT_EQ(h.rows[2].tile_choice, "auto");
+  EXPECT_EQ(h.rows[3].tile_choice, "auto");
+  EXPECT_EQ(h.rows[4].tile_choice, "");
 }
 
 // The shipped gate: configs/ci.yaml and every committed baseline describe the same cases, so

@@ -513,7 +513,8 @@ std::string problem_key(const Row& r, std::string_view policy) {
 }
 
 // The inverse of row_to_json. Required: the case key, status, and what the comparison reads.
-// Returns whether the row has a tile_choice key (files written before it existed have none).
+// Returns whether the row names its tile_choice (files written before it existed have none, and
+// gradient rows were once written with it empty).
 bool read_row(const Object& o, Row& r, std::string& policy) {
   constexpr bool req = true, opt = false;
   o.string("op", req, r.op);
@@ -558,19 +559,21 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
                 r.speedup_vs_cublas2);
   o.measurement("speedup_vs_cublas1", req, kMinMeasurement, kMaxMeasurement, label,
                 r.speedup_vs_cublas1);
-  return o.find("tile_choice") != nullptr;
+  return !r.tile_choice.empty();
 }
 
-// Files written before rows had tile_choice: a fused row is taken as the heuristic's pick when it
-// is the only fused row of its problem in the file (a sweep with tiles: auto, as configs/ci.yaml),
-// else as forced (tiles: all, or a list of names).
+// Rows that do not name their tile_choice: a fused row (forward "fused", gradient "fused-save",
+// "fused-recompute", ...) is taken as the heuristic's pick when it is the only row of its variant
+// and problem in the file (a sweep with tiles: auto, as configs/ci.yaml), else as forced (tiles:
+// all, or a list of names).
 void infer_tile_choice(ResultFile& f, const std::vector<char>& has_choice) {
+  const auto fused = [](const Row& r) { return r.variant.starts_with("fused"); };
   std::unordered_map<std::string, int> fused_rows;
   for (size_t i = 0; i < f.rows.size(); ++i)
-    if (f.rows[i].variant == "fused") ++fused_rows[problem_key(f.rows[i], f.policy(i))];
+    if (fused(f.rows[i])) ++fused_rows[problem_key(f.rows[i], f.policy(i))];
   for (size_t i = 0; i < f.rows.size(); ++i) {
     Row& r = f.rows[i];
-    if (has_choice[i] || r.variant != "fused") continue;
+    if (has_choice[i] || !fused(r)) continue;
     r.tile_choice = fused_rows[problem_key(r, f.policy(i))] == 1 ? "auto" : "forced";
   }
 }

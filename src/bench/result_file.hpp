@@ -56,9 +56,10 @@ inline constexpr double kMaxNoise = 1e3;
 // Reads a result file. Rows are rebuilt as the inverse of row_to_json: null becomes NaN
 // (worst_index -1). Every key row_to_json writes is known; the case-key fields, status and the
 // timing fields the comparison reads (median_ms, noise, speedup_vs_cublas2, speedup_vs_cublas1) are
-// required, the others default when absent, and unknown keys are ignored. A file written before
-// rows had tile_choice gets one inferred: a fused row is "auto" when it is the only fused row of
-// its problem in the file (a sweep with tiles: auto, as configs/ci.yaml runs), else "forced".
+// required, the others default when absent, and unknown keys are ignored. A fused row (forward or
+// gradient) with no tile_choice, or an empty one, gets one inferred: "auto" when it is the only row
+// of its variant and problem in the file (a sweep with tiles: auto, as configs/ci.yaml runs), else
+// "forced".
 // Throws ResultFileError naming the file (and line:column where known) for a file that is not a
 // regular file, too large or unreadable, a syntax error, nesting too deep, a schema other than
 // "swiglubench/1", a missing provenance or device field, a missing required row key, a duplicate

@@ -188,6 +188,11 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
             if (m.policy == Policy::recompute) var.row.tile_recompute = ft.word;
             if (g.grads.dx) var.row.tile_dx = dxt.word;
             if (g.grads.dw) var.row.tile_dw = dwt.word;
+            // Unused choices are "auto" (just_auto), so a row is auto when the heuristic chose all.
+            const bool automatic = ft.kind == TileChoice::Kind::automatic &&
+                                   dxt.kind == TileChoice::Kind::automatic &&
+                                   dwt.kind == TileChoice::Kind::automatic;
+            var.row.tile_choice = automatic ? "auto" : "forced";
             std::string reason;
             if (!resolve_tile(ft, fwd_compiled, p, traits, "forward", &var.forward_tile, &reason) ||
                 !resolve_tile(dxt, dx_compiled, p, traits, "dx", &var.options.dx_tile, &reason) ||
