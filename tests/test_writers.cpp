@@ -175,6 +175,35 @@ TEST(Json, WrongKindThrows) {
 
 // --- atomic writes ---------------------------------------------------------------------------
 
+using ReadFile = TempDir;
+
+TEST_F(ReadFile, WholeFileUpToTheLimitAndTheStatedSizeOverIt) {
+  spit(path("f"), "0123456789");
+  EXPECT_EQ(common::read_regular_file(path("f"), 10), "0123456789");
+  try {
+    common::read_regular_file(path("f"), 9);
+    FAIL() << "a 10-byte file over a 9-byte limit was read";
+  } catch (const common::FileReadError& e) {
+    EXPECT_EQ(e.why, common::FileReadError::Why::too_large);
+    EXPECT_EQ(e.reason({"", "{5}{1} bytes over {2}", ""}), "10 bytes over 9");
+  }
+}
+
+// A file that holds more than its stated size (/proc files state 0; a file can grow while read):
+// the read stops one byte past the limit, and the message says "at least".
+TEST(ReadFileProc, MoreThanTheStatedSizeIsALowerBound) {
+  struct stat st {};
+  if (::stat("/proc/self/status", &st) != 0 || st.st_size != 0) GTEST_SKIP() << "no /proc/self/status of stated size 0";
+  try {
+    common::read_regular_file("/proc/self/status", 16);
+    FAIL() << "/proc/self/status read within 16 bytes";
+  } catch (const common::FileReadError& e) {
+    EXPECT_EQ(e.why, common::FileReadError::Why::too_large);
+    EXPECT_TRUE(e.at_least);
+    EXPECT_EQ(e.reason({"", "{5}{1} bytes over {2}", ""}), "at least 17 bytes over 16");
+  }
+}
+
 using AtomicWrite = TempDir;
 
 TEST_F(AtomicWrite, WritesReplacesAndLeavesNoTemporary) {

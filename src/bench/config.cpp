@@ -337,7 +337,7 @@ std::string read_config_file(const std::string& path) {
     return common::read_regular_file(path, kMaxConfigBytes);
   } catch (const common::FileReadError& e) {
     const std::string why = e.reason({"it is {0}, not a regular file",
-                                      "it is {1} bytes, more than the limit of {2} bytes (1 MiB)",
+                                      "it is {5}{1} bytes, more than the limit of {2} bytes (1 MiB)",
                                       "read error: {4}"});
     throw ConfigError(fmt::format("{}:1:1: cannot read config file: {}", path, why));
   }

@@ -127,7 +127,7 @@ std::string read_result_text(const std::string& path) {
   } catch (const common::FileReadError& e) {
     const std::string why =
         e.reason({"not a regular file ({0}); a result file must be one",
-                  "{1} bytes, over the {3} MiB ({2} bytes) limit for a result file", "{4}"});
+                  "{5}{1} bytes, over the {3} MiB ({2} bytes) limit for a result file", "{4}"});
     throw ResultFileError(fmt::format("{}: cannot read: {}", path, why));
   }
 }

@@ -28,7 +28,7 @@ std::string FileReadError::reason(const Wording& w) const {
                                 : why == Why::read      ? w.read
                                                         : std::string_view("{4}");
   return fmt::format(fmt::runtime(text), file_type_name(mode), bytes, limit, limit >> 20,
-                     std::strerror(error));
+                     std::strerror(error), at_least ? "at least " : "");
 }
 
 std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
@@ -59,7 +59,11 @@ std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
       throw fail(Why::read, errno);
     }
     text.append(buf, static_cast<size_t>(n));
-    if (text.size() > max_bytes) throw fail(Why::too_large, 0, 0, text.size());
+    if (text.size() > max_bytes) {
+      FileReadError e = fail(Why::too_large, 0, 0, text.size());
+      e.at_least = true;
+      throw e;
+    }
   }
   return text;
 }

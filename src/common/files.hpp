@@ -16,14 +16,15 @@ class FileReadError : public std::runtime_error {
   enum class Why {
     open,         // stat, open or fstat failed (error)
     not_regular,  // a FIFO, device, directory, ... (mode)
-    too_large,    // more than the limit (bytes: the size, or what was read before stopping)
+    too_large,    // more than the limit (bytes: the size, or, with at_least, what was read before stopping)
     read,         // read failed (error)
   };
   FileReadError(const std::string& path, Why why, int error, unsigned mode, uint64_t bytes,
                 uint64_t limit);
 
   // The reason in a caller's words: fmt formats, each given {0} = the file type, {1} = the bytes
-  // read or stated, {2} = the limit, {3} = the limit in MiB, {4} = strerror.
+  // read or stated, {2} = the limit, {3} = the limit in MiB, {4} = strerror, {5} = "at least "
+  // when {1} is what was read before stopping (a file larger than its stated size), else "".
   struct Wording {
     std::string_view not_regular, too_large, read;
   };
@@ -34,6 +35,7 @@ class FileReadError : public std::runtime_error {
   unsigned mode = 0;
   uint64_t bytes = 0;
   uint64_t limit = 0;
+  bool at_least = false;  // bytes is a lower bound: the read stopped past the limit
 };
 
 // The whole of `path`, a regular file of at most `max_bytes`. Why stat before open: a device is
