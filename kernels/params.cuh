@@ -42,6 +42,18 @@ struct FwdParams {
   int tma_store = 0;
 };
 
+// The FP8 forward (e4m3 X and W12, linear layout): FwdParams with x and w in e4m3 and the outputs
+// (z, saved) and bias in the output dtype, plus the block scales, fp32, dequantised = e4m3 · scale:
+//   x_scale: B × k_blocks, row-major: row r's scale for K block kb (I columns kb·128 .. kb·128+127)
+//   w_scale: 2 × d_blocks × k_blocks: Wa's 128×128 blocks, then Wb's (row block nb, K block kb)
+// k_blocks = ceil(I / 128), d_blocks = ceil(D / 128).
+struct Fp8FwdParams {
+  FwdParams base;
+  const float* x_scale = nullptr;
+  const float* w_scale = nullptr;
+  int64_t k_blocks = 0, d_blocks = 0;
+};
+
 // The backward GEMMs, C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (B×2D):
 //   dx_linear, dx_packed: A = dH (M = B, K = 2D), B = W12 (linear) or Wfᵀ (packed), C = dX (B×I)
 //   dw:                   A = dHᵀ (M = 2D, K = B), B = X, C = dW12 (either layout), dbias

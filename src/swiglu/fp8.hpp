@@ -1,0 +1,23 @@
+// Internal, in progress: the FP8 forward on sm_90a (kernels/fwd_sm90_fp8.cuh), launched directly
+// by its tests; forward() does not take e4m3 problems yet.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/params.cuh"
+#include "swiglu/swiglu.hpp"
+
+namespace swiglu::detail {
+
+// Z (and H when q.base.saved) in `out` (bf16 or fp16) from e4m3 X and W12 (linear layout) and their
+// fp32 block scales (Fp8FwdParams). Needs a build with sm_90a code and a compute capability 9.0
+// device; I and the X row stride multiples of 16 (TMA), X and W 16-byte aligned. Sets vec_store.
+Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, cudaStream_t stream);
+
+// Quantises a rows×cols matrix `a` (`in`: fp32, fp16 or bf16; row stride lda) to e4m3 in q (row
+// stride ldq) with fp32 scales in blocks of block_rows (1 or 128) × 128 (kernels/quantize.cuh):
+// scale holds ceil(rows / block_rows) × ceil(cols / 128) of them, row-major.
+Status quantize_e4m3(DType in, const void* a, int64_t lda, void* q, int64_t ldq, float* scale, int64_t rows,
+                     int64_t cols, int block_rows, cudaStream_t stream);
+
+}  // namespace swiglu::detail

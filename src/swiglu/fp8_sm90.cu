@@ -1,0 +1,69 @@
+// The FP8 forward's launcher (swiglu/fp8.hpp): argument checks, the e4m3 TMA maps, the persistent
+// launch of kernels/fwd_sm90_fp8.cuh.
+#include "swiglu/fp8.hpp"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <string>
+
+#include "kernels/fwd_sm90_fp8.cuh"
+#include "swiglu/families/sm90.cuh"
+#include "swiglu/validate.hpp"
+
+namespace swiglu::detail {
+namespace {
+
+template <class Cfg>
+cudaError_t launch_fp8(const kernels::Fp8FwdParams& q, cudaStream_t stream) {
+  const kernels::FwdParams& p = q.base;
+  const int64_t m_tiles = (p.B + Cfg::kBlockM - 1) / Cfg::kBlockM;
+  const int64_t n_tiles = (p.D + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  if (m_tiles * n_tiles == 0) return cudaSuccess;
+  CUtensorMap x_map, w_map;
+  if (!sm90::encode_matrix(&x_map, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) ||
+      !sm90::encode_matrix(&w_map, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.w, 2 * p.D, p.I, p.I, Cfg::kBlockN)) {
+    return cudaErrorInvalidValue;
+  }
+  return sm90::launch_persistent<Cfg, kernels::swiglu_fwd_sm90_fp8<Cfg>>(m_tiles, n_tiles, stream, x_map, w_map, q);
+}
+
+}  // namespace
+
+Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, cudaStream_t stream) {
+  const kernels::FwdParams& p = q.base;
+  if (out != DType::bf16 && out != DType::f16)
+    return fail(StatusCode::invalid_argument, "fp8 forward: the output dtype must be bf16 or fp16");
+  if (p.B < 0 || p.I <= 0 || p.D <= 0)
+    return fail(StatusCode::invalid_argument, "fp8 forward: B must be >= 0, I and D > 0");
+  if (p.I % 16 != 0 || p.ldx % 16 != 0 || p.ldx < p.I)
+    return fail(StatusCode::invalid_argument, "fp8 forward: I and the X row stride must be multiples of 16 (TMA)");
+  if (p.x == nullptr || p.w == nullptr || q.x_scale == nullptr || q.w_scale == nullptr ||
+      (p.z == nullptr && p.saved == nullptr) || (p.has_bias != 0 && p.bias == nullptr))
+    return fail(StatusCode::invalid_argument, "fp8 forward: a null pointer");
+  if (!aligned(p.x, 16) || !aligned(p.w, 16))
+    return fail(StatusCode::invalid_argument, "fp8 forward: X and W must be 16-byte aligned");
+  if (q.k_blocks != (p.I + 127) / 128 || q.d_blocks != (p.D + 127) / 128)
+    return fail(StatusCode::invalid_argument, "fp8 forward: k_blocks must be ceil(I/128) and d_blocks ceil(D/128)");
+#if SWIGLU_HAVE_SM90A
+  DeviceTraits dev;
+  if (Status s = current_device(&dev); !s.ok()) return s;
+  if (dev.cc_major != 9 || dev.cc_minor != 0)
+    return fail(StatusCode::unsupported, "fp8 forward: needs compute capability 9.0 (sm_90a)");
+  kernels::Fp8FwdParams r = q;
+  const bool outputs_aligned = aligned(p.z, 16) && aligned(p.saved, 16);
+  r.base.vec_store = outputs_aligned && p.D % 8 == 0 ? 1 : 0;
+  r.base.vec_load = 1;
+  const cudaError_t err =
+      out == DType::bf16 ? launch_fp8<kernels::Sm90Fp8FwdConfig<__nv_bfloat16, 64, 6>>(r, stream)
+                         : launch_fp8<kernels::Sm90Fp8FwdConfig<__half, 64, 6>>(r, stream);
+  if (err != cudaSuccess)
+    return fail(StatusCode::cuda_error, std::string("fp8 forward launch: ") + cudaGetErrorString(err));
+  return Status::success();
+#else
+  (void)stream;
+  return fail(StatusCode::unsupported, "fp8 forward: this build has no sm_90a code");
+#endif
+}
+
+}  // namespace swiglu::detail

@@ -1,0 +1,225 @@
+// The FP8 forward kernel (in progress: kernels/fwd_sm90_fp8.cuh through swiglu/fp8.hpp) on a
+// compute capability 9.0 device: seeded X and W quantised on the host to e4m3 with fp32 scales (X in
+// 1×128 blocks, Wa and Wb each in 128×128 blocks, scale = amax / 448), Z in bf16 and fp16 against
+// an fp64 reference computed on the dequantised inputs, and H with the save output; tails in B, D
+// and the K blocks; outputs poisoned first. Skipped on other GPUs. And the block quantisation kernel
+// (kernels/quantize.cuh) against the host's, bit for bit.
+#include <cuda_fp8.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench/parity.hpp"
+#include "common/device.hpp"
+#include "common/host_data.hpp"
+#include "swiglu/fp8.hpp"
+
+namespace swiglu::test {
+namespace {
+
+using common::DeviceBuffer;
+
+constexpr float kE4m3Max = 448.0f;
+
+// A row-major rows×cols matrix quantised to e4m3 in blocks of block_rows × 128 (the last ones
+// partial): q (bytes), the blocks' scales (row block-major, ceil(cols/128) a row of blocks), and
+// the dequantised values q·scale that the reference multiplies.
+struct Quantised {
+  std::vector<uint8_t> q;
+  std::vector<float> scale;
+  std::vector<double> deq;
+};
+
+Quantised quantise(const std::vector<float>& v, int64_t rows, int64_t cols, int64_t block_rows) {
+  const int64_t rb = (rows + block_rows - 1) / block_rows, kb = (cols + 127) / 128;
+  Quantised out;
+  out.q.resize(static_cast<size_t>(rows * cols));
+  out.deq.resize(out.q.size());
+  out.scale.resize(static_cast<size_t>(rb * kb));
+  for (int64_t br = 0; br < rb; ++br) {
+    for (int64_t bk = 0; bk < kb; ++bk) {
+      const int64_t r1 = std::min(rows, (br + 1) * block_rows), c1 = std::min(cols, (bk + 1) * 128);
+      float amax = 0.0f;
+      for (int64_t r = br * block_rows; r < r1; ++r)
+        for (int64_t c = bk * 128; c < c1; ++c) amax = std::max(amax, std::fabs(v[r * cols + c]));
+      const float scale = amax > 0.0f ? amax / kE4m3Max : 1.0f;
+      out.scale[br * kb + bk] = scale;
+      for (int64_t r = br * block_rows; r < r1; ++r) {
+        for (int64_t c = bk * 128; c < c1; ++c) {
+          const __nv_fp8_e4m3 e(v[r * cols + c] / scale);  // nearest even, saturated to ±448
+          out.q[r * cols + c] = e.__x;
+          out.deq[r * cols + c] = static_cast<double>(static_cast<float>(e)) * scale;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+template <class T>
+DeviceBuffer upload(const std::vector<T>& v) {
+  DeviceBuffer d(std::max<size_t>(v.size() * sizeof(T), 16));
+  if (!v.empty()) CUDA_CHECK(cudaMemcpy(d.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+std::vector<float> download(const DeviceBuffer& d, size_t n, DType t) {
+  std::vector<unsigned char> raw(n * dtype_size(t));
+  if (n > 0) CUDA_CHECK(cudaMemcpy(raw.data(), d.get(), raw.size(), cudaMemcpyDeviceToHost));
+  return common::from_dtype_bytes(raw.data(), n, t);
+}
+
+bool on_hopper() {
+  int device = 0, major = 0, minor = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess && major == 9 &&
+         minor == 0;
+}
+
+struct Shape {
+  int64_t b, i, d;
+};
+
+void check_shape(const Shape& s, DType out, bool bias, uint64_t seed) {
+  const int64_t B = s.b, I = s.i, D = s.d;
+  const std::string what = "B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D) +
+                           " " + std::string(to_string(out)) + (bias ? " bias" : "");
+  const auto x = common::uniform_values(static_cast<size_t>(B * I), -1, 1, seed, DType::f32);
+  const float k = 1.0f / std::sqrt(static_cast<float>(I));
+  const auto w = common::uniform_values(static_cast<size_t>(2 * D * I), -k, k, seed + 1, DType::f32);
+  const auto b = common::uniform_values(static_cast<size_t>(2 * D), -k, k, seed + 2, out);
+  const Quantised xq = quantise(x, B, I, 1);
+  const std::vector<float> wa(w.begin(), w.begin() + D * I), wb(w.begin() + D * I, w.end());
+  const Quantised aq = quantise(wa, D, I, 128), bq = quantise(wb, D, I, 128);
+  std::vector<uint8_t> w_bytes = aq.q;
+  w_bytes.insert(w_bytes.end(), bq.q.begin(), bq.q.end());
+  std::vector<float> w_scale = aq.scale;
+  w_scale.insert(w_scale.end(), bq.scale.begin(), bq.scale.end());
+
+  // The fp64 reference on the dequantised inputs (the bias as rounded to the output dtype).
+  std::vector<double> z_ref(static_cast<size_t>(B * D)), h_ref(static_cast<size_t>(B * 2 * D));
+  for (int64_t r = 0; r < B; ++r) {
+    for (int64_t n = 0; n < D; ++n) {
+      double g = bias ? b[n] : 0.0, u = bias ? b[D + n] : 0.0;
+      for (int64_t c = 0; c < I; ++c) {
+        g += xq.deq[r * I + c] * aq.deq[n * I + c];
+        u += xq.deq[r * I + c] * bq.deq[n * I + c];
+      }
+      z_ref[r * D + n] = g / (1.0 + std::exp(-g)) * u;
+      h_ref[r * 2 * D + n] = g;
+      h_ref[r * 2 * D + D + n] = u;
+    }
+  }
+
+  const DeviceBuffer dx = upload(xq.q), dw = upload(w_bytes), dxs = upload(xq.scale), dws = upload(w_scale);
+  const DeviceBuffer dbias = upload(common::to_dtype_bytes(b, out));
+  const size_t es = dtype_size(out);
+  DeviceBuffer dz(std::max<size_t>(static_cast<size_t>(B * D) * es, 16));
+  DeviceBuffer dh(std::max<size_t>(static_cast<size_t>(B * 2 * D) * es, 16));
+  CUDA_CHECK(cudaMemset(dz.get(), common::kPoisonByte, dz.bytes()));
+  CUDA_CHECK(cudaMemset(dh.get(), common::kPoisonByte, dh.bytes()));
+
+  kernels::Fp8FwdParams q;
+  q.base.x = dx.get();
+  q.base.w = dw.get();
+  q.base.bias = bias ? dbias.get() : nullptr;
+  q.base.has_bias = bias ? 1 : 0;
+  q.base.z = dz.get();
+  q.base.saved = dh.get();
+  q.base.B = B;
+  q.base.I = I;
+  q.base.D = D;
+  q.base.ldx = I;
+  q.x_scale = dxs.as<float>();
+  q.w_scale = dws.as<float>();
+  q.k_blocks = (I + 127) / 128;
+  q.d_blocks = (D + 127) / 128;
+  const Status st = detail::fp8_forward_sm90(q, out, nullptr);
+  ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+  CUDA_CHECK(cudaDeviceSynchronize());
+
+  // The products are exact, the per-block sums are promoted to fp32 every 128 of K: Z's error is
+  // the output dtype's rounding of G, U and Z, as for a 16-bit forward of the same K.
+  const bench::Tolerance tol = bench::tolerance(out, Math::exact, I + 1, bench::kFusedRounding);
+  const auto z = download(dz, static_cast<size_t>(B * D), out);
+  const bench::ParityResult rz = bench::compare(z, z_ref, tol);
+  EXPECT_TRUE(rz.pass) << what << " Z: " << rz.summary();
+  const auto h = download(dh, static_cast<size_t>(B * 2 * D), out);
+  const bench::ParityResult rh = bench::compare(h, h_ref, tol);
+  EXPECT_TRUE(rh.pass) << what << " H: " << rh.summary();
+}
+
+TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
+  if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
+  // Tails: B below and across the 128-row tile, D across the 64-column tile and the 128-row weight
+  // blocks (192: a second, partial block; 100: no paired stores), I across K blocks.
+  const Shape shapes[] = {{1, 128, 64}, {128, 128, 64}, {200, 384, 192}, {333, 1024, 320}, {77, 272, 100},
+                          {1024, 4096, 1024}};
+  uint64_t seed = 900;
+  for (const DType out : {DType::bf16, DType::f16}) {
+    for (const bool bias : {false, true}) {
+      for (const Shape& s : shapes) check_shape(s, out, bias, seed += 3);
+    }
+  }
+}
+
+TEST(Fp8Quantize, MatchesTheHostBitForBit) {
+  // The kernel's e4m3 bytes and scales against quantise() above (the same IEEE quotients), for
+  // activations (1×128, bf16 and fp32) and weights (128×128, fp32 and fp16), with tails in both
+  // dimensions, an all-zero block (scale 1) and a NaN (kept).
+  struct Case {
+    int64_t rows, cols;
+    int block_rows;
+    DType in;
+  };
+  const Case cases[] = {{3, 300, 1, DType::bf16}, {129, 128, 1, DType::f32}, {200, 272, 128, DType::f32},
+                        {130, 1001, 128, DType::f16}};
+  uint64_t seed = 70;
+  for (const Case& c : cases) {
+    const std::string what = std::to_string(c.rows) + "x" + std::to_string(c.cols) + " in " +
+                             std::to_string(c.block_rows) + "x128 blocks, " + std::string(to_string(c.in));
+    std::vector<float> v = common::uniform_values(static_cast<size_t>(c.rows * c.cols), -3, 3, ++seed, c.in);
+    for (int64_t r = 0; r < std::min<int64_t>(c.rows, c.block_rows); ++r)
+      for (int64_t k = 0; k < std::min<int64_t>(c.cols, 128); ++k) v[r * c.cols + k] = 0.0f;  // block (0, 0)
+    v[v.size() - 1] = std::nanf("");
+    const Quantised want = quantise(v, c.rows, c.cols, c.block_rows);
+    const DeviceBuffer a = upload(common::to_dtype_bytes(v, c.in));
+    DeviceBuffer q(want.q.size()), sc(want.scale.size() * sizeof(float));
+    CUDA_CHECK(cudaMemset(q.get(), common::kPoisonByte, q.bytes()));
+    CUDA_CHECK(cudaMemset(sc.get(), common::kPoisonByte, sc.bytes()));
+    const Status st = detail::quantize_e4m3(c.in, a.get(), c.cols, q.get(), c.cols, sc.as<float>(), c.rows, c.cols,
+                                            c.block_rows, nullptr);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    std::vector<uint8_t> got_q(want.q.size());
+    std::vector<float> got_s(want.scale.size());
+    CUDA_CHECK(cudaMemcpy(got_q.data(), q.get(), q.bytes(), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(got_s.data(), sc.get(), sc.bytes(), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(got_s, want.scale) << what;
+    EXPECT_EQ(got_q, want.q) << what;
+    EXPECT_EQ(got_s[0], 1.0f) << what << ": an all-zero block's scale";
+  }
+}
+
+TEST(Fp8Forward, BadArgumentsAreErrors) {
+  kernels::Fp8FwdParams q;
+  q.base.B = 4;
+  q.base.I = 100;  // not a multiple of 16
+  q.base.D = 64;
+  q.base.ldx = 100;
+  Status s = detail::fp8_forward_sm90(q, DType::bf16, nullptr);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("multiples of 16"), std::string::npos) << s.message;
+  q.base.I = q.base.ldx = 128;
+  s = detail::fp8_forward_sm90(q, DType::bf16, nullptr);
+  EXPECT_NE(s.message.find("null"), std::string::npos) << s.message;
+  s = detail::fp8_forward_sm90(q, DType::f32, nullptr);
+  EXPECT_NE(s.message.find("bf16 or fp16"), std::string::npos) << s.message;
+}
+
+}  // namespace
+}  // namespace swiglu::test
