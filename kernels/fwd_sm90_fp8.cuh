@@ -1,7 +1,10 @@
 // The fused forward in FP8 on Hopper (sm_90a): e4m3 X and W12 with fp32 block scales, wgmma fed by
 // TMA, warp-specialised, over a persistent grid.
 //
-//   Z = silu(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb),  X = Xq·sx (1×128 blocks), Wa, Wb = Wq·sw (128×128 blocks)
+//   Z = silu(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb),  X = Xq·sx, Wa, Wb = Wq·sw
+//
+// sx: 1×128 blocks or one for the tensor; sw: 128×128 blocks of Wa and of Wb, one for the tensor,
+// or one per channel (applied in the epilogue) (Fp8Scale).
 //
 // As fwd_sm90.cuh: the producer loads the X tile and the Wa and Wb rows of a K step as one 2·BN-row
 // operand, so a thread holds gate column c and up column c. A K step is 128 elements, one scale
@@ -98,12 +101,17 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
     for (int i = 0; i < BN; ++i) acc[i] = 0.0f;
     const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
-    // The scale rows of this thread's two X rows (null past B: their sums are dropped), and of the
-    // 128-row blocks of Wa and Wb that hold columns n0 .. n0 + BN − 1.
-    const float* xs[2] = {r0 < p.B ? q.x_scale + r0 * q.k_blocks : nullptr,
-                          r0 + 8 < p.B ? q.x_scale + (r0 + 8) * q.k_blocks : nullptr};
+    // The scales of this thread's two X rows (null past B: their sums are dropped) and of the
+    // 128-row blocks of Wa and Wb that hold columns n0 .. n0 + BN − 1, k_step apart along K (0: one
+    // scale for all of K). Per-channel W scales are constant along K: the epilogue applies them.
+    const bool x_blocks = q.x_kind == Fp8Scale::blocks, w_blocks = q.w_kind == Fp8Scale::blocks;
+    const float* xs[2] = {r0 < p.B ? q.x_scale + (x_blocks ? r0 * q.k_blocks : 0) : nullptr,
+                          r0 + 8 < p.B ? q.x_scale + (x_blocks ? (r0 + 8) * q.k_blocks : 0) : nullptr};
     const int64_t nb = n0 / 128;
-    const float* ws[2] = {q.w_scale + nb * q.k_blocks, q.w_scale + (q.d_blocks + nb) * q.k_blocks};
+    const float* ws[2] = {q.w_scale + (w_blocks ? nb * q.k_blocks : 0),
+                          q.w_scale + (w_blocks ? (q.d_blocks + nb) * q.k_blocks : 0)};
+    const int x_step = x_blocks ? 1 : 0, w_step = w_blocks ? 1 : 0;
+    const bool w_channel = q.w_kind == Fp8Scale::channel;
     sm90::RingPos<S> pos(step);
     int release = -1;  // the stage the wgmma group in flight reads
     float s_prev[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
@@ -112,9 +120,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       float s[2][2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float sx = xs[r] != nullptr ? __ldg(xs[r] + k) : 0.0f;
+        const float sx = xs[r] != nullptr ? __ldg(xs[r] + k * x_step) : 0.0f;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) s[r][h] = sx * __ldg(ws[h] + k);
+        for (int h = 0; h < 2; ++h) s[r][h] = w_channel ? sx : sx * __ldg(ws[h] + k * w_step);
       }
       sm90::mbar_wait(&ring.full[pos.stage], pos.phase);
       const uint32_t a = smem_u32(ring.smem + pos.stage * Cfg::kStageBytes), b = a + Cfg::kABytes;
@@ -157,13 +165,23 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           bu1 = to_f32(bias[p.D + col + 1]);
         }
       }
+      // Per-channel W scales: one a column of G and of U (1 past D).
+      float cg0 = 1, cg1 = 1, cu0 = 1, cu1 = 1;
+      if (w_channel && col < p.D) {
+        cg0 = __ldg(q.w_scale + col);
+        cu0 = __ldg(q.w_scale + p.D + col);
+        if (col + 1 < p.D) {
+          cg1 = __ldg(q.w_scale + col + 1);
+          cu1 = __ldg(q.w_scale + p.D + col + 1);
+        }
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int64_t row = r0 + 8 * h;
         if (row < p.B) {
           const int g = 4 * j + 2 * h, up = g + BN / 2;
-          fwd_epilogue_pair<Out, Cfg::kFastMath>(p, row, col, acc[g] + bg0, acc[up] + bu0, acc[g + 1] + bg1,
-                                                 acc[up + 1] + bu1, p.vec_store != 0);
+          fwd_epilogue_pair<Out, Cfg::kFastMath>(p, row, col, acc[g] * cg0 + bg0, acc[up] * cu0 + bu0,
+                                                 acc[g + 1] * cg1 + bg1, acc[up + 1] * cu1 + bu1, p.vec_store != 0);
         }
       }
     }

@@ -42,15 +42,22 @@ struct FwdParams {
   int tma_store = 0;
 };
 
-// The FP8 forward (e4m3 X and W12, linear layout): FwdParams with x and w in e4m3 and the outputs
-// (z, saved) and bias in the output dtype, plus the block scales, fp32, dequantised = e4m3 · scale:
-//   x_scale: B × k_blocks, row-major: row r's scale for K block kb (I columns kb·128 .. kb·128+127)
-//   w_scale: 2 × d_blocks × k_blocks: Wa's 128×128 blocks, then Wb's (row block nb, K block kb)
+// How an FP8 operand's fp32 scales are laid out (dequantised = e4m3 · scale):
+//   tensor:  one scale for the whole operand
+//   blocks:  X: B × k_blocks, row-major, row r's scale for K block kb (I columns kb·128 ..
+//            kb·128 + 127); W: 2 × d_blocks × k_blocks, Wa's 128×128 blocks, then Wb's (row block
+//            nb, K block kb)
+//   channel: W only: 2D, one a row of W12 (an output column of G or U), [Wa's | Wb's]
 // k_blocks = ceil(I / 128), d_blocks = ceil(D / 128).
+enum class Fp8Scale { tensor, blocks, channel };
+
+// The FP8 forward (e4m3 X and W12, linear layout): FwdParams with x and w in e4m3 and the outputs
+// (z, saved) and bias in the output dtype, plus the scales.
 struct Fp8FwdParams {
   FwdParams base;
   const float* x_scale = nullptr;
   const float* w_scale = nullptr;
+  Fp8Scale x_kind = Fp8Scale::blocks, w_kind = Fp8Scale::blocks;
   int64_t k_blocks = 0, d_blocks = 0;
 };
 

@@ -1,6 +1,7 @@
 // The FP8 forward kernel (in progress: kernels/fwd_sm90_fp8.cuh through swiglu/fp8.hpp) on a
 // compute capability 9.0 device: seeded X and W quantised on the host to e4m3 with fp32 scales (X in
-// 1×128 blocks, Wa and Wb each in 128×128 blocks, scale = amax / 448), Z in bf16 and fp16 against
+// 1×128 blocks, Wa and Wb each in 128×128 blocks, scale = amax / 448; and per-tensor X and W, and
+// per-channel W), Z in bf16 and fp16 against
 // an fp64 reference computed on the dequantised inputs, and H with the save output; tails in B, D
 // and the K blocks; outputs poisoned first. Skipped on other GPUs. And the block quantisation kernel
 // (kernels/quantize.cuh) against the host's, bit for bit.
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/parity.hpp"
@@ -26,31 +28,32 @@ using common::DeviceBuffer;
 
 constexpr float kE4m3Max = 448.0f;
 
-// A row-major rows×cols matrix quantised to e4m3 in blocks of block_rows × 128 (the last ones
-// partial): q (bytes), the blocks' scales (row block-major, ceil(cols/128) a row of blocks), and
-// the dequantised values q·scale that the reference multiplies.
+// A row-major rows×cols matrix quantised to e4m3 in blocks of block_rows × block_cols (the last ones
+// partial): q (bytes), the blocks' scales (row block-major, ceil(cols/block_cols) a row of blocks),
+// and the dequantised values q·scale that the reference multiplies.
 struct Quantised {
   std::vector<uint8_t> q;
   std::vector<float> scale;
   std::vector<double> deq;
 };
 
-Quantised quantise(const std::vector<float>& v, int64_t rows, int64_t cols, int64_t block_rows) {
-  const int64_t rb = (rows + block_rows - 1) / block_rows, kb = (cols + 127) / 128;
+Quantised quantise(const std::vector<float>& v, int64_t rows, int64_t cols, int64_t block_rows,
+                   int64_t block_cols = 128) {
+  const int64_t rb = (rows + block_rows - 1) / block_rows, kb = (cols + block_cols - 1) / block_cols;
   Quantised out;
   out.q.resize(static_cast<size_t>(rows * cols));
   out.deq.resize(out.q.size());
   out.scale.resize(static_cast<size_t>(rb * kb));
   for (int64_t br = 0; br < rb; ++br) {
     for (int64_t bk = 0; bk < kb; ++bk) {
-      const int64_t r1 = std::min(rows, (br + 1) * block_rows), c1 = std::min(cols, (bk + 1) * 128);
+      const int64_t r1 = std::min(rows, (br + 1) * block_rows), c1 = std::min(cols, (bk + 1) * block_cols);
       float amax = 0.0f;
       for (int64_t r = br * block_rows; r < r1; ++r)
-        for (int64_t c = bk * 128; c < c1; ++c) amax = std::max(amax, std::fabs(v[r * cols + c]));
+        for (int64_t c = bk * block_cols; c < c1; ++c) amax = std::max(amax, std::fabs(v[r * cols + c]));
       const float scale = amax > 0.0f ? amax / kE4m3Max : 1.0f;
       out.scale[br * kb + bk] = scale;
       for (int64_t r = br * block_rows; r < r1; ++r) {
-        for (int64_t c = bk * 128; c < c1; ++c) {
+        for (int64_t c = bk * block_cols; c < c1; ++c) {
           const __nv_fp8_e4m3 e(v[r * cols + c] / scale);  // nearest even, saturated to ±448
           out.q[r * cols + c] = e.__x;
           out.deq[r * cols + c] = static_cast<double>(static_cast<float>(e)) * scale;
@@ -86,21 +89,36 @@ struct Shape {
   int64_t b, i, d;
 };
 
-void check_shape(const Shape& s, DType out, bool bias, uint64_t seed) {
+const char* scale_name(kernels::Fp8Scale k) {
+  return k == kernels::Fp8Scale::tensor ? "tensor" : k == kernels::Fp8Scale::blocks ? "blocks" : "channel";
+}
+
+void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind, kernels::Fp8Scale w_kind,
+                 uint64_t seed) {
+  using kernels::Fp8Scale;
   const int64_t B = s.b, I = s.i, D = s.d;
   const std::string what = "B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D) +
-                           " " + std::string(to_string(out)) + (bias ? " bias" : "");
+                           " " + std::string(to_string(out)) + (bias ? " bias" : "") + " x " +
+                           scale_name(x_kind) + " w " + scale_name(w_kind);
   const auto x = common::uniform_values(static_cast<size_t>(B * I), -1, 1, seed, DType::f32);
   const float k = 1.0f / std::sqrt(static_cast<float>(I));
   const auto w = common::uniform_values(static_cast<size_t>(2 * D * I), -k, k, seed + 1, DType::f32);
   const auto b = common::uniform_values(static_cast<size_t>(2 * D), -k, k, seed + 2, out);
-  const Quantised xq = quantise(x, B, I, 1);
-  const std::vector<float> wa(w.begin(), w.begin() + D * I), wb(w.begin() + D * I, w.end());
-  const Quantised aq = quantise(wa, D, I, 128), bq = quantise(wb, D, I, 128);
-  std::vector<uint8_t> w_bytes = aq.q;
-  w_bytes.insert(w_bytes.end(), bq.q.begin(), bq.q.end());
-  std::vector<float> w_scale = aq.scale;
-  w_scale.insert(w_scale.end(), bq.scale.begin(), bq.scale.end());
+  const Quantised xq = x_kind == Fp8Scale::blocks ? quantise(x, B, I, 1) : quantise(x, B, I, B, I);
+  // W12's bytes, scales (Fp8Scale's layouts) and dequantised values.
+  Quantised wq;
+  if (w_kind == Fp8Scale::blocks) {
+    const std::vector<float> wa(w.begin(), w.begin() + D * I), wb(w.begin() + D * I, w.end());
+    const Quantised aq = quantise(wa, D, I, 128), bq = quantise(wb, D, I, 128);
+    wq = aq;
+    wq.q.insert(wq.q.end(), bq.q.begin(), bq.q.end());
+    wq.scale.insert(wq.scale.end(), bq.scale.begin(), bq.scale.end());
+    wq.deq.insert(wq.deq.end(), bq.deq.begin(), bq.deq.end());
+  } else {
+    wq = w_kind == Fp8Scale::tensor ? quantise(w, 2 * D, I, 2 * D, I) : quantise(w, 2 * D, I, 1, I);
+  }
+  const double* ad = wq.deq.data();
+  const double* bd = wq.deq.data() + D * I;
 
   // The fp64 reference on the dequantised inputs (the bias as rounded to the output dtype).
   std::vector<double> z_ref(static_cast<size_t>(B * D)), h_ref(static_cast<size_t>(B * 2 * D));
@@ -108,8 +126,8 @@ void check_shape(const Shape& s, DType out, bool bias, uint64_t seed) {
     for (int64_t n = 0; n < D; ++n) {
       double g = bias ? b[n] : 0.0, u = bias ? b[D + n] : 0.0;
       for (int64_t c = 0; c < I; ++c) {
-        g += xq.deq[r * I + c] * aq.deq[n * I + c];
-        u += xq.deq[r * I + c] * bq.deq[n * I + c];
+        g += xq.deq[r * I + c] * ad[n * I + c];
+        u += xq.deq[r * I + c] * bd[n * I + c];
       }
       z_ref[r * D + n] = g / (1.0 + std::exp(-g)) * u;
       h_ref[r * 2 * D + n] = g;
@@ -117,7 +135,7 @@ void check_shape(const Shape& s, DType out, bool bias, uint64_t seed) {
     }
   }
 
-  const DeviceBuffer dx = upload(xq.q), dw = upload(w_bytes), dxs = upload(xq.scale), dws = upload(w_scale);
+  const DeviceBuffer dx = upload(xq.q), dw = upload(wq.q), dxs = upload(xq.scale), dws = upload(wq.scale);
   const DeviceBuffer dbias = upload(common::to_dtype_bytes(b, out));
   const size_t es = dtype_size(out);
   DeviceBuffer dz(std::max<size_t>(static_cast<size_t>(B * D) * es, 16));
@@ -138,6 +156,8 @@ void check_shape(const Shape& s, DType out, bool bias, uint64_t seed) {
   q.base.ldx = I;
   q.x_scale = dxs.as<float>();
   q.w_scale = dws.as<float>();
+  q.x_kind = x_kind;
+  q.w_kind = w_kind;
   q.k_blocks = (I + 127) / 128;
   q.d_blocks = (D + 127) / 128;
   const Status st = detail::fp8_forward_sm90(q, out, nullptr);
@@ -161,11 +181,19 @@ TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
   // blocks (192: a second, partial block; 100: no paired stores), I across K blocks.
   const Shape shapes[] = {{1, 128, 64}, {128, 128, 64}, {200, 384, 192}, {333, 1024, 320}, {77, 272, 100},
                           {1024, 4096, 1024}};
+  using kernels::Fp8Scale;
   uint64_t seed = 900;
   for (const DType out : {DType::bf16, DType::f16}) {
     for (const bool bias : {false, true}) {
-      for (const Shape& s : shapes) check_shape(s, out, bias, seed += 3);
+      for (const Shape& s : shapes) check_shape(s, out, bias, Fp8Scale::blocks, Fp8Scale::blocks, seed += 3);
     }
+  }
+  // The other scale layouts: per-tensor (the delayed-scaling recipes), per-channel weights.
+  const std::pair<Fp8Scale, Fp8Scale> kinds[] = {{Fp8Scale::tensor, Fp8Scale::tensor},
+                                                  {Fp8Scale::blocks, Fp8Scale::channel},
+                                                  {Fp8Scale::tensor, Fp8Scale::blocks}};
+  for (const auto& [xk, wk] : kinds) {
+    for (const Shape& s : {shapes[2], shapes[4]}) check_shape(s, DType::bf16, true, xk, wk, seed += 3);
   }
 }
 

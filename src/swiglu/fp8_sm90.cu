@@ -43,6 +43,11 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, cudaStream_t 
     return fail(StatusCode::invalid_argument, "fp8 forward: a null pointer");
   if (!aligned(p.x, 16) || !aligned(p.w, 16))
     return fail(StatusCode::invalid_argument, "fp8 forward: X and W must be 16-byte aligned");
+  const auto known = [](kernels::Fp8Scale k) {
+    return k == kernels::Fp8Scale::tensor || k == kernels::Fp8Scale::blocks || k == kernels::Fp8Scale::channel;
+  };
+  if (!known(q.x_kind) || !known(q.w_kind) || q.x_kind == kernels::Fp8Scale::channel)
+    return fail(StatusCode::invalid_argument, "fp8 forward: X's scales are tensor or blocks, W's tensor, blocks or channel");
   if (q.k_blocks != (p.I + 127) / 128 || q.d_blocks != (p.D + 127) / 128)
     return fail(StatusCode::invalid_argument, "fp8 forward: k_blocks must be ceil(I/128) and d_blocks ceil(D/128)");
 #if SWIGLU_HAVE_SM90A
