@@ -51,6 +51,8 @@ struct FwdParams {
 // k_blocks = ceil(I / 128), d_blocks = ceil(D / 128).
 enum class Fp8Scale { tensor, blocks, channel };
 
+inline constexpr float kE4m3Max = 448.0f;  // e4m3's largest finite value: scale = amax / kE4m3Max
+
 // The FP8 forward (e4m3 X and W12, linear layout): FwdParams with x and w in e4m3 and the outputs
 // (z, saved) and bias in the output dtype, plus the scales.
 struct Fp8FwdParams {
@@ -59,6 +61,10 @@ struct Fp8FwdParams {
   const float* w_scale = nullptr;
   Fp8Scale x_kind = Fp8Scale::blocks, w_kind = Fp8Scale::blocks;
   int64_t k_blocks = 0, d_blocks = 0;
+  // Z in e4m3 (z is then e4m3 bytes): its 1×128 scales, B × ceil(D / 128) row-major, and, when
+  // set, the largest |Z| (atomically raised: the caller zeroes it).
+  float* z_scale = nullptr;
+  float* z_amax = nullptr;
 };
 
 // The backward GEMMs, C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (B×2D):

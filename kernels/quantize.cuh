@@ -14,10 +14,9 @@
 #include <cstdint>
 
 #include "kernels/common.cuh"
+#include "kernels/params.cuh"
 
 namespace swiglu::kernels {
-
-inline constexpr float kE4m3Max = 448.0f;
 
 template <class Tin, int kRows>
 __global__ void __launch_bounds__(128) quantize_e4m3_kernel(const Tin* __restrict__ a, int64_t lda,

@@ -18,7 +18,7 @@ template <class Cfg>
 cudaError_t launch_fp8(const kernels::Fp8FwdParams& q, cudaStream_t stream) {
   const kernels::FwdParams& p = q.base;
   const int64_t m_tiles = (p.B + Cfg::kBlockM - 1) / Cfg::kBlockM;
-  const int64_t n_tiles = (p.D + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  const int64_t n_tiles = (p.D + Cfg::kUnitN - 1) / Cfg::kUnitN;
   if (m_tiles * n_tiles == 0) return cudaSuccess;
   CUtensorMap x_map, w_map;
   if (!sm90::encode_matrix(&x_map, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.x, p.B, p.I, p.ldx, Cfg::kBlockM) ||
@@ -30,7 +30,7 @@ cudaError_t launch_fp8(const kernels::Fp8FwdParams& q, cudaStream_t stream) {
 
 }  // namespace
 
-Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, cudaStream_t stream) {
+Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream) {
   const kernels::FwdParams& p = q.base;
   if (out != DType::bf16 && out != DType::f16)
     return fail(StatusCode::invalid_argument, "fp8 forward: the output dtype must be bf16 or fp16");
@@ -39,7 +39,8 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, cudaStream_t 
   if (p.I % 16 != 0 || p.ldx % 16 != 0 || p.ldx < p.I)
     return fail(StatusCode::invalid_argument, "fp8 forward: I and the X row stride must be multiples of 16 (TMA)");
   if (p.x == nullptr || p.w == nullptr || q.x_scale == nullptr || q.w_scale == nullptr ||
-      (p.z == nullptr && p.saved == nullptr) || (p.has_bias != 0 && p.bias == nullptr))
+      (p.z == nullptr && p.saved == nullptr) || (p.has_bias != 0 && p.bias == nullptr) ||
+      (z_e4m3 && p.z != nullptr && q.z_scale == nullptr))
     return fail(StatusCode::invalid_argument, "fp8 forward: a null pointer");
   if (!aligned(p.x, 16) || !aligned(p.w, 16))
     return fail(StatusCode::invalid_argument, "fp8 forward: X and W must be 16-byte aligned");
@@ -59,9 +60,15 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, cudaStream_t 
   const bool outputs_aligned = aligned(p.z, 16) && aligned(p.saved, 16);
   r.base.vec_store = outputs_aligned && p.D % 8 == 0 ? 1 : 0;
   r.base.vec_load = 1;
-  const cudaError_t err =
-      out == DType::bf16 ? launch_fp8<kernels::Sm90Fp8FwdConfig<__nv_bfloat16, 64, 6>>(r, stream)
-                         : launch_fp8<kernels::Sm90Fp8FwdConfig<__half, 64, 6>>(r, stream);
+  using kernels::Sm90Fp8FwdConfig;
+  cudaError_t err = cudaSuccess;
+  if (z_e4m3) {
+    err = out == DType::bf16 ? launch_fp8<Sm90Fp8FwdConfig<__nv_bfloat16, 64, 5, true>>(r, stream)
+                             : launch_fp8<Sm90Fp8FwdConfig<__half, 64, 5, true>>(r, stream);
+  } else {
+    err = out == DType::bf16 ? launch_fp8<Sm90Fp8FwdConfig<__nv_bfloat16, 64, 6>>(r, stream)
+                             : launch_fp8<Sm90Fp8FwdConfig<__half, 64, 6>>(r, stream);
+  }
   if (err != cudaSuccess)
     return fail(StatusCode::cuda_error, std::string("fp8 forward launch: ") + cudaGetErrorString(err));
   return Status::success();
