@@ -275,7 +275,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       for (int h = 0; h < 2; ++h) {
         scale[h] = amax[h] > 0.0f ? __fdiv_rn(amax[h], kE4m3Max) : 1.0f;
         const int64_t row = r0 + 8 * h;
-        if (lane % 4 == 0 && row < p.B) q.z_scale[row * z_blocks + nu / 128] = scale[h];
+        if (lane % 4 == 0 && row < p.B && p.z != nullptr) q.z_scale[row * z_blocks + nu / 128] = scale[h];
       }
       if (q.z_amax != nullptr) {
         float t = fmaxf(amax[0], amax[1]);
@@ -287,7 +287,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       auto* zq = static_cast<__nv_fp8_storage_t*>(p.z);
 #pragma unroll
       for (int t = 0; t < 2; ++t) {
-        if (t == 1 && !second) break;
+        if (p.z == nullptr || (t == 1 && !second)) break;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int64_t row = r0 + 8 * h;
