@@ -11,7 +11,8 @@
 // block: its four k32 wgmmas sum into `part`, which is then scaled by the step's sx·sw and added to
 // the fp32 accumulators. Why per step: the tensor cores add FP8 products in fewer bits than fp32,
 // and the scales differ from block to block. The epilogue (bias, gate, Z and H) is the other
-// families' (epilogue.cuh) in the output dtype. Linear layout only: FP8 wgmma reads K-major operands.
+// families' (epilogue.cuh) in the output dtype, or Z in e4m3 with 1×128 scales and its amax, the
+// down projection's FP8 input (kFp8Z). Linear layout only: FP8 wgmma reads K-major operands.
 #pragma once
 
 #include <cuda.h>
