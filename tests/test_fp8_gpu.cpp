@@ -130,7 +130,7 @@ void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind,
   // element's error bound (see kTensorCoreU): |err| ≤ u_out·|v| + the accumulation's, which for G
   // (and U) is kTensorCoreU·S, S = Σ_k |x_k·w_k|, and for Z what the G and U errors become through
   // z = silu(g)·u, plus Z's own rounding (twice u_out: the fp32 gate's few ulp included).
-  const double u_out = out == DType::bf16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -11);
+  const double u_out = out == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);  // unit roundoff
   std::vector<double> z_ref(static_cast<size_t>(B * D)), h_ref(static_cast<size_t>(B * 2 * D));
   std::vector<double> z_acc(z_ref.size()), h_bound(h_ref.size());  // z_acc: Z's bound but its rounding
   for (int64_t r = 0; r < B; ++r) {
