@@ -20,7 +20,7 @@ import os
 import pathlib
 import threading
 
-ABI_VERSION = 2  # SWIGLU_C_ABI_VERSION this package is written against
+ABI_VERSION = 3  # SWIGLU_C_ABI_VERSION this package is written against
 LIBRARY_FILE = "libswiglu_c.so"
 ENV_VAR = "SWIGLU_LIBRARY"
 

@@ -1,5 +1,5 @@
-// Internal, in progress: the FP8 forward on sm_90a (kernels/fwd_sm90_fp8.cuh), launched directly
-// by its tests; forward() does not take e4m3 problems yet.
+// Internal: the FP8 forward's sm_90a launcher (kernels/fwd_sm90_fp8.cuh) and the e4m3 quantiser's,
+// behind the public forward_fp8 and quantize_e4m3 (swiglu.hpp, src/swiglu/fp8_api.cpp).
 #pragma once
 
 #include <cuda_runtime_api.h>
