@@ -174,6 +174,14 @@ TEST(CApi, Fp8ArgumentsNameTheValue) {
   EXPECT_EQ(swiglu_quantize_e4m3(SWIGLU_DTYPE_F16, nullptr, 0, 0, 0, SWIGLU_FP8_BLOCKS_1X128, nullptr, 0, nullptr,
                                  nullptr),
             SWIGLU_OK);  // an empty matrix
+  EXPECT_EQ(swiglu_check_fp8_scales(nullptr, nullptr, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("problem is NULL"), std::string::npos) << last_error();
+  bad = p;
+  bad.w_scaling = 7;
+  EXPECT_EQ(swiglu_check_fp8_scales(&bad, nullptr, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("w_scaling 7 is not"), std::string::npos) << last_error();
+  EXPECT_EQ(swiglu_check_fp8_scales(&p, nullptr, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("both null"), std::string::npos) << last_error();
 }
 
 TEST(CApi, ASuccessClearsTheError) {

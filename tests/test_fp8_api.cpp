@@ -1,13 +1,16 @@
 // The public FP8 forward's argument checks (validate_forward_fp8, forward_fp8, quantize_e4m3) on
-// the host: every enum, size, pointer, alignment and overlap rule is an invalid_argument naming
+// the host, and check_fp8_scales' reading of scale values: every enum, size, pointer, alignment and overlap rule is an invalid_argument naming
 // what is wrong, checked before any device is touched. The pointers are addresses that are never
 // dereferenced.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <vector>
 
+#include "swiglu/fp8.hpp"
 #include "swiglu/swiglu.hpp"
 
 namespace swiglu {
@@ -219,6 +222,61 @@ TEST(Fp8Quantize, Arguments) {
   EXPECT_EQ(code(quantize_e4m3(DType::bf16, at(0), 100, 4, 256, Fp8Blocks::row_1x128, at(1), 256, fat(2), nullptr)),
             StatusCode::invalid_argument);  // a row stride below cols
   EXPECT_TRUE(quantize_e4m3(DType::bf16, nullptr, 0, 0, 0, Fp8Blocks::row_1x128, nullptr, 0, nullptr, nullptr).ok());
+}
+
+// check_fp8_scales' verdict on host copies: the first scale that is not finite and > 0, named by
+// operand, index and block in each layout.
+TEST(Fp8Scales, TheFirstBadScaleIsNamedWithItsBlock) {
+  Fp8Problem p = problem();  // B 200, I 272 (3 K blocks), D 100 (1 row block)
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const auto bad = [&](bool is_w, std::vector<float> s) {
+    EXPECT_EQ(static_cast<int64_t>(s.size()), detail::fp8_scale_count(p, is_w));
+    return detail::describe_bad_scale(p, is_w, s.data(), static_cast<int64_t>(s.size()));
+  };
+  std::vector<float> x(200 * 3, 0.5f);
+  EXPECT_EQ(bad(false, x), "");
+  x[2 * 3 + 1] = nan;
+  x[3 * 3] = 0.0f;  // a later bad one is not the one named
+  EXPECT_TRUE(says(bad(false, x), "x_scale[7] (row 2, K block 1) is nan")) << bad(false, x);
+  x[7] = 1e-30f;  // tiny is finite and positive
+  EXPECT_TRUE(says(bad(false, x), "x_scale[9] (row 3, K block 0) is 0")) << bad(false, x);
+
+  std::vector<float> w(2 * 1 * 3, 2.0f);  // Wa's 3 blocks, then Wb's
+  w[4] = -inf;
+  EXPECT_TRUE(says(bad(true, w), "w_scale[4] (Wb, row block 0, K block 1) is -inf")) << bad(true, w);
+  w[4] = -1.0f;
+  EXPECT_TRUE(says(bad(true, w), "is -1")) << bad(true, w);
+
+  p.w_scaling = Fp8Scaling::channel;
+  std::vector<float> c(200, 1.0f);
+  c[150] = inf;
+  EXPECT_TRUE(says(bad(true, c), "w_scale[150] (Wb, row 50) is inf")) << bad(true, c);
+  c[150] = 1.0f;
+  c[99] = nan;
+  EXPECT_TRUE(says(bad(true, c), "w_scale[99] (Wa, row 99)")) << bad(true, c);
+
+  p.x_scaling = Fp8Scaling::tensor;
+  EXPECT_TRUE(says(bad(false, {0.0f}), "x_scale[0] (the operand's one scale) is 0")) << bad(false, {0.0f});
+  EXPECT_TRUE(says(bad(false, {0.0f}), "finite and > 0")) << bad(false, {0.0f});
+  EXPECT_EQ(bad(false, {3.0f}), "");
+
+  p.batch = 0;  // no rows: no X scales to read
+  p.x_scaling = Fp8Scaling::blocks;
+  EXPECT_EQ(detail::fp8_scale_count(p, false), 0);
+}
+
+TEST(Fp8Scales, ArgumentsAreCheckedBeforeTheDevice) {
+  Fp8Tensors none;
+  const Status both_null = check_fp8_scales(problem(), none, nullptr);
+  EXPECT_EQ(both_null.code, StatusCode::invalid_argument);
+  EXPECT_TRUE(says(both_null.message, "both null")) << both_null.message;
+  Fp8Problem p = problem();
+  p.in_features = 100;
+  Fp8Tensors t;
+  t.w_scale = fat(3);
+  EXPECT_TRUE(says(check_fp8_scales(p, t, nullptr).message, "multiples of 16"));
+  t.w_scale = fat(3, 2);
+  EXPECT_TRUE(says(check_fp8_scales(problem(), t, nullptr).message, "4-byte aligned"));
 }
 
 }  // namespace

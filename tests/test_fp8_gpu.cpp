@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -280,6 +281,56 @@ TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
   // and neither.
   for (const Shape& s : {shapes[1], shapes[2], shapes[3], shapes[4], shapes[5]})
     check_shape(s, DType::bf16, true, Fp8Scale::blocks, Fp8Scale::blocks, seed += 3, /*z_e4m3=*/true);
+}
+
+// check_fp8_scales on device scales: what the quantiser writes passes; a NaN, an infinity, a zero
+// or a negative scale in either operand is an invalid_argument that names it and its block.
+TEST(Fp8Scales, AMalformedScaleIsAClearError) {
+  if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
+  Fp8Problem p;
+  p.batch = 3;
+  p.in_features = 272;  // 3 K blocks
+  p.hidden = 200;       // 2 row blocks
+  const auto x = common::uniform_values(3 * 272, -1, 1, 77, DType::bf16);
+  const auto w = common::uniform_values(2 * 200 * 272, -1, 1, 78, DType::bf16);
+  const DeviceBuffer dx = upload(common::to_dtype_bytes(x, DType::bf16)), dw = upload(common::to_dtype_bytes(w, DType::bf16));
+  DeviceBuffer xq(3 * 272), wq(2 * 200 * 272), xs(3 * 3 * 4), ws(2 * 2 * 3 * 4);
+  ASSERT_TRUE(quantize_e4m3(DType::bf16, dx.get(), 272, 3, 272, Fp8Blocks::row_1x128, xq.get(), 272, xs.as<float>(),
+                            nullptr).ok());
+  for (int h = 0; h < 2; ++h) {
+    ASSERT_TRUE(quantize_e4m3(DType::bf16, static_cast<const char*>(dw.get()) + h * 200 * 272 * 2, 272, 200, 272,
+                              Fp8Blocks::tile_128x128, static_cast<char*>(wq.get()) + h * 200 * 272, 272,
+                              ws.as<float>() + h * 2 * 3, nullptr)
+                    .ok());
+  }
+  Fp8Tensors t;
+  t.x_scale = xs.as<float>();
+  t.w_scale = ws.as<float>();
+  const Status good = check_fp8_scales(p, t, nullptr);
+  EXPECT_TRUE(good.ok()) << good.message;
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const struct {
+    bool w;
+    int index;
+    float value;
+    const char* says;
+  } cases[] = {{false, 4, nan, "x_scale[4] (row 1, K block 1) is nan"},
+               {false, 8, 0.0f, "x_scale[8] (row 2, K block 2) is 0"},
+               {true, 7, inf, "w_scale[7] (Wb, row block 0, K block 1) is inf"},
+               {true, 2, -1.0f, "w_scale[2] (Wa, row block 0, K block 2) is -1"}};
+  for (const auto& c : cases) {
+    float* where = (c.w ? ws.as<float>() : xs.as<float>()) + c.index;
+    float kept = 0.0f;
+    CUDA_CHECK(cudaMemcpy(&kept, where, 4, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(where, &c.value, 4, cudaMemcpyHostToDevice));
+    const Status bad = check_fp8_scales(p, t, nullptr);
+    EXPECT_EQ(bad.code, StatusCode::invalid_argument) << c.says;
+    EXPECT_NE(bad.message.find(c.says), std::string::npos) << bad.message;
+    Fp8Tensors one = t;  // the other operand alone passes
+    (c.w ? one.w_scale : one.x_scale) = nullptr;
+    EXPECT_TRUE(check_fp8_scales(p, one, nullptr).ok()) << c.says;
+    CUDA_CHECK(cudaMemcpy(where, &kept, 4, cudaMemcpyHostToDevice));
+  }
 }
 
 TEST(Fp8Quantize, MatchesTheHostBitForBit) {

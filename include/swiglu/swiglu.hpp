@@ -19,7 +19,9 @@
 
 namespace swiglu {
 
-enum class DType { f32, f16, bf16 };
+// e4m3 (OCP FP8 E4M3, spelled fp8) is the FP8 forward's operand type: it takes forward_fp8 and an
+// Fp8Problem, with fp32 scales; every Problem-based entry point refuses it.
+enum class DType { f32, f16, bf16, e4m3 };
 
 // How Wa and Wb are stored.
 //  linear: PyTorch nn.Linear. W12 = [Wa; Wb] is 2D×I row-major (Wa rows 0..D-1, Wb rows D..2D-1).
@@ -286,6 +288,15 @@ Status validate_forward_fp8(const Fp8Problem& p, const Fp8Tensors& t);
 // Launches the FP8 forward on `stream` (one kernel launch). No output may overlap an input or
 // another output.
 Status forward_fp8(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream);
+
+// Checks the values of the scales forward_fp8 would read for `p` from t.x_scale and t.w_scale:
+// each must be finite and > 0. A NaN, an infinity, a zero or a negative scale is no recipe's, and
+// the kernel cannot tell what it makes of an operand from data. The error names the operand, the
+// index and the block. Copies the scales to the host on `stream` and waits for it, so it belongs
+// where scales are made or loaded (a checkpoint, a quantiser of the caller's own), not in a timed
+// loop. The scales quantize_e4m3 writes always pass. Either pointer may be null, to check the other
+// operand's only (weights quantised once, say); the other tensors are not read.
+Status check_fp8_scales(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream);
 
 // The quantiser that makes those operands: a rows×cols matrix `a` (fp32, fp16 or bf16, row
 // stride lda elements) to e4m3 `q` (row stride ldq bytes) with one fp32 scale a block, amax/448

@@ -119,6 +119,12 @@ SWIGLU_C_API swiglu_status swiglu_forward_fp8(const swiglu_fp8_problem* p, const
                                               const void* w, const float* w_scale, const void* bias, void* z,
                                               float* z_scale, float* z_amax, void* saved, void* stream);
 
+/* Checks the values of the scales swiglu_forward_fp8 would read for `p` (check_fp8_scales): each
+ * must be finite and > 0; the error names the first that is not. Either pointer may be NULL (that
+ * operand is not checked). Copies the scales to the host and waits for `stream`. */
+SWIGLU_C_API swiglu_status swiglu_check_fp8_scales(const swiglu_fp8_problem* p, const float* x_scale,
+                                                   const float* w_scale, void* stream);
+
 /* A rows×cols matrix `a` (in_dtype: SWIGLU_DTYPE_*, row stride lda elements) to e4m3 `q` (row
  * stride ldq bytes) with fp32 scales in SWIGLU_FP8_BLOCKS_* blocks, amax/448 each (quantize_e4m3). */
 SWIGLU_C_API swiglu_status swiglu_quantize_e4m3(int32_t in_dtype, const void* a, int64_t lda, int64_t rows,

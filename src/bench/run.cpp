@@ -14,6 +14,7 @@
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
 #include "bench/parity.hpp"
+#include "bench/run_fp8.hpp"
 #include "bench/session.hpp"
 #include "bench/writers.hpp"
 #include "common/device.hpp"
@@ -56,6 +57,10 @@ double forward_flops(const Problem& p) {
 double forward_min_bytes(const Problem& p) {
   const double B = static_cast<double>(p.batch), I = static_cast<double>(p.in_features),
                D = static_cast<double>(p.hidden);
+  if (p.dtype == DType::e4m3) {
+    const double kb = std::ceil(I / 128), db = std::ceil(D / 128);
+    return B * I + 2 * D * I + 4 * (B * kb + 2 * db * kb) + B * D + 4 * B * db + (p.bias ? 2 * 2 * D : 0);
+  }
   return static_cast<double>(dtype_size(p.dtype)) *
          (B * I + 2 * D * I + B * D + (p.bias ? 2 * D : 0));
 }
@@ -136,6 +141,7 @@ std::vector<ForwardVariant> make_variants(const Session& s, const Case& c) {
 }
 
 void run_forward_case(Session& s, const Case& c) {
+  if (c.problem.dtype == DType::e4m3) return run_fp8_forward_case(s, c);
   const RunOptions& o = s.options();
   const Problem& p = c.problem;
   const std::string label = case_label(c);

@@ -2,6 +2,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <algorithm>
 #include <cstring>
@@ -24,6 +25,7 @@ float round_to(float v, DType dtype) {
     case DType::f32: return v;
     case DType::f16: return __half2float(__float2half_rn(v));
     case DType::bf16: return __bfloat162float(__float2bfloat16_rn(v));
+    case DType::e4m3: return static_cast<float>(__nv_fp8_e4m3(v));
   }
   return v;
 }
@@ -61,6 +63,8 @@ std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DTyp
     } else if (dtype == DType::f16) {
       const __half h = __float2half_rn(values[i]);
       std::memcpy(out.data() + 2 * i, &h, 2);
+    } else if (dtype == DType::e4m3) {
+      out[i] = __nv_fp8_e4m3(values[i]).__x;
     } else {
       const __nv_bfloat16 h = __float2bfloat16_rn(values[i]);
       std::memcpy(out.data() + 2 * i, &h, 2);
@@ -79,6 +83,10 @@ std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
       __half h;
       std::memcpy(&h, b + 2 * i, 2);
       out[i] = __half2float(h);
+    } else if (dtype == DType::e4m3) {
+      __nv_fp8_e4m3 e;
+      e.__x = b[i];
+      out[i] = static_cast<float>(e);
     } else {
       __nv_bfloat16 h;
       std::memcpy(&h, b + 2 * i, 2);

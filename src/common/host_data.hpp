@@ -18,6 +18,7 @@ std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DTyp
 // Values from raw `dtype` bytes.
 std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype);
 
+// The nearest `dtype` value (ties to even); e4m3 saturates at ±448 (a NaN stays NaN).
 float round_to(float v, DType dtype);
 
 // The value every output is filled with before a checked run: a quiet NaN in every dtype

@@ -4,6 +4,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
+#include <string>
+
 #include "kernels/params.cuh"
 #include "swiglu/swiglu.hpp"
 
@@ -21,5 +24,13 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, 
 // scale holds ceil(rows / block_rows) × ceil(cols / 128) of them, row-major.
 Status quantize_e4m3(DType in, const void* a, int64_t lda, void* q, int64_t ldq, float* scale, int64_t rows,
                      int64_t cols, int block_rows, cudaStream_t stream);
+
+// check_fp8_scales' test on host copies of the scales: the first of `n` that is not finite and
+// > 0, described for an error ("w_scale[5] (Wa, row block 0, K block 5) is nan"), or "" when all
+// are. `is_w` says which operand (and layout) `scale` is for p's.
+std::string describe_bad_scale(const Fp8Problem& p, bool is_w, const float* scale, int64_t n);
+
+// The number of scales forward_fp8 reads for X (is_w false) or W12 under p's scalings.
+int64_t fp8_scale_count(const Fp8Problem& p, bool is_w);
 
 }  // namespace swiglu::detail

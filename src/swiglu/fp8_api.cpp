@@ -5,7 +5,9 @@
 #include <nvtx3/nvtx3.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -171,6 +173,64 @@ Status forward_fp8(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream
   q.z_scale = t.z != nullptr ? t.z_scale : nullptr;
   q.z_amax = t.z != nullptr ? t.z_amax : nullptr;
   return detail::fp8_forward_sm90(q, p.out, p.z_e4m3, stream);
+}
+
+namespace detail {
+
+int64_t fp8_scale_count(const Fp8Problem& p, bool is_w) {
+  const int64_t k_blocks = (p.in_features + 127) / 128;
+  return is_w ? scale_count(p.w_scaling, 2 * p.hidden, p.hidden, k_blocks, true)
+              : scale_count(p.x_scaling, p.batch, p.hidden, k_blocks, false);
+}
+
+std::string describe_bad_scale(const Fp8Problem& p, bool is_w, const float* scale, int64_t n) {
+  int64_t i = 0;
+  while (i < n && std::isfinite(scale[i]) && scale[i] > 0.0f) ++i;
+  if (i == n) return {};
+  const int64_t k_blocks = (p.in_features + 127) / 128, d_blocks = (p.hidden + 127) / 128;
+  const Fp8Scaling s = is_w ? p.w_scaling : p.x_scaling;
+  std::string where;
+  if (s == Fp8Scaling::tensor) {
+    where = "the operand's one scale";
+  } else if (s == Fp8Scaling::channel) {
+    where = std::string(i < p.hidden ? "Wa" : "Wb") + ", row " + str(i % p.hidden);
+  } else if (is_w) {
+    const int64_t half = d_blocks * k_blocks;
+    where = std::string(i < half ? "Wa" : "Wb") + ", row block " + str(i % half / k_blocks) + ", K block " +
+            str(i % k_blocks);
+  } else {
+    where = "row " + str(i / k_blocks) + ", K block " + str(i % k_blocks);
+  }
+  char value[32];
+  std::snprintf(value, sizeof value, "%g", static_cast<double>(scale[i]));
+  return std::string(is_w ? "w_scale[" : "x_scale[") + str(i) + "] (" + where + ") is " + value +
+         ": every scale must be finite and > 0 (an all-zero block's scale is 1)";
+}
+
+}  // namespace detail
+
+Status check_fp8_scales(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream) {
+  nvtx3::scoped_range range{"swiglu::check_fp8_scales"};
+  if (Status s = check_dims(p); !s.ok()) return s;
+  if (t.x_scale == nullptr && t.w_scale == nullptr)
+    return fail(StatusCode::invalid_argument, "x_scale and w_scale are both null: nothing to check");
+  if (!aligned(t.x_scale, 4) || !aligned(t.w_scale, 4))
+    return fail(StatusCode::invalid_argument, "the scales must be 4-byte aligned (fp32)");
+  for (const bool is_w : {false, true}) {
+    const float* scale = is_w ? t.w_scale : t.x_scale;
+    const int64_t n = detail::fp8_scale_count(p, is_w);
+    if (scale == nullptr || n == 0) continue;
+    std::vector<float> host(static_cast<size_t>(n));
+    cudaError_t e = cudaMemcpyAsync(host.data(), scale, host.size() * sizeof(float), cudaMemcpyDefault, stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+    if (e != cudaSuccess) {
+      return fail(StatusCode::cuda_error, std::string("check_fp8_scales: reading ") + (is_w ? "w_scale" : "x_scale") +
+                                              ": " + cudaGetErrorString(e));
+    }
+    if (std::string bad = detail::describe_bad_scale(p, is_w, host.data(), n); !bad.empty())
+      return fail(StatusCode::invalid_argument, bad);
+  }
+  return Status::success();
 }
 
 Status quantize_e4m3(DType in, const void* a, int64_t lda, int64_t rows, int64_t cols, Fp8Blocks blocks, void* q,
