@@ -19,77 +19,11 @@
 
 #include "common/device.hpp"
 #include "common/host_data.hpp"
+#include "fp8_case.hpp"
 #include "swiglu/fp8.hpp"
 
 namespace swiglu::test {
 namespace {
-
-using common::DeviceBuffer;
-
-constexpr float kE4m3Max = 448.0f;
-
-// The FP8 tensor cores' accumulation: products are summed in about 14 bits (DeepSeek-V3's report
-// on Hopper), relative to the largest term; the kernel promotes to fp32 after each 128-wide K
-// block, i.e. after 4 k32 wgmmas. So a G or U element's error is at most about 4 · 2^-14 · S_block
-// a block, and kTensorCoreU · S over all of K, S = Σ_k |x_k·w_k|.
-constexpr double kTensorCoreU = 1.0 / 4096;  // 4 · 2^-14
-
-// A row-major rows×cols matrix quantised to e4m3 in blocks of block_rows × block_cols (the last ones
-// partial): q (bytes), the blocks' scales (row block-major, ceil(cols/block_cols) a row of blocks),
-// and the dequantised values q·scale that the reference multiplies.
-struct Quantised {
-  std::vector<uint8_t> q;
-  std::vector<float> scale;
-  std::vector<double> deq;
-};
-
-Quantised quantise(const std::vector<float>& v, int64_t rows, int64_t cols, int64_t block_rows,
-                   int64_t block_cols = 128) {
-  const int64_t rb = (rows + block_rows - 1) / block_rows, kb = (cols + block_cols - 1) / block_cols;
-  Quantised out;
-  out.q.resize(static_cast<size_t>(rows * cols));
-  out.deq.resize(out.q.size());
-  out.scale.resize(static_cast<size_t>(rb * kb));
-  for (int64_t br = 0; br < rb; ++br) {
-    for (int64_t bk = 0; bk < kb; ++bk) {
-      const int64_t r1 = std::min(rows, (br + 1) * block_rows), c1 = std::min(cols, (bk + 1) * block_cols);
-      float amax = 0.0f;
-      for (int64_t r = br * block_rows; r < r1; ++r)
-        for (int64_t c = bk * block_cols; c < c1; ++c) amax = std::max(amax, std::fabs(v[r * cols + c]));
-      const float scale = amax > 0.0f ? amax / kE4m3Max : 1.0f;
-      out.scale[br * kb + bk] = scale;
-      for (int64_t r = br * block_rows; r < r1; ++r) {
-        for (int64_t c = bk * block_cols; c < c1; ++c) {
-          const __nv_fp8_e4m3 e(v[r * cols + c] / scale);  // nearest even, saturated to ±448
-          out.q[r * cols + c] = e.__x;
-          out.deq[r * cols + c] = static_cast<double>(static_cast<float>(e)) * scale;
-        }
-      }
-    }
-  }
-  return out;
-}
-
-template <class T>
-DeviceBuffer upload(const std::vector<T>& v) {
-  DeviceBuffer d(std::max<size_t>(v.size() * sizeof(T), 16));
-  if (!v.empty()) CUDA_CHECK(cudaMemcpy(d.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
-}
-
-std::vector<float> download(const DeviceBuffer& d, size_t n, DType t) {
-  std::vector<unsigned char> raw(n * dtype_size(t));
-  if (n > 0) CUDA_CHECK(cudaMemcpy(raw.data(), d.get(), raw.size(), cudaMemcpyDeviceToHost));
-  return common::from_dtype_bytes(raw.data(), n, t);
-}
-
-bool on_hopper() {
-  int device = 0, major = 0, minor = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess && major == 9 &&
-         minor == 0;
-}
 
 struct Shape {
   int64_t b, i, d;
@@ -124,51 +58,9 @@ void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind,
   } else {
     wq = w_kind == Fp8Scale::tensor ? quantise(w, 2 * D, I, 2 * D, I) : quantise(w, 2 * D, I, 1, I);
   }
-  const double* ad = wq.deq.data();
-  const double* bd = wq.deq.data() + D * I;
-
-  // The fp64 reference on the dequantised inputs (the bias as rounded to the output dtype), and each
-  // element's error bound (see kTensorCoreU): |err| ≤ u_out·|v| + the accumulation's, which for G
-  // (and U) is kTensorCoreU·S, S = Σ_k |x_k·w_k|, and for Z what the G and U errors become through
-  // z = silu(g)·u, plus Z's own rounding (twice u_out: the fp32 gate's few ulp included).
-  const double u_out = out == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);  // unit roundoff
-  std::vector<double> z_ref(static_cast<size_t>(B * D)), h_ref(static_cast<size_t>(B * 2 * D));
-  std::vector<double> z_acc(z_ref.size()), h_bound(h_ref.size());  // z_acc: Z's bound but its rounding
-  for (int64_t r = 0; r < B; ++r) {
-    for (int64_t n = 0; n < D; ++n) {
-      double g = bias ? b[n] : 0.0, u = bias ? b[D + n] : 0.0, sg = 0.0, su = 0.0;
-      for (int64_t c = 0; c < I; ++c) {
-        const double pg = xq.deq[r * I + c] * ad[n * I + c], pu = xq.deq[r * I + c] * bd[n * I + c];
-        g += pg;
-        u += pu;
-        sg += std::fabs(pg);
-        su += std::fabs(pu);
-      }
-      const double sig = 1.0 / (1.0 + std::exp(-g)), silu = g * sig, dsilu = sig * (1.0 + g * (1.0 - sig));
-      z_ref[r * D + n] = silu * u;
-      z_acc[r * D + n] = kTensorCoreU * (std::fabs(dsilu * u) * sg + std::fabs(silu) * su);
-      h_ref[r * 2 * D + n] = g;
-      h_ref[r * 2 * D + D + n] = u;
-      h_bound[r * 2 * D + n] = u_out * std::fabs(g) + kTensorCoreU * sg;
-      h_bound[r * 2 * D + D + n] = u_out * std::fabs(u) + kTensorCoreU * su;
-    }
-  }
-  // got against want within bound, element by element; the first few misses reported.
-  auto expect_within = [&](const char* name, const std::vector<float>& got, const std::vector<double>& want,
-                           auto&& bound) {
-    int bad = 0;
-    double err2 = 0.0, ref2 = 0.0;
-    for (size_t e = 0; e < want.size(); ++e) {
-      const double d = std::fabs(static_cast<double>(got[e]) - want[e]);
-      if (!(d <= bound(e)) && bad++ < 5)
-        ADD_FAILURE() << what << " " << name << "[" << e << "] = " << got[e] << ", expected " << want[e]
-                      << " ± " << bound(e);
-      err2 += d * d;
-      ref2 += want[e] * want[e];
-    }
-    std::printf("%s %s: rel_l2 %.3e, %d of %zu over their bound\n", what.c_str(), name,
-                std::sqrt(err2 / std::max(ref2, 1e-300)), bad, want.size());
-  };
+  // The fp64 reference on the dequantised inputs and each element's bound (fp8_case.hpp).
+  const Fp8Reference ref = fp8_reference(xq.deq, wq.deq, bias ? b.data() : nullptr, B, I, D, out);
+  const double u_out = ref.u_out;
 
   const DeviceBuffer dx = upload(xq.q), dw = upload(wq.q), dxs = upload(xq.scale), dws = upload(wq.scale);
   const DeviceBuffer dbias = upload(common::to_dtype_bytes(b, out));
@@ -213,48 +105,15 @@ void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind,
 
   if (!z_e4m3) {
     const auto z = download(dz, static_cast<size_t>(B * D), out);
-    expect_within("Z", z, z_ref, [&](size_t e) { return 2 * u_out * std::fabs(z_ref[e]) + z_acc[e]; });
+    expect_within(what, "Z", z, ref.z, [&](size_t e) { return 2 * u_out * std::fabs(ref.z[e]) + ref.z_acc[e]; });
   } else {
-    // Each row's 128-column block: its scale is amax / 448 of the kernel's fp32 Z, within the
-    // block's largest accumulation bound (/ 448) of the reference's; dequantised, Z is within
-    // e4m3's half unit (2^-4 relative, 2^-10 of the scale in the subnormals) plus that bound.
-    std::vector<uint8_t> zq(static_cast<size_t>(B * D));
-    std::vector<float> zs(static_cast<size_t>(B * z_blocks));
     float amax_got = 0.0f;
-    CUDA_CHECK(cudaMemcpy(zq.data(), dz.get(), zq.size(), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(zs.data(), dzs.get(), zs.size() * 4, cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(&amax_got, damax.get(), 4, cudaMemcpyDeviceToHost));
-    double amax_ref = 0.0, amax_bound = 0.0, err2 = 0.0, ref2 = 0.0;
-    int bad = 0;
-    for (int64_t r = 0; r < B; ++r) {
-      for (int64_t zb = 0; zb < z_blocks; ++zb) {
-        double block_max = 0.0, block_acc = 0.0;
-        for (int64_t n = zb * 128; n < std::min(D, zb * 128 + 128); ++n) {
-          block_max = std::max(block_max, std::fabs(z_ref[r * D + n]));
-          block_acc = std::max(block_acc, z_acc[r * D + n]);
-        }
-        amax_ref = std::max(amax_ref, block_max);
-        amax_bound = std::max(amax_bound, block_acc);
-        const double scale = zs[r * z_blocks + zb], want = block_max > 0 ? block_max / kernels::kE4m3Max : 1.0;
-        if (std::fabs(scale - want) > block_acc / kernels::kE4m3Max + 1e-6 * want && bad++ < 5)
-          ADD_FAILURE() << what << " row " << r << " block " << zb << ": scale " << scale << ", expected " << want;
-        for (int64_t n = zb * 128; n < std::min(D, zb * 128 + 128); ++n) {
-          __nv_fp8_e4m3 e;
-          e.__x = zq[r * D + n];
-          const double got = static_cast<double>(static_cast<float>(e)) * scale, ref = z_ref[r * D + n];
-          const double bound = std::fabs(ref) * 0.0625 + scale / 1024.0 + z_acc[r * D + n];
-          if (!(std::fabs(got - ref) <= bound) && bad++ < 5)
-            ADD_FAILURE() << what << " Z[" << r << "][" << n << "] = " << got << ", expected " << ref;
-          err2 += (got - ref) * (got - ref);
-          ref2 += ref * ref;
-        }
-      }
-    }
-    EXPECT_LE(std::sqrt(err2 / std::max(ref2, 1e-300)), 0.0625) << what << ": Z's rel L2";
-    EXPECT_NEAR(amax_got, amax_ref, amax_bound + 1e-6 * amax_ref) << what << ": Z's amax";
+    expect_e4m3_z(what, download_raw<uint8_t>(dz, static_cast<size_t>(B * D)),
+                  download_raw<float>(dzs, static_cast<size_t>(B * z_blocks)), ref, B, D, 0.0, &amax_got);
   }
   const auto h = download(dh, static_cast<size_t>(B * 2 * D), out);
-  expect_within("H", h, h_ref, [&](size_t e) { return h_bound[e]; });
+  expect_within(what, "H", h, ref.h, [&](size_t e) { return ref.h_bound[e]; });
 }
 
 TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
