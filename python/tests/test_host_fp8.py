@@ -705,3 +705,57 @@ def test_library_without_check_fp8_scales_loads(tmp_path, monkeypatch):
     swiglu.load_library()
     with pytest.raises(swiglu.LibraryError, match=r"does not export swiglu_check_fp8_scales\(\).*rebuild the library"):
         _lib.library().check_fp8_scales(fp8_problem(), 0, 0, 0)
+
+
+# ---- scripts/bench_torch.py --fp8: its baseline's arithmetic ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_torch():
+    """scripts/bench_torch.py as a module (its helpers; main() is not run)."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    pytest.importorskip("yaml")
+    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_torch.py"
+    spec = importlib.util.spec_from_file_location("bench_torch", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_torch"] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["bench_torch"]
+    return module
+
+
+def test_bench_fp8_baseline_quantises_as_the_library(bench_torch):
+    """The torch._scaled_mm baseline's SiLU·mul + 1×128 quantisation (eager here; the benchmark
+    compiles it) writes what fused_swiglu_fp8's e4m3 Z holds: the same scales and bytes as the
+    tests' own quantiser; its x and W quantisers are amax/448 per tensor and per row."""
+    gen = torch.Generator().manual_seed(3)
+    h = structured(gen, 6, 400).to(torch.bfloat16)
+    q, s = bench_torch.gate_e4m3(h, 200)
+    g, u = h.float().split(200, dim=-1)
+    q_ref, s_ref = ref.quantize_blocks(torch.nn.functional.silu(g) * u, 1)
+    assert torch.equal(s, s_ref) and torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+    torch.testing.assert_close(bench_torch.dequantize_z(q, s), ref.dequantize_z(q, s).float())
+    x = structured(gen, 5, 144).float()
+    xq, xs = bench_torch.quantize_per_row(x)
+    assert xs.shape == (5, 1) and torch.equal(xs, x.abs().amax(dim=1, keepdim=True) / 448)
+    xq, xs = bench_torch.quantize_per_tensor(x)
+    assert xs.shape == () and torch.equal(xq.float(), (x / xs).clamp(-448, 448).to(E4M3).float())
+
+
+def test_bench_fp8_options(bench_torch):
+    assert bench_torch.parse_args(["--fp8"]).contenders == bench_torch.FP8_CONTENDERS
+    assert bench_torch.parse_args([]).contenders == bench_torch.CONTENDERS
+    assert bench_torch.parse_args(["--fp8", "--contenders", "fp8-fused"]).contenders == ["fp8-fused"]
+    with pytest.raises(SystemExit) as e:
+        bench_torch.parse_args(["--fp8", "--contenders", "fused-save"])
+    assert e.value.code == 3
+    row = dict(B=1, I=16, D=8, dtype="bf16", x_stride_pad=0, bias=False, contender="fp8-fused", status="PASS",
+               fwd_median_ms=0.0123, fwd_noise=0.02, fwd_speedup=1.5, rel_err=0.05)
+    assert bench_torch.fp8_md_row(row) == "| 1 | 16 | 8 | bf16 | no | fp8-fused | 0.0123 | 2.0% | 1.50x | 5.0e-02 | PASS |"
+    assert bench_torch.fp8_summary_lines([row, dict(row, fwd_speedup=1.0 / 1.5)]) == [
+        "fp8-fused against fp8-scaled-mm, geometric mean over 2 cases: fwd 1.00x (range 0.67-1.50)"]
