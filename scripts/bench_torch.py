@@ -531,7 +531,7 @@ class Bench:
             zero_grads([x_train, *c.params])
             # Why collect, then hold the collector: tensors of the timing runs that only a reference
             # cycle still holds would otherwise be freed whenever the collector runs, in the middle
-            # of the measured step (an H200 run read kept -580 MiB that way).
+            # of the measured step (most likely why an H200 run read kept as -580 MiB).
             gc.collect()
             gc.disable()
             try:
