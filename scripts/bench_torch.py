@@ -636,14 +636,16 @@ def relative_to_root(arg: str) -> str:
 def command_args(argv: list[str]) -> list[str]:
     """The command line as the result files record it: paths inside the source tree relative to it,
     and an --out directory outside it written OUT (machine paths do not belong in them)."""
+    def out_dir(value: str) -> str:
+        value = relative_to_root(value)
+        return "OUT" if pathlib.Path(value).is_absolute() else value
+
     out = []
     for i, arg in enumerate(argv):
         if arg.startswith("--out="):
-            value = relative_to_root(arg[len("--out="):])
-            out.append("--out=" + ("OUT" if pathlib.Path(value).is_absolute() else value))
+            out.append("--out=" + out_dir(arg[len("--out="):]))
         elif i > 0 and argv[i - 1] == "--out":
-            value = relative_to_root(arg)
-            out.append("OUT" if pathlib.Path(value).is_absolute() else value)
+            out.append(out_dir(arg))
         else:
             out.append(relative_to_root(arg))
     return out

@@ -7,6 +7,7 @@ through ctypes: its version and its error messages). The fused kernels themselve
 """
 
 import ctypes.util
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -402,7 +403,6 @@ def bench_torch():
     """scripts/bench_torch.py as a module (its helpers; main() is not run)."""
     pytest.importorskip("yaml")
     path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_torch.py"
-    import importlib.util
     spec = importlib.util.spec_from_file_location("bench_torch", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_torch"] = module  # dataclasses look their module up while the class is made
