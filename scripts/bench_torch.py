@@ -60,6 +60,7 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import gc
 import importlib.metadata
 import math
 import os
@@ -634,20 +635,31 @@ class Bench:
         for c in (c for c in live if c.trains):
             row = rows[c.name]
             zero_grads([x_train, *c.params])
-            torch.cuda.synchronize(self.device)
-            before = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
+            # Why collect, then hold the collector: tensors of the timing runs that only a reference
+            # cycle still holds would otherwise be freed whenever the collector runs, in the middle
+            # of the measured step (most likely why an H200 run read kept as -580 MiB).
+            gc.collect()
+            gc.disable()
             try:
+                torch.cuda.synchronize(self.device)
+                before = torch.cuda.memory_allocated(self.device)
+                torch.cuda.reset_peak_memory_stats(self.device)
                 z = c.forward(x_train)
                 torch.cuda.synchronize(self.device)
-                row["kept_mib"] = (torch.cuda.memory_allocated(self.device) - before) / MIB
+                kept = torch.cuda.memory_allocated(self.device) - before
                 z.backward(dz)
                 del z
                 torch.cuda.synchronize(self.device)
-                row["peak_mib"] = (torch.cuda.max_memory_allocated(self.device) - before) / MIB
+                peak = torch.cuda.max_memory_allocated(self.device) - before
+                if kept < 0 or peak < kept:
+                    row["reason"] = "memory not recorded: tensors allocated before the step were freed during it"
+                else:
+                    row["kept_mib"], row["peak_mib"] = kept / MIB, peak / MIB
             except torch.cuda.OutOfMemoryError:
                 row.update(status="SKIP", reason="out of memory while measuring memory")
                 torch.cuda.empty_cache()
+            finally:
+                gc.enable()
             zero_grads([x_train, *c.params])
         base_peak = rows.get(BASELINE, {}).get("peak_mib")
         for c in live:
@@ -789,7 +801,8 @@ def summary_lines(rows: list[dict]) -> list[str]:
         for key, label in (("fwd_speedup", "fwd"), ("step_speedup", "fwd+bwd"), ("peak_vs_baseline", "peak memory")):
             values = [r[key] for r in mine if r.get(key)]
             if values:
-                parts.append(f"{label} {geomean(values):.2f}x (range {min(values):.2f}-{max(values):.2f})")
+                fewer = f", {len(values)} of the {len(mine)}" if len(values) < len(mine) else ""
+                parts.append(f"{label} {geomean(values):.2f}x (range {min(values):.2f}-{max(values):.2f}{fewer})")
         if parts:
             lines.append(f"{name} against {BASELINE}, geometric mean over {len(mine)} cases: " + ", ".join(parts))
     return lines
@@ -842,6 +855,24 @@ def relative_to_root(arg: str) -> str:
     return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else arg
 
 
+def command_args(argv: list[str]) -> list[str]:
+    """The command line as the result files record it: paths inside the source tree relative to it,
+    and an --out directory outside it written OUT (machine paths do not belong in them)."""
+    def out_dir(value: str) -> str:
+        value = relative_to_root(value)
+        return "OUT" if pathlib.Path(value).is_absolute() else value
+
+    out = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--out="):
+            out.append("--out=" + out_dir(arg[len("--out="):]))
+        elif i > 0 and argv[i - 1] == "--out":
+            out.append(out_dir(arg))
+        else:
+            out.append(relative_to_root(arg))
+    return out
+
+
 def provenance(args, device) -> list[str]:
     props = torch.cuda.get_device_properties(device)
     versions = {"torch": torch.__version__, "CUDA (torch)": torch.version.cuda}
@@ -865,7 +896,7 @@ def provenance(args, device) -> list[str]:
     return [f"{props.name} (sm_{props.major}{props.minor}, {props.multi_processor_count} SMs, L2 {l2 // MIB} MiB), "
             + ", ".join(f"{k} {v}" for k, v in versions.items()) + f", libswiglu_c {library}",
             f"git {sha}, {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-            "command: scripts/bench_torch.py " + " ".join(relative_to_root(a) for a in sys.argv[1:]),
+            "command: scripts/bench_torch.py " + " ".join(command_args(sys.argv[1:])),
             f"timing: {args.warmup} warm-up runs, {args.min_samples}-{args.max_samples} samples and at least "
             f"{args.min_time} s per mode and case, L2 flushed before each sample, contenders interleaved"]
 

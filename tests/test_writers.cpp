@@ -173,7 +173,7 @@ TEST(Json, WrongKindThrows) {
   EXPECT_DOUBLE_EQ(Json(3).as_number(), 3.0);
 }
 
-// --- atomic writes ---------------------------------------------------------------------------
+// --- bounded reads ---------------------------------------------------------------------------
 
 using ReadFile = TempDir;
 
@@ -203,6 +203,8 @@ TEST(ReadFileProc, MoreThanTheStatedSizeIsALowerBound) {
     EXPECT_EQ(e.reason({"", "{5}{1} bytes over {2}", ""}), "at least 17 bytes over 16");
   }
 }
+
+// --- atomic writes ---------------------------------------------------------------------------
 
 using AtomicWrite = TempDir;
 

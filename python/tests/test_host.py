@@ -7,6 +7,7 @@ through ctypes: its version and its error messages). The fused kernels themselve
 """
 
 import ctypes.util
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -395,3 +396,36 @@ def test_real_library_workspace_query(real_library):
     assert real_library.backward_workspace_bytes(problem(batch=0), _lib.POLICY_SAVE, True, True) == 0
     with pytest.raises(swiglu.SwigluError, match="policy 3 is not SWIGLU_POLICY_SAVE or _RECOMPUTE"):
         real_library.backward_workspace_bytes(problem(), 3, True, True)
+
+
+@pytest.fixture(scope="module")
+def bench_torch():
+    """scripts/bench_torch.py as a module (its helpers; main() is not run)."""
+    pytest.importorskip("yaml")
+    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_torch.py"
+    spec = importlib.util.spec_from_file_location("bench_torch", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_torch"] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["bench_torch"]
+    return module
+
+
+def test_bench_torch_command_line_has_no_machine_paths(bench_torch):
+    root = bench_torch.ROOT
+    args = ["--shapes", str(root / "configs" / "llama.yaml"), "--out", "/somewhere/out/results", "--time-limit", "90"]
+    assert bench_torch.command_args(args) == ["--shapes", "configs/llama.yaml", "--out", "OUT", "--time-limit", "90"]
+    args = ["--out=/elsewhere", "--out", str(root / "results" / "h200" / "torch"), "--shapes", "/etc/a.yaml"]
+    assert bench_torch.command_args(args) == ["--out=OUT", "--out", "results/h200/torch", "--shapes", "/etc/a.yaml"]
+
+
+def test_bench_torch_summary_names_the_cases_a_ratio_covers(bench_torch):
+    rows = [dict(contender="fused-save", status="PASS", fwd_speedup=1.1, step_speedup=1.0, peak_vs_baseline=1.2),
+            dict(contender="fused-save", status="PASS", fwd_speedup=1.2, step_speedup=1.1),
+            dict(contender="fused-save", status="SKIP")]
+    (line,) = bench_torch.summary_lines(rows)
+    assert "geometric mean over 2 cases" in line
+    assert "fwd+bwd 1.05x (range 1.00-1.10)" in line
+    assert "peak memory 1.20x (range 1.20-1.20, 1 of the 2)" in line
