@@ -434,6 +434,17 @@ def rel_errors(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     return rel_l2, max_rel
 
 
+def record_check_failure(row: dict, e: Exception, ours: bool) -> None:
+    """A contender's check raised: out of memory is SKIP (the cache emptied for the next one); any
+    other error is ERROR for our own contenders and SKIP, with its first line, for the others."""
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        row.update(status="SKIP", reason="out of memory in the check")
+        torch.cuda.empty_cache()
+        return
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    row.update(status="ERROR" if ours else "SKIP", reason=f"{type(e).__name__}: {first_line[:200]}")
+
+
 def zero_grads(tensors) -> None:
     for t in tensors:
         t.grad = None
@@ -557,16 +568,10 @@ class Bench:
                     if refs["dbias"] is not None:
                         got["dbias"] = torch.cat([p.grad for p in c.params if p.dim() == 1])
                 torch.cuda.synchronize(self.device)
-            except torch.cuda.OutOfMemoryError:
-                row.update(status="SKIP", reason="out of memory in the check")
-                torch.cuda.empty_cache()
-                continue
             except Exception as e:  # noqa: BLE001: any failure of a contender is reported in its row
-                first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 # Why: an error of ours fails the run; the others' (liger-mlp needs TMA and
                 # 16-byte-aligned rows, for one) only mean that they do not apply here.
-                status = "ERROR" if c.name.startswith("fused") else "SKIP"
-                row.update(status=status, reason=f"{type(e).__name__}: {first_line[:200]}")
+                record_check_failure(row, e, ours=c.name.startswith("fused"))
                 continue
             worst = 0.0
             failures = []
@@ -709,16 +714,10 @@ class Bench:
                 with torch.inference_mode():
                     z = dequantize_z(*c.forward(x))
                 torch.cuda.synchronize(self.device)
-            except torch.cuda.OutOfMemoryError:
-                row.update(status="SKIP", reason="out of memory in the check")
-                torch.cuda.empty_cache()
-                continue
             except Exception as e:  # noqa: BLE001: any failure of a contender is reported in its row
-                first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 # Why: an error of ours fails the run; torch._scaled_mm's (rowwise scaling needs
                 # torch 2.5, some shapes none) only mean that it does not apply here.
-                row.update(status="ERROR" if c.name == "fp8-fused" else "SKIP",
-                           reason=f"{type(e).__name__}: {first_line[:200]}")
+                record_check_failure(row, e, ours=c.name == "fp8-fused")
                 continue
             rel_l2, max_rel = rel_errors(z, z_ref)
             row.update(rel_l2_z=rel_l2, max_rel_z=max_rel, rel_err=rel_l2)

@@ -7,7 +7,6 @@ through ctypes: its version and its error messages). The fused kernels themselve
 """
 
 import ctypes.util
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -398,19 +397,16 @@ def test_real_library_workspace_query(real_library):
         real_library.backward_workspace_bytes(problem(), 3, True, True)
 
 
-@pytest.fixture(scope="module")
-def bench_torch():
-    """scripts/bench_torch.py as a module (its helpers; main() is not run)."""
-    pytest.importorskip("yaml")
-    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_torch.py"
-    spec = importlib.util.spec_from_file_location("bench_torch", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_torch"] = module  # dataclasses look their module up while the class is made
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules["bench_torch"]
-    return module
+def test_bench_torch_check_failures_are_rows(bench_torch):
+    """A contender whose check raises: ours is ERROR, another's SKIP, each with the first line of
+    the error; out of memory is SKIP for anyone."""
+    ours, theirs, oom = {}, {}, {}
+    bench_torch.record_check_failure(ours, RuntimeError("bad launch\nmore"), ours=True)
+    bench_torch.record_check_failure(theirs, ValueError("needs TMA"), ours=False)
+    bench_torch.record_check_failure(oom, torch.cuda.OutOfMemoryError("CUDA out of memory"), ours=True)
+    assert ours == {"status": "ERROR", "reason": "RuntimeError: bad launch"}
+    assert theirs == {"status": "SKIP", "reason": "ValueError: needs TMA"}
+    assert oom == {"status": "SKIP", "reason": "out of memory in the check"}
 
 
 def test_bench_torch_command_line_has_no_machine_paths(bench_torch):

@@ -710,25 +710,6 @@ def test_library_without_check_fp8_scales_loads(tmp_path, monkeypatch):
 # ---- scripts/bench_torch.py --fp8: its baseline's arithmetic ---------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bench_torch():
-    """scripts/bench_torch.py as a module (its helpers; main() is not run)."""
-    import importlib.util
-    import pathlib
-    import sys
-
-    pytest.importorskip("yaml")
-    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_torch.py"
-    spec = importlib.util.spec_from_file_location("bench_torch", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_torch"] = module  # dataclasses look their module up while the class is made
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules["bench_torch"]
-    return module
-
-
 def test_bench_fp8_baseline_quantises_as_the_library(bench_torch):
     """The torch._scaled_mm baseline's SiLU·mul + 1×128 quantisation (eager here; the benchmark
     compiles it) writes what fused_swiglu_fp8's e4m3 Z holds: the same scales and bytes as the

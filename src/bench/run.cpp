@@ -237,35 +237,17 @@ void run_forward_case(Session& s, const Case& c) {
     const std::string range = fmt::format("check/{} {} tile={}", v.row.variant, label, v.row.tile);
     nvtx3::scoped_range r{range.c_str()};
     v.row.reference = ref_name;
-    v.row.tol_rel_l2 = tol_of(v).rel_l2;
-    try {
-      if (v.kind != Variant::fused) {
-        if (Status st = baselines::Plan::create(s.cublas(), baseline_of(v.kind), p, x.get(),
-                                                w.get(), bias.get(), z.get(), scratch_buf.get(),
-                                                &v.plan);
-            !st.ok()) {
-          v.row.status = st.code == StatusCode::unsupported ? "SKIP" : "ERROR";
-          v.row.reason = st.message;
-          continue;
-        }
+    if (v.kind != Variant::fused) {
+      if (Status st = baselines::Plan::create(s.cublas(), baseline_of(v.kind), p, x.get(), w.get(),
+                                              bias.get(), z.get(), scratch_buf.get(), &v.plan);
+          !st.ok()) {
+        v.row.status = st.code == StatusCode::unsupported ? "SKIP" : "ERROR";
+        v.row.reason = st.message;
+        continue;
       }
-      poison(s.stream());
-      launch(v, s.stream());
-      CUDA_CHECK(cudaStreamSynchronize(s.stream()));
-      const ParityResult pr = check_z(v);
-      set_parity(v.row, pr);
-      v.row.status = pr.pass ? "PASS" : "FAIL";
-      v.runnable = pr.pass;
-      if (!pr.pass) {
-        v.row.reason = mismatch(pr);
-        std::fprintf(stderr, "FAIL %s %s tile=%s: %s\n", v.row.variant.c_str(), label.c_str(),
-                     v.row.tile.c_str(), v.row.reason.c_str());
-      }
-    } catch (const CudaError& e) {
-      v.row.status = "ERROR";
-      v.row.reason = e.what();
-      s.note_cuda_failure();
     }
+    v.runnable = check_forward_variant(
+        s, v.row, label, poison, [&](cudaStream_t st) { launch(v, st); }, [&] { return check_z(v); }, mismatch);
     if (s.fatal()) break;
   }
 
