@@ -5,6 +5,7 @@ without a device. See TESTING.md, "The PyTorch package".
 """
 
 import importlib.util
+import os
 import pathlib
 import sys
 
@@ -26,3 +27,18 @@ def bench_torch():
     finally:
         del sys.modules["bench_torch"]
     return module
+
+
+@pytest.fixture(scope="module")
+def real_library():
+    """libswiglu_c: $SWIGLU_LIBRARY must load when set (CTest sets it); otherwise the default
+    search is tried and the tests skip when it finds nothing."""
+    import swiglu
+    from swiglu import _lib
+
+    try:
+        return _lib.library()
+    except swiglu.LibraryError as e:
+        if os.environ.get("SWIGLU_LIBRARY"):
+            raise
+        pytest.skip(f"libswiglu_c not built: {e}")

@@ -340,18 +340,6 @@ def test_source_tree_build_directory_is_searched(unloaded):
 # ---- the real library through ctypes (no GPU needed for these calls) ---------------------------
 
 
-@pytest.fixture(scope="module")
-def real_library():
-    """libswiglu_c: $SWIGLU_LIBRARY must load when set (CTest sets it); otherwise the default
-    search is tried and the tests skip when it finds nothing."""
-    try:
-        return _lib.library()
-    except swiglu.LibraryError as e:
-        if os.environ.get("SWIGLU_LIBRARY"):
-            raise
-        pytest.skip(f"libswiglu_c not built: {e}")
-
-
 def problem(**fields):
     p = dict(batch=64, in_features=784, hidden=512, ldx=0, dtype=_lib.DTYPE_BF16,
              layout=_lib.LAYOUT_LINEAR, bias=0, math=_lib.MATH_EXACT)

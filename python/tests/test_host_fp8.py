@@ -13,7 +13,6 @@ through ctypes at the end (argument errors only; no device needed).
 
 import copy
 import ctypes
-import os
 import shutil
 import subprocess
 import warnings
@@ -619,16 +618,6 @@ def test_fake_implementations_on_meta():
 
 
 # ---- the real library's FP8 entry points through ctypes -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def real_library():
-    try:
-        return _lib.library()
-    except swiglu.LibraryError as e:
-        if os.environ.get("SWIGLU_LIBRARY"):
-            raise
-        pytest.skip(f"libswiglu_c not built: {e}")
 
 
 def fp8_problem(**fields):
