@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "swiglu/fp8.hpp"
@@ -263,6 +264,14 @@ TEST(Fp8Scales, TheFirstBadScaleIsNamedWithItsBlock) {
   p.batch = 0;  // no rows: no X scales to read
   p.x_scaling = Fp8Scaling::blocks;
   EXPECT_EQ(detail::fp8_scale_count(p, false), 0);
+}
+
+// The FP8 forward pairs 128-row tiles in clusters of two when they pair up evenly, or when there
+// are eight or more (the odd one out then wastes an eighth at most).
+TEST(Fp8Forward, ClusterRule) {
+  for (const auto& [batch, cluster] : std::vector<std::pair<int64_t, int>>{
+           {0, 1}, {1, 1}, {128, 1}, {129, 2}, {256, 2}, {333, 1}, {640, 1}, {700, 2}, {896, 1}, {897, 2}, {1100, 2}, {16384, 2}})
+    EXPECT_EQ(detail::fp8_forward_cluster(batch), cluster) << batch;
 }
 
 TEST(Fp8Scales, ArgumentsAreCheckedBeforeTheDevice) {

@@ -119,9 +119,10 @@ void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind,
 TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
   if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
   // Tails: B below and across the 128-row tile, D across the 64-column tile and the 128-row weight
-  // blocks (192: a second, partial block; 100: no paired stores), I across K blocks.
+  // blocks (192: a second, partial block; 100: no paired stores), I across K blocks. B = 200, 1024
+  // and 1100 run in clusters of two blocks (1100: nine row tiles, the tenth past B), 333 without.
   const Shape shapes[] = {{1, 128, 64}, {128, 128, 64}, {200, 384, 192}, {333, 1024, 320}, {77, 272, 100},
-                          {1024, 4096, 1024}};
+                          {1024, 4096, 1024}, {1100, 256, 192}};
   using kernels::Fp8Scale;
   uint64_t seed = 900;
   for (const DType out : {DType::bf16, DType::f16}) {
@@ -138,8 +139,74 @@ TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
   }
   // Z in e4m3 with 1×128 scales: D a multiple of 128, of 64 only (a unit's second tile absent),
   // and neither.
-  for (const Shape& s : {shapes[1], shapes[2], shapes[3], shapes[4], shapes[5]})
+  for (const Shape& s : {shapes[1], shapes[2], shapes[3], shapes[4], shapes[5], shapes[6]})
     check_shape(s, DType::bf16, true, Fp8Scale::blocks, Fp8Scale::blocks, seed += 3, /*z_e4m3=*/true);
+}
+
+// Clusters of two blocks share the W loads and change nothing else: the same bytes of Z (bf16 and
+// e4m3 with its scales and amax) and H as single blocks, row tiles even, odd and fewer than two.
+TEST(Fp8Forward, ClustersOfTwoChangeNoBit) {
+  if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
+  EXPECT_EQ(detail::fp8_forward_cluster(128), 1);
+  EXPECT_EQ(detail::fp8_forward_cluster(200), 2);
+  for (const Shape& s : {Shape{200, 384, 192}, Shape{1100, 256, 320}, Shape{640, 512, 100}, Shape{64, 256, 128}}) {
+    const int64_t B = s.b, I = s.i, D = s.d, kb = (I + 127) / 128, db = (D + 127) / 128;
+    const std::string what = "B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D);
+    // Seeded e4m3 bytes (NaN codes cleared) and scales in [2^-8, 2^-6].
+    const auto bytes = [](size_t n, uint64_t seed) {
+      std::vector<uint8_t> v(n);
+      const auto f = common::uniform_values(n, 0.0f, 256.0f, seed, DType::f32);
+      for (size_t i = 0; i < n; ++i) {
+        v[i] = static_cast<uint8_t>(f[i]);
+        if ((v[i] & 0x7F) == 0x7F) v[i] = 0x7E;
+      }
+      return v;
+    };
+    const DeviceBuffer xq = upload(bytes(static_cast<size_t>(B * I), 31)), wq = upload(bytes(static_cast<size_t>(2 * D * I), 32));
+    const DeviceBuffer xs = upload(common::uniform_values(static_cast<size_t>(B * kb), 0x1p-8f, 0x1p-6f, 33, DType::f32));
+    const DeviceBuffer ws = upload(common::uniform_values(static_cast<size_t>(2 * db * kb), 0x1p-8f, 0x1p-6f, 34, DType::f32));
+    const DeviceBuffer bias = upload(common::to_dtype_bytes(common::uniform_values(static_cast<size_t>(2 * D), -1, 1, 35, DType::bf16), DType::bf16));
+    for (const bool z_e4m3 : {false, true}) {
+      std::vector<uint8_t> out[2][4];  // per cluster size: Z, H, Z's scales, amax
+      for (int c = 1; c <= 2; ++c) {
+        DeviceBuffer z(static_cast<size_t>(B * D) * 2), h(static_cast<size_t>(B * 2 * D) * 2);
+        DeviceBuffer zs(static_cast<size_t>(B * db) * 4), amax(16);
+        CUDA_CHECK(cudaMemset(z.get(), common::kPoisonByte, z.bytes()));
+        CUDA_CHECK(cudaMemset(h.get(), common::kPoisonByte, h.bytes()));
+        CUDA_CHECK(cudaMemset(zs.get(), common::kPoisonByte, zs.bytes()));
+        CUDA_CHECK(cudaMemset(amax.get(), 0, amax.bytes()));
+        kernels::Fp8FwdParams q;
+        q.base.x = xq.get();
+        q.base.w = wq.get();
+        q.base.bias = bias.get();
+        q.base.has_bias = 1;
+        q.base.z = z.get();
+        q.base.saved = h.get();
+        q.base.B = B;
+        q.base.I = I;
+        q.base.D = D;
+        q.base.ldx = I;
+        q.x_scale = xs.as<float>();
+        q.w_scale = ws.as<float>();
+        q.k_blocks = kb;
+        q.d_blocks = db;
+        if (z_e4m3) {
+          q.z_scale = zs.as<float>();
+          q.z_amax = amax.as<float>();
+        }
+        const Status st = detail::fp8_forward_sm90(q, DType::bf16, z_e4m3, nullptr, c);
+        ASSERT_TRUE(st.ok()) << what << " cluster " << c << ": " << st.message;
+        CUDA_CHECK(cudaDeviceSynchronize());
+        out[c - 1][0] = download_raw<uint8_t>(z, static_cast<size_t>(B * D) * (z_e4m3 ? 1 : 2));
+        out[c - 1][1] = download_raw<uint8_t>(h, h.bytes());
+        out[c - 1][2] = download_raw<uint8_t>(zs, z_e4m3 ? zs.bytes() : 0);
+        out[c - 1][3] = download_raw<uint8_t>(amax, 4);
+      }
+      const char* names[] = {"Z", "H", "Z's scales", "amax"};
+      for (int o = 0; o < 4; ++o)
+        EXPECT_TRUE(out[0][o] == out[1][o]) << what << (z_e4m3 ? " e4m3 Z" : " bf16 Z") << ": " << names[o] << " differs";
+    }
+  }
 }
 
 // check_fp8_scales on device scales: what the quantiser writes passes; a NaN, an infinity, a zero
@@ -285,15 +352,16 @@ TEST(Fp8Forward, DISABLED_TimingAtTheLlamaShapes) {
     kernels::Fp8FwdParams qz = q;
     qz.z_scale = zs.as<float>();
     qz.z_amax = amax.as<float>();
+    // The e4m3-Z forward in clusters of one and of two blocks, to set fp8_forward_cluster's rule.
     auto run_fp8 = [&] { ASSERT_TRUE(detail::fp8_forward_sm90(q, DType::bf16, false, nullptr).ok()); };
-    auto run_fp8z = [&] { ASSERT_TRUE(detail::fp8_forward_sm90(qz, DType::bf16, true, nullptr).ok()); };
+    auto run_fp8z = [&](int c) { ASSERT_TRUE(detail::fp8_forward_sm90(qz, DType::bf16, true, nullptr, c).ok()); };
     auto run_bf16 = [&] { ASSERT_TRUE(forward(p, xb.get(), wb.get(), nullptr, z.get(), nullptr).ok()); };
-    std::vector<float> t[3];
+    std::vector<float> t[4];
     for (int rep = 0; rep < 23; ++rep) {
-      for (int v = 0; v < 3; ++v) {
+      for (int v = 0; v < 4; ++v) {
         CUDA_CHECK(cudaMemsetAsync(flush.get(), rep, flush.bytes(), nullptr));
         CUDA_CHECK(cudaEventRecord(start, nullptr));
-        if (v == 0) run_fp8(); else if (v == 1) run_fp8z(); else run_bf16();
+        if (v == 0) run_fp8(); else if (v == 1) run_fp8z(1); else if (v == 2) run_fp8z(2); else run_bf16();
         CUDA_CHECK(cudaEventRecord(stop, nullptr));
         CUDA_CHECK(cudaEventSynchronize(stop));
         float ms = 0;
@@ -301,16 +369,18 @@ TEST(Fp8Forward, DISABLED_TimingAtTheLlamaShapes) {
         if (rep >= 3) t[v].push_back(ms);
       }
     }
-    double med[3];
-    for (int v = 0; v < 3; ++v) {
+    double med[4];
+    for (int v = 0; v < 4; ++v) {
       std::sort(t[v].begin(), t[v].end());
       med[v] = t[v][t[v].size() / 2];
     }
     const double flops = 2.0 * B * I * 2 * D;
-    std::printf("B=%lld I=%lld D=%lld  fp8 (bf16 Z) %.3f ms %.0f TFLOP/s  fp8 (e4m3 Z) %.3f ms %.0f TFLOP/s  "
-                "bf16 %.3f ms %.0f TFLOP/s  e4m3-Z/bf16 speedup %.2fx\n",
+    std::printf("B=%lld I=%lld D=%lld  fp8 (bf16 Z, auto) %.3f ms %.0f TFLOP/s  fp8 (e4m3 Z) cluster 1 %.3f ms "
+                "%.0f TFLOP/s, cluster 2 %.3f ms %.0f TFLOP/s  bf16 %.3f ms %.0f TFLOP/s  e4m3-Z (cluster 2)/bf16 "
+                "speedup %.2fx\n",
                 static_cast<long long>(B), static_cast<long long>(I), static_cast<long long>(D), med[0],
-                flops / med[0] / 1e9, med[1], flops / med[1] / 1e9, med[2], flops / med[2] / 1e9, med[2] / med[1]);
+                flops / med[0] / 1e9, med[1], flops / med[1] / 1e9, med[2], flops / med[2] / 1e9, med[3],
+                flops / med[3] / 1e9, med[3] / med[2]);
   }
   CUDA_CHECK(cudaEventDestroy(start));
   CUDA_CHECK(cudaEventDestroy(stop));

@@ -16,8 +16,12 @@ namespace swiglu::detail {
 // (Fp8FwdParams). H and the bias are in `out` (bf16 or fp16), and so is Z unless z_e4m3: then Z is
 // e4m3 with 1×128 scales in q.z_scale (and its amax raised in q.z_amax when set). Needs a build
 // with sm_90a code and a compute capability 9.0 device; I and the X row stride multiples of 16
-// (TMA), X and W 16-byte aligned. Sets vec_store.
-Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream);
+// (TMA), X and W 16-byte aligned. Sets vec_store. cluster: 1 or 2 blocks a cluster (2: pairs of
+// row tiles share the W loads), or 0 for fp8_forward_cluster's choice.
+Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream, int cluster = 0);
+
+// The cluster size fp8_forward_sm90 takes for `batch` rows when it is not told.
+int fp8_forward_cluster(int64_t batch);
 
 // Quantises a rows×cols matrix `a` (`in`: fp32, fp16 or bf16; row stride lda) to e4m3 in q (row
 // stride ldq) with fp32 scales in blocks of block_rows (1 or 128) × 128 (kernels/quantize.cuh):

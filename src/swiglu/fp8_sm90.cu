@@ -28,9 +28,29 @@ cudaError_t launch_fp8(const kernels::Fp8FwdParams& q, cudaStream_t stream) {
   return sm90::launch_persistent<Cfg, kernels::swiglu_fwd_sm90_fp8<Cfg>>(m_tiles, n_tiles, stream, x_map, w_map, q);
 }
 
+// The configuration for `out`, z_e4m3 and the cluster size C.
+template <int C>
+cudaError_t launch_fp8_out(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream) {
+  using kernels::Sm90Fp8FwdConfig;
+  if (z_e4m3) {
+    return out == DType::bf16 ? launch_fp8<Sm90Fp8FwdConfig<__nv_bfloat16, 64, 5, true, C>>(q, stream)
+                              : launch_fp8<Sm90Fp8FwdConfig<__half, 64, 5, true, C>>(q, stream);
+  }
+  return out == DType::bf16 ? launch_fp8<Sm90Fp8FwdConfig<__nv_bfloat16, 64, 6, false, C>>(q, stream)
+                            : launch_fp8<Sm90Fp8FwdConfig<__half, 64, 6, false, C>>(q, stream);
+}
+
 }  // namespace
 
-Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream) {
+int fp8_forward_cluster(int64_t batch) {
+  // Why this rule: a pair of 128-row tiles halves W's reads from L2, and a cluster over an odd
+  // number of row tiles multiplies one tile of zeros: worth it from two tiles when they pair up
+  // evenly, and from eight (an eighth or less wasted) when they do not.
+  const int64_t m_tiles = (batch + 127) / 128;
+  return m_tiles >= 2 && (m_tiles % 2 == 0 || m_tiles >= 8) ? 2 : 1;
+}
+
+Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream, int cluster) {
   const kernels::FwdParams& p = q.base;
   if (out != DType::bf16 && out != DType::f16)
     return fail(StatusCode::invalid_argument, "fp8 forward: the output dtype must be bf16 or fp16");
@@ -51,6 +71,8 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, 
     return fail(StatusCode::invalid_argument, "fp8 forward: X's scales are tensor or blocks, W's tensor, blocks or channel");
   if (q.k_blocks != (p.I + 127) / 128 || q.d_blocks != (p.D + 127) / 128)
     return fail(StatusCode::invalid_argument, "fp8 forward: k_blocks must be ceil(I/128) and d_blocks ceil(D/128)");
+  if (cluster < 0 || cluster > 2)
+    return fail(StatusCode::invalid_argument, "fp8 forward: cluster must be 0 (chosen), 1 or 2, got " + std::to_string(cluster));
 #if SWIGLU_HAVE_SM90A
   DeviceTraits dev;
   if (Status s = current_device(&dev); !s.ok()) return s;
@@ -60,20 +82,14 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, 
   const bool outputs_aligned = aligned(p.z, 16) && aligned(p.saved, 16);
   r.base.vec_store = outputs_aligned && p.D % 8 == 0 ? 1 : 0;
   r.base.vec_load = 1;
-  using kernels::Sm90Fp8FwdConfig;
-  cudaError_t err = cudaSuccess;
-  if (z_e4m3) {
-    err = out == DType::bf16 ? launch_fp8<Sm90Fp8FwdConfig<__nv_bfloat16, 64, 5, true>>(r, stream)
-                             : launch_fp8<Sm90Fp8FwdConfig<__half, 64, 5, true>>(r, stream);
-  } else {
-    err = out == DType::bf16 ? launch_fp8<Sm90Fp8FwdConfig<__nv_bfloat16, 64, 6>>(r, stream)
-                             : launch_fp8<Sm90Fp8FwdConfig<__half, 64, 6>>(r, stream);
-  }
+  const int c = cluster != 0 ? cluster : fp8_forward_cluster(p.B);
+  const cudaError_t err = c == 2 ? launch_fp8_out<2>(r, out, z_e4m3, stream) : launch_fp8_out<1>(r, out, z_e4m3, stream);
   if (err != cudaSuccess)
     return fail(StatusCode::cuda_error, std::string("fp8 forward launch: ") + cudaGetErrorString(err));
   return Status::success();
 #else
   (void)stream;
+  (void)cluster;
   return fail(StatusCode::unsupported, "fp8 forward: this build has no sm_90a code");
 #endif
 }
