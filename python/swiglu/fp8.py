@@ -95,7 +95,8 @@ def _quantize_by_amax(w: torch.Tensor, amax: torch.Tensor) -> tuple[torch.Tensor
     rounding: float32 quotients, round to nearest, saturated to ±448 before the cast (torch's cast
     does not saturate)."""
     scale = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax))
-    q = (w.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+    # Why contiguous: element-wise ops keep a strided w's strides, and the kernel reads dense rows.
+    q = (w.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3).contiguous()
     return q, scale
 
 

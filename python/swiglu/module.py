@@ -171,10 +171,13 @@ class FusedSwiGLU(nn.Module):
 
         The quantised weight is refreshed from ``weight`` by refresh_fp8(), which load_state_dict()
         calls itself, and which an eager forward() calls when ``weight`` changed since (an in-place
-        update bumps the tensor's version; a new tensor is another one); the bias is read as it is
-        at each call. Compiled graphs and CUDA graph replays do not look: call refresh_fp8() after
-        changing the weight there; it updates the buffers in place, so that graphs captured before
-        see the new values. ``.to()`` moves the buffers with the module and keeps their dtypes.
+        update of the parameter bumps its version; a new tensor is another one); the bias is read
+        as it is at each call. Writes through ``weight.data`` (``m.weight.data.copy_(w)``) bump no
+        version the module can see, and compiled graphs and CUDA graph replays do not look at all:
+        call refresh_fp8() after changing the weight there (before capturing a graph, too: a
+        refresh checks the scales on the host, which a capture forbids). It updates the buffers in
+        place, so that graphs captured before see the new values. ``.to()`` moves the buffers with
+        the module and keeps their dtypes.
 
         Inference only: forward() raises when a gradient would be needed (grad mode on and x or a
         parameter requiring grad; run it under torch.no_grad() or torch.inference_mode()). Needs
@@ -210,12 +213,15 @@ class FusedSwiGLU(nn.Module):
             _fp8_ops.check_weight_scales(scale, mode.weight_scaling, self.hidden, self.in_features)
         except ValueError as e:
             raise ValueError(f"FusedSwiGLU FP8: the quantised weight is unusable: {e}") from None
-        with torch.no_grad():
+        # Why outside inference mode: buffers made inside it are inference tensors, which a later
+        # refresh outside it could not update in place (captured graphs would keep the old ones).
+        with torch.inference_mode(False), torch.no_grad():
             for name, value in zip(_FP8_BUFFERS, (q, scale)):
                 old = self._buffers.get(name)
+                if value.is_inference():
+                    value = value.clone()
                 if (old is not None and old.shape == value.shape and old.dtype == value.dtype
-                        and old.device == value.device
-                        and (torch.is_inference_mode_enabled() or not old.is_inference())):
+                        and old.device == value.device and not old.is_inference()):
                     old.copy_(value)
                 else:
                     self.register_buffer(name, value, persistent=False)
@@ -234,6 +240,10 @@ class FusedSwiGLU(nn.Module):
             raise TypeError("FusedSwiGLU in FP8 mode takes plain tensors (it is not tensor-parallel)")
         _fp8.check_inference("FusedSwiGLU in FP8 mode", x, self.weight, self.bias)
         if not _is_compiling() and self._fp8_seen != self._fp8_weight_key():
+            if x.is_cuda and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError("FusedSwiGLU in FP8 mode: the weight changed since it was quantised, and a "
+                                   "refresh (which checks the scales on the host) cannot run inside a CUDA "
+                                   "graph capture: call refresh_fp8() before capturing")
             self.refresh_fp8()
         return _fp8.fused_swiglu_fp8(x, self.weight_e4m3, self.weight_e4m3_scale, self.bias,
                                      weight_scaling=mode.weight_scaling, out_dtype=mode.out_dtype)

@@ -818,6 +818,11 @@ def test_fp8_cuda_graph_capture_and_refresh(output):
         m.refresh_fp8()
         graph.replay()
         assert torch.equal(plain(static_out), plain(m(static_x)))
+        # A weight changed and not refreshed before a capture: a clear error, not the capture's.
+        m.weight.mul_(2)
+        with pytest.raises(RuntimeError, match=r"call refresh_fp8\(\) before capturing"):
+            with torch.cuda.graph(torch.cuda.CUDAGraph()):
+                m(static_x)
 
 
 @needs_hopper

@@ -184,6 +184,17 @@ def test_nan_weights_are_left_out_of_amax(scaling):
     assert torch.equal(s, s_clean) and torch.isnan(q.float()[3, 5])
 
 
+@pytest.mark.parametrize("scaling", ["channel", "tensor"])
+def test_weight_of_a_strided_view_quantises_to_dense_rows(scaling):
+    """A transposed view's weight: e4m3 rows come out contiguous, as the kernel reads them."""
+    gen = torch.Generator().manual_seed(11)
+    w = uniform(gen, 144, 2 * 130).to(torch.bfloat16).t()  # 260×144, column-major
+    q, scale = swiglu.quantize_weight_e4m3(w, scaling)
+    q_dense, scale_dense = swiglu.quantize_weight_e4m3(w.contiguous(), scaling)
+    assert q.is_contiguous()
+    assert torch.equal(q.view(torch.uint8), q_dense.view(torch.uint8)) and torch.equal(scale, scale_dense)
+
+
 def test_blocks_of_wa_and_wb_stay_apart():
     """D = 130: W12's third row block would hold Wa's last 2 rows and Wb's first 126 if W12 were
     quantised whole; Wa's rows get a block (and scale) of their own instead."""
@@ -377,9 +388,12 @@ def test_refresh_fp8_and_inference_mode():
         x = make_x((3,), 144)
         z = m(x)
     saved = m.weight.detach().clone()
+    q, s = m.weight_e4m3, m.weight_e4m3_scale
+    assert not q.is_inference() and not s.is_inference()  # made outside inference mode all the same
     with torch.no_grad():
         m.weight.add_(0.01)
-        m.refresh_fp8()  # the buffers were made in inference mode: replaced, not written over
+        m.refresh_fp8()  # written over in place, as graphs captured before need
+        assert m.weight_e4m3 is q and m.weight_e4m3_scale is s
         assert not torch.equal(m(x), z)
     with torch.inference_mode():
         m.weight.copy_(saved)
