@@ -1,4 +1,5 @@
-// Block quantisation to e4m3 (in progress, for the FP8 forward's inputs):
+// Block quantisation to e4m3 (the FP8 forward's inputs, and with a transposed copy the operands an
+// FP8 backward reads K-major):
 //
 //   q[r][c] = e4m3(a[r][c] / s),   s = amax(block) / 448 (1 for an all-zero block)
 //
@@ -48,6 +49,112 @@ __global__ void __launch_bounds__(128) quantize_e4m3_kernel(const Tin* __restric
       for (int64_t r = r0; r < r1; ++r)
         q[r * ldq + c] = __nv_cvt_float_to_fp8(__fdiv_rn(to_f32(a[r * lda + c]), s), __NV_SATFINITE, __NV_E4M3);
     }
+  }
+}
+
+// The same quantisation of one 128×128 tile of `a` a block, written twice: q as above (q may be
+// null), and qt = e4m3 of Aᵀ (cols×rows, row stride ldqt), whose blocks run along A's rows:
+//   kRows = 1:   qt is quantize_e4m3_kernel<1> of Aᵀ: 1×128 blocks of qt (128 rows of one column of
+//                A), scale_t[c · ceil(rows/128) + r / 128];
+//   kRows = 128: the same 128×128 blocks, so qt is q transposed and scale_t the scales transposed,
+//                scale_t[(c / 128) · ceil(rows/128) + r / 128].
+// The tile sits in shared memory as fp32 (kTileFloats, a padded row each: column reads conflict-
+// free); each warp takes rows for q and columns for qt, so both stores are coalesced. 256 threads.
+inline constexpr int kQuantizeTileStride = 129;  // floats a tile row in shared memory
+inline constexpr int kQuantizeTileFloats = 128 * kQuantizeTileStride;
+
+template <class Tin, int kRows>
+__global__ void __launch_bounds__(256) quantize_e4m3_transposed_kernel(
+    const Tin* __restrict__ a, int64_t lda, __nv_fp8_storage_t* __restrict__ q, int64_t ldq,
+    float* __restrict__ scale, __nv_fp8_storage_t* __restrict__ qt, int64_t ldqt, float* __restrict__ scale_t,
+    int64_t rows, int64_t cols) {
+  static_assert(kRows == 1 || kRows == 128, "quantize: blocks of 1×128 or 128×128");
+  extern __shared__ float tile[];  // kQuantizeTileFloats
+  __shared__ float row_scale[128], col_scale[128], col_half[2][128];
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t k_blocks = (cols + 127) / 128, row_blocks = (rows + 127) / 128;
+  const int64_t cb = blockIdx.x, c0 = cb * 128;
+  const int tc = cols - c0 < 128 ? static_cast<int>(cols - c0) : 128;  // the tile's columns
+  for (int64_t rb = blockIdx.y; rb < row_blocks; rb += gridDim.y) {
+    const int64_t r0 = rb * 128;
+    const int tr = rows - r0 < 128 ? static_cast<int>(rows - r0) : 128;  // the tile's rows
+    // Rows in, a warp a row at a time: its amax is the row's 1×128 block's.
+    for (int r = warp; r < 128; r += 8) {
+      float amax = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int c = lane + 32 * j;
+        const float v = r < tr && c < tc ? to_f32(a[(r0 + r) * lda + c0 + c]) : 0.0f;
+        tile[r * kQuantizeTileStride + c] = v;
+        amax = fmaxf(amax, fabsf(v));
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+      if (lane == 0) row_scale[r] = amax;  // the amax for now
+    }
+    __syncthreads();
+    // Columns: two halves of the rows, one a thread, then joined.
+    {
+      const int c = static_cast<int>(threadIdx.x) % 128, half = static_cast<int>(threadIdx.x) / 128;
+      float amax = 0.0f;
+      for (int r = 64 * half; r < 64 * half + 64; ++r) amax = fmaxf(amax, fabsf(tile[r * kQuantizeTileStride + c]));
+      col_half[half][c] = amax;
+    }
+    __syncthreads();
+    // Why __fdiv_rn: the same IEEE quotients as quantize_e4m3_kernel and the host reference.
+    const auto scale_of = [](float amax) { return amax > 0.0f ? __fdiv_rn(amax, kE4m3Max) : 1.0f; };
+    if (kRows == 1) {
+      if (threadIdx.x < 128) {
+        row_scale[threadIdx.x] = scale_of(row_scale[threadIdx.x]);
+      } else {
+        const int c = static_cast<int>(threadIdx.x) - 128;
+        col_scale[c] = scale_of(fmaxf(col_half[0][c], col_half[1][c]));
+      }
+    } else if (warp == 0) {
+      float amax = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) amax = fmaxf(amax, row_scale[lane + 32 * j]);
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+      if (lane == 0) row_scale[0] = scale_of(amax);
+    }
+    __syncthreads();
+    const float block_scale = row_scale[0];  // kRows = 128: the tile's one scale
+    if (threadIdx.x < 128) {
+      const int i = static_cast<int>(threadIdx.x);
+      if (kRows == 1) {
+        if (scale != nullptr && i < tr) scale[(r0 + i) * k_blocks + cb] = row_scale[i];
+        if (i < tc) scale_t[(c0 + i) * row_blocks + rb] = col_scale[i];
+      } else if (i == 0) {
+        if (scale != nullptr) scale[rb * k_blocks + cb] = block_scale;
+        scale_t[cb * row_blocks + rb] = block_scale;
+      }
+    }
+    // q: a warp a row, 4 columns a lane.
+    if (q != nullptr) {
+      for (int r = warp; r < tr; r += 8) {
+        const float s = kRows == 1 ? row_scale[r] : block_scale;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int c = lane + 32 * j;
+          if (c < tc)
+            q[(r0 + r) * ldq + c0 + c] =
+                __nv_cvt_float_to_fp8(__fdiv_rn(tile[r * kQuantizeTileStride + c], s), __NV_SATFINITE, __NV_E4M3);
+        }
+      }
+    }
+    // qt: a warp a column of the tile (a row of qt), lanes along A's rows.
+    for (int c = warp; c < tc; c += 8) {
+      const float s = kRows == 1 ? col_scale[c] : block_scale;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int r = lane + 32 * j;
+        if (r < tr)
+          qt[(c0 + c) * ldqt + r0 + r] =
+              __nv_cvt_float_to_fp8(__fdiv_rn(tile[r * kQuantizeTileStride + c], s), __NV_SATFINITE, __NV_E4M3);
+      }
+    }
+    __syncthreads();  // the tile and the scales are rewritten by the next row block
   }
 }
 

@@ -268,6 +268,26 @@ TEST(Fp8Scales, TheFirstBadScaleIsNamedWithItsBlock) {
 
 // The FP8 forward pairs 128-row tiles in clusters of two when they pair up evenly, or when there
 // are eight or more (the odd one out then wastes an eighth at most).
+TEST(Fp8Quantize, TransposedArguments) {
+  const auto call = [](void* q, int64_t ldq, float* scale, void* qt, int64_t ldqt, float* scale_t,
+                       Fp8Blocks blocks = Fp8Blocks::row_1x128) {
+    return quantize_e4m3_transposed(DType::bf16, at(0), 256, 4, 256, blocks, q, ldq, scale, qt, ldqt, scale_t, nullptr);
+  };
+  EXPECT_EQ(call(at(1), 256, fat(2), at(3), 4, fat(4), static_cast<Fp8Blocks>(3)).code, StatusCode::invalid_argument);
+  EXPECT_TRUE(says(call(at(1), 256, fat(2), at(0, 256), 4, fat(4)).message, "qt overlaps a"));
+  EXPECT_TRUE(says(call(at(1), 256, fat(2), at(3), 4, fat(3, 512)).message, "scale_t overlaps qt"));
+  EXPECT_TRUE(says(call(at(1), 256, fat(2), at(2, 8), 4, fat(4)).message, "qt overlaps scale"));
+  EXPECT_TRUE(says(call(at(1), 256, nullptr, at(3), 4, fat(4)).message, "q and scale go together"));
+  EXPECT_TRUE(says(call(at(1), 256, fat(2), at(3), 3, fat(4)).message, "qt's >= rows"));  // ldqt below rows
+  EXPECT_TRUE(says(call(at(1), 256, fat(2), at(3), 4, fat(4, 2)).message, "aligned"));
+  // Without q, and without a device: past the checks to the launch, which fails off the device.
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) GTEST_SKIP() << "a CUDA device is present";
+  const Status s = call(nullptr, 0, nullptr, at(3), 4, fat(4), Fp8Blocks::tile_128x128);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.code, StatusCode::invalid_argument) << s.message;
+}
+
 TEST(Fp8Forward, ClusterRule) {
   for (const auto& [batch, cluster] : std::vector<std::pair<int64_t, int>>{
            {0, 1}, {1, 1}, {128, 1}, {129, 2}, {256, 2}, {333, 1}, {640, 1}, {700, 2}, {896, 1}, {897, 2}, {1100, 2}, {16384, 2}})

@@ -303,6 +303,72 @@ TEST(Fp8Quantize, MatchesTheHostBitForBit) {
 // interleaved, CUDA events, the L2
 // flushed before each sample, median of 20 after 3 warm-ups; inputs: seeded e4m3 bytes (no NaN
 // codes), scales 1.
+// quantize_e4m3_transposed: q and its scales as quantise() of A, qt and its scales as quantise() of
+// Aᵀ with the same block rows (for 128×128 blocks, q transposed), bit for bit; padded row strides
+// (the bytes between rows left alone), tails, an all-zero block, a NaN; q may be left out.
+TEST(Fp8Quantize, TransposedCopyMatchesTheHostBitForBit) {
+  struct Case {
+    int64_t rows, cols;
+    int block_rows;
+    DType in;
+    bool with_q;
+  };
+  const Case cases[] = {{3, 300, 1, DType::bf16, true},   {129, 128, 1, DType::f32, true},
+                        {300, 257, 1, DType::f16, false}, {200, 272, 128, DType::f32, true},
+                        {130, 1001, 128, DType::f16, true}, {1, 1, 128, DType::bf16, true},
+                        {1, 1, 1, DType::bf16, false},    {1024, 384, 1, DType::bf16, true}};
+  uint64_t seed = 170;
+  for (const Case& c : cases) {
+    const std::string what = std::to_string(c.rows) + "x" + std::to_string(c.cols) + " in " +
+                             std::to_string(c.block_rows) + "x128 blocks, " + std::string(to_string(c.in)) +
+                             (c.with_q ? "" : ", no q");
+    const int64_t lda = c.cols + 5, ldq = c.cols + 3, ldqt = c.rows + 7;
+    std::vector<float> v = common::uniform_values(static_cast<size_t>(c.rows * c.cols), -3, 3, ++seed, c.in);
+    for (int64_t r = 0; r < std::min<int64_t>(c.rows, 128); ++r)
+      for (int64_t k = 0; k < std::min<int64_t>(c.cols, 128); ++k) v[r * c.cols + k] = 0.0f;  // a zero block
+    if (v.size() > 1) v[v.size() - 1] = std::nanf("");
+    std::vector<float> vt(v.size()), padded(static_cast<size_t>(c.rows * lda), 7.0f);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      for (int64_t k = 0; k < c.cols; ++k) {
+        vt[k * c.rows + r] = v[r * c.cols + k];
+        padded[r * lda + k] = v[r * c.cols + k];
+      }
+    }
+    const Quantised want = quantise(v, c.rows, c.cols, c.block_rows);
+    const Quantised want_t = quantise(vt, c.cols, c.rows, c.block_rows);
+    const DeviceBuffer a = upload(common::to_dtype_bytes(padded, c.in));
+    DeviceBuffer q(static_cast<size_t>(c.rows * ldq)), sc(want.scale.size() * sizeof(float));
+    DeviceBuffer qt(static_cast<size_t>(c.cols * ldqt)), sct(want_t.scale.size() * sizeof(float));
+    for (DeviceBuffer* b : {&q, &sc, &qt, &sct}) CUDA_CHECK(cudaMemset(b->get(), common::kPoisonByte, b->bytes()));
+    const Status st = quantize_e4m3_transposed(
+        c.in, a.get(), lda, c.rows, c.cols, c.block_rows == 1 ? Fp8Blocks::row_1x128 : Fp8Blocks::tile_128x128,
+        c.with_q ? q.get() : nullptr, ldq, c.with_q ? sc.as<float>() : nullptr, qt.get(), ldqt, sct.as<float>(),
+        nullptr);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    // Rows of `rows` bytes at stride ld out of a buffer, the padding checked untouched.
+    const auto rows_of = [&](const DeviceBuffer& buf, int64_t n, int64_t len, int64_t ld) {
+      const auto raw = download_raw<uint8_t>(buf, static_cast<size_t>(n * ld));
+      std::vector<uint8_t> out;
+      for (int64_t r = 0; r < n; ++r) {
+        out.insert(out.end(), raw.begin() + r * ld, raw.begin() + r * ld + len);
+        for (int64_t e = len; e < ld; ++e)
+          if (raw[r * ld + e] != common::kPoisonByte) ADD_FAILURE() << what << ": padding written at row " << r;
+      }
+      return out;
+    };
+    EXPECT_EQ(rows_of(qt, c.cols, c.rows, ldqt), want_t.q) << what << ": qt";
+    EXPECT_EQ(download_raw<float>(sct, want_t.scale.size()), want_t.scale) << what << ": scale_t";
+    if (c.with_q) {
+      EXPECT_EQ(rows_of(q, c.rows, c.cols, ldq), want.q) << what << ": q";
+      EXPECT_EQ(download_raw<float>(sc, want.scale.size()), want.scale) << what << ": scale";
+    } else {
+      const auto untouched = download_raw<uint8_t>(q, q.bytes());
+      EXPECT_TRUE(std::all_of(untouched.begin(), untouched.end(), [](uint8_t b) { return b == common::kPoisonByte; }))
+          << what << ": q written though not asked for";
+    }
+  }
+}
+
 TEST(Fp8Forward, DISABLED_TimingAtTheLlamaShapes) {
   if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
   const Shape shapes[] = {{4096, 4096, 11008}, {8192, 4096, 14336}, {16384, 8192, 28672}};

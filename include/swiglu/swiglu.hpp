@@ -308,6 +308,18 @@ enum class Fp8Blocks { row_1x128, tile_128x128 };
 Status quantize_e4m3(DType in, const void* a, int64_t lda, int64_t rows, int64_t cols, Fp8Blocks blocks,
                      void* q, int64_t ldq, float* scale, cudaStream_t stream);
 
+// quantize_e4m3 that also writes Aᵀ in e4m3 in one pass over `a`: qt (cols×rows, row stride ldqt
+// bytes) with scales scale_t, for an FP8 GEMM that reads the matrix K-major the other way (the
+// backward's dW = dHᵀ·X). Its blocks run along A's rows:
+//   row_1x128:    qt is quantize_e4m3(Aᵀ, row_1x128): one scale a column of A for each 128 of its
+//                 rows, scale_t cols × ceil(rows/128);
+//   tile_128x128: the same blocks as q, so qt is q transposed and scale_t is ceil(cols/128) ×
+//                 ceil(rows/128), scale transposed.
+// q and scale are written as quantize_e4m3 writes them, or neither when both are null.
+Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, int64_t rows, int64_t cols, Fp8Blocks blocks,
+                                void* q, int64_t ldq, float* scale, void* qt, int64_t ldqt, float* scale_t,
+                                cudaStream_t stream);
+
 std::string_view to_string(DType);
 std::string_view to_string(Policy);
 std::string_view to_string(GatePlacement);

@@ -29,6 +29,13 @@ int fp8_forward_cluster(int64_t batch);
 Status quantize_e4m3(DType in, const void* a, int64_t lda, void* q, int64_t ldq, float* scale, int64_t rows,
                      int64_t cols, int block_rows, cudaStream_t stream);
 
+// quantize_e4m3 with Aᵀ as well (kernels/quantize.cuh): qt (cols×rows, row stride ldqt) and its
+// scales scale_t, blocks along A's rows (see quantize_e4m3_transposed in swiglu.hpp); q and scale
+// may both be null.
+Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, void* q, int64_t ldq, float* scale, void* qt,
+                                int64_t ldqt, float* scale_t, int64_t rows, int64_t cols, int block_rows,
+                                cudaStream_t stream);
+
 // check_fp8_scales' test on host copies of the scales: the first of `n` that is not finite and
 // > 0, described for an error ("w_scale[5] (Wa, row block 0, K block 5) is nan"), or "" when all
 // are. `is_w` says which operand (and layout) `scale` is for p's.

@@ -257,4 +257,40 @@ Status quantize_e4m3(DType in, const void* a, int64_t lda, int64_t rows, int64_t
   return detail::quantize_e4m3(in, a, lda, q, ldq, scale, rows, cols, blocks == Fp8Blocks::row_1x128 ? 1 : 128, stream);
 }
 
+Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, int64_t rows, int64_t cols, Fp8Blocks blocks,
+                                void* q, int64_t ldq, float* scale, void* qt, int64_t ldqt, float* scale_t,
+                                cudaStream_t stream) {
+  if (blocks != Fp8Blocks::row_1x128 && blocks != Fp8Blocks::tile_128x128)
+    return fail(StatusCode::invalid_argument, "blocks " + str(static_cast<int>(blocks)) + " is not row_1x128 or tile_128x128");
+  if (in != DType::f32 && in != DType::f16 && in != DType::bf16)
+    return fail(StatusCode::invalid_argument, "quantize: the input dtype " + str(static_cast<int>(in)) + " is not fp32, fp16 or bf16");
+  // Why guarded: detail::quantize_e4m3_transposed names bad sizes, strides and null pointers itself.
+  if (rows > 0 && cols > 0 && lda >= cols && ldqt >= rows && a != nullptr && qt != nullptr && scale_t != nullptr &&
+      (q == nullptr) == (scale == nullptr) && (q == nullptr || ldq >= cols)) {
+    if (!aligned(a, dtype_size(in)) || !aligned(scale, 4) || !aligned(scale_t, 4))
+      return fail(StatusCode::invalid_argument, "quantize: a must be aligned to its element size and the scales to 4 bytes");
+    const int64_t limit = int64_t{1} << 58;
+    if (lda > limit / rows || ldq > limit / rows || ldqt > limit / cols)
+      return fail(StatusCode::invalid_argument, "quantize: rows × row stride overflows 64-bit byte counts");
+    const int64_t es = static_cast<int64_t>(dtype_size(in));
+    const Bytes in_range{"a", a, ((rows - 1) * lda + cols) * es};
+    const bool row = blocks == Fp8Blocks::row_1x128;
+    const int64_t row_blocks = (rows + 127) / 128, col_blocks = (cols + 127) / 128;
+    const Bytes outs[] = {{"q", q, (rows - 1) * ldq + cols},
+                          {"scale", scale, (row ? rows : row_blocks) * col_blocks * 4},
+                          {"qt", qt, (cols - 1) * ldqt + rows},
+                          {"scale_t", scale_t, (row ? cols : col_blocks) * row_blocks * 4}};
+    for (size_t o = 0; o < 4; ++o) {
+      if (overlaps(outs[o], in_range))
+        return fail(StatusCode::invalid_argument, std::string("quantize: ") + outs[o].name + " overlaps a");
+      for (size_t o2 = 0; o2 < o; ++o2) {
+        if (overlaps(outs[o], outs[o2]))
+          return fail(StatusCode::invalid_argument, std::string("quantize: ") + outs[o].name + " overlaps " + outs[o2].name);
+      }
+    }
+  }
+  return detail::quantize_e4m3_transposed(in, a, lda, q, ldq, scale, qt, ldqt, scale_t, rows, cols,
+                                          blocks == Fp8Blocks::row_1x128 ? 1 : 128, stream);
+}
+
 }  // namespace swiglu
