@@ -4,9 +4,9 @@
 //   q[r][c] = e4m3(a[r][c] / s),   s = amax(block) / 448 (1 for an all-zero block)
 //
 // over blocks of kRows rows × 128 columns of a rows×cols matrix (row stride lda), the last ones
-// partial; s goes to scale[(r / kRows) · ceil(cols / 128) + c / 128]. kRows = 1 is the activations'
-// 1×128, kRows = 128 the weights' 128×128. One block of 128 threads a scale block: thread t owns
-// column t. e4m3 rounds to nearest even and saturates to ±448 (NaN stays NaN). Arch: sm_89+ for the
+// partial; s goes to scale[(r / kRows) · ceil(cols / 128) + c / 128]. kRows = 128 is the weights'
+// 128×128 (the launcher takes the activations' 1×128, kRows = 1, to quantize_e4m3_rows_kernel
+// below). One block of 128 threads a scale block: thread t owns column t. e4m3 rounds to nearest even and saturates to ±448 (NaN stays NaN). Arch: sm_89+ for the
 // cvt, any other through cuda_fp8.h's software path.
 #pragma once
 
@@ -48,6 +48,59 @@ __global__ void __launch_bounds__(128) quantize_e4m3_kernel(const Tin* __restric
     if (c < cols) {
       for (int64_t r = r0; r < r1; ++r)
         q[r * ldq + c] = __nv_cvt_float_to_fp8(__fdiv_rn(to_f32(a[r * lda + c]), s), __NV_SATFINITE, __NV_E4M3);
+    }
+  }
+}
+
+// The 1×128 quantisation again, a warp a block and 8 blocks a 256-thread block, grid-strided over
+// rows × ceil(cols/128) blocks: each lane takes 4 consecutive elements, so that with kVec the loads
+// are one 8- or 16-byte vector and the stores one 4-byte word (the launcher checks the alignment).
+// Why: quantize_e4m3_kernel<Tin, 1> gives each 128 elements a block of their own, and activations
+// are quantised on every call. The same quotients, so the same bytes and scales.
+template <class Tin, bool kVec>
+__global__ void __launch_bounds__(256) quantize_e4m3_rows_kernel(const Tin* __restrict__ a, int64_t lda,
+                                                                 __nv_fp8_storage_t* __restrict__ q, int64_t ldq,
+                                                                 float* __restrict__ scale, int64_t rows, int64_t cols) {
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t k_blocks = (cols + 127) / 128, blocks = rows * k_blocks;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * 8;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * 8 + threadIdx.x / 32; b < blocks; b += warps) {
+    const int64_t r = b / k_blocks, c = (b % k_blocks) * 128 + 4 * lane;
+    const Tin* src = a + r * lda + c;
+    float v[4];
+    if (kVec && c + 4 <= cols) {
+      if constexpr (sizeof(Tin) == 4) {
+        const float4 w = *reinterpret_cast<const float4*>(src);
+        v[0] = w.x, v[1] = w.y, v[2] = w.z, v[3] = w.w;
+      } else {
+        const uint2 w = *reinterpret_cast<const uint2*>(src);
+        Tin e[4];
+        memcpy(e, &w, sizeof(w));
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = to_f32(e[j]);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[j] = c + j < cols ? to_f32(src[j]) : 0.0f;
+    }
+    float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    // Why __fdiv_rn: the same IEEE quotients as quantize_e4m3_kernel and the host reference.
+    const float s = amax > 0.0f ? __fdiv_rn(amax, kE4m3Max) : 1.0f;
+    if (lane == 0) scale[b] = s;  // b = r · k_blocks + the column block
+    __nv_fp8_storage_t e[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) e[j] = __nv_cvt_float_to_fp8(__fdiv_rn(v[j], s), __NV_SATFINITE, __NV_E4M3);
+    __nv_fp8_storage_t* dst = q + r * ldq + c;
+    if (kVec && c + 4 <= cols) {
+      uint32_t word;
+      memcpy(&word, e, sizeof(word));
+      *reinterpret_cast<uint32_t*>(dst) = word;
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (c + j < cols) dst[j] = e[j];
     }
   }
 }

@@ -268,8 +268,10 @@ TEST(Fp8Quantize, MatchesTheHostBitForBit) {
     int block_rows;
     DType in;
   };
-  const Case cases[] = {{3, 300, 1, DType::bf16}, {129, 128, 1, DType::f32}, {200, 272, 128, DType::f32},
-                        {130, 1001, 128, DType::f16}};
+  // 1×128: vector loads and word stores where rows start aligned (cols a multiple of 4), element
+  // by element where not (777), over a thousand thread blocks (4100 rows).
+  const Case cases[] = {{3, 300, 1, DType::bf16},    {129, 128, 1, DType::f32}, {5, 777, 1, DType::bf16},
+                        {4100, 160, 1, DType::f16}, {200, 272, 128, DType::f32}, {130, 1001, 128, DType::f16}};
   uint64_t seed = 70;
   for (const Case& c : cases) {
     const std::string what = std::to_string(c.rows) + "x" + std::to_string(c.cols) + " in " +

@@ -23,7 +23,18 @@ cudaError_t launch_quantize(const void* a, int64_t lda, void* q, int64_t ldq, fl
   const auto* in = static_cast<const Tin*>(a);
   auto* out = static_cast<__nv_fp8_storage_t*>(q);
   if (block_rows == 1) {
-    kernels::quantize_e4m3_kernel<Tin, 1><<<grid, 128, 0, stream>>>(in, lda, out, ldq, scale, rows, cols);
+    // A warp a 1×128 block, 8 a thread block; past 2^20 thread blocks the grid strides.
+    const int64_t warp_blocks = (rows * ((cols + 127) / 128) + 7) / 8;
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(warp_blocks, int64_t{1} << 20));
+    // Why these conditions: every lane's 4 elements start on a vector boundary (a, lda), and its 4
+    // bytes on a word boundary (q, ldq).
+    const bool vec = reinterpret_cast<uintptr_t>(a) % (4 * sizeof(Tin)) == 0 && lda % 4 == 0 &&
+                     reinterpret_cast<uintptr_t>(q) % 4 == 0 && ldq % 4 == 0;
+    if (vec) {
+      kernels::quantize_e4m3_rows_kernel<Tin, true><<<blocks, 256, 0, stream>>>(in, lda, out, ldq, scale, rows, cols);
+    } else {
+      kernels::quantize_e4m3_rows_kernel<Tin, false><<<blocks, 256, 0, stream>>>(in, lda, out, ldq, scale, rows, cols);
+    }
   } else {
     kernels::quantize_e4m3_kernel<Tin, 128><<<grid, 128, 0, stream>>>(in, lda, out, ldq, scale, rows, cols);
   }
