@@ -6,8 +6,9 @@
 // over blocks of kRows rows × 128 columns of a rows×cols matrix (row stride lda), the last ones
 // partial; s goes to scale[(r / kRows) · ceil(cols / 128) + c / 128]. kRows = 128 is the weights'
 // 128×128 (the launcher takes the activations' 1×128, kRows = 1, to quantize_e4m3_rows_kernel
-// below). One block of 128 threads a scale block: thread t owns column t. e4m3 rounds to nearest even and saturates to ±448 (NaN stays NaN). Arch: sm_89+ for the
-// cvt, any other through cuda_fp8.h's software path.
+// below). One block of 128 threads a scale block: thread t owns column t. e4m3 rounds to nearest
+// even and saturates to ±448 (NaN stays NaN). Arch: sm_89+ for the cvt, any other through
+// cuda_fp8.h's software path.
 #pragma once
 
 #include <cuda_fp8.h>
