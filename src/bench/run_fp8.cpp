@@ -177,30 +177,35 @@ void run_fp8_forward_case(Session& s, const Case& c) {
 
   // The reference on the dequantised operands, the bias as rounded to bf16: fp64 on the CPU, or the
   // fp32-accumulating cuBLAS path. (q·scale rounds to fp32 here, 2^-24 relative: far below e4m3's.)
+  // And the same on the unquantised inputs, for the error the quantisation adds (rel_l2_unquantised).
   Problem exact = p;
   exact.dtype = DType::f32;
   exact.math = Math::exact;
-  std::vector<double> ref64;
-  std::vector<float> ref32;
-  std::string ref_name;
+  std::vector<double> ref64, orig64;
+  std::vector<float> ref32, orig32;
+  std::string ref_name = use_cpu_ref ? "cpu-fp64" : "gpu-fp32";
   {
     nvtx3::scoped_range r{"reference"};
-    if (use_cpu_ref) {
-      ref64 = cpu_reference(exact, x_deq, w_deq, in.bias);
-      ref_name = "cpu-fp64";
-    } else {
-      const DeviceBuffer x32 = upload(x_deq, DType::f32), w32 = upload(w_deq, DType::f32);
+    const auto reference = [&](const std::vector<float>& x, const std::vector<float>& w, std::vector<double>* r64,
+                               std::vector<float>* r32) {
+      if (use_cpu_ref) {
+        *r64 = cpu_reference(exact, x, w, in.bias);
+        return Status::success();
+      }
+      const DeviceBuffer x32 = upload(x, DType::f32), w32 = upload(w, DType::f32);
       const DeviceBuffer b32 = p.bias ? upload(in.bias, DType::f32) : DeviceBuffer();
       DeviceBuffer h(baselines::reference_scratch_bytes(exact));
       DeviceBuffer zr(static_cast<size_t>(B * D) * sizeof(float));
-      if (Status st = baselines::gpu_reference(s.cublas(), exact, x32.get(), w32.get(), b32.get(), h.as<float>(),
-                                               zr.as<float>(), s.stream());
-          !st.ok()) {
-        s.emit_all(rows, "ERROR", "GPU reference failed: " + st.message);
-        return;
-      }
-      ref32 = read_back<float>(zr.get(), static_cast<size_t>(B * D));
-      ref_name = "gpu-fp32";
+      const Status st = baselines::gpu_reference(s.cublas(), exact, x32.get(), w32.get(), b32.get(), h.as<float>(),
+                                                 zr.as<float>(), s.stream());
+      if (st.ok()) *r32 = read_back<float>(zr.get(), static_cast<size_t>(B * D));
+      return st;
+    };
+    Status st = reference(x_deq, w_deq, &ref64, &ref32);
+    if (st.ok()) st = reference(in.x, in.w, &orig64, &orig32);
+    if (!st.ok()) {
+      s.emit_all(rows, "ERROR", "GPU reference failed: " + st.message);
+      return;
     }
   }
   in = {};
@@ -230,11 +235,13 @@ void run_fp8_forward_case(Session& s, const Case& c) {
     CUDA_CHECK(cudaMemsetAsync(z.get(), kPoisonByte, z.bytes(), st));  // 0xFF: e4m3's NaN
     CUDA_CHECK(cudaMemsetAsync(zs.get(), kPoisonByte, zs.bytes(), st));
   };
-  // Z dequantised with the scales the variant wrote (after a synchronisation), against the reference.
-  const auto check_z = [&](const Fp8Variant& v) {
+  // Z dequantised with the scales the variant wrote (after a synchronisation), against the reference;
+  // the row also gets its error against the unquantised inputs' (no bound: information).
+  const auto check_z = [&](Fp8Variant& v) {
     const std::vector<float> got =
         dequantise(read_back<unsigned char>(z.get(), static_cast<size_t>(B * D)),
                    read_back<float>(zs.get(), static_cast<size_t>(B * db)), B, D, D, 1);
+    v.row.rel_l2_unquantised = (use_cpu_ref ? compare(got, orig64, Tolerance{}) : compare(got, orig32, Tolerance{})).rel_l2;
     return use_cpu_ref ? compare(got, ref64, tol_of(v)) : compare(got, ref32, tol_of(v));
   };
   const auto mismatch = [&](const ParityResult& pr) {
