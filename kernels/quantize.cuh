@@ -108,12 +108,12 @@ __global__ void __launch_bounds__(256) quantize_e4m3_rows_kernel(const Tin* __re
 
 // The same quantisation of one 128×128 tile of `a` a block, written twice: q as above (q may be
 // null), and qt = e4m3 of Aᵀ (cols×rows, row stride ldqt), whose blocks run along A's rows:
-//   kRows = 1:   qt is quantize_e4m3_kernel<1> of Aᵀ: 1×128 blocks of qt (128 rows of one column of
+//   kRows = 1:   qt is the 1×128 quantisation of Aᵀ: 1×128 blocks of qt (128 rows of one column of
 //                A), scale_t[c · ceil(rows/128) + r / 128];
 //   kRows = 128: the same 128×128 blocks, so qt is q transposed and scale_t the scales transposed,
 //                scale_t[(c / 128) · ceil(rows/128) + r / 128].
-// The tile sits in shared memory as fp32 (kTileFloats, a padded row each: column reads conflict-
-// free); each warp takes rows for q and columns for qt, so both stores are coalesced. 256 threads.
+// The tile sits in shared memory as fp32 (kQuantizeTileFloats, a padded row each: column reads
+// conflict-free); each warp takes rows for q and columns for qt, so both stores are coalesced. 256 threads.
 inline constexpr int kQuantizeTileStride = 129;  // floats a tile row in shared memory
 inline constexpr int kQuantizeTileFloats = 128 * kQuantizeTileStride;
 
