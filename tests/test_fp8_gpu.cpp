@@ -33,6 +33,25 @@ const char* scale_name(kernels::Fp8Scale k) {
   return k == kernels::Fp8Scale::tensor ? "tensor" : k == kernels::Fp8Scale::blocks ? "blocks" : "channel";
 }
 
+// The internal launcher's parameters for e4m3 X (B×I, dense) and W12 with 1×128 and 128×128 block
+// scales, Z into z; no bias, H, Z scales or amax until the caller sets them.
+kernels::Fp8FwdParams block_params(int64_t B, int64_t I, int64_t D, const DeviceBuffer& xq, const DeviceBuffer& wq,
+                                   const DeviceBuffer& xs, const DeviceBuffer& ws, DeviceBuffer& z) {
+  kernels::Fp8FwdParams q;
+  q.base.x = xq.get();
+  q.base.w = wq.get();
+  q.base.z = z.get();
+  q.base.B = B;
+  q.base.I = I;
+  q.base.D = D;
+  q.base.ldx = I;
+  q.x_scale = xs.as<float>();
+  q.w_scale = ws.as<float>();
+  q.k_blocks = (I + 127) / 128;
+  q.d_blocks = (D + 127) / 128;
+  return q;
+}
+
 // z_e4m3: Z in e4m3 with 1×128 scales (and its amax), checked dequantised.
 void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind, kernels::Fp8Scale w_kind,
                  uint64_t seed, bool z_e4m3 = false) {
@@ -175,21 +194,10 @@ TEST(Fp8Forward, ClustersOfTwoChangeNoBit) {
         CUDA_CHECK(cudaMemset(h.get(), common::kPoisonByte, h.bytes()));
         CUDA_CHECK(cudaMemset(zs.get(), common::kPoisonByte, zs.bytes()));
         CUDA_CHECK(cudaMemset(amax.get(), 0, amax.bytes()));
-        kernels::Fp8FwdParams q;
-        q.base.x = xq.get();
-        q.base.w = wq.get();
+        kernels::Fp8FwdParams q = block_params(B, I, D, xq, wq, xs, ws, z);
         q.base.bias = bias.get();
         q.base.has_bias = 1;
-        q.base.z = z.get();
         q.base.saved = h.get();
-        q.base.B = B;
-        q.base.I = I;
-        q.base.D = D;
-        q.base.ldx = I;
-        q.x_scale = xs.as<float>();
-        q.w_scale = ws.as<float>();
-        q.k_blocks = kb;
-        q.d_blocks = db;
         if (z_e4m3) {
           q.z_scale = zs.as<float>();
           q.z_amax = amax.as<float>();
@@ -399,18 +407,7 @@ TEST(Fp8Forward, DISABLED_TimingAtTheLlamaShapes) {
     DeviceBuffer xb(static_cast<size_t>(B * I) * 2), wb(static_cast<size_t>(2 * D * I) * 2);
     CUDA_CHECK(cudaMemset(xb.get(), 0x3c, xb.bytes()));
     CUDA_CHECK(cudaMemset(wb.get(), 0x3c, wb.bytes()));
-    kernels::Fp8FwdParams q;
-    q.base.x = xq.get();
-    q.base.w = wq.get();
-    q.base.z = z.get();
-    q.base.B = B;
-    q.base.I = I;
-    q.base.D = D;
-    q.base.ldx = I;
-    q.x_scale = xs.as<float>();
-    q.w_scale = ws.as<float>();
-    q.k_blocks = kb;
-    q.d_blocks = db;
+    const kernels::Fp8FwdParams q = block_params(B, I, D, xq, wq, xs, ws, z);
     Problem p;
     p.batch = B;
     p.in_features = I;
