@@ -18,9 +18,9 @@
 namespace swiglu::common {
 
 FileReadError::FileReadError(const std::string& path, Why why_, int error_, unsigned mode_,
-                             uint64_t bytes_, uint64_t limit_)
+                             uint64_t bytes_, uint64_t limit_, bool at_least_)
     : std::runtime_error(fmt::format("cannot read '{}'", path)),
-      why(why_), error(error_), mode(mode_), bytes(bytes_), limit(limit_) {}
+      why(why_), error(error_), mode(mode_), bytes(bytes_), limit(limit_), at_least(at_least_) {}
 
 std::string FileReadError::reason(const Wording& w) const {
   const std::string_view text = why == Why::not_regular ? w.not_regular
@@ -33,8 +33,8 @@ std::string FileReadError::reason(const Wording& w) const {
 
 std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
   using Why = FileReadError::Why;
-  const auto fail = [&](Why why, int error, unsigned mode = 0, uint64_t bytes = 0) {
-    return FileReadError(path, why, error, mode, bytes, max_bytes);
+  const auto fail = [&](Why why, int error, unsigned mode = 0, uint64_t bytes = 0, bool at_least = false) {
+    return FileReadError(path, why, error, mode, bytes, max_bytes, at_least);
   };
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw fail(Why::open, errno);
@@ -59,11 +59,7 @@ std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
       throw fail(Why::read, errno);
     }
     text.append(buf, static_cast<size_t>(n));
-    if (text.size() > max_bytes) {
-      FileReadError e = fail(Why::too_large, 0, 0, text.size());
-      e.at_least = true;
-      throw e;
-    }
+    if (text.size() > max_bytes) throw fail(Why::too_large, 0, 0, text.size(), /*at_least=*/true);
   }
   return text;
 }

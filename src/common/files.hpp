@@ -20,7 +20,7 @@ class FileReadError : public std::runtime_error {
     read,         // read failed (error)
   };
   FileReadError(const std::string& path, Why why, int error, unsigned mode, uint64_t bytes,
-                uint64_t limit);
+                uint64_t limit, bool at_least = false);
 
   // The reason in a caller's words: fmt formats, each given {0} = the file type, {1} = the bytes
   // read or stated, {2} = the limit, {3} = the limit in MiB, {4} = strerror, {5} = "at least "
