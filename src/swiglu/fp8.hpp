@@ -12,13 +12,28 @@
 
 namespace swiglu::detail {
 
+// Which FP8 forward kernel runs: the one fp8_forward_decode picks for B, the 128-row wgmma tiles
+// (kernels/fwd_sm90_fp8.cuh), or the decode kernel (kernels/fwd_fp8_decode.cuh: mma.sync, a warp
+// a group of 8 Z columns, for a few rows).
+enum class Fp8Kernel { automatic, tiles, decode };
+
+// The largest B the decode kernel takes when not told (fp8_forward_decode), and its cluster for
+// an e4m3 Z (the blocks that share a scale block's 128 columns).
+inline constexpr int64_t kFp8DecodeMaxBatch = 64;
+inline constexpr int kFp8DecodeCluster = 2;
+
 // Z (and H when q.base.saved) from e4m3 X and W12 (linear layout) and their fp32 scales
 // (Fp8FwdParams). H and the bias are in `out` (bf16 or fp16), and so is Z unless z_e4m3: then Z is
 // e4m3 with 1×128 scales in q.z_scale (and its amax raised in q.z_amax when set). Needs a build
 // with sm_90a code and a compute capability 9.0 device; I and the X row stride multiples of 16
-// (TMA), X and W 16-byte aligned. Sets vec_store. cluster: 1 or 2 blocks a cluster (2: pairs of
-// row tiles share the W loads), or 0 for fp8_forward_cluster's choice.
-Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream, int cluster = 0);
+// (TMA), X and W 16-byte aligned. Sets vec_store. cluster: for the tiles, 1 or 2 blocks a cluster
+// (2: pairs of row tiles share the W loads), or 0 for fp8_forward_cluster's choice; for the decode
+// kernel with z_e4m3, 1, 2 or 4 (0: kFp8DecodeCluster).
+Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream, int cluster = 0,
+                        Fp8Kernel kernel = Fp8Kernel::automatic);
+
+// Whether the automatic choice for `batch` rows is the decode kernel.
+bool fp8_forward_decode(int64_t batch);
 
 // The cluster size fp8_forward_sm90 takes for `batch` rows when it is not told.
 int fp8_forward_cluster(int64_t batch);

@@ -1,12 +1,15 @@
-// The FP8 forward's launcher (swiglu/fp8.hpp): argument checks, the e4m3 TMA maps, the persistent
-// launch of kernels/fwd_sm90_fp8.cuh.
+// The FP8 forward's launcher (swiglu/fp8.hpp): argument checks, then the decode kernel
+// (kernels/fwd_fp8_decode.cuh) for a few rows, or the e4m3 TMA maps and the persistent launch of
+// kernels/fwd_sm90_fp8.cuh.
 #include "swiglu/fp8.hpp"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <climits>
 #include <string>
 
+#include "kernels/fwd_fp8_decode.cuh"
 #include "kernels/fwd_sm90_fp8.cuh"
 #include "swiglu/families/sm90.cuh"
 #include "swiglu/validate.hpp"
@@ -40,7 +43,53 @@ cudaError_t launch_fp8_out(const kernels::Fp8FwdParams& q, DType out, bool z_e4m
                             : launch_fp8<Sm90Fp8FwdConfig<__half, 64, 6, false, C>>(q, stream);
 }
 
+template <class Cfg>
+cudaError_t launch_fp8_decode(const kernels::Fp8FwdParams& q, cudaStream_t stream) {
+  const kernels::FwdParams& p = q.base;
+  constexpr int C = Cfg::kCluster;
+  const int64_t row_blocks = (p.B + Cfg::kRows - 1) / Cfg::kRows;
+  const int64_t col_groups = (p.D + Cfg::kCols * C - 1) / (Cfg::kCols * C);
+  const int64_t blocks = row_blocks * col_groups * C;
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = C;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  config.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
+  config.blockDim = dim3(Cfg::kThreads, 1, 1);
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = C > 1 ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernels::swiglu_fwd_fp8_decode<Cfg>, q);
+}
+
+// The decode configuration for `out` and z_e4m3: NT n8 tiles of X rows a block; an e4m3 Z's 128
+// columns a scale block over C blocks of 128 / C columns.
+template <class Out, int NT>
+cudaError_t launch_fp8_decode_nt(const kernels::Fp8FwdParams& q, bool z_e4m3, int cluster, cudaStream_t stream) {
+  using kernels::Fp8DecodeConfig;
+  if (!z_e4m3) return launch_fp8_decode<Fp8DecodeConfig<Out, NT, 4, 1, false>>(q, stream);
+  switch (cluster) {
+    case 1: return launch_fp8_decode<Fp8DecodeConfig<Out, NT, 16, 1, true>>(q, stream);
+    case 2: return launch_fp8_decode<Fp8DecodeConfig<Out, NT, 8, 2, true>>(q, stream);
+    default: return launch_fp8_decode<Fp8DecodeConfig<Out, NT, 4, 4, true>>(q, stream);
+  }
+}
+
+template <class Out>
+cudaError_t launch_fp8_decode_out(const kernels::Fp8FwdParams& q, bool z_e4m3, int cluster, cudaStream_t stream) {
+  const int64_t tiles = (q.base.B + 7) / 8;
+  if (tiles <= 1) return launch_fp8_decode_nt<Out, 1>(q, z_e4m3, cluster, stream);
+  if (tiles <= 2) return launch_fp8_decode_nt<Out, 2>(q, z_e4m3, cluster, stream);
+  return launch_fp8_decode_nt<Out, 4>(q, z_e4m3, cluster, stream);
+}
+
 }  // namespace
+
+bool fp8_forward_decode(int64_t batch) { return batch <= kFp8DecodeMaxBatch; }
 
 int fp8_forward_cluster(int64_t batch) {
   // Why this rule: a pair of 128-row tiles halves W's reads from L2, and a cluster over an odd
@@ -50,7 +99,8 @@ int fp8_forward_cluster(int64_t batch) {
   return m_tiles >= 2 && (m_tiles % 2 == 0 || m_tiles >= 8) ? 2 : 1;
 }
 
-Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream, int cluster) {
+Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, cudaStream_t stream, int cluster,
+                        Fp8Kernel kernel) {
   const kernels::FwdParams& p = q.base;
   if (out != DType::bf16 && out != DType::f16)
     return fail(StatusCode::invalid_argument, "fp8 forward: the output dtype must be bf16 or fp16");
@@ -71,8 +121,14 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, 
     return fail(StatusCode::invalid_argument, "fp8 forward: X's scales are tensor or blocks, W's tensor, blocks or channel");
   if (q.k_blocks != (p.I + 127) / 128 || q.d_blocks != (p.D + 127) / 128)
     return fail(StatusCode::invalid_argument, "fp8 forward: k_blocks must be ceil(I/128) and d_blocks ceil(D/128)");
-  if (cluster < 0 || cluster > 2)
-    return fail(StatusCode::invalid_argument, "fp8 forward: cluster must be 0 (chosen), 1 or 2, got " + std::to_string(cluster));
+  const bool decode = kernel == Fp8Kernel::decode || (kernel == Fp8Kernel::automatic && fp8_forward_decode(p.B));
+  if (kernel != Fp8Kernel::automatic && kernel != Fp8Kernel::tiles && kernel != Fp8Kernel::decode)
+    return fail(StatusCode::invalid_argument, "fp8 forward: unknown kernel choice");
+  if (cluster != 0 && cluster != 1 && cluster != 2 && !(decode && cluster == 4)) {
+    return fail(StatusCode::invalid_argument,
+                "fp8 forward: cluster must be 0 (chosen), 1 or 2 (or 4 for the decode kernel), got " +
+                    std::to_string(cluster));
+  }
 #if SWIGLU_HAVE_SM90A
   DeviceTraits dev;
   if (Status s = current_device(&dev); !s.ok()) return s;
@@ -82,14 +138,22 @@ Status fp8_forward_sm90(const kernels::Fp8FwdParams& q, DType out, bool z_e4m3, 
   const bool outputs_aligned = aligned(p.z, 16) && aligned(p.saved, 16);
   r.base.vec_store = outputs_aligned && p.D % 8 == 0 ? 1 : 0;
   r.base.vec_load = 1;
-  const int c = cluster != 0 ? cluster : fp8_forward_cluster(p.B);
-  const cudaError_t err = c == 2 ? launch_fp8_out<2>(r, out, z_e4m3, stream) : launch_fp8_out<1>(r, out, z_e4m3, stream);
+  cudaError_t err;
+  if (decode) {
+    const int c = cluster != 0 ? cluster : kFp8DecodeCluster;
+    err = out == DType::bf16 ? launch_fp8_decode_out<__nv_bfloat16>(r, z_e4m3, c, stream)
+                             : launch_fp8_decode_out<__half>(r, z_e4m3, c, stream);
+  } else {
+    const int c = cluster != 0 ? cluster : fp8_forward_cluster(p.B);
+    err = c == 2 ? launch_fp8_out<2>(r, out, z_e4m3, stream) : launch_fp8_out<1>(r, out, z_e4m3, stream);
+  }
   if (err != cudaSuccess)
     return fail(StatusCode::cuda_error, std::string("fp8 forward launch: ") + cudaGetErrorString(err));
   return Status::success();
 #else
   (void)stream;
   (void)cluster;
+  (void)decode;
   return fail(StatusCode::unsupported, "fp8 forward: this build has no sm_90a code");
 #endif
 }
