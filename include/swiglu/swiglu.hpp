@@ -289,6 +289,10 @@ Status validate_forward_fp8(const Fp8Problem& p, const Fp8Tensors& t);
 // another output.
 Status forward_fp8(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream);
 
+// The kernel forward_fp8 runs for `p`, for reports: "sm90a-fp8" (wgmma tiles of 128 rows) or, for a
+// few rows, "sm90a-fp8-decode" (mma.sync, a warp per 8 Z columns).
+std::string_view forward_fp8_kernel(const Fp8Problem& p);
+
 // Checks the values of the scales forward_fp8 would read for `p` from t.x_scale and t.w_scale:
 // each must be finite and > 0. A NaN, an infinity, a zero or a negative scale is no recipe's, and
 // the kernel cannot tell what it makes of an operand from data. The error names the operand, the

@@ -107,13 +107,13 @@ void run_fp8_forward_case(Session& s, const Case& c) {
     var.kind = v;
     var.row = s.base_row(c, std::string(to_string(v)));
     if (v == Variant::fused) {
-      var.row.tile = kFp8FusedTile;
+      var.row.tile = std::string(forward_fp8_kernel(fp8_problem(p)));
       var.row.tile_choice = "auto";
       const bool named = std::any_of(c.tiles.begin(), c.tiles.end(),
                                      [](const TileChoice& t) { return t.kind == TileChoice::Kind::named; });
       if (named) {
         var.row.status = "SKIP";
-        var.row.reason = fmt::format("the FP8 forward has one kernel ({}): --tiles auto or all", kFp8FusedTile);
+        var.row.reason = fmt::format("the FP8 forward picks its kernel ({}) by B: --tiles auto or all", var.row.tile);
       }
     }
     variants.push_back(std::move(var));

@@ -13,9 +13,6 @@
 
 namespace swiglu::bench {
 
-// The fused FP8 forward's one kernel, as its rows name it.
-inline constexpr const char* kFp8FusedTile = "sm90a-fp8";
-
 // The Fp8Problem of a case (dtype e4m3, the linear layout) under the recipe above.
 Fp8Problem fp8_problem(const Problem& p);
 

@@ -144,6 +144,10 @@ Status validate_forward_fp8(const Fp8Problem& p, const Fp8Tensors& t) {
   return Status::success();
 }
 
+std::string_view forward_fp8_kernel(const Fp8Problem& p) {
+  return detail::fp8_forward_decode(p.batch) ? "sm90a-fp8-decode" : "sm90a-fp8";
+}
+
 Status forward_fp8(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::forward_fp8"};
   if (Status s = validate_forward_fp8(p, t); !s.ok()) return s;
