@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/common.cuh"
+#include "kernels/gate.cuh"
 #include "kernels/params.cuh"
 
 namespace swiglu::kernels {
@@ -106,27 +107,59 @@ __global__ void __launch_bounds__(256) quantize_e4m3_rows_kernel(const Tin* __re
   }
 }
 
-// The same quantisation of one 128×128 tile of `a` a block, written twice: q as above (q may be
-// null), and qt = e4m3 of Aᵀ (cols×rows, row stride ldqt), whose blocks run along A's rows:
+// Where the tile kernel below reads its values: a matrix (fp32, fp16 or bf16, row stride lda).
+template <class Tin>
+struct MatrixSource {
+  const Tin* a;
+  int64_t lda;
+  __device__ __forceinline__ float operator()(int64_t r, int64_t c) const { return to_f32(a[r * lda + c]); }
+};
+
+// Or the gate's backward, one half of dH = [dG | dU] from dZ (B×D, row stride lddz) and the saved
+// H = [G | U] (B×2D, row stride ldh), in fp32 as the fused backward's epilogue computes it
+// (epilogue.cuh): dG = dZ·U·silu'(G) (kDu false), dU = dZ·silu(G).
+template <class T, bool kDu>
+struct GateBackwardSource {
+  const T* dz;
+  int64_t lddz;
+  const T* h;
+  int64_t ldh, d;
+  __device__ __forceinline__ float operator()(int64_t r, int64_t c) const {
+    const float dzv = to_f32(dz[r * lddz + c]), g = to_f32(h[r * ldh + c]);
+    float s, ds;
+    silu_and_grad<FastMath::off>(g, &s, &ds);
+    if constexpr (kDu) return dzv * s;
+    const float u = to_f32(h[r * ldh + d + c]);
+    return dzv * u * ds;
+  }
+};
+
+// The same quantisation of one 128×128 tile of a rows×cols matrix a block (its values from `src`),
+// written twice: q as above (q may be null; its scales at scale[r · ld_scale + column block], or
+// r / 128 for kRows = 128), and qt = e4m3 of Aᵀ (cols×rows, row stride ldqt), whose blocks run
+// along A's rows:
 //   kRows = 1:   qt is the 1×128 quantisation of Aᵀ: 1×128 blocks of qt (128 rows of one column of
 //                A), scale_t[c · ceil(rows/128) + r / 128];
 //   kRows = 128: the same 128×128 blocks, so qt is q transposed and scale_t the scales transposed,
 //                scale_t[(c / 128) · ceil(rows/128) + r / 128].
+// col_sums, when set: each tile's fp32 column sums over its rows, at col_sums[(r / 128) · ld_sums
+// + c], in a fixed order (a column sum over those rows then gives the whole column's,
+// deterministically: the backward's dbias).
 // The tile sits in shared memory as fp32 (kQuantizeTileFloats, a padded row each: column reads
 // conflict-free); each warp takes rows for q and columns for qt, so both stores are coalesced. 256 threads.
 inline constexpr int kQuantizeTileStride = 129;  // floats a tile row in shared memory
 inline constexpr int kQuantizeTileFloats = 128 * kQuantizeTileStride;
 
-template <class Tin, int kRows>
-__global__ void __launch_bounds__(256) quantize_e4m3_transposed_kernel(
-    const Tin* __restrict__ a, int64_t lda, __nv_fp8_storage_t* __restrict__ q, int64_t ldq,
-    float* __restrict__ scale, __nv_fp8_storage_t* __restrict__ qt, int64_t ldqt, float* __restrict__ scale_t,
-    int64_t rows, int64_t cols) {
+template <class Src, int kRows>
+__global__ void __launch_bounds__(256) quantize_e4m3_tile_kernel(
+    const Src src, __nv_fp8_storage_t* __restrict__ q, int64_t ldq, float* __restrict__ scale, int64_t ld_scale,
+    __nv_fp8_storage_t* __restrict__ qt, int64_t ldqt, float* __restrict__ scale_t, float* __restrict__ col_sums,
+    int64_t ld_sums, int64_t rows, int64_t cols) {
   static_assert(kRows == 1 || kRows == 128, "quantize: blocks of 1×128 or 128×128");
   extern __shared__ float tile[];  // kQuantizeTileFloats
-  __shared__ float row_scale[128], col_scale[128], col_half[2][128];
+  __shared__ float row_scale[128], col_scale[128], col_half[2][128], col_sum_half[2][128];
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int64_t k_blocks = (cols + 127) / 128, row_blocks = (rows + 127) / 128;
+  const int64_t row_blocks = (rows + 127) / 128;
   const int64_t cb = blockIdx.x, c0 = cb * 128;
   const int tc = cols - c0 < 128 ? static_cast<int>(cols - c0) : 128;  // the tile's columns
   for (int64_t rb = blockIdx.y; rb < row_blocks; rb += gridDim.y) {
@@ -138,7 +171,7 @@ __global__ void __launch_bounds__(256) quantize_e4m3_transposed_kernel(
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int c = lane + 32 * j;
-        const float v = r < tr && c < tc ? to_f32(a[(r0 + r) * lda + c0 + c]) : 0.0f;
+        const float v = r < tr && c < tc ? src(r0 + r, c0 + c) : 0.0f;
         tile[r * kQuantizeTileStride + c] = v;
         amax = fmaxf(amax, fabsf(v));
       }
@@ -150,11 +183,18 @@ __global__ void __launch_bounds__(256) quantize_e4m3_transposed_kernel(
     // Columns: two halves of the rows, one a thread, then joined.
     {
       const int c = static_cast<int>(threadIdx.x) % 128, half = static_cast<int>(threadIdx.x) / 128;
-      float amax = 0.0f;
-      for (int r = 64 * half; r < 64 * half + 64; ++r) amax = fmaxf(amax, fabsf(tile[r * kQuantizeTileStride + c]));
+      float amax = 0.0f, sum = 0.0f;
+      for (int r = 64 * half; r < 64 * half + 64; ++r) {
+        const float v = tile[r * kQuantizeTileStride + c];
+        amax = fmaxf(amax, fabsf(v));
+        sum += v;
+      }
       col_half[half][c] = amax;
+      col_sum_half[half][c] = sum;
     }
     __syncthreads();
+    if (col_sums != nullptr && threadIdx.x < 128 && static_cast<int>(threadIdx.x) < tc)
+      col_sums[rb * ld_sums + c0 + threadIdx.x] = col_sum_half[0][threadIdx.x] + col_sum_half[1][threadIdx.x];
     // Why __fdiv_rn: the same IEEE quotients as quantize_e4m3_kernel and the host reference.
     const auto scale_of = [](float amax) { return amax > 0.0f ? __fdiv_rn(amax, kE4m3Max) : 1.0f; };
     if (kRows == 1) {
@@ -177,10 +217,10 @@ __global__ void __launch_bounds__(256) quantize_e4m3_transposed_kernel(
     if (threadIdx.x < 128) {
       const int i = static_cast<int>(threadIdx.x);
       if (kRows == 1) {
-        if (scale != nullptr && i < tr) scale[(r0 + i) * k_blocks + cb] = row_scale[i];
+        if (scale != nullptr && i < tr) scale[(r0 + i) * ld_scale + cb] = row_scale[i];
         if (i < tc) scale_t[(c0 + i) * row_blocks + rb] = col_scale[i];
       } else if (i == 0) {
-        if (scale != nullptr) scale[rb * k_blocks + cb] = block_scale;
+        if (scale != nullptr) scale[rb * ld_scale + cb] = block_scale;
         scale_t[cb * row_blocks + rb] = block_scale;
       }
     }

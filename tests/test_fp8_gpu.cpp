@@ -394,6 +394,140 @@ TEST(Fp8Quantize, TransposedCopyMatchesTheHostBitForBit) {
   }
 }
 
+// The FP8 backward's gate step (gate_backward_e4m3): dG = dZ·U·silu'(G) and dU = dZ·silu(G) from
+// seeded bf16/fp16 dZ and H, against fp64, in e4m3 twice: dH with 1×128 scales along each half and
+// dHᵀ with 1×128 scales along B, and the partial column sums (dbias). Each scale is its block's
+// amax / 448 up to the fp32 arithmetic before it (a few ulps: 2^-20 relative), each dequantised
+// element within e4m3's half-spacing (2^-4 relative, 2^-10·scale below the normal range) of the
+// fp64 value plus that fp32 error; tails in B and D across 128, an all-zero row block (scale 1),
+// padded row strides left alone, dH left out.
+TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
+  struct Case {
+    int64_t b, d;
+    DType t;
+    bool with_dh;
+  };
+  const Case cases[] = {{1, 64, DType::bf16, true},    {130, 300, DType::bf16, true}, {257, 128, DType::f16, true},
+                        {64, 1001, DType::bf16, false}, {300, 260, DType::f16, true}};
+  uint64_t seed = 4200;
+  for (const Case& c : cases) {
+    const int64_t B = c.b, D = c.d, db = (D + 127) / 128, rb = (B + 127) / 128;
+    const std::string what = "B=" + std::to_string(B) + " D=" + std::to_string(D) + " " +
+                             std::string(to_string(c.t)) + (c.with_dh ? "" : ", no dH");
+    std::vector<float> dz = common::uniform_values(static_cast<size_t>(B * D), -1, 1, ++seed, c.t);
+    const std::vector<float> g = common::uniform_values(static_cast<size_t>(B * D), -4, 4, ++seed, c.t);
+    const std::vector<float> u = common::uniform_values(static_cast<size_t>(B * D), -2, 2, ++seed, c.t);
+    if (B > 128) std::fill(dz.begin(), dz.begin() + 128 * D, 0.0f);  // row block 0 all zero
+    std::vector<float> h(static_cast<size_t>(B * 2 * D));
+    for (int64_t r = 0; r < B; ++r) {
+      std::copy(g.begin() + r * D, g.begin() + (r + 1) * D, h.begin() + r * 2 * D);
+      std::copy(u.begin() + r * D, u.begin() + (r + 1) * D, h.begin() + r * 2 * D + D);
+    }
+    // The fp64 dH.
+    std::vector<double> ref(static_cast<size_t>(B * 2 * D));
+    for (int64_t r = 0; r < B; ++r) {
+      for (int64_t j = 0; j < D; ++j) {
+        const double gv = g[r * D + j], uv = u[r * D + j], z = dz[r * D + j];
+        const double s = 1.0 / (1.0 + std::exp(-gv));
+        ref[r * 2 * D + j] = z * uv * s * (1.0 + gv * (1.0 - s));
+        ref[r * 2 * D + D + j] = z * gv * s;
+      }
+    }
+    const int64_t lddh = 2 * D + 16, lddht = B + 16;
+    const DeviceBuffer ddz = upload(common::to_dtype_bytes(dz, c.t)), dh_in = upload(common::to_dtype_bytes(h, c.t));
+    DeviceBuffer dq(static_cast<size_t>(B * lddh)), dqs(static_cast<size_t>(B * 2 * db) * 4);
+    DeviceBuffer dqt(static_cast<size_t>(2 * D * lddht)), dqts(static_cast<size_t>(2 * D * rb) * 4);
+    DeviceBuffer sums(static_cast<size_t>(rb * 2 * D) * 4);
+    for (DeviceBuffer* b : {&dq, &dqs, &dqt, &dqts, &sums}) CUDA_CHECK(cudaMemset(b->get(), common::kPoisonByte, b->bytes()));
+    detail::Fp8GateBackward gb;
+    gb.dtype = c.t;
+    gb.dz = ddz.get();
+    gb.lddz = D;
+    gb.h = dh_in.get();
+    gb.ldh = 2 * D;
+    gb.rows = B;
+    gb.d = D;
+    if (c.with_dh) {
+      gb.dh = dq.get();
+      gb.dh_scale = dqs.as<float>();
+    }
+    gb.lddh = lddh;
+    gb.dht = dqt.get();
+    gb.lddht = lddht;
+    gb.dht_scale = dqts.as<float>();
+    gb.col_sums = sums.as<float>();
+    const Status st = detail::gate_backward_e4m3(gb, nullptr);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    CUDA_CHECK(cudaDeviceSynchronize());
+
+    // A block's scale against its fp64 amax, and an element against its fp64 value.
+    int bad = 0;
+    const auto check_scale = [&](float got, double amax, const char* where) {
+      const double want = amax > 0 ? amax / kE4m3Max : 1.0;
+      if (!(std::fabs(got - want) <= 0x1p-20 * want) && bad++ < 5)
+        ADD_FAILURE() << what << ": " << where << " scale " << got << ", want " << want;
+    };
+    const auto check_elem = [&](uint8_t byte, float s, double want, const char* where) {
+      const double got = e4m3_value(byte) * s;
+      const double bound = 0x1p-4 * std::fabs(want) + 0x1p-10 * s + 0x1p-18 * std::fabs(want);
+      if (!(std::fabs(got - want) <= bound) && bad++ < 5)
+        ADD_FAILURE() << what << ": " << where << " " << got << ", want " << want;
+    };
+    // dH, 1×128 blocks along each half.
+    if (c.with_dh) {
+      const auto q = download_raw<uint8_t>(dq, dq.bytes());
+      const auto qs = download_raw<float>(dqs, static_cast<size_t>(B * 2 * db));
+      for (int64_t r = 0; r < B; ++r) {
+        for (int64_t half = 0; half < 2; ++half) {
+          for (int64_t kb = 0; kb < db; ++kb) {
+            const int64_t c0 = half * D + kb * 128, c1 = half * D + std::min(D, (kb + 1) * 128);
+            double amax = 0;
+            for (int64_t j = c0; j < c1; ++j) amax = std::max(amax, std::fabs(ref[r * 2 * D + j]));
+            const float s = qs[r * 2 * db + half * db + kb];
+            check_scale(s, amax, "dH");
+            for (int64_t j = c0; j < c1; ++j) check_elem(q[r * lddh + j], s, ref[r * 2 * D + j], "dH");
+          }
+        }
+        for (int64_t j = 2 * D; j < lddh; ++j)
+          if (q[r * lddh + j] != common::kPoisonByte && bad++ < 5) ADD_FAILURE() << what << ": dH padding written";
+      }
+      if (B > 128) EXPECT_EQ(qs[0], 1.0f) << what << ": an all-zero block's scale";
+    } else {
+      const auto q = download_raw<uint8_t>(dq, dq.bytes());
+      EXPECT_TRUE(std::all_of(q.begin(), q.end(), [](uint8_t b) { return b == common::kPoisonByte; }))
+          << what << ": dH written though not asked for";
+    }
+    // dHᵀ, 1×128 blocks along B.
+    const auto qt = download_raw<uint8_t>(dqt, dqt.bytes());
+    const auto qts = download_raw<float>(dqts, static_cast<size_t>(2 * D * rb));
+    for (int64_t j = 0; j < 2 * D; ++j) {
+      for (int64_t b0 = 0; b0 < rb; ++b0) {
+        double amax = 0;
+        for (int64_t r = b0 * 128; r < std::min(B, (b0 + 1) * 128); ++r) amax = std::max(amax, std::fabs(ref[r * 2 * D + j]));
+        const float s = qts[j * rb + b0];
+        check_scale(s, amax, "dHt");
+        for (int64_t r = b0 * 128; r < std::min(B, (b0 + 1) * 128); ++r) check_elem(qt[j * lddht + r], s, ref[r * 2 * D + j], "dHt");
+      }
+      for (int64_t r = B; r < lddht; ++r)
+        if (qt[j * lddht + r] != common::kPoisonByte && bad++ < 5) ADD_FAILURE() << what << ": dHt padding written";
+    }
+    // The partial column sums, added in fp64, against the fp64 column sums.
+    const auto part = download_raw<float>(sums, static_cast<size_t>(rb * 2 * D));
+    for (int64_t j = 0; j < 2 * D; ++j) {
+      double got = 0, want = 0, mag = 0;
+      for (int64_t b0 = 0; b0 < rb; ++b0) got += part[b0 * 2 * D + j];
+      for (int64_t r = 0; r < B; ++r) {
+        want += ref[r * 2 * D + j];
+        mag += std::fabs(ref[r * 2 * D + j]);
+      }
+      // fp32: each element a few ulps off, then 128 additions at most a tile, each 2^-24 of the sum.
+      if (!(std::fabs(got - want) <= (130 * 0x1p-24 + 0x1p-20) * mag) && bad++ < 5)
+        ADD_FAILURE() << what << ": column " << j << " sum " << got << ", want " << want;
+    }
+    EXPECT_EQ(bad, 0) << what;
+  }
+}
+
 TEST(Fp8Forward, DISABLED_TimingAtTheLlamaShapes) {
   if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
   const Shape shapes[] = {{4096, 4096, 11008}, {8192, 4096, 14336}, {16384, 8192, 28672}};

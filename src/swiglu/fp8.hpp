@@ -51,6 +51,32 @@ Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, void* q, i
                                 int64_t ldqt, float* scale_t, int64_t rows, int64_t cols, int block_rows,
                                 cudaStream_t stream);
 
+// The FP8 backward's gate step: dH = [dG | dU] from dZ and the saved H = [G | U] (`dtype`, bf16 or
+// fp16), computed in fp32 as the fused backward computes it, quantised to e4m3 twice in one pass:
+//   dh:  B×2D (row stride lddh bytes) with 1×128 scales along each half (a block never straddles
+//        dG and dU), dh_scale B × 2·ceil(D/128) row-major: row b's dG blocks, then its dU blocks;
+//        the dX GEMM's A. Both may be null.
+//   dht: dHᵀ, 2D×B (row stride lddht bytes) with 1×128 scales along B, dht_scale
+//        2D × ceil(B/128); the dW GEMM's A.
+// col_sums, when set: fp32 partial column sums of dH (dbias), ceil(B/128) × 2D row-major; a
+// column sum over them gives dbias, deterministically.
+struct Fp8GateBackward {
+  DType dtype = DType::bf16;
+  const void* dz = nullptr;
+  int64_t lddz = 0;
+  const void* h = nullptr;
+  int64_t ldh = 0;
+  int64_t rows = 0, d = 0;
+  void* dh = nullptr;
+  int64_t lddh = 0;
+  float* dh_scale = nullptr;
+  void* dht = nullptr;
+  int64_t lddht = 0;
+  float* dht_scale = nullptr;
+  float* col_sums = nullptr;
+};
+Status gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t stream);
+
 // check_fp8_scales' test on host copies of the scales: the first of `n` that is not finite and
 // > 0, described for an error ("w_scale[5] (Wa, row block 0, K block 5) is nan"), or "" when all
 // are. `is_w` says which operand (and layout) `scale` is for p's.
