@@ -140,10 +140,10 @@ TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
   // Tails: B below and across the 128-row tile, D across the 64-column tile and the 128-row weight
   // blocks (192: a second, partial block; 100: no paired stores), I across K blocks. B = 200, 1024
   // and 1100 run in clusters of two blocks (1100: nine row tiles, the tenth past B), 333 without.
-  // B <= kFp8DecodeMaxBatch (1, 16, 40, 64) runs the decode kernel: one, two and four n8 tiles of
-  // rows, 40 and 64 in two row blocks, 40 with a partial n8 tile.
+  // B <= kFp8DecodeMaxBatch (1, 11, 16) runs the decode kernel: one and two n8 tiles of rows, 11
+  // with a partial one; 40 and 64 run the tiles.
   const Shape shapes[] = {{1, 128, 64}, {128, 128, 64}, {200, 384, 192}, {333, 1024, 320}, {77, 272, 100},
-                          {1024, 4096, 1024}, {1100, 256, 192}, {16, 272, 100}, {40, 384, 192}, {64, 1024, 320}};
+                          {1024, 4096, 1024}, {1100, 256, 192}, {16, 272, 100}, {11, 384, 192}, {64, 1024, 320}};
   using kernels::Fp8Scale;
   uint64_t seed = 900;
   for (const DType out : {DType::bf16, DType::f16}) {
@@ -170,9 +170,8 @@ TEST(Fp8Forward, MatchesTheFp64ReferenceOnTheDequantisedInputs) {
 // Likewise the decode kernel's clusters of 2 and 4, which only share an e4m3 Z's row maxima.
 TEST(Fp8Forward, ClustersOfTwoChangeNoBit) {
   if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
-  EXPECT_EQ(detail::fp8_forward_cluster(128), 1);
-  EXPECT_EQ(detail::fp8_forward_cluster(200), 2);
-  for (const Shape& s : {Shape{200, 384, 192}, Shape{1100, 256, 320}, Shape{640, 512, 100}, Shape{64, 256, 128}}) {
+  for (const Shape& s : {Shape{200, 384, 192}, Shape{1100, 256, 320}, Shape{640, 512, 100}, Shape{64, 256, 128},
+                         Shape{13, 256, 320}}) {
     const int64_t B = s.b, I = s.i, D = s.d, kb = (I + 127) / 128, db = (D + 127) / 128;
     const std::string what = "B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D);
     // Seeded e4m3 bytes (NaN codes cleared) and scales in [2^-8, 2^-6].
@@ -190,7 +189,7 @@ TEST(Fp8Forward, ClustersOfTwoChangeNoBit) {
     const DeviceBuffer ws = upload(common::uniform_values(static_cast<size_t>(2 * db * kb), 0x1p-8f, 0x1p-6f, 34, DType::f32));
     const DeviceBuffer bias = upload(common::to_dtype_bytes(common::uniform_values(static_cast<size_t>(2 * D), -1, 1, 35, DType::bf16), DType::bf16));
     for (const auto kernel : {detail::Fp8Kernel::tiles, detail::Fp8Kernel::decode}) {
-      if (kernel == detail::Fp8Kernel::decode && B > 64) continue;
+      if (kernel == detail::Fp8Kernel::decode && B > detail::kFp8DecodeMaxBatch) continue;
       const std::string kname = kernel == detail::Fp8Kernel::tiles ? " tiles" : " decode";
       for (const bool z_e4m3 : {false, true}) {
         std::vector<uint8_t> out[3][4];  // per cluster size 1, 2, 4: Z, H, Z's scales, amax
@@ -423,14 +422,18 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
       std::copy(g.begin() + r * D, g.begin() + (r + 1) * D, h.begin() + r * 2 * D);
       std::copy(u.begin() + r * D, u.begin() + (r + 1) * D, h.begin() + r * 2 * D + D);
     }
-    // The fp64 dH.
-    std::vector<double> ref(static_cast<size_t>(B * 2 * D));
+    // The fp64 dH, and each element's fp32 error: a few ulps (2^-20) of the magnitudes of its
+    // terms, since 1 + g·(1 − s) cancels near silu's minimum (g ≈ −1.28), so that a tiny dG can be
+    // off by far more than its own ulps.
+    std::vector<double> ref(static_cast<size_t>(B * 2 * D)), err(ref.size());
     for (int64_t r = 0; r < B; ++r) {
       for (int64_t j = 0; j < D; ++j) {
         const double gv = g[r * D + j], uv = u[r * D + j], z = dz[r * D + j];
         const double s = 1.0 / (1.0 + std::exp(-gv));
         ref[r * 2 * D + j] = z * uv * s * (1.0 + gv * (1.0 - s));
         ref[r * 2 * D + D + j] = z * gv * s;
+        err[r * 2 * D + j] = 0x1p-20 * std::fabs(z * uv) * s * (1.0 + std::fabs(gv));
+        err[r * 2 * D + D + j] = 0x1p-20 * std::fabs(z * gv * s);
       }
     }
     const int64_t lddh = 2 * D + 16, lddht = B + 16;
@@ -462,14 +465,15 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
 
     // A block's scale against its fp64 amax, and an element against its fp64 value.
     int bad = 0;
-    const auto check_scale = [&](float got, double amax, const char* where) {
+    // amax_err: the largest fp32 error in the block, which moves its amax by as much.
+    const auto check_scale = [&](float got, double amax, double amax_err, const char* where) {
       const double want = amax > 0 ? amax / kE4m3Max : 1.0;
-      if (!(std::fabs(got - want) <= 0x1p-20 * want) && bad++ < 5)
+      if (!(std::fabs(got - want) <= 0x1p-22 * want + amax_err / kE4m3Max) && bad++ < 5)
         ADD_FAILURE() << what << ": " << where << " scale " << got << ", want " << want;
     };
-    const auto check_elem = [&](uint8_t byte, float s, double want, const char* where) {
-      const double got = e4m3_value(byte) * s;
-      const double bound = 0x1p-4 * std::fabs(want) + 0x1p-10 * s + 0x1p-18 * std::fabs(want);
+    const auto check_elem = [&](uint8_t byte, float s, size_t e, const char* where) {
+      const double got = e4m3_value(byte) * s, want = ref[e];
+      const double bound = 0x1p-4 * (std::fabs(want) + err[e]) + 0x1p-10 * s + err[e];
       if (!(std::fabs(got - want) <= bound) && bad++ < 5)
         ADD_FAILURE() << what << ": " << where << " " << got << ", want " << want;
     };
@@ -481,17 +485,22 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
         for (int64_t half = 0; half < 2; ++half) {
           for (int64_t kb = 0; kb < db; ++kb) {
             const int64_t c0 = half * D + kb * 128, c1 = half * D + std::min(D, (kb + 1) * 128);
-            double amax = 0;
-            for (int64_t j = c0; j < c1; ++j) amax = std::max(amax, std::fabs(ref[r * 2 * D + j]));
+            double amax = 0, amax_err = 0;
+            for (int64_t j = c0; j < c1; ++j) {
+              amax = std::max(amax, std::fabs(ref[r * 2 * D + j]));
+              amax_err = std::max(amax_err, err[r * 2 * D + j]);
+            }
             const float s = qs[r * 2 * db + half * db + kb];
-            check_scale(s, amax, "dH");
-            for (int64_t j = c0; j < c1; ++j) check_elem(q[r * lddh + j], s, ref[r * 2 * D + j], "dH");
+            check_scale(s, amax, amax_err, "dH");
+            for (int64_t j = c0; j < c1; ++j) check_elem(q[r * lddh + j], s, static_cast<size_t>(r * 2 * D + j), "dH");
           }
         }
         for (int64_t j = 2 * D; j < lddh; ++j)
           if (q[r * lddh + j] != common::kPoisonByte && bad++ < 5) ADD_FAILURE() << what << ": dH padding written";
       }
-      if (B > 128) EXPECT_EQ(qs[0], 1.0f) << what << ": an all-zero block's scale";
+      if (B > 128) {
+        EXPECT_EQ(qs[0], 1.0f) << what << ": an all-zero block's scale";
+      }
     } else {
       const auto q = download_raw<uint8_t>(dq, dq.bytes());
       EXPECT_TRUE(std::all_of(q.begin(), q.end(), [](uint8_t b) { return b == common::kPoisonByte; }))
@@ -502,11 +511,15 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
     const auto qts = download_raw<float>(dqts, static_cast<size_t>(2 * D * rb));
     for (int64_t j = 0; j < 2 * D; ++j) {
       for (int64_t b0 = 0; b0 < rb; ++b0) {
-        double amax = 0;
-        for (int64_t r = b0 * 128; r < std::min(B, (b0 + 1) * 128); ++r) amax = std::max(amax, std::fabs(ref[r * 2 * D + j]));
+        double amax = 0, amax_err = 0;
+        for (int64_t r = b0 * 128; r < std::min(B, (b0 + 1) * 128); ++r) {
+          amax = std::max(amax, std::fabs(ref[r * 2 * D + j]));
+          amax_err = std::max(amax_err, err[r * 2 * D + j]);
+        }
         const float s = qts[j * rb + b0];
-        check_scale(s, amax, "dHt");
-        for (int64_t r = b0 * 128; r < std::min(B, (b0 + 1) * 128); ++r) check_elem(qt[j * lddht + r], s, ref[r * 2 * D + j], "dHt");
+        check_scale(s, amax, amax_err, "dHt");
+        for (int64_t r = b0 * 128; r < std::min(B, (b0 + 1) * 128); ++r)
+          check_elem(qt[j * lddht + r], s, static_cast<size_t>(r * 2 * D + j), "dHt");
       }
       for (int64_t r = B; r < lddht; ++r)
         if (qt[j * lddht + r] != common::kPoisonByte && bad++ < 5) ADD_FAILURE() << what << ": dHt padding written";
@@ -514,14 +527,15 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
     // The partial column sums, added in fp64, against the fp64 column sums.
     const auto part = download_raw<float>(sums, static_cast<size_t>(rb * 2 * D));
     for (int64_t j = 0; j < 2 * D; ++j) {
-      double got = 0, want = 0, mag = 0;
+      double got = 0, want = 0, mag = 0, elems = 0;
       for (int64_t b0 = 0; b0 < rb; ++b0) got += part[b0 * 2 * D + j];
       for (int64_t r = 0; r < B; ++r) {
         want += ref[r * 2 * D + j];
         mag += std::fabs(ref[r * 2 * D + j]);
+        elems += err[r * 2 * D + j];
       }
-      // fp32: each element a few ulps off, then 128 additions at most a tile, each 2^-24 of the sum.
-      if (!(std::fabs(got - want) <= (130 * 0x1p-24 + 0x1p-20) * mag) && bad++ < 5)
+      // fp32: each element off by its err, then at most 128 additions a tile, each 2^-24 of the sum.
+      if (!(std::fabs(got - want) <= 130 * 0x1p-24 * mag + elems) && bad++ < 5)
         ADD_FAILURE() << what << ": column " << j << " sum " << got << ", want " << want;
     }
     EXPECT_EQ(bad, 0) << what;

@@ -19,7 +19,7 @@ enum class Fp8Kernel { automatic, tiles, decode };
 
 // The largest B the decode kernel takes when not told (fp8_forward_decode), and its cluster for
 // an e4m3 Z (the blocks that share a scale block's 128 columns).
-inline constexpr int64_t kFp8DecodeMaxBatch = 64;
+inline constexpr int64_t kFp8DecodeMaxBatch = 16;
 inline constexpr int kFp8DecodeCluster = 2;
 
 // Z (and H when q.base.saved) from e4m3 X and W12 (linear layout) and their fp32 scales
