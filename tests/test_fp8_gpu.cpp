@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -539,6 +540,171 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
         ADD_FAILURE() << what << ": column " << j << " sum " << got << ", want " << want;
     }
     EXPECT_EQ(bad, 0) << what;
+  }
+}
+
+// The FP8 backward's GEMMs (fp8_gemm_sm90) against fp64 on the dequantised operands, with
+// magnitudes that differ by row, by column and by 128-block, so that a scale read from the wrong
+// row, column, block or segment shows:
+//  - the dX shape: A = dH (B × 2D) with 1×128 scales along each half, B = W12ᵀ (I × 2D) with the
+//    128×128 blocks of Wa and Wb, K in two segments of D; C in fp32 (and accumulated onto a
+//    seeded C) and bf16;
+//  - the dW shape: A = dHᵀ (2D × B), B = Xᵀ (I × B), both with 1×128 scales along B (per-row B
+//    scales), one segment; C in fp32.
+// Each element within kTensorCoreU · Σ|a·b| (the tensor cores' sums, fp8_case.hpp) plus C's
+// rounding (and the accumulation's add); tails in M, N and K across 128.
+TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
+  if (!on_hopper()) GTEST_SKIP() << "the FP8 GEMMs need compute capability 9.0";
+  // rows×cols seeded values, row r scaled by 0.1 + (r % 7) / 7 and 128-column block b by
+  // {1, 0.3, 0.7}[b % 3].
+  const auto skewed = [](int64_t rows, int64_t cols, uint64_t seed) {
+    std::vector<float> v = common::uniform_values(static_cast<size_t>(rows * cols), -1, 1, seed, DType::f32);
+    const float block[3] = {1.0f, 0.3f, 0.7f};
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) v[r * cols + c] *= (0.1f + static_cast<float>(r % 7) / 7.0f) * block[(c / 128) % 3];
+    return v;
+  };
+  const auto transpose = [](const std::vector<float>& v, int64_t rows, int64_t cols) {
+    std::vector<float> t(v.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = v[r * cols + c];
+    return t;
+  };
+  // C = A·Bᵀ (m×n) from dequantised row-major A (m×k) and B (n×k), with Σ|a·b| for the bound.
+  const auto reference = [](const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t n,
+                            int64_t k, std::vector<double>* c, std::vector<double>* mag) {
+    c->assign(static_cast<size_t>(m * n), 0.0);
+    mag->assign(c->size(), 0.0);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t l = 0; l < k; ++l) {
+          const double t = a[i * k + l] * b[j * k + l];
+          (*c)[i * n + j] += t;
+          (*mag)[i * n + j] += std::fabs(t);
+        }
+  };
+  const auto check = [](const std::string& what, const std::vector<float>& got, const std::vector<double>& want,
+                        const std::vector<double>& mag, double u_out, const std::vector<float>* c0) {
+    int bad = 0;
+    for (size_t e = 0; e < want.size(); ++e) {
+      const double w = want[e] + (c0 != nullptr ? (*c0)[e] : 0.0);
+      const double bound = kTensorCoreU * mag[e] + 2 * u_out * std::fabs(w) + 0x1p-24 * std::fabs(w);
+      if (!(std::fabs(got[e] - w) <= bound) && bad++ < 5)
+        ADD_FAILURE() << what << ": element " << e << " is " << got[e] << ", want " << w << " ± " << bound;
+    }
+    EXPECT_EQ(bad, 0) << what;
+  };
+  uint64_t seed = 5100;
+  // The dX shape.
+  for (const auto& [B, I, D] : {std::tuple<int64_t, int64_t, int64_t>{130, 272, 208}, {64, 128, 256}, {1, 144, 16}}) {
+    const int64_t db = (D + 127) / 128, ib = (I + 127) / 128;
+    const std::string what = "dX B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D);
+    const std::vector<float> dh = skewed(B, 2 * D, ++seed), w = skewed(2 * D, I, ++seed);
+    // dH's halves in 1×128 blocks, packed B × 2D with their scales [half 0 | half 1] a row.
+    std::vector<uint8_t> aq(static_cast<size_t>(B * 2 * D));
+    std::vector<float> as(static_cast<size_t>(B * 2 * db));
+    std::vector<double> adeq(aq.size());
+    // W12ᵀ: I × 2D, each half the transpose of Wa's (Wb's) 128×128 quantisation; the scales as Wa's
+    // and Wb's own (row block of W, K block of W): for B = W12ᵀ, block (n / 128 = i-block, kb = d-block).
+    std::vector<uint8_t> bq(static_cast<size_t>(I * 2 * D));
+    std::vector<float> bs;
+    std::vector<double> bdeq(bq.size());
+    for (int64_t h = 0; h < 2; ++h) {
+      std::vector<float> half(static_cast<size_t>(B * D)), wh(w.begin() + h * D * I, w.begin() + (h + 1) * D * I);
+      for (int64_t r = 0; r < B; ++r)
+        std::copy(dh.begin() + r * 2 * D + h * D, dh.begin() + r * 2 * D + (h + 1) * D, half.begin() + r * D);
+      const Quantised qa = quantise(half, B, D, 1), qw = quantise(wh, D, I, 128);
+      for (int64_t r = 0; r < B; ++r) {
+        for (int64_t c = 0; c < D; ++c) {
+          aq[r * 2 * D + h * D + c] = qa.q[r * D + c];
+          adeq[r * 2 * D + h * D + c] = qa.deq[r * D + c];
+        }
+        for (int64_t kb = 0; kb < db; ++kb) as[r * 2 * db + h * db + kb] = qa.scale[r * db + kb];
+      }
+      for (int64_t d = 0; d < D; ++d) {
+        for (int64_t i = 0; i < I; ++i) {
+          bq[i * 2 * D + h * D + d] = qw.q[d * I + i];
+          bdeq[i * 2 * D + h * D + d] = qw.deq[d * I + i];
+        }
+      }
+      bs.insert(bs.end(), qw.scale.begin(), qw.scale.end());  // db × ib, row-major
+    }
+    std::vector<double> ref, mag;
+    reference(adeq, bdeq, B, I, 2 * D, &ref, &mag);
+    const DeviceBuffer da = upload(aq), dbq = upload(bq), das = upload(as), dbs = upload(bs);
+    const std::vector<float> c0 = common::uniform_values(static_cast<size_t>(B * I), -1, 1, ++seed, DType::f32);
+    for (const auto& [out, accumulate] : {std::pair<DType, bool>{DType::f32, false}, {DType::f32, true}, {DType::bf16, false}}) {
+      const std::string w2 = what + " " + std::string(to_string(out)) + (accumulate ? " accumulate" : "");
+      DeviceBuffer dc(static_cast<size_t>(B * I) * dtype_size(out));
+      if (accumulate) {
+        CUDA_CHECK(cudaMemcpy(dc.get(), c0.data(), dc.bytes(), cudaMemcpyHostToDevice));
+      } else {
+        CUDA_CHECK(cudaMemset(dc.get(), common::kPoisonByte, dc.bytes()));
+      }
+      detail::Fp8Gemm g;
+      g.m = B;
+      g.n = I;
+      g.k = D;
+      g.segments = 2;
+      g.a[0] = da.get();
+      g.a[1] = da.as<uint8_t>() + D;
+      g.b[0] = dbq.get();
+      g.b[1] = dbq.as<uint8_t>() + D;
+      g.lda = 2 * D;
+      g.ldb = 2 * D;
+      g.a_scale = das.as<float>();
+      g.a_seg = db;
+      g.a_m = 2 * db;
+      g.a_kb = 1;
+      g.b_scale = dbs.as<float>();
+      g.b_seg = db * ib;
+      g.b_n = 1;
+      g.b_kb = ib;
+      g.out = out;
+      g.c = dc.get();
+      g.ldc = I;
+      g.accumulate = accumulate;
+      const Status st = detail::fp8_gemm_sm90(g, nullptr);
+      ASSERT_TRUE(st.ok()) << w2 << ": " << st.message;
+      CUDA_CHECK(cudaDeviceSynchronize());
+      const double u_out = out == DType::f32 ? 0x1p-24 : 0x1p-8;
+      check(w2, download(dc, static_cast<size_t>(B * I), out), ref, mag, u_out, accumulate ? &c0 : nullptr);
+    }
+  }
+  // The dW shape: K = B tokens, per-row scales on both sides.
+  for (const auto& [B, I, D] : {std::tuple<int64_t, int64_t, int64_t>{272, 144, 104}, {16, 256, 64}}) {
+    const int64_t rb = (B + 127) / 128;
+    const std::string what = "dW B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D);
+    const std::vector<float> dht = transpose(skewed(B, 2 * D, ++seed), B, 2 * D);  // 2D × B
+    const std::vector<float> xt = transpose(skewed(B, I, ++seed), B, I);           // I × B
+    const Quantised qa = quantise(dht, 2 * D, B, 1), qb = quantise(xt, I, B, 1);
+    std::vector<double> ref, mag;
+    reference(qa.deq, qb.deq, 2 * D, I, B, &ref, &mag);
+    const DeviceBuffer da = upload(qa.q), dbq = upload(qb.q), das = upload(qa.scale), dbs = upload(qb.scale);
+    DeviceBuffer dc(static_cast<size_t>(2 * D * I) * 4);
+    CUDA_CHECK(cudaMemset(dc.get(), common::kPoisonByte, dc.bytes()));
+    detail::Fp8Gemm g;
+    g.m = 2 * D;
+    g.n = I;
+    g.k = B;
+    g.a[0] = da.get();
+    g.b[0] = dbq.get();
+    g.lda = B;
+    g.ldb = B;
+    g.a_scale = das.as<float>();
+    g.a_m = rb;
+    g.a_kb = 1;
+    g.b_scale = dbs.as<float>();
+    g.b_n = rb;
+    g.b_kb = 1;
+    g.b_rows = true;
+    g.out = DType::f32;
+    g.c = dc.get();
+    g.ldc = I;
+    const Status st = detail::fp8_gemm_sm90(g, nullptr);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    check(what, download(dc, static_cast<size_t>(2 * D * I), DType::f32), ref, mag, 0x1p-24, nullptr);
   }
 }
 

@@ -77,6 +77,31 @@ struct Fp8GateBackward {
 };
 Status gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t stream);
 
+// The FP8 backward's GEMMs (kernels/gemm_sm90_fp8.cuh): C (m×n, row stride ldc, `out`) = A·Bᵀ
+// (or C += A·Bᵀ with accumulate), A (m×k) and B (n×k) e4m3, row-major with row strides lda and ldb
+// bytes, over `segments` K ranges of k each (segment s's operands at a[s] and b[s]: the dX GEMM's
+// dG half and dU half). Scales along K in blocks of 128, fp32: A's of row i, block kb of segment s
+// at a_scale[s·a_seg + i·a_m + kb·a_kb]; B's at b_scale[s·b_seg + j·b_n + kb·b_kb], j = the row
+// (b_rows) or the row / 128 (128×128 blocks); a stride of 0 repeats a scale. Needs sm_90a and a
+// compute capability 9.0 device; k and the strides multiples of 16, operands 16-byte aligned.
+struct Fp8Gemm {
+  int64_t m = 0, n = 0, k = 0;
+  int segments = 1;
+  const void* a[2] = {nullptr, nullptr};
+  const void* b[2] = {nullptr, nullptr};
+  int64_t lda = 0, ldb = 0;
+  const float* a_scale = nullptr;
+  int64_t a_seg = 0, a_m = 0, a_kb = 0;
+  const float* b_scale = nullptr;
+  int64_t b_seg = 0, b_n = 0, b_kb = 0;
+  bool b_rows = false;
+  DType out = DType::f32;
+  void* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;
+};
+Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream);
+
 // check_fp8_scales' test on host copies of the scales: the first of `n` that is not finite and
 // > 0, described for an error ("w_scale[5] (Wa, row block 0, K block 5) is nan"), or "" when all
 // are. `is_w` says which operand (and layout) `scale` is for p's.
