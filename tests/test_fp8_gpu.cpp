@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <tuple>
@@ -553,47 +554,54 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
 //    scales), one segment; C in fp32.
 // Each element within kTensorCoreU · Σ|a·b| (the tensor cores' sums, fp8_case.hpp) plus C's
 // rounding (and the accumulation's add); tails in M, N and K across 128.
+// rows×cols seeded values, row r scaled by 0.1 + (r % 7) / 7 and 128-column block b by
+// {1, 0.3, 0.7}[b % 3]: magnitudes that show a scale read from the wrong row, column or block.
+std::vector<float> skewed(int64_t rows, int64_t cols, uint64_t seed) {
+  std::vector<float> v = common::uniform_values(static_cast<size_t>(rows * cols), -1, 1, seed, DType::f32);
+  const float block[3] = {1.0f, 0.3f, 0.7f};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) v[r * cols + c] *= (0.1f + static_cast<float>(r % 7) / 7.0f) * block[(c / 128) % 3];
+  return v;
+}
+
+template <class T>
+std::vector<T> transpose(const std::vector<T>& v, int64_t rows, int64_t cols) {
+  std::vector<T> t(v.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = v[r * cols + c];
+  return t;
+}
+
+// C = A·Bᵀ (m×n) from row-major A (m×k) and B (n×k), in fp64, with Σ|a·b| for the bound.
+void gemm_reference(const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t n, int64_t k,
+                    std::vector<double>* c, std::vector<double>* mag) {
+  c->assign(static_cast<size_t>(m * n), 0.0);
+  mag->assign(c->size(), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t l = 0; l < k; ++l) {
+        const double t = a[i * k + l] * b[j * k + l];
+        (*c)[i * n + j] += t;
+        (*mag)[i * n + j] += std::fabs(t);
+      }
+}
+
+// Each element of an FP8 GEMM's C (+ c0 when accumulated) within kTensorCoreU · Σ|a·b| plus C's
+// rounding (u_out, twice for safety) and the accumulation's add.
+void expect_gemm_within(const std::string& what, const std::vector<float>& got, const std::vector<double>& want,
+                        const std::vector<double>& mag, double u_out, const std::vector<float>* c0) {
+  int bad = 0;
+  for (size_t e = 0; e < want.size(); ++e) {
+    const double w = want[e] + (c0 != nullptr ? (*c0)[e] : 0.0);
+    const double bound = kTensorCoreU * mag[e] + 2 * u_out * std::fabs(w) + 0x1p-24 * std::fabs(w);
+    if (!(std::fabs(got[e] - w) <= bound) && bad++ < 5)
+      ADD_FAILURE() << what << ": element " << e << " is " << got[e] << ", want " << w << " ± " << bound;
+  }
+  EXPECT_EQ(bad, 0) << what;
+}
+
 TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
   if (!on_hopper()) GTEST_SKIP() << "the FP8 GEMMs need compute capability 9.0";
-  // rows×cols seeded values, row r scaled by 0.1 + (r % 7) / 7 and 128-column block b by
-  // {1, 0.3, 0.7}[b % 3].
-  const auto skewed = [](int64_t rows, int64_t cols, uint64_t seed) {
-    std::vector<float> v = common::uniform_values(static_cast<size_t>(rows * cols), -1, 1, seed, DType::f32);
-    const float block[3] = {1.0f, 0.3f, 0.7f};
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) v[r * cols + c] *= (0.1f + static_cast<float>(r % 7) / 7.0f) * block[(c / 128) % 3];
-    return v;
-  };
-  const auto transpose = [](const std::vector<float>& v, int64_t rows, int64_t cols) {
-    std::vector<float> t(v.size());
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = v[r * cols + c];
-    return t;
-  };
-  // C = A·Bᵀ (m×n) from dequantised row-major A (m×k) and B (n×k), with Σ|a·b| for the bound.
-  const auto reference = [](const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t n,
-                            int64_t k, std::vector<double>* c, std::vector<double>* mag) {
-    c->assign(static_cast<size_t>(m * n), 0.0);
-    mag->assign(c->size(), 0.0);
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j)
-        for (int64_t l = 0; l < k; ++l) {
-          const double t = a[i * k + l] * b[j * k + l];
-          (*c)[i * n + j] += t;
-          (*mag)[i * n + j] += std::fabs(t);
-        }
-  };
-  const auto check = [](const std::string& what, const std::vector<float>& got, const std::vector<double>& want,
-                        const std::vector<double>& mag, double u_out, const std::vector<float>* c0) {
-    int bad = 0;
-    for (size_t e = 0; e < want.size(); ++e) {
-      const double w = want[e] + (c0 != nullptr ? (*c0)[e] : 0.0);
-      const double bound = kTensorCoreU * mag[e] + 2 * u_out * std::fabs(w) + 0x1p-24 * std::fabs(w);
-      if (!(std::fabs(got[e] - w) <= bound) && bad++ < 5)
-        ADD_FAILURE() << what << ": element " << e << " is " << got[e] << ", want " << w << " ± " << bound;
-    }
-    EXPECT_EQ(bad, 0) << what;
-  };
   uint64_t seed = 5100;
   // The dX shape.
   for (const auto& [B, I, D] : {std::tuple<int64_t, int64_t, int64_t>{130, 272, 208}, {64, 128, 256}, {1, 144, 16}}) {
@@ -630,7 +638,7 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
       bs.insert(bs.end(), qw.scale.begin(), qw.scale.end());  // db × ib, row-major
     }
     std::vector<double> ref, mag;
-    reference(adeq, bdeq, B, I, 2 * D, &ref, &mag);
+    gemm_reference(adeq, bdeq, B, I, 2 * D, &ref, &mag);
     const DeviceBuffer da = upload(aq), dbq = upload(bq), das = upload(as), dbs = upload(bs);
     const std::vector<float> c0 = common::uniform_values(static_cast<size_t>(B * I), -1, 1, ++seed, DType::f32);
     for (const auto& [out, accumulate] : {std::pair<DType, bool>{DType::f32, false}, {DType::f32, true}, {DType::bf16, false}}) {
@@ -668,7 +676,7 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
       ASSERT_TRUE(st.ok()) << w2 << ": " << st.message;
       CUDA_CHECK(cudaDeviceSynchronize());
       const double u_out = out == DType::f32 ? 0x1p-24 : 0x1p-8;
-      check(w2, download(dc, static_cast<size_t>(B * I), out), ref, mag, u_out, accumulate ? &c0 : nullptr);
+      expect_gemm_within(w2, download(dc, static_cast<size_t>(B * I), out), ref, mag, u_out, accumulate ? &c0 : nullptr);
     }
   }
   // The dW shape: K = B tokens, per-row scales on both sides.
@@ -679,7 +687,7 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
     const std::vector<float> xt = transpose(skewed(B, I, ++seed), B, I);           // I × B
     const Quantised qa = quantise(dht, 2 * D, B, 1), qb = quantise(xt, I, B, 1);
     std::vector<double> ref, mag;
-    reference(qa.deq, qb.deq, 2 * D, I, B, &ref, &mag);
+    gemm_reference(qa.deq, qb.deq, 2 * D, I, B, &ref, &mag);
     const DeviceBuffer da = upload(qa.q), dbq = upload(qb.q), das = upload(qa.scale), dbs = upload(qb.scale);
     DeviceBuffer dc(static_cast<size_t>(2 * D * I) * 4);
     CUDA_CHECK(cudaMemset(dc.get(), common::kPoisonByte, dc.bytes()));
@@ -704,7 +712,122 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
     const Status st = detail::fp8_gemm_sm90(g, nullptr);
     ASSERT_TRUE(st.ok()) << what << ": " << st.message;
     CUDA_CHECK(cudaDeviceSynchronize());
-    check(what, download(dc, static_cast<size_t>(2 * D * I), DType::f32), ref, mag, 0x1p-24, nullptr);
+    expect_gemm_within(what, download(dc, static_cast<size_t>(2 * D * I), DType::f32), ref, mag, 0x1p-24, nullptr);
+  }
+}
+
+// The whole FP8 backward (backward_fp8_sm90) from seeded dZ and H and the forward's operands in
+// their transposed e4m3 copies (W12ᵀ from Wa's and Wb's 128×128 blocks, Xᵀ in 1×128 blocks along
+// B): dX and dW12 against fp64 on the dequantised operands (the dH and dHᵀ the workspace holds
+// afterwards, whose own error test Fp8GateBackward bounds), as Fp8Gemm's test bounds them; dW12
+// also accumulated onto a seeded one; dbias against fp64 from dZ and H. Tails in B, I and D.
+TEST(Fp8Backward, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
+  if (!on_hopper()) GTEST_SKIP() << "the FP8 backward needs compute capability 9.0";
+  uint64_t seed = 6100;
+  for (const auto& [B, I, D] : {std::tuple<int64_t, int64_t, int64_t>{130, 272, 208}, {16, 128, 64}, {1, 144, 16}}) {
+    const int64_t db = (D + 127) / 128, ib = (I + 127) / 128, rb = (B + 127) / 128, ldxt = (B + 15) / 16 * 16;
+    const std::string what = "B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D);
+    const std::vector<float> x = skewed(B, I, ++seed), w = skewed(2 * D, I, ++seed);
+    const std::vector<float> dz = common::uniform_values(static_cast<size_t>(B * D), -1, 1, ++seed, DType::bf16);
+    const std::vector<float> h = common::uniform_values(static_cast<size_t>(B * 2 * D), -3, 3, ++seed, DType::bf16);
+    // Xᵀ (I × B, row stride ldxt) in 1×128 blocks along B.
+    const Quantised xtq = quantise(transpose(x, B, I), I, B, 1);
+    std::vector<uint8_t> xt(static_cast<size_t>(I * ldxt), 0);
+    for (int64_t i = 0; i < I; ++i) std::copy(xtq.q.begin() + i * B, xtq.q.begin() + (i + 1) * B, xt.begin() + i * ldxt);
+    // W12ᵀ (I × 2D): each half Wa's (Wb's) 128×128 quantisation transposed, the scales too.
+    std::vector<uint8_t> w12t(static_cast<size_t>(I * 2 * D));
+    std::vector<float> w12t_scale;
+    std::vector<double> wdeq(static_cast<size_t>(2 * D * I));
+    for (int64_t half = 0; half < 2; ++half) {
+      const std::vector<float> wh(w.begin() + half * D * I, w.begin() + (half + 1) * D * I);
+      const Quantised q = quantise(wh, D, I, 128);
+      for (int64_t d = 0; d < D; ++d) {
+        for (int64_t i = 0; i < I; ++i) {
+          w12t[i * 2 * D + half * D + d] = q.q[d * I + i];
+          wdeq[(half * D + d) * I + i] = q.deq[d * I + i];
+        }
+      }
+      const std::vector<float> st = transpose(q.scale, db, ib);  // ib × db
+      w12t_scale.insert(w12t_scale.end(), st.begin(), st.end());
+    }
+    const DeviceBuffer ddz = upload(common::to_dtype_bytes(dz, DType::bf16));
+    const DeviceBuffer dh = upload(common::to_dtype_bytes(h, DType::bf16));
+    const DeviceBuffer dw12t = upload(w12t), dw12ts = upload(w12t_scale), dxt = upload(xt), dxts = upload(xtq.scale);
+    const detail::Fp8BackwardWorkspace layout = detail::fp8_backward_workspace(B, D);
+    DeviceBuffer ws(layout.bytes);
+    CUDA_CHECK(cudaMemset(ws.get(), common::kPoisonByte, ws.bytes()));
+    DeviceBuffer ddx(static_cast<size_t>(B * I) * 2), ddw(static_cast<size_t>(2 * D * I) * 4),
+        ddb(static_cast<size_t>(2 * D) * 4);
+    const std::vector<float> dw0 = common::uniform_values(static_cast<size_t>(2 * D * I), -1, 1, ++seed, DType::f32);
+    for (const bool accumulate : {false, true}) {
+      const std::string w2 = what + (accumulate ? " accumulate" : "");
+      CUDA_CHECK(cudaMemset(ddx.get(), common::kPoisonByte, ddx.bytes()));
+      CUDA_CHECK(cudaMemset(ddb.get(), common::kPoisonByte, ddb.bytes()));
+      if (accumulate) {
+        CUDA_CHECK(cudaMemcpy(ddw.get(), dw0.data(), ddw.bytes(), cudaMemcpyHostToDevice));
+      } else {
+        CUDA_CHECK(cudaMemset(ddw.get(), common::kPoisonByte, ddw.bytes()));
+      }
+      detail::Fp8Backward b;
+      b.rows = B;
+      b.in = I;
+      b.d = D;
+      b.dz = ddz.get();
+      b.h = dh.get();
+      b.w12t = dw12t.get();
+      b.w12t_scale = dw12ts.as<float>();
+      b.xt = dxt.get();
+      b.ldxt = ldxt;
+      b.xt_scale = dxts.as<float>();
+      b.dx = ddx.get();
+      b.dw = ddw.get();
+      b.accumulate = accumulate;
+      b.dbias = ddb.get();
+      const Status st = detail::backward_fp8_sm90(b, ws.get(), ws.bytes(), nullptr);
+      ASSERT_TRUE(st.ok()) << w2 << ": " << st.message;
+      CUDA_CHECK(cudaDeviceSynchronize());
+      // The dH and dHᵀ the GEMMs read, dequantised.
+      const auto raw = download_raw<uint8_t>(ws, ws.bytes());
+      const auto f32_at = [&](size_t off, int64_t i) {
+        float v;
+        std::memcpy(&v, raw.data() + off + 4 * i, 4);
+        return v;
+      };
+      std::vector<double> dh_deq(static_cast<size_t>(B * 2 * D)), dht_deq(static_cast<size_t>(2 * D * B));
+      for (int64_t r = 0; r < B; ++r)
+        for (int64_t j = 0; j < 2 * D; ++j)
+          dh_deq[r * 2 * D + j] =
+              e4m3_value(raw[layout.dh + r * 2 * D + j]) * f32_at(layout.dh_scale, r * 2 * db + (j / D) * db + (j % D) / 128);
+      for (int64_t j = 0; j < 2 * D; ++j)
+        for (int64_t r = 0; r < B; ++r)
+          dht_deq[j * B + r] = e4m3_value(raw[layout.dht + j * layout.lddht + r]) * f32_at(layout.dht_scale, j * rb + r / 128);
+      // dX = Σ over K = 2D of dH·W12: B operand rows are W12ᵀ's, i.e. W12's columns.
+      std::vector<double> ref, mag;
+      gemm_reference(dh_deq, transpose(wdeq, 2 * D, I), B, I, 2 * D, &ref, &mag);
+      expect_gemm_within(w2 + " dX", download(ddx, static_cast<size_t>(B * I), DType::bf16), ref, mag, 0x1p-8, nullptr);
+      std::vector<double> xt_deq(static_cast<size_t>(I * B));
+      for (size_t e = 0; e < xt_deq.size(); ++e) xt_deq[e] = xtq.deq[e];
+      gemm_reference(dht_deq, xt_deq, 2 * D, I, B, &ref, &mag);
+      expect_gemm_within(w2 + " dW", download(ddw, static_cast<size_t>(2 * D * I), DType::f32), ref, mag, 0x1p-24,
+                         accumulate ? &dw0 : nullptr);
+      // dbias: fp64 from dZ and H, within the fp32 sums' error (as Fp8GateBackward's test).
+      const auto got_b = download(ddb, static_cast<size_t>(2 * D), DType::f32);
+      int bad = 0;
+      for (int64_t j = 0; j < 2 * D; ++j) {
+        double want = 0, bound = 0;
+        for (int64_t r = 0; r < B; ++r) {
+          const int64_t c = j % D;
+          const double gv = h[r * 2 * D + c], uv = h[r * 2 * D + D + c], z = dz[r * D + c];
+          const double sg = 1.0 / (1.0 + std::exp(-gv));
+          const double v = j < D ? z * uv * sg * (1.0 + gv * (1.0 - sg)) : z * gv * sg;
+          want += v;
+          bound += 130 * 0x1p-24 * std::fabs(v) + 0x1p-20 * std::fabs(z) * (std::fabs(uv) + 1.0) * (1.0 + std::fabs(gv));
+        }
+        if (!(std::fabs(got_b[j] - want) <= bound) && bad++ < 5)
+          ADD_FAILURE() << w2 << ": dbias[" << j << "] " << got_b[j] << ", want " << want;
+      }
+      EXPECT_EQ(bad, 0) << w2 << " dbias";
+    }
   }
 }
 

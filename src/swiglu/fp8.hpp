@@ -83,7 +83,8 @@ Status gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t stream);
 // dG half and dU half). Scales along K in blocks of 128, fp32: A's of row i, block kb of segment s
 // at a_scale[s·a_seg + i·a_m + kb·a_kb]; B's at b_scale[s·b_seg + j·b_n + kb·b_kb], j = the row
 // (b_rows) or the row / 128 (128×128 blocks); a stride of 0 repeats a scale. Needs sm_90a and a
-// compute capability 9.0 device; k and the strides multiples of 16, operands 16-byte aligned.
+// compute capability 9.0 device; the A and B strides multiples of 16, operands 16-byte aligned (K
+// itself any: the loads past it read zeros).
 struct Fp8Gemm {
   int64_t m = 0, n = 0, k = 0;
   int segments = 1;
@@ -101,6 +102,43 @@ struct Fp8Gemm {
   bool accumulate = false;
 };
 Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream);
+
+// The FP8 backward with the save policy, in four launches: gate_backward_e4m3 (dH and dHᵀ in e4m3),
+// the dX GEMM (dH·W12 over the dG and dU halves), the dW GEMM (dHᵀ·X), and dbias's column sum.
+// The forward's operands come as the transposed copies quantize_e4m3_transposed writes:
+//   w12t: W12ᵀ, I × 2D e4m3 (row stride 2D bytes): Wa's qt (128×128 blocks) in columns [0, D),
+//         Wb's in [D, 2D); w12t_scale: Wa's scale_t (ceil(I/128) × ceil(D/128)), then Wb's;
+//   xt:   Xᵀ, I × B e4m3 (row stride ldxt bytes, a multiple of 16) with 1×128 scales along B,
+//         xt_scale I × ceil(B/128).
+// dz (B×D) and h (B×2D, the forward's saved [G | U]) are dense in `dtype` (bf16 or fp16); dx (B×I)
+// is written in dx_dtype, dw (2D×I, dW12) in dw_dtype (fp32: the master weights' gradient, which
+// accumulate adds to), dbias (2D) in dbias_dtype, each only when set. D must be a multiple of 16.
+struct Fp8Backward {
+  DType dtype = DType::bf16;
+  int64_t rows = 0, in = 0, d = 0;
+  const void* dz = nullptr;
+  const void* h = nullptr;
+  const void* w12t = nullptr;
+  const float* w12t_scale = nullptr;
+  const void* xt = nullptr;
+  int64_t ldxt = 0;
+  const float* xt_scale = nullptr;
+  void* dx = nullptr;
+  DType dx_dtype = DType::bf16;
+  void* dw = nullptr;
+  DType dw_dtype = DType::f32;
+  bool accumulate = false;
+  void* dbias = nullptr;
+  DType dbias_dtype = DType::f32;
+};
+// The workspace backward_fp8_sm90 needs (dH and dHᵀ in e4m3, their scales, dbias's partial sums),
+// and where each part lies in it (offsets in bytes, 256-byte aligned).
+struct Fp8BackwardWorkspace {
+  size_t dh = 0, dh_scale = 0, dht = 0, dht_scale = 0, col_sums = 0, bytes = 0;
+  int64_t lddht = 0;
+};
+Fp8BackwardWorkspace fp8_backward_workspace(int64_t rows, int64_t d);
+Status backward_fp8_sm90(const Fp8Backward& b, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 // check_fp8_scales' test on host copies of the scales: the first of `n` that is not finite and
 // > 0, described for an error ("w_scale[5] (Wa, row block 0, K block 5) is nan"), or "" when all

@@ -41,9 +41,9 @@ Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream) {
   if (g.m < 0 || g.n < 0 || g.k < 0 || (g.segments != 1 && g.segments != 2))
     return fail(StatusCode::invalid_argument, "fp8 gemm: M, N and K must be >= 0, and the segments 1 or 2");
   if (g.m == 0 || g.n == 0) return Status::success();
-  if (g.k % 16 != 0 || g.lda % 16 != 0 || g.ldb % 16 != 0 || g.lda < g.k || g.ldb < g.k || g.ldc < g.n)
+  if (g.lda % 16 != 0 || g.ldb % 16 != 0 || g.lda < g.k || g.ldb < g.k || g.ldc < g.n)
     return fail(StatusCode::invalid_argument,
-                "fp8 gemm: K and the A and B row strides must be multiples of 16 (TMA), the strides >= K, ldc >= N");
+                "fp8 gemm: the A and B row strides must be multiples of 16 (TMA) and >= K, ldc >= N");
   for (int s = 0; s < g.segments; ++s) {
     if (g.a[s] == nullptr || g.b[s] == nullptr) return fail(StatusCode::invalid_argument, "fp8 gemm: a null operand");
     if (!aligned(g.a[s], 16) || !aligned(g.b[s], 16))
