@@ -288,10 +288,17 @@ TEST(Fp8Quantize, TransposedArguments) {
   EXPECT_NE(s.code, StatusCode::invalid_argument) << s.message;
 }
 
-TEST(Fp8Forward, ClusterRule) {
-  for (const auto& [batch, cluster] : std::vector<std::pair<int64_t, int>>{
-           {0, 1}, {1, 1}, {128, 1}, {129, 2}, {256, 2}, {333, 1}, {640, 1}, {700, 2}, {896, 1}, {897, 2}, {1100, 2}, {16384, 2}})
-    EXPECT_EQ(detail::fp8_forward_cluster(batch), cluster) << batch;
+// The automatic choices (docs/kernels-sm90-fp8.md): the decode kernel up to kFp8DecodeMaxBatch rows,
+// the tiles beyond, in single blocks (pairs were measured slower); forward_fp8_kernel names them.
+TEST(Fp8Forward, KernelRule) {
+  for (const auto& [batch, decode] : std::vector<std::pair<int64_t, bool>>{
+           {0, true}, {1, true}, {8, true}, {16, true}, {17, false}, {128, false}, {129, false}, {16384, false}}) {
+    EXPECT_EQ(detail::fp8_forward_decode(batch), decode) << batch;
+    EXPECT_EQ(detail::fp8_forward_cluster(batch), 1) << batch;
+    Fp8Problem p = problem();
+    p.batch = batch;
+    EXPECT_EQ(forward_fp8_kernel(p), decode ? "sm90a-fp8-decode" : "sm90a-fp8") << batch;
+  }
 }
 
 TEST(Fp8Scales, ArgumentsAreCheckedBeforeTheDevice) {
