@@ -7,8 +7,7 @@
 // Why not the wgmma kernel (fwd_sm90_fp8.cuh) here: its 128-row tiles leave most rows empty at
 // small B, and its tiles of 128 Z columns number D/128, fewer than the SMs at the LLaMA shapes,
 // so W is streamed by too few blocks. Here a warp owns 8 Z columns and every K, so the weights
-// are spread over D/8 warps, each thread keeping kStages chunks of them in flight through
-// cp.async into shared memory slots of its own.
+// are spread over D/8 warps.
 //
 // A warp's mma takes as A the 16 rows [Wa rows n0 .. n0+7; Wb rows n0 .. n0+7] and as B 8 rows of
 // X, so a thread's accumulators hold G and U of one Z column for two X rows: the gate needs no
@@ -36,10 +35,11 @@
 namespace swiglu::kernels {
 
 // Out: bf16 or fp16 (H, the bias, and Z unless FP8_Z). NT: n8 tiles of X rows a block takes (8·NT
-// rows). WARPS: warps a block (8 Z columns each). S: 64-byte K chunks of W a thread has in flight,
-// each its own 32 bytes of shared memory (cp.async, no register held while in flight). Why 8:
-// with 2 to 4 chunks held in registers, B = 1 streamed W at 45 % of the copy ceiling.
-template <class Out, int NT, int WARPS, int CLUSTER, bool FP8_Z, int S = 8>
+// rows). WARPS: warps a block (8 Z columns each). U: 64-byte K chunks a thread loads ahead (an
+// even number: whole K blocks), twice over (double-buffered registers). (A ring of 8 chunks a
+// thread in shared memory through cp.async was tried: on an H100 it streamed no faster than the
+// tiles at B = 1 and fell 24 % behind them at B = 16, so it was dropped unmeasured on an H200.)
+template <class Out, int NT, int WARPS, int CLUSTER, bool FP8_Z, int U = 2>
 struct Fp8DecodeConfig {
   using Output = Out;
   static constexpr int kNt = NT;
@@ -49,11 +49,10 @@ struct Fp8DecodeConfig {
   static constexpr int kCols = 8 * WARPS;  // Z columns a block
   static constexpr int kCluster = CLUSTER;
   static constexpr bool kFp8Z = FP8_Z;
-  static constexpr int kStages = S;
-  static constexpr int kSmemBytes = kThreads * S * 32;  // the ring: [stage][Wa, Wb][thread] 16 bytes
+  static constexpr int kUnroll = U;
   static constexpr FastMath kFastMath = FastMath::on;  // as the wgmma FP8 kernel
   static_assert(NT >= 1 && NT <= 4, "fp8 decode: 1 to 4 n8 tiles of X rows (the registers; one warp's lanes reduce amax)");
-  static_assert(S >= 2 && (S & (S - 1)) == 0, "fp8 decode: a power-of-two ring of at least 2 chunks");
+  static_assert(U >= 2 && U % 2 == 0, "fp8 decode: whole 128-element K blocks a load group");
   static_assert(!FP8_Z || kCols * CLUSTER == 128, "fp8 decode: a block or a cluster holds a Z scale block");
   static_assert(FP8_Z || CLUSTER == 1, "fp8 decode: clusters only share the e4m3 Z's row maxima");
   static_assert(CLUSTER == 1 || CLUSTER == 2 || CLUSTER == 4 || CLUSTER == 8, "fp8 decode: cluster of 1 to 8");
@@ -104,7 +103,7 @@ template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads) swiglu_fwd_fp8_decode(const Fp8FwdParams q) {
 #if SWIGLU_SM90A_DEVICE
   using Out = typename Cfg::Output;
-  constexpr int NT = Cfg::kNt, S = Cfg::kStages, C = Cfg::kCluster;
+  constexpr int NT = Cfg::kNt, U = Cfg::kUnroll, C = Cfg::kCluster;
   const FwdParams& p = q.base;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
@@ -155,70 +154,73 @@ __global__ void __launch_bounds__(Cfg::kThreads) swiglu_fwd_fp8_decode(const Fp8
   }
 
   const int64_t chunks = (p.I + 63) / 64;
+  const int64_t groups = (chunks + U - 1) / U;
   // Chunk c's 16 bytes of this thread: valid when inside I (I is a multiple of 16, so a 16-byte
   // piece is all in or all out).
   const auto off = [&](int64_t c) { return c * 64 + 16 * t; };
-  extern __shared__ uint4 ring[];  // [stage][Wa, Wb][thread]: a warp's 16-byte slots are adjacent
-  const int tid = static_cast<int>(threadIdx.x);
-  const auto slot = [&](int64_t c, int h) { return &ring[(static_cast<int>(c % S) * 2 + h) * Cfg::kThreads + tid]; };
-  // Chunk c into its slot, then a commit (an empty group past the end keeps the count uniform).
-  const auto issue = [&](int64_t c) {
-    if (c < chunks) {
-      const int64_t o = off(c);
+  uint4 wa[U], wb[U], na[U], nb[U];
+  const auto load_w = [&](int64_t grp, uint4 (&a)[U], uint4 (&b)[U]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t o = off(grp * U + u);
       const bool ok = col_in && o < p.I;
-      cp_async_16_zfill(smem_u32(slot(c, 0)), ok ? wa_row + o : wa_row, ok);
-      cp_async_16_zfill(smem_u32(slot(c, 1)), ok ? wb_row + o : wb_row, ok);
+      a[u] = ok ? load_streamed_16(wa_row + o) : make_uint4(0, 0, 0, 0);
+      b[u] = ok ? load_streamed_16(wb_row + o) : make_uint4(0, 0, 0, 0);
     }
-    cp_async_commit();
   };
+  load_w(0, wa, wb);
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    if (grp + 1 < groups) load_w(grp + 1, na, nb);
 #pragma unroll
-  for (int c = 0; c < S - 1; ++c) issue(c);
-  for (int64_t c = 0; c < chunks; ++c) {
-    cp_async_wait<S - 2>();  // chunk c has landed (this thread's own slots: no barrier)
-    const uint4 wa = *slot(c, 0), wb = *slot(c, 1);
-    // Into chunk c − 1's slot, read in the last iteration.
-    issue(c + S - 1);
-    if (c % 2 == 0) {
+    for (int u = 0; u < U; ++u) {
+      const int64_t c = grp * U + u;
+      if (u % 2 == 0) {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
+        for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) part[nt][i] = 0.0f;
-      }
-    }
-    const int64_t o = off(c);
-    uint4 xv[NT];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      xv[nt] = x_in[nt] && o < p.I ? __ldg(reinterpret_cast<const uint4*>(x_rows[nt] + o)) : make_uint4(0, 0, 0, 0);
-    }
-    // Bytes 0-7 of the thread's 16 to the first mma, 8-15 to the second: A's registers are
-    // (row g, k 0-3), (row g+8, k 0-3), (row g, k 4-7), (row g+8, k 4-7), B's (k 0-3), (k 4-7).
-    const uint32_t a0[4] = {wa.x, wb.x, wa.y, wb.y};
-    const uint32_t a1[4] = {wa.z, wb.z, wa.w, wb.w};
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const uint32_t b0[2] = {xv[nt].x, xv[nt].y};
-      const uint32_t b1[2] = {xv[nt].z, xv[nt].w};
-      mma_e4m3_16832(part[nt], a0, b0);
-      mma_e4m3_16832(part[nt], a1, b1);
-    }
-    // A K block done (or K's last chunk): its sums scaled into the accumulators.
-    if (c % 2 == 1 || c + 1 == chunks) {
-      const int64_t kb = c / 2;
-      const float sa = w_channel ? 1.0f : __ldg(ws[0] + kb * w_step);
-      const float sb = w_channel ? 1.0f : __ldg(ws[1] + kb * w_step);
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float sx = xs[nt][e] != nullptr ? __ldg(xs[nt][e] + kb * x_step) : 0.0f;
-          acc[nt][e] += part[nt][e] * (sx * sa);
-          acc[nt][2 + e] += part[nt][2 + e] * (sx * sb);
+          for (int i = 0; i < 4; ++i) part[nt][i] = 0.0f;
         }
       }
+      const int64_t o = off(c);
+      uint4 xv[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        xv[nt] = x_in[nt] && o < p.I ? __ldg(reinterpret_cast<const uint4*>(x_rows[nt] + o)) : make_uint4(0, 0, 0, 0);
+      }
+      // Bytes 0-7 of the thread's 16 to the first mma, 8-15 to the second: A's registers are
+      // (row g, k 0-3), (row g+8, k 0-3), (row g, k 4-7), (row g+8, k 4-7), B's (k 0-3), (k 4-7).
+      const uint32_t a0[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};
+      const uint32_t a1[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint32_t b0[2] = {xv[nt].x, xv[nt].y};
+        const uint32_t b1[2] = {xv[nt].z, xv[nt].w};
+        mma_e4m3_16832(part[nt], a0, b0);
+        mma_e4m3_16832(part[nt], a1, b1);
+      }
+      // A K block done (or K's last chunk): its sums scaled into the accumulators.
+      if (u % 2 == 1 || c + 1 == chunks) {
+        const int64_t kb = c / 2;
+        const float sa = w_channel ? 1.0f : __ldg(ws[0] + kb * w_step);
+        const float sb = w_channel ? 1.0f : __ldg(ws[1] + kb * w_step);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float sx = xs[nt][e] != nullptr ? __ldg(xs[nt][e] + kb * x_step) : 0.0f;
+            acc[nt][e] += part[nt][e] * (sx * sa);
+            acc[nt][2 + e] += part[nt][2 + e] * (sx * sb);
+          }
+        }
+        if (c + 1 == chunks) break;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      wa[u] = na[u];
+      wb[u] = nb[u];
     }
   }
-  cp_async_wait<0>();  // nothing left in flight into shared memory when the block ends
 
   // The epilogue: per-channel scales and the bias of this thread's column, then per X row the
   // gate, H, and Z (in Out, or kept for the e4m3 scale).

@@ -58,13 +58,8 @@ cudaError_t launch_fp8_decode(const kernels::Fp8FwdParams& q, cudaStream_t strea
   cluster.val.clusterDim.x = C;
   cluster.val.clusterDim.y = 1;
   cluster.val.clusterDim.z = 1;
-  // Why: the ring is more shared memory than a launch gets without asking.
-  if (const cudaError_t e = ensure_dynamic_smem<Cfg, kernels::swiglu_fwd_fp8_decode<Cfg>>(Cfg::kSmemBytes);
-      e != cudaSuccess)
-    return e;
   config.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
   config.blockDim = dim3(Cfg::kThreads, 1, 1);
-  config.dynamicSmemBytes = Cfg::kSmemBytes;
   config.stream = stream;
   config.attrs = &cluster;
   config.numAttrs = C > 1 ? 1 : 0;
