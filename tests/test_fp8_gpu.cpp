@@ -831,6 +831,50 @@ TEST(Fp8Backward, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
   }
 }
 
+// A measurement, not a test (disabled; run with --gtest_also_run_disabled_tests
+// --gtest_filter='*Accumulation*'): how many bits the FP8 tensor cores keep of a sum, the basis
+// kTensorCoreU should rest on. One K block of 128 through fp8_gemm_sm90 (M = N = 1, scales 1):
+// A = [1, 2^-q, ..., 2^-q] (the large term first, or last), B = [1, 2^-r, ..., 2^-r], so that
+// C = 1 + 127·2^-p exactly, p = q + r. The kept fraction (C − 1) / (127·2^-p) says whether
+// products 2^-p below the largest survive (1), are rounded or truncated away (0), or partly;
+// and C − 1 − 127·2^-p's sign says which way.
+TEST(Fp8Gemm, DISABLED_AccumulationProbe) {
+  if (!on_hopper()) GTEST_SKIP() << "the FP8 GEMMs need compute capability 9.0";
+  const auto e4m3 = [](double v) { return __nv_fp8_e4m3(static_cast<float>(v)).__x; };
+  for (const bool last : {false, true}) {
+    for (int p = 6; p <= 18; ++p) {
+      const int q = p / 2, r = p - q;  // 2^-q and 2^-r are e4m3 values (down to 2^-9)
+      std::vector<uint8_t> a(128), b(128);
+      const int big = last ? 127 : 0;
+      for (int k = 0; k < 128; ++k) {
+        a[k] = k == big ? e4m3(1.0) : e4m3(std::ldexp(1.0, -q));
+        b[k] = k == big ? e4m3(1.0) : e4m3(std::ldexp(1.0, -r));
+      }
+      const DeviceBuffer da = upload(a), db = upload(b), ones = upload(std::vector<float>(16, 1.0f));
+      DeviceBuffer dc(16);
+      detail::Fp8Gemm g;
+      g.m = 1;
+      g.n = 1;
+      g.k = 128;
+      g.a[0] = da.get();
+      g.b[0] = db.get();
+      g.lda = 128;
+      g.ldb = 128;
+      g.a_scale = ones.as<float>();
+      g.b_scale = ones.as<float>();
+      g.out = DType::f32;
+      g.c = dc.get();
+      g.ldc = 1;
+      ASSERT_TRUE(detail::fp8_gemm_sm90(g, nullptr).ok());
+      CUDA_CHECK(cudaDeviceSynchronize());
+      const float c = download_raw<float>(dc, 1)[0];
+      const double small = 127 * std::ldexp(1.0, -p);
+      std::printf("large term %s  p=%2d  C-1=%.9g  exact %.9g  kept %.4f\n", last ? "last " : "first", p, c - 1.0,
+                  small, (c - 1.0) / small);
+    }
+  }
+}
+
 TEST(Fp8Forward, DISABLED_TimingAtTheLlamaShapes) {
   if (!on_hopper()) GTEST_SKIP() << "the FP8 forward needs compute capability 9.0";
   const Shape shapes[] = {{4096, 4096, 11008}, {8192, 4096, 14336}, {16384, 8192, 28672}};
