@@ -8,6 +8,7 @@
 #include <nvtx3/nvtx3.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -47,11 +48,12 @@ struct Fp8Variant {
 std::vector<float> dequantise(const std::vector<unsigned char>& q, const std::vector<float>& scale, int64_t rows,
                               int64_t cols, int64_t ld, int64_t block_rows) {
   std::vector<float> out(static_cast<size_t>(rows * ld), 0.0f);
-  const std::vector<float> values = common::from_dtype_bytes(q.data(), q.size(), DType::e4m3);
+  const std::array<float, 256>& value = common::e4m3_values();
   const int64_t kb = blocks_of(cols);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      out[r * ld + c] = values[r * ld + c] * scale[(r / block_rows) * kb + c / kBlock];
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = scale.data() + (r / block_rows) * kb;
+    for (int64_t c = 0; c < cols; ++c) out[r * ld + c] = value[q[r * ld + c]] * s[c / kBlock];
+  }
   return out;
 }
 

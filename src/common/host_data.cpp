@@ -5,6 +5,7 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <thread>
 
@@ -76,6 +77,13 @@ std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DTyp
 std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
   std::vector<float> out(n);
   const auto* b = static_cast<const unsigned char*>(bytes);
+  if (dtype == DType::e4m3) {
+    // Why a table: cuda_fp8.h converts on the host in software, and an FP8 case's weights are
+    // hundreds of millions of bytes.
+    const std::array<float, 256>& value = e4m3_values();
+    for (size_t i = 0; i < n; ++i) out[i] = value[b[i]];
+    return out;
+  }
   for (size_t i = 0; i < n; ++i) {
     if (dtype == DType::f32) {
       std::memcpy(&out[i], b + 4 * i, 4);
@@ -83,10 +91,6 @@ std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
       __half h;
       std::memcpy(&h, b + 2 * i, 2);
       out[i] = __half2float(h);
-    } else if (dtype == DType::e4m3) {
-      __nv_fp8_e4m3 e;
-      e.__x = b[i];
-      out[i] = static_cast<float>(e);
     } else {
       __nv_bfloat16 h;
       std::memcpy(&h, b + 2 * i, 2);
@@ -94,6 +98,19 @@ std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
     }
   }
   return out;
+}
+
+const std::array<float, 256>& e4m3_values() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < 256; ++i) {
+      __nv_fp8_e4m3 e;
+      e.__x = static_cast<__nv_fp8_storage_t>(i);
+      t[static_cast<size_t>(i)] = static_cast<float>(e);
+    }
+    return t;
+  }();
+  return table;
 }
 
 }  // namespace swiglu::common

@@ -1,6 +1,7 @@
 // Seeded input data and host-side dtype conversion, for the benchmark, the trainer and the tests.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -17,6 +18,9 @@ std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DTyp
 
 // Values from raw `dtype` bytes.
 std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype);
+
+// The value of each e4m3 byte (NaN for 0x7F and 0xFF).
+const std::array<float, 256>& e4m3_values();
 
 // The nearest `dtype` value (ties to even); e4m3 saturates at ±448 (a NaN stays NaN).
 float round_to(float v, DType dtype);
