@@ -37,8 +37,8 @@ namespace swiglu::kernels {
 // Out: bf16 or fp16 (H, the bias, and Z unless FP8_Z). NT: n8 tiles of X rows a block takes (8·NT
 // rows). WARPS: warps a block (8 Z columns each). U: 64-byte K chunks a thread loads ahead (an
 // even number: whole K blocks), twice over (double-buffered registers). (A ring of 8 chunks a
-// thread in shared memory through cp.async was tried: on an H100 it streamed no faster than the
-// tiles at B = 1 and fell 24 % behind them at B = 16, so it was dropped unmeasured on an H200.)
+// thread in shared memory through cp.async was tried: on an H100 it came within 6 % of the tiles
+// at B = 1 and fell 15-24 % behind them at B = 16, so it was dropped, unmeasured on an H200.)
 template <class Out, int NT, int WARPS, int CLUSTER, bool FP8_Z, int U = 2>
 struct Fp8DecodeConfig {
   using Output = Out;
