@@ -24,12 +24,60 @@ using common::DeviceBuffer;
 
 inline constexpr float kE4m3Max = 448.0f;
 
-// The FP8 tensor cores' accumulation: products are summed in about 14 bits (DeepSeek-V3's report
-// on Hopper), relative to the largest term; the kernel promotes to fp32 after each 128-wide K
-// block, i.e. after 4 k32 wgmmas. So a G or U element's error is at most about 4 · 2^-14 · S_block
-// a block, and kTensorCoreU · S over all of K, S = Σ_k |x_k·w_k|.
-inline constexpr double kTensorCoreU = 1.0 / 4096;  // 4 · 2^-14
+// The FP8 tensor cores' sums, as Fp8Gemm.DISABLED_AccumulationProbe measured them on Hopper: an
+// instruction's 32 products (k32) and the accumulator it adds them to are aligned to the largest
+// exponent among them, and each keeps 13 bits below that exponent, the rest truncated (a product
+// 2^-14 below the largest vanished, 2^-13 below survived, and only the products of the largest one's
+// instruction were cut). So one instruction errs by less than 33 · 2^-13 · M, M the largest of its
+// |products| and |accumulator|. The kernels sum a 128-wide K block in four instructions from zero
+// and then add it, scaled, to fp32 accumulators (two roundings, 2^-24 each, of at most Σ|x·w|).
+// DeepSeek-V3's report of about 14 bits is the same finding; a bound of a fixed 2^-12 · Σ|x·w| is
+// not one: a large product first and 127 products 2^-14 below it lose all 127.
+inline constexpr double kTensorCoreUlp = 0x1p-13;
+inline constexpr double kFp32Add = 2 * 0x1p-24;  // the block's scaling and add, each rounded once
 
+// Which products share an instruction: `contiguous` (the wgmma kernels: K k32 apart, in order) or
+// `decode` (fwd_fp8_decode.cuh's mma.sync: in each 64-wide chunk, lane t's 16 bytes at 16t feed
+// their first 8 to the chunk's first mma and the last 8 to its second).
+enum class TensorCoreOrder { contiguous, decode };
+
+// K position k of a 128-wide block as the instruction order sees it: the products of instruction j
+// are those whose slot / 32 is j.
+inline int tensor_core_slot(TensorCoreOrder order, int k) {
+  if (order == TensorCoreOrder::contiguous) return k;
+  const int chunk = k / 64, lane = (k % 64) / 16, half = (k % 16) / 8;
+  return chunk * 64 + half * 32 + lane * 8 + k % 8;
+}
+
+// A dot product Σ_k a_k·b_k (fp64, k from 0 to K, strided) and the error bound of the FP8 tensor
+// cores' sum of it (see kTensorCoreUlp); the scales are constant along a K block of 128, so the
+// bound on the dequantised products is the bound on the bytes' products, scaled.
+struct TensorCoreDot {
+  double sum = 0, bound = 0;
+};
+
+inline TensorCoreDot tensor_core_dot(const double* a, int64_t sa, const double* b, int64_t sb, int64_t K,
+                                     TensorCoreOrder order) {
+  TensorCoreDot out;
+  for (int64_t k0 = 0; k0 < K; k0 += 128) {
+    double gsum[4] = {0, 0, 0, 0}, gmax[4] = {0, 0, 0, 0}, abs_sum = 0;
+    for (int64_t k = k0; k < std::min(K, k0 + 128); ++k) {
+      const double t = a[k * sa] * b[k * sb];
+      const int j = tensor_core_slot(order, static_cast<int>(k - k0)) / 32;
+      gsum[j] += t;
+      gmax[j] = std::max(gmax[j], std::fabs(t));
+      abs_sum += std::fabs(t);
+    }
+    double part = 0, err = 0;  // the block's exact partial sum, and its error so far
+    for (int j = 0; j < 4; ++j) {
+      err += 33 * kTensorCoreUlp * std::max(std::fabs(part) + err, gmax[j]);
+      part += gsum[j];
+    }
+    out.sum += part;
+    out.bound += err + kFp32Add * (abs_sum + std::fabs(out.sum));
+  }
+  return out;
+}
 // A row-major rows×cols matrix quantised to e4m3 in blocks of block_rows × block_cols (the last ones
 // partial): q (bytes), the blocks' scales (row block-major, ceil(cols/block_cols) a row of blocks),
 // and the dequantised values q·scale that the reference multiplies.
@@ -102,9 +150,9 @@ inline bool on_hopper() {
 }
 
 // The fp64 reference on the dequantised inputs x (B×I) and w (W12, 2D×I), the bias (2D values as
-// rounded to the output dtype) when set, and each element's error bound (see kTensorCoreU):
-// |err| ≤ u_out·|v| + the accumulation's, which for G (and U) is kTensorCoreU·S, S = Σ_k |x_k·w_k|,
-// and for Z what the G and U errors become through z = silu(g)·u, plus Z's own rounding (twice u_out:
+// rounded to the output dtype) when set, and each element's error bound: |err| ≤ u_out·|v| + the
+// accumulation's, which for G (and U) is tensor_core_dot's in the kernel's instruction order, and
+// for Z what the G and U errors become through z = silu(g)·u, plus Z's own rounding (twice u_out:
 // the fp32 gate's few ulp included; the caller adds it). z_h is Z's sensitivity to a relative error
 // of G and U, |silu'(g)·u·g| + |silu(g)·u|, for a gate that reads them rounded (unfused_bounds).
 struct Fp8Reference {
@@ -113,7 +161,7 @@ struct Fp8Reference {
 };
 
 inline Fp8Reference fp8_reference(const std::vector<double>& x, const std::vector<double>& w, const float* bias,
-                                  int64_t B, int64_t I, int64_t D, DType out) {
+                                  int64_t B, int64_t I, int64_t D, DType out, TensorCoreOrder order) {
   Fp8Reference ref;
   const double u_out = out == DType::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);  // unit roundoff
   ref.u_out = u_out;
@@ -126,22 +174,17 @@ inline Fp8Reference fp8_reference(const std::vector<double>& x, const std::vecto
   const double* bd = w.data() + D * I;
   for (int64_t r = 0; r < B; ++r) {
     for (int64_t n = 0; n < D; ++n) {
-      double g = bias ? bias[n] : 0.0, u = bias ? bias[D + n] : 0.0, sg = 0.0, su = 0.0;
-      for (int64_t c = 0; c < I; ++c) {
-        const double pg = x[r * I + c] * ad[n * I + c], pu = x[r * I + c] * bd[n * I + c];
-        g += pg;
-        u += pu;
-        sg += std::fabs(pg);
-        su += std::fabs(pu);
-      }
+      const TensorCoreDot dg = tensor_core_dot(x.data() + r * I, 1, ad + n * I, 1, I, order);
+      const TensorCoreDot du = tensor_core_dot(x.data() + r * I, 1, bd + n * I, 1, I, order);
+      const double g = dg.sum + (bias ? bias[n] : 0.0), u = du.sum + (bias ? bias[D + n] : 0.0);
       const double sig = 1.0 / (1.0 + std::exp(-g)), silu = g * sig, dsilu = sig * (1.0 + g * (1.0 - sig));
       ref.z[r * D + n] = silu * u;
-      ref.z_acc[r * D + n] = kTensorCoreU * (std::fabs(dsilu * u) * sg + std::fabs(silu) * su);
+      ref.z_acc[r * D + n] = std::fabs(dsilu * u) * dg.bound + std::fabs(silu) * du.bound;
       ref.z_h[r * D + n] = std::fabs(dsilu * u * g) + std::fabs(silu * u);
       ref.h[r * 2 * D + n] = g;
       ref.h[r * 2 * D + D + n] = u;
-      ref.h_bound[r * 2 * D + n] = u_out * std::fabs(g) + kTensorCoreU * sg;
-      ref.h_bound[r * 2 * D + D + n] = u_out * std::fabs(u) + kTensorCoreU * su;
+      ref.h_bound[r * 2 * D + n] = u_out * std::fabs(g) + dg.bound;
+      ref.h_bound[r * 2 * D + D + n] = u_out * std::fabs(u) + du.bound;
     }
   }
   return ref;

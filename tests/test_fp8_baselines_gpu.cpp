@@ -168,7 +168,10 @@ TEST(Fp8Baselines, MatchTheFp64ReferenceAndTheFusedForward) {
       for (const DType out : {DType::bf16, DType::f16}) {
         const auto b = common::uniform_values(static_cast<size_t>(2 * s.d), -k, k, seed + 2, out);
         const DeviceBuffer dbias = upload(common::to_dtype_bytes(b, out));
-        const Fp8Reference ref = fp8_reference(o.x_deq, o.w_deq, bias ? b.data() : nullptr, s.b, s.i, s.d, out);
+        // cuBLASLt's sums held to the wgmma kernels' model (fp8_case.hpp): its instruction order and
+        // promotion interval are not documented, and these bounds are what it is measured against.
+        const Fp8Reference ref = fp8_reference(o.x_deq, o.w_deq, bias ? b.data() : nullptr, s.b, s.i, s.d, out,
+                                               TensorCoreOrder::contiguous);
         for (const bool z_e4m3 : {false, true}) {
           if (z_e4m3 && out != DType::bf16) continue;
           Fp8Problem p;
@@ -184,7 +187,13 @@ TEST(Fp8Baselines, MatchTheFp64ReferenceAndTheFusedForward) {
                                     " D=" + std::to_string(s.d) + (bias ? " bias" : "") + " x " + name(xs) + " w " +
                                     name(ws) + " z " + (z_e4m3 ? "e4m3" : std::string(to_string(out)));
 
-          // The fused forward on the same inputs, for the agreement below.
+          // The fused forward on the same inputs, for the agreement below, with its own bounds where
+          // its decode kernel ran (another instruction order).
+          const bool decode = forward_fp8_kernel(p) == "sm90a-fp8-decode";
+          const Fp8Reference dref = decode ? fp8_reference(o.x_deq, o.w_deq, bias ? b.data() : nullptr, s.b, s.i, s.d,
+                                                           out, TensorCoreOrder::decode)
+                                           : Fp8Reference{};
+          const Fp8Reference& fref = decode ? dref : ref;
           const Outputs fused(p);
           ASSERT_TRUE(forward_fp8(p, fused.tensors(o, dbias, false), nullptr).ok()) << shape;
           CUDA_CHECK(cudaDeviceSynchronize());
@@ -226,7 +235,7 @@ TEST(Fp8Baselines, MatchTheFp64ReferenceAndTheFusedForward) {
             // Fused and baseline within the sum of their bounds, element by element.
             int bad = 0;
             for (size_t e = 0; e < zb.size(); ++e) {
-              const double bound = z_bound(p, ref, fused_scales, e, 0.0) + z_bound(p, uref, scales, e, z_rounding);
+              const double bound = z_bound(p, fref, fused_scales, e, 0.0) + z_bound(p, uref, scales, e, z_rounding);
               if (!(std::fabs(zf[e] - zb[e]) <= bound) && bad++ < 5)
                 ADD_FAILURE() << what << ": fused Z[" << e << "] = " << zf[e] << ", baseline " << zb[e] << " (± " << bound
                               << ")";

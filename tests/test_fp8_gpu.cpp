@@ -80,7 +80,11 @@ void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind,
     wq = w_kind == Fp8Scale::tensor ? quantise(w, 2 * D, I, 2 * D, I) : quantise(w, 2 * D, I, 1, I);
   }
   // The fp64 reference on the dequantised inputs and each element's bound (fp8_case.hpp).
-  const Fp8Reference ref = fp8_reference(xq.deq, wq.deq, bias ? b.data() : nullptr, B, I, D, out);
+  Fp8Problem p;
+  p.batch = B;
+  const TensorCoreOrder order =
+      forward_fp8_kernel(p) == "sm90a-fp8-decode" ? TensorCoreOrder::decode : TensorCoreOrder::contiguous;
+  const Fp8Reference ref = fp8_reference(xq.deq, wq.deq, bias ? b.data() : nullptr, B, I, D, out, order);
   const double u_out = ref.u_out;
 
   const DeviceBuffer dx = upload(xq.q), dw = upload(wq.q), dxs = upload(xq.scale), dws = upload(wq.scale);
@@ -99,8 +103,6 @@ void check_shape(const Shape& s, DType out, bool bias, kernels::Fp8Scale x_kind,
   const auto scaling = [](Fp8Scale k) {
     return k == Fp8Scale::tensor ? Fp8Scaling::tensor : k == Fp8Scale::channel ? Fp8Scaling::channel : Fp8Scaling::blocks;
   };
-  Fp8Problem p;
-  p.batch = B;
   p.in_features = I;
   p.hidden = D;
   p.x_scaling = scaling(x_kind);
@@ -552,7 +554,7 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
 //    seeded C) and bf16;
 //  - the dW shape: A = dHᵀ (2D × B), B = Xᵀ (I × B), both with 1×128 scales along B (per-row B
 //    scales), one segment; C in fp32.
-// Each element within kTensorCoreU · Σ|a·b| (the tensor cores' sums, fp8_case.hpp) plus C's
+// Each element within the tensor cores' accumulation bound (tensor_core_dot, fp8_case.hpp) plus C's
 // rounding (and the accumulation's add); tails in M, N and K across 128.
 // rows×cols seeded values, row r scaled by 0.1 + (r % 7) / 7 and 128-column block b by
 // {1, 0.3, 0.7}[b % 3]: magnitudes that show a scale read from the wrong row, column or block.
@@ -572,28 +574,31 @@ std::vector<T> transpose(const std::vector<T>& v, int64_t rows, int64_t cols) {
   return t;
 }
 
-// C = A·Bᵀ (m×n) from row-major A (m×k) and B (n×k), in fp64, with Σ|a·b| for the bound.
+// C = A·Bᵀ (m×n) from row-major A (m×k) and B (n×k), in fp64, with each element's accumulation
+// bound (tensor_core_dot, in wgmma order): K in segments of `segment` (the GEMM's K blocks start
+// afresh at each), or one.
 void gemm_reference(const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t n, int64_t k,
-                    std::vector<double>* c, std::vector<double>* mag) {
+                    int64_t segment, std::vector<double>* c, std::vector<double>* bound) {
   c->assign(static_cast<size_t>(m * n), 0.0);
-  mag->assign(c->size(), 0.0);
+  bound->assign(c->size(), 0.0);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j)
-      for (int64_t l = 0; l < k; ++l) {
-        const double t = a[i * k + l] * b[j * k + l];
-        (*c)[i * n + j] += t;
-        (*mag)[i * n + j] += std::fabs(t);
+      for (int64_t l0 = 0; l0 < k; l0 += segment) {
+        const TensorCoreDot d = tensor_core_dot(a.data() + i * k + l0, 1, b.data() + j * k + l0, 1,
+                                                std::min(segment, k - l0), TensorCoreOrder::contiguous);
+        (*c)[i * n + j] += d.sum;
+        (*bound)[i * n + j] += d.bound;
       }
 }
 
-// Each element of an FP8 GEMM's C (+ c0 when accumulated) within kTensorCoreU · Σ|a·b| plus C's
+// Each element of an FP8 GEMM's C (+ c0 when accumulated) within its accumulation bound plus C's
 // rounding (u_out, twice for safety) and the accumulation's add.
 void expect_gemm_within(const std::string& what, const std::vector<float>& got, const std::vector<double>& want,
-                        const std::vector<double>& mag, double u_out, const std::vector<float>* c0) {
+                        const std::vector<double>& acc_bound, double u_out, const std::vector<float>* c0) {
   int bad = 0;
   for (size_t e = 0; e < want.size(); ++e) {
     const double w = want[e] + (c0 != nullptr ? (*c0)[e] : 0.0);
-    const double bound = kTensorCoreU * mag[e] + 2 * u_out * std::fabs(w) + 0x1p-24 * std::fabs(w);
+    const double bound = acc_bound[e] + 2 * u_out * std::fabs(w) + 0x1p-24 * std::fabs(w);
     if (!(std::fabs(got[e] - w) <= bound) && bad++ < 5)
       ADD_FAILURE() << what << ": element " << e << " is " << got[e] << ", want " << w << " ± " << bound;
   }
@@ -637,8 +642,8 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
       }
       bs.insert(bs.end(), qw.scale.begin(), qw.scale.end());  // db × ib, row-major
     }
-    std::vector<double> ref, mag;
-    gemm_reference(adeq, bdeq, B, I, 2 * D, &ref, &mag);
+    std::vector<double> ref, acc;
+    gemm_reference(adeq, bdeq, B, I, 2 * D, D, &ref, &acc);
     const DeviceBuffer da = upload(aq), dbq = upload(bq), das = upload(as), dbs = upload(bs);
     const std::vector<float> c0 = common::uniform_values(static_cast<size_t>(B * I), -1, 1, ++seed, DType::f32);
     for (const auto& [out, accumulate] : {std::pair<DType, bool>{DType::f32, false}, {DType::f32, true}, {DType::bf16, false}}) {
@@ -676,7 +681,7 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
       ASSERT_TRUE(st.ok()) << w2 << ": " << st.message;
       CUDA_CHECK(cudaDeviceSynchronize());
       const double u_out = out == DType::f32 ? 0x1p-24 : 0x1p-8;
-      expect_gemm_within(w2, download(dc, static_cast<size_t>(B * I), out), ref, mag, u_out, accumulate ? &c0 : nullptr);
+      expect_gemm_within(w2, download(dc, static_cast<size_t>(B * I), out), ref, acc, u_out, accumulate ? &c0 : nullptr);
     }
   }
   // The dW shape: K = B tokens, per-row scales on both sides.
@@ -686,8 +691,8 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
     const std::vector<float> dht = transpose(skewed(B, 2 * D, ++seed), B, 2 * D);  // 2D × B
     const std::vector<float> xt = transpose(skewed(B, I, ++seed), B, I);           // I × B
     const Quantised qa = quantise(dht, 2 * D, B, 1), qb = quantise(xt, I, B, 1);
-    std::vector<double> ref, mag;
-    gemm_reference(qa.deq, qb.deq, 2 * D, I, B, &ref, &mag);
+    std::vector<double> ref, acc;
+    gemm_reference(qa.deq, qb.deq, 2 * D, I, B, B, &ref, &acc);
     const DeviceBuffer da = upload(qa.q), dbq = upload(qb.q), das = upload(qa.scale), dbs = upload(qb.scale);
     DeviceBuffer dc(static_cast<size_t>(2 * D * I) * 4);
     CUDA_CHECK(cudaMemset(dc.get(), common::kPoisonByte, dc.bytes()));
@@ -712,7 +717,7 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
     const Status st = detail::fp8_gemm_sm90(g, nullptr);
     ASSERT_TRUE(st.ok()) << what << ": " << st.message;
     CUDA_CHECK(cudaDeviceSynchronize());
-    expect_gemm_within(what, download(dc, static_cast<size_t>(2 * D * I), DType::f32), ref, mag, 0x1p-24, nullptr);
+    expect_gemm_within(what, download(dc, static_cast<size_t>(2 * D * I), DType::f32), ref, acc, 0x1p-24, nullptr);
   }
 }
 
@@ -802,13 +807,13 @@ TEST(Fp8Backward, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
         for (int64_t r = 0; r < B; ++r)
           dht_deq[j * B + r] = e4m3_value(raw[layout.dht + j * layout.lddht + r]) * f32_at(layout.dht_scale, j * rb + r / 128);
       // dX = Σ over K = 2D of dH·W12: B operand rows are W12ᵀ's, i.e. W12's columns.
-      std::vector<double> ref, mag;
-      gemm_reference(dh_deq, transpose(wdeq, 2 * D, I), B, I, 2 * D, &ref, &mag);
-      expect_gemm_within(w2 + " dX", download(ddx, static_cast<size_t>(B * I), DType::bf16), ref, mag, 0x1p-8, nullptr);
+      std::vector<double> ref, acc;
+      gemm_reference(dh_deq, transpose(wdeq, 2 * D, I), B, I, 2 * D, D, &ref, &acc);
+      expect_gemm_within(w2 + " dX", download(ddx, static_cast<size_t>(B * I), DType::bf16), ref, acc, 0x1p-8, nullptr);
       std::vector<double> xt_deq(static_cast<size_t>(I * B));
       for (size_t e = 0; e < xt_deq.size(); ++e) xt_deq[e] = xtq.deq[e];
-      gemm_reference(dht_deq, xt_deq, 2 * D, I, B, &ref, &mag);
-      expect_gemm_within(w2 + " dW", download(ddw, static_cast<size_t>(2 * D * I), DType::f32), ref, mag, 0x1p-24,
+      gemm_reference(dht_deq, xt_deq, 2 * D, I, B, B, &ref, &acc);
+      expect_gemm_within(w2 + " dW", download(ddw, static_cast<size_t>(2 * D * I), DType::f32), ref, acc, 0x1p-24,
                          accumulate ? &dw0 : nullptr);
       // dbias: fp64 from dZ and H, within the fp32 sums' error (as Fp8GateBackward's test).
       const auto got_b = download(ddb, static_cast<size_t>(2 * D), DType::f32);
@@ -833,7 +838,7 @@ TEST(Fp8Backward, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
 
 // A measurement, not a test (disabled; run with --gtest_also_run_disabled_tests
 // --gtest_filter='*Accumulation*'): how many bits the FP8 tensor cores keep of a sum, the basis
-// kTensorCoreU should rest on. One K block of 128 through fp8_gemm_sm90 (M = N = 1, scales 1):
+// kTensorCoreUlp rests on (fp8_case.hpp). One K block of 128 through fp8_gemm_sm90 (M = N = 1, scales 1):
 // A = [1, 2^-q, ..., 2^-q] (the large term first, or last), B = [1, 2^-r, ..., 2^-r], so that
 // C = 1 + 127·2^-p exactly, p = q + r. The kept fraction (C − 1) / (127·2^-p) says whether
 // products 2^-p below the largest survive (1), are rounded or truncated away (0), or partly;

@@ -94,7 +94,9 @@ def _quantize_by_amax(w: torch.Tensor, amax: torch.Tensor) -> tuple[torch.Tensor
     """w / s in e4m3 with s = amax/448 (1 where amax is 0), amax broadcasting over w; the library's
     rounding: float32 quotients, round to nearest, saturated to ±448 before the cast (torch's cast
     does not saturate)."""
-    scale = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax))
+    # Why a tensor divisor: torch divides a CUDA tensor by a Python number as a product with its
+    # reciprocal, which misses the IEEE quotient amax/448 by an ulp for some amax.
+    scale = torch.where(amax > 0, amax / torch.full_like(amax, E4M3_MAX), torch.ones_like(amax))
     # Why contiguous: element-wise ops keep a strided w's strides, and the kernel reads dense rows.
     q = (w.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3).contiguous()
     return q, scale

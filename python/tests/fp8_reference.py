@@ -18,10 +18,12 @@ U_E4M3 = 2.0 ** -4
 SUBNORMAL_HALF_SPACING = 2.0 ** -10  # of the scale
 UNIT_ROUNDOFF = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 SILU_SLOPE_MAX = 1.1  # max |silu'(g)| = 1.0998 (at g ≈ 2.4)
-# The FP8 tensor cores' accumulation, as tests/test_fp8_gpu.cpp bounds it: products summed in about
-# 14 bits relative to the largest term, promoted to fp32 after each 128 of K (4 k32 wgmmas), so G's
-# (U's) error is at most 4·2^-14·Σ|x·w| over all of K.
-TENSOR_CORE_U = 2.0 ** -12
+# The FP8 tensor cores' sums, as tests/fp8_case.hpp models them from the accumulation probe: an
+# instruction's 32 products and its accumulator are aligned to the largest exponent among them and
+# truncated 13 bits below it, so it errs by less than 33·2^-13·M, M the largest of them; a 128-wide
+# K block is four instructions from zero, then scaled and added in fp32 (two roundings).
+TENSOR_CORE_ULP = 2.0 ** -13
+FP32_ADD = 2 * 2.0 ** -24
 
 
 def n_blocks(n: int) -> int:
@@ -40,7 +42,10 @@ def quantize_blocks(a: torch.Tensor, block_rows: int) -> tuple[torch.Tensor, tor
     mag = torch.where(torch.isnan(mag), torch.zeros_like(mag), mag)
     padded = F.pad(mag, (0, cb * 128 - cols, 0, rb * block_rows - rows))
     amax = padded.reshape(rb, block_rows, cb, 128).amax(dim=(1, 3))
-    scale = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax))
+    # Why a tensor divisor: torch divides a CUDA tensor by a Python number as a product with its
+    # reciprocal, an ulp off amax/448 for some amax, and a quotient on an e4m3 tie then rounds the
+    # other way (bf16 inputs make ties common): a whole row of Z then missed its bound.
+    scale = torch.where(amax > 0, amax / torch.full_like(amax, E4M3_MAX), torch.ones_like(amax))
     q = (a.float() / expand(scale, rows, cols, block_rows)).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
     return q, scale
 
@@ -105,6 +110,43 @@ def quantisation_bound(x, x_scale_full, w12, w_scale_full):
 def sum_abs(x, w12):
     """Σ_k |x_k·w_k| per element of H (B×2D), float64."""
     return x.double().abs() @ w12.double().abs().t()
+
+
+def _decode_slots() -> torch.Tensor:
+    """For each instruction slot of a 128-wide K block, the K position the FP8 decode kernel
+    (fwd_fp8_decode.cuh) feeds there: per 64-wide chunk, lane t's 16 bytes at 16t give their first
+    8 to the chunk's first mma and the last 8 to its second (tests/fp8_case.hpp's
+    tensor_core_slot)."""
+    slot_of = [(k // 64) * 64 + ((k % 16) // 8) * 32 + ((k % 64) // 16) * 8 + k % 8 for k in range(128)]
+    at = [0] * 128
+    for k, slot in enumerate(slot_of):
+        at[slot] = k
+    return torch.tensor(at)
+
+
+def tensor_core_bound(x, w12, order="contiguous"):
+    """Per element of H = x·w12ᵀ (float64, on x's device), the FP8 tensor cores' accumulation
+    bound (TENSOR_CORE_ULP) in the kernel's instruction order: "contiguous" for the wgmma kernels,
+    "decode" for the decode kernel's mma.sync."""
+    x, w12 = x.double(), w12.double()
+    k = x.shape[-1]
+    pad = (0, n_blocks(k) * 128 - k)
+    x, w12 = F.pad(x, pad), F.pad(w12, pad)
+    if order == "decode":
+        idx = (_decode_slots()[None, :] + 128 * torch.arange(n_blocks(k))[:, None]).reshape(-1).to(x.device)
+        x, w12 = x[:, idx], w12[:, idx]
+    total = torch.zeros(x.shape[0], w12.shape[0], dtype=torch.float64, device=x.device)
+    bound = torch.zeros_like(total)
+    for k0 in range(0, x.shape[1], 128):
+        part, err = torch.zeros_like(total), torch.zeros_like(total)
+        for j in range(k0, k0 + 128, 32):
+            xg, wg = x[:, j:j + 32], w12[:, j:j + 32]
+            largest = (xg[:, None, :] * wg[None, :, :]).abs().amax(-1)
+            err = err + 33 * TENSOR_CORE_ULP * torch.maximum(part.abs() + err, largest)
+            part = part + xg @ wg.t()
+        total = total + part
+        bound = bound + err + FP32_ADD * (sum_abs(x[:, k0:k0 + 128], w12[:, k0:k0 + 128]) + total.abs())
+    return bound
 
 
 def accumulation_bound(x, w12, unit):

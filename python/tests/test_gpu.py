@@ -675,6 +675,7 @@ needs_hopper = pytest.mark.skipif(not HOPPER, reason="the FP8 kernel needs compu
 # LLaMA-like width.
 FP8_SHAPES = [((1,), 16, 8), ((37,), 144, 130), ((2, 33), 272, 200), ((130,), 1024, 768), ((256,), 4096, 1408)]
 FP8_SCALINGS = ["blocks", "channel", "tensor"]
+FP8_DECODE_MAX_ROWS = 16  # the library's decode kernel up to here (kFp8DecodeMaxBatch)
 
 
 def fp8_module(i, d, bias, seed=0):
@@ -704,7 +705,9 @@ def fp8_x(lead, i, seed=1):
 def fp8_reference_on_dequantised(m, x, scaling):
     """The float64 Z on the dequantised operands (X quantised by the tests' own quantiser, W12 as
     the module holds it), and the kernel's error bound but for Z's rounding: the FP8 tensor cores'
-    accumulation (fp8_reference.TENSOR_CORE_U) through the gate, as tests/test_fp8_gpu.cpp."""
+    accumulation (fp8_reference.tensor_core_bound) through the gate, as tests/test_fp8_gpu.cpp, in
+    the instruction order of the kernel the library runs (decode up to 16 rows, as forward_fp8_kernel
+    says)."""
     import fp8_reference as ref
 
     x2 = x.reshape(-1, m.in_features)
@@ -712,7 +715,8 @@ def fp8_reference_on_dequantised(m, x, scaling):
     xd = ref.dequantize_x(xq, xs, "blocks")
     wd = ref.dequantize_w(m.weight_e4m3, m.weight_e4m3_scale, scaling)
     z, g, u = ref.swiglu64(xd, wd, None if m.bias is None else m.bias.detach())
-    return z, ref.gate_bound(ref.TENSOR_CORE_U * ref.sum_abs(xd, wd), g, u)
+    order = "decode" if x2.shape[0] <= FP8_DECODE_MAX_ROWS else "contiguous"
+    return z, ref.gate_bound(ref.tensor_core_bound(xd, wd, order), g, u)
 
 
 @needs_hopper

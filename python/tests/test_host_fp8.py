@@ -145,7 +145,7 @@ def reference_weight(w12, scaling):
         return torch.cat([qa.float(), qb.float()]), torch.cat([sa, sb])
     mag = w12.float().abs()
     amax = mag.amax(dim=1, keepdim=True) if scaling == "channel" else mag.amax()
-    scale = torch.where(amax > 0, amax / ref.E4M3_MAX, torch.ones_like(amax))
+    scale = torch.where(amax > 0, amax / torch.full_like(amax, ref.E4M3_MAX), torch.ones_like(amax))
     q = (w12.float() / scale).clamp(-ref.E4M3_MAX, ref.E4M3_MAX).to(E4M3)
     return q.float(), scale.reshape(-1) if scaling == "channel" else scale
 

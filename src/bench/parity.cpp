@@ -70,8 +70,10 @@ constexpr double kGateSensitivity = 1.3;
 // The gate's fp32 math (exp, the division, the products): a few fp32 ulps.
 constexpr double kGateMath = 4 * kU32;
 
-// The FP8 tensor cores sum a 128-deep block of products (4 k32 wgmmas) in about 14 bits relative
-// to the largest term before the kernel promotes it to fp32: 4·2^-14 of the block's Σ|terms|.
+// The FP8 tensor cores' sums, as a screen: an instruction (32 products and its accumulator) keeps
+// 13 bits below its largest term and truncates the rest (TESTING.md, "FP8 accumulation"), which with
+// random signs comes to about 4·2^-13 of the terms' ℓ2 norm over all of K; 2^-12·√k is that 6× over
+// at k = 128 and more beyond (an older model's figure, kept as the looser one).
 constexpr double kFp8Accumulation = 4 * 0x1p-14;
 // A 128-element block of Z (a product of two near-Gaussian factors) whose largest element exceeds
 // 32·rms(Z) is beyond the tail of any sample these outputs reach.
