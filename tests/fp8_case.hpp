@@ -41,12 +41,11 @@ inline constexpr double kFp32Add = 2 * 0x1p-24;  // the block's scaling and add,
 // their first 8 to the chunk's first mma and the last 8 to its second).
 enum class TensorCoreOrder { contiguous, decode };
 
-// K position k of a 128-wide block as the instruction order sees it: the products of instruction j
-// are those whose slot / 32 is j.
-inline int tensor_core_slot(TensorCoreOrder order, int k) {
-  if (order == TensorCoreOrder::contiguous) return k;
-  const int chunk = k / 64, lane = (k % 64) / 16, half = (k % 16) / 8;
-  return chunk * 64 + half * 32 + lane * 8 + k % 8;
+// The K positions of instruction j (0–3) of a 128-wide block, relative to it, as four runs of 8:
+// run r starts at tensor_core_run(order, j, r).
+inline int tensor_core_run(TensorCoreOrder order, int j, int r) {
+  if (order == TensorCoreOrder::contiguous) return 32 * j + 8 * r;
+  return (j / 2) * 64 + 16 * r + 8 * (j % 2);  // chunk j / 2, lane r's bytes, first or last 8
 }
 
 // A dot product Σ_k a_k·b_k (fp64, k from 0 to K, strided) and the error bound of the FP8 tensor
@@ -60,24 +59,27 @@ inline TensorCoreDot tensor_core_dot(const double* a, int64_t sa, const double* 
                                      TensorCoreOrder order) {
   TensorCoreDot out;
   for (int64_t k0 = 0; k0 < K; k0 += 128) {
-    double gsum[4] = {0, 0, 0, 0}, gmax[4] = {0, 0, 0, 0}, abs_sum = 0;
-    for (int64_t k = k0; k < std::min(K, k0 + 128); ++k) {
-      const double t = a[k * sa] * b[k * sb];
-      const int j = tensor_core_slot(order, static_cast<int>(k - k0)) / 32;
-      gsum[j] += t;
-      gmax[j] = std::max(gmax[j], std::fabs(t));
-      abs_sum += std::fabs(t);
-    }
-    double part = 0, err = 0;  // the block's exact partial sum, and its error so far
+    double part = 0, err = 0, abs_sum = 0;  // the block's exact partial sum, and its error so far
     for (int j = 0; j < 4; ++j) {
-      err += 33 * kTensorCoreUlp * std::max(std::fabs(part) + err, gmax[j]);
-      part += gsum[j];
+      double sum = 0, largest = 0;
+      for (int r = 0; r < 4; ++r) {
+        const int64_t k1 = k0 + tensor_core_run(order, j, r);
+        for (int64_t k = k1; k < std::min(K, k1 + 8); ++k) {
+          const double t = a[k * sa] * b[k * sb];
+          sum += t;
+          largest = std::max(largest, std::fabs(t));
+          abs_sum += std::fabs(t);
+        }
+      }
+      err += 33 * kTensorCoreUlp * std::max(std::fabs(part) + err, largest);
+      part += sum;
     }
     out.sum += part;
     out.bound += err + kFp32Add * (abs_sum + std::fabs(out.sum));
   }
   return out;
 }
+
 // A row-major rows×cols matrix quantised to e4m3 in blocks of block_rows × block_cols (the last ones
 // partial): q (bytes), the blocks' scales (row block-major, ceil(cols/block_cols) a row of blocks),
 // and the dequantised values q·scale that the reference multiplies.
