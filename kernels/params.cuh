@@ -42,6 +42,31 @@ struct FwdParams {
   int tma_store = 0;
 };
 
+// How an FP8 operand's fp32 scales are laid out (dequantised = e4m3 · scale):
+//   tensor:  one scale for the whole operand
+//   blocks:  X: B × k_blocks, row-major, row r's scale for K block kb (I columns kb·128 ..
+//            kb·128 + 127); W: 2 × d_blocks × k_blocks, Wa's 128×128 blocks, then Wb's (row block
+//            nb, K block kb)
+//   channel: W only: 2D, one a row of W12 (an output column of G or U), [Wa's | Wb's]
+// k_blocks = ceil(I / 128), d_blocks = ceil(D / 128).
+enum class Fp8Scale { tensor, blocks, channel };
+
+inline constexpr float kE4m3Max = 448.0f;  // e4m3's largest finite value: scale = amax / kE4m3Max
+
+// The FP8 forward (e4m3 X and W12, linear layout): FwdParams with x and w in e4m3 and the outputs
+// (z, saved) and bias in the output dtype, plus the scales.
+struct Fp8FwdParams {
+  FwdParams base;
+  const float* x_scale = nullptr;
+  const float* w_scale = nullptr;
+  Fp8Scale x_kind = Fp8Scale::blocks, w_kind = Fp8Scale::blocks;
+  int64_t k_blocks = 0, d_blocks = 0;
+  // Z in e4m3 (z is then e4m3 bytes): its 1×128 scales, B × ceil(D / 128) row-major, and, when
+  // set, the largest |Z| (atomically raised: the caller zeroes it).
+  float* z_scale = nullptr;
+  float* z_amax = nullptr;
+};
+
 // The backward GEMMs, C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (B×2D):
 //   dx_linear, dx_packed: A = dH (M = B, K = 2D), B = W12 (linear) or Wfᵀ (packed), C = dX (B×I)
 //   dw:                   A = dHᵀ (M = 2D, K = B), B = X, C = dW12 (either layout), dbias

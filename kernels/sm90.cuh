@@ -7,6 +7,7 @@
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cstdint>
 #include <type_traits>
@@ -276,13 +277,17 @@ __device__ __forceinline__ uint64_t smem_desc_mn(uint32_t addr, uint32_t chunk_b
         "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                \
       : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TA), "n"(TB))
 
-// One wgmma over 32 bytes of K: k16 for __nv_bfloat16 and __half, k8 tf32 for float (K-major only).
+// One wgmma over 32 bytes of K: k16 for __nv_bfloat16 and __half, k8 tf32 for float and k32 for
+// __nv_fp8_e4m3 (both K-major only).
 template <class T, int TA = 0, int TB = 0>
 __device__ __forceinline__ void wgmma_m64n256(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int scale_d) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     SWIGLU_WGMMA_M64N256("k16.f32.bf16.bf16", ", %131, %132");
   } else if constexpr (std::is_same_v<T, __half>) {
     SWIGLU_WGMMA_M64N256("k16.f32.f16.f16", ", %131, %132");
+  } else if constexpr (std::is_same_v<T, __nv_fp8_e4m3>) {
+    static_assert(TA == 0 && TB == 0, "wgmma: e4m3 operands are K-major only");
+    SWIGLU_WGMMA_M64N256("k32.f32.e4m3.e4m3", "");
   } else {
     static_assert(std::is_same_v<T, float> && TA == 0 && TB == 0, "wgmma: tf32 operands are K-major only");
     SWIGLU_WGMMA_M64N256("k8.f32.tf32.tf32", "");
@@ -295,6 +300,9 @@ __device__ __forceinline__ void wgmma_m64n128(float (&d)[64], uint64_t desc_a, u
     SWIGLU_WGMMA_M64N128("k16.f32.bf16.bf16", ", %67, %68");
   } else if constexpr (std::is_same_v<T, __half>) {
     SWIGLU_WGMMA_M64N128("k16.f32.f16.f16", ", %67, %68");
+  } else if constexpr (std::is_same_v<T, __nv_fp8_e4m3>) {
+    static_assert(TA == 0 && TB == 0, "wgmma: e4m3 operands are K-major only");
+    SWIGLU_WGMMA_M64N128("k32.f32.e4m3.e4m3", "");
   } else {
     static_assert(std::is_same_v<T, float> && TA == 0 && TB == 0, "wgmma: tf32 operands are K-major only");
     SWIGLU_WGMMA_M64N128("k8.f32.tf32.tf32", "");

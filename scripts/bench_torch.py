@@ -30,12 +30,28 @@ and `tiles` are swiglubench's and ignored here, `layout: packed` cases are skipp
    saved activations), `peak` the most allocated during forward + backward (the gradients
    included).
 
-Output: a markdown table on stdout as cases finish, and torch_<config>[_<dtypes>].csv and .md under
---out (default results/<gpu>/). Exit codes: 0 ok, 2 a check failed, 3 usage, config or setup
+With --fp8, FP8 inference instead (bf16 cases; a GPU of compute capability 9.0), each contender
+taking bf16 x and the weights quantised once, and returning Z in e4m3 with 1×128 scales along D
+(for an FP8 down projection):
+
+  fp8-scaled-mm          the baseline: x quantised per tensor, one torch._scaled_mm over the
+                         stacked [Wa; Wb] (per-tensor scales, what it supports everywhere), then
+                         SiLU·mul and the 1×128 quantisation of Z in one torch.compile'd function
+  fp8-scaled-mm-rowwise  the same with a scale per row of x and per row of W12 (torch._scaled_mm's
+                         rowwise scaling, torch 2.5 and newer; its rows say why where it does not run)
+  fp8-fused              swiglu.fused_swiglu_fp8: x in 1×128 blocks and W12 in 128×128 blocks (two
+                         launches: the quantisation of x, then the FP8 forward writing e4m3 Z)
+
+Checked (Z dequantised, against the float32 reference at FP8's tolerance) and timed as the forward
+above (under torch.inference_mode); no step or memory columns.
+
+Output: a markdown table on stdout as cases finish, and torch_[fp8_]<config>[_<dtypes>].csv and .md
+under --out (default results/<gpu>/). Exit codes: 0 ok, 2 a check failed, 3 usage, config or setup
 error, 130 interrupted (finished rows are kept).
 
     scripts/bench_torch.py --shapes configs/llama.yaml
     scripts/bench_torch.py --shapes configs/mnist.yaml --dtype bf16 --time-limit 420
+    scripts/bench_torch.py --shapes configs/llama.yaml --fp8
 """
 
 from __future__ import annotations
@@ -68,6 +84,12 @@ BASELINE = "linear2+liger"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "fp32", "f32": "fp32", "float32": "fp32", "fp16": "fp16", "f16": "fp16",
                  "float16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16"}
+FP8_CONTENDERS = ["fp8-scaled-mm", "fp8-scaled-mm-rowwise", "fp8-fused"]
+FP8_BASELINE = "fp8-scaled-mm"
+# (rel_l2, max_rel) of a dequantised FP8 Z against the float32 reference on the unquantised inputs.
+# rel_l2: test_host_fp8's 2.4·u, u = 2^-4 (e4m3's unit roundoff: X's and W's rounding through the
+# gate, then Z's own). max_rel: 8·u, which a per-element error of that rms reaches only in its far tail.
+FP8_TOL = (2.4 * 2 ** -4, 8 * 2 ** -4)
 # (rel_l2, max_rel) for Z and for the gradients: TESTING.md's tables (src/bench/parity.cpp).
 FORWARD_TOL = {"fp32": (2e-5, 2e-4), "tf32": (5e-3, 5e-2), "fp16": (3e-3, 1e-2), "bf16": (1e-2, 3e-2)}
 GRADIENT_TOL = {"fp32": (1e-4, 1e-3), "tf32": (1e-2, 1e-1), "fp16": (5e-3, 3e-2), "bf16": (2e-2, 8e-2)}
@@ -296,6 +318,90 @@ def liger_mlp(case: Case, wa: torch.Tensor, wb: torch.Tensor) -> Contender:
     return Contender(name, forward, [], trains=False)
 
 
+# ---- FP8 contenders (--fp8) ---------------------------------------------------------------------
+
+
+E4M3 = getattr(torch, "float8_e4m3fn", None)
+E4M3_MAX = 448.0
+
+
+def _scale_of(amax: torch.Tensor) -> torch.Tensor:
+    """amax/448, 1 where amax is 0, in float32 (the library's scales)."""
+    amax = amax.float()
+    return torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax))
+
+
+def _to_e4m3(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # Why the clamp: torch's cast to float8_e4m3fn does not saturate.
+    return (v.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+
+
+def quantize_per_tensor(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = _scale_of(t.abs().amax())
+    return _to_e4m3(t, scale), scale
+
+
+def quantize_per_row(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows × 1 scales, as torch._scaled_mm's rowwise scaling takes them for its first operand."""
+    scale = _scale_of(t.abs().amax(dim=1, keepdim=True))
+    return _to_e4m3(t, scale), scale
+
+
+def gate_e4m3(h: torch.Tensor, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Z = SiLU(G)·U from H = [G | U] in e4m3 with 1×128 scales along D (fused_swiglu_fp8's ScaledFp8)."""
+    g, u = h.float().split(hidden, dim=-1)
+    z = F.silu(g) * u
+    blocks = (hidden + 127) // 128
+    padded = F.pad(z, (0, blocks * 128 - hidden)).view(z.shape[0], blocks, 128)
+    scale = _scale_of(padded.abs().amax(dim=-1, keepdim=True))
+    # Why the cast last, on the slice: torch 2.1's inductor cannot lower a copy of a float8 view.
+    q = (padded / scale).clamp(-E4M3_MAX, E4M3_MAX).view(z.shape[0], blocks * 128)[:, :hidden].to(E4M3)
+    return q, scale.squeeze(-1)
+
+
+def dequantize_z(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale.repeat_interleave(128, dim=-1)[..., :q.shape[-1]]
+
+
+def scaled_mm(a, b, scale_a, scale_b, bias) -> torch.Tensor:
+    """torch._scaled_mm into bf16 (it returns (out, amax) before torch 2.5)."""
+    out = torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, bias=bias, out_dtype=torch.bfloat16)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def fp8_contenders(case: Case, wanted: list[str], w12: torch.Tensor, b12: torch.Tensor | None) -> list[Contender]:
+    """The FP8 contenders for one case, each x -> (e4m3 Z, its 1×128 scales), with W12 quantised
+    here, once, as each one takes it."""
+    d = case.hidden
+    # Why compiled with dynamic=False and reset per case: one graph per shape, and a sweep of
+    # shapes would otherwise reach dynamo's recompile limit and fall back to eager.
+    torch._dynamo.reset()
+    quantize_x = {"fp8-scaled-mm": torch.compile(quantize_per_tensor, dynamic=False),
+                  "fp8-scaled-mm-rowwise": torch.compile(quantize_per_row, dynamic=False)}
+    gate = torch.compile(gate_e4m3, dynamic=False)
+    out = []
+    for name in wanted:
+        if name == "fp8-fused":
+            w_q, w_scale = swiglu.quantize_weight_e4m3(w12, "blocks")
+
+            def fused(x, w_q=w_q, w_scale=w_scale):
+                z = swiglu.fused_swiglu_fp8(x, w_q, w_scale, b12, weight_scaling="blocks", out_dtype=E4M3)
+                return z.data, z.scale
+            out.append(Contender(name, fused, [], trains=False))
+            continue
+        if not hasattr(torch, "_scaled_mm"):
+            out.append(Contender(name, None, [], skip=f"torch {torch.__version__} has no torch._scaled_mm"))
+            continue
+        w_q, w_scale = quantize_per_tensor(w12) if name == "fp8-scaled-mm" else quantize_per_row(w12)
+        w_scale = w_scale.reshape(1, -1) if name == "fp8-scaled-mm-rowwise" else w_scale  # 1 × 2D
+
+        def baseline(x, w_t=w_q.t(), w_scale=w_scale, quantize=quantize_x[name]):
+            x_q, x_scale = quantize(x)
+            return gate(scaled_mm(x_q, w_t, x_scale, w_scale, b12), d)
+        out.append(Contender(name, baseline, [], trains=False))
+    return out
+
+
 # ---- measurement -------------------------------------------------------------------------------
 
 
@@ -326,6 +432,17 @@ def rel_errors(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     rms = ref_norm / math.sqrt(ref.numel()) if ref.numel() else 1.0
     max_rel = d.div_(ref.abs().clamp_(min=rms if rms > 0 else 1.0)).max().item() if ref.numel() else 0.0
     return rel_l2, max_rel
+
+
+def record_check_failure(row: dict, e: Exception, ours: bool) -> None:
+    """A contender's check raised: out of memory is SKIP (the cache emptied for the next one); any
+    other error is ERROR for our own contenders and SKIP, with its first line, for the others."""
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        row.update(status="SKIP", reason="out of memory in the check")
+        torch.cuda.empty_cache()
+        return
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    row.update(status="ERROR" if ours else "SKIP", reason=f"{type(e).__name__}: {first_line[:200]}")
 
 
 def zero_grads(tensors) -> None:
@@ -451,16 +568,10 @@ class Bench:
                     if refs["dbias"] is not None:
                         got["dbias"] = torch.cat([p.grad for p in c.params if p.dim() == 1])
                 torch.cuda.synchronize(self.device)
-            except torch.cuda.OutOfMemoryError:
-                row.update(status="SKIP", reason="out of memory in the check")
-                torch.cuda.empty_cache()
-                continue
             except Exception as e:  # noqa: BLE001: any failure of a contender is reported in its row
-                first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 # Why: an error of ours fails the run; the others' (liger-mlp needs TMA and
                 # 16-byte-aligned rows, for one) only mean that they do not apply here.
-                status = "ERROR" if c.name.startswith("fused") else "SKIP"
-                row.update(status=status, reason=f"{type(e).__name__}: {first_line[:200]}")
+                record_check_failure(row, e, ours=c.name.startswith("fused"))
                 continue
             worst = 0.0
             failures = []
@@ -561,6 +672,91 @@ class Bench:
                 rows[c.name]["peak_vs_baseline"] = rows[c.name]["peak_mib"] / base_peak
 
 
+    def run_fp8_case(self, case: Case) -> list[dict]:
+        """--fp8: one row per FP8 contender, the forward checked against the float32 reference
+        and timed under torch.inference_mode."""
+        a = self.args
+        base = {"config": case.config, "B": case.batch, "I": case.in_features, "D": case.hidden,
+                "dtype": case.dtype, "math": "", "bias": case.bias, "x_stride_pad": case.x_stride_pad}
+
+        def skipped(reason):
+            return [dict(base, contender=c, status="SKIP", reason=reason) for c in a.contenders]
+
+        major, minor = torch.cuda.get_device_capability(self.device)
+        if E4M3 is None:
+            return skipped(f"torch {torch.__version__} has no float8_e4m3fn")
+        if major != 9:
+            return skipped(f"the FP8 kernel needs compute capability 9.0 (this GPU is {major}.{minor})")
+        if case.dtype != "bf16" or case.layout != "linear":
+            return skipped("FP8 rows take bf16 inputs in the linear layout (--dtype bf16)")
+        if case.in_features % 16 != 0:
+            return skipped(f"in_features {case.in_features} is not a multiple of 16 (the FP8 kernel's rows)")
+        need, free = self.bytes_needed(case), torch.cuda.mem_get_info(self.device)[0]
+        if need > free:
+            return skipped(f"needs about {need / 2**30:.1f} GiB, device has {free / 2**30:.1f} GiB free")
+        g = torch.Generator(device=self.device).manual_seed(a.seed)
+
+        def uniform(*shape, scale=1.0):
+            return ((torch.rand(*shape, generator=g, device=self.device) * 2 - 1) * scale).to(torch.bfloat16)
+
+        k = 1 / math.sqrt(case.in_features)
+        x = uniform(case.batch, case.in_features + case.x_stride_pad)[:, :case.in_features]
+        w12 = uniform(2 * case.hidden, case.in_features, scale=k)
+        b12 = uniform(2 * case.hidden, scale=k) if case.bias else None
+        z_ref = swiglu.reference_swiglu(x.float(), w12.float(), None if b12 is None else b12.float())
+        contenders = fp8_contenders(case, a.contenders, w12, b12)
+        rows = {c.name: dict(base, contender=c.name, status="SKIP" if c.skip else "", reason=c.skip)
+                for c in contenders}
+        live = []
+        for c in (c for c in contenders if not c.skip):
+            row = rows[c.name]
+            try:
+                with torch.inference_mode():
+                    z = dequantize_z(*c.forward(x))
+                torch.cuda.synchronize(self.device)
+            except Exception as e:  # noqa: BLE001: any failure of a contender is reported in its row
+                # Why: an error of ours fails the run; torch._scaled_mm's (rowwise scaling needs
+                # torch 2.5, some shapes none) only mean that it does not apply here.
+                record_check_failure(row, e, ours=c.name == "fp8-fused")
+                continue
+            rel_l2, max_rel = rel_errors(z, z_ref)
+            row.update(rel_l2_z=rel_l2, max_rel_z=max_rel, rel_err=rel_l2)
+            if rel_l2 <= FP8_TOL[0] and max_rel <= FP8_TOL[1]:
+                live.append(c)
+            else:
+                row.update(status="FAIL", reason=f"z: rel_l2 {rel_l2:.1e} max_rel {max_rel:.1e} "
+                                                 f"(tol {FP8_TOL[0]:.2g}, {FP8_TOL[1]:.2g})")
+        del z_ref
+
+        def forward(c):
+            def run():
+                with torch.inference_mode():
+                    c.forward(x)
+            return run
+
+        fns = {c.name: (lambda: None, forward(c)) for c in live}
+        try:
+            for _, fn in fns.values():
+                for _ in range(a.warmup):
+                    fn()
+            for name, samples in (self.time_interleaved(fns) if fns else {}).items():
+                for key, value in summary(samples).items():
+                    rows[name][f"fwd_{key}"] = value
+        except torch.cuda.OutOfMemoryError:
+            for c in live:
+                rows[c.name].update(status="SKIP", reason="out of memory while timing")
+            torch.cuda.empty_cache()
+        t0 = rows.get(FP8_BASELINE, {}).get("fwd_median_ms")
+        for c in live:
+            t = rows[c.name].get("fwd_median_ms")
+            if t and t0 and c.name != FP8_BASELINE:
+                rows[c.name]["fwd_speedup"] = t0 / t
+        for row in rows.values():
+            if not row["status"]:
+                row["status"] = "PASS"
+        return [rows[c.name] for c in contenders]
+
+
 # ---- output ------------------------------------------------------------------------------------
 
 
@@ -608,6 +804,31 @@ def summary_lines(rows: list[dict]) -> list[str]:
                 parts.append(f"{label} {geomean(values):.2f}x (range {min(values):.2f}-{max(values):.2f}{fewer})")
         if parts:
             lines.append(f"{name} against {BASELINE}, geometric mean over {len(mine)} cases: " + ", ".join(parts))
+    return lines
+
+
+FP8_MD_HEADER = ("| B | I | D | dtype | bias | contender | fwd ms | noise | fwd vs scaled-mm | rel err | status |\n"
+                 "| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
+
+
+def fp8_md_row(r: dict) -> str:
+    dtype = r["dtype"] + (f" ldx+{r['x_stride_pad']}" if r["x_stride_pad"] else "")
+    status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
+    cells = [r["B"], r["I"], r["D"], dtype, "yes" if r["bias"] else "no", r["contender"],
+             fmt(r.get("fwd_median_ms"), ".4g"), fmt(r.get("fwd_noise") and 100 * r["fwd_noise"], ".1f", "%"),
+             fmt(r.get("fwd_speedup"), ".2f", "x"), fmt(r.get("rel_err"), ".1e"), status]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def fp8_summary_lines(rows: list[dict]) -> list[str]:
+    """Geometric means over the cases of the FP8 contenders' forward speedups over the baseline."""
+    lines = []
+    for name in (c for c in FP8_CONTENDERS if c != FP8_BASELINE):
+        mine = [r for r in rows if r["contender"] == name and r["status"] == "PASS"]
+        values = [r["fwd_speedup"] for r in mine if r.get("fwd_speedup")]
+        if values:
+            lines.append(f"{name} against {FP8_BASELINE}, geometric mean over {len(values)} cases: fwd "
+                         f"{geomean(values):.2f}x (range {min(values):.2f}-{max(values):.2f})")
     return lines
 
 
@@ -679,13 +900,27 @@ def provenance(args, device) -> list[str]:
             f"{args.min_time} s per mode and case, L2 flushed before each sample, contenders interleaved"]
 
 
+@dataclasses.dataclass
+class Table:
+    """How a run's rows read in markdown: the table's header, a row, the summary lines."""
+
+    header: str
+    row: Callable[[dict], str]
+    summary: Callable[[list], list]
+
+
+TABLE = Table(MD_HEADER, md_row, summary_lines)
+FP8_TABLE = Table(FP8_MD_HEADER, fp8_md_row, fp8_summary_lines)
+
+
 class Output:
     """CSV written row by row, markdown rewritten after every case, for one config."""
 
-    def __init__(self, out_dir: pathlib.Path, stem: str, header: list[str]):
+    def __init__(self, out_dir: pathlib.Path, stem: str, header: list[str], table: Table = TABLE):
         out_dir.mkdir(parents=True, exist_ok=True)
         self.csv_path, self.md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
         self.header = header
+        self.table = table
         self.rows: list[dict] = []
         self.csv_file = open(self.csv_path, "w", newline="")
         self.csv = csv.DictWriter(self.csv_file, fieldnames=COLUMNS, extrasaction="ignore")
@@ -700,8 +935,8 @@ class Output:
 
     def write_md(self, complete: bool = False) -> None:
         lines = [f"# {self.md_path.stem}", ""] + [f"{h}  " for h in self.header] + [""]
-        lines += [MD_HEADER] + [md_row(r) for r in self.rows] + [""]
-        lines += summary_lines(self.rows) + ([] if complete else ["", "(run not finished)"])
+        lines += [self.table.header] + [self.table.row(r) for r in self.rows] + [""]
+        lines += self.table.summary(self.rows) + ([] if complete else ["", "(run not finished)"])
         tmp = self.md_path.with_suffix(".md.tmp")
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(self.md_path)
@@ -730,7 +965,9 @@ def parse_args(argv):
     p.add_argument("--batch", help="override the configs' batches: N, a,b, a:b:step or pow2:a:b")
     p.add_argument("--in", dest="in_features", help="override in_features (same forms)")
     p.add_argument("--hidden", help="override hidden (same forms)")
-    p.add_argument("--contenders", default=",".join(CONTENDERS), help=f"subset of {','.join(CONTENDERS)}")
+    p.add_argument("--contenders", help=f"subset of {','.join(CONTENDERS)} (default all), or with --fp8 "
+                                        f"of {','.join(FP8_CONTENDERS)}")
+    p.add_argument("--fp8", action="store_true", help="FP8 inference contenders instead (see above)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per contender and mode (default 3)")
     p.add_argument("--min-samples", type=int, default=10, help="samples per contender and mode (default 10)")
     p.add_argument("--max-samples", type=int, default=100, help="at most this many (default 100)")
@@ -743,10 +980,11 @@ def parse_args(argv):
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--out", help="output directory (default results/<gpu>/)")
     args = p.parse_args(argv)
-    args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    bad = [c for c in args.contenders if c not in CONTENDERS]
+    known = FP8_CONTENDERS if args.fp8 else CONTENDERS
+    args.contenders = [c.strip() for c in (args.contenders or ",".join(known)).split(",") if c.strip()]
+    bad = [c for c in args.contenders if c not in known]
     if bad or not args.contenders:
-        p.error(f"--contenders: unknown {', '.join(bad) or '(empty)'}; expected a subset of {','.join(CONTENDERS)}")
+        p.error(f"--contenders: unknown {', '.join(bad) or '(empty)'}; expected a subset of {','.join(known)}")
     if args.min_samples < 1 or args.max_samples < args.min_samples or args.warmup < 0:
         p.error("need --min-samples >= 1, --max-samples >= --min-samples and --warmup >= 0")
     return args
@@ -782,9 +1020,10 @@ def main(argv=None) -> int:
     budget = args.max_cases
     failed = interrupted = False
     for name, cases in configs:
-        stem = f"torch_{name}" + (f"_{'-'.join(overrides['dtype'])}" if "dtype" in overrides else "")
-        output = Output(out_dir, stem, header)
-        print(f"\n{name}: {len(cases)} cases -> {output.md_path}\n\n{MD_HEADER}", flush=True)
+        stem = (f"torch_{'fp8_' if args.fp8 else ''}{name}"
+                + (f"_{'-'.join(overrides['dtype'])}" if "dtype" in overrides else ""))
+        output = Output(out_dir, stem, header, FP8_TABLE if args.fp8 else TABLE)
+        print(f"\n{name}: {len(cases)} cases -> {output.md_path}\n\n{output.table.header}", flush=True)
         try:
             for case in cases:
                 reason = ""
@@ -800,16 +1039,16 @@ def main(argv=None) -> int:
                 else:
                     if budget is not None:
                         budget -= 1
-                    rows = bench.run_case(case)
+                    rows = bench.run_fp8_case(case) if args.fp8 else bench.run_case(case)
                     torch.cuda.empty_cache()
                 failed |= any(r["status"] in ("FAIL", "ERROR") for r in rows)
                 output.add(rows)
                 for r in rows:
-                    print(md_row(r), flush=True)
+                    print(output.table.row(r), flush=True)
         except KeyboardInterrupt:
             interrupted = True
         output.close(complete=not interrupted)
-        for line in summary_lines(output.rows):
+        for line in output.table.summary(output.rows):
             print(line)
         print(f"wrote {output.csv_path} and {output.md_path}")
         if interrupted:

@@ -44,6 +44,14 @@ TEST(Validate, AcceptsAWellFormedProblem) {
   EXPECT_TRUE(validate_forward(problem(), addr(kX), addr(kW), nullptr, addr(kZ)).ok());
 }
 
+TEST(Validate, Fp8TakesForwardFp8) {
+  Problem p = problem();
+  p.dtype = DType::e4m3;
+  const Status s = validate_forward(p, addr(kX), addr(kW), nullptr, addr(kZ));
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_NE(s.message.find("forward_fp8"), std::string::npos) << s.message;
+}
+
 TEST(Validate, RejectsNullPointersByName) {
   const Problem p = problem();
   Status s = validate_forward(p, nullptr, addr(kW), nullptr, addr(kZ));
@@ -614,6 +622,10 @@ TEST(Strings, ParseAndPrintEnums) {
   EXPECT_EQ(parse_dtype("fp16"), DType::f16);
   EXPECT_EQ(parse_dtype("fp32"), DType::f32);
   EXPECT_FALSE(parse_dtype("int8").has_value());
+  EXPECT_EQ(parse_dtype("fp8"), DType::e4m3);
+  EXPECT_EQ(parse_dtype("e4m3"), DType::e4m3);
+  EXPECT_EQ(to_string(DType::e4m3), "fp8");
+  EXPECT_EQ(dtype_size(DType::e4m3), 1u);
   EXPECT_EQ(parse_layout("packed"), Layout::packed);
   EXPECT_FALSE(parse_layout("col").has_value());
   EXPECT_EQ(parse_math("tf32"), Math::tf32);

@@ -132,6 +132,58 @@ TEST(CApi, WorkspaceQueryReportsBadAndWrappingSizes) {
   EXPECT_EQ(last_error(), "");
 }
 
+// The FP8 entry points (ABI 3): enums by value, then forward_fp8's own checks, named.
+TEST(CApi, Fp8ArgumentsNameTheValue) {
+  EXPECT_EQ(SWIGLU_FP8_SCALE_TENSOR, 0);
+  EXPECT_EQ(SWIGLU_FP8_SCALE_BLOCKS, 1);
+  EXPECT_EQ(SWIGLU_FP8_SCALE_CHANNEL, 2);
+  swiglu_fp8_problem p{};
+  p.batch = 4;
+  p.in_features = 128;
+  p.hidden = 64;
+  p.x_scaling = SWIGLU_FP8_SCALE_BLOCKS;
+  p.w_scaling = SWIGLU_FP8_SCALE_BLOCKS;
+  p.out_dtype = SWIGLU_DTYPE_BF16;
+  const auto call = [](const swiglu_fp8_problem* q) {
+    return swiglu_forward_fp8(q, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                              nullptr);
+  };
+  EXPECT_EQ(call(nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("problem is NULL"), std::string::npos) << last_error();
+  EXPECT_EQ(call(&p), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_EQ(last_error(), "x is null");
+  swiglu_fp8_problem bad = p;
+  bad.x_scaling = 3;
+  EXPECT_EQ(call(&bad), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("x_scaling 3 is not"), std::string::npos) << last_error();
+  bad = p;
+  bad.x_scaling = SWIGLU_FP8_SCALE_CHANNEL;  // a valid value that X does not take
+  EXPECT_EQ(call(&bad), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("X has no channel scales"), std::string::npos) << last_error();
+  bad = p;
+  bad.out_dtype = SWIGLU_DTYPE_F32;
+  EXPECT_EQ(call(&bad), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("out_dtype 0 is not SWIGLU_DTYPE_BF16 or _F16"), std::string::npos) << last_error();
+  bad = p;
+  bad.batch = 0;
+  EXPECT_EQ(call(&bad), SWIGLU_OK);
+  EXPECT_EQ(swiglu_quantize_e4m3(SWIGLU_DTYPE_BF16, nullptr, 0, 0, 0, 2, nullptr, 0, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("blocks 2 is not"), std::string::npos) << last_error();
+  EXPECT_EQ(swiglu_quantize_e4m3(5, nullptr, 0, 0, 0, 0, nullptr, 0, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_EQ(swiglu_quantize_e4m3(SWIGLU_DTYPE_F16, nullptr, 0, 0, 0, SWIGLU_FP8_BLOCKS_1X128, nullptr, 0, nullptr,
+                                 nullptr),
+            SWIGLU_OK);  // an empty matrix
+  EXPECT_EQ(swiglu_check_fp8_scales(nullptr, nullptr, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("problem is NULL"), std::string::npos) << last_error();
+  bad = p;
+  bad.w_scaling = 7;
+  EXPECT_EQ(swiglu_check_fp8_scales(&bad, nullptr, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("w_scaling 7 is not"), std::string::npos) << last_error();
+  EXPECT_EQ(swiglu_check_fp8_scales(&p, nullptr, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("both null"), std::string::npos) << last_error();
+}
+
 TEST(CApi, ASuccessClearsTheError) {
   swiglu_problem p = problem();
   p.dtype = 7;

@@ -280,7 +280,7 @@ TEST_F(LoadText, RequiredAndOptionalRowKeys) {
     }
   }
   // Why: a tripwire. A new Row field needs a reader in result_file.cpp and a place in RoundTrip.
-  EXPECT_EQ(full.size(), 36u) << "Row gained or lost a field: update read_row and this file";
+  EXPECT_EQ(full.size(), 37u) << "Row gained or lost a field: update read_row and this file";
 }
 
 TEST_F(LoadText, PolicyIsReadIntoTheKey) {
@@ -444,6 +444,7 @@ void expect_same_row(const Row& a, const Row& b) {
   expect_same_double(a.tflops, b.tflops, "tflops");
   expect_same_double(a.gbps, b.gbps, "gbps");
   expect_same_double(a.copy_fraction, b.copy_fraction, "copy_fraction");
+  expect_same_double(a.rel_l2_unquantised, b.rel_l2_unquantised, "rel_l2_unquantised");
   expect_same_double(a.speedup_vs_cublas2, b.speedup_vs_cublas2, "speedup_vs_cublas2");
   expect_same_double(a.speedup_vs_cublas1, b.speedup_vs_cublas1, "speedup_vs_cublas1");
   expect_same_double(a.sm_clock_mhz, b.sm_clock_mhz, "sm_clock_mhz");
@@ -484,6 +485,7 @@ std::vector<Row> varied_rows() {
   a.tflops = 812.5;
   a.gbps = 3350.123;
   a.copy_fraction = 0.8071233245;
+  a.rel_l2_unquantised = 0.0331;
   a.speedup_vs_cublas2 = 1.7923076785307313;
   a.speedup_vs_cublas1 = 0.5;
   a.sm_clock_mhz = 1980;

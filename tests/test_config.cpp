@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -260,8 +261,8 @@ TEST(ConfigGood, RealFile) {
 TEST(ConfigGood, ShippedConfigs) {
   const std::map<std::string, size_t> expected = {
       {"mnist.yaml", 96}, {"seed.yaml", 12}, {"llama.yaml", 9}, {"smoke.yaml", 30}};
-  // Not standard (it shares cases with llama.yaml), but its size is its header's.
-  const std::map<std::string, size_t> other = {{"tp.yaml", 84}};
+  // Not standard (they share cases with llama.yaml), but their sizes are their headers'.
+  const std::map<std::string, size_t> other = {{"tp.yaml", 84}, {"fp8.yaml", 36}};
   std::vector<SweepConfig> standard;
   for (const auto& entry : fs::directory_iterator(kSourceDir + "/configs")) {
     if (entry.path().extension() != ".yaml") continue;
@@ -283,6 +284,11 @@ TEST(ConfigGood, ShippedConfigs) {
   EXPECT_NO_THROW(merge_configs(standard));
   const SweepConfig smoke = load_config(kSourceDir + "/configs/smoke.yaml");
   EXPECT_LE(smoke.cases.size(), 30u);
+  // fp8.yaml: each FP8 case next to the bf16 case of the same inputs.
+  const SweepConfig fp8 = load_config(kSourceDir + "/configs/fp8.yaml");
+  const auto n_fp8 = std::count_if(fp8.cases.begin(), fp8.cases.end(),
+                                   [](const Case& c) { return c.problem.dtype == DType::e4m3; });
+  EXPECT_EQ(n_fp8, 18);
 }
 
 TEST(ConfigGood, MergeConcatenates) {
@@ -391,8 +397,8 @@ TEST(ConfigBad, Sizes) {
 
 TEST(ConfigBad, EnumValues) {
   const std::string head = "name: t\nsweeps:\n  - batch: 64\n    in: 784\n    hidden: 512\n";
-  EXPECT_TRUE(fails_with(head + "    dtype: [bf16, fp8]\n", "t.yaml:6:19:",
-                         {"'dtype'", "'fp8'", "fp32, fp16, bf16"}));
+  EXPECT_TRUE(fails_with(head + "    dtype: [bf16, fp4]\n", "t.yaml:6:19:",
+                         {"'dtype'", "'fp4'", "fp32, fp16, bf16, fp8"}));
   EXPECT_TRUE(fails_with(sweep_with("    layout: transposed\n"), "t.yaml:7:13:",
                          {"'layout'", "'transposed'", "linear, packed"}));
   EXPECT_TRUE(fails_with(sweep_with("    math: fast\n"), "t.yaml:7:11:",

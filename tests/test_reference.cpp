@@ -355,6 +355,14 @@ TEST(Parity, TolerancesTightenWithPrecision) {
   // Slices reduced in the dtype loosen a baseline's bound (cuBLASLt's in-place split-K).
   EXPECT_LT(tolerance(DType::f16, Math::exact, 4096, Rounding{1, 1}).atol_rms,
             tolerance(DType::f16, Math::exact, 4096, Rounding{1, 7}).atol_rms);
+  // FP8 (TESTING.md, "FP8"): e4m3's Z is far coarser than bf16's; a longer K and stored G and U
+  // loosen the bound; an e4m3 Z's rel_l2 bound covers its 2^-4 rounding.
+  const auto f8 = [](int64_t k, DType z, Rounding r) { return fp8_tolerance(k, z, DType::bf16, r); };
+  EXPECT_LT(f8(4096, DType::bf16, kFusedRounding).rel_l2, f8(4096, DType::e4m3, kFusedRounding).rel_l2);
+  EXPECT_LT(f8(1024, DType::e4m3, kFusedRounding).atol_rms, f8(8192, DType::e4m3, kFusedRounding).atol_rms);
+  EXPECT_LT(f8(4096, DType::e4m3, kFusedRounding).rel_l2, f8(4096, DType::e4m3, Rounding{1, 1}).rel_l2);
+  EXPECT_GE(f8(16, DType::e4m3, kFusedRounding).rtol, 0x1p-4);
+  EXPECT_LT(tolerance(DType::bf16, Math::exact, 4096, kFusedRounding).rel_l2, f8(4096, DType::bf16, kFusedRounding).rel_l2);
   // Math is ignored for 16-bit problems.
   EXPECT_EQ(tolerance(DType::bf16, Math::tf32, 777, Rounding{1, 1}).rel_l2,
             tolerance(DType::bf16, Math::exact, 777, Rounding{1, 1}).rel_l2);
@@ -528,8 +536,36 @@ TEST(HostData, SeededAndRoundedToTheDtype) {
 
 TEST(HostData, PoisonIsNaNInEveryDtype) {
   const std::vector<unsigned char> poison(8, kPoisonByte);
-  for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::e4m3}) {
     EXPECT_TRUE(std::isnan(from_dtype_bytes(poison.data(), 1, t)[0])) << to_string(t);
+  }
+}
+
+// e4m3 (OCP FP8 E4M3): 3 fraction bits, the largest finite 448, the smallest subnormal 2^-9; the
+// host conversions round to nearest (ties to even) and saturate.
+TEST(HostData, E4m3RoundsToNearestAndSaturates) {
+  EXPECT_EQ(round_to(1.0f, DType::e4m3), 1.0f);
+  EXPECT_EQ(round_to(1.0625f, DType::e4m3), 1.0f);   // halfway between 1 and 1.125: to even
+  EXPECT_EQ(round_to(1.1875f, DType::e4m3), 1.25f);  // halfway between 1.125 and 1.25: to even
+  EXPECT_EQ(round_to(1.07f, DType::e4m3), 1.125f);
+  EXPECT_EQ(round_to(-300.0f, DType::e4m3), -288.0f);
+  EXPECT_EQ(round_to(1000.0f, DType::e4m3), 448.0f);
+  EXPECT_EQ(round_to(-1e30f, DType::e4m3), -448.0f);
+  EXPECT_EQ(round_to(0x1p-9f, DType::e4m3), 0x1p-9f);
+  EXPECT_EQ(round_to(0x1p-11f, DType::e4m3), 0.0f);
+  EXPECT_TRUE(std::isnan(round_to(NAN, DType::e4m3)));
+  const std::vector<float> values = {0.0f, 1.0f, -2.5f, 448.0f, -0x1p-9f, 0.4375f};
+  const auto bytes = to_dtype_bytes(values, DType::e4m3);
+  ASSERT_EQ(bytes.size(), values.size());
+  EXPECT_EQ(bytes[1], 0x38);  // 0 0111 000: 2^(7-7)
+  EXPECT_EQ(bytes[3], 0x7E);  // 0 1111 110: 1.75·2^8
+  EXPECT_EQ(from_dtype_bytes(bytes.data(), values.size(), DType::e4m3), values);
+  // Every finite byte decodes to a value that encodes back to the same byte (but -0).
+  for (int b = 0; b < 256; ++b) {
+    const unsigned char byte = static_cast<unsigned char>(b);
+    const float v = from_dtype_bytes(&byte, 1, DType::e4m3)[0];
+    if (std::isnan(v) || b == 0x80) continue;
+    EXPECT_EQ(to_dtype_bytes({v}, DType::e4m3)[0], byte) << b;
   }
 }
 

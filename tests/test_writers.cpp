@@ -295,13 +295,14 @@ TEST_F(AtomicWrite, FilesAre0644LessTheUmask) {
 
 TEST(Csv, Columns) {
   const auto& c = csv_columns();
-  ASSERT_EQ(c.size(), 36u);
+  ASSERT_EQ(c.size(), 37u);
   EXPECT_EQ(c.front(), "op");
   EXPECT_EQ(c[2], "batch");
   EXPECT_EQ(c[32], "cold_l2");
   EXPECT_EQ(c[33], "cuda_graph");
   EXPECT_EQ(c[34], "tile_choice");
-  EXPECT_EQ(c.back(), "copy_fraction");
+  EXPECT_EQ(c[35], "copy_fraction");
+  EXPECT_EQ(c.back(), "rel_l2_unquantised");
 }
 
 TEST(Csv, LineQuotingAndEmptyNaN) {
@@ -323,7 +324,7 @@ TEST(Csv, LineQuotingAndEmptyNaN) {
   EXPECT_EQ(csv_line(r),
             "forward,cublas2,1,2,3,2,fp32,packed,tf32,true,cublasLt,ERROR,"
             "\"cublasLt said \"\"no\"\", twice\nsecond line\","
-            ",,,,,,,,,,,,,0,,,,,,false,false,,");
+            ",,,,,,,,,,,,,0,,,,,,false,false,,,");
 }
 
 TEST(Csv, NumbersRoundTrip) {
@@ -331,7 +332,7 @@ TEST(Csv, NumbersRoundTrip) {
   EXPECT_EQ(line,
             "forward,fused,64,784,1024,784,bf16,linear,exact,false,sm80:128x64x32s4w4,PASS,,"
             "cpu-fp64,0.0031,0.5,0.25,0.01,12345,1.5,1.25,0.012346,0.012,0.0125,0.0119,0.0412,"
-            "200,8.3211,1834.6,2.3149,1.5,1755,true,false,auto,0.4421");
+            "200,8.3211,1834.6,2.3149,1.5,1755,true,false,auto,0.4421,");
 }
 
 using CsvFile = TempDir;
@@ -628,11 +629,12 @@ TEST(GraphRows, EveryOutputSaysTheTimesAreGraphReplays) {
   Row r = sample_row();
   r.cuda_graph = true;
   EXPECT_TRUE(row_to_json(r).find("cuda_graph")->as_bool());
-  // cuda_graph is the column before tile_choice and copy_fraction; nothing else changes.
+  // cuda_graph is the column before tile_choice, copy_fraction and rel_l2_unquantised (empty for
+  // a bf16 row); nothing else changes.
   const std::string line = csv_line(r), plain_line = csv_line(sample_row());
-  EXPECT_TRUE(line.ends_with(",true,auto,0.4421")) << line;
-  EXPECT_TRUE(plain_line.ends_with(",false,auto,0.4421")) << plain_line;
-  EXPECT_EQ(plain_line.substr(0, plain_line.size() - 18), line.substr(0, line.size() - 17));
+  EXPECT_TRUE(line.ends_with(",true,auto,0.4421,")) << line;
+  EXPECT_TRUE(plain_line.ends_with(",false,auto,0.4421,")) << plain_line;
+  EXPECT_EQ(plain_line.substr(0, plain_line.size() - 19), line.substr(0, line.size() - 18));
   for (const char* op : {"forward", "backward", "step"}) {
     SCOPED_TRACE(op);
     // Only the median column's title changes, and the rule under it widens with it.
@@ -661,14 +663,16 @@ TEST(GradientRows, ForwardColumnsThenTheGradientOnes) {
   EXPECT_EQ(&csv_columns("step"), &grad);
   EXPECT_EQ(&csv_columns("memory"), &grad);
   EXPECT_EQ(&csv_columns("check"), &fwd);
-  ASSERT_EQ(grad.size(), fwd.size() - 1 + 22);
+  ASSERT_EQ(grad.size(), fwd.size() - 2 + 22);
   // Every column keeps its position: the forward ones, the gradient ones, then tile_choice last
-  // in both; forward rows add copy_fraction after it (gradient rows report no GB/s).
-  EXPECT_TRUE(std::equal(fwd.begin(), fwd.end() - 2, grad.begin()));
-  EXPECT_EQ(grad[fwd.size() - 2], "policy");
+  // in both; forward rows add copy_fraction (gradient rows report no GB/s) and rel_l2_unquantised
+  // (fp8 rows) after it.
+  EXPECT_TRUE(std::equal(fwd.begin(), fwd.end() - 3, grad.begin()));
+  EXPECT_EQ(grad[fwd.size() - 3], "policy");
   EXPECT_EQ(grad[grad.size() - 2], "peak_vs_cublas2");
-  EXPECT_EQ(fwd[fwd.size() - 2], "tile_choice");
-  EXPECT_EQ(fwd.back(), "copy_fraction");
+  EXPECT_EQ(fwd[fwd.size() - 3], "tile_choice");
+  EXPECT_EQ(fwd[fwd.size() - 2], "copy_fraction");
+  EXPECT_EQ(fwd.back(), "rel_l2_unquantised");
   EXPECT_EQ(grad.back(), "tile_choice");
   for (const char* key : {"grads", "gate_placement", "tile_recompute", "tile_dx", "tile_dw",
                           "rel_l2_dx", "rel_l2_dw", "rel_l2_dbias", "measured_saved_bytes",

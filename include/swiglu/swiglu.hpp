@@ -19,7 +19,9 @@
 
 namespace swiglu {
 
-enum class DType { f32, f16, bf16 };
+// e4m3 (OCP FP8 E4M3, spelled fp8) is the FP8 forward's operand type: it takes forward_fp8 and an
+// Fp8Problem, with fp32 scales; every Problem-based entry point refuses it.
+enum class DType { f32, f16, bf16, e4m3 };
 
 // How Wa and Wb are stored.
 //  linear: PyTorch nn.Linear. W12 = [Wa; Wb] is 2D×I row-major (Wa rows 0..D-1, Wb rows D..2D-1).
@@ -226,6 +228,102 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
                 void* workspace, size_t workspace_bytes, cudaStream_t stream,
                 BackwardTiles* used_tiles = nullptr);
 
+// ---- FP8 forward (e4m3 operands, sm_90a) --------------------------------------------------------
+//
+// The forward on dequantised operands: X = Xq·sx and W12 = Wq·sw, where Xq (B×I, row stride ldx
+// bytes) and Wq (W12 = [Wa; Wb], 2D×I row-major: the linear layout) are e4m3 (OCP FP8 E4M3:
+// __nv_fp8_e4m3, torch.float8_e4m3fn) and the scales are fp32, laid out as Fp8Scaling says:
+//
+//   Z = silu(X·Waᵀ + ba) ⊙ (X·Wbᵀ + bb)
+//
+// Products accumulate in fp32 on the FP8 tensor cores, promoted to fp32 registers every 128 of K.
+// Z is written in the output dtype (bf16 or fp16), or in e4m3 with 1×128 scales along D, ready
+// for an FP8 down projection. Needs compute capability 9.0 and a build with sm_90a code.
+
+// How an operand's fp32 scales are laid out (a dequantised element is its e4m3 value × its scale).
+// k_blocks = ceil(I / 128), d_blocks = ceil(D / 128).
+enum class Fp8Scaling {
+  tensor,   // one scale for the whole operand (the delayed-scaling recipes)
+  blocks,   // X: 1×128 blocks, B × k_blocks scales, row-major (row b's scale of columns kb·128 ..
+            // kb·128 + 127 at b·k_blocks + kb); W12: 128×128 blocks, 2 × d_blocks × k_blocks: Wa's
+            // (row block, K block) row-major, then Wb's
+  channel,  // W12 only: one scale a row, 2D of them: Wa's D, then Wb's D
+};
+
+struct Fp8Problem {
+  int64_t batch = 0;        // B. B == 0 is a valid no-op.
+  int64_t in_features = 0;  // I: a multiple of 16 (the TMA loads' 16-byte rows)
+  int64_t hidden = 0;       // D
+  int64_t ldx = 0;          // X's row stride in elements (bytes); 0 means I; a multiple of 16
+  Fp8Scaling x_scaling = Fp8Scaling::blocks;  // tensor or blocks
+  Fp8Scaling w_scaling = Fp8Scaling::blocks;  // tensor, blocks or channel
+  DType out = DType::bf16;  // bf16 or fp16: the bias, H, and Z unless z_e4m3
+  bool bias = false;        // when true, Fp8Tensors::bias holds 2D elements [ba | bb] in `out`
+  bool z_e4m3 = false;      // Z in e4m3 with 1×128 scales along D (Fp8Tensors::z_scale)
+
+  int64_t x_stride() const { return ldx == 0 ? in_features : ldx; }
+};
+
+struct Fp8Tensors {
+  const void* x = nullptr;         // e4m3, B×I, row stride x_stride(); 16-byte aligned
+  const float* x_scale = nullptr;  // X's scales (Fp8Problem::x_scaling)
+  const void* w = nullptr;         // e4m3, W12, 2D×I row-major; 16-byte aligned
+  const float* w_scale = nullptr;  // W12's scales (Fp8Problem::w_scaling)
+  const void* bias = nullptr;      // when Fp8Problem::bias
+  // Z, B×D row-major: `out` elements, or e4m3 bytes when z_e4m3. May be null when saved is set.
+  void* z = nullptr;
+  // z_e4m3 with z set: Z's scales, B × d_blocks fp32, row-major: a row's 128 columns share
+  // amax/448 (1 when they are all zero), and Z = e4m3 × scale.
+  float* z_scale = nullptr;
+  // z_e4m3, optional: raised (atomically) to the largest |Z| this call computes, before Z is
+  // quantised: the caller sets it (to 0) first. For delayed scaling.
+  float* z_amax = nullptr;
+  // Optional: H = [G | U] (B×2D in `out`, bias included) for the backward.
+  void* saved = nullptr;
+};
+
+// Checks the arguments as forward_fp8 does, launching nothing (no device needed).
+Status validate_forward_fp8(const Fp8Problem& p, const Fp8Tensors& t);
+
+// Launches the FP8 forward on `stream` (one kernel launch). No output may overlap an input or
+// another output.
+Status forward_fp8(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream);
+
+// The kernel forward_fp8 runs for `p`, for reports: "sm90a-fp8" (wgmma tiles of 128 rows) or, for a
+// few rows, "sm90a-fp8-decode" (mma.sync, a warp per 8 Z columns).
+std::string_view forward_fp8_kernel(const Fp8Problem& p);
+
+// Checks the values of the scales forward_fp8 would read for `p` from t.x_scale and t.w_scale:
+// each must be finite and > 0. A NaN, an infinity, a zero or a negative scale is no recipe's, and
+// the kernel cannot tell what it makes of an operand from data. The error names the operand, the
+// index and the block. Copies the scales to the host on `stream` and waits for it, so it belongs
+// where scales are made or loaded (a checkpoint, a quantiser of the caller's own), not in a timed
+// loop. The scales quantize_e4m3 writes always pass. Either pointer may be null, to check the other
+// operand's only (weights quantised once, say); the other tensors are not read.
+Status check_fp8_scales(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream);
+
+// The quantiser that makes those operands: a rows×cols matrix `a` (fp32, fp16 or bf16, row
+// stride lda elements) to e4m3 `q` (row stride ldq bytes) with one fp32 scale a block, amax/448
+// (1 for an all-zero block), written to `scale` row-major: rows × ceil(cols/128) for row_1x128
+// (X, and Z's layout), ceil(rows/128) × ceil(cols/128) for tile_128x128 (for W12: quantise it as
+// one 2D×I matrix when D is a multiple of 128, else Wa and Wb one at a time, so that no block
+// straddles them). Each element rounds to the nearest e4m3, saturating at ±448.
+enum class Fp8Blocks { row_1x128, tile_128x128 };
+Status quantize_e4m3(DType in, const void* a, int64_t lda, int64_t rows, int64_t cols, Fp8Blocks blocks,
+                     void* q, int64_t ldq, float* scale, cudaStream_t stream);
+
+// quantize_e4m3 that also writes Aᵀ in e4m3 in one pass over `a`: qt (cols×rows, row stride ldqt
+// bytes) with scales scale_t, for an FP8 GEMM that reads the matrix K-major the other way (the
+// backward's dW = dHᵀ·X). Its blocks run along A's rows:
+//   row_1x128:    qt is quantize_e4m3(Aᵀ, row_1x128): one scale a column of A for each 128 of its
+//                 rows, scale_t cols × ceil(rows/128);
+//   tile_128x128: the same blocks as q, so qt is q transposed and scale_t is ceil(cols/128) ×
+//                 ceil(rows/128), scale transposed.
+// q and scale are written as quantize_e4m3 writes them, or neither when both are null.
+Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, int64_t rows, int64_t cols, Fp8Blocks blocks,
+                                void* q, int64_t ldq, float* scale, void* qt, int64_t ldqt, float* scale_t,
+                                cudaStream_t stream);
+
 std::string_view to_string(DType);
 std::string_view to_string(Policy);
 std::string_view to_string(GatePlacement);
@@ -236,6 +334,7 @@ std::optional<DhStorage> parse_dh_storage(std::string_view);
 std::string_view to_string(Layout);
 std::string_view to_string(Math);
 std::string_view to_string(Family);
+std::string_view to_string(Fp8Scaling);
 std::optional<DType> parse_dtype(std::string_view);
 std::optional<Layout> parse_layout(std::string_view);
 std::optional<Math> parse_math(std::string_view);

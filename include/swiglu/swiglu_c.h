@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 /* Bumped when a signature or struct below changes. */
-#define SWIGLU_C_ABI_VERSION 2
+#define SWIGLU_C_ABI_VERSION 3
 
 typedef enum {
   SWIGLU_OK = 0,
@@ -94,6 +94,42 @@ SWIGLU_C_API swiglu_status swiglu_backward2(const swiglu_problem* p, int32_t pol
                                             const void* bias, const void* dz, const void* saved, void* dx,
                                             void* dw, void* dbias, void* dh, void* workspace,
                                             size_t workspace_bytes, void* stream);
+
+/* Since ABI version 3: the FP8 forward (forward_fp8 and Fp8Scaling in swiglu.hpp: the scales'
+ * layouts, the requirements). X (B×I, row stride ldx bytes) and W12 (linear layout, 2D×I) are e4m3
+ * bytes with fp32 scales. */
+enum { SWIGLU_FP8_SCALE_TENSOR = 0, SWIGLU_FP8_SCALE_BLOCKS = 1, SWIGLU_FP8_SCALE_CHANNEL = 2 };
+enum { SWIGLU_FP8_BLOCKS_1X128 = 0, SWIGLU_FP8_BLOCKS_128X128 = 1 };
+
+typedef struct {
+  int64_t batch;       /* B; 0 is a valid no-op */
+  int64_t in_features; /* I, a multiple of 16 */
+  int64_t hidden;      /* D */
+  int64_t ldx;         /* X's row stride in bytes, a multiple of 16; 0 means in_features */
+  int32_t x_scaling;   /* SWIGLU_FP8_SCALE_TENSOR or _BLOCKS */
+  int32_t w_scaling;   /* SWIGLU_FP8_SCALE_* */
+  int32_t out_dtype;   /* SWIGLU_DTYPE_BF16 or _F16: the bias, H, and Z unless z_e4m3 */
+  int32_t bias;        /* nonzero: bias points to 2D elements [ba | bb] in out_dtype */
+  int32_t z_e4m3;      /* nonzero: Z in e4m3 with 1×128 scales in z_scale (and its amax in z_amax) */
+} swiglu_fp8_problem;
+
+/* Z and/or H (`saved`) from e4m3 X and W12. z_scale and z_amax only with z_e4m3 (z_amax may be
+ * NULL; else the caller zeroes it and the call raises it to max |Z|). */
+SWIGLU_C_API swiglu_status swiglu_forward_fp8(const swiglu_fp8_problem* p, const void* x, const float* x_scale,
+                                              const void* w, const float* w_scale, const void* bias, void* z,
+                                              float* z_scale, float* z_amax, void* saved, void* stream);
+
+/* Checks the values of the scales swiglu_forward_fp8 would read for `p` (check_fp8_scales): each
+ * must be finite and > 0; the error names the first that is not. Either pointer may be NULL (that
+ * operand is not checked). Copies the scales to the host and waits for `stream`. */
+SWIGLU_C_API swiglu_status swiglu_check_fp8_scales(const swiglu_fp8_problem* p, const float* x_scale,
+                                                   const float* w_scale, void* stream);
+
+/* A rows×cols matrix `a` (in_dtype: SWIGLU_DTYPE_*, row stride lda elements) to e4m3 `q` (row
+ * stride ldq bytes) with fp32 scales in SWIGLU_FP8_BLOCKS_* blocks, amax/448 each (quantize_e4m3). */
+SWIGLU_C_API swiglu_status swiglu_quantize_e4m3(int32_t in_dtype, const void* a, int64_t lda, int64_t rows,
+                                                int64_t cols, int32_t blocks, void* q, int64_t ldq, float* scale,
+                                                void* stream);
 
 #ifdef __cplusplus
 }

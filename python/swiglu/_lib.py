@@ -11,6 +11,8 @@ machine that has no GPU and no library. Where it is looked for, in this order:
 
 A library that loads but lacks the ``swiglu_*`` functions, or reports another
 ``swiglu_abi_version()``, is rejected like a missing one, and the error lists every attempt.
+``swiglu_check_fp8_scales`` is the exception: a version-3 library built before it was added loads,
+and only a call of ``Library.check_fp8_scales`` says that it is missing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import pathlib
 import threading
 
-ABI_VERSION = 2  # SWIGLU_C_ABI_VERSION this package is written against
+ABI_VERSION = 3  # SWIGLU_C_ABI_VERSION this package is written against
 LIBRARY_FILE = "libswiglu_c.so"
 ENV_VAR = "SWIGLU_LIBRARY"
 
@@ -30,6 +32,8 @@ LAYOUT_LINEAR = 0
 MATH_EXACT, MATH_TF32, MATH_TF32X3 = 0, 1, 2
 POLICY_SAVE, POLICY_RECOMPUTE = 0, 1
 DH_WORKSPACE, DH_TENSORS = 0, 1
+FP8_SCALE_TENSOR, FP8_SCALE_BLOCKS, FP8_SCALE_CHANNEL = 0, 1, 2
+FP8_BLOCKS_1X128, FP8_BLOCKS_128X128 = 0, 1
 
 _STATUS_NAMES = {
     0: "SWIGLU_OK",
@@ -72,6 +76,22 @@ class Problem(ctypes.Structure):
     ]
 
 
+class Fp8Problem(ctypes.Structure):
+    """swiglu_fp8_problem (ABI version 3)."""
+
+    _fields_ = [
+        ("batch", ctypes.c_int64),
+        ("in_features", ctypes.c_int64),
+        ("hidden", ctypes.c_int64),
+        ("ldx", ctypes.c_int64),  # X's row stride in bytes; 0 means in_features
+        ("x_scaling", ctypes.c_int32),
+        ("w_scaling", ctypes.c_int32),
+        ("out_dtype", ctypes.c_int32),
+        ("bias", ctypes.c_int32),
+        ("z_e4m3", ctypes.c_int32),
+    ]
+
+
 def candidates() -> list[tuple[str, str]]:
     """The places tried, in order, as (path or loader name, what it is)."""
     explicit = os.environ.get(ENV_VAR)
@@ -91,9 +111,12 @@ class Library:
 
     def __init__(self, cdll: ctypes.CDLL, path: str):
         self.path = path
-        p_problem = ctypes.POINTER(Problem)
-        vp, i32, size_t = ctypes.c_void_p, ctypes.c_int32, ctypes.c_size_t
-        signatures = {
+        p_problem, p_fp8 = ctypes.POINTER(Problem), ctypes.POINTER(Fp8Problem)
+        vp, i32, i64, size_t = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_size_t
+        # Why in three groups: the first names the library (one missing: not libswiglu_c), the
+        # version is read before the second (an older library lacks the FP8 functions and is
+        # reported by its version), and the third came to version 3 after its first release.
+        identity = {
             "swiglu_abi_version": (i32, []),
             "swiglu_last_error": (ctypes.c_char_p, []),
             "swiglu_forward": (ctypes.c_int, [p_problem, vp, vp, vp, vp, vp, vp]),
@@ -103,20 +126,33 @@ class Library:
                 [p_problem, i32, i32, i32, i32, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, size_t, vp],
             ),
         }
-        for name, (restype, argtypes) in signatures.items():
-            try:
-                fn = getattr(cdll, name)
-            except AttributeError:
-                raise LibraryError(f"{path} does not export {name}(): it is not libswiglu_c") from None
-            fn.restype = restype
-            fn.argtypes = argtypes
+        fp8 = {
+            "swiglu_forward_fp8": (ctypes.c_int, [p_fp8, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp]),
+            "swiglu_quantize_e4m3": (ctypes.c_int, [i32, vp, i64, i64, i64, i32, vp, i64, vp, vp]),
+        }
         self._c = cdll
+        self._bind(identity, lambda name: f"{path} does not export {name}(): it is not libswiglu_c")
         version = cdll.swiglu_abi_version()
         if version != ABI_VERSION:
             raise LibraryError(
                 f"{path} has C ABI version {version}; this swiglu package needs version "
                 f"{ABI_VERSION}: rebuild the library (CMake target swiglu_c) from the same "
                 f"swiglu source as this package")
+        self._bind(fp8, lambda name: f"{path} reports C ABI version {version} but does not export "
+                                     f"{name}(): rebuild the library (CMake target swiglu_c)")
+        self._has_check_fp8_scales = hasattr(cdll, "swiglu_check_fp8_scales")
+        if self._has_check_fp8_scales:  # else check_fp8_scales() says so when called
+            self._bind({"swiglu_check_fp8_scales": (ctypes.c_int, [p_fp8, vp, vp, vp])}, str)
+
+    def _bind(self, signatures: dict, missing) -> None:
+        """Sets each function's restype and argtypes; LibraryError(missing(name)) for one absent."""
+        for name, (restype, argtypes) in signatures.items():
+            try:
+                fn = getattr(self._c, name)
+            except AttributeError:
+                raise LibraryError(missing(name)) from None
+            fn.restype = restype
+            fn.argtypes = argtypes
 
     def last_error(self) -> str:
         return self._c.swiglu_last_error().decode("utf-8", "replace")
@@ -147,6 +183,30 @@ class Library:
         self._check("swiglu_backward2", self._c.swiglu_backward2(
             ctypes.byref(p), policy, int(dx_wanted), int(dw_wanted), dh_storage, x, w, bias, dz, saved,
             dx, dw, dbias, dh, workspace, workspace_bytes, stream))
+
+    def forward_fp8(self, p: Fp8Problem, x: int, x_scale: int, w: int, w_scale: int, bias: int, z: int,
+                    z_scale: int, z_amax: int, saved: int, stream: int) -> None:
+        """swiglu_forward_fp8: Z (and/or H in ``saved``) from e4m3 X and W12 with fp32 scales."""
+        self._check("swiglu_forward_fp8", self._c.swiglu_forward_fp8(
+            ctypes.byref(p), x, x_scale, w, w_scale, bias, z, z_scale, z_amax, saved, stream))
+
+    def quantize_e4m3(self, in_dtype: int, a: int, lda: int, rows: int, cols: int, blocks: int, q: int,
+                      ldq: int, scale: int, stream: int) -> None:
+        """swiglu_quantize_e4m3: rows×cols ``a`` (row stride lda elements) to e4m3 ``q`` (row
+        stride ldq bytes) with amax/448 fp32 scales in FP8_BLOCKS_* blocks."""
+        self._check("swiglu_quantize_e4m3", self._c.swiglu_quantize_e4m3(
+            in_dtype, a, lda, rows, cols, blocks, q, ldq, scale, stream))
+
+    def check_fp8_scales(self, p: Fp8Problem, x_scale: int, w_scale: int, stream: int) -> None:
+        """swiglu_check_fp8_scales: SwigluError (SWIGLU_INVALID_ARGUMENT) naming the first scale
+        forward_fp8 would read that is not finite and > 0. Copies the scales to the host and waits
+        for ``stream``. LibraryError when this library was built without the function."""
+        if not self._has_check_fp8_scales:
+            raise LibraryError(f"{self.path} does not export swiglu_check_fp8_scales(), which checks FP8 "
+                               f"scales: rebuild the library (CMake target swiglu_c) from the same "
+                               f"swiglu source as this package")
+        self._check("swiglu_check_fp8_scales", self._c.swiglu_check_fp8_scales(
+            ctypes.byref(p), x_scale, w_scale, stream))
 
 
 _lock = threading.Lock()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 from torch import nn
 
+from . import _fp8_ops
+from . import fp8 as _fp8
 from .functional import POLICIES, fused_swiglu
 
 try:  # Why: DTensor is public from torch 2.5; older torch (or one built without distributed) has none
@@ -17,6 +20,25 @@ except ImportError:
 
 def _is_dtensor(t) -> bool:
     return _DTensor is not None and isinstance(t, _DTensor)
+
+
+# The FP8 mode's output words and the dtypes they stand for.
+_FP8_OUTPUTS = {"bf16": torch.bfloat16, "fp16": torch.float16, "e4m3": _fp8.E4M3}
+_FP8_BUFFERS = ("weight_e4m3", "weight_e4m3_scale")
+_is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling  # torch < 2.3
+
+
+@dataclasses.dataclass(frozen=True)
+class Fp8Mode:
+    """A FusedSwiGLU's FP8 inference mode (FusedSwiGLU.to_fp8): its weights' scaling and the
+    output, parsed."""
+
+    weight_scaling: str  # "blocks", "channel" or "tensor"
+    output: str  # "bf16", "fp16" or "e4m3"
+
+    @property
+    def out_dtype(self) -> torch.dtype:
+        return _FP8_OUTPUTS[self.output]
 
 
 def _stack_gate_up(state_dict: dict, prefix: str) -> None:
@@ -52,7 +74,12 @@ class FusedSwiGLU(nn.Module):
     Tensor parallelism: swiglu.parallel.SwiGLUColwiseParallel shards the module over a device
     mesh, after which ``weight`` is a (2, hidden, in_features) DTensor and ``bias`` (2, hidden),
     sharded along hidden (see swiglu.parallel).
+
+    FP8 inference: to_fp8() quantises the weight to e4m3 once and switches the forward to the FP8
+    kernel (Hopper); see there.
     """
+
+    fp8_mode: Fp8Mode | None = None  # set by to_fp8()
 
     def __init__(self, in_features: int, hidden: int, bias: bool = True, policy: str = "save",
                  device=None, dtype=None):
@@ -124,7 +151,118 @@ class FusedSwiGLU(nn.Module):
             fused.bias.requires_grad_(fc1_a.bias.requires_grad or fc1_b.bias.requires_grad)
         return fused
 
+    def to_fp8(self, weight_scaling: str = "blocks", output: str | None = None) -> "FusedSwiGLU":
+        """Switches this module to FP8 (e4m3) inference, in place, and returns it.
+
+        The weight is quantised now, once: ``weight_e4m3`` (torch.float8_e4m3fn, the weight's
+        shape) and ``weight_e4m3_scale`` (float32) become buffers of the module, left out of its
+        state dict (which still holds ``weight`` and ``bias``). Each call then quantises x in 1×128
+        blocks (amax/448 a block) and runs swiglu.fused_swiglu_fp8: one quantisation and one FP8
+        GEMM launch, no host synchronisation, so CUDA graphs capture it and torch.compile keeps
+        both as operators.
+
+        Args:
+            weight_scaling: the weight's scales: "blocks" (128×128 blocks, Wa's and Wb's apart),
+                "channel" (one a row) or "tensor" (one). Finer scales follow the weights more
+                closely; see swiglu.quantize_weight_e4m3.
+            output: what forward() returns: "bf16" or "fp16" for Z in that dtype, or "e4m3" for
+                a swiglu.ScaledFp8 (Z in e4m3 with its 1×128 scales, for an FP8 down projection).
+                None: the module's dtype when that is bfloat16 or float16, else "bf16".
+
+        The quantised weight is refreshed from ``weight`` by refresh_fp8(), which load_state_dict()
+        calls itself, and which an eager forward() calls when ``weight`` changed since (an in-place
+        update of the parameter bumps its version; a new tensor is another one); the bias is read
+        as it is at each call. Writes through ``weight.data`` (``m.weight.data.copy_(w)``) bump no
+        version the module can see, and compiled graphs and CUDA graph replays do not look at all:
+        call refresh_fp8() after changing the weight there (before capturing a graph, too: a
+        refresh checks the scales on the host, which a capture forbids). It updates the buffers in
+        place, so that graphs captured before see the new values. ``.to()`` moves the buffers with
+        the module and keeps their dtypes.
+
+        Inference only: forward() raises when a gradient would be needed (grad mode on and x or a
+        parameter requiring grad; run it under torch.no_grad() or torch.inference_mode()). Needs
+        in_features to be a multiple of 16 and the weight on a GPU of compute capability 9.0;
+        raises RuntimeError elsewhere, and ValueError when a scale comes out unusable (a weight
+        with an infinity).
+        """
+        if _is_dtensor(self.weight):
+            raise TypeError("to_fp8: this FusedSwiGLU is tensor-parallel (a DTensor weight); the FP8 mode "
+                            "takes a plain module")
+        if weight_scaling not in _fp8.WEIGHT_SCALINGS:
+            raise ValueError(f"weight_scaling must be one of {', '.join(map(repr, _fp8.WEIGHT_SCALINGS))}, "
+                             f"got {weight_scaling!r}")
+        if output is None:
+            output = {torch.float16: "fp16"}.get(self.weight.dtype, "bf16")
+        if output not in _FP8_OUTPUTS:
+            raise ValueError(f"output must be 'bf16', 'fp16' or 'e4m3', got {output!r}")
+        mode = Fp8Mode(weight_scaling, output)
+        self._quantize_weight(mode)  # first: a failure leaves the module as it was
+        self.fp8_mode = mode
+        return self
+
+    def refresh_fp8(self) -> None:
+        """Quantises ``weight`` again (after it changed) into the FP8 mode's buffers, in place
+        where their shapes allow. Checks the new scales (a host synchronisation)."""
+        if self.fp8_mode is None:
+            raise RuntimeError("refresh_fp8: this FusedSwiGLU is not in FP8 mode (to_fp8())")
+        self._quantize_weight(self.fp8_mode)
+
+    def _quantize_weight(self, mode: Fp8Mode) -> None:
+        q, scale = _fp8.quantize_weight_e4m3(self.weight, mode.weight_scaling)
+        try:
+            _fp8_ops.check_weight_scales(scale, mode.weight_scaling, self.hidden, self.in_features)
+        except ValueError as e:
+            raise ValueError(f"FusedSwiGLU FP8: the quantised weight is unusable: {e}") from None
+        # Why outside inference mode: buffers made inside it are inference tensors, which a later
+        # refresh outside it could not update in place (captured graphs would keep the old ones).
+        with torch.inference_mode(False), torch.no_grad():
+            for name, value in zip(_FP8_BUFFERS, (q, scale)):
+                old = self._buffers.get(name)
+                if value.is_inference():
+                    value = value.clone()
+                if (old is not None and old.shape == value.shape and old.dtype == value.dtype
+                        and old.device == value.device and not old.is_inference()):
+                    old.copy_(value)
+                else:
+                    self.register_buffer(name, value, persistent=False)
+        self._fp8_seen = self._fp8_weight_key()
+
+    def _fp8_weight_key(self) -> tuple:
+        """What tells an eager forward that the weight changed since it was quantised (the bias is
+        read as it is at each call)."""
+        w = self.weight
+        # Why not for inference tensors: they keep no version (and cannot change outside inference mode).
+        return w.data_ptr(), None if w.is_inference() else w._version
+
+    def _forward_fp8(self, x: torch.Tensor):
+        mode = self.fp8_mode
+        if _is_dtensor(self.weight) or _is_dtensor(x):
+            raise TypeError("FusedSwiGLU in FP8 mode takes plain tensors (it is not tensor-parallel)")
+        _fp8.check_inference("FusedSwiGLU in FP8 mode", x, self.weight, self.bias)
+        if not _is_compiling() and self._fp8_seen != self._fp8_weight_key():
+            if x.is_cuda and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError("FusedSwiGLU in FP8 mode: the weight changed since it was quantised, and a "
+                                   "refresh (which checks the scales on the host) cannot run inside a CUDA "
+                                   "graph capture: call refresh_fp8() before capturing")
+            self.refresh_fp8()
+        return _fp8.fused_swiglu_fp8(x, self.weight_e4m3, self.weight_e4m3_scale, self.bias,
+                                     weight_scaling=mode.weight_scaling, out_dtype=mode.out_dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        if self.fp8_mode is None:
+            return super()._apply(fn, *args, **kwargs)
+        # Why: nn.Module.to(dtype) and .half() convert every floating buffer, e4m3 ones included;
+        # the quantised weight follows the module's device but keeps its dtypes.
+        held = {name: self._buffers.pop(name) for name in _FP8_BUFFERS}
+        try:
+            return super()._apply(fn, *args, **kwargs)
+        finally:
+            for name, t in held.items():
+                self._buffers[name] = t.to(self.weight.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp8_mode is not None:
+            return self._forward_fp8(x)
         if _is_dtensor(self.weight):
             from .parallel import parallel_forward
 
@@ -136,8 +274,10 @@ class FusedSwiGLU(nn.Module):
         return fused_swiglu(x, self.weight, self.bias, policy=self.policy)
 
     def extra_repr(self) -> str:
+        fp8 = "" if self.fp8_mode is None else (
+            f", fp8(weight_scaling={self.fp8_mode.weight_scaling!r}, output={self.fp8_mode.output!r})")
         return (f"in_features={self.in_features}, hidden={self.hidden}, "
-                f"bias={self.bias is not None}, policy={self.policy!r}")
+                f"bias={self.bias is not None}, policy={self.policy!r}{fp8}")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Why: nn.Module.load_state_dict hands every module a copy of the caller's dict, so the
@@ -148,6 +288,8 @@ class FusedSwiGLU(nn.Module):
             if key in state_dict and param is not None:
                 state_dict[key] = self._as_parameter_layout(name, state_dict[key], param)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.fp8_mode is not None:
+            self.refresh_fp8()
 
     def _as_parameter_layout(self, name, value, param):
         """A loaded weight or bias in the shape and sharding of `param`. Parameters are the stacked

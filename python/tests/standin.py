@@ -1,18 +1,28 @@
-"""CPU kernels in plain torch for torch.ops.swiglu.forward, .backward and .backward_over_h,
-registered on import.
+"""CPU kernels in plain torch for torch.ops.swiglu.forward, .backward and .backward_over_h, and for
+the FP8 operators .quantize_e4m3 and .forward_fp8, registered on import.
 
 The fused kernels are CUDA-only. These stand-ins keep the C ABI's contract (H only when asked, an
 empty tensor for every gradient not asked for), so that with functional._fallback_reason patched
 to return None, fused_swiglu() on CPU tensors runs everything of the package but the kernels and
 ctypes: the operators, their autograd, and the graphs torch.compile builds around them. Each call
 is recorded, so a test can tell that the operators ran.
+
+The FP8 stand-ins do what the library's kernels do, from fp8_reference (the tests' own e4m3
+arithmetic): quantise with amax/448 block scales, dequantise, compute in float32, and write Z in
+the output dtype or quantised again in 1×128 blocks. They check their arguments with the package's
+own checks, as the CUDA kernels do, so that those run on the host too. With swiglu.fp8's
+unsupported_reason patched to return None, the FP8 mode then runs on CPU tensors.
 """
 
 import torch
 import torch.nn.functional as F
 
+import fp8_reference as ref
+from swiglu import _fp8_ops
+
 SAVES = []  # save_h of each stand-in forward call
 CALLS = []  # one dict per stand-in backward call
+FP8_CALLS = []  # (operator, its string arguments) per stand-in FP8 call
 
 
 def standin_forward(x, w, bias, save_h, tf32):
@@ -38,9 +48,32 @@ def standin_backward(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32, over_
     return dx, dw, dbias
 
 
+def standin_quantize_e4m3(a, blocks):
+    _fp8_ops._check_quantize(a, blocks)
+    FP8_CALLS.append(("quantize_e4m3", blocks))
+    return ref.quantize_blocks(a, 1 if blocks == "1x128" else 128)
+
+
+def standin_forward_fp8(x, x_scale, w, w_scale, bias, x_scaling, w_scaling, out_dtype, z_e4m3):
+    _fp8_ops._check_forward_fp8(x, x_scale, w, w_scale, bias, x_scaling, w_scaling, out_dtype)
+    FP8_CALLS.append(("forward_fp8", x_scaling, w_scaling))
+    # The kernel's arithmetic: products of the dequantised operands summed in float32.
+    h = ref.dequantize_x(x, x_scale, x_scaling).float() @ ref.dequantize_w(w, w_scale, w_scaling).float().t()
+    if bias is not None:
+        h = h + bias.float()
+    g, u = h.chunk(2, dim=-1)
+    z = F.silu(g) * u
+    if z_e4m3:
+        return ref.quantize_blocks(z, 1)
+    return z.to(out_dtype), x.new_empty((0,), dtype=torch.float32)
+
+
 _standin = torch.library.Library("swiglu", "IMPL")
 _standin.impl("forward", standin_forward, "CPU")
 _standin.impl("backward", standin_backward, "CPU")
 _standin.impl("backward_over_h",
               lambda dz, x, w, bias, h, need_dx, need_dw, tf32:
               standin_backward(dz, x, w, bias, h, False, need_dx, need_dw, tf32, over_h=True), "CPU")
+if _fp8_ops.E4M3 is not None:
+    _standin.impl("quantize_e4m3", standin_quantize_e4m3, "CPU")
+    _standin.impl("forward_fp8", standin_forward_fp8, "CPU")

@@ -12,6 +12,11 @@ libswiglu_c; the whole file skips without a device).
   strides, empty batches, 1-D input; the current stream; another GPU; autocast.
 - CUDA graph capture and torch.compile (the compiled graphs call the operators; opcheck).
 - README.md's "Swapping it into your model" code, run as written.
+- FP8 inference (compute capability 9.0): the quantiser bit for bit against the tests' own; the
+  FP8 module element by element against float64 on the dequantised operands (the C++ FP8 test's
+  bound) and against the bf16 module, every weight scaling, bf16 and e4m3 Z; the current stream;
+  CUDA graph capture (and refresh_fp8 reaching it) and torch.compile; swiglu_check_fp8_scales'
+  message on a NaN, zero, negative or infinite weight scale; elsewhere, a clear error.
 """
 
 import math
@@ -660,3 +665,268 @@ def test_tensor_parallel_world_size_1_runs_the_kernels(policy, tmp_path, monkeyp
         assert_close("dbias", tp[0].bias.grad.full_tensor().reshape(688), ref[0].bias.grad, tol)
     finally:
         dist.destroy_process_group()
+
+
+# ---- FP8 inference (FusedSwiGLU.to_fp8) -----------------------------------------------------------
+
+HOPPER = torch.cuda.get_device_capability()[0] == 9
+needs_hopper = pytest.mark.skipif(not HOPPER, reason="the FP8 kernel needs compute capability 9.0 (Hopper)")
+# (leading dimensions of x, I, D): I a multiple of 16 (not of 128), D of neither; one row; a
+# LLaMA-like width.
+FP8_SHAPES = [((1,), 16, 8), ((37,), 144, 130), ((2, 33), 272, 200), ((130,), 1024, 768), ((256,), 4096, 1408)]
+FP8_SCALINGS = ["blocks", "channel", "tensor"]
+FP8_DECODE_MAX_ROWS = 16  # the library's decode kernel up to here (kFp8DecodeMaxBatch)
+
+
+def fp8_module(i, d, bias, seed=0):
+    """A bf16 FusedSwiGLU whose rows and 128-column blocks (and Wa, Wb) differ in magnitude, so
+    that a scale read from the wrong block shows."""
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    m = swiglu.FusedSwiGLU(i, d, bias=bias, device=DEVICE, dtype=torch.bfloat16)
+    col = torch.tensor([1.0, 0.3, 0.7], device=DEVICE)[torch.arange(i, device=DEVICE) // 128 % 3]
+    row = torch.tensor([1.0, 0.4, 0.8], device=DEVICE)[torch.arange(d, device=DEVICE) // 128 % 3]
+    with torch.no_grad():
+        w = (torch.rand(2 * d, i, device=DEVICE, generator=g) * 2 - 1) * col / math.sqrt(i)
+        m.weight.copy_(w * torch.cat([row, 0.6 * row])[:, None])
+        if bias:
+            m.bias.copy_((torch.rand(2 * d, device=DEVICE, generator=g) * 2 - 1) / math.sqrt(i))
+    return m
+
+
+def fp8_x(lead, i, seed=1):
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    rows = math.prod(lead)
+    col = torch.tensor([1.0, 0.25, 0.6], device=DEVICE)[torch.arange(i, device=DEVICE) // 128 % 3]
+    x = (torch.rand(rows, i, device=DEVICE, generator=g) * 2 - 1) * col
+    x = x * (0.1 + torch.rand(rows, 1, device=DEVICE, generator=g))
+    return x.to(torch.bfloat16).reshape(*lead, i)
+
+
+def fp8_reference_on_dequantised(m, x, scaling):
+    """The float64 Z on the dequantised operands (X quantised by the tests' own quantiser, W12 as
+    the module holds it), and the kernel's error bound but for Z's rounding: the FP8 tensor cores'
+    accumulation (fp8_reference.tensor_core_bound) through the gate, as tests/test_fp8_gpu.cpp, in
+    the instruction order of the kernel the library runs (decode up to 16 rows, as forward_fp8_kernel
+    says)."""
+    import fp8_reference as ref
+
+    x2 = x.reshape(-1, m.in_features)
+    xq, xs = ref.quantize_blocks(x2, 1)
+    xd = ref.dequantize_x(xq, xs, "blocks")
+    wd = ref.dequantize_w(m.weight_e4m3, m.weight_e4m3_scale, scaling)
+    z, g, u = ref.swiglu64(xd, wd, None if m.bias is None else m.bias.detach())
+    order = "decode" if x2.shape[0] <= FP8_DECODE_MAX_ROWS else "contiguous"
+    return z, ref.gate_bound(ref.tensor_core_bound(xd, wd, order), g, u)
+
+
+@needs_hopper
+@pytest.mark.parametrize("blocks", ["1x128", "128x128"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_quantize_operator_matches_the_reference_bit_for_bit(dtype, blocks):
+    """The library's quantiser (amax/448 in float32, round to nearest even, saturated) against the
+    tests' own in torch: the same scales and the same e4m3 bytes, odd sizes and a padded view."""
+    import fp8_reference as ref
+
+    base = fp8_x((300,), 784 + 16).to(dtype)
+    for a in (base[:, :784], base[:37, :144].contiguous(), base[:1]):
+        q, s = torch.ops.swiglu.quantize_e4m3(a, blocks)
+        q_ref, s_ref = ref.quantize_blocks(a, 1 if blocks == "1x128" else 128)
+        assert torch.equal(s, s_ref), (a.shape, (s - s_ref).abs().max())
+        assert torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8)), a.shape
+
+
+@needs_hopper
+@pytest.mark.parametrize("output", ["bf16", "e4m3"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("scaling", FP8_SCALINGS)
+@pytest.mark.parametrize("shape", FP8_SHAPES, ids=shape_id)
+def test_fp8_module_matches_float64_on_the_dequantised_operands(shape, scaling, bias, output):
+    """Every element of Z within the kernel's bound of the float64 Z on the same (dequantised)
+    operands: bf16's rounding twice (the fp32 gate's few ulp included) plus the tensor cores'
+    accumulation, or for an e4m3 Z e4m3's rounding (2^-4·|z| + 2^-10 of the scale) on top; each
+    e4m3 Z scale amax/448 of its block. Then against the bf16 module, in rel_l2 within 2.1·u (2.4·u
+    for an e4m3 Z), u = 2^-4 (test_host_fp8.py derives both)."""
+    import fp8_reference as ref
+
+    lead, i, d = shape
+    m = fp8_module(i, d, bias)
+    x = fp8_x(lead, i)
+    with torch.no_grad():
+        z16 = m(x)
+        out = m.to_fp8(weight_scaling=scaling, output=output)(x)
+    z_ref, acc = fp8_reference_on_dequantised(m, x, scaling)
+    if output == "bf16":
+        assert out.dtype == torch.bfloat16 and out.shape == (*lead, d)
+        ref.assert_within("Z", out.reshape(-1, d), z_ref, 2 * ref.UNIT_ROUNDOFF[torch.bfloat16] * z_ref.abs() + acc)
+        assert errors(out, z16)[0] <= 2.1 * ref.U_E4M3
+        return
+    assert isinstance(out, swiglu.ScaledFp8) and out.data.shape == (*lead, d)
+    data, scale = out.data.reshape(-1, d), out.scale.reshape(-1, (d + 127) // 128)
+    pad = (0, (128 - d % 128) % 128)
+    block_max = F.pad(z_ref.abs(), pad).reshape(z_ref.shape[0], -1, 128).amax(-1)
+    block_acc = F.pad(acc, pad).reshape(z_ref.shape[0], -1, 128).amax(-1)
+    want = torch.where(block_max > 0, block_max / 448, torch.ones_like(block_max))
+    ref.assert_within("Z's scales", scale, want, block_acc / 448 + 1e-6 * want)
+    s_full = ref.expand(scale.double(), *data.shape, 1)
+    ref.assert_within("dequantised Z", ref.dequantize_z(data, scale), z_ref,
+                      ref.U_E4M3 * z_ref.abs() + ref.SUBNORMAL_HALF_SPACING * s_full + (1 + ref.U_E4M3) * acc)
+    assert errors(out.dequantize(), z16)[0] <= 2.4 * ref.U_E4M3
+
+
+@needs_hopper
+def test_fp8_runs_on_the_current_stream():
+    m = fp8_module(784, 512, True).to_fp8()
+    x_new = fp8_x((64,), 784)
+    x = torch.zeros_like(x_new)
+    with torch.no_grad():
+        want = m(x_new)
+        side = torch.cuda.Stream()
+        torch.cuda.synchronize()
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(100_000_000)
+            x.copy_(x_new)
+            z = m(x)
+        side.synchronize()
+    assert torch.equal(z, want)
+
+
+@needs_hopper
+@pytest.mark.parametrize("output", ["bf16", "e4m3"])
+def test_fp8_cuda_graph_capture_and_refresh(output):
+    """The FP8 call (x's quantisation and the FP8 GEMM) captured in a CUDA graph: replays follow
+    new inputs, and refresh_fp8() after a weight change reaches the captured graph (the buffers
+    are written in place)."""
+    m = fp8_module(784, 512, True).to_fp8(output=output)
+    static_x = torch.zeros(256, 784, device=DEVICE, dtype=torch.bfloat16)
+
+    def plain(t):
+        return t if output == "bf16" else t.dequantize()
+
+    with torch.no_grad():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                m(static_x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = m(static_x)
+        for seed in (1, 2):
+            x = fp8_x((256,), 784, seed=seed)
+            static_x.copy_(x)
+            graph.replay()
+            torch.cuda.synchronize()
+            assert torch.equal(plain(static_out), plain(m(x))), f"replay {seed}"
+        m.weight.mul_(-0.5)
+        m.refresh_fp8()
+        graph.replay()
+        assert torch.equal(plain(static_out), plain(m(static_x)))
+        # A weight changed and not refreshed before a capture: a clear error, not the capture's.
+        m.weight.mul_(2)
+        with pytest.raises(RuntimeError, match=r"call refresh_fp8\(\) before capturing"):
+            with torch.cuda.graph(torch.cuda.CUDAGraph()):
+                m(static_x)
+
+
+@needs_hopper
+@pytest.mark.parametrize("output", ["bf16", "e4m3"])
+def test_fp8_compiled_graphs_call_the_operators(output):
+    backend, graphs = graph_recorder()
+    torch._dynamo.reset()
+    m = fp8_module(784, 512, True).to_fp8(output=output)
+    compiled = torch.compile(m, backend=backend, fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        for batch in (64, 200):
+            x = fp8_x((batch,), 784, seed=batch)
+            got, want = compiled(x), m(x)
+            if output == "e4m3":
+                assert torch.equal(got.data.view(torch.uint8), want.data.view(torch.uint8))
+                assert torch.equal(got.scale, want.scale)
+            else:
+                assert torch.equal(got, want)
+    assert {"swiglu.quantize_e4m3.default", "swiglu.forward_fp8.default"} <= graphs["forward"], graphs
+
+
+@needs_hopper
+def test_fp8_compiled_with_inductor_matches_eager():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LayerNorm(784), swiglu.FusedSwiGLU(784, 1024, bias=False),
+                          nn.Linear(1024, 784)).to(DEVICE, torch.bfloat16)
+    model[1].to_fp8()
+    compiled = torch.compile(model)
+    x = fp8_x((128,), 784)
+    with torch.inference_mode():
+        assert_close("compiled FP8 model", compiled(x), model(x), FORWARD_TOL[torch.bfloat16])
+
+
+@needs_hopper
+@pytest.mark.parametrize("bad", [float("nan"), 0.0, float("inf"), -1.0])
+@pytest.mark.parametrize("scaling", FP8_SCALINGS)
+def test_fp8_scale_check_names_the_bad_scale(scaling, bad):
+    """swiglu_check_fp8_scales on a poisoned weight scale: a ValueError with the library's message,
+    which names the scale as the host tests' check in torch does, word for word."""
+    from swiglu import _fp8_ops
+
+    _, s = swiglu.quantize_weight_e4m3(fp8_module(272, 200, False).weight, scaling)
+    index = {"blocks": 7, "channel": 203, "tensor": 0}[scaling]
+    s.view(-1)[index] = bad
+    messages = []
+    for scales in (s, s.cpu()):
+        with pytest.raises(ValueError, match=rf"w_scale\[{index}\] \(.*\) is {bad:g}: every scale must be finite") as e:
+            _fp8_ops.check_weight_scales(scales, scaling, 200, 272)
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+
+
+@needs_hopper
+def test_fp8_infinite_weight_is_refused_by_to_fp8():
+    m = fp8_module(272, 200, True)
+    with torch.no_grad():
+        m.weight[201, 130] = float("inf")  # Wb's row 1, K block 1: blocks scale 2·2·3 + 0·3 + 1 = 7
+    with pytest.raises(ValueError, match=r"unusable: w_scale\[7\] \(Wb, row block 0, K block 1\) is inf"):
+        m.to_fp8()
+    assert m.fp8_mode is None
+
+
+@needs_hopper
+def test_fp8_bad_operator_arguments_are_errors():
+    from swiglu import _lib
+
+    m = fp8_module(144, 130, False).to_fp8()
+    xq, xs = torch.ops.swiglu.quantize_e4m3(fp8_x((4,), 144), "1x128")
+    with pytest.raises(ValueError, match=r"x is on cuda:\d but w_scale is on cpu"):
+        torch.ops.swiglu.forward_fp8(xq, xs, m.weight_e4m3, m.weight_e4m3_scale.cpu(), None, "blocks", "blocks",
+                                     torch.bfloat16, False)
+    p = _lib.Fp8Problem(batch=4, in_features=144, hidden=130, ldx=150, x_scaling=_lib.FP8_SCALE_BLOCKS,
+                        w_scaling=_lib.FP8_SCALE_BLOCKS, out_dtype=_lib.DTYPE_BF16, bias=0, z_e4m3=0)
+    z = torch.empty(4, 130, device=DEVICE, dtype=torch.bfloat16)
+    with pytest.raises(swiglu.SwigluError, match=r"SWIGLU_INVALID_ARGUMENT: .*row stride \(150\) must be multiples of 16"):
+        _lib.library().forward_fp8(p, xq.data_ptr(), xs.data_ptr(), m.weight_e4m3.data_ptr(),
+                                   m.weight_e4m3_scale.data_ptr(), 0, z.data_ptr(), 0, 0, 0,
+                                   torch.cuda.current_stream().cuda_stream)
+
+
+@pytest.mark.skipif(HOPPER, reason="checks the error on GPUs other than Hopper")
+def test_fp8_elsewhere_is_a_clear_error():
+    m = fp8_module(144, 130, False)
+    with pytest.raises(RuntimeError, match=r"FP8 cannot run here: a GPU of compute capability \d+\.x"):
+        m.to_fp8()
+
+
+@needs_hopper
+@pytest.mark.skipif(not hasattr(torch.library, "opcheck"), reason="torch.library.opcheck needs torch 2.4")
+def test_fp8_opcheck():
+    """As test_host_fp8.py's opcheck: forward_fp8 without the schema test, which does arithmetic on
+    its e4m3 inputs."""
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    x = fp8_x((64,), 272)
+    for blocks in ("1x128", "128x128"):
+        torch.library.opcheck(torch.ops.swiglu.quantize_e4m3.default, (x, blocks), test_utils=utils)
+    xq, xs = torch.ops.swiglu.quantize_e4m3(x, "1x128")
+    wq, ws = swiglu.quantize_weight_e4m3(fp8_module(272, 200, False).weight, "blocks")
+    bias = torch.zeros(400, device=DEVICE, dtype=torch.bfloat16)
+    for z_e4m3 in (False, True):
+        torch.library.opcheck(torch.ops.swiglu.forward_fp8.default,
+                              (xq, xs, wq, ws, bias, "blocks", "blocks", torch.bfloat16, z_e4m3), test_utils=utils[1:])

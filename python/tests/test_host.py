@@ -7,7 +7,6 @@ through ctypes: its version and its error messages). The fused kernels themselve
 """
 
 import ctypes.util
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -341,18 +340,6 @@ def test_source_tree_build_directory_is_searched(unloaded):
 # ---- the real library through ctypes (no GPU needed for these calls) ---------------------------
 
 
-@pytest.fixture(scope="module")
-def real_library():
-    """libswiglu_c: $SWIGLU_LIBRARY must load when set (CTest sets it); otherwise the default
-    search is tried and the tests skip when it finds nothing."""
-    try:
-        return _lib.library()
-    except swiglu.LibraryError as e:
-        if os.environ.get("SWIGLU_LIBRARY"):
-            raise
-        pytest.skip(f"libswiglu_c not built: {e}")
-
-
 def problem(**fields):
     p = dict(batch=64, in_features=784, hidden=512, ldx=0, dtype=_lib.DTYPE_BF16,
              layout=_lib.LAYOUT_LINEAR, bias=0, math=_lib.MATH_EXACT)
@@ -398,19 +385,16 @@ def test_real_library_workspace_query(real_library):
         real_library.backward_workspace_bytes(problem(), 3, True, True)
 
 
-@pytest.fixture(scope="module")
-def bench_torch():
-    """scripts/bench_torch.py as a module (its helpers; main() is not run)."""
-    pytest.importorskip("yaml")
-    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_torch.py"
-    spec = importlib.util.spec_from_file_location("bench_torch", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_torch"] = module  # dataclasses look their module up while the class is made
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules["bench_torch"]
-    return module
+def test_bench_torch_check_failures_are_rows(bench_torch):
+    """A contender whose check raises: ours is ERROR, another's SKIP, each with the first line of
+    the error; out of memory is SKIP for anyone."""
+    ours, theirs, oom = {}, {}, {}
+    bench_torch.record_check_failure(ours, RuntimeError("bad launch\nmore"), ours=True)
+    bench_torch.record_check_failure(theirs, ValueError("needs TMA"), ours=False)
+    bench_torch.record_check_failure(oom, torch.cuda.OutOfMemoryError("CUDA out of memory"), ours=True)
+    assert ours == {"status": "ERROR", "reason": "RuntimeError: bad launch"}
+    assert theirs == {"status": "SKIP", "reason": "ValueError: needs TMA"}
+    assert oom == {"status": "SKIP", "reason": "out of memory in the check"}
 
 
 def test_bench_torch_command_line_has_no_machine_paths(bench_torch):

@@ -44,6 +44,7 @@ cudaDataType_t cuda_type(DType t) {
     case DType::f32: return CUDA_R_32F;
     case DType::f16: return CUDA_R_16F;
     case DType::bf16: return CUDA_R_16BF;
+    case DType::e4m3: return CUDA_R_8F_E4M3;
   }
   return CUDA_R_32F;
 }
@@ -130,6 +131,34 @@ Status LtGemm::plan(cublasLtHandle_t handle, const MatmulSpec& s, size_t workspa
                                                  sizeof(lt_trans_a)));
   SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &lt_trans_b,
                                                  sizeof(lt_trans_b)));
+  const bool fp8 = s.in_type == CUDA_R_8F_E4M3 || s.in_type == CUDA_R_8F_E5M2;
+  if (fp8) {
+    // Why explicit: fast accumulation (the tensor cores' partial sums never promoted to fp32) is
+    // off by default; saying so keeps what is measured the fp32-accumulating GEMM.
+    const int8_t fast_accum = 0;
+    SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast_accum,
+                                                   sizeof(fast_accum)));
+    // cuBLAS's A is our B and its B our A (see above), and so are their scales.
+    if (s.b_scale != nullptr) {
+      SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                     &s.b_scale, sizeof(s.b_scale)));
+    }
+    if (s.a_scale != nullptr) {
+      SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                     &s.a_scale, sizeof(s.a_scale)));
+    }
+    if (s.a_scale_mode != 0 || s.b_scale_mode != 0) {
+#if CUBLAS_VERSION >= 120800
+      SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_A_SCALE_MODE,
+                                                     &s.b_scale_mode, sizeof(s.b_scale_mode)));
+      SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_B_SCALE_MODE,
+                                                     &s.a_scale_mode, sizeof(s.a_scale_mode)));
+#else
+      return Status{StatusCode::unsupported,
+                    "GEMM " + shape + ": scale modes other than per tensor need cuBLAS 12.8+ headers"};
+#endif
+    }
+  }
   if (s.bias != nullptr) {
     // cuBLAS's bias runs along the rows of its column-major C (n of them): our per-column bias.
     const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
@@ -137,6 +166,12 @@ Status LtGemm::plan(cublasLtHandle_t handle, const MatmulSpec& s, size_t workspa
         cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &s.bias,
                                                    sizeof(s.bias)));
+    if (fp8) {
+      // Why explicit: FP8 GEMMs default the bias type from the output type only for some outputs.
+      const int32_t bias_type = s.out_type;
+      SWIGLU_LT_CHECK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                     &bias_type, sizeof(bias_type)));
+    }
   }
   if (s.trans_b) {
     SWIGLU_LT_CHECK(cublasLtMatrixLayoutCreate(&a_, s.in_type, s.k, s.n, s.ldb));
@@ -173,6 +208,10 @@ Status LtGemm::plan(cublasLtHandle_t handle, const MatmulSpec& s, size_t workspa
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulAlgoGetHeuristic(handle, op_, a_, b_, c_, c_, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
+  if (fp8 && st == CUBLAS_STATUS_NOT_SUPPORTED) {
+    return Status{StatusCode::unsupported,
+                  "cuBLASLt does not support this FP8 " + shape + " GEMM: " + cublas_error(st)};
+  }
   SWIGLU_LT_CHECK(st);
   if (found == 0) {
     return Status{StatusCode::unsupported, "cuBLASLt has no algorithm for a " + shape + " GEMM" +

@@ -42,6 +42,7 @@ Status bias_as_float(const Problem& p, const void* bias, std::vector<float>* out
         (*out)[i] = __bfloat162float(h);
         break;
       }
+      case DType::e4m3: return Status{StatusCode::unsupported, "an fp8 bias"};  // refused by reference_h
     }
   }
   return Status::success();
@@ -52,6 +53,10 @@ Status bias_as_float(const Problem& p, const void* bias, std::vector<float>* out
 // by the forward and the backward reference, so both see the same H.
 Status reference_h(const Cublas& cublas, const Problem& p, const void* x, const void* w,
                    const void* bias, float* h, cudaStream_t stream) {
+  if (p.dtype == DType::e4m3) {
+    return Status{StatusCode::unsupported,
+                  "the GPU reference reads fp32, fp16 or bf16 operands: give it dequantised fp8 ones in fp32"};
+  }
   const int64_t two_d = 2 * p.hidden;
   const size_t row_bytes = static_cast<size_t>(two_d) * sizeof(float);
   if (p.bias) {

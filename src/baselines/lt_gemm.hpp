@@ -7,6 +7,7 @@
 
 #include <cublasLt.h>
 
+#include <cstdint>
 #include <string>
 
 #include "swiglu/swiglu.hpp"
@@ -33,6 +34,14 @@ struct MatmulSpec {
   cudaDataType_t out_type = CUDA_R_16BF;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   float beta = 0.0f;
+  // FP8 operands only (in_type CUDA_R_8F_E4M3): the fp32 scale factors of A and B (device pointers,
+  // null for 1) and how cuBLASLt reads them, as cublasLtMatmulMatrixScale_t values: 0 is
+  // SCALAR_32F (one per tensor); any other needs cuBLAS 12.8+ headers (fp8_baselines.hpp gives the
+  // layouts). FP8 GEMMs run with fast accumulation off (partial sums promoted to fp32).
+  const float* a_scale = nullptr;
+  const float* b_scale = nullptr;
+  int32_t a_scale_mode = 0;
+  int32_t b_scale_mode = 0;
 };
 
 // The forward's shorthand: Out (rows×cols row-major, ld_out) = beta·Out + X (rows×k, ldx) · Wᵀ,
@@ -67,7 +76,9 @@ class LtGemm {
   LtGemm& operator=(const LtGemm&) = delete;
 
   // Checks the spec (sizes > 0, pointers set, leading dimensions large enough), builds the
-  // descriptors and queries the heuristic for one algorithm. Failures name the cuBLAS status.
+  // descriptors and queries the heuristic for one algorithm. Failures name the cuBLAS status; an
+  // FP8 GEMM that cuBLASLt has no algorithm for (none found, or CUBLAS_STATUS_NOT_SUPPORTED) is
+  // StatusCode::unsupported.
   Status plan(cublasLtHandle_t handle, const MatmulSpec& spec, size_t workspace_bytes);
   Status plan(cublasLtHandle_t handle, const GemmSpec& spec, size_t workspace_bytes) {
     return plan(handle, to_matmul(spec), workspace_bytes);

@@ -142,7 +142,9 @@ void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--batch", c.batch, "batch sizes B: N, a,b,c, a:b:step or pow2:a:b");
   cmd->add_option("--in", c.in, "in-features I (same forms as --batch)");
   cmd->add_option("--hidden", c.hidden, "hidden size D (same forms as --batch)");
-  cmd->add_option("--dtype", c.dtype, "fp32, fp16, bf16 or a comma list [default: bf16]");
+  cmd->add_option("--dtype", c.dtype,
+                  "fp32, fp16, bf16, fp8 (e4m3 operands with block scales, the forward only: see "
+                  "docs/swiglubench.md) or a comma list [default: bf16]");
   cmd->add_option("--layout", c.layout, "linear (nn.Linear W12, 2D×I) or packed (Wf, I×2D) [default: linear]");
   cmd->add_option("--bias", c.bias, "true, false or true,false [default: false]");
   cmd->add_option("--variants", c.variants, gradient ? kGradientVariantsHelp : kForwardVariantsHelp);
@@ -346,7 +348,7 @@ CaseOverrides case_overrides(const CaseOptions& c) {
   o.batch = option_sizes(c.batch, "--batch");
   o.in = option_sizes(c.in, "--in");
   o.hidden = option_sizes(c.hidden, "--hidden");
-  o.dtype = option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16 or bf16");
+  o.dtype = option_values(c.dtype, "--dtype", parse_dtype, "fp32, fp16, bf16 or fp8");
   o.layout = option_values(c.layout, "--layout", parse_layout, "linear or packed");
   o.bias = option_values(
       c.bias, "--bias",

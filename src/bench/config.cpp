@@ -278,7 +278,7 @@ PartialSweep parse_sweep_keys(const Source& src, const YAML::Node& map,
     } else if (e.key == "x_stride_pad") {
       out.x_stride_pad = int_values(src, e, 0, kMaxStridePad);
     } else if (e.key == "dtype") {
-      out.dtype = enum_values<DType>(src, e, parse_dtype, "fp32, fp16, bf16");
+      out.dtype = enum_values<DType>(src, e, parse_dtype, "fp32, fp16, bf16, fp8");
     } else if (e.key == "layout") {
       out.layout = enum_values<Layout>(src, e, parse_layout, "linear, packed");
     } else if (e.key == "math") {

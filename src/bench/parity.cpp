@@ -15,6 +15,7 @@ double unit_roundoff(DType t) {
     case DType::f32: return kU32;
     case DType::f16: return 0x1p-11;
     case DType::bf16: return 0x1p-8;
+    case DType::e4m3: return 0x1p-4;
   }
   return 1;
 }
@@ -69,8 +70,18 @@ constexpr double kGateSensitivity = 1.3;
 // The gate's fp32 math (exp, the division, the products): a few fp32 ulps.
 constexpr double kGateMath = 4 * kU32;
 
+// The FP8 tensor cores' sums, as a screen: an instruction (32 products and its accumulator) keeps
+// 13 bits below its largest term and truncates the rest (TESTING.md, "FP8 accumulation"), which with
+// random signs comes to about 4·2^-13 of the terms' ℓ2 norm over all of K; 2^-12·√k is that 6× over
+// at k = 128 and more beyond (an older model's figure, kept as the looser one).
+constexpr double kFp8Accumulation = 4 * 0x1p-14;
+// A 128-element block of Z (a product of two near-Gaussian factors) whose largest element exceeds
+// 32·rms(Z) is beyond the tail of any sample these outputs reach.
+constexpr double kE4m3BlockPeak = 32;
+
 // Rounding near zero is absolute: half the spacing of the subnormals (bf16 and fp32 share the
 // smallest normal, below anything these outputs reach).
+// (e4m3's depends on its block's scale: fp8_tolerance's atol covers it.)
 double subnormal_roundoff(DType t) { return t == DType::f16 ? 0x1p-25 : 0x1p-126; }
 
 }  // namespace
@@ -88,6 +99,21 @@ Tolerance tolerance(DType dtype, Math math, int64_t k, Rounding rounding) {
 Tolerance tolerance(const Problem& p, Rounding rounding) {
   return tolerance(p.dtype, p.dtype == DType::f32 ? p.math : Math::exact, p.in_features + (p.bias ? 1 : 0),
                    rounding);
+}
+
+Tolerance fp8_tolerance(int64_t k, DType z, DType stored, Rounding rounding) {
+  const double kd = static_cast<double>(std::max<int64_t>(k, 1));
+  const int inter = rounding.stored > 0 ? 1 : 0;
+  const double u_z = unit_roundoff(z), u_s = unit_roundoff(stored);
+  const double rtol = u_z + inter * u_s * (1 + kGateSensitivity) + kGateMath;
+  // The FP8 tensor cores' accumulation (kFp8Accumulation·Σ|terms| ≤ kFp8Accumulation·√k·T), the
+  // fp32 sums of the promoted blocks and of the reference, and the baselines' stored G and U.
+  const double eps = kFp8Accumulation * std::sqrt(kd) + 2 * std::sqrt(kd) * kU32 +
+                     inter * slice_roundings(rounding.slices) * u_s;
+  // An e4m3 Z rounds a small element to its block's subnormal step, scale·2^-9 with scale =
+  // amax/448: half of it, for a block whose amax is within kE4m3BlockPeak·rms(Z).
+  const double subnormal = z == DType::e4m3 ? kE4m3BlockPeak / 448.0 * 0x1p-10 : 0.0;
+  return Tolerance{rtol, kForwardTail * eps + subnormal, rtol + 4 * eps, subnormal_roundoff(z)};
 }
 
 Tolerance gradient_tolerance(const Problem& p, int64_t k, int slices) {

@@ -34,6 +34,11 @@ inline constexpr Rounding kFusedRounding{0, 1};
 // Z of a forward with reduction length k (I, plus one for the bias).
 Tolerance tolerance(DType dtype, Math math, int64_t k, Rounding rounding);
 Tolerance tolerance(const Problem& p, Rounding rounding);
+// Z of the FP8 forward (dtype e4m3, run_fp8.hpp) against a reference on the dequantised operands:
+// k products summed by the FP8 tensor cores, which keep 13 bits below an instruction's largest term
+// and are promoted to fp32 every 128 of K (screened at 2^-12·√k of the terms' ℓ2 norm); G and U stored in `stored` by the baselines (rounding.stored); Z rounded to `z` (e4m3: 2^-4
+// relative, and near zero its block scale's subnormal step). TESTING.md, "FP8", derives it.
+Tolerance fp8_tolerance(int64_t k, DType z, DType stored, Rounding rounding);
 // A gradient whose GEMM reduces over k (dX: 2D; dW and dbias: B), with `slices` of it reduced in the
 // dtype. Every variant rounds dH to the dtype, and computes it from G and U that carry the forward's
 // error (and its rounding to the dtype, for the save policy and the baselines).

@@ -545,6 +545,7 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
   o.number("tflops", opt, r.tflops);
   o.number("gbps", opt, r.gbps);
   o.number("copy_fraction", opt, r.copy_fraction);
+  o.number("rel_l2_unquantised", opt, r.rel_l2_unquantised);
   o.number("sm_clock_mhz", opt, r.sm_clock_mhz);
   o.boolean("cold_l2", opt, r.cold_l2);
   o.boolean("cuda_graph", opt, r.cuda_graph);

@@ -14,6 +14,7 @@
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
 #include "bench/parity.hpp"
+#include "bench/run_fp8.hpp"
 #include "bench/session.hpp"
 #include "bench/writers.hpp"
 #include "common/device.hpp"
@@ -56,6 +57,10 @@ double forward_flops(const Problem& p) {
 double forward_min_bytes(const Problem& p) {
   const double B = static_cast<double>(p.batch), I = static_cast<double>(p.in_features),
                D = static_cast<double>(p.hidden);
+  if (p.dtype == DType::e4m3) {
+    const double kb = std::ceil(I / 128), db = std::ceil(D / 128);
+    return B * I + 2 * D * I + 4 * (B * kb + 2 * db * kb) + B * D + 4 * B * db + (p.bias ? 2 * 2 * D : 0);
+  }
   return static_cast<double>(dtype_size(p.dtype)) *
          (B * I + 2 * D * I + B * D + (p.bias ? 2 * D : 0));
 }
@@ -136,6 +141,7 @@ std::vector<ForwardVariant> make_variants(const Session& s, const Case& c) {
 }
 
 void run_forward_case(Session& s, const Case& c) {
+  if (c.problem.dtype == DType::e4m3) return run_fp8_forward_case(s, c);
   const RunOptions& o = s.options();
   const Problem& p = c.problem;
   const std::string label = case_label(c);
@@ -231,35 +237,17 @@ void run_forward_case(Session& s, const Case& c) {
     const std::string range = fmt::format("check/{} {} tile={}", v.row.variant, label, v.row.tile);
     nvtx3::scoped_range r{range.c_str()};
     v.row.reference = ref_name;
-    v.row.tol_rel_l2 = tol_of(v).rel_l2;
-    try {
-      if (v.kind != Variant::fused) {
-        if (Status st = baselines::Plan::create(s.cublas(), baseline_of(v.kind), p, x.get(),
-                                                w.get(), bias.get(), z.get(), scratch_buf.get(),
-                                                &v.plan);
-            !st.ok()) {
-          v.row.status = st.code == StatusCode::unsupported ? "SKIP" : "ERROR";
-          v.row.reason = st.message;
-          continue;
-        }
+    if (v.kind != Variant::fused) {
+      if (Status st = baselines::Plan::create(s.cublas(), baseline_of(v.kind), p, x.get(), w.get(),
+                                              bias.get(), z.get(), scratch_buf.get(), &v.plan);
+          !st.ok()) {
+        v.row.status = st.code == StatusCode::unsupported ? "SKIP" : "ERROR";
+        v.row.reason = st.message;
+        continue;
       }
-      poison(s.stream());
-      launch(v, s.stream());
-      CUDA_CHECK(cudaStreamSynchronize(s.stream()));
-      const ParityResult pr = check_z(v);
-      set_parity(v.row, pr);
-      v.row.status = pr.pass ? "PASS" : "FAIL";
-      v.runnable = pr.pass;
-      if (!pr.pass) {
-        v.row.reason = mismatch(pr);
-        std::fprintf(stderr, "FAIL %s %s tile=%s: %s\n", v.row.variant.c_str(), label.c_str(),
-                     v.row.tile.c_str(), v.row.reason.c_str());
-      }
-    } catch (const CudaError& e) {
-      v.row.status = "ERROR";
-      v.row.reason = e.what();
-      s.note_cuda_failure();
     }
+    v.runnable = check_forward_variant(
+        s, v.row, label, poison, [&](cudaStream_t st) { launch(v, st); }, [&] { return check_z(v); }, mismatch);
     if (s.fatal()) break;
   }
 

@@ -60,6 +60,8 @@ struct RunOptions {
 // FLOPs and minimum bytes of one fused forward; every TFLOP/s and GB/s figure comes from here.
 //   flops = 2·B·I·2D             (two projections; the gate's few ops per output are not counted)
 //   bytes = es·(B·I + 2D·I + B·D + 2D·bias)   (each input read once, Z written once)
+//   fp8:  B·I + 2D·I + B·D (e4m3) + 4·(B·⌈I/128⌉ + 2⌈D/128⌉·⌈I/128⌉ + B·⌈D/128⌉) (the fp32 scales
+//         of X, W12 and Z) + 2·2D·bias (bf16)
 double forward_flops(const Problem& p);
 double forward_min_bytes(const Problem& p);
 

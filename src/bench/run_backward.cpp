@@ -280,6 +280,10 @@ void GradientCase::run() {
   variants_ = make_variants(s_, c_);
   std::vector<Row*> rows;
   for (GradVariant& v : variants_) rows.push_back(&v.row);
+  if (p_.dtype == DType::e4m3) {
+    s_.emit_all(rows, "SKIP", "the FP8 backward is not in the library yet: --dtype fp8 runs check and forward");
+    return;
+  }
   const Grads g = o_.gradient.grads;
   const double es = static_cast<double>(dtype_size(p_.dtype));
   const double B = static_cast<double>(p_.batch), I = static_cast<double>(p_.in_features),

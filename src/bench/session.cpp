@@ -119,6 +119,33 @@ void set_parity(Row& row, const ParityResult& pr) {
                                           pr.worst_got, pr.worst_expected);
 }
 
+bool check_forward_variant(Session& s, Row& row, const std::string& label,
+                           const std::function<void(cudaStream_t)>& poison,
+                           const std::function<void(cudaStream_t)>& run,
+                           const std::function<ParityResult()>& check,
+                           const std::function<std::string(const ParityResult&)>& mismatch) {
+  try {
+    poison(s.stream());
+    run(s.stream());
+    CUDA_CHECK(cudaStreamSynchronize(s.stream()));
+    const ParityResult pr = check();
+    set_parity(row, pr);
+    row.tol_rel_l2 = pr.tol.rel_l2;
+    row.status = pr.pass ? "PASS" : "FAIL";
+    if (!pr.pass) {
+      row.reason = mismatch(pr);
+      std::fprintf(stderr, "FAIL %s %s%s%s: %s\n", row.variant.c_str(), label.c_str(),
+                   row.tile.empty() ? "" : " tile=", row.tile.c_str(), row.reason.c_str());
+    }
+    return pr.pass;
+  } catch (const CudaError& e) {
+    row.status = "ERROR";
+    row.reason = e.what();
+    s.note_cuda_failure();
+    return false;
+  }
+}
+
 Session::Session(const RunOptions& o, const DeviceInfo& dev, const std::atomic<bool>& stop)
     : o_(o), dev_(dev), stop_(stop) {}
 

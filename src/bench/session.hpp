@@ -129,6 +129,16 @@ class Session {
   double copy_gbps_ = kNaN;  // the copy ceiling measured at the start of the run (NaN: none)
 };
 
+// The check of one forward variant (run.cpp, run_fp8.cpp): `poison` its outputs, `run` it once on
+// the session's stream and wait, then `check` them. The row gets the parity fields and the bound
+// it was held to, and PASS, or FAIL with `mismatch`'s words (printed to stderr too); a CudaError
+// makes it ERROR and is noted (Session::note_cuda_failure). Returns whether it passed.
+bool check_forward_variant(Session& s, Row& row, const std::string& label,
+                           const std::function<void(cudaStream_t)>& poison,
+                           const std::function<void(cudaStream_t)>& run,
+                           const std::function<ParityResult()>& check,
+                           const std::function<std::string(const ParityResult&)>& mismatch);
+
 // Runs `body(session)` on the device of `options` and turns escaping errors into exit code 3.
 int with_session(const RunOptions& options, const std::atomic<bool>& stop,
                  const std::function<int(Session&)>& body);

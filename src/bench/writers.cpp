@@ -159,6 +159,7 @@ Json row_to_json(const Row& r) {
   if (!is_gradient_op(r.op)) {
     j.set("tile_choice", r.tile_choice);
     j.set("copy_fraction", number_or_null(r.copy_fraction));
+    j.set("rel_l2_unquantised", number_or_null(r.rel_l2_unquantised));
     return j;
   }
   j.set("policy", r.policy);

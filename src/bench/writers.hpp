@@ -42,6 +42,10 @@ struct Row {
   size_t samples = 0;
   double tflops = kNaN, gbps = kNaN;
   double copy_fraction = kNaN;  // gbps over the copy ceiling measured in the same run (forward rows)
+  // fp8 forward rows: Z's rel_l2 against the reference on the unquantised (bf16) inputs, the error
+  // the quantisation of X and W12 adds (information: rel_l2 above, against the dequantised
+  // operands, is what parity holds); NaN elsewhere.
+  double rel_l2_unquantised = kNaN;
   double speedup_vs_cublas2 = kNaN, speedup_vs_cublas1 = kNaN;  // t_baseline / t_this, same run
   double sm_clock_mhz = kNaN;
   bool cold_l2 = true;

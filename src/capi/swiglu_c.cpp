@@ -53,6 +53,32 @@ swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
   return swiglu::Status::success();
 }
 
+// The C FP8 struct as an Fp8Problem; every enum checked.
+swiglu::Status to_fp8_problem(const swiglu_fp8_problem* c, swiglu::Fp8Problem* q) {
+  if (c == nullptr) return invalid("problem is NULL");
+  const auto scaling = [](int32_t v, swiglu::Fp8Scaling* out) {
+    if (v < SWIGLU_FP8_SCALE_TENSOR || v > SWIGLU_FP8_SCALE_CHANNEL) return false;
+    static constexpr swiglu::Fp8Scaling kScalings[] = {swiglu::Fp8Scaling::tensor, swiglu::Fp8Scaling::blocks,
+                                                      swiglu::Fp8Scaling::channel};
+    *out = kScalings[v];
+    return true;
+  };
+  if (!scaling(c->x_scaling, &q->x_scaling))
+    return invalid("x_scaling " + std::to_string(c->x_scaling) + " is not SWIGLU_FP8_SCALE_TENSOR or _BLOCKS");
+  if (!scaling(c->w_scaling, &q->w_scaling))
+    return invalid("w_scaling " + std::to_string(c->w_scaling) + " is not SWIGLU_FP8_SCALE_TENSOR, _BLOCKS or _CHANNEL");
+  if (c->out_dtype != SWIGLU_DTYPE_BF16 && c->out_dtype != SWIGLU_DTYPE_F16)
+    return invalid("out_dtype " + std::to_string(c->out_dtype) + " is not SWIGLU_DTYPE_BF16 or _F16");
+  q->batch = c->batch;
+  q->in_features = c->in_features;
+  q->hidden = c->hidden;
+  q->ldx = c->ldx;
+  q->out = c->out_dtype == SWIGLU_DTYPE_BF16 ? swiglu::DType::bf16 : swiglu::DType::f16;
+  q->bias = c->bias != 0;
+  q->z_e4m3 = c->z_e4m3 != 0;
+  return swiglu::Status::success();
+}
+
 swiglu::Status to_options(int32_t policy, int32_t grad_dx, int32_t grad_dw, int32_t dh_storage,
                           swiglu::BackwardOptions* o) {
   if (policy != SWIGLU_POLICY_SAVE && policy != SWIGLU_POLICY_RECOMPUTE)
@@ -147,4 +173,52 @@ swiglu_status swiglu_backward(const swiglu_problem* p, int32_t policy, int32_t g
                           nullptr, workspace, workspace_bytes, stream);
 }
 
+swiglu_status swiglu_forward_fp8(const swiglu_fp8_problem* p, const void* x, const float* x_scale, const void* w,
+                                 const float* w_scale, const void* bias, void* z, float* z_scale, float* z_amax,
+                                 void* saved, void* stream) {
+  return guarded([&] {
+    swiglu::Fp8Problem q;
+    if (swiglu::Status s = to_fp8_problem(p, &q); !s.ok()) return s;
+    swiglu::Fp8Tensors t;
+    t.x = x;
+    t.x_scale = x_scale;
+    t.w = w;
+    t.w_scale = w_scale;
+    t.bias = bias;
+    t.z = z;
+    t.z_scale = z_scale;
+    t.z_amax = z_amax;
+    t.saved = saved;
+    return swiglu::forward_fp8(q, t, static_cast<cudaStream_t>(stream));
+  });
+}
+
+swiglu_status swiglu_check_fp8_scales(const swiglu_fp8_problem* p, const float* x_scale, const float* w_scale,
+                                      void* stream) {
+  return guarded([&] {
+    swiglu::Fp8Problem q;
+    if (swiglu::Status s = to_fp8_problem(p, &q); !s.ok()) return s;
+    swiglu::Fp8Tensors t;
+    t.x_scale = x_scale;
+    t.w_scale = w_scale;
+    return swiglu::check_fp8_scales(q, t, static_cast<cudaStream_t>(stream));
+  });
+}
+
+swiglu_status swiglu_quantize_e4m3(int32_t in_dtype, const void* a, int64_t lda, int64_t rows, int64_t cols,
+                                   int32_t blocks, void* q, int64_t ldq, float* scale, void* stream) {
+  return guarded([&] {
+    if (in_dtype < SWIGLU_DTYPE_F32 || in_dtype > SWIGLU_DTYPE_BF16)
+      return invalid("in_dtype " + std::to_string(in_dtype) + " is not SWIGLU_DTYPE_F32, _F16 or _BF16");
+    if (blocks != SWIGLU_FP8_BLOCKS_1X128 && blocks != SWIGLU_FP8_BLOCKS_128X128)
+      return invalid("blocks " + std::to_string(blocks) + " is not SWIGLU_FP8_BLOCKS_1X128 or _128X128");
+    static constexpr swiglu::DType kDtypes[] = {swiglu::DType::f32, swiglu::DType::f16, swiglu::DType::bf16};
+    return swiglu::quantize_e4m3(kDtypes[in_dtype], a, lda, rows, cols,
+                                 blocks == SWIGLU_FP8_BLOCKS_1X128 ? swiglu::Fp8Blocks::row_1x128
+                                                                   : swiglu::Fp8Blocks::tile_128x128,
+                                 q, ldq, scale, static_cast<cudaStream_t>(stream));
+  });
+}
+
 }  // extern "C"
+

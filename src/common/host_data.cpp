@@ -2,8 +2,10 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <thread>
 
@@ -24,6 +26,7 @@ float round_to(float v, DType dtype) {
     case DType::f32: return v;
     case DType::f16: return __half2float(__float2half_rn(v));
     case DType::bf16: return __bfloat162float(__float2bfloat16_rn(v));
+    case DType::e4m3: return static_cast<float>(__nv_fp8_e4m3(v));
   }
   return v;
 }
@@ -61,6 +64,8 @@ std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DTyp
     } else if (dtype == DType::f16) {
       const __half h = __float2half_rn(values[i]);
       std::memcpy(out.data() + 2 * i, &h, 2);
+    } else if (dtype == DType::e4m3) {
+      out[i] = __nv_fp8_e4m3(values[i]).__x;
     } else {
       const __nv_bfloat16 h = __float2bfloat16_rn(values[i]);
       std::memcpy(out.data() + 2 * i, &h, 2);
@@ -72,6 +77,13 @@ std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DTyp
 std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
   std::vector<float> out(n);
   const auto* b = static_cast<const unsigned char*>(bytes);
+  if (dtype == DType::e4m3) {
+    // Why a table: cuda_fp8.h converts on the host in software, and an FP8 case's weights are
+    // hundreds of millions of bytes.
+    const std::array<float, 256>& value = e4m3_values();
+    for (size_t i = 0; i < n; ++i) out[i] = value[b[i]];
+    return out;
+  }
   for (size_t i = 0; i < n; ++i) {
     if (dtype == DType::f32) {
       std::memcpy(&out[i], b + 4 * i, 4);
@@ -86,6 +98,19 @@ std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
     }
   }
   return out;
+}
+
+const std::array<float, 256>& e4m3_values() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < 256; ++i) {
+      __nv_fp8_e4m3 e;
+      e.__x = static_cast<__nv_fp8_storage_t>(i);
+      t[static_cast<size_t>(i)] = static_cast<float>(e);
+    }
+    return t;
+  }();
+  return table;
 }
 
 }  // namespace swiglu::common

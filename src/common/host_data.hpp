@@ -1,6 +1,7 @@
 // Seeded input data and host-side dtype conversion, for the benchmark, the trainer and the tests.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -18,6 +19,10 @@ std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DTyp
 // Values from raw `dtype` bytes.
 std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype);
 
+// The value of each e4m3 byte (NaN for 0x7F and 0xFF).
+const std::array<float, 256>& e4m3_values();
+
+// The nearest `dtype` value (ties to even); e4m3 saturates at ±448 (a NaN stays NaN).
 float round_to(float v, DType dtype);
 
 // The value every output is filled with before a checked run: a quiet NaN in every dtype

@@ -19,7 +19,8 @@ struct Name {
 // Every spelling parse accepts, a value's canonical name (to_string's) first.
 constexpr Name<DType> kDTypes[] = {{DType::f32, "fp32"}, {DType::f32, "f32"},   {DType::f32, "float32"},
                                    {DType::f16, "fp16"}, {DType::f16, "f16"},   {DType::f16, "float16"},
-                                   {DType::f16, "half"}, {DType::bf16, "bf16"}, {DType::bf16, "bfloat16"}};
+                                   {DType::f16, "half"}, {DType::bf16, "bf16"}, {DType::bf16, "bfloat16"},
+                                   {DType::e4m3, "fp8"},  {DType::e4m3, "e4m3"},  {DType::e4m3, "float8_e4m3fn"}};
 constexpr Name<Layout> kLayouts[] = {{Layout::linear, "linear"}, {Layout::packed, "packed"}};
 constexpr Name<Math> kMaths[] = {{Math::exact, "exact"}, {Math::tf32, "tf32"}, {Math::tf32x3, "3xtf32"}};
 constexpr Name<Family> kFamilies[] = {{Family::simt, "simt"}, {Family::mma_sm80, "sm80"}, {Family::wgmma_sm90, "sm90"},
@@ -64,7 +65,7 @@ std::optional<Policy> parse_policy(std::string_view s) { return value_of(kPolici
 std::optional<GatePlacement> parse_gate_placement(std::string_view s) { return value_of(kPlacements, s); }
 std::optional<DhStorage> parse_dh_storage(std::string_view s) { return value_of(kDhStorages, s); }
 
-size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
+size_t dtype_size(DType t) { return t == DType::f32 ? 4 : t == DType::e4m3 ? 1 : 2; }
 
 std::string TileConfig::name() const {
   std::string s = std::string(to_string(family)) + ":" + std::to_string(block_m) + "x" + std::to_string(block_n) +

@@ -21,6 +21,10 @@ int64_t checked_mul(int64_t a, int64_t b) {
 
 // Why first: an enum value outside its set (a cast from an integer) would pick a wrong kernel or stride.
 Status check_enums(const Problem& p) {
+  if (p.dtype == DType::e4m3) {
+    return fail(StatusCode::invalid_argument,
+                "dtype fp8 (e4m3) operands take forward_fp8 and an Fp8Problem, with their scales");
+  }
   if (p.dtype != DType::f32 && p.dtype != DType::f16 && p.dtype != DType::bf16)
     return fail(StatusCode::invalid_argument, "dtype " + str(static_cast<int>(p.dtype)) + " is not fp32, fp16 or bf16");
   if (p.layout != Layout::linear && p.layout != Layout::packed)

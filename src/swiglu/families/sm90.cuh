@@ -52,13 +52,14 @@ constexpr CUtensorMapDataType tensor_map_type() {
   else return CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
 }
 
-// A row-major rows×cols matrix of `type` (16-bit, or fp32) with row stride `ld` elements, read in
-// boxes of box_rows × 128 bytes with the 128-byte swizzle; reads past an edge return zeros.
+// A row-major rows×cols matrix of `type` (8-bit (e4m3 as UINT8), 16-bit, or fp32) with row stride
+// `ld` elements, read in boxes of box_rows × 128 bytes with the 128-byte swizzle; reads past an
+// edge return zeros.
 inline bool encode_matrix(CUtensorMap* map, CUtensorMapDataType type, const void* base, int64_t rows,
                           int64_t cols, int64_t ld, int box_rows) {
   const TensorMapEncodeFn encode = tensor_map_encoder();
   if (encode == nullptr) return false;
-  const cuuint32_t elem = type == CU_TENSOR_MAP_DATA_TYPE_FLOAT32 ? 4 : 2;
+  const cuuint32_t elem = type == CU_TENSOR_MAP_DATA_TYPE_FLOAT32 ? 4 : type == CU_TENSOR_MAP_DATA_TYPE_UINT8 ? 1 : 2;
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * elem};
   const cuuint32_t box[2] = {128 / elem, static_cast<cuuint32_t>(box_rows)};
