@@ -113,15 +113,11 @@ def sum_abs(x, w12):
 
 
 def _decode_slots() -> torch.Tensor:
-    """For each instruction slot of a 128-wide K block, the K position the FP8 decode kernel
-    (fwd_fp8_decode.cuh) feeds there: per 64-wide chunk, lane t's 16 bytes at 16t give their first
-    8 to the chunk's first mma and the last 8 to its second (tests/fp8_case.hpp's
-    tensor_core_slot)."""
-    slot_of = [(k // 64) * 64 + ((k % 16) // 8) * 32 + ((k % 64) // 16) * 8 + k % 8 for k in range(128)]
-    at = [0] * 128
-    for k, slot in enumerate(slot_of):
-        at[slot] = k
-    return torch.tensor(at)
+    """The K positions of a 128-wide block in the order the FP8 decode kernel (fwd_fp8_decode.cuh)
+    feeds its instructions, 32 each: per 64-wide chunk, lane t's 16 bytes at 16t give their first 8
+    to the chunk's first mma and the last 8 to its second (tests/fp8_case.hpp's tensor_core_run)."""
+    return torch.tensor([chunk * 64 + 16 * lane + 8 * half + b
+                         for chunk in range(2) for half in range(2) for lane in range(4) for b in range(8)])
 
 
 def tensor_core_bound(x, w12, order="contiguous"):
