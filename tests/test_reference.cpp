@@ -331,6 +331,44 @@ TEST(Parity, MatchingNonFiniteValuesPass) {
   EXPECT_FALSE(compare(wrong, ref, tolerance(DType::f32, Math::exact, 16, kFusedRounding)).pass);
 }
 
+// An output large enough to be compared in chunks over several threads (more than 2^22 elements)
+// gives what one pass over it gives: the sums to rounding, the maxima exactly, the first of two
+// elements equally far over their bound, every non-finite mismatch counted.
+TEST(Parity, LargeOutputsComparedInChunksAsInOnePass) {
+  const size_t n = (size_t{1} << 22) + 12345;
+  const auto ref_f = uniform_values(n, -1, 1, 5, DType::f32);
+  std::vector<double> ref(ref_f.begin(), ref_f.end());
+  std::vector<float> got;
+  got.reserve(n);
+  for (const float v : ref_f) got.push_back(round_to(v, DType::bf16));
+  const Tolerance tol = tolerance(DType::bf16, Math::exact, 4096, kFusedRounding);
+  const size_t first = 70000, second = n - 5;  // in different chunks
+  for (const size_t i : {first, second}) {
+    got[i] = 0.5f;
+    ref[i] = 0.25;
+  }
+  double sum_sq_ref = 0, sum_sq_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sum_sq_ref += ref[i] * ref[i];
+    const double d = std::fabs(got[i] - ref[i]);
+    sum_sq_diff += d * d;
+    max_abs = std::max(max_abs, d);
+  }
+  const ParityResult r = compare(got, ref, tol);
+  EXPECT_FALSE(r.pass);
+  EXPECT_EQ(r.worst_index, static_cast<int64_t>(first));
+  EXPECT_EQ(r.worst_got, 0.5);
+  EXPECT_EQ(r.worst_expected, 0.25);
+  EXPECT_EQ(r.max_abs, max_abs);
+  EXPECT_NEAR(r.rel_l2, std::sqrt(sum_sq_diff / sum_sq_ref), 1e-12 * r.rel_l2);
+  EXPECT_NEAR(r.atol, tol.atol_rms * std::sqrt(sum_sq_ref / static_cast<double>(n)), 1e-12 * r.atol);
+  got[n - 1] = std::nanf("");
+  got[3] = std::numeric_limits<float>::infinity();
+  const ParityResult nonfinite = compare(got, ref, tol);
+  EXPECT_EQ(nonfinite.mismatched_nonfinite, 2);
+  EXPECT_EQ(nonfinite.worst_index, 3);
+}
+
 TEST(Parity, TolerancesTightenWithPrecision) {
   const auto z = [](DType t, Math m, int64_t k = 4096) { return tolerance(t, m, k, kFusedRounding); };
   EXPECT_LT(z(DType::f32, Math::exact).rel_l2, z(DType::f32, Math::tf32).rel_l2);
@@ -495,6 +533,31 @@ TEST_P(ParityModel, TenPercentOfTheRmsAtOneElementFailsEveryRule) {
   const size_t i = nearest_zero(ref);
   got[i] = static_cast<float>(ref[i] + 0.1 * std::sqrt(1.0 / 3));
   EXPECT_FALSE(compare(got, ref, tol).pass);
+}
+
+// dW at B = 1: each element is one product dH·x, so dH's relative error (its rounding, and the
+// stored G's through SiLU) comes through whole, relative to the element, however far in the tail it
+// lies. An element 30× the rms, carrying the most of it that the arithmetic allows and rounded to the
+// dtype, passes; the same error on a typical element of a long sum (k = 4096) fails.
+TEST(Parity, GradientOfOneTermCarriesDhsRelativeError) {
+  for (const DType t : {DType::f16, DType::bf16}) {
+    const double u = t == DType::bf16 ? 0x1p-8 : 0x1p-11;
+    const auto g = uniform_values(1 << 16, -1, 1, 11, DType::f32);
+    std::vector<double> ref(g.begin(), g.end());
+    ref[123] = 30 * std::sqrt(1.0 / 3);
+    Problem p;
+    p.in_features = 4096;
+    p.dtype = t;
+    std::vector<float> got;
+    for (const double v : ref) got.push_back(round_to(static_cast<float>(v), t));
+    // dH off by u, SiLU(G) by 1.3·u, the same way, then the product rounded to the dtype.
+    got[123] = round_to(static_cast<float>(ref[123] * (1 + 2.3 * u)), t);
+    ASSERT_GT(got[123] - ref[123], 2.3 * u * ref[123]);
+    const auto one = compare(got, ref, gradient_tolerance(p, 1));
+    EXPECT_TRUE(one.pass) << to_string(t) << ": " << one.summary() << "; " << one.tolerance();
+    const auto many = compare(got, ref, gradient_tolerance(p, 4096));
+    EXPECT_FALSE(many.pass) << to_string(t) << ": " << many.summary() << "; " << many.tolerance();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, ParityModel,

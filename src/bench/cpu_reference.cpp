@@ -4,9 +4,12 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
-#include <thread>
+
+#include "common/parallel.hpp"
 
 namespace swiglu::bench {
+
+using common::parallel_for;
 
 double silu(double g) {
   // g·sigmoid(g) written so that exp never overflows into inf·0: for g < 0, e = exp(g) <= 1.
@@ -16,22 +19,6 @@ double silu(double g) {
 }
 
 namespace {
-
-// Calls body(i0, i1) on contiguous slices of [0, n) spread over `threads` host threads (0: all
-// hardware threads). Each index belongs to exactly one slice, so results written per index do not
-// depend on the thread count.
-template <typename Body>
-void parallel_for(int64_t n, unsigned threads, const Body& body) {
-  unsigned n_threads = threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
-  n_threads = static_cast<unsigned>(std::min<int64_t>(n_threads, std::max<int64_t>(n, 1)));
-  std::vector<std::thread> pool;
-  const int64_t per = (n + n_threads - 1) / n_threads;
-  for (unsigned t = 0; t < n_threads; ++t) {
-    const int64_t i0 = t * per, i1 = std::min(n, i0 + per);
-    if (i0 < i1) pool.emplace_back(body, i0, i1);
-  }
-  for (auto& th : pool) th.join();
-}
 
 void check_sizes(const Problem& p, const std::vector<float>& x, const std::vector<float>& w,
                  const std::vector<float>& bias, const char* who) {

@@ -7,7 +7,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <thread>
+
+#include "common/parallel.hpp"
 
 namespace swiglu::common {
 namespace {
@@ -43,60 +44,56 @@ std::vector<float> uniform_values(size_t n, float lo, float hi, uint64_t seed, D
   };
   // Element i depends on i alone, so large fills split over the host's threads (LLM-sized weights
   // are billions of values).
-  const size_t threads = n < (size_t{1} << 22) ? 1 : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  const size_t per = (n + threads - 1) / threads;
-  for (size_t t = 1; t < threads; ++t) {
-    const size_t b = t * per, e = std::min(n, b + per);
-    if (b < e) pool.emplace_back(fill, b, e);
-  }
-  fill(0, std::min(n, per));
-  for (auto& th : pool) th.join();
+  parallel_for(static_cast<int64_t>(n), threads_for(n), [&](int64_t b, int64_t e) {
+    fill(static_cast<size_t>(b), static_cast<size_t>(e));
+  });
   return out;
 }
 
 std::vector<unsigned char> to_dtype_bytes(const std::vector<float>& values, DType dtype) {
   const size_t es = dtype_size(dtype);
   std::vector<unsigned char> out(values.size() * es);
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (dtype == DType::f32) {
-      std::memcpy(out.data() + 4 * i, &values[i], 4);
-    } else if (dtype == DType::f16) {
-      const __half h = __float2half_rn(values[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    } else if (dtype == DType::e4m3) {
-      out[i] = __nv_fp8_e4m3(values[i]).__x;
-    } else {
-      const __nv_bfloat16 h = __float2bfloat16_rn(values[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
+  parallel_for(static_cast<int64_t>(values.size()), threads_for(values.size()), [&](int64_t b, int64_t e) {
+    for (auto i = static_cast<size_t>(b); i < static_cast<size_t>(e); ++i) {
+      if (dtype == DType::f32) {
+        std::memcpy(out.data() + 4 * i, &values[i], 4);
+      } else if (dtype == DType::f16) {
+        const __half h = __float2half_rn(values[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      } else if (dtype == DType::e4m3) {
+        out[i] = __nv_fp8_e4m3(values[i]).__x;
+      } else {
+        const __nv_bfloat16 h = __float2bfloat16_rn(values[i]);
+        std::memcpy(out.data() + 2 * i, &h, 2);
+      }
     }
-  }
+  });
   return out;
 }
 
 std::vector<float> from_dtype_bytes(const void* bytes, size_t n, DType dtype) {
   std::vector<float> out(n);
   const auto* b = static_cast<const unsigned char*>(bytes);
-  if (dtype == DType::e4m3) {
-    // Why a table: cuda_fp8.h converts on the host in software, and an FP8 case's weights are
-    // hundreds of millions of bytes.
-    const std::array<float, 256>& value = e4m3_values();
-    for (size_t i = 0; i < n; ++i) out[i] = value[b[i]];
-    return out;
-  }
-  for (size_t i = 0; i < n; ++i) {
-    if (dtype == DType::f32) {
-      std::memcpy(&out[i], b + 4 * i, 4);
-    } else if (dtype == DType::f16) {
-      __half h;
-      std::memcpy(&h, b + 2 * i, 2);
-      out[i] = __half2float(h);
-    } else {
-      __nv_bfloat16 h;
-      std::memcpy(&h, b + 2 * i, 2);
-      out[i] = __bfloat162float(h);
+  // Why a table for e4m3: cuda_fp8.h converts on the host in software, and an FP8 case's weights
+  // are hundreds of millions of bytes.
+  const std::array<float, 256>* e4m3 = dtype == DType::e4m3 ? &e4m3_values() : nullptr;
+  parallel_for(static_cast<int64_t>(n), threads_for(n), [&](int64_t i0, int64_t i1) {
+    for (auto i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+      if (e4m3 != nullptr) {
+        out[i] = (*e4m3)[b[i]];
+      } else if (dtype == DType::f32) {
+        std::memcpy(&out[i], b + 4 * i, 4);
+      } else if (dtype == DType::f16) {
+        __half h;
+        std::memcpy(&h, b + 2 * i, 2);
+        out[i] = __half2float(h);
+      } else {
+        __nv_bfloat16 h;
+        std::memcpy(&h, b + 2 * i, 2);
+        out[i] = __bfloat162float(h);
+      }
     }
-  }
+  });
   return out;
 }
 
