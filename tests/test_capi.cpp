@@ -132,11 +132,8 @@ TEST(CApi, WorkspaceQueryReportsBadAndWrappingSizes) {
   EXPECT_EQ(last_error(), "");
 }
 
-// The FP8 entry points (ABI 3): enums by value, then forward_fp8's own checks, named.
-TEST(CApi, Fp8ArgumentsNameTheValue) {
-  EXPECT_EQ(SWIGLU_FP8_SCALE_TENSOR, 0);
-  EXPECT_EQ(SWIGLU_FP8_SCALE_BLOCKS, 1);
-  EXPECT_EQ(SWIGLU_FP8_SCALE_CHANNEL, 2);
+// B = 4, I = 128, D = 64, blocks of X and W12, bf16 out.
+swiglu_fp8_problem fp8_problem() {
   swiglu_fp8_problem p{};
   p.batch = 4;
   p.in_features = 128;
@@ -144,6 +141,15 @@ TEST(CApi, Fp8ArgumentsNameTheValue) {
   p.x_scaling = SWIGLU_FP8_SCALE_BLOCKS;
   p.w_scaling = SWIGLU_FP8_SCALE_BLOCKS;
   p.out_dtype = SWIGLU_DTYPE_BF16;
+  return p;
+}
+
+// The FP8 entry points (ABI 3): enums by value, then forward_fp8's own checks, named.
+TEST(CApi, Fp8ArgumentsNameTheValue) {
+  EXPECT_EQ(SWIGLU_FP8_SCALE_TENSOR, 0);
+  EXPECT_EQ(SWIGLU_FP8_SCALE_BLOCKS, 1);
+  EXPECT_EQ(SWIGLU_FP8_SCALE_CHANNEL, 2);
+  const swiglu_fp8_problem p = fp8_problem();
   const auto call = [](const swiglu_fp8_problem* q) {
     return swiglu_forward_fp8(q, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                               nullptr);
@@ -182,6 +188,51 @@ TEST(CApi, Fp8ArgumentsNameTheValue) {
   EXPECT_NE(last_error().find("w_scaling 7 is not"), std::string::npos) << last_error();
   EXPECT_EQ(swiglu_check_fp8_scales(&p, nullptr, nullptr, nullptr), SWIGLU_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("both null"), std::string::npos) << last_error();
+}
+
+// The FP8 backward and the transposing quantiser (added within ABI 3): enums by value, then
+// backward_fp8's own checks, named; the workspace query's two kinds of 0.
+TEST(CApi, Fp8BackwardArgumentsNameTheValue) {
+  const swiglu_fp8_problem p = fp8_problem();
+  const size_t need = swiglu_backward_fp8_workspace_bytes(&p);
+  EXPECT_GT(need, size_t{4} * 4 * 64);
+  EXPECT_EQ(last_error(), "");
+  swiglu_fp8_problem bad = p;
+  bad.hidden = 60;
+  EXPECT_EQ(swiglu_backward_fp8_workspace_bytes(&bad), 0u);
+  EXPECT_NE(last_error().find("multiple of 16"), std::string::npos) << last_error();
+  bad = p;
+  bad.batch = 0;
+  EXPECT_EQ(swiglu_backward_fp8_workspace_bytes(&bad), 0u);
+  EXPECT_EQ(last_error(), "");
+  EXPECT_EQ(swiglu_backward_fp8_workspace_bytes(nullptr), 0u);
+  EXPECT_NE(last_error().find("problem is NULL"), std::string::npos) << last_error();
+
+  int dx = 0;  // never written: every call below is refused or has B = 0
+  const auto call = [&](const swiglu_fp8_problem* q, int32_t dx_dtype, int32_t dw_dtype, int32_t dbias_dtype) {
+    return swiglu_backward_fp8(q, nullptr, nullptr, nullptr, nullptr, nullptr, 16, nullptr, &dx, dx_dtype, nullptr,
+                               dw_dtype, 0, nullptr, dbias_dtype, nullptr, 0, nullptr);
+  };
+  EXPECT_EQ(call(nullptr, SWIGLU_DTYPE_BF16, SWIGLU_DTYPE_F32, SWIGLU_DTYPE_F32), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("problem is NULL"), std::string::npos) << last_error();
+  EXPECT_EQ(call(&p, 3, SWIGLU_DTYPE_F32, SWIGLU_DTYPE_F32), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("dx_dtype 3 is not"), std::string::npos) << last_error();
+  EXPECT_EQ(call(&p, SWIGLU_DTYPE_BF16, -1, SWIGLU_DTYPE_F32), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("dw_dtype -1 is not"), std::string::npos) << last_error();
+  EXPECT_EQ(call(&p, SWIGLU_DTYPE_BF16, SWIGLU_DTYPE_F32, 9), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("dbias_dtype 9 is not"), std::string::npos) << last_error();
+  EXPECT_EQ(call(&p, SWIGLU_DTYPE_BF16, SWIGLU_DTYPE_F32, SWIGLU_DTYPE_F32), SWIGLU_INVALID_ARGUMENT);
+  EXPECT_EQ(last_error(), "dz is null");
+  bad = p;
+  bad.batch = 0;
+  EXPECT_EQ(call(&bad, SWIGLU_DTYPE_BF16, SWIGLU_DTYPE_F32, SWIGLU_DTYPE_F32), SWIGLU_OK);
+  EXPECT_EQ(swiglu_quantize_e4m3_transposed(SWIGLU_DTYPE_BF16, nullptr, 0, 0, 0, 2, nullptr, 0, nullptr, nullptr, 0,
+                                            nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("blocks 2 is not"), std::string::npos) << last_error();
+  EXPECT_EQ(swiglu_quantize_e4m3_transposed(4, nullptr, 0, 0, 0, 0, nullptr, 0, nullptr, nullptr, 0, nullptr, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("in_dtype 4 is not"), std::string::npos) << last_error();
 }
 
 TEST(CApi, ASuccessClearsTheError) {

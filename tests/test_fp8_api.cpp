@@ -1,4 +1,5 @@
-// The public FP8 forward's argument checks (validate_forward_fp8, forward_fp8, quantize_e4m3) on
+// The public FP8 forward's and backward's argument checks (validate_forward_fp8, forward_fp8,
+// validate_backward_fp8, backward_fp8, quantize_e4m3) on
 // the host, and check_fp8_scales' reading of scale values: every enum, size, pointer, alignment and overlap rule is an invalid_argument naming
 // what is wrong, checked before any device is touched. The pointers are addresses that are never
 // dereferenced.
@@ -193,6 +194,154 @@ TEST(Fp8Validate, OverlapsMeasuredInEachOperandsOwnBytes) {
               t.z_amax = fat(7, 200 * 4 - 4);  // the last of Z's B·d_blocks scales
             }),
             "z_amax overlaps z_scale");
+}
+
+// The FP8 backward's checks (validate_backward_fp8): B = 200, I = 272, D = 112 (a multiple of 16).
+Fp8Problem backward_problem() {
+  Fp8Problem p = problem();
+  p.hidden = 112;
+  p.bias = true;
+  return p;
+}
+
+Fp8BackwardTensors backward_tensors() {
+  Fp8BackwardTensors t;
+  t.dz = at(0);
+  t.saved = at(1);
+  t.wt = at(2);
+  t.wt_scale = fat(3);
+  t.xt = at(4);
+  t.ldxt = 208;
+  t.xt_scale = fat(5);
+  t.dx = at(6);
+  t.dw = at(7);
+  t.dbias = at(8);
+  return t;
+}
+
+void* const kWorkspace = at(9);
+
+std::string backward_refusal(const Fp8Problem& p, const Fp8BackwardTensors& t, const void* ws = kWorkspace,
+                             size_t bytes = size_t{1} << 29) {
+  const Status s = validate_backward_fp8(p, t, ws, bytes);
+  if (s.ok()) return "";
+  EXPECT_EQ(s.code, StatusCode::invalid_argument) << s.message;
+  return s.message;
+}
+
+TEST(Fp8BackwardValidate, AcceptsEachGradientAloneAndEveryOutputDtype) {
+  EXPECT_EQ(backward_refusal(backward_problem(), backward_tensors()), "");
+  for (const int keep : {0, 1, 2}) {
+    Fp8BackwardTensors t = backward_tensors();
+    if (keep != 0) {
+      t.dx = nullptr;
+      t.wt = nullptr;
+      t.wt_scale = nullptr;
+    }
+    if (keep != 1) {
+      t.dw = nullptr;
+      t.xt = nullptr;
+      t.xt_scale = nullptr;
+      t.ldxt = 0;
+    }
+    if (keep != 2) t.dbias = nullptr;
+    EXPECT_EQ(backward_refusal(backward_problem(), t), "") << "gradient " << keep;
+  }
+  for (const DType d : {DType::f32, DType::bf16, DType::f16}) {
+    Fp8BackwardTensors t = backward_tensors();
+    t.dx_dtype = t.dw_dtype = t.dbias_dtype = d;
+    EXPECT_EQ(backward_refusal(backward_problem(), t), "");
+  }
+  Fp8Problem p = backward_problem();
+  p.out = DType::f16;
+  EXPECT_EQ(backward_refusal(p, backward_tensors()), "");
+}
+
+TEST(Fp8BackwardValidate, RefusalsNameWhatIsWrong) {
+  const auto with = [](auto change, auto change_p) {
+    Fp8Problem p = backward_problem();
+    Fp8BackwardTensors t = backward_tensors();
+    change(t);
+    change_p(p);
+    return backward_refusal(p, t);
+  };
+  const auto none = [](Fp8Problem&) {};
+  const auto keep = [](Fp8BackwardTensors&) {};
+  EXPECT_TRUE(says(with(keep, [](Fp8Problem& p) { p.hidden = 100; }), "multiple of 16"));
+  EXPECT_TRUE(says(with(keep, [](Fp8Problem& p) { p.in_features = 100; }), "multiples of 16"));
+  EXPECT_TRUE(says(with(keep, [](Fp8Problem& p) { p.out = DType::f32; }), "bf16 or fp16"));
+  EXPECT_TRUE(says(with(keep, [](Fp8Problem& p) { p.bias = false; }), "no bias"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.dw_dtype = DType::e4m3; }, none), "fp32, bf16 or fp16"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.dx_dtype = static_cast<DType>(9); }, none), "fp32, bf16 or fp16"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.dx = t.dw = t.dbias = nullptr; }, none), "no gradient"));
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dz = nullptr; }, none), "dz is null");
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.saved = nullptr; }, none), "saved"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.wt = nullptr; }, none), "wt (W12^T, for dX) is null"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.wt_scale = nullptr; }, none), "wt_scale"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.xt = nullptr; }, none), "xt (X^T, for dW) is null"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.xt_scale = nullptr; }, none), "xt_scale"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.ldxt = 192; }, none), "ldxt (192) must be >= batch (200)"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.ldxt = 210; }, none), "multiple of 16"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.dz = at(0, 1); }, none), "aligned to their element size (bf16)"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.wt = at(2, 8); }, none), "16-byte aligned"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.xt_scale = fat(5, 2); }, none), "4-byte aligned"));
+  EXPECT_TRUE(says(with([](Fp8BackwardTensors& t) { t.dw = at(7, 2); }, none), "element sizes"));  // fp32 dW
+  // The workspace: its size from backward_fp8_workspace_bytes, its alignment.
+  const size_t need = backward_fp8_workspace_bytes(backward_problem());
+  EXPECT_GT(need, size_t{4} * 200 * 112);
+  EXPECT_EQ(backward_refusal(backward_problem(), backward_tensors(), kWorkspace, need), "");
+  EXPECT_TRUE(says(backward_refusal(backward_problem(), backward_tensors(), kWorkspace, need - 1),
+                   "needs " + std::to_string(need) + " bytes"));
+  EXPECT_TRUE(says(backward_refusal(backward_problem(), backward_tensors(), nullptr, need), "got null"));
+  EXPECT_TRUE(says(backward_refusal(backward_problem(), backward_tensors(), at(9, 16), need), "256-byte aligned"));
+  Fp8Problem odd = backward_problem();
+  odd.hidden = 100;
+  EXPECT_EQ(backward_fp8_workspace_bytes(odd), 0u);
+  odd = backward_problem();
+  odd.batch = 0;
+  EXPECT_EQ(backward_fp8_workspace_bytes(odd), 0u);
+}
+
+TEST(Fp8BackwardValidate, OverlapsMeasuredInEachOperandsOwnBytes) {
+  const auto with = [](auto change) {
+    Fp8BackwardTensors t = backward_tensors();
+    change(t);
+    return backward_refusal(backward_problem(), t);
+  };
+  // dZ is B·D bf16 = 44,800 bytes; H 89,600.
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dx = at(0, 44'800); }), "");
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dx = at(0, 44'798); }), "dx overlaps dz");
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dbias = at(1, 89'596); }), "dbias overlaps saved");
+  // Xᵀ: 271 rows of ldxt = 208 bytes and the last row's 200.
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dw = at(4, 271 * 208 + 200); }), "");
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dw = at(4, 271 * 208 + 196); }), "dw overlaps xt");
+  // dX is B·I bf16 = 108,800 bytes; an fp32 dW after it.
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dw = at(6, 108'800); }), "");
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dw = at(6, 108'796); }), "dw overlaps dx");
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) { t.dbias = at(9, 256); }), "workspace overlaps dbias");
+  // An input only the skipped gradient reads may lie anywhere.
+  EXPECT_EQ(with([](Fp8BackwardTensors& t) {
+              t.dx = nullptr;
+              t.wt = at(7, 8192);
+            }),
+            "");
+}
+
+TEST(Fp8Backward, EmptyBatchAndArgumentsBeforeTheDevice) {
+  Fp8Problem p = backward_problem();
+  p.batch = 0;
+  Fp8BackwardTensors t;
+  t.dx = at(6);  // B = 0 needs no operand and no workspace
+  EXPECT_EQ(backward_refusal(p, t, nullptr, 0), "");
+  p = backward_problem();
+  p.hidden = 100;
+  EXPECT_EQ(backward_fp8(p, backward_tensors(), kWorkspace, size_t{1} << 29, nullptr).code,
+            StatusCode::invalid_argument);
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) GTEST_SKIP() << "a CUDA device is present";
+  const Status s = backward_fp8(backward_problem(), backward_tensors(), kWorkspace, size_t{1} << 29, nullptr);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.code, StatusCode::invalid_argument) << s.message;
 }
 
 TEST(Fp8Forward, ArgumentsAreCheckedBeforeTheDevice) {

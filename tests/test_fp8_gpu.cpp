@@ -836,6 +836,161 @@ TEST(Fp8Backward, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
   }
 }
 
+// backward_fp8, the public entry point, from its operands made as its header says: the transposed
+// copies quantize_e4m3_transposed writes of Wa and Wb (128×128 blocks, into W12ᵀ's two column
+// halves) and of X (1×128 blocks, Xᵀ's rows padded to a multiple of 16), and H from forward_fp8.
+// The copies match the host quantiser bit for bit (the layout the header documents); the gradients
+// match backward_fp8_sm90's on the same operands bit for bit (that test holds it to fp64), in two
+// sets of output dtypes and with dW accumulated; B = 0 zeroes dW and dbias and leaves dX alone.
+TEST(Fp8Backward, PublicEntryPointOnTheQuantisersCopies) {
+  if (!on_hopper()) GTEST_SKIP() << "the FP8 backward needs compute capability 9.0";
+  const int64_t B = 130, I = 272, D = 208;
+  const int64_t db = (D + 127) / 128, ib = (I + 127) / 128, rb = (B + 127) / 128, ldxt = (B + 15) / 16 * 16;
+  uint64_t seed = 6300;
+  const std::vector<float> x = common::uniform_values(static_cast<size_t>(B * I), -1, 1, ++seed, DType::bf16);
+  const std::vector<float> w = common::uniform_values(static_cast<size_t>(2 * D * I), -0.1f, 0.1f, ++seed, DType::bf16);
+  const std::vector<float> dz = common::uniform_values(static_cast<size_t>(B * D), -1, 1, ++seed, DType::bf16);
+  const DeviceBuffer xin = upload(common::to_dtype_bytes(x, DType::bf16)), win = upload(common::to_dtype_bytes(w, DType::bf16));
+  const DeviceBuffer ddz = upload(common::to_dtype_bytes(dz, DType::bf16));
+  DeviceBuffer xq(static_cast<size_t>(B * I)), xs(static_cast<size_t>(B * ib) * 4), xt(static_cast<size_t>(I * ldxt)),
+      xts(static_cast<size_t>(I * rb) * 4);
+  DeviceBuffer wq(static_cast<size_t>(2 * D * I)), wsc(static_cast<size_t>(2 * db * ib) * 4),
+      wt(static_cast<size_t>(I * 2 * D)), wts(static_cast<size_t>(2 * ib * db) * 4);
+  for (DeviceBuffer* b : {&xt, &wt, &wts}) CUDA_CHECK(cudaMemset(b->get(), common::kPoisonByte, b->bytes()));
+  Status st = quantize_e4m3_transposed(DType::bf16, xin.get(), I, B, I, Fp8Blocks::row_1x128, xq.get(), I, xs.as<float>(),
+                                       xt.get(), ldxt, xts.as<float>(), nullptr);
+  ASSERT_TRUE(st.ok()) << st.message;
+  for (int64_t half = 0; half < 2; ++half) {
+    st = quantize_e4m3_transposed(DType::bf16, static_cast<const uint16_t*>(win.get()) + half * D * I, I, D, I,
+                                  Fp8Blocks::tile_128x128, static_cast<uint8_t*>(wq.get()) + half * D * I, I,
+                                  wsc.as<float>() + half * db * ib, static_cast<uint8_t*>(wt.get()) + half * D, 2 * D,
+                                  wts.as<float>() + half * ib * db, nullptr);
+    ASSERT_TRUE(st.ok()) << st.message;
+  }
+  // The forward (no bias), keeping H.
+  Fp8Problem p;
+  p.batch = B;
+  p.in_features = I;
+  p.hidden = D;
+  DeviceBuffer h(static_cast<size_t>(B * 2 * D) * 2);
+  Fp8Tensors ft;
+  ft.x = xq.get();
+  ft.x_scale = xs.as<float>();
+  ft.w = wq.get();
+  ft.w_scale = wsc.as<float>();
+  ft.saved = h.get();
+  st = forward_fp8(p, ft, nullptr);
+  ASSERT_TRUE(st.ok()) << st.message;
+  CUDA_CHECK(cudaDeviceSynchronize());
+
+  // The copies, against the host quantiser: Xᵀ in 1×128 blocks along B, W12ᵀ from each half's
+  // 128×128 blocks transposed.
+  const Quantised xtq = quantise(transpose(x, B, I), I, B, 1);
+  const auto xt_raw = download_raw<uint8_t>(xt, xt.bytes());
+  std::vector<uint8_t> xt_rows;
+  for (int64_t i = 0; i < I; ++i) xt_rows.insert(xt_rows.end(), xt_raw.begin() + i * ldxt, xt_raw.begin() + i * ldxt + B);
+  EXPECT_EQ(xt_rows, xtq.q) << "X^T";
+  EXPECT_EQ(download_raw<float>(xts, xtq.scale.size()), xtq.scale) << "X^T's scales";
+  std::vector<uint8_t> w12t(static_cast<size_t>(I * 2 * D));
+  std::vector<float> w12t_scale;
+  for (int64_t half = 0; half < 2; ++half) {
+    const Quantised q = quantise(std::vector<float>(w.begin() + half * D * I, w.begin() + (half + 1) * D * I), D, I, 128);
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t i = 0; i < I; ++i) w12t[i * 2 * D + half * D + d] = q.q[d * I + i];
+    const std::vector<float> sct = transpose(q.scale, db, ib);
+    w12t_scale.insert(w12t_scale.end(), sct.begin(), sct.end());
+  }
+  EXPECT_EQ(download_raw<uint8_t>(wt, wt.bytes()), w12t) << "W12^T";
+  EXPECT_EQ(download_raw<float>(wts, w12t_scale.size()), w12t_scale) << "W12^T's scales";
+
+  // The gradients: the public call and the internal one, each into its own poisoned outputs.
+  p.bias = true;  // for dbias (the forward ran without one: H is what it is)
+  const size_t ws_bytes = backward_fp8_workspace_bytes(p);
+  ASSERT_EQ(ws_bytes, detail::fp8_backward_workspace(B, D).bytes);
+  DeviceBuffer ws(ws_bytes);
+  const std::vector<float> dw0 = common::uniform_values(static_cast<size_t>(2 * D * I), -1, 1, ++seed, DType::f32);
+  struct Dtypes {
+    DType dx, dw, dbias;
+    bool accumulate;
+  };
+  for (const Dtypes& o : {Dtypes{DType::bf16, DType::f32, DType::f32, false}, Dtypes{DType::f32, DType::bf16, DType::f16, false},
+                          Dtypes{DType::bf16, DType::f32, DType::f32, true}}) {
+    const std::string what = std::string(to_string(o.dx)) + "/" + std::string(to_string(o.dw)) + "/" +
+                             std::string(to_string(o.dbias)) + (o.accumulate ? " accumulate" : "");
+    const size_t nx = static_cast<size_t>(B * I) * dtype_size(o.dx), nw = static_cast<size_t>(2 * D * I) * dtype_size(o.dw),
+                 nb = static_cast<size_t>(2 * D) * dtype_size(o.dbias);
+    DeviceBuffer gx[2] = {DeviceBuffer(nx), DeviceBuffer(nx)}, gw[2] = {DeviceBuffer(nw), DeviceBuffer(nw)},
+                 gb[2] = {DeviceBuffer(nb), DeviceBuffer(nb)};
+    for (int k = 0; k < 2; ++k) {
+      for (DeviceBuffer* b : {&gx[k], &gw[k], &gb[k]}) CUDA_CHECK(cudaMemset(b->get(), common::kPoisonByte, b->bytes()));
+      if (o.accumulate) CUDA_CHECK(cudaMemcpy(gw[k].get(), dw0.data(), gw[k].bytes(), cudaMemcpyHostToDevice));
+    }
+    Fp8BackwardTensors t;
+    t.dz = ddz.get();
+    t.saved = h.get();
+    t.wt = wt.get();
+    t.wt_scale = wts.as<float>();
+    t.xt = xt.get();
+    t.ldxt = ldxt;
+    t.xt_scale = xts.as<float>();
+    t.dx = gx[0].get();
+    t.dx_dtype = o.dx;
+    t.dw = gw[0].get();
+    t.dw_dtype = o.dw;
+    t.accumulate_dw = o.accumulate;
+    t.dbias = gb[0].get();
+    t.dbias_dtype = o.dbias;
+    st = backward_fp8(p, t, ws.get(), ws.bytes(), nullptr);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    detail::Fp8Backward b;
+    b.rows = B;
+    b.in = I;
+    b.d = D;
+    b.dz = ddz.get();
+    b.h = h.get();
+    b.w12t = wt.get();
+    b.w12t_scale = wts.as<float>();
+    b.xt = xt.get();
+    b.ldxt = ldxt;
+    b.xt_scale = xts.as<float>();
+    b.dx = gx[1].get();
+    b.dx_dtype = o.dx;
+    b.dw = gw[1].get();
+    b.dw_dtype = o.dw;
+    b.accumulate = o.accumulate;
+    b.dbias = gb[1].get();
+    b.dbias_dtype = o.dbias;
+    st = detail::backward_fp8_sm90(b, ws.get(), ws.bytes(), nullptr);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    for (const auto& [name, pair] : {std::pair{"dX", gx}, std::pair{"dW", gw}, std::pair{"dbias", gb}}) {
+      const auto a = download_raw<uint8_t>(pair[0], pair[0].bytes()), c = download_raw<uint8_t>(pair[1], pair[1].bytes());
+      EXPECT_EQ(a, c) << what << ": " << name << " differs from backward_fp8_sm90's";
+      EXPECT_TRUE(std::any_of(a.begin(), a.end(), [](uint8_t v) { return v != common::kPoisonByte; }))
+          << what << ": " << name << " not written";
+    }
+  }
+
+  // B = 0: dW and dbias zeroed, dX untouched.
+  Fp8Problem p0 = p;
+  p0.batch = 0;
+  DeviceBuffer zx(64), zw(static_cast<size_t>(2 * D * I) * 4), zb(static_cast<size_t>(2 * D) * 4);
+  for (DeviceBuffer* b : {&zx, &zw, &zb}) CUDA_CHECK(cudaMemset(b->get(), common::kPoisonByte, b->bytes()));
+  Fp8BackwardTensors t0;
+  t0.dx = zx.get();
+  t0.dw = zw.get();
+  t0.dbias = zb.get();
+  st = backward_fp8(p0, t0, nullptr, 0, nullptr);
+  ASSERT_TRUE(st.ok()) << st.message;
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const auto all = [](const std::vector<uint8_t>& v, uint8_t want) {
+    return std::all_of(v.begin(), v.end(), [want](uint8_t e) { return e == want; });
+  };
+  EXPECT_TRUE(all(download_raw<uint8_t>(zw, zw.bytes()), 0)) << "B = 0: dW";
+  EXPECT_TRUE(all(download_raw<uint8_t>(zb, zb.bytes()), 0)) << "B = 0: dbias";
+  EXPECT_TRUE(all(download_raw<uint8_t>(zx, zx.bytes()), common::kPoisonByte)) << "B = 0: dX written";
+}
+
 // A measurement, not a test (disabled; run with --gtest_also_run_disabled_tests
 // --gtest_filter='*Accumulation*'): how many bits the FP8 tensor cores keep of a sum, the basis
 // kTensorCoreUlp rests on (fp8_case.hpp). One K block of 128 through fp8_gemm_sm90 (M = N = 1, scales 1):

@@ -324,6 +324,67 @@ Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, int64_t ro
                                 void* q, int64_t ldq, float* scale, void* qt, int64_t ldqt, float* scale_t,
                                 cudaStream_t stream);
 
+// ---- FP8 backward (the blockwise recipe, save policy, sm_90a) ------------------------------------
+//
+// The gradients of forward_fp8 that kept H (Fp8Tensors::saved), as Transformer Engine's
+// Float8BlockScaling and DeepSeek-V3 compute them: dH = [dG | dU] in fp32 from dZ and H (the gate's
+// derivative, as the bf16 backward computes it), quantised to e4m3 with 1×128 scales twice in one
+// pass (along D for dX, and transposed, along B, for dW), then FP8 GEMMs with fp32 accumulation:
+//
+//   dX = dH·W12 (K = 2D)      dW12 = dHᵀ·X (K = B)      dbias = Σ_rows dH (fp32, deterministic)
+//
+// FP8 wgmma reads both operands K-major, so the forward's X and W12 come as the transposed copies
+// that quantize_e4m3_transposed writes in the same pass as the forward's:
+//   W12ᵀ: quantize_e4m3_transposed(Wa, tile_128x128, ..., qt = wt, ldqt = 2D, scale_t = wt_scale)
+//         and the same for Wb with qt = wt + D bytes and scale_t after Wa's
+//   Xᵀ:   quantize_e4m3_transposed(X, row_1x128, ..., qt = xt, ldqt = ldxt, scale_t = xt_scale)
+// dz and saved are dense, in Fp8Problem::out (bf16 or fp16). Fp8Problem's batch, in_features,
+// hidden, out and bias describe the layer; its scalings, ldx and z_e4m3 are the forward's, checked as
+// forward_fp8 checks them and not used here. Needs D a multiple of 16 (the dU half of dH and of W12ᵀ
+// starts 16-byte aligned) and compute capability 9.0.
+struct Fp8BackwardTensors {
+  const void* dz = nullptr;     // dZ, B×D, row stride D
+  const void* saved = nullptr;  // H = [G | U], B×2D, row stride 2D, as forward_fp8 wrote it
+  // W12ᵀ, I×2D e4m3, row stride 2D bytes, 16-byte aligned: Wa's 128×128-block copy transposed in
+  // columns [0, D), Wb's in [D, 2D); wt_scale: Wa's scale_t, ceil(I/128) × ceil(D/128) row-major,
+  // then Wb's.
+  const void* wt = nullptr;
+  const float* wt_scale = nullptr;
+  // Xᵀ, I×B e4m3, row stride ldxt bytes (>= B, a multiple of 16), 16-byte aligned, with 1×128
+  // scales along B: xt_scale, I × ceil(B/128) row-major.
+  const void* xt = nullptr;
+  int64_t ldxt = 0;
+  const float* xt_scale = nullptr;
+  // Outputs, each written only when set (at least one): dX (B×I), dW12 (2D×I, the linear layout)
+  // and dbias (2D, Fp8Problem::bias only), in fp32, bf16 or fp16 each. accumulate_dw adds dW12 to
+  // what dw holds (fp32 master gradients, say) instead of overwriting it.
+  void* dx = nullptr;
+  DType dx_dtype = DType::bf16;
+  void* dw = nullptr;
+  DType dw_dtype = DType::f32;
+  bool accumulate_dw = false;
+  void* dbias = nullptr;
+  DType dbias_dtype = DType::f32;
+};
+
+// The workspace backward_fp8 needs for `p` (dH and dHᵀ in e4m3, their scales, dbias's partial sums):
+// about 4·B·D bytes, 256-byte aligned (as cudaMalloc returns). 0 for B = 0, and for a problem
+// validate_backward_fp8 refuses; the overload below says why.
+size_t backward_fp8_workspace_bytes(const Fp8Problem& p);
+// The same into *bytes, failing (invalid_argument, *bytes = 0) on a problem the FP8 backward refuses.
+Status backward_fp8_workspace_bytes(const Fp8Problem& p, size_t* bytes);
+
+// Checks the arguments as backward_fp8 does, launching nothing (no device needed).
+Status validate_backward_fp8(const Fp8Problem& p, const Fp8BackwardTensors& t, const void* workspace,
+                             size_t workspace_bytes);
+
+// Launches the FP8 backward on `stream` (four launches: the gate step, the dX and dW GEMMs, dbias's
+// column sum; the ones whose output is not asked for are left out). B = 0 launches nothing but sets
+// dw (unless accumulate_dw) and dbias to zero. No output may overlap an input, another output or the
+// workspace.
+Status backward_fp8(const Fp8Problem& p, const Fp8BackwardTensors& t, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream);
+
 std::string_view to_string(DType);
 std::string_view to_string(Policy);
 std::string_view to_string(GatePlacement);

@@ -131,6 +131,30 @@ SWIGLU_C_API swiglu_status swiglu_quantize_e4m3(int32_t in_dtype, const void* a,
                                                 int64_t cols, int32_t blocks, void* q, int64_t ldq, float* scale,
                                                 void* stream);
 
+/* quantize_e4m3_transposed: swiglu_quantize_e4m3 that also writes Aᵀ in e4m3 (qt, cols×rows, row
+ * stride ldqt bytes) with scales scale_t, blocks along A's rows, for the FP8 backward's operands; q
+ * and scale may both be NULL. Added within ABI version 3, as swiglu_check_fp8_scales was: a loader
+ * finds out by looking the symbol up. */
+SWIGLU_C_API swiglu_status swiglu_quantize_e4m3_transposed(int32_t in_dtype, const void* a, int64_t lda, int64_t rows,
+                                                           int64_t cols, int32_t blocks, void* q, int64_t ldq,
+                                                           float* scale, void* qt, int64_t ldqt, float* scale_t,
+                                                           void* stream);
+
+/* The FP8 backward (backward_fp8 and Fp8BackwardTensors in swiglu.hpp: the blockwise recipe, the
+ * operands' layouts, the requirements), added within ABI version 3 as above. dz and saved (the
+ * forward's H) are in p->out_dtype; wt is W12ᵀ (I×2D e4m3) with wt_scale, xt is Xᵀ (I×B e4m3, row
+ * stride ldxt bytes) with xt_scale; dx (B×I), dw (2D×I) and dbias (2D, with p->bias) are written when
+ * non-NULL, in their SWIGLU_DTYPE_*; accumulate_dw nonzero adds dW to what dw holds. The workspace
+ * size comes from swiglu_backward_fp8_workspace_bytes (0 with the error set for a refused problem;
+ * 0 and no error for B = 0). */
+SWIGLU_C_API size_t swiglu_backward_fp8_workspace_bytes(const swiglu_fp8_problem* p);
+SWIGLU_C_API swiglu_status swiglu_backward_fp8(const swiglu_fp8_problem* p, const void* dz, const void* saved,
+                                               const void* wt, const float* wt_scale, const void* xt, int64_t ldxt,
+                                               const float* xt_scale, void* dx, int32_t dx_dtype, void* dw,
+                                               int32_t dw_dtype, int32_t accumulate_dw, void* dbias,
+                                               int32_t dbias_dtype, void* workspace, size_t workspace_bytes,
+                                               void* stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,9 @@ swiglu::Status invalid(std::string message) {
   return swiglu::Status{swiglu::StatusCode::invalid_argument, std::move(message)};
 }
 
+// SWIGLU_DTYPE_* as DType.
+constexpr swiglu::DType kDtypes[] = {swiglu::DType::f32, swiglu::DType::f16, swiglu::DType::bf16};
+
 // The C struct as a Problem; every enum checked.
 swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
   if (c == nullptr) return invalid("problem is NULL");
@@ -38,8 +41,6 @@ swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
   if (c->math != SWIGLU_MATH_EXACT && c->math != SWIGLU_MATH_TF32 && c->math != SWIGLU_MATH_TF32X3)
     return invalid("math " + std::to_string(c->math) +
                    " is not SWIGLU_MATH_EXACT, _TF32 or _TF32X3");
-  static constexpr swiglu::DType kDtypes[] = {swiglu::DType::f32, swiglu::DType::f16,
-                                              swiglu::DType::bf16};
   p->batch = c->batch;
   p->in_features = c->in_features;
   p->hidden = c->hidden;
@@ -50,6 +51,17 @@ swiglu::Status to_problem(const swiglu_problem* c, swiglu::Problem* p) {
   static constexpr swiglu::Math kMaths[] = {swiglu::Math::exact, swiglu::Math::tf32,
                                              swiglu::Math::tf32x3};
   p->math = kMaths[c->math];
+  return swiglu::Status::success();
+}
+
+// A quantiser's input dtype and blocks, checked.
+swiglu::Status to_quantize_args(int32_t in_dtype, int32_t blocks, swiglu::DType* in, swiglu::Fp8Blocks* b) {
+  if (in_dtype < SWIGLU_DTYPE_F32 || in_dtype > SWIGLU_DTYPE_BF16)
+    return invalid("in_dtype " + std::to_string(in_dtype) + " is not SWIGLU_DTYPE_F32, _F16 or _BF16");
+  if (blocks != SWIGLU_FP8_BLOCKS_1X128 && blocks != SWIGLU_FP8_BLOCKS_128X128)
+    return invalid("blocks " + std::to_string(blocks) + " is not SWIGLU_FP8_BLOCKS_1X128 or _128X128");
+  *in = kDtypes[in_dtype];
+  *b = blocks == SWIGLU_FP8_BLOCKS_1X128 ? swiglu::Fp8Blocks::row_1x128 : swiglu::Fp8Blocks::tile_128x128;
   return swiglu::Status::success();
 }
 
@@ -208,15 +220,64 @@ swiglu_status swiglu_check_fp8_scales(const swiglu_fp8_problem* p, const float* 
 swiglu_status swiglu_quantize_e4m3(int32_t in_dtype, const void* a, int64_t lda, int64_t rows, int64_t cols,
                                    int32_t blocks, void* q, int64_t ldq, float* scale, void* stream) {
   return guarded([&] {
-    if (in_dtype < SWIGLU_DTYPE_F32 || in_dtype > SWIGLU_DTYPE_BF16)
-      return invalid("in_dtype " + std::to_string(in_dtype) + " is not SWIGLU_DTYPE_F32, _F16 or _BF16");
-    if (blocks != SWIGLU_FP8_BLOCKS_1X128 && blocks != SWIGLU_FP8_BLOCKS_128X128)
-      return invalid("blocks " + std::to_string(blocks) + " is not SWIGLU_FP8_BLOCKS_1X128 or _128X128");
-    static constexpr swiglu::DType kDtypes[] = {swiglu::DType::f32, swiglu::DType::f16, swiglu::DType::bf16};
-    return swiglu::quantize_e4m3(kDtypes[in_dtype], a, lda, rows, cols,
-                                 blocks == SWIGLU_FP8_BLOCKS_1X128 ? swiglu::Fp8Blocks::row_1x128
-                                                                   : swiglu::Fp8Blocks::tile_128x128,
-                                 q, ldq, scale, static_cast<cudaStream_t>(stream));
+    swiglu::DType in = swiglu::DType::f32;
+    swiglu::Fp8Blocks b = swiglu::Fp8Blocks::row_1x128;
+    if (swiglu::Status s = to_quantize_args(in_dtype, blocks, &in, &b); !s.ok()) return s;
+    return swiglu::quantize_e4m3(in, a, lda, rows, cols, b, q, ldq, scale, static_cast<cudaStream_t>(stream));
+  });
+}
+
+swiglu_status swiglu_quantize_e4m3_transposed(int32_t in_dtype, const void* a, int64_t lda, int64_t rows,
+                                              int64_t cols, int32_t blocks, void* q, int64_t ldq, float* scale,
+                                              void* qt, int64_t ldqt, float* scale_t, void* stream) {
+  return guarded([&] {
+    swiglu::DType in = swiglu::DType::f32;
+    swiglu::Fp8Blocks b = swiglu::Fp8Blocks::row_1x128;
+    if (swiglu::Status s = to_quantize_args(in_dtype, blocks, &in, &b); !s.ok()) return s;
+    return swiglu::quantize_e4m3_transposed(in, a, lda, rows, cols, b, q, ldq, scale, qt, ldqt, scale_t,
+                                            static_cast<cudaStream_t>(stream));
+  });
+}
+
+size_t swiglu_backward_fp8_workspace_bytes(const swiglu_fp8_problem* p) {
+  size_t bytes = 0;
+  guarded([&] {
+    swiglu::Fp8Problem q;
+    if (swiglu::Status s = to_fp8_problem(p, &q); !s.ok()) return s;
+    return swiglu::backward_fp8_workspace_bytes(q, &bytes);
+  });
+  return bytes;
+}
+
+swiglu_status swiglu_backward_fp8(const swiglu_fp8_problem* p, const void* dz, const void* saved, const void* wt,
+                                  const float* wt_scale, const void* xt, int64_t ldxt, const float* xt_scale, void* dx,
+                                  int32_t dx_dtype, void* dw, int32_t dw_dtype, int32_t accumulate_dw, void* dbias,
+                                  int32_t dbias_dtype, void* workspace, size_t workspace_bytes, void* stream) {
+  return guarded([&] {
+    swiglu::Fp8Problem q;
+    if (swiglu::Status s = to_fp8_problem(p, &q); !s.ok()) return s;
+    swiglu::Fp8BackwardTensors t;
+    const auto dtype = [](const char* name, int32_t v, swiglu::DType* out) {
+      if (v < SWIGLU_DTYPE_F32 || v > SWIGLU_DTYPE_BF16)
+        return invalid(std::string(name) + " " + std::to_string(v) + " is not SWIGLU_DTYPE_F32, _F16 or _BF16");
+      *out = kDtypes[v];
+      return swiglu::Status::success();
+    };
+    if (swiglu::Status s = dtype("dx_dtype", dx_dtype, &t.dx_dtype); !s.ok()) return s;
+    if (swiglu::Status s = dtype("dw_dtype", dw_dtype, &t.dw_dtype); !s.ok()) return s;
+    if (swiglu::Status s = dtype("dbias_dtype", dbias_dtype, &t.dbias_dtype); !s.ok()) return s;
+    t.dz = dz;
+    t.saved = saved;
+    t.wt = wt;
+    t.wt_scale = wt_scale;
+    t.xt = xt;
+    t.ldxt = ldxt;
+    t.xt_scale = xt_scale;
+    t.dx = dx;
+    t.dw = dw;
+    t.accumulate_dw = accumulate_dw != 0;
+    t.dbias = dbias;
+    return swiglu::backward_fp8(q, t, workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
   });
 }
 

@@ -1,5 +1,5 @@
-// The public FP8 entry points (swiglu.hpp): forward_fp8's checks and its mapping onto the sm_90a
-// launcher (swiglu/fp8.hpp), and quantize_e4m3.
+// The public FP8 entry points (swiglu.hpp): forward_fp8's and backward_fp8's checks and their
+// mapping onto the sm_90a launchers (swiglu/fp8.hpp), and quantize_e4m3.
 #include <cuda_runtime_api.h>
 
 #include <nvtx3/nvtx3.hpp>
@@ -47,6 +47,21 @@ bool overlaps(const Bytes& a, const Bytes& b) {
   const auto a0 = reinterpret_cast<uintptr_t>(a.ptr), b0 = reinterpret_cast<uintptr_t>(b.ptr);
   return a.ptr != nullptr && b.ptr != nullptr && a0 < b0 + static_cast<uintptr_t>(b.bytes) &&
          b0 < a0 + static_cast<uintptr_t>(a.bytes);
+}
+
+// An output that overlaps an input or an earlier output, named.
+Status no_overlaps(const std::vector<Bytes>& outputs, const std::vector<Bytes>& inputs) {
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    for (const Bytes& in : inputs) {
+      if (overlaps(outputs[o], in))
+        return fail(StatusCode::invalid_argument, std::string(outputs[o].name) + " overlaps " + in.name);
+    }
+    for (size_t o2 = 0; o2 < o; ++o2) {
+      if (overlaps(outputs[o], outputs[o2]))
+        return fail(StatusCode::invalid_argument, std::string(outputs[o].name) + " overlaps " + outputs[o2].name);
+    }
+  }
+  return Status::success();
 }
 
 Status check_dims(const Fp8Problem& p) {
@@ -131,17 +146,7 @@ Status validate_forward_fp8(const Fp8Problem& p, const Fp8Tensors& t) {
                                       {"z_scale", t.z != nullptr ? t.z_scale : nullptr, B * d_blocks * 4},
                                       {"z_amax", t.z != nullptr ? t.z_amax : nullptr, 4},
                                       {"saved", t.saved, B * 2 * D * es}};
-  for (size_t o = 0; o < outputs.size(); ++o) {
-    for (const Bytes& in : inputs) {
-      if (overlaps(outputs[o], in))
-        return fail(StatusCode::invalid_argument, std::string(outputs[o].name) + " overlaps " + in.name);
-    }
-    for (size_t o2 = 0; o2 < o; ++o2) {
-      if (overlaps(outputs[o], outputs[o2]))
-        return fail(StatusCode::invalid_argument, std::string(outputs[o].name) + " overlaps " + outputs[o2].name);
-    }
-  }
-  return Status::success();
+  return no_overlaps(outputs, inputs);
 }
 
 std::string_view forward_fp8_kernel(const Fp8Problem& p) {
@@ -177,6 +182,124 @@ Status forward_fp8(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream
   q.z_scale = t.z != nullptr ? t.z_scale : nullptr;
   q.z_amax = t.z != nullptr ? t.z_amax : nullptr;
   return detail::fp8_forward_sm90(q, p.out, p.z_e4m3, stream);
+}
+
+Status backward_fp8_workspace_bytes(const Fp8Problem& p, size_t* bytes) {
+  if (bytes == nullptr) return fail(StatusCode::invalid_argument, "bytes is null");
+  *bytes = 0;
+  if (Status s = check_dims(p); !s.ok()) return s;
+  if (p.hidden % 16 != 0) {
+    return fail(StatusCode::invalid_argument, "hidden (" + str(p.hidden) +
+                                                  ") must be a multiple of 16 for the FP8 backward: the dU half "
+                                                  "of dH and of W12^T starts 16-byte aligned");
+  }
+  if (p.batch > 0) *bytes = detail::fp8_backward_workspace(p.batch, p.hidden).bytes;
+  return Status::success();
+}
+
+size_t backward_fp8_workspace_bytes(const Fp8Problem& p) {
+  size_t bytes = 0;
+  return backward_fp8_workspace_bytes(p, &bytes).ok() ? bytes : 0;
+}
+
+Status validate_backward_fp8(const Fp8Problem& p, const Fp8BackwardTensors& t, const void* workspace,
+                             size_t workspace_bytes) {
+  size_t need = 0;
+  if (Status s = backward_fp8_workspace_bytes(p, &need); !s.ok()) return s;
+  const int64_t B = p.batch, I = p.in_features, D = p.hidden;
+  const auto grad_dtype = [](DType d) { return d == DType::f32 || d == DType::bf16 || d == DType::f16; };
+  if (!grad_dtype(t.dx_dtype) || !grad_dtype(t.dw_dtype) || !grad_dtype(t.dbias_dtype)) {
+    return fail(StatusCode::invalid_argument, "dx_dtype, dw_dtype and dbias_dtype must be fp32, bf16 or fp16, got " +
+                                                  str(static_cast<int>(t.dx_dtype)) + ", " +
+                                                  str(static_cast<int>(t.dw_dtype)) + ", " +
+                                                  str(static_cast<int>(t.dbias_dtype)));
+  }
+  if (t.dx == nullptr && t.dw == nullptr && t.dbias == nullptr)
+    return fail(StatusCode::invalid_argument, "dx, dw and dbias are all null: no gradient to compute");
+  if (t.dbias != nullptr && !p.bias)
+    return fail(StatusCode::invalid_argument, "dbias is set but Fp8Problem::bias is false: the layer has no bias");
+  const auto null = [](const char* name) { return fail(StatusCode::invalid_argument, std::string(name) + " is null"); };
+  if (B == 0) return Status::success();  // only dw and dbias are written (zeros)
+  if (t.dz == nullptr) return null("dz");
+  if (t.saved == nullptr) return null("saved (the forward's H; the FP8 backward has the save policy only)");
+  if (t.dx != nullptr && t.wt == nullptr) return null("wt (W12^T, for dX)");
+  if (t.dx != nullptr && t.wt_scale == nullptr) return null("wt_scale (for dX)");
+  if (t.dw != nullptr && t.xt == nullptr) return null("xt (X^T, for dW)");
+  if (t.dw != nullptr && t.xt_scale == nullptr) return null("xt_scale (for dW)");
+  if (t.dw != nullptr && (t.ldxt < B || t.ldxt % 16 != 0)) {
+    return fail(StatusCode::invalid_argument, "ldxt (" + str(t.ldxt) + ") must be >= batch (" + str(B) +
+                                                  ") and a multiple of 16: X^T's rows are loaded by TMA");
+  }
+  if (workspace == nullptr || workspace_bytes < need) {
+    return fail(StatusCode::invalid_argument, "the workspace needs " + std::to_string(need) + " bytes (" +
+                                                  "backward_fp8_workspace_bytes), got " +
+                                                  (workspace == nullptr ? std::string("null") : std::to_string(workspace_bytes)));
+  }
+  const int64_t es = static_cast<int64_t>(dtype_size(p.out));
+  if (!aligned(t.dz, es) || !aligned(t.saved, es)) {
+    return fail(StatusCode::invalid_argument,
+                "dz and saved must be aligned to their element size (" + std::string(to_string(p.out)) + ")");
+  }
+  if ((t.dx != nullptr && !aligned(t.wt, 16)) || (t.dw != nullptr && !aligned(t.xt, 16)) || !aligned(workspace, 256))
+    return fail(StatusCode::invalid_argument, "wt and xt must be 16-byte aligned (TMA), the workspace 256-byte aligned");
+  if (!aligned(t.wt_scale, 4) || !aligned(t.xt_scale, 4))
+    return fail(StatusCode::invalid_argument, "the scales must be 4-byte aligned (fp32)");
+  if (!aligned(t.dx, dtype_size(t.dx_dtype)) || !aligned(t.dw, dtype_size(t.dw_dtype)) ||
+      !aligned(t.dbias, dtype_size(t.dbias_dtype)))
+    return fail(StatusCode::invalid_argument, "dx, dw and dbias must be aligned to their element sizes");
+
+  const int64_t k_blocks = (I + 127) / 128, d_blocks = (D + 127) / 128, b_blocks = (B + 127) / 128;
+  const std::vector<Bytes> inputs = {{"dz", t.dz, B * D * es},
+                                     {"saved", t.saved, B * 2 * D * es},
+                                     {"wt", t.dx != nullptr ? t.wt : nullptr, I * 2 * D},
+                                     {"wt_scale", t.dx != nullptr ? t.wt_scale : nullptr, 4 * 2 * k_blocks * d_blocks},
+                                     {"xt", t.dw != nullptr ? t.xt : nullptr, (I - 1) * t.ldxt + B},
+                                     {"xt_scale", t.dw != nullptr ? t.xt_scale : nullptr, 4 * I * b_blocks}};
+  const std::vector<Bytes> outputs = {
+      {"dx", t.dx, B * I * static_cast<int64_t>(dtype_size(t.dx_dtype))},
+      {"dw", t.dw, 2 * D * I * static_cast<int64_t>(dtype_size(t.dw_dtype))},
+      {"dbias", t.dbias, 2 * D * static_cast<int64_t>(dtype_size(t.dbias_dtype))},
+      {"workspace", workspace, static_cast<int64_t>(need)}};
+  return no_overlaps(outputs, inputs);
+}
+
+Status backward_fp8(const Fp8Problem& p, const Fp8BackwardTensors& t, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
+  nvtx3::scoped_range range{"swiglu::backward_fp8"};
+  if (Status s = validate_backward_fp8(p, t, workspace, workspace_bytes); !s.ok()) return s;
+  if (p.batch == 0) {
+    // dW12 and dbias of an empty batch are zero (all-zero bytes in every float type).
+    const auto zero = [&](void* ptr, size_t bytes) -> Status {
+      const cudaError_t e = ptr != nullptr ? cudaMemsetAsync(ptr, 0, bytes, stream) : cudaSuccess;
+      return e == cudaSuccess ? Status::success()
+                              : fail(StatusCode::cuda_error, std::string("backward_fp8: ") + cudaGetErrorString(e));
+    };
+    const auto n = static_cast<size_t>(2 * p.hidden);
+    if (Status s = zero(t.accumulate_dw ? nullptr : t.dw, n * static_cast<size_t>(p.in_features) * dtype_size(t.dw_dtype));
+        !s.ok())
+      return s;
+    return zero(t.dbias, n * dtype_size(t.dbias_dtype));
+  }
+  detail::Fp8Backward b;
+  b.dtype = p.out;
+  b.rows = p.batch;
+  b.in = p.in_features;
+  b.d = p.hidden;
+  b.dz = t.dz;
+  b.h = t.saved;
+  b.w12t = t.wt;
+  b.w12t_scale = t.wt_scale;
+  b.xt = t.xt;
+  b.ldxt = t.dw != nullptr ? t.ldxt : (p.batch + 15) / 16 * 16;
+  b.xt_scale = t.xt_scale;
+  b.dx = t.dx;
+  b.dx_dtype = t.dx_dtype;
+  b.dw = t.dw;
+  b.dw_dtype = t.dw_dtype;
+  b.accumulate = t.accumulate_dw;
+  b.dbias = t.dbias;
+  b.dbias_dtype = t.dbias_dtype;
+  return detail::backward_fp8_sm90(b, workspace, workspace_bytes, stream);
 }
 
 namespace detail {
