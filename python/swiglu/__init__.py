@@ -4,7 +4,8 @@
     z = fc1(x)                                                   # SiLU(x·Waᵀ) ⊙ x·Wbᵀ, one launch
 
 FP8 inference on Hopper: fc1.to_fp8() quantises the weight to e4m3 once, and each call x in 1×128
-blocks (swiglu.fp8: fused_swiglu_fp8, quantize_weight_e4m3, ScaledFp8).
+blocks (swiglu.fp8: fused_swiglu_fp8, quantize_weight_e4m3, ScaledFp8). FP8 training:
+fc1.to_fp8_training() (fused_swiglu_fp8_training: the blockwise recipe, forward and backward).
 
 Tensor parallelism and FSDP2: swiglu.parallel (torch 2.8 and newer; imported on its own).
 
@@ -13,7 +14,7 @@ the first CUDA call; see swiglu._lib for where it is looked for. Works with torc
 """
 
 from ._lib import LibraryError, SwigluError
-from .fp8 import ScaledFp8, fused_swiglu_fp8, quantize_weight_e4m3
+from .fp8 import ScaledFp8, fused_swiglu_fp8, fused_swiglu_fp8_training, quantize_weight_e4m3
 from .functional import FallbackWarning, fused_swiglu, reference_swiglu
 from .module import FusedSwiGLU
 
@@ -27,4 +28,5 @@ def load_library() -> str:
 
 
 __all__ = ["FusedSwiGLU", "fused_swiglu", "reference_swiglu", "load_library", "FallbackWarning",
-           "LibraryError", "SwigluError", "fused_swiglu_fp8", "quantize_weight_e4m3", "ScaledFp8"]
+           "LibraryError", "SwigluError", "fused_swiglu_fp8", "fused_swiglu_fp8_training", "quantize_weight_e4m3",
+           "ScaledFp8"]

@@ -1,6 +1,7 @@
-"""The FP8 kernels as PyTorch operators, for inference: ``torch.ops.swiglu.quantize_e4m3`` and
+"""The FP8 kernels as PyTorch operators: for inference ``torch.ops.swiglu.quantize_e4m3`` and
 ``torch.ops.swiglu.forward_fp8`` (no autograd), and the scale check that runs where weights are
-quantised.
+quantised; for training ``torch.ops.swiglu.forward_fp8_training`` (its gradient attached:
+``forward_fp8_training()``) and ``torch.ops.swiglu.backward_fp8``, the blockwise recipe (below).
 
 e4m3 data are ``torch.float8_e4m3fn`` tensors and scales float32. The scale layouts are the
 library's (include/swiglu/swiglu.hpp, Fp8Scaling), as shapes, with k = ceil(I/128) and
@@ -240,17 +241,223 @@ def check_weight_scales(w_scale: torch.Tensor, scaling: str, hidden: int, in_fea
                          f"scale is 1)")
 
 
+# ---- FP8 training: the blockwise recipe's forward and backward ------------------------------------
+#
+# forward_fp8_training quantises X (1×128 blocks) and W12 (128×128 blocks, Wa and Wb apart) from the
+# caller's tensors (the master weights), then runs the FP8 forward: Z in out_dtype (bfloat16 or
+# float16). With save it also keeps H = [G | U] in out_dtype and Xᵀ in e4m3 for the backward's dW:
+# (I, B rounded up to 16) (the library reads its rows 16-byte aligned; columns past B are unused),
+# with (I, ceil(B/128)) scales along B. Without save those three are empty.
+# backward_fp8 quantises W12ᵀ the same way (from the master weights again: cheaper in memory than
+# keeping it), and runs the library's FP8 backward: dX in dx_dtype, dW12 in w's dtype (the master
+# gradient), dbias in dbias_dtype; each one not asked for is an empty tensor.
+_FORWARD_FP8_TRAINING_SCHEMA = ("(Tensor x, Tensor w, Tensor? bias, ScalarType out_dtype, bool save) "
+                                "-> (Tensor, Tensor, Tensor, Tensor)")
+_BACKWARD_FP8_SCHEMA = ("(Tensor dz, Tensor w, Tensor h, Tensor xt, Tensor xt_scale, bool need_dx, bool need_dw, "
+                        "bool need_dbias, ScalarType dx_dtype, ScalarType dbias_dtype) -> (Tensor, Tensor, Tensor)")
+
+
+def padded16(n):
+    """n rounded up to a multiple of 16 (Xᵀ's row length in bytes)."""
+    return (n + 15) // 16 * 16
+
+
+def check_fp8_training(x, w, bias, out_dtype) -> None:
+    """The shapes and dtypes the FP8 training operators assume (the library sees raw pointers)."""
+    if out_dtype not in _OUT_DTYPES:
+        raise ValueError(f"out_dtype must be torch.bfloat16 or torch.float16, got {out_dtype}")
+    if x.dim() != 2 or x.dtype not in _IN_DTYPES:
+        raise ValueError(f"x must be 2-D float32, float16 or bfloat16, got {x.dtype} {tuple(x.shape)}")
+    in_features = x.shape[1]
+    if w.dim() != 2 or w.dtype not in _IN_DTYPES or w.shape[0] % 2 != 0 or w.shape[1] != in_features:
+        raise ValueError(f"w must be float32, float16 or bfloat16 (2*hidden, {in_features}), got {w.dtype} "
+                         f"{tuple(w.shape)}")
+    hidden = w.shape[0] // 2
+    if in_features % 16 != 0 or in_features == 0 or hidden % 16 != 0 or hidden == 0:
+        raise ValueError(f"FP8 training needs in_features and hidden to be positive multiples of 16 (the FP8 "
+                         f"kernels' 16-byte rows), got in_features={in_features}, hidden={hidden}")
+    if bias is not None and (tuple(bias.shape) != (2 * hidden,) or bias.dtype not in _IN_DTYPES):
+        raise ValueError(f"bias must be float32, float16 or bfloat16 ({2 * hidden},), got {bias.dtype} "
+                         f"{tuple(bias.shape)}")
+    for name, t in (("w", w), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"x is on {x.device} but {name} is on {t.device}")
+
+
+def _fp8_training_outputs(x, w, out_dtype, save):
+    batch, in_features = x.shape
+    hidden = w.shape[0] // 2
+    z = x.new_empty((batch, hidden), dtype=out_dtype)
+    if not save:
+        return z, x.new_empty((0,), dtype=out_dtype), x.new_empty((0,), dtype=E4M3), x.new_empty((0,), dtype=torch.float32)
+    return (z, x.new_empty((batch, 2 * hidden), dtype=out_dtype),
+            x.new_empty((in_features, padded16(batch)), dtype=E4M3),
+            x.new_empty((in_features, n_blocks(batch)), dtype=torch.float32))
+
+
+def _forward_fp8_training_cuda(x, w, bias, out_dtype, save):
+    check_fp8_training(x, w, bias, out_dtype)
+    if x.device.type != "cuda":
+        raise ValueError(f"x must be on CUDA, got {x.device}")
+    lib = _lib.library()
+    x, w = _dense(x, 16), _dense(w, 16)
+    bias = None if bias is None else _dense(bias.to(out_dtype), 16)
+    batch, in_features = x.shape
+    hidden = w.shape[0] // 2
+    kb, db = n_blocks(in_features), n_blocks(hidden)
+    z, h, xt, xt_scale = _fp8_training_outputs(x, w, out_dtype, save)
+    xq = x.new_empty((batch, in_features), dtype=E4M3)
+    x_scale = x.new_empty((batch, kb), dtype=torch.float32)
+    wq = w.new_empty((2 * hidden, in_features), dtype=E4M3)
+    w_scale = w.new_empty((2 * db, kb), dtype=torch.float32)
+    if batch == 0:
+        return z, h, xt, xt_scale
+    with torch.cuda.device(x.device):
+        stream = torch.cuda.current_stream().cuda_stream
+        if save:
+            lib.quantize_e4m3_transposed(_IN_DTYPES[x.dtype], x.data_ptr(), in_features, batch, in_features,
+                                         _lib.FP8_BLOCKS_1X128, xq.data_ptr(), in_features, x_scale.data_ptr(),
+                                         xt.data_ptr(), xt.shape[1], xt_scale.data_ptr(), stream)
+        else:
+            lib.quantize_e4m3(_IN_DTYPES[x.dtype], x.data_ptr(), in_features, batch, in_features,
+                              _lib.FP8_BLOCKS_1X128, xq.data_ptr(), in_features, x_scale.data_ptr(), stream)
+        for half in range(2):  # no 128×128 block across Wa and Wb
+            lib.quantize_e4m3(_IN_DTYPES[w.dtype], w.data_ptr() + half * hidden * in_features * w.element_size(),
+                              in_features, hidden, in_features, _lib.FP8_BLOCKS_128X128,
+                              wq.data_ptr() + half * hidden * in_features, in_features,
+                              w_scale.data_ptr() + half * db * kb * 4, stream)
+        problem = _lib.Fp8Problem(batch=batch, in_features=in_features, hidden=hidden, ldx=0,
+                                  x_scaling=_lib.FP8_SCALE_BLOCKS, w_scaling=_lib.FP8_SCALE_BLOCKS,
+                                  out_dtype=_OUT_DTYPES[out_dtype], bias=int(bias is not None), z_e4m3=0)
+        lib.forward_fp8(problem, xq.data_ptr(), x_scale.data_ptr(), wq.data_ptr(), w_scale.data_ptr(),
+                        0 if bias is None else bias.data_ptr(), z.data_ptr(), 0, 0,
+                        h.data_ptr() if save else 0, stream)
+    return z, h, xt, xt_scale
+
+
+def _forward_fp8_training_fake(x, w, bias, out_dtype, save):
+    return _fp8_training_outputs(x, w, out_dtype, save)
+
+
+def check_backward_fp8(dz, w, h, xt, xt_scale) -> None:
+    if dz.dim() != 2 or dz.dtype not in _OUT_DTYPES or h.dtype != dz.dtype:
+        raise ValueError(f"dz and h must be 2-D bfloat16 or float16 of one dtype, got {dz.dtype} {tuple(dz.shape)} "
+                         f"and {h.dtype}")
+    batch, hidden = dz.shape
+    in_features = w.shape[1] if w.dim() == 2 else -1
+    for name, t, shape in (("w", w, (2 * hidden, in_features)), ("h", h, (batch, 2 * hidden)),
+                           ("xt", xt, (in_features, padded16(batch))),
+                           ("xt_scale", xt_scale, (in_features, n_blocks(batch)))):
+        if tuple(t.shape) != shape or t.device != dz.device:
+            raise ValueError(f"{name} must be {shape} on {dz.device}, got {tuple(t.shape)} on {t.device}")
+    if xt.dtype != E4M3 or xt_scale.dtype != torch.float32 or w.dtype not in _IN_DTYPES:
+        raise ValueError(f"xt must be torch.float8_e4m3fn, xt_scale float32 and w float32, float16 or bfloat16, "
+                         f"got {xt.dtype}, {xt_scale.dtype} and {w.dtype}")
+
+
+def _backward_fp8_outputs(dz, w, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype):
+    batch, hidden = dz.shape
+    in_features = w.shape[1]
+    return (dz.new_empty((batch, in_features) if need_dx else (0,), dtype=dx_dtype),
+            w.new_empty(w.shape if need_dw else (0,)),
+            dz.new_empty((2 * hidden,) if need_dbias else (0,), dtype=dbias_dtype))
+
+
+def _backward_fp8_cuda(dz, w, h, xt, xt_scale, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype):
+    check_backward_fp8(dz, w, h, xt, xt_scale)
+    if dz.device.type != "cuda":
+        raise ValueError(f"dz must be on CUDA, got {dz.device}")
+    lib = _lib.library()
+    dz, h, w = _dense(dz, 16), _dense(h, 16), _dense(w, 16)
+    xt, xt_scale = _dense(xt, 16), _dense(xt_scale, 4)
+    batch, hidden = dz.shape
+    in_features = w.shape[1]
+    kb, db = n_blocks(in_features), n_blocks(hidden)
+    dx, dw, dbias = _backward_fp8_outputs(dz, w, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype)
+    if not (need_dx or need_dw or need_dbias):
+        return dx, dw, dbias
+    problem = _lib.Fp8Problem(batch=batch, in_features=in_features, hidden=hidden, ldx=0,
+                              x_scaling=_lib.FP8_SCALE_BLOCKS, w_scaling=_lib.FP8_SCALE_BLOCKS,
+                              out_dtype=_OUT_DTYPES[dz.dtype], bias=int(need_dbias), z_e4m3=0)
+    with torch.cuda.device(dz.device):
+        stream = torch.cuda.current_stream().cuda_stream
+        wt = wt_scale = None
+        if need_dx and batch > 0:
+            # W12ᵀ (I×2D): Wa's 128×128 blocks transposed into columns [0, D), Wb's into [D, 2D).
+            wt = w.new_empty((in_features, 2 * hidden), dtype=E4M3)
+            wt_scale = w.new_empty((2 * kb * db,), dtype=torch.float32)
+            for half in range(2):
+                lib.quantize_e4m3_transposed(
+                    _IN_DTYPES[w.dtype], w.data_ptr() + half * hidden * in_features * w.element_size(), in_features,
+                    hidden, in_features, _lib.FP8_BLOCKS_128X128, 0, 0, 0, wt.data_ptr() + half * hidden,
+                    2 * hidden, wt_scale.data_ptr() + half * kb * db * 4, stream)
+        ws_bytes = lib.backward_fp8_workspace_bytes(problem)
+        workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=dz.device) if ws_bytes else None
+        lib.backward_fp8(problem, dz.data_ptr(), h.data_ptr(), 0 if wt is None else wt.data_ptr(),
+                         0 if wt_scale is None else wt_scale.data_ptr(), xt.data_ptr(), xt.shape[1],
+                         xt_scale.data_ptr(), dx.data_ptr() if need_dx else 0, _IN_DTYPES[dx_dtype],
+                         dw.data_ptr() if need_dw else 0, _IN_DTYPES[w.dtype], False,
+                         dbias.data_ptr() if need_dbias else 0, _IN_DTYPES[dbias_dtype],
+                         0 if workspace is None else workspace.data_ptr(), ws_bytes, stream)
+    return dx, dw, dbias
+
+
+def _backward_fp8_fake(dz, w, h, xt, xt_scale, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype):
+    return _backward_fp8_outputs(dz, w, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype)
+
+
+def _fp8_training_save(ctx, x, w, bias, h, xt, xt_scale):
+    ctx.save_for_backward(w, h, xt, xt_scale)
+    ctx.x_dtype = x.dtype
+    ctx.bias_dtype = torch.float32 if bias is None else bias.dtype
+
+
+def _fp8_training_backward(ctx, dz, wants):
+    """The gradients autograd asks for (wants: whether x, w and bias need one); frozen weights skip
+    dW (and a frozen bias dbias)."""
+    w, h, xt, xt_scale = ctx.saved_tensors
+    want_x, want_w, want_b = wants[:3]
+    if dz is None or not (want_x or want_w or want_b):
+        return None, None, None, None, None
+    if h.numel() == 0 and dz.numel() != 0:
+        raise RuntimeError("fused_swiglu_fp8_training: the forward ran without keeping H (no input required "
+                           "grad in grad mode), so there is no backward")
+    dx, dw, dbias = torch.ops.swiglu.backward_fp8(dz.to(h.dtype), w, h, xt, xt_scale, want_x, want_w, want_b,
+                                                  ctx.x_dtype, ctx.bias_dtype)
+    return dx if want_x else None, dw if want_w else None, dbias if want_b else None, None, None
+
+
 # ---- registration --------------------------------------------------------------------------------
 
 _OPS = (("quantize_e4m3", _QUANTIZE_SCHEMA, _quantize_cuda, _quantize_fake),
-        ("forward_fp8", _FORWARD_FP8_SCHEMA, _forward_fp8_cuda, _forward_fp8_fake))
+        ("forward_fp8", _FORWARD_FP8_SCHEMA, _forward_fp8_cuda, _forward_fp8_fake),
+        ("forward_fp8_training", _FORWARD_FP8_TRAINING_SCHEMA, _forward_fp8_training_cuda,
+         _forward_fp8_training_fake),
+        ("backward_fp8", _BACKWARD_FP8_SCHEMA, _backward_fp8_cuda, _backward_fp8_fake))
 
 if E4M3 is None:
     pass  # no float8 dtype: the FP8 API refuses to run (swiglu.fp8.unsupported_reason)
 elif hasattr(torch.library, "custom_op"):  # torch >= 2.4
+    _registered = {}
     for _name, _schema, _cuda, _fake in _OPS:
-        torch.library.custom_op("swiglu::" + _name, _cuda, mutates_args=(), device_types="cuda",
-                                schema=_schema).register_fake(_fake)
+        _registered[_name] = torch.library.custom_op("swiglu::" + _name, _cuda, mutates_args=(),
+                                                     device_types="cuda", schema=_schema)
+        _registered[_name].register_fake(_fake)
+
+    def _training_setup_context(ctx, inputs, output):
+        x, w, bias, _out_dtype, _save = inputs
+        _z, h, xt, xt_scale = output
+        _fp8_training_save(ctx, x, w, bias, h, xt, xt_scale)
+        ctx.mark_non_differentiable(h, xt, xt_scale)
+        ctx.set_materialize_grads(False)
+
+    _registered["forward_fp8_training"].register_autograd(
+        lambda ctx, dz, *_: _fp8_training_backward(ctx, dz, ctx.needs_input_grad),
+        setup_context=_training_setup_context)
+
+    def forward_fp8_training(x, w, bias, out_dtype, save):
+        """Z of the FP8 training forward, differentiable in x, w and bias (when save)."""
+        return torch.ops.swiglu.forward_fp8_training(x, w, bias, out_dtype, save)[0]
 else:  # torch 2.1 to 2.3, as in swiglu._ops (a FRAGMENT: _ops defines the namespace)
     _library = torch.library.Library("swiglu", "FRAGMENT")
     for _name, _schema, _cuda, _fake in _OPS:
@@ -260,3 +467,21 @@ else:  # torch 2.1 to 2.3, as in swiglu._ops (a FRAGMENT: _ops defines the names
             torch.library.impl_abstract("swiglu::" + _name, _fake, lib=_library)
         else:  # torch 2.1: fake tensors fall back to Meta kernels
             _library.impl(_name, _fake, "Meta")
+
+    class _Fp8Training(torch.autograd.Function):
+        # As swiglu._ops._Forward: Z alone is the output, and requires_grad stands in for
+        # ctx.needs_input_grad, which torch 2.1's compiler does not trace.
+        @staticmethod
+        def forward(ctx, x, w, bias, out_dtype, save):
+            z, h, xt, xt_scale = torch.ops.swiglu.forward_fp8_training(x, w, bias, out_dtype, save)
+            _fp8_training_save(ctx, x, w, bias, h, xt, xt_scale)
+            ctx.wants = (x.requires_grad, w.requires_grad, bias is not None and bias.requires_grad)
+            return z
+
+        @staticmethod
+        def backward(ctx, dz):
+            return _fp8_training_backward(ctx, dz, ctx.wants)
+
+    def forward_fp8_training(x, w, bias, out_dtype, save):
+        """Z of the FP8 training forward, differentiable in x, w and bias (when save)."""
+        return _Fp8Training.apply(x, w, bias, out_dtype, save)

@@ -143,6 +143,18 @@ class Library:
         self._has_check_fp8_scales = hasattr(cdll, "swiglu_check_fp8_scales")
         if self._has_check_fp8_scales:  # else check_fp8_scales() says so when called
             self._bind({"swiglu_check_fp8_scales": (ctypes.c_int, [p_fp8, vp, vp, vp])}, str)
+        # The FP8 backward and the transposing quantiser came to version 3 later still: a library
+        # without them loads, and only FP8 training says that they are missing.
+        fp8_training = {
+            "swiglu_quantize_e4m3_transposed": (ctypes.c_int, [i32, vp, i64, i64, i64, i32, vp, i64, vp, vp, i64,
+                                                               vp, vp]),
+            "swiglu_backward_fp8_workspace_bytes": (size_t, [p_fp8]),
+            "swiglu_backward_fp8": (ctypes.c_int, [p_fp8, vp, vp, vp, vp, vp, i64, vp, vp, i32, vp, i32, i32, vp,
+                                                   i32, vp, size_t, vp]),
+        }
+        self._has_fp8_training = all(hasattr(cdll, name) for name in fp8_training)
+        if self._has_fp8_training:
+            self._bind(fp8_training, str)
 
     def _bind(self, signatures: dict, missing) -> None:
         """Sets each function's restype and argtypes; LibraryError(missing(name)) for one absent."""
@@ -207,6 +219,39 @@ class Library:
                                f"swiglu source as this package")
         self._check("swiglu_check_fp8_scales", self._c.swiglu_check_fp8_scales(
             ctypes.byref(p), x_scale, w_scale, stream))
+
+
+    def _require_fp8_training(self) -> None:
+        if not self._has_fp8_training:
+            raise LibraryError(f"{self.path} does not export swiglu_backward_fp8() and "
+                               f"swiglu_quantize_e4m3_transposed(), which FP8 training needs: rebuild the "
+                               f"library (CMake target swiglu_c) from the same swiglu source as this package")
+
+    def quantize_e4m3_transposed(self, in_dtype: int, a: int, lda: int, rows: int, cols: int, blocks: int,
+                                 q: int, ldq: int, scale: int, qt: int, ldqt: int, scale_t: int,
+                                 stream: int) -> None:
+        """swiglu_quantize_e4m3_transposed: as quantize_e4m3 (q and scale may both be 0), and Aᵀ
+        in e4m3 to ``qt`` (cols×rows, row stride ldqt bytes) with its scales, blocks along A's rows."""
+        self._require_fp8_training()
+        self._check("swiglu_quantize_e4m3_transposed", self._c.swiglu_quantize_e4m3_transposed(
+            in_dtype, a, lda, rows, cols, blocks, q, ldq, scale, qt, ldqt, scale_t, stream))
+
+    def backward_fp8_workspace_bytes(self, p: Fp8Problem) -> int:
+        self._require_fp8_training()
+        n = self._c.swiglu_backward_fp8_workspace_bytes(ctypes.byref(p))
+        if n == 0 and self.last_error():  # Why: 0 is also B = 0's size
+            raise SwigluError("swiglu_backward_fp8_workspace_bytes", 1, self.last_error())
+        return n
+
+    def backward_fp8(self, p: Fp8Problem, dz: int, saved: int, wt: int, wt_scale: int, xt: int, ldxt: int,
+                     xt_scale: int, dx: int, dx_dtype: int, dw: int, dw_dtype: int, accumulate_dw: bool,
+                     dbias: int, dbias_dtype: int, workspace: int, workspace_bytes: int, stream: int) -> None:
+        """swiglu_backward_fp8: dX, dW12 and dbias (each when its pointer is not 0) from dZ, the
+        forward's H and the transposed e4m3 copies of W12 and X."""
+        self._require_fp8_training()
+        self._check("swiglu_backward_fp8", self._c.swiglu_backward_fp8(
+            ctypes.byref(p), dz, saved, wt, wt_scale, xt, ldxt, xt_scale, dx, dx_dtype, dw, dw_dtype,
+            int(accumulate_dw), dbias, dbias_dtype, workspace, workspace_bytes, stream))
 
 
 _lock = threading.Lock()

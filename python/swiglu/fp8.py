@@ -9,8 +9,10 @@ in; this is the functional one, for weights quantised once by quantize_weight_e4
 Each block's scale is amax/448 (448: e4m3's largest finite value; 1 for an all-zero block) and an
 element is stored as round-to-nearest(v / scale), saturated to ±448; v ≈ e4m3 · scale.
 
-Inference only: there is no gradient, and a call that would need one (grad mode on and an input
-that requires grad) raises. The kernel needs a GPU of compute capability 9.0 (Hopper) and
+These are inference only: a call that would need a gradient (grad mode on and an input that
+requires grad) raises. FP8 training is fused_swiglu_fp8_training(x, w12, bias) (and
+FusedSwiGLU.to_fp8_training()): master weights quantised every call, the blockwise recipe's
+forward and backward. The kernel needs a GPU of compute capability 9.0 (Hopper) and
 libswiglu_c built with sm_90a code; anywhere else these functions raise instead of falling back.
 """
 
@@ -68,9 +70,9 @@ def _require_kernels(t: torch.Tensor, what: str) -> None:
 def check_inference(what: str, *tensors) -> None:
     """RuntimeError when a gradient would be needed: FP8 is inference only."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        raise RuntimeError(f"{what} is inference only (FP8 training is not supported): run it under "
-                           f"torch.no_grad() or torch.inference_mode(), or with inputs and parameters "
-                           f"that do not require grad")
+        raise RuntimeError(f"{what} is inference only: run it under torch.no_grad() or "
+                           f"torch.inference_mode(), or with inputs and parameters that do not require "
+                           f"grad; for FP8 training use fused_swiglu_fp8_training (FusedSwiGLU.to_fp8_training)")
 
 
 def _check_weight(w12: torch.Tensor, what: str) -> tuple[int, int]:
@@ -196,3 +198,53 @@ def fused_swiglu_fp8(x: torch.Tensor, w12_e4m3: torch.Tensor, w12_scale: torch.T
     if z_e4m3:
         return ScaledFp8(z.reshape(*lead, hidden), z_scale.reshape(*lead, n_blocks(hidden)))
     return z.reshape(*lead, hidden)
+
+
+def fused_swiglu_fp8_training(x: torch.Tensor, w12: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Z = SiLU(x·Waᵀ + ba) ⊙ (x·Wbᵀ + bb) in FP8 with its gradient: the blockwise recipe
+    (Transformer Engine's Float8BlockScaling, DeepSeek-V3's), from master weights.
+
+    Each call quantises x in 1×128 blocks and w12 in 128×128 blocks (Wa and Wb apart) to e4m3,
+    amax/448 a block, and runs the FP8 forward, keeping H = [G | U] and an e4m3 copy of xᵀ (1×128
+    blocks along the batch) for the backward. The backward quantises dH (1×128 blocks, and its
+    transpose) and w12ᵀ, and computes dX and dW12 by FP8 GEMMs with float32 accumulation, and dbias
+    from float32 dH: dX in x's dtype, dW12 in w12's (float32 master weights get a float32
+    gradient), dbias in the bias's. Only the gradients autograd asks for are computed.
+
+    Args:
+        x: (..., in_features), float32, float16 or bfloat16.
+        w12: (2*hidden, in_features), [Wa; Wb], float32, float16 or bfloat16: the master weights.
+        bias: (2*hidden,), [ba | bb], or None; any of the three dtypes.
+        in_features and hidden must be multiples of 16.
+
+    Returns:
+        Z (..., hidden) in bfloat16 (float16 when x is float16).
+
+    Runs on the current CUDA stream with no host synchronisation (CUDA graphs capture it), as the
+    operators torch.ops.swiglu.forward_fp8_training and torch.ops.swiglu.backward_fp8 under
+    torch.compile. Needs compute capability 9.0 and a libswiglu_c with the FP8 backward; raises
+    RuntimeError elsewhere, ValueError or TypeError on bad arguments. A weight or input that is not
+    finite makes its blocks' outputs NaN (the scales are not checked on the host, which would
+    synchronise every step).
+    """
+    for name, t in (("x", x), ("w12", w12)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
+    hidden, in_features = _check_weight(w12, "fused_swiglu_fp8_training")
+    if hidden % 16 != 0:
+        raise ValueError(f"fused_swiglu_fp8_training: hidden must be a multiple of 16 for the FP8 backward (the "
+                         f"dU half of dH starts 16-byte aligned), got {hidden}")
+    if x.dim() == 0 or x.shape[-1] != in_features:
+        raise ValueError(f"x's last dimension must be in_features = {in_features}, got x of shape {tuple(x.shape)}")
+    for name, t in (("x", x), ("w12", w12), ("bias", bias)):
+        if t is not None and t.dtype not in _INPUT_DTYPES:
+            raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
+    if bias is not None and tuple(bias.shape) != (2 * hidden,):
+        raise ValueError(f"bias must be [ba | bb] of shape ({2 * hidden},), got {tuple(bias.shape)}")
+    _require_kernels(x, "fused_swiglu_fp8_training")
+    out_dtype = torch.float16 if x.dtype == torch.float16 else torch.bfloat16
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w12, bias))
+    z = _fp8_ops.forward_fp8_training(x.reshape(-1, in_features), w12, bias, out_dtype, save)
+    return z.reshape(*x.shape[:-1], hidden)

@@ -76,10 +76,12 @@ class FusedSwiGLU(nn.Module):
     sharded along hidden (see swiglu.parallel).
 
     FP8 inference: to_fp8() quantises the weight to e4m3 once and switches the forward to the FP8
-    kernel (Hopper); see there.
+    kernel (Hopper); see there. FP8 training: to_fp8_training() (the blockwise recipe, from the
+    master weights every call).
     """
 
     fp8_mode: Fp8Mode | None = None  # set by to_fp8()
+    fp8_training: bool = False  # set by to_fp8_training()
 
     def __init__(self, in_features: int, hidden: int, bias: bool = True, policy: str = "save",
                  device=None, dtype=None):
@@ -195,9 +197,34 @@ class FusedSwiGLU(nn.Module):
             output = {torch.float16: "fp16"}.get(self.weight.dtype, "bf16")
         if output not in _FP8_OUTPUTS:
             raise ValueError(f"output must be 'bf16', 'fp16' or 'e4m3', got {output!r}")
+        if self.fp8_training:
+            raise RuntimeError("to_fp8: this FusedSwiGLU is in FP8 training mode; call to_fp8_training(False) first")
         mode = Fp8Mode(weight_scaling, output)
         self._quantize_weight(mode)  # first: a failure leaves the module as it was
         self.fp8_mode = mode
+        return self
+
+    def to_fp8_training(self, enabled: bool = True) -> "FusedSwiGLU":
+        """Switches this module's forward to FP8 training (True) or back (False), in place, and
+        returns it: each call runs swiglu.fused_swiglu_fp8_training(x, weight, bias), which
+        quantises x and the weight (the master weights, float32 or bfloat16, which the optimizer
+        updates as before) to e4m3 in the blockwise recipe's blocks and computes forward and
+        backward in FP8. Z comes out in bfloat16 (float16 for a float16 x), and the gradients in
+        their parameters' dtypes. Nothing is cached, so the weights may change between calls.
+
+        Needs in_features and hidden to be multiples of 16 and a GPU of compute capability 9.0
+        (the call raises RuntimeError elsewhere). Not with the FP8 inference mode (to_fp8()) or a
+        tensor-parallel module.
+        """
+        if enabled and _is_dtensor(self.weight):
+            raise TypeError("to_fp8_training: this FusedSwiGLU is tensor-parallel (a DTensor weight); FP8 "
+                            "training takes a plain module")
+        if enabled and self.fp8_mode is not None:
+            raise RuntimeError("to_fp8_training: this FusedSwiGLU is in FP8 inference mode (to_fp8())")
+        if enabled and (self.in_features % 16 != 0 or self.hidden % 16 != 0):
+            raise ValueError(f"to_fp8_training: in_features and hidden must be multiples of 16, got "
+                             f"{self.in_features} and {self.hidden}")
+        self.fp8_training = bool(enabled)
         return self
 
     def refresh_fp8(self) -> None:
@@ -263,6 +290,10 @@ class FusedSwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp8_mode is not None:
             return self._forward_fp8(x)
+        if self.fp8_training:
+            if _is_dtensor(x):
+                raise TypeError("FusedSwiGLU in FP8 training mode takes plain tensors (it is not tensor-parallel)")
+            return _fp8.fused_swiglu_fp8_training(x, self.weight, self.bias)
         if _is_dtensor(self.weight):
             from .parallel import parallel_forward
 
@@ -276,6 +307,8 @@ class FusedSwiGLU(nn.Module):
     def extra_repr(self) -> str:
         fp8 = "" if self.fp8_mode is None else (
             f", fp8(weight_scaling={self.fp8_mode.weight_scaling!r}, output={self.fp8_mode.output!r})")
+        if self.fp8_training:
+            fp8 = ", fp8_training=True"
         return (f"in_features={self.in_features}, hidden={self.hidden}, "
                 f"bias={self.bias is not None}, policy={self.policy!r}{fp8}")
 

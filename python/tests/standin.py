@@ -1,5 +1,6 @@
 """CPU kernels in plain torch for torch.ops.swiglu.forward, .backward and .backward_over_h, and for
-the FP8 operators .quantize_e4m3 and .forward_fp8, registered on import.
+the FP8 operators .quantize_e4m3, .forward_fp8, .forward_fp8_training and .backward_fp8, registered
+on import.
 
 The fused kernels are CUDA-only. These stand-ins keep the C ABI's contract (H only when asked, an
 empty tensor for every gradient not asked for), so that with functional._fallback_reason patched
@@ -68,6 +69,57 @@ def standin_forward_fp8(x, x_scale, w, w_scale, bias, x_scaling, w_scaling, out_
     return z.to(out_dtype), x.new_empty((0,), dtype=torch.float32)
 
 
+def _deq(q, scale, block_rows):
+    """q (rows×cols e4m3) with its block_rows×128 scales, float32."""
+    return q.float() * ref.expand(scale, q.shape[0], q.shape[1], block_rows).float()
+
+
+def _weight_dequantised(w):
+    """W12 quantised as the training operators do (128×128 blocks, Wa and Wb apart), dequantised."""
+    hidden = w.shape[0] // 2
+    return torch.cat([_deq(*ref.quantize_blocks(half, 128), 128) for half in (w[:hidden], w[hidden:])])
+
+
+def standin_forward_fp8_training(x, w, bias, out_dtype, save):
+    _fp8_ops.check_fp8_training(x, w, bias, out_dtype)
+    FP8_CALLS.append(("forward_fp8_training", save))
+    batch, in_features = x.shape
+    h = _deq(*ref.quantize_blocks(x, 1), 1) @ _weight_dequantised(w).t()
+    if bias is not None:
+        h = h + bias.to(out_dtype).float()
+    g, u = h.chunk(2, dim=-1)
+    z = (F.silu(g) * u).to(out_dtype)
+    if not save:
+        return (z, x.new_empty((0,), dtype=out_dtype), x.new_empty((0,), dtype=_fp8_ops.E4M3),
+                x.new_empty((0,), dtype=torch.float32))
+    xtq, xt_scale = ref.quantize_blocks(x.t(), 1)  # Xᵀ, 1×128 blocks along the batch
+    xt = torch.zeros((in_features, _fp8_ops.padded16(batch)), dtype=torch.float32).to(_fp8_ops.E4M3)
+    xt[:, :batch] = xtq
+    return z, h.to(out_dtype), xt, xt_scale
+
+
+def standin_backward_fp8(dz, w, h, xt, xt_scale, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype):
+    _fp8_ops.check_backward_fp8(dz, w, h, xt, xt_scale)
+    FP8_CALLS.append(("backward_fp8", need_dx, need_dw, need_dbias))
+    batch, hidden = dz.shape
+    dz32 = dz.float()
+    g, u = h.float().chunk(2, dim=-1)
+    s = torch.sigmoid(g)
+    dg, du = dz32 * u * s * (1 + g * (1 - s)), dz32 * g * s
+    empty = dz.new_empty((0,))
+    dx = dw = dbias = empty
+    if need_dx:  # dH in 1×128 blocks along each half, W12 in 128×128 blocks
+        dh = torch.cat([_deq(*ref.quantize_blocks(dg, 1), 1), _deq(*ref.quantize_blocks(du, 1), 1)], dim=1)
+        dx = (dh @ _weight_dequantised(w)).to(dx_dtype)
+    if need_dw:  # dHᵀ and Xᵀ in 1×128 blocks along the batch
+        dht = _deq(*ref.quantize_blocks(torch.cat([dg, du], dim=1).t(), 1), 1)
+        dw = (dht @ _deq(xt[:, :batch], xt_scale, 1).t()).to(w.dtype)
+    if need_dbias:
+        dbias = torch.cat([dg, du], dim=1).sum(0).to(dbias_dtype)
+    return (dx if need_dx else dz.new_empty((0,), dtype=dx_dtype), dw if need_dw else w.new_empty((0,)),
+            dbias if need_dbias else dz.new_empty((0,), dtype=dbias_dtype))
+
+
 _standin = torch.library.Library("swiglu", "IMPL")
 _standin.impl("forward", standin_forward, "CPU")
 _standin.impl("backward", standin_backward, "CPU")
@@ -77,3 +129,5 @@ _standin.impl("backward_over_h",
 if _fp8_ops.E4M3 is not None:
     _standin.impl("quantize_e4m3", standin_quantize_e4m3, "CPU")
     _standin.impl("forward_fp8", standin_forward_fp8, "CPU")
+    _standin.impl("forward_fp8_training", standin_forward_fp8_training, "CPU")
+    _standin.impl("backward_fp8", standin_backward_fp8, "CPU")

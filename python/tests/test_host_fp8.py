@@ -1,5 +1,6 @@
 """Host tests of the FP8 inference mode (FusedSwiGLU.to_fp8, swiglu.fused_swiglu_fp8,
-swiglu.quantize_weight_e4m3), without a GPU.
+swiglu.quantize_weight_e4m3) and of FP8 training (FusedSwiGLU.to_fp8_training,
+swiglu.fused_swiglu_fp8_training), without a GPU.
 
 The FP8 kernels need a Hopper GPU, so, as test_host_ops.py does for the bf16 operators, these tests
 give torch.ops.swiglu.quantize_e4m3 and .forward_fp8 CPU kernels in plain torch (standin.py: the
@@ -407,7 +408,7 @@ def test_refresh_fp8_and_inference_mode():
 def test_gradient_is_refused():
     m = make_module(144, 130, True).to_fp8()
     x = make_x((3,), 144)
-    with pytest.raises(RuntimeError, match=r"inference only \(FP8 training is not supported\).*torch.no_grad"):
+    with pytest.raises(RuntimeError, match=r"inference only: run it under torch.no_grad.*fused_swiglu_fp8_training"):
         m(x)  # the parameters require grad
     m.requires_grad_(False)
     assert m(x).shape == (3, 130)  # nothing requires grad: no gradient needed
@@ -631,6 +632,189 @@ def test_fake_implementations_on_meta():
     assert (z.dtype, z.shape, zs.shape) == (E4M3, (5, 130), (5, 2))
 
 
+# ---- FP8 training (fused_swiglu_fp8_training, FusedSwiGLU.to_fp8_training) ------------------------
+
+# (leading dimensions of x, I, D), I and D multiples of 16: one row, D not a multiple of 128, and more
+# than 128 rows (two blocks of Xᵀ's scales along the batch).
+TRAINING_SHAPES = [((1,), 16, 16), ((3, 5), 144, 208), ((130,), 272, 128)]
+
+
+def training_inputs(shape, bias, master=torch.float32, x_dtype=torch.bfloat16, seed=0):
+    lead, in_features, hidden = shape
+    gen = torch.Generator().manual_seed(seed)
+    w = (structured(gen, 2 * hidden, in_features, row_blocks_of=hidden) / in_features ** 0.5).to(master)
+    b = (uniform(gen, 2 * hidden) / in_features ** 0.5).to(master) if bias else None
+    x = uniform(gen, *lead, in_features).to(x_dtype)
+    return x, w, b
+
+
+def grads64(x, w, b):
+    """Z and the gradients of sum(Z·c) in float64 on the unquantised inputs, c a fixed pattern."""
+    x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    b64 = None if b is None else b.detach().double().requires_grad_()
+    z = swiglu.reference_swiglu(x64, w64, b64)
+    (z * cotangent(z)).sum().backward()
+    return z.detach(), x64.grad, w64.grad, None if b is None else b64.grad
+
+
+def cotangent(z):
+    return torch.linspace(-1, 1, z.numel(), dtype=torch.float64).reshape(z.shape).flip(-1)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("master", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", TRAINING_SHAPES, ids=shape_id)
+def test_fp8_training_gradients(shape, master, bias):
+    """Z in bf16 and each gradient in its input's dtype, through the two operators (once each, H
+    and Xᵀ kept), equal to the operators called directly on what the forward kept, and within the
+    recipe's quantisation of float64 on the unquantised inputs (dX and dW12 each carry two e4m3
+    operands' roundings, 2·2^-4 of an element at most: rel L2 ≤ 2·2^-4 leaves room for H's)."""
+    x, w, b = training_inputs(shape, bias, master)
+    x.requires_grad_()
+    w.requires_grad_()
+    if b is not None:
+        b.requires_grad_()
+    z = swiglu.fused_swiglu_fp8_training(x, w, b)
+    assert z.dtype == torch.bfloat16 and z.shape == (*shape[0], shape[2])
+    (z.double() * cotangent(z)).sum().backward()
+    assert [c[0] for c in FP8_CALLS] == ["forward_fp8_training", "backward_fp8"]
+    assert FP8_CALLS[0][1] is True and FP8_CALLS[1][1:] == (True, True, bias)
+    assert x.grad.dtype == x.dtype and w.grad.dtype == master and (b is None or b.grad.dtype == master)
+    # The same through the operators by hand.
+    in_features = shape[1]
+    z2, h, xt, xts = torch.ops.swiglu.forward_fp8_training(x.detach().reshape(-1, in_features), w.detach(),
+                                                           None if b is None else b.detach(), torch.bfloat16, True)
+    assert torch.equal(z2.reshape(z.shape), z)
+    dz = cotangent(z).to(torch.bfloat16).reshape(-1, shape[2])
+    dx, dw, db = torch.ops.swiglu.backward_fp8(dz, w.detach(), h, xt, xts, True, True, bias, x.dtype,
+                                               master if bias else torch.float32)
+    assert torch.equal(dx.reshape(x.shape), x.grad) and torch.equal(dw, w.grad)
+    if bias:
+        assert torch.equal(db, b.grad)
+    z64, dx64, dw64, db64 = grads64(x, w, b)
+    assert rel_l2(z, z64) <= 2 * U
+    assert rel_l2(x.grad, dx64) <= 2 * U
+    assert rel_l2(w.grad, dw64) <= 2 * U
+    if bias:
+        assert rel_l2(b.grad, db64) <= 2 * U
+
+
+@pytest.mark.parametrize("wants", [(True, False, False), (False, True, False), (False, False, True),
+                                   (True, True, False)])
+def test_fp8_training_computes_only_the_gradients_asked_for(wants):
+    x, w, b = training_inputs(((6,), 144, 208), True)
+    for t, want in zip((x, w, b), wants):
+        t.requires_grad_(want)
+    swiglu.fused_swiglu_fp8_training(x, w, b).float().sum().backward()
+    assert FP8_CALLS[-1] == ("backward_fp8", *wants)
+    for t, want in zip((x, w, b), wants):
+        assert (t.grad is not None) == want
+
+
+def test_fp8_training_without_grad_keeps_nothing():
+    x, w, b = training_inputs(((4,), 144, 208), True)
+    w.requires_grad_()
+    with torch.no_grad():
+        z = swiglu.fused_swiglu_fp8_training(x, w, b)
+    assert FP8_CALLS == [("forward_fp8_training", False)] and not z.requires_grad
+    zs = swiglu.fused_swiglu_fp8_training(x, w, b)
+    assert FP8_CALLS[-1] == ("forward_fp8_training", True) and torch.equal(z, zs)
+
+
+def test_fp8_training_fp16_input_and_empty_batch():
+    x, w, b = training_inputs(((4,), 144, 208), True, master=torch.float16, x_dtype=torch.float16)
+    x.requires_grad_()
+    z = swiglu.fused_swiglu_fp8_training(x, w, b)
+    assert z.dtype == torch.float16
+    z.float().sum().backward()
+    assert x.grad.dtype == torch.float16
+    w.requires_grad_()
+    empty = torch.empty(0, 144, dtype=torch.bfloat16, requires_grad=True)
+    ze = swiglu.fused_swiglu_fp8_training(empty, w, b)
+    assert ze.shape == (0, 208)
+    ze.float().sum().backward()
+    assert empty.grad.shape == (0, 144) and torch.count_nonzero(w.grad) == 0
+
+
+def test_fp8_training_module():
+    """to_fp8_training(): the forward runs the training operators from the parameters as they are
+    at each call (nothing cached: an SGD step changes the next forward); to_fp8_training(False) goes
+    back to the bf16 kernels' path; the modes exclude each other."""
+    m = make_module(144, 208, True, dtype=torch.float32)
+    x = make_x((5,), 144)
+    assert m.to_fp8_training() is m and "fp8_training=True" in repr(m)
+    z1 = m(x)
+    z1.float().sum().backward()
+    assert [c[0] for c in FP8_CALLS] == ["forward_fp8_training", "backward_fp8"]
+    assert m.weight.grad.dtype == torch.float32
+    with torch.no_grad():
+        m.weight.sub_(0.5 * m.weight.grad)
+    assert not torch.equal(m(x), z1)
+    with pytest.raises(RuntimeError, match="FP8 training mode"):
+        m.to_fp8()
+    m.to_fp8_training(False)
+    FP8_CALLS.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", swiglu.FallbackWarning)
+        m(x.float())
+    assert FP8_CALLS == []
+    with pytest.raises(RuntimeError, match="FP8 inference mode"):
+        make_module(144, 208, True).to_fp8().to_fp8_training()
+    with pytest.raises(ValueError, match="multiples of 16"):
+        make_module(144, 130, True).to_fp8_training()
+
+
+def test_fp8_training_bad_arguments():
+    x, w, b = training_inputs(((4,), 144, 208), True)
+    with pytest.raises(ValueError, match="hidden must be a multiple of 16"):
+        swiglu.fused_swiglu_fp8_training(x, w[:260], None)
+    with pytest.raises(ValueError, match="in_features must be a positive multiple of 16"):
+        swiglu.fused_swiglu_fp8_training(x[:, :136], w[:, :136], b)
+    with pytest.raises(TypeError, match="w12 must be float32, float16 or bfloat16"):
+        swiglu.fused_swiglu_fp8_training(x, w.double(), b)
+    with pytest.raises(ValueError, match=r"bias must be \[ba \| bb\]"):
+        swiglu.fused_swiglu_fp8_training(x, w, b[:10])
+    with pytest.raises(ValueError, match="last dimension"):
+        swiglu.fused_swiglu_fp8_training(x[:, :128], w, b)
+    with pytest.raises(ValueError, match="xt must be"):
+        torch.ops.swiglu.backward_fp8(torch.zeros(4, 208, dtype=torch.bfloat16), w, torch.zeros(4, 416, dtype=torch.bfloat16),
+                                      torch.zeros(144, 4).to(E4M3), torch.zeros(144, 1), True, True, False,
+                                      torch.bfloat16, torch.float32)
+
+
+def test_fp8_training_needs_cuda_and_hopper(monkeypatch):
+    monkeypatch.undo()  # the real unsupported_reason
+    x, w, b = training_inputs(((4,), 144, 208), True)
+    with pytest.raises(RuntimeError, match="FP8 cannot run here: tensors on cpu"):
+        swiglu.fused_swiglu_fp8_training(x, w, b)
+
+
+def test_compiled_fp8_training_calls_both_operators():
+    """fullgraph=True: the forward and backward graphs hold the two training operators, and the
+    compiled gradients equal eager's."""
+    backend, nodes = graph_recorder()
+    torch._dynamo.reset()
+    m = make_module(144, 208, True, dtype=torch.float32).to_fp8_training()
+    compiled = torch.compile(m, backend=backend, fullgraph=True)
+    x = make_x((6,), 144)
+    compiled(x).float().sum().backward()
+    got = m.weight.grad.clone()
+    m.weight.grad = None
+    m(x).float().sum().backward()
+    assert torch.equal(got, m.weight.grad)
+    assert {"swiglu.forward_fp8_training.default", "swiglu.backward_fp8.default"} <= nodes, nodes
+
+
+def test_fp8_training_fake_implementations_on_meta():
+    x = torch.empty(5, 144, device="meta", dtype=torch.bfloat16)
+    w = torch.empty(416, 144, device="meta", dtype=torch.float32)
+    z, h, xt, xts = torch.ops.swiglu.forward_fp8_training(x, w, None, torch.bfloat16, True)
+    assert (z.shape, h.shape, xt.shape, xt.dtype, xts.shape) == ((5, 208), (5, 416), (144, 16), E4M3, (144, 1))
+    assert torch.ops.swiglu.forward_fp8_training(x, w, None, torch.float16, False)[1].shape == (0,)
+    dx, dw, db = torch.ops.swiglu.backward_fp8(z, w, h, xt, xts, True, False, True, torch.bfloat16, torch.float32)
+    assert (dx.shape, dw.shape, db.shape, db.dtype) == ((5, 144), (0,), (416,), torch.float32)
+
+
 # ---- the real library's FP8 entry points through ctypes -------------------------------------------
 
 
@@ -677,6 +861,28 @@ def test_real_library_check_fp8_scales(real_library):
         real_library.check_fp8_scales(fp8_problem(in_features=136), 0, 0, 0)
 
 
+@pytest.mark.parametrize("fields, match", [
+    ({"hidden": 130}, r"hidden \(130\) must be a multiple of 16 for the FP8 backward"),
+    ({"out_dtype": _lib.DTYPE_F32}, r"out_dtype 0 is not SWIGLU_DTYPE_BF16 or _F16"),
+    ({"hidden": 128}, r"dz is null"),
+])
+def test_real_library_backward_fp8_errors(real_library, fields, match):
+    """Bound when this library has them (argument errors then), else a LibraryError on the call."""
+    if not real_library._has_fp8_training:
+        with pytest.raises(swiglu.LibraryError, match="does not export swiglu_backward_fp8"):
+            real_library.backward_fp8_workspace_bytes(fp8_problem())
+        return
+    with pytest.raises(swiglu.SwigluError, match="swiglu_backward_fp8: SWIGLU_INVALID_ARGUMENT: " + match):
+        real_library.backward_fp8(fp8_problem(**fields), 0, 0, 0, 0, 0, 64, 0, 1 << 20, _lib.DTYPE_BF16, 0,
+                                  _lib.DTYPE_F32, False, 0, _lib.DTYPE_F32, 0, 0, 0)
+    assert real_library.backward_fp8_workspace_bytes(fp8_problem(hidden=128)) > 4 * 64 * 128
+    assert real_library.backward_fp8_workspace_bytes(fp8_problem(hidden=128, batch=0)) == 0
+    with pytest.raises(swiglu.SwigluError, match="swiglu_backward_fp8_workspace_bytes: .*multiple of 16"):
+        real_library.backward_fp8_workspace_bytes(fp8_problem())
+    with pytest.raises(swiglu.SwigluError, match="blocks 2 is not SWIGLU_FP8_BLOCKS_1X128 or _128X128"):
+        real_library.quantize_e4m3_transposed(_lib.DTYPE_BF16, 0, 16, 4, 16, 2, 0, 16, 0, 0, 16, 0, 0)
+
+
 def stub_library(tmp_path, version, functions):
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
@@ -708,6 +914,16 @@ def test_library_without_check_fp8_scales_loads(tmp_path, monkeypatch):
     swiglu.load_library()
     with pytest.raises(swiglu.LibraryError, match=r"does not export swiglu_check_fp8_scales\(\).*rebuild the library"):
         _lib.library().check_fp8_scales(fp8_problem(), 0, 0, 0)
+
+
+def test_library_without_the_fp8_backward_loads(tmp_path, monkeypatch):
+    """A version-3 library from before swiglu_backward_fp8 loads; only FP8 training says so."""
+    monkeypatch.setattr(_lib, "_loaded", None)
+    monkeypatch.setenv("SWIGLU_LIBRARY", stub_library(
+        tmp_path, 3, BF16_FUNCTIONS + ["swiglu_forward_fp8", "swiglu_quantize_e4m3", "swiglu_check_fp8_scales"]))
+    swiglu.load_library()
+    with pytest.raises(swiglu.LibraryError, match=r"does not export swiglu_backward_fp8\(\).*rebuild the library"):
+        _lib.library().backward_fp8_workspace_bytes(fp8_problem())
 
 
 # ---- scripts/bench_torch.py --fp8: its baseline's arithmetic ---------------------------------------
