@@ -12,6 +12,10 @@ Every contender computes z = SiLU(x·Waᵀ + ba) ⊙ (x·Wbᵀ + bb) from the sa
                    with math tf32), on GPUs with TMA (sm_90+); elsewhere its rows say why not.
   fused-save       swiglu.fused_swiglu, policy "save" (FusedSwiGLU(policy="save"))
   fused-recompute  swiglu.fused_swiglu, policy "recompute"
+  fp8-train        swiglu.fused_swiglu_fp8_training: FP8 training (the blockwise recipe, x and W12
+                   quantised to e4m3 each call, FP8 forward and backward), on bf16/fp16 cases with
+                   I and D multiples of 16 on a GPU of compute capability 9.0; checked at FP8's
+                   tolerance (below), and summarised against fused-save as well
 
 For each case of the configs' sweeps (configs/*.yaml, read as swiglubench reads them; `variants`
 and `tiles` are swiglubench's and ignored here, `layout: packed` cases are skipped):
@@ -79,7 +83,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 import swiglu  # noqa: E402  (the package of this source tree)
 
-CONTENDERS = ["linear2+liger", "linear2+torch", "liger-mlp", "fused-save", "fused-recompute"]
+CONTENDERS = ["linear2+liger", "linear2+torch", "liger-mlp", "fused-save", "fused-recompute", "fp8-train"]
 BASELINE = "linear2+liger"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "fp32", "f32": "fp32", "float32": "fp32", "fp16": "fp16", "f16": "fp16",
@@ -90,6 +94,9 @@ FP8_BASELINE = "fp8-scaled-mm"
 # rel_l2: test_host_fp8's 2.4·u, u = 2^-4 (e4m3's unit roundoff: X's and W's rounding through the
 # gate, then Z's own). max_rel: 8·u, which a per-element error of that rms reaches only in its far tail.
 FP8_TOL = (2.4 * 2 ** -4, 8 * 2 ** -4)
+# The same for fp8-train's gradients: rel_l2 test_host_fp8's 2·u (dX and dW12 each a GEMM of two
+# e4m3 operands, dH's rounding on top of X's or W's), max_rel 8·u.
+FP8_GRADIENT_TOL = (2 * 2 ** -4, 8 * 2 ** -4)
 # (rel_l2, max_rel) for Z and for the gradients: TESTING.md's tables (src/bench/parity.cpp).
 FORWARD_TOL = {"fp32": (2e-5, 2e-4), "tf32": (5e-3, 5e-2), "fp16": (3e-3, 1e-2), "bf16": (1e-2, 3e-2)}
 GRADIENT_TOL = {"fp32": (1e-4, 1e-3), "tf32": (1e-2, 1e-1), "fp16": (5e-3, 3e-2), "bf16": (2e-2, 8e-2)}
@@ -297,7 +304,21 @@ def make_contenders(case: Case, wanted: list[str], w12: torch.Tensor, b12: torch
         elif name in ("fused-save", "fused-recompute"):
             policy = name.split("-")[1]
             out.append(Contender(name, lambda x, p=policy: swiglu.fused_swiglu(x, w12, b12, policy=p), fused_params))
+        elif name == "fp8-train":
+            out.append(fp8_train(case, w12, b12, fused_params))
     return out
+
+
+def fp8_train(case: Case, w12: torch.Tensor, b12: torch.Tensor | None, params: list) -> Contender:
+    name = "fp8-train"
+    if case.dtype not in ("bf16", "fp16"):
+        return Contender(name, None, [], skip="FP8 training is compared on bf16 and fp16 cases")
+    if case.in_features % 16 or case.hidden % 16:
+        return Contender(name, None, [], skip="FP8 training needs I and D to be multiples of 16")
+    reason = swiglu.fp8.unsupported_reason(w12)
+    if reason is not None:
+        return Contender(name, None, [], skip=f"FP8 cannot run here: {reason}")
+    return Contender(name, lambda x: swiglu.fused_swiglu_fp8_training(x, w12, b12), params)
 
 
 def liger_mlp(case: Case, wa: torch.Tensor, wb: torch.Tensor) -> Contender:
@@ -578,7 +599,10 @@ class Bench:
             for out, value in got.items():
                 rel_l2, max_rel = rel_errors(value, refs[out])
                 row[f"rel_l2_{out}"], row[f"max_rel_{out}"] = rel_l2, max_rel
-                tol = FORWARD_TOL[tol_key] if out == "z" else GRADIENT_TOL[tol_key]
+                if c.name == "fp8-train":
+                    tol = FP8_TOL if out == "z" else FP8_GRADIENT_TOL
+                else:
+                    tol = FORWARD_TOL[tol_key] if out == "z" else GRADIENT_TOL[tol_key]
                 worst = max(worst, rel_l2)
                 if not (rel_l2 <= tol[0] and max_rel <= tol[1]):
                     failures.append(f"{out}: rel_l2 {rel_l2:.1e} max_rel {max_rel:.1e} (tol {tol[0]:.0e}, {tol[1]:.0e})")
@@ -794,7 +818,7 @@ def geomean(values: list[float]) -> float:
 def summary_lines(rows: list[dict]) -> list[str]:
     """Geometric means over the cases of each fused contender's speedups and peak memory ratio."""
     lines = []
-    for name in ("fused-save", "fused-recompute"):
+    for name in ("fused-save", "fused-recompute", "fp8-train"):
         mine = [r for r in rows if r["contender"] == name and r["status"] == "PASS"]
         parts = []
         for key, label in (("fwd_speedup", "fwd"), ("step_speedup", "fwd+bwd"), ("peak_vs_baseline", "peak memory")):
@@ -804,6 +828,20 @@ def summary_lines(rows: list[dict]) -> list[str]:
                 parts.append(f"{label} {geomean(values):.2f}x (range {min(values):.2f}-{max(values):.2f}{fewer})")
         if parts:
             lines.append(f"{name} against {BASELINE}, geometric mean over {len(mine)} cases: " + ", ".join(parts))
+    # FP8 training against the bf16 fused step, case by case in the same run.
+    def case_of(r):
+        return tuple(r.get(k) for k in ("config", "B", "I", "D", "dtype", "bias"))
+
+    save = {case_of(r): r for r in rows if r["contender"] == "fused-save" and r["status"] == "PASS"}
+    ratios = []
+    for r in rows:
+        other = save.get(case_of(r))
+        if r["contender"] == "fp8-train" and r["status"] == "PASS" and other:
+            if r.get("step_median_ms") and other.get("step_median_ms"):
+                ratios.append(other["step_median_ms"] / r["step_median_ms"])
+    if ratios:
+        lines.append(f"fp8-train against fused-save, fwd+bwd, geometric mean over {len(ratios)} cases: "
+                     f"{geomean(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})")
     return lines
 
 

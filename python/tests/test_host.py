@@ -405,6 +405,18 @@ def test_bench_torch_command_line_has_no_machine_paths(bench_torch):
     assert bench_torch.command_args(args) == ["--out=OUT", "--out", "results/h200/torch", "--shapes", "/etc/a.yaml"]
 
 
+def test_bench_torch_summary_compares_fp8_training_with_fused_save_case_by_case(bench_torch):
+    case = dict(config="llama", I=4096, D=14336, dtype="bf16", bias=False)
+    rows = [dict(case, B=4096, contender="fused-save", status="PASS", step_median_ms=2.0),
+            dict(case, B=4096, contender="fp8-train", status="PASS", step_median_ms=1.0, step_speedup=2.2),
+            dict(case, B=8192, contender="fused-save", status="PASS", step_median_ms=4.0),
+            dict(case, B=8192, contender="fp8-train", status="PASS", step_median_ms=2.5, step_speedup=1.8),
+            dict(case, B=1, contender="fp8-train", status="PASS", step_median_ms=0.1)]  # no fused-save row
+    lines = bench_torch.summary_lines(rows)
+    assert lines[-1] == "fp8-train against fused-save, fwd+bwd, geometric mean over 2 cases: 1.79x (range 1.60-2.00)"
+    assert any(line.startswith("fp8-train against linear2+liger") for line in lines)
+
+
 def test_bench_torch_summary_names_the_cases_a_ratio_covers(bench_torch):
     rows = [dict(contender="fused-save", status="PASS", fwd_speedup=1.1, step_speedup=1.0, peak_vs_baseline=1.2),
             dict(contender="fused-save", status="PASS", fwd_speedup=1.2, step_speedup=1.1),
