@@ -379,8 +379,11 @@ TEST(TrainCli, BadValuesExitThree) {
            {"--hidden", "100000"}, {"--lr", "0"}, {"--lr", "-0.1"}, {"--lr", "nan"}, {"--lr", "inf"},
            {"--lr", "0.1x"}, {"--momentum", "1"}, {"--momentum", "-0.5"}, {"--weight-decay", "-1"},
            {"--agree-tol", "0"}, {"--max-steps", "-1"}, {"--grads", "dz"}, {"--grads", ""},
-           {"--variant", "fused,cublas3"}, {"--variant", ""}, {"--dtype", "fp8"},
-           {"--policy", "keep"}, {"--optimizer", "adam"}, {"--no-such-option", "1"}}) {
+           {"--variant", "fused,cublas3"}, {"--variant", ""}, {"--dtype", "fp4"},
+           {"--policy", "keep"}, {"--optimizer", "adam"}, {"--no-such-option", "1"},
+           // FP8 trains the fused layer, with the save policy, hidden a multiple of 16.
+           {"--dtype", "fp8", "--variant", "fused,cublas2"}, {"--dtype", "fp8", "--variant", "cublas1"},
+           {"--dtype", "fp8", "--policy", "recompute"}, {"--dtype", "fp8", "--hidden", "100"}}) {
     std::vector<const char*> args = {"train"};
     args.insert(args.end(), bad.begin(), bad.end());
     const bench::Command c = parse(args);
@@ -390,6 +393,19 @@ TEST(TrainCli, BadValuesExitThree) {
   const bench::Command help = parse({"train", "--help"});
   EXPECT_EQ(help.kind, bench::Command::Kind::exit);
   EXPECT_EQ(help.exit_code, 0);
+}
+
+TEST(TrainCli, Fp8TrainsTheFusedVariant) {
+  // The default variants become the fused one; naming it is the same; the rest of the model is bf16.
+  for (const std::vector<const char*>& args : std::vector<std::vector<const char*>>{
+           {"train", "--dtype", "fp8"}, {"train", "--dtype", "fp8", "--variant", "fused", "--hidden", "512"}}) {
+    const bench::Command c = parse(args);
+    ASSERT_EQ(c.kind, bench::Command::Kind::train) << args.size();
+    EXPECT_EQ(c.train.dtype, DType::e4m3);
+    EXPECT_EQ(c.train.variants, std::vector<LayerVariant>{LayerVariant::fused});
+    EXPECT_EQ(compute_dtype(c.train.dtype), DType::bf16);
+  }
+  EXPECT_EQ(compute_dtype(DType::f16), DType::f16);
 }
 
 // ---- batch order, initial weights, steps --------------------------------------------------------

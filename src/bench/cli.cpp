@@ -432,6 +432,7 @@ struct TrainWords {
   std::string dtype = "bf16";
   std::string optimizer = "sgd";
   bool csv = false, json = false;
+  bool variant_given = false;  // --variant on the command line (not its default)
 };
 
 void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
@@ -468,8 +469,10 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
       ->capture_default_str();
   cmd->add_option("--dtype", w.dtype,
                   "compute dtype of the forward and backward: fp32, fp16 or bf16 (master weights "
-                  "and the optimizer stay fp32)")
-      ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+                  "and the optimizer stay fp32); fp8: the SwiGLU layer in FP8 (e4m3, the blockwise "
+                  "recipe, forward and backward; Hopper, the fused variant with the save policy, "
+                  "hidden a multiple of 16), the rest of the model in bf16")
+      ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16", "bf16", "fp8"}));
   cmd->add_option("--optimizer", w.optimizer, "sgd (with momentum) or adamw")
       ->capture_default_str()->check(CLI::IsMember({"sgd", "adamw"}));
   cmd->add_option("--momentum", o.momentum, "SGD momentum, in [0, 1)")->capture_default_str()
@@ -513,6 +516,16 @@ void resolve_train(const TrainWords& w, train::TrainOptions& o) {
   o.policy = *parse_policy(w.policy);
   o.grads = grads_option(w.grads);
   o.dtype = *parse_dtype(w.dtype);
+  if (o.dtype == DType::e4m3) {
+    // Why: FP8 has no cuBLASLt training variant here, so the default pair becomes the fused one.
+    if (!w.variant_given) o.variants = {train::LayerVariant::fused};
+    if (o.variants != std::vector<train::LayerVariant>{train::LayerVariant::fused})
+      throw std::invalid_argument("--dtype fp8 trains the fused layer only: pass --variant fused");
+    if (o.policy != Policy::save)
+      throw std::invalid_argument("--dtype fp8 has the save policy only (the FP8 backward reads the forward's H)");
+    if (o.hidden % 16 != 0)
+      throw std::invalid_argument("--dtype fp8 needs --hidden to be a multiple of 16, got " + std::to_string(o.hidden));
+  }
   o.optimizer = *train::parse_optimizer(w.optimizer);
   if (w.csv || w.json) {
     o.write_csv = w.csv;
@@ -653,6 +666,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
   if (tr->parsed()) {
     try {
+      train_words.variant_given = tr->count("--variant") > 0;
       resolve_train(train_words, train_opts);
     } catch (const std::invalid_argument& e) {
       std::fprintf(stderr, "error: %s\n", e.what());

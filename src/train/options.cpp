@@ -25,7 +25,7 @@ double agreement_tolerance(DType dtype, Optimizer optimizer) {
     case DType::f32: return 1e-4;
     case DType::f16: return 3e-3;
     case DType::bf16: return 3e-2;
-    case DType::e4m3: break;  // train refuses fp8 (--dtype)
+    case DType::e4m3: return 0.5;  // one variant (the fused one): nothing to agree with
   }
   return 0.0;
 }

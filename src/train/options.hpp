@@ -53,6 +53,10 @@ struct TrainOptions {
   }
 };
 
+// The dtype of everything but an FP8 SwiGLU layer: the data, the output layer, the losses (bf16
+// for --dtype fp8, else the dtype itself).
+inline DType compute_dtype(DType d) { return d == DType::e4m3 ? DType::bf16 : d; }
+
 // The largest |difference| between two variants' per-step training losses that still counts as
 // agreement, by compute dtype and optimizer; TESTING.md ("Training: the agreement check") says
 // where the numbers come from.

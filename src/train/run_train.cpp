@@ -285,8 +285,8 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   common::Stream stream;
   baselines::Cublas cublas;
   if (Status s = cublas.init(); !s.ok()) throw std::runtime_error(s.message);
-  const DeviceSplit train(data.train, o.dtype, norm, stream.get());
-  const DeviceSplit test(data.test, o.dtype, norm, stream.get());
+  const DeviceSplit train(data.train, compute_dtype(o.dtype), norm, stream.get());
+  const DeviceSplit test(data.test, compute_dtype(o.dtype), norm, stream.get());
 
   std::vector<Run> runs;
   for (LayerVariant v : o.variants) {

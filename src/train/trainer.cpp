@@ -162,6 +162,13 @@ struct Trainer::Impl {
   DeviceBuffer m_w12, m_b12, m_w2, m_b2, v_w12, v_b12, v_w2, v_b2;
   // Compute copies in the dtype (fp32: none, the masters are read directly).
   DeviceBuffer w12_lp, b12_lp, w2_lp;
+  // --dtype fp8: X and W12 quantised to e4m3 for each forward (W12 from the fp32 masters): the
+  // forward's copies (xq, wq) and the backward's transposed ones (xt, wt), with their scales, and
+  // the FP8 backward's workspace.
+  DeviceBuffer xq, xq_scale, xt, xt_scale, wq, wq_scale, wt, wt_scale, fp8_workspace;
+  int64_t ldxt = 0;
+  size_t fp8_workspace_bytes = 0;
+  std::string fp8_kernel;
   // Gradients: the SwiGLU layer's in the dtype, the output layer's in fp32.
   DeviceBuffer dw12, db12, dw2, db2;
   // Activations for up to max_rows rows.
@@ -183,11 +190,17 @@ struct Trainer::Impl {
       : c(cfg), train(tr), test(te), cublas(cb), stream(s), max_steps(steps) {}
 
   bool fused() const { return c.variant == LayerVariant::fused; }
-  bool lowp() const { return c.dtype != DType::f32; }
+  bool fp8() const { return c.dtype == DType::e4m3; }
+  // The dtype of the data, the output layer and (but for FP8) the SwiGLU layer.
+  DType cdt() const { return compute_dtype(c.dtype); }
+  bool lowp() const { return cdt() != DType::f32; }
   const void* w12_compute() const { return lowp() ? w12_lp.get() : w12.get(); }
   const void* b12_compute() const { return lowp() ? b12_lp.get() : b12.get(); }
   const void* w2_compute() const { return lowp() ? w2_lp.get() : w2.get(); }
-  size_t es() const { return dtype_size(c.dtype); }
+  size_t es() const { return dtype_size(cdt()); }
+  // The SwiGLU layer's gradients' dtype: the compute dtype, or fp32 for FP8 (its GEMMs write the
+  // master gradient directly).
+  DType grad_dtype() const { return fp8() ? DType::f32 : cdt(); }
 
   Problem problem(int64_t rows) const {
     Problem p;
@@ -197,6 +210,18 @@ struct Trainer::Impl {
     p.dtype = c.dtype;
     p.bias = true;
     p.layout = Layout::linear;
+    return p;
+  }
+
+  Fp8Problem fp8_problem(int64_t rows) const {
+    Fp8Problem p;
+    p.batch = rows;
+    p.in_features = in;
+    p.hidden = c.hidden;
+    p.x_scaling = Fp8Scaling::blocks;
+    p.w_scaling = Fp8Scaling::blocks;
+    p.out = DType::bf16;
+    p.bias = true;
     return p;
   }
 
@@ -212,6 +237,8 @@ struct Trainer::Impl {
   void step(const DeviceSplit& split, const int32_t* order_dev, int64_t first, int64_t rows,
             bool update);
   void forward(int64_t rows, bool keep_for_backward);
+  void forward_fp8(int64_t rows, bool keep_for_backward);
+  void backward_fp8(int64_t rows);
   void eval_batch(int64_t first, int64_t rows);
   void update(int64_t rows);
 
@@ -239,9 +266,10 @@ void Trainer::Impl::allocate() {
   w2 = upload_as(init.w2, DType::f32);
   b2 = upload_as(init.b2, DType::f32);
   if (lowp()) {
-    w12_lp = upload_as(init.w12, c.dtype);
-    b12_lp = upload_as(init.b12, c.dtype);
-    w2_lp = upload_as(init.w2, c.dtype);
+    // (FP8 quantises W12 from the masters: no compute copy of it.)
+    if (!fp8()) w12_lp = upload_as(init.w12, cdt());
+    b12_lp = upload_as(init.b12, cdt());
+    w2_lp = upload_as(init.w2, cdt());
   }
   const bool adam = c.optimizer == Optimizer::adamw;
   m_w12 = zeros(init.w12.size() * 4);
@@ -255,8 +283,8 @@ void Trainer::Impl::allocate() {
     v_b2 = zeros(init.b2.size() * 4);
   }
   if (c.grads.dw) {
-    dw12 = DeviceBuffer(n(2 * D, in) * es);
-    db12 = DeviceBuffer(n(2 * D, 1) * es);
+    dw12 = DeviceBuffer(n(2 * D, in) * dtype_size(grad_dtype()));
+    db12 = DeviceBuffer(n(2 * D, 1) * dtype_size(grad_dtype()));
   }
   dw2 = DeviceBuffer(n(C, D) * 4);
   db2 = DeviceBuffer(n(C, 1) * 4);
@@ -264,7 +292,25 @@ void Trainer::Impl::allocate() {
   xb = DeviceBuffer(n(R, in) * es);
   yb = DeviceBuffer(n(R, 1) * sizeof(int32_t));
   z = DeviceBuffer(n(R, D) * es);
-  if (fused()) {
+  if (fp8()) {
+    const int64_t kb = (in + 127) / 128, db = (D + 127) / 128, rb = (R + 127) / 128;
+    ldxt = (R + 15) / 16 * 16;
+    xq = DeviceBuffer(n(R, in));
+    xq_scale = DeviceBuffer(n(R, kb) * 4);
+    xt = DeviceBuffer(n(in, ldxt));
+    xt_scale = DeviceBuffer(n(in, rb) * 4);
+    wq = DeviceBuffer(n(2 * D, in));
+    wq_scale = DeviceBuffer(n(2 * db, kb) * 4);
+    wt = DeviceBuffer(n(in, 2 * D));
+    wt_scale = DeviceBuffer(n(2 * kb, db) * 4);
+    saved = DeviceBuffer(n(R, 2 * D) * es);
+    for (const int64_t rows : train_rows) {
+      size_t bytes = 0;
+      check(backward_fp8_workspace_bytes(fp8_problem(rows), &bytes), "FP8 backward workspace");
+      fp8_workspace_bytes = std::max(fp8_workspace_bytes, bytes);
+    }
+    fp8_workspace = DeviceBuffer(fp8_workspace_bytes);
+  } else if (fused()) {
     if (c.policy == Policy::save) saved = DeviceBuffer(n(R, 2 * D) * es);
     for (const int64_t rows : train_rows)
       workspace_bytes = std::max(workspace_bytes, backward_workspace_bytes(problem(rows), backward_options()));
@@ -291,8 +337,8 @@ void Trainer::Impl::plan(int64_t rows) {
   auto rp = std::make_unique<RowPlans>();
   const Problem p = problem(rows);
   const int64_t D = c.hidden, C = c.classes;
-  const cudaDataType_t t = baselines::cuda_type(c.dtype);
-  if (!fused()) {
+  const cudaDataType_t t = baselines::cuda_type(cdt());
+  if (!fused() && !fp8()) {
     const auto v = c.variant == LayerVariant::cublas2 ? baselines::Variant::cublas2 : baselines::Variant::cublas1;
     check(baselines::Plan::create(cublas, v, p, xb.get(), w12_compute(), b12_compute(), z.get(),
                                   scratch.get(), &rp->forward),
@@ -325,9 +371,69 @@ void Trainer::Impl::plan(int64_t rows) {
   plans.emplace(rows, std::move(rp));
 }
 
+// X and the fp32 master W12 to e4m3 in the blockwise recipe's blocks (X 1×128 with, for the
+// backward, Xᵀ along the batch; Wa's and Wb's 128×128 blocks apart, with W12ᵀ), then the FP8
+// forward, keeping H for the backward when asked.
+void Trainer::Impl::forward_fp8(int64_t rows, bool keep_for_backward) {
+  const int64_t D = c.hidden, kb = (in + 127) / 128, db = (D + 127) / 128;
+  {
+    nvtx3::scoped_range r{"quantise"};
+    for (int64_t half = 0; half < 2; ++half) {
+      check(quantize_e4m3_transposed(DType::f32, w12.as<float>() + half * D * in, in, D, in, Fp8Blocks::tile_128x128,
+                                     wq.as<uint8_t>() + half * D * in, in, wq_scale.as<float>() + half * db * kb,
+                                     wt.as<uint8_t>() + half * D, 2 * D, wt_scale.as<float>() + half * kb * db, stream),
+            "W12 quantisation");
+    }
+    if (keep_for_backward) {
+      check(quantize_e4m3_transposed(DType::bf16, xb.get(), in, rows, in, Fp8Blocks::row_1x128, xq.get(), in,
+                                     xq_scale.as<float>(), xt.get(), ldxt, xt_scale.as<float>(), stream),
+            "X quantisation");
+    } else {
+      check(quantize_e4m3(DType::bf16, xb.get(), in, rows, in, Fp8Blocks::row_1x128, xq.get(), in,
+                          xq_scale.as<float>(), stream),
+            "X quantisation");
+    }
+  }
+  const Fp8Problem p = fp8_problem(rows);
+  Fp8Tensors t;
+  t.x = xq.get();
+  t.x_scale = xq_scale.as<float>();
+  t.w = wq.get();
+  t.w_scale = wq_scale.as<float>();
+  t.bias = b12_lp.get();
+  t.z = z.get();
+  t.saved = keep_for_backward ? saved.get() : nullptr;
+  check(swiglu::forward_fp8(p, t, stream), "FP8 forward");
+  fp8_kernel = std::string(forward_fp8_kernel(p));
+}
+
+void Trainer::Impl::backward_fp8(int64_t rows) {
+  Fp8BackwardTensors t;
+  t.dz = dz.get();
+  t.saved = saved.get();
+  if (c.grads.dx) {
+    t.wt = wt.get();
+    t.wt_scale = wt_scale.as<float>();
+    t.dx = dx.get();
+    t.dx_dtype = DType::bf16;
+  }
+  t.xt = xt.get();
+  t.ldxt = ldxt;
+  t.xt_scale = xt_scale.as<float>();
+  if (c.grads.dw) {
+    t.dw = dw12.get();
+    t.dw_dtype = DType::f32;
+    t.dbias = db12.get();
+    t.dbias_dtype = DType::f32;
+  }
+  check(swiglu::backward_fp8(fp8_problem(rows), t, fp8_workspace.get(), fp8_workspace_bytes, stream), "FP8 backward");
+}
+
 void Trainer::Impl::forward(int64_t rows, bool keep_for_backward) {
   nvtx3::scoped_range range{"forward"};
-  if (fused()) {
+  if (fp8()) {
+    forward_fp8(rows, keep_for_backward);
+  } else if (fused()) {
     ForwardOptions fo;
     if (keep_for_backward && c.policy == Policy::save) fo.saved = saved.get();
     check(swiglu::forward(problem(rows), xb.get(), w12_compute(), b12_compute(), z.get(), stream, fo,
@@ -344,13 +450,13 @@ void Trainer::Impl::step(const DeviceSplit& split, const int32_t* order_dev, int
                          int64_t rows, bool do_update) {
   nvtx3::scoped_range range{"step"};
   RowPlans& rp = *plans.at(rows);
-  check(launch_gather(c.dtype, split.x(), in, split.labels(), order_dev, first, rows, xb.get(),
+  check(launch_gather(cdt(), split.x(), in, split.labels(), order_dev, first, rows, xb.get(),
                       yb.as<int32_t>(), stream),
         "gather launch");
   forward(rows, true);
   {
     nvtx3::scoped_range r{"loss"};
-    check(launch_softmax_xent(c.dtype, logits.as<float>(), kLogitsLd, b2.as<float>(),
+    check(launch_softmax_xent(cdt(), logits.as<float>(), kLogitsLd, b2.as<float>(),
                               yb.as<int32_t>(), rows, c.classes, dlog_f32.as<float>(), dlog.get(),
                               train_loss.as<float>(), train_correct.as<uint8_t>(), first, stream),
           "softmax cross-entropy launch");
@@ -365,7 +471,9 @@ void Trainer::Impl::step(const DeviceSplit& split, const int32_t* order_dev, int
     };
     run(rp.dw2, "dW2 GEMM");
     run(rp.dz, "dZ GEMM");
-    if (fused()) {
+    if (fp8()) {
+      backward_fp8(rows);
+    } else if (fused()) {
       BackwardTensors t;
       t.x = xb.get();
       t.w = w12_compute();
@@ -392,7 +500,7 @@ void Trainer::Impl::step(const DeviceSplit& split, const int32_t* order_dev, int
 void Trainer::Impl::update(int64_t rows) {
   nvtx3::scoped_range range{"optimizer"};
   const float scale = 1.0f / static_cast<float>(rows);
-  const DType lp = lowp() ? c.dtype : DType::f32;
+  const DType lp = lowp() ? cdt() : DType::f32;
   std::vector<ParamRef> params;
   const auto add = [&](DeviceBuffer& master, const DeviceBuffer& grad, DType grad_type,
                        DeviceBuffer* lowp_copy, DeviceBuffer& m, DeviceBuffer& v) {
@@ -408,8 +516,10 @@ void Trainer::Impl::update(int64_t rows) {
     params.push_back(p);
   };
   if (c.grads.dw) {
-    add(w12, dw12, c.dtype, &w12_lp, m_w12, v_w12);
-    add(b12, db12, c.dtype, &b12_lp, m_b12, v_b12);
+    // FP8: the layer reads W12 from the fp32 masters (quantised each forward), so there is no
+    // compute copy of it to refresh; the bias keeps its bf16 copy.
+    add(w12, dw12, grad_dtype(), fp8() ? nullptr : &w12_lp, m_w12, v_w12);
+    add(b12, db12, grad_dtype(), &b12_lp, m_b12, v_b12);
   }
   add(w2, dw2, DType::f32, &w2_lp, m_w2, v_w2);
   add(b2, db2, DType::f32, nullptr, m_b2, v_b2);
@@ -426,11 +536,11 @@ void Trainer::Impl::update(int64_t rows) {
 }
 
 void Trainer::Impl::eval_batch(int64_t first, int64_t rows) {
-  check(launch_gather(c.dtype, test.x(), in, test.labels(), nullptr, first, rows, xb.get(),
+  check(launch_gather(cdt(), test.x(), in, test.labels(), nullptr, first, rows, xb.get(),
                       yb.as<int32_t>(), stream),
         "gather launch");
   forward(rows, false);
-  check(launch_softmax_xent(c.dtype, logits.as<float>(), kLogitsLd, b2.as<float>(),
+  check(launch_softmax_xent(cdt(), logits.as<float>(), kLogitsLd, b2.as<float>(),
                             yb.as<int32_t>(), rows, c.classes, nullptr, nullptr,
                             test_loss.as<float>(), test_correct.as<uint8_t>(), first, stream),
         "softmax cross-entropy launch");
@@ -440,13 +550,17 @@ Trainer::Trainer(const TrainConfig& config, const DeviceSplit& train, const Devi
                  const baselines::Cublas& cublas, cudaStream_t stream, int64_t max_steps)
     : impl_(std::make_unique<Impl>(config, train, test, cublas, stream, max_steps)) {
   Impl& m = *impl_;
-  if (train.features() != test.features() || train.dtype() != config.dtype || test.dtype() != config.dtype)
+  if (train.features() != test.features() || train.dtype() != compute_dtype(config.dtype) ||
+      test.dtype() != compute_dtype(config.dtype))
     throw std::invalid_argument("the training and test splits must have the same features and dtype as the model");
   if (config.batch < 1 || config.hidden < 1 || config.classes < 1 || config.classes > kLogitsLd)
     throw std::invalid_argument(fmt::format("batch {} and hidden {} must be >= 1, classes {} in 1..{}",
                                             config.batch, config.hidden, config.classes, kLogitsLd));
   if (!config.grads.dx && !config.grads.dw)
     throw std::invalid_argument("the SwiGLU layer must compute dx, dw or both");
+  if (config.dtype == DType::e4m3 &&
+      (config.variant != LayerVariant::fused || config.policy != Policy::save || config.hidden % 16 != 0))
+    throw std::invalid_argument("FP8 trains the fused layer with the save policy, hidden a multiple of 16");
   if (train.count() < 1 || test.count() < 1)
     throw std::invalid_argument("the training and test splits must not be empty");
   m.in = train.features();
@@ -547,6 +661,7 @@ EvalStats Trainer::evaluate() {
 
 std::string Trainer::layer_tiles() const {
   const Impl& m = *impl_;
+  if (m.fp8()) return "fp8: fwd=" + m.fp8_kernel + " bwd=backward_fp8 (sm90a)";
   if (!m.fused()) return "cublasLt";
   const BackwardTiles& b = m.step_backward;
   std::string s = "fwd=" + tile_name(m.step_forward);
