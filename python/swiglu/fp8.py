@@ -68,7 +68,8 @@ def _require_kernels(t: torch.Tensor, what: str) -> None:
 
 
 def check_inference(what: str, *tensors) -> None:
-    """RuntimeError when a gradient would be needed: FP8 is inference only."""
+    """RuntimeError when a gradient would be needed: the FP8 inference path has none (FP8 training is
+    fused_swiglu_fp8_training)."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         raise RuntimeError(f"{what} is inference only: run it under torch.no_grad() or "
                            f"torch.inference_mode(), or with inputs and parameters that do not require "

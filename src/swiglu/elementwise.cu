@@ -133,13 +133,21 @@ cudaError_t launch_column_sum(DType in, DType out, const void* a, int64_t lda, v
                               int64_t rows, int64_t cols, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_column_sum"};
   // rows == 0 still launches: every column sum is then 0.
-  return dispatch(in, out, rows, cols, cols == 0, [&]<class Tin, class Tout>() {
+  const auto launch = [&]<class Tin, class Tout>() {
     const int64_t blocks = std::min<int64_t>((cols + 31) / 32, INT_MAX);
     kernels::column_sum_kernel<Tin, Tout, kColumnSumRowsY>
         <<<dim3(static_cast<unsigned>(blocks)), dim3(32, kColumnSumRowsY), 0, stream>>>(
             static_cast<const Tin*>(a), lda, static_cast<Tout*>(out_ptr), rows, cols);
     return cudaGetLastError();
-  });
+  };
+  // fp32 partial sums into a 16-bit dbias: the FP8 backward's (its sums are fp32, dbias any dtype).
+  if (in == DType::f32 && (out == DType::f16 || out == DType::bf16)) {
+    if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
+    if (cols == 0) return cudaSuccess;
+    return out == DType::f16 ? launch.template operator()<float, __half>()
+                             : launch.template operator()<float, __nv_bfloat16>();
+  }
+  return dispatch(in, out, rows, cols, cols == 0, launch);
 }
 
 cudaError_t launch_convert(DType in, DType out, const void* a, int64_t lda, void* z, int64_t ldz,

@@ -30,7 +30,7 @@ cudaError_t launch_gate_backward(DType in, DType out, const void* a, int64_t lda
                                  cudaStream_t stream);
 
 // out[c] = sum over r < rows of a[r][c], accumulated in fp32, for c < cols. (in, out) as for
-// launch_gate. Deterministic (no atomics, a fixed summation order) and needs no workspace; any
+// launch_gate, and fp32 into fp16 or bf16 (the FP8 backward's dbias). Deterministic (no atomics, a fixed summation order) and needs no workspace; any
 // rows and cols fit 64-bit indexing. rows == 0 writes zeros; cols == 0 launches nothing.
 cudaError_t launch_column_sum(DType in, DType out, const void* a, int64_t lda, void* out_ptr,
                               int64_t rows, int64_t cols, cudaStream_t stream);
