@@ -987,12 +987,15 @@ def test_fp8_training_steps_lower_the_loss_and_capture_in_a_graph():
         if mode == "fp8":
             m.to_fp8_training()
         opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        history = []
         for _ in range(10):
             opt.zero_grad()
             loss = (m(x if mode == "fp8" else x.float()).float() - target).pow(2).mean()
             loss.backward()
             opt.step()
-        losses[mode] = float(loss)
+            history.append(float(loss))
+        assert history[-1] < 0.9 * history[0], (mode, history)
+        losses[mode] = history[-1]
     assert losses["fp8"] <= 1.5 * losses["bf16"], losses
     m = fp8_module(256, 256, True).float().to_fp8_training()
     xs = x.clone().requires_grad_()
