@@ -975,28 +975,30 @@ def test_fp8_training_matches_the_recipe(shape, bias):
 
 @needs_hopper
 def test_fp8_training_steps_lower_the_loss_and_capture_in_a_graph():
-    """Ten SGD steps of an FP8-trained layer on a fixed regression target lower the loss as the
-    bf16 layer's do (within a factor 1.5 of its final loss); a CUDA graph of forward + backward
-    replays to the eager gradients."""
+    """Ten SGD steps towards another layer's outputs (a teacher from another seed): the FP8-trained
+    layer's loss falls as the float32 layer's does (to under half; on the CPU the float32 one goes
+    from 0.024 to 0.007 at this learning rate, and diverges from about 20), and ends within 1.5× of
+    it; a CUDA graph of forward + backward replays to the eager gradients."""
     torch.manual_seed(0)
-    target = fp8_x((64,), 256, seed=9).float()
     x = fp8_x((64,), 256, seed=3)
+    with torch.no_grad():
+        target = fp8_module(256, 256, True, seed=5).float()(x.float())
     losses = {}
-    for mode in ("bf16", "fp8"):
+    for mode in ("fp32", "fp8"):
         m = fp8_module(256, 256, True).float()
         if mode == "fp8":
             m.to_fp8_training()
-        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        opt = torch.optim.SGD(m.parameters(), lr=5.0)
         history = []
         for _ in range(10):
             opt.zero_grad()
-            loss = (m(x if mode == "fp8" else x.float()).float() - target).pow(2).mean()
+            loss = (m(x if mode == "fp8" else x.float()).float() - target).pow(2).sum(-1).mean()
             loss.backward()
             opt.step()
             history.append(float(loss))
-        assert history[-1] < 0.9 * history[0], (mode, history)
+        assert history[-1] < 0.5 * history[0], (mode, history)
         losses[mode] = history[-1]
-    assert losses["fp8"] <= 1.5 * losses["bf16"], losses
+    assert losses["fp8"] <= 1.5 * losses["fp32"], losses
     m = fp8_module(256, 256, True).float().to_fp8_training()
     xs = x.clone().requires_grad_()
     side = torch.cuda.Stream()
