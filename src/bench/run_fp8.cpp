@@ -22,6 +22,7 @@
 #include "common/device.hpp"
 #include "common/exit_codes.hpp"
 #include "common/host_data.hpp"
+#include "common/parallel.hpp"
 
 namespace swiglu::bench {
 
@@ -50,10 +51,13 @@ std::vector<float> dequantise(const std::vector<unsigned char>& q, const std::ve
   std::vector<float> out(static_cast<size_t>(rows * ld), 0.0f);
   const std::array<float, 256>& value = common::e4m3_values();
   const int64_t kb = blocks_of(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* s = scale.data() + (r / block_rows) * kb;
-    for (int64_t c = 0; c < cols; ++c) out[r * ld + c] = value[q[r * ld + c]] * s[c / kBlock];
-  }
+  // Rows over the host's threads: a weight is hundreds of millions of bytes.
+  common::parallel_for(rows, common::threads_for(static_cast<size_t>(rows * cols)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* s = scale.data() + (r / block_rows) * kb;
+      for (int64_t c = 0; c < cols; ++c) out[r * ld + c] = value[q[r * ld + c]] * s[c / kBlock];
+    }
+  });
   return out;
 }
 
