@@ -262,7 +262,7 @@ def padded16(n):
     return (n + 15) // 16 * 16
 
 
-def check_fp8_training(x, w, bias, out_dtype) -> None:
+def _check_fp8_training(x, w, bias, out_dtype) -> None:
     """The shapes and dtypes the FP8 training operators assume (the library sees raw pointers)."""
     if out_dtype not in _OUT_DTYPES:
         raise ValueError(f"out_dtype must be torch.bfloat16 or torch.float16, got {out_dtype}")
@@ -296,7 +296,7 @@ def _fp8_training_outputs(x, w, out_dtype, save):
 
 
 def _forward_fp8_training_cuda(x, w, bias, out_dtype, save):
-    check_fp8_training(x, w, bias, out_dtype)
+    _check_fp8_training(x, w, bias, out_dtype)
     if x.device.type != "cuda":
         raise ValueError(f"x must be on CUDA, got {x.device}")
     lib = _lib.library()
@@ -339,7 +339,7 @@ def _forward_fp8_training_fake(x, w, bias, out_dtype, save):
     return _fp8_training_outputs(x, w, out_dtype, save)
 
 
-def check_backward_fp8(dz, w, h, xt, xt_scale) -> None:
+def _check_backward_fp8(dz, w, h, xt, xt_scale) -> None:
     if dz.dim() != 2 or dz.dtype not in _OUT_DTYPES or h.dtype != dz.dtype:
         raise ValueError(f"dz and h must be 2-D bfloat16 or float16 of one dtype, got {dz.dtype} {tuple(dz.shape)} "
                          f"and {h.dtype}")
@@ -364,7 +364,7 @@ def _backward_fp8_outputs(dz, w, need_dx, need_dw, need_dbias, dx_dtype, dbias_d
 
 
 def _backward_fp8_cuda(dz, w, h, xt, xt_scale, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype):
-    check_backward_fp8(dz, w, h, xt, xt_scale)
+    _check_backward_fp8(dz, w, h, xt, xt_scale)
     if dz.device.type != "cuda":
         raise ValueError(f"dz must be on CUDA, got {dz.device}")
     lib = _lib.library()

@@ -81,7 +81,7 @@ def _weight_dequantised(w):
 
 
 def standin_forward_fp8_training(x, w, bias, out_dtype, save):
-    _fp8_ops.check_fp8_training(x, w, bias, out_dtype)
+    _fp8_ops._check_fp8_training(x, w, bias, out_dtype)
     FP8_CALLS.append(("forward_fp8_training", save))
     batch, in_features = x.shape
     h = _deq(*ref.quantize_blocks(x, 1), 1) @ _weight_dequantised(w).t()
@@ -99,7 +99,7 @@ def standin_forward_fp8_training(x, w, bias, out_dtype, save):
 
 
 def standin_backward_fp8(dz, w, h, xt, xt_scale, need_dx, need_dw, need_dbias, dx_dtype, dbias_dtype):
-    _fp8_ops.check_backward_fp8(dz, w, h, xt, xt_scale)
+    _fp8_ops._check_backward_fp8(dz, w, h, xt, xt_scale)
     FP8_CALLS.append(("backward_fp8", need_dx, need_dw, need_dbias))
     batch, hidden = dz.shape
     dz32 = dz.float()

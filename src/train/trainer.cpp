@@ -338,7 +338,7 @@ void Trainer::Impl::plan(int64_t rows) {
   const Problem p = problem(rows);
   const int64_t D = c.hidden, C = c.classes;
   const cudaDataType_t t = baselines::cuda_type(cdt());
-  if (!fused() && !fp8()) {
+  if (!fused()) {
     const auto v = c.variant == LayerVariant::cublas2 ? baselines::Variant::cublas2 : baselines::Variant::cublas1;
     check(baselines::Plan::create(cublas, v, p, xb.get(), w12_compute(), b12_compute(), z.get(),
                                   scratch.get(), &rp->forward),
