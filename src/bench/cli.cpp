@@ -432,7 +432,6 @@ struct TrainWords {
   std::string dtype = "bf16";
   std::string optimizer = "sgd";
   bool csv = false, json = false;
-  bool variant_given = false;  // --variant on the command line (not its default)
 };
 
 void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
@@ -470,8 +469,9 @@ void add_train_options(CLI::App* cmd, train::TrainOptions& o, TrainWords& w,
   cmd->add_option("--dtype", w.dtype,
                   "compute dtype of the forward and backward: fp32, fp16 or bf16 (master weights "
                   "and the optimizer stay fp32); fp8: the SwiGLU layer in FP8 (e4m3, the blockwise "
-                  "recipe, forward and backward; Hopper, the fused variant with the save policy, "
-                  "hidden a multiple of 16), the rest of the model in bf16")
+                  "recipe, forward and backward; Hopper, the save policy, hidden a multiple of 16) "
+                  "in the fused variant, which must be listed; the rest of the model, and the "
+                  "cuBLASLt variants' layer (the bf16 reference), in bf16")
       ->capture_default_str()->check(CLI::IsMember({"fp32", "fp16", "bf16", "fp8"}));
   cmd->add_option("--optimizer", w.optimizer, "sgd (with momentum) or adamw")
       ->capture_default_str()->check(CLI::IsMember({"sgd", "adamw"}));
@@ -517,10 +517,10 @@ void resolve_train(const TrainWords& w, train::TrainOptions& o) {
   o.grads = grads_option(w.grads);
   o.dtype = *parse_dtype(w.dtype);
   if (o.dtype == DType::e4m3) {
-    // Why: FP8 has no cuBLASLt training variant here, so the default pair becomes the fused one.
-    if (!w.variant_given) o.variants = {train::LayerVariant::fused};
-    if (o.variants != std::vector<train::LayerVariant>{train::LayerVariant::fused})
-      throw std::invalid_argument("--dtype fp8 trains the fused layer only: pass --variant fused");
+    // Why: FP8 is the fused layer's; a cuBLASLt variant beside it trains the same model in bf16
+    // (train::layer_dtype), the reference the FP8 run's losses are held to.
+    if (std::find(o.variants.begin(), o.variants.end(), train::LayerVariant::fused) == o.variants.end())
+      throw std::invalid_argument("--dtype fp8 runs the fused layer in FP8: --variant must include fused");
     if (o.policy != Policy::save)
       throw std::invalid_argument("--dtype fp8 has the save policy only (the FP8 backward reads the forward's H)");
     if (o.hidden % 16 != 0)
@@ -666,7 +666,6 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
   if (tr->parsed()) {
     try {
-      train_words.variant_given = tr->count("--variant") > 0;
       resolve_train(train_words, train_opts);
     } catch (const std::invalid_argument& e) {
       std::fprintf(stderr, "error: %s\n", e.what());

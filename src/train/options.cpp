@@ -25,7 +25,9 @@ double agreement_tolerance(DType dtype, Optimizer optimizer) {
     case DType::f32: return 1e-4;
     case DType::f16: return 3e-3;
     case DType::bf16: return 3e-2;
-    case DType::e4m3: return 0.5;  // one variant (the fused one): nothing to agree with
+    // Why: FP8 against the bf16 reference: the bf16 bound scaled by the layer's error, e4m3's
+    // unit roundoff over bf16's, 16x (TESTING.md).
+    case DType::e4m3: return 0.2;
   }
   return 0.0;
 }

@@ -57,6 +57,12 @@ struct TrainOptions {
 // for --dtype fp8, else the dtype itself).
 inline DType compute_dtype(DType d) { return d == DType::e4m3 ? DType::bf16 : d; }
 
+// The dtype variant v's SwiGLU layer computes in: --dtype fp8 is the fused layer's, and a cuBLASLt
+// variant in the same run is its bf16 reference (there is no FP8 cuBLASLt training variant).
+inline DType layer_dtype(DType d, LayerVariant v) {
+  return d == DType::e4m3 && v != LayerVariant::fused ? compute_dtype(d) : d;
+}
+
 // The largest |difference| between two variants' per-step training losses that still counts as
 // agreement, by compute dtype and optimizer; TESTING.md ("Training: the agreement check") says
 // where the numbers come from.

@@ -106,10 +106,11 @@ class Output {
 
   void add(const EpochRow& r, const std::string& tiles) {
     const std::string policy = is_fused(r.variant) ? std::string(to_string(o_.policy)) : "";
+    const std::string_view dtype = to_string(is_fused(r.variant) ? o_.dtype : compute_dtype(o_.dtype));
     if (csv_ != nullptr) {
       const std::string line = fmt::format(
           "{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.variant,
-          policy, grads_word(o_.grads), to_string(o_.dtype), o_.batch, o_.hidden,
+          policy, grads_word(o_.grads), dtype, o_.batch, o_.hidden,
           to_string(o_.optimizer), o_.effective_lr(), o_.seed, r.epoch, r.steps(), r.train.images,
           r.train.loss, r.train.accuracy, r.test.loss, r.test.accuracy, r.train.ms,
           r.train_images_per_s(), r.test.ms, r.infer_images_per_s(), r.cum_train_s, r.cum_wall_s,
@@ -121,7 +122,7 @@ class Output {
     j.set("variant", r.variant);
     j.set("policy", policy.empty() ? Json() : Json(policy));
     j.set("grads", grads_word(o_.grads));
-    j.set("dtype", to_string(o_.dtype));
+    j.set("dtype", dtype);
     j.set("batch", o_.batch);
     j.set("hidden", o_.hidden);
     j.set("optimizer", to_string(o_.optimizer));
@@ -224,6 +225,12 @@ Json provenance(const TrainOptions& o, const common::DeviceInfo& dev, const Fash
   return p;
 }
 
+// The run's dtype as the header names it.
+std::string dtype_words(DType d) {
+  if (d != DType::e4m3) return std::string(to_string(d));
+  return "fp8 SwiGLU layer in the fused variant, bf16 elsewhere and in a cuBLASLt variant's layer";
+}
+
 void print_header(const TrainOptions& o, const common::DeviceInfo& dev, const FashionMnist& data) {
   std::printf("swiglubench train on %s (sm_%d%d, %d SMs): Fashion-MNIST %lld train / %lld test images\n",
               dev.name.c_str(), dev.cc_major, dev.cc_minor, dev.sm_count,
@@ -234,7 +241,7 @@ void print_header(const TrainOptions& o, const common::DeviceInfo& dev, const Fa
   std::printf("model %lld -> SwiGLU(%lld) -> Linear(10), %s (fp32 master weights), batch %lld, %s, "
               "grads %s%s, seed %llu\n\n",
               static_cast<long long>(data.train.features()), static_cast<long long>(o.hidden),
-              std::string(to_string(o.dtype)).c_str(), static_cast<long long>(o.batch), opt.c_str(),
+              dtype_words(o.dtype).c_str(), static_cast<long long>(o.batch), opt.c_str(),
               grads_word(o.grads).c_str(), o.grads.dw ? "" : " (frozen SwiGLU weights)",
               static_cast<unsigned long long>(o.seed));
 }
@@ -256,7 +263,7 @@ TrainConfig train_config(const TrainOptions& o, LayerVariant v) {
   c.variant = v;
   c.policy = o.policy;
   c.grads = o.grads;
-  c.dtype = o.dtype;
+  c.dtype = layer_dtype(o.dtype, v);
   c.batch = o.batch;
   c.hidden = o.hidden;
   c.optimizer = o.optimizer;
