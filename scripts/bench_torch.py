@@ -15,7 +15,14 @@ Every contender computes z = SiLU(x·Waᵀ + ba) ⊙ (x·Wbᵀ + bb) from the sa
   fp8-train        swiglu.fused_swiglu_fp8_training: FP8 training (the blockwise recipe, x and W12
                    quantised to e4m3 each call, FP8 forward and backward), on bf16/fp16 cases with
                    I and D multiples of 16 on a GPU of compute capability 9.0; checked at FP8's
-                   tolerance (below), and summarised against fused-save as well
+                   tolerance (below), and summarised against fused-save and fp8-scaled-mm-train
+  fp8-scaled-mm-train  the unfused FP8 training pipeline built from torch: x and W12 quantised per
+                   tensor each call, H = torch._scaled_mm(x, W12ᵀ) in bf16, the gate in a
+                   torch.compile'd function; its backward the compiled gate backward, dH quantised
+                   per tensor, dX and dW12 by torch._scaled_mm on transposed copies, dbias a sum
+                   (compiled quantisers; per-tensor scales, what torch._scaled_mm takes everywhere).
+                   bf16 cases with B, I and D multiples of 16 (every _scaled_mm dimension) on a GPU
+                   of compute capability 8.9 or newer; checked at FP8's tolerance
 
 For each case of the configs' sweeps (configs/*.yaml, read as swiglubench reads them; `variants`
 and `tiles` are swiglubench's and ignored here, `layout: packed` cases are skipped):
@@ -83,7 +90,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 import swiglu  # noqa: E402  (the package of this source tree)
 
-CONTENDERS = ["linear2+liger", "linear2+torch", "liger-mlp", "fused-save", "fused-recompute", "fp8-train"]
+CONTENDERS = ["linear2+liger", "linear2+torch", "liger-mlp", "fused-save", "fused-recompute", "fp8-train",
+              "fp8-scaled-mm-train"]
+FP8_TRAINING = ("fp8-train", "fp8-scaled-mm-train")  # checked at FP8's tolerances
 BASELINE = "linear2+liger"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "fp32", "f32": "fp32", "float32": "fp32", "fp16": "fp16", "f16": "fp16",
@@ -305,6 +314,8 @@ def make_contenders(case: Case, wanted: list[str], w12: torch.Tensor, b12: torch
             out.append(Contender(name, lambda x, p=policy: swiglu.fused_swiglu(x, w12, b12, policy=p), fused_params))
         elif name == "fp8-train":
             out.append(fp8_train(case, w12, b12, fused_params))
+        elif name == "fp8-scaled-mm-train":
+            out.append(scaled_mm_train(case, w12, b12, fused_params))
     return out
 
 
@@ -318,6 +329,24 @@ def fp8_train(case: Case, w12: torch.Tensor, b12: torch.Tensor | None, params: l
     if reason is not None:
         return Contender(name, None, [], skip=f"FP8 cannot run here: {reason}")
     return Contender(name, lambda x: swiglu.fused_swiglu_fp8_training(x, w12, b12), params)
+
+
+def scaled_mm_train(case: Case, w12: torch.Tensor, b12: torch.Tensor | None, params: list) -> Contender:
+    name = "fp8-scaled-mm-train"
+    if case.dtype != "bf16":
+        return Contender(name, None, [], skip="the torch FP8 training pipeline is compared on bf16 cases")
+    if case.batch % 16 or case.in_features % 16 or case.hidden % 16:
+        return Contender(name, None, [], skip="torch._scaled_mm needs B, I and D to be multiples of 16")
+    if E4M3 is None or not hasattr(torch, "_scaled_mm"):
+        return Contender(name, None, [], skip=f"torch {torch.__version__} has no float8_e4m3fn or torch._scaled_mm")
+    if w12.device.type == "cuda" and torch.cuda.get_device_capability(w12.device) < (8, 9):
+        return Contender(name, None, [], skip="torch._scaled_mm needs compute capability 8.9 or newer")
+    # Why compiled with dynamic=False and reset per case: as fp8_contenders.
+    torch._dynamo.reset()
+    fns = ScaledMmTrainingFns(torch.compile(quantize_per_tensor, dynamic=False),
+                              torch.compile(gate_bf16, dynamic=False),
+                              torch.compile(gate_backward_bf16, dynamic=False), case.hidden)
+    return Contender(name, lambda x: ScaledMmTraining.apply(x, w12, b12, fns), params)
 
 
 def liger_mlp(case: Case, wa: torch.Tensor, wb: torch.Tensor) -> Contender:
@@ -377,6 +406,65 @@ def gate_e4m3(h: torch.Tensor, hidden: int) -> tuple[torch.Tensor, torch.Tensor]
     # Why the cast last, on the slice: torch 2.1's inductor cannot lower a copy of a float8 view.
     q = (padded / scale).clamp(-E4M3_MAX, E4M3_MAX).view(z.shape[0], blocks * 128)[:, :hidden].to(E4M3)
     return q, scale.squeeze(-1)
+
+
+def gate_bf16(h: torch.Tensor, hidden: int) -> torch.Tensor:
+    """Z = SiLU(G)·U from H = [G | U], in fp32, rounded to H's dtype."""
+    g, u = h.float().split(hidden, dim=-1)
+    return (F.silu(g) * u).to(h.dtype)
+
+
+def gate_backward_bf16(dz: torch.Tensor, h: torch.Tensor, hidden: int) -> torch.Tensor:
+    """dH = [dZ·U·silu'(G) | dZ·silu(G)], in fp32, rounded to H's dtype."""
+    g, u = h.float().split(hidden, dim=-1)
+    s = torch.sigmoid(g)
+    dzf = dz.float()
+    return torch.cat([dzf * u * (s * (1 + g * (1 - s))), dzf * (g * s)], dim=-1).to(h.dtype)
+
+
+@dataclasses.dataclass
+class ScaledMmTrainingFns:
+    quantize: Callable  # t -> (e4m3, per-tensor scale)
+    gate: Callable  # (H, D) -> Z
+    gate_backward: Callable  # (dZ, H, D) -> dH
+    hidden: int
+
+
+def col_major(t: torch.Tensor) -> torch.Tensor:
+    """The same matrix stored column by column, as torch._scaled_mm takes its second operand."""
+    return t.t().contiguous().t()
+
+
+class ScaledMmTraining(torch.autograd.Function):
+    """fp8-scaled-mm-train: the forward keeps H (bf16), x's and W12's e4m3 copies and their scales."""
+
+    @staticmethod
+    def forward(ctx, x, w12, b12, fns):
+        x2 = x.reshape(-1, x.shape[-1])
+        x_q, x_scale = fns.quantize(x2)
+        w_q, w_scale = fns.quantize(w12)
+        bias = b12.to(torch.bfloat16) if b12 is not None else None
+        h = scaled_mm(x_q, w_q.t(), x_scale, w_scale, bias)
+        ctx.save_for_backward(h, x_q, x_scale, w_q, w_scale)
+        ctx.fns, ctx.x_shape, ctx.has_bias = fns, x.shape, b12 is not None
+        ctx.dtypes = (x.dtype, w12.dtype, b12.dtype if b12 is not None else None)
+        return fns.gate(h, fns.hidden).view(*x.shape[:-1], fns.hidden)
+
+    @staticmethod
+    def backward(ctx, dz):
+        h, x_q, x_scale, w_q, w_scale = ctx.saved_tensors
+        fns = ctx.fns
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        dh = fns.gate_backward(dz.reshape(-1, fns.hidden), h, fns.hidden)
+        dh_q, dh_scale = fns.quantize(dh)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = scaled_mm(dh_q, col_major(w_q), dh_scale, w_scale, None).to(x_dtype).view(ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            dw = scaled_mm(dh_q.t().contiguous(), col_major(x_q), dh_scale, x_scale, None).to(w_dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dh.float().sum(0).to(b_dtype)
+        return dx, dw, db, None
 
 
 def dequantize_z(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -611,7 +699,7 @@ class Bench:
             for out, value in got.items():
                 rel_l2, max_rel = rel_errors(value, refs[out])
                 row[f"rel_l2_{out}"], row[f"max_rel_{out}"] = rel_l2, max_rel
-                if c.name == "fp8-train":
+                if c.name in FP8_TRAINING:
                     l2 = FP8_TOL if out == "z" else FP8_GRADIENT_TOL
                     tol = (l2, fp8_max_rel(l2, value.numel()))
                 else:
@@ -832,7 +920,7 @@ def geomean(values: list[float]) -> float:
 def summary_lines(rows: list[dict]) -> list[str]:
     """Geometric means over the cases of each fused contender's speedups and peak memory ratio."""
     lines = []
-    for name in ("fused-save", "fused-recompute", "fp8-train"):
+    for name in ("fused-save", "fused-recompute", *FP8_TRAINING):
         mine = [r for r in rows if r["contender"] == name and r["status"] == "PASS"]
         parts = []
         for key, label in (("fwd_speedup", "fwd"), ("step_speedup", "fwd+bwd"), ("peak_vs_baseline", "peak memory")):
@@ -846,16 +934,17 @@ def summary_lines(rows: list[dict]) -> list[str]:
     def case_of(r):
         return tuple(r.get(k) for k in ("config", "B", "I", "D", "dtype", "bias"))
 
-    save = {case_of(r): r for r in rows if r["contender"] == "fused-save" and r["status"] == "PASS"}
-    ratios = []
-    for r in rows:
-        other = save.get(case_of(r))
-        if r["contender"] == "fp8-train" and r["status"] == "PASS" and other:
-            if r.get("step_median_ms") and other.get("step_median_ms"):
-                ratios.append(other["step_median_ms"] / r["step_median_ms"])
-    if ratios:
-        lines.append(f"fp8-train against fused-save, fwd+bwd, geometric mean over {len(ratios)} cases: "
-                     f"{geomean(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})")
+    for against in ("fused-save", "fp8-scaled-mm-train"):
+        theirs = {case_of(r): r for r in rows if r["contender"] == against and r["status"] == "PASS"}
+        ratios = []
+        for r in rows:
+            other = theirs.get(case_of(r))
+            if r["contender"] == "fp8-train" and r["status"] == "PASS" and other:
+                if r.get("step_median_ms") and other.get("step_median_ms"):
+                    ratios.append(other["step_median_ms"] / r["step_median_ms"])
+        if ratios:
+            lines.append(f"fp8-train against {against}, fwd+bwd, geometric mean over {len(ratios)} cases: "
+                         f"{geomean(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})")
     return lines
 
 

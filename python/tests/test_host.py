@@ -7,6 +7,7 @@ through ctypes: its version and its error messages). The fused kernels themselve
 """
 
 import ctypes.util
+import math
 import os
 import pathlib
 import shutil
@@ -415,6 +416,60 @@ def test_bench_torch_summary_compares_fp8_training_with_fused_save_case_by_case(
     lines = bench_torch.summary_lines(rows)
     assert lines[-1] == "fp8-train against fused-save, fwd+bwd, geometric mean over 2 cases: 1.79x (range 1.60-2.00)"
     assert any(line.startswith("fp8-train against linear2+liger") for line in lines)
+
+
+def test_bench_torch_summary_compares_fp8_training_with_the_torch_pipeline(bench_torch):
+    case = dict(config="llama", B=4096, I=4096, D=14336, dtype="bf16", bias=False)
+    rows = [dict(case, contender="fp8-scaled-mm-train", status="PASS", step_median_ms=3.0),
+            dict(case, contender="fp8-train", status="PASS", step_median_ms=2.0),
+            dict(case, B=16, contender="fp8-scaled-mm-train", status="SKIP"),
+            dict(case, B=16, contender="fp8-train", status="PASS", step_median_ms=0.2)]
+    lines = bench_torch.summary_lines(rows)
+    assert lines == ["fp8-train against fp8-scaled-mm-train, fwd+bwd, geometric mean over 1 cases: 1.50x "
+                     "(range 1.50-1.50)"]
+
+
+@pytest.mark.skipif(not hasattr(torch, "float8_e4m3fn") or not hasattr(torch, "_scaled_mm"),
+                    reason="this torch has no float8_e4m3fn or torch._scaled_mm")
+@pytest.mark.parametrize("bias", [False, True])
+def test_bench_torch_scaled_mm_training_pipeline(bench_torch, bias):
+    """fp8-scaled-mm-train's arithmetic on the CPU (torch._scaled_mm takes per-tensor scales there),
+    eager: Z, dX, dW12 and dbias against float32 on the unquantised inputs at the bench's FP8
+    tolerances, which a gradient from the wrong operand or a lost scale would far exceed."""
+    try:
+        torch._scaled_mm(torch.zeros(16, 16, dtype=torch.float8_e4m3fn), torch.zeros(16, 16, dtype=torch.float8_e4m3fn).t(),
+                         scale_a=torch.tensor(1.0), scale_b=torch.tensor(1.0), out_dtype=torch.bfloat16)
+    except (RuntimeError, NotImplementedError) as e:
+        pytest.skip(f"torch._scaled_mm does not run on this CPU build: {str(e).splitlines()[0]}")
+    gen = torch.Generator().manual_seed(7)
+    batch, in_features, hidden = 64, 256, 144
+    bound = 1 / math.sqrt(in_features)
+    x = (torch.rand(batch, in_features, generator=gen) * 2 - 1).to(torch.bfloat16).requires_grad_()
+    w12 = ((torch.rand(2 * hidden, in_features, generator=gen) * 2 - 1) * bound).to(torch.bfloat16).requires_grad_()
+    b12 = ((torch.rand(2 * hidden, generator=gen) * 2 - 1) * bound).to(torch.bfloat16).requires_grad_() if bias else None
+    dz = (torch.rand(batch, hidden, generator=gen) * 2 - 1).to(torch.bfloat16)
+    fns = bench_torch.ScaledMmTrainingFns(bench_torch.quantize_per_tensor, bench_torch.gate_bf16,
+                                          bench_torch.gate_backward_bf16, hidden)
+    z = bench_torch.ScaledMmTraining.apply(x, w12, b12, fns)
+    z.backward(dz)
+    xr, wr = x.detach().float().requires_grad_(), w12.detach().float().requires_grad_()
+    br = b12.detach().float().requires_grad_() if bias else None
+    h = xr @ wr.t() + (br if bias else 0)
+    (torch.nn.functional.silu(h[:, :hidden]) * h[:, hidden:]).backward(dz.float())
+    zr = torch.nn.functional.silu(h[:, :hidden]) * h[:, hidden:]
+    pairs = [("z", z, zr), ("dx", x.grad, xr.grad), ("dw", w12.grad, wr.grad)] + ([("db", b12.grad, br.grad)] if bias else [])
+    for name, got, ref in pairs:
+        assert got.dtype == torch.bfloat16 and got.shape == ref.shape, name
+        rel_l2, max_rel = bench_torch.rel_errors(got.detach(), ref.detach())
+        tol = bench_torch.FP8_TOL if name == "z" else bench_torch.FP8_GRADIENT_TOL
+        assert rel_l2 <= tol and max_rel <= bench_torch.fp8_max_rel(tol, got.numel()), (name, rel_l2, max_rel)
+        assert rel_l2 > 2 ** -8, (name, rel_l2)  # FP8's error, not bf16's: the operands were quantised
+    # The gate backward alone, in float32, against autograd.
+    hh = torch.randn(8, 2 * hidden, generator=gen)
+    dzz = torch.randn(8, hidden, generator=gen)
+    hr = hh.clone().requires_grad_()
+    (torch.nn.functional.silu(hr[:, :hidden]) * hr[:, hidden:]).backward(dzz)
+    torch.testing.assert_close(bench_torch.gate_backward_bf16(dzz, hh, hidden), hr.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_bench_torch_summary_names_the_cases_a_ratio_covers(bench_torch):
