@@ -366,7 +366,7 @@ TEST(Fp8Quantize, Arguments) {
   const Status over = quantize_e4m3(DType::bf16, at(0), 256, 4, 256, Fp8Blocks::row_1x128, at(0, 512), 256, fat(2), nullptr);
   EXPECT_TRUE(says(over.message, "q overlaps a")) << over.message;
   const Status scale_over = quantize_e4m3(DType::f32, at(0), 256, 4, 256, Fp8Blocks::tile_128x128, at(1), 256, fat(1, 1020), nullptr);
-  EXPECT_TRUE(says(scale_over.message, "q overlaps scale")) << scale_over.message;
+  EXPECT_TRUE(says(scale_over.message, "quantize: scale overlaps q")) << scale_over.message;
   EXPECT_TRUE(says(quantize_e4m3(DType::f16, at(0, 1), 256, 4, 256, Fp8Blocks::row_1x128, at(1), 256, fat(2), nullptr).message,
                    "aligned"));
   EXPECT_EQ(code(quantize_e4m3(DType::bf16, at(0), 100, 4, 256, Fp8Blocks::row_1x128, at(1), 256, fat(2), nullptr)),

@@ -49,16 +49,16 @@ bool overlaps(const Bytes& a, const Bytes& b) {
          b0 < a0 + static_cast<uintptr_t>(a.bytes);
 }
 
-// An output that overlaps an input or an earlier output, named.
-Status no_overlaps(const std::vector<Bytes>& outputs, const std::vector<Bytes>& inputs) {
+// An output that overlaps an input or an earlier output, named (after `prefix`).
+Status no_overlaps(const std::vector<Bytes>& outputs, const std::vector<Bytes>& inputs, const std::string& prefix = "") {
   for (size_t o = 0; o < outputs.size(); ++o) {
     for (const Bytes& in : inputs) {
       if (overlaps(outputs[o], in))
-        return fail(StatusCode::invalid_argument, std::string(outputs[o].name) + " overlaps " + in.name);
+        return fail(StatusCode::invalid_argument, prefix + outputs[o].name + " overlaps " + in.name);
     }
     for (size_t o2 = 0; o2 < o; ++o2) {
       if (overlaps(outputs[o], outputs[o2]))
-        return fail(StatusCode::invalid_argument, std::string(outputs[o].name) + " overlaps " + outputs[o2].name);
+        return fail(StatusCode::invalid_argument, prefix + outputs[o].name + " overlaps " + outputs[o2].name);
     }
   }
   return Status::success();
@@ -376,10 +376,10 @@ Status quantize_e4m3(DType in, const void* a, int64_t lda, int64_t rows, int64_t
     const int64_t es = static_cast<int64_t>(dtype_size(in));
     const Bytes in_range{"a", a, ((rows - 1) * lda + cols) * es};
     const int64_t block_rows = blocks == Fp8Blocks::row_1x128 ? rows : (rows + 127) / 128;
-    const Bytes outs[] = {{"q", q, (rows - 1) * ldq + cols}, {"scale", scale, block_rows * ((cols + 127) / 128) * 4}};
-    for (const Bytes& o : outs)
-      if (overlaps(o, in_range)) return fail(StatusCode::invalid_argument, std::string("quantize: ") + o.name + " overlaps a");
-    if (overlaps(outs[0], outs[1])) return fail(StatusCode::invalid_argument, "quantize: q overlaps scale");
+    if (Status s = no_overlaps({{"q", q, (rows - 1) * ldq + cols}, {"scale", scale, block_rows * ((cols + 127) / 128) * 4}},
+                               {in_range}, "quantize: ");
+        !s.ok())
+      return s;
   }
   return detail::quantize_e4m3(in, a, lda, q, ldq, scale, rows, cols, blocks == Fp8Blocks::row_1x128 ? 1 : 128, stream);
 }
@@ -403,18 +403,13 @@ Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, int64_t ro
     const Bytes in_range{"a", a, ((rows - 1) * lda + cols) * es};
     const bool row = blocks == Fp8Blocks::row_1x128;
     const int64_t row_blocks = (rows + 127) / 128, col_blocks = (cols + 127) / 128;
-    const Bytes outs[] = {{"q", q, (rows - 1) * ldq + cols},
-                          {"scale", scale, (row ? rows : row_blocks) * col_blocks * 4},
-                          {"qt", qt, (cols - 1) * ldqt + rows},
-                          {"scale_t", scale_t, (row ? cols : col_blocks) * row_blocks * 4}};
-    for (size_t o = 0; o < 4; ++o) {
-      if (overlaps(outs[o], in_range))
-        return fail(StatusCode::invalid_argument, std::string("quantize: ") + outs[o].name + " overlaps a");
-      for (size_t o2 = 0; o2 < o; ++o2) {
-        if (overlaps(outs[o], outs[o2]))
-          return fail(StatusCode::invalid_argument, std::string("quantize: ") + outs[o].name + " overlaps " + outs[o2].name);
-      }
-    }
+    if (Status s = no_overlaps({{"q", q, (rows - 1) * ldq + cols},
+                                {"scale", scale, (row ? rows : row_blocks) * col_blocks * 4},
+                                {"qt", qt, (cols - 1) * ldqt + rows},
+                                {"scale_t", scale_t, (row ? cols : col_blocks) * row_blocks * 4}},
+                               {in_range}, "quantize: ");
+        !s.ok())
+      return s;
   }
   return detail::quantize_e4m3_transposed(in, a, lda, q, ldq, scale, qt, ldqt, scale_t, rows, cols,
                                           blocks == Fp8Blocks::row_1x128 ? 1 : 128, stream);
