@@ -35,6 +35,7 @@ struct Fp8GemmParams {
   const float* b_scale = nullptr;
   int64_t b_seg = 0, b_n = 0, b_kb = 0;
   int b_rows = 0;
+  int b_off32 = 0;    // b_rows: every row's scale offset (n · b_n, n < N) fits in 32 bits
   void* c = nullptr;  // M×N, row stride ldc elements, in the kernel's Out
   int64_t ldc = 0;
   int accumulate = 0;  // C += A·Bᵀ (C read first) instead of C = A·Bᵀ
@@ -122,6 +123,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
     // Rows past M and columns past N take scale 0: their sums are dropped anyway.
     const bool row_in[2] = {r0 < p.M, r0 + 8 < p.M};
+    // b_rows: a tile with all its columns below N (and 32-bit offsets) reads its scales at
+    // base + (8j + e)·b_n, base at this lane's first column.
+    const bool full_n = p.b_off32 != 0 && n0 + BN <= p.N;
+    const uint32_t b_n32 = static_cast<uint32_t>(p.b_n);
+    const uint32_t col_off = full_n ? static_cast<uint32_t>(n0 + 2 * (lane % 4)) * b_n32 : 0u;
     // acc += part · the scales of step k: A's of the thread's two rows, B's of its 32 columns
     // (b_rows) or of the tile's 128-row block. Loaded while step k + 1's wgmmas are not yet issued,
     // just after step k's have finished; why not earlier: 32 more live registers would spill.
@@ -135,12 +141,23 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       const float* bs = p.b_scale + seg * p.b_seg + kb * p.b_kb;
       if (b_rows) {
         float sb[BN / 4];
+        if (full_n) {
+          // Why 32-bit offsets from one base: the 32 loads' 64-bit products and bounds checks were
+          // about 1300 instructions a K step (dW's), several times its wgmmas' issue time.
+          const float* base = bs + col_off;
 #pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
+          for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int64_t col = n0 + 8 * j + 2 * (lane % 4) + e;
-            sb[2 * j + e] = col < p.N ? __ldg(bs + col * p.b_n) : 0.0f;
+            for (int e = 0; e < 2; ++e) sb[2 * j + e] = __ldg(base + static_cast<uint32_t>(8 * j + e) * b_n32);
+          }
+        } else {
+#pragma unroll
+          for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int64_t col = n0 + 8 * j + 2 * (lane % 4) + e;
+              sb[2 * j + e] = col < p.N ? __ldg(bs + col * p.b_n) : 0.0f;
+            }
           }
         }
 #pragma unroll
