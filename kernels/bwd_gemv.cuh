@@ -98,12 +98,18 @@ __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
                     pack_pair<T>(v[6], v[7]));
 }
 
+// One 16-byte store. Why inline PTX: nvcc split some of dW's uint4 stores into four 4-byte ones.
+__device__ __forceinline__ void store16(void* dst, const uint4& w) {
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "r"(w.x), "r"(w.y), "r"(w.z), "r"(w.w)
+               : "memory");
+}
+
 // Stores v[0..8) at dst[0..8): one 16-byte store when vec, else element by element up to avail.
 template <class T>
 __device__ __forceinline__ void store8(T* dst, const float (&v)[8], int64_t avail, bool vec) {
   if (avail <= 0) return;
   if (vec) {
-    *reinterpret_cast<uint4*>(dst) = pack8<T>(v);
+    store16(dst, pack8<T>(v));
     return;
   }
 #pragma unroll
@@ -156,18 +162,25 @@ __global__ void __launch_bounds__(Cfg::kThreads) swiglu_bwd_gemv_dx(const BwdPar
           raw[u][r][v] = load8<T, true>(w + k * ldb + column(v), N - column(v), k < k_end, vec_b);
       }
     }
+    // Then all of dH's fragments for those steps (zero past k_end), so that they make one round trip
+    // while W's loads are in flight, not one a step after them.
+    uint32_t bq[U][NT][2];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int64_t kb = k_begin + (s0 + static_cast<int64_t>(u) * W) * 16;
-      if (kb >= k_end) break;  // the same for the whole warp
-      uint32_t b[NT][2];
 #pragma unroll
       for (int q = 0; q < NT; ++q) {
         const int64_t row = m0 + 8 * q + g;
         const T* src = dh + row * ldh + kb + 2 * t;
-        b[q][0] = load2<T>(src, k_end - (kb + 2 * t), row < M, vec_a);
-        b[q][1] = load2<T>(src + 8, k_end - (kb + 2 * t + 8), row < M, vec_a);
+        bq[u][q][0] = load2<T>(src, k_end - (kb + 2 * t), row < M, vec_a);
+        bq[u][q][1] = load2<T>(src + 8, k_end - (kb + 2 * t + 8), row < M, vec_a);
       }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t kb = k_begin + (s0 + static_cast<int64_t>(u) * W) * 16;
+      if (kb >= k_end) break;  // the same for the whole warp
+      const uint32_t (&b)[NT][2] = bq[u];
 #pragma unroll
       for (int v = 0; v < V; ++v)
 #pragma unroll
@@ -263,8 +276,10 @@ __global__ void __launch_bounds__(Cfg::kThreads) swiglu_bwd_gemv_dx(const BwdPar
 // gridDim.x, so that blocks running together store whole rows (DRAM takes those far faster than
 // narrow strips of many rows); each block then walks row tiles blockIdx.y, + gridDim.y, ..., so
 // that one wave of blocks stores all of dW with no block's start-up latency between tiles.
+// Why 3 blocks a SM in the launch bounds: without them the element-wise B select took up to 204
+// registers (2 blocks a SM).
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads) swiglu_bwd_gemv_dw(const BwdParams p) {
+__global__ void __launch_bounds__(Cfg::kThreads, 3) swiglu_bwd_gemv_dw(const BwdParams p) {
 #if SWIGLU_SM80_DEVICE
   using T = typename Cfg::Element;
   using namespace gemv_detail;
@@ -317,9 +332,13 @@ __global__ void __launch_bounds__(Cfg::kThreads) swiglu_bwd_gemv_dw(const BwdPar
         const T* src = dh + k * ldh + a_col;
         da[r] = make_uint2(load2<T>(src, M - a_col, k < K, vec_a), load2<T>(src + 2, M - a_col - 2, k < K, vec_a));
       }
-      uint32_t b_next[8][2];
-      if (k0 > 0) load_b(k0, b_next);
-      const uint32_t (&b)[8][2] = k0 > 0 ? b_next : b_first;
+      uint32_t b[8][2];
+      if (k0 > 0) {
+        load_b(k0, b);
+      } else {
+#pragma unroll
+        for (int J = 0; J < 8; ++J) b[J][0] = b_first[J][0], b[J][1] = b_first[J][1];
+      }
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         const uint32_t lo0 = i == 0 ? da[0].x : da[0].y, lo1 = i == 0 ? da[1].x : da[1].y;
@@ -333,6 +352,41 @@ __global__ void __launch_bounds__(Cfg::kThreads) swiglu_bwd_gemv_dw(const BwdPar
 
     // Lane (g, t) holds rows mb + 4g + 2i + h at columns col + [0, 16): lo[e] from accumulator
     // 2h of n tile e, hi[e] (column col + 8 + e) from accumulator 2h + 1.
+    // Why the swap: lo and hi stored as they lie fill half of each 32-byte sector per store; with
+    // lanes t and t ^ 1 trading a 16-byte half (an even lane its hi, an odd lane its lo), the first
+    // store of a pair of lanes covers columns [32s, 32s + 16) and the second [32s + 16, 32s + 32),
+    // s = t / 2: whole sectors. Every lane shuffles (the warp's 64 columns all below N, as vec_c
+    // and the shuffles need), then stores its row if it is below M.
+    const bool swap = vec_c && !p.c_trans && nb + 64 <= N;
+    if (swap) {
+      const bool odd = (t & 1) != 0;
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row = mb + 4 * g + 2 * i + h;
+          float lo[8], hi[8];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            lo[e] = acc[i][e][2 * h];
+            hi[e] = acc[i][e][2 * h + 1];
+          }
+          const uint4 lo_w = pack8<T>(lo), hi_w = pack8<T>(hi);
+          const uint4 give = odd ? lo_w : hi_w;
+          uint4 got;
+          got.x = __shfl_xor_sync(0xffffffffu, give.x, 1);
+          got.y = __shfl_xor_sync(0xffffffffu, give.y, 1);
+          got.z = __shfl_xor_sync(0xffffffffu, give.z, 1);
+          got.w = __shfl_xor_sync(0xffffffffu, give.w, 1);
+          if (row >= M) continue;
+          T* dst = c + row * p.ldc + col;
+          // Even lane: its lo at col, its partner's lo at col + 16. Odd lane: its partner's hi at
+          // col - 8, its own hi at col + 8.
+          store16(odd ? dst - 8 : dst, odd ? got : lo_w);
+          store16(odd ? dst + 8 : dst + 16, odd ? hi_w : got);
+        }
+      continue;
+    }
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
