@@ -396,10 +396,15 @@ def quantize_per_row(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _to_e4m3(t, scale), scale
 
 
+def gate_fp32(h: torch.Tensor, hidden: int) -> torch.Tensor:
+    """Z = SiLU(G)·U from H = [G | U], in fp32."""
+    g, u = h.float().split(hidden, dim=-1)
+    return F.silu(g) * u
+
+
 def gate_e4m3(h: torch.Tensor, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Z = SiLU(G)·U from H = [G | U] in e4m3 with 1×128 scales along D (fused_swiglu_fp8's ScaledFp8)."""
-    g, u = h.float().split(hidden, dim=-1)
-    z = F.silu(g) * u
+    z = gate_fp32(h, hidden)
     blocks = (hidden + 127) // 128
     padded = F.pad(z, (0, blocks * 128 - hidden)).view(z.shape[0], blocks, 128)
     scale = _scale_of(padded.abs().amax(dim=-1, keepdim=True))
@@ -410,8 +415,7 @@ def gate_e4m3(h: torch.Tensor, hidden: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def gate_bf16(h: torch.Tensor, hidden: int) -> torch.Tensor:
     """Z = SiLU(G)·U from H = [G | U], in fp32, rounded to H's dtype."""
-    g, u = h.float().split(hidden, dim=-1)
-    return (F.silu(g) * u).to(h.dtype)
+    return gate_fp32(h, hidden).to(h.dtype)
 
 
 def gate_backward_bf16(dz: torch.Tensor, h: torch.Tensor, hidden: int) -> torch.Tensor:

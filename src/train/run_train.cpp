@@ -66,6 +66,7 @@ const char* const kCsvColumns =
 // One variant in the run.
 struct Run {
   std::string name;
+  DType dtype = DType::bf16;  // its SwiGLU layer's (layer_dtype)
   std::unique_ptr<Trainer> trainer;
   std::vector<std::vector<double>> losses;  // per epoch, per step
   std::vector<EpochRow> rows;
@@ -104,9 +105,10 @@ class Output {
   Output(const Output&) = delete;
   Output& operator=(const Output&) = delete;
 
-  void add(const EpochRow& r, const std::string& tiles) {
+  // `layer`: the dtype the variant's SwiGLU layer computes in (layer_dtype).
+  void add(const EpochRow& r, const std::string& tiles, DType layer) {
     const std::string policy = is_fused(r.variant) ? std::string(to_string(o_.policy)) : "";
-    const std::string_view dtype = to_string(is_fused(r.variant) ? o_.dtype : compute_dtype(o_.dtype));
+    const std::string_view dtype = to_string(layer);
     if (csv_ != nullptr) {
       const std::string line = fmt::format(
           "{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.variant,
@@ -299,6 +301,7 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
   for (LayerVariant v : o.variants) {
     Run r;
     r.name = variant_name(v, o.policy);
+    r.dtype = layer_dtype(o.dtype, v);
     r.trainer = std::make_unique<Trainer>(train_config(o, v), train, test, cublas, stream.get(),
                                           o.max_steps);
     r.trainer->warm_up();
@@ -333,7 +336,7 @@ int train_all(const TrainOptions& o, const std::atomic<bool>& stop) {
       run.rows.push_back(row);
       std::fputs(table_row(row).c_str(), stdout);
       std::fflush(stdout);
-      out.add(row, run.tiles);
+      out.add(row, run.tiles, run.dtype);
       const auto bad = std::find_if(st.step_loss.begin(), st.step_loss.end(),
                                     [](double l) { return !std::isfinite(l); });
       if (bad != st.step_loss.end() || !std::isfinite(ev.loss)) {
