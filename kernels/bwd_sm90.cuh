@@ -70,6 +70,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   const sm90::TileWalk<Cfg::kGroupM, C> walk((p.M + BM - 1) / BM, (p.N + BN - 1) / BN);
   const int k_steps = static_cast<int>((p.K + BK - 1) / BK);
+  // Split-K (dX at few rows, the launcher checks C = 1): slices of k_per_split run as units of
+  // their own; each adds its fp32 tile into p.partial, the last of a tile's to arrive stores C.
+  const sm90::KSlices slices = p.splits > 1 ? sm90::KSlices{p.splits, static_cast<int>(p.k_per_split / BK)}
+                                            : sm90::KSlices{1, k_steps};
 
   if (warpgroup == 0) {
     sm90::run_producer<BM, BN>(ring, walk, k_steps, &a_map, &b_map,
@@ -101,7 +105,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           sm90::tma_load_shared<C>(b + i * kBox, &b_map, full, static_cast<int32_t>(n0 + 64 * i), k0);
         }
       }
-    });
+    }, slices);
     return;
   }
 
@@ -112,12 +116,18 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const bool leader = threadIdx.x % 128 == 0;
   T* __restrict__ c = static_cast<T*>(p.c);
 
+  __shared__ int last_slice[2];  // a consumer's: whether its slice was its tile's last
+
   float acc[BN / 2];
-  int64_t first = 0;  // ring position of this tile's first K step
-  for (int64_t u = walk.first(); u < walk.units; u += walk.stride(), first += k_steps) {
-    int64_t m0, n0;
+  int64_t first = 0;  // ring position of this unit's first K step
+  for (int64_t v = walk.first(); v < slices.units(walk.units); v += walk.stride()) {
+    int64_t u, m0, n0;
+    int k_begin, k_count;
+    slices.unit(v, walk.units, k_steps, &u, &k_begin, &k_count);
     walk.template origin<BM, BN>(u, &m0, &n0);
-    sm90::consume_tile(ring, first, k_steps, leader, [&](uint32_t a, int k) {
+    const int64_t unit_first = first;
+    first += k_count;
+    sm90::consume_tile(ring, unit_first, k_count, leader, [&](uint32_t a, int k) {
       const uint32_t b = a + Cfg::kABytes;
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
@@ -132,6 +142,38 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
     // Epilogue: register 4j + e holds row warp·16 + lane/4 (e < 2) or 8 rows below it (e >= 2) of
     // this consumer's 64, and column 8j + 2·(lane % 4) + (e & 1).
+    if (slices.splits > 1) {
+      // Each consumer counts its own 64 rows (counters[2·tile + consumer]), so only its 128
+      // threads meet (named barrier 4 + consumer); one with no rows in C has nothing to add.
+      const int64_t rows0 = m0 + consumer * 64;
+      if (rows0 >= p.M) continue;
+      float* __restrict__ sums = p.partial;
+      const int64_t r0 = rows0 + warp * 16 + lane / 4;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t row = r0 + 8 * (e / 2), cc = col + (e & 1);
+          if (row < p.M && cc < p.N) atomicAdd(sums + row * p.N + cc, acc[4 * j + e]);
+        }
+      }
+      __threadfence();
+      sm90::named_sync(4 + consumer, 128);
+      if (leader) last_slice[consumer] = atomicAdd(p.counters + 2 * u + consumer, 1) == p.splits - 1;
+      sm90::named_sync(4 + consumer, 128);
+      if (!last_slice[consumer]) continue;
+      __threadfence();
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t row = r0 + 8 * (e / 2), cc = col + (e & 1);
+          acc[4 * j + e] = row < p.M && cc < p.N ? __ldcg(sums + row * p.N + cc) : 0.0f;
+        }
+      }
+    }
     if (p.tma_c != 0) {
       // Through shared memory and TMA stores (sm90::store_buffer_*), 128 columns (two boxes) at a
       // time, which TMA clips at M and N. Named barrier 2 + consumer.

@@ -551,22 +551,43 @@ __device__ __forceinline__ void produce_tile(const Ring<S, kStageBytes, C>& ring
   }
 }
 
+// Split-K over a persistent grid: `splits` slices of each tile's K steps, `per` steps a slice (the
+// last may be shorter), unit v = slice · tiles + tile. One slice: the whole K, per = k_steps.
+struct KSlices {
+  int splits = 1;
+  int per = 0;
+  __device__ __forceinline__ int64_t units(int64_t tiles) const { return tiles * splits; }
+  // Unit v of `tiles`: its tile, first K step and K step count.
+  __device__ __forceinline__ void unit(int64_t v, int64_t tiles, int k_steps, int64_t* tile, int* k_begin,
+                                       int* k_count) const {
+    const int s = static_cast<int>(v / tiles);
+    *tile = v - s * tiles;
+    *k_begin = s * per;
+    *k_count = min(per, k_steps - *k_begin);
+  }
+};
+
 // The producer warpgroup: gives registers back, and its first thread calls
-// load(stage, full_barrier, k, m0, n0) for each K step of this block's tiles. Why the cluster
-// barrier at the end: a peer may still multicast into this block until it has finished.
+// load(stage, full_barrier, k, m0, n0) for each K step of this block's tiles (of each K slice of
+// them, with `slices`). Why the cluster barrier at the end: a peer may still multicast into this
+// block until it has finished.
 template <int BM, int BN, int S, int kStageBytes, int C, int kGroupM, class Load>
 __device__ __forceinline__ void run_producer(const Ring<S, kStageBytes, C>& ring, const TileWalk<kGroupM, C>& walk,
                                              int k_steps, const CUtensorMap* a_map, const CUtensorMap* b_map,
-                                             Load&& load) {
+                                             Load&& load, KSlices slices = {}) {
   setmaxnreg_dec<40>();
   if (threadIdx.x == 0) {
     tma_prefetch_descriptor(a_map);
     tma_prefetch_descriptor(b_map);
+    if (slices.splits <= 1) slices = KSlices{1, k_steps};
     RingPos<S> pos;
-    for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
-      int64_t m0, n0;
+    for (int64_t v = walk.first(); v < slices.units(walk.units); v += walk.stride()) {
+      int64_t u, m0, n0;
+      int k_begin, k_count;
+      slices.unit(v, walk.units, k_steps, &u, &k_begin, &k_count);
       walk.template origin<BM, BN>(u, &m0, &n0);
-      produce_tile(ring, pos, k_steps, [&](uint8_t* stage, uint64_t* full, int k) { load(stage, full, k, m0, n0); });
+      produce_tile(ring, pos, k_count,
+                   [&](uint8_t* stage, uint64_t* full, int k) { load(stage, full, k_begin + k, m0, n0); });
     }
   }
   if constexpr (C > 1) {

@@ -316,19 +316,20 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
   EXPECT_EQ(tile.name(), "sm90:128x128x64s6w12");
   ASSERT_TRUE(detail::choose_backward_tile(mid, h100, detail::Gemm::dw, true, &tile).ok());
   EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12");
-  // Under sm90's two 128-row tiles of dX and 4 K steps of dW, gemv: dX up to 128 rows (16 a block
-  // up to 16, then 32), dW up to 64; the packed layout's dX (gemv has only the linear one) sm80.
+  // gemv up to 8 rows (dX: 16 a block), then sm90: 128x128 (dX splits K; dW's K is B, and at
+  // K < 256 128x256 lost); the packed layout's dX (gemv has only the linear one) sm90 throughout.
   const struct {
     int64_t batch;
     Layout layout;
     const char* dx;
     const char* dw;
   } small[] = {{1, Layout::linear, "gemv:16x64x64s4w4", "gemv:128x64x16s1w4"},
-               {16, Layout::linear, "gemv:16x64x64s4w4", "gemv:128x64x16s1w4"},
-               {17, Layout::linear, "gemv:32x64x64s2w4", "gemv:128x64x16s1w4"},
-               {64, Layout::linear, "gemv:32x64x64s2w4", "gemv:128x64x16s1w4"},
-               {128, Layout::linear, "gemv:32x64x64s2w4", "sm80:128x128x32s3w4"},
-               {64, Layout::packed, "sm80:64x64x32s4w4", "gemv:128x64x16s1w4"}};
+               {8, Layout::linear, "gemv:16x64x64s4w4", "gemv:128x64x16s1w4"},
+               {9, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {64, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {128, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {4, Layout::packed, "sm90:128x128x64s6w12", "gemv:128x64x16s1w4"},
+               {64, Layout::packed, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"}};
   for (const auto& c : small) {
     Problem p = problem(c.batch, 4096, 14336, DType::bf16);
     p.layout = c.layout;
@@ -494,6 +495,18 @@ TEST(Heuristic, ReproducesTheMeasuredBestTilesOnH200) {
   EXPECT_EQ(pick(256, 2048, 2048), sm90 ? kSm90 : "sm80:64x64x64s3w4");
   EXPECT_EQ(pick(64, 4096, 4096), sm90 ? kSm90 : "sm80:32x64x64s3w4");
   EXPECT_EQ(pick(64, 2048, 2048).substr(0, 5), sm90 ? "sm90:" : "sm80:");
+  // Streams of W (B 5-128, I >= 4096): the widest sm90 tile while it gives half the SMs a tile
+  // (86 at D = 11008), not at 32 tiles (D = 4096) nor at 256 rows.
+  constexpr const char* kWide = "sm90:128x128x64s4w12";
+  if (sm90) {
+    for (const int64_t b : {5, 8, 16, 64, 128}) {
+      EXPECT_EQ(pick(b, 4096, 11008), kWide) << b;
+      EXPECT_EQ(pick(b, 8192, 28672), kWide) << b;
+    }
+    EXPECT_EQ(pick(256, 4096, 11008), kSm90);
+  }
+  EXPECT_NE(pick(16, 4096, 4096), kWide);
+  EXPECT_NE(pick(16, 784, 4096), kWide);
 }
 
 // The gemv sweep on an H200 (bf16, every gemv tile against every other tile and cublas2; the
@@ -506,12 +519,17 @@ TEST(Heuristic, ReproducesTheMeasuredGemvChoicesOnH200) {
     EXPECT_TRUE(choose_forward_tile(problem(b, i, d, t), h200, &tile).ok());
     return tile.name();
   };
-  // LLaMA layers: 1 and 2 rows stream W (1.07-1.23x cublas2); from 4 rows the sm80 tile won.
+  // LLaMA layers: 1 and 2 rows stream W (1.07-1.23x cublas2); at 3-4 rows the 2-row tile (H100:
+  // 1.00-1.24x), and from 5 rows the tile kernels.
   for (const auto& [i, d] : {std::pair{4096, 14336}, {4096, 28672}, {8192, 14336}, {8192, 28672}}) {
     EXPECT_EQ(pick(1, i, d), "gemv:1x8x256s4w4");
     EXPECT_EQ(pick(2, i, d), "gemv:2x8x256s4w4");
-    EXPECT_NE(pick(4, i, d).substr(0, 5), "gemv:");
+    EXPECT_EQ(pick(3, i, d), "gemv:2x8x256s4w4");
+    EXPECT_EQ(pick(4, i, d), "gemv:2x8x256s4w4");
+    EXPECT_NE(pick(5, i, d).substr(0, 5), "gemv:");
   }
+  // ...but not at I = 2048, nor in fp32 (tf32 has no gemv kernel, exact fp32 keeps its own rule).
+  EXPECT_NE(pick(4, 2048, 14336).substr(0, 5), "gemv:");
   // MNIST layers: one row a block while that makes at most 4 blocks a SM, else two.
   EXPECT_EQ(pick(8, 784, 512), "gemv:1x8x256s4w4");
   EXPECT_EQ(pick(4, 784, 1024), "gemv:1x8x256s4w4");

@@ -3,16 +3,19 @@
 //
 // Forward:  0. gemv (linear layout, exact math) while the forward is a stream of W: B <= 2, or
 //              B <= 16 with at most 2^24 multiply-adds, or exact fp32 with B <= 16; the fewest
-//              rows a block that keep the blocks at most 4 a SM, else the most rows up to B.
-//           1. sm90, when eligible (fp16/bf16: and B > 16): the widest sm90 tile whose whole
-//              128-row tiles fill enough SMs.
+//              rows a block that keep the blocks at most 4 a SM, else the most rows up to B. At
+//              B = 3-4 of a long reduction (fp16/bf16, I >= 4096) the 2-row gemv tile.
+//           1. sm90, when eligible: fp16/bf16 with B <= 128 and I >= 4096, the widest tile that
+//              gives half the SMs a tile; else (fp16/bf16: B > 16) the widest sm90 tile whose
+//              whole 128-row tiles fill enough SMs.
 //           2. Otherwise tensor cores (sm80) when the device and the math allow, else SIMT; among
 //              that family's tiles (block_n <= max_block_n; fp16/bf16: the shortest when B fits)
 //              the largest that launches at least min_blocks_per_sm × SMs blocks, else the one
 //              with the most blocks.
-// Backward: 0. gemv (fp16/bf16 on sm_80+; dX: linear layout only) up to 128 rows for dX and 64 for
-//              dW; dX: the fewest rows a block that hold B, else the most.
-//           1. sm90 when M and K are at least 256; 128x256 once it gives every SM a tile.
+// Backward: 0. gemv (fp16/bf16 on sm_80+; dX: linear layout only) up to 8 rows; dX: the fewest
+//              rows a block that hold B, else the most.
+//           1. sm90 when 2D is at least 256 (dW) or K = 2D is (dX); 128x256 once it gives every
+//              SM a tile. Its dX splits K while its tiles fill at most half the SMs (plan.cpp).
 //           2. Otherwise sm80 (fp16/bf16 on sm_80+) or SIMT: the largest tile that fills the SMs
 //              (4 blocks a SM for short reductions), else the one with the most blocks.
 #include "swiglu/heuristics.hpp"
@@ -52,10 +55,20 @@ constexpr int64_t kSm90WideMinK = 4096;
 constexpr double kSm90WideTilesPerSm = 8;
 // ...and for tf32 from about 0.24 × SMs whole tiles, where it reads fewer bytes a product.
 constexpr double kSm90Tf32WideTilesPerSm = 0.24;
+// Why: from 5 to 128 rows of the LLaMA layers (fp16/bf16, I >= kSm90WideMinK, one row of tiles)
+// the widest tile streamed W fastest on an H100, 1.00-1.16x cublas2, where sm80 16x64 ran
+// 0.89-1.07x and 128x64 0.91-1.04x; it did so with tiles for 0.65 of the SMs (D = 11008). At 256
+// rows 128x64 won again (1.06-1.10x against 0.89-1.04x), and at I = 784 128x128 lost throughout.
+constexpr int64_t kSm90StreamMaxRows = 128;
+constexpr double kSm90StreamFill = 0.5;
 
 // Why: at 1-2 rows gemv streamed W at 3.3-4.1 TB/s on an H200, 1.07-1.31x cuBLAS, at every
 // measured size; from 4 rows of a LLaMA layer its B FMAs per weight bind and the sm80 tile won...
 constexpr int64_t kGemvAlwaysRows = 2;
+// ...except its 2-row tile, which at 3-4 rows of the LLaMA layers (I >= kSm90WideMinK) ran
+// 1.00-1.24x cublas2 on an H100 where sm80 16x64 ran 0.91-1.07x and sm90 128x128 at most 1.12x.
+constexpr int64_t kGemvStreamRows = 4;
+constexpr int kGemvStreamTileRows = 2;
 // ...while small layers stay latency-bound: gemv won up to B·2D·I = 2^23.6 multiply-adds and lost
 // from 2^24.6 (I = 784, D 512-4096, B 4-32).
 constexpr int64_t kGemvMaxMacs = int64_t{1} << 24;
@@ -67,14 +80,15 @@ constexpr int64_t kGemvMaxRows = 16;
 // re-read W from L2 more often), else the most rows up to B.
 constexpr int64_t kGemvBlocksPerSm = 4;
 
-// Why: on an H200 at a LLaMA layer (I = 4096, D = 14336) the gemv dX beat the sm80 64x64 tile at
-// 1-128 rows (0.10 against 0.30 ms at B = 1, 0.38 against 0.61 at B = 128), and the gemv dW beat
-// sm80 128x128 at 1-16 rows (0.15 against 0.25 ms), tied at 64 and lost at 128 (0.56 against
-// 0.50). 128 is the most rows measured below sm90's 256.
-constexpr int64_t kGemvDxMaxRows = 128;
-constexpr int64_t kGemvDwMaxRows = 64;
+// Why: on an H100 at I = 784 (D 512-4096) and the LLaMA layers the gemv dW tied sm90 128x128 at 8
+// rows (0.98-1.02x of it) and lost from 16 (1.01-1.15x cublas2 against sm90's 1.02-1.41x) to 128
+// (0.31-0.81x against 1.00-1.31x); sm90 needs no more than 2D >= kSm90BwdMinM rows of dW.
+constexpr int64_t kGemvDwMaxRows = 8;
+// TODO(measure): the dX crossover once sm90 splits K.
+constexpr int64_t kGemvDxMaxRows = 8;
 
-// Why: the sm90 GEMMs won every measured shape from two 128-row tiles of M and 4 K steps up.
+// Why: the sm90 GEMMs won every measured shape from two 128-row tiles of M and 4 K steps up; at
+// fewer rows of dX they split K (plan.cpp) and at fewer of dW (its K) they stream dW out.
 constexpr int64_t kSm90BwdMinM = 256;
 constexpr int64_t kSm90BwdMinK = 256;
 // Why: a larger sm80/SIMT backward tile would be for a forced choice only (none is compiled).
@@ -124,6 +138,20 @@ std::optional<TileConfig> sm90_forward_tile(const Problem& p, const DeviceTraits
   return chosen;
 }
 
+// The sm90 tile for a forward of few rows at a long reduction (a stream of W), if one gives enough
+// SMs a tile (forward step 1, before the fill rule).
+std::optional<TileConfig> sm90_stream_tile(const Problem& p, const DeviceTraits& dev,
+                                           const std::vector<TileConfig>& tiles) {
+  if (p.dtype == DType::f32 || p.batch > kSm90StreamMaxRows || p.in_features < kSm90WideMinK) return std::nullopt;
+  std::optional<TileConfig> chosen;
+  for (const TileConfig& t : tiles) {
+    if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
+    if (static_cast<double>(blocks(p, t)) < kSm90StreamFill * std::max(dev.sm_count, 1)) continue;
+    if (!chosen || t.block_n > chosen->block_n) chosen = t;
+  }
+  return chosen;
+}
+
 // The gemv tile for p among `tiles` (p's eligible ones), when the forward of p is a stream of W
 // (forward step 0).
 std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits& dev,
@@ -131,8 +159,14 @@ std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits
   if (p.batch > kGemvMaxRows) return std::nullopt;
   const bool exact_fp32 = p.dtype == DType::f32 && p.math == Math::exact;
   const int64_t max_2d = kGemvMaxMacs / std::max<int64_t>(p.batch, 1) / std::max<int64_t>(p.in_features, 1);
-  if (p.batch > kGemvAlwaysRows && !exact_fp32 && 2 * p.hidden > max_2d) return std::nullopt;
   const std::vector<TileConfig> gemv = gemv_tiles(tiles);
+  if (p.batch > kGemvAlwaysRows && !exact_fp32 && 2 * p.hidden > max_2d) {
+    if (p.dtype == DType::f32 || p.batch > kGemvStreamRows || p.in_features < kSm90WideMinK) return std::nullopt;
+    for (const TileConfig& t : gemv) {
+      if (t.block_m == kGemvStreamTileRows) return t;
+    }
+    return std::nullopt;
+  }
   const int64_t max_blocks = kGemvBlocksPerSm * std::max(dev.sm_count, 1);
   std::optional<TileConfig> most_rows;  // the most rows up to B, else the fewest
   for (const TileConfig& t : gemv) {
@@ -168,6 +202,12 @@ Status detail::choose_forward_tile(const Problem& p, const DeviceTraits& dev, bo
   if (const std::optional<TileConfig> t = gemv_forward_tile(p, dev, tiles)) {
     *out = *t;
     return Status::success();
+  }
+  if (allow_sm90) {
+    if (const std::optional<TileConfig> t = sm90_stream_tile(p, dev, tiles)) {
+      *out = *t;
+      return Status::success();
+    }
   }
   if (allow_sm90 && (p.dtype == DType::f32 || p.batch >= kSm90MinRows)) {
     if (const std::optional<TileConfig> t = sm90_forward_tile(p, dev, tiles)) {
@@ -237,12 +277,14 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
     *out = *t;
     return Status::success();
   }
-  if (allow_sm90 && m >= kSm90BwdMinM && k >= kSm90BwdMinK) {
+  // (Past gemv's rows: dW's K and dX's M are the batch.)
+  if (allow_sm90 && (dw ? m >= kSm90BwdMinM : k >= kSm90BwdMinK)) {
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : tiles) {
       if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
-      // Why: 128x256 (twice the reuse of each A tile) only once it gives every SM a tile.
-      if (t.block_n > 128 && count(t) < sms) continue;
+      // Why: 128x256 (twice the reuse of each A tile) only once it gives every SM a tile, and not
+      // for dW's short K of at most 128 rows, where 128x128 ran 1.00-1.16x its speed (H100).
+      if (t.block_n > 128 && (count(t) < sms || k < kSm90BwdMinK)) continue;
       if (!chosen || t.block_n > chosen->block_n) chosen = t;
     }
     if (chosen) {

@@ -27,6 +27,11 @@ constexpr int kMinTilesPerSlice = 2;
 constexpr int kSmallestGridDxTile = 64;
 constexpr int kFewestDxTileRows = 16;
 constexpr int kFewestDxTileColumns = 64;
+// The sm90 dX (a persistent grid of one block a SM) splits K when its tiles fill at most half the
+// SMs, into as many slices as keep every unit on an SM of its own; it counts each tile's two
+// 64-row halves apart, and its tiles are at least 128x128.
+constexpr int kSm90DxTile = 128;
+constexpr int kSm90CountersPerTile = 2;
 
 // The slices a dX grid of `tiles` blocks wants on `dev` (1: none), before the bound from K.
 int64_t wanted_splits(int64_t tiles, const DeviceTraits& dev) {
@@ -125,11 +130,13 @@ Status plan_gemm(const Problem& p, const DeviceTraits& dev, Gemm gemm, const Til
   if (!sm90 && (short_axis > 65535 || long_axis > std::numeric_limits<int32_t>::max())) {
     return fail(StatusCode::unsupported, "grid too large for backward tile " + tile.name());
   }
-  if (gemm == Gemm::dx && !sm90 && ws.partial_bytes > 0) {
+  if (gemm == Gemm::dx && (!sm90 || tile.cluster == 1) && ws.partial_bytes > 0) {
     // Split-K when the tile leaves SMs idle (bounded as max_dx_splits bounded the workspace).
     const int64_t tiles = m_tiles * n_tiles;
     const int64_t k_tiles = (params.K + tile.block_k - 1) / tile.block_k;
-    const int64_t splits = std::min(wanted_splits(tiles, dev), k_tiles / kMinTilesPerSlice);
+    const int64_t wanted = sm90 ? std::min<int64_t>(std::max(dev.sm_count, 1) / tiles, kMaxSplits)
+                                : wanted_splits(tiles, dev);
+    const int64_t splits = std::min(wanted, k_tiles / kMinTilesPerSlice);
     if (splits > 1) {
       const int64_t per = (k_tiles + splits - 1) / splits;  // K tiles a slice
       g.params.splits = static_cast<int>((k_tiles + per - 1) / per);
@@ -137,7 +144,8 @@ Status plan_gemm(const Problem& p, const DeviceTraits& dev, Gemm gemm, const Til
       g.params.partial = reinterpret_cast<float*>(ws_base + ws.partial_offset);
       g.params.counters = reinterpret_cast<int*>(ws_base + ws.counter_offset);
       // One memset clears the sums and the counters (adjacent regions).
-      g.clear_bytes = ws.counter_offset + static_cast<size_t>(tiles) * sizeof(int) - ws.partial_offset;
+      const int64_t counters = tiles * (sm90 ? kSm90CountersPerTile : 1);
+      g.clear_bytes = ws.counter_offset + static_cast<size_t>(counters) * sizeof(int) - ws.partial_offset;
     }
   }
   *out = g;
@@ -199,8 +207,12 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
     region(h_elems_bytes, &l.dh_offset, &l.dh_bytes);
   const int splits = o.grads.dx ? max_dx_splits(p, dev) : 1;
   if (splits > 1) {
-    const size_t tiles = static_cast<size_t>((p.batch + kFewestDxTileRows - 1) / kFewestDxTileRows) *
-                         static_cast<size_t>((p.in_features + kFewestDxTileColumns - 1) / kFewestDxTileColumns);
+    const size_t grid_tiles = static_cast<size_t>((p.batch + kFewestDxTileRows - 1) / kFewestDxTileRows) *
+                              static_cast<size_t>((p.in_features + kFewestDxTileColumns - 1) / kFewestDxTileColumns);
+    const size_t sm90_counters = static_cast<size_t>((p.batch + kSm90DxTile - 1) / kSm90DxTile) *
+                                 static_cast<size_t>((p.in_features + kSm90DxTile - 1) / kSm90DxTile) *
+                                 kSm90CountersPerTile;
+    const size_t tiles = std::max(grid_tiles, sm90_counters);
     region(static_cast<size_t>(p.batch) * static_cast<size_t>(p.in_features) * sizeof(float),
            &l.partial_offset, &l.partial_bytes);
     region(tiles * sizeof(int), &l.counter_offset, &l.counter_bytes);

@@ -180,15 +180,22 @@ cudaError_t launch_fwd_sm90(const FwdParams& p, cudaStream_t stream) {
                                                                 u_map, q);
 }
 
-// The problem is eligible (registry.cpp) and the plan (plan.cpp) sends dH read directly, no
-// split-K and no dbias (it sums dbias from dH itself); anything else is an error here rather than a
-// wrong result.
+// The problem is eligible (registry.cpp) and the plan (plan.cpp) sends dH read directly and no
+// dbias (it sums dbias from dH itself); split-K only for an unclustered dX, in whole K steps, with
+// its zeroed sums and counters (two a tile); anything else is an error here rather than a wrong
+// result.
 template <class Cfg>
 cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
   nvtx3::scoped_range range{"swiglu::launch_bwd_sm90"};
   using T = typename Cfg::Element;
-  if (params.dh == nullptr || params.dh_out != nullptr || params.dbias != nullptr || params.splits != 1 ||
+  if (params.dh == nullptr || params.dh_out != nullptr || params.dbias != nullptr || params.splits < 1 ||
       params.K <= 0 || (params.c_trans != 0 && !Cfg::kATrans)) {
+    return cudaErrorInvalidValue;
+  }
+  if (params.splits > 1 &&
+      (Cfg::kCluster != 1 || params.c_trans != 0 || params.partial == nullptr || params.counters == nullptr ||
+       params.k_per_split <= 0 || params.k_per_split % Cfg::kBlockK != 0 ||
+       (params.splits - 1) * params.k_per_split >= params.K)) {
     return cudaErrorInvalidValue;
   }
   // The packed dW (M = 2D, N = I, C stored transposed) runs as dWf = Xᵀ·dH: M = I, N = 2D, C
@@ -225,7 +232,9 @@ cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
   // then A's, a placeholder).
   CUtensorMap c_map = a_map;
   p.tma_c = p.vec_c != 0 && encode_matrix(&c_map, type, p.c, p.M, p.N, p.ldc, 64) ? 1 : 0;
-  return launch_persistent<Cfg, kernels::swiglu_bwd_sm90<Cfg>>(m_tiles, n_tiles, stream, a_map, b_map, c_map, p);
+  // Split-K's slices are units of their own: the grid walks n_tiles · splits columns of units.
+  return launch_persistent<Cfg, kernels::swiglu_bwd_sm90<Cfg>>(m_tiles, n_tiles * p.splits, stream, a_map, b_map,
+                                                               c_map, p);
 }
 
 template <Precision P, Layout L, kernels::Schedule S, int BN, int STAGES, int CLUSTER = 1>
