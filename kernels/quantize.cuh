@@ -169,6 +169,153 @@ struct GateBackwardSource {
 inline constexpr int kQuantizeTileStride = 129;  // floats a tile row in shared memory
 inline constexpr int kQuantizeTileFloats = 128 * kQuantizeTileStride;
 
+// Where the tile kernels write one matrix's quantisation (q may be null; col_sums too).
+struct TileOutputs {
+  __nv_fp8_storage_t* q;
+  int64_t ldq;
+  float* scale;
+  int64_t ld_scale;
+  __nv_fp8_storage_t* qt;
+  int64_t ldqt;
+  float* scale_t;
+  float* col_sums;
+  int64_t ld_sums;
+};
+
+// The shared memory of the tile kernels: the tile (dynamic, kQuantizeTileFloats) and its scales.
+struct TileShared {
+  float* tile;
+  float* row_scale;  // [128]
+  float* col_scale;  // [128]
+  float (*col_half)[128];
+  float (*col_sum_half)[128];
+};
+
+// Row block rb of column block cb (of a rows×cols matrix, values from `src`) into `o`, by the whole
+// thread block (256 threads); returns with the shared memory free for the next tile.
+template <class Src, int kRows>
+__device__ __forceinline__ void quantize_tile(const Src& src, const TileOutputs& o, const TileShared& sh, int64_t rows,
+                                              int64_t cols, int64_t cb, int64_t rb) {
+  float* const tile = sh.tile;
+  float* const row_scale = sh.row_scale;
+  float* const col_scale = sh.col_scale;
+  float (*const col_half)[128] = sh.col_half;
+  float (*const col_sum_half)[128] = sh.col_sum_half;
+  __nv_fp8_storage_t* __restrict__ q = o.q;
+  __nv_fp8_storage_t* __restrict__ qt = o.qt;
+  float* __restrict__ scale = o.scale;
+  float* __restrict__ scale_t = o.scale_t;
+  float* __restrict__ col_sums = o.col_sums;
+  const int64_t ldq = o.ldq, ld_scale = o.ld_scale, ldqt = o.ldqt, ld_sums = o.ld_sums;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t row_blocks = (rows + 127) / 128;
+  const int64_t c0 = cb * 128;
+  const int tc = cols - c0 < 128 ? static_cast<int>(cols - c0) : 128;  // the tile's columns
+  const int64_t r0 = rb * 128;
+  const int tr = rows - r0 < 128 ? static_cast<int>(rows - r0) : 128;  // the tile's rows
+  // Rows in, a warp a row at a time: its amax is the row's 1×128 block's. Why kBatch rows' loads
+  // before their arithmetic: one row's at a time left a lane a few loads in flight, and the gate
+  // backward ran at a fraction of DRAM speed.
+  constexpr int kBatch = 4;
+  for (int rb0 = warp; rb0 < 128; rb0 += 8 * kBatch) {
+    typename Src::Raw raw[kBatch][4];
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int r = rb0 + 8 * i;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int c = lane + 32 * j;
+        if (r < tr && c < tc) raw[i][j] = src.load(r0 + r, c0 + c);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int r = rb0 + 8 * i;
+      float amax = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int c = lane + 32 * j;
+        const float v = src.value(raw[i][j]);  // +0 outside the matrix: raw stayed Raw{}
+        tile[r * kQuantizeTileStride + c] = v;
+        amax = fmaxf(amax, fabsf(v));
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+      if (lane == 0) row_scale[r] = amax;  // the amax for now
+    }
+  }
+  __syncthreads();
+  // Columns: two halves of the rows, one a thread, then joined.
+  {
+    const int c = static_cast<int>(threadIdx.x) % 128, half = static_cast<int>(threadIdx.x) / 128;
+    float amax = 0.0f, sum = 0.0f;
+    for (int r = 64 * half; r < 64 * half + 64; ++r) {
+      const float v = tile[r * kQuantizeTileStride + c];
+      amax = fmaxf(amax, fabsf(v));
+      sum += v;
+    }
+    col_half[half][c] = amax;
+    col_sum_half[half][c] = sum;
+  }
+  __syncthreads();
+  if (col_sums != nullptr && threadIdx.x < 128 && static_cast<int>(threadIdx.x) < tc)
+    col_sums[rb * ld_sums + c0 + threadIdx.x] = col_sum_half[0][threadIdx.x] + col_sum_half[1][threadIdx.x];
+  // Why __fdiv_rn: the same IEEE quotients as quantize_e4m3_kernel and the host reference.
+  const auto scale_of = [](float amax) { return amax > 0.0f ? __fdiv_rn(amax, kE4m3Max) : 1.0f; };
+  if (kRows == 1) {
+    if (threadIdx.x < 128) {
+      row_scale[threadIdx.x] = scale_of(row_scale[threadIdx.x]);
+    } else {
+      const int c = static_cast<int>(threadIdx.x) - 128;
+      col_scale[c] = scale_of(fmaxf(col_half[0][c], col_half[1][c]));
+    }
+  } else if (warp == 0) {
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) amax = fmaxf(amax, row_scale[lane + 32 * j]);
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    if (lane == 0) row_scale[0] = scale_of(amax);
+  }
+  __syncthreads();
+  const float block_scale = row_scale[0];  // kRows = 128: the tile's one scale
+  if (threadIdx.x < 128) {
+    const int i = static_cast<int>(threadIdx.x);
+    if (kRows == 1) {
+      if (scale != nullptr && i < tr) scale[(r0 + i) * ld_scale + cb] = row_scale[i];
+      if (i < tc) scale_t[(c0 + i) * row_blocks + rb] = col_scale[i];
+    } else if (i == 0) {
+      if (scale != nullptr) scale[rb * ld_scale + cb] = block_scale;
+      scale_t[cb * row_blocks + rb] = block_scale;
+    }
+  }
+  // q: a warp a row, 4 columns a lane.
+  if (q != nullptr) {
+    for (int r = warp; r < tr; r += 8) {
+      const float s = kRows == 1 ? row_scale[r] : block_scale;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int c = lane + 32 * j;
+        if (c < tc)
+          q[(r0 + r) * ldq + c0 + c] =
+              __nv_cvt_float_to_fp8(__fdiv_rn(tile[r * kQuantizeTileStride + c], s), __NV_SATFINITE, __NV_E4M3);
+      }
+    }
+  }
+  // qt: a warp a column of the tile (a row of qt), lanes along A's rows.
+  for (int c = warp; c < tc; c += 8) {
+    const float s = kRows == 1 ? col_scale[c] : block_scale;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int r = lane + 32 * j;
+      if (r < tr)
+        qt[(c0 + c) * ldqt + r0 + r] =
+            __nv_cvt_float_to_fp8(__fdiv_rn(tile[r * kQuantizeTileStride + c], s), __NV_SATFINITE, __NV_E4M3);
+    }
+  }
+  __syncthreads();  // the tile and the scales are rewritten by the next tile
+}
+
 template <class Src, int kRows>
 __global__ void __launch_bounds__(256) quantize_e4m3_tile_kernel(
     const Src src, __nv_fp8_storage_t* __restrict__ q, int64_t ldq, float* __restrict__ scale, int64_t ld_scale,
@@ -177,114 +324,29 @@ __global__ void __launch_bounds__(256) quantize_e4m3_tile_kernel(
   static_assert(kRows == 1 || kRows == 128, "quantize: blocks of 1×128 or 128×128");
   extern __shared__ float tile[];  // kQuantizeTileFloats
   __shared__ float row_scale[128], col_scale[128], col_half[2][128], col_sum_half[2][128];
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const TileShared sh{tile, row_scale, col_scale, col_half, col_sum_half};
+  const TileOutputs o{q, ldq, scale, ld_scale, qt, ldqt, scale_t, col_sums, ld_sums};
   const int64_t row_blocks = (rows + 127) / 128;
-  const int64_t cb = blockIdx.x, c0 = cb * 128;
-  const int tc = cols - c0 < 128 ? static_cast<int>(cols - c0) : 128;  // the tile's columns
+  for (int64_t rb = blockIdx.y; rb < row_blocks; rb += gridDim.y)
+    quantize_tile<Src, kRows>(src, o, sh, rows, cols, blockIdx.x, rb);
+}
+
+// The gate's backward into e4m3, both halves of dH: for each tile of dZ's rows×columns the dG
+// tile, then the dU tile, so that the second reads dZ and G back from L2 rather than DRAM (two
+// launches, one a half, read them twice from DRAM). Each half's outputs as quantize_tile writes
+// them with kRows = 1.
+template <class T>
+__global__ void __launch_bounds__(256) gate_backward_e4m3_kernel(const GateBackwardSource<T, false> dg_src,
+                                                                 const GateBackwardSource<T, true> du_src,
+                                                                 const TileOutputs dg, const TileOutputs du,
+                                                                 int64_t rows, int64_t cols) {
+  extern __shared__ float tile[];  // kQuantizeTileFloats
+  __shared__ float row_scale[128], col_scale[128], col_half[2][128], col_sum_half[2][128];
+  const TileShared sh{tile, row_scale, col_scale, col_half, col_sum_half};
+  const int64_t row_blocks = (rows + 127) / 128;
   for (int64_t rb = blockIdx.y; rb < row_blocks; rb += gridDim.y) {
-    const int64_t r0 = rb * 128;
-    const int tr = rows - r0 < 128 ? static_cast<int>(rows - r0) : 128;  // the tile's rows
-    // Rows in, a warp a row at a time: its amax is the row's 1×128 block's. Why kBatch rows' loads
-    // before their arithmetic: one row's at a time left a lane a few loads in flight, and the gate
-    // backward ran at a fraction of DRAM speed.
-    constexpr int kBatch = 4;
-    for (int rb0 = warp; rb0 < 128; rb0 += 8 * kBatch) {
-      typename Src::Raw raw[kBatch][4];
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i) {
-        const int r = rb0 + 8 * i;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int c = lane + 32 * j;
-          if (r < tr && c < tc) raw[i][j] = src.load(r0 + r, c0 + c);
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i) {
-        const int r = rb0 + 8 * i;
-        float amax = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int c = lane + 32 * j;
-          const float v = src.value(raw[i][j]);  // +0 outside the matrix: raw stayed Raw{}
-          tile[r * kQuantizeTileStride + c] = v;
-          amax = fmaxf(amax, fabsf(v));
-        }
-#pragma unroll
-        for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-        if (lane == 0) row_scale[r] = amax;  // the amax for now
-      }
-    }
-    __syncthreads();
-    // Columns: two halves of the rows, one a thread, then joined.
-    {
-      const int c = static_cast<int>(threadIdx.x) % 128, half = static_cast<int>(threadIdx.x) / 128;
-      float amax = 0.0f, sum = 0.0f;
-      for (int r = 64 * half; r < 64 * half + 64; ++r) {
-        const float v = tile[r * kQuantizeTileStride + c];
-        amax = fmaxf(amax, fabsf(v));
-        sum += v;
-      }
-      col_half[half][c] = amax;
-      col_sum_half[half][c] = sum;
-    }
-    __syncthreads();
-    if (col_sums != nullptr && threadIdx.x < 128 && static_cast<int>(threadIdx.x) < tc)
-      col_sums[rb * ld_sums + c0 + threadIdx.x] = col_sum_half[0][threadIdx.x] + col_sum_half[1][threadIdx.x];
-    // Why __fdiv_rn: the same IEEE quotients as quantize_e4m3_kernel and the host reference.
-    const auto scale_of = [](float amax) { return amax > 0.0f ? __fdiv_rn(amax, kE4m3Max) : 1.0f; };
-    if (kRows == 1) {
-      if (threadIdx.x < 128) {
-        row_scale[threadIdx.x] = scale_of(row_scale[threadIdx.x]);
-      } else {
-        const int c = static_cast<int>(threadIdx.x) - 128;
-        col_scale[c] = scale_of(fmaxf(col_half[0][c], col_half[1][c]));
-      }
-    } else if (warp == 0) {
-      float amax = 0.0f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) amax = fmaxf(amax, row_scale[lane + 32 * j]);
-#pragma unroll
-      for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-      if (lane == 0) row_scale[0] = scale_of(amax);
-    }
-    __syncthreads();
-    const float block_scale = row_scale[0];  // kRows = 128: the tile's one scale
-    if (threadIdx.x < 128) {
-      const int i = static_cast<int>(threadIdx.x);
-      if (kRows == 1) {
-        if (scale != nullptr && i < tr) scale[(r0 + i) * ld_scale + cb] = row_scale[i];
-        if (i < tc) scale_t[(c0 + i) * row_blocks + rb] = col_scale[i];
-      } else if (i == 0) {
-        if (scale != nullptr) scale[rb * ld_scale + cb] = block_scale;
-        scale_t[cb * row_blocks + rb] = block_scale;
-      }
-    }
-    // q: a warp a row, 4 columns a lane.
-    if (q != nullptr) {
-      for (int r = warp; r < tr; r += 8) {
-        const float s = kRows == 1 ? row_scale[r] : block_scale;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int c = lane + 32 * j;
-          if (c < tc)
-            q[(r0 + r) * ldq + c0 + c] =
-                __nv_cvt_float_to_fp8(__fdiv_rn(tile[r * kQuantizeTileStride + c], s), __NV_SATFINITE, __NV_E4M3);
-        }
-      }
-    }
-    // qt: a warp a column of the tile (a row of qt), lanes along A's rows.
-    for (int c = warp; c < tc; c += 8) {
-      const float s = kRows == 1 ? col_scale[c] : block_scale;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int r = lane + 32 * j;
-        if (r < tr)
-          qt[(c0 + c) * ldqt + r0 + r] =
-              __nv_cvt_float_to_fp8(__fdiv_rn(tile[r * kQuantizeTileStride + c], s), __NV_SATFINITE, __NV_E4M3);
-      }
-    }
-    __syncthreads();  // the tile and the scales are rewritten by the next row block
+    quantize_tile<GateBackwardSource<T, false>, 1>(dg_src, dg, sh, rows, cols, blockIdx.x, rb);
+    quantize_tile<GateBackwardSource<T, true>, 1>(du_src, du, sh, rows, cols, blockIdx.x, rb);
   }
 }
 

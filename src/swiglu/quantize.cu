@@ -71,28 +71,36 @@ cudaError_t launch_quantize_transposed(const void* a, int64_t lda, void* q, int6
   return launch_tiles(src, q, ldq, scale, k_blocks, qt, ldqt, scale_t, nullptr, 0, rows, cols, block_rows, stream);
 }
 
-// The gate's backward into e4m3 (gate_backward_e4m3): each half of dH in turn.
+// The gate's backward into e4m3 (gate_backward_e4m3): both halves of dH in one launch, tile by
+// tile (kernels::gate_backward_e4m3_kernel).
 template <class T>
 cudaError_t launch_gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t stream) {
   const auto* dz = static_cast<const T*>(g.dz);
   const auto* h = static_cast<const T*>(g.h);
   const int64_t B = g.rows, D = g.d, d_blocks = (D + 127) / 128, row_blocks = (B + 127) / 128;
-  auto* dh = static_cast<uint8_t*>(g.dh);
-  auto* dht = static_cast<uint8_t*>(g.dht);
+  auto* dh = static_cast<__nv_fp8_storage_t*>(g.dh);
+  auto* dht = static_cast<__nv_fp8_storage_t*>(g.dht);
+  kernels::TileOutputs out[2];
   for (int half = 0; half < 2; ++half) {
-    float* sums = g.col_sums != nullptr ? g.col_sums + half * D : nullptr;
-    void* q = dh != nullptr ? dh + half * D : nullptr;
-    float* sc = dh != nullptr ? g.dh_scale + half * d_blocks : nullptr;
-    void* qt = dht + half * D * g.lddht;
-    float* sct = g.dht_scale + half * D * row_blocks;
-    const cudaError_t e =
-        half == 0 ? launch_tiles(kernels::GateBackwardSource<T, false>{dz, g.lddz, h, g.ldh, D}, q, g.lddh, sc,
-                                 2 * d_blocks, qt, g.lddht, sct, sums, 2 * D, B, D, 1, stream)
-                  : launch_tiles(kernels::GateBackwardSource<T, true>{dz, g.lddz, h, g.ldh, D}, q, g.lddh, sc,
-                                 2 * d_blocks, qt, g.lddht, sct, sums, 2 * D, B, D, 1, stream);
-    if (e != cudaSuccess) return e;
+    kernels::TileOutputs& o = out[half];
+    o.q = dh != nullptr ? dh + half * D : nullptr;
+    o.ldq = g.lddh;
+    o.scale = dh != nullptr ? g.dh_scale + half * d_blocks : nullptr;
+    o.ld_scale = 2 * d_blocks;
+    o.qt = dht + half * D * g.lddht;
+    o.ldqt = g.lddht;
+    o.scale_t = g.dht_scale + half * D * row_blocks;
+    o.col_sums = g.col_sums != nullptr ? g.col_sums + half * D : nullptr;
+    o.ld_sums = 2 * D;
   }
-  return cudaSuccess;
+  const kernels::GateBackwardSource<T, false> dg{dz, g.lddz, h, g.ldh, D};
+  const kernels::GateBackwardSource<T, true> du{dz, g.lddz, h, g.ldh, D};
+  const dim3 grid(static_cast<unsigned>(d_blocks), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535)));
+  constexpr int kBytes = kernels::kQuantizeTileFloats * static_cast<int>(sizeof(float));
+  // Why: the tile is more shared memory than a launch gets without asking.
+  if (cudaError_t e = ensure_dynamic_smem<T, kernels::gate_backward_e4m3_kernel<T>>(kBytes); e != cudaSuccess) return e;
+  kernels::gate_backward_e4m3_kernel<T><<<grid, 256, kBytes, stream>>>(dg, du, out[0], out[1], B, D);
+  return cudaGetLastError();
 }
 
 }  // namespace
