@@ -316,22 +316,27 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
   EXPECT_EQ(tile.name(), "sm90:128x128x64s6w12");
   ASSERT_TRUE(detail::choose_backward_tile(mid, h100, detail::Gemm::dw, true, &tile).ok());
   EXPECT_EQ(tile.name(), "sm90:128x256x64s4w12");
-  // gemv up to 8 rows (dX: 16 a block), then sm90: 128x128 (dX splits K; dW's K is B, and at
-  // K < 256 128x256 lost); the packed layout's dX (gemv has only the linear one) sm90 throughout.
+  // dW: gemv up to 8 rows, then sm90 128x128 (its K is B, and at K < 256 128x256 lost). dX: gemv
+  // up to 8 rows while its K (2D) is at most 2048, else sm90 128x128 splitting K from one row; the
+  // packed layout's dX (gemv has only the linear one) sm90 throughout.
   const struct {
-    int64_t batch;
+    int64_t batch, in, hidden;
     Layout layout;
     const char* dx;
     const char* dw;
-  } small[] = {{1, Layout::linear, "gemv:16x64x64s4w4", "gemv:128x64x16s1w4"},
-               {8, Layout::linear, "gemv:16x64x64s4w4", "gemv:128x64x16s1w4"},
-               {9, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
-               {64, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
-               {128, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
-               {4, Layout::packed, "sm90:128x128x64s6w12", "gemv:128x64x16s1w4"},
-               {64, Layout::packed, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"}};
+  } small[] = {{1, 4096, 14336, Layout::linear, "sm90:128x128x64s6w12", "gemv:128x64x16s1w4"},
+               {8, 4096, 14336, Layout::linear, "sm90:128x128x64s6w12", "gemv:128x64x16s1w4"},
+               {9, 4096, 14336, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {64, 4096, 14336, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {128, 4096, 14336, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {4, 4096, 14336, Layout::packed, "sm90:128x128x64s6w12", "gemv:128x64x16s1w4"},
+               {64, 4096, 14336, Layout::packed, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {1, 784, 1024, Layout::linear, "gemv:16x64x64s4w4", "gemv:128x64x16s1w4"},
+               {8, 784, 512, Layout::linear, "gemv:16x64x64s4w4", "gemv:128x64x16s1w4"},
+               {9, 784, 512, Layout::linear, "sm90:128x128x64s6w12", "sm90:128x128x64s6w12"},
+               {1, 784, 2048, Layout::linear, "sm90:128x128x64s6w12", "gemv:128x64x16s1w4"}};
   for (const auto& c : small) {
-    Problem p = problem(c.batch, 4096, 14336, DType::bf16);
+    Problem p = problem(c.batch, c.in, c.hidden, DType::bf16);
     p.layout = c.layout;
     ASSERT_TRUE(detail::choose_backward_tile(p, h100, detail::Gemm::dx, true, &tile).ok());
     EXPECT_EQ(tile.name(), c.dx) << c.batch;

@@ -84,8 +84,13 @@ constexpr int64_t kGemvBlocksPerSm = 4;
 // rows (0.98-1.02x of it) and lost from 16 (1.01-1.15x cublas2 against sm90's 1.02-1.41x) to 128
 // (0.31-0.81x against 1.00-1.31x); sm90 needs no more than 2D >= kSm90BwdMinM rows of dW.
 constexpr int64_t kGemvDwMaxRows = 8;
-// TODO(measure): the dX crossover once sm90 splits K.
+// Why: on an H100 the gemv dX won at 1-8 rows while its K (2D) was at most 2048: 0.94-1.10x
+// cublas2's dX at I = 784, D = 512-1024, where split-K sm90 128x128 ran 0.93-0.94x. From 2D = 4096
+// split-K sm90 won from one row (1.01-1.09x against 0.82-1.08x at I = 784, D = 2048-4096; at 4-8
+// rows of the LLaMA layers 0.95-0.98x against 0.89-0.96x), and at one row of those it tied gemv
+// (0.93-0.97x against 0.93-0.98x).
 constexpr int64_t kGemvDxMaxRows = 8;
+constexpr int64_t kGemvDxMaxK = 2048;
 
 // Why: the sm90 GEMMs won every measured shape from two 128-row tiles of M and 4 K steps up; at
 // fewer rows of dX they split K (plan.cpp) and at fewer of dW (its K) they stream dW out.
@@ -178,8 +183,11 @@ std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits
 
 // The gemv tile of a backward GEMM of p among `tiles` (its eligible ones), for a few rows (backward
 // step 0).
-std::optional<TileConfig> gemv_backward_tile(const Problem& p, bool dw, const std::vector<TileConfig>& tiles) {
+// `split_k_sm90`: an sm90 tile can take dX (it splits K at few rows).
+std::optional<TileConfig> gemv_backward_tile(const Problem& p, bool dw, bool split_k_sm90,
+                                             const std::vector<TileConfig>& tiles) {
   if (p.batch > (dw ? kGemvDwMaxRows : kGemvDxMaxRows)) return std::nullopt;
+  if (!dw && split_k_sm90 && p.dtype != DType::f32 && 2 * p.hidden > kGemvDxMaxK) return std::nullopt;
   const std::vector<TileConfig> gemv = gemv_tiles(tiles);
   if (gemv.empty()) return std::nullopt;
   if (dw) return gemv.front();
@@ -273,7 +281,11 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
   };
   const int64_t sms = std::max(dev.sm_count, 1);
   const std::vector<TileConfig> tiles = eligible_tiles(p, gemm, dev);
-  if (const std::optional<TileConfig> t = gemv_backward_tile(p, dw, tiles)) {
+  const bool split_k_sm90 =
+      !dw && allow_sm90 && k >= kSm90BwdMinK && std::any_of(tiles.begin(), tiles.end(), [](const TileConfig& t) {
+        return t.family == Family::wgmma_sm90 && t.cluster == 1;
+      });
+  if (const std::optional<TileConfig> t = gemv_backward_tile(p, dw, split_k_sm90, tiles)) {
     *out = *t;
     return Status::success();
   }
