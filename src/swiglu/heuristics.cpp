@@ -84,10 +84,10 @@ constexpr int64_t kGemvBlocksPerSm = 4;
 // rows (0.98-1.02x of it) and lost from 16 (1.01-1.15x cublas2 against sm90's 1.02-1.41x) to 128
 // (0.31-0.81x against 1.00-1.31x); sm90 needs no more than 2D >= kSm90BwdMinM rows of dW.
 constexpr int64_t kGemvDwMaxRows = 8;
-// Why: on an H100 the gemv dX won at 1-8 rows while its K (2D) was at most 2048: 0.94-1.10x
-// cublas2's dX at I = 784, D = 512-1024, where split-K sm90 128x128 ran 0.93-0.94x. From 2D = 4096
-// split-K sm90 won from one row (1.01-1.09x against 0.82-1.08x at I = 784, D = 2048-4096; at 4-8
-// rows of the LLaMA layers 0.95-0.98x against 0.89-0.96x), and at one row of those it tied gemv
+// Why: on an H100 the gemv dX won at 1-8 rows while its K (2D) was at most 2048: 0.93-1.10x
+// cublas2's dX at I = 784, D = 512-1024, where split-K sm90 128x128 ran 0.88-0.98x. From 2D = 4096
+// split-K sm90 won from one row (0.99-1.09x against 0.82-1.08x at I = 784, D = 2048-4096; at 4-8
+// rows of the LLaMA layers 0.93-0.98x against 0.89-0.96x), and at one row of those it tied gemv
 // (0.93-0.97x against 0.93-0.98x).
 constexpr int64_t kGemvDxMaxRows = 8;
 constexpr int64_t kGemvDxMaxK = 2048;
