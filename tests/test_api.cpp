@@ -533,7 +533,8 @@ TEST(Heuristic, ReproducesTheMeasuredGemvChoicesOnH200) {
     EXPECT_EQ(pick(4, i, d), "gemv:2x8x256s4w4");
     EXPECT_NE(pick(5, i, d).substr(0, 5), "gemv:");
   }
-  // ...but not at I = 2048, nor in fp32 (tf32 has no gemv kernel, exact fp32 keeps its own rule).
+  // ...but not at I = 2048 (fp32 keeps its own rule: tf32 has no gemv kernel, exact fp32 takes gemv
+  // up to 16 rows).
   EXPECT_NE(pick(4, 2048, 14336).substr(0, 5), "gemv:");
   // MNIST layers: one row a block while that makes at most 4 blocks a SM, else two.
   EXPECT_EQ(pick(8, 784, 512), "gemv:1x8x256s4w4");

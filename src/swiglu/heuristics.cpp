@@ -183,11 +183,11 @@ std::optional<TileConfig> gemv_forward_tile(const Problem& p, const DeviceTraits
 
 // The gemv tile of a backward GEMM of p among `tiles` (its eligible ones), for a few rows (backward
 // step 0).
-// `split_k_sm90`: an sm90 tile can take dX (it splits K at few rows).
-std::optional<TileConfig> gemv_backward_tile(const Problem& p, bool dw, bool split_k_sm90,
+// `sm90`: step 1's sm90 tile can take this GEMM (dX: it splits K at few rows).
+std::optional<TileConfig> gemv_backward_tile(const Problem& p, bool dw, bool sm90,
                                              const std::vector<TileConfig>& tiles) {
   if (p.batch > (dw ? kGemvDwMaxRows : kGemvDxMaxRows)) return std::nullopt;
-  if (!dw && split_k_sm90 && p.dtype != DType::f32 && 2 * p.hidden > kGemvDxMaxK) return std::nullopt;
+  if (!dw && sm90 && 2 * p.hidden > kGemvDxMaxK) return std::nullopt;
   const std::vector<TileConfig> gemv = gemv_tiles(tiles);
   if (gemv.empty()) return std::nullopt;
   if (dw) return gemv.front();
@@ -281,16 +281,17 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
   };
   const int64_t sms = std::max(dev.sm_count, 1);
   const std::vector<TileConfig> tiles = eligible_tiles(p, gemm, dev);
-  const bool split_k_sm90 =
-      !dw && allow_sm90 && k >= kSm90BwdMinK && std::any_of(tiles.begin(), tiles.end(), [](const TileConfig& t) {
-        return t.family == Family::wgmma_sm90 && t.cluster == 1;
-      });
-  if (const std::optional<TileConfig> t = gemv_backward_tile(p, dw, split_k_sm90, tiles)) {
+  // Step 1's condition (past gemv's rows: dW's K and dX's M are the batch), which step 0's dX rule
+  // also asks.
+  const bool sm90 = allow_sm90 && (dw ? m >= kSm90BwdMinM : k >= kSm90BwdMinK) &&
+                    std::any_of(tiles.begin(), tiles.end(), [](const TileConfig& t) {
+                      return t.family == Family::wgmma_sm90 && t.cluster == 1;
+                    });
+  if (const std::optional<TileConfig> t = gemv_backward_tile(p, dw, sm90, tiles)) {
     *out = *t;
     return Status::success();
   }
-  // (Past gemv's rows: dW's K and dX's M are the batch.)
-  if (allow_sm90 && (dw ? m >= kSm90BwdMinM : k >= kSm90BwdMinK)) {
+  if (sm90) {
     std::optional<TileConfig> chosen;
     for (const TileConfig& t : tiles) {
       if (t.family != Family::wgmma_sm90 || t.cluster != 1) continue;
