@@ -149,13 +149,33 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       if (rows0 >= p.M) continue;
       float* __restrict__ sums = p.partial;
       const int64_t r0 = rows0 + warp * 16 + lane / 4;
+      // Why 16-byte reductions: one red.v4 does the work of four scalar ones in L2, where the
+      // slices' sums of a tile meet. Lanes t and t^1 (t = lane % 4) trade a pair so that each holds
+      // 4 adjacent columns of one row: t even row r0, t odd row r0 + 8. With N a multiple of 4 (TMA
+      // wants 8) the 4 columns are all in or all out; a workspace not 16-byte aligned takes the
+      // scalar path.
+      const bool vec = reinterpret_cast<uintptr_t>(sums) % 16 == 0 && p.N % 4 == 0;
+      if (vec) {
+        const bool odd = lane & 1;
+        const int64_t row4 = r0 + (odd ? 8 : 0);
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+        for (int j = 0; j < BN / 8; ++j) {
+          const float give0 = odd ? acc[4 * j] : acc[4 * j + 2], give1 = odd ? acc[4 * j + 1] : acc[4 * j + 3];
+          const float got0 = sm90::shfl_xor1(give0), got1 = sm90::shfl_xor1(give1);
+          const int64_t col4 = n0 + 8 * j + 2 * (lane % 4) - (odd ? 2 : 0);
+          const float4 v = odd ? make_float4(got0, got1, acc[4 * j + 2], acc[4 * j + 3])
+                               : make_float4(acc[4 * j], acc[4 * j + 1], got0, got1);
+          if (row4 < p.M && col4 < p.N) sm90::red_add_v4(sums + row4 * p.N + col4, v);
+        }
+      } else {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int64_t row = r0 + 8 * (e / 2), cc = col + (e & 1);
-          if (row < p.M && cc < p.N) atomicAdd(sums + row * p.N + cc, acc[4 * j + e]);
+        for (int j = 0; j < BN / 8; ++j) {
+          const int64_t col = n0 + 8 * j + 2 * (lane % 4);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t row = r0 + 8 * (e / 2), cc = col + (e & 1);
+            if (row < p.M && cc < p.N) atomicAdd(sums + row * p.N + cc, acc[4 * j + e]);
+          }
         }
       }
       __threadfence();
@@ -168,9 +188,17 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       for (int j = 0; j < BN / 8; ++j) {
         const int64_t col = n0 + 8 * j + 2 * (lane % 4);
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int64_t row = r0 + 8 * (e / 2), cc = col + (e & 1);
-          acc[4 * j + e] = row < p.M && cc < p.N ? __ldcg(sums + row * p.N + cc) : 0.0f;
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row = r0 + 8 * h;
+          const bool in = row < p.M && col < p.N;
+          if (vec) {
+            const float2 v = in ? __ldcg(reinterpret_cast<const float2*>(sums + row * p.N + col)) : make_float2(0.0f, 0.0f);
+            acc[4 * j + 2 * h] = v.x;
+            acc[4 * j + 2 * h + 1] = v.y;
+          } else {
+            acc[4 * j + 2 * h] = in ? __ldcg(sums + row * p.N + col) : 0.0f;
+            acc[4 * j + 2 * h + 1] = in && col + 1 < p.N ? __ldcg(sums + row * p.N + col + 1) : 0.0f;
+          }
         }
       }
     }

@@ -139,6 +139,29 @@ __device__ __forceinline__ void tma_prefetch_descriptor(const CUtensorMap* map) 
 #endif
 }
 
+// ---- global reductions ---------------------------------------------------------------------------
+
+// Adds 4 floats to the 16-byte aligned p in L2, returning nothing (red, where atomicAdd on a float4
+// is an atom whose results the compiler may keep).
+__device__ __forceinline__ void red_add_v4(float* p, float4 v) {
+#if SWIGLU_SM90A_DEVICE
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+               : "memory");
+#endif
+}
+
+// Lane ^ 1's x. Why not __shfl_xor_sync: on wgmma accumulators in a split-K epilogue, ptxas
+// (CUDA 13.0) then serialised every wgmma of the kernel behind a compiler-inserted warpgroup arrive
+// (warning C7520), which slowed the large-batch GEMMs that never split; the bare
+// instruction does not.
+__device__ __forceinline__ float shfl_xor1(float x) {
+  float y = x;
+#if SWIGLU_SM90A_DEVICE
+  asm("shfl.sync.bfly.b32 %0, %1, 1, 31, -1;" : "=f"(y) : "f"(x));
+#endif
+  return y;
+}
+
 // ---- warpgroup -----------------------------------------------------------------------------------
 
 template <int kRegs>
