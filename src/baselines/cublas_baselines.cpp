@@ -285,6 +285,18 @@ int LtGemm::output_type_slices() const {
   return in_output_type ? std::max<int32_t>(splits, 1) : 1;
 }
 
+int chained_output_type_slices(std::span<const LtGemm> gemms) {
+  int slices = 0;
+  for (const LtGemm& g : gemms) slices += g.output_type_slices();
+  return std::max(slices, 1);
+}
+
+int most_output_type_slices(std::span<const LtGemm> gemms) {
+  int slices = 1;
+  for (const LtGemm& g : gemms) slices = std::max(slices, g.output_type_slices());
+  return slices;
+}
+
 std::string LtGemm::describe() const {
   if (!planned_) return "not planned";
   const auto id = algo_config<int32_t>(algo_, CUBLASLT_ALGO_CONFIG_ID, 0);
@@ -307,8 +319,7 @@ std::string Plan::algorithms() const {
 
 int Plan::output_type_slices() const {
   if (!impl_) return 1;
-  return std::max(impl_->gemm[0].output_type_slices(),
-                  impl_->variant == Variant::cublas2 ? impl_->gemm[1].output_type_slices() : 1);
+  return most_output_type_slices({impl_->gemm, impl_->variant == Variant::cublas2 ? size_t{2} : size_t{1}});
 }
 
 Plan::Plan() = default;
@@ -421,18 +432,12 @@ struct BackwardPlan::Impl {
 };
 
 int BackwardPlan::dx_slices() const {
-  // cublas2's second dX GEMM adds onto the first's output (beta = 1): their slices add up.
-  int slices = 0;
-  if (impl_)
-    for (int i = 0; i < impl_->dx_gemms; ++i) slices += impl_->dx_gemm[i].output_type_slices();
-  return std::max(slices, 1);
+  // cublas2's second dX GEMM adds onto the first's output (beta = 1).
+  return impl_ ? chained_output_type_slices({impl_->dx_gemm, static_cast<size_t>(impl_->dx_gemms)}) : 1;
 }
 
 int BackwardPlan::dw_slices() const {
-  int slices = 1;
-  if (impl_)
-    for (int i = 0; i < impl_->dw_gemms; ++i) slices = std::max(slices, impl_->dw_gemm[i].output_type_slices());
-  return slices;
+  return impl_ ? most_output_type_slices({impl_->dw_gemm, static_cast<size_t>(impl_->dw_gemms)}) : 1;
 }
 
 BackwardPlan::BackwardPlan() = default;

@@ -360,10 +360,7 @@ std::string Fp8Plan::algorithms() const {
 }
 
 int Fp8Plan::output_type_slices() const {
-  if (!impl_) return 1;
-  int slices = 1;
-  for (int j = 0; j < impl_->gemms; ++j) slices = std::max(slices, impl_->gemm[j].output_type_slices());
-  return slices;
+  return impl_ ? most_output_type_slices({impl_->gemm, static_cast<size_t>(impl_->gemms)}) : 1;
 }
 
 }  // namespace swiglu::baselines

@@ -8,6 +8,7 @@
 #include <cublasLt.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "swiglu/swiglu.hpp"
@@ -100,6 +101,11 @@ class LtGemm {
   cublasLtMatmulAlgo_t algo_{};
   bool planned_ = false;
 };
+
+// Partial sums rounded to the output type by GEMMs that write one output: chained (each after the
+// first adds onto it, beta = 1: their slices add up) or apart (the most any one rounds). 1 at least.
+int chained_output_type_slices(std::span<const LtGemm> gemms);
+int most_output_type_slices(std::span<const LtGemm> gemms);
 
 cudaDataType_t cuda_type(DType t);
 std::string cublas_error(cublasStatus_t s);
