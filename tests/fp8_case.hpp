@@ -123,6 +123,15 @@ inline double e4m3_value(uint8_t byte) {
   return static_cast<double>(static_cast<float>(e));
 }
 
+// A row-major rows×cols matrix transposed (cols×rows).
+template <class T>
+std::vector<T> transpose(const std::vector<T>& v, int64_t rows, int64_t cols) {
+  std::vector<T> t(v.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = v[r * cols + c];
+  return t;
+}
+
 template <class T>
 DeviceBuffer upload(const std::vector<T>& v) {
   DeviceBuffer d(std::max<size_t>(v.size() * sizeof(T), 16));

@@ -566,14 +566,6 @@ std::vector<float> skewed(int64_t rows, int64_t cols, uint64_t seed) {
   return v;
 }
 
-template <class T>
-std::vector<T> transpose(const std::vector<T>& v, int64_t rows, int64_t cols) {
-  std::vector<T> t(v.size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = v[r * cols + c];
-  return t;
-}
-
 // C = A·Bᵀ (m×n) from row-major A (m×k) and B (n×k), in fp64, with each element's accumulation
 // bound (tensor_core_dot, in wgmma order): K in segments of `segment` (the GEMM's K blocks start
 // afresh at each), or one.

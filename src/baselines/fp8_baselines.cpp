@@ -364,3 +364,393 @@ int Fp8Plan::output_type_slices() const {
 }
 
 }  // namespace swiglu::baselines
+
+// --- Fp8BackwardPlan -----------------------------------------------------------------------------
+
+namespace swiglu::baselines {
+namespace {
+
+Status lt_status(cublasStatus_t st, const std::string& what) {
+  if (st == CUBLAS_STATUS_SUCCESS) return Status::success();
+  return Status{st == CUBLAS_STATUS_NOT_SUPPORTED ? StatusCode::unsupported : StatusCode::cublas_error,
+                "FP8 baseline: " + what + ": " + cublas_error(st)};
+}
+
+// A row-major rows×cols fp32 matrix written transposed, cols×rows with row stride ld_dst (the
+// padding left alone), by cublasLtMatrixTransform: the scale layouts' copy that run() times. In
+// cuBLAS's column-major terms src is a cols×rows matrix (ld cols) and dst = srcᵀ, rows×cols (ld
+// ld_dst). The B operand of C = alpha·op(A) + beta·op(B) is src again, under beta = 0.
+class LtTranspose {
+ public:
+  LtTranspose() = default;
+  ~LtTranspose() { release(); }
+  LtTranspose(const LtTranspose&) = delete;
+  LtTranspose& operator=(const LtTranspose&) = delete;
+
+  Status plan(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld_dst) {
+    release();
+    src_ = src;
+    dst_ = dst;
+    const cublasOperation_t t = CUBLAS_OP_T;
+    if (Status s = lt_status(cublasLtMatrixTransformDescCreate(&desc_, CUDA_R_32F), "transform descriptor"); !s.ok())
+      return s;
+    if (Status s = lt_status(cublasLtMatrixTransformDescSetAttribute(desc_, CUBLASLT_MATRIX_TRANSFORM_DESC_TRANSA, &t,
+                                                                     sizeof(t)),
+                             "transform TRANSA");
+        !s.ok())
+      return s;
+    if (Status s = lt_status(cublasLtMatrixTransformDescSetAttribute(desc_, CUBLASLT_MATRIX_TRANSFORM_DESC_TRANSB, &t,
+                                                                     sizeof(t)),
+                             "transform TRANSB");
+        !s.ok())
+      return s;
+    if (Status s = lt_status(cublasLtMatrixLayoutCreate(&a_, CUDA_R_32F, static_cast<uint64_t>(cols),
+                                                        static_cast<uint64_t>(rows), cols),
+                             "transform source layout");
+        !s.ok())
+      return s;
+    return lt_status(cublasLtMatrixLayoutCreate(&c_, CUDA_R_32F, static_cast<uint64_t>(rows),
+                                                static_cast<uint64_t>(cols), ld_dst),
+                     "transform destination layout");
+  }
+
+  Status run(cublasLtHandle_t handle, cudaStream_t stream) const {
+    const float alpha = 1.0f, beta = 0.0f;
+    return lt_status(cublasLtMatrixTransform(handle, desc_, &alpha, src_, a_, &beta, src_, a_, dst_, c_, stream),
+                     "cublasLtMatrixTransform of the scales");
+  }
+
+ private:
+  void release() {
+    if (desc_) cublasLtMatrixTransformDescDestroy(desc_);
+    if (a_) cublasLtMatrixLayoutDestroy(a_);
+    if (c_) cublasLtMatrixLayoutDestroy(c_);
+    desc_ = nullptr;
+    a_ = c_ = nullptr;
+  }
+  cublasLtMatrixTransformDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, c_ = nullptr;
+  const float* src_ = nullptr;
+  float* dst_ = nullptr;
+};
+
+// The backward plan's scratch: byte offsets of its regions (256-byte aligned; a region of a gradient
+// not asked for is empty) and the shapes behind them. A "half" is the columns of dH one GEMM reads:
+// dG or dU (cublas2), or all of dH (cublas1).
+struct BackwardScratch {
+  int halves = 1;
+  int64_t hc = 0;         // dH's columns a half
+  int64_t kbh = 0;        // 1×128 blocks along a half's row: dX's K blocks
+  int64_t rb = 0, ib = 0; // 128-blocks along B and along I
+  int64_t ldt = 0;        // dHᵀ's row stride in bytes, and the dW GEMM's K: B rounded up to 16
+  int64_t ld_dh_lt = 0;   // dH's scales, cuBLASLt's 1×128 layout: B rounded up to 4
+  int64_t ld_dht_lt = 0;  // dHᵀ's: hc rounded up to 4
+  int64_t ld_wt_lt = 0;   // W12ᵀ's, 128×128 layout: kbh rounded up to 4
+  int64_t ld_xt_lt = 0;   // Xᵀ's, 1×128 layout: I rounded up to 4
+  // dH in p.out (B×2D); dH in e4m3 (B×2D, row stride 2D) and its scales (a half after the other,
+  // B×kbh each), in cuBLASLt's layout (kbh×ld_dh_lt each); dHᵀ in e4m3 (2D×ldt) and its scales
+  // (2D×rb), in cuBLASLt's layout (rb×ld_dht_lt a half); W12ᵀ's (ib×ld_wt_lt a half) and Xᵀ's
+  // (rb×ld_xt_lt) in cuBLASLt's layouts.
+  size_t dh = 0, dhq = 0, dh_scale = 0, dh_scale_lt = 0, dht = 0, dht_scale = 0, dht_scale_lt = 0, wt_scale_lt = 0,
+         xt_scale_lt = 0, total = 0;
+};
+
+BackwardScratch backward_scratch(Variant v, const Fp8Problem& p, Grads g) {
+  BackwardScratch s;
+  const int64_t B = p.batch, I = p.in_features, D = p.hidden;
+  s.halves = v == Variant::cublas2 ? 2 : 1;
+  s.hc = v == Variant::cublas2 ? D : 2 * D;
+  s.kbh = (s.hc + 127) / 128;
+  s.rb = (B + 127) / 128;
+  s.ib = (I + 127) / 128;
+  s.ldt = round_up(B, 16);
+  s.ld_dh_lt = round_up(B, 4);
+  s.ld_dht_lt = round_up(s.hc, 4);
+  s.ld_wt_lt = round_up(s.kbh, 4);
+  s.ld_xt_lt = round_up(I, 4);
+  size_t at = 0;
+  const auto take = [&](bool wanted, int64_t bytes) {
+    const size_t here = at;
+    if (wanted) at += (static_cast<size_t>(bytes) + 255) / 256 * 256;
+    return here;
+  };
+  const int64_t h = s.halves, f = sizeof(float);
+  s.dh = take(true, B * 2 * D * static_cast<int64_t>(dtype_size(p.out)));
+  s.dhq = take(g.dx, B * 2 * D);
+  s.dh_scale = take(g.dx, h * B * s.kbh * f);
+  s.dh_scale_lt = take(g.dx, h * s.kbh * s.ld_dh_lt * f);
+  s.wt_scale_lt = take(g.dx, h * s.ib * s.ld_wt_lt * f);
+  s.dht = take(g.dw, 2 * D * s.ldt);
+  s.dht_scale = take(g.dw, 2 * D * s.rb * f);
+  s.dht_scale_lt = take(g.dw, h * s.rb * s.ld_dht_lt * f);
+  s.xt_scale_lt = take(g.dw, s.rb * s.ld_xt_lt * f);
+  s.total = at;
+  return s;
+}
+
+// Writes `n` floats of `host` to device memory at `dst` (synchronously).
+Status write_floats(const std::vector<float>& host, float* dst, const char* what) {
+  if (cudaError_t e = cudaMemcpy(dst, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice); e != cudaSuccess)
+    return cuda_fail(what, e);
+  return Status::success();
+}
+
+// The fixed operands' scales in cuBLASLt's layouts (see the top of this file), from the layouts the
+// header gives them, and the padding of the per-step ones set to 1 (run() writes only real entries).
+Status write_backward_scales(const Fp8Problem& p, const Fp8BackwardTensors& t, const BackwardScratch& s, char* sc,
+                             Grads g) {
+  const int64_t I = p.in_features, D = p.hidden, db = (D + 127) / 128, h = s.halves;
+  if (g.dx) {
+    // W12ᵀ's: Wa's scale_t (ib × db) then Wb's. A half's K blocks are Wa's, Wb's, or (cublas1) both.
+    std::vector<float> src, out(static_cast<size_t>(h * s.ib * s.ld_wt_lt), 1.0f);
+    if (Status st = read_floats(t.wt_scale, 2 * s.ib * db, &src); !st.ok()) return st;
+    for (int64_t j = 0; j < h; ++j)
+      for (int64_t ib = 0; ib < s.ib; ++ib)
+        for (int64_t kb = 0; kb < s.kbh; ++kb) {
+          const int64_t half = j + kb / db, k = kb % db;  // which of Wa and Wb, and its K block
+          out[(j * s.ib + ib) * s.ld_wt_lt + kb] = src[(half * s.ib + ib) * db + k];
+        }
+    if (Status st = write_floats(out, reinterpret_cast<float*>(sc + s.wt_scale_lt), "writing W12^T's scales"); !st.ok())
+      return st;
+    const std::vector<float> ones(static_cast<size_t>(h * s.kbh * s.ld_dh_lt), 1.0f);
+    if (Status st = write_floats(ones, reinterpret_cast<float*>(sc + s.dh_scale_lt), "padding dH's scales"); !st.ok())
+      return st;
+  }
+  if (g.dw) {
+    // Xᵀ's: I × rb row-major, to (kb, i) at kb·ld + i.
+    std::vector<float> src, out(static_cast<size_t>(s.rb * s.ld_xt_lt), 1.0f);
+    if (Status st = read_floats(t.xt_scale, I * s.rb, &src); !st.ok()) return st;
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t kb = 0; kb < s.rb; ++kb) out[kb * s.ld_xt_lt + i] = src[i * s.rb + kb];
+    if (Status st = write_floats(out, reinterpret_cast<float*>(sc + s.xt_scale_lt), "writing X^T's scales"); !st.ok())
+      return st;
+    const std::vector<float> ones(static_cast<size_t>(h * s.rb * s.ld_dht_lt), 1.0f);
+    if (Status st = write_floats(ones, reinterpret_cast<float*>(sc + s.dht_scale_lt), "padding dH^T's scales"); !st.ok())
+      return st;
+    // Why zeros: the dW GEMM's K runs to ldt over dHᵀ's padding columns, which the quantiser never writes.
+    if (cudaError_t e = cudaMemset(sc + s.dht, 0, static_cast<size_t>(2 * D * s.ldt)); e != cudaSuccess)
+      return cuda_fail("zeroing dH^T", e);
+  }
+  return Status::success();
+}
+
+}  // namespace
+
+size_t fp8_backward_scratch_bytes(Variant v, const Fp8Problem& p, Grads grads) {
+  if (p.batch <= 0 || p.hidden <= 0 || p.in_features <= 0) return 0;
+  return std::max(backward_scratch(v, p, grads).total, backward_fp8_workspace_bytes(p));
+}
+
+struct Fp8BackwardPlan::Impl {
+  const Cublas* cublas = nullptr;
+  Variant variant = Variant::cublas2;
+  Fp8Problem problem;
+  bool noop = true;
+  Grads grads;
+  BackwardScratch at;
+  char* scratch = nullptr;
+  const void* dz = nullptr;
+  const void* saved = nullptr;
+  void* dbias = nullptr;
+  DType dbias_dtype = DType::f32;
+  LtTranspose dh_copy[2], dht_copy[2];
+  LtGemm dx_gemm[2], dw_gemm[2];
+  int dx_gemms = 0, dw_gemms = 0;
+};
+
+Fp8BackwardPlan::Fp8BackwardPlan() = default;
+Fp8BackwardPlan::~Fp8BackwardPlan() = default;
+Fp8BackwardPlan::Fp8BackwardPlan(Fp8BackwardPlan&&) noexcept = default;
+Fp8BackwardPlan& Fp8BackwardPlan::operator=(Fp8BackwardPlan&&) noexcept = default;
+
+Status Fp8BackwardPlan::create(const Cublas& cublas, Variant v, const Fp8Problem& p, const Fp8BackwardTensors& t,
+                               void* scratch, Fp8BackwardPlan* out) {
+  if (out == nullptr) return invalid("out is null");
+  if (v != Variant::cublas2 && v != Variant::cublas1) return invalid("unknown variant");
+  Grads g;
+  g.dx = t.dx != nullptr;
+  g.dw = t.dw != nullptr;
+  // Why the workspace's checks: the plan takes backward_fp8's arguments, its scratch in the
+  // workspace's place (fp8_backward_scratch_bytes is at least backward_fp8_workspace_bytes).
+  if (Status s = validate_backward_fp8(p, t, scratch, fp8_backward_scratch_bytes(v, p, g)); !s.ok()) return s;
+  auto impl = std::make_unique<Impl>();
+  impl->cublas = &cublas;
+  impl->variant = v;
+  impl->problem = p;
+  impl->grads = g;
+  impl->noop = p.batch == 0;
+  if (impl->noop) {
+    out->impl_ = std::move(impl);
+    return Status::success();
+  }
+  const int64_t B = p.batch, I = p.in_features, D = p.hidden;
+  if (t.dbias != nullptr && t.dbias_dtype != DType::f32 && t.dbias_dtype != p.out) {
+    return unsupported(std::string("dbias in ") + std::string(to_string(t.dbias_dtype)) +
+                       ": the column sum writes fp32 or dH's own dtype (" + std::string(to_string(p.out)) + ")");
+  }
+  if (v == Variant::cublas1 && g.dx && D % 128 != 0) {
+    return unsupported("cublas1's dX GEMM over K = 2D needs D % 128 == 0 (D = " + std::to_string(D) +
+                       "): a 128x128 block of W12^T, and a 1x128 block of dH, would straddle the Wa/Wb halves");
+  }
+  if (Status s = check_device(LtScale::vec128, g.dx ? LtScale::blk128x128 : LtScale::vec128); !s.ok()) return s;
+
+  const BackwardScratch s = backward_scratch(v, p, g);
+  auto* sc = static_cast<char*>(scratch);
+  if (Status st = write_backward_scales(p, t, s, sc, g); !st.ok()) return st;
+  impl->at = s;
+  impl->scratch = sc;
+  impl->dz = t.dz;
+  impl->saved = t.saved;
+  impl->dbias = t.dbias;
+  impl->dbias_dtype = t.dbias_dtype;
+
+  const auto floats = [sc](size_t offset) { return reinterpret_cast<float*>(sc + offset); };
+  const std::string modes_dx = "dX (dH 1x128, W12^T 128x128)", modes_dw = "dW (dH^T 1x128, X^T 1x128)";
+  MatmulSpec base;
+  base.in_type = CUDA_R_8F_E4M3;
+  base.compute = CUBLAS_COMPUTE_32F;
+  base.a_scale_mode = static_cast<int32_t>(LtScale::vec128);
+  for (int j = 0; j < s.halves; ++j) {
+    if (g.dx) {
+      // dX (B×I) [+]= dH half (B×hc, row stride 2D) · W12 half (hc×I), op(B) from W12ᵀ's columns.
+      if (Status st = impl->dh_copy[j].plan(floats(s.dh_scale) + j * B * s.kbh, B, s.kbh,
+                                            floats(s.dh_scale_lt) + j * s.kbh * s.ld_dh_lt, s.ld_dh_lt);
+          !st.ok())
+        return st;
+      MatmulSpec m = base;
+      m.m = B;
+      m.n = I;
+      m.k = s.hc;
+      m.a = sc + s.dhq + j * D;
+      m.lda = 2 * D;
+      m.b = static_cast<const char*>(t.wt) + j * D;
+      m.ldb = 2 * D;
+      m.trans_b = true;  // W12ᵀ's rows are K-contiguous: TN, as FP8 on Hopper needs
+      m.out = t.dx;
+      m.ld_out = I;
+      m.out_type = cuda_type(t.dx_dtype);
+      m.beta = j == 0 ? 0.0f : 1.0f;
+      m.a_scale = floats(s.dh_scale_lt) + j * s.kbh * s.ld_dh_lt;
+      m.b_scale = floats(s.wt_scale_lt) + j * s.ib * s.ld_wt_lt;
+      m.b_scale_mode = static_cast<int32_t>(LtScale::blk128x128);
+      if (Status st = impl->dx_gemm[j].plan(cublas.handle(), m, cublas.workspace_bytes()); !st.ok()) {
+        st.message = std::string(to_string(v)) + " " + modes_dx + ": " + st.message;
+        return st;
+      }
+      impl->dx_gemms = j + 1;
+    }
+    if (g.dw) {
+      // dW12 rows j·D.. (hc×I) [+]= dHᵀ half (hc×K, K-contiguous) · X (K×I) from Xᵀ (I×K), over
+      // K = ldt: the padding columns of both are zeros.
+      if (Status st = impl->dht_copy[j].plan(floats(s.dht_scale) + j * D * s.rb, s.hc, s.rb,
+                                             floats(s.dht_scale_lt) + j * s.rb * s.ld_dht_lt, s.ld_dht_lt);
+          !st.ok())
+        return st;
+      MatmulSpec m = base;
+      m.m = s.hc;
+      m.n = I;
+      m.k = s.ldt;
+      m.a = sc + s.dht + j * D * s.ldt;
+      m.lda = s.ldt;
+      m.b = t.xt;
+      m.ldb = t.ldxt;
+      m.trans_b = true;
+      m.out = static_cast<char*>(t.dw) + static_cast<size_t>(j * D * I) * dtype_size(t.dw_dtype);
+      m.ld_out = I;
+      m.out_type = cuda_type(t.dw_dtype);
+      m.beta = t.accumulate_dw ? 1.0f : 0.0f;
+      m.a_scale = floats(s.dht_scale_lt) + j * s.rb * s.ld_dht_lt;
+      m.b_scale = floats(s.xt_scale_lt);
+      m.b_scale_mode = static_cast<int32_t>(LtScale::vec128);
+      if (Status st = impl->dw_gemm[j].plan(cublas.handle(), m, cublas.workspace_bytes()); !st.ok()) {
+        st.message = std::string(to_string(v)) + " " + modes_dw + ": " + st.message;
+        return st;
+      }
+      impl->dw_gemms = j + 1;
+    }
+  }
+  // Why once here: a transform cuBLASLt turns down is a refusal of the plan, not an error of a run.
+  for (int j = 0; j < s.halves; ++j) {
+    if (g.dx) {
+      if (Status st = impl->dh_copy[j].run(cublas.handle(), nullptr); !st.ok()) return st;
+    }
+    if (g.dw) {
+      if (Status st = impl->dht_copy[j].run(cublas.handle(), nullptr); !st.ok()) return st;
+    }
+  }
+  if (cudaError_t e = cudaDeviceSynchronize(); e != cudaSuccess) return cuda_fail("after planning the backward", e);
+  out->impl_ = std::move(impl);
+  return Status::success();
+}
+
+Status Fp8BackwardPlan::run(cudaStream_t stream) const {
+  if (!impl_) return invalid("the backward plan is empty");
+  const Impl& m = *impl_;
+  if (m.noop) return Status::success();
+  nvtx3::scoped_range range{m.variant == Variant::cublas2 ? "baseline::fp8-cublas2-backward"
+                                                          : "baseline::fp8-cublas1-backward"};
+  const Fp8Problem& p = m.problem;
+  const BackwardScratch& s = m.at;
+  const int64_t B = p.batch, D = p.hidden;
+  const size_t es = dtype_size(p.out);
+  char* sc = m.scratch;
+  const auto* h = static_cast<const char*>(m.saved);
+  if (cudaError_t e = detail::launch_gate_backward(p.out, p.out, h, 2 * D, h + D * es, 2 * D, m.dz, D, sc + s.dh, 2 * D,
+                                                   sc + s.dh + D * es, 2 * D, B, D, stream);
+      e != cudaSuccess)
+    return cuda_fail("gate backward launch", e);
+  const auto floats = [sc](size_t offset) { return reinterpret_cast<float*>(sc + offset); };
+  for (int j = 0; j < s.halves && (m.grads.dx || m.grads.dw); ++j) {
+    const char* half = sc + s.dh + j * D * es;
+    void* q = m.grads.dx ? sc + s.dhq + j * D : nullptr;
+    float* q_scale = m.grads.dx ? floats(s.dh_scale) + j * B * s.kbh : nullptr;
+    Status st = m.grads.dw ? quantize_e4m3_transposed(p.out, half, 2 * D, B, s.hc, Fp8Blocks::row_1x128, q, 2 * D,
+                                                      q_scale, sc + s.dht + j * D * s.ldt, s.ldt,
+                                                      floats(s.dht_scale) + j * D * s.rb, stream)
+                           : quantize_e4m3(p.out, half, 2 * D, B, s.hc, Fp8Blocks::row_1x128, q, 2 * D, q_scale, stream);
+    if (!st.ok()) return st;
+    if (m.grads.dx) {
+      if (st = m.dh_copy[j].run(m.cublas->handle(), stream); !st.ok()) return st;
+    }
+    if (m.grads.dw) {
+      if (st = m.dht_copy[j].run(m.cublas->handle(), stream); !st.ok()) return st;
+    }
+  }
+  for (int j = 0; j < m.dx_gemms; ++j) {
+    if (Status st = m.dx_gemm[j].run(m.cublas->handle(), m.cublas->workspace(), m.cublas->workspace_bytes(), stream);
+        !st.ok())
+      return st;
+  }
+  for (int j = 0; j < m.dw_gemms; ++j) {
+    if (Status st = m.dw_gemm[j].run(m.cublas->handle(), m.cublas->workspace(), m.cublas->workspace_bytes(), stream);
+        !st.ok())
+      return st;
+  }
+  if (m.dbias != nullptr) {
+    if (cudaError_t e = detail::launch_column_sum(p.out, m.dbias_dtype, sc + s.dh, 2 * D, m.dbias, B, 2 * D, stream);
+        e != cudaSuccess)
+      return cuda_fail("bias column-sum launch", e);
+  }
+  return Status::success();
+}
+
+std::string Fp8BackwardPlan::algorithms() const {
+  if (!impl_) return {};
+  std::string s;
+  const auto add = [&s](const char* what, const LtGemm& g) {
+    s += (s.empty() ? "" : "; ") + std::string(what) + ": " + g.describe();
+  };
+  for (int j = 0; j < impl_->dx_gemms; ++j) add(j == 0 ? "dX (dH 1x128 x W12^T 128x128)" : "dX += dU", impl_->dx_gemm[j]);
+  for (int j = 0; j < impl_->dw_gemms; ++j) add(j == 0 ? "dW (dH^T 1x128 x X^T 1x128)" : "dWb", impl_->dw_gemm[j]);
+  return s;
+}
+
+int Fp8BackwardPlan::dx_slices() const {
+  return impl_ ? chained_output_type_slices({impl_->dx_gemm, static_cast<size_t>(impl_->dx_gemms)}) : 1;
+}
+
+int Fp8BackwardPlan::dw_slices() const {
+  return impl_ ? most_output_type_slices({impl_->dw_gemm, static_cast<size_t>(impl_->dw_gemms)}) : 1;
+}
+
+}  // namespace swiglu::baselines
