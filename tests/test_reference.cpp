@@ -272,6 +272,31 @@ TEST(CpuReferenceBackward, ThreadCountDoesNotChangeTheResult) {
   EXPECT_EQ(a.dbias, c.dbias);
 }
 
+// x_dw: the X that dW multiplies (the FP8 recipe's, quantised along B) stands in for x there alone.
+TEST(CpuReferenceBackward, XOfDwIsItsOwn) {
+  Problem p;
+  p.batch = 9;
+  p.in_features = 7;
+  p.hidden = 3;
+  p.bias = true;
+  p.ldx = 8;
+  p.dtype = DType::f32;
+  const auto x = uniform_values(9 * 8, -1, 1, 5, DType::f32);
+  const auto w = uniform_values(2 * 3 * 7, -1, 1, 6, DType::f32);
+  const auto b = uniform_values(6, -1, 1, 7, DType::f32);
+  const auto dz = uniform_values(9 * 3, -1, 1, 8, DType::f32);
+  std::vector<float> x2(x.size());
+  for (size_t e = 0; e < x.size(); ++e) x2[e] = 2 * x[e];  // exact
+  const CpuGrads a = cpu_reference_backward(p, x, w, b, dz);
+  const CpuGrads c = cpu_reference_backward(p, x, w, b, dz, 0, x2);
+  EXPECT_EQ(a.dx, c.dx);
+  EXPECT_EQ(a.dbias, c.dbias);
+  ASSERT_EQ(a.dw.size(), c.dw.size());
+  for (size_t e = 0; e < a.dw.size(); ++e) EXPECT_EQ(2 * a.dw[e], c.dw[e]) << e;
+  x2.pop_back();
+  EXPECT_THROW(cpu_reference_backward(p, x, w, b, dz, 0, x2), std::invalid_argument);
+}
+
 TEST(CpuReferenceBackward, HandComputed) {
   // The tiny problem of the forward tests with dZ = 2: G = 0.1, U = 2.5, s = sigmoid(0.1).
   const std::vector<float> x{1, 2}, w{0.5f, -0.25f, 1, 1}, b{0.1f, -0.5f}, dz{2};

@@ -145,7 +145,8 @@ size_t reference_backward_scratch_bytes(const Problem& p) { return backward_scra
 
 Status gpu_reference_backward(const Cublas& cublas, const Problem& p, const void* x, const void* w,
                               const void* bias, const void* dz, void* scratch, float* dx_ref,
-                              float* dw_ref, float* dbias_ref, cudaStream_t stream) {
+                              float* dw_ref, float* dbias_ref, cudaStream_t stream,
+                              const void* x_dw) {
   nvtx3::scoped_range range{"reference::gpu-fp32-backward"};
   if (p.batch == 0) return Status::success();
   const auto invalid = [](const std::string& what) {
@@ -166,8 +167,9 @@ Status gpu_reference_backward(const Cublas& cublas, const Problem& p, const void
 
   // 2. fp32 views of dZ, X and W: the inputs themselves for fp32, converted copies otherwise
   // (cuBLASLt cannot mix an fp32 dH with 16-bit X or W in one GEMM).
+  const void* xd = x_dw != nullptr ? x_dw : x;  // the X that dW multiplies
   const void* dz32 = dz;
-  const void* x32 = x;
+  const void* x32 = xd;
   const void* w32 = w;
   int64_t ldx32 = p.x_stride();
   if (p.dtype != DType::f32) {
@@ -177,7 +179,7 @@ Status gpu_reference_backward(const Cublas& cublas, const Problem& p, const void
     const int64_t w_rows = linear ? two_d : I, w_cols = linear ? I : two_d;
     cudaError_t e = detail::launch_convert(p.dtype, DType::f32, dz, D, dzc, D, B, D, stream);
     if (e == cudaSuccess && dw_ref != nullptr)
-      e = detail::launch_convert(p.dtype, DType::f32, x, p.x_stride(), xc, I, B, I, stream);
+      e = detail::launch_convert(p.dtype, DType::f32, xd, p.x_stride(), xc, I, B, I, stream);
     if (e == cudaSuccess && dx_ref != nullptr)
       e = detail::launch_convert(p.dtype, DType::f32, w, w_cols, wc, w_cols, w_rows, w_cols,
                                  stream);

@@ -24,9 +24,12 @@ size_t reference_backward_scratch_bytes(const Problem& p);
 
 // Writes dx_ref (B×I row-major fp32), dw_ref (w's layout and shape, fp32) and dbias_ref (2D fp32,
 // only when p.bias) on `stream` and waits for them. Any of the three may be null to skip it.
-// B == 0 writes nothing (dW and dbias would be zeros), like the library's backward.
+// B == 0 writes nothing (dW and dbias would be zeros), like the library's backward. x_dw, when set,
+// is the X that dW12 = dHᵀ·X multiplies (as x: p.dtype, row stride p.x_stride()), where it differs
+// from the forward's (the FP8 recipe's Xᵀ, quantised along B); null: x.
 Status gpu_reference_backward(const Cublas& cublas, const Problem& p, const void* x, const void* w,
                               const void* bias, const void* dz, void* scratch, float* dx_ref,
-                              float* dw_ref, float* dbias_ref, cudaStream_t stream);
+                              float* dw_ref, float* dbias_ref, cudaStream_t stream,
+                              const void* x_dw = nullptr);
 
 }  // namespace swiglu::baselines

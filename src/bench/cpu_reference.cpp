@@ -86,11 +86,15 @@ std::vector<double> cpu_reference(const Problem& p, const std::vector<float>& x,
 
 CpuGrads cpu_reference_backward(const Problem& p, const std::vector<float>& x,
                                 const std::vector<float>& w, const std::vector<float>& bias,
-                                const std::vector<float>& dz, unsigned threads) {
+                                const std::vector<float>& dz, unsigned threads,
+                                std::span<const float> x_dw) {
   check_sizes(p, x, w, bias, "cpu_reference_backward");
   const int64_t B = p.batch, I = p.in_features, D = p.hidden, ldx = p.x_stride();
   if (static_cast<int64_t>(dz.size()) != B * D)
     throw std::invalid_argument("cpu_reference_backward: dz size does not match the problem");
+  if (!x_dw.empty() && x_dw.size() != x.size())
+    throw std::invalid_argument("cpu_reference_backward: x_dw size does not match x");
+  const std::span<const float> xw = x_dw.empty() ? std::span<const float>(x) : x_dw;
   const std::vector<double> wt = weight_rows(p, w);
 
   // Per row of X: G and U, then dH = [dG | dU] (kept, B×2D) and dX = dH·W12.
@@ -128,7 +132,7 @@ CpuGrads cpu_reference_backward(const Problem& p, const std::vector<float>& x,
       double db = 0;
       for (int64_t m = 0; m < B; ++m) {
         const double d = dh[m * 2 * D + n];
-        const float* xm = &x[m * ldx];
+        const float* xm = &xw[static_cast<size_t>(m * ldx)];
         for (int64_t k = 0; k < I; ++k) acc[k] += d * xm[k];
         db += d;
       }
