@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -582,6 +583,100 @@ TEST(Parity, GradientOfOneTermCarriesDhsRelativeError) {
     EXPECT_TRUE(one.pass) << to_string(t) << ": " << one.summary() << "; " << one.tolerance();
     const auto many = compare(got, ref, gradient_tolerance(p, 4096));
     EXPECT_FALSE(many.pass) << to_string(t) << ": " << many.summary() << "; " << many.tolerance();
+  }
+}
+
+// The FP8 backward's roundings simulated on the host (TESTING.md, "FP8 gradients"), on seeded
+// pre-activations of the spread the benchmark's inputs give and dZ ~ U(−1, 1): H rounded to bf16 (the
+// saved H), dH in fp32 from it (and rounded to bf16 first, for a baseline), quantised to e4m3 in 1×128
+// blocks along each half (dX's operand) and along B (dW's), the products summed exactly and the
+// gradient rounded to bf16 (a baseline's dX twice: cublas2's second GEMM adds onto the first's
+// output). The reference is fp64 from the unrounded pre-activations. Each variant passes its FP8
+// rule; the bf16 gradient rule, which has no e4m3 rounding in it, rejects them; and an error of the
+// output's rms at one element fails the FP8 rule.
+TEST(Parity, Fp8GradientBoundHoldsTheRecipesRoundings) {
+  const int64_t B = 96, D = 320, I = 256;  // D off the 128 blocks; dX's K = 640, dW's K = 96
+  const auto g = uniform_values(static_cast<size_t>(B * D), -0.6f, 0.6f, 31, DType::f32);
+  const auto u = uniform_values(static_cast<size_t>(B * D), -0.6f, 0.6f, 32, DType::f32);
+  const auto dz = uniform_values(static_cast<size_t>(B * D), -1, 1, 33, DType::bf16);
+  const float k = 1.0f / std::sqrt(static_cast<float>(I));
+  const auto w = uniform_values(static_cast<size_t>(2 * D * I), -k, k, 34, DType::f32);  // W12, dequantised
+  const auto x = uniform_values(static_cast<size_t>(B * I), -1, 1, 35, DType::f32);      // X of dW, dequantised
+  const auto grad = [&](double gv, double uv, double z, bool dg) {
+    const double s = 1 / (1 + std::exp(-gv));
+    return dg ? z * uv * s * (1 + gv * (1 - s)) : z * gv * s;
+  };
+  // dH (B×2D) from G and U: fp64 from the exact values, or fp32 from bf16 ones.
+  std::vector<double> dh64(static_cast<size_t>(B * 2 * D));
+  std::vector<float> dh32(dh64.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < 2 * D; ++c) {
+      const size_t e = static_cast<size_t>(b * D + c % D);
+      dh64[b * 2 * D + c] = grad(g[e], u[e], dz[e], c < D);
+      dh32[b * 2 * D + c] = static_cast<float>(
+          grad(round_to(g[e], DType::bf16), round_to(u[e], DType::bf16), dz[e], c < D));
+    }
+  // e4m3 with one amax/448 scale a run of `n` elements at stride `step` (a 1×128 block).
+  const auto quantise = [](std::vector<float>& v, size_t first, size_t n, size_t step) {
+    float amax = 0;
+    for (size_t e = 0; e < n; ++e) amax = std::max(amax, std::fabs(v[first + e * step]));
+    const float scale = amax > 0 ? amax / 448 : 1;
+    for (size_t e = 0; e < n; ++e) v[first + e * step] = round_to(v[first + e * step] / scale, DType::e4m3) * scale;
+  };
+  const auto gradients = [&](bool baseline, std::vector<float>* dx, std::vector<float>* dw) {
+    std::vector<float> h = dh32;
+    if (baseline)
+      for (float& v : h) v = round_to(v, DType::bf16);
+    std::vector<float> q = h, qt = h;  // along each half's rows, and along B
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < 2 * D; c += 128) {
+        const int64_t half_end = c < D ? D : 2 * D;
+        quantise(q, static_cast<size_t>(b * 2 * D + c), static_cast<size_t>(std::min<int64_t>(128, half_end - c)), 1);
+        if (c < D && c + 128 > D) c = D - 128;  // the dU half starts its own blocks
+      }
+    for (int64_t c = 0; c < 2 * D; ++c) quantise(qt, static_cast<size_t>(c), static_cast<size_t>(B), 2 * D);
+    dx->assign(static_cast<size_t>(B * I), 0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < I; ++i) {
+        double first = 0, second = 0;
+        for (int64_t c = 0; c < 2 * D; ++c) (c < D ? first : second) += double(q[b * 2 * D + c]) * w[c * I + i];
+        (*dx)[b * I + i] = baseline ? round_to(round_to(static_cast<float>(first), DType::bf16) + static_cast<float>(second),
+                                                DType::bf16)
+                                    : round_to(static_cast<float>(first + second), DType::bf16);
+      }
+    dw->assign(static_cast<size_t>(2 * D * I), 0);
+    for (int64_t c = 0; c < 2 * D; ++c)
+      for (int64_t i = 0; i < I; ++i) {
+        double sum = 0;
+        for (int64_t b = 0; b < B; ++b) sum += double(qt[b * 2 * D + c]) * x[b * I + i];
+        (*dw)[c * I + i] = round_to(static_cast<float>(sum), DType::bf16);
+      }
+  };
+  std::vector<double> dx64(static_cast<size_t>(B * I), 0), dw64(static_cast<size_t>(2 * D * I), 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < 2 * D; ++c)
+      for (int64_t i = 0; i < I; ++i) {
+        dx64[b * I + i] += dh64[b * 2 * D + c] * w[c * I + i];
+        dw64[c * I + i] += dh64[b * 2 * D + c] * x[b * I + i];
+      }
+  Problem bf16;
+  bf16.in_features = I;
+  bf16.dtype = DType::bf16;
+  for (const bool baseline : {false, true}) {
+    std::vector<float> dx, dw;
+    gradients(baseline, &dx, &dw);
+    const Rounding dx_r = baseline ? Rounding{1, 2} : kFusedRounding, dw_r = baseline ? Rounding{1, 1} : kFusedRounding;
+    const Tolerance dx_tol = fp8_gradient_tolerance(2 * D, I, DType::bf16, dx_r);
+    const Tolerance dw_tol = fp8_gradient_tolerance(B, I, DType::bf16, dw_r);
+    const char* who = baseline ? "baseline" : "fused";
+    const auto px = compare(dx, dx64, dx_tol), pw = compare(dw, dw64, dw_tol);
+    EXPECT_TRUE(px.pass) << who << " dX: " << px.summary() << "; " << px.tolerance();
+    EXPECT_TRUE(pw.pass) << who << " dW: " << pw.summary() << "; " << pw.tolerance();
+    EXPECT_FALSE(compare(dx, dx64, gradient_tolerance(bf16, 2 * D)).pass) << who << ": bf16's rule";
+    // One element off by the output's rms.
+    const double rms = std::sqrt(std::inner_product(dx64.begin(), dx64.end(), dx64.begin(), 0.0) / dx64.size());
+    dx[1234] = static_cast<float>(dx64[1234] + rms);
+    EXPECT_FALSE(compare(dx, dx64, dx_tol).pass) << who;
   }
 }
 

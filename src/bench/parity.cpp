@@ -139,6 +139,29 @@ Tolerance gradient_tolerance(const Problem& p, int64_t k, int slices) {
   return Tolerance{rtol, kGradientTail * eps, rtol + 2 * eps, subnormal_roundoff(p.dtype)};
 }
 
+Tolerance fp8_gradient_tolerance(int64_t k, int64_t forward_k, DType out, Rounding rounding) {
+  const double u8 = unit_roundoff(DType::e4m3), u = unit_roundoff(out);
+  const int stored = rounding.stored > 0 ? 1 : 0;
+  const double kd = static_cast<double>(std::max<int64_t>(k, 1));
+  const double fk = static_cast<double>(std::max<int64_t>(forward_k, 1));
+  // The operand dH, in units of its terms' ℓ2 norm: its e4m3 rounding (u8, and near zero half its
+  // block's subnormal step, for a block whose amax is within kE4m3BlockPeak of the terms' rms), its
+  // rounding to `out` first (the baselines), H's rounding to `out` (G and U) and the FP8 forward's
+  // sums over forward_k behind it, through the gate's fp32 math.
+  const double forward = kFp8Accumulation * std::sqrt(fk) + 2 * std::sqrt(fk) * kU32;
+  const double dh = u8 + kE4m3BlockPeak / 448.0 * 0x1p-10 + (1 + stored) * u + forward + kGateMath;
+  // The gradient's own sum over k on the FP8 tensor cores and in fp32 (kernel and reference), and
+  // the split-K slices reduced in `out` beyond the output's own rounding.
+  const double eps = dh + kFp8Accumulation * std::sqrt(kd) + 2 * std::sqrt(kd) * kU32 +
+                     (slice_roundings(rounding.slices) - 1) * u;
+  // The part of dH's error relative to each of its elements (its e4m3 and `out` roundings, U's, and
+  // G's through SiLU), which an element that one term dominates carries relative to that term
+  // (gradient_tolerance: whole at k = 1).
+  const double dh_relative = (u8 + (1 + stored + kGateSensitivity) * u) / std::sqrt(kd);
+  const double rtol = u + kGateMath + dh_relative;
+  return Tolerance{rtol, kGradientTail * eps, rtol + 2 * eps, subnormal_roundoff(out)};
+}
+
 double ParityResult::severity() const {
   if (mismatched_nonfinite != 0) return INFINITY;
   return std::fmax(tol.rel_l2 > 0 ? rel_l2 / tol.rel_l2 : INFINITY, worst_ratio);

@@ -39,6 +39,14 @@ Tolerance tolerance(const Problem& p, Rounding rounding);
 // and are promoted to fp32 every 128 of K (screened at 2^-12·√k of the terms' ℓ2 norm); G and U stored in `stored` by the baselines (rounding.stored); Z rounded to `z` (e4m3: 2^-4
 // relative, and near zero its block scale's subnormal step). TESTING.md, "FP8", derives it.
 Tolerance fp8_tolerance(int64_t k, DType z, DType stored, Rounding rounding);
+// A gradient of the FP8 backward (dtype e4m3; swiglu.hpp, "FP8 backward") whose GEMM reduces over k
+// (dX: 2D; dW and dbias: B), written in `out` (bf16 or fp16, as dZ and H), against a reference on the
+// dequantised X, Xᵀ and W12: dH rounded to e4m3 (2^-4 relative, and its block's subnormal step),
+// computed from H in `out` that carries the FP8 forward's error over forward_k (I, plus one with the
+// bias); the FP8 tensor cores' sum over k; rounding.stored: dH also stored in `out` before its
+// quantisation (the baselines), rounding.slices: split-K slices reduced in `out`. TESTING.md, "FP8
+// gradients", derives it.
+Tolerance fp8_gradient_tolerance(int64_t k, int64_t forward_k, DType out, Rounding rounding);
 // A gradient whose GEMM reduces over k (dX: 2D; dW and dbias: B), with `slices` of it reduced in the
 // dtype. Every variant rounds dH to the dtype, and computes it from G and U that carry the forward's
 // error (and its rounding to the dtype, for the save policy and the baselines).
