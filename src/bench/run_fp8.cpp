@@ -44,10 +44,17 @@ struct Fp8Variant {
   bool runnable = false;
 };
 
-// rows × cols e4m3 bytes (row stride ld) with their scales in blocks of block_rows × 128, as
-// dequantised floats (q·scale; elements past cols in a row stay 0).
-std::vector<float> dequantise(const std::vector<unsigned char>& q, const std::vector<float>& scale, int64_t rows,
-                              int64_t cols, int64_t ld, int64_t block_rows) {
+template <class T>
+std::vector<T> read_back(const void* device, size_t n) {
+  std::vector<T> out(n);
+  if (n > 0) CUDA_CHECK(cudaMemcpy(out.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+}  // namespace
+
+std::vector<float> dequantise_e4m3(const std::vector<unsigned char>& q, const std::vector<float>& scale, int64_t rows,
+                                   int64_t cols, int64_t ld, int64_t block_rows) {
   std::vector<float> out(static_cast<size_t>(rows * ld), 0.0f);
   const std::array<float, 256>& value = common::e4m3_values();
   const int64_t kb = blocks_of(cols);
@@ -61,18 +68,11 @@ std::vector<float> dequantise(const std::vector<unsigned char>& q, const std::ve
   return out;
 }
 
-template <class T>
-std::vector<T> read_back(const void* device, size_t n) {
-  std::vector<T> out(n);
-  if (n > 0) CUDA_CHECK(cudaMemcpy(out.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return out;
-}
-
 // Why a reason rather than a launch: the rows of a problem the FP8 path does not take say why.
-std::optional<std::string> unsupported_reason(const Problem& p, const DeviceTraits& t) {
+std::optional<std::string> fp8_unsupported_reason(const Problem& p, const DeviceTraits& t, bool backward) {
   if (t.cc_major != 9 || t.cc_minor != 0) {
-    return fmt::format("the FP8 forward needs compute capability 9.0 (sm_90a); this device is sm_{}{}", t.cc_major,
-                       t.cc_minor);
+    return fmt::format("the FP8 {} needs compute capability 9.0 (sm_90a); this device is sm_{}{}",
+                       backward ? "backward" : "forward", t.cc_major, t.cc_minor);
   }
   if (p.layout != Layout::linear) return std::string("the FP8 forward takes the linear layout (W12 = [Wa; Wb], 2D×I)");
   if (p.in_features % 16 != 0 || p.x_stride() % 16 != 0) {
@@ -80,10 +80,74 @@ std::optional<std::string> unsupported_reason(const Problem& p, const DeviceTrai
                        "I={} stride={}",
                        p.in_features, p.x_stride());
   }
+  if (backward && p.hidden % 16 != 0) {
+    return fmt::format("the FP8 backward needs D to be a multiple of 16 (the dU half of dH and of W12^T starts "
+                       "16-byte aligned); D={}",
+                       p.hidden);
+  }
   return std::nullopt;
 }
 
-}  // namespace
+Status quantise_fp8_operands(const Problem& p, const HostInputs& in, bool transposed, cudaStream_t stream,
+                             Fp8Operands* out) {
+  nvtx3::scoped_range r{"quantise"};
+  const int64_t B = p.batch, I = p.in_features, D = p.hidden, ldx = p.x_stride();
+  const int64_t kb = blocks_of(I), db = blocks_of(D), rb = blocks_of(B);
+  Fp8Operands& o = *out;
+  o.xq = DeviceBuffer(static_cast<size_t>(B * ldx));
+  o.x_scale = DeviceBuffer(static_cast<size_t>(B * kb) * 4);
+  o.wq = DeviceBuffer(static_cast<size_t>(2 * D * I));
+  o.w_scale = DeviceBuffer(static_cast<size_t>(2 * db * kb) * 4);
+  if (transposed) {
+    o.ldxt = (B + 15) / 16 * 16;
+    o.xt = DeviceBuffer(static_cast<size_t>(I * o.ldxt));
+    o.xt_scale = DeviceBuffer(static_cast<size_t>(I * rb) * 4);
+    o.wt = DeviceBuffer(static_cast<size_t>(I * 2 * D));
+    o.wt_scale = DeviceBuffer(static_cast<size_t>(2 * kb * db) * 4);
+    // Why zeros: Xᵀ's padding columns are K for the baselines' dW GEMM (fp8_baselines.hpp).
+    CUDA_CHECK(cudaMemsetAsync(o.xt.get(), 0, o.xt.bytes(), stream));
+  }
+  const DeviceBuffer x = upload(in.x, DType::bf16), w = upload(in.w, DType::bf16);
+  const auto* wb = static_cast<const unsigned char*>(w.get());
+  auto* wq = o.wq.as<unsigned char>();
+  Status st = transposed ? quantize_e4m3_transposed(DType::bf16, x.get(), ldx, B, I, Fp8Blocks::row_1x128, o.xq.get(), ldx,
+                                                    o.x_scale.as<float>(), o.xt.get(), o.ldxt, o.xt_scale.as<float>(),
+                                                    stream)
+                         : quantize_e4m3(DType::bf16, x.get(), ldx, B, I, Fp8Blocks::row_1x128, o.xq.get(), ldx,
+                                         o.x_scale.as<float>(), stream);
+  // W12's 128×128 blocks must not straddle Wa and Wb: each half is quantised on its own, its scales
+  // one after the other (Fp8Scaling::blocks), and its transposed copy into W12ᵀ's columns of that half.
+  for (int64_t h = 0; h < 2 && st.ok(); ++h) {
+    const unsigned char* half = wb + h * D * I * 2;
+    st = transposed ? quantize_e4m3_transposed(DType::bf16, half, I, D, I, Fp8Blocks::tile_128x128, wq + h * D * I, I,
+                                               o.w_scale.as<float>() + h * db * kb, o.wt.as<unsigned char>() + h * D,
+                                               2 * D, o.wt_scale.as<float>() + h * kb * db, stream)
+                    : quantize_e4m3(DType::bf16, half, I, D, I, Fp8Blocks::tile_128x128, wq + h * D * I, I,
+                                    o.w_scale.as<float>() + h * db * kb, stream);
+  }
+  Fp8Tensors scales;
+  scales.x_scale = o.x_scale.as<float>();
+  scales.w_scale = o.w_scale.as<float>();
+  if (st.ok()) st = check_fp8_scales(fp8_problem(p), scales, stream);
+  if (!st.ok()) return st;
+  // Why ldx: the padding between X's rows is quantised as nothing and read as nothing.
+  o.x = dequantise_e4m3(read_back<unsigned char>(o.xq.get(), static_cast<size_t>(B * ldx)),
+                        read_back<float>(o.x_scale.get(), static_cast<size_t>(B * kb)), B, I, ldx, 1);
+  o.w = dequantise_e4m3(read_back<unsigned char>(o.wq.get(), static_cast<size_t>(2 * D * I)),
+                        read_back<float>(o.w_scale.get(), static_cast<size_t>(2 * db * kb)), 2 * D, I, I, kBlock);
+  if (transposed) {
+    // Xᵀ (I × B in 1×128 blocks along B) back into X's layout.
+    const std::vector<float> xt = dequantise_e4m3(read_back<unsigned char>(o.xt.get(), o.xt.bytes()),
+                                                  read_back<float>(o.xt_scale.get(), static_cast<size_t>(I * rb)), I,
+                                                  B, o.ldxt, 1);
+    o.x_dw.assign(static_cast<size_t>(B * ldx), 0.0f);
+    common::parallel_for(B, common::threads_for(static_cast<size_t>(B * I)), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t i = 0; i < I; ++i) o.x_dw[b * ldx + i] = xt[i * o.ldxt + b];
+    });
+  }
+  return Status::success();
+}
 
 Fp8Problem fp8_problem(const Problem& p) {
   Fp8Problem f;
@@ -126,7 +190,7 @@ void run_fp8_forward_case(Session& s, const Case& c) {
   }
   std::vector<Row*> rows;
   for (Fp8Variant& v : variants) rows.push_back(&v.row);
-  if (const auto why = unsupported_reason(p, s.traits())) {
+  if (const auto why = fp8_unsupported_reason(p, s.traits(), false)) {
     s.emit_all(rows, "SKIP", *why);
     return;
   }
@@ -150,36 +214,14 @@ void run_fp8_forward_case(Session& s, const Case& c) {
   Problem original = p;
   original.dtype = DType::bf16;
   HostInputs in = make_inputs(original, o.seed, false);
-  DeviceBuffer xq(static_cast<size_t>(B * ldx)), xs(static_cast<size_t>(B * kb) * 4);
-  DeviceBuffer wq(static_cast<size_t>(2 * D * I)), ws(static_cast<size_t>(2 * db * kb) * 4);
   DeviceBuffer bias = p.bias ? upload(in.bias, DType::bf16) : DeviceBuffer();
-  std::vector<float> x_deq, w_deq;
-  {
-    nvtx3::scoped_range r{"quantise"};
-    const DeviceBuffer x = upload(in.x, DType::bf16), w = upload(in.w, DType::bf16);
-    // W12's 128×128 blocks must not straddle Wa and Wb: each half is quantised on its own, its
-    // scales one after the other (Fp8Scaling::blocks).
-    const auto half = [&](int h) { return static_cast<const unsigned char*>(w.get()) + h * D * I * 2; };
-    Status st = quantize_e4m3(DType::bf16, x.get(), ldx, B, I, Fp8Blocks::row_1x128, xq.get(), ldx, xs.as<float>(),
-                              s.stream());
-    for (int h = 0; h < 2 && st.ok(); ++h) {
-      st = quantize_e4m3(DType::bf16, half(h), I, D, I, Fp8Blocks::tile_128x128, wq.as<unsigned char>() + h * D * I, I,
-                         ws.as<float>() + h * db * kb, s.stream());
-    }
-    Fp8Tensors scales;
-    scales.x_scale = xs.as<float>();
-    scales.w_scale = ws.as<float>();
-    if (st.ok()) st = check_fp8_scales(fp, scales, s.stream());
-    if (!st.ok()) {
-      s.emit_all(rows, "ERROR", "quantising the inputs: " + st.message);
-      return;
-    }
-    // Why ldx: the padding between X's rows is quantised as nothing and read as nothing.
-    x_deq = dequantise(read_back<unsigned char>(xq.get(), static_cast<size_t>(B * ldx)),
-                       read_back<float>(xs.get(), static_cast<size_t>(B * kb)), B, I, ldx, 1);
-    w_deq = dequantise(read_back<unsigned char>(wq.get(), static_cast<size_t>(2 * D * I)),
-                       read_back<float>(ws.get(), static_cast<size_t>(2 * db * kb)), 2 * D, I, I, kBlock);
+  Fp8Operands ops;
+  if (Status st = quantise_fp8_operands(p, in, false, s.stream(), &ops); !st.ok()) {
+    s.emit_all(rows, "ERROR", "quantising the inputs: " + st.message);
+    return;
   }
+  std::vector<float>& x_deq = ops.x;
+  std::vector<float>& w_deq = ops.w;
 
   // The reference on the dequantised operands, the bias as rounded to bf16: fp64 on the CPU, or the
   // fp32-accumulating cuBLAS path. (q·scale rounds to fp32 here, 2^-24 relative: far below e4m3's.)
@@ -221,10 +263,10 @@ void run_fp8_forward_case(Session& s, const Case& c) {
   DeviceBuffer z(static_cast<size_t>(B * D)), zs(static_cast<size_t>(B * db) * 4);
   DeviceBuffer scratch_buf(static_cast<size_t>(scratch));
   Fp8Tensors t;
-  t.x = xq.get();
-  t.x_scale = xs.as<float>();
-  t.w = wq.get();
-  t.w_scale = ws.as<float>();
+  t.x = ops.xq.get();
+  t.x_scale = ops.x_scale.as<float>();
+  t.w = ops.wq.get();
+  t.w_scale = ops.w_scale.as<float>();
   t.bias = bias.get();
   t.z = z.get();
   t.z_scale = zs.as<float>();
@@ -245,7 +287,7 @@ void run_fp8_forward_case(Session& s, const Case& c) {
   // the row also gets its error against the unquantised inputs' (no bound: information).
   const auto check_z = [&](Fp8Variant& v) {
     const std::vector<float> got =
-        dequantise(read_back<unsigned char>(z.get(), static_cast<size_t>(B * D)),
+        dequantise_e4m3(read_back<unsigned char>(z.get(), static_cast<size_t>(B * D)),
                    read_back<float>(zs.get(), static_cast<size_t>(B * db)), B, D, D, 1);
     v.row.rel_l2_unquantised = (use_cpu_ref ? compare(got, orig64, Tolerance{}) : compare(got, orig32, Tolerance{})).rel_l2;
     return use_cpu_ref ? compare(got, ref64, tol_of(v)) : compare(got, ref32, tol_of(v));
