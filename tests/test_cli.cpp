@@ -238,6 +238,39 @@ TEST(Cli, BackwardOptions) {
             (std::vector<GatePlacement>{GatePlacement::epilogue, GatePlacement::prologue}));
 }
 
+// --dtype fp8 in the gradient commands: the FP8 backward has fused-save alone. When every case is FP8
+// and lists fused, a --policy without save or a --dh without workspace would leave it nothing to
+// run and is refused; otherwise (the defaults, a mixed sweep, no fused) the FP8 rows of the other
+// modes are SKIP rows with the reason, at run time.
+TEST(Cli, Fp8GradientCommands) {
+  for (const char* op : {"backward", "step", "memory"}) {
+    const Command c = parse({op, "--batch", "64", "--in", "256", "--hidden", "128", "--dtype", "fp8"});
+    ASSERT_NE(c.kind, Command::Kind::exit) << op;
+    ASSERT_EQ(c.cases.size(), 1u) << op;
+    EXPECT_EQ(c.cases[0].problem.dtype, DType::e4m3) << op;
+    EXPECT_EQ(c.options.gradient.policies, (std::vector<Policy>{Policy::save, Policy::recompute})) << op;
+  }
+  const Command mixed = parse({"backward", "--batch", "64", "--in", "256", "--hidden", "128", "--dtype", "fp8,bf16",
+                               "--policy", "recompute"});
+  EXPECT_EQ(mixed.cases.size(), 2u);
+  const Command baselines = parse({"backward", "--batch", "64", "--in", "256", "--hidden", "128", "--dtype", "fp8",
+                                   "--variants", "cublas2,cublas1", "--policy", "recompute"});
+  EXPECT_EQ(baselines.cases.size(), 1u);
+  const Command save = parse({"step", "--batch", "64", "--in", "256", "--hidden", "128", "--dtype", "fp8", "--policy",
+                              "save", "--dh", "workspace,inplace", "--grads", "dx"});
+  EXPECT_EQ(save.options.gradient.policies, (std::vector<Policy>{Policy::save}));
+  EXPECT_EQ(save.cases.size(), 1u);
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"backward", "--batch", "64", "--in", "256", "--hidden", "128", "--dtype", "fp8", "--policy", "recompute"},
+           {"step", "--batch", "64", "--in", "256", "--hidden", "128", "--dtype", "e4m3", "--variants", "fused",
+            "--policy", "recompute", "--gate-placement", "prologue"},
+           {"memory", "--batch", "64", "--in", "256", "--hidden", "128", "--dtype", "fp8", "--dh", "inplace"}}) {
+    const Command c = parse(bad);
+    EXPECT_EQ(c.kind, Command::Kind::exit) << bad[0] << " " << bad.back();
+    EXPECT_EQ(c.exit_code, 3) << bad[0] << " " << bad.back();
+  }
+}
+
 TEST(Cli, StepAndMemory) {
   const Command s = parse({"step", "--shapes", kSmoke, "--policy", "save", "--warmup", "2", "--hot"});
   ASSERT_EQ(s.kind, Command::Kind::step);

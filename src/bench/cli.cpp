@@ -143,8 +143,11 @@ void add_case_options(CLI::App* cmd, CaseOptions& c, bool gradient) {
   cmd->add_option("--in", c.in, "in-features I (same forms as --batch)");
   cmd->add_option("--hidden", c.hidden, "hidden size D (same forms as --batch)");
   cmd->add_option("--dtype", c.dtype,
-                  "fp32, fp16, bf16, fp8 (e4m3 operands with block scales, the forward only: see "
-                  "docs/swiglubench.md) or a comma list [default: bf16]");
+                  gradient ? "fp32, fp16, bf16, fp8 (e4m3 operands with block scales, the blockwise recipe's "
+                             "backward: fused-save only, Hopper, D a multiple of 16; see docs/swiglubench.md) or "
+                             "a comma list [default: bf16]"
+                           : "fp32, fp16, bf16, fp8 (e4m3 operands with block scales: see docs/swiglubench.md) "
+                             "or a comma list [default: bf16]");
   cmd->add_option("--layout", c.layout, "linear (nn.Linear W12, 2D×I) or packed (Wf, I×2D) [default: linear]");
   cmd->add_option("--bias", c.bias, "true, false or true,false [default: false]");
   cmd->add_option("--variants", c.variants, gradient ? kGradientVariantsHelp : kForwardVariantsHelp);
@@ -273,6 +276,25 @@ GradientOptions resolve_gradient(const GradientWords& w, Op op) {
   g.dx_tiles = tile_words(w.dx_tiles, "--dx-tiles");
   g.dw_tiles = tile_words(w.dw_tiles, "--dw-tiles");
   return g;
+}
+
+// Why: the FP8 backward has one fused mode (fused-save, dH in its workspace). When every case is
+// FP8 and lists fused, options that leave it no such mode would only write SKIP rows; they are
+// refused instead. (In a mixed sweep the FP8 rows of another mode are SKIP with the reason.)
+void check_fp8_gradient_options(const std::vector<Case>& cases, const GradientOptions& g) {
+  const bool all_fp8_fused = !cases.empty() && std::all_of(cases.begin(), cases.end(), [](const Case& c) {
+    return c.problem.dtype == DType::e4m3 &&
+           std::find(c.variants.begin(), c.variants.end(), Variant::fused) != c.variants.end();
+  });
+  if (!all_fp8_fused) return;
+  if (std::find(g.policies.begin(), g.policies.end(), Policy::save) == g.policies.end())
+    throw std::invalid_argument(
+        "--dtype fp8 has the save policy only (the FP8 backward reads the H its forward kept): --policy must "
+        "include save");
+  if (std::find(g.save_dh.begin(), g.save_dh.end(), DhStorage::workspace) == g.save_dh.end())
+    throw std::invalid_argument(
+        "--dtype fp8 keeps dH in the backward's workspace (in e4m3, with its transposed copy): --dh must include "
+        "workspace");
 }
 
 struct Formats {
@@ -716,6 +738,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   try {
     if (rc.spec->gradient) opts.gradient = resolve_gradient(rc.gradient_words, opts.op);
     ResolvedCases resolved = resolve_cases(case_overrides(rc.cases));
+    if (rc.spec->gradient) check_fp8_gradient_options(resolved.cases, opts.gradient);
     cmd.cases = std::move(resolved.cases);
     opts.name = std::move(resolved.name);
     cmd.resolved = std::move(resolved.record);

@@ -11,6 +11,11 @@
 //   memory:   variant by variant, the saved activations and then the backward's workspace are
 //             allocated alone between cudaMemGetInfo readings; forward + backward run once and are
 //             checked; nothing is timed.
+//
+// --dtype fp8 runs the same steps on the FP8 recipe (run_fp8.hpp): fused-save is forward_fp8 keeping
+// H, then backward_fp8 on the transposed copies of X and W12 made in the same quantiser pass;
+// cublas2 and cublas1 are baselines::Fp8Plan keeping H, then baselines::Fp8BackwardPlan. The
+// quantisation of X and W12 (the forward's inputs) is outside every timed unit, as in forward.
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 #include <nvtx3/nvtx3.hpp>
@@ -23,8 +28,10 @@
 #include <vector>
 
 #include "baselines/cublas_baselines.hpp"
+#include "baselines/fp8_baselines.hpp"
 #include "baselines/gpu_reference.hpp"
 #include "bench/cpu_reference.hpp"
+#include "bench/run_fp8.hpp"
 #include "bench/session.hpp"
 #include "common/device.hpp"
 #include "common/host_data.hpp"
@@ -46,9 +53,15 @@ struct GradVariant {
   std::optional<TileConfig> forward_tile;      // fused forward; unset: the heuristic
   size_t saved_bytes = 0;                      // kept between forward and backward
   size_t workspace_bytes = 0;                  // the backward's own scratch
-  DeviceBuffer saved;
+  size_t forward_scratch_bytes = 0;            // fp8 baselines: Fp8Plan's (Z before its quantisation, scales)
+  DeviceBuffer saved, forward_scratch;
+  // fp8 baselines: their backward's own workspace, not the case's shared one: create() writes W12ᵀ's
+  // and Xᵀ's scale copies and dHᵀ's zero padding there, which another variant would overwrite.
+  DeviceBuffer own_workspace;
   baselines::Plan forward_plan;
   baselines::BackwardPlan backward_plan;
+  baselines::Fp8Plan fp8_forward_plan;
+  baselines::Fp8BackwardPlan fp8_backward_plan;
   TileConfig forward_used;   // what the last fused forward ran
   BackwardTiles backward_used;
   Row row;
@@ -115,7 +128,96 @@ std::vector<TileChoice> expand_tiles(const std::vector<TileChoice>& choices,
   return out;
 }
 
-std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
+// A baseline's variant: G and U (or H) kept by its forward, a backward of its own.
+GradVariant baseline_variant(const Session& s, const Case& c, Variant v, size_t saved_bytes, size_t workspace_bytes) {
+  const Grads g = s.options().gradient.grads;
+  GradVariant var;
+  var.name = std::string(to_string(v));
+  var.baseline = baseline_of(v);
+  var.saved_bytes = saved_bytes;
+  var.workspace_bytes = workspace_bytes;
+  var.row = s.base_row(c, var.name);
+  var.row.policy = "save";
+  var.row.gate_placement = "separate";
+  var.row.tile_forward = "cublasLt";
+  if (g.dx) var.row.tile_dx = "cublasLt";
+  if (g.dw) var.row.tile_dw = "cublasLt";
+  return var;
+}
+
+// The FP8 backward's GEMMs (kernels/gemm_sm90_fp8.cuh), for the rows' tile columns.
+constexpr const char* kFp8GemmKernel = "sm90a-fp8-gemm";
+
+// --dtype fp8: `fused` is fused-save alone (backward_fp8 reads the H its forward kept and keeps dH in
+// e4m3, with dHᵀ, in its workspace); every other fused mode the options ask for, and a named tile
+// (the FP8 kernels are chosen by B), is a SKIP row saying so. Every variant keeps H in bf16.
+std::vector<GradVariant> make_fp8_variants(const Session& s, const Case& c) {
+  const GradientOptions& g = s.options().gradient;
+  const Problem& p = c.problem;
+  const Fp8Problem fp = fp8_problem(p);
+  const auto saved = static_cast<size_t>(p.batch * 2 * p.hidden) * dtype_size(fp.out);
+  const auto named = [](const std::vector<TileChoice>& tiles) {
+    return std::any_of(tiles.begin(), tiles.end(),
+                       [](const TileChoice& t) { return t.kind == TileChoice::Kind::named; });
+  };
+  const bool any_named = named(c.tiles) || (g.grads.dx && named(g.dx_tiles)) || (g.grads.dw && named(g.dw_tiles));
+  std::vector<GradVariant> out;
+  for (const Variant v : c.variants) {
+    if (v != Variant::fused) {
+      const baselines::Variant b = baseline_of(v);
+      GradVariant var = baseline_variant(s, c, v, saved, baselines::fp8_backward_scratch_bytes(b, fp, g.grads));
+      var.forward_scratch_bytes = baselines::fp8_scratch_bytes(b, fp);
+      out.push_back(std::move(var));
+      continue;
+    }
+    const auto add = [&](Policy policy, const char* name, const std::string& placement, const std::string& skip) {
+      GradVariant var;
+      var.name = name;
+      var.row = s.base_row(c, var.name);
+      var.row.policy = std::string(to_string(policy));
+      var.row.gate_placement = placement;
+      var.row.tile_choice = "auto";
+      var.row.tile_forward = std::string(forward_fp8_kernel(fp));
+      if (g.grads.dx) var.row.tile_dx = kFp8GemmKernel;
+      if (g.grads.dw) var.row.tile_dw = kFp8GemmKernel;
+      var.options.policy = policy;
+      var.options.grads = g.grads;
+      var.saved_bytes = policy == Policy::save ? saved : 0;
+      var.workspace_bytes = backward_fp8_workspace_bytes(fp);
+      if (!skip.empty()) {
+        var.row.status = "SKIP";
+        var.row.reason = skip;
+      }
+      out.push_back(std::move(var));
+    };
+    for (const Policy policy : g.policies) {
+      if (policy == Policy::save) {
+        for (const DhStorage dh : g.save_dh) {
+          if (dh == DhStorage::tensors) {
+            add(policy, "fused-save-inplace", "separate",
+                "the FP8 backward keeps dH in e4m3, with its transposed copy, in its workspace: it has no in-place "
+                "dH (--dh workspace)");
+          } else {
+            add(policy, "fused-save", "separate",
+                any_named ? "the FP8 forward and backward pick their kernels by B: --tiles, --dx-tiles and "
+                            "--dw-tiles auto or all"
+                          : "");
+          }
+        }
+        continue;
+      }
+      for (const GatePlacement placement : g.placements) {
+        add(policy, placement == GatePlacement::prologue ? "fused-recompute-prologue" : "fused-recompute",
+            std::string(to_string(placement)),
+            "the FP8 backward has the save policy only: it reads the H the FP8 forward kept (--policy save)");
+      }
+    }
+  }
+  return out;
+}
+
+// fp32, fp16 and bf16: the baselines, and the fused variants per mode and tile.
+std::vector<GradVariant> make_tiled_variants(const Session& s, const Case& c) {
   const RunOptions& o = s.options();
   const GradientOptions& g = o.gradient;
   const Problem& p = c.problem;
@@ -129,18 +231,8 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
   std::vector<GradVariant> out;
   for (const Variant v : c.variants) {
     if (v != Variant::fused) {
-      GradVariant var;
-      var.name = std::string(to_string(v));
-      var.baseline = baseline_of(v);
-      var.saved_bytes = baselines::scratch_bytes(*var.baseline, p);
-      var.workspace_bytes = baselines::backward_scratch_bytes(*var.baseline, p);
-      var.row = s.base_row(c, var.name);
-      var.row.policy = "save";
-      var.row.gate_placement = "separate";
-      var.row.tile_forward = "cublasLt";
-      if (g.grads.dx) var.row.tile_dx = "cublasLt";
-      if (g.grads.dw) var.row.tile_dw = "cublasLt";
-      out.push_back(std::move(var));
+      const baselines::Variant b = baseline_of(v);
+      out.push_back(baseline_variant(s, c, v, baselines::scratch_bytes(b, p), baselines::backward_scratch_bytes(b, p)));
       continue;
     }
     // One fused variant per mode: save once per dH storage (the prologue reads H; over the saved H,
@@ -209,8 +301,14 @@ std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
       }
     }
   }
+  return out;
+}
+
+std::vector<GradVariant> make_variants(const Session& s, const Case& c) {
+  const RunOptions& o = s.options();
+  std::vector<GradVariant> out = c.problem.dtype == DType::e4m3 ? make_fp8_variants(s, c) : make_tiled_variants(s, c);
   for (GradVariant& v : out) {
-    v.row.grads = grads_name(g.grads);
+    v.row.grads = grads_name(o.gradient.grads);
     v.row.requested_saved_bytes = static_cast<int64_t>(v.saved_bytes);
     v.row.requested_workspace_bytes = static_cast<int64_t>(v.workspace_bytes);
     set_tile_label(v.row, o.op != Op::backward);
@@ -230,9 +328,12 @@ struct Reference {
 };
 
 // The case's device tensors: inputs, Z, the gradients asked for, and (backward, step) the one
-// workspace every variant's backward uses in turn.
+// workspace every variant's backward uses in turn. --dtype fp8: X and W12 as `fp8` (x and w stay
+// empty), Z in e4m3 with its 1×128 scales, the bias, dZ and the gradients in bf16.
 struct Tensors {
   DeviceBuffer x, w, bias, dz, z, dx, dw, dbias, workspace;
+  Fp8Operands fp8;
+  DeviceBuffer z_scale;
 };
 
 // One output a variant is checked on.
@@ -244,6 +345,8 @@ struct Output {
   Tolerance tol;
   const RefOutput* ref;
   double Row::*rel_l2;
+  DType dtype;                          // as stored
+  const DeviceBuffer* scale = nullptr;  // an e4m3 output's 1×128 scales along `cols`
 };
 
 class GradientCase {
@@ -253,8 +356,17 @@ class GradientCase {
   void run();
 
  private:
-  bool computes_reference();
-  Status prepare(GradVariant& v, void* workspace);
+  bool fp8() const { return p_.dtype == DType::e4m3; }
+  double device_bytes(bool cpu_ref) const;
+  bool make_inputs_and_reference(bool cpu_ref);
+  bool make_fp8_inputs_and_reference(bool cpu_ref);
+  bool computes_reference(const Problem& p, const void* x, const void* w, const void* bias, const void* dz,
+                          const void* x_dw);
+  Fp8Tensors fp8_forward_tensors(const GradVariant& v) const;
+  Fp8BackwardTensors fp8_backward_tensors(const GradVariant& v) const;
+  std::vector<float> read(const Output& out) const;
+  DeviceBuffer& workspace_of(GradVariant& v) { return fp8() && v.baseline ? v.own_workspace : t_.workspace; }
+  Status prepare(GradVariant& v);
   Status run_forward(GradVariant& v, cudaStream_t st);
   Status run_backward(GradVariant& v, cudaStream_t st);
   void poison(bool z);
@@ -280,66 +392,16 @@ void GradientCase::run() {
   variants_ = make_variants(s_, c_);
   std::vector<Row*> rows;
   for (GradVariant& v : variants_) rows.push_back(&v.row);
-  if (p_.dtype == DType::e4m3) {
-    s_.emit_all(rows, "SKIP",
-                "swiglubench does not run the FP8 backward yet (the library's backward_fp8: train --dtype fp8 and "
-                "the PyTorch package do): --dtype fp8 runs check and forward");
-    return;
-  }
-  const Grads g = o_.gradient.grads;
-  const double es = static_cast<double>(dtype_size(p_.dtype));
-  const double B = static_cast<double>(p_.batch), I = static_cast<double>(p_.in_features),
-               D = static_cast<double>(p_.hidden);
-  const bool memory = o_.op == Op::memory;
-  const bool cpu_ref = use_cpu_reference(o_, forward_flops(p_) / 2);
-
-  // Device memory: inputs and outputs, then the larger of the reference and the variants'
-  // buffers (the GPU reference is freed before they are allocated).
-  const double tensors = es * (B * p_.x_stride() + 2 * D * I + (p_.bias ? 2 * D : 0) + 2 * B * D +
-                               (g.dx ? B * I : 0) + (g.dw ? 2 * D * I + (p_.bias ? 2 * D : 0) : 0));
-  double ref_bytes = 0;
-  if (!cpu_ref) {
-    ref_bytes = static_cast<double>(baselines::reference_backward_scratch_bytes(p_)) +
-                4.0 * (B * I + 2 * D * I + 2 * D) +
-                static_cast<double>(baselines::reference_scratch_bytes(p_)) + 4.0 * B * D;
-  }
-  double variant_bytes = 0, max_workspace = 0;
-  for (const GradVariant& v : variants_) {
-    if (!v.row.status.empty()) continue;
-    max_workspace = std::max(max_workspace, static_cast<double>(v.workspace_bytes));
-    variant_bytes = memory ? std::max(variant_bytes, static_cast<double>(v.saved_bytes + v.workspace_bytes))
-                           : variant_bytes + static_cast<double>(v.saved_bytes);
-  }
-  if (!memory) variant_bytes += max_workspace;
-  if (s_.skip_if_too_large(tensors + std::max(ref_bytes, variant_bytes), rows)) return;
-
-  HostInputs in;
-  {
-    nvtx3::scoped_range r{"inputs"};
-    in = make_inputs(p_, o_.seed, true);
-    t_.x = upload(in.x, p_.dtype);
-    t_.w = upload(in.w, p_.dtype);
-    if (p_.bias) t_.bias = upload(in.bias, p_.dtype);
-    t_.dz = upload(in.dz, p_.dtype);
-    t_.z = DeviceBuffer(static_cast<size_t>(B * D * es));
-    if (g.dx) t_.dx = DeviceBuffer(static_cast<size_t>(B * I * es));
-    if (g.dw) t_.dw = DeviceBuffer(static_cast<size_t>(2 * D * I * es));
-    if (g.dw && p_.bias) t_.dbias = DeviceBuffer(static_cast<size_t>(2 * D * es));
-  }
-  {
-    nvtx3::scoped_range r{"reference"};
-    if (cpu_ref) {
-      ref_.name = "cpu-fp64";
-      if (o_.op != Op::backward) ref_.z.f64 = cpu_reference(p_, in.x, in.w, in.bias);
-      CpuGrads cg = cpu_reference_backward(p_, in.x, in.w, in.bias, in.dz);
-      ref_.dx.f64 = std::move(cg.dx);
-      ref_.dw.f64 = std::move(cg.dw);
-      ref_.dbias.f64 = std::move(cg.dbias);
-    } else if (!computes_reference()) {
+  if (fp8()) {
+    if (const auto why = fp8_unsupported_reason(p_, s_.traits(), true)) {
+      s_.emit_all(rows, "SKIP", *why);
       return;
     }
   }
-  in = {};
+  const bool memory = o_.op == Op::memory;
+  const bool cpu_ref = use_cpu_reference(o_, forward_flops(p_) / 2);
+  if (s_.skip_if_too_large(device_bytes(cpu_ref), rows)) return;
+  if (!(fp8() ? make_fp8_inputs_and_reference(cpu_ref) : make_inputs_and_reference(cpu_ref))) return;
 
   if (memory) {
     // Why a constant: cudaMalloc maps device memory in 2 MiB pages, so cudaMemGetInfo moves in
@@ -369,8 +431,8 @@ void GradientCase::run() {
     }
   } else {
     size_t ws = 0;
-    for (const GradVariant& v : variants_)
-      if (v.row.status.empty()) ws = std::max(ws, v.workspace_bytes);
+    for (GradVariant& v : variants_)
+      if (v.row.status.empty() && &workspace_of(v) == &t_.workspace) ws = std::max(ws, v.workspace_bytes);
     t_.workspace = DeviceBuffer(ws);
     for (GradVariant& v : variants_) {
       if (!v.row.status.empty() || s_.stopped()) continue;
@@ -392,7 +454,7 @@ void GradientCase::run() {
                        },
                        poison_outputs, verify});
     }
-    const double flops = backward_flops(p_, g) + (step ? forward_flops(p_) : 0.0);
+    const double flops = backward_flops(p_, o_.gradient.grads) + (step ? forward_flops(p_) : 0.0);
     s_.profile_or_time(label_, timed, flops, kNaN);
   }
   // Why: as in forward, an interrupted case is dropped whole.
@@ -400,11 +462,150 @@ void GradientCase::run() {
   s_.emit_all(rows, "ERROR", "not run: an earlier CUDA error left the device unusable");
 }
 
-// The fp32 GPU reference (large shapes): Z (step, memory) and the gradients, copied to the host.
-// On failure every row becomes ERROR and it returns false.
-bool GradientCase::computes_reference() {
+// Device memory the case needs at its peak: inputs and outputs, then the larger of the reference
+// (or, fp8, the bf16 originals being quantised) and the variants' buffers (the GPU reference is
+// freed before they are allocated).
+double GradientCase::device_bytes(bool cpu_ref) const {
   const Grads g = o_.gradient.grads;
-  const int64_t B = p_.batch, I = p_.in_features, D = p_.hidden;
+  const double B = static_cast<double>(p_.batch), I = static_cast<double>(p_.in_features),
+               D = static_cast<double>(p_.hidden), ldx = static_cast<double>(p_.x_stride());
+  const double bias = p_.bias ? 2 * D : 0;
+  double tensors = 0, ref_bytes = 0;
+  if (fp8()) {
+    const double kb = std::ceil(I / 128), db = std::ceil(D / 128), rb = std::ceil(B / 128);
+    const double ldxt = std::ceil(B / 16) * 16;
+    // X, Xᵀ, W12 and W12ᵀ in e4m3 with their scales; the bias, dZ and the gradients in bf16; Z in
+    // e4m3 with its scales.
+    tensors = B * ldx + I * ldxt + 4 * D * I + 4 * (B * kb + I * rb + 4 * db * kb) +
+              2 * (bias + B * D + (g.dx ? B * I : 0) + (g.dw ? 2 * D * I + bias : 0)) + B * D + 4 * B * db;
+    ref_bytes = 2 * (B * ldx + 2 * D * I);
+    if (!cpu_ref) {
+      Problem exact = p_;
+      exact.dtype = DType::f32;
+      exact.math = Math::exact;
+      ref_bytes = std::max(ref_bytes, 4 * (2 * B * ldx + 2 * D * I + bias + B * D) +
+                                          static_cast<double>(baselines::reference_backward_scratch_bytes(exact)) +
+                                          4 * (B * I + 2 * D * I + 2 * D) +
+                                          static_cast<double>(baselines::reference_scratch_bytes(exact)) + 4 * B * D);
+    }
+  } else {
+    const double es = static_cast<double>(dtype_size(p_.dtype));
+    tensors = es * (B * ldx + 2 * D * I + bias + 2 * B * D + (g.dx ? B * I : 0) + (g.dw ? 2 * D * I + bias : 0));
+    if (!cpu_ref) {
+      ref_bytes = static_cast<double>(baselines::reference_backward_scratch_bytes(p_)) +
+                  4 * (B * I + 2 * D * I + 2 * D) + static_cast<double>(baselines::reference_scratch_bytes(p_)) +
+                  4 * B * D;
+    }
+  }
+  const bool memory = o_.op == Op::memory;
+  double variant_bytes = 0, max_workspace = 0;
+  for (const GradVariant& v : variants_) {
+    if (!v.row.status.empty()) continue;
+    const double kept = static_cast<double>(v.saved_bytes + v.forward_scratch_bytes);
+    const double ws = static_cast<double>(v.workspace_bytes);
+    const bool own = fp8() && v.baseline;  // workspace_of(): its own, not the shared one
+    if (!own) max_workspace = std::max(max_workspace, ws);
+    variant_bytes = memory ? std::max(variant_bytes, kept + ws) : variant_bytes + kept + (own ? ws : 0);
+  }
+  if (!memory) variant_bytes += max_workspace;
+  return tensors + std::max(ref_bytes, variant_bytes);
+}
+
+// Seeded inputs in the dtype, the outputs, and the reference on the host. False (rows emitted) when
+// the reference fails.
+bool GradientCase::make_inputs_and_reference(bool cpu_ref) {
+  const Grads g = o_.gradient.grads;
+  const size_t es = dtype_size(p_.dtype);
+  const auto B = static_cast<size_t>(p_.batch), I = static_cast<size_t>(p_.in_features),
+             D = static_cast<size_t>(p_.hidden);
+  HostInputs in;
+  {
+    nvtx3::scoped_range r{"inputs"};
+    in = make_inputs(p_, o_.seed, true);
+    t_.x = upload(in.x, p_.dtype);
+    t_.w = upload(in.w, p_.dtype);
+    if (p_.bias) t_.bias = upload(in.bias, p_.dtype);
+    t_.dz = upload(in.dz, p_.dtype);
+    t_.z = DeviceBuffer(B * D * es);
+    if (g.dx) t_.dx = DeviceBuffer(B * I * es);
+    if (g.dw) t_.dw = DeviceBuffer(2 * D * I * es);
+    if (g.dw && p_.bias) t_.dbias = DeviceBuffer(2 * D * es);
+  }
+  nvtx3::scoped_range r{"reference"};
+  if (!cpu_ref) return computes_reference(p_, t_.x.get(), t_.w.get(), t_.bias.get(), t_.dz.get(), nullptr);
+  ref_.name = "cpu-fp64";
+  if (o_.op != Op::backward) ref_.z.f64 = cpu_reference(p_, in.x, in.w, in.bias);
+  CpuGrads cg = cpu_reference_backward(p_, in.x, in.w, in.bias, in.dz);
+  ref_.dx.f64 = std::move(cg.dx);
+  ref_.dw.f64 = std::move(cg.dw);
+  ref_.dbias.f64 = std::move(cg.dbias);
+  return true;
+}
+
+// --dtype fp8: the bf16 case's seeded inputs (the same seed and shape, so the two compare), X and
+// W12 quantised with the backward's transposed copies (run_fp8.hpp), the outputs, and the reference
+// on the dequantised operands: Z and the gradients of X (the forward's 1×128 blocks along I) and
+// W12, with dW12 = dHᵀ·X on X as Xᵀ's blocks along B give it, the bias and dZ as rounded to bf16.
+// (q·scale rounds to fp32 here, 2^-24 relative: far below e4m3's.) False (rows emitted) on failure.
+bool GradientCase::make_fp8_inputs_and_reference(bool cpu_ref) {
+  const Grads g = o_.gradient.grads;
+  const Fp8Problem fp = fp8_problem(p_);
+  const size_t es = dtype_size(fp.out);
+  const auto B = static_cast<size_t>(p_.batch), I = static_cast<size_t>(p_.in_features),
+             D = static_cast<size_t>(p_.hidden), db = (D + 127) / 128;
+  Problem original = p_;
+  original.dtype = DType::bf16;
+  HostInputs in;
+  {
+    nvtx3::scoped_range r{"inputs"};
+    in = make_inputs(original, o_.seed, true);
+    if (Status st = quantise_fp8_operands(p_, in, true, s_.stream(), &t_.fp8); !st.ok()) {
+      std::vector<Row*> rows;
+      for (GradVariant& v : variants_) rows.push_back(&v.row);
+      s_.emit_all(rows, "ERROR", "quantising the inputs: " + st.message);
+      return false;
+    }
+    if (p_.bias) t_.bias = upload(in.bias, fp.out);
+    t_.dz = upload(in.dz, fp.out);
+    t_.z = DeviceBuffer(B * D);
+    t_.z_scale = DeviceBuffer(B * db * sizeof(float));
+    if (g.dx) t_.dx = DeviceBuffer(B * I * es);
+    if (g.dw) t_.dw = DeviceBuffer(2 * D * I * es);
+    if (g.dw && p_.bias) t_.dbias = DeviceBuffer(2 * D * es);
+  }
+  nvtx3::scoped_range r{"reference"};
+  Problem exact = p_;
+  exact.dtype = DType::f32;
+  exact.math = Math::exact;
+  const Fp8Operands& q = t_.fp8;
+  bool ok = true;
+  if (cpu_ref) {
+    ref_.name = "cpu-fp64";
+    if (o_.op != Op::backward) ref_.z.f64 = cpu_reference(exact, q.x, q.w, in.bias);
+    CpuGrads cg = cpu_reference_backward(exact, q.x, q.w, in.bias, in.dz, 0, q.x_dw);
+    ref_.dx.f64 = std::move(cg.dx);
+    ref_.dw.f64 = std::move(cg.dw);
+    ref_.dbias.f64 = std::move(cg.dbias);
+  } else {
+    const DeviceBuffer x = upload(q.x, DType::f32), w = upload(q.w, DType::f32), x_dw = upload(q.x_dw, DType::f32);
+    const DeviceBuffer bias = p_.bias ? upload(in.bias, DType::f32) : DeviceBuffer();
+    const DeviceBuffer dz = upload(in.dz, DType::f32);
+    ok = computes_reference(exact, x.get(), w.get(), bias.get(), dz.get(), x_dw.get());
+  }
+  // The host copies are the reference's alone.
+  t_.fp8.x = {};
+  t_.fp8.w = {};
+  t_.fp8.x_dw = {};
+  return ok;
+}
+
+// The fp32 GPU reference (large shapes) of problem p (p_ or, fp8, its fp32 twin on the dequantised
+// operands) from device inputs: Z (step, memory) and the gradients, copied to the host; x_dw as for
+// gpu_reference_backward. On failure every row becomes ERROR and it returns false.
+bool GradientCase::computes_reference(const Problem& p, const void* x, const void* w, const void* bias,
+                                      const void* dz, const void* x_dw) {
+  const Grads g = o_.gradient.grads;
+  const int64_t B = p.batch, I = p.in_features, D = p.hidden;
   ref_.name = "gpu-fp32";
   const auto to_host = [](const DeviceBuffer& d, size_t n) {
     std::vector<float> h(n);
@@ -413,24 +614,22 @@ bool GradientCase::computes_reference() {
   };
   Status st;
   if (o_.op != Op::backward) {
-    DeviceBuffer h(baselines::reference_scratch_bytes(p_));
+    DeviceBuffer h(baselines::reference_scratch_bytes(p));
     DeviceBuffer zr(static_cast<size_t>(B * D) * sizeof(float));
-    st = baselines::gpu_reference(s_.cublas(), p_, t_.x.get(), t_.w.get(), t_.bias.get(),
-                                  h.as<float>(), zr.as<float>(), s_.stream());
+    st = baselines::gpu_reference(s_.cublas(), p, x, w, bias, h.as<float>(), zr.as<float>(), s_.stream());
     if (st.ok()) ref_.z.f32 = to_host(zr, static_cast<size_t>(B * D));
   }
   if (st.ok()) {
-    DeviceBuffer scratch(baselines::reference_backward_scratch_bytes(p_));
+    DeviceBuffer scratch(baselines::reference_backward_scratch_bytes(p));
     DeviceBuffer dx(static_cast<size_t>(B * I) * sizeof(float));
     DeviceBuffer dw(static_cast<size_t>(2 * D * I) * sizeof(float));
-    DeviceBuffer db(p_.bias ? static_cast<size_t>(2 * D) * sizeof(float) : 0);
-    st = baselines::gpu_reference_backward(s_.cublas(), p_, t_.x.get(), t_.w.get(), t_.bias.get(),
-                                           t_.dz.get(), scratch.get(), dx.as<float>(),
-                                           dw.as<float>(), db.as<float>(), s_.stream());
+    DeviceBuffer db(p.bias ? static_cast<size_t>(2 * D) * sizeof(float) : 0);
+    st = baselines::gpu_reference_backward(s_.cublas(), p, x, w, bias, dz, scratch.get(), dx.as<float>(),
+                                           dw.as<float>(), db.as<float>(), s_.stream(), x_dw);
     if (st.ok()) {
       if (g.dx) ref_.dx.f32 = to_host(dx, static_cast<size_t>(B * I));
       if (g.dw) ref_.dw.f32 = to_host(dw, static_cast<size_t>(2 * D * I));
-      if (g.dw && p_.bias) ref_.dbias.f32 = to_host(db, static_cast<size_t>(2 * D));
+      if (g.dw && p.bias) ref_.dbias.f32 = to_host(db, static_cast<size_t>(2 * D));
     }
   }
   if (st.ok()) return true;
@@ -440,10 +639,76 @@ bool GradientCase::computes_reference() {
   return false;
 }
 
-// Allocates the variant's saved activations and, for the baselines, builds its plans.
-Status GradientCase::prepare(GradVariant& v, void* workspace) {
+// The FP8 forward's tensors for a variant: the case's e4m3 operands, Z in e4m3 with its scales, and
+// H into the variant's saved buffer.
+Fp8Tensors GradientCase::fp8_forward_tensors(const GradVariant& v) const {
+  Fp8Tensors t;
+  t.x = t_.fp8.xq.get();
+  t.x_scale = t_.fp8.x_scale.as<float>();
+  t.w = t_.fp8.wq.get();
+  t.w_scale = t_.fp8.w_scale.as<float>();
+  t.bias = t_.bias.get();
+  t.z = t_.z.get();
+  t.z_scale = t_.z_scale.as<float>();
+  t.saved = v.saved.get();
+  return t;
+}
+
+// The FP8 backward's tensors for a variant: dZ, its saved H, the transposed copies, and the
+// gradients asked for, in bf16.
+Fp8BackwardTensors GradientCase::fp8_backward_tensors(const GradVariant& v) const {
+  const Grads g = o_.gradient.grads;
+  const DType out = fp8_problem(p_).out;
+  Fp8BackwardTensors t;
+  t.dz = t_.dz.get();
+  t.saved = v.saved.get();
+  t.xt = t_.fp8.xt.get();
+  t.ldxt = t_.fp8.ldxt;
+  t.xt_scale = t_.fp8.xt_scale.as<float>();
+  if (g.dx) {
+    t.wt = t_.fp8.wt.get();
+    t.wt_scale = t_.fp8.wt_scale.as<float>();
+    t.dx = t_.dx.get();
+    t.dx_dtype = out;
+  }
+  if (g.dw) {
+    t.dw = t_.dw.get();
+    t.dw_dtype = out;
+    t.dbias = t_.dbias.get();
+    t.dbias_dtype = out;
+  }
+  return t;
+}
+
+// An output's values as floats: as stored, or an e4m3 one dequantised with the scales it came with.
+std::vector<float> GradientCase::read(const Output& out) const {
+  if (out.scale == nullptr) return download(out.device->get(), out.n, out.dtype);
+  const int64_t rows = static_cast<int64_t>(out.n) / out.cols, blocks = (out.cols + 127) / 128;
+  std::vector<unsigned char> q(out.n);
+  std::vector<float> scale(static_cast<size_t>(rows * blocks));
+  CUDA_CHECK(cudaMemcpy(q.data(), out.device->get(), q.size(), cudaMemcpyDeviceToHost));
+  CUDA_CHECK(cudaMemcpy(scale.data(), out.scale->get(), scale.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  return dequantise_e4m3(q, scale, rows, out.cols, out.cols, 1);
+}
+
+// Allocates the variant's saved activations (and an fp8 baseline's own buffers) and, for the
+// baselines, builds its plans.
+Status GradientCase::prepare(GradVariant& v) {
   if (v.saved_bytes > 0 && v.saved.bytes() == 0) v.saved = DeviceBuffer(v.saved_bytes);
   if (!v.baseline) return Status::success();
+  DeviceBuffer& workspace = workspace_of(v);
+  if (fp8()) {
+    if (v.forward_scratch_bytes > 0 && v.forward_scratch.bytes() == 0)
+      v.forward_scratch = DeviceBuffer(v.forward_scratch_bytes);
+    if (v.workspace_bytes > 0 && workspace.bytes() == 0) workspace = DeviceBuffer(v.workspace_bytes);
+    const Fp8Problem fp = fp8_problem(p_);
+    if (Status st = baselines::Fp8Plan::create(s_.cublas(), *v.baseline, fp, fp8_forward_tensors(v),
+                                               v.forward_scratch.get(), &v.fp8_forward_plan);
+        !st.ok())
+      return st;
+    return baselines::Fp8BackwardPlan::create(s_.cublas(), *v.baseline, fp, fp8_backward_tensors(v),
+                                              workspace.get(), &v.fp8_backward_plan);
+  }
   const Grads g = o_.gradient.grads;
   if (Status st = baselines::Plan::create(s_.cublas(), *v.baseline, p_, t_.x.get(), t_.w.get(),
                                           t_.bias.get(), t_.z.get(), v.saved.get(), &v.forward_plan);
@@ -451,10 +716,11 @@ Status GradientCase::prepare(GradVariant& v, void* workspace) {
     return st;
   return baselines::BackwardPlan::create(s_.cublas(), *v.baseline, p_, t_.x.get(), t_.w.get(),
                                          v.saved.get(), t_.dz.get(), g, t_.dx.get(), t_.dw.get(),
-                                         t_.dbias.get(), workspace, &v.backward_plan);
+                                         t_.dbias.get(), workspace.get(), &v.backward_plan);
 }
 
 Status GradientCase::run_forward(GradVariant& v, cudaStream_t st) {
+  if (fp8()) return v.baseline ? v.fp8_forward_plan.run(st) : forward_fp8(fp8_problem(p_), fp8_forward_tensors(v), st);
   if (v.baseline) return v.forward_plan.run(st);
   ForwardOptions fo;
   fo.tile = v.forward_tile;
@@ -463,6 +729,10 @@ Status GradientCase::run_forward(GradVariant& v, cudaStream_t st) {
 }
 
 Status GradientCase::run_backward(GradVariant& v, cudaStream_t st) {
+  if (fp8()) {
+    if (v.baseline) return v.fp8_backward_plan.run(st);
+    return backward_fp8(fp8_problem(p_), fp8_backward_tensors(v), t_.workspace.get(), t_.workspace.bytes(), st);
+  }
   if (v.baseline) return v.backward_plan.run(st);
   BackwardTensors bt;
   bt.x = t_.x.get();
@@ -482,7 +752,7 @@ Status GradientCase::run_backward(GradVariant& v, cudaStream_t st) {
 
 // NaN into every output the check reads.
 void GradientCase::poison(bool z) {
-  for (const DeviceBuffer* b : {z ? &t_.z : nullptr, &t_.dx, &t_.dw, &t_.dbias})
+  for (const DeviceBuffer* b : {z ? &t_.z : nullptr, z ? &t_.z_scale : nullptr, &t_.dx, &t_.dw, &t_.dbias})
     if (b != nullptr && b->bytes() > 0)
       CUDA_CHECK(cudaMemsetAsync(b->get(), kPoisonByte, b->bytes(), s_.stream()));
 }
@@ -490,18 +760,38 @@ void GradientCase::poison(bool z) {
 std::vector<Output> GradientCase::outputs(const GradVariant& v, bool with_z) const {
   const Grads g = o_.gradient.grads;
   const int64_t B = p_.batch, I = p_.in_features, D = p_.hidden;
-  // The baselines store G and U, and may reduce split-K slices in the dtype; the fused kernels do not.
-  const Tolerance dx_tol = gradient_tolerance(p_, 2 * D, v.baseline ? v.backward_plan.dx_slices() : 1);
-  const Tolerance dw_tol = gradient_tolerance(p_, B, v.baseline ? v.backward_plan.dw_slices() : 1);
-  const Tolerance z_tol =
-      tolerance(p_, v.baseline ? Rounding{1, v.forward_plan.output_type_slices()} : kFusedRounding);
+  Tolerance dx_tol, dw_tol, z_tol;
+  DType dtype = p_.dtype;
+  const DeviceBuffer* z_scale = nullptr;
+  if (fp8()) {
+    // The baselines store dH in bf16 before quantising it, G and U in bf16 before the gate, and may
+    // reduce split-K slices in bf16; the fused kernels do none of these. (dbias, whose dH is never
+    // quantised, is held to dW's looser bound.)
+    dtype = fp8_problem(p_).out;
+    const int64_t k_fwd = I + (p_.bias ? 1 : 0);
+    const auto grad = [&](int slices) { return v.baseline ? Rounding{1, slices} : kFusedRounding; };
+    dx_tol = fp8_gradient_tolerance(2 * D, k_fwd, dtype, grad(v.fp8_backward_plan.dx_slices()));
+    dw_tol = fp8_gradient_tolerance(B, k_fwd, dtype, grad(v.fp8_backward_plan.dw_slices()));
+    z_tol = fp8_tolerance(k_fwd, DType::e4m3, dtype, grad(v.fp8_forward_plan.output_type_slices()));
+    z_scale = &t_.z_scale;
+  } else {
+    // The baselines store G and U, and may reduce split-K slices in the dtype; the fused kernels do not.
+    dx_tol = gradient_tolerance(p_, 2 * D, v.baseline ? v.backward_plan.dx_slices() : 1);
+    dw_tol = gradient_tolerance(p_, B, v.baseline ? v.backward_plan.dw_slices() : 1);
+    z_tol = tolerance(p_, v.baseline ? Rounding{1, v.forward_plan.output_type_slices()} : kFusedRounding);
+  }
   std::vector<Output> out;
-  if (with_z) out.push_back({"z", &t_.z, static_cast<size_t>(B * D), D, z_tol, &ref_.z, &Row::rel_l2_z});
-  if (g.dx) out.push_back({"dx", &t_.dx, static_cast<size_t>(B * I), I, dx_tol, &ref_.dx, &Row::rel_l2_dx});
+  if (with_z) {
+    out.push_back({"z", &t_.z, static_cast<size_t>(B * D), D, z_tol, &ref_.z, &Row::rel_l2_z,
+                   z_scale != nullptr ? DType::e4m3 : dtype, z_scale});
+  }
+  if (g.dx) out.push_back({"dx", &t_.dx, static_cast<size_t>(B * I), I, dx_tol, &ref_.dx, &Row::rel_l2_dx, dtype});
   if (g.dw) {
     out.push_back({"dw", &t_.dw, static_cast<size_t>(2 * D * I), p_.layout == Layout::linear ? I : 2 * D,
-                   dw_tol, &ref_.dw, &Row::rel_l2_dw});
-    if (p_.bias) out.push_back({"dbias", &t_.dbias, static_cast<size_t>(2 * D), 2 * D, dw_tol, &ref_.dbias, &Row::rel_l2_dbias});
+                   dw_tol, &ref_.dw, &Row::rel_l2_dw, dtype});
+    if (p_.bias)
+      out.push_back(
+          {"dbias", &t_.dbias, static_cast<size_t>(2 * D), 2 * D, dw_tol, &ref_.dbias, &Row::rel_l2_dbias, dtype});
   }
   return out;
 }
@@ -514,7 +804,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
   double worst_severity = -1;
   bool pass = true;
   for (const Output& out : outputs(v, with_z)) {
-    const std::vector<float> got = download(out.device->get(), out.n, p_.dtype);
+    const std::vector<float> got = read(out);
     const ParityResult pr = out.ref->f64.empty() ? compare(got, out.ref->f32, out.tol)
                                                  : compare(got, out.ref->f64, out.tol);
     row.*out.rel_l2 = pr.rel_l2;
@@ -545,7 +835,7 @@ void GradientCase::check(GradVariant& v, bool with_z) {
 // all do; the row is left alone. What --graph's checked replay reports.
 std::string GradientCase::mismatch(const GradVariant& v, bool with_z) const {
   for (const Output& out : outputs(v, with_z)) {
-    const std::vector<float> got = download(out.device->get(), out.n, p_.dtype);
+    const std::vector<float> got = read(out);
     const ParityResult pr = out.ref->f64.empty() ? compare(got, out.ref->f32, out.tol)
                                                  : compare(got, out.ref->f64, out.tol);
     if (!pr.pass)
@@ -556,7 +846,7 @@ std::string GradientCase::mismatch(const GradVariant& v, bool with_z) const {
 
 // What ran, from the library's reports, into the row's tile columns.
 void GradientCase::fill_tiles(GradVariant& v) {
-  if (v.baseline) return;
+  if (v.baseline || fp8()) return;  // fp8: the names make_fp8_variants gave
   Row& r = v.row;
   const bool forward_ran = o_.op != Op::backward || v.options.policy == Policy::save;
   r.tile_forward = forward_ran ? tile_name(v.forward_used) : "";
@@ -577,7 +867,7 @@ void GradientCase::check_variant(GradVariant& v) {
   nvtx3::scoped_range r{fmt::format("check/{} {} tile={}", v.name, label_, v.row.tile).c_str()};
   const bool step = o_.op == Op::step;
   try {
-    if (Status st = prepare(v, t_.workspace.get()); !st.ok()) return fail_row(v.row, st);
+    if (Status st = prepare(v); !st.ok()) return fail_row(v.row, st);
     if (!step && (v.baseline || v.options.policy == Policy::save)) {
       if (Status st = run_forward(v, s_.stream()); !st.ok()) return fail_row(v.row, st);
     }
@@ -613,11 +903,11 @@ void GradientCase::measure_variant(GradVariant& v, int64_t granularity) {
     const int64_t f0 = free_now();
     if (v.saved_bytes > 0) v.saved = DeviceBuffer(v.saved_bytes);
     const int64_t f1 = free_now();
-    t_.workspace = DeviceBuffer(v.workspace_bytes);
+    workspace_of(v) = DeviceBuffer(v.workspace_bytes);
     const int64_t f2 = free_now();
     row.measured_saved_bytes = f0 - f1;
     row.measured_workspace_bytes = f1 - f2;
-    if (Status st = prepare(v, t_.workspace.get()); !st.ok()) {
+    if (Status st = prepare(v); !st.ok()) {
       fail_row(row, st);
     } else {
       poison(true);
@@ -638,8 +928,11 @@ void GradientCase::measure_variant(GradVariant& v, int64_t granularity) {
   }
   v.forward_plan = baselines::Plan();
   v.backward_plan = baselines::BackwardPlan();
+  v.fp8_forward_plan = baselines::Fp8Plan();
+  v.fp8_backward_plan = baselines::Fp8BackwardPlan();
   v.saved = DeviceBuffer();
-  t_.workspace = DeviceBuffer();
+  v.forward_scratch = DeviceBuffer();
+  workspace_of(v) = DeviceBuffer();
 }
 
 }  // namespace
