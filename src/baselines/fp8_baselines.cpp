@@ -379,7 +379,8 @@ Status lt_status(cublasStatus_t st, const std::string& what) {
 // A row-major rows×cols fp32 matrix written transposed, cols×rows with row stride ld_dst (the
 // padding left alone), by cublasLtMatrixTransform: the scale layouts' copy that run() times. In
 // cuBLAS's column-major terms src is a cols×rows matrix (ld cols) and dst = srcᵀ, rows×cols (ld
-// ld_dst). The B operand of C = alpha·op(A) + beta·op(B) is src again, under beta = 0.
+// ld_dst). C = alpha·op(A) + beta·op(B) with beta = 0 and no B: given a B (even with beta = 0
+// and a layout that fits), cuBLAS 13.1 turned the call down as an invalid value on an H100.
 class LtTranspose {
  public:
   LtTranspose() = default;
@@ -399,11 +400,6 @@ class LtTranspose {
                              "transform TRANSA");
         !s.ok())
       return s;
-    if (Status s = lt_status(cublasLtMatrixTransformDescSetAttribute(desc_, CUBLASLT_MATRIX_TRANSFORM_DESC_TRANSB, &t,
-                                                                     sizeof(t)),
-                             "transform TRANSB");
-        !s.ok())
-      return s;
     if (Status s = lt_status(cublasLtMatrixLayoutCreate(&a_, CUDA_R_32F, static_cast<uint64_t>(cols),
                                                         static_cast<uint64_t>(rows), cols),
                              "transform source layout");
@@ -416,7 +412,7 @@ class LtTranspose {
 
   Status run(cublasLtHandle_t handle, cudaStream_t stream) const {
     const float alpha = 1.0f, beta = 0.0f;
-    return lt_status(cublasLtMatrixTransform(handle, desc_, &alpha, src_, a_, &beta, src_, a_, dst_, c_, stream),
+    return lt_status(cublasLtMatrixTransform(handle, desc_, &alpha, src_, a_, &beta, nullptr, nullptr, dst_, c_, stream),
                      "cublasLtMatrixTransform of the scales");
   }
 
