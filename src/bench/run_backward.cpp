@@ -412,9 +412,11 @@ void GradientCase::run() {
       if (!v.row.status.empty() || s_.stopped() || s_.fatal()) continue;
       measure_variant(v, granularity);
     }
-    // Ratios to cublas2's measured bytes in this case.
+    // Ratios to cublas2's measured bytes in this case, when its pipeline ran (PASS or FAIL): an
+    // ERROR or SKIP row allocated its buffers but never ran, so it is no baseline.
     const auto base = std::find_if(variants_.begin(), variants_.end(), [](const GradVariant& v) {
-      return v.name == "cublas2" && v.row.measured_saved_bytes >= 0;
+      return v.name == "cublas2" && v.row.measured_saved_bytes >= 0 &&
+             (v.row.status == "PASS" || v.row.status == "FAIL");
     });
     for (GradVariant& v : variants_) {
       if (v.row.measured_saved_bytes >= 0 && v.row.measured_workspace_bytes >= 0)
