@@ -60,7 +60,7 @@ for op in backward step memory; do
   grep -q '^cublas1 PASS' "$out/$op.rows" || fail "$op: cublas1 did not run at 256 x 1024 x 384"
   grep -q '^cublas2 PASS' "$out/$op.rows" || fail "$op: cublas2 did not run at 256 x 1024 x 384"
 done
-"$bench" backward --batch 16 --in 256 --hidden 1001 --dtype fp8 --json --out "$out" "${timing[@]}" \
+"$bench" backward --batch 16 --in 256 --hidden 1001 --dtype fp8 --policy save --json --out "$out" "${timing[@]}" \
   || fail "backward (D = 1001) exited $?"
 rows "$out/backward_inline.json" | grep -v ' SKIP the FP8 backward needs D to be a multiple of 16' | grep . \
   && fail "a D = 1001 backward row ran"
