@@ -9,6 +9,13 @@
 // K blocks run 0 .. ceil(K/128) − 1. As fwd_sm90_fp8.cuh: a producer warpgroup and two consumer
 // warpgroups of 64 rows over a persistent grid; a K step (128, one scale block) sums its four k32
 // wgmmas into `part`, which is then scaled and added to the fp32 accumulators.
+//
+// The scales travel with the operands: the producer warpgroup's warps 1 .. 3 take the K steps in
+// turn, load the 128 A scales of the tile's rows and the B scales (128 of its columns, or the one
+// of its 128×128 block) into the stage's scale slot, and arrive on the stage's scale barrier. Why:
+// read by the consumers from global memory after each step's wgmmas, one load per column of a
+// 1×128 B (dW's Xᵀ, each column's scales on their own cache line) was 32 scattered loads a thread
+// and a step, and the consumers waited on them with the tensor cores idle.
 #pragma once
 
 #include <cuda.h>
@@ -35,7 +42,6 @@ struct Fp8GemmParams {
   const float* b_scale = nullptr;
   int64_t b_seg = 0, b_n = 0, b_kb = 0;
   int b_rows = 0;
-  int b_off32 = 0;    // b_rows: every row's scale offset (n · b_n, n < N) fits in 32 bits
   void* c = nullptr;  // M×N, row stride ldc elements, in the kernel's Out
   int64_t ldc = 0;
   int accumulate = 0;  // C += A·Bᵀ (C read first) instead of C = A·Bᵀ
@@ -56,10 +62,17 @@ struct Sm90Fp8GemmConfig {
   static constexpr int kABytes = kBlockM * 128;
   static constexpr int kBBytes = kBlockN * 128;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kSmemBytes = STAGES * kStageBytes + 1024 + 1024;  // stages, barriers, alignment
+  // From the 1024-byte aligned base: the stages, the ring's 2·S barriers, the S scale slots (A's 128
+  // then B's 128 floats), the S scale barriers; and the alignment's slack.
+  static constexpr int kScaleFloats = kBlockM + kBlockN;
+  static constexpr int kScaleOffset = STAGES * kStageBytes + 256;
+  static constexpr int kScaleBarOffset = kScaleOffset + STAGES * kScaleFloats * 4;
+  static constexpr int kSmemBytes = kScaleBarOffset + STAGES * 8 + 1024;
+  static constexpr int kScaleWarps = 3;  // the producer warpgroup's warps 1 .. 3
   static_assert(std::is_same_v<Out, float> || std::is_same_v<Out, __half> || std::is_same_v<Out, __nv_bfloat16>,
                 "sm90 fp8 gemm: C is fp32, fp16 or bf16");
   static_assert(kStageBytes % 1024 == 0, "stages must keep the 1024-byte swizzle alignment");
+  static_assert(2 * STAGES * 8 <= 256, "sm90 fp8 gemm: the ring's barriers overrun the scale slots");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 fp8 gemm: the shared memory exceeds the 227 KiB of a block");
 };
 
@@ -73,14 +86,25 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   using Out = typename Cfg::Output;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, S = Cfg::kStages;
   extern __shared__ uint8_t smem_raw[];
-  const auto ring = sm90::make_ring<S, Cfg::kStageBytes>(smem_raw, 2);
+  // make_ring's layout: the stages from the first 1024-byte boundary. The scale barriers take one
+  // arrival from each lane of the warp that fills the slot; make_ring's fence and sync cover them.
+  // A stage is free once each of the 8 consumer warps has read its scales (not only once each
+  // warpgroup's wgmmas have read its operands): 8 arrivals.
+  uint8_t* const base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  float* const scales = reinterpret_cast<float*>(base + Cfg::kScaleOffset);
+  uint64_t* const scale_full = reinterpret_cast<uint64_t*>(base + Cfg::kScaleBarOffset);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) sm90::mbar_init(&scale_full[s], 32);
+  }
+  const auto ring = sm90::make_ring<S, Cfg::kStageBytes>(smem_raw, 8);
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
   const sm90::TileWalk<Cfg::kGroupM, 1> walk((p.M + BM - 1) / BM, (p.N + BN - 1) / BN);
   const int seg_steps = static_cast<int>((p.K + BK - 1) / BK);
   const int k_steps = seg_steps * p.segments;
 
   if (warpgroup == 0) {
-    sm90::setmaxnreg_dec<40>();
+    // 64 (and the consumers 216): at 40 the scale warps' eight loads in flight spilled.
+    sm90::setmaxnreg_dec<64>();
     if (threadIdx.x == 0) {
       sm90::tma_prefetch_descriptor(&a_map0);
       sm90::tma_prefetch_descriptor(&b_map0);
@@ -99,15 +123,64 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           sm90::tma_load_2d(a + Cfg::kABytes, second ? &b_map1 : &b_map0, full, kk, static_cast<int32_t>(n0));
         });
       }
+    } else if (threadIdx.x >= 32 && threadIdx.x / 32 <= Cfg::kScaleWarps) {
+      // Scale warp w (1 .. 3) fills the slots of the K steps with step % 3 == w − 1: lane l the A
+      // scales of rows m0 + l + 32i and the B scales of columns n0 + l + 32i, 0 past M and N (those
+      // sums are dropped). The loads go out before the wait for the stage to be free.
+      const int w = static_cast<int>(threadIdx.x) / 32 - 1;
+      const int lane = static_cast<int>(threadIdx.x) % 32;
+      sm90::RingPos<S> pos;
+      int turn = 0;  // the block's K step count modulo kScaleWarps
+      for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
+        int64_t m0, n0;
+        walk.template origin<BM, BN>(u, &m0, &n0);
+        for (int k = 0; k < k_steps; ++k, pos.next(), turn = turn + 1 == Cfg::kScaleWarps ? 0 : turn + 1) {
+          if (turn != w) continue;
+          const int seg = k >= seg_steps ? 1 : 0;
+          const int64_t kb = k - seg * seg_steps;
+          const float* as = p.a_scale + seg * p.a_seg + kb * p.a_kb;
+          const float* bs = p.b_scale + seg * p.b_seg + kb * p.b_kb;
+          float va[BM / 32], vb[BN / 32];
+#pragma unroll
+          for (int i = 0; i < BM / 32; ++i) {
+            const int64_t row = m0 + lane + 32 * i;
+            va[i] = row < p.M ? __ldg(as + row * p.a_m) : 0.0f;
+          }
+          if (p.b_rows != 0) {
+#pragma unroll
+            for (int i = 0; i < BN / 32; ++i) {
+              const int64_t col = n0 + lane + 32 * i;
+              vb[i] = col < p.N ? __ldg(bs + col * p.b_n) : 0.0f;
+            }
+          } else {
+            vb[0] = lane == 0 ? __ldg(bs + (n0 / 128) * p.b_n) : 0.0f;
+          }
+          sm90::mbar_wait(&ring.empty[pos.stage], pos.phase ^ 1);
+          float* slot = scales + pos.stage * Cfg::kScaleFloats;
+#pragma unroll
+          for (int i = 0; i < BM / 32; ++i) slot[lane + 32 * i] = va[i];
+          if (p.b_rows != 0) {
+#pragma unroll
+            for (int i = 0; i < BN / 32; ++i) slot[BM + lane + 32 * i] = vb[i];
+          } else if (lane == 0) {
+            slot[BM] = vb[0];
+          }
+          sm90::mbar_arrive(&scale_full[pos.stage]);
+        }
+      }
     }
     return;
   }
 
-  sm90::setmaxnreg_inc<232>();
+  sm90::setmaxnreg_inc<216>();
   const int consumer = warpgroup - 1;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = (static_cast<int>(threadIdx.x) % 128) / 32;
-  const bool leader = threadIdx.x % 128 == 0;
+  // Each warp hands a stage back once all its lanes have read the stage's scales.
+  const auto release_stage = [&](int stage) {
+    __syncwarp();
+    if (lane == 0) ring.release(stage);
+  };
   const uint32_t rows = static_cast<uint32_t>(consumer) * 64 * 128;  // this consumer's half of the A tile
   const bool b_rows = p.b_rows != 0;
 
@@ -121,49 +194,23 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-    // Rows past M and columns past N take scale 0: their sums are dropped anyway.
-    const bool row_in[2] = {r0 < p.M, r0 + 8 < p.M};
-    // b_rows: a tile with all its columns below N (and 32-bit offsets) reads its scales at
-    // base + (8j + e)·b_n, base at this lane's first column.
-    const bool full_n = p.b_off32 != 0 && n0 + BN <= p.N;
-    const uint32_t b_n32 = static_cast<uint32_t>(p.b_n);
-    const uint32_t col_off = full_n ? static_cast<uint32_t>(n0 + 2 * (lane % 4)) * b_n32 : 0u;
-    // acc += part · the scales of step k: A's of the thread's two rows, B's of its 32 columns
-    // (b_rows) or of the tile's 128-row block. Loaded while step k + 1's wgmmas are not yet issued,
-    // just after step k's have finished; why not earlier: 32 more live registers would spill.
-    const auto promote = [&](int k) {
-      const int seg = k >= seg_steps ? 1 : 0;
-      const int64_t kb = k - seg * seg_steps;
-      float sa[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r)
-        sa[r] = row_in[r] ? __ldg(p.a_scale + seg * p.a_seg + (r0 + 8 * r) * p.a_m + kb * p.a_kb) : 0.0f;
-      const float* bs = p.b_scale + seg * p.b_seg + kb * p.b_kb;
+    // acc += part · the scales of the step in `stage`'s slot: A's of the thread's two rows, B's of
+    // its 32 columns (b_rows) or of the tile's 128-row block (rows and columns past M and N hold 0).
+    const auto promote = [&](int stage) {
+      const float* slot = scales + stage * Cfg::kScaleFloats;
+      const int row = consumer * 64 + warp * 16 + lane / 4;
+      const float sa[2] = {slot[row], slot[row + 8]};
       if (b_rows) {
-        float sb[BN / 4];
-        if (full_n) {
-          // Why 32-bit offsets from one base: the 32 loads' 64-bit products and bounds checks were
-          // about 1300 instructions a K step (dW's), several times its wgmmas' issue time.
-          const float* base = bs + col_off;
 #pragma unroll
-          for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) sb[2 * j + e] = __ldg(base + static_cast<uint32_t>(8 * j + e) * b_n32);
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < BN / 8; ++j) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int64_t col = n0 + 8 * j + 2 * (lane % 4) + e;
-              sb[2 * j + e] = col < p.N ? __ldg(bs + col * p.b_n) : 0.0f;
-            }
-          }
+        for (int j = 0; j < BN / 8; ++j) {
+          const float2 sb = *reinterpret_cast<const float2*>(slot + BM + 8 * j + 2 * (lane % 4));
+          acc[4 * j + 0] += part[4 * j + 0] * (sa[0] * sb.x);
+          acc[4 * j + 1] += part[4 * j + 1] * (sa[0] * sb.y);
+          acc[4 * j + 2] += part[4 * j + 2] * (sa[1] * sb.x);
+          acc[4 * j + 3] += part[4 * j + 3] * (sa[1] * sb.y);
         }
-#pragma unroll
-        for (int i = 0; i < BN / 2; ++i) acc[i] += part[i] * (sa[(i >> 1) & 1] * sb[2 * (i / 4) + (i & 1)]);
       } else {
-        const float sb = __ldg(bs + (n0 / 128) * p.b_n);
+        const float sb = slot[BM];
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i) acc[i] += part[i] * (sa[(i >> 1) & 1] * sb);
       }
@@ -172,11 +219,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     int release = -1;
     for (int k = 0; k < k_steps; ++k, ++step) {
       sm90::mbar_wait(&ring.full[pos.stage], pos.phase);
+      sm90::mbar_wait(&scale_full[pos.stage], pos.phase);
       const uint32_t a = smem_u32(ring.smem + pos.stage * Cfg::kStageBytes), b = a + Cfg::kABytes;
       if (release >= 0) {
         sm90::wgmma_wait<0>();
-        promote(k - 1);
-        if (leader) ring.release(release);
+        promote(release);
+        release_stage(release);
       }
       sm90::wgmma_fence();
 #pragma unroll
@@ -189,8 +237,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     }
     sm90::wgmma_wait<0>();
     if (release >= 0) {
-      promote(k_steps - 1);
-      if (leader) ring.release(release);
+      promote(release);
+      release_stage(release);
     }
 
     // The epilogue: pairs of columns, each rounded once to Out (after C's old value, accumulating).

@@ -3,7 +3,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -72,8 +71,6 @@ Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream) {
   p.b_n = g.b_n;
   p.b_kb = g.b_kb;
   p.b_rows = g.b_rows ? 1 : 0;
-  // The largest row offset (N − 1)·b_n, in 32 bits? (Else the kernel's checked 64-bit path.)
-  p.b_off32 = g.b_rows && g.b_n >= 0 && g.b_n <= static_cast<int64_t>(UINT32_MAX) / std::max<int64_t>(g.n, 1) ? 1 : 0;
   p.c = g.c;
   p.ldc = g.ldc;
   p.accumulate = g.accumulate ? 1 : 0;
