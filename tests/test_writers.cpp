@@ -725,5 +725,21 @@ TEST(GradientRows, MarkdownColumnsByOp) {
   EXPECT_EQ(markdown_table({r}), markdown_header("memory") + row);
 }
 
+TEST(MemoryRatio, OnlyWhereEveryBufferSpansAPage) {
+  constexpr int64_t page = int64_t{2} << 20;
+  // Both sides of many pages: the measured ratio.
+  EXPECT_DOUBLE_EQ(measured_ratio(6 * page, 8 * page, 6 * page - 7, 8 * page - 3, page), 0.75);
+  // A requested buffer under a page reads as 0 or one page: no ratio (the 0.00x of a 0.4 MiB workspace).
+  EXPECT_TRUE(std::isnan(measured_ratio(0, page, page / 5, page / 2, page)));
+  EXPECT_TRUE(std::isnan(measured_ratio(page, page, page, page - 1, page)));
+  // Unmeasured, or cublas2's 0.
+  EXPECT_TRUE(std::isnan(measured_ratio(-1, 4 * page, 4 * page, 4 * page, page)));
+  EXPECT_TRUE(std::isnan(measured_ratio(4 * page, 0, 4 * page, 4 * page, page)));
+  // A row that asked for nothing (fused-recompute keeps nothing) reads 0 against cublas2's pages.
+  EXPECT_DOUBLE_EQ(measured_ratio(0, 4 * page, 0, 4 * page, page), 0.0);
+  // Exactly a page on both sides counts.
+  EXPECT_DOUBLE_EQ(measured_ratio(page, 2 * page, page, page, page), 0.5);
+}
+
 }  // namespace
 }  // namespace swiglu::bench

@@ -422,14 +422,22 @@ void GradientCase::run() {
       if (v.row.measured_saved_bytes >= 0 && v.row.measured_workspace_bytes >= 0)
         v.row.measured_peak_bytes = v.row.measured_saved_bytes + v.row.measured_workspace_bytes;
     }
+    // None where a buffer is under a page (measured_ratio): it reads as 0 or 2 MiB.
+    const auto requested_peak = [](const Row& r) {
+      return r.requested_saved_bytes < 0 || r.requested_workspace_bytes < 0
+                 ? int64_t{-1}
+                 : r.requested_saved_bytes + r.requested_workspace_bytes;
+    };
     for (GradVariant& v : variants_) {
       if (base == variants_.end() || v.row.measured_saved_bytes < 0) continue;
-      if (base->row.measured_peak_bytes > 0 && v.row.measured_peak_bytes >= 0)
-        v.row.peak_vs_cublas2 = static_cast<double>(v.row.measured_peak_bytes) / base->row.measured_peak_bytes;
-      if (base->row.measured_saved_bytes > 0)
-        v.row.saved_vs_cublas2 = static_cast<double>(v.row.measured_saved_bytes) / base->row.measured_saved_bytes;
-      if (base->row.measured_workspace_bytes > 0)
-        v.row.workspace_vs_cublas2 = static_cast<double>(v.row.measured_workspace_bytes) / base->row.measured_workspace_bytes;
+      const Row& b = base->row;
+      v.row.peak_vs_cublas2 = measured_ratio(v.row.measured_peak_bytes, b.measured_peak_bytes, requested_peak(v.row),
+                                             requested_peak(b), granularity);
+      v.row.saved_vs_cublas2 = measured_ratio(v.row.measured_saved_bytes, b.measured_saved_bytes,
+                                              v.row.requested_saved_bytes, b.requested_saved_bytes, granularity);
+      v.row.workspace_vs_cublas2 =
+          measured_ratio(v.row.measured_workspace_bytes, b.measured_workspace_bytes, v.row.requested_workspace_bytes,
+                         b.requested_workspace_bytes, granularity);
     }
   } else {
     size_t ws = 0;

@@ -365,6 +365,14 @@ std::string markdown_cell(std::string_view s) {
   return out;
 }
 
+double measured_ratio(int64_t measured, int64_t base_measured, int64_t requested, int64_t base_requested,
+                      int64_t granularity) {
+  if (measured < 0 || base_measured <= 0 || base_requested < granularity || requested < 0 ||
+      (requested > 0 && requested < granularity))
+    return kNaN;
+  return static_cast<double>(measured) / static_cast<double>(base_measured);
+}
+
 std::string fixed_or_dash(double x, const char* spec) {
   return std::isfinite(x) ? fmt::format(fmt::runtime(spec), x) : "-";
 }

@@ -76,7 +76,7 @@ struct Row {
   // backward and step rows) and as measured with cudaMemGetInfo, which moves in steps of
   // meminfo_granularity_bytes (2 MiB, the page size cudaMalloc maps: an allocation below it may
   // share a page and read as 0). The ratios divide measured bytes by cublas2's of the same case
-  // (NaN where cublas2 measured 0). cublas_workspace_bytes is the one cuBLASLt workspace the process
+  // (NaN where cublas2 measured 0 or either side asked for less than a page: measured_ratio). cublas_workspace_bytes is the one cuBLASLt workspace the process
   // shares among all baseline GEMMs (not in the measured bytes; 0 for the fused rows, which do not
   // use it). measured_peak_bytes is the backward's peak beyond X, W, bias, Z, dZ and the gradients:
   // what is kept plus the workspace (no variant allocates anything else during its calls), and
@@ -194,5 +194,12 @@ std::string markdown_cell(std::string_view s);
 std::string fixed_or_dash(double x, const char* spec);
 // `x` rounded to `digits` significant digits in fixed notation ("0.01234", "1235"); "-" for NaN.
 std::string format_significant(double x, int digits);
+
+// A memory row's measured bytes over cublas2's (`measured` / `base_measured`), or NaN where it says
+// nothing: either side unmeasured (< 0), cublas2's 0, or a buffer of either side that asked for more
+// than 0 but less than `granularity`, cudaMemGetInfo's step, where it reads as 0 or as a whole page
+// (a row that asked for nothing, as fused-recompute's kept bytes, has its 0 ratio).
+double measured_ratio(int64_t measured, int64_t base_measured, int64_t requested, int64_t base_requested,
+                      int64_t granularity);
 
 }  // namespace swiglu::bench
