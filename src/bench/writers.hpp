@@ -76,10 +76,11 @@ struct Row {
   // backward and step rows) and as measured with cudaMemGetInfo, which moves in steps of
   // meminfo_granularity_bytes (2 MiB, the page size cudaMalloc maps: an allocation below it may
   // share a page and read as 0). The ratios divide measured bytes by cublas2's of the same case
-  // (NaN where cublas2 measured 0 or either side asked for less than a page: measured_ratio). cublas_workspace_bytes is the one cuBLASLt workspace the process
-  // shares among all baseline GEMMs (not in the measured bytes; 0 for the fused rows, which do not
-  // use it). measured_peak_bytes is the backward's peak beyond X, W, bias, Z, dZ and the gradients:
-  // what is kept plus the workspace (no variant allocates anything else during its calls), and
+  // (NaN where cublas2 measured 0 or a buffer is under a page: measured_ratio).
+  // cublas_workspace_bytes is the one cuBLASLt workspace the process shares among all baseline
+  // GEMMs (not in the measured bytes; 0 for the fused rows, which do not use it).
+  // measured_peak_bytes is the backward's peak beyond X, W, bias, Z, dZ and the gradients: what is
+  // kept plus the workspace (no variant allocates anything else during its calls), and
   // peak_vs_cublas2 its ratio to cublas2's.
   int64_t requested_saved_bytes = -1, measured_saved_bytes = -1;
   int64_t requested_workspace_bytes = -1, measured_workspace_bytes = -1;
