@@ -11,6 +11,7 @@
 // cuda_fp8.h's software path.
 #pragma once
 
+#include <cooperative_groups.h>
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -126,33 +127,6 @@ struct MatrixSource {
   __device__ __forceinline__ float value(const Raw& x) const { return x.v; }
 };
 
-// Or the gate's backward, one half of dH = [dG | dU] from dZ (B×D, row stride lddz) and the saved
-// H = [G | U] (B×2D, row stride ldh), in fp32 as the fused backward's epilogue computes it
-// (epilogue.cuh): dG = dZ·U·silu'(G) (kDu false), dU = dZ·silu(G). Raw{} (dZ = G = U = 0) gives +0.
-template <class T, bool kDu>
-struct GateBackwardSource {
-  struct Raw {
-    float dz = 0.0f, g = 0.0f, u = 0.0f;
-  };
-  const T* dz;
-  int64_t lddz;
-  const T* h;
-  int64_t ldh, d;
-  __device__ __forceinline__ Raw load(int64_t r, int64_t c) const {
-    Raw x;
-    x.dz = to_f32(dz[r * lddz + c]);
-    x.g = to_f32(h[r * ldh + c]);
-    if constexpr (!kDu) x.u = to_f32(h[r * ldh + d + c]);
-    return x;
-  }
-  __device__ __forceinline__ float value(const Raw& x) const {
-    float s, ds;
-    silu_and_grad<FastMath::off>(x.g, &s, &ds);
-    if constexpr (kDu) return x.dz * s;
-    return x.dz * x.u * ds;
-  }
-};
-
 // The same quantisation of one 128×128 tile of a rows×cols matrix a block (its values from `src`),
 // written twice: q as above (q may be null; its scales at scale[r · ld_scale + column block], or
 // r / 128 for kRows = 128), and qt = e4m3 of Aᵀ (cols×rows, row stride ldqt), whose blocks run
@@ -214,8 +188,8 @@ __device__ __forceinline__ void quantize_tile(const Src& src, const TileOutputs&
   const int64_t r0 = rb * 128;
   const int tr = rows - r0 < 128 ? static_cast<int>(rows - r0) : 128;  // the tile's rows
   // Rows in, a warp a row at a time: its amax is the row's 1×128 block's. Why kBatch rows' loads
-  // before their arithmetic: one row's at a time left a lane a few loads in flight, and the gate
-  // backward ran at a fraction of DRAM speed.
+  // before their arithmetic: one row's at a time left a lane a few loads in flight, a fraction of
+  // DRAM speed.
   constexpr int kBatch = 4;
   for (int rb0 = warp; rb0 < 128; rb0 += 8 * kBatch) {
     typename Src::Raw raw[kBatch][4];
@@ -331,23 +305,227 @@ __global__ void __launch_bounds__(256) quantize_e4m3_tile_kernel(
     quantize_tile<Src, kRows>(src, o, sh, rows, cols, blockIdx.x, rb);
 }
 
-// The gate's backward into e4m3, both halves of dH: for each tile of dZ's rows×columns the dG
-// tile, then the dU tile, so that the second reads dZ and G back from L2 rather than DRAM (two
-// launches, one a half, read them twice from DRAM). Each half's outputs as quantize_tile writes
-// them with kRows = 1.
+// The gate's backward into e4m3: dH = [dG | dU], dG = dZ·U·silu'(G) and dU = dZ·silu(G) in fp32
+// from dZ (rows×d, row stride lddz) and the saved H = [G | U] (rows×2d, row stride ldh), written
+// for each half as quantize_tile writes it with kRows = 1 (q with 1×128 scales along the half, qt
+// = its transpose with 1×128 scales along the rows, col_sums), except that an element is
+// e4m3(v · (1/scale)) as the forward's e4m3 Z: a reciprocal a block, not a quotient an element.
+// Each 128×128 block of dZ's rows×columns is a cluster of two 256-thread blocks, 64 columns each:
+// a thread loads 8 columns of 4 consecutive rows (16-byte vectors where GateBackwardAlign allows),
+// keeps both halves' 64 values in registers, and the two blocks' row maxima meet in distributed
+// shared memory. qt goes through shared memory as bytes, so that every store is 16 bytes along a
+// row of qt. Arch: sm_90+ (clusters); elsewhere __trap(). docs/kernels-sm90-fp8.md measures it.
+struct GateBackwardAlign {
+  bool loads16 = false;  // dZ and H 16-byte aligned, lddz, ldh and d multiples of 8 elements
+  bool q8 = false;       // q 8-byte aligned, ldq and d multiples of 8 bytes
+  bool qt16 = false;     // qt 16-byte aligned, ldqt a multiple of 16 bytes
+};
+
+inline constexpr int kGateBwdThreads = 256;
+inline constexpr int kGateBwdCols = 64;  // columns a block, two blocks (a cluster) a 128-column block
+
+namespace gate_bwd {
+
+// The 4-byte word of qt's tile in shared memory holding rows 4q..4q+3 of column c (of 64): 32
+// words a column, rotated by c / 8 in groups of four, so that a warp's stores of 8 columns × 4
+// word rows hit 32 banks and a 16-byte read of 4 words stays contiguous.
+__device__ __forceinline__ int qt_word(int c, int q) { return c * 32 + (((q >> 2) + (c >> 3)) & 7) * 4 + (q & 3); }
+
+__device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
+  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+  return lo | (hi << 16);
+}
+
+}  // namespace gate_bwd
+
+// Why 2 blocks a SM: the 64 values and 12 loads in flight a thread take 128 registers.
 template <class T>
-__global__ void __launch_bounds__(256) gate_backward_e4m3_kernel(const GateBackwardSource<T, false> dg_src,
-                                                                 const GateBackwardSource<T, true> du_src,
-                                                                 const TileOutputs dg, const TileOutputs du,
-                                                                 int64_t rows, int64_t cols) {
-  extern __shared__ float tile[];  // kQuantizeTileFloats
-  __shared__ float row_scale[128], col_scale[128], col_half[2][128], col_sum_half[2][128];
-  const TileShared sh{tile, row_scale, col_scale, col_half, col_sum_half};
+__global__ void __launch_bounds__(kGateBwdThreads, 2)
+    gate_backward_e4m3_kernel(const T* __restrict__ dz, int64_t lddz, const T* __restrict__ h, int64_t ldh,
+                              const TileOutputs dg, const TileOutputs du, int64_t rows, int64_t cols,
+                              const GateBackwardAlign align) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  using gate_bwd::pack_e4m3x4;
+  using gate_bwd::qt_word;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  __shared__ float row_part[2][2][128];              // [iteration parity][half][row]: this block's row maxima
+  __shared__ float col_part[8][2][kGateBwdCols];     // [warp][half][column]: its 16 rows' maxima
+  __shared__ float col_sum_part[8][2][kGateBwdCols];
+  __shared__ float row_inv[2][128], col_inv[2][kGateBwdCols];
+  __shared__ __align__(16) uint32_t tq[2][kGateBwdCols * 32];  // qt's bytes, [half][qt_word]
+  const int t = static_cast<int>(threadIdx.x), warp = t / 32, lane = t % 32;
+  const int chunk = t % 8, rq = t / 8;  // columns 8·chunk.., rows 4·rq..4·rq+3 of the tile
+  const int64_t cb = blockIdx.x / 2, c_block = cb * 128 + rank * kGateBwdCols;
+  const int tc = static_cast<int>(cols - c_block < kGateBwdCols ? (cols - c_block > 0 ? cols - c_block : 0)
+                                                                : kGateBwdCols);
+  const int64_t c = c_block + 8 * chunk;  // this thread's first column
+  const int nc = tc - 8 * chunk < 0 ? 0 : (tc - 8 * chunk > 8 ? 8 : tc - 8 * chunk);
   const int64_t row_blocks = (rows + 127) / 128;
-  for (int64_t rb = blockIdx.y; rb < row_blocks; rb += gridDim.y) {
-    quantize_tile<GateBackwardSource<T, false>, 1>(dg_src, dg, sh, rows, cols, blockIdx.x, rb);
-    quantize_tile<GateBackwardSource<T, true>, 1>(du_src, du, sh, rows, cols, blockIdx.x, rb);
+  int parity = 0;
+  for (int64_t rb = blockIdx.y; rb < row_blocks; rb += gridDim.y, parity ^= 1) {
+    const int64_t r0 = rb * 128;
+    const int tr = rows - r0 < 128 ? static_cast<int>(rows - r0) : 128;
+    // Every load first (12 a thread), then the arithmetic.
+    T zr[4][8], gr[4][8], ur[4][8];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const int r = 4 * rq + p;
+      const int n = r < tr ? nc : 0;
+      const T* zp = dz + (r0 + r) * lddz + c;
+      const T* gp = h + (r0 + r) * ldh + c;
+      if (align.loads16 && n == 8) {
+        const uint4 wz = *reinterpret_cast<const uint4*>(zp);
+        const uint4 wg = *reinterpret_cast<const uint4*>(gp);
+        const uint4 wu = *reinterpret_cast<const uint4*>(gp + cols);
+        memcpy(zr[p], &wz, 16);
+        memcpy(gr[p], &wg, 16);
+        memcpy(ur[p], &wu, 16);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          zr[p][j] = j < n ? zp[j] : from_f32<T>(0.0f);
+          gr[p][j] = j < n ? gp[j] : from_f32<T>(0.0f);
+          ur[p][j] = j < n ? gp[cols + j] : from_f32<T>(0.0f);
+        }
+      }
+    }
+    float v[2][4][8];  // [half][row][column]
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float z = to_f32(zr[p][j]), g = to_f32(gr[p][j]), u = to_f32(ur[p][j]);
+        // Why one IEEE reciprocal, not silu_and_grad's two quotients: within the few ulps the
+        // scales tolerate, for fewer instructions.
+        const float s = __frcp_rn(1.0f + expf(-g));
+        v[0][p][j] = z * u * (s * (1.0f + g * (1.0f - s)));
+        v[1][p][j] = z * (g * s);
+      }
+    }
+    // Row maxima over the thread's 8 columns, then the row's 8 threads (8 consecutive lanes).
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+        float m = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) m = fmaxf(m, fabsf(v[half][p][j]));
+#pragma unroll
+        for (int off = 1; off < 8; off *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+        if (chunk == 0) row_part[parity][half][4 * rq + p] = m;
+      }
+    }
+    // Column maxima (and sums, in a fixed order) over the thread's 4 rows, then the warp's 16.
+    const bool sums = dg.col_sums != nullptr;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float m = fmaxf(fmaxf(fabsf(v[half][0][j]), fabsf(v[half][1][j])), fmaxf(fabsf(v[half][2][j]), fabsf(v[half][3][j])));
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
+        if (lane < 8) col_part[warp][half][8 * chunk + j] = m;
+        if (sums) {
+          float sm = ((v[half][0][j] + v[half][1][j]) + v[half][2][j]) + v[half][3][j];
+          sm += __shfl_xor_sync(0xffffffffu, sm, 8);
+          sm += __shfl_xor_sync(0xffffffffu, sm, 16);
+          if (lane < 8) col_sum_part[warp][half][8 * chunk + j] = sm;
+        }
+      }
+    }
+    // Why a cluster barrier: it is this block's barrier too, and the peer's row maxima are ready.
+    cluster.sync();
+    const auto scale_of = [](float amax) { return amax > 0.0f ? __fdiv_rn(amax, kE4m3Max) : 1.0f; };
+    const auto inv_of = [&](float amax) { return __frcp_rn(scale_of(amax)); };
+    {
+      const int half = t / 128, r = t % 128;
+      const float* peer = cluster.map_shared_rank(&row_part[parity][half][r], rank ^ 1);
+      const float amax = fmaxf(row_part[parity][half][r], *peer);
+      row_inv[half][r] = inv_of(amax);
+      // Why a field, not a reference to dg or du: a runtime-chosen parameter goes to local memory.
+      float* const scale = half == 0 ? dg.scale : du.scale;
+      if (rank == 0 && scale != nullptr && r < tr) scale[(r0 + r) * dg.ld_scale + cb] = scale_of(amax);
+    }
+    if (t < 2 * kGateBwdCols) {
+      const int half = t / kGateBwdCols, cc = t % kGateBwdCols;
+      float amax = 0.0f, sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < 8; ++w) {
+        amax = fmaxf(amax, col_part[w][half][cc]);
+        sum += col_sum_part[w][half][cc];
+      }
+      col_inv[half][cc] = inv_of(amax);
+      if (cc < tc) {
+        (half == 0 ? dg.scale_t : du.scale_t)[(c_block + cc) * row_blocks + rb] = scale_of(amax);
+        if (sums) (half == 0 ? dg.col_sums : du.col_sums)[rb * dg.ld_sums + c_block + cc] = sum;
+      }
+    }
+    __syncthreads();
+    // q from the registers, a row's 8 bytes a thread; qt's bytes into shared memory.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const TileOutputs& o = half == 0 ? dg : du;
+      if (o.q != nullptr) {
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          const int r = 4 * rq + p;
+          const float inv = row_inv[half][r];
+          const uint32_t lo = pack_e4m3x4(v[half][p][0] * inv, v[half][p][1] * inv, v[half][p][2] * inv, v[half][p][3] * inv);
+          const uint32_t hi = pack_e4m3x4(v[half][p][4] * inv, v[half][p][5] * inv, v[half][p][6] * inv, v[half][p][7] * inv);
+          __nv_fp8_storage_t* dst = o.q + (r0 + r) * o.ldq + c;
+          if (r < tr && nc > 0) {
+            if (align.q8 && nc == 8) {
+              *reinterpret_cast<uint2*>(dst) = make_uint2(lo, hi);
+            } else {
+#pragma unroll
+              for (int j = 0; j < 8; ++j)
+                if (j < nc) dst[j] = static_cast<__nv_fp8_storage_t>(((j < 4 ? lo : hi) >> (8 * (j % 4))) & 0xffu);
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int cc = 8 * chunk + j;
+        const float inv = col_inv[half][cc];
+        tq[half][qt_word(cc, rq)] =
+            pack_e4m3x4(v[half][0][j] * inv, v[half][1][j] * inv, v[half][2][j] * inv, v[half][3][j] * inv);
+      }
+    }
+    __syncthreads();
+    // qt: 16 bytes (16 rows of a column) a store, a warp 4 columns.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const TileOutputs& o = half == 0 ? dg : du;
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int idx = t + kGateBwdThreads * i, cc = idx / 8, seg = idx % 8;
+        if (cc >= tc || 16 * seg >= tr) continue;
+        const uint4 w = *reinterpret_cast<const uint4*>(&tq[half][qt_word(cc, 4 * seg)]);
+        __nv_fp8_storage_t* dst = o.qt + (c_block + cc) * o.ldqt + r0 + 16 * seg;
+        if (align.qt16 && 16 * seg + 16 <= tr) {
+          *reinterpret_cast<uint4*>(dst) = w;
+        } else {
+#pragma unroll
+          for (int b = 0; b < 16; ++b) {
+            const uint32_t word = b < 4 ? w.x : b < 8 ? w.y : b < 12 ? w.z : w.w;
+            if (16 * seg + b < tr) dst[b] = static_cast<__nv_fp8_storage_t>((word >> (8 * (b % 4))) & 0xffu);
+          }
+        }
+      }
+    }
+    // The next row block writes col_part after this one's block barriers, tq and the inverses after
+    // its cluster barrier, and row_part alternates by parity, so a slow peer still reads this one's.
   }
+  // Why: no block may leave (its shared memory gone) while the peer may still read its maxima.
+  cluster.sync();
+#else
+  (void)dz, (void)lddz, (void)h, (void)ldh, (void)dg, (void)du, (void)rows, (void)cols, (void)align;
+  __trap();
+#endif
 }
 
 }  // namespace swiglu::kernels

@@ -409,14 +409,18 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
     int64_t b, d;
     DType t;
     bool with_dh;
+    bool aligned;  // dHᵀ's row stride a multiple of 16 (its 16-byte stores), else B + 16
   };
-  const Case cases[] = {{1, 64, DType::bf16, true},    {130, 300, DType::bf16, true}, {257, 128, DType::f16, true},
-                        {64, 1001, DType::bf16, false}, {300, 260, DType::f16, true}};
+  const Case cases[] = {{1, 64, DType::bf16, true, false},     {130, 300, DType::bf16, true, false},
+                        {257, 128, DType::f16, true, true},    {64, 1001, DType::bf16, false, false},
+                        {300, 260, DType::f16, true, false},   {300, 272, DType::bf16, true, true},
+                        {384, 1024, DType::bf16, false, true}, {129, 4096, DType::f16, true, true}};
   uint64_t seed = 4200;
   for (const Case& c : cases) {
     const int64_t B = c.b, D = c.d, db = (D + 127) / 128, rb = (B + 127) / 128;
     const std::string what = "B=" + std::to_string(B) + " D=" + std::to_string(D) + " " +
-                             std::string(to_string(c.t)) + (c.with_dh ? "" : ", no dH");
+                             std::string(to_string(c.t)) + (c.with_dh ? "" : ", no dH") +
+                             (c.aligned ? ", dHt stride aligned" : "");
     std::vector<float> dz = common::uniform_values(static_cast<size_t>(B * D), -1, 1, ++seed, c.t);
     const std::vector<float> g = common::uniform_values(static_cast<size_t>(B * D), -4, 4, ++seed, c.t);
     const std::vector<float> u = common::uniform_values(static_cast<size_t>(B * D), -2, 2, ++seed, c.t);
@@ -440,7 +444,7 @@ TEST(Fp8GateBackward, MatchesTheFp64ReferenceInBothLayouts) {
         err[r * 2 * D + D + j] = 0x1p-20 * std::fabs(z * gv * s);
       }
     }
-    const int64_t lddh = 2 * D + 16, lddht = B + 16;
+    const int64_t lddh = 2 * D + 16, lddht = c.aligned ? (B + 15) / 16 * 16 + 16 : B + 16;
     const DeviceBuffer ddz = upload(common::to_dtype_bytes(dz, c.t)), dh_in = upload(common::to_dtype_bytes(h, c.t));
     DeviceBuffer dq(static_cast<size_t>(B * lddh)), dqs(static_cast<size_t>(B * 2 * db) * 4);
     DeviceBuffer dqt(static_cast<size_t>(2 * D * lddht)), dqts(static_cast<size_t>(2 * D * rb) * 4);

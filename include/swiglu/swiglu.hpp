@@ -329,7 +329,8 @@ Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, int64_t ro
 // The gradients of forward_fp8 that kept H (Fp8Tensors::saved), as Transformer Engine's
 // Float8BlockScaling and DeepSeek-V3 compute them: dH = [dG | dU] in fp32 from dZ and H (the gate's
 // derivative, as the bf16 backward computes it), quantised to e4m3 with 1×128 scales twice in one
-// pass (along D for dX, and transposed, along B, for dW), then FP8 GEMMs with fp32 accumulation:
+// pass (along D for dX, and transposed, along B, for dW; each element as v·(1/scale), as the
+// forward's e4m3 Z), then FP8 GEMMs with fp32 accumulation:
 //
 //   dX = dH·W12 (K = 2D)      dW12 = dHᵀ·X (K = B)      dbias = Σ_rows dH (fp32, deterministic)
 //

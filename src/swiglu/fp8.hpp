@@ -52,7 +52,8 @@ Status quantize_e4m3_transposed(DType in, const void* a, int64_t lda, void* q, i
                                 cudaStream_t stream);
 
 // The FP8 backward's gate step: dH = [dG | dU] from dZ and the saved H = [G | U] (`dtype`, bf16 or
-// fp16), computed in fp32 as the fused backward computes it, quantised to e4m3 twice in one pass:
+// fp16), computed in fp32 (silu from one IEEE reciprocal), quantised to e4m3 twice in one pass, each
+// element as v · (1/scale) (kernels::gate_backward_e4m3_kernel); needs compute capability 9.0+:
 //   dh:  B×2D (row stride lddh bytes) with 1×128 scales along each half (a block never straddles
 //        dG and dU), dh_scale B × 2·ceil(D/128) row-major: row b's dG blocks, then its dU blocks;
 //        the dX GEMM's A. Both may be null.

@@ -71,8 +71,8 @@ cudaError_t launch_quantize_transposed(const void* a, int64_t lda, void* q, int6
   return launch_tiles(src, q, ldq, scale, k_blocks, qt, ldqt, scale_t, nullptr, 0, rows, cols, block_rows, stream);
 }
 
-// The gate's backward into e4m3 (gate_backward_e4m3): both halves of dH in one launch, tile by
-// tile (kernels::gate_backward_e4m3_kernel).
+// The gate's backward into e4m3 (gate_backward_e4m3): both halves of dH in one launch, a cluster of
+// two blocks a 128×128 block of dZ (kernels::gate_backward_e4m3_kernel).
 template <class T>
 cudaError_t launch_gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t stream) {
   const auto* dz = static_cast<const T*>(g.dz);
@@ -93,14 +93,23 @@ cudaError_t launch_gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t str
     o.col_sums = g.col_sums != nullptr ? g.col_sums + half * D : nullptr;
     o.ld_sums = 2 * D;
   }
-  const kernels::GateBackwardSource<T, false> dg{dz, g.lddz, h, g.ldh, D};
-  const kernels::GateBackwardSource<T, true> du{dz, g.lddz, h, g.ldh, D};
-  const dim3 grid(static_cast<unsigned>(d_blocks), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535)));
-  constexpr int kBytes = kernels::kQuantizeTileFloats * static_cast<int>(sizeof(float));
-  // Why: the tile is more shared memory than a launch gets without asking.
-  if (cudaError_t e = ensure_dynamic_smem<T, kernels::gate_backward_e4m3_kernel<T>>(kBytes); e != cudaSuccess) return e;
-  kernels::gate_backward_e4m3_kernel<T><<<grid, 256, kBytes, stream>>>(dg, du, out[0], out[1], B, D);
-  return cudaGetLastError();
+  kernels::GateBackwardAlign align;
+  align.loads16 = aligned(dz, 16) && aligned(h, 16) && g.lddz % 8 == 0 && g.ldh % 8 == 0 && D % 8 == 0;
+  align.q8 = dh == nullptr || (aligned(dh, 8) && g.lddh % 8 == 0 && D % 8 == 0);
+  align.qt16 = aligned(dht, 16) && g.lddht % 16 == 0;
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = 2;
+  cluster.val.clusterDim.y = 1;
+  cluster.val.clusterDim.z = 1;
+  config.gridDim = dim3(static_cast<unsigned>(2 * d_blocks), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535)));
+  config.blockDim = dim3(kernels::kGateBwdThreads, 1, 1);
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernels::gate_backward_e4m3_kernel<T>, dz, g.lddz, h, g.ldh, out[0], out[1], B, D,
+                            align);
 }
 
 }  // namespace
@@ -148,7 +157,10 @@ Status gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t stream) {
   if (g.dz == nullptr || g.h == nullptr || g.dht == nullptr || g.dht_scale == nullptr ||
       (g.dh == nullptr) != (g.dh_scale == nullptr))
     return fail(StatusCode::invalid_argument, "fp8 gate backward: a null pointer (dh and dh_scale go together)");
-  if ((g.d + 127) / 128 > 2147483647) return fail(StatusCode::unsupported, "fp8 gate backward: d too large");
+  if ((g.d + 127) / 128 > 1073741823) return fail(StatusCode::unsupported, "fp8 gate backward: d too large");
+  DeviceTraits dev;
+  if (Status s = current_device(&dev); !s.ok()) return s;
+  if (dev.cc_major < 9) return fail(StatusCode::unsupported, "fp8 gate backward: needs compute capability 9.0+ (clusters)");
   const cudaError_t err = g.dtype == DType::bf16 ? launch_gate_backward_e4m3<__nv_bfloat16>(g, stream)
                                                  : launch_gate_backward_e4m3<__half>(g, stream);
   if (err != cudaSuccess)
