@@ -194,25 +194,36 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-    // acc += part · the scales of the step in `stage`'s slot: A's of the thread's two rows, B's of
-    // its 32 columns (b_rows) or of the tile's 128-row block (rows and columns past M and N hold 0).
-    const auto promote = [&](int stage) {
+    // The scales of the step in `stage`'s slot: A's of the thread's two rows, B's of its 32 columns
+    // (b_rows) or of the tile's 128-row block (rows and columns past M and N hold 0). Why read
+    // before the wgmma wait: their shared-memory latency then passes under it, not before the FMAs.
+    float sa[2], sb1 = 0.0f;
+    float2 sb[BN / 8];
+    const auto read_scales = [&](int stage) {
       const float* slot = scales + stage * Cfg::kScaleFloats;
       const int row = consumer * 64 + warp * 16 + lane / 4;
-      const float sa[2] = {slot[row], slot[row + 8]};
+      sa[0] = slot[row];
+      sa[1] = slot[row + 8];
+      if (b_rows) {
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) sb[j] = *reinterpret_cast<const float2*>(slot + BM + 8 * j + 2 * (lane % 4));
+      } else {
+        sb1 = slot[BM];
+      }
+    };
+    // acc += part · those scales.
+    const auto promote = [&]() {
       if (b_rows) {
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
-          const float2 sb = *reinterpret_cast<const float2*>(slot + BM + 8 * j + 2 * (lane % 4));
-          acc[4 * j + 0] += part[4 * j + 0] * (sa[0] * sb.x);
-          acc[4 * j + 1] += part[4 * j + 1] * (sa[0] * sb.y);
-          acc[4 * j + 2] += part[4 * j + 2] * (sa[1] * sb.x);
-          acc[4 * j + 3] += part[4 * j + 3] * (sa[1] * sb.y);
+          acc[4 * j + 0] += part[4 * j + 0] * (sa[0] * sb[j].x);
+          acc[4 * j + 1] += part[4 * j + 1] * (sa[0] * sb[j].y);
+          acc[4 * j + 2] += part[4 * j + 2] * (sa[1] * sb[j].x);
+          acc[4 * j + 3] += part[4 * j + 3] * (sa[1] * sb[j].y);
         }
       } else {
-        const float sb = slot[BM];
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i) acc[i] += part[i] * (sa[(i >> 1) & 1] * sb);
+        for (int i = 0; i < BN / 2; ++i) acc[i] += part[i] * (sa[(i >> 1) & 1] * sb1);
       }
     };
     sm90::RingPos<S> pos(step);
@@ -222,9 +233,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       sm90::mbar_wait(&scale_full[pos.stage], pos.phase);
       const uint32_t a = smem_u32(ring.smem + pos.stage * Cfg::kStageBytes), b = a + Cfg::kABytes;
       if (release >= 0) {
+        read_scales(release);
         sm90::wgmma_wait<0>();
-        promote(release);
         release_stage(release);
+        promote();
       }
       sm90::wgmma_fence();
 #pragma unroll
@@ -235,10 +247,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       release = pos.stage;
       pos.next();
     }
-    sm90::wgmma_wait<0>();
     if (release >= 0) {
-      promote(release);
+      read_scales(release);
+      sm90::wgmma_wait<0>();
       release_stage(release);
+      promote();
     }
 
     // The epilogue: pairs of columns, each rounded once to Out (after C's old value, accumulating).
