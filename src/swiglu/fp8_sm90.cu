@@ -52,18 +52,8 @@ cudaError_t launch_fp8_decode(const kernels::Fp8FwdParams& q, cudaStream_t strea
   const int64_t blocks = row_blocks * col_groups * C;
   if (blocks == 0) return cudaSuccess;
   if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = C;
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  config.gridDim = dim3(static_cast<unsigned>(blocks), 1, 1);
-  config.blockDim = dim3(Cfg::kThreads, 1, 1);
-  config.stream = stream;
-  config.attrs = &cluster;
-  config.numAttrs = C > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernels::swiglu_fwd_fp8_decode<Cfg>, q);
+  const ClusterLaunch launch(dim3(static_cast<unsigned>(blocks)), dim3(Cfg::kThreads), 0, stream, C);
+  return cudaLaunchKernelEx(&launch.config, kernels::swiglu_fwd_fp8_decode<Cfg>, q);
 }
 
 // The decode configuration for `out` and z_e4m3: NT n8 tiles of X rows a block; an e4m3 Z's 128

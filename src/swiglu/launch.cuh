@@ -42,6 +42,27 @@ cudaError_t ensure_dynamic_smem(int bytes) {
   return err;
 }
 
+// A cudaLaunchKernelEx (or cluster occupancy) configuration in clusters of `cluster` blocks along
+// x; no cluster attribute for 1. Not copyable: config.attrs points into it.
+struct ClusterLaunch {
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute attr{};
+  ClusterLaunch(dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream, unsigned cluster) {
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = cluster;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem_bytes;
+    config.stream = stream;
+    config.attrs = &attr;
+    config.numAttrs = cluster > 1 ? 1 : 0;
+  }
+  ClusterLaunch(const ClusterLaunch&) = delete;
+  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+};
+
 // How many blocks of Kernel (`threads` threads, static shared memory only) the current device holds
 // at once: its multiprocessors times the blocks each holds. Kept per kernel and device after the
 // first call (device < 64); thread-safe (a race only computes the same count twice).

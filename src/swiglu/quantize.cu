@@ -97,19 +97,11 @@ cudaError_t launch_gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t str
   align.loads16 = aligned(dz, 16) && aligned(h, 16) && g.lddz % 8 == 0 && g.ldh % 8 == 0 && D % 8 == 0;
   align.q8 = dh == nullptr || (aligned(dh, 8) && g.lddh % 8 == 0 && D % 8 == 0);
   align.qt16 = aligned(dht, 16) && g.lddht % 16 == 0;
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = 2;
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  config.gridDim = dim3(static_cast<unsigned>(2 * d_blocks), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535)));
-  config.blockDim = dim3(kernels::kGateBwdThreads, 1, 1);
-  config.stream = stream;
-  config.attrs = &cluster;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernels::gate_backward_e4m3_kernel<T>, dz, g.lddz, h, g.ldh, out[0], out[1], B, D,
-                            align);
+  const ClusterLaunch launch(
+      dim3(static_cast<unsigned>(2 * d_blocks), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535))),
+      dim3(kernels::kGateBwdThreads), 0, stream, 2);
+  return cudaLaunchKernelEx(&launch.config, kernels::gate_backward_e4m3_kernel<T>, dz, g.lddz, h, g.ldh, out[0], out[1],
+                            B, D, align);
 }
 
 }  // namespace

@@ -94,19 +94,10 @@ int max_active_clusters() {
   if (device < 64) {
     if (const int n = cached[device].load(std::memory_order_relaxed); n > 0) return n;
   }
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = Cfg::kCluster;
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  config.gridDim = dim3(Cfg::kCluster, 1, 1);
-  config.blockDim = dim3(Cfg::kThreads, 1, 1);
-  config.dynamicSmemBytes = Cfg::kSmemBytes;
-  config.attrs = &cluster;
-  config.numAttrs = 1;
+  static_assert(Cfg::kCluster > 1, "max_active_clusters: for clusters of 2 blocks or more");
+  const ClusterLaunch launch(dim3(Cfg::kCluster), dim3(Cfg::kThreads), Cfg::kSmemBytes, nullptr, Cfg::kCluster);
   int n = 0;
-  if (cudaOccupancyMaxActiveClusters(&n, Kernel, &config) != cudaSuccess) {
+  if (cudaOccupancyMaxActiveClusters(&n, Kernel, &launch.config) != cudaSuccess) {
     (void)cudaGetLastError();  // the query's error is reported as 0 clusters, not left sticky
     return 0;
   }
@@ -127,21 +118,12 @@ cudaError_t launch_persistent(int64_t m_tiles, int64_t n_tiles, cudaStream_t str
   }
   const int sms = current_sm_count();
   if (sms <= 0) return cudaErrorInvalidDevice;
-  const int slots = C == 1 ? sms : max_active_clusters<Cfg, Kernel>();
+  int slots = sms;
+  if constexpr (C > 1) slots = max_active_clusters<Cfg, Kernel>();
   if (slots <= 0) return cudaErrorInvalidConfiguration;
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = C;
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  config.gridDim = dim3(static_cast<unsigned>(std::min<int64_t>(units, slots) * C), 1, 1);
-  config.blockDim = dim3(Cfg::kThreads, 1, 1);
-  config.dynamicSmemBytes = Cfg::kSmemBytes;
-  config.stream = stream;
-  config.attrs = &cluster;
-  config.numAttrs = C > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, Kernel, args...);
+  const ClusterLaunch launch(dim3(static_cast<unsigned>(std::min<int64_t>(units, slots) * C)), dim3(Cfg::kThreads),
+                             Cfg::kSmemBytes, stream, C);
+  return cudaLaunchKernelEx(&launch.config, Kernel, args...);
 }
 
 // The problem is eligible (registry.cpp) and X and W are 16-byte aligned (plan_forward), so
