@@ -46,10 +46,19 @@ struct Fp8GemmParams {
   int64_t ldc = 0;
   int accumulate = 0;  // C += A·Bᵀ (C read first) instead of C = A·Bᵀ
   int vec_store = 0;   // C and ldc allow paired stores (N even, aligned)
+  int tma_c = 0;       // C (16-bit, not accumulating) through shared memory and TMA stores (c_map)
+  // Split-K (splits > 1): the K steps of all segments in slices of k_per_split, each slice a unit
+  // of the persistent grid adding its fp32 tile into `partial` (M×N, zeroed before the launch);
+  // the last slice of a tile's 64 rows to arrive (counters[2·tile + consumer], zeroed) writes C.
+  int splits = 1;
+  int k_per_split = 0;
+  float* partial = nullptr;
+  int* counters = nullptr;
 };
 
-template <class Out, int STAGES>
+template <class Out, int STAGES, bool SPLIT_K = false>
 struct Sm90Fp8GemmConfig {
+  static constexpr bool kSplitK = SPLIT_K;  // Fp8GemmParams::splits > 1 (an instance of its own: registers)
   using Element = __nv_fp8_e4m3;
   using Output = Out;
   static constexpr int kBlockM = 128;  // two consumer warpgroups of 64 rows
@@ -67,7 +76,11 @@ struct Sm90Fp8GemmConfig {
   static constexpr int kScaleFloats = kBlockM + kBlockN;
   static constexpr int kScaleOffset = STAGES * kStageBytes + 256;
   static constexpr int kScaleBarOffset = kScaleOffset + STAGES * kScaleFloats * 4;
-  static constexpr int kSmemBytes = kScaleBarOffset + STAGES * 8 + 1024;
+  // C's buffers (Fp8GemmParams::tma_c): one 64-row × 128-byte box a consumer warpgroup, from a
+  // 1024-byte boundary (the 128-byte swizzle's atom). Why one box and not the tile's two: two
+  // would leave no room for the sixth stage.
+  static constexpr int kCOffset = (kScaleBarOffset + STAGES * 8 + 1023) / 1024 * 1024;
+  static constexpr int kSmemBytes = kCOffset + 2 * sm90::kStoreBoxBytes + 1024;
   static constexpr int kScaleWarps = 3;  // the producer warpgroup's warps 1 .. 3
   static_assert(std::is_same_v<Out, float> || std::is_same_v<Out, __half> || std::is_same_v<Out, __nv_bfloat16>,
                 "sm90 fp8 gemm: C is fp32, fp16 or bf16");
@@ -80,7 +93,7 @@ template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     swiglu_gemm_sm90_fp8(const __grid_constant__ CUtensorMap a_map0, const __grid_constant__ CUtensorMap b_map0,
                          const __grid_constant__ CUtensorMap a_map1, const __grid_constant__ CUtensorMap b_map1,
-                         const Fp8GemmParams p) {
+                         const __grid_constant__ CUtensorMap c_map, const Fp8GemmParams p) {
 #if SWIGLU_SM90A_DEVICE
   using E = typename Cfg::Element;
   using Out = typename Cfg::Output;
@@ -101,6 +114,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const sm90::TileWalk<Cfg::kGroupM, 1> walk((p.M + BM - 1) / BM, (p.N + BN - 1) / BN);
   const int seg_steps = static_cast<int>((p.K + BK - 1) / BK);
   const int k_steps = seg_steps * p.segments;
+  const sm90::KSlices slices = Cfg::kSplitK ? sm90::KSlices{p.splits, p.k_per_split} : sm90::KSlices{1, k_steps};
+  const int64_t work = slices.units(walk.units);
 
   if (warpgroup == 0) {
     // 64 (and the consumers 216): at 40 the scale warps' eight loads in flight spilled.
@@ -113,10 +128,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         sm90::tma_prefetch_descriptor(&b_map1);
       }
       sm90::RingPos<S> pos;
-      for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
-        int64_t m0, n0;
+      for (int64_t v = walk.first(); v < work; v += walk.stride()) {
+        int64_t u, m0, n0;
+        int k_begin, k_count;
+        slices.unit(v, walk.units, k_steps, &u, &k_begin, &k_count);
         walk.template origin<BM, BN>(u, &m0, &n0);
-        sm90::produce_tile(ring, pos, k_steps, [&](uint8_t* a, uint64_t* full, int k) {
+        sm90::produce_tile(ring, pos, k_count, [&](uint8_t* a, uint64_t* full, int kc) {
+          const int k = k_begin + kc;
           const bool second = k >= seg_steps;
           const int32_t kk = (second ? k - seg_steps : k) * BK;
           sm90::tma_load_2d(a, second ? &a_map1 : &a_map0, full, kk, static_cast<int32_t>(m0));
@@ -131,10 +149,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       const int lane = static_cast<int>(threadIdx.x) % 32;
       sm90::RingPos<S> pos;
       int turn = 0;  // the block's K step count modulo kScaleWarps
-      for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
-        int64_t m0, n0;
+      for (int64_t v = walk.first(); v < work; v += walk.stride()) {
+        int64_t u, m0, n0;
+        int k_begin, k_count;
+        slices.unit(v, walk.units, k_steps, &u, &k_begin, &k_count);
         walk.template origin<BM, BN>(u, &m0, &n0);
-        for (int k = 0; k < k_steps; ++k, pos.next(), turn = turn + 1 == Cfg::kScaleWarps ? 0 : turn + 1) {
+        for (int k = k_begin; k < k_begin + k_count;
+             ++k, pos.next(), turn = turn + 1 == Cfg::kScaleWarps ? 0 : turn + 1) {
           if (turn != w) continue;
           const int seg = k >= seg_steps ? 1 : 0;
           const int64_t kb = k - seg * seg_steps;
@@ -188,8 +209,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   float acc[BN / 2], part[BN / 2];
   int64_t step = 0;  // this block's K steps so far, over all its tiles: the ring position
 
-  for (int64_t u = walk.first(); u < walk.units; u += walk.stride()) {
-    int64_t m0, n0;
+  __shared__ int last_slice[2];
+  const bool leader = threadIdx.x % 128 == 0;
+  for (int64_t v = walk.first(); v < work; v += walk.stride()) {
+    int64_t u, m0, n0;
+    int k_begin, k_count;
+    slices.unit(v, walk.units, k_steps, &u, &k_begin, &k_count);
     walk.template origin<BM, BN>(u, &m0, &n0);
     const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
 #pragma unroll
@@ -228,13 +253,15 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     };
     sm90::RingPos<S> pos(step);
     int release = -1;
-    for (int k = 0; k < k_steps; ++k, ++step) {
+    for (int k = 0; k < k_count; ++k, ++step) {
       sm90::mbar_wait(&ring.full[pos.stage], pos.phase);
       sm90::mbar_wait(&scale_full[pos.stage], pos.phase);
       const uint32_t a = smem_u32(ring.smem + pos.stage * Cfg::kStageBytes), b = a + Cfg::kABytes;
       if (release >= 0) {
-        read_scales(release);
+        // (The split-K instance reads them after the wait: its slices' state leaves no registers.)
+        if constexpr (!Cfg::kSplitK) read_scales(release);
         sm90::wgmma_wait<0>();
+        if constexpr (Cfg::kSplitK) read_scales(release);
         release_stage(release);
         promote();
       }
@@ -254,6 +281,61 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       promote();
     }
 
+    if constexpr (Cfg::kSplitK) {
+      // This slice's fp32 sums into `partial`; the last of the tile's slices to arrive (each
+      // consumer counts its own 64 rows, named barrier 4 + consumer) reads the total back and
+      // writes C below. A consumer with no rows in C has nothing to add.
+      if (m0 + consumer * 64 >= p.M) continue;
+      // Why row pointers: 64 accumulators and 64 partial sums leave no registers for 64-bit
+      // addresses computed element by element.
+      const int64_t c0 = n0 + 2 * (lane % 4);
+      float* const row_lo = p.partial + r0 * p.N + c0;
+      float* const row_hi = row_lo + 8 * p.N;
+      const bool lo_in = r0 < p.M, hi_in = r0 + 8 < p.M;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t cc = c0 + 8 * j + (e & 1);
+          if ((e < 2 ? lo_in : hi_in) && cc < p.N) atomicAdd((e < 2 ? row_lo : row_hi) + 8 * j + (e & 1), acc[4 * j + e]);
+        }
+      }
+      __threadfence();
+      sm90::named_sync(4 + consumer, 128);
+      if (leader) last_slice[consumer] = atomicAdd(p.counters + 2 * u + consumer, 1) == p.splits - 1;
+      sm90::named_sync(4 + consumer, 128);
+      if (!last_slice[consumer]) continue;
+      __threadfence();
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t cc = c0 + 8 * j + (e & 1);
+          acc[4 * j + e] = (e < 2 ? lo_in : hi_in) && cc < p.N ? __ldcg((e < 2 ? row_lo : row_hi) + 8 * j + (e & 1)) : 0.0f;
+        }
+      }
+    }
+
+    if constexpr (sizeof(Out) == 2) {
+      if (p.tma_c != 0) {
+        // Through shared memory and TMA stores (sm90::store_buffer_*), 64 columns (one box) at a
+        // time, which TMA clips at M and N. Named barrier 2 + consumer.
+        const uint32_t buf = smem_u32(base) + Cfg::kCOffset + consumer * sm90::kStoreBoxBytes;
+        const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
+#pragma unroll
+        for (int box = 0; box < BN / 64; ++box) {
+          sm90::store_buffer_acquire(leader, 2 + consumer);
+#pragma unroll
+          for (int j = 8 * box; j < 8 * box + 8; ++j) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              sm90::store_buffer_pair<1>(buf, j, h, row, lane, pack_pair<Out>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+          }
+          sm90::store_buffer_release<1>(leader, 2 + consumer, &c_map, buf, n0 + 64 * box, m0 + consumer * 64);
+        }
+        continue;
+      }
+    }
     // The epilogue: pairs of columns, each rounded once to Out (after C's old value, accumulating).
     Out* c = static_cast<Out*>(p.c);
 #pragma unroll
@@ -276,6 +358,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       }
     }
   }
+  // The last stores must have read their buffers before the block exits.
+  if (p.tma_c != 0 && leader) sm90::tma_store_wait<0>();
 #endif
 }
 

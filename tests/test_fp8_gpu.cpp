@@ -605,7 +605,14 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
   if (!on_hopper()) GTEST_SKIP() << "the FP8 GEMMs need compute capability 9.0";
   uint64_t seed = 5100;
   // The dX shape.
-  for (const auto& [B, I, D] : {std::tuple<int64_t, int64_t, int64_t>{130, 272, 208}, {64, 128, 256}, {1, 144, 16}}) {
+  // 64×128→2048: one tile and 32 K steps, which with a split-K workspace run as two slices. 16-bit
+  // C goes out through TMA stores where its rows are whole 16 bytes (I = 272, 128, 144), from
+  // registers where not (I = 100).
+  for (const auto& [B, I, D] : {std::tuple<int64_t, int64_t, int64_t>{130, 272, 208},
+                                {64, 128, 256},
+                                {1, 144, 16},
+                                {64, 128, 2048},
+                                {5, 100, 64}}) {
     const int64_t db = (D + 127) / 128, ib = (I + 127) / 128;
     const std::string what = "dX B=" + std::to_string(B) + " I=" + std::to_string(I) + " D=" + std::to_string(D);
     const std::vector<float> dh = skewed(B, 2 * D, ++seed), w = skewed(2 * D, I, ++seed);
@@ -642,8 +649,12 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
     gemm_reference(adeq, bdeq, B, I, 2 * D, D, &ref, &acc);
     const DeviceBuffer da = upload(aq), dbq = upload(bq), das = upload(as), dbs = upload(bs);
     const std::vector<float> c0 = common::uniform_values(static_cast<size_t>(B * I), -1, 1, ++seed, DType::f32);
-    for (const auto& [out, accumulate] : {std::pair<DType, bool>{DType::f32, false}, {DType::f32, true}, {DType::bf16, false}}) {
-      const std::string w2 = what + " " + std::string(to_string(out)) + (accumulate ? " accumulate" : "");
+    for (const auto& [out, accumulate, split] :
+         {std::tuple<DType, bool, bool>{DType::f32, false, false}, {DType::f32, true, false}, {DType::bf16, false, false},
+          {DType::f32, true, true}, {DType::bf16, false, true}}) {
+      const std::string w2 = what + " " + std::string(to_string(out)) + (accumulate ? " accumulate" : "") +
+                             (split ? " split-K workspace" : "");
+      DeviceBuffer sw(std::max<size_t>(detail::fp8_gemm_split_bytes(B, I), 16));
       DeviceBuffer dc(static_cast<size_t>(B * I) * dtype_size(out));
       if (accumulate) {
         CUDA_CHECK(cudaMemcpy(dc.get(), c0.data(), dc.bytes(), cudaMemcpyHostToDevice));
@@ -673,6 +684,7 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
       g.c = dc.get();
       g.ldc = I;
       g.accumulate = accumulate;
+      if (split) g.split_workspace = sw.get();
       const Status st = detail::fp8_gemm_sm90(g, nullptr);
       ASSERT_TRUE(st.ok()) << w2 << ": " << st.message;
       CUDA_CHECK(cudaDeviceSynchronize());
@@ -690,30 +702,34 @@ TEST(Fp8Gemm, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
     std::vector<double> ref, acc;
     gemm_reference(qa.deq, qb.deq, 2 * D, I, B, B, &ref, &acc);
     const DeviceBuffer da = upload(qa.q), dbq = upload(qb.q), das = upload(qa.scale), dbs = upload(qb.scale);
-    DeviceBuffer dc(static_cast<size_t>(2 * D * I) * 4);
-    CUDA_CHECK(cudaMemset(dc.get(), common::kPoisonByte, dc.bytes()));
-    detail::Fp8Gemm g;
-    g.m = 2 * D;
-    g.n = I;
-    g.k = B;
-    g.a[0] = da.get();
-    g.b[0] = dbq.get();
-    g.lda = B;
-    g.ldb = B;
-    g.a_scale = das.as<float>();
-    g.a_m = rb;
-    g.a_kb = 1;
-    g.b_scale = dbs.as<float>();
-    g.b_n = rb;
-    g.b_kb = 1;
-    g.b_rows = true;
-    g.out = DType::f32;
-    g.c = dc.get();
-    g.ldc = I;
-    const Status st = detail::fp8_gemm_sm90(g, nullptr);
-    ASSERT_TRUE(st.ok()) << what << ": " << st.message;
-    CUDA_CHECK(cudaDeviceSynchronize());
-    expect_gemm_within(what, download(dc, static_cast<size_t>(2 * D * I), DType::f32), ref, acc, 0x1p-24, nullptr);
+    for (const DType out : {DType::f32, DType::bf16}) {
+      const std::string w2 = what + " " + std::string(to_string(out));
+      DeviceBuffer dc(static_cast<size_t>(2 * D * I) * dtype_size(out));
+      CUDA_CHECK(cudaMemset(dc.get(), common::kPoisonByte, dc.bytes()));
+      detail::Fp8Gemm g;
+      g.m = 2 * D;
+      g.n = I;
+      g.k = B;
+      g.a[0] = da.get();
+      g.b[0] = dbq.get();
+      g.lda = B;
+      g.ldb = B;
+      g.a_scale = das.as<float>();
+      g.a_m = rb;
+      g.a_kb = 1;
+      g.b_scale = dbs.as<float>();
+      g.b_n = rb;
+      g.b_kb = 1;
+      g.b_rows = true;
+      g.out = out;
+      g.c = dc.get();
+      g.ldc = I;
+      const Status st = detail::fp8_gemm_sm90(g, nullptr);
+      ASSERT_TRUE(st.ok()) << w2 << ": " << st.message;
+      CUDA_CHECK(cudaDeviceSynchronize());
+      expect_gemm_within(w2, download(dc, static_cast<size_t>(2 * D * I), out), ref, acc,
+                         out == DType::f32 ? 0x1p-24 : 0x1p-8, nullptr);
+    }
   }
 }
 
@@ -754,7 +770,7 @@ TEST(Fp8Backward, MatchesTheFp64ReferenceOnTheDequantisedOperands) {
     const DeviceBuffer ddz = upload(common::to_dtype_bytes(dz, DType::bf16));
     const DeviceBuffer dh = upload(common::to_dtype_bytes(h, DType::bf16));
     const DeviceBuffer dw12t = upload(w12t), dw12ts = upload(w12t_scale), dxt = upload(xt), dxts = upload(xtq.scale);
-    const detail::Fp8BackwardWorkspace layout = detail::fp8_backward_workspace(B, D);
+    const detail::Fp8BackwardWorkspace layout = detail::fp8_backward_workspace(B, I, D);
     DeviceBuffer ws(layout.bytes);
     CUDA_CHECK(cudaMemset(ws.get(), common::kPoisonByte, ws.bytes()));
     DeviceBuffer ddx(static_cast<size_t>(B * I) * 2), ddw(static_cast<size_t>(2 * D * I) * 4),
@@ -902,7 +918,7 @@ TEST(Fp8Backward, PublicEntryPointOnTheQuantisersCopies) {
   // The gradients: the public call and the internal one, each into its own poisoned outputs.
   p.bias = true;  // for dbias (the forward ran without one: H is what it is)
   const size_t ws_bytes = backward_fp8_workspace_bytes(p);
-  ASSERT_EQ(ws_bytes, detail::fp8_backward_workspace(B, D).bytes);
+  ASSERT_EQ(ws_bytes, detail::fp8_backward_workspace(B, I, D).bytes);
   DeviceBuffer ws(ws_bytes);
   const std::vector<float> dw0 = common::uniform_values(static_cast<size_t>(2 * D * I), -1, 1, ++seed, DType::f32);
   struct Dtypes {

@@ -85,7 +85,9 @@ Status gate_backward_e4m3(const Fp8GateBackward& g, cudaStream_t stream);
 // at a_scale[s·a_seg + i·a_m + kb·a_kb]; B's at b_scale[s·b_seg + j·b_n + kb·b_kb], j = the row
 // (b_rows) or the row / 128 (128×128 blocks); a stride of 0 repeats a scale. Needs sm_90a and a
 // compute capability 9.0 device; the A and B strides multiples of 16, operands 16-byte aligned (K
-// itself any: the loads past it read zeros).
+// itself any: the loads past it read zeros). split_workspace (fp8_gemm_split_bytes(m, n) bytes,
+// 16-byte aligned; may be null) lets the launcher split K when the tiles are too few to fill the
+// SMs: slices add fp32 sums there (it zeroes it first), and C is rounded once from their total.
 struct Fp8Gemm {
   int64_t m = 0, n = 0, k = 0;
   int segments = 1;
@@ -101,8 +103,13 @@ struct Fp8Gemm {
   void* c = nullptr;
   int64_t ldc = 0;
   bool accumulate = false;
+  void* split_workspace = nullptr;
 };
 Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream);
+// The split-K workspace of an m×n FP8 GEMM: 0 where it has more than kFp8GemmMaxSplitTiles tiles
+// of 128×128, which never split.
+inline constexpr int64_t kFp8GemmMaxSplitTiles = 64;
+size_t fp8_gemm_split_bytes(int64_t m, int64_t n);
 
 // The FP8 backward with the save policy, in four launches: gate_backward_e4m3 (dH and dHᵀ in e4m3),
 // the dX GEMM (dH·W12 over the dG and dU halves), the dW GEMM (dHᵀ·X), and dbias's column sum.
@@ -132,13 +139,14 @@ struct Fp8Backward {
   void* dbias = nullptr;
   DType dbias_dtype = DType::f32;
 };
-// The workspace backward_fp8_sm90 needs (dH and dHᵀ in e4m3, their scales, dbias's partial sums),
+// The workspace backward_fp8_sm90 needs (dH and dHᵀ in e4m3, their scales, dbias's partial sums,
+// the dX GEMM's split-K sums where it may split),
 // and where each part lies in it (offsets in bytes, 256-byte aligned).
 struct Fp8BackwardWorkspace {
-  size_t dh = 0, dh_scale = 0, dht = 0, dht_scale = 0, col_sums = 0, bytes = 0;
+  size_t dh = 0, dh_scale = 0, dht = 0, dht_scale = 0, col_sums = 0, split = 0, split_bytes = 0, bytes = 0;
   int64_t lddht = 0;
 };
-Fp8BackwardWorkspace fp8_backward_workspace(int64_t rows, int64_t d);
+Fp8BackwardWorkspace fp8_backward_workspace(int64_t rows, int64_t in, int64_t d);
 Status backward_fp8_sm90(const Fp8Backward& b, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 // check_fp8_scales' test on host copies of the scales: the first of `n` that is not finite and

@@ -193,7 +193,7 @@ Status backward_fp8_workspace_bytes(const Fp8Problem& p, size_t* bytes) {
                                                   ") must be a multiple of 16 for the FP8 backward: the dU half "
                                                   "of dH and of W12^T starts 16-byte aligned");
   }
-  if (p.batch > 0) *bytes = detail::fp8_backward_workspace(p.batch, p.hidden).bytes;
+  if (p.batch > 0) *bytes = detail::fp8_backward_workspace(p.batch, p.in_features, p.hidden).bytes;
   return Status::success();
 }
 

@@ -16,9 +16,9 @@ size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 }  // namespace
 
-Fp8BackwardWorkspace fp8_backward_workspace(int64_t rows, int64_t d) {
+Fp8BackwardWorkspace fp8_backward_workspace(int64_t rows, int64_t in, int64_t d) {
   Fp8BackwardWorkspace w;
-  if (rows <= 0 || d <= 0) return w;
+  if (rows <= 0 || in <= 0 || d <= 0) return w;
   const auto B = static_cast<size_t>(rows), D = static_cast<size_t>(d);
   const size_t db = (D + 127) / 128, rb = (B + 127) / 128;
   w.lddht = (rows + 15) / 16 * 16;
@@ -33,6 +33,8 @@ Fp8BackwardWorkspace fp8_backward_workspace(int64_t rows, int64_t d) {
   w.dht = take(2 * D * static_cast<size_t>(w.lddht));
   w.dht_scale = take(2 * D * rb * sizeof(float));
   w.col_sums = take(rb * 2 * D * sizeof(float));
+  w.split_bytes = fp8_gemm_split_bytes(rows, in);
+  w.split = take(w.split_bytes);
   w.bytes = at;
   return w;
 }
@@ -50,7 +52,7 @@ Status backward_fp8_sm90(const Fp8Backward& b, void* workspace, size_t workspace
   if (b.dz == nullptr || b.h == nullptr || (b.dx != nullptr && (b.w12t == nullptr || b.w12t_scale == nullptr)) ||
       (b.dw != nullptr && (b.xt == nullptr || b.xt_scale == nullptr)))
     return fail(StatusCode::invalid_argument, "fp8 backward: a null pointer");
-  const Fp8BackwardWorkspace w = fp8_backward_workspace(B, D);
+  const Fp8BackwardWorkspace w = fp8_backward_workspace(B, I, D);
   if (workspace == nullptr || workspace_bytes < w.bytes) {
     return fail(StatusCode::invalid_argument, "fp8 backward: the workspace needs " + std::to_string(w.bytes) +
                                                   " bytes, got " + std::to_string(workspace_bytes));
@@ -102,6 +104,7 @@ Status backward_fp8_sm90(const Fp8Backward& b, void* workspace, size_t workspace
     x.out = b.dx_dtype;
     x.c = b.dx;
     x.ldc = I;
+    x.split_workspace = w.split_bytes > 0 ? ws + w.split : nullptr;
     if (Status s = fp8_gemm_sm90(x, stream); !s.ok()) return s;
   }
   if (b.dw != nullptr) {

@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -15,7 +16,8 @@ namespace swiglu::detail {
 namespace {
 
 template <class Cfg>
-cudaError_t launch_gemm(const Fp8Gemm& g, const kernels::Fp8GemmParams& p, cudaStream_t stream) {
+cudaError_t launch_gemm(const Fp8Gemm& g, kernels::Fp8GemmParams p, cudaStream_t stream) {
+  using Out = typename Cfg::Output;
   const int64_t m_tiles = (p.M + Cfg::kBlockM - 1) / Cfg::kBlockM;
   const int64_t n_tiles = (p.N + Cfg::kBlockN - 1) / Cfg::kBlockN;
   if (m_tiles * n_tiles == 0) return cudaSuccess;
@@ -30,11 +32,40 @@ cudaError_t launch_gemm(const Fp8Gemm& g, const kernels::Fp8GemmParams& p, cudaS
     maps[1][0] = maps[0][0];
     maps[1][1] = maps[0][1];
   }
-  return sm90::launch_persistent<Cfg, kernels::swiglu_gemm_sm90_fp8<Cfg>>(m_tiles, n_tiles, stream, maps[0][0],
-                                                                          maps[0][1], maps[1][0], maps[1][1], p);
+  // C through TMA stores where it is 16-bit, written (not accumulated) and TMA can address it
+  // (16-byte aligned, a row stride of whole 16 bytes: encode_matrix refuses anything else); the
+  // kernel stores from registers otherwise, and the unused map is a placeholder (A's).
+  CUtensorMap c_map = maps[0][0];
+  if constexpr (sizeof(Out) == 2) {
+    p.tma_c = p.accumulate == 0 && p.vec_store != 0 &&
+                      sm90::encode_matrix(&c_map, sm90::tensor_map_type<Out>(), p.c, p.M, p.N, p.ldc, 64)
+                  ? 1
+                  : 0;
+  }
+  // Split-K's slices are units of their own: the grid walks n_tiles · splits columns of units.
+  return sm90::launch_persistent<Cfg, kernels::swiglu_gemm_sm90_fp8<Cfg>>(
+      m_tiles, n_tiles * p.splits, stream, maps[0][0], maps[0][1], maps[1][0], maps[1][1], c_map, p);
+}
+
+// The split of K: none where the tiles fill half the SMs, K is short (under 16 steps a slice) or
+// there is no workspace; else as many slices as fill the SMs.
+int choose_splits(const Fp8Gemm& g, int sms) {
+  const int64_t tiles = ((g.m + 127) / 128) * ((g.n + 127) / 128);
+  const int64_t k_steps = (g.k + 127) / 128 * g.segments;
+  if (g.split_workspace == nullptr || tiles > kFp8GemmMaxSplitTiles || 2 * tiles > sms) return 1;
+  const int64_t by_sms = sms / tiles, by_k = k_steps / 16;
+  return static_cast<int>(std::max<int64_t>(1, std::min(by_sms, by_k)));
 }
 
 }  // namespace
+
+size_t fp8_gemm_split_bytes(int64_t m, int64_t n) {
+  if (m <= 0 || n <= 0) return 0;
+  const int64_t tiles = ((m + 127) / 128) * ((n + 127) / 128);
+  if (tiles > kFp8GemmMaxSplitTiles) return 0;
+  const size_t sums = (static_cast<size_t>(m) * static_cast<size_t>(n) * sizeof(float) + 255) / 256 * 256;
+  return sums + static_cast<size_t>(tiles) * 2 * sizeof(int);
+}
 
 Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream) {
   if (g.out != DType::bf16 && g.out != DType::f16 && g.out != DType::f32)
@@ -52,6 +83,8 @@ Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream) {
   }
   if (g.c == nullptr || g.a_scale == nullptr || g.b_scale == nullptr)
     return fail(StatusCode::invalid_argument, "fp8 gemm: a null pointer");
+  if (g.split_workspace != nullptr && !aligned(g.split_workspace, 16))
+    return fail(StatusCode::invalid_argument, "fp8 gemm: the split-K workspace must be 16-byte aligned");
 #if SWIGLU_HAVE_SM90A
   DeviceTraits dev;
   if (Status s = current_device(&dev); !s.ok()) return s;
@@ -85,10 +118,28 @@ Status fp8_gemm_sm90(const Fp8Gemm& g, cudaStream_t stream) {
     return Status::success();
   }
   if (g.k == 0) return Status::success();
+  const int sms = sm90::current_sm_count();
+  if (sms <= 0) return fail(StatusCode::cuda_error, "fp8 gemm: no SM count for the current device");
+  if (const int splits = choose_splits(g, sms); splits > 1) {
+    // Whole K steps a slice, and as many slices as that takes (none empty).
+    const int64_t k_steps = (g.k + 127) / 128 * g.segments;
+    p.k_per_split = static_cast<int>((k_steps + splits - 1) / splits);
+    p.splits = static_cast<int>((k_steps + p.k_per_split - 1) / p.k_per_split);
+    p.partial = static_cast<float*>(g.split_workspace);
+    const size_t sums = (static_cast<size_t>(g.m) * static_cast<size_t>(g.n) * sizeof(float) + 255) / 256 * 256;
+    p.counters = reinterpret_cast<int*>(static_cast<uint8_t*>(g.split_workspace) + sums);
+    if (const cudaError_t e = cudaMemsetAsync(g.split_workspace, 0, fp8_gemm_split_bytes(g.m, g.n), stream);
+        e != cudaSuccess)
+      return fail(StatusCode::cuda_error, std::string("fp8 gemm: ") + cudaGetErrorString(e));
+  }
   using kernels::Sm90Fp8GemmConfig;
-  const cudaError_t err = g.out == DType::f32    ? launch_gemm<Sm90Fp8GemmConfig<float, 6>>(g, p, stream)
-                          : g.out == DType::bf16 ? launch_gemm<Sm90Fp8GemmConfig<__nv_bfloat16, 6>>(g, p, stream)
-                                                 : launch_gemm<Sm90Fp8GemmConfig<__half, 6>>(g, p, stream);
+  const auto pick = [&]<class Out>() {
+    return p.splits > 1 ? launch_gemm<Sm90Fp8GemmConfig<Out, 6, true>>(g, p, stream)
+                        : launch_gemm<Sm90Fp8GemmConfig<Out, 6>>(g, p, stream);
+  };
+  const cudaError_t err = g.out == DType::f32    ? pick.template operator()<float>()
+                          : g.out == DType::bf16 ? pick.template operator()<__nv_bfloat16>()
+                                                 : pick.template operator()<__half>();
   if (err != cudaSuccess) return fail(StatusCode::cuda_error, std::string("fp8 gemm launch: ") + cudaGetErrorString(err));
   return Status::success();
 #else
