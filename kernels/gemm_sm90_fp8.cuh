@@ -16,6 +16,10 @@
 // read by the consumers from global memory after each step's wgmmas, one load per column of a
 // 1×128 B (dW's Xᵀ, each column's scales on their own cache line) was 32 scattered loads a thread
 // and a step, and the consumers waited on them with the tensor cores idle.
+//
+// C leaves through shared memory and TMA stores where it is 16-bit and written (Fp8GemmParams::
+// tma_c), else from the accumulators two columns at a time. With few tiles K is split
+// (Fp8GemmParams::splits), the slices adding fp32 sums that the last of a tile's writes to C.
 #pragma once
 
 #include <cuda.h>
