@@ -206,18 +206,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       // Through shared memory and TMA stores (sm90::store_buffer_*), 128 columns (two boxes) at a
       // time, which TMA clips at M and N. Named barrier 2 + consumer.
       const uint32_t buf = smem_u32(ring.smem) + Cfg::kCOffset + consumer * Cfg::kCBufferBytes;
-      const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
-#pragma unroll
-      for (int half = 0; half < BN / 128; ++half) {
-        sm90::store_buffer_acquire(leader, 2 + consumer);
-#pragma unroll
-        for (int j = 16 * half; j < 16 * half + 16; ++j) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-            sm90::store_buffer_pair<2>(buf, j, h, row, lane, pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
-        }
-        sm90::store_buffer_release<2>(leader, 2 + consumer, &c_map, buf, n0 + 128 * half, m0 + consumer * 64);
-      }
+      sm90::store_tile_c<T, BN, 2>(acc, buf, static_cast<uint32_t>(warp * 16 + lane / 4), lane, leader, 2 + consumer,
+                                   &c_map, n0, m0 + consumer * 64);
       continue;
     }
     const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;

@@ -325,18 +325,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         // Through shared memory and TMA stores (sm90::store_buffer_*), 64 columns (one box) at a
         // time, which TMA clips at M and N. Named barrier 2 + consumer.
         const uint32_t buf = smem_u32(base) + Cfg::kCOffset + consumer * sm90::kStoreBoxBytes;
-        const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
-#pragma unroll
-        for (int box = 0; box < BN / 64; ++box) {
-          sm90::store_buffer_acquire(leader, 2 + consumer);
-#pragma unroll
-          for (int j = 8 * box; j < 8 * box + 8; ++j) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-              sm90::store_buffer_pair<1>(buf, j, h, row, lane, pack_pair<Out>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
-          }
-          sm90::store_buffer_release<1>(leader, 2 + consumer, &c_map, buf, n0 + 64 * box, m0 + consumer * 64);
-        }
+        sm90::store_tile_c<Out, BN, 1>(acc, buf, static_cast<uint32_t>(warp * 16 + lane / 4), lane, leader,
+                                       2 + consumer, &c_map, n0, m0 + consumer * 64);
         continue;
       }
     }

@@ -463,6 +463,27 @@ __device__ __forceinline__ void store_buffer_release(bool leader, int barrier, c
 #endif
 }
 
+// A consumer warpgroup's 64 rows × N columns of 16-bit C from accumulators in the m64nN wgmma
+// layout (register 4j + 2h + e: row 8h of the warp's quad row `row`, column 8j + 2·(lane % 4) + e)
+// through its buffer of kBoxes boxes, kBoxes·64 columns a round, to `map` at (col, row0).
+template <class T, int N, int kBoxes>
+__device__ __forceinline__ void store_tile_c(const float (&acc)[N / 2], uint32_t buf, uint32_t row, int lane,
+                                             bool leader, int barrier, const CUtensorMap* map, int64_t col,
+                                             int64_t row0) {
+  static_assert(N % (64 * kBoxes) == 0, "store_tile_c: N must be whole rounds of kBoxes boxes");
+#pragma unroll
+  for (int round = 0; round < N / 64 / kBoxes; ++round) {
+    store_buffer_acquire(leader, barrier);
+#pragma unroll
+    for (int j = 8 * kBoxes * round; j < 8 * kBoxes * (round + 1); ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        store_buffer_pair<kBoxes>(buf, j, h, row, lane, pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+    }
+    store_buffer_release<kBoxes>(leader, barrier, map, buf, col + 64 * kBoxes * round, row0);
+  }
+}
+
 // ---- the persistent, warp-specialised skeleton both sm90 kernels share ---------------------------
 
 // S stages from the first 1024-byte boundary, then S full and S empty mbarriers. With C > 1 blocks
