@@ -278,9 +278,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       release = pos.stage;
       pos.next();
     }
+    // Why the wait stands outside the branch: under it, ptxas cannot prove that every path waits
+    // before the registers the wgmmas write are read, and injects a wait of its own (C7517), in the
+    // split-K instance in divergent code, where it serialises every wgmma (C7518).
+    if (release >= 0) read_scales(release);
+    sm90::wgmma_wait<0>();
     if (release >= 0) {
-      read_scales(release);
-      sm90::wgmma_wait<0>();
       release_stage(release);
       promote();
     }
