@@ -256,18 +256,32 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           for (int h = 0; h < 2; ++h) {
             const int64_t row = r0 + 8 * h;
             Out* hrow = static_cast<Out*>(p.saved) + row * 2 * p.D + col;
+            float g[2], up[2];
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int i = 4 * j + 2 * h + e;
-              const float g = acc[i] * cg[e] + bg[e], up = acc[i + BN / 2] * cu[e] + bu[e];
+              g[e] = acc[i] * cg[e] + bg[e];
+              up[e] = acc[i + BN / 2] * cu[e] + bu[e];
               const bool in = row < p.B && col + e < p.D;
-              const float z = in ? swiglu_gate<Cfg::kFastMath>(g, up) : 0.0f;
-              if (in && p.saved != nullptr) {
-                hrow[e] = from_f32<Out>(g);
-                hrow[p.D + e] = from_f32<Out>(up);
-              }
+              const float z = in ? swiglu_gate<Cfg::kFastMath>(g[e], up[e]) : 0.0f;
               amax[h] = fmaxf(amax[h], fabsf(z));
               put(i, z);
+            }
+            if (row < p.B && p.saved != nullptr) {
+              if (p.vec_store != 0) {
+                if (col < p.D) {  // and so col + 1 (vec_store: D is even)
+                  store_pair(hrow, g[0], g[1]);
+                  store_pair(hrow + p.D, up[0], up[1]);
+                }
+              } else {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  if (col + e < p.D) {
+                    hrow[e] = from_f32<Out>(g[e]);
+                    hrow[p.D + e] = from_f32<Out>(up[e]);
+                  }
+                }
+              }
             }
           }
         }
@@ -315,12 +329,20 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           const int64_t cols_left = p.D - (nu + t * BN + 2 * (lane % 4));  // columns from zrow to D
 #pragma unroll
           for (int j = 0; j < BN / 8; ++j) {
+            const int i = 4 * j + 2 * h;
+            float z[2];
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int i = 4 * j + 2 * h + e;
-              if (8 * j + e < cols_left) {
-                const float z = t == 0 ? stash[i * 128 + thread] : acc[i];
-                zrow[8 * j + e] = __nv_cvt_float_to_fp8(z * inv_scale[h], __NV_SATFINITE, __NV_E4M3);
+            for (int e = 0; e < 2; ++e) z[e] = (t == 0 ? stash[(i + e) * 128 + thread] : acc[i + e]) * inv_scale[h];
+            if (p.vec_store != 0) {
+              // Both bytes in one 16-bit store (vec_store: D is even, so the pair is in or out).
+              if (8 * j < cols_left) {
+                *reinterpret_cast<__nv_fp8x2_storage_t*>(zrow + 8 * j) =
+                    __nv_cvt_float2_to_fp8x2(make_float2(z[0], z[1]), __NV_SATFINITE, __NV_E4M3);
+              }
+            } else {
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                if (8 * j + e < cols_left) zrow[8 * j + e] = __nv_cvt_float_to_fp8(z[e], __NV_SATFINITE, __NV_E4M3);
               }
             }
           }

@@ -173,6 +173,9 @@ Status forward_fp8(const Fp8Problem& p, const Fp8Tensors& t, cudaStream_t stream
   q.base.I = p.in_features;
   q.base.D = p.hidden;
   q.base.ldx = p.x_stride();
+  // Paired stores (kernels/params.cuh): 16-byte aligned outputs and D a multiple of 8, so a
+  // thread's column pair is in range or out, and aligned, in Z of either width and in H.
+  q.base.vec_store = aligned(t.z, 16) && aligned(t.saved, 16) && p.hidden % 8 == 0 ? 1 : 0;
   q.x_scale = t.x_scale;
   q.w_scale = t.w_scale;
   q.x_kind = kind(p.x_scaling);
