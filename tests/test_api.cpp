@@ -343,6 +343,35 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
     ASSERT_TRUE(detail::choose_backward_tile(p, h100, detail::Gemm::dw, true, &tile).ok());
     EXPECT_EQ(tile.name(), c.dw) << c.batch;
   }
+  // 128x256 in clusters of two with a wave or two of its tiles (0.95-2 x 132) and K >= 2048: at
+  // I = 784 (4 columns of tiles) dX from B = 4096 to 8192 once 2D >= 2048, dW at D = 2048-4096
+  // once B >= 2048; dX at B = 1024 of the LLaMA layers (8 x 16 tiles). Not below (B = 2048's dX:
+  // 64 tiles; D = 512's dX: K = 1024; D = 1024's dW: 64 tiles), nor above two waves (the big case).
+  const struct {
+    int64_t batch, in, hidden;
+    const char* dx;
+    const char* dw;
+  } clustered[] = {{4096, 784, 1024, "sm90:128x256x64s4w12c2", "sm90:128x128x64s6w12"},
+                   {8192, 784, 2048, "sm90:128x256x64s4w12c2", "sm90:128x256x64s4w12c2"},
+                   {4096, 784, 4096, "sm90:128x256x64s4w12c2", "sm90:128x256x64s4w12c2"},
+                   {2048, 784, 4096, "sm90:128x128x64s6w12", "sm90:128x256x64s4w12c2"},
+                   {1024, 784, 4096, "sm90:128x128x64s6w12", "sm90:128x256x64s4w12"},
+                   {8192, 784, 512, "sm90:128x256x64s4w12", "sm90:128x128x64s6w12"},
+                   {1024, 4096, 14336, "sm90:128x256x64s4w12c2", "sm90:128x256x64s4w12"}};
+  for (const auto& c : clustered) {
+    const Problem p = problem(c.batch, c.in, c.hidden, DType::bf16);
+    ASSERT_TRUE(detail::choose_backward_tile(p, h100, detail::Gemm::dx, true, &tile).ok());
+    EXPECT_EQ(tile.name(), c.dx) << c.batch << " " << c.hidden;
+    ASSERT_TRUE(detail::choose_backward_tile(p, h100, detail::Gemm::dw, true, &tile).ok());
+    EXPECT_EQ(tile.name(), c.dw) << c.batch << " " << c.hidden;
+  }
+  // The packed layout keeps the single-block tiles (its clustered GEMMs were not measured).
+  Problem packed_mnist = problem(8192, 784, 2048, DType::bf16);
+  packed_mnist.layout = Layout::packed;
+  for (const detail::Gemm gemm : {detail::Gemm::dx, detail::Gemm::dw}) {
+    ASSERT_TRUE(detail::choose_backward_tile(packed_mnist, h100, gemm, true, &tile).ok());
+    EXPECT_EQ(tile.cluster, 1) << tile.name();
+  }
   // The packed layout too (its dX reads Wf K-major, its dW runs as dWf = Xᵀ·dH).
   Problem packed = big;
   packed.layout = Layout::packed;

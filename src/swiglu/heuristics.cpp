@@ -96,6 +96,16 @@ constexpr int64_t kGemvDxMaxK = 2048;
 // fewer rows of dX they split K (plan.cpp) and at fewer of dW (its K) they stream dW out.
 constexpr int64_t kSm90BwdMinM = 256;
 constexpr int64_t kSm90BwdMinK = 256;
+// Why: 128x256 in clusters of two (each block loads half the shared operand's box, multicast to
+// both) beat the single-block choice where a wave or two of 128x256 tiles ran a K of 2048 and up
+// (H100, bf16, I = 784: dX at B = 4096-8192, D = 1024-4096 and dW at D = 2048-4096,
+// B = 4096-8192, 1-9 % a GEMM; fp16 likewise; dX at B = 512-2048 of the LLaMA layers, 1-2 % ahead
+// of 128x128 and within 1 % of single-block 128x256). With fewer tiles it idles SMs (dW at D = 512:
+// 0.70x cublas2 against 0.97x); at a K of 1024 it was mixed; above two waves it is unmeasured, and
+// the single-block tile stays (docs/heuristics.md).
+constexpr double kSm90BwdClusterMinWaves = 0.95;
+constexpr double kSm90BwdClusterMaxWaves = 2.0;
+constexpr int64_t kSm90BwdClusterMinK = 2048;
 // Why: a larger sm80/SIMT backward tile would be for a forced choice only (none is compiled).
 constexpr int kBwdMaxDefaultArea = 128 * 128;
 // Why: below 8 K tiles a block is mostly fill and epilogue, and only many blocks hide that.
@@ -299,6 +309,15 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
       // for dW's short K of at most 128 rows, where 128x128 ran 1.00-1.16x its speed (H100).
       if (t.block_n > 128 && (count(t) < sms || k < kSm90BwdMinK)) continue;
       if (!chosen || t.block_n > chosen->block_n) chosen = t;
+    }
+    const auto clustered = std::find_if(tiles.begin(), tiles.end(), [](const TileConfig& t) {
+      return t.family == Family::wgmma_sm90 && t.cluster == 2 && t.block_n == 256;
+    });
+    // Why the linear layout only: the packed layout's clustered GEMMs were not measured.
+    if (clustered != tiles.end() && p.layout == Layout::linear && k >= kSm90BwdClusterMinK &&
+        static_cast<double>(count(*clustered)) >= kSm90BwdClusterMinWaves * static_cast<double>(sms) &&
+        static_cast<double>(count(*clustered)) <= kSm90BwdClusterMaxWaves * static_cast<double>(sms)) {
+      chosen = *clustered;
     }
     if (chosen) {
       *out = *chosen;
