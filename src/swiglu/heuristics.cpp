@@ -314,10 +314,9 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
       return t.family == Family::wgmma_sm90 && t.cluster == 2 && t.block_n == 256;
     });
     // Why the linear layout only: the packed layout's clustered GEMMs were not measured.
-    if (clustered != tiles.end() && p.layout == Layout::linear && k >= kSm90BwdClusterMinK &&
-        static_cast<double>(count(*clustered)) >= kSm90BwdClusterMinWaves * static_cast<double>(sms) &&
-        static_cast<double>(count(*clustered)) <= kSm90BwdClusterMaxWaves * static_cast<double>(sms)) {
-      chosen = *clustered;
+    if (clustered != tiles.end() && p.layout == Layout::linear && k >= kSm90BwdClusterMinK) {
+      const double waves = static_cast<double>(count(*clustered)) / static_cast<double>(sms);
+      if (waves >= kSm90BwdClusterMinWaves && waves <= kSm90BwdClusterMaxWaves) chosen = *clustered;
     }
     if (chosen) {
       *out = *chosen;
