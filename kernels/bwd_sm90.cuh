@@ -23,7 +23,9 @@
 namespace swiglu::kernels {
 
 // BN: C columns a tile, the wgmma's N. CLUSTER = 2: blocks pair on vertically adjacent tiles with
-// the same B tile, each loading half its boxes and multicasting them to both.
+// the same B tile, each loading half its boxes and multicasting them to both. BN = 200 (an MN-major
+// B only) loads four 64-column boxes and computes 200 of their columns; TMA stores 192 columns of C
+// and the last 8 go out from registers.
 template <class E, BwdKind Kind, int BN, int STAGES, int CLUSTER = 1>
 struct Sm90BwdConfig {
   using Element = E;
@@ -39,7 +41,8 @@ struct Sm90BwdConfig {
   static constexpr int kGroupM = 8;
   static constexpr int kBoxBytes = 64 * 64 * 2;  // one 64×64 MN-major box
   static constexpr int kABytes = kBlockM * kBlockK * 2;
-  static constexpr int kBBytes = BN * kBlockK * 2;
+  static constexpr int kBBoxes = (BN + 63) / 64;  // an MN-major B's 64-column boxes
+  static constexpr int kBBytes = kBKMajor ? BN * kBlockK * 2 : kBBoxes * kBoxBytes;
   static constexpr int kStageBytes = kABytes + kBBytes;
   // C through TMA stores (BwdParams.tma_c): a buffer a consumer for 128 columns of its 64 rows.
   static constexpr int kCBufferBytes = 2 * sm90::kStoreBoxBytes;
@@ -48,7 +51,8 @@ struct Sm90BwdConfig {
   static constexpr int kSmemBytes = kCOffset + 2 * kCBufferBytes + 1024;
   static_assert(std::is_same_v<E, __half> || std::is_same_v<E, __nv_bfloat16>,
                 "sm90 bwd: the element type must be __half or __nv_bfloat16 (wgmma's transpose needs 16 bits)");
-  static_assert(BN == 128 || BN == 256, "sm90 bwd: the wgmma N is 128 or 256");
+  static_assert(BN == 128 || BN == 256 || (BN == 200 && !kBKMajor),
+                "sm90 bwd: the wgmma N is 128 or 256, or 200 with an MN-major B");
   static_assert(kStageBytes % 1024 == 0, "sm90 bwd: stages must keep the 1024-byte swizzle alignment");
   static_assert(2 * STAGES * 8 <= 1024, "sm90 bwd: the barriers must fit ahead of the C buffers");
   static_assert(kSmemBytes <= 227 * 1024, "sm90 bwd: the shared memory exceeds the 227 KiB of a block");
@@ -100,7 +104,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         }
       } else {
 #pragma unroll
-        for (int i = 0; i < BN / 64; ++i) {
+        for (int i = 0; i < Cfg::kBBoxes; ++i) {
           if (i % C != walk.rank) continue;
           sm90::tma_load_shared<C>(b + i * kBox, &b_map, full, static_cast<int32_t>(n0 + 64 * i), k0);
         }
@@ -202,17 +206,38 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         }
       }
     }
+    // The columns stored from registers: all of them, or (BN = 200) the last 8 after the TMA stores.
+    int j_first = 0;
     if (p.tma_c != 0) {
       // Through shared memory and TMA stores (sm90::store_buffer_*), 128 columns (two boxes) at a
       // time, which TMA clips at M and N. Named barrier 2 + consumer.
       const uint32_t buf = smem_u32(ring.smem) + Cfg::kCOffset + consumer * Cfg::kCBufferBytes;
-      sm90::store_tile_c<T, BN, 2>(acc, buf, static_cast<uint32_t>(warp * 16 + lane / 4), lane, leader, 2 + consumer,
-                                   &c_map, n0, m0 + consumer * 64);
-      continue;
+      const uint32_t row = static_cast<uint32_t>(warp * 16 + lane / 4);
+      const int64_t row0 = m0 + consumer * 64;
+      if constexpr (BN % 128 == 0) {
+        sm90::store_tile_c<T, BN, 2>(acc, buf, row, lane, leader, 2 + consumer, &c_map, n0, row0);
+        continue;
+      } else {
+        // BN = 200: columns 0-127 in a round of two boxes, 128-191 in a round of one; a box
+        // further would write into the next tile's columns.
+        static_assert(BN == 200, "sm90 bwd: the TMA-store epilogue's rounds are laid out for BN = 200");
+        sm90::store_tile_c<T, 128, 2>(reinterpret_cast<const float(&)[64]>(acc), buf, row, lane, leader,
+                                      2 + consumer, &c_map, n0, row0);
+        sm90::store_buffer_acquire(leader, 2 + consumer);
+#pragma unroll
+        for (int j = 16; j < 24; ++j) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            sm90::store_buffer_pair<1>(buf, j, h, row, lane, pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+        }
+        sm90::store_buffer_release<1>(leader, 2 + consumer, &c_map, buf, n0 + 128, row0);
+        j_first = 24;
+      }
     }
     const int64_t r0 = m0 + consumer * 64 + warp * 16 + lane / 4;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
+      if (j < j_first) continue;
       const int64_t col = n0 + 8 * j + 2 * (lane % 4);
       if (col >= p.N) continue;
 #pragma unroll

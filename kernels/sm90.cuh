@@ -299,6 +299,39 @@ __device__ __forceinline__ uint64_t smem_desc_mn(uint32_t addr, uint32_t chunk_b
         "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),     \
         "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                \
       : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TA), "n"(TB))
+#define SWIGLU_WGMMA_M64N200(INSTR, TRANS)                                                \
+  asm volatile(                                                                           \
+      "{\n"                                                                               \
+      ".reg .pred p;\n"                                                                   \
+      "setp.ne.b32 p, %102, 0;\n"                                                         \
+      "wgmma.mma_async.sync.aligned.m64n200" INSTR " {"                                   \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "            \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "  \
+      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "  \
+      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "  \
+      "%96, %97, %98, %99}, "                                                             \
+      "%100, %101, p, 1, 1" TRANS ";\n"                                                   \
+      "}\n"                                                                               \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),           \
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),         \
+        "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),     \
+        "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),     \
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),     \
+        "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),     \
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),     \
+        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),     \
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),     \
+        "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),     \
+        "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),     \
+        "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),     \
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),     \
+        "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),     \
+        "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]),     \
+        "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),     \
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99])                                \
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TA), "n"(TB))
 
 // One wgmma over 32 bytes of K: k16 for __nv_bfloat16 and __half, k8 tf32 for float and k32 for
 // __nv_fp8_e4m3 (both K-major only).
@@ -332,16 +365,31 @@ __device__ __forceinline__ void wgmma_m64n128(float (&d)[64], uint64_t desc_a, u
   }
 }
 
+// The 16-bit types only: the backward GEMMs' tile whose four columns of tiles hold 784 (or up to
+// 800) columns, which 256 would pad by a third (docs/kernels-sm90.md).
+template <class T, int TA = 0, int TB = 0>
+__device__ __forceinline__ void wgmma_m64n200(float (&d)[100], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    SWIGLU_WGMMA_M64N200("k16.f32.bf16.bf16", ", %103, %104");
+  } else {
+    static_assert(std::is_same_v<T, __half>, "wgmma_m64n200: fp16 or bf16 operands");
+    SWIGLU_WGMMA_M64N200("k16.f32.f16.f16", ", %103, %104");
+  }
+}
+
 #undef SWIGLU_WGMMA_M64N256
 #undef SWIGLU_WGMMA_M64N128
+#undef SWIGLU_WGMMA_M64N200
 
-// m64nN over 32 bytes of K for N = 256 or 128. Why 32 bytes: one descriptor step in a swizzled
+// m64nN over 32 bytes of K for N = 256, 200 (16-bit types) or 128. Why 32 bytes: one descriptor step in a swizzled
 // K-major row, two atoms of an MN-major tile, whatever the type.
 template <int N, class T, int TA = 0, int TB = 0>
 __device__ __forceinline__ void wgmma_m64nk(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
-  static_assert(N == 256 || N == 128, "wgmma_m64nk: N must be 256 or 128");
+  static_assert(N == 256 || N == 200 || N == 128, "wgmma_m64nk: N must be 256, 200 or 128");
   if constexpr (N == 256) {
     wgmma_m64n256<T, TA, TB>(d, a, b, scale_d);
+  } else if constexpr (N == 200) {
+    wgmma_m64n200<T, TA, TB>(d, a, b, scale_d);
   } else {
     wgmma_m64n128<T, TA, TB>(d, a, b, scale_d);
   }

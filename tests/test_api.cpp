@@ -347,16 +347,21 @@ TEST(Heuristic, BackwardTakesWgmmaOnHopperForProblemsThatFillIt) {
   // I = 784 (4 columns of tiles) dX from B = 4096 to 8192 once 2D >= 2048, dW at D = 2048-4096
   // once B >= 2048; dX at B = 1024 of the LLaMA layers (8 x 16 tiles). Not below (B = 2048's dX:
   // 64 tiles; D = 512's dX: K = 1024; D = 1024's dW: 64 tiles), nor above two waves (the big case).
+  // The clustered 128x200 takes the clustered 128x256's place where it makes as many columns of
+  // tiles (I = 784 or 800: four; not I = 808 or 4096); the single-block 128x256 stays.
   const struct {
     int64_t batch, in, hidden;
     const char* dx;
     const char* dw;
-  } clustered[] = {{4096, 784, 1024, "sm90:128x256x64s4w12c2", "sm90:128x128x64s6w12"},
-                   {8192, 784, 2048, "sm90:128x256x64s4w12c2", "sm90:128x256x64s4w12c2"},
-                   {4096, 784, 4096, "sm90:128x256x64s4w12c2", "sm90:128x256x64s4w12c2"},
-                   {2048, 784, 4096, "sm90:128x128x64s6w12", "sm90:128x256x64s4w12c2"},
+  } clustered[] = {{4096, 784, 1024, "sm90:128x200x64s4w12c2", "sm90:128x128x64s6w12"},
+                   {8192, 784, 2048, "sm90:128x200x64s4w12c2", "sm90:128x200x64s4w12c2"},
+                   {4096, 784, 4096, "sm90:128x200x64s4w12c2", "sm90:128x200x64s4w12c2"},
+                   {4096, 800, 4096, "sm90:128x200x64s4w12c2", "sm90:128x200x64s4w12c2"},
+                   {4096, 808, 4096, "sm90:128x256x64s4w12c2", "sm90:128x256x64s4w12c2"},
+                   {2048, 784, 4096, "sm90:128x128x64s6w12", "sm90:128x200x64s4w12c2"},
                    {1024, 784, 4096, "sm90:128x128x64s6w12", "sm90:128x256x64s4w12"},
                    {8192, 784, 512, "sm90:128x256x64s4w12", "sm90:128x128x64s6w12"},
+                   {16384, 784, 2048, "sm90:128x256x64s4w12", "sm90:128x200x64s4w12c2"},
                    {1024, 4096, 14336, "sm90:128x256x64s4w12c2", "sm90:128x256x64s4w12"}};
   for (const auto& c : clustered) {
     const Problem p = problem(c.batch, c.in, c.hidden, DType::bf16);

@@ -15,7 +15,9 @@
 // Backward: 0. gemv (fp16/bf16 on sm_80+; dX: linear layout only) up to 8 rows; dX: the fewest
 //              rows a block that hold B, else the most.
 //           1. sm90 when 2D is at least 256 (dW) or K = 2D is (dX); 128x256 once it gives every
-//              SM a tile. Its dX splits K while its tiles fill at most half the SMs (plan.cpp).
+//              SM a tile, in clusters of two at 0.95-2 waves of a K of 2048 and up (linear
+//              layout), then as 128x200 where that makes as many columns of tiles. Its dX
+//              splits K while its tiles fill at most half the SMs (plan.cpp).
 //           2. Otherwise sm80 (fp16/bf16 on sm_80+) or SIMT: the largest tile that fills the SMs
 //              (4 blocks a SM for short reductions), else the one with the most blocks.
 #include "swiglu/heuristics.hpp"
@@ -106,6 +108,11 @@ constexpr int64_t kSm90BwdMinK = 256;
 constexpr double kSm90BwdClusterMinWaves = 0.95;
 constexpr double kSm90BwdClusterMaxWaves = 2.0;
 constexpr int64_t kSm90BwdClusterMinK = 2048;
+// Why: at I = 784 four 200-wide columns of tiles hold the 784 columns that four 256-wide ones pad
+// to 1024. In the clustered 128x256's place it took 2-12 % less time for dX and dW wherever that
+// tile ran (H100, bf16 and fp16, B = 2048-16384, D = 1024-4096); a single-block 128x200 tied or
+// lost to the single-block 128x256 at every measured shape, so none is compiled (docs/heuristics.md).
+constexpr int kSm90BwdNarrowN = 200;
 // Why: a larger sm80/SIMT backward tile would be for a forced choice only (none is compiled).
 constexpr int kBwdMaxDefaultArea = 128 * 128;
 // Why: below 8 K tiles a block is mostly fill and epilogue, and only many blocks hide that.
@@ -317,6 +324,15 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
     if (clustered != tiles.end() && p.layout == Layout::linear && k >= kSm90BwdClusterMinK) {
       const double waves = static_cast<double>(count(*clustered)) / static_cast<double>(sms);
       if (waves >= kSm90BwdClusterMinWaves && waves <= kSm90BwdClusterMaxWaves) chosen = *clustered;
+    }
+    // The clustered 128x200 in the clustered 128x256's place where it makes as many columns of
+    // tiles: the same grid, less padding a tile.
+    if (chosen && chosen->block_n == 256 && chosen->cluster == 2 &&
+        (n + kSm90BwdNarrowN - 1) / kSm90BwdNarrowN == (n + chosen->block_n - 1) / chosen->block_n) {
+      const auto narrow = std::find_if(tiles.begin(), tiles.end(), [](const TileConfig& t) {
+        return t.family == Family::wgmma_sm90 && t.cluster == 2 && t.block_n == kSm90BwdNarrowN;
+      });
+      if (narrow != tiles.end()) chosen = *narrow;
     }
     if (chosen) {
       *out = *chosen;

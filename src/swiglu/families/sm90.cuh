@@ -231,10 +231,11 @@ void add_backward_kind(KernelTable& out) {
   out.push_back(backward_entry<Cfg>(Family::wgmma_sm90, P, Kind, 90, 90, &launch_bwd_sm90<Cfg>));
 }
 
+// The packed dX reads Wf K-major, which the 200-wide tile does not (kernels/bwd_sm90.cuh).
 template <Precision P, int BN, int STAGES, int CLUSTER = 1>
 void add_backward_tile(KernelTable& out) {
   add_backward_kind<P, BwdKind::dx_linear, BN, STAGES, CLUSTER>(out);
-  add_backward_kind<P, BwdKind::dx_packed, BN, STAGES, CLUSTER>(out);
+  if constexpr (BN != 200) add_backward_kind<P, BwdKind::dx_packed, BN, STAGES, CLUSTER>(out);
   add_backward_kind<P, BwdKind::dw, BN, STAGES, CLUSTER>(out);
 }
 
@@ -267,6 +268,7 @@ void register_backward(KernelTable& out) {
   add_backward_tile<P, 256, 4>(out);
   add_backward_tile<P, 128, 6>(out);
   add_backward_tile<P, 256, 4, 2>(out);
+  add_backward_tile<P, 200, 4, 2>(out);
 }
 
 }  // namespace swiglu::detail::sm90
