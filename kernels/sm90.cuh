@@ -381,8 +381,8 @@ __device__ __forceinline__ void wgmma_m64n200(float (&d)[100], uint64_t desc_a, 
 #undef SWIGLU_WGMMA_M64N128
 #undef SWIGLU_WGMMA_M64N200
 
-// m64nN over 32 bytes of K for N = 256, 200 (16-bit types) or 128. Why 32 bytes: one descriptor step in a swizzled
-// K-major row, two atoms of an MN-major tile, whatever the type.
+// m64nN over 32 bytes of K for N = 256, 200 (16-bit types) or 128. Why 32 bytes: one descriptor
+// step in a swizzled K-major row, two atoms of an MN-major tile, whatever the type.
 template <int N, class T, int TA = 0, int TB = 0>
 __device__ __forceinline__ void wgmma_m64nk(float (&d)[N / 2], uint64_t a, uint64_t b, int scale_d) {
   static_assert(N == 256 || N == 200 || N == 128, "wgmma_m64nk: N must be 256, 200 or 128");
