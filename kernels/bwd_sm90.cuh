@@ -223,14 +223,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         static_assert(BN == 200, "sm90 bwd: the TMA-store epilogue's rounds are laid out for BN = 200");
         sm90::store_tile_c<T, 128, 2>(reinterpret_cast<const float(&)[64]>(acc), buf, row, lane, leader,
                                       2 + consumer, &c_map, n0, row0);
-        sm90::store_buffer_acquire(leader, 2 + consumer);
-#pragma unroll
-        for (int j = 16; j < 24; ++j) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-            sm90::store_buffer_pair<1>(buf, j, h, row, lane, pack_pair<T>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
-        }
-        sm90::store_buffer_release<1>(leader, 2 + consumer, &c_map, buf, n0 + 128, row0);
+        sm90::store_tile_c<T, 64, 1>(reinterpret_cast<const float(&)[32]>(acc[64]), buf, row, lane, leader,
+                                     2 + consumer, &c_map, n0 + 128, row0);
         j_first = 24;
       }
     }

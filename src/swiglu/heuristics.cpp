@@ -323,16 +323,16 @@ Status detail::choose_backward_tile(const Problem& p, const DeviceTraits& dev, G
     // Why the linear layout only: the packed layout's clustered GEMMs were not measured.
     if (clustered != tiles.end() && p.layout == Layout::linear && k >= kSm90BwdClusterMinK) {
       const double waves = static_cast<double>(count(*clustered)) / static_cast<double>(sms);
-      if (waves >= kSm90BwdClusterMinWaves && waves <= kSm90BwdClusterMaxWaves) chosen = *clustered;
-    }
-    // The clustered 128x200 in the clustered 128x256's place where it makes as many columns of
-    // tiles: the same grid, less padding a tile.
-    if (chosen && chosen->block_n == 256 && chosen->cluster == 2 &&
-        (n + kSm90BwdNarrowN - 1) / kSm90BwdNarrowN == (n + chosen->block_n - 1) / chosen->block_n) {
-      const auto narrow = std::find_if(tiles.begin(), tiles.end(), [](const TileConfig& t) {
-        return t.family == Family::wgmma_sm90 && t.cluster == 2 && t.block_n == kSm90BwdNarrowN;
-      });
-      if (narrow != tiles.end()) chosen = *narrow;
+      if (waves >= kSm90BwdClusterMinWaves && waves <= kSm90BwdClusterMaxWaves) {
+        chosen = *clustered;
+        // The clustered 128x200 in its place where it makes as many columns of tiles: the same
+        // grid, less padding a tile.
+        const auto narrow = std::find_if(tiles.begin(), tiles.end(), [](const TileConfig& t) {
+          return t.family == Family::wgmma_sm90 && t.cluster == 2 && t.block_n == kSm90BwdNarrowN;
+        });
+        const int64_t wide_columns = (n + clustered->block_n - 1) / clustered->block_n;
+        if (narrow != tiles.end() && (n + kSm90BwdNarrowN - 1) / kSm90BwdNarrowN == wide_columns) chosen = *narrow;
+      }
     }
     if (chosen) {
       *out = *chosen;
