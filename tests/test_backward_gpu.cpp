@@ -206,6 +206,31 @@ TEST(Backward, SmallBatchesSplitTheDxReduction) {
   }
 }
 
+TEST(Backward, Sm90DxSplitsOnlyALongReduction) {
+  // The sm90 dX splits K only where the split takes at least 40 K steps off each unit (plan.cpp):
+  // never at K = 2D = 1024 (16 steps), at 14 tiles of K = 4096 (64 steps, 8 or more slices) yes.
+  for (const int64_t hidden : {512, 2048}) {
+    Problem p;
+    p.batch = 256;
+    p.in_features = 784;
+    p.hidden = hidden;
+    p.dtype = DType::bf16;
+    const BwdCase c(p, 88);
+    const auto z = c.save_forward();
+    EXPECT_TRUE(z.pass) << describe(p) << ": " << z.summary();
+    BackwardOptions o;
+    o.policy = Policy::save;
+    const auto r = c.run(o);
+    expect_pass(r, o, p, describe(p));
+    if (r.tiles.dx.family != Family::wgmma_sm90) GTEST_SKIP() << "dX ran " << r.tiles.dx.name() << ", not sm90";
+    if (hidden == 512) {
+      EXPECT_EQ(r.tiles.dx_splits, 1) << describe(p);
+    } else {
+      EXPECT_GT(r.tiles.dx_splits, 1) << describe(p);
+    }
+  }
+}
+
 TEST(Backward, LargeShapeAgainstTheGpuReference) {
   for (DType t : {DType::bf16, DType::f16}) {
     for (Layout l : {Layout::linear, Layout::packed}) {

@@ -17,7 +17,8 @@
 //           1. sm90 when 2D is at least 256 (dW) or K = 2D is (dX); 128x256 once it gives every
 //              SM a tile, in clusters of two at 0.95-2 waves of a K of 2048 and up (linear
 //              layout), then as 128x200 where that makes as many columns of tiles. Its dX
-//              splits K while its tiles fill at most half the SMs (plan.cpp).
+//              splits K while its tiles fill at most half the SMs and a split saves a unit at
+//              least 40 K steps (plan.cpp).
 //           2. Otherwise sm80 (fp16/bf16 on sm_80+) or SIMT: the largest tile that fills the SMs
 //              (4 blocks a SM for short reductions), else the one with the most blocks.
 #include "swiglu/heuristics.hpp"

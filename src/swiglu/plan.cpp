@@ -32,6 +32,9 @@ constexpr int kFewestDxTileColumns = 64;
 // 64-row halves apart, and its tiles are at least 128x128.
 constexpr int kSm90DxTile = 128;
 constexpr int kSm90CountersPerTile = 2;
+// Why: a split sm90 dX costs a fixed 10-13 µs beyond its slices' share of the K loop (H100), about
+// 40 K steps of its 128x128 tile; a split that saves a unit fewer is not made (docs/heuristics.md).
+constexpr int64_t kSm90SplitMinSavedSteps = 40;
 
 // The slices a dX grid of `tiles` blocks wants on `dev` (1: none), before the bound from K.
 int64_t wanted_splits(int64_t tiles, const DeviceTraits& dev) {
@@ -136,7 +139,9 @@ Status plan_gemm(const Problem& p, const DeviceTraits& dev, Gemm gemm, const Til
     const int64_t k_tiles = (params.K + tile.block_k - 1) / tile.block_k;
     const int64_t wanted = sm90 ? std::min<int64_t>(std::max(dev.sm_count, 1) / tiles, kMaxSplits)
                                 : wanted_splits(tiles, dev);
-    const int64_t splits = std::min(wanted, k_tiles / kMinTilesPerSlice);
+    int64_t splits = std::min(wanted, k_tiles / kMinTilesPerSlice);
+    // (The sm90 split's fixed cost against the K steps it takes off each unit.)
+    if (sm90 && splits > 1 && k_tiles - (k_tiles + splits - 1) / splits < kSm90SplitMinSavedSteps) splits = 1;
     if (splits > 1) {
       const int64_t per = (k_tiles + splits - 1) / splits;  // K tiles a slice
       g.params.splits = static_cast<int>((k_tiles + per - 1) / per);
