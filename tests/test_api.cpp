@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "swiglu/heuristics.hpp"  // detail::choose_backward_tile, the backward heuristic
+#include "swiglu/plan.hpp"        // detail::plan_backward, the dX split-K rule
 #include "swiglu/registry.hpp"    // detail::sm90_backward_possible
 #include "swiglu/swiglu.hpp"
 
@@ -480,6 +481,38 @@ TEST(Heuristic, Tf32x3NeedsAmpere) {
     EXPECT_EQ(s.code, StatusCode::unsupported) << s.message;
     ASSERT_TRUE(choose_forward_tile(p, DeviceTraits{8, 0, 108}, &tile).ok());
     EXPECT_EQ(tile.family, Family::mma_sm80);
+  }
+}
+
+// The sm90 dX splits K where its tiles leave SMs idle, but only into slices that take at least 40 K
+// steps (of 64) off each tile's reduction: a split costs a fixed 10-13 us (plan.cpp). The plan
+// needs no GPU, so the rule is checked here at its boundary; test_backward_gpu runs it.
+TEST(Plan, Sm90DxSplitsOnlyWhereItSavesFortyKSteps) {
+  const DeviceTraits h100{9, 0, 132};
+  if (!detail::sm90_backward_possible(problem(256, 784, 512), h100)) GTEST_SKIP() << "no sm_90a backward compiled";
+  const struct {
+    int64_t batch, in, hidden;
+    int splits;
+  } cases[] = {
+      {256, 784, 512, 1},     // 14 tiles, 16 K steps: 8 slices would save 14
+      {256, 784, 1024, 1},    // 32 K steps: at most 28 saved
+      {256, 784, 2048, 8},    // 64 K steps, 9 slices wanted: 8 of 8 steps save 56
+      {768, 1408, 2560, 2},   // 66 tiles, 2 slices wanted: 80 K steps, 40 saved
+      {768, 1408, 2496, 1},   // 78 K steps: 39 saved
+      {256, 4096, 11008, 2},  // LLaMA-7B's dX: 64 tiles, 344 K steps
+  };
+  for (const auto& c : cases) {
+    const Problem p = problem(c.batch, c.in, c.hidden);
+    BackwardTensors t = backward_tensors();
+    t.saved = addr(0x60000000);
+    BackwardOptions o;
+    o.policy = Policy::save;
+    detail::BackwardPlan plan;
+    ASSERT_TRUE(detail::plan_backward(p, t, o, maddr(0x70000000), h100, &plan).ok()) << c.batch << " " << c.hidden;
+    ASSERT_TRUE(plan.dx.has_value());
+    EXPECT_EQ(plan.dx->tile.name(), "sm90:128x128x64s6w12") << c.batch << " " << c.hidden;
+    EXPECT_EQ(plan.dx->params.splits, c.splits) << c.batch << "x" << c.in << "x" << c.hidden;
+    EXPECT_EQ(plan.dx->clear_bytes > 0, c.splits > 1) << c.batch << " " << c.hidden;
   }
 }
 
