@@ -485,8 +485,8 @@ TEST(Heuristic, Tf32x3NeedsAmpere) {
 }
 
 // The sm90 dX splits K where its tiles leave SMs idle, but only into slices that take at least 40 K
-// steps (of 64) off each tile's reduction: a split costs a fixed 10-13 us (plan.cpp). The plan
-// needs no GPU, so the rule is checked here at its boundary; test_backward_gpu runs it.
+// steps (64 elements each) off each tile's reduction: a split costs a fixed 10-13 us (plan.cpp).
+// The plan needs no GPU, so the rule is checked here at its boundary; test_backward_gpu runs it.
 TEST(Plan, Sm90DxSplitsOnlyWhereItSavesFortyKSteps) {
   const DeviceTraits h100{9, 0, 132};
   if (!detail::sm90_backward_possible(problem(256, 784, 512), h100)) GTEST_SKIP() << "no sm_90a backward compiled";
@@ -496,7 +496,7 @@ TEST(Plan, Sm90DxSplitsOnlyWhereItSavesFortyKSteps) {
   } cases[] = {
       {256, 784, 512, 1},     // 14 tiles, 16 K steps: 8 slices would save 14
       {256, 784, 1024, 1},    // 32 K steps: at most 28 saved
-      {256, 784, 2048, 8},    // 64 K steps, 9 slices wanted: 8 of 8 steps save 56
+      {256, 784, 2048, 8},    // 64 K steps, 9 slices wanted: 8 slices of 8 steps save 56
       {768, 1408, 2560, 2},   // 66 tiles, 2 slices wanted: 80 K steps, 40 saved
       {768, 1408, 2496, 1},   // 78 K steps: 39 saved
       {256, 4096, 11008, 2},  // LLaMA-7B's dX: 64 tiles, 344 K steps
