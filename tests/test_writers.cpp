@@ -583,6 +583,45 @@ TEST(Markdown, HeaderAndRow) {
             "|      2.31x |      1.50x | 3.1e-03 | PASS   |\n");
 }
 
+// The code-point columns of a line's '|' separators.
+std::vector<size_t> separator_columns(std::string_view line) {
+  std::vector<size_t> at;
+  size_t column = 0;
+  for (const char c : line) {
+    if ((static_cast<unsigned char>(c) & 0xC0) == 0x80) continue;  // a UTF-8 continuation byte
+    if (c == '|') at.push_back(column);
+    ++column;
+  }
+  return at;
+}
+
+TEST(Markdown, TableColumnsAreAsWideAsTheirWidestCell) {
+  Row wide = sample_row();
+  wide.op = "step";
+  wide.variant = "fused-recompute-prologue";
+  wide.grads = "dx,dw";
+  wide.tile = "fwd=sm90:128x64x64s6w12 dx=sm90:128x200x64s4w12c2 dw=sm90:128x128x64s6w12";
+  Row skipped = wide;
+  skipped.variant = "cublas2";
+  skipped.status = "SKIP";
+  skipped.reason = "needs 2.5 GiB × 3 of device memory";
+  Row plain = wide;
+  plain.variant = "fused";
+  plain.tile = "auto";
+  const std::string table = markdown_table({wide, skipped, plain});
+  std::vector<std::string> lines;
+  for (size_t begin = 0, end; (end = table.find('\n', begin)) != std::string::npos; begin = end + 1) {
+    lines.push_back(table.substr(begin, end - begin));
+  }
+  ASSERT_EQ(lines.size(), 5u);
+  for (const std::string& line : lines) {
+    EXPECT_EQ(separator_columns(line), separator_columns(lines.front())) << line << "\n" << lines.front();
+  }
+  // Streamed rows keep the fixed widths: the same row alone is narrower than in the table.
+  EXPECT_LT(markdown_row(plain).size(), lines.back().size());
+  EXPECT_NE(table.find("| fused-recompute-prologue |"), std::string::npos);
+}
+
 TEST(Markdown, CeilingsLine) {
   GemmPeak peak;
   peak.dtype = "bf16";

@@ -381,7 +381,18 @@ std::string markdown_header(std::string_view op, bool graph) {
   return md_header(columns_of(op, graph));
 }
 
-std::string markdown_row(const Row& r) {
+namespace {
+
+// Columns a cell takes: its UTF-8 code points, as fmt counts them when it pads (no cell holds a
+// double-width character).
+size_t display_width(std::string_view s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+// The cells of r in the columns of r.op (columns_of).
+std::vector<std::string> markdown_cells(const Row& r) {
   std::string status = r.status;
   if (!r.reason.empty()) status += ": " + r.reason;
   const auto mib = [](int64_t b) { return b == -1 ? std::string("-") : fmt::format("{:.3f}", b / 1048576.0); };
@@ -412,13 +423,36 @@ std::string markdown_row(const Row& r) {
   cells.insert(cells.end(), rest.begin(), rest.end());
   cells.push_back(fixed_or_dash(r.rel_l2, "{:.1e}"));
   cells.push_back(markdown_cell(status));
-  return md_line(columns_of(r.op, r.cuda_graph), cells);
+  return cells;
 }
 
+}  // namespace
+
+std::string markdown_row(const Row& r) {
+  return md_line(columns_of(r.op, r.cuda_graph), markdown_cells(r));
+}
+
+// Why wider columns than markdown_row's: the table is written once all its rows are known, so
+// each column can be as wide as its widest cell (a step row's three tiles, a long variant or
+// reason) and every line of the file lines up; rows streamed to stdout keep the fixed widths.
 std::string markdown_table(const std::vector<Row>& rows) {
-  std::string table = rows.empty() ? markdown_header()
-                                   : markdown_header(rows.front().op, rows.front().cuda_graph);
-  for (const Row& row : rows) table += markdown_row(row);
+  if (rows.empty()) return markdown_header();
+  const Row& first = rows.front();
+  const auto in_first_columns = [&](const Row& r) { return r.op == first.op && r.cuda_graph == first.cuda_graph; };
+  std::vector<Column> columns = columns_of(first.op, first.cuda_graph);
+  std::vector<std::vector<std::string>> cells;
+  cells.reserve(rows.size());
+  for (const Row& row : rows) {
+    cells.push_back(markdown_cells(row));
+    if (!in_first_columns(row)) continue;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      columns[i].width = std::max(columns[i].width, display_width(cells.back().at(i)));
+    }
+  }
+  std::string table = md_header(columns);
+  for (size_t k = 0; k < rows.size(); ++k) {
+    table += md_line(in_first_columns(rows[k]) ? columns : columns_of(rows[k].op, rows[k].cuda_graph), cells[k]);
+  }
   return table;
 }
 

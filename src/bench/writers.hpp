@@ -187,7 +187,7 @@ class JsonWriter {
 std::string markdown_header(std::string_view op = "forward",
                             bool graph = false);              // header and alignment lines
 std::string markdown_row(const Row& row);                      // in the columns of row.op
-std::string markdown_table(const std::vector<Row>& rows);      // the columns of rows[0].op
+std::string markdown_table(const std::vector<Row>& rows);      // rows[0].op's, as wide as their widest cell
 
 // A table cell: '|' escaped, line breaks as spaces.
 std::string markdown_cell(std::string_view s);
