@@ -307,12 +307,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
           if ((e < 2 ? lo_in : hi_in) && cc < p.N) atomicAdd((e < 2 ? row_lo : row_hi) + 8 * j + (e & 1), acc[4 * j + e]);
         }
       }
-      __threadfence();
-      sm90::named_sync(4 + consumer, 128);
-      if (leader) last_slice[consumer] = atomicAdd(p.counters + 2 * u + consumer, 1) == p.splits - 1;
-      sm90::named_sync(4 + consumer, 128);
-      if (!last_slice[consumer]) continue;
-      __threadfence();
+      if (!sm90::last_slice_arrived(p.counters + 2 * u + consumer, p.splits, leader, last_slice, consumer)) continue;
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll

@@ -629,6 +629,21 @@ struct KSlices {
   }
 };
 
+// A split-K consumer's hand-off after its slice's partial sums went to the fp32 workspace: fences
+// them, and its leader counts the slice in on `counter`. True for all 128 threads of the consumer
+// whose slice came last, which then reads the sums back; `flags` is the block's shared word a
+// consumer (the named barrier 4 + consumer spans its 128 threads).
+__device__ __forceinline__ bool last_slice_arrived(int* counter, int splits, bool leader, int (&flags)[2],
+                                                   int consumer) {
+  __threadfence();
+  named_sync(4 + consumer, 128);
+  if (leader) flags[consumer] = atomicAdd(counter, 1) == splits - 1;
+  named_sync(4 + consumer, 128);
+  if (!flags[consumer]) return false;
+  __threadfence();
+  return true;
+}
+
 // The producer warpgroup: gives registers back, and its first thread calls
 // load(stage, full_barrier, k, m0, n0) for each K step of this block's tiles (of each K slice of
 // them, with `slices`). Why the cluster barrier at the end: a peer may still multicast into this
