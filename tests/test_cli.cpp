@@ -181,6 +181,15 @@ TEST(Cli, GateRunsCasesWithCompareOptions) {
   EXPECT_EQ(d.regression.retries, 2);
   EXPECT_TRUE(d.regression.baseline.empty());
   EXPECT_FALSE(d.regression.update_baseline);
+  // The cases run as forward and step by default; the step with the gradient ops' defaults.
+  EXPECT_EQ(d.regression.ops, (std::vector<Op>{Op::forward, Op::step}));
+  EXPECT_TRUE(d.options.gradient.grads.dx && d.options.gradient.grads.dw);
+  EXPECT_EQ(d.options.gradient.policies, (std::vector<Policy>{Policy::save, Policy::recompute}));
+  EXPECT_EQ(d.options.gradient.placements, std::vector<GatePlacement>{GatePlacement::epilogue});
+  const Command e = parse({"gate", "--shapes", ci, "--ops", "step,backward,step"});
+  EXPECT_EQ(e.regression.ops, (std::vector<Op>{Op::step, Op::backward}));
+  for (const char* bad : {"memory", "check", "", "forward,,step", "fwd"})
+    EXPECT_EQ(parse({"gate", "--shapes", ci, "--ops", bad}).exit_code, 3) << bad;
 }
 
 TEST(Cli, BackwardDefaults) {

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -451,6 +452,28 @@ void expect_same_row(const Row& a, const Row& b) {
   EXPECT_EQ(a.cold_l2, b.cold_l2);
   EXPECT_EQ(a.cuda_graph, b.cuda_graph);
   EXPECT_EQ(a.tile_choice, b.tile_choice);
+  EXPECT_EQ(a.policy, b.policy);
+  EXPECT_EQ(a.grads, b.grads);
+  EXPECT_EQ(a.gate_placement, b.gate_placement);
+  EXPECT_EQ(a.tile_forward, b.tile_forward);
+  EXPECT_EQ(a.tile_recompute, b.tile_recompute);
+  EXPECT_EQ(a.tile_dx, b.tile_dx);
+  EXPECT_EQ(a.tile_dw, b.tile_dw);
+  EXPECT_EQ(a.worst_output, b.worst_output);
+  expect_same_double(a.rel_l2_z, b.rel_l2_z, "rel_l2_z");
+  expect_same_double(a.rel_l2_dx, b.rel_l2_dx, "rel_l2_dx");
+  expect_same_double(a.rel_l2_dw, b.rel_l2_dw, "rel_l2_dw");
+  expect_same_double(a.rel_l2_dbias, b.rel_l2_dbias, "rel_l2_dbias");
+  EXPECT_EQ(a.requested_saved_bytes, b.requested_saved_bytes);
+  EXPECT_EQ(a.measured_saved_bytes, b.measured_saved_bytes);
+  EXPECT_EQ(a.requested_workspace_bytes, b.requested_workspace_bytes);
+  EXPECT_EQ(a.measured_workspace_bytes, b.measured_workspace_bytes);
+  expect_same_double(a.saved_vs_cublas2, b.saved_vs_cublas2, "saved_vs_cublas2");
+  expect_same_double(a.workspace_vs_cublas2, b.workspace_vs_cublas2, "workspace_vs_cublas2");
+  EXPECT_EQ(a.cublas_workspace_bytes, b.cublas_workspace_bytes);
+  EXPECT_EQ(a.meminfo_granularity_bytes, b.meminfo_granularity_bytes);
+  EXPECT_EQ(a.measured_peak_bytes, b.measured_peak_bytes);
+  expect_same_double(a.peak_vs_cublas2, b.peak_vs_cublas2, "peak_vs_cublas2");
 }
 
 std::vector<Row> varied_rows() {
@@ -520,6 +543,37 @@ std::vector<Row> varied_rows() {
   c.reason = "";
   c.reference = "- x";
   rows.push_back(c);
+
+  Row d = a;  // a gradient row: its own keys come back too (a baseline written from it keeps them)
+  d.op = "step";
+  d.variant = "fused-recompute";
+  d.tile = "fwd=sm90:128x128x64s6w12 recompute=sm90:128x128x64s6w12 dx=sm90:128x200x64s4w12c2 dw=gemv:128x64x16s1w4";
+  d.copy_fraction = kNaN;  // forward rows only
+  d.rel_l2_unquantised = kNaN;
+  d.tile_choice = "auto";
+  d.policy = "recompute";
+  d.grads = "dx,dw";
+  d.gate_placement = "epilogue";
+  d.tile_forward = "sm90:128x128x64s6w12";
+  d.tile_recompute = "sm90:128x128x64s6w12";
+  d.tile_dx = "sm90:128x200x64s4w12c2";
+  d.tile_dw = "gemv:128x64x16s1w4";
+  d.worst_output = "dw";
+  d.rel_l2_z = 0.0021;
+  d.rel_l2_dx = 1.0 / 3.0;
+  d.rel_l2_dw = 5e-324;
+  d.rel_l2_dbias = kNaN;
+  d.requested_saved_bytes = 0;
+  d.measured_saved_bytes = 2097152;
+  d.requested_workspace_bytes = 9007199254740993;
+  d.measured_workspace_bytes = -1;
+  d.saved_vs_cublas2 = 0.5;
+  d.workspace_vs_cublas2 = kNaN;
+  d.cublas_workspace_bytes = 33554432;
+  d.meminfo_granularity_bytes = 2097152;
+  d.measured_peak_bytes = 123;
+  d.peak_vs_cublas2 = 1.0625;
+  rows.push_back(d);
   return rows;
 }
 
@@ -729,19 +783,31 @@ TEST_F(TileChoice, ReadBackOrInferredForOldFiles) {
 }
 
 // The shipped gate: configs/ci.yaml and every committed baseline describe the same cases, so
-// `swiglubench gate --shapes configs/ci.yaml` compares all of them, none MISSING or NEW.
+// `swiglubench gate --shapes configs/ci.yaml` compares all of them. A baseline holds every case of
+// each op it was recorded as (forward at least; a baseline recorded with `--ops forward` leaves
+// the step cases NEW until it is recorded again), and no case that ci.yaml does not make.
 TEST(CommittedBaselines, DescribeTheCasesOfCiYaml) {
   const std::string root = SWIGLU_SOURCE_DIR;
   const SweepConfig ci = load_config(root + "/configs/ci.yaml");
-  std::set<std::string> want;
+  const RegressionOptions gate;
+  ASSERT_EQ(gate.ops, (std::vector<Op>{Op::forward, Op::step}));
+  std::map<std::string, std::set<std::string>> want;  // op → keys
   for (const Case& c : ci.cases) {
     ASSERT_NE(std::find(c.variants.begin(), c.variants.end(), Variant::cublas2), c.variants.end());
     for (const std::string& t : words(c.tiles)) {
       ASSERT_NE(t, "all") << "the gate's cases need tiles that name one row each";
-      want.insert(fused_case_key(c, t));
+      for (const Op op : gate.ops)
+        for (const std::string& key : fused_case_keys(c, t, op)) want[row_op(op)].insert(key);
     }
   }
-  ASSERT_EQ(want.size(), 22u);
+  // 22 forward cases, and each as fused-save and fused-recompute steps.
+  ASSERT_EQ(want["forward"].size(), 22u);
+  ASSERT_EQ(want["step"].size(), 44u);
+  const auto lines = [](const std::vector<std::string>& keys) {
+    std::string out;
+    for (const std::string& k : keys) out += "\n  " + k;
+    return out;
+  };
   size_t baselines = 0;
   for (const auto& entry : fs::directory_iterator(root + "/results")) {
     const fs::path file = entry.path() / "baseline.json";
@@ -752,22 +818,18 @@ TEST(CommittedBaselines, DescribeTheCasesOfCiYaml) {
     EXPECT_TRUE(base.complete);
     // The cases the gate compares: what a comparison of the baseline with itself judges.
     const CompareReport self = compare_results(base, base, {});
-    std::set<std::string> have;
-    for (const CaseVerdict& v : self.cases) have.insert(v.key);
-    std::vector<std::string> only_ci, only_base;
-    std::set_difference(want.begin(), want.end(), have.begin(), have.end(),
-                        std::back_inserter(only_ci));
-    std::set_difference(have.begin(), have.end(), want.begin(), want.end(),
-                        std::back_inserter(only_base));
-    const auto lines = [](const std::vector<std::string>& keys) {
-      std::string out;
-      for (const std::string& k : keys) out += "\n  " + k;
-      return out;
-    };
-    EXPECT_TRUE(only_ci.empty()) << "in configs/ci.yaml, not usable in the baseline:"
-                                 << lines(only_ci);
-    EXPECT_TRUE(only_base.empty()) << "in the baseline, not in configs/ci.yaml:"
-                                   << lines(only_base);
+    std::map<std::string, std::set<std::string>> have;  // op → keys
+    for (const CaseVerdict& v : self.cases) have[v.key.substr(0, v.key.find(' '))].insert(v.key);
+    EXPECT_EQ(have.count("forward"), 1u) << "no forward case";
+    for (const auto& [op, keys] : have) {
+      SCOPED_TRACE(op);
+      const std::set<std::string>& wanted = want[op];
+      std::vector<std::string> only_ci, only_base;
+      std::set_difference(wanted.begin(), wanted.end(), keys.begin(), keys.end(), std::back_inserter(only_ci));
+      std::set_difference(keys.begin(), keys.end(), wanted.begin(), wanted.end(), std::back_inserter(only_base));
+      EXPECT_TRUE(only_ci.empty()) << "in configs/ci.yaml, not usable in the baseline:" << lines(only_ci);
+      EXPECT_TRUE(only_base.empty()) << "in the baseline, not in configs/ci.yaml:" << lines(only_base);
+    }
     EXPECT_EQ(self.exit_code, kExitOk) << format_report(self);
   }
   EXPECT_GE(baselines, 2u);
@@ -1081,6 +1143,75 @@ TEST_F(TempDir, UpdateBaselineRefusesAFileWithNothingToCompare) {
   EXPECT_EQ(test::slurp(baseline), "old");
   EXPECT_EQ(run_compare(baseline, fixture("same.json"), {}, /*update_baseline=*/true), kExitOk);
   EXPECT_EQ(load_result_file(baseline).rows.size(), load("same.json").rows.size());
+}
+
+// A step run's rows: fused-save and fused-recompute, each keyed by its policy, and one cublas2 row
+// (policy save, as the baselines' always is) that both fused rows are compared against. A baseline
+// written from such a file keeps the policies, so the same run compares with it case for case.
+TEST_F(TempDir, StepRowsCompareAndABaselineWrittenFromThemKeepsTheirKeys) {
+  Row save = varied_rows()[0];
+  save.op = "step";
+  save.variant = "fused-save";
+  save.policy = "save";
+  save.grads = "dx,dw";
+  save.status = "PASS";
+  save.reason.clear();
+  save.tile_choice = "auto";
+  save.copy_fraction = kNaN;
+  save.rel_l2_unquantised = kNaN;
+  Row recompute = save;
+  recompute.variant = "fused-recompute";
+  recompute.policy = "recompute";
+  recompute.speedup_vs_cublas2 = 0.8;
+  Row cublas = save;
+  cublas.variant = "cublas2";
+  cublas.tile = "cublasLt";
+  cublas.tile_choice.clear();
+  cublas.speedup_vs_cublas2 = kNaN;
+  {
+    JsonWriter w(path("step.json"), small_provenance());
+    for (const Row& r : {save, recompute, cublas}) w.add(r);
+    w.finish();
+  }
+  const ResultFile run = load_result_file(path("step.json"));
+  const CompareReport self = compare_results(run, run, {});
+  ASSERT_EQ(self.cases.size(), 2u) << format_report(self);
+  for (const CaseVerdict& v : self.cases) EXPECT_EQ(v.label, "SAME") << v.key << ": " << v.note;
+  EXPECT_NE(self.cases[1].key.find("fused-recompute"), std::string::npos);
+  EXPECT_NE(self.cases[1].key.find("policy=recompute"), std::string::npos);
+  EXPECT_EQ(self.exit_code, kExitOk);
+
+  ASSERT_EQ(run_compare(path("baseline.json"), path("step.json"), {}, /*update_baseline=*/true), kExitOk);
+  const ResultFile base = load_result_file(path("baseline.json"));
+  ASSERT_EQ(base.rows.size(), 3u);
+  EXPECT_EQ(base.policy(1), "recompute");
+  EXPECT_EQ(base.rows[1].tile_dx, save.tile_dx);
+  const CompareReport again = compare_results(base, run, {});
+  ASSERT_EQ(again.cases.size(), 2u) << format_report(again);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(again.cases[i].key, self.cases[i].key);
+    EXPECT_EQ(again.cases[i].label, "SAME") << again.cases[i].note;
+  }
+  EXPECT_EQ(again.counts.at("NEW"), 0);
+  EXPECT_EQ(again.exit_code, kExitOk) << format_report(again);
+}
+
+// The keys the gate's default ops expect of a case: its forward row, and its step rows per policy.
+TEST(CaseKey, FusedCaseKeysOfEachOp) {
+  Case c;
+  c.problem.batch = 64;
+  c.problem.in_features = 784;
+  c.problem.hidden = 1024;
+  c.problem.ldx = 784;
+  c.problem.dtype = DType::bf16;
+  const std::vector<std::string> fwd = fused_case_keys(c, "auto", Op::forward);
+  ASSERT_EQ(fwd.size(), 1u);
+  EXPECT_EQ(fwd[0], "forward fused B=64 I=784 D=1024 ldx=784 bf16 linear exact bias=false tile=auto");
+  const std::vector<std::string> step = fused_case_keys(c, "auto", Op::step);
+  ASSERT_EQ(step.size(), 2u);
+  EXPECT_EQ(step[0], "step fused-save B=64 I=784 D=1024 ldx=784 bf16 linear exact bias=false policy=save tile=auto");
+  EXPECT_EQ(step[1],
+            "step fused-recompute B=64 I=784 D=1024 ldx=784 bf16 linear exact bias=false policy=recompute tile=auto");
 }
 
 TEST(Compare, ReferenceCublas1) {

@@ -217,6 +217,21 @@ std::vector<std::string> option_words(const std::string& text, const char* optio
   }
 }
 
+// gate --ops: forward, backward and step, each once, in the order given.
+std::vector<Op> gate_op_words(const std::string& text) {
+  std::vector<Op> ops;
+  for (const auto& word : option_words(text, "--ops")) {
+    Op op = Op::forward;
+    if (word == "forward") op = Op::forward;
+    else if (word == "backward") op = Op::backward;
+    else if (word == "step") op = Op::step;
+    else throw std::invalid_argument("--ops: '" + word + "' is not forward, backward or step");
+    if (std::find(ops.begin(), ops.end(), op) == ops.end()) ops.push_back(op);
+  }
+  if (ops.empty()) throw std::invalid_argument("--ops: no op given (forward, backward or step)");
+  return ops;
+}
+
 // --grads: dx, dw or both.
 Grads grads_option(const std::string& text) {
   Grads g;
@@ -404,8 +419,8 @@ struct RunCommand {
       {"forward", Command::Kind::forward, Op::forward, true, false,
        "parity, then timing of the fused forward against the cuBLAS baselines"},
       {"gate", Command::Kind::regression, Op::forward, true, false,
-       "the regression gate: run the cases (as forward), compare them with a baseline result "
-       "file, re-measure SLOW and AMBG cases, exit 0/1/2/3"},
+       "the regression gate: run the cases (as forward and step; --ops), compare them with a "
+       "baseline result file, re-measure SLOW and AMBG cases, exit 0/1/2/3"},
       {"backward", Command::Kind::backward, Op::backward, true, true,
        "parity, then timing of the backward (dX, dW, dbias from dZ) of the fused variants "
        "(fused-save, fused-recompute) against the cuBLAS baselines' backward; each variant's "
@@ -640,6 +655,12 @@ Command parse_command_line(int argc, const char* const* argv) {
   regression.app->add_flag("--update-baseline", regression_opts.update_baseline,
                      "record this run as the baseline instead of comparing");
   add_compare_options(regression.app, regression_opts.compare);
+  std::string gate_ops = "forward,step";
+  regression.app
+      ->add_option("--ops", gate_ops,
+                   "what the cases run as, compared as one file: forward, backward, step or a comma "
+                   "list; the gradient ops with their defaults (--grads dx,dw, --policy save,recompute)")
+      ->capture_default_str();
 
   std::string cmp_base, cmp_cur;
   CompareOptions cmp_opts;
@@ -737,6 +758,10 @@ Command parse_command_line(int argc, const char* const* argv) {
 
   try {
     if (rc.spec->gradient) opts.gradient = resolve_gradient(rc.gradient_words, opts.op);
+    if (cmd.kind == Command::Kind::regression) {
+      regression_opts.ops = gate_op_words(gate_ops);
+      opts.gradient = resolve_gradient(GradientWords{}, Op::step);
+    }
     ResolvedCases resolved = resolve_cases(case_overrides(rc.cases));
     if (rc.spec->gradient) check_fp8_gradient_options(resolved.cases, opts.gradient);
     cmd.cases = std::move(resolved.cases);

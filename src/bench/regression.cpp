@@ -57,6 +57,9 @@ struct Index {
   std::unordered_map<std::string, size_t> by_key;
 };
 
+// A row of a fused variant: forward's fused, the gradient ops' fused-save, fused-recompute, ...
+bool fused(const Row& r) { return r.variant.starts_with("fused"); }
+
 bool timed(const Row& r) {
   return r.status != "SKIP" && r.status != "ERROR" && std::isfinite(r.median_ms) && r.median_ms > 0;
 }
@@ -101,8 +104,10 @@ Measure measure(const Index& ix, size_t i, const std::string& reference) {
   ref_row.tile = "cublasLt";
   ref_row.tile_choice.clear();
   const Row* ref = ix.find(case_key(ref_row, ix.file.policy(i)));
-  // Why: a policy chooses fused tiles; the cuBLAS rows of the case may carry none.
+  // Why: a policy chooses fused tiles; the cuBLAS rows of the case carry none, or (gradient ops)
+  // save, theirs whatever the fused row's policy.
   if (ref == nullptr) ref = ix.find(case_key(ref_row));
+  if (ref == nullptr) ref = ix.find(case_key(ref_row, "save"));
   if (ref == nullptr) {
     m.missing = fmt::format("no {} row", reference);
   } else if (!timed(*ref)) {
@@ -265,11 +270,12 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
   }
   check_same_setup(base, cur, rep.mismatches);
 
-  // Baseline cases: fused rows with a usable speedup, each key once (its last row).
+  // Baseline cases: fused rows (of any fused variant) with a usable speedup, each key once (its
+  // last row).
   std::set<std::string> seen, base_cases;
   std::vector<double> geo_base, geo_cur;
   for (size_t i = 0; i < base.rows.size(); ++i) {
-    if (base.rows[i].variant != "fused" || !seen.insert(bx.keys[i]).second) continue;
+    if (!fused(base.rows[i]) || !seen.insert(bx.keys[i]).second) continue;
     const size_t bi = bx.by_key.at(bx.keys[i]);
     const Measure mb = measure(bx, bi, o.reference);
     if (!mb.missing.empty()) continue;
@@ -308,7 +314,7 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
   std::set<std::string> listed;
   for (size_t i = 0; i < cur.rows.size(); ++i) {
     const std::string& key = cx.keys[i];
-    if (cur.rows[i].variant != "fused" || base_cases.count(key) != 0 || !listed.insert(key).second)
+    if (!fused(cur.rows[i]) || base_cases.count(key) != 0 || !listed.insert(key).second)
       continue;
     if (measure(cx, cx.by_key.at(key), o.reference).missing.empty()) rep.new_cases.push_back(key);
   }
@@ -470,9 +476,35 @@ int run_compare(const std::string& baseline, const std::string& current, const C
   }
 }
 
+namespace {
+
+// The rows of several result files (one run's sweeps, one per op) as one file: the first one's
+// provenance, with the files' paths as its "combined_from" when there are several; complete only
+// when every one is. Each row carries its policy (Row::policy and `policies` agree), so the file
+// is written back whole.
+ResultFile combine(std::vector<ResultFile> files) {
+  ResultFile out = std::move(files.front());
+  if (files.size() > 1) {
+    Json from = Json::array();
+    from.push_back(out.path);
+    for (size_t f = 1; f < files.size(); ++f) {
+      from.push_back(files[f].path);
+      out.complete = out.complete && files[f].complete;
+      for (Row& r : files[f].rows) out.rows.push_back(std::move(r));
+    }
+    out.provenance.set("combined_from", std::move(from));
+  }
+  out.policies.clear();
+  for (const Row& r : out.rows) out.policies.push_back(r.policy);
+  return out;
+}
+
+}  // namespace
+
 int run_regression(const std::vector<Case>& cases, const Json& resolved_config, RunOptions run,
                    const RegressionOptions& gate, const std::atomic<bool>& stop) {
   try {
+    if (gate.ops.empty()) throw std::invalid_argument("gate: no op to run the cases as");
     // Before the device: every name the sweeps below write under, and the baseline to replace.
     check_result_name(run.name);
     check_result_name(fmt::format("{}-retry{}", run.name, gate.retries));
@@ -488,20 +520,51 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
                    baseline.c_str(), dev.name.c_str());
       return kExitError;
     }
-    run.op = Op::forward;
     if (run.out_dir.empty()) run.out_dir = "results/" + dev.slug + "/gate";
     const std::string base_name = run.name;
-    const auto sweep = [&](const std::vector<Case>& which, const std::string& name) {
-      RunOptions r = run;
-      r.name = name;
-      const int rc = run_sweep(which, r, resolved_config, stop);
-      return std::pair<int, std::string>{rc, fmt::format("{}/forward_{}.json", r.out_dir, name)};
+    // Runs `which` as each op of `ops` under `name`: the exit code (an interruption or an error
+    // first) and the rows of every op as one file.
+    struct Swept {
+      int rc = kExitOk;                 // the worst sweep's exit code (an error before a parity failure)
+      std::optional<ResultFile> rows;   // every op's rows as one file; none when a sweep was
+                                        // interrupted or wrote no file
+    };
+    const auto sweep = [&](const std::vector<Case>& which, const std::vector<Op>& ops,
+                           const std::string& name) -> Swept {
+      Swept out;
+      std::vector<ResultFile> files;
+      for (const Op op : ops) {
+        RunOptions r = run;
+        r.op = op;
+        r.name = name;
+        const int rc = op == Op::forward ? run_sweep(which, r, resolved_config, stop)
+                                         : run_gradient_sweep(which, r, resolved_config, stop);
+        const std::string path = fmt::format("{}/{}_{}.json", r.out_dir, to_string(op), name);
+        if (rc != kExitOk && (out.rc == kExitOk || rc == kExitError)) out.rc = rc;
+        if (rc == kExitInterrupted || (rc == kExitError && !std::filesystem::exists(path))) {
+          out.rc = rc;
+          return out;
+        }
+        files.push_back(load_result_file(path));
+      }
+      out.rows = combine(std::move(files));
+      return out;
     };
 
-    std::printf("== gate: %zu cases against %s\n", cases.size(), baseline.c_str());
-    auto [rc, path] = sweep(cases, base_name);
-    if (rc == kExitInterrupted || (rc == kExitError && !std::filesystem::exists(path))) return rc;
-    ResultFile cur = load_result_file(path);
+    std::string op_list;
+    for (const Op op : gate.ops) op_list += (op_list.empty() ? "" : ", ") + std::string(to_string(op));
+    std::printf("== gate: %zu cases as %s, against %s\n", cases.size(), op_list.c_str(), baseline.c_str());
+    Swept first = sweep(cases, gate.ops, base_name);
+    if (!first.rows) return first.rc;
+    const int rc = first.rc;
+    ResultFile cur = std::move(*first.rows);
+    // With more than one op, the rows the verdict (or the baseline) stands on are in one file.
+    const bool combined = gate.ops.size() > 1;
+    if (combined) {
+      const std::string path = fmt::format("{}/gate_{}.json", run.out_dir, base_name);
+      write_result_file(cur, path);
+      cur.path = path;
+    }
     if (gate.update_baseline) {
       if (rc != kExitOk) {
         std::fprintf(stderr, "error: not updating the baseline from a run that exited %d\n", rc);
@@ -524,26 +587,34 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
          ++attempt) {
       const std::vector<std::string> keys = keys_to_remeasure(report);
       if (keys.empty()) break;
+      // The cases to measure again, and as which ops (a row's op names the sweep that wrote it).
       std::set<size_t> picked;
-      for (const Row& r : cur.rows) {
-        if (std::find(keys.begin(), keys.end(), case_key(r)) == keys.end()) continue;
-        for (size_t i = 0; i < cases.size(); ++i)
-          if (same_problem(cases[i], r)) picked.insert(i);
+      std::vector<Op> again_ops;
+      for (size_t i = 0; i < cur.rows.size(); ++i) {
+        const Row& r = cur.rows[i];
+        if (std::find(keys.begin(), keys.end(), case_key(r, cur.policy(i))) == keys.end()) continue;
+        for (size_t c = 0; c < cases.size(); ++c)
+          if (same_problem(cases[c], r)) picked.insert(c);
+        for (const Op op : gate.ops)
+          if (row_op(op) == r.op && std::find(again_ops.begin(), again_ops.end(), op) == again_ops.end())
+            again_ops.push_back(op);
       }
-      if (picked.empty()) break;
+      if (picked.empty() || again_ops.empty()) break;
       std::vector<Case> again;
       for (size_t i : picked) again.push_back(cases[i]);
       std::printf("\n== gate: re-measuring %zu case(s), attempt %d of %d\n", again.size(),
                   attempt + 1, gate.retries);
-      auto [rc2, path2] = sweep(again, fmt::format("{}-retry{}", base_name, attempt + 1));
-      if (rc2 == kExitInterrupted) return rc2;
-      const ResultFile retry = load_result_file(path2);
-      cur.rows = merge_rows(cur.rows, retry.rows);
+      Swept retry = sweep(again, again_ops, fmt::format("{}-retry{}", base_name, attempt + 1));
+      if (!retry.rows) return retry.rc;
+      cur.rows = merge_rows(cur.rows, retry.rows->rows);
+      cur.policies.clear();
+      for (const Row& r : cur.rows) cur.policies.push_back(r.policy);
       report = compare_results(base, cur, gate.compare);
     }
     if (attempt > 0) {
       // The rows the verdict stands on: the first run with its re-measured cases replaced.
-      cur.path = fmt::format("{}/forward_{}-merged.json", run.out_dir, base_name);
+      cur.path = fmt::format("{}/{}_{}-merged.json", run.out_dir,
+                             combined ? std::string("gate") : std::string(to_string(gate.ops.front())), base_name);
       write_result_file(cur, cur.path);
       std::printf("\nmerged results: %s\n", cur.path.c_str());
     }
@@ -556,14 +627,23 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
   }
 }
 
-std::string fused_case_key(const Case& c, const std::string& tile) {
+std::vector<std::string> fused_case_keys(const Case& c, const std::string& tile, Op op) {
   Row r;
-  r.op = "forward";
-  r.variant = "fused";
+  r.op = row_op(op);
   set_problem(r, c.problem);
   r.tile = tile;
   r.tile_choice = tile == "auto" ? "auto" : "forced";
-  return case_key(r);
+  if (op == Op::forward || op == Op::check) {
+    r.variant = "fused";
+    return {case_key(r)};
+  }
+  // The gradient ops' fused rows with the default options: one a policy, each keyed by it.
+  std::vector<std::string> keys;
+  for (const auto& [variant, policy] : {std::pair{"fused-save", "save"}, std::pair{"fused-recompute", "recompute"}}) {
+    r.variant = variant;
+    keys.push_back(case_key(r, policy));
+  }
+  return keys;
 }
 
 }  // namespace swiglu::bench

@@ -102,6 +102,8 @@ struct RegressionOptions {
   std::string baseline;         // empty: results/<gpu>/baseline.json for the device in use
   CompareOptions compare;
   int retries = 2;              // re-measurements of SLOW/AMBG cases before judging
+  // What the cases run as (forward, backward, step), one sweep each, compared as one file.
+  std::vector<Op> ops = {Op::forward, Op::step};
   bool update_baseline = false; // write the (merged) current results as the new baseline
 };
 
@@ -112,16 +114,19 @@ struct RegressionOptions {
 int run_compare(const std::string& baseline, const std::string& current, const CompareOptions& o,
                 bool update_baseline);
 
-// Runs `cases` (timed, as `forward` does), compares them with the baseline, re-measures the SLOW
-// and AMBG cases up to `retries` times, and returns the exit code of the final comparison. The
-// result name (run.name) and, with update_baseline, the baseline path are checked before the
+// Runs `cases` (timed) as each op of gate.ops, as `forward`, `backward` and `step` do (run.gradient
+// holds the gradient ops' options), compares all their rows with the baseline as one file
+// (<out>/gate_<name>.json when there is more than one op), re-measures the SLOW and AMBG cases (as
+// the ops of their rows) up to `retries` times, and returns the exit code of the final comparison.
+// The result name (run.name) and, with update_baseline, the baseline path are checked before the
 // device is opened.
 int run_regression(const std::vector<Case>& cases, const common::Json& resolved_config,
                    RunOptions run, const RegressionOptions& gate,
                    const std::atomic<bool>& stop);
 
-// The case key (result_file.hpp) of the fused forward row a run of `c` writes with the tile word
-// `tile`: "auto" (the heuristic's pick, keyed by the problem) or a tile name.
-std::string fused_case_key(const Case& c, const std::string& tile);
+// The case keys (result_file.hpp) of the fused rows a run of `c` as `op` writes with the tile word
+// `tile`: "auto" (the heuristic's pick, keyed by the problem) or a tile name. forward: the one
+// fused row; backward and step with the default gradient options: fused-save and fused-recompute.
+std::vector<std::string> fused_case_keys(const Case& c, const std::string& tile, Op op);
 
 }  // namespace swiglu::bench

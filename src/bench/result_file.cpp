@@ -551,6 +551,29 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
   o.boolean("cuda_graph", opt, r.cuda_graph);
   o.nullable_string("tile_choice", opt, r.tile_choice);
   o.nullable_string("policy", opt, policy);
+  r.policy = policy;
+  // The gradient ops' keys (row_to_json writes them for backward, step and memory rows only).
+  o.string("grads", opt, r.grads);
+  o.string("gate_placement", opt, r.gate_placement);
+  o.string("tile_forward", opt, r.tile_forward);
+  o.string("tile_recompute", opt, r.tile_recompute);
+  o.string("tile_dx", opt, r.tile_dx);
+  o.string("tile_dw", opt, r.tile_dw);
+  o.string("worst_output", opt, r.worst_output);
+  o.number("rel_l2_z", opt, r.rel_l2_z);
+  o.number("rel_l2_dx", opt, r.rel_l2_dx);
+  o.number("rel_l2_dw", opt, r.rel_l2_dw);
+  o.number("rel_l2_dbias", opt, r.rel_l2_dbias);
+  o.index("requested_saved_bytes", opt, r.requested_saved_bytes);
+  o.index("measured_saved_bytes", opt, r.measured_saved_bytes);
+  o.index("requested_workspace_bytes", opt, r.requested_workspace_bytes);
+  o.index("measured_workspace_bytes", opt, r.measured_workspace_bytes);
+  o.number("saved_vs_cublas2", opt, r.saved_vs_cublas2);
+  o.number("workspace_vs_cublas2", opt, r.workspace_vs_cublas2);
+  o.index("cublas_workspace_bytes", opt, r.cublas_workspace_bytes);
+  o.index("meminfo_granularity_bytes", opt, r.meminfo_granularity_bytes);
+  o.index("measured_peak_bytes", opt, r.measured_peak_bytes);
+  o.number("peak_vs_cublas2", opt, r.peak_vs_cublas2);
   // What the comparison reads: a value that no run measures (<= 0, denormal, absurdly large) would
   // decide a verdict, so it makes the file malformed.
   const auto label = [&] { return problem_key(r, policy); };

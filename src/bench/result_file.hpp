@@ -31,8 +31,8 @@ struct ResultFile {
   bool cuda_graph = false;      // provenance.timing.cuda_graph (--graph); false when absent
   common::Json provenance;              // the whole provenance object
   std::vector<Row> rows;
-  // Parallel to rows: each row's optional "policy" field, "" where absent (Row::policy is not
-  // read). May be shorter than rows (hand-built files); read it through policy(i).
+  // Parallel to rows: each row's optional "policy" field, "" where absent (also in Row::policy).
+  // May be shorter than rows (hand-built files); read it through policy(i).
   std::vector<std::string> policies;
 
   // Row i's policy, "" where absent.
