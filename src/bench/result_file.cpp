@@ -464,6 +464,17 @@ class Object {
       }
     }
   }
+  // An integer of either sign or null (-1): a byte count, or a difference of two (cudaMemGetInfo's
+  // readings may move against it).
+  void nullable_integer(std::string_view key, bool required, int64_t& out) const {
+    if (const Node* v = lookup(key, required)) {
+      if (v->kind == Node::Kind::null) {
+        out = -1;
+      } else if (v->kind != Node::Kind::number || !parse_int(v->text, out)) {
+        wrong(*v, key, "an integer or null");
+      }
+    }
+  }
   // A measured value or null (NaN). A number outside [lo, hi] (<= 0, denormal, absurd, beyond a
   // double) is refused; the message names the row's case, label().
   template <typename Label>
@@ -564,15 +575,15 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
   o.number("rel_l2_dx", opt, r.rel_l2_dx);
   o.number("rel_l2_dw", opt, r.rel_l2_dw);
   o.number("rel_l2_dbias", opt, r.rel_l2_dbias);
-  o.index("requested_saved_bytes", opt, r.requested_saved_bytes);
-  o.index("measured_saved_bytes", opt, r.measured_saved_bytes);
-  o.index("requested_workspace_bytes", opt, r.requested_workspace_bytes);
-  o.index("measured_workspace_bytes", opt, r.measured_workspace_bytes);
+  o.nullable_integer("requested_saved_bytes", opt, r.requested_saved_bytes);
+  o.nullable_integer("measured_saved_bytes", opt, r.measured_saved_bytes);
+  o.nullable_integer("requested_workspace_bytes", opt, r.requested_workspace_bytes);
+  o.nullable_integer("measured_workspace_bytes", opt, r.measured_workspace_bytes);
   o.number("saved_vs_cublas2", opt, r.saved_vs_cublas2);
   o.number("workspace_vs_cublas2", opt, r.workspace_vs_cublas2);
-  o.index("cublas_workspace_bytes", opt, r.cublas_workspace_bytes);
-  o.index("meminfo_granularity_bytes", opt, r.meminfo_granularity_bytes);
-  o.index("measured_peak_bytes", opt, r.measured_peak_bytes);
+  o.nullable_integer("cublas_workspace_bytes", opt, r.cublas_workspace_bytes);
+  o.nullable_integer("meminfo_granularity_bytes", opt, r.meminfo_granularity_bytes);
+  o.nullable_integer("measured_peak_bytes", opt, r.measured_peak_bytes);
   o.number("peak_vs_cublas2", opt, r.peak_vs_cublas2);
   // What the comparison reads: a value that no run measures (<= 0, denormal, absurdly large) would
   // decide a verdict, so it makes the file malformed.
