@@ -99,7 +99,6 @@ TEST(LoadResultFile, ReadsProvenanceAndRows) {
   EXPECT_EQ(f.provenance.find("timing")->find("warmup")->as_int(), 10);
   EXPECT_EQ(f.provenance.find("device")->find("memory_bytes")->as_int(), 150109880320);
   ASSERT_EQ(f.rows.size(), 9u);
-  ASSERT_EQ(f.policies.size(), 9u);
   const Row& r = f.rows[0];
   EXPECT_EQ(r.op, "forward");
   EXPECT_EQ(r.variant, "fused");
@@ -118,7 +117,7 @@ TEST(LoadResultFile, ReadsProvenanceAndRows) {
   EXPECT_EQ(f.rows[1].tile, "cublasLt");
   EXPECT_TRUE(std::isnan(f.rows[1].speedup_vs_cublas2));
   EXPECT_TRUE(f.rows[8].bias);  // case C has a bias
-  EXPECT_EQ(f.policies[0], "");
+  EXPECT_EQ(f.policy(0), "");
   const ResultFile c = load("missing.json");
   EXPECT_TRUE(std::isnan(c.rows[3].median_ms));  // B's fused row: ERROR, not timed
   EXPECT_EQ(c.rows[3].samples, 0u);
@@ -294,9 +293,9 @@ TEST_F(LoadText, PolicyIsReadIntoTheKey) {
   doc.set("complete", true);
   write_file_atomic(path("p.json"), doc.dump(2));
   const ResultFile f = load_result_file(path("p.json"));
-  ASSERT_EQ(f.policies.size(), 2u);
-  EXPECT_EQ(f.policies[0], "heuristic");
-  EXPECT_EQ(f.policies[1], "");
+  ASSERT_EQ(f.rows.size(), 2u);
+  EXPECT_EQ(f.policy(0), "heuristic");
+  EXPECT_EQ(f.policy(1), "");
   EXPECT_EQ(f.driver, "");  // null
   EXPECT_EQ(f.cuda_driver_api, "12.8");
 }

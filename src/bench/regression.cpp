@@ -57,9 +57,6 @@ struct Index {
   std::unordered_map<std::string, size_t> by_key;
 };
 
-// A row of a fused variant: forward's fused, the gradient ops' fused-save, fused-recompute, ...
-bool fused(const Row& r) { return r.variant.starts_with("fused"); }
-
 bool timed(const Row& r) {
   return r.status != "SKIP" && r.status != "ERROR" && std::isfinite(r.median_ms) && r.median_ms > 0;
 }
@@ -275,7 +272,7 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
   std::set<std::string> seen, base_cases;
   std::vector<double> geo_base, geo_cur;
   for (size_t i = 0; i < base.rows.size(); ++i) {
-    if (!fused(base.rows[i]) || !seen.insert(bx.keys[i]).second) continue;
+    if (!fused_row(base.rows[i]) || !seen.insert(bx.keys[i]).second) continue;
     const size_t bi = bx.by_key.at(bx.keys[i]);
     const Measure mb = measure(bx, bi, o.reference);
     if (!mb.missing.empty()) continue;
@@ -314,7 +311,7 @@ CompareReport compare_results(const ResultFile& base, const ResultFile& cur,
   std::set<std::string> listed;
   for (size_t i = 0; i < cur.rows.size(); ++i) {
     const std::string& key = cx.keys[i];
-    if (!fused(cur.rows[i]) || base_cases.count(key) != 0 || !listed.insert(key).second)
+    if (!fused_row(cur.rows[i]) || base_cases.count(key) != 0 || !listed.insert(key).second)
       continue;
     if (measure(cx, cx.by_key.at(key), o.reference).missing.empty()) rep.new_cases.push_back(key);
   }
@@ -480,8 +477,7 @@ namespace {
 
 // The rows of several result files (one run's sweeps, one per op) as one file: the first one's
 // provenance, with the files' paths as its "combined_from" when there are several; complete only
-// when every one is. Each row carries its policy (Row::policy and `policies` agree), so the file
-// is written back whole.
+// when every one is.
 ResultFile combine(std::vector<ResultFile> files) {
   ResultFile out = std::move(files.front());
   if (files.size() > 1) {
@@ -494,8 +490,6 @@ ResultFile combine(std::vector<ResultFile> files) {
     }
     out.provenance.set("combined_from", std::move(from));
   }
-  out.policies.clear();
-  for (const Row& r : out.rows) out.policies.push_back(r.policy);
   return out;
 }
 
@@ -607,8 +601,6 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
       Swept retry = sweep(again, again_ops, fmt::format("{}-retry{}", base_name, attempt + 1));
       if (!retry.rows) return retry.rc;
       cur.rows = merge_rows(cur.rows, retry.rows->rows);
-      cur.policies.clear();
-      for (const Row& r : cur.rows) cur.policies.push_back(r.policy);
       report = compare_results(base, cur, gate.compare);
     }
     if (attempt > 0) {

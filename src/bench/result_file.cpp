@@ -526,7 +526,7 @@ std::string problem_key(const Row& r, std::string_view policy) {
 // The inverse of row_to_json. Required: the case key, status, and what the comparison reads.
 // Returns whether the row names its tile_choice (files written before it existed have none, and
 // gradient rows were once written with it empty).
-bool read_row(const Object& o, Row& r, std::string& policy) {
+bool read_row(const Object& o, Row& r) {
   constexpr bool req = true, opt = false;
   o.string("op", req, r.op);
   o.string("variant", req, r.variant);
@@ -561,8 +561,7 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
   o.boolean("cold_l2", opt, r.cold_l2);
   o.boolean("cuda_graph", opt, r.cuda_graph);
   o.nullable_string("tile_choice", opt, r.tile_choice);
-  o.nullable_string("policy", opt, policy);
-  r.policy = policy;
+  o.nullable_string("policy", opt, r.policy);
   // The gradient ops' keys (row_to_json writes them for backward, step and memory rows only).
   o.string("grads", opt, r.grads);
   o.string("gate_placement", opt, r.gate_placement);
@@ -587,7 +586,7 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
   o.number("peak_vs_cublas2", opt, r.peak_vs_cublas2);
   // What the comparison reads: a value that no run measures (<= 0, denormal, absurdly large) would
   // decide a verdict, so it makes the file malformed.
-  const auto label = [&] { return problem_key(r, policy); };
+  const auto label = [&] { return problem_key(r, r.policy); };
   o.measurement("median_ms", req, kMinMeasurement, kMaxMeasurement, label, r.median_ms);
   o.measurement("noise", req, 0.0, kMaxNoise, label, r.noise);
   o.measurement("speedup_vs_cublas2", req, kMinMeasurement, kMaxMeasurement, label,
@@ -602,13 +601,12 @@ bool read_row(const Object& o, Row& r, std::string& policy) {
 // and problem in the file (a sweep with tiles: auto, as configs/ci.yaml), else as forced (tiles:
 // all, or a list of names).
 void infer_tile_choice(ResultFile& f, const std::vector<char>& has_choice) {
-  const auto fused = [](const Row& r) { return r.variant.starts_with("fused"); };
   std::unordered_map<std::string, int> fused_rows;
   for (size_t i = 0; i < f.rows.size(); ++i)
-    if (fused(f.rows[i])) ++fused_rows[problem_key(f.rows[i], f.policy(i))];
+    if (fused_row(f.rows[i])) ++fused_rows[problem_key(f.rows[i], f.policy(i))];
   for (size_t i = 0; i < f.rows.size(); ++i) {
     Row& r = f.rows[i];
-    if (has_choice[i] || !fused(r)) continue;
+    if (has_choice[i] || !fused_row(r)) continue;
     r.tile_choice = fused_rows[problem_key(r, f.policy(i))] == 1 ? "auto" : "forced";
   }
 }
@@ -628,10 +626,8 @@ ResultFile load_result_file(const std::string& path) {
     try {
       const Object row(src, node, fmt::format("rows[{}]", i));
       Row r;
-      std::string policy;
-      has_choice.push_back(read_row(row, r, policy) ? 1 : 0);
+      has_choice.push_back(read_row(row, r) ? 1 : 0);
       file.rows.push_back(std::move(r));
-      file.policies.push_back(std::move(policy));
     } catch (const ResultFileError& e) {
       row_error = e.what();
     }

@@ -31,15 +31,13 @@ struct ResultFile {
   bool cuda_graph = false;      // provenance.timing.cuda_graph (--graph); false when absent
   common::Json provenance;              // the whole provenance object
   std::vector<Row> rows;
-  // Parallel to rows: each row's optional "policy" field, "" where absent (also in Row::policy).
-  // May be shorter than rows (hand-built files); read it through policy(i).
-  std::vector<std::string> policies;
 
-  // Row i's policy, "" where absent.
-  std::string_view policy(size_t i) const {
-    return i < policies.size() ? std::string_view(policies[i]) : std::string_view();
-  }
+  // Row i's optional "policy" field (Row::policy), "" where absent or past the rows.
+  std::string_view policy(size_t i) const { return i < rows.size() ? std::string_view(rows[i].policy) : std::string_view(); }
 };
+
+// A row of a fused variant: forward's "fused", the gradient ops' "fused-save", "fused-recompute", ...
+inline bool fused_row(const Row& r) { return r.variant.starts_with("fused"); }
 
 // Reading a result file is bounded, whatever the file holds: it must be a regular file (a FIFO,
 // /dev/zero or a directory is refused, without blocking) of at most kMaxResultFileBytes; it is
