@@ -183,10 +183,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
     for (int j = 0; j < TN; ++j) {
       const int64_t n = n0 + tx * TN + j;
       if (n >= N) continue;
-      if (p.c_trans) c[n * p.ldc + m] = from_f32<T>(acc[i][j]);
-      else c[m * p.ldc + n] = from_f32<T>(acc[i][j]);
+      T* d = p.c_trans ? c + n * p.ldc + m : c + m * p.ldc + n;
+      *d = from_f32<T>(plus_held(d, acc[i][j], p.accumulate));
     }
-    if (do_bias) static_cast<T*>(p.dbias)[m] = from_f32<T>(row_sum[i]);
+    if (do_bias) {
+      T* d = static_cast<T*>(p.dbias) + m;
+      *d = from_f32<T>(plus_held(d, row_sum[i], p.accumulate));
+    }
   }
 }
 

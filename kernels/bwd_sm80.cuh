@@ -422,16 +422,20 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   const int64_t ldc = p.ldc;
   const bool c_trans = p.c_trans != 0;
   const bool vec_c = p.vec_c != 0;
+  const int acc_c = p.accumulate;
   for_each_pair([&](int64_t m, int64_t n, const float* v) {
     if (n >= N) return;
     if (c_trans) {
-      c[n * ldc + m] = from_f32<T>(v[0]);
-      if (n + 1 < N) c[(n + 1) * ldc + m] = from_f32<T>(v[1]);
+      T* d0 = c + n * ldc + m;
+      *d0 = from_f32<T>(plus_held(d0, v[0], acc_c));
+      if (n + 1 < N) d0[ldc] = from_f32<T>(plus_held(d0 + ldc, v[1], acc_c));
     } else if (vec_c) {
-      store_pair(c + m * ldc + n, v[0], v[1]);  // N even: n + 1 < N too
+      T* d = c + m * ldc + n;  // N even: n + 1 < N too
+      store_pair(d, plus_held(d, v[0], acc_c), plus_held(d + 1, v[1], acc_c));
     } else {
-      c[m * ldc + n] = from_f32<T>(v[0]);
-      if (n + 1 < N) c[m * ldc + n + 1] = from_f32<T>(v[1]);
+      T* d = c + m * ldc + n;
+      d[0] = from_f32<T>(plus_held(d, v[0], acc_c));
+      if (n + 1 < N) d[1] = from_f32<T>(plus_held(d + 1, v[1], acc_c));
     }
   });
   if (do_bias) {
@@ -445,7 +449,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
         s += __shfl_xor_sync(0xffffffffu, s, 1);
         s += __shfl_xor_sync(0xffffffffu, s, 2);
         const int64_t m = m0 + warp_row0 + i * 16 + g + h * 8;
-        if (t == 0 && m < M) dbias[m] = from_f32<T>(s);
+        if (t == 0 && m < M) dbias[m] = from_f32<T>(plus_held(dbias + m, s, acc_c));
       }
     }
   }

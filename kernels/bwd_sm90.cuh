@@ -233,8 +233,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       for (int h = 0; h < 2; ++h) {
         const int64_t row = r0 + 8 * h;
         if (row >= p.M) continue;
-        const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
         T* dst = c + row * p.ldc + col;
+        // (C += A·B where the launcher asks: it leaves tma_c off then.)
+        const float v0 = plus_held(dst, acc[4 * j + 2 * h], p.accumulate);
+        const float v1 = col + 1 < p.N ? plus_held(dst + 1, acc[4 * j + 2 * h + 1], p.accumulate) : 0.0f;
         if (p.vec_c != 0) {
           // col is even and N, ldc and c whole 16-byte vectors, so the pair is in range and aligned.
           store_pair(dst, v0, v1);

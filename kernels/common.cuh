@@ -41,6 +41,12 @@ __device__ __forceinline__ T from_f32(float v) {
   }
 }
 
+// v, plus what dst holds when accumulating (C += v): the value to store at dst.
+template <class T>
+__device__ __forceinline__ float plus_held(const T* dst, float v, int accumulate) {
+  return accumulate != 0 ? v + to_f32(*dst) : v;
+}
+
 // Two adjacent outputs as one store; dst is 2-element aligned.
 template <class T>
 __device__ __forceinline__ void store_pair(T* dst, float v0, float v1) {

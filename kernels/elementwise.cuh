@@ -129,7 +129,7 @@ __global__ void swiglu_gate_backward_kernel(const Tin* a, int64_t lda, const Tin
 // Launch with blockDim = (32, ROWS_Y); the grid strides over chunks of 32 columns.
 template <class Tin, class Tout, int ROWS_Y>
 __global__ void column_sum_kernel(const Tin* __restrict__ a, int64_t lda, Tout* __restrict__ out,
-                                  int64_t rows, int64_t cols) {
+                                  int64_t rows, int64_t cols, int accumulate) {
   static_assert(is_swiglu_dtype_v<Tin> && is_swiglu_dtype_v<Tout>,
                 "column sum: dtypes must be float, __half or __nv_bfloat16");
   static_assert(ROWS_Y >= 1 && ROWS_Y <= 32 && (ROWS_Y & (ROWS_Y - 1)) == 0,
@@ -164,7 +164,7 @@ __global__ void column_sum_kernel(const Tin* __restrict__ a, int64_t lda, Tout* 
       if (ty < s) part[ty][tx] += part[ty + s][tx];
       __syncthreads();
     }
-    if (ty == 0 && c < cols) out[c] = from_f32<Tout>(part[0][tx]);
+    if (ty == 0 && c < cols) out[c] = from_f32<Tout>(plus_held(out + c, part[0][tx], accumulate));
     // Why: the next chunk overwrites part[][] only after row 0 has been read.
     __syncthreads();
   }

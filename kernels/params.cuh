@@ -91,6 +91,8 @@ struct BwdParams {
   int64_t ldc = 0;
   int c_trans = 0;
   void* dbias = nullptr;       // dW only: dbias[m] = Σ_k A[m][k], or null
+  int accumulate = 0;          // dW only (sm90, sm80, SIMT): C += A·B and dbias += Σ_k A (each read
+                               // first, the sum rounded once) instead of C = and dbias =
   int vec_a = 0;               // A's sources 16-byte aligned, rows whole 16-byte vectors
   int vec_b = 0;               // B 16-byte aligned, rows whole 16-byte vectors
   int vec_c = 0;               // c 16-byte aligned, ldc and N whole 16-byte vectors (!c_trans)

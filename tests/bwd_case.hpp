@@ -198,10 +198,11 @@ class BwdCase {
     }
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
-    // k: the output's reduction length (dX: 2D, dW and dbias: B).
+    // k: the output's reduction length (dX: 2D, dW and dbias: B); slices: partial sums of it added
+    // up in the dtype (dW and dbias of a backward in row chunks).
     auto check = [&](const DeviceBuffer& buf, size_t n, const std::vector<double>& r64,
-                     const std::vector<float>& r32, int64_t k) {
-      const auto tol = bench::gradient_tolerance(p_, k);
+                     const std::vector<float>& r32, int64_t k, int64_t slices = 1) {
+      const auto tol = bench::gradient_tolerance(p_, k, static_cast<int>(slices));
       std::vector<unsigned char> raw(n * es);
       CUDA_CHECK(cudaMemcpy(raw.data(), buf.get(), raw.size(), cudaMemcpyDeviceToHost));
       const auto got = common::from_dtype_bytes(raw.data(), n, p_.dtype);
@@ -231,8 +232,8 @@ class BwdCase {
       res.dx_untouched = untouched(dx_, n_dx_);
     }
     if (o.grads.dw) {
-      res.dw = check(dw_, n_dw_, ref_.dw, ref32_dw_, p_.batch);
-      if (p_.bias) res.dbias = check(db_, n_db_, ref_.dbias, ref32_db_, p_.batch);
+      res.dw = check(dw_, n_dw_, ref_.dw, ref32_dw_, p_.batch, res.tiles.chunks);
+      if (p_.bias) res.dbias = check(db_, n_db_, ref_.dbias, ref32_db_, p_.batch, res.tiles.chunks);
     } else {
       res.dw_untouched = untouched(dw_, n_dw_);
       if (p_.bias) res.dbias_untouched = untouched(db_, n_db_);

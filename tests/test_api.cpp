@@ -516,6 +516,53 @@ TEST(Plan, Sm90DxSplitsOnlyWhereItSavesFortyKSteps) {
   }
 }
 
+// A bounded workspace: as few equal row chunks as fit (their sizes differ by a row at most), each
+// chunk's workspace within the bound; no bound, or one the whole batch fits, is one chunk; a bound
+// below a chunk of kMinBackwardChunkRows rows is refused, naming the bound and the need.
+TEST(Plan, BoundedWorkspaceSplitsTheBatchIntoRowChunks) {
+  const DeviceTraits h100{9, 0, 132};
+  for (const Policy policy : {Policy::save, Policy::recompute}) {
+    for (const Problem& p : {problem(4096, 4096, 11008), problem(777, 264, 200), problem(8192, 784, 1024, DType::f32)}) {
+      BackwardOptions o;
+      o.policy = policy;
+      const std::string what = std::string(to_string(policy)) + " " + std::to_string(p.batch) + "x" +
+                               std::to_string(p.in_features) + "x" + std::to_string(p.hidden);
+      const detail::Chunking whole = detail::backward_chunking(p, o, h100);
+      EXPECT_EQ(whole.chunks, 1) << what;
+      EXPECT_EQ(whole.workspace, detail::workspace_layout(p, o, h100).total) << what;
+      o.max_workspace_bytes = whole.workspace;
+      EXPECT_EQ(detail::backward_chunking(p, o, h100).chunks, 1) << what;
+      for (const size_t parts : {2u, 3u, 7u}) {
+        o.max_workspace_bytes = whole.workspace / parts;
+        const detail::Chunking c = detail::backward_chunking(p, o, h100);
+        ASSERT_GE(c.chunks, static_cast<int64_t>(parts)) << what << " / " << parts;
+        EXPECT_LE(c.workspace, o.max_workspace_bytes) << what << " / " << parts;
+        // Every chunk's workspace fits, and one chunk fewer would not.
+        for (int64_t i = 0; i < c.chunks; ++i) {
+          Problem q = p;
+          q.batch = p.batch * (i + 1) / c.chunks - p.batch * i / c.chunks;
+          EXPECT_LE(detail::workspace_layout(q, o, h100).total, c.workspace) << what << " chunk " << i;
+        }
+        Problem fewer = p;
+        fewer.batch = (p.batch + c.chunks - 2) / (c.chunks - 1);
+        EXPECT_GT(detail::workspace_layout(fewer, o, h100).total, o.max_workspace_bytes) << what << " / " << parts;
+      }
+    }
+  }
+  // Too small a bound: refused by the query (and so by backward()'s validation).
+  BackwardOptions o;
+  o.policy = Policy::recompute;
+  o.max_workspace_bytes = 4096;
+  const Problem p = problem(4096, 4096, 11008);
+  EXPECT_EQ(detail::backward_chunking(p, o, h100).chunks, 0);
+  size_t bytes = 1;
+  const Status s = backward_workspace_bytes(p, o, &bytes);
+  EXPECT_EQ(s.code, StatusCode::invalid_argument);
+  EXPECT_EQ(bytes, 0u);
+  EXPECT_NE(s.message.find("max_workspace_bytes 4096 is below"), std::string::npos) << s.message;
+  EXPECT_NE(s.message.find("64 rows"), std::string::npos) << s.message;
+}
+
 TEST(Heuristic, SmallBatchesGetSmallerTilesThanLargeOnes) {
   const DeviceTraits h100{9, 0, 132};
   TileConfig small, large;

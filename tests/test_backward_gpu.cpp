@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -255,6 +256,91 @@ TEST(Backward, LargeShapeAgainstTheGpuReference) {
       }
     }
   }
+}
+
+// A bounded workspace (BackwardOptions::max_workspace_bytes): the backward runs in row chunks, dX
+// row by row and dW and dbias added up chunk by chunk (the tolerance counts one rounding of the sum
+// a chunk), through every compiled dW tile that adds onto C and the heuristic's choice, both
+// policies, in chunks of equal size and not (777 rows in 2, 3 and 5).
+TEST(Backward, BoundedWorkspaceRunsInRowChunks) {
+  const DeviceTraits dev = current_traits();
+  uint64_t seed = 900;
+  for (DType t : {DType::bf16, DType::f16, DType::f32}) {
+    for (Layout l : {Layout::linear, Layout::packed}) {
+      Problem p;
+      p.batch = 777;
+      p.in_features = 264;
+      p.hidden = 200;
+      p.dtype = t;
+      p.layout = l;
+      p.bias = true;
+      const BwdCase c(p, ++seed);
+      const auto z = c.save_forward();
+      EXPECT_TRUE(z.pass) << describe(p) << ": " << z.summary();
+      for (const Mode& m : {kModes[0], kModes[1], kModes[2]}) {
+        BackwardOptions o = options_for(m);
+        const size_t whole = backward_workspace_bytes(p, o);
+        ASSERT_GT(whole, 0u) << describe(p);
+        for (const int64_t want : {2, 3, 5}) {
+          o.max_workspace_bytes = whole / static_cast<size_t>(want);
+          const size_t need = backward_workspace_bytes(p, o);
+          ASSERT_GT(need, 0u) << describe(p);
+          EXPECT_LE(need, o.max_workspace_bytes) << describe(p);
+          std::vector<std::optional<TileConfig>> dw_tiles = {std::nullopt};
+          for (const TileConfig& tile : backward_dw_tiles(p, dev))
+            if (tile.family != Family::gemv) dw_tiles.push_back(tile);
+          for (const auto& dw : dw_tiles) {
+            BackwardOptions ot = o;
+            ot.dw_tile = dw;
+            const auto r = c.run(ot);
+            const std::string what = describe(p) + " " + describe_mode(m) + " bound " +
+                                      std::to_string(o.max_workspace_bytes) + " dw " + r.tiles.dw.name();
+            expect_pass(r, ot, p, what);
+            EXPECT_GE(r.tiles.chunks, want) << what;
+            if (dw) {
+              EXPECT_EQ(r.tiles.dw, *dw) << what;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Backward, BoundedWorkspaceRefusals) {
+  Problem p;
+  p.batch = 512;
+  p.in_features = 256;
+  p.hidden = 128;
+  p.dtype = DType::bf16;
+  const BwdCase c(p, 31);
+  BackwardOptions o;
+  o.policy = Policy::recompute;
+  const size_t whole = backward_workspace_bytes(p, o);
+  // Below a chunk of kMinBackwardChunkRows rows: the query fails, and so does the call.
+  o.max_workspace_bytes = 1024;
+  size_t bytes = 1;
+  const Status q = backward_workspace_bytes(p, o, &bytes);
+  EXPECT_EQ(q.code, StatusCode::invalid_argument);
+  EXPECT_EQ(bytes, 0u);
+  EXPECT_NE(q.message.find("max_workspace_bytes 1024"), std::string::npos) << q.message;
+  const auto r = c.run(o);
+  EXPECT_FALSE(r.error.empty());
+  // A gemv dW cannot add onto C: refused (before anything runs), saying why.
+  const auto dw_tiles = backward_dw_tiles(p, current_traits());
+  const auto gemv = std::find_if(dw_tiles.begin(), dw_tiles.end(), [](const TileConfig& t) { return t.family == Family::gemv; });
+  if (gemv != dw_tiles.end()) {
+    o.max_workspace_bytes = whole / 2;
+    o.dw_tile = *gemv;
+    const auto g = c.run(o);
+    EXPECT_NE(g.error.find("cannot run a chunked backward"), std::string::npos) << g.error;
+  }
+  // A bound the whole batch fits runs unchunked.
+  o.dw_tile.reset();
+  o.max_workspace_bytes = whole;
+  const auto u = c.run(o);
+  expect_pass(u, o, p, describe(p) + " bound = whole");
+  EXPECT_EQ(u.tiles.chunks, 1);
 }
 
 TEST(Backward, EmptyBatchZeroesTheWeightGradients) {

@@ -115,6 +115,28 @@ TEST(CApi, DhInTheCallersMemoryLeavesItOutOfTheWorkspace) {
   EXPECT_EQ(last_error(), "");
 }
 
+TEST(CApi, AWorkspaceBoundSplitsTheBackwardIntoRowChunks) {
+  // Save with dH in the workspace at 4096x4096x11008: B×2D bf16 whole; a bound of a third takes
+  // chunks of at most a third of the rows (each chunk's dH only), one below 64 rows' dH is refused.
+  const swiglu_problem p = problem(4096, 4096, 11008);
+  const size_t whole = size_t{4096} * 2 * 11008 * 2, row = size_t{2} * 11008 * 2;
+  EXPECT_EQ(swiglu_backward_workspace_bytes3(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_WORKSPACE, 0), whole);
+  EXPECT_EQ(swiglu_backward_workspace_bytes3(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_WORKSPACE, whole), whole);
+  const size_t third = swiglu_backward_workspace_bytes3(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_WORKSPACE, whole / 3);
+  EXPECT_EQ(last_error(), "");
+  EXPECT_LE(third, whole / 3);
+  EXPECT_EQ(third % row, 0u);
+  EXPECT_GE(third, 4096 / 4 * row);  // no more chunks than fit: four of 1024 rows would
+  EXPECT_EQ(swiglu_backward_workspace_bytes3(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_WORKSPACE, 63 * row), 0u);
+  EXPECT_NE(last_error().find("max_workspace_bytes " + std::to_string(63 * row) + " is below"), std::string::npos)
+      << last_error();
+  // The launch validates the same bound before it touches a pointer.
+  EXPECT_EQ(swiglu_backward3(&p, SWIGLU_POLICY_SAVE, 1, 1, SWIGLU_DH_WORKSPACE, 63 * row, nullptr, nullptr, nullptr,
+                             nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, nullptr),
+            SWIGLU_INVALID_ARGUMENT);
+  EXPECT_NE(last_error(), "");
+}
+
 TEST(CApi, WorkspaceQueryReportsBadAndWrappingSizes) {
   // These once returned 0 with an empty error, as if no workspace were needed.
   for (const swiglu_problem& p : {problem(-5), problem(4, 8, 0), problem(int64_t{1} << 62, 8, int64_t{1} << 62)}) {

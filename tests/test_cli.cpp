@@ -206,6 +206,7 @@ TEST(Cli, BackwardDefaults) {
   EXPECT_EQ(g.save_dh, (std::vector<DhStorage>{DhStorage::workspace}));
   EXPECT_EQ(words(g.dx_tiles), (std::vector<std::string>{"auto"}));
   EXPECT_EQ(words(g.dw_tiles), (std::vector<std::string>{"auto"}));
+  EXPECT_EQ(g.max_workspace_bytes, 0u);
   // The forward's measurement defaults apply.
   EXPECT_TRUE(c.options.timing.cold);
   EXPECT_EQ(c.options.timing.min_samples, 30);
@@ -234,6 +235,11 @@ TEST(Cli, BackwardOptions) {
   EXPECT_EQ(c.options.reference, ReferenceMode::cpu);
   EXPECT_TRUE(c.options.write_csv);
   EXPECT_FALSE(c.options.write_json);
+  const Command m = parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", "48"});
+  EXPECT_EQ(m.options.gradient.max_workspace_bytes, size_t{48} << 20);
+  for (const char* bad : {"-1", "1.5", "x", "2000000000"})
+    EXPECT_EQ(parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", bad}).exit_code, 3)
+        << bad;
   const Command d = parse({"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dx",
                            "--policy", "save", "--gate-placement", "epilogue"});
   EXPECT_TRUE(d.options.gradient.grads.dx);

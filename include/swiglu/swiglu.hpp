@@ -189,7 +189,16 @@ struct BackwardOptions {
   std::optional<TileConfig> recompute_tile;  // forward tile of the recompute GEMM; unset: heuristic
   std::optional<TileConfig> dx_tile;         // unset: heuristic
   std::optional<TileConfig> dw_tile;         // unset: heuristic
+  // The most workspace the backward may take, in bytes; 0: no bound. Where the whole batch needs
+  // more, the backward runs in row chunks (as few as fit, of equal size to a row, at least
+  // kMinBackwardChunkRows each): each chunk's recompute or gate backward, the dX of its rows, and
+  // its part of dW and dbias added onto what the earlier chunks wrote (in the problem's dtype: one
+  // rounding more a chunk). A bound below the smallest chunk's workspace is refused.
+  size_t max_workspace_bytes = 0;
 };
+
+// The fewest rows a chunk of a bounded backward takes (BackwardOptions::max_workspace_bytes).
+inline constexpr int64_t kMinBackwardChunkRows = 64;
 
 // The configurations one backward call ran (a kernel that did not run has block_m == 0).
 struct BackwardTiles {
@@ -198,17 +207,22 @@ struct BackwardTiles {
   // partial sums with atomics, so dX is not bitwise reproducible from run to run (it stays within
   // the same tolerance); everything else is.
   int dx_splits = 1;
+  // Row chunks the backward ran in (BackwardOptions::max_workspace_bytes); the tiles above are
+  // those of the first chunk.
+  int64_t chunks = 1;
 };
 
-// Device workspace backward() needs for `p` and `options` on the current device: B×2D elements
+// Device workspace backward() needs for `p` and `options` on the current device (for one row
+// chunk of it under options.max_workspace_bytes, when the whole batch needs more): B×2D elements
 // for dH (recompute, both gradients, or any problem the device's sm90 GEMMs could take; never with
 // DhStorage::tensors), B×2D more for H (recompute with the prologue placement),
 // plus B×I fp32 split-K sums of dX when B×I gives the dX GEMM too few blocks for the device (small
 // batches). Its contents need no initialisation. Returns 0 for an invalid problem or options; the
 // overload below says why.
 size_t backward_workspace_bytes(const Problem& p, const BackwardOptions& options);
-// The same into *bytes, failing (invalid_argument, *bytes = 0) on an invalid problem or options, or
-// when the size does not fit in size_t.
+// The same into *bytes, failing (invalid_argument, *bytes = 0) on an invalid problem or options,
+// when the size does not fit in size_t, or when max_workspace_bytes is below what a chunk of
+// kMinBackwardChunkRows rows needs.
 Status backward_workspace_bytes(const Problem& p, const BackwardOptions& options, size_t* bytes);
 
 // The compiled tiles of the dX GEMM (K = 2D) and of the dW GEMM (K = B) for `p` on `dev`.
@@ -222,8 +236,10 @@ Status validate_backward(const Problem& p, const BackwardTensors& t, const Backw
 // Launches the backward on `stream`: with recompute, one fused GEMM for G and U, then the dX GEMM
 // and the dW GEMM as requested (at most 3 kernels, plus a memset of the split-K sums when dX is
 // split; with sm90 or gemv GEMMs or DhStorage::tensors, plus a gate-backward pass unless the
-// recompute epilogue wrote dH; with sm90 or gemv dW GEMMs, a dbias column sum). Returns after the
-// launches. B = 0 launches no GEMM and sets dw and dbias (when requested) to zero.
+// recompute epilogue wrote dH; with sm90 or gemv dW GEMMs, a dbias column sum), once a row chunk
+// when max_workspace_bytes splits the batch (a chunked dW takes the sm90, sm80 or SIMT tiles, which
+// add onto C: a forced gemv dW tile is refused). Returns after the launches. B = 0 launches no GEMM
+// and sets dw and dbias (when requested) to zero.
 Status backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& options,
                 void* workspace, size_t workspace_bytes, cudaStream_t stream,
                 BackwardTiles* used_tiles = nullptr);

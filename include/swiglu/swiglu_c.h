@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 /* Bumped when a signature or struct below changes. */
-#define SWIGLU_C_ABI_VERSION 3
+#define SWIGLU_C_ABI_VERSION 4
 
 typedef enum {
   SWIGLU_OK = 0,
@@ -95,6 +95,21 @@ SWIGLU_C_API swiglu_status swiglu_backward2(const swiglu_problem* p, int32_t pol
                                             void* dw, void* dbias, void* dh, void* workspace,
                                             size_t workspace_bytes, void* stream);
 
+/* Since ABI version 4: swiglu_backward_workspace_bytes2 and swiglu_backward2 under a workspace bound
+ * (BackwardOptions::max_workspace_bytes in swiglu.hpp; 0: none). Where the whole batch needs more
+ * than max_workspace_bytes, the backward runs in row chunks (as few as fit, each of at least 64
+ * rows), dW and dbias added onto the earlier chunks' sums; a bound below what a chunk of 64 rows
+ * needs is refused (the size query returns 0 with the error set). The workspace passed must hold
+ * the size the query returned for the same arguments. */
+SWIGLU_C_API size_t swiglu_backward_workspace_bytes3(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                                     int32_t grad_dw, int32_t dh_storage,
+                                                     size_t max_workspace_bytes);
+SWIGLU_C_API swiglu_status swiglu_backward3(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                            int32_t grad_dw, int32_t dh_storage, size_t max_workspace_bytes,
+                                            const void* x, const void* w, const void* bias, const void* dz,
+                                            const void* saved, void* dx, void* dw, void* dbias, void* dh,
+                                            void* workspace, size_t workspace_bytes, void* stream);
+
 /* Since ABI version 3: the FP8 forward (forward_fp8 and Fp8Scaling in swiglu.hpp: the scales'
  * layouts, the requirements). X (B×I, row stride ldx bytes) and W12 (linear layout, 2D×I) are e4m3
  * bytes with fp32 scales. */
@@ -133,15 +148,15 @@ SWIGLU_C_API swiglu_status swiglu_quantize_e4m3(int32_t in_dtype, const void* a,
 
 /* quantize_e4m3_transposed: swiglu_quantize_e4m3 that also writes Aᵀ in e4m3 (qt, cols×rows, row
  * stride ldqt bytes) with scales scale_t, blocks along A's rows, for the FP8 backward's operands; q
- * and scale may both be NULL. Added within ABI version 3, as swiglu_check_fp8_scales was: a loader
- * finds out by looking the symbol up. */
+ * and scale may both be NULL. (Added late within ABI version 3, as swiglu_check_fp8_scales was;
+ * every version 4 library exports both.) */
 SWIGLU_C_API swiglu_status swiglu_quantize_e4m3_transposed(int32_t in_dtype, const void* a, int64_t lda, int64_t rows,
                                                            int64_t cols, int32_t blocks, void* q, int64_t ldq,
                                                            float* scale, void* qt, int64_t ldqt, float* scale_t,
                                                            void* stream);
 
 /* The FP8 backward (backward_fp8 and Fp8BackwardTensors in swiglu.hpp: the blockwise recipe, the
- * operands' layouts, the requirements), added within ABI version 3 as above. dz and saved (the
+ * operands' layouts, the requirements), added late within ABI version 3 as above. dz and saved (the
  * forward's H) are in p->out_dtype; wt is W12ᵀ (I×2D e4m3) with wt_scale, xt is Xᵀ (I×B e4m3, row
  * stride ldxt bytes) with xt_scale; dx (B×I), dw (2D×I) and dbias (2D, with p->bias) are written when
  * non-NULL, in their SWIGLU_DTYPE_*; accumulate_dw nonzero adds dW to what dw holds. The workspace

@@ -11,8 +11,6 @@ machine that has no GPU and no library. Where it is looked for, in this order:
 
 A library that loads but lacks the ``swiglu_*`` functions, or reports another
 ``swiglu_abi_version()``, is rejected like a missing one, and the error lists every attempt.
-``swiglu_check_fp8_scales`` is the exception: a version-3 library built before it was added loads,
-and only a call of ``Library.check_fp8_scales`` says that it is missing.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import os
 import pathlib
 import threading
 
-ABI_VERSION = 3  # SWIGLU_C_ABI_VERSION this package is written against
+ABI_VERSION = 4  # SWIGLU_C_ABI_VERSION this package is written against
 LIBRARY_FILE = "libswiglu_c.so"
 ENV_VAR = "SWIGLU_LIBRARY"
 
@@ -113,22 +111,28 @@ class Library:
         self.path = path
         p_problem, p_fp8 = ctypes.POINTER(Problem), ctypes.POINTER(Fp8Problem)
         vp, i32, i64, size_t = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_size_t
-        # Why in three groups: the first names the library (one missing: not libswiglu_c), the
+        # Why in two groups: the first names the library (one missing: not libswiglu_c), and the
         # version is read before the second (an older library lacks the FP8 functions and is
-        # reported by its version), and the third came to version 3 after its first release.
+        # reported by its version).
         identity = {
             "swiglu_abi_version": (i32, []),
             "swiglu_last_error": (ctypes.c_char_p, []),
             "swiglu_forward": (ctypes.c_int, [p_problem, vp, vp, vp, vp, vp, vp]),
-            "swiglu_backward_workspace_bytes2": (size_t, [p_problem, i32, i32, i32, i32]),
-            "swiglu_backward2": (
+            "swiglu_backward_workspace_bytes3": (size_t, [p_problem, i32, i32, i32, i32, size_t]),
+            "swiglu_backward3": (
                 ctypes.c_int,
-                [p_problem, i32, i32, i32, i32, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, size_t, vp],
+                [p_problem, i32, i32, i32, i32, size_t, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp, size_t, vp],
             ),
         }
         fp8 = {
             "swiglu_forward_fp8": (ctypes.c_int, [p_fp8, vp, vp, vp, vp, vp, vp, vp, vp, vp, vp]),
             "swiglu_quantize_e4m3": (ctypes.c_int, [i32, vp, i64, i64, i64, i32, vp, i64, vp, vp]),
+            "swiglu_check_fp8_scales": (ctypes.c_int, [p_fp8, vp, vp, vp]),
+            "swiglu_quantize_e4m3_transposed": (ctypes.c_int, [i32, vp, i64, i64, i64, i32, vp, i64, vp, vp, i64,
+                                                               vp, vp]),
+            "swiglu_backward_fp8_workspace_bytes": (size_t, [p_fp8]),
+            "swiglu_backward_fp8": (ctypes.c_int, [p_fp8, vp, vp, vp, vp, vp, i64, vp, vp, i32, vp, i32, i32, vp,
+                                                   i32, vp, size_t, vp]),
         }
         self._c = cdll
         self._bind(identity, lambda name: f"{path} does not export {name}(): it is not libswiglu_c")
@@ -140,21 +144,6 @@ class Library:
                 f"swiglu source as this package")
         self._bind(fp8, lambda name: f"{path} reports C ABI version {version} but does not export "
                                      f"{name}(): rebuild the library (CMake target swiglu_c)")
-        self._has_check_fp8_scales = hasattr(cdll, "swiglu_check_fp8_scales")
-        if self._has_check_fp8_scales:  # else check_fp8_scales() says so when called
-            self._bind({"swiglu_check_fp8_scales": (ctypes.c_int, [p_fp8, vp, vp, vp])}, str)
-        # The FP8 backward and the transposing quantiser came to version 3 later still: a library
-        # without them loads, and only FP8 training says that they are missing.
-        fp8_training = {
-            "swiglu_quantize_e4m3_transposed": (ctypes.c_int, [i32, vp, i64, i64, i64, i32, vp, i64, vp, vp, i64,
-                                                               vp, vp]),
-            "swiglu_backward_fp8_workspace_bytes": (size_t, [p_fp8]),
-            "swiglu_backward_fp8": (ctypes.c_int, [p_fp8, vp, vp, vp, vp, vp, i64, vp, vp, i32, vp, i32, i32, vp,
-                                                   i32, vp, size_t, vp]),
-        }
-        self._has_fp8_training = all(hasattr(cdll, name) for name in fp8_training)
-        if self._has_fp8_training:
-            self._bind(fp8_training, str)
 
     def _bind(self, signatures: dict, missing) -> None:
         """Sets each function's restype and argtypes; LibraryError(missing(name)) for one absent."""
@@ -180,21 +169,25 @@ class Library:
         self._check("swiglu_forward", self._c.swiglu_forward(ctypes.byref(p), x, w, bias, z, saved, stream))
 
     def backward_workspace_bytes(self, p: Problem, policy: int, dx: bool, dw: bool,
-                                 dh_storage: int = DH_WORKSPACE) -> int:
-        n = self._c.swiglu_backward_workspace_bytes2(ctypes.byref(p), policy, int(dx), int(dw), dh_storage)
+                                 dh_storage: int = DH_WORKSPACE, max_workspace_bytes: int = 0) -> int:
+        """swiglu_backward_workspace_bytes3: the workspace of the backward, in row chunks when
+        max_workspace_bytes (0: no bound) is below what the whole batch needs."""
+        n = self._c.swiglu_backward_workspace_bytes3(ctypes.byref(p), policy, int(dx), int(dw), dh_storage,
+                                                     max_workspace_bytes)
         # Why: 0 is both a valid size and the error value; the error message tells them apart.
         if n == 0 and self.last_error():
-            raise SwigluError("swiglu_backward_workspace_bytes2", 1, self.last_error())
+            raise SwigluError("swiglu_backward_workspace_bytes3", 1, self.last_error())
         return n
 
     def backward(self, p: Problem, policy: int, dx_wanted: bool, dw_wanted: bool, x: int, w: int,
                  bias: int, dz: int, saved: int, dx: int, dw: int, dbias: int, workspace: int,
-                 workspace_bytes: int, stream: int, dh_storage: int = DH_WORKSPACE, dh: int = 0) -> None:
-        """swiglu_backward2; with DH_TENSORS, dH goes to ``dh``, which may be ``saved`` (then
-        overwritten)."""
-        self._check("swiglu_backward2", self._c.swiglu_backward2(
-            ctypes.byref(p), policy, int(dx_wanted), int(dw_wanted), dh_storage, x, w, bias, dz, saved,
-            dx, dw, dbias, dh, workspace, workspace_bytes, stream))
+                 workspace_bytes: int, stream: int, dh_storage: int = DH_WORKSPACE, dh: int = 0,
+                 max_workspace_bytes: int = 0) -> None:
+        """swiglu_backward3; with DH_TENSORS, dH goes to ``dh``, which may be ``saved`` (then
+        overwritten); max_workspace_bytes as in backward_workspace_bytes."""
+        self._check("swiglu_backward3", self._c.swiglu_backward3(
+            ctypes.byref(p), policy, int(dx_wanted), int(dw_wanted), dh_storage, max_workspace_bytes, x, w,
+            bias, dz, saved, dx, dw, dbias, dh, workspace, workspace_bytes, stream))
 
     def forward_fp8(self, p: Fp8Problem, x: int, x_scale: int, w: int, w_scale: int, bias: int, z: int,
                     z_scale: int, z_amax: int, saved: int, stream: int) -> None:
@@ -212,32 +205,19 @@ class Library:
     def check_fp8_scales(self, p: Fp8Problem, x_scale: int, w_scale: int, stream: int) -> None:
         """swiglu_check_fp8_scales: SwigluError (SWIGLU_INVALID_ARGUMENT) naming the first scale
         forward_fp8 would read that is not finite and > 0. Copies the scales to the host and waits
-        for ``stream``. LibraryError when this library was built without the function."""
-        if not self._has_check_fp8_scales:
-            raise LibraryError(f"{self.path} does not export swiglu_check_fp8_scales(), which checks FP8 "
-                               f"scales: rebuild the library (CMake target swiglu_c) from the same "
-                               f"swiglu source as this package")
+        for ``stream``."""
         self._check("swiglu_check_fp8_scales", self._c.swiglu_check_fp8_scales(
             ctypes.byref(p), x_scale, w_scale, stream))
-
-
-    def _require_fp8_training(self) -> None:
-        if not self._has_fp8_training:
-            raise LibraryError(f"{self.path} does not export swiglu_backward_fp8() and "
-                               f"swiglu_quantize_e4m3_transposed(), which FP8 training needs: rebuild the "
-                               f"library (CMake target swiglu_c) from the same swiglu source as this package")
 
     def quantize_e4m3_transposed(self, in_dtype: int, a: int, lda: int, rows: int, cols: int, blocks: int,
                                  q: int, ldq: int, scale: int, qt: int, ldqt: int, scale_t: int,
                                  stream: int) -> None:
         """swiglu_quantize_e4m3_transposed: as quantize_e4m3 (q and scale may both be 0), and Aᵀ
         in e4m3 to ``qt`` (cols×rows, row stride ldqt bytes) with its scales, blocks along A's rows."""
-        self._require_fp8_training()
         self._check("swiglu_quantize_e4m3_transposed", self._c.swiglu_quantize_e4m3_transposed(
             in_dtype, a, lda, rows, cols, blocks, q, ldq, scale, qt, ldqt, scale_t, stream))
 
     def backward_fp8_workspace_bytes(self, p: Fp8Problem) -> int:
-        self._require_fp8_training()
         n = self._c.swiglu_backward_fp8_workspace_bytes(ctypes.byref(p))
         if n == 0 and self.last_error():  # Why: 0 is also B = 0's size
             raise SwigluError("swiglu_backward_fp8_workspace_bytes", 1, self.last_error())
@@ -248,7 +228,6 @@ class Library:
                      dbias: int, dbias_dtype: int, workspace: int, workspace_bytes: int, stream: int) -> None:
         """swiglu_backward_fp8: dX, dW12 and dbias (each when its pointer is not 0) from dZ, the
         forward's H and the transposed e4m3 copies of W12 and X."""
-        self._require_fp8_training()
         self._check("swiglu_backward_fp8", self._c.swiglu_backward_fp8(
             ctypes.byref(p), dz, saved, wt, wt_scale, xt, ldxt, xt_scale, dx, dx_dtype, dw, dw_dtype,
             int(accumulate_dw), dbias, dbias_dtype, workspace, workspace_bytes, stream))

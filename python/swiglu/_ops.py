@@ -23,6 +23,8 @@ the tensors' device.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from . import _lib
@@ -125,6 +127,45 @@ def _forward_fake(x, w, bias, save_h, tf32):
     return x.new_empty((batch, hidden)), x.new_empty((batch, 2 * hidden) if save_h else (0,))
 
 
+# The backward's row chunks: where its workspace would hold dH (and, with recompute, H) for more
+# than this many rows of X, it runs in chunks of at most this many rows (at least 64 each; the
+# library's max_workspace_bytes), so that the buffer is a chunk's and not the batch's.
+# SWIGLU_BACKWARD_CHUNK_ROWS overrides it, 0 turning chunks off. The default is measured: see
+# docs/heuristics.md ("Row chunks of the backward").
+CHUNK_ROWS = 4096
+CHUNK_ROWS_ENV = "SWIGLU_BACKWARD_CHUNK_ROWS"
+_MIN_CHUNK_ROWS = 64  # kMinBackwardChunkRows
+
+
+def chunk_rows() -> int:
+    """CHUNK_ROWS, or $SWIGLU_BACKWARD_CHUNK_ROWS when set (a ValueError unless an integer >= 0)."""
+    text = os.environ.get(CHUNK_ROWS_ENV)
+    if text is None or text == "":
+        return CHUNK_ROWS
+    try:
+        rows = int(text)
+    except ValueError:
+        rows = -1
+    if rows < 0:
+        raise ValueError(f"{CHUNK_ROWS_ENV} must be an integer >= 0 (0: the backward in one piece), got {text!r}")
+    return rows
+
+
+def _workspace_bound(lib, problem, policy, need_dx, need_dw, dh_storage, rows) -> int:
+    """The max_workspace_bytes that splits the backward into chunks of at most `rows` rows (0: one
+    piece): the workspace of one such chunk, which the library then fits as few chunks into as
+    it can."""
+    batch = problem.batch
+    if rows == 0 or batch <= rows:
+        return 0
+    n = min(-(-batch // max(rows, _MIN_CHUNK_ROWS)), batch // _MIN_CHUNK_ROWS)
+    if n <= 1:
+        return 0
+    chunk = _lib.Problem.from_buffer_copy(problem)
+    chunk.batch = -(-batch // n)
+    return lib.backward_workspace_bytes(chunk, policy, need_dx, need_dw, dh_storage)
+
+
 def _backward_cuda(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32, over_h=False):
     """(dX, dW, dbias) from dZ; each one not asked for (dbias: also without bias) is an empty
     tensor. H is the forward's saved [G | U] unless recompute. over_h: dH is written over H
@@ -144,13 +185,15 @@ def _backward_cuda(dz, x, w, bias, h, recompute, need_dx, need_dw, tf32, over_h=
     with torch.cuda.device(x.device):
         # Why: the workspace query reads the current device's SM count, so it runs inside the
         # device context like the launch.
-        ws_bytes = lib.backward_workspace_bytes(problem, policy, need_dx, need_dw, dh_storage)
+        # (dH over H leaves no rows' buffer in the workspace to bound.)
+        bound = 0 if over_h else _workspace_bound(lib, problem, policy, need_dx, need_dw, dh_storage, chunk_rows())
+        ws_bytes = lib.backward_workspace_bytes(problem, policy, need_dx, need_dw, dh_storage, bound)
         workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device) if ws_bytes else None
         lib.backward(problem, policy, need_dx, need_dw, x.data_ptr(), w.data_ptr(), _ptr(bias),
                      dz.data_ptr(), _ptr(h), dx.data_ptr() if need_dx else 0,
                      dw.data_ptr() if need_dw else 0, _ptr(dbias) if need_dw and bias is not None else 0,
                      _ptr(workspace), ws_bytes, torch.cuda.current_stream().cuda_stream,
-                     dh_storage, _ptr(h) if over_h else 0)
+                     dh_storage, _ptr(h) if over_h else 0, bound)
     return dx, dw, dbias
 
 

@@ -358,6 +358,31 @@ def test_a_retained_graph_gives_the_same_gradients_twice(backward_calls, frozen)
     assert backward_calls == [("backward", True, not frozen), (second_op, True, not frozen)]
 
 
+@pytest.mark.parametrize("policy", POLICIES)
+def test_backward_in_row_chunks(monkeypatch, policy):
+    """SWIGLU_BACKWARD_CHUNK_ROWS=64: a backward whose workspace holds dH (recompute; save through a
+    retained graph, which keeps H) runs in four chunks of 75 rows, with the gradients of one piece
+    and a peak lower by at least half the rows' buffer it no longer holds."""
+    batch, i, d = 300, 256, 264
+    x, w, b, dz = make_inputs((batch,), i, d, torch.bfloat16, True)
+    ref = reference(x, w, b, dz)
+    peaks = {}
+    for rows in ("0", "64"):
+        monkeypatch.setenv(_ops.CHUNK_ROWS_ENV, rows)
+        xs, ws, bs = (t.detach().requires_grad_(True) for t in (x, w, b))
+        z = swiglu.fused_swiglu(xs, ws, bs, policy=policy)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        z.backward(dz, retain_graph=True)
+        torch.cuda.synchronize()
+        peaks[rows] = torch.cuda.max_memory_allocated() - before
+        check_all((z.detach(), xs.grad, ws.grad, bs.grad), ref, torch.bfloat16, f"rows={rows}: ")
+        del z
+    dh_bytes = batch * 2 * d * 2
+    assert peaks["64"] <= peaks["0"] - dh_bytes // 2, peaks
+
+
 # ---- inputs ------------------------------------------------------------------------------------
 
 

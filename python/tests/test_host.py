@@ -312,7 +312,7 @@ def test_library_with_another_abi_version(unloaded, tmp_path):
     src = tmp_path / "stub.c"
     src.write_text("\n".join(
         ["int swiglu_abi_version(void) { return 99; }", "const char* swiglu_last_error(void) { return \"\"; }"]
-        + [f"int {f}(void) {{ return 0; }}" for f in ("swiglu_forward", "swiglu_backward_workspace_bytes2", "swiglu_backward2")]))
+        + [f"int {f}(void) {{ return 0; }}" for f in ("swiglu_forward", "swiglu_backward_workspace_bytes3", "swiglu_backward3")]))
     lib = tmp_path / "libswiglu_c.so"
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     unloaded.setenv("SWIGLU_LIBRARY", str(lib))
@@ -384,6 +384,59 @@ def test_real_library_workspace_query(real_library):
     assert real_library.backward_workspace_bytes(problem(batch=0), _lib.POLICY_SAVE, True, True) == 0
     with pytest.raises(swiglu.SwigluError, match="policy 3 is not SWIGLU_POLICY_SAVE or _RECOMPUTE"):
         real_library.backward_workspace_bytes(problem(), 3, True, True)
+
+
+def test_real_library_workspace_bound(real_library):
+    """max_workspace_bytes: the whole batch's size when it fits, a chunk's when not, refused below
+    a 64-row chunk's."""
+    p = problem(batch=4096, in_features=4096, hidden=11008)
+    whole = real_library.backward_workspace_bytes(p, _lib.POLICY_SAVE, True, True)
+    assert real_library.backward_workspace_bytes(p, _lib.POLICY_SAVE, True, True, max_workspace_bytes=whole) == whole
+    half = real_library.backward_workspace_bytes(p, _lib.POLICY_SAVE, True, True, max_workspace_bytes=whole // 2)
+    assert 0 < half <= whole // 2
+    with pytest.raises(swiglu.SwigluError, match="swiglu_backward_workspace_bytes3: .*max_workspace_bytes 4096 is below"):
+        real_library.backward_workspace_bytes(p, _lib.POLICY_SAVE, True, True, max_workspace_bytes=4096)
+
+
+class _SizeOnlyLibrary:
+    """Stands in for the library's workspace query: one byte a row, the rows it was asked about logged."""
+
+    def __init__(self):
+        self.batches = []
+
+    def backward_workspace_bytes(self, p, policy, dx, dw, dh_storage, max_workspace_bytes=0):
+        self.batches.append(p.batch)
+        return p.batch
+
+
+@pytest.mark.parametrize("batch, rows, chunk", [
+    (4096, 2048, 2048), (4097, 2048, 1366), (2048, 2048, None), (100, 2048, None), (4096, 0, None),
+    (300, 64, 75),   # five chunks of 60 rows would be below the 64-row least: four of 75
+    (300, 10, 75),   # as few as 64 rows whatever is asked
+    (127, 64, None),  # two chunks would be below 64 rows: one piece
+])
+def test_backward_chunk_bound(batch, rows, chunk):
+    """The bound _backward_cuda passes: one chunk's workspace, for the fewest chunks of at most
+    `rows` rows (and at least 64), or 0 for one piece."""
+    from swiglu import _ops
+    lib = _SizeOnlyLibrary()
+    bound = _ops._workspace_bound(lib, problem(batch=batch), _lib.POLICY_RECOMPUTE, True, True, _lib.DH_WORKSPACE,
+                                  rows)
+    assert bound == (0 if chunk is None else chunk)
+    assert lib.batches == ([] if chunk is None else [chunk])
+
+
+def test_backward_chunk_rows_from_the_environment(monkeypatch):
+    from swiglu import _ops
+    monkeypatch.delenv(_ops.CHUNK_ROWS_ENV, raising=False)
+    assert _ops.chunk_rows() == _ops.CHUNK_ROWS
+    for text, rows in (("", _ops.CHUNK_ROWS), ("0", 0), ("512", 512)):
+        monkeypatch.setenv(_ops.CHUNK_ROWS_ENV, text)
+        assert _ops.chunk_rows() == rows
+    for text in ("-1", "many", "1.5"):
+        monkeypatch.setenv(_ops.CHUNK_ROWS_ENV, text)
+        with pytest.raises(ValueError, match=f"SWIGLU_BACKWARD_CHUNK_ROWS must be an integer >= 0 .*{text!r}"):
+            _ops.chunk_rows()
 
 
 def test_bench_torch_check_failures_are_rows(bench_torch):

@@ -852,11 +852,6 @@ def test_real_library_quantize_errors(real_library):
 
 
 def test_real_library_check_fp8_scales(real_library):
-    """Bound when this library has it (an argument error then), else a LibraryError on the call."""
-    if not real_library._has_check_fp8_scales:
-        with pytest.raises(swiglu.LibraryError, match="does not export swiglu_check_fp8_scales"):
-            real_library.check_fp8_scales(fp8_problem(), 0, 0, 0)
-        return
     with pytest.raises(swiglu.SwigluError, match="swiglu_check_fp8_scales: SWIGLU_INVALID_ARGUMENT: .*multiples of 16"):
         real_library.check_fp8_scales(fp8_problem(in_features=136), 0, 0, 0)
 
@@ -867,11 +862,6 @@ def test_real_library_check_fp8_scales(real_library):
     ({"hidden": 128}, r"dz is null"),
 ])
 def test_real_library_backward_fp8_errors(real_library, fields, match):
-    """Bound when this library has them (argument errors then), else a LibraryError on the call."""
-    if not real_library._has_fp8_training:
-        with pytest.raises(swiglu.LibraryError, match="does not export swiglu_backward_fp8"):
-            real_library.backward_fp8_workspace_bytes(fp8_problem())
-        return
     with pytest.raises(swiglu.SwigluError, match="swiglu_backward_fp8: SWIGLU_INVALID_ARGUMENT: " + match):
         real_library.backward_fp8(fp8_problem(**fields), 0, 0, 0, 0, 0, 64, 0, 1 << 20, _lib.DTYPE_BF16, 0,
                                   _lib.DTYPE_F32, False, 0, _lib.DTYPE_F32, 0, 0, 0)
@@ -896,34 +886,20 @@ def stub_library(tmp_path, version, functions):
     return str(lib)
 
 
-BF16_FUNCTIONS = ["swiglu_forward", "swiglu_backward_workspace_bytes2", "swiglu_backward2"]
+BF16_FUNCTIONS = ["swiglu_forward", "swiglu_backward_workspace_bytes3", "swiglu_backward3"]
 
 
-def test_version_3_library_without_the_fp8_functions(tmp_path, monkeypatch):
+@pytest.mark.parametrize("missing", ["swiglu_forward_fp8", "swiglu_check_fp8_scales", "swiglu_backward_fp8"])
+def test_library_of_this_version_without_an_fp8_function(tmp_path, monkeypatch, missing):
+    """Every function of the package's ABI version is required: one absent names itself."""
     monkeypatch.setattr(_lib, "_loaded", None)
-    monkeypatch.setenv("SWIGLU_LIBRARY", stub_library(tmp_path, 3, BF16_FUNCTIONS + ["swiglu_quantize_e4m3"]))
-    with pytest.raises(swiglu.LibraryError, match=r"reports C ABI version 3 but does not export swiglu_forward_fp8\(\)"):
+    fp8 = ["swiglu_forward_fp8", "swiglu_quantize_e4m3", "swiglu_check_fp8_scales", "swiglu_quantize_e4m3_transposed",
+           "swiglu_backward_fp8_workspace_bytes", "swiglu_backward_fp8"]
+    monkeypatch.setenv("SWIGLU_LIBRARY", stub_library(
+        tmp_path, _lib.ABI_VERSION, BF16_FUNCTIONS + [f for f in fp8 if f != missing]))
+    with pytest.raises(swiglu.LibraryError, match=rf"reports C ABI version {_lib.ABI_VERSION} but does not export "
+                                                  rf"{missing}\(\)"):
         swiglu.load_library()
-
-
-def test_library_without_check_fp8_scales_loads(tmp_path, monkeypatch):
-    """A version-3 library from before swiglu_check_fp8_scales loads; only the check says so."""
-    monkeypatch.setattr(_lib, "_loaded", None)
-    monkeypatch.setenv("SWIGLU_LIBRARY", stub_library(
-        tmp_path, 3, BF16_FUNCTIONS + ["swiglu_forward_fp8", "swiglu_quantize_e4m3"]))
-    swiglu.load_library()
-    with pytest.raises(swiglu.LibraryError, match=r"does not export swiglu_check_fp8_scales\(\).*rebuild the library"):
-        _lib.library().check_fp8_scales(fp8_problem(), 0, 0, 0)
-
-
-def test_library_without_the_fp8_backward_loads(tmp_path, monkeypatch):
-    """A version-3 library from before swiglu_backward_fp8 loads; only FP8 training says so."""
-    monkeypatch.setattr(_lib, "_loaded", None)
-    monkeypatch.setenv("SWIGLU_LIBRARY", stub_library(
-        tmp_path, 3, BF16_FUNCTIONS + ["swiglu_forward_fp8", "swiglu_quantize_e4m3", "swiglu_check_fp8_scales"]))
-    swiglu.load_library()
-    with pytest.raises(swiglu.LibraryError, match=r"does not export swiglu_backward_fp8\(\).*rebuild the library"):
-        _lib.library().backward_fp8_workspace_bytes(fp8_problem())
 
 
 # ---- scripts/bench_torch.py --fp8: its baseline's arithmetic ---------------------------------------

@@ -182,6 +182,7 @@ struct GradientWords {
   std::string placement = "auto";
   std::string dh;  // empty: the command's default
   std::string dx_tiles = "auto", dw_tiles = "auto";
+  int64_t max_workspace_mib = 0;
 };
 
 void add_gradient_options(CLI::App* cmd, GradientWords& g) {
@@ -206,6 +207,10 @@ void add_gradient_options(CLI::App* cmd, GradientWords& g) {
       ->capture_default_str();
   cmd->add_option("--dw-tiles", g.dw_tiles, "tiles of the fused dW GEMM: auto, all or names")
       ->capture_default_str();
+  cmd->add_option("--max-workspace-mib", g.max_workspace_mib,
+                  "bound on the fused backward's workspace in MiB (BackwardOptions::max_workspace_bytes; 0: "
+                  "none): above it the backward runs in row chunks, shown as chunks=N in the tile column")
+      ->capture_default_str()->check(integer_in(0, int64_t{1} << 30, "in [0, 2^30]"));
 }
 
 // split_words with the option's name in its error message.
@@ -290,6 +295,7 @@ GradientOptions resolve_gradient(const GradientWords& w, Op op) {
   }
   g.dx_tiles = tile_words(w.dx_tiles, "--dx-tiles");
   g.dw_tiles = tile_words(w.dw_tiles, "--dw-tiles");
+  g.max_workspace_bytes = static_cast<size_t>(w.max_workspace_mib) << 20;
   return g;
 }
 

@@ -39,6 +39,7 @@ struct GradientOptions {
   std::vector<DhStorage> save_dh = {DhStorage::workspace};  // --dh
   // The fused dX and dW GEMMs' tiles.
   std::vector<TileChoice> dx_tiles = {TileChoice()}, dw_tiles = {TileChoice()};
+  size_t max_workspace_bytes = 0;  // --max-workspace-mib: the fused backward's bound (0: none)
 };
 
 struct RunOptions {

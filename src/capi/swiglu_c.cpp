@@ -135,17 +135,23 @@ swiglu_status swiglu_forward(const swiglu_problem* p, const void* x, const void*
   });
 }
 
-size_t swiglu_backward_workspace_bytes2(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
-                                        int32_t grad_dw, int32_t dh_storage) {
+size_t swiglu_backward_workspace_bytes3(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                        int32_t grad_dw, int32_t dh_storage, size_t max_workspace_bytes) {
   size_t bytes = 0;
   guarded([&] {
     swiglu::Problem prob;
     swiglu::BackwardOptions o;
     if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
     if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, dh_storage, &o); !s.ok()) return s;
+    o.max_workspace_bytes = max_workspace_bytes;
     return swiglu::backward_workspace_bytes(prob, o, &bytes);
   });
   return bytes;
+}
+
+size_t swiglu_backward_workspace_bytes2(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
+                                        int32_t grad_dw, int32_t dh_storage) {
+  return swiglu_backward_workspace_bytes3(p, policy, grad_dx, grad_dw, dh_storage, 0);
 }
 
 size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, int32_t grad_dx,
@@ -153,15 +159,17 @@ size_t swiglu_backward_workspace_bytes(const swiglu_problem* p, int32_t policy, 
   return swiglu_backward_workspace_bytes2(p, policy, grad_dx, grad_dw, SWIGLU_DH_WORKSPACE);
 }
 
-swiglu_status swiglu_backward2(const swiglu_problem* p, int32_t policy, int32_t grad_dx, int32_t grad_dw,
-                               int32_t dh_storage, const void* x, const void* w, const void* bias,
-                               const void* dz, const void* saved, void* dx, void* dw, void* dbias, void* dh,
+swiglu_status swiglu_backward3(const swiglu_problem* p, int32_t policy, int32_t grad_dx, int32_t grad_dw,
+                               int32_t dh_storage, size_t max_workspace_bytes, const void* x, const void* w,
+                               const void* bias, const void* dz, const void* saved, void* dx, void* dw, void* dbias,
+                               void* dh,
                                void* workspace, size_t workspace_bytes, void* stream) {
   return guarded([&] {
     swiglu::Problem prob;
     swiglu::BackwardOptions o;
     if (swiglu::Status s = to_problem(p, &prob); !s.ok()) return s;
     if (swiglu::Status s = to_options(policy, grad_dx, grad_dw, dh_storage, &o); !s.ok()) return s;
+    o.max_workspace_bytes = max_workspace_bytes;
     swiglu::BackwardTensors t;
     t.x = x;
     t.w = w;
@@ -175,6 +183,14 @@ swiglu_status swiglu_backward2(const swiglu_problem* p, int32_t policy, int32_t 
     return swiglu::backward(prob, t, o, workspace, workspace_bytes,
                             static_cast<cudaStream_t>(stream));
   });
+}
+
+swiglu_status swiglu_backward2(const swiglu_problem* p, int32_t policy, int32_t grad_dx, int32_t grad_dw,
+                               int32_t dh_storage, const void* x, const void* w, const void* bias,
+                               const void* dz, const void* saved, void* dx, void* dw, void* dbias, void* dh,
+                               void* workspace, size_t workspace_bytes, void* stream) {
+  return swiglu_backward3(p, policy, grad_dx, grad_dw, dh_storage, 0, x, w, bias, dz, saved, dx, dw, dbias, dh,
+                          workspace, workspace_bytes, stream);
 }
 
 swiglu_status swiglu_backward(const swiglu_problem* p, int32_t policy, int32_t grad_dx,

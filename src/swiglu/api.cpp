@@ -2,6 +2,7 @@
 #include <cuda_runtime_api.h>
 #include <nvtx3/nvtx3.hpp>
 
+#include <algorithm>
 #include <string>
 
 #include "swiglu/elementwise.hpp"
@@ -31,6 +32,56 @@ Status launch(const detail::GemmPlan& g, const char* name, cudaStream_t stream) 
   }
   return launched(g.kernel->backward(g.params, stream),
                   std::string("launch of the ") + name + " GEMM " + g.tile.name() + " failed: ");
+}
+
+// The backward of one row chunk (the whole batch when unbounded): plan, then launch. chunked: one
+// of several (its dW must be able to add onto C); accumulate: dW and dbias add onto what they hold.
+Status run_backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& o, void* workspace,
+                    const DeviceTraits& dev, bool chunked, bool accumulate, cudaStream_t stream,
+                    BackwardTiles* used) {
+  detail::BackwardPlan plan;
+  if (Status s = detail::plan_backward(p, t, o, workspace, dev, &plan); !s.ok()) return s;
+  // Why before any launch: the first chunk's plan stands for all (their rows differ by one at most),
+  // so a refusal leaves every output untouched.
+  if (chunked && plan.dw && plan.dw->tile.family == Family::gemv) {
+    return fail(StatusCode::invalid_argument,
+                "dw tile " + plan.dw->tile.name() + " cannot run a chunked backward (max_workspace_bytes): a gemv dW "
+                "writes its rows once and adds nothing onto them; take an sm90, sm80 or SIMT tile, or no bound");
+  }
+  const size_t es = dtype_size(p.dtype);
+  const int64_t B = p.batch, D = p.hidden;
+  if (plan.recompute) {
+    if (Status s = launch(*plan.recompute, stream); !s.ok()) return s;
+    used->recompute = plan.recompute->tile;
+  }
+  if (plan.gate_pass) {
+    const char* h = static_cast<const char*>(plan.h);
+    char* dh = static_cast<char*>(plan.dh_store);
+    const size_t half = static_cast<size_t>(D) * es;  // G | U and dG | dU: D columns each
+    if (Status s = launched(detail::launch_gate_backward(p.dtype, p.dtype, h, 2 * D, h + half, 2 * D, t.dz, D, dh,
+                                                         2 * D, dh + half, 2 * D, B, D, stream),
+                            "launch of the gate backward failed: ");
+        !s.ok())
+      return s;
+  }
+  if (plan.dx) {
+    if (Status s = launch(*plan.dx, "dX", stream); !s.ok()) return s;
+    used->dx = plan.dx->tile;
+    used->dx_splits = plan.dx->params.splits;
+  }
+  if (plan.dw) {
+    plan.dw->params.accumulate = accumulate ? 1 : 0;
+    if (Status s = launch(*plan.dw, "dW", stream); !s.ok()) return s;
+    used->dw = plan.dw->tile;
+    if (plan.dbias_source != nullptr) {
+      if (Status s = launched(detail::launch_column_sum(p.dtype, p.dtype, plan.dbias_source, 2 * D, t.dbias, B,
+                                                        2 * D, stream, accumulate),
+                              "launch of the dbias column sum failed: ");
+          !s.ok())
+        return s;
+    }
+  }
+  return Status::success();
 }
 
 }  // namespace
@@ -89,38 +140,28 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
   }
   DeviceTraits dev;
   if (Status s = detail::current_device(&dev); !s.ok()) return s;
-  detail::BackwardPlan plan;
-  if (Status s = detail::plan_backward(p, t, o, workspace, dev, &plan); !s.ok()) return s;
-
-  const int64_t B = p.batch, D = p.hidden;
-  if (plan.recompute) {
-    if (Status s = launch(*plan.recompute, stream); !s.ok()) return s;
-    used.recompute = plan.recompute->tile;
-  }
-  if (plan.gate_pass) {
-    const char* h = static_cast<const char*>(plan.h);
-    char* dh = static_cast<char*>(plan.dh_store);
-    const size_t half = static_cast<size_t>(D) * es;  // G | U and dG | dU: D columns each
-    if (Status s = launched(detail::launch_gate_backward(p.dtype, p.dtype, h, 2 * D, h + half, 2 * D, t.dz, D, dh,
-                                                         2 * D, dh + half, 2 * D, B, D, stream),
-                            "launch of the gate backward failed: ");
+  const detail::Chunking chunking = detail::backward_chunking(p, o, dev);
+  const int64_t chunks = std::max<int64_t>(chunking.chunks, 1);  // (validate refused 0)
+  used.chunks = chunks;
+  const int64_t B = p.batch, D = p.hidden, I = p.in_features;
+  for (int64_t i = 0; i < chunks; ++i) {
+    // Rows [r0, r1) of every row-indexed tensor; the weight gradients add onto the first chunk's.
+    const int64_t r0 = B * i / chunks, r1 = B * (i + 1) / chunks;
+    Problem q = p;
+    q.batch = r1 - r0;
+    BackwardTensors tc = t;
+    tc.x = static_cast<const char*>(t.x) + static_cast<size_t>(r0 * p.x_stride()) * es;
+    tc.dz = static_cast<const char*>(t.dz) + static_cast<size_t>(r0 * D) * es;
+    if (t.saved != nullptr) tc.saved = static_cast<const char*>(t.saved) + static_cast<size_t>(r0 * 2 * D) * es;
+    if (t.dx != nullptr) tc.dx = static_cast<char*>(t.dx) + static_cast<size_t>(r0 * I) * es;
+    if (t.dh != nullptr) tc.dh = static_cast<char*>(t.dh) + static_cast<size_t>(r0 * 2 * D) * es;
+    BackwardTiles chunk_used;
+    if (Status s = run_backward(q, tc, o, workspace, dev, chunks > 1, /*accumulate=*/i > 0, stream, &chunk_used);
         !s.ok())
       return s;
-  }
-  if (plan.dx) {
-    if (Status s = launch(*plan.dx, "dX", stream); !s.ok()) return s;
-    used.dx = plan.dx->tile;
-    used.dx_splits = plan.dx->params.splits;
-  }
-  if (plan.dw) {
-    if (Status s = launch(*plan.dw, "dW", stream); !s.ok()) return s;
-    used.dw = plan.dw->tile;
-    if (plan.dbias_source != nullptr) {
-      if (Status s = launched(detail::launch_column_sum(p.dtype, p.dtype, plan.dbias_source, 2 * D, t.dbias, B,
-                                                        2 * D, stream),
-                              "launch of the dbias column sum failed: ");
-          !s.ok())
-        return s;
+    if (i == 0) {
+      chunk_used.chunks = chunks;
+      used = chunk_used;
     }
   }
   if (used_tiles != nullptr) *used_tiles = used;

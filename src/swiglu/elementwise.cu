@@ -130,14 +130,14 @@ cudaError_t launch_gate_backward(DType in, DType out, const void* a, int64_t lda
 }
 
 cudaError_t launch_column_sum(DType in, DType out, const void* a, int64_t lda, void* out_ptr,
-                              int64_t rows, int64_t cols, cudaStream_t stream) {
+                              int64_t rows, int64_t cols, cudaStream_t stream, bool accumulate) {
   nvtx3::scoped_range range{"swiglu::launch_column_sum"};
   // rows == 0 still launches: every column sum is then 0.
   const auto launch = [&]<class Tin, class Tout>() {
     const int64_t blocks = std::min<int64_t>((cols + 31) / 32, INT_MAX);
     kernels::column_sum_kernel<Tin, Tout, kColumnSumRowsY>
         <<<dim3(static_cast<unsigned>(blocks)), dim3(32, kColumnSumRowsY), 0, stream>>>(
-            static_cast<const Tin*>(a), lda, static_cast<Tout*>(out_ptr), rows, cols);
+            static_cast<const Tin*>(a), lda, static_cast<Tout*>(out_ptr), rows, cols, accumulate ? 1 : 0);
     return cudaGetLastError();
   };
   // fp32 partial sums into a 16-bit dbias: the FP8 backward's (its sums are fp32, dbias any dtype).

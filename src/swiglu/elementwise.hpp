@@ -31,9 +31,10 @@ cudaError_t launch_gate_backward(DType in, DType out, const void* a, int64_t lda
 
 // out[c] = sum over r < rows of a[r][c], accumulated in fp32, for c < cols. (in, out) as for
 // launch_gate, and fp32 into fp16 or bf16 (the FP8 backward's dbias). Deterministic (no atomics, a fixed summation order) and needs no workspace; any
-// rows and cols fit 64-bit indexing. rows == 0 writes zeros; cols == 0 launches nothing.
+// rows and cols fit 64-bit indexing. rows == 0 writes zeros; cols == 0 launches nothing. With
+// accumulate, out[c] += the sum instead (out read first, the total rounded once).
 cudaError_t launch_column_sum(DType in, DType out, const void* a, int64_t lda, void* out_ptr,
-                              int64_t rows, int64_t cols, cudaStream_t stream);
+                              int64_t rows, int64_t cols, cudaStream_t stream, bool accumulate = false);
 
 // z[r][c] = a[r][c] converted to `out` (rounded to nearest even when narrowing); strides in
 // elements. (in, out) pairs, size rules and return values as for launch_gate.

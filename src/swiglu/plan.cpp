@@ -226,6 +226,40 @@ WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, con
   return l;
 }
 
+Chunking backward_chunking(const Problem& p, const BackwardOptions& o, const DeviceTraits& dev) {
+  Chunking c;
+  const auto layout = [&](int64_t rows) {
+    Problem q = p;
+    q.batch = rows;
+    return workspace_layout(q, o, dev);
+  };
+  const WorkspaceLayout whole = layout(p.batch);
+  c.overflow = whole.overflow;
+  c.workspace = whole.total;
+  if (o.max_workspace_bytes == 0 || whole.overflow || whole.total <= o.max_workspace_bytes) return c;
+  // Chunks of q and q + 1 rows (q = B / n): both must fit. Why from the dH bound: no fewer chunks
+  // can fit, so the search starts near its answer. (The split-K sums make small chunks' needs not
+  // quite proportional to their rows, hence the search.)
+  const size_t row_bytes = 2 * static_cast<size_t>(p.hidden) * dtype_size(p.dtype);
+  const int64_t most = p.batch / kMinBackwardChunkRows;
+  int64_t n = std::max<int64_t>(2, static_cast<int64_t>(static_cast<size_t>(p.batch) / std::max<size_t>(
+                                                            o.max_workspace_bytes / row_bytes, 1)));
+  for (; n <= most; ++n) {
+    const int64_t q = p.batch / n;
+    const WorkspaceLayout small = layout(q), large = layout(q + 1);
+    if (small.overflow || large.overflow) continue;
+    const size_t need = std::max(small.total, p.batch % n != 0 ? large.total : 0);
+    if (need <= o.max_workspace_bytes) {
+      c.chunks = n;
+      c.workspace = need;
+      return c;
+    }
+  }
+  c.chunks = 0;
+  c.workspace = layout(kMinBackwardChunkRows).total;
+  return c;
+}
+
 Status plan_backward(const Problem& p, const BackwardTensors& t, const BackwardOptions& o, void* workspace,
                      const DeviceTraits& dev, BackwardPlan* out) {
   BackwardPlan plan;
@@ -343,14 +377,21 @@ Status backward_workspace_bytes(const Problem& p, const BackwardOptions& options
   *bytes = 0;
   if (Status s = detail::check_dims(p); !s.ok()) return s;
   if (Status s = detail::check_options(options); !s.ok()) return s;
-  const detail::WorkspaceLayout l = detail::workspace_layout(p, options, detail::traits_or_default());
-  if (l.overflow) {
+  const detail::Chunking c = detail::backward_chunking(p, options, detail::traits_or_default());
+  if (c.overflow) {
     return detail::fail(StatusCode::invalid_argument,
                         "problem too large: the backward's workspace for B=" + std::to_string(p.batch) +
                             " I=" + std::to_string(p.in_features) + " D=" + std::to_string(p.hidden) +
                             " does not fit in size_t");
   }
-  *bytes = l.total;
+  if (c.chunks == 0) {
+    return detail::fail(StatusCode::invalid_argument,
+                        "max_workspace_bytes " + std::to_string(options.max_workspace_bytes) +
+                            " is below the " + std::to_string(c.workspace) + " bytes a chunk of " +
+                            std::to_string(kMinBackwardChunkRows) + " rows needs (B=" + std::to_string(p.batch) +
+                            " I=" + std::to_string(p.in_features) + " D=" + std::to_string(p.hidden) + ")");
+  }
+  *bytes = c.workspace;
   return Status::success();
 }
 

@@ -47,6 +47,19 @@ struct WorkspaceLayout {
 // For a problem that passed check_dims (every region fits in int64; only their sum can wrap).
 WorkspaceLayout workspace_layout(const Problem& p, const BackwardOptions& o, const DeviceTraits& dev);
 
+// How backward() splits its batch under BackwardOptions::max_workspace_bytes: chunk i takes rows
+// [B·i/chunks, B·(i+1)/chunks), and the workspace of the largest chunk is `workspace` bytes.
+// chunks == 0: not even chunks of kMinBackwardChunkRows rows fit the bound (`workspace` is then
+// what such a chunk needs).
+struct Chunking {
+  int64_t chunks = 1;
+  size_t workspace = 0;
+  bool overflow = false;  // a workspace size does not fit in size_t
+};
+
+// For a problem that passed check_dims.
+Chunking backward_chunking(const Problem& p, const BackwardOptions& o, const DeviceTraits& dev);
+
 // One launch of a backward GEMM.
 struct GemmPlan {
   const Kernel* kernel = nullptr;

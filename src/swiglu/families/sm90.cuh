@@ -213,7 +213,8 @@ cudaError_t launch_bwd_sm90(const BwdParams& params, cudaStream_t stream) {
   // C through TMA stores when vec_c holds and the map encodes; else from registers (the map is
   // then A's, a placeholder).
   CUtensorMap c_map = a_map;
-  p.tma_c = p.vec_c != 0 && encode_matrix(&c_map, type, p.c, p.M, p.N, p.ldc, 64) ? 1 : 0;
+  // (C += A·B reads C first: from registers only.)
+  p.tma_c = p.accumulate == 0 && p.vec_c != 0 && encode_matrix(&c_map, type, p.c, p.M, p.N, p.ldc, 64) ? 1 : 0;
   // Split-K's slices are units of their own: the grid walks n_tiles · splits columns of units.
   return launch_persistent<Cfg, kernels::swiglu_bwd_sm90<Cfg>>(m_tiles, n_tiles * p.splits, stream, a_map, b_map,
                                                                c_map, p);
