@@ -206,7 +206,7 @@ TEST(Cli, BackwardDefaults) {
   EXPECT_EQ(g.save_dh, (std::vector<DhStorage>{DhStorage::workspace}));
   EXPECT_EQ(words(g.dx_tiles), (std::vector<std::string>{"auto"}));
   EXPECT_EQ(words(g.dw_tiles), (std::vector<std::string>{"auto"}));
-  EXPECT_EQ(g.max_workspace_bytes, 0u);
+  EXPECT_EQ(g.max_workspace_bytes, (std::vector<size_t>{0}));
   // The forward's measurement defaults apply.
   EXPECT_TRUE(c.options.timing.cold);
   EXPECT_EQ(c.options.timing.min_samples, 30);
@@ -236,8 +236,12 @@ TEST(Cli, BackwardOptions) {
   EXPECT_TRUE(c.options.write_csv);
   EXPECT_FALSE(c.options.write_json);
   const Command m = parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", "48"});
-  EXPECT_EQ(m.options.gradient.max_workspace_bytes, size_t{48} << 20);
-  for (const char* bad : {"-1", "1.5", "x", "2000000000"})
+  EXPECT_EQ(m.options.gradient.max_workspace_bytes, (std::vector<size_t>{size_t{48} << 20}));
+  const Command bounds =
+      parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", "0,64,1024"});
+  EXPECT_EQ(bounds.options.gradient.max_workspace_bytes,
+            (std::vector<size_t>{0, size_t{64} << 20, size_t{1024} << 20}));
+  for (const char* bad : {"-1", "1.5", "x", "2000000000", "64,-1"})
     EXPECT_EQ(parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", bad}).exit_code, 3)
         << bad;
   const Command d = parse({"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dx",

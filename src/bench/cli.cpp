@@ -182,7 +182,7 @@ struct GradientWords {
   std::string placement = "auto";
   std::string dh;  // empty: the command's default
   std::string dx_tiles = "auto", dw_tiles = "auto";
-  int64_t max_workspace_mib = 0;
+  std::vector<int64_t> max_workspace_mib = {0};
 };
 
 void add_gradient_options(CLI::App* cmd, GradientWords& g) {
@@ -208,9 +208,10 @@ void add_gradient_options(CLI::App* cmd, GradientWords& g) {
   cmd->add_option("--dw-tiles", g.dw_tiles, "tiles of the fused dW GEMM: auto, all or names")
       ->capture_default_str();
   cmd->add_option("--max-workspace-mib", g.max_workspace_mib,
-                  "bound on the fused backward's workspace in MiB (BackwardOptions::max_workspace_bytes; 0: "
-                  "none): above it the backward runs in row chunks, shown as chunks=N in the tile column")
-      ->capture_default_str()->check(integer_in(0, int64_t{1} << 30, "in [0, 2^30]"));
+                  "bounds on the fused backward's workspace in MiB, one set of fused rows each, timed in the "
+                  "same rounds (BackwardOptions::max_workspace_bytes; 0: none): above one the backward runs "
+                  "in row chunks, shown as max-ws=NMiB chunks=K in the tile column")
+      ->delimiter(',')->capture_default_str()->check(integer_in(0, int64_t{1} << 30, "in [0, 2^30]"));
 }
 
 // split_words with the option's name in its error message.
@@ -295,7 +296,8 @@ GradientOptions resolve_gradient(const GradientWords& w, Op op) {
   }
   g.dx_tiles = tile_words(w.dx_tiles, "--dx-tiles");
   g.dw_tiles = tile_words(w.dw_tiles, "--dw-tiles");
-  g.max_workspace_bytes = static_cast<size_t>(w.max_workspace_mib) << 20;
+  g.max_workspace_bytes.clear();
+  for (const int64_t mib : w.max_workspace_mib) g.max_workspace_bytes.push_back(static_cast<size_t>(mib) << 20);
   return g;
 }
 

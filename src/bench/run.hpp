@@ -39,7 +39,8 @@ struct GradientOptions {
   std::vector<DhStorage> save_dh = {DhStorage::workspace};  // --dh
   // The fused dX and dW GEMMs' tiles.
   std::vector<TileChoice> dx_tiles = {TileChoice()}, dw_tiles = {TileChoice()};
-  size_t max_workspace_bytes = 0;  // --max-workspace-mib: the fused backward's bound (0: none)
+  // --max-workspace-mib: the fused backward's bounds (0: none), one set of fused rows each.
+  std::vector<size_t> max_workspace_bytes = {0};
 };
 
 struct RunOptions {

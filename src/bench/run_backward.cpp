@@ -266,41 +266,45 @@ std::vector<GradVariant> make_tiled_variants(const Session& s, const Case& c) {
       for (const TileChoice& ft : fwd_words) {
         for (const TileChoice& dxt : dx_words) {
           for (const TileChoice& dwt : dw_words) {
-            GradVariant var;
-            var.name = m.name;
-            var.row = s.base_row(c, var.name);
-            var.row.policy = std::string(to_string(m.policy));
-            var.row.gate_placement = std::string(to_string(m.placement));
-            var.options.policy = m.policy;
-            var.options.grads = g.grads;
-            var.options.placement = m.placement;
-            var.options.dh_storage = m.dh;
-            // Names as asked until the check run reports what ran.
-            var.row.tile_forward = ft.word;
-            if (m.policy == Policy::recompute) var.row.tile_recompute = ft.word;
-            if (g.grads.dx) var.row.tile_dx = dxt.word;
-            if (g.grads.dw) var.row.tile_dw = dwt.word;
-            // Unused choices are "auto" (just_auto), so a row is auto when the heuristic chose all.
-            const bool automatic = ft.kind == TileChoice::Kind::automatic &&
-                                   dxt.kind == TileChoice::Kind::automatic &&
-                                   dwt.kind == TileChoice::Kind::automatic;
-            var.row.tile_choice = automatic ? "auto" : "forced";
-            std::string reason;
-            if (!resolve_tile(ft, fwd_compiled, p, traits, "forward", &var.forward_tile, &reason) ||
-                !resolve_tile(dxt, dx_compiled, p, traits, "dx", &var.options.dx_tile, &reason) ||
-                !resolve_tile(dwt, dw_compiled, p, traits, "dw", &var.options.dw_tile, &reason)) {
-              var.row.status = "SKIP";
-              var.row.reason = reason;
+            for (const size_t bound : g.max_workspace_bytes) {
+              GradVariant var;
+              var.name = m.name;
+              var.row = s.base_row(c, var.name);
+              var.row.policy = std::string(to_string(m.policy));
+              var.row.gate_placement = std::string(to_string(m.placement));
+              var.options.policy = m.policy;
+              var.options.grads = g.grads;
+              var.options.placement = m.placement;
+              var.options.dh_storage = m.dh;
+              // Names as asked until the check run reports what ran.
+              var.row.tile_forward = ft.word;
+              if (m.policy == Policy::recompute) var.row.tile_recompute = ft.word;
+              if (g.grads.dx) var.row.tile_dx = dxt.word;
+              if (g.grads.dw) var.row.tile_dw = dwt.word;
+              // Unused choices are "auto" (just_auto), so a row is auto when the heuristic chose all.
+              const bool automatic = ft.kind == TileChoice::Kind::automatic &&
+                                     dxt.kind == TileChoice::Kind::automatic &&
+                                     dwt.kind == TileChoice::Kind::automatic;
+              // A bounded workspace is not the default configuration either: keep it out of the
+              // comparisons of heuristic rows.
+              var.row.tile_choice = automatic && bound == 0 ? "auto" : "forced";
+              std::string reason;
+              if (!resolve_tile(ft, fwd_compiled, p, traits, "forward", &var.forward_tile, &reason) ||
+                  !resolve_tile(dxt, dx_compiled, p, traits, "dx", &var.options.dx_tile, &reason) ||
+                  !resolve_tile(dwt, dw_compiled, p, traits, "dw", &var.options.dw_tile, &reason)) {
+                var.row.status = "SKIP";
+                var.row.reason = reason;
+              }
+              if (m.policy == Policy::recompute) var.options.recompute_tile = var.forward_tile;
+              var.options.max_workspace_bytes = bound;
+              var.saved_bytes = m.policy == Policy::save ? static_cast<size_t>(p.batch * 2 * p.hidden) * es : 0;
+              if (const Status ws = backward_workspace_bytes(p, var.options, &var.workspace_bytes);
+                  !ws.ok() && var.row.status.empty()) {
+                var.row.status = "SKIP";
+                var.row.reason = ws.message;
+              }
+              out.push_back(std::move(var));
             }
-            if (m.policy == Policy::recompute) var.options.recompute_tile = var.forward_tile;
-            var.options.max_workspace_bytes = g.max_workspace_bytes;
-            var.saved_bytes = m.policy == Policy::save ? static_cast<size_t>(p.batch * 2 * p.hidden) * es : 0;
-            if (const Status ws = backward_workspace_bytes(p, var.options, &var.workspace_bytes);
-                !ws.ok() && var.row.status.empty()) {
-              var.row.status = "SKIP";
-              var.row.reason = ws.message;
-            }
-            out.push_back(std::move(var));
           }
         }
       }
@@ -872,7 +876,9 @@ void GradientCase::fill_tiles(GradVariant& v) {
   r.tile_dx = tile_name(v.backward_used.dx);
   r.tile_dw = tile_name(v.backward_used.dw);
   set_tile_label(r, o_.op != Op::backward);
-  if (v.backward_used.chunks > 1) r.tile += fmt::format(" chunks={}", v.backward_used.chunks);
+  // A bounded row names its bound, so that the rows of a list of bounds tell themselves apart.
+  if (v.options.max_workspace_bytes != 0)
+    r.tile += fmt::format(" max-ws={}MiB chunks={}", v.options.max_workspace_bytes >> 20, v.backward_used.chunks);
 }
 
 // Status codes of the library and the plans: unsupported is a SKIP, anything else an ERROR.
