@@ -117,7 +117,7 @@ TEST(LoadResultFile, ReadsProvenanceAndRows) {
   EXPECT_EQ(f.rows[1].tile, "cublasLt");
   EXPECT_TRUE(std::isnan(f.rows[1].speedup_vs_cublas2));
   EXPECT_TRUE(f.rows[8].bias);  // case C has a bias
-  EXPECT_EQ(f.policy(0), "");
+  EXPECT_EQ(f.rows.at(0).policy, "");
   const ResultFile c = load("missing.json");
   EXPECT_TRUE(std::isnan(c.rows[3].median_ms));  // B's fused row: ERROR, not timed
   EXPECT_EQ(c.rows[3].samples, 0u);
@@ -294,8 +294,8 @@ TEST_F(LoadText, PolicyIsReadIntoTheKey) {
   write_file_atomic(path("p.json"), doc.dump(2));
   const ResultFile f = load_result_file(path("p.json"));
   ASSERT_EQ(f.rows.size(), 2u);
-  EXPECT_EQ(f.policy(0), "heuristic");
-  EXPECT_EQ(f.policy(1), "");
+  EXPECT_EQ(f.rows.at(0).policy, "heuristic");
+  EXPECT_EQ(f.rows.at(1).policy, "");
   EXPECT_EQ(f.driver, "");  // null
   EXPECT_EQ(f.cuda_driver_api, "12.8");
 }
@@ -1183,7 +1183,7 @@ TEST_F(TempDir, StepRowsCompareAndABaselineWrittenFromThemKeepsTheirKeys) {
   ASSERT_EQ(run_compare(path("baseline.json"), path("step.json"), {}, /*update_baseline=*/true), kExitOk);
   const ResultFile base = load_result_file(path("baseline.json"));
   ASSERT_EQ(base.rows.size(), 3u);
-  EXPECT_EQ(base.policy(1), "recompute");
+  EXPECT_EQ(base.rows.at(1).policy, "recompute");
   EXPECT_EQ(base.rows[1].tile_dx, save.tile_dx);
   const CompareReport again = compare_results(base, run, {});
   ASSERT_EQ(again.cases.size(), 2u) << format_report(again);

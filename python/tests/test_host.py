@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import swiglu
-from swiglu import _lib, functional
+from swiglu import _lib, _ops, functional
 
 PYTHON_DIR = pathlib.Path(__file__).resolve().parents[1]
 
@@ -418,7 +418,6 @@ class _SizeOnlyLibrary:
 def test_backward_chunk_bound(batch, rows, chunk):
     """The bound _backward_cuda passes: one chunk's workspace, for the fewest chunks of at most
     `rows` rows (and at least 64), or 0 for one piece."""
-    from swiglu import _ops
     lib = _SizeOnlyLibrary()
     bound = _ops._workspace_bound(lib, problem(batch=batch), _lib.POLICY_RECOMPUTE, True, True, _lib.DH_WORKSPACE,
                                   rows)
@@ -427,7 +426,6 @@ def test_backward_chunk_bound(batch, rows, chunk):
 
 
 def test_backward_chunk_rows_from_the_environment(monkeypatch):
-    from swiglu import _ops
     monkeypatch.delenv(_ops.CHUNK_ROWS_ENV, raising=False)
     assert _ops.chunk_rows() == _ops.CHUNK_ROWS
     for text, rows in (("", _ops.CHUNK_ROWS), ("0", 0), ("512", 512)):

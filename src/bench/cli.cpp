@@ -227,7 +227,7 @@ std::vector<std::string> option_words(const std::string& text, const char* optio
 std::vector<Op> gate_op_words(const std::string& text) {
   std::vector<Op> ops;
   for (const auto& word : option_words(text, "--ops")) {
-    Op op = Op::forward;
+    Op op;
     if (word == "forward") op = Op::forward;
     else if (word == "backward") op = Op::backward;
     else if (word == "step") op = Op::step;

@@ -43,7 +43,7 @@ struct Index {
   explicit Index(const ResultFile& f) : file(f) {
     keys.reserve(f.rows.size());
     for (size_t i = 0; i < f.rows.size(); ++i) {
-      keys.push_back(case_key(f.rows[i], f.policy(i)));
+      keys.push_back(case_key(f.rows[i], f.rows[i].policy));
       by_key[keys.back()] = i;
     }
   }
@@ -100,7 +100,7 @@ Measure measure(const Index& ix, size_t i, const std::string& reference) {
   ref_row.variant = reference;
   ref_row.tile = "cublasLt";
   ref_row.tile_choice.clear();
-  const Row* ref = ix.find(case_key(ref_row, ix.file.policy(i)));
+  const Row* ref = ix.find(case_key(ref_row, ix.file.rows[i].policy));
   // Why: a policy chooses fused tiles; the cuBLAS rows of the case carry none, or (gradient ops)
   // save, theirs whatever the fused row's policy.
   if (ref == nullptr) ref = ix.find(case_key(ref_row));
@@ -586,7 +586,7 @@ int run_regression(const std::vector<Case>& cases, const Json& resolved_config, 
       std::vector<Op> again_ops;
       for (size_t i = 0; i < cur.rows.size(); ++i) {
         const Row& r = cur.rows[i];
-        if (std::find(keys.begin(), keys.end(), case_key(r, cur.policy(i))) == keys.end()) continue;
+        if (std::find(keys.begin(), keys.end(), case_key(r, r.policy)) == keys.end()) continue;
         for (size_t c = 0; c < cases.size(); ++c)
           if (same_problem(cases[c], r)) picked.insert(c);
         for (const Op op : gate.ops)

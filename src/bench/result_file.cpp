@@ -603,11 +603,11 @@ bool read_row(const Object& o, Row& r) {
 void infer_tile_choice(ResultFile& f, const std::vector<char>& has_choice) {
   std::unordered_map<std::string, int> fused_rows;
   for (size_t i = 0; i < f.rows.size(); ++i)
-    if (fused_row(f.rows[i])) ++fused_rows[problem_key(f.rows[i], f.policy(i))];
+    if (fused_row(f.rows[i])) ++fused_rows[problem_key(f.rows[i], f.rows[i].policy)];
   for (size_t i = 0; i < f.rows.size(); ++i) {
     Row& r = f.rows[i];
     if (has_choice[i] || !fused_row(r)) continue;
-    r.tile_choice = fused_rows[problem_key(r, f.policy(i))] == 1 ? "auto" : "forced";
+    r.tile_choice = fused_rows[problem_key(r, r.policy)] == 1 ? "auto" : "forced";
   }
 }
 

@@ -31,9 +31,6 @@ struct ResultFile {
   bool cuda_graph = false;      // provenance.timing.cuda_graph (--graph); false when absent
   common::Json provenance;              // the whole provenance object
   std::vector<Row> rows;
-
-  // Row i's optional "policy" field (Row::policy), "" where absent or past the rows.
-  std::string_view policy(size_t i) const { return i < rows.size() ? std::string_view(rows[i].policy) : std::string_view(); }
 };
 
 // A row of a fused variant: forward's "fused", the gradient ops' "fused-save", "fused-recompute", ...

@@ -798,8 +798,8 @@ std::vector<Output> GradientCase::outputs(const GradVariant& v, bool with_z) con
     // not, but a fused backward in row chunks adds its chunks' dW and dbias up in the dtype (checked
     // after the run, which says how many it took).
     dx_tol = gradient_tolerance(p_, 2 * D, v.baseline ? v.backward_plan.dx_slices() : 1);
-    dw_tol = gradient_tolerance(p_, B, v.baseline ? v.backward_plan.dw_slices()
-                                                  : static_cast<int>(std::max<int64_t>(v.backward_used.chunks, 1)));
+    dw_tol = gradient_tolerance(p_, B,
+                                v.baseline ? v.backward_plan.dw_slices() : static_cast<int>(v.backward_used.chunks));
     z_tol = tolerance(p_, v.baseline ? Rounding{1, v.forward_plan.output_type_slices()} : kFusedRounding);
   }
   std::vector<Output> out;
