@@ -2,9 +2,11 @@
 //
 //   C (M×N) = A (M×K) · B (K×N), A a view of dH = [dG | dU] (BwdKind, params.cuh), plus dbias for dW
 //
-// dH is read directly or computed from dZ and H as the A tile loads (gate.cuh dh_element). The SIMT
-// forward's register-staged double buffer, element loads along each source's contiguous dimension,
-// TM×4 outputs a thread; dX of small batches splits K (docs/kernels-simt.md).
+// dH is read as stored (fp32: a gate pass writes it first), or computed from dZ and H as the A tile
+// loads (gate.cuh dh_element). The SIMT forward's register-staged double buffer, 16-byte or element
+// loads along each source's contiguous dimension, TM×TN outputs a thread (TN = 4, or 8 where a thread holds 64: two runs of 4 columns half a tile
+// apart, so that a warp's float4 reads of B stay free of bank conflicts); dX of small batches
+// splits K (docs/kernels-simt.md).
 #pragma once
 
 #include <cstdint>
@@ -25,7 +27,8 @@ struct SimtBwdConfig {
   static constexpr int kStages = 2;
   static constexpr int kWarps = WARPS;
   static constexpr int kThreads = WARPS * 32;
-  static constexpr int kTN = 4;
+  // 8×8 outputs a thread where the tile holds 64 a thread, else TM×4.
+  static constexpr int kTN = BM * BN / kThreads >= 64 ? 8 : 4;
   static constexpr int kTX = BN / kTN;
   static constexpr int kTY = kThreads / kTX;
   static constexpr int kTM = BM / kTY;
@@ -35,17 +38,32 @@ struct SimtBwdConfig {
   static constexpr int kSmemBytes = 0;
   static constexpr int kItersA = BM * BK / kThreads;
   static constexpr int kItersB = BN * BK / kThreads;
+  // 16-byte chunks: whether every thread's elements of A and B make whole chunks along the
+  // sources' contiguous dimensions (fp32's tiles do; fp16/bf16 SIMT, below sm_80, loads by element).
+  static constexpr int kVec = 16 / static_cast<int>(sizeof(E));
+  static constexpr bool kVecTiles = kItersA % kVec == 0 && kItersB % kVec == 0 && BM % kVec == 0 &&
+                                    BN % kVec == 0 && BK % kVec == 0;
+  // 32 accumulators or more, with the staged chunks, need more than the 128 registers that two
+  // resident blocks of 256 threads leave (ptxas spills them).
+  static constexpr int kMinBlocks = kTM * kTN >= 32 ? 1 : 2;
+
+  // Column j of a thread's TN: TN = 8 splits them into two runs of 4, the second BN / 2 further on.
+  static __device__ __forceinline__ int column(int tx, int j) {
+    return kTN == 4 ? tx * 4 + j : (j < 4 ? tx * 4 + j : BN / 2 + tx * 4 + (j - 4));
+  }
 
   static_assert(is_swiglu_dtype_v<E>, "simt bwd: the element type must be float, __half or __nv_bfloat16");
   static_assert(kThreads % kTX == 0 && BM % kTY == 0, "simt bwd: thread grid must tile BM×BN");
   static_assert(kTM == 1 || kTM == 2 || kTM == 4 || kTM == 8, "simt bwd: TM must be 1, 2, 4 or 8");
+  static_assert(kTN == 4 || kTM == 8, "simt bwd: 8 columns a thread come with 8 rows");
+  static_assert(BN % (2 * kTN) == 0 || kTN == 4, "simt bwd: TN = 8 needs two runs of 4 columns");
   static_assert((BM * BK) % kThreads == 0 && (BN * BK) % kThreads == 0,
                 "simt bwd: every thread must load the same number of elements");
   static_assert(2 * kBufFloats * 4 <= 48 * 1024, "simt bwd: static shared memory must fit 48 KB");
 };
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, 2)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     swiglu_bwd_simt(const BwdParams p) {
   using T = typename Cfg::Element;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
@@ -73,58 +91,109 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
   // The first column of dX blocks also writes the dH it computed (see bwd_sm80.cuh).
   const bool write_dh = !Cfg::kATrans && p.dh_out != nullptr && blockIdx.y == 0;
 
-  // Element e of a tile walks its source's contiguous dimension fastest: dH's columns for A (k for
-  // dX, m for dW), k for a K-major B, else n.
-  auto load = [&](int64_t kt) {
+  // Global -> registers for K tile kt, in chunks of V elements along each source's contiguous
+  // dimension (dH's columns for A: k for dX, m for dW; k for a K-major B, else n); consecutive
+  // threads take consecutive chunks. V = 1: element by element, any alignment, dH read or computed
+  // from dZ and H. V = kVec (vec_a / vec_b): 16-byte loads, each chunk wholly in range or out.
+  auto load_global = [&](auto v_tag, int64_t kt) {
+    constexpr int V = decltype(v_tag)::value;
     const int64_t k0 = (kt_begin + kt) * BK;
+    const int64_t two_d = 2 * p.D;
 #pragma unroll
-    for (int i = 0; i < Cfg::kItersA; ++i) {
-      const int e = tid + i * kThreads;
+    for (int i = 0; i < Cfg::kItersA / V; ++i) {
+      const int q = tid + i * kThreads;
       int64_t r, c;
       if constexpr (Cfg::kATrans) {
-        r = k0 + e / BM;
-        c = m0 + e % BM;
+        r = k0 + q / (BM / V);
+        c = m0 + (q % (BM / V)) * V;
       } else {
-        r = m0 + e / BK;
-        c = k0 + e % BK;
+        r = m0 + q / (BK / V);
+        c = k0 + (q % (BK / V)) * V;
       }
-      const T v = dh_element<T>(p, r, c);
-      ra[i] = to_f32(v);
-      if (write_dh && r < p.rows && c < 2 * p.D) static_cast<T*>(p.dh_out)[r * 2 * p.D + c] = v;
+      if constexpr (V == 1) {
+        const T v = dh_element<T>(p, r, c);
+        ra[i] = to_f32(v);
+        if (write_dh && r < p.rows && c < two_d) static_cast<T*>(p.dh_out)[r * two_d + c] = v;
+      } else {
+        alignas(16) T v[V];
+        if (r < p.rows && c < two_d) {
+          *reinterpret_cast<uint4*>(v) = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.dh) + r * two_d + c);
+        } else {
+          *reinterpret_cast<uint4*>(v) = make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int e = 0; e < V; ++e) ra[i * V + e] = to_f32(v[e]);
+      }
     }
 #pragma unroll
-    for (int i = 0; i < Cfg::kItersB; ++i) {
-      const int e = tid + i * kThreads;
+    for (int i = 0; i < Cfg::kItersB / V; ++i) {
+      const int q = tid + i * kThreads;
       int64_t k, n;
       if constexpr (!Cfg::kBKMajor) {
-        k = k0 + e / BN;
-        n = n0 + e % BN;
-        rb[i] = (k < K && n < N) ? to_f32(bmat[k * p.ldb + n]) : 0.0f;
+        k = k0 + q / (BN / V);
+        n = n0 + (q % (BN / V)) * V;
       } else {
-        n = n0 + e / BK;
-        k = k0 + e % BK;
-        rb[i] = (k < K && n < N) ? to_f32(bmat[n * p.ldb + k]) : 0.0f;
+        n = n0 + q / (BK / V);
+        k = k0 + (q % (BK / V)) * V;
+      }
+      const T* src = !Cfg::kBKMajor ? bmat + k * p.ldb + n : bmat + n * p.ldb + k;
+      if constexpr (V == 1) {
+        rb[i] = (k < K && n < N) ? to_f32(*src) : 0.0f;
+      } else {
+        alignas(16) T v[V];
+        if (k < K && n < N) {
+          *reinterpret_cast<uint4*>(v) = *reinterpret_cast<const uint4*>(src);
+        } else {
+          *reinterpret_cast<uint4*>(v) = make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int e = 0; e < V; ++e) rb[i * V + e] = to_f32(v[e]);
       }
     }
   };
-  auto store = [&](int buf) {
+  // Registers -> shared buffer [k][m] and [k][n], the same chunk mapping.
+  auto store_shared = [&](auto v_tag, int buf) {
+    constexpr int V = decltype(v_tag)::value;
     float* sa = smem[buf];
     float* sb = sa + BK * kLdA;
 #pragma unroll
-    for (int i = 0; i < Cfg::kItersA; ++i) {
-      const int e = tid + i * kThreads;
-      const int mm = Cfg::kATrans ? e % BM : e / BK;
-      const int kk = Cfg::kATrans ? e / BM : e % BK;
-      sa[kk * kLdA + mm] = ra[i];
+    for (int i = 0; i < Cfg::kItersA / V; ++i) {
+      const int q = tid + i * kThreads;
+      const int mm = Cfg::kATrans ? (q % (BM / V)) * V : q / (BK / V);
+      const int kk = Cfg::kATrans ? q / (BM / V) : (q % (BK / V)) * V;
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        if constexpr (Cfg::kATrans) sa[kk * kLdA + mm + e] = ra[i * V + e];
+        else sa[(kk + e) * kLdA + mm] = ra[i * V + e];
+      }
     }
 #pragma unroll
-    for (int i = 0; i < Cfg::kItersB; ++i) {
-      const int e = tid + i * kThreads;
-      const int nn = !Cfg::kBKMajor ? e % BN : e / BK;
-      const int kk = !Cfg::kBKMajor ? e / BN : e % BK;
-      sb[kk * kLdB + nn] = rb[i];
+    for (int i = 0; i < Cfg::kItersB / V; ++i) {
+      const int q = tid + i * kThreads;
+      const int nn = !Cfg::kBKMajor ? (q % (BN / V)) * V : q / (BK / V);
+      const int kk = !Cfg::kBKMajor ? q / (BN / V) : (q % (BK / V)) * V;
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        if constexpr (!Cfg::kBKMajor) sb[kk * kLdB + nn + e] = rb[i * V + e];
+        else sb[(kk + e) * kLdB + nn] = rb[i * V + e];
+      }
     }
   };
+  // The vector path where the tile divides into whole chunks and the plan found A (read as stored)
+  // and B aligned; else element by element. (A and B take the same path: the register arrays
+  // hold one mapping at a time.)
+  using VecTag = std::integral_constant<int, Cfg::kVec>;
+  using OneTag = std::integral_constant<int, 1>;
+  const bool vec = Cfg::kVecTiles && p.dh != nullptr && p.vec_a != 0 && p.vec_b != 0;
+  // Runs f with the load width this call takes.
+  auto at_width = [&](auto&& f) {
+    if constexpr (Cfg::kVecTiles) {
+      if (vec) return f(VecTag{});
+    }
+    f(OneTag{});
+  };
+  auto load = [&](int64_t kt) { at_width([&](auto width) { load_global(width, kt); }); };
+  auto store = [&](int buf) { at_width([&](auto width) { store_shared(width, buf); }); };
 
   const bool do_bias = Cfg::kATrans && p.dbias != nullptr && blockIdx.y == 0 && tx == 0;
   float row_sum[TM] = {};
@@ -144,8 +213,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
       float a[TM], b[TN];
 #pragma unroll
       for (int i = 0; i < TM; ++i) a[i] = sa[k * kLdA + ty * TM + i];
-      const float4 vb = *reinterpret_cast<const float4*>(sb + k * kLdB + tx * TN);
+      const float4 vb = *reinterpret_cast<const float4*>(sb + k * kLdB + tx * 4);
       b[0] = vb.x; b[1] = vb.y; b[2] = vb.z; b[3] = vb.w;
+      if constexpr (TN == 8) {
+        const float4 vc = *reinterpret_cast<const float4*>(sb + k * kLdB + BN / 2 + tx * 4);
+        b[4] = vc.x; b[5] = vc.y; b[6] = vc.z; b[7] = vc.w;
+      }
 #pragma unroll
       for (int i = 0; i < TM; ++i) {
         if (do_bias) row_sum[i] += a[i];
@@ -165,7 +238,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
       for (int i = 0; i < TM; ++i) {
         const int64_t m = m0 + ty * TM + i;
 #pragma unroll
-        for (int j = 0; j < TN; ++j) f(acc[i][j], m, n0 + tx * TN + j);
+        for (int j = 0; j < TN; ++j) f(acc[i][j], m, n0 + Cfg::column(tx, j));
       }
     };
     for_each_output([&](float& v, int64_t m, int64_t n) {
@@ -181,7 +254,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 2)
     if (m >= M) continue;
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
-      const int64_t n = n0 + tx * TN + j;
+      const int64_t n = n0 + Cfg::column(tx, j);
       if (n >= N) continue;
       T* d = p.c_trans ? c + n * p.ldc + m : c + m * p.ldc + n;
       *d = from_f32<T>(plus_held(d, acc[i][j], p.accumulate));

@@ -195,8 +195,9 @@ void add_gradient_options(CLI::App* cmd, GradientWords& g) {
   cmd->add_option("--gate-placement", g.placement,
                   "fused-recompute's gate backward: auto, epilogue (of the recompute GEMM), "
                   "prologue (of the dX GEMM) or a comma list (prologue runs as "
-                  "fused-recompute-prologue); fused-save always uses the prologue, except on Hopper's sm90 "
-                  "GEMMs, which read a dH written by a separate gate-backward pass")
+                  "fused-recompute-prologue); fused-save always uses the prologue, except where the GEMMs "
+                  "read dH as stored (Hopper's sm90 GEMMs, the gemv ones and fp32's SIMT ones), which a "
+                  "separate gate-backward pass writes first")
       ->capture_default_str();
   cmd->add_option("--dh", g.dh,
                   "where fused-save's backward stores dH: workspace (fused-save), inplace "

@@ -277,9 +277,9 @@ Status plan_backward(const Problem& p, const BackwardTensors& t, const BackwardO
   if (o.grads.dw) {
     if (Status s = choose_gemm_tile(p, dev, Gemm::dw, o.dw_tile, t.x, dh_region, &dw_tile); !s.ok()) return s;
   }
-  // The sm90 and gemv GEMMs read dH as stored (no gate prologue), and leave dbias out.
-  const bool dx_direct = o.grads.dx && reads_stored_dh(dx_tile.family);
-  const bool dw_direct = o.grads.dw && reads_stored_dh(dw_tile.family);
+  // The sm90, gemv and fp32 SIMT GEMMs read dH as stored (no gate prologue), and leave dbias out.
+  const bool dx_direct = o.grads.dx && reads_stored_dh(dx_tile.family, p.dtype);
+  const bool dw_direct = o.grads.dw && reads_stored_dh(dw_tile.family, p.dtype);
 
   // Where dH comes from. recompute/epilogue: the recompute's epilogue writes it; recompute/prologue:
   // the recompute writes H and the dX (or dW) GEMM turns H and dZ into dH as it loads; save: the

@@ -97,7 +97,7 @@ bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev) {
 }
 
 bool direct_dh_backward_possible(const Problem& p, const DeviceTraits& dev) {
-  return any_backward_family(p, dev, reads_stored_dh);
+  return any_backward_family(p, dev, [&p](Family f) { return reads_stored_dh(f, p.dtype); });
 }
 
 Status find_kernel(const Problem& p, Gemm gemm, const TileConfig& tile, const DeviceTraits& dev,

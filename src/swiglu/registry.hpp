@@ -78,9 +78,13 @@ std::vector<TileConfig> eligible_tiles(const Problem& p, Gemm gemm, const Device
 // Whether any sm90 GEMM may run p's backward on dev.
 bool sm90_backward_possible(const Problem& p, const DeviceTraits& dev);
 
-// Whether a backward GEMM of `family` reads dH as stored (sm90, gemv): it has no gate prologue, so
-// the gate backward writes dH first, and it leaves dbias to a column sum of dH.
-constexpr bool reads_stored_dh(Family family) { return family == Family::wgmma_sm90 || family == Family::gemv; }
+// Whether a backward GEMM of `family` reads dH as stored (sm90, gemv, and the SIMT GEMMs of fp32):
+// it has no gate prologue, so the gate backward writes dH first, and it leaves dbias to a column
+// sum of dH. Why fp32's SIMT GEMMs: a prologue gate is recomputed by every column of blocks (I / BN
+// of them), which on CUDA cores cost as much as the GEMM itself (docs/kernels-simt.md).
+constexpr bool reads_stored_dh(Family family, DType dtype) {
+  return family == Family::wgmma_sm90 || family == Family::gemv || (family == Family::simt && dtype == DType::f32);
+}
 
 // Whether any GEMM that reads dH as stored may run p's backward on dev; then the workspace holds dH
 // for the gate backward to write first.

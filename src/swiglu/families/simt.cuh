@@ -44,7 +44,14 @@ void register_forward(KernelTable& out) {
 template <Precision P>
 void register_backward(KernelTable& out) {
   static_assert(P == Precision::f32 || P == Precision::f16 || P == Precision::bf16, "simt: exact math only");
+  //                    BM   BN  BK  warps
   add_backward_tile<P, 64, 64, 16, 8>(out);
+  if constexpr (P == Precision::f32) {
+    // The exact fp32 path's larger tiles (8×8 and 8×4 outputs a thread); fp16/bf16 run SIMT only
+    // below sm_80, where nothing has measured them.
+    add_backward_tile<P, 128, 128, 8, 8>(out);
+    add_backward_tile<P, 128, 64, 16, 8>(out);
+  }
 }
 
 }  // namespace swiglu::detail::simt
