@@ -241,7 +241,12 @@ TEST(Cli, BackwardOptions) {
       parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", "0,64,1024"});
   EXPECT_EQ(bounds.options.gradient.max_workspace_bytes,
             (std::vector<size_t>{0, size_t{64} << 20, size_t{1024} << 20}));
-  for (const char* bad : {"-1", "1.5", "x", "2000000000", "64,-1"})
+  // The --batch forms; an empty item (a trailing or doubled comma) is refused, not dropped.
+  const Command range =
+      parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", "pow2:64:256"});
+  EXPECT_EQ(range.options.gradient.max_workspace_bytes,
+            (std::vector<size_t>{size_t{64} << 20, size_t{128} << 20, size_t{256} << 20}));
+  for (const char* bad : {"-1", "1.5", "x", "2000000000", "64,-1", "0,64,", ",64", "0,,64", ""})
     EXPECT_EQ(parse({"step", "--batch", "8", "--in", "8", "--hidden", "8", "--max-workspace-mib", bad}).exit_code, 3)
         << bad;
   const Command d = parse({"backward", "--batch", "8", "--in", "8", "--hidden", "8", "--grads", "dx",

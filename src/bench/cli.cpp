@@ -182,7 +182,7 @@ struct GradientWords {
   std::string placement = "auto";
   std::string dh;  // empty: the command's default
   std::string dx_tiles = "auto", dw_tiles = "auto";
-  std::vector<int64_t> max_workspace_mib = {0};
+  std::string max_workspace_mib = "0";
 };
 
 void add_gradient_options(CLI::App* cmd, GradientWords& g) {
@@ -209,10 +209,11 @@ void add_gradient_options(CLI::App* cmd, GradientWords& g) {
   cmd->add_option("--dw-tiles", g.dw_tiles, "tiles of the fused dW GEMM: auto, all or names")
       ->capture_default_str();
   cmd->add_option("--max-workspace-mib", g.max_workspace_mib,
-                  "bounds on the fused backward's workspace in MiB, one set of fused rows each, timed in the "
-                  "same rounds (BackwardOptions::max_workspace_bytes; 0: none): above one the backward runs "
-                  "in row chunks, shown as max-ws=NMiB chunks=K in the tile column")
-      ->delimiter(',')->capture_default_str()->check(integer_in(0, int64_t{1} << 30, "in [0, 2^30]"));
+                  "bounds on the fused backward's workspace in MiB (N, a,b,c, a:b:step or pow2:a:b, each "
+                  "in [0, 2^30]), one set of fused rows each, timed in the same rounds "
+                  "(BackwardOptions::max_workspace_bytes; 0: none): above one the backward runs in row "
+                  "chunks, shown as max-ws=NMiB chunks=K in the tile column")
+      ->capture_default_str();
 }
 
 // split_words with the option's name in its error message.
@@ -298,7 +299,12 @@ GradientOptions resolve_gradient(const GradientWords& w, Op op) {
   g.dx_tiles = tile_words(w.dx_tiles, "--dx-tiles");
   g.dw_tiles = tile_words(w.dw_tiles, "--dw-tiles");
   g.max_workspace_bytes.clear();
-  for (const int64_t mib : w.max_workspace_mib) g.max_workspace_bytes.push_back(static_cast<size_t>(mib) << 20);
+  try {
+    for (const int64_t mib : parse_int_list(w.max_workspace_mib, 0, int64_t{1} << 30))
+      g.max_workspace_bytes.push_back(static_cast<size_t>(mib) << 20);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("--max-workspace-mib: {}", e.what()));
+  }
   return g;
 }
 
