@@ -311,6 +311,19 @@ def test_memory_kept_by_each_policy(policy, grad, kept):
     del z
 
 
+def backward_peak(x, w, b, dz, policy, retain_graph):
+    """A fused forward of x, w, b (leaves that need gradients), then its backward from dz: the
+    backward's peak allocation above what the forward left, and (Z, dX, dW, dbias)."""
+    xs, ws, bs = (t.detach().requires_grad_(True) for t in (x, w, b))
+    z = swiglu.fused_swiglu(xs, ws, bs, policy=policy)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    z.backward(dz, retain_graph=retain_graph)
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before, (z.detach(), xs.grad, ws.grad, bs.grad)
+
+
 @pytest.mark.skipif(not OVER_H, reason="this torch cannot tell a retained graph (torch 2.5 and newer can)")
 def test_save_backward_writes_dh_over_h():
     """The save policy's backward needs no B×2D buffer beyond the saved H: dG and dU go over H,
@@ -323,17 +336,8 @@ def test_save_backward_writes_dh_over_h():
     h_bytes = batch * 2 * d * 2
     extra = {}
     for retain in (False, True):
-        xs, ws, bs = (t.detach().requires_grad_(True) for t in (x, w, b))
-        z = swiglu.fused_swiglu(xs, ws, bs, policy="save")
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        z.backward(dz, retain_graph=retain)
-        torch.cuda.synchronize()
-        extra[retain] = torch.cuda.max_memory_allocated() - before
-        check_all((z.detach(), xs.grad, ws.grad, bs.grad), reference(x, w, b, dz), torch.bfloat16,
-                  f"retain_graph={retain}: ")
-        del z
+        extra[retain], got = backward_peak(x, w, b, dz, "save", retain)
+        check_all(got, reference(x, w, b, dz), torch.bfloat16, f"retain_graph={retain}: ")
     assert extra[False] <= grads_bytes + 4096, extra
     assert extra[True] >= grads_bytes + h_bytes, extra
 
@@ -369,16 +373,8 @@ def test_backward_in_row_chunks(monkeypatch, policy):
     peaks = {}
     for rows in ("0", "64"):
         monkeypatch.setenv(_ops.CHUNK_ROWS_ENV, rows)
-        xs, ws, bs = (t.detach().requires_grad_(True) for t in (x, w, b))
-        z = swiglu.fused_swiglu(xs, ws, bs, policy=policy)
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        z.backward(dz, retain_graph=True)
-        torch.cuda.synchronize()
-        peaks[rows] = torch.cuda.max_memory_allocated() - before
-        check_all((z.detach(), xs.grad, ws.grad, bs.grad), ref, torch.bfloat16, f"rows={rows}: ")
-        del z
+        peaks[rows], got = backward_peak(x, w, b, dz, policy, True)
+        check_all(got, ref, torch.bfloat16, f"rows={rows}: ")
     dh_bytes = batch * 2 * d * 2
     assert peaks["64"] <= peaks["0"] - dh_bytes // 2, peaks
 

@@ -155,14 +155,12 @@ Status backward(const Problem& p, const BackwardTensors& t, const BackwardOption
     if (t.saved != nullptr) tc.saved = static_cast<const char*>(t.saved) + static_cast<size_t>(r0 * 2 * D) * es;
     if (t.dx != nullptr) tc.dx = static_cast<char*>(t.dx) + static_cast<size_t>(r0 * I) * es;
     if (t.dh != nullptr) tc.dh = static_cast<char*>(t.dh) + static_cast<size_t>(r0 * 2 * D) * es;
-    BackwardTiles chunk_used;
-    if (Status s = run_backward(q, tc, o, workspace, dev, chunks > 1, /*accumulate=*/i > 0, stream, &chunk_used);
+    // The first chunk's tiles stand for all (their rows differ by one at most).
+    BackwardTiles later;
+    if (Status s = run_backward(q, tc, o, workspace, dev, chunks > 1, /*accumulate=*/i > 0, stream,
+                                i == 0 ? &used : &later);
         !s.ok())
       return s;
-    if (i == 0) {
-      chunk_used.chunks = chunks;
-      used = chunk_used;
-    }
   }
   if (used_tiles != nullptr) *used_tiles = used;
   return Status::success();
