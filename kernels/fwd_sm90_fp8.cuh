@@ -150,42 +150,53 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     const int64_t nb = n0 / 128;
     const float* ws[2] = {q.w_scale + (w_blocks ? nb * q.k_blocks : 0),
                           q.w_scale + (w_blocks ? (q.d_blocks + nb) * q.k_blocks : 0)};
+    // Each step's scales are loaded at its top, and their products formed one step later, when
+    // its sums are promoted: a load's latency hides behind the step's wgmmas, not in front of its
+    // promotion. The wgmma descriptors are those of the ring's first stage advanced by adds.
     sm90::RingPos<S> pos(step);
     int release = -1;  // the stage the wgmma group in flight reads
-    float s_prev[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
-    for (int k = 0; k < k_steps; ++k, ++step) {
-      // The step's scales, loaded while the last group finishes.
+    float sx[2] = {0.0f, 0.0f}, sw[2] = {1.0f, 1.0f};  // that group's raw scales
+    const uint64_t a0 = sm90::smem_desc(smem_u32(ring.smem) + rows);
+    const uint64_t b0 = sm90::smem_desc(smem_u32(ring.smem) + Cfg::kABytes);
+    auto promote_prev = [&] {
       float s[2][2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const float sx = xs[r] != nullptr ? __ldg(xs[r] + k * x_step) : 0.0f;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) s[r][h] = w_channel ? sx : sx * __ldg(ws[h] + k * w_step);
+        for (int h = 0; h < 2; ++h) s[r][h] = sx[r] * sw[h];
       }
+      promote(s);
+    };
+    for (int k = 0; k < k_steps; ++k, ++step) {
+      float nx[2], nw[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) nx[r] = xs[r] != nullptr ? __ldg(xs[r] + k * x_step) : 0.0f;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) nw[h] = w_channel ? 1.0f : __ldg(ws[h] + k * w_step);
       sm90::mbar_wait(&ring.full[pos.stage], pos.phase);
-      const uint32_t a = smem_u32(ring.smem + pos.stage * Cfg::kStageBytes), b = a + Cfg::kABytes;
+      const uint32_t stage = static_cast<uint32_t>(pos.stage) * Cfg::kStageBytes;
       if (release >= 0) {
         sm90::wgmma_wait<0>();
-        promote(s_prev);
+        promote_prev();
         if (leader) ring.release(release);
       }
       sm90::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)  // 32 bytes of K each
-        sm90::wgmma_m64nk<2 * BN, E>(part, sm90::smem_desc(a + rows + kk * 32), sm90::smem_desc(b + kk * 32),
+        sm90::wgmma_m64nk<2 * BN, E>(part, sm90::desc_add(a0, stage + kk * 32), sm90::desc_add(b0, stage + kk * 32),
                                      kk > 0 ? 1 : 0);
       sm90::wgmma_commit();
       release = pos.stage;
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) s_prev[r][h] = s[r][h];
+        sx[r] = nx[r];
+        sw[r] = nw[r];
       }
       pos.next();
     }
     sm90::wgmma_wait<0>();
     if (release >= 0) {
-      promote(s_prev);
+      promote_prev();
       if (leader) ring.release(release);
     }
   };

@@ -221,6 +221,12 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
   return d;
 }
 
+// desc advanced by `bytes` (a multiple of 16): an add to its start-address field, which does not
+// carry out as long as the address stays inside shared memory's 256 KB window.
+__device__ __forceinline__ uint64_t desc_add(uint64_t desc, uint32_t bytes) {
+  return (desc & 0xFFFFFFFF00000000ull) | (static_cast<uint32_t>(desc) + (bytes >> 4));
+}
+
 // Descriptor of an MN-major tile (M or N contiguous) in the 128-byte swizzle: boxes of 64 MN
 // elements × BK K rows, `chunk_bytes` apart, each K row one swizzle row. +2048 bytes steps 16 of K.
 __device__ __forceinline__ uint64_t smem_desc_mn(uint32_t addr, uint32_t chunk_bytes) {
