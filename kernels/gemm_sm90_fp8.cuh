@@ -257,13 +257,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     };
     sm90::RingPos<S> pos(step);
     int release = -1;
-    // The wgmma descriptors: the ring's first stage's, advanced by adds.
-    const uint64_t a0 = sm90::smem_desc(smem_u32(ring.smem) + rows);
-    const uint64_t b0 = sm90::smem_desc(smem_u32(ring.smem) + Cfg::kABytes);
     for (int k = 0; k < k_count; ++k, ++step) {
       sm90::mbar_wait(&ring.full[pos.stage], pos.phase);
       sm90::mbar_wait(&scale_full[pos.stage], pos.phase);
-      const uint32_t stage = static_cast<uint32_t>(pos.stage) * Cfg::kStageBytes;
+      const uint32_t a = smem_u32(ring.smem + pos.stage * Cfg::kStageBytes), b = a + Cfg::kABytes;
       if (release >= 0) {
         // (The split-K instance reads them after the wait: its slices' state leaves no registers.)
         if constexpr (!Cfg::kSplitK) read_scales(release);
@@ -275,7 +272,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       sm90::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)  // 32 bytes of K each
-        sm90::wgmma_m64nk<BN, E>(part, sm90::desc_add(a0, stage + kk * 32), sm90::desc_add(b0, stage + kk * 32),
+        sm90::wgmma_m64nk<BN, E>(part, sm90::smem_desc(a + rows + kk * 32), sm90::smem_desc(b + kk * 32),
                                  kk > 0 ? 1 : 0);
       sm90::wgmma_commit();
       release = pos.stage;
