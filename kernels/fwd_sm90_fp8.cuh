@@ -152,12 +152,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
                           q.w_scale + (w_blocks ? (q.d_blocks + nb) * q.k_blocks : 0)};
     // Each step's scales are loaded at its top, and their products formed one step later, when
     // its sums are promoted: a load's latency hides behind the step's wgmmas, not in front of its
-    // promotion. The wgmma descriptors are those of the ring's first stage advanced by adds.
+    // promotion. The wgmma descriptors are the low words of the ring's first stage's advanced by
+    // 32-bit adds (sm90::smem_desc_lo): the form that measured fastest of those tried
+    // (docs/kernels-sm90-fp8.md).
     sm90::RingPos<S> pos(step);
     int release = -1;  // the stage the wgmma group in flight reads
-    float sx[2] = {0.0f, 0.0f}, sw[2] = {1.0f, 1.0f};  // that group's raw scales
-    const uint64_t a0 = sm90::smem_desc(smem_u32(ring.smem) + rows);
-    const uint64_t b0 = sm90::smem_desc(smem_u32(ring.smem) + Cfg::kABytes);
+    float sx[2] = {0.0f, 0.0f}, sw[2] = {0.0f, 0.0f};  // that group's raw scales (none before the first)
+    const uint32_t a_lo = static_cast<uint32_t>(sm90::smem_desc(smem_u32(ring.smem) + rows));
+    const uint32_t b_lo = static_cast<uint32_t>(sm90::smem_desc(smem_u32(ring.smem) + Cfg::kABytes));
     auto promote_prev = [&] {
       float s[2][2];
 #pragma unroll
@@ -174,7 +176,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #pragma unroll
       for (int h = 0; h < 2; ++h) nw[h] = w_channel ? 1.0f : __ldg(ws[h] + k * w_step);
       sm90::mbar_wait(&ring.full[pos.stage], pos.phase);
-      const uint32_t stage = static_cast<uint32_t>(pos.stage) * Cfg::kStageBytes;
+      const uint32_t stage = static_cast<uint32_t>(pos.stage) * (Cfg::kStageBytes >> 4);
       if (release >= 0) {
         sm90::wgmma_wait<0>();
         promote_prev();
@@ -183,15 +185,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       sm90::wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)  // 32 bytes of K each
-        sm90::wgmma_m64nk<2 * BN, E>(part, sm90::desc_add(a0, stage + kk * 32), sm90::desc_add(b0, stage + kk * 32),
-                                     kk > 0 ? 1 : 0);
+        sm90::wgmma_m64nk<2 * BN, E>(part, sm90::smem_desc_lo(a_lo + stage + 2 * kk),
+                                     sm90::smem_desc_lo(b_lo + stage + 2 * kk), kk > 0 ? 1 : 0);
       sm90::wgmma_commit();
       release = pos.stage;
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        sx[r] = nx[r];
-        sw[r] = nw[r];
-      }
+      sx[0] = nx[0];
+      sx[1] = nx[1];
+      sw[0] = nw[0];
+      sw[1] = nw[1];
       pos.next();
     }
     sm90::wgmma_wait<0>();

@@ -221,10 +221,12 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
   return d;
 }
 
-// desc advanced by `bytes` (a multiple of 16): an add to its start-address field, which does not
-// carry out as long as the address stays inside shared memory's 256 KB window.
-__device__ __forceinline__ uint64_t desc_add(uint64_t desc, uint32_t bytes) {
-  return (desc & 0xFFFFFFFF00000000ull) | (static_cast<uint32_t>(desc) + (bytes >> 4));
+// smem_desc(addr) rebuilt from its low word, the start address in 16-byte units: the high word is
+// the same for every address. A main loop keeps the ring's first stage's low words and advances
+// them by 32-bit adds (a stage, 32 bytes of K = 2 units), which do not carry out of the 18-bit
+// field while the address stays inside shared memory's 256 KB window.
+__device__ __forceinline__ uint64_t smem_desc_lo(uint32_t lo) {
+  return (smem_desc(0) & 0xFFFFFFFF00000000ull) | lo;
 }
 
 // Descriptor of an MN-major tile (M or N contiguous) in the 128-byte swizzle: boxes of 64 MN
