@@ -106,5 +106,21 @@ TEST(Geomean, RejectsEmptyAndNonPositive) {
   EXPECT_THROW(geomean({std::numeric_limits<double>::infinity()}), std::invalid_argument);
 }
 
+TEST(ThrottleNote, BelowTheFractionOfTheMaximum) {
+  // 1455 / 1980 = 0.7348...: reported, rounded to whole MHz and percent.
+  EXPECT_EQ(throttle_note(1455.0, 1980), "throttled: SM clock 1455 MHz, 73% of the 1980 MHz maximum");
+  // Just under 0.9 of 1000 MHz.
+  EXPECT_EQ(throttle_note(899.0, 1000), "throttled: SM clock 899 MHz, 90% of the 1000 MHz maximum");
+}
+
+TEST(ThrottleNote, AtOrAboveTheFractionOrUnknown) {
+  EXPECT_EQ(throttle_note(900.0, 1000), "");    // exactly 0.9
+  EXPECT_EQ(throttle_note(1980.0, 1980), "");
+  EXPECT_EQ(throttle_note(2010.0, 1980), "");   // a boost above the attribute's maximum
+  EXPECT_EQ(throttle_note(-1.0, 1980), "");     // NVML could not read the clock
+  EXPECT_EQ(throttle_note(std::numeric_limits<double>::quiet_NaN(), 1980), "");
+  EXPECT_EQ(throttle_note(1455.0, 0), "");      // the maximum unknown
+}
+
 }  // namespace
 }  // namespace swiglu::common

@@ -3,6 +3,7 @@
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nvtx3/nvtx3.hpp>
 
 #include <algorithm>
@@ -11,7 +12,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "common/exit_codes.hpp"
 #include "common/files.hpp"
@@ -270,8 +273,12 @@ void Session::profile_or_time(const std::string& label, const std::vector<TimedR
       row.gbps = bytes / (s.median * 1e-3) / 1e9;
       row.copy_fraction = row.gbps / copy_gbps_;
       row.sm_clock_mhz = clock > 0 ? clock : kNaN;
+      std::vector<std::string> notes;
       if (s.rel_noise > o_.timing.max_noise)
-        row.reason = fmt::format("noisy: IQR/median {:.1f}% > {:.1f}%", 100 * s.rel_noise, 100 * o_.timing.max_noise);
+        notes.push_back(fmt::format("noisy: IQR/median {:.1f}% > {:.1f}%", 100 * s.rel_noise, 100 * o_.timing.max_noise));
+      if (std::string t = common::throttle_note(row.sm_clock_mhz, dev_.max_sm_clock_mhz); !t.empty())
+        notes.push_back(std::move(t));
+      if (!notes.empty()) row.reason = fmt::format("{}", fmt::join(notes, "; "));
       if (is_baseline(row.variant)) baseline_ms[row.variant] = s.median;
     }
     for (const TimedRow& item : items) {

@@ -61,4 +61,12 @@ double geomean(const std::vector<double>& values) {
   return std::exp(log_sum / static_cast<double>(values.size()));
 }
 
+std::string throttle_note(double sm_clock_mhz, int max_sm_clock_mhz) {
+  if (!(sm_clock_mhz > 0) || max_sm_clock_mhz <= 0) return {};
+  const double fraction = sm_clock_mhz / max_sm_clock_mhz;
+  if (fraction >= kThrottledClockFraction) return {};
+  return fmt::format("throttled: SM clock {:.0f} MHz, {:.0f}% of the {} MHz maximum", sm_clock_mhz,
+                     100 * fraction, max_sm_clock_mhz);
+}
+
 }  // namespace swiglu::common

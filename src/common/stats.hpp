@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 namespace swiglu::common {
@@ -27,5 +28,15 @@ double median(std::vector<double> samples);
 // exp(mean(log v)). Throws std::invalid_argument on an empty input or a value that is not a
 // positive finite number.
 double geomean(const std::vector<double>& values);
+
+// A timed row's SM clock (the median of the NVML reads taken while it was sampled) below this
+// fraction of the device's maximum is reported: its times are slower than the card's at full clock,
+// though ratios taken in the same run still hold, since interleaved variants share the clock.
+inline constexpr double kThrottledClockFraction = 0.9;
+
+// "throttled: SM clock 1455 MHz, 73% of the 1980 MHz maximum" when sm_clock_mhz is below
+// kThrottledClockFraction of max_sm_clock_mhz; empty when it is not, or when either is unknown
+// (not positive, or NaN).
+std::string throttle_note(double sm_clock_mhz, int max_sm_clock_mhz);
 
 }  // namespace swiglu::common
