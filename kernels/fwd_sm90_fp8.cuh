@@ -152,8 +152,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
                           q.w_scale + (w_blocks ? (q.d_blocks + nb) * q.k_blocks : 0)};
     // Each step's scales are loaded at its top, and their products formed one step later, when
     // its sums are promoted: a load's latency hides behind the step's wgmmas, not in front of its
-    // promotion. The wgmma descriptors are the low words of the ring's first stage's advanced by
-    // 32-bit adds (sm90::smem_desc_lo): the form that measured fastest of those tried
+    // promotion. Each wgmma descriptor is the low word of the ring's first stage's, advanced by a
+    // 32-bit add (sm90::smem_desc_lo): the form that measured fastest of those tried
     // (docs/kernels-sm90-fp8.md).
     sm90::RingPos<S> pos(step);
     int release = -1;  // the stage the wgmma group in flight reads
