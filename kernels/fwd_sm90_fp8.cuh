@@ -279,21 +279,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
               amax[h] = fmaxf(amax[h], fabsf(z));
               put(i, z);
             }
-            if (row < p.B && p.saved != nullptr) {
-              if (p.vec_store != 0) {
-                if (col < p.D) {  // and so col + 1 (vec_store: D is even)
-                  store_pair(hrow, g[0], g[1]);
-                  store_pair(hrow + p.D, up[0], up[1]);
-                }
-              } else {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                  if (col + e < p.D) {
-                    hrow[e] = from_f32<Out>(g[e]);
-                    hrow[p.D + e] = from_f32<Out>(up[e]);
-                  }
-                }
-              }
+            if (row < p.B && p.saved != nullptr && col < p.D) {
+              const bool two = col + 1 < p.D;  // always, with vec_store (D is even)
+              store_one_or_two(hrow, g[0], g[1], two, p.vec_store != 0);
+              store_one_or_two(hrow + p.D, up[0], up[1], two, p.vec_store != 0);
             }
           }
         }
